@@ -6,3 +6,5 @@
 pub mod venue;
 
 pub use venue::{Venue, VenueReport};
+pub mod rng;
+pub mod sim;

@@ -1,0 +1,682 @@
+//! The exchange simulator: matches hedge orders against the book of the last-value table.
+//!
+//! # Model
+//! - An order reaches the venue one *one-way latency* after `submit` (fixed + uniform jitter
+//!   from a seeded PRNG), is matched against the book **as it is at arrival** (so latency costs
+//!   what it costs in life), and its reports travel back one more one-way latency. Everything
+//!   waits in one time-ordered queue (a binary heap keyed by due time and sequence), so the
+//!   gateway's loop never blocks.
+//! - Matching walks the opposite side: the top of book, then the depth levels that are worse
+//!   than it (`LastValue::HAS_DEPTH`), filling at each level's price up to its displayed size,
+//!   rounded down to the lot size. Liquidity taken from a book snapshot stays taken until the
+//!   feed updates that instrument (`last_seq` / `recv_ts_ns` change), so two orders cannot both
+//!   take the same displayed size.
+//! - IOC: the remainder is cancelled. FOK: filled in full or cancelled without fills. GTC: the
+//!   remainder rests at its limit (acked) and fills as maker, at its limit, when the book
+//!   crosses it. Market orders are IOC with a collar at the price band.
+//! - Fees: taker fee on aggressive fills, maker fee on resting fills (negative = rebate), in the
+//!   settlement currency: linear `qty * multiplier * price * bps`, inverse
+//!   `qty * multiplier / price * bps` (coin), rounded to 1e-10.
+//! - Rejects, checked in this order: invalid order, unknown (or non-tradable) instrument,
+//!   duplicate client order id, rate limit (token bucket), below minimum size, bad lot, bad
+//!   tick, no liquidity (no two-sided quote), price outside the band around mid.
+
+use crate::rng::Rng;
+use crate::venue::{Venue, VenueReport};
+use serde::Deserialize;
+use shm_layout::{
+    ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, LastValue, Liquidity, OrderAction,
+    OrderType, RejectReason, Settlement, Side, TimeInForce, DEPTH_LEVELS,
+};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// Where the simulator reads the current book of an instrument (the last-value table in the
+/// process, a plain array in tests).
+pub trait MarketView {
+    /// The latest state of `instrument_id`, or `None` if never written.
+    fn book(&self, instrument_id: u32) -> Option<LastValue>;
+}
+
+impl MarketView for Vec<Option<LastValue>> {
+    fn book(&self, instrument_id: u32) -> Option<LastValue> {
+        self.get(instrument_id as usize).copied().flatten()
+    }
+}
+
+/// Simulator settings (`[sim]` in the TOML config).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// Fixed one-way latency, gateway to venue and back each, in microseconds.
+    pub latency_us: f64,
+    /// Uniform jitter added to each one-way latency, `[0, jitter_us]`, in microseconds.
+    pub jitter_us: f64,
+    /// PRNG seed for the jitter.
+    pub seed: u64,
+    /// Taker fee in basis points of notional.
+    pub taker_fee_bps: f64,
+    /// Maker fee in basis points of notional (negative = rebate).
+    pub maker_fee_bps: f64,
+    /// Orders whose limit is further than this from mid (basis points) are rejected; market
+    /// orders are collared at this distance.
+    pub price_band_bps: f64,
+    /// Token-bucket refill rate, orders per second (0 = no limit).
+    pub rate_limit_per_s: f64,
+    /// Token-bucket depth (burst), orders.
+    pub rate_limit_burst: f64,
+    /// Send an `Ack` for every accepted order (resting GTC orders are always acked).
+    pub send_acks: bool,
+    /// Most GTC orders resting at once; beyond it a GTC remainder is cancelled.
+    pub max_resting: usize,
+    /// Pre-sized capacity of the latency queue (entries); it grows past it if it must.
+    pub queue_capacity: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            latency_us: 50.0,
+            jitter_us: 20.0,
+            seed: 1,
+            taker_fee_bps: 5.0,
+            maker_fee_bps: -1.0,
+            price_band_bps: 500.0,
+            rate_limit_per_s: 200.0,
+            rate_limit_burst: 50.0,
+            send_acks: false,
+            max_resting: 256,
+            queue_capacity: 4096,
+        }
+    }
+}
+
+/// Relative tolerance when checking that a price or quantity is a multiple of an increment.
+const STEP_TOL: f64 = 1e-7;
+
+/// `x / step` as an integer if `x` is a multiple of `step` (within [`STEP_TOL`]).
+#[inline]
+fn steps(x: f64, step: f64) -> Option<u64> {
+    let n = x / step;
+    let r = n.round();
+    ((n - r).abs() <= STEP_TOL * r.max(1.0) && r >= 0.0 && r < 9.0e15).then_some(r as u64)
+}
+
+/// Whole lots available in `qty`, rounded down (a tiny tolerance absorbs float dust).
+#[inline]
+fn lots_down(qty: f64, lot: f64) -> u64 {
+    if !(qty > 0.0) {
+        return 0;
+    }
+    let n = qty / lot;
+    (n + STEP_TOL * n.max(1.0)).floor().min(9.0e15) as u64
+}
+
+/// Fee of one fill in the settlement currency, rounded to 1e-10.
+pub fn fee(def: &InstrumentDef, qty: f64, price: f64, bps: f64) -> f64 {
+    let mult = if def.contract_multiplier > 0.0 {
+        def.contract_multiplier
+    } else {
+        1.0
+    };
+    let notional = match def.settlement() {
+        Ok(Settlement::Inverse) if price > 0.0 => qty * mult / price,
+        _ => qty * mult * price,
+    };
+    let f = notional * bps * 1e-4;
+    (f * 1e10).round() / 1e10
+}
+
+/// One price level on the side an order takes from.
+#[derive(Debug, Clone, Copy, Default)]
+struct Level {
+    px: f64,
+    qty: f64,
+}
+
+/// The levels an aggressive `side` order can take, best first: the top of book, then depth
+/// levels strictly worse than the previous one. Returns how many were written.
+fn opposite_levels(book: &LastValue, side: Side, out: &mut [Level; DEPTH_LEVELS + 1]) -> usize {
+    let (top_px, top_qty, depth, n_depth) = match side {
+        Side::Buy => (
+            book.ask_px,
+            book.ask_qty,
+            &book.ask_depth,
+            book.ask_levels as usize,
+        ),
+        Side::Sell => (
+            book.bid_px,
+            book.bid_qty,
+            &book.bid_depth,
+            book.bid_levels as usize,
+        ),
+    };
+    let worse = |a: f64, b: f64| match side {
+        Side::Buy => a > b,
+        Side::Sell => a < b,
+    };
+    let mut n = 0;
+    if book.valid & LastValue::HAS_QUOTE != 0 && top_px > 0.0 && top_px.is_finite() {
+        out[0] = Level {
+            px: top_px,
+            qty: top_qty,
+        };
+        n = 1;
+    }
+    if book.valid & LastValue::HAS_DEPTH != 0 {
+        for lvl in depth.iter().take(n_depth.min(DEPTH_LEVELS)) {
+            let (px, qty) = (lvl[0], lvl[1]);
+            if !(px > 0.0 && px.is_finite() && qty.is_finite()) {
+                continue;
+            }
+            if n == 0 || worse(px, out[n - 1].px) {
+                out[n] = Level { px, qty };
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Liquidity this venue already took from the current snapshot of one instrument's book.
+#[derive(Debug, Clone, Copy, Default)]
+struct Taken {
+    last_seq: u64,
+    recv_ts_ns: u64,
+    /// `[price, qty]` taken, per side (0 = from asks, 1 = from bids).
+    levels: [[Level; DEPTH_LEVELS + 1]; 2],
+    n: [usize; 2],
+}
+
+impl Taken {
+    fn refresh(&mut self, book: &LastValue) {
+        if self.last_seq != book.last_seq || self.recv_ts_ns != book.recv_ts_ns {
+            *self = Taken {
+                last_seq: book.last_seq,
+                recv_ts_ns: book.recv_ts_ns,
+                ..Taken::default()
+            };
+        }
+    }
+    fn slot(side: Side) -> usize {
+        match side {
+            Side::Buy => 0,
+            Side::Sell => 1,
+        }
+    }
+    fn get(&self, side: Side, px: f64) -> f64 {
+        let s = Self::slot(side);
+        self.levels[s][..self.n[s]]
+            .iter()
+            .find(|l| l.px == px)
+            .map_or(0.0, |l| l.qty)
+    }
+    fn add(&mut self, side: Side, px: f64, qty: f64) {
+        let s = Self::slot(side);
+        if let Some(l) = self.levels[s][..self.n[s]].iter_mut().find(|l| l.px == px) {
+            l.qty += qty;
+        } else if self.n[s] < DEPTH_LEVELS + 1 {
+            self.levels[s][self.n[s]] = Level { px, qty };
+            self.n[s] += 1;
+        }
+    }
+}
+
+/// A GTC order resting on the simulated book.
+#[derive(Debug, Clone, Copy)]
+struct Resting {
+    order: HedgeOrder,
+    side: Side,
+    limit_px: f64,
+    leaves_lots: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    /// The order reaches the venue.
+    Arrive(HedgeOrder),
+    /// A cancel request reaches the venue.
+    Cancel(u64),
+    /// A report reaches the gateway.
+    Report(VenueReport),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    due_ns: u64,
+    seq: u64,
+    what: Pending,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        (self.due_ns, self.seq) == (o.due_ns, o.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest due, then lowest seq.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.due_ns, o.seq).cmp(&(self.due_ns, self.seq))
+    }
+}
+
+/// Counts kept by the simulator (read by the process to publish counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SimStats {
+    /// Orders that reached the matching engine.
+    pub arrived: u64,
+    /// Fill reports (partial or full).
+    pub fills: u64,
+    /// Rejected orders.
+    pub rejects: u64,
+    /// Orders (or remainders) cancelled.
+    pub cancels: u64,
+    /// Orders that rested on the book (GTC).
+    pub rested: u64,
+}
+
+/// The simulated venue.
+pub struct SimVenue<M: MarketView> {
+    cfg: SimConfig,
+    market: M,
+    defs: Vec<InstrumentDef>,
+    taken: Vec<Taken>,
+    queue: BinaryHeap<Entry>,
+    seq: u64,
+    rng: Rng,
+    tokens: f64,
+    tokens_ts_ns: u64,
+    resting: Vec<Resting>,
+    stats: SimStats,
+}
+
+impl<M: MarketView> SimVenue<M> {
+    /// A simulator over `defs` (indexed by instrument id) reading books from `market`.
+    pub fn new(cfg: SimConfig, defs: Vec<InstrumentDef>, market: M) -> Self {
+        let rng = Rng::new(cfg.seed);
+        SimVenue {
+            taken: vec![Taken::default(); defs.len()],
+            queue: BinaryHeap::with_capacity(cfg.queue_capacity.max(16)),
+            resting: Vec::with_capacity(cfg.max_resting),
+            tokens: cfg.rate_limit_burst,
+            tokens_ts_ns: 0,
+            seq: 0,
+            rng,
+            defs,
+            market,
+            cfg,
+            stats: SimStats::default(),
+        }
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> SimStats {
+        self.stats
+    }
+
+    /// Entries waiting in the latency queue (orders in flight and reports on their way back).
+    pub fn in_flight(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Orders resting on the book.
+    pub fn resting(&self) -> usize {
+        self.resting.len()
+    }
+
+    /// The book source (e.g. to replace books in tests).
+    pub fn market_mut(&mut self) -> &mut M {
+        &mut self.market
+    }
+
+    fn one_way_ns(&mut self) -> u64 {
+        let fixed = (self.cfg.latency_us.max(0.0) * 1e3) as u64;
+        let jitter = (self.cfg.jitter_us.max(0.0) * 1e3) as u64;
+        fixed + self.rng.upto(jitter)
+    }
+
+    fn enqueue(&mut self, due_ns: u64, what: Pending) {
+        self.seq += 1;
+        self.queue.push(Entry {
+            due_ns,
+            seq: self.seq,
+            what,
+        });
+    }
+
+    fn take_token(&mut self, now_ns: u64) -> bool {
+        if self.cfg.rate_limit_per_s <= 0.0 {
+            return true;
+        }
+        let dt = now_ns.saturating_sub(self.tokens_ts_ns) as f64 * 1e-9;
+        self.tokens_ts_ns = self.tokens_ts_ns.max(now_ns);
+        self.tokens = (self.tokens + dt * self.cfg.rate_limit_per_s).min(self.cfg.rate_limit_burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Checks everything but liquidity; returns the decoded order or the reject reason.
+    fn validate(
+        &mut self,
+        o: &HedgeOrder,
+        now_ns: u64,
+    ) -> Result<(Side, OrderType, TimeInForce, InstrumentDef, u64), RejectReason> {
+        let (Ok(side), Ok(ot), Ok(tif), Ok(OrderAction::New)) =
+            (o.side(), o.order_type(), o.tif(), o.action())
+        else {
+            return Err(RejectReason::InvalidOrder);
+        };
+        if !(o.qty.is_finite() && o.qty > 0.0)
+            || (ot == OrderType::Limit && !(o.limit_px.is_finite() && o.limit_px > 0.0))
+        {
+            return Err(RejectReason::InvalidOrder);
+        }
+        let def = match self.defs.get(o.instrument_id as usize) {
+            Some(d) if d.id == o.instrument_id && d.kind() != Ok(InstrumentKind::Index) => *d,
+            _ => return Err(RejectReason::UnknownInstrument),
+        };
+        if o.client_order_id == 0
+            || self
+                .resting
+                .iter()
+                .any(|r| r.order.client_order_id == o.client_order_id)
+        {
+            return Err(RejectReason::DuplicateOrder);
+        }
+        if !self.take_token(now_ns) {
+            return Err(RejectReason::RateLimit);
+        }
+        if o.qty < def.min_qty * (1.0 - STEP_TOL) {
+            return Err(RejectReason::BelowMinSize);
+        }
+        let lot = if def.lot_size > 0.0 {
+            def.lot_size
+        } else {
+            1.0
+        };
+        let Some(lots) = steps(o.qty, lot) else {
+            return Err(RejectReason::BadLot);
+        };
+        if lots == 0 {
+            return Err(RejectReason::BelowMinSize);
+        }
+        if ot == OrderType::Limit && def.tick_size > 0.0 && steps(o.limit_px, def.tick_size).is_none()
+        {
+            return Err(RejectReason::BadTick);
+        }
+        Ok((side, ot, tif, def, lots))
+    }
+
+    /// Matches one order that just reached the venue at `t_ns`; its reports are queued to
+    /// arrive back at `back_ns`.
+    fn execute(&mut self, o: &HedgeOrder, t_ns: u64, back_ns: u64) {
+        self.stats.arrived += 1;
+        let (side, ot, tif, def, lots) = match self.validate(o, t_ns) {
+            Ok(v) => v,
+            Err(reason) => {
+                self.stats.rejects += 1;
+                self.enqueue(back_ns, Pending::Report(VenueReport::reject(o, reason)));
+                return;
+            }
+        };
+        let lot = if def.lot_size > 0.0 {
+            def.lot_size
+        } else {
+            1.0
+        };
+        let book = self.market.book(o.instrument_id);
+        let (book, mid) = match book {
+            Some(b)
+                if b.valid & LastValue::HAS_QUOTE != 0
+                    && b.bid_px > 0.0
+                    && b.ask_px > b.bid_px
+                    && b.ask_px.is_finite() =>
+            {
+                (b, 0.5 * (b.bid_px + b.ask_px))
+            }
+            _ => {
+                self.stats.rejects += 1;
+                let r = VenueReport::reject(o, RejectReason::NoLiquidity);
+                self.enqueue(back_ns, Pending::Report(r));
+                return;
+            }
+        };
+        let band = mid * self.cfg.price_band_bps * 1e-4;
+        let limit = match ot {
+            OrderType::Limit => {
+                if (o.limit_px - mid).abs() > band + 1e-12 * mid {
+                    self.stats.rejects += 1;
+                    let r = VenueReport::reject(o, RejectReason::PriceOutsideBand);
+                    self.enqueue(back_ns, Pending::Report(r));
+                    return;
+                }
+                o.limit_px
+            }
+            OrderType::Market => mid + side.sign() * band,
+        };
+        let tif = if ot == OrderType::Market && tif == TimeInForce::Gtc {
+            TimeInForce::Ioc
+        } else {
+            tif
+        };
+
+        let mut levels = [Level::default(); DEPTH_LEVELS + 1];
+        let n = opposite_levels(&book, side, &mut levels);
+        let slot = o.instrument_id as usize;
+        self.taken[slot].refresh(&book);
+        let crosses = |px: f64| match side {
+            Side::Buy => px <= limit * (1.0 + 1e-12),
+            Side::Sell => px >= limit * (1.0 - 1e-12),
+        };
+        // Lots available per level within the limit.
+        let mut avail = [0u64; DEPTH_LEVELS + 1];
+        let mut total = 0u64;
+        for i in 0..n {
+            if !crosses(levels[i].px) {
+                break;
+            }
+            let left = levels[i].qty - self.taken[slot].get(side, levels[i].px);
+            avail[i] = lots_down(left, lot);
+            total += avail[i];
+        }
+        if self.cfg.send_acks {
+            let ack = VenueReport::status(o, side, ExecKind::Ack, RejectReason::None);
+            self.enqueue(
+                back_ns,
+                Pending::Report(VenueReport {
+                    leaves_qty: o.qty,
+                    ..ack
+                }),
+            );
+        }
+        if tif == TimeInForce::Fok && total < lots {
+            self.stats.cancels += 1;
+            let r = VenueReport::status(o, side, ExecKind::Cancelled, RejectReason::None);
+            self.enqueue(back_ns, Pending::Report(r));
+            return;
+        }
+        let mut leaves = lots;
+        for i in 0..n {
+            if leaves == 0 {
+                break;
+            }
+            if avail[i] == 0 {
+                continue;
+            }
+            let take = avail[i].min(leaves);
+            leaves -= take;
+            let qty = take as f64 * lot;
+            let px = levels[i].px;
+            self.taken[slot].add(side, px, qty);
+            self.stats.fills += 1;
+            let kind = if leaves == 0 {
+                ExecKind::Fill
+            } else {
+                ExecKind::PartialFill
+            };
+            let rep = VenueReport {
+                kind,
+                liquidity: Liquidity::Taker,
+                qty,
+                price: px,
+                fee: fee(&def, qty, px, self.cfg.taker_fee_bps),
+                leaves_qty: leaves as f64 * lot,
+                ..VenueReport::status(o, side, kind, RejectReason::None)
+            };
+            self.enqueue(back_ns, Pending::Report(rep));
+        }
+        if leaves == 0 {
+            return;
+        }
+        if tif == TimeInForce::Gtc && self.resting.len() < self.cfg.max_resting {
+            self.stats.rested += 1;
+            if !self.cfg.send_acks {
+                let ack = VenueReport::status(o, side, ExecKind::Ack, RejectReason::None);
+                self.enqueue(
+                    back_ns,
+                    Pending::Report(VenueReport {
+                        leaves_qty: leaves as f64 * lot,
+                        ..ack
+                    }),
+                );
+            }
+            self.resting.push(Resting {
+                order: *o,
+                side,
+                limit_px: limit,
+                leaves_lots: leaves,
+            });
+        } else {
+            self.stats.cancels += 1;
+            let r = VenueReport::status(o, side, ExecKind::Cancelled, RejectReason::None);
+            self.enqueue(back_ns, Pending::Report(r));
+        }
+    }
+
+    fn cancel_resting(&mut self, client_order_id: u64, back_ns: u64) {
+        if let Some(i) = self
+            .resting
+            .iter()
+            .position(|r| r.order.client_order_id == client_order_id)
+        {
+            let r = self.resting.swap_remove(i);
+            self.stats.cancels += 1;
+            let rep = VenueReport::status(&r.order, r.side, ExecKind::Cancelled, RejectReason::None);
+            self.enqueue(back_ns, Pending::Report(rep));
+        }
+    }
+
+    /// Fills resting orders the market has traded through, as maker at their limit.
+    fn check_resting(&mut self, now_ns: u64) {
+        let mut i = 0;
+        while i < self.resting.len() {
+            let r = self.resting[i];
+            let Some(book) = self.market.book(r.order.instrument_id) else {
+                i += 1;
+                continue;
+            };
+            let def = self.defs[r.order.instrument_id as usize];
+            let lot = if def.lot_size > 0.0 {
+                def.lot_size
+            } else {
+                1.0
+            };
+            let mut levels = [Level::default(); DEPTH_LEVELS + 1];
+            let n = opposite_levels(&book, r.side, &mut levels);
+            let slot = r.order.instrument_id as usize;
+            self.taken[slot].refresh(&book);
+            let mut leaves = r.leaves_lots;
+            let mut filled = 0u64;
+            for lvl in &levels[..n] {
+                let through = match r.side {
+                    Side::Buy => lvl.px <= r.limit_px,
+                    Side::Sell => lvl.px >= r.limit_px,
+                };
+                if !through || leaves == 0 {
+                    break;
+                }
+                let take =
+                    lots_down(lvl.qty - self.taken[slot].get(r.side, lvl.px), lot).min(leaves);
+                self.taken[slot].add(r.side, lvl.px, take as f64 * lot);
+                leaves -= take;
+                filled += take;
+            }
+            if filled == 0 {
+                i += 1;
+                continue;
+            }
+            let qty = filled as f64 * lot;
+            let kind = if leaves == 0 {
+                ExecKind::Fill
+            } else {
+                ExecKind::PartialFill
+            };
+            self.stats.fills += 1;
+            let rep = VenueReport {
+                liquidity: Liquidity::Maker,
+                qty,
+                price: r.limit_px,
+                fee: fee(&def, qty, r.limit_px, self.cfg.maker_fee_bps),
+                leaves_qty: leaves as f64 * lot,
+                ..VenueReport::status(&r.order, r.side, kind, RejectReason::None)
+            };
+            let back = now_ns + self.one_way_ns();
+            self.enqueue(back, Pending::Report(rep));
+            if leaves == 0 {
+                self.resting.swap_remove(i);
+            } else {
+                self.resting[i].leaves_lots = leaves;
+                i += 1;
+            }
+        }
+    }
+}
+
+impl<M: MarketView> Venue for SimVenue<M> {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn submit(&mut self, order: &HedgeOrder, now_ns: u64) {
+        let due = now_ns + self.one_way_ns();
+        self.enqueue(due, Pending::Arrive(*order));
+    }
+
+    fn cancel(&mut self, client_order_id: u64, now_ns: u64) {
+        let due = now_ns + self.one_way_ns();
+        self.enqueue(due, Pending::Cancel(client_order_id));
+    }
+
+    fn poll(&mut self, now_ns: u64, sink: &mut dyn FnMut(VenueReport)) {
+        if !self.resting.is_empty() {
+            self.check_resting(now_ns);
+        }
+        while let Some(top) = self.queue.peek() {
+            if top.due_ns > now_ns {
+                break;
+            }
+            let Some(e) = self.queue.pop() else { break };
+            match e.what {
+                Pending::Report(r) => sink(r),
+                Pending::Arrive(o) => {
+                    let back = e.due_ns + self.one_way_ns();
+                    self.execute(&o, e.due_ns, back);
+                }
+                Pending::Cancel(id) => {
+                    let back = e.due_ns + self.one_way_ns();
+                    self.cancel_resting(id, back);
+                }
+            }
+        }
+    }
+}
