@@ -3,6 +3,7 @@
 //! and simulated client option flow into the execs ring.
 #![forbid(unsafe_code)]
 
+pub mod fix;
 pub mod venue;
 
 pub use venue::{Venue, VenueReport};
