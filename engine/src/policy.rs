@@ -1,0 +1,934 @@
+//! Hedge policies: when to hedge, to what target, how much, at what price.
+//!
+//! Pure and allocation-free: no shared memory, no clock, no I/O. The live hedger
+//! ([`crate::hedger`]) and the replay/backtest call the same [`HedgePolicy::decide`] with the
+//! same inputs, so a backtest reproduces live decisions exactly.
+//!
+//! # Policies ([`BandRule`])
+//! All bands are half-widths in **underlying units** of delta (BTC for a BTC book), around a
+//! target net delta of zero. Net delta always includes the hedge position and the hedge
+//! quantity in flight, so an order already sent is never sent twice.
+//!
+//! - **Fixed band**: hedge when `|net delta| > band`; trade back to zero or to the band's
+//!   edge ([`RehedgeTarget`]). This is what the public Deribit hedgers and NautilusTrader's
+//!   delta-neutral example do (a fixed threshold checked on a timer).
+//! - **Whalley-Wilmott**: the asymptotic optimal no-transaction band for a proportional cost
+//!   `lambda` and exponential utility with risk aversion `gamma` (A. E. Whalley and P. Wilmott,
+//!   "An asymptotic analysis of an optimal hedging model for option pricing with transaction
+//!   costs", Mathematical Finance 7(3), 1997):
+//!   `H = (3/2 * exp(-r*tau) * lambda * S * Gamma^2 / gamma)^(1/3)`,
+//!   with `S` the underlying price, `Gamma` the book's gamma (delta per unit of `S`), `tau`
+//!   the (gamma-weighted) time to expiry in years. When outside, trade to the band's edge
+//!   (the optimal control is a reflection at the boundary). Zakamouline (2006, "European
+//!   option pricing and hedging with both fixed and proportional transaction costs", JEDC 30)
+//!   confirms the cube-root dependence on `lambda*Gamma^2/gamma` for the proportional case.
+//! - **Cost-aware buffer**: the Whalley-Wilmott band with `lambda` measured live from the
+//!   hedge instrument's book: `lambda = (half spread / mid + taker fee + slippage) * stress`,
+//!   where slippage is the relative cost of walking the hedge's size through the visible
+//!   depth ([`slippage_fraction`]), and `stress >= 1` rises with realized volatility (fast
+//!   vs slow EWMA of squared mid log-returns) and with spread widening (spread vs its slow
+//!   EWMA) ([`MarketStats`]). Hedging is most expensive in a stressed market, so the band widens
+//!   then; it is capped by `max_band` so risk never runs unbounded.
+//!
+//! # Timing
+//! `min_interval_ns` between two hedges of one underlying (no hedge earlier, whatever the
+//! band says), and a safety re-hedge to zero after `max_interval_ns` without a hedge when
+//! the residual delta is tradable (at least the instrument's minimum size).
+//!
+//! # Orders
+//! Limit IOC at the touch plus `offset_ticks` (buy at ask + offset, sell at bid - offset),
+//! inside a collar of `collar_bps` around mid (never worse than that), rounded to the tick
+//! towards the passive side; quantity rounded down to the lot size, minimum size respected.
+//!
+//! # Examples
+//! ```
+//! use engine::policy::*;
+//! use shm_layout::LastValue;
+//! use bytemuck::Zeroable;
+//!
+//! let instr = HedgeInstrument::linear(7, 0.001, 0.001, 0.001, 0.5);
+//! let policy = HedgePolicy::new(
+//!     PolicyConfig { rule: BandRule::Fixed { band: 1.0, target: RehedgeTarget::Zero },
+//!                    ..PolicyConfig::default() },
+//!     instr,
+//! );
+//! let mut book = LastValue::zeroed();
+//! book.valid = LastValue::HAS_QUOTE;
+//! (book.bid_px, book.bid_qty, book.ask_px, book.ask_qty) = (9999.5, 10.0, 10000.0, 10.0);
+//! let state = PolicyState::default();
+//! let risk = RiskSnapshot { net_delta: 2.5, gamma: 0.0, underlying_px: 10000.0, tau_years: 0.1, rate: 0.0 };
+//! let d = policy.decide(&state, &risk, &book, 1_000_000_000).hedge().unwrap();
+//! assert_eq!(d.side, shm_layout::Side::Sell);
+//! assert!((d.qty_contracts - 2500.0).abs() < 1e-9); // 2.5 BTC in 0.001 BTC contracts
+//! ```
+
+use shm_layout::{LastValue, Side};
+
+/// How a hedge instrument settles, which decides its delta per contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HedgeSettlement {
+    /// PnL in quote currency; one contract is `contract_size` underlying units
+    /// (delta per contract = `contract_size`).
+    Linear,
+    /// PnL in the coin; one contract is `contract_size` of quote-currency face value (Deribit's
+    /// BTC-PERPETUAL: 10 USD). Delta per contract, in coin, is `contract_size / price`.
+    Inverse,
+}
+
+/// The tradable instrument used to hedge one underlying (perpetual, future or spot).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HedgeInstrument {
+    /// Instrument id in the instruments segment.
+    pub instrument_id: u32,
+    /// Linear or inverse.
+    pub settlement: HedgeSettlement,
+    /// Underlying units per contract (linear) or quote face value per contract (inverse).
+    pub contract_size: f64,
+    /// Quantity increment, contracts.
+    pub lot_size: f64,
+    /// Minimum order quantity, contracts.
+    pub min_qty: f64,
+    /// Price increment.
+    pub tick_size: f64,
+}
+
+impl HedgeInstrument {
+    /// A linear instrument.
+    pub fn linear(id: u32, contract_size: f64, lot_size: f64, min_qty: f64, tick: f64) -> Self {
+        HedgeInstrument {
+            instrument_id: id,
+            settlement: HedgeSettlement::Linear,
+            contract_size,
+            lot_size,
+            min_qty,
+            tick_size: tick,
+        }
+    }
+
+    /// An inverse instrument (`face_value` in quote currency per contract).
+    pub fn inverse(id: u32, face_value: f64, lot_size: f64, min_qty: f64, tick: f64) -> Self {
+        HedgeInstrument {
+            instrument_id: id,
+            settlement: HedgeSettlement::Inverse,
+            contract_size: face_value,
+            lot_size,
+            min_qty,
+            tick_size: tick,
+        }
+    }
+
+    /// Delta of one long contract in underlying units at `price`.
+    #[inline]
+    pub fn delta_per_contract(&self, price: f64) -> f64 {
+        match self.settlement {
+            HedgeSettlement::Linear => self.contract_size,
+            HedgeSettlement::Inverse => self.contract_size / price,
+        }
+    }
+
+    /// Quote-currency notional of `qty_contracts` at `price`.
+    #[inline]
+    pub fn notional(&self, qty_contracts: f64, price: f64) -> f64 {
+        match self.settlement {
+            HedgeSettlement::Linear => qty_contracts.abs() * self.contract_size * price,
+            HedgeSettlement::Inverse => qty_contracts.abs() * self.contract_size,
+        }
+    }
+
+    /// `qty` (non-negative) rounded down to a multiple of the lot size.
+    #[inline]
+    pub fn round_down_to_lot(&self, qty: f64) -> f64 {
+        if self.lot_size <= 0.0 {
+            return qty;
+        }
+        // The small epsilon absorbs binary rounding (2.5 / 0.001 = 2499.9999999999995).
+        ((qty / self.lot_size) + 1e-9).floor() * self.lot_size
+    }
+}
+
+/// Where a fixed band trades back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RehedgeTarget {
+    /// Back to zero net delta.
+    Zero,
+    /// Back to the band's edge (the smallest trade that re-enters the band).
+    Edge,
+}
+
+/// The band rule of a policy (see the module docs for formulas and sources).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BandRule {
+    /// Fixed half-width `band`, underlying units.
+    Fixed {
+        /// Half-width, underlying units.
+        band: f64,
+        /// Where to trade back to.
+        target: RehedgeTarget,
+    },
+    /// Whalley-Wilmott band with a configured proportional cost.
+    WhalleyWilmott {
+        /// Proportional cost `lambda` of trading one unit of notional (0.0005 = 5 bps).
+        cost: f64,
+        /// Risk aversion `gamma` (per unit of quote currency).
+        risk_aversion: f64,
+    },
+    /// Whalley-Wilmott band with `lambda` measured live from the book (cost-aware buffer).
+    CostAware {
+        /// Taker fee, fraction of notional (0.0005 = 5 bps).
+        taker_fee: f64,
+        /// Risk aversion `gamma` (per unit of quote currency).
+        risk_aversion: f64,
+        /// Stress factor per unit of (fast/slow realized vol ratio - 1).
+        vol_stress_weight: f64,
+        /// Stress factor per unit of (spread / slow EWMA spread - 1).
+        spread_stress_weight: f64,
+        /// Cap of the stress factor.
+        max_stress: f64,
+    },
+}
+
+/// Per-underlying policy configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PolicyConfig {
+    /// The band rule.
+    pub rule: BandRule,
+    /// Lower bound of the band (Whalley-Wilmott and cost-aware), underlying units: a
+    /// zero-gamma book still tolerates this much delta.
+    pub min_band: f64,
+    /// Upper bound of the band (all model bands are capped here), underlying units.
+    pub max_band: f64,
+    /// No hedge earlier than this after the previous one, ns.
+    pub min_interval_ns: u64,
+    /// Safety re-hedge to zero after this long without a hedge, ns (0 = off).
+    pub max_interval_ns: u64,
+    /// Limit price offset beyond the touch, in ticks (buy at ask + offset).
+    pub offset_ticks: f64,
+    /// Price collar: the limit is never worse than this many bps from mid.
+    pub collar_bps: f64,
+    /// EWMA weight of a new observation for the fast statistics (0 < alpha <= 1).
+    pub fast_alpha: f64,
+    /// EWMA weight of a new observation for the slow (reference) statistics.
+    pub slow_alpha: f64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            rule: BandRule::Fixed {
+                band: 1.0,
+                target: RehedgeTarget::Zero,
+            },
+            min_band: 0.0,
+            max_band: f64::INFINITY,
+            min_interval_ns: 0,
+            max_interval_ns: 0,
+            offset_ticks: 0.0,
+            collar_bps: 50.0,
+            fast_alpha: 0.1,
+            slow_alpha: 0.001,
+        }
+    }
+}
+
+/// The book's risk as the policy sees it (one underlying).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RiskSnapshot {
+    /// Net delta in underlying units: options + hedge position + hedge quantity in flight.
+    pub net_delta: f64,
+    /// Book gamma: change of delta (underlying units) per unit of underlying price.
+    pub gamma: f64,
+    /// Underlying price (index or forward), quote currency.
+    pub underlying_px: f64,
+    /// Time to expiry used by Whalley-Wilmott's discount, years (gamma-weighted; 0 if none).
+    pub tau_years: f64,
+    /// Continuously compounded rate.
+    pub rate: f64,
+}
+
+/// Live statistics of the hedge instrument's book that the cost-aware policy uses.
+///
+/// EWMAs per book update: `fast_var`/`slow_var` of squared mid log-returns (their ratio is
+/// the realized-vol stress, scale-free so no annualization is needed), `slow_spread` of the
+/// relative spread. Seeded by the first observation.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MarketStats {
+    /// Last mid seen.
+    pub last_mid: f64,
+    /// Fast EWMA of squared log returns.
+    pub fast_var: f64,
+    /// Slow EWMA of squared log returns.
+    pub slow_var: f64,
+    /// Slow EWMA of relative spread (spread / mid).
+    pub slow_spread: f64,
+    /// Observations so far.
+    pub samples: u64,
+}
+
+impl MarketStats {
+    /// Feeds one top-of-book observation.
+    #[inline]
+    pub fn observe(&mut self, bid: f64, ask: f64, fast_alpha: f64, slow_alpha: f64) {
+        if !(bid > 0.0 && ask > bid && ask.is_finite()) {
+            return;
+        }
+        let mid = 0.5 * (bid + ask);
+        let spread = (ask - bid) / mid;
+        if self.samples == 0 {
+            self.slow_spread = spread;
+        } else {
+            let r = (mid / self.last_mid).ln();
+            let r2 = r * r;
+            if self.samples == 1 {
+                self.fast_var = r2;
+                self.slow_var = r2;
+            } else {
+                self.fast_var += fast_alpha * (r2 - self.fast_var);
+                self.slow_var += slow_alpha * (r2 - self.slow_var);
+            }
+            self.slow_spread += slow_alpha * (spread - self.slow_spread);
+        }
+        self.last_mid = mid;
+        self.samples += 1;
+    }
+
+    /// Realized-vol ratio fast/slow (1 when unknown).
+    #[inline]
+    pub fn vol_ratio(&self) -> f64 {
+        if self.slow_var > 0.0 && self.fast_var.is_finite() {
+            (self.fast_var / self.slow_var).sqrt()
+        } else {
+            1.0
+        }
+    }
+
+    /// Spread ratio `spread / slow EWMA spread` (1 when unknown).
+    #[inline]
+    pub fn spread_ratio(&self, bid: f64, ask: f64) -> f64 {
+        let mid = 0.5 * (bid + ask);
+        if self.slow_spread > 0.0 && mid > 0.0 {
+            ((ask - bid) / mid) / self.slow_spread
+        } else {
+            1.0
+        }
+    }
+}
+
+/// Mutable per-underlying policy state: last hedge time and book statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PolicyState {
+    /// Monotonic ns of the last hedge sent (None: never).
+    pub last_hedge_ns: Option<u64>,
+    /// When the state started (safety timer reference before the first hedge).
+    pub started_ns: u64,
+    /// Hedge book statistics.
+    pub stats: MarketStats,
+}
+
+impl PolicyState {
+    /// Feeds a hedge-instrument book update into the statistics.
+    #[inline]
+    pub fn observe_book(&mut self, cfg: &PolicyConfig, bid: f64, ask: f64) {
+        self.stats.observe(bid, ask, cfg.fast_alpha, cfg.slow_alpha);
+    }
+
+    /// Records that a hedge was sent at `now_ns`.
+    #[inline]
+    pub fn on_hedge_sent(&mut self, now_ns: u64) {
+        self.last_hedge_ns = Some(now_ns);
+    }
+}
+
+/// Why a hedge was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HedgeReason {
+    /// Net delta outside the band.
+    Band,
+    /// Safety re-hedge after the maximum interval.
+    Safety,
+}
+
+/// Why no hedge is sent now (each is counted by the hedger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldReason {
+    /// Net delta inside the band (and no safety re-hedge due).
+    InsideBand,
+    /// Too soon after the previous hedge.
+    MinInterval,
+    /// The trade rounds to less than the lot or minimum size.
+    BelowMinSize,
+    /// The hedge book has no usable two-sided quote, or the risk input is not finite.
+    NoBook,
+    /// The touch is outside the price collar: the market is too wide to hedge now.
+    Collar,
+}
+
+/// A hedge to send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HedgeDecision {
+    /// Buy or sell the hedge instrument.
+    pub side: Side,
+    /// Quantity, contracts, a positive multiple of the lot size, at least the minimum size.
+    pub qty_contracts: f64,
+    /// The same quantity as delta, underlying units (signed: + for buy).
+    pub delta_change: f64,
+    /// Limit price (IOC).
+    pub limit_px: f64,
+    /// Why.
+    pub reason: HedgeReason,
+    /// The band half-width in force, underlying units.
+    pub band: f64,
+    /// Target net delta.
+    pub target_delta: f64,
+    /// The proportional cost used (0 for the fixed band).
+    pub lambda: f64,
+}
+
+/// The outcome of [`HedgePolicy::decide`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// Send this hedge.
+    Hedge(HedgeDecision),
+    /// Do nothing now.
+    Hold(HoldReason),
+}
+
+impl Decision {
+    /// The hedge, if any.
+    #[inline]
+    pub fn hedge(self) -> Option<HedgeDecision> {
+        match self {
+            Decision::Hedge(d) => Some(d),
+            Decision::Hold(_) => None,
+        }
+    }
+}
+
+/// Relative slippage (fraction of `mid`) of taking `qty` contracts through `depth`
+/// (`[price, qty]` levels, best first) beyond the touch `touch_px`: `|vwap - touch| / mid`.
+/// Quantity beyond the visible depth is priced at the last visible level; an empty depth gives 0.
+#[inline]
+pub fn slippage_fraction(depth: &[[f64; 2]], touch_px: f64, qty: f64, mid: f64) -> f64 {
+    if qty <= 0.0 || depth.is_empty() || mid <= 0.0 {
+        return 0.0;
+    }
+    let mut left = qty;
+    let mut cost = 0.0;
+    let mut last_px = touch_px;
+    for &[px, q] in depth {
+        if !(px.is_finite() && px > 0.0 && q.is_finite() && q > 0.0) {
+            break;
+        }
+        let take = if q < left { q } else { left };
+        cost += take * (px - touch_px).abs();
+        left -= take;
+        last_px = px;
+        if left <= 0.0 {
+            break;
+        }
+    }
+    if left > 0.0 {
+        cost += left * (last_px - touch_px).abs();
+    }
+    cost / qty / mid
+}
+
+/// Whalley-Wilmott half-width `(3/2 * exp(-r*tau) * lambda * S * Gamma^2 / gamma)^(1/3)`.
+#[inline]
+pub fn whalley_wilmott_band(
+    lambda: f64,
+    s: f64,
+    gamma: f64,
+    risk_aversion: f64,
+    rate: f64,
+    tau_years: f64,
+) -> f64 {
+    let x = 1.5 * (-rate * tau_years).exp() * lambda * s * gamma * gamma / risk_aversion;
+    if x.is_finite() && x > 0.0 {
+        x.cbrt()
+    } else {
+        0.0
+    }
+}
+
+/// One underlying's hedge policy: configuration plus hedge instrument.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HedgePolicy {
+    /// Configuration.
+    pub cfg: PolicyConfig,
+    /// Hedge instrument.
+    pub instrument: HedgeInstrument,
+}
+
+impl HedgePolicy {
+    /// A policy.
+    pub fn new(cfg: PolicyConfig, instrument: HedgeInstrument) -> Self {
+        HedgePolicy { cfg, instrument }
+    }
+
+    /// The band half-width and the `lambda` behind it, for a trade of about `trade_delta`
+    /// (underlying units) on `book`. Public for gauges and the backtest.
+    pub fn band(
+        &self,
+        state: &PolicyState,
+        risk: &RiskSnapshot,
+        book: &LastValue,
+        trade_delta: f64,
+    ) -> (f64, f64) {
+        let cfg = &self.cfg;
+        let clamp = |h: f64| h.max(cfg.min_band).min(cfg.max_band);
+        match cfg.rule {
+            BandRule::Fixed { band, .. } => (band, 0.0),
+            BandRule::WhalleyWilmott {
+                cost,
+                risk_aversion,
+            } => {
+                let h = whalley_wilmott_band(
+                    cost,
+                    risk.underlying_px,
+                    risk.gamma,
+                    risk_aversion,
+                    risk.rate,
+                    risk.tau_years,
+                );
+                (clamp(h), cost)
+            }
+            BandRule::CostAware {
+                taker_fee,
+                risk_aversion,
+                vol_stress_weight,
+                spread_stress_weight,
+                max_stress,
+            } => {
+                let lambda = self.live_lambda(
+                    state,
+                    book,
+                    trade_delta,
+                    taker_fee,
+                    vol_stress_weight,
+                    spread_stress_weight,
+                    max_stress,
+                );
+                let h = whalley_wilmott_band(
+                    lambda,
+                    risk.underlying_px,
+                    risk.gamma,
+                    risk_aversion,
+                    risk.rate,
+                    risk.tau_years,
+                );
+                (clamp(h), lambda)
+            }
+        }
+    }
+
+    /// The live proportional cost of trading `trade_delta` (signed, underlying units) now.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn live_lambda(
+        &self,
+        state: &PolicyState,
+        book: &LastValue,
+        trade_delta: f64,
+        taker_fee: f64,
+        vol_w: f64,
+        spread_w: f64,
+        max_stress: f64,
+    ) -> f64 {
+        let (bid, ask) = (book.bid_px, book.ask_px);
+        let mid = 0.5 * (bid + ask);
+        let half_spread = 0.5 * (ask - bid) / mid;
+        let qty = (trade_delta / self.instrument.delta_per_contract(mid)).abs();
+        let slippage = if book.valid & LastValue::HAS_DEPTH != 0 {
+            if trade_delta >= 0.0 {
+                let n = (book.ask_levels as usize).min(book.ask_depth.len());
+                slippage_fraction(&book.ask_depth[..n], ask, qty, mid)
+            } else {
+                let n = (book.bid_levels as usize).min(book.bid_depth.len());
+                slippage_fraction(&book.bid_depth[..n], bid, qty, mid)
+            }
+        } else {
+            0.0
+        };
+        let s = &state.stats;
+        let stress = 1.0
+            + vol_w * (s.vol_ratio() - 1.0).max(0.0)
+            + spread_w * (s.spread_ratio(bid, ask) - 1.0).max(0.0);
+        let stress = stress.min(max_stress).max(1.0);
+        (half_spread + taker_fee + slippage) * stress
+    }
+
+    /// Decides whether to hedge now. Pure: same inputs, same answer.
+    ///
+    /// `risk.net_delta` must already include the hedge position and the quantity in flight.
+    /// `book` is the hedge instrument's last value (top of book, and depth when
+    /// `HAS_DEPTH` is set). `now_ns` is monotonic time.
+    pub fn decide(
+        &self,
+        state: &PolicyState,
+        risk: &RiskSnapshot,
+        book: &LastValue,
+        now_ns: u64,
+    ) -> Decision {
+        let (bid, ask) = (book.bid_px, book.ask_px);
+        if book.valid & LastValue::HAS_QUOTE == 0
+            || !(bid > 0.0 && ask > bid && ask.is_finite())
+            || !risk.net_delta.is_finite()
+            || !risk.gamma.is_finite()
+            || !(risk.underlying_px > 0.0 && risk.underlying_px.is_finite())
+        {
+            return Decision::Hold(HoldReason::NoBook);
+        }
+        let cfg = &self.cfg;
+        let net = risk.net_delta;
+        let mid = 0.5 * (bid + ask);
+        let dpc = self.instrument.delta_per_contract(mid);
+
+        // The trade we would make if we hedged to zero sizes the slippage estimate.
+        let (band, lambda) = self.band(state, risk, book, -net);
+        let since = now_ns.saturating_sub(state.last_hedge_ns.unwrap_or(state.started_ns));
+        let (target, reason) = if net.abs() > band {
+            let target = match cfg.rule {
+                BandRule::Fixed {
+                    target: RehedgeTarget::Zero,
+                    ..
+                } => 0.0,
+                _ => band.copysign(net),
+            };
+            (target, HedgeReason::Band)
+        } else if cfg.max_interval_ns > 0
+            && since >= cfg.max_interval_ns
+            && net.abs() >= self.instrument.min_qty.max(self.instrument.lot_size) * dpc
+        {
+            (0.0, HedgeReason::Safety)
+        } else {
+            return Decision::Hold(HoldReason::InsideBand);
+        };
+        if let Some(last) = state.last_hedge_ns {
+            if now_ns.saturating_sub(last) < cfg.min_interval_ns {
+                return Decision::Hold(HoldReason::MinInterval);
+            }
+        }
+        let delta_change = target - net;
+        let side = if delta_change > 0.0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let qty = self.instrument.round_down_to_lot(delta_change.abs() / dpc);
+        if !(qty > 0.0) || qty < self.instrument.min_qty {
+            return Decision::Hold(HoldReason::BelowMinSize);
+        }
+        let tick = self.instrument.tick_size;
+        let collar = cfg.collar_bps * 1e-4 * mid;
+        let limit_px = match side {
+            Side::Buy => {
+                let px = (ask + cfg.offset_ticks * tick).min(mid + collar);
+                let px = if tick > 0.0 {
+                    ((px / tick) + 1e-9).floor() * tick
+                } else {
+                    px
+                };
+                if px < ask {
+                    return Decision::Hold(HoldReason::Collar);
+                }
+                px
+            }
+            Side::Sell => {
+                let px = (bid - cfg.offset_ticks * tick).max(mid - collar);
+                let px = if tick > 0.0 {
+                    ((px / tick) - 1e-9).ceil() * tick
+                } else {
+                    px
+                };
+                if px > bid {
+                    return Decision::Hold(HoldReason::Collar);
+                }
+                px
+            }
+        };
+        Decision::Hedge(HedgeDecision {
+            side,
+            qty_contracts: qty,
+            delta_change: side.sign() * qty * dpc,
+            limit_px,
+            reason,
+            band,
+            target_delta: target,
+            lambda,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytemuck::Zeroable;
+
+    fn book(bid: f64, ask: f64) -> LastValue {
+        let mut b = LastValue::zeroed();
+        b.valid = LastValue::HAS_QUOTE;
+        (b.bid_px, b.bid_qty, b.ask_px, b.ask_qty) = (bid, 5.0, ask, 5.0);
+        b
+    }
+
+    fn risk(net: f64, gamma: f64) -> RiskSnapshot {
+        RiskSnapshot {
+            net_delta: net,
+            gamma,
+            underlying_px: 10_000.0,
+            tau_years: 0.1,
+            rate: 0.0,
+        }
+    }
+
+    fn linear() -> HedgeInstrument {
+        HedgeInstrument::linear(1, 1.0, 0.001, 0.001, 0.5)
+    }
+
+    fn fixed(target: RehedgeTarget) -> HedgePolicy {
+        HedgePolicy::new(
+            PolicyConfig {
+                rule: BandRule::Fixed { band: 1.0, target },
+                ..PolicyConfig::default()
+            },
+            linear(),
+        )
+    }
+
+    #[test]
+    fn fixed_band_holds_inside_and_hedges_to_zero_outside() {
+        let p = fixed(RehedgeTarget::Zero);
+        let s = PolicyState::default();
+        let b = book(9999.5, 10000.0);
+        assert_eq!(
+            p.decide(&s, &risk(0.9, 0.0), &b, 0),
+            Decision::Hold(HoldReason::InsideBand)
+        );
+        let d = p.decide(&s, &risk(1.5, 0.0), &b, 0).hedge().unwrap();
+        assert_eq!(d.side, Side::Sell);
+        assert!((d.qty_contracts - 1.5).abs() < 1e-12);
+        assert_eq!(d.limit_px, 9999.5);
+        assert_eq!(d.reason, HedgeReason::Band);
+    }
+
+    #[test]
+    fn fixed_band_to_edge_trades_only_the_excess() {
+        let p = fixed(RehedgeTarget::Edge);
+        let d = p
+            .decide(
+                &PolicyState::default(),
+                &risk(-1.75, 0.0),
+                &book(9999.5, 10000.5),
+                0,
+            )
+            .hedge()
+            .unwrap();
+        assert_eq!(d.side, Side::Buy);
+        assert!((d.qty_contracts - 0.75).abs() < 1e-12);
+        assert_eq!(d.target_delta, -1.0);
+    }
+
+    #[test]
+    fn whalley_wilmott_band_matches_formula_and_widens_with_gamma() {
+        let h = whalley_wilmott_band(0.001, 10_000.0, 0.002, 1e-4, 0.05, 0.5);
+        let expect = (1.5 * (-0.025f64).exp() * 0.001 * 10_000.0 * 4e-6 / 1e-4).cbrt();
+        assert!((h - expect).abs() < 1e-12);
+        let p = HedgePolicy::new(
+            PolicyConfig {
+                rule: BandRule::WhalleyWilmott {
+                    cost: 0.001,
+                    risk_aversion: 1e-4,
+                },
+                min_band: 0.01,
+                max_band: 100.0,
+                ..PolicyConfig::default()
+            },
+            linear(),
+        );
+        let s = PolicyState::default();
+        let b = book(9999.5, 10000.0);
+        let (h1, _) = p.band(&s, &risk(0.0, 0.001), &b, 0.0);
+        let (h2, _) = p.band(&s, &risk(0.0, 0.004), &b, 0.0);
+        assert!(h2 > h1);
+        // Zero gamma: the floor.
+        assert_eq!(p.band(&s, &risk(0.0, 0.0), &b, 0.0).0, 0.01);
+        // Outside: trade to the edge.
+        let d = p.decide(&s, &risk(5.0, 0.001), &b, 0).hedge().unwrap();
+        assert!((d.target_delta - h1).abs() < 1e-12);
+        assert!((d.qty_contracts - p.instrument.round_down_to_lot(5.0 - h1)).abs() < 1e-9);
+    }
+
+    fn cost_aware() -> HedgePolicy {
+        HedgePolicy::new(
+            PolicyConfig {
+                rule: BandRule::CostAware {
+                    taker_fee: 0.0005,
+                    risk_aversion: 1e-4,
+                    vol_stress_weight: 1.0,
+                    spread_stress_weight: 1.0,
+                    max_stress: 4.0,
+                },
+                min_band: 0.01,
+                max_band: 3.0,
+                fast_alpha: 0.5,
+                slow_alpha: 0.01,
+                ..PolicyConfig::default()
+            },
+            linear(),
+        )
+    }
+
+    #[test]
+    fn cost_aware_band_widens_with_spread_depth_and_stress_and_is_capped() {
+        let p = cost_aware();
+        let mut s = PolicyState::default();
+        for i in 0..200 {
+            let m = 10_000.0 + if i % 2 == 0 { 1.0 } else { -1.0 };
+            s.observe_book(&p.cfg, m - 0.5, m + 0.5);
+        }
+        let calm = book(9999.5, 10000.5);
+        let (h_calm, l_calm) = p.band(&s, &risk(0.0, 0.002), &calm, -1.0);
+        assert!(
+            (l_calm - (0.5 / 10_000.0 + 0.0005)).abs() < 1e-6,
+            "{l_calm}"
+        );
+        // Thin depth: slippage raises lambda.
+        let mut thin = calm;
+        thin.valid |= LastValue::HAS_DEPTH;
+        thin.bid_levels = 2;
+        thin.bid_depth[0] = [9999.5, 0.5];
+        thin.bid_depth[1] = [9990.0, 10.0];
+        let (h_thin, l_thin) = p.band(&s, &risk(0.0, 0.002), &thin, -1.0);
+        assert!(l_thin > l_calm && h_thin > h_calm);
+        // Stress: big moves and a wide spread.
+        let mut st = s;
+        for i in 0..20 {
+            let m = 10_000.0 + if i % 2 == 0 { 100.0 } else { -100.0 };
+            st.observe_book(&p.cfg, m - 10.0, m + 10.0);
+        }
+        let wide = book(9990.0, 10010.0);
+        let (h_st, l_st) = p.band(&st, &risk(0.0, 0.002), &wide, -1.0);
+        assert!(l_st > l_thin && h_st > h_calm);
+        // Stress is capped at 4x the unstressed cost.
+        let unstressed = 10.0 / 10_000.0 + 0.0005;
+        assert!(l_st <= 4.0 * unstressed + 1e-12);
+        // Huge gamma: band capped at max_band.
+        assert_eq!(p.band(&st, &risk(0.0, 10.0), &wide, -1.0).0, 3.0);
+    }
+
+    #[test]
+    fn slippage_walks_depth_and_prices_the_remainder_at_the_last_level() {
+        let depth = [[100.0, 1.0], [101.0, 1.0]];
+        assert_eq!(slippage_fraction(&depth, 100.0, 1.0, 100.0), 0.0);
+        assert!((slippage_fraction(&depth, 100.0, 2.0, 100.0) - 0.005).abs() < 1e-12);
+        assert!((slippage_fraction(&depth, 100.0, 4.0, 100.0) - 0.0075).abs() < 1e-12);
+    }
+
+    #[test]
+    fn min_interval_blocks_and_safety_rehedge_fires_after_max_interval() {
+        let mut p = fixed(RehedgeTarget::Zero);
+        p.cfg.min_interval_ns = 1_000;
+        p.cfg.max_interval_ns = 1_000_000;
+        let mut s = PolicyState::default();
+        s.on_hedge_sent(10_000);
+        let b = book(9999.5, 10000.5);
+        assert_eq!(
+            p.decide(&s, &risk(2.0, 0.0), &b, 10_500),
+            Decision::Hold(HoldReason::MinInterval)
+        );
+        assert!(p.decide(&s, &risk(2.0, 0.0), &b, 11_000).hedge().is_some());
+        // Inside the band: nothing until max interval, then back to zero.
+        assert_eq!(
+            p.decide(&s, &risk(0.5, 0.0), &b, 500_000),
+            Decision::Hold(HoldReason::InsideBand)
+        );
+        let d = p
+            .decide(&s, &risk(0.5, 0.0), &b, 1_010_000)
+            .hedge()
+            .unwrap();
+        assert_eq!(d.reason, HedgeReason::Safety);
+        assert!((d.qty_contracts - 0.5).abs() < 1e-12);
+        // Residual below the minimum size: no safety hedge.
+        assert_eq!(
+            p.decide(&s, &risk(0.0001, 0.0), &b, 1_010_000),
+            Decision::Hold(HoldReason::InsideBand)
+        );
+    }
+
+    #[test]
+    fn quantities_round_to_lot_and_respect_min_size() {
+        let mut p = fixed(RehedgeTarget::Edge);
+        p.instrument.lot_size = 0.1;
+        p.instrument.min_qty = 0.5;
+        let b = book(9999.5, 10000.5);
+        let s = PolicyState::default();
+        assert_eq!(
+            p.decide(&s, &risk(1.3, 0.0), &b, 0),
+            Decision::Hold(HoldReason::BelowMinSize)
+        );
+        let d = p.decide(&s, &risk(1.57, 0.0), &b, 0).hedge().unwrap();
+        assert!((d.qty_contracts - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn inverse_instrument_converts_delta_to_face_value_contracts() {
+        let mut p = fixed(RehedgeTarget::Zero);
+        p.instrument = HedgeInstrument::inverse(2, 10.0, 1.0, 1.0, 0.5);
+        let d = p
+            .decide(
+                &PolicyState::default(),
+                &risk(2.0, 0.0),
+                &book(9999.5, 10000.5),
+                0,
+            )
+            .hedge()
+            .unwrap();
+        // 2 BTC at 10000 = 20000 USD = 2000 contracts of 10 USD.
+        assert!((d.qty_contracts - 2000.0).abs() < 1e-9);
+        assert!((d.delta_change + 2.0).abs() < 1e-9);
+        assert_eq!(p.instrument.notional(2000.0, 10_000.0), 20_000.0);
+    }
+
+    #[test]
+    fn limit_price_uses_offset_and_collar() {
+        let mut p = fixed(RehedgeTarget::Zero);
+        p.cfg.offset_ticks = 2.0;
+        p.cfg.collar_bps = 100.0;
+        let s = PolicyState::default();
+        let d = p
+            .decide(&s, &risk(-2.0, 0.0), &book(9999.5, 10000.0), 0)
+            .hedge()
+            .unwrap();
+        assert_eq!(d.limit_px, 10001.0);
+        // A spread wider than the collar: hold.
+        p.cfg.collar_bps = 1.0;
+        assert_eq!(
+            p.decide(&s, &risk(-2.0, 0.0), &book(9990.0, 10010.0), 0),
+            Decision::Hold(HoldReason::Collar)
+        );
+        // Offset capped by the collar: 1 bp of 10000 = 1.0 above mid.
+        let d = p
+            .decide(&s, &risk(2.0, 0.0), &book(9999.5, 10000.5), 0)
+            .hedge()
+            .unwrap();
+        assert_eq!(d.limit_px, 9999.0);
+    }
+
+    #[test]
+    fn bad_inputs_hold_without_panicking() {
+        let p = fixed(RehedgeTarget::Zero);
+        let s = PolicyState::default();
+        assert_eq!(
+            p.decide(&s, &risk(f64::NAN, 0.0), &book(9999.5, 10000.5), 0),
+            Decision::Hold(HoldReason::NoBook)
+        );
+        assert_eq!(
+            p.decide(&s, &risk(2.0, 0.0), &book(101.0, 99.0), 0),
+            Decision::Hold(HoldReason::NoBook)
+        );
+        assert_eq!(
+            p.decide(&s, &risk(2.0, 0.0), &LastValue::zeroed(), 0),
+            Decision::Hold(HoldReason::NoBook)
+        );
+    }
+}
