@@ -1,5 +1,15 @@
-//! placeholder
+//! The engine: pricing and risk core (Greeks, implied volatility, incremental portfolio
+//! risk), hedge policy and limits, and the `hedger` binary's library side.
+//!
+//! The pricing and risk modules know nothing about shared memory: the hedger's event loop
+//! adapts rings to them, so the same code runs live, in replay and in tests.
+//!
+//! ```
+//! use engine::pricing::{black76_price, OptionType};
+//! // A 3-month BTC call on a 9,000 USD forward, 80% vol, r = 0.
+//! let usd = black76_price(OptionType::Call, 9000.0, 10000.0, 0.25, 0.8, 0.0).unwrap();
+//! assert!(usd > 0.0 && usd < 9000.0);
+//! ```
 #![forbid(unsafe_code)]
 
-pub mod limits;
-pub mod policy;
+pub mod pricing;
