@@ -9,3 +9,5 @@ pub mod venue;
 pub use venue::{Venue, VenueReport};
 pub mod rng;
 pub mod sim;
+pub mod flow;
+pub mod journal;

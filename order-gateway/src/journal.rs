@@ -1,0 +1,443 @@
+//! The gateway's write-ahead journal: what it took from the orders ring and what it published
+//! into the execs ring, so that a gateway killed at any instruction restarts without losing,
+//! repeating or leaving open any order.
+//!
+//! # Format
+//! One append-only file of fixed 80-byte records (all little-endian): a 16-byte header
+//! `[kind: u8, 0, 0, 0, checksum: u32, aux: u64]` and a 64-byte payload. The checksum is
+//! FNV-1a (32-bit) over kind, aux and payload; replay stops at the first short or bad record
+//! (a write torn by the kill) and truncates the file there.
+//!
+//! | kind | payload | aux |
+//! |---|---|---|
+//! | 1 `Order` | the [`HedgeOrder`] as consumed | its position in the orders ring |
+//! | 2 `Exec` | the [`ExecEvent`] with its final `exec_id` | 0 |
+//! | 3 `Base` | `[exec_id_offset, last_exec_id, orders_next_pos, 0...]` as u64 | 0 |
+//! | 4 `Open` | an order still open at compaction | its filled quantity (f64 bits) |
+//!
+//! # Protocol (what makes recovery exact)
+//! - An order is journaled (and the write handed to the kernel) **before** its ring slot is
+//!   committed, so a committed order is always in the journal; an order journaled but not
+//!   committed is recognised on restart by its ring position and bytes, and skipped.
+//! - An exec event gets `exec_id = exec_id_offset + execs_ring_position + 1` and is journaled
+//!   **before** it is pushed. On restart, journaled execs with an id above
+//!   `offset + execs ring position` were not pushed and are pushed again, with the same id; the
+//!   others were. So each report reaches the hedger exactly once, with ids that only grow.
+//! - Orders with a journaled order and no journaled terminal exec are open; the venue is asked
+//!   to recover them, or they end with `Cancelled` + `GatewayRecovery`.
+//!
+//! A `write(2)` to a file survives the process being SIGKILLed (the page cache keeps it); the
+//! journal is not fsynced, so it shares the durability of the shared-memory segments (a host
+//! crash loses both). Keep it in the namespace directory (the default) so they live and die
+//! together.
+
+use bytemuck::{bytes_of, pod_read_unaligned};
+use shm_layout::{ExecEvent, ExecKind, HedgeOrder};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Size of one record.
+pub const RECORD: usize = 80;
+const KIND_ORDER: u8 = 1;
+const KIND_EXEC: u8 = 2;
+const KIND_BASE: u8 = 3;
+const KIND_OPEN: u8 = 4;
+
+/// Errors of the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// File system error.
+    #[error("gateway journal {path}: {source}")]
+    Io {
+        /// Journal path.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+}
+
+fn checksum(kind: u8, aux: u64, payload: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut eat = |b: u8| {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    };
+    eat(kind);
+    aux.to_le_bytes().iter().for_each(|&b| eat(b));
+    payload.iter().for_each(|&b| eat(b));
+    h
+}
+
+fn encode(kind: u8, aux: u64, payload: &[u8; 64], out: &mut Vec<u8>) {
+    out.push(kind);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&checksum(kind, aux, payload).to_le_bytes());
+    out.extend_from_slice(&aux.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+fn payload_of<T: bytemuck::Pod>(v: &T) -> [u8; 64] {
+    let mut p = [0u8; 64];
+    let b = bytes_of(v);
+    p[..b.len()].copy_from_slice(b);
+    p
+}
+
+/// An order the previous run accepted and had not finished.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpenOrder {
+    /// The order as consumed.
+    pub order: HedgeOrder,
+    /// Quantity reported filled so far.
+    pub filled_qty: f64,
+}
+
+/// What a replay of the journal found.
+#[derive(Debug, Clone, Default)]
+pub struct Replay {
+    /// `exec_id = exec_id_offset + execs ring position + 1`.
+    pub exec_id_offset: u64,
+    /// Highest exec id journaled (0 if none).
+    pub last_exec_id: u64,
+    /// One past the highest orders-ring position journaled (or recorded at compaction).
+    pub orders_next_pos: u64,
+    /// Orders without a terminal report, by client order id.
+    pub open: HashMap<u64, OpenOrder>,
+    /// Orders journaled, by ring position, for positions at or after the last compaction
+    /// (used to recognise orders journaled but not committed).
+    pub orders_by_pos: HashMap<u64, HedgeOrder>,
+    /// Every exec record since the last compaction, in journal (= exec id) order.
+    pub execs: Vec<ExecEvent>,
+    /// Bytes of a torn tail that were cut off.
+    pub truncated_bytes: u64,
+}
+
+impl Replay {
+    fn apply_exec(&mut self, e: &ExecEvent) {
+        self.last_exec_id = self.last_exec_id.max(e.exec_id);
+        if e.client_order_id != 0 {
+            if let Ok(kind) = e.kind() {
+                if kind.is_terminal() {
+                    self.open.remove(&e.client_order_id);
+                } else if let Some(o) = self.open.get_mut(&e.client_order_id) {
+                    if kind == ExecKind::PartialFill {
+                        o.filled_qty += e.qty;
+                    }
+                }
+            }
+        }
+        self.execs.push(*e);
+    }
+}
+
+/// The journal file, open for appending.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    buf: Vec<u8>,
+    records: u64,
+    bytes_written: u64,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal at `path` and replays it.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] if the file cannot be read, truncated or opened.
+    pub fn open(path: &Path) -> Result<(Journal, Replay), JournalError> {
+        let io_err = |source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_err)?;
+        }
+        let mut data = Vec::new();
+        match File::open(path) {
+            Ok(mut f) => {
+                f.read_to_end(&mut data).map_err(io_err)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e)),
+        }
+        let (replay, good) = Self::replay(&data);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io_err)?;
+        if (good as u64) < data.len() as u64 {
+            file.set_len(good as u64).map_err(io_err)?;
+        }
+        let records = (good / RECORD) as u64;
+        Ok((
+            Journal {
+                path: path.to_path_buf(),
+                file,
+                buf: Vec::with_capacity(RECORD * 1024),
+                records,
+                bytes_written: good as u64,
+            },
+            Replay {
+                truncated_bytes: (data.len() - good) as u64,
+                ..replay
+            },
+        ))
+    }
+
+    /// Replays records; returns the state and the length of the valid prefix.
+    fn replay(data: &[u8]) -> (Replay, usize) {
+        let mut r = Replay::default();
+        let mut off = 0;
+        while off + RECORD <= data.len() {
+            let rec = &data[off..off + RECORD];
+            let kind = rec[0];
+            let sum = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
+            let mut aux_b = [0u8; 8];
+            aux_b.copy_from_slice(&rec[8..16]);
+            let aux = u64::from_le_bytes(aux_b);
+            let payload = &rec[16..];
+            if checksum(kind, aux, payload) != sum {
+                break;
+            }
+            match kind {
+                KIND_ORDER | KIND_OPEN => {
+                    let o: HedgeOrder = pod_read_unaligned(payload);
+                    let filled_qty = if kind == KIND_OPEN {
+                        f64::from_bits(aux)
+                    } else {
+                        r.orders_next_pos = r.orders_next_pos.max(aux + 1);
+                        r.orders_by_pos.insert(aux, o);
+                        0.0
+                    };
+                    r.open.insert(
+                        o.client_order_id,
+                        OpenOrder {
+                            order: o,
+                            filled_qty,
+                        },
+                    );
+                }
+                KIND_EXEC => {
+                    let e: ExecEvent = pod_read_unaligned(payload);
+                    r.apply_exec(&e);
+                }
+                KIND_BASE => {
+                    let w = |i: usize| {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&payload[i * 8..i * 8 + 8]);
+                        u64::from_le_bytes(b)
+                    };
+                    r.exec_id_offset = w(0);
+                    r.last_exec_id = r.last_exec_id.max(w(1));
+                    r.orders_next_pos = r.orders_next_pos.max(w(2));
+                }
+                _ => break,
+            }
+            off += RECORD;
+        }
+        (r, off)
+    }
+
+    /// Appends an order record (buffered until [`Journal::flush`]).
+    #[inline]
+    pub fn append_order(&mut self, ring_pos: u64, order: &HedgeOrder) {
+        encode(KIND_ORDER, ring_pos, &payload_of(order), &mut self.buf);
+    }
+
+    /// Appends an exec record (buffered until [`Journal::flush`]).
+    #[inline]
+    pub fn append_exec(&mut self, e: &ExecEvent) {
+        encode(KIND_EXEC, 0, &payload_of(e), &mut self.buf);
+    }
+
+    /// Appends a base record (buffered until [`Journal::flush`]).
+    pub fn append_base(&mut self, exec_id_offset: u64, last_exec_id: u64, orders_next_pos: u64) {
+        let words = [exec_id_offset, last_exec_id, orders_next_pos, 0, 0, 0, 0, 0];
+        encode(KIND_BASE, 0, &payload_of(&words), &mut self.buf);
+    }
+
+    /// Hands buffered records to the kernel in one `write(2)`. Call before committing the
+    /// orders consumed or pushing the execs journaled.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`]; the gateway must then stop (it cannot keep its guarantees).
+    #[inline]
+    pub fn flush(&mut self) -> Result<(), JournalError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&self.buf)
+            .map_err(|source| JournalError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.records += (self.buf.len() / RECORD) as u64;
+        self.bytes_written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Records in the file.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Bytes in the file.
+    pub fn bytes(&self) -> u64 {
+        self.bytes_written
+    }
+
+    /// Path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the file by a snapshot: a base record and the open orders. Written to a
+    /// temporary file and renamed over the journal, so a kill at any point leaves either the
+    /// old or the new file. Call only when every journaled exec has been pushed.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`].
+    pub fn compact<'a>(
+        &mut self,
+        exec_id_offset: u64,
+        last_exec_id: u64,
+        orders_next_pos: u64,
+        open: impl Iterator<Item = &'a OpenOrder>,
+    ) -> Result<(), JournalError> {
+        self.flush()?;
+        let io_err = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut buf = Vec::with_capacity(RECORD * 64);
+        let words = [exec_id_offset, last_exec_id, orders_next_pos, 0, 0, 0, 0, 0];
+        encode(KIND_BASE, 0, &payload_of(&words), &mut buf);
+        for o in open {
+            encode(
+                KIND_OPEN,
+                o.filled_qty.to_bits(),
+                &payload_of(&o.order),
+                &mut buf,
+            );
+        }
+        let tmp = self.path.with_extension("compact");
+        {
+            let mut f = File::create(&tmp).map_err(io_err)?;
+            f.write_all(&buf).map_err(io_err)?;
+        }
+        fs::rename(&tmp, &self.path).map_err(io_err)?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(io_err)?;
+        self.records = (buf.len() / RECORD) as u64;
+        self.bytes_written = buf.len() as u64;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytemuck::Zeroable;
+
+    fn order(id: u64) -> HedgeOrder {
+        HedgeOrder {
+            client_order_id: id,
+            qty: 1.0,
+            ..HedgeOrder::zeroed()
+        }
+    }
+
+    fn exec(id: u64, coid: u64, kind: ExecKind, qty: f64) -> ExecEvent {
+        ExecEvent {
+            exec_id: id,
+            client_order_id: coid,
+            kind: kind as u8,
+            qty,
+            ..ExecEvent::zeroed()
+        }
+    }
+
+    #[test]
+    fn replay_finds_open_orders_and_last_exec() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        {
+            let (mut j, r) = Journal::open(&p).unwrap();
+            assert!(r.open.is_empty() && r.last_exec_id == 0);
+            j.append_order(0, &order(1));
+            j.append_order(1, &order(2));
+            j.append_exec(&exec(1, 1, ExecKind::Fill, 1.0));
+            j.append_exec(&exec(2, 2, ExecKind::PartialFill, 0.4));
+            j.append_exec(&exec(3, 0, ExecKind::OptionTrade, 3.0));
+            j.flush().unwrap();
+        }
+        let (_, r) = Journal::open(&p).unwrap();
+        assert_eq!(r.last_exec_id, 3);
+        assert_eq!(r.orders_next_pos, 2);
+        assert_eq!(r.open.len(), 1);
+        assert!((r.open[&2].filled_qty - 0.4).abs() < 1e-12);
+        assert_eq!(r.execs.len(), 3);
+    }
+
+    #[test]
+    fn torn_tail_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        {
+            let (mut j, _) = Journal::open(&p).unwrap();
+            j.append_order(0, &order(1));
+            j.append_order(1, &order(2));
+            j.flush().unwrap();
+        }
+        let mut bytes = fs::read(&p).unwrap();
+        bytes.truncate(RECORD + 30);
+        fs::write(&p, &bytes).unwrap();
+        let (mut j, r) = Journal::open(&p).unwrap();
+        assert_eq!(r.truncated_bytes, 30);
+        assert_eq!(r.open.len(), 1);
+        j.append_order(1, &order(3));
+        j.flush().unwrap();
+        let (_, r) = Journal::open(&p).unwrap();
+        assert_eq!(r.open.len(), 2);
+        assert!(r.open.contains_key(&3));
+        // A flipped bit ends the replay there too.
+        let mut bytes = fs::read(&p).unwrap();
+        bytes[RECORD + 20] ^= 1;
+        fs::write(&p, &bytes).unwrap();
+        let (_, r) = Journal::open(&p).unwrap();
+        assert_eq!(r.open.len(), 1);
+    }
+
+    #[test]
+    fn compaction_keeps_open_orders_and_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        let (mut j, _) = Journal::open(&p).unwrap();
+        for i in 0..100 {
+            j.append_order(i, &order(i + 1));
+            j.append_exec(&exec(i + 1, i + 1, ExecKind::Cancelled, 0.0));
+        }
+        j.append_order(100, &order(101));
+        j.flush().unwrap();
+        let open = [OpenOrder {
+            order: order(101),
+            filled_qty: 0.5,
+        }];
+        j.compact(7, 100, 101, open.iter()).unwrap();
+        assert_eq!(j.records(), 2);
+        j.append_exec(&exec(101, 101, ExecKind::PartialFill, 0.25));
+        j.flush().unwrap();
+        let (_, r) = Journal::open(&p).unwrap();
+        assert_eq!(r.exec_id_offset, 7);
+        assert_eq!(r.last_exec_id, 101);
+        assert_eq!(r.orders_next_pos, 101);
+        assert!((r.open[&101].filled_qty - 0.75).abs() < 1e-12);
+    }
+}
