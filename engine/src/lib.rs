@@ -13,3 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod pricing;
+
+pub mod config;
+pub mod limits;
+pub mod policy;
