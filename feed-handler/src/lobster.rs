@@ -1,0 +1,395 @@
+//! LOBSTER replay: a `message` file and its `orderbook` file read in lockstep.
+//!
+//! Each message row (Time, Type, OrderId, Size, Price, Direction) and the orderbook row after it
+//! become: a `Trade` for executions (types 4 and 5; the aggressor is the opposite of the
+//! resting order's Direction, as LOBSTER's readme explains), then a `Quote` of the best bid and
+//! ask with up to 8 depth levels. Prices are dollars times 10000. `Time` is seconds after
+//! midnight (New York time) with up to 9 decimals, turned into ns since the epoch with the date
+//! from the file name (`AMZN_2012-06-21_...`) and [`LobsterOptions::utc_offset_s`].
+//! Header rows (present in some uploads, absent from LOBSTER's own files) are skipped.
+//! Dummy levels (price ±9999999999) are empty levels; a book without both sides gives no
+//! quote, and the row is counted as [`RejectReason::OneSided`].
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use csv::ByteRecord;
+use shm_layout::{
+    InstrumentDef, InstrumentKind, MarketEvent, OptionType, Settlement, Side, DEPTH_LEVELS,
+    NO_FORWARD,
+};
+
+use crate::instruments::{days_from_civil, Registry};
+use crate::source::{check, Depth, RejectReason, Rejects, Source, SourceEvent};
+use crate::tardis::parse_f64;
+
+/// Opening LOBSTER files failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LobsterError {
+    /// A file is missing or unreadable.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The first row is not a LOBSTER row or header.
+    #[error("{path}: {msg}")]
+    Header {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+/// How to interpret LOBSTER files.
+#[derive(Debug, Clone)]
+pub struct LobsterOptions {
+    /// Instrument symbol; default: the ticker from the message file name.
+    pub symbol: Option<String>,
+    /// Seconds to add to New York local time to get UTC: 4 h (EDT, the default) or 5 h (EST).
+    pub utc_offset_s: i64,
+    /// Tick size of the instrument definition.
+    pub tick_size: f64,
+}
+
+impl Default for LobsterOptions {
+    fn default() -> Self {
+        LobsterOptions {
+            symbol: None,
+            utc_offset_s: 4 * 3600,
+            tick_size: 0.01,
+        }
+    }
+}
+
+const PRICE_SCALE: f64 = 10_000.0;
+const DUMMY: f64 = 9_999_999_999.0;
+
+/// Parses `34200.01746` (seconds after midnight) into ns, exactly.
+pub fn parse_time_ns(b: &[u8]) -> Option<u64> {
+    let (int, frac) = match b.iter().position(|&c| c == b'.') {
+        Some(i) => (&b[..i], &b[i + 1..]),
+        None => (b, &b""[..]),
+    };
+    if int.is_empty() || frac.len() > 9 {
+        return None;
+    }
+    let secs = crate::tardis::parse_u64(int)?;
+    let mut f: u64 = 0;
+    for &c in frac {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        f = f * 10 + u64::from(c - b'0');
+    }
+    f *= 10u64.pow(9 - frac.len() as u32);
+    secs.checked_mul(1_000_000_000)?.checked_add(f)
+}
+
+/// `(ticker, midnight UTC of the date in ns)` from a LOBSTER file name
+/// `TICKER_YYYY-MM-DD_start_end_message_LEVEL.csv`.
+pub fn parse_file_name(path: &Path) -> Option<(String, u64)> {
+    let name = path.file_name()?.to_str()?;
+    let mut parts = name.split('_');
+    let ticker = parts.next()?.to_string();
+    let date = parts.next()?;
+    let mut d = date.split('-');
+    let y: i64 = d.next()?.parse().ok()?;
+    let m: u32 = d.next()?.parse().ok()?;
+    let day: u32 = d.next()?.parse().ok()?;
+    if ticker.is_empty() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let days = days_from_civil(y, m, day);
+    Some((ticker, (days.max(0) as u64) * 86_400 * 1_000_000_000))
+}
+
+fn open_csv(path: &Path) -> Result<csv::Reader<BufReader<File>>, LobsterError> {
+    let f = File::open(path).map_err(|source| LobsterError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(BufReader::with_capacity(1 << 16, f)))
+}
+
+/// LOBSTER message + orderbook replay (one instrument).
+pub struct LobsterSource {
+    msgs: csv::Reader<BufReader<File>>,
+    book: csv::Reader<BufReader<File>>,
+    mrec: ByteRecord,
+    brec: ByteRecord,
+    first: bool,
+    done: bool,
+    registry: Registry,
+    id: u32,
+    midnight_ns: u64,
+    utc_offset_ns: i64,
+    last_ts: u64,
+    pending: [SourceEvent; 2],
+    head: usize,
+    len: usize,
+    rejects: Rejects,
+    rows: u64,
+}
+
+impl LobsterSource {
+    /// Opens a message file and its orderbook file.
+    ///
+    /// # Errors
+    /// [`LobsterError`] if a file is missing or unreadable.
+    pub fn open(
+        message: &Path,
+        orderbook: &Path,
+        opts: LobsterOptions,
+    ) -> Result<Self, LobsterError> {
+        let msgs = open_csv(message)?;
+        let book = open_csv(orderbook)?;
+        let (ticker, midnight_ns) = parse_file_name(message).unwrap_or(("LOBSTER".into(), 0));
+        let symbol = opts.symbol.unwrap_or(ticker);
+        let mut def: InstrumentDef = bytemuck::Zeroable::zeroed();
+        def.kind = InstrumentKind::Spot as u8;
+        def.option_type = OptionType::None as u8;
+        def.settlement = Settlement::Linear as u8;
+        def.forward_id = NO_FORWARD;
+        def.contract_multiplier = 1.0;
+        def.tick_size = opts.tick_size;
+        def.lot_size = 1.0;
+        def.min_qty = 1.0;
+        if !def.set_symbol(&symbol) || symbol.is_empty() {
+            return Err(LobsterError::Header {
+                path: message.to_path_buf(),
+                msg: format!("symbol {symbol:?} is empty, not ASCII or over 48 bytes"),
+            });
+        }
+        let mut registry = Registry::new();
+        let id = registry.insert(def).map_err(|e| LobsterError::Header {
+            path: message.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        registry.set_underlying(id, id);
+        registry.fix();
+        let mut s = LobsterSource {
+            msgs,
+            book,
+            mrec: ByteRecord::new(),
+            brec: ByteRecord::new(),
+            first: true,
+            done: false,
+            registry,
+            id,
+            midnight_ns,
+            utc_offset_ns: opts.utc_offset_s * 1_000_000_000,
+            last_ts: 0,
+            pending: [SourceEvent::default(); 2],
+            head: 0,
+            len: 0,
+            rejects: Rejects::default(),
+            rows: 0,
+        };
+        // An empty or unreadable first line is a clear error, as for Tardis.
+        for (path, rec_ok) in [
+            (message, s.msgs.read_byte_record(&mut s.mrec)),
+            (orderbook, s.book.read_byte_record(&mut s.brec)),
+        ] {
+            match rec_ok {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(LobsterError::Header {
+                        path: path.to_path_buf(),
+                        msg: "empty file".into(),
+                    })
+                }
+                Err(e) => {
+                    return Err(LobsterError::Header {
+                        path: path.to_path_buf(),
+                        msg: format!("unreadable first row: {e}"),
+                    })
+                }
+            }
+        }
+        if s.mrec.len() != 6 {
+            return Err(LobsterError::Header {
+                path: message.to_path_buf(),
+                msg: format!(
+                    "expected 6 columns (Time,Type,OrderId,Size,Price,Direction), found {}",
+                    s.mrec.len()
+                ),
+            });
+        }
+        if s.brec.len() < 4 || s.brec.len() & 3 != 0 {
+            return Err(LobsterError::Header {
+                path: orderbook.to_path_buf(),
+                msg: format!("expected 4 x levels columns, found {}", s.brec.len()),
+            });
+        }
+        Ok(s)
+    }
+
+    fn row(&mut self) -> Result<(), RejectReason> {
+        let m = &self.mrec;
+        let b = &self.brec;
+        if m.len() != 6 || b.len() < 4 || b.len() & 3 != 0 {
+            return Err(RejectReason::ColumnCount);
+        }
+        let t = parse_time_ns(&m[0]).ok_or(RejectReason::Malformed)?;
+        let ts = (self.midnight_ns as i64 + t as i64 + self.utc_offset_ns).max(0) as u64;
+        if ts < self.last_ts {
+            return Err(RejectReason::TimeBackwards);
+        }
+        let typ = crate::tardis::parse_u64(&m[1]).ok_or(RejectReason::Malformed)?;
+        let size = parse_f64(&m[3])?.ok_or(RejectReason::Malformed)?;
+        let px = parse_f64(&m[4])?.ok_or(RejectReason::Malformed)?;
+        let dir = match &m[5] {
+            b"1" => Side::Buy,
+            b"-1" => Side::Sell,
+            _ => return Err(RejectReason::Malformed),
+        };
+        let mut d = Depth::default();
+        let levels = b.len() / 4;
+        for l in 0..levels {
+            let ap = parse_f64(&b[4 * l])?.ok_or(RejectReason::Malformed)?;
+            let aq = parse_f64(&b[4 * l + 1])?.ok_or(RejectReason::Malformed)?;
+            let bp = parse_f64(&b[4 * l + 2])?.ok_or(RejectReason::Malformed)?;
+            let bq = parse_f64(&b[4 * l + 3])?.ok_or(RejectReason::Malformed)?;
+            for (p, q, n, out) in [
+                (ap, aq, &mut d.ask_levels, &mut d.asks),
+                (bp, bq, &mut d.bid_levels, &mut d.bids),
+            ] {
+                if !p.is_finite() || !q.is_finite() {
+                    return Err(RejectReason::NonFinite);
+                }
+                if p.abs() >= DUMMY {
+                    continue;
+                }
+                if p <= 0.0 || q < 0.0 {
+                    return Err(RejectReason::NegativePrice);
+                }
+                if (*n as usize) < DEPTH_LEVELS && *n as usize == l {
+                    out[l] = [p / PRICE_SCALE, q];
+                    *n += 1;
+                }
+            }
+        }
+        if d.bid_levels == 0 || d.ask_levels == 0 {
+            return Err(RejectReason::OneSided);
+        }
+        let mut rj = Rejects::default();
+        let q = MarketEvent::quote(
+            self.id,
+            ts,
+            0,
+            d.bids[0][0],
+            d.bids[0][1],
+            d.asks[0][0],
+            d.asks[0][1],
+        );
+        if !check(&q, &mut rj) {
+            return Err(rj.nonzero()[0].0);
+        }
+        let trade = if typ == 4 || typ == 5 {
+            let t = MarketEvent::trade(self.id, ts, 0, px / PRICE_SCALE, size, dir.opposite());
+            if !check(&t, &mut rj) {
+                return Err(rj.nonzero()[0].0);
+            }
+            Some(t)
+        } else if (1..=7).contains(&typ) {
+            None
+        } else {
+            return Err(RejectReason::Malformed);
+        };
+        self.head = 0;
+        if let Some(t) = trade {
+            self.pending[self.len] = SourceEvent {
+                event: t,
+                source_ts_ns: ts,
+                ..SourceEvent::default()
+            };
+            self.len += 1;
+        }
+        self.pending[self.len] = SourceEvent {
+            event: q,
+            source_ts_ns: ts,
+            has_depth: true,
+            depth: d,
+        };
+        self.len += 1;
+        self.last_ts = ts;
+        Ok(())
+    }
+}
+
+impl Source for LobsterSource {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn next(&mut self, out: &mut SourceEvent) -> bool {
+        while self.len == 0 {
+            if self.done {
+                return false;
+            }
+            if self.first {
+                self.first = false;
+                // A header row (first field not a number) is skipped, not counted.
+                if parse_time_ns(&self.mrec[0]).is_none() {
+                    let mh = parse_time_ns(&self.mrec[0]).is_none();
+                    let bh = self
+                        .brec
+                        .get(0)
+                        .and_then(|f| parse_f64(f).ok().flatten())
+                        .is_none();
+                    if mh && bh {
+                        continue;
+                    }
+                }
+            } else {
+                let m = self.msgs.read_byte_record(&mut self.mrec);
+                let b = self.book.read_byte_record(&mut self.brec);
+                match (m, b) {
+                    (Ok(false), Ok(false)) => {
+                        self.done = true;
+                        return false;
+                    }
+                    (Ok(true), Ok(true)) => {}
+                    (Err(e), _) | (_, Err(e)) => {
+                        self.rows += 1;
+                        self.rejects.add(RejectReason::Malformed);
+                        if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                            self.done = true;
+                        }
+                        continue;
+                    }
+                    _ => {
+                        // One file is longer than the other: its extra rows have no partner.
+                        self.rows += 1;
+                        self.rejects.add(RejectReason::ColumnCount);
+                        continue;
+                    }
+                }
+            }
+            self.rows += 1;
+            if let Err(r) = self.row() {
+                self.rejects.add(r);
+            }
+        }
+        *out = self.pending[self.head];
+        self.head += 1;
+        self.len -= 1;
+        true
+    }
+
+    fn rejects(&self) -> Rejects {
+        self.rejects
+    }
+
+    fn rows_read(&self) -> u64 {
+        self.rows
+    }
+}

@@ -1,0 +1,232 @@
+//! The [`Source`] trait every market data source implements, the event it yields, and the
+//! reject accounting shared by all sources.
+//!
+//! Sources know nothing about shared memory: the live publisher
+//! ([`crate::publish::Publisher`]) and the replay/backtest driver consume the same events.
+
+use shm_layout::{MarketEvent, DEPTH_LEVELS};
+
+use crate::instruments::Registry;
+
+/// Book depth that came with an event, best level first; copied into the last-value table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Depth {
+    /// Valid bid levels (0..=DEPTH_LEVELS).
+    pub bid_levels: u32,
+    /// Valid ask levels (0..=DEPTH_LEVELS).
+    pub ask_levels: u32,
+    /// `[price, qty]`, best (highest) first.
+    pub bids: [[f64; 2]; DEPTH_LEVELS],
+    /// `[price, qty]`, best (lowest) first.
+    pub asks: [[f64; 2]; DEPTH_LEVELS],
+}
+
+impl Default for Depth {
+    fn default() -> Self {
+        Depth {
+            bid_levels: 0,
+            ask_levels: 0,
+            bids: [[0.0; 2]; DEPTH_LEVELS],
+            asks: [[0.0; 2]; DEPTH_LEVELS],
+        }
+    }
+}
+
+/// One normalized event from a source: the market event (its `seq` and `recv_ts_ns` are set by
+/// the publisher) and, for book sources, the depth behind a quote.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SourceEvent {
+    /// The event; `seq = 0` and `recv_ts_ns = 0` until published.
+    pub event: MarketEvent,
+    /// Replay clock of the event, ns since the epoch: the time the source says it was seen
+    /// (Tardis `local_timestamp`, LOBSTER `Time`, synthetic clock). Pacing and merging use it.
+    pub source_ts_ns: u64,
+    /// Whether `depth` is meaningful for this event.
+    pub has_depth: bool,
+    /// Depth (only when `has_depth`).
+    pub depth: Depth,
+}
+
+impl Default for SourceEvent {
+    fn default() -> Self {
+        SourceEvent {
+            event: bytemuck::Zeroable::zeroed(),
+            source_ts_ns: 0,
+            has_depth: false,
+            depth: Depth::default(),
+        }
+    }
+}
+
+/// Why an input row (or generated event) was skipped. Every reason is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RejectReason {
+    /// Not parsable: a CSV error, bad UTF-8, a number, boolean or side that does not parse.
+    Malformed = 0,
+    /// The row has a different number of columns than the header.
+    ColumnCount = 1,
+    /// A price or quantity is NaN or infinite.
+    NonFinite = 2,
+    /// A price is zero or negative, or a quantity negative.
+    NegativePrice = 3,
+    /// Best bid at or above best ask.
+    Crossed = 4,
+    /// The symbol is not in the (fixed) instruments registry.
+    UnknownSymbol = 5,
+    /// The symbol cannot be parsed into an instrument.
+    UnparsableSymbol = 6,
+    /// The row's timestamp is earlier than the previous row's of the same file.
+    TimeBackwards = 7,
+    /// No two-sided top of book to publish (an empty side, LOBSTER dummy levels).
+    OneSided = 8,
+    /// The event failed `MarketEvent::is_valid` for another reason (e.g. a zero implied vol).
+    InvalidEvent = 9,
+}
+
+impl RejectReason {
+    /// Every reason, in counter order.
+    pub const ALL: [RejectReason; 10] = [
+        RejectReason::Malformed,
+        RejectReason::ColumnCount,
+        RejectReason::NonFinite,
+        RejectReason::NegativePrice,
+        RejectReason::Crossed,
+        RejectReason::UnknownSymbol,
+        RejectReason::UnparsableSymbol,
+        RejectReason::TimeBackwards,
+        RejectReason::OneSided,
+        RejectReason::InvalidEvent,
+    ];
+
+    /// Snake-case name (counter labels, summaries).
+    pub const fn name(self) -> &'static str {
+        match self {
+            RejectReason::Malformed => "malformed",
+            RejectReason::ColumnCount => "column_count",
+            RejectReason::NonFinite => "non_finite",
+            RejectReason::NegativePrice => "negative_price",
+            RejectReason::Crossed => "crossed",
+            RejectReason::UnknownSymbol => "unknown_symbol",
+            RejectReason::UnparsableSymbol => "unparsable_symbol",
+            RejectReason::TimeBackwards => "time_backwards",
+            RejectReason::OneSided => "one_sided",
+            RejectReason::InvalidEvent => "invalid_event",
+        }
+    }
+}
+
+/// Reject counts by reason (plain integers: a source is single-threaded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rejects {
+    counts: [u64; RejectReason::ALL.len()],
+}
+
+impl Rejects {
+    /// Counts one reject.
+    #[inline]
+    pub fn add(&mut self, r: RejectReason) {
+        self.counts[r as usize] += 1;
+    }
+    /// Count for one reason.
+    pub fn get(&self, r: RejectReason) -> u64 {
+        self.counts[r as usize]
+    }
+    /// Total rejects.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+    /// Adds another set of counts.
+    pub fn merge(&mut self, o: &Rejects) {
+        for (a, b) in self.counts.iter_mut().zip(o.counts) {
+            *a += b;
+        }
+    }
+    /// `(reason, count)` for every reason with a non-zero count.
+    pub fn nonzero(&self) -> Vec<(RejectReason, u64)> {
+        RejectReason::ALL
+            .iter()
+            .map(|&r| (r, self.get(r)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Rejects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nz = self.nonzero();
+        if nz.is_empty() {
+            return write!(f, "none");
+        }
+        for (i, (r, n)) in nz.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{}={n}", r.name())?;
+        }
+        Ok(())
+    }
+}
+
+/// A market data source: yields normalized events in source-time order.
+///
+/// Contract: every event a source yields satisfies `MarketEvent::is_valid()` and its
+/// `instrument_id` is in [`Source::registry`], which is complete before the first call to
+/// [`Source::next`] (sources that discover symbols scan their input when opened). Bad input is
+/// never an error: it is skipped and counted in [`Source::rejects`].
+pub trait Source {
+    /// Instrument definitions (ids dense from 0).
+    fn registry(&self) -> &Registry;
+    /// Writes the next event into `out` and returns `true`, or `false` when the source is
+    /// exhausted. Implementations reuse their buffers: no allocation per event.
+    fn next(&mut self, out: &mut SourceEvent) -> bool;
+    /// Rows or events skipped so far, by reason.
+    fn rejects(&self) -> Rejects;
+    /// Input rows read so far (for rate reporting; synthetic sources report events).
+    fn rows_read(&self) -> u64;
+}
+
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn registry(&self) -> &Registry {
+        (**self).registry()
+    }
+    fn next(&mut self, out: &mut SourceEvent) -> bool {
+        (**self).next(out)
+    }
+    fn rejects(&self) -> Rejects {
+        (**self).rejects()
+    }
+    fn rows_read(&self) -> u64 {
+        (**self).rows_read()
+    }
+}
+
+/// Checks an event before it leaves a source: valid, or counted as a reject.
+#[inline]
+pub(crate) fn check(e: &MarketEvent, rejects: &mut Rejects) -> bool {
+    if e.is_valid() {
+        return true;
+    }
+    let v = e.v;
+    let reason = if v.iter().any(|x| !x.is_finite()) {
+        RejectReason::NonFinite
+    } else if e
+        .as_quote()
+        .is_some_and(|(b, _, a, _)| b > 0.0 && a > 0.0 && b >= a)
+    {
+        RejectReason::Crossed
+    } else if e
+        .as_quote()
+        .is_some_and(|(b, bq, a, aq)| b <= 0.0 || a <= 0.0 || bq < 0.0 || aq < 0.0)
+        || e.as_underlying_price().is_some_and(|p| p <= 0.0)
+        || e.as_trade().is_some_and(|(p, q, _)| p <= 0.0 || q < 0.0)
+        || e.as_option_mark()
+            .is_some_and(|(m, _, u)| m < 0.0 || u <= 0.0)
+    {
+        RejectReason::NegativePrice
+    } else {
+        RejectReason::InvalidEvent
+    };
+    rejects.add(reason);
+    false
+}

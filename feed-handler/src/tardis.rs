@@ -1,0 +1,765 @@
+//! Tardis.dev CSV replay: `options_chain`, `quotes`, `book_snapshot_N` and
+//! `incremental_book_L2`, plain or gzip, several files merged in timestamp order.
+//!
+//! The layout of each file is recognised from its header. Rows are ordered and paced by
+//! `local_timestamp` (when Tardis saw the message: the replay clock, as Tardis recommends);
+//! `timestamp` becomes the event's `exch_ts_ns`. Both are microseconds since the epoch.
+//!
+//! What each row becomes:
+//! - `options_chain`: an `UnderlyingPrice` for the row's `underlying_index` (Deribit's per-expiry
+//!   forward `SYN.BTC-22MAY20`, or the future itself), then an `OptionMark`
+//!   (`mark_price`, `mark_iv / 100`, `underlying_price`), then a `Quote` when both `bid_price`
+//!   and `ask_price` are positive (Deribit writes 0 for an empty side).
+//! - `quotes`: a `Quote`.
+//! - `book_snapshot_N`: a `Quote` plus up to 8 depth levels per side.
+//! - `incremental_book_L2`: updates a book per instrument; a `Quote` with depth after each batch
+//!   of rows sharing a `local_timestamp` (one exchange message). A snapshot that starts after
+//!   updates resets the book. An amount of 0 deletes the level.
+//!
+//! Deribit inverse perpetuals and futures quote `amount` in USD; it is converted to contracts
+//! (divided by the contract multiplier, 10 USD for BTC) so that every quantity the feed publishes
+//! is in contracts.
+//!
+//! Rows that are wrong are skipped and counted ([`RejectReason`]); a row yields either all its
+//! events or none.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use csv::ByteRecord;
+use shm_layout::{InstrumentKind, MarketEvent, Settlement, DEPTH_LEVELS};
+
+use crate::instruments::Registry;
+use crate::source::{check, Depth, RejectReason, Rejects, Source, SourceEvent};
+
+/// Opening a Tardis file failed. Row-level problems are never errors (they are rejects).
+#[derive(Debug, thiserror::Error)]
+pub enum TardisError {
+    /// The file is missing or unreadable.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The header is unreadable or not a known Tardis layout.
+    #[error("{path}: {msg}")]
+    Header {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+/// Which Tardis layout a file has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `options_chain`.
+    OptionsChain,
+    /// `quotes`.
+    Quotes,
+    /// `book_snapshot_N` with N levels.
+    BookSnapshot(usize),
+    /// `incremental_book_L2`.
+    IncrementalL2,
+}
+
+fn open_reader(path: &Path) -> Result<csv::Reader<Box<dyn Read>>, TardisError> {
+    let file = File::open(path).map_err(|source| TardisError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut buf = BufReader::with_capacity(1 << 16, file);
+    let mut magic = [0u8; 2];
+    let gz = {
+        use std::io::BufRead;
+        let head = buf.fill_buf().map_err(|source| TardisError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if head.len() >= 2 {
+            magic.copy_from_slice(&head[..2]);
+        }
+        magic == [0x1f, 0x8b]
+    };
+    let inner: Box<dyn Read> = if gz {
+        Box::new(BufReader::with_capacity(
+            1 << 16,
+            flate2::bufread::MultiGzDecoder::new(buf),
+        ))
+    } else {
+        Box::new(buf)
+    };
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .buffer_capacity(1 << 16)
+        .from_reader(inner))
+}
+
+/// Column indexes of one file.
+#[derive(Debug, Clone, Default)]
+struct Cols {
+    n: usize,
+    exchange: usize,
+    symbol: usize,
+    timestamp: usize,
+    local_timestamp: usize,
+    // options_chain
+    bid_price: usize,
+    bid_amount: usize,
+    ask_price: usize,
+    ask_amount: usize,
+    mark_price: usize,
+    mark_iv: usize,
+    underlying_index: usize,
+    underlying_price: usize,
+    // incremental
+    is_snapshot: usize,
+    side: usize,
+    price: usize,
+    amount: usize,
+    // snapshot: (price, amount) columns per level
+    bids: Vec<(usize, usize)>,
+    asks: Vec<(usize, usize)>,
+}
+
+fn detect(header: &ByteRecord, path: &Path) -> Result<(Layout, Cols), TardisError> {
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
+    let pos = |n: &str| names.iter().position(|h| h == n);
+    let bad = |msg: String| TardisError::Header {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let need = |n: &str| pos(n).ok_or_else(|| bad(format!("header has no `{n}` column")));
+    let mut c = Cols {
+        n: names.len(),
+        exchange: need("exchange")?,
+        symbol: need("symbol")?,
+        timestamp: need("timestamp")?,
+        local_timestamp: need("local_timestamp")?,
+        ..Cols::default()
+    };
+    if pos("mark_iv").is_some() {
+        c.bid_price = need("bid_price")?;
+        c.bid_amount = need("bid_amount")?;
+        c.ask_price = need("ask_price")?;
+        c.ask_amount = need("ask_amount")?;
+        c.mark_price = need("mark_price")?;
+        c.mark_iv = need("mark_iv")?;
+        c.underlying_index = need("underlying_index")?;
+        c.underlying_price = need("underlying_price")?;
+        return Ok((Layout::OptionsChain, c));
+    }
+    if pos("is_snapshot").is_some() {
+        c.is_snapshot = need("is_snapshot")?;
+        c.side = need("side")?;
+        c.price = need("price")?;
+        c.amount = need("amount")?;
+        return Ok((Layout::IncrementalL2, c));
+    }
+    if pos("asks[0].price").is_some() {
+        for i in 0.. {
+            let (Some(ap), Some(aa), Some(bp), Some(ba)) = (
+                pos(&format!("asks[{i}].price")),
+                pos(&format!("asks[{i}].amount")),
+                pos(&format!("bids[{i}].price")),
+                pos(&format!("bids[{i}].amount")),
+            ) else {
+                break;
+            };
+            c.asks.push((ap, aa));
+            c.bids.push((bp, ba));
+        }
+        return Ok((Layout::BookSnapshot(c.asks.len()), c));
+    }
+    if pos("bid_price").is_some() && pos("ask_price").is_some() {
+        c.bid_price = need("bid_price")?;
+        c.bid_amount = need("bid_amount")?;
+        c.ask_price = need("ask_price")?;
+        c.ask_amount = need("ask_amount")?;
+        return Ok((Layout::Quotes, c));
+    }
+    Err(bad(format!(
+        "header is not a known Tardis layout (options_chain, quotes, book_snapshot_N, incremental_book_L2): {}",
+        names.join(",")
+    )))
+}
+
+/// Parses an unsigned decimal integer (timestamps); `None` if empty or not all digits.
+#[inline]
+pub(crate) fn parse_u64(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 19 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u64::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// Parses a float field: `Ok(None)` when empty, `Err(Malformed)` when unparsable. NaN and
+/// infinities parse (they are rejected later as [`RejectReason::NonFinite`]).
+#[inline]
+pub(crate) fn parse_f64(b: &[u8]) -> Result<Option<f64>, RejectReason> {
+    if b.is_empty() {
+        return Ok(None);
+    }
+    let s = std::str::from_utf8(b).map_err(|_| RejectReason::Malformed)?;
+    s.parse::<f64>()
+        .map(Some)
+        .map_err(|_| RejectReason::Malformed)
+}
+
+/// A price that must be present, finite and positive.
+#[inline]
+fn price(b: &[u8]) -> Result<f64, RejectReason> {
+    match parse_f64(b)? {
+        None => Err(RejectReason::Malformed),
+        Some(v) if !v.is_finite() => Err(RejectReason::NonFinite),
+        Some(v) if v <= 0.0 => Err(RejectReason::NegativePrice),
+        Some(v) => Ok(v),
+    }
+}
+
+/// A quantity that must be present, finite and non-negative.
+#[inline]
+fn qty(b: &[u8]) -> Result<f64, RejectReason> {
+    match parse_f64(b)? {
+        None => Err(RejectReason::Malformed),
+        Some(v) if !v.is_finite() => Err(RejectReason::NonFinite),
+        Some(v) if v < 0.0 => Err(RejectReason::NegativePrice),
+        Some(v) => Ok(v),
+    }
+}
+
+/// A price where 0 or empty means "no such side" (Deribit's options_chain).
+#[inline]
+fn optional_price(b: &[u8]) -> Result<Option<f64>, RejectReason> {
+    match parse_f64(b)? {
+        None => Ok(None),
+        Some(v) if !v.is_finite() => Err(RejectReason::NonFinite),
+        Some(v) if v < 0.0 => Err(RejectReason::NegativePrice),
+        Some(0.0) => Ok(None),
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+/// One side of an L2 book: levels sorted so that the best is last (cheap updates at the top).
+#[derive(Debug, Clone, Default)]
+struct BookSide {
+    /// `(price, qty)`; bids ascending, asks descending, so the best level is at the end.
+    levels: Vec<(f64, f64)>,
+    bid: bool,
+}
+
+impl BookSide {
+    fn set(&mut self, px: f64, q: f64) {
+        let bid = self.bid;
+        // Position where px belongs in the ordering (bids ascending, asks descending).
+        let key = |p: f64| if bid { p } else { -p };
+        let k = key(px);
+        let i = self.levels.partition_point(|&(p, _)| key(p) < k);
+        let found = i < self.levels.len() && self.levels[i].0 == px;
+        if q == 0.0 {
+            if found {
+                self.levels.remove(i);
+            }
+        } else if found {
+            self.levels[i].1 = q;
+        } else {
+            self.levels.insert(i, (px, q));
+        }
+    }
+    fn best(&self) -> Option<(f64, f64)> {
+        self.levels.last().copied()
+    }
+    fn fill(&self, out: &mut [[f64; 2]; DEPTH_LEVELS], scale: f64) -> u32 {
+        let mut n = 0;
+        for &(p, q) in self.levels.iter().rev().take(DEPTH_LEVELS) {
+            out[n] = [p, q * scale];
+            n += 1;
+        }
+        n as u32
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Book {
+    bids: BookSide,
+    asks: BookSide,
+    in_snapshot: bool,
+}
+
+impl Default for Book {
+    fn default() -> Self {
+        Book {
+            bids: BookSide {
+                levels: Vec::new(),
+                bid: true,
+            },
+            asks: BookSide {
+                levels: Vec::new(),
+                bid: false,
+            },
+            in_snapshot: false,
+        }
+    }
+}
+
+const MAX_PENDING: usize = 4;
+
+/// One input file being read.
+struct FileReader {
+    path: PathBuf,
+    layout: Layout,
+    cols: Cols,
+    reader: csv::Reader<Box<dyn Read>>,
+    record: ByteRecord,
+    done: bool,
+    last_local_ts: u64,
+    pending: [SourceEvent; MAX_PENDING],
+    head: usize,
+    len: usize,
+    // incremental_book_L2 batch state: (instrument, local ts, exch ts, qty scale)
+    batch: Option<(u32, u64, u64, f64)>,
+    books: Vec<Book>,
+    rows: u64,
+}
+
+impl FileReader {
+    fn open(path: &Path) -> Result<Self, TardisError> {
+        let mut reader = open_reader(path)?;
+        let header = reader
+            .byte_headers()
+            .map_err(|e| TardisError::Header {
+                path: path.to_path_buf(),
+                msg: format!("unreadable header: {e}"),
+            })?
+            .clone();
+        if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+            return Err(TardisError::Header {
+                path: path.to_path_buf(),
+                msg: "empty file: no header".into(),
+            });
+        }
+        let (layout, cols) = detect(&header, path)?;
+        Ok(FileReader {
+            path: path.to_path_buf(),
+            layout,
+            cols,
+            reader,
+            record: ByteRecord::new(),
+            done: false,
+            last_local_ts: 0,
+            pending: [SourceEvent::default(); MAX_PENDING],
+            head: 0,
+            len: 0,
+            batch: None,
+            books: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    #[inline]
+    fn push(&mut self, e: SourceEvent) {
+        debug_assert!(self.head + self.len < MAX_PENDING);
+        self.pending[self.head + self.len] = e;
+        self.len += 1;
+    }
+
+    fn qty_scale(reg: &Registry, id: u32, exchange: &[u8]) -> f64 {
+        match reg.get(id) {
+            Some(d)
+                if exchange == b"deribit"
+                    && d.settlement == Settlement::Inverse as u8
+                    && (d.kind == InstrumentKind::Perpetual as u8
+                        || d.kind == InstrumentKind::Future as u8)
+                    && d.contract_multiplier > 0.0 =>
+            {
+                1.0 / d.contract_multiplier
+            }
+            _ => 1.0,
+        }
+    }
+
+    fn resolve(reg: &Registry, sym: &[u8]) -> Result<u32, RejectReason> {
+        reg.id(sym).ok_or(if reg.is_fixed() {
+            RejectReason::UnknownSymbol
+        } else {
+            // Open registries were filled by a scan of every parsable symbol.
+            RejectReason::UnparsableSymbol
+        })
+    }
+
+    /// Parses the current record; pushes its events or returns why it is rejected.
+    fn row(&mut self, reg: &Registry) -> Result<(), RejectReason> {
+        let r = &self.record;
+        let c = &self.cols;
+        if r.len() != c.n {
+            return Err(RejectReason::ColumnCount);
+        }
+        let exch_ts = parse_u64(&r[c.timestamp]).ok_or(RejectReason::Malformed)? * 1000;
+        let local_ts = parse_u64(&r[c.local_timestamp]).ok_or(RejectReason::Malformed)? * 1000;
+        if local_ts < self.last_local_ts {
+            return Err(RejectReason::TimeBackwards);
+        }
+        let id = Self::resolve(reg, &r[c.symbol])?;
+        let mut ev = SourceEvent {
+            source_ts_ns: local_ts,
+            ..SourceEvent::default()
+        };
+        match self.layout {
+            Layout::OptionsChain => {
+                let fwd = Self::resolve(reg, &r[c.underlying_index])?;
+                let under_px = price(&r[c.underlying_price])?;
+                let mark_px = match parse_f64(&r[c.mark_price])? {
+                    None => return Err(RejectReason::Malformed),
+                    Some(v) => v,
+                };
+                let iv_pct = parse_f64(&r[c.mark_iv])?.ok_or(RejectReason::Malformed)?;
+                let bid = optional_price(&r[c.bid_price])?;
+                let ask = optional_price(&r[c.ask_price])?;
+                let mut rj = Rejects::default();
+                let u = MarketEvent::underlying_price(fwd, exch_ts, 0, under_px);
+                let m = MarketEvent::option_mark(id, exch_ts, 0, mark_px, iv_pct / 100.0, under_px);
+                if !check(&m, &mut rj) {
+                    return Err(rj.nonzero()[0].0);
+                }
+                let q = match (bid, ask) {
+                    (Some(b), Some(a)) => {
+                        let bq = qty(&r[c.bid_amount])?;
+                        let aq = qty(&r[c.ask_amount])?;
+                        let q = MarketEvent::quote(id, exch_ts, 0, b, bq, a, aq);
+                        if !check(&q, &mut rj) {
+                            return Err(rj.nonzero()[0].0);
+                        }
+                        Some(q)
+                    }
+                    _ => None,
+                };
+                ev.event = u;
+                self.push(ev);
+                ev.event = m;
+                self.push(ev);
+                if let Some(q) = q {
+                    ev.event = q;
+                    self.push(ev);
+                }
+            }
+            Layout::Quotes => {
+                let scale = Self::qty_scale(reg, id, &r[c.exchange]);
+                let b = price(&r[c.bid_price]).map_err(one_sided)?;
+                let a = price(&r[c.ask_price]).map_err(one_sided)?;
+                let bq = qty(&r[c.bid_amount])? * scale;
+                let aq = qty(&r[c.ask_amount])? * scale;
+                ev.event = MarketEvent::quote(id, exch_ts, 0, b, bq, a, aq);
+                let mut rj = Rejects::default();
+                if !check(&ev.event, &mut rj) {
+                    return Err(rj.nonzero()[0].0);
+                }
+                self.push(ev);
+            }
+            Layout::BookSnapshot(_) => {
+                let scale = Self::qty_scale(reg, id, &r[c.exchange]);
+                let mut d = Depth::default();
+                for (side, out, n) in [
+                    (&c.bids, &mut d.bids, &mut d.bid_levels),
+                    (&c.asks, &mut d.asks, &mut d.ask_levels),
+                ] {
+                    for &(pi, ai) in side.iter() {
+                        if r[pi].is_empty() {
+                            break;
+                        }
+                        let p = price(&r[pi])?;
+                        let q = qty(&r[ai])?;
+                        if (*n as usize) < DEPTH_LEVELS {
+                            out[*n as usize] = [p, q * scale];
+                            *n += 1;
+                        }
+                    }
+                }
+                if d.bid_levels == 0 || d.ask_levels == 0 {
+                    return Err(RejectReason::OneSided);
+                }
+                ev.event = MarketEvent::quote(
+                    id,
+                    exch_ts,
+                    0,
+                    d.bids[0][0],
+                    d.bids[0][1],
+                    d.asks[0][0],
+                    d.asks[0][1],
+                );
+                let mut rj = Rejects::default();
+                if !check(&ev.event, &mut rj) {
+                    return Err(rj.nonzero()[0].0);
+                }
+                ev.has_depth = true;
+                ev.depth = d;
+                self.push(ev);
+            }
+            Layout::IncrementalL2 => {
+                let snap = match &r[c.is_snapshot] {
+                    b"true" | b"True" | b"1" => true,
+                    b"false" | b"False" | b"0" => false,
+                    _ => return Err(RejectReason::Malformed),
+                };
+                let bid = match &r[c.side] {
+                    b"bid" | b"buy" => true,
+                    b"ask" | b"sell" => false,
+                    _ => return Err(RejectReason::Malformed),
+                };
+                let p = price(&r[c.price])?;
+                let q = qty(&r[c.amount])?;
+                let scale = Self::qty_scale(reg, id, &r[c.exchange]);
+                // `row_counting` closed the previous batch if this row starts a new message.
+                if self.books.len() <= id as usize {
+                    self.books.resize_with(id as usize + 1, Book::default);
+                }
+                let book = &mut self.books[id as usize];
+                if snap && !book.in_snapshot {
+                    book.bids.levels.clear();
+                    book.asks.levels.clear();
+                }
+                book.in_snapshot = snap;
+                if bid {
+                    book.bids.set(p, q);
+                } else {
+                    book.asks.set(p, q);
+                }
+                self.batch = Some((id, local_ts, exch_ts, scale));
+            }
+        }
+        self.last_local_ts = local_ts;
+        Ok(())
+    }
+
+    /// Ends the current incremental batch: pushes its top of book (with depth), if two-sided.
+    /// Returns the reject reason for a batch that leaves the book one-sided or crossed.
+    fn close_batch(&mut self) -> Option<RejectReason> {
+        let (id, local_ts, exch_ts, scale) = self.batch.take()?;
+        let book = &self.books[id as usize];
+        let (Some((b, bq)), Some((a, aq))) = (book.bids.best(), book.asks.best()) else {
+            return Some(RejectReason::OneSided);
+        };
+        let mut ev = SourceEvent {
+            source_ts_ns: local_ts,
+            event: MarketEvent::quote(id, exch_ts, 0, b, bq * scale, a, aq * scale),
+            has_depth: true,
+            ..SourceEvent::default()
+        };
+        let mut rj = Rejects::default();
+        if !check(&ev.event, &mut rj) {
+            return Some(rj.nonzero()[0].0);
+        }
+        ev.depth.bid_levels = book.bids.fill(&mut ev.depth.bids, scale);
+        ev.depth.ask_levels = book.asks.fill(&mut ev.depth.asks, scale);
+        self.push(ev);
+        None
+    }
+
+    fn flush_batch(&mut self, rejects: &mut Rejects) {
+        if let Some(r) = self.close_batch() {
+            rejects.add(r);
+        }
+    }
+
+    fn peek_ts(&self) -> Option<u64> {
+        (self.len > 0).then(|| self.pending[self.head].source_ts_ns)
+    }
+
+    fn pop(&mut self) -> SourceEvent {
+        let e = self.pending[self.head];
+        self.head += 1;
+        self.len -= 1;
+        e
+    }
+}
+
+fn one_sided(r: RejectReason) -> RejectReason {
+    if r == RejectReason::Malformed {
+        RejectReason::OneSided
+    } else {
+        r
+    }
+}
+
+impl FileReader {
+    /// Processes the current record: first closes the open incremental batch if the record
+    /// starts a new exchange message (other time or instrument), counting a bad batch, then
+    /// parses the row, counting a rejected one.
+    fn row_counting(&mut self, reg: &Registry, rejects: &mut Rejects) {
+        // Close the open batch first if this row starts a new message, counting a bad batch.
+        if self.layout == Layout::IncrementalL2 {
+            if let Some((bid_id, bts, _, _)) = self.batch {
+                let r = &self.record;
+                let c = &self.cols;
+                let same = r.len() == c.n
+                    && parse_u64(&r[c.local_timestamp]).map(|t| t * 1000) == Some(bts)
+                    && reg.id(&r[c.symbol]) == Some(bid_id);
+                if !same {
+                    self.flush_batch(rejects);
+                }
+            }
+        }
+        if let Err(r) = self.row(reg) {
+            rejects.add(r);
+        }
+    }
+}
+
+/// Scans files for symbols and registers them (the instrument table is written before the first
+/// event). Options get their `forward_id` from the `underlying_index` column.
+///
+/// # Errors
+/// [`TardisError`] when a file cannot be opened or has an unknown header.
+pub fn scan_instruments(paths: &[PathBuf], reg: &mut Registry) -> Result<(), TardisError> {
+    for p in paths {
+        let mut f = FileReader::open(p)?;
+        let c = f.cols.clone();
+        let mut last: Vec<u8> = Vec::new();
+        while let Ok(true) = f.reader.read_byte_record(&mut f.record) {
+            let r = &f.record;
+            if r.len() != c.n || r[c.symbol] == last[..] {
+                continue;
+            }
+            last.clear();
+            last.extend_from_slice(&r[c.symbol]);
+            let (Ok(ex), Ok(sym)) = (
+                std::str::from_utf8(&r[c.exchange]),
+                std::str::from_utf8(&r[c.symbol]),
+            ) else {
+                continue;
+            };
+            let Ok(id) = reg.resolve(ex, sym) else {
+                continue;
+            };
+            if f.layout == Layout::OptionsChain {
+                if let Ok(u) = std::str::from_utf8(&r[c.underlying_index]) {
+                    if let Ok(fwd) = reg.resolve(ex, u) {
+                        if reg.get(id).and_then(|d| d.kind().ok()) == Some(InstrumentKind::Option) {
+                            reg.set_forward(id, fwd);
+                        }
+                    }
+                }
+                // The forward can be seen before its symbol's row is scanned again.
+                last.clear();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Several Tardis files merged in `local_timestamp` order (ties: file order).
+pub struct TardisSource {
+    files: Vec<FileReader>,
+    registry: Registry,
+    rejects: Rejects,
+}
+
+impl TardisSource {
+    /// Opens the files. With `registry = None`, instruments are discovered by scanning the files
+    /// first (Deribit symbols parsed, other venues' symbols registered with defaults); with a
+    /// registry (e.g. from an instruments file, [`Registry::load_csv`]), it is fixed and rows of
+    /// other symbols are rejected as [`RejectReason::UnknownSymbol`].
+    ///
+    /// # Errors
+    /// [`TardisError`] for a missing or unreadable file or header (one clear line).
+    pub fn open(paths: &[PathBuf], registry: Option<Registry>) -> Result<Self, TardisError> {
+        let registry = match registry {
+            Some(mut r) => {
+                r.fix();
+                r
+            }
+            None => {
+                let mut r = Registry::new();
+                scan_instruments(paths, &mut r)?;
+                r
+            }
+        };
+        let files = paths
+            .iter()
+            .map(|p| FileReader::open(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TardisSource {
+            files,
+            registry,
+            rejects: Rejects::default(),
+        })
+    }
+
+    /// Layout of each file, in the order given.
+    pub fn layouts(&self) -> Vec<(PathBuf, Layout)> {
+        self.files
+            .iter()
+            .map(|f| (f.path.clone(), f.layout))
+            .collect()
+    }
+}
+
+impl Source for TardisSource {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn next(&mut self, out: &mut SourceEvent) -> bool {
+        let mut best: Option<(usize, u64)> = None;
+        for i in 0..self.files.len() {
+            let f = &mut self.files[i];
+            if f.len == 0 {
+                f.head = 0;
+                while f.len == 0 && !f.done {
+                    match f.reader.read_byte_record(&mut f.record) {
+                        Ok(true) => {
+                            f.rows += 1;
+                            f.row_counting(&self.registry, &mut self.rejects);
+                        }
+                        Ok(false) => {
+                            f.done = true;
+                            f.flush_batch(&mut self.rejects);
+                        }
+                        Err(e) => {
+                            f.rows += 1;
+                            self.rejects.add(RejectReason::Malformed);
+                            if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                                f.done = true;
+                                f.flush_batch(&mut self.rejects);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(ts) = f.peek_ts() {
+                if best.is_none_or(|(_, b)| ts < b) {
+                    best = Some((i, ts));
+                }
+            }
+        }
+        match best {
+            Some((i, _)) => {
+                *out = self.files[i].pop();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn rejects(&self) -> Rejects {
+        self.rejects
+    }
+
+    fn rows_read(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+}
