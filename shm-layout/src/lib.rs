@@ -1,12 +1,64 @@
 //! Shared-memory layer of the hedging engine: segments, message layouts, rings and counters.
 //!
 //! This is the only crate of the workspace with `unsafe` code. Its byte-level specification is
-//! `docs/shm-layout.md`.
+//! `docs/shm-layout.md`; the ring protocols are modelled with loom (`tests/loom.rs`).
+//!
+//! - [`segment`]: create/open/validate named segments (header, typed errors, stale creators).
+//! - [`broadcast`]: market-data ring, one writer that never waits, many readers.
+//! - [`lvt`]: last-value table, per-entry seqlock.
+//! - [`instruments`]: instrument definitions.
+//! - [`spsc`]: bounded queues for orders and execs, positions persisted in the segment.
+//! - [`counters`]: per-process liveness and counters (Aeron CnC-like).
+//! - [`control`]: kill switch and trading states.
+//!
+//! ```
+//! use shm_layout::{broadcast::{BroadcastReader, BroadcastWriter, Poll}, OpenOptions, StalePolicy};
+//! use shm_layout::MarketEvent;
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut w = BroadcastWriter::<MarketEvent>::create(dir.path(), "md", 1024, StalePolicy::Fail).unwrap();
+//! let mut r = BroadcastReader::<MarketEvent>::open(dir.path(), "md", OpenOptions::default()).unwrap();
+//! w.publish(&MarketEvent::underlying_price(1, 0, 0, 100.0));
+//! assert!(matches!(r.poll(), Poll::Message(e) if e.v[0] == 100.0));
+//! assert!(matches!(r.poll(), Poll::Empty));
+//! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod broadcast;
 pub mod clock;
+#[cfg(not(loom))]
+pub mod control;
+#[cfg(not(loom))]
+pub mod counters;
+#[cfg(not(loom))]
+pub mod instruments;
+pub mod lvt;
 pub mod messages;
+#[cfg(not(loom))]
+pub mod segment;
+pub mod spsc;
+#[doc(hidden)]
+pub mod sync;
 
 pub use messages::*;
+
+#[cfg(loom)]
+pub use broadcast::Poll;
+#[cfg(not(loom))]
+pub use broadcast::{BroadcastReader, BroadcastWriter, Poll};
+#[cfg(not(loom))]
+pub use control::{ControlBlock, TradingState};
+#[cfg(not(loom))]
+pub use counters::{
+    list_roles, Counter, CounterValue, CountersReader, CountersWriter, Gauge, Liveness,
+    ProcessState,
+};
+#[cfg(not(loom))]
+pub use instruments::InstrumentTable;
+#[cfg(not(loom))]
+pub use lvt::LastValueTable;
+#[cfg(not(loom))]
+pub use segment::{names, namespace_dir, OpenOptions, SegmentError, SegmentKind, StalePolicy};
+#[cfg(not(loom))]
+pub use spsc::{SpscConsumer, SpscProducer};

@@ -718,7 +718,7 @@ impl LastValue {
 
     /// Mid of the top of book, if a quote is present.
     pub fn mid(&self) -> Option<f64> {
-        (self.valid & Self::HAS_QUOTE != 0).then(|| 0.5 * (self.bid_px + self.ask_px))
+        (self.valid & Self::HAS_QUOTE != 0).then_some(0.5 * (self.bid_px + self.ask_px))
     }
 }
 

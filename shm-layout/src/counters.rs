@@ -1,0 +1,402 @@
+//! Counters region: per-process liveness (pid, heartbeat, state) and named counters and gauges,
+//! read by other processes without locks. The model is Aeron's CnC file and `AeronStat`.
+//!
+//! One segment per process, named `cnc-<role>`. Layout (after the 128-byte header, whose
+//! `creator_pid` and `heartbeat_ns` are the process's liveness): at 128 `state` u32
+//! ([`ProcessState`]), at 132 `num_counters` u32 (records allocated; Release after the record's
+//! label is written), then at 256 `capacity` records of 64 bytes: `value` u64 at +0 (counter:
+//! u64; gauge: f64 bits), `kind` u32 at +8 (1 counter, 2 gauge), `label_len` u32 at +12,
+//! `label` 48 bytes of UTF-8 at +16. One record per cache line, so counters updated by
+//! different threads do not share a line.
+
+use crate::segment::{self, OpenOptions, Segment, SegmentError, SegmentKind, StalePolicy};
+use crate::sync::{AtomicU64, Ordering};
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Offset of the process state word.
+pub const STATE_OFFSET: usize = 128;
+/// Offset of the number of allocated records.
+pub const NUM_COUNTERS_OFFSET: usize = 132;
+/// Offset of record 0.
+pub const RECORDS_OFFSET: usize = 256;
+/// Bytes per record.
+pub const RECORD_SIZE: usize = 64;
+/// Maximum label length in bytes (longer labels are truncated at a char boundary).
+pub const LABEL_LEN: usize = 48;
+/// Records per counters segment.
+pub const CAPACITY: usize = 256;
+/// Record kind: monotonically counted u64.
+pub const KIND_COUNTER: u32 = 1;
+/// Record kind: f64 gauge stored as bits.
+pub const KIND_GAUGE: u32 = 2;
+
+fn size_for(cap: u64, msg_size: u32) -> Option<usize> {
+    usize::try_from(cap)
+        .ok()?
+        .checked_mul(msg_size as usize)?
+        .checked_add(RECORDS_OFFSET)
+}
+
+fn spec() -> segment::Spec {
+    segment::Spec {
+        kind: SegmentKind::Counters,
+        msg_type: "CounterRecord",
+        msg_size: RECORD_SIZE as u32,
+        msg_align: 8,
+        size_for,
+    }
+}
+
+/// Life-cycle state of a process, as published in its counters segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum ProcessState {
+    /// Initializing.
+    Starting = 1,
+    /// In its main loop.
+    Running = 2,
+    /// Shutting down.
+    Stopping = 3,
+    /// Exited cleanly.
+    Stopped = 4,
+}
+
+impl ProcessState {
+    /// Decodes the state word (`None` for 0 or unknown values).
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => ProcessState::Starting,
+            2 => ProcessState::Running,
+            3 => ProcessState::Stopping,
+            4 => ProcessState::Stopped,
+            _ => return None,
+        })
+    }
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessState::Starting => "starting",
+            ProcessState::Running => "running",
+            ProcessState::Stopping => "stopping",
+            ProcessState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Whether a process looks alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Process running and heartbeat fresh.
+    Alive,
+    /// Process running but its heartbeat is older than the threshold (stuck or not beating).
+    StaleHeartbeat,
+    /// Process gone (or its pid was reused by another process).
+    Dead,
+}
+
+/// A value read from a counters segment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CounterValue {
+    /// A counter.
+    Counter(u64),
+    /// A gauge.
+    Gauge(f64),
+}
+
+/// Keeps the memory behind a [`Counter`]/[`Gauge`] alive.
+enum Backing {
+    Segment(#[allow(dead_code)] Arc<Segment>),
+    Heap(#[allow(dead_code)] Arc<AtomicU64>),
+}
+
+/// A named u64 counter in shared memory. Relaxed atomics: no syscall, no lock.
+#[derive(Clone)]
+pub struct Counter {
+    word: NonNull<AtomicU64>,
+    _backing: Arc<Backing>,
+}
+
+// SAFETY: `word` points at an AtomicU64 kept alive by `_backing`; atomics are thread-safe.
+unsafe impl Send for Counter {}
+// SAFETY: as above.
+unsafe impl Sync for Counter {}
+
+impl Counter {
+    #[inline]
+    fn atomic(&self) -> &AtomicU64 {
+        // SAFETY: `word` is valid and aligned while `_backing` lives (it lives as long as self).
+        unsafe { self.word.as_ref() }
+    }
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.atomic().fetch_add(n, Ordering::Relaxed);
+    }
+    /// Adds 1.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Sets the value.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.atomic().store(v, Ordering::Relaxed);
+    }
+    /// Current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.atomic().load(Ordering::Relaxed)
+    }
+    /// A counter not backed by shared memory (tests, or when the segment is full).
+    pub fn detached() -> Self {
+        let a = Arc::new(AtomicU64::new(0));
+        Counter {
+            word: NonNull::from(&*a),
+            _backing: Arc::new(Backing::Heap(a)),
+        }
+    }
+}
+
+/// A named f64 gauge in shared memory (stored as bits).
+#[derive(Clone)]
+pub struct Gauge(Counter);
+
+impl Gauge {
+    /// Sets the value.
+    #[inline]
+    pub fn set(&self, v: f64) {
+        self.0.set(v.to_bits());
+    }
+    /// Current value.
+    #[inline]
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.get())
+    }
+    /// A gauge not backed by shared memory.
+    pub fn detached() -> Self {
+        Gauge(Counter::detached())
+    }
+}
+
+/// The writer of one process's counters segment.
+pub struct CountersWriter {
+    seg: Arc<Segment>,
+}
+
+// SAFETY: the handle owns an Arc of the mapping; its methods use atomics only.
+unsafe impl Send for CountersWriter {}
+// SAFETY: as above; allocation (`counter`) takes `&mut self`.
+unsafe impl Sync for CountersWriter {}
+
+fn truncate_label(label: &str) -> &str {
+    let mut end = label.len().min(LABEL_LEN);
+    while !label.is_char_boundary(end) {
+        end -= 1;
+    }
+    &label[..end]
+}
+
+impl CountersWriter {
+    /// Creates `cnc-<role>` in `dir` (state [`ProcessState::Starting`]).
+    ///
+    /// # Errors
+    /// As any segment creation (in use by a live process of the same role, stale per policy).
+    pub fn create(dir: &Path, role: &str, stale: StalePolicy) -> Result<Self, SegmentError> {
+        let name = segment::names::counters(role);
+        let (seg, recovered) =
+            segment::create(dir, &name, &spec(), CAPACITY as u64, stale, &|mem| {
+                // SAFETY: STATE_OFFSET inside the fresh mapping.
+                unsafe { mem.u32_at(STATE_OFFSET) }
+                    .store(ProcessState::Starting as u32, Ordering::Relaxed);
+            })?;
+        let w = CountersWriter { seg: Arc::new(seg) };
+        if recovered {
+            w.set_state(ProcessState::Starting);
+        }
+        Ok(w)
+    }
+
+    fn record(&self, i: usize) -> usize {
+        RECORDS_OFFSET + i * RECORD_SIZE
+    }
+
+    fn allocate(&mut self, label: &str, kind: u32) -> Counter {
+        let label = truncate_label(label);
+        let mem = &self.seg.mem;
+        // SAFETY: offset inside the validated region.
+        let num = unsafe { mem.u32_at(NUM_COUNTERS_OFFSET) };
+        let n = num.load(Ordering::Acquire) as usize;
+        let mut slot = None;
+        for i in 0..n.min(CAPACITY) {
+            let r = self.record(i);
+            // SAFETY: record `i < CAPACITY` inside the region.
+            let (k, len) = unsafe {
+                (
+                    mem.u32_at(r + 8).load(Ordering::Relaxed),
+                    mem.u32_at(r + 12).load(Ordering::Relaxed) as usize,
+                )
+            };
+            let mut buf = [0u8; LABEL_LEN];
+            for (j, b) in buf.iter_mut().enumerate().take(len.min(LABEL_LEN)) {
+                // SAFETY: label bytes inside the record.
+                *b = unsafe { mem.u8_at(r + 16 + j) }.load(Ordering::Relaxed);
+            }
+            if k == kind && &buf[..len.min(LABEL_LEN)] == label.as_bytes() {
+                slot = Some(i);
+                break;
+            }
+        }
+        let i = match slot {
+            Some(i) => i,
+            None if n < CAPACITY => {
+                let r = self.record(n);
+                // SAFETY: record `n < CAPACITY` inside the region; not yet visible to readers
+                // (num_counters is still n).
+                unsafe {
+                    mem.u64_at(r).store(0, Ordering::Relaxed);
+                    mem.u32_at(r + 8).store(kind, Ordering::Relaxed);
+                    mem.u32_at(r + 12)
+                        .store(label.len() as u32, Ordering::Relaxed);
+                    for (j, b) in label.bytes().enumerate() {
+                        mem.u8_at(r + 16 + j).store(b, Ordering::Relaxed);
+                    }
+                }
+                // SYNC POINT: Release; pairs with the Acquire load of num_counters in
+                // `CountersReader::snapshot`: the label is visible before the record is.
+                num.store(n as u32 + 1, Ordering::Release);
+                n
+            }
+            None => return Counter::detached(),
+        };
+        let r = self.record(i);
+        // SAFETY: record inside the region, 8-aligned; kept alive by the Arc in the Counter.
+        let word = NonNull::from(unsafe { mem.u64_at(r) });
+        Counter {
+            word,
+            _backing: Arc::new(Backing::Segment(self.seg.clone())),
+        }
+    }
+
+    /// Allocates (or finds) the counter `label` (startup, not hot path). When the segment is
+    /// full the counter still works but is not visible to other processes.
+    pub fn counter(&mut self, label: &str) -> Counter {
+        self.allocate(label, KIND_COUNTER)
+    }
+
+    /// Allocates (or finds) the gauge `label`.
+    pub fn gauge(&mut self, label: &str) -> Gauge {
+        Gauge(self.allocate(label, KIND_GAUGE))
+    }
+
+    /// Stores `now_ns()` in the heartbeat word (call every 1-10 ms of idle).
+    #[inline]
+    pub fn heartbeat(&self) {
+        self.seg.heartbeat();
+    }
+
+    /// Publishes the process state.
+    pub fn set_state(&self, state: ProcessState) {
+        // SAFETY: offset inside the validated region.
+        // SYNC POINT: Release; pairs with the Acquire load in `CountersReader::state`.
+        unsafe { self.seg.mem.u32_at(STATE_OFFSET) }.store(state as u32, Ordering::Release);
+    }
+}
+
+/// A reader of another process's counters segment.
+pub struct CountersReader {
+    seg: Segment,
+}
+
+impl CountersReader {
+    /// Opens `cnc-<role>` read-only.
+    ///
+    /// # Errors
+    /// Every open error of [`SegmentError`].
+    pub fn open(dir: &Path, role: &str, opts: OpenOptions) -> Result<Self, SegmentError> {
+        let name = segment::names::counters(role);
+        Ok(CountersReader {
+            seg: segment::open(dir, &name, &spec(), opts, false)?,
+        })
+    }
+
+    /// The process's pid.
+    pub fn pid(&self) -> u32 {
+        self.seg.creator_pid()
+    }
+
+    /// Last heartbeat (monotonic ns).
+    pub fn heartbeat_ns(&self) -> u64 {
+        self.seg.heartbeat_ns()
+    }
+
+    /// Published state (`None` if the word holds an unknown value).
+    pub fn state(&self) -> Option<ProcessState> {
+        // SAFETY: offset inside the validated region.
+        // SYNC POINT: Acquire; pairs with `CountersWriter::set_state`.
+        ProcessState::from_u32(unsafe { self.seg.mem.u32_at(STATE_OFFSET) }.load(Ordering::Acquire))
+    }
+
+    /// Liveness at monotonic time `now_ns`: dead if the pid is gone (or reused), stale if the
+    /// heartbeat is older than `stale_after`.
+    pub fn liveness(&self, now_ns: u64, stale_after: Duration) -> Liveness {
+        if !self.seg.creator_alive() {
+            Liveness::Dead
+        } else if now_ns.saturating_sub(self.heartbeat_ns()) > stale_after.as_nanos() as u64 {
+            Liveness::StaleHeartbeat
+        } else {
+            Liveness::Alive
+        }
+    }
+
+    /// Every counter and gauge with its label (allocates; for tools, not the hot path).
+    pub fn snapshot(&self) -> Vec<(String, CounterValue)> {
+        let mem = &self.seg.mem;
+        // SAFETY: offset inside the validated region.
+        // SYNC POINT: Acquire; pairs with the Release store in `CountersWriter::allocate`.
+        let n = unsafe { mem.u32_at(NUM_COUNTERS_OFFSET) }.load(Ordering::Acquire) as usize;
+        let mut out = Vec::with_capacity(n.min(CAPACITY));
+        for i in 0..n.min(CAPACITY) {
+            let r = RECORDS_OFFSET + i * RECORD_SIZE;
+            // SAFETY: record `i < CAPACITY` inside the region.
+            let (v, k, len) = unsafe {
+                (
+                    mem.u64_at(r).load(Ordering::Relaxed),
+                    mem.u32_at(r + 8).load(Ordering::Relaxed),
+                    mem.u32_at(r + 12).load(Ordering::Relaxed) as usize,
+                )
+            };
+            let label: Vec<u8> = (0..len.min(LABEL_LEN))
+                // SAFETY: label bytes inside the record.
+                .map(|j| unsafe { mem.u8_at(r + 16 + j) }.load(Ordering::Relaxed))
+                .collect();
+            let label = String::from_utf8_lossy(&label).into_owned();
+            let value = if k == KIND_GAUGE {
+                CounterValue::Gauge(f64::from_bits(v))
+            } else {
+                CounterValue::Counter(v)
+            };
+            out.push((label, value));
+        }
+        out
+    }
+}
+
+/// Roles with a counters segment (`cnc-*`) in `dir`, sorted.
+pub fn list_roles(dir: &Path) -> Vec<String> {
+    let mut roles: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(segment::names::COUNTERS_PREFIX))
+                .map(str::to_owned)
+        })
+        .collect();
+    roles.sort();
+    roles
+}

@@ -1,0 +1,494 @@
+//! Behaviour of the public API in one process: rings, tables, counters, control, header errors.
+
+use bytemuck::Zeroable;
+use shm_layout::segment::header;
+use shm_layout::*;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+fn shm_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("shm-layout-test-")
+        .tempdir_in("/dev/shm")
+        .expect("tempdir in /dev/shm")
+}
+
+fn ev(i: u64) -> MarketEvent {
+    let mut e = MarketEvent::underlying_price(7, i, i, 100.0 + i as f64);
+    e.seq = i;
+    e
+}
+
+fn order(i: u64) -> HedgeOrder {
+    let mut o = HedgeOrder::zeroed();
+    o.client_order_id = i;
+    o.qty = i as f64;
+    o
+}
+
+fn poke(path: &Path, off: usize, bytes: &[u8]) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, off as u64).unwrap();
+}
+
+fn dead_pid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+#[test]
+fn broadcast_reader_sees_messages_in_order_then_empty() {
+    let d = shm_dir();
+    let mut w =
+        BroadcastWriter::<MarketEvent>::create(d.path(), names::MD, 8, StalePolicy::Fail).unwrap();
+    let mut r =
+        BroadcastReader::<MarketEvent>::open(d.path(), names::MD, OpenOptions::default()).unwrap();
+    assert_eq!(r.poll(), Poll::Empty);
+    for i in 0..5 {
+        assert_eq!(w.publish(&ev(i)), i);
+    }
+    assert_eq!(r.lag(), 5);
+    for i in 0..5 {
+        assert_eq!(r.poll(), Poll::Message(ev(i)));
+    }
+    assert_eq!(r.poll(), Poll::Empty);
+    w.publish_batch(&[ev(5), ev(6)]);
+    assert_eq!(w.position(), 7);
+    assert_eq!(r.poll(), Poll::Message(ev(5)));
+    assert_eq!(r.position(), 6);
+}
+
+#[test]
+fn lapped_reader_counts_lost_messages_exactly() {
+    let d = shm_dir();
+    let mut w =
+        BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Fail).unwrap();
+    let mut r =
+        BroadcastReader::<MarketEvent>::open(d.path(), "md", OpenOptions::default()).unwrap();
+    for i in 0..30 {
+        w.publish(&ev(i));
+    }
+    // Oldest intact is 30 + 1 - 8 = 23.
+    assert_eq!(r.poll(), Poll::Lapped { lost: 23 });
+    let mut got = vec![];
+    while let Poll::Message(e) = r.poll() {
+        got.push(e.seq);
+    }
+    assert_eq!(got, (23..30).collect::<Vec<_>>());
+    // A late reader starting from the start sees the same window.
+    let mut r2 =
+        BroadcastReader::<MarketEvent>::open_from_start(d.path(), "md", OpenOptions::default())
+            .unwrap();
+    assert_eq!(r2.poll(), Poll::Message(ev(23)));
+}
+
+#[test]
+fn spsc_push_pop_full_hands_message_back() {
+    let d = shm_dir();
+    let mut p =
+        SpscProducer::<HedgeOrder>::create(d.path(), names::ORDERS, 4, StalePolicy::Fail).unwrap();
+    let mut c =
+        SpscConsumer::<HedgeOrder>::open(d.path(), names::ORDERS, OpenOptions::default()).unwrap();
+    assert_eq!(c.pop(), None);
+    for i in 0..4 {
+        p.push(order(i)).unwrap();
+    }
+    assert_eq!(p.push(order(9)), Err(order(9)));
+    assert_eq!(p.len(), 4);
+    assert_eq!(c.len(), 4);
+    assert_eq!(c.pop(), Some(order(0)));
+    p.push(order(4)).unwrap();
+    let mut out = [HedgeOrder::zeroed(); 8];
+    assert_eq!(c.pop_batch(&mut out), 4);
+    assert_eq!(&out[..4], &[order(1), order(2), order(3), order(4)]);
+    assert_eq!(
+        p.push_batch(&[order(5), order(6), order(7), order(8), order(9)]),
+        4
+    );
+    assert_eq!(c.peek(), Some(order(5)));
+    assert_eq!(c.peek(), Some(order(6)));
+    c.commit(1);
+    assert_eq!(c.position(), 6);
+    drop(c);
+    // A restarted consumer resumes at the committed position: 6 is read again, not lost.
+    let mut c =
+        SpscConsumer::<HedgeOrder>::open(d.path(), names::ORDERS, OpenOptions::default()).unwrap();
+    assert_eq!(c.pop(), Some(order(6)));
+    assert_eq!(c.pop(), Some(order(7)));
+    c.rewind();
+    assert_eq!(c.pop(), Some(order(8)));
+    assert_eq!(c.pop(), None);
+    assert!(c.is_empty());
+}
+
+#[test]
+fn second_consumer_is_refused_while_first_is_attached() {
+    let d = shm_dir();
+    let _p = SpscProducer::<ExecEvent>::create(d.path(), "execs", 8, StalePolicy::Fail).unwrap();
+    let c = SpscConsumer::<ExecEvent>::open(d.path(), "execs", OpenOptions::default()).unwrap();
+    let e = SpscConsumer::<ExecEvent>::open(d.path(), "execs", OpenOptions::default())
+        .err()
+        .unwrap();
+    assert!(matches!(e, SegmentError::InUse { pid, .. } if pid == std::process::id()));
+    drop(c);
+    SpscConsumer::<ExecEvent>::open(d.path(), "execs", OpenOptions::default()).unwrap();
+}
+
+#[test]
+fn restarted_producer_recovers_unconsumed_messages() {
+    let d = shm_dir();
+    let mut p =
+        SpscProducer::<HedgeOrder>::create(d.path(), "orders", 8, StalePolicy::Fail).unwrap();
+    p.push(order(1)).unwrap();
+    p.push(order(2)).unwrap();
+    drop(p);
+    poke(
+        &d.path().join("orders"),
+        header::CREATOR_PID,
+        &dead_pid().to_le_bytes(),
+    );
+    let mut p =
+        SpscProducer::<HedgeOrder>::create(d.path(), "orders", 8, StalePolicy::Recover).unwrap();
+    assert_eq!(p.position(), 2);
+    p.push(order(3)).unwrap();
+    let mut c =
+        SpscConsumer::<HedgeOrder>::open(d.path(), "orders", OpenOptions::default()).unwrap();
+    let mut out = [HedgeOrder::zeroed(); 4];
+    assert_eq!(c.pop_batch(&mut out), 3);
+    assert_eq!(out[2], order(3));
+}
+
+#[test]
+fn last_value_table_reads_what_was_written() {
+    let d = shm_dir();
+    let t = LastValueTable::create(d.path(), names::LVT, 16, StalePolicy::Fail).unwrap();
+    let r = LastValueTable::open(d.path(), names::LVT, OpenOptions::default()).unwrap();
+    assert_eq!(r.read(3), None);
+    assert_eq!(r.read(99), None);
+    let mut v = LastValue::zeroed();
+    v.apply(&ev(4));
+    assert!(t.write(3, &v));
+    assert!(!t.write(16, &v));
+    assert_eq!(r.read(3), Some(v));
+    assert_eq!(r.capacity(), 16);
+    assert_eq!(r.entry_seq(3), Some(2));
+}
+
+#[test]
+fn instrument_table_round_trips_definitions() {
+    let d = shm_dir();
+    let defs: Vec<InstrumentDef> = (0..3)
+        .map(|i| {
+            let mut x = InstrumentDef::zeroed();
+            x.id = i;
+            x.strike = 1000.0 * i as f64;
+            x.set_symbol(&format!("SYM{i}"));
+            x
+        })
+        .collect();
+    InstrumentTable::create(d.path(), names::INSTRUMENTS, &defs, StalePolicy::Fail).unwrap();
+    let t = InstrumentTable::open(d.path(), names::INSTRUMENTS, OpenOptions::default()).unwrap();
+    assert_eq!(t.defs(), &defs[..]);
+    assert_eq!(t.get(2).unwrap().symbol(), "SYM2");
+    assert_eq!(t.get(3), None);
+    let mut bad = defs.clone();
+    bad[1].id = 5;
+    assert!(matches!(
+        InstrumentTable::create(d.path(), "x", &bad, StalePolicy::Fail),
+        Err(SegmentError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn counters_are_visible_to_a_reader() {
+    let d = shm_dir();
+    let mut w = CountersWriter::create(d.path(), "hedger", StalePolicy::Fail).unwrap();
+    let c = w.counter("orders_sent");
+    let g = w.gauge("net_delta");
+    c.inc();
+    c.add(4);
+    g.set(-1.5);
+    assert_eq!(
+        w.counter("orders_sent").get(),
+        5,
+        "same label, same counter"
+    );
+    w.set_state(ProcessState::Running);
+    w.heartbeat();
+    let r = CountersReader::open(d.path(), "hedger", OpenOptions::default()).unwrap();
+    assert_eq!(r.pid(), std::process::id());
+    assert_eq!(r.state(), Some(ProcessState::Running));
+    assert_eq!(
+        r.snapshot(),
+        vec![
+            ("orders_sent".to_string(), CounterValue::Counter(5)),
+            ("net_delta".to_string(), CounterValue::Gauge(-1.5)),
+        ]
+    );
+    let now = clock::now_ns();
+    assert_eq!(r.liveness(now, Duration::from_secs(60)), Liveness::Alive);
+    assert_eq!(
+        r.liveness(now + 120_000_000_000, Duration::from_secs(60)),
+        Liveness::StaleHeartbeat
+    );
+    poke(
+        &d.path().join("cnc-hedger"),
+        header::CREATOR_PID,
+        &dead_pid().to_le_bytes(),
+    );
+    assert_eq!(r.liveness(now, Duration::from_secs(60)), Liveness::Dead);
+    CountersWriter::create(d.path(), "gateway", StalePolicy::Fail).unwrap();
+    assert_eq!(list_roles(d.path()), vec!["gateway", "hedger"]);
+}
+
+#[test]
+fn control_block_bumps_generation_on_every_write() {
+    let d = shm_dir();
+    let hedger = ControlBlock::create(d.path(), StalePolicy::Fail).unwrap();
+    let ctl = ControlBlock::open(d.path(), OpenOptions::default()).unwrap();
+    let g0 = hedger.generation();
+    assert!(!hedger.kill_switch());
+    assert_eq!(hedger.trading_state(5), TradingState::Active);
+    ctl.set_kill_switch(true);
+    assert!(ctl.set_trading_state(5, TradingState::ReduceOnly));
+    assert!(!ctl.set_trading_state(1_000_000, TradingState::Halted));
+    assert_eq!(hedger.generation(), g0 + 2);
+    assert!(hedger.kill_switch());
+    assert_eq!(hedger.trading_state(5), TradingState::ReduceOnly);
+    assert_eq!(hedger.trading_state(1_000_000), TradingState::Halted);
+}
+
+#[test]
+fn segments_are_created_owner_only() {
+    let d = shm_dir();
+    let _w = BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Fail).unwrap();
+    let mode = std::fs::metadata(d.path().join("md"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+}
+
+// ---- header error cases: each produces its own error ----
+
+fn open_md(dir: &Path) -> Result<BroadcastReader<MarketEvent>, SegmentError> {
+    BroadcastReader::<MarketEvent>::open(dir, "md", OpenOptions::default())
+}
+
+fn make_md(dir: &Path) -> BroadcastWriter<MarketEvent> {
+    BroadcastWriter::<MarketEvent>::create(dir, "md", 8, StalePolicy::Fail).unwrap()
+}
+
+#[test]
+fn open_missing_segment_is_missing() {
+    let d = shm_dir();
+    assert!(matches!(
+        open_md(d.path()),
+        Err(SegmentError::Missing { .. })
+    ));
+}
+
+#[test]
+fn open_waits_then_reports_not_initialized() {
+    let d = shm_dir();
+    let _w = make_md(d.path());
+    poke(
+        &d.path().join("md"),
+        header::INITIALIZED,
+        &0u32.to_le_bytes(),
+    );
+    let t = std::time::Instant::now();
+    let r = BroadcastReader::<MarketEvent>::open(
+        d.path(),
+        "md",
+        OpenOptions::wait(Duration::from_millis(30)),
+    );
+    assert!(matches!(r, Err(SegmentError::NotInitialized { .. })));
+    assert!(t.elapsed() >= Duration::from_millis(30));
+    // A file shorter than a header is also "not initialized".
+    std::fs::write(d.path().join("short"), b"abc").unwrap();
+    assert!(matches!(
+        BroadcastReader::<MarketEvent>::open(d.path(), "short", OpenOptions::default()),
+        Err(SegmentError::NotInitialized { .. })
+    ));
+}
+
+#[test]
+fn open_waits_for_a_segment_created_later() {
+    let d = shm_dir();
+    let dir = d.path().to_path_buf();
+    let h = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        make_md(&dir)
+    });
+    let r = BroadcastReader::<MarketEvent>::open(
+        d.path(),
+        "md",
+        OpenOptions::wait(Duration::from_secs(10)),
+    );
+    assert!(r.is_ok());
+    drop(h.join());
+}
+
+#[test]
+fn open_foreign_file_is_bad_magic() {
+    let d = shm_dir();
+    std::fs::write(d.path().join("md"), vec![0xAB; 4096]).unwrap();
+    assert!(matches!(
+        open_md(d.path()),
+        Err(SegmentError::BadMagic { .. })
+    ));
+}
+
+#[test]
+fn open_other_version_is_version_mismatch() {
+    let d = shm_dir();
+    let _w = make_md(d.path());
+    poke(
+        &d.path().join("md"),
+        header::LAYOUT_VERSION,
+        &99u32.to_le_bytes(),
+    );
+    let e = open_md(d.path()).err().unwrap();
+    assert!(matches!(e, SegmentError::VersionMismatch { found: 99, .. }));
+    assert!(e.to_string().contains("layout version 99"));
+}
+
+#[test]
+fn open_other_layouts_is_fingerprint_mismatch() {
+    let d = shm_dir();
+    let _w = make_md(d.path());
+    poke(
+        &d.path().join("md"),
+        header::FINGERPRINT,
+        &1u64.to_le_bytes(),
+    );
+    assert!(matches!(
+        open_md(d.path()),
+        Err(SegmentError::FingerprintMismatch { found: 1, .. })
+    ));
+}
+
+#[test]
+fn open_as_other_kind_or_type_is_wrong_kind() {
+    let d = shm_dir();
+    let _w = make_md(d.path());
+    assert!(matches!(
+        SpscConsumer::<MarketEvent>::open(d.path(), "md", OpenOptions::default()),
+        Err(SegmentError::WrongKind { .. })
+    ));
+    let e = BroadcastReader::<HedgeOrder>::open(d.path(), "md", OpenOptions::default())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("broadcast<MarketEvent>"), "{e}");
+}
+
+#[test]
+fn open_truncated_or_grown_file_is_size_mismatch() {
+    let d = shm_dir();
+    let _w = make_md(d.path());
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(d.path().join("md"))
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len + 4096).unwrap();
+    assert!(matches!(
+        open_md(d.path()),
+        Err(SegmentError::SizeMismatch { .. })
+    ));
+    f.set_len(len).unwrap();
+    assert!(open_md(d.path()).is_ok());
+    poke(&d.path().join("md"), header::CAPACITY, &7u64.to_le_bytes());
+    assert!(matches!(
+        open_md(d.path()),
+        Err(SegmentError::SizeMismatch { .. })
+    ));
+}
+
+#[test]
+fn create_over_live_owner_is_in_use() {
+    let d = shm_dir();
+    let _w = make_md(d.path());
+    for policy in [
+        StalePolicy::Fail,
+        StalePolicy::Recover,
+        StalePolicy::Replace,
+    ] {
+        let e = BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, policy)
+            .err()
+            .unwrap();
+        assert!(matches!(e, SegmentError::InUse { pid, .. } if pid == std::process::id()));
+    }
+}
+
+#[test]
+fn create_over_dead_owner_follows_stale_policy() {
+    let d = shm_dir();
+    let mut w = make_md(d.path());
+    w.publish(&ev(1));
+    drop(w);
+    let dead = dead_pid();
+    poke(
+        &d.path().join("md"),
+        header::CREATOR_PID,
+        &dead.to_le_bytes(),
+    );
+    let e = BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Fail)
+        .err()
+        .unwrap();
+    assert!(matches!(e, SegmentError::Stale { pid, .. } if pid == dead));
+    // Recover with another capacity is refused, not silently resized.
+    assert!(matches!(
+        BroadcastWriter::<MarketEvent>::create(d.path(), "md", 16, StalePolicy::Recover),
+        Err(SegmentError::SizeMismatch { .. })
+    ));
+    let w =
+        BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Recover).unwrap();
+    assert_eq!(w.position(), 1, "recovered contents");
+    drop(w);
+    poke(
+        &d.path().join("md"),
+        header::CREATOR_PID,
+        &dead.to_le_bytes(),
+    );
+    let w =
+        BroadcastWriter::<MarketEvent>::create(d.path(), "md", 16, StalePolicy::Replace).unwrap();
+    assert_eq!(w.position(), 0, "fresh segment");
+    assert_eq!(w.capacity(), 16);
+}
+
+#[test]
+fn reused_pid_with_other_start_time_counts_as_dead() {
+    let d = shm_dir();
+    let w = make_md(d.path());
+    drop(w);
+    // Our own (live) pid, but a start time that is not ours: a recycled pid.
+    poke(
+        &d.path().join("md"),
+        header::CREATOR_START_TICKS,
+        &1u64.to_le_bytes(),
+    );
+    assert!(matches!(
+        BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Fail),
+        Err(SegmentError::Stale { .. })
+    ));
+}
+
+#[test]
+fn non_power_of_two_capacity_is_refused() {
+    let d = shm_dir();
+    assert!(matches!(
+        BroadcastWriter::<MarketEvent>::create(d.path(), "md", 10, StalePolicy::Fail),
+        Err(SegmentError::SizeMismatch { .. })
+    ));
+    assert!(matches!(
+        SpscProducer::<HedgeOrder>::create(d.path(), "o", 0, StalePolicy::Fail),
+        Err(SegmentError::SizeMismatch { .. })
+    ));
+}
