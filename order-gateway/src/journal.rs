@@ -32,7 +32,7 @@
 //! together.
 
 use bytemuck::{bytes_of, pod_read_unaligned};
-use shm_layout::{ExecEvent, ExecKind, HedgeOrder};
+use shm_layout::{ExecEvent, ExecKind, HedgeOrder, RejectReason};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -116,8 +116,13 @@ pub struct Replay {
 
 impl Replay {
     fn apply_exec(&mut self, e: &ExecEvent) {
-        self.last_exec_id = self.last_exec_id.max(e.exec_id);
-        if e.client_order_id != 0 {
+        // An exec pushed again after a restart is journaled again with the same id: once only.
+        if e.exec_id <= self.last_exec_id {
+            return;
+        }
+        self.last_exec_id = e.exec_id;
+        // A duplicate-id reject belongs to the second order, not to the open one.
+        if e.client_order_id != 0 && e.reject_reason != RejectReason::DuplicateOrder as u8 {
             if let Ok(kind) = e.kind() {
                 if kind.is_terminal() {
                     self.open.remove(&e.client_order_id);

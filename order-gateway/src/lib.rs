@@ -11,3 +11,4 @@ pub mod rng;
 pub mod sim;
 pub mod flow;
 pub mod journal;
+pub mod gateway;
