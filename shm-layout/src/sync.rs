@@ -164,33 +164,29 @@ impl Mem {
             words: (0..len.div_ceil(8)).map(|_| AtomicU64::new(0)).collect(),
         }
     }
-    #[inline]
-    pub(crate) fn len(&self) -> usize {
-        self.words.len() * 8
-    }
     /// # Safety
     /// `off % 8 == 0` and in bounds.
-    pub(crate) unsafe fn u64_at(&self, off: usize) -> &AtomicU64 {
+    pub unsafe fn u64_at(&self, off: usize) -> &AtomicU64 {
         assert!(off & 7 == 0);
         &self.words[off / 8]
     }
     /// # Safety
     /// In bounds, aligned.
-    pub(crate) unsafe fn load_words(&self, off: usize, dst: &mut [u64]) {
+    pub unsafe fn load_words(&self, off: usize, dst: &mut [u64]) {
         for (i, d) in dst.iter_mut().enumerate() {
             *d = self.words[off / 8 + i].load(Ordering::Relaxed);
         }
     }
     /// # Safety
     /// In bounds, aligned.
-    pub(crate) unsafe fn store_words(&self, off: usize, src: &[u64]) {
+    pub unsafe fn store_words(&self, off: usize, src: &[u64]) {
         for (i, s) in src.iter().enumerate() {
             self.words[off / 8 + i].store(*s, Ordering::Relaxed);
         }
     }
     /// # Safety
     /// In bounds, aligned.
-    pub(crate) unsafe fn read_plain<T: bytemuck::Pod>(&self, off: usize) -> T {
+    pub unsafe fn read_plain<T: bytemuck::Pod>(&self, off: usize) -> T {
         let mut v = T::zeroed();
         // SAFETY: forwarded contract.
         unsafe { self.load_words(off, bytemuck::cast_slice_mut(core::slice::from_mut(&mut v))) };
@@ -198,7 +194,7 @@ impl Mem {
     }
     /// # Safety
     /// In bounds, aligned.
-    pub(crate) unsafe fn write_plain<T: bytemuck::Pod>(&self, off: usize, v: &T) {
+    pub unsafe fn write_plain<T: bytemuck::Pod>(&self, off: usize, v: &T) {
         // SAFETY: forwarded contract.
         unsafe { self.store_words(off, bytemuck::cast_slice(core::slice::from_ref(v))) }
     }
