@@ -26,8 +26,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod instruments;
 pub mod lobster;
+pub mod publish;
+pub mod run;
 pub mod source;
 pub mod synthetic;
 pub mod tardis;

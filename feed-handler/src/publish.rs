@@ -1,0 +1,279 @@
+//! The publisher: writes normalized events into the market-data broadcast ring and the
+//! last-value table, the instrument definitions into their segment, and the feed handler's
+//! counters and heartbeat.
+//!
+//! Hot path ([`Publisher::publish`]): validate, stamp `seq` and `recv_ts_ns`, apply to a private
+//! shadow copy of the instrument's last value, write that entry into the table (seqlock), then
+//! publish the event into the ring. The table is written first, so a reader that sees an event
+//! in the ring finds the table at least as new. No allocation, syscall, lock or logging: counts
+//! are plain integers, copied into the shared counters by [`Publisher::flush_counters`] off the
+//! hot path (every few thousand events or on idle).
+//!
+//! `seq` equals the ring position plus one, also across a restart that recovers the ring
+//! (`StalePolicy::Recover`), so a reader can tell a gap from a restart.
+
+use std::path::Path;
+
+use shm_layout::clock::now_ns;
+use shm_layout::{
+    names, BroadcastWriter, Counter, CountersWriter, Gauge, InstrumentTable, LastValue,
+    LastValueTable, MarketEvent, MarketEventKind, ProcessState, SegmentError, StalePolicy,
+};
+
+use crate::instruments::Registry;
+use crate::source::{RejectReason, Rejects, SourceEvent};
+
+/// Counters role of the feed handler: its segment is `cnc-feed-handler`.
+pub const ROLE: &str = "feed-handler";
+
+/// Shared-memory counters of the feed handler (labels as in `docs/operations.md`).
+pub struct FeedCounters {
+    /// The counters segment (heartbeat, state).
+    pub cnc: CountersWriter,
+    published: Counter,
+    by_kind: [Counter; 5],
+    rejected: [Counter; RejectReason::ALL.len()],
+    rows: Counter,
+    rate: Gauge,
+    lag: Gauge,
+    lag_max: Gauge,
+}
+
+impl FeedCounters {
+    fn new(mut cnc: CountersWriter) -> Self {
+        let published = cnc.counter("events_published");
+        let by_kind = [0u8, 1, 2, 3, 4].map(|k| match MarketEventKind::try_from(k) {
+            Ok(kind) => cnc.counter(&format!(
+                "events_published{{kind=\"{}\"}}",
+                kind.name().to_ascii_lowercase()
+            )),
+            Err(_) => Counter::detached(),
+        });
+        let rejected = RejectReason::ALL
+            .map(|r| cnc.counter(&format!("events_rejected{{reason=\"{}\"}}", r.name())));
+        FeedCounters {
+            published,
+            by_kind,
+            rejected,
+            rows: cnc.counter("rows_read"),
+            rate: cnc.gauge("publish_rate_per_s"),
+            lag: cnc.gauge("source_lag_ns"),
+            lag_max: cnc.gauge("source_lag_max_ns"),
+            cnc,
+        }
+    }
+}
+
+/// Where and how the segments are created.
+#[derive(Debug, Clone)]
+pub struct PublisherOptions {
+    /// Slots in the market-data ring (a power of two).
+    pub ring_capacity: usize,
+    /// What to do with segments left by a dead feed handler.
+    pub stale: StalePolicy,
+}
+
+impl Default for PublisherOptions {
+    fn default() -> Self {
+        PublisherOptions {
+            ring_capacity: 1 << 18,
+            stale: StalePolicy::Recover,
+        }
+    }
+}
+
+/// Statistics kept by the publisher (plain integers, hot path).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishStats {
+    /// Events published.
+    pub published: u64,
+    /// Events published by kind (index = kind as u8).
+    pub by_kind: [u64; 5],
+    /// Events refused at publish time (invalid or unknown instrument): 0 unless a source
+    /// broke its contract.
+    pub refused: u64,
+}
+
+/// Publishes events into shared memory. One per process (it owns the writer ends).
+pub struct Publisher {
+    ring: BroadcastWriter<MarketEvent>,
+    lvt: LastValueTable,
+    instruments: InstrumentTable,
+    shadow: Vec<LastValue>,
+    seq: u64,
+    stats: PublishStats,
+    counters: Option<FeedCounters>,
+}
+
+impl Publisher {
+    /// Creates (or, per `opts.stale`, recovers) the `md`, `lvt` and `instruments` segments and
+    /// the `cnc-feed-handler` counters in `dir` (created if missing, mode 0700).
+    ///
+    /// # Errors
+    /// [`SegmentError`] (its message says what to do), e.g. another live feed handler owns the
+    /// namespace, or a recovered table does not fit the instruments.
+    pub fn create(
+        dir: &Path,
+        registry: &Registry,
+        opts: &PublisherOptions,
+    ) -> Result<Self, SegmentError> {
+        create_dir(dir)?;
+        let cnc = CountersWriter::create(dir, ROLE, opts.stale)?;
+        cnc.set_state(ProcessState::Starting);
+        let mut p = Self::create_without_counters(dir, registry, opts)?;
+        p.counters = Some(FeedCounters::new(cnc));
+        Ok(p)
+    }
+
+    /// As [`Publisher::create`] without a counters segment (tests, benchmarks, in-process use).
+    ///
+    /// # Errors
+    /// As [`Publisher::create`].
+    pub fn create_without_counters(
+        dir: &Path,
+        registry: &Registry,
+        opts: &PublisherOptions,
+    ) -> Result<Self, SegmentError> {
+        create_dir(dir)?;
+        let defs = registry.defs();
+        let instruments = InstrumentTable::create(dir, names::INSTRUMENTS, defs, opts.stale)?;
+        let lvt = LastValueTable::create(dir, names::LVT, defs.len().max(1), opts.stale)?;
+        let ring =
+            BroadcastWriter::<MarketEvent>::create(dir, names::MD, opts.ring_capacity, opts.stale)?;
+        // Recovered segments: continue the sequence and start from the table's contents.
+        let shadow = (0..defs.len() as u32)
+            .map(|id| {
+                lvt.read(id).unwrap_or_else(|| {
+                    let mut v: LastValue = bytemuck::Zeroable::zeroed();
+                    v.instrument_id = id;
+                    v
+                })
+            })
+            .collect();
+        let seq = ring.position();
+        Ok(Publisher {
+            ring,
+            lvt,
+            instruments,
+            shadow,
+            seq,
+            stats: PublishStats::default(),
+            counters: None,
+        })
+    }
+
+    /// Publishes one event stamped with `recv_ts_ns` (monotonic ns). Returns `false` (and counts
+    /// it as refused) if the event is invalid or its instrument unknown. No allocation, syscall
+    /// or lock.
+    #[inline]
+    pub fn publish_at(&mut self, ev: &SourceEvent, recv_ts_ns: u64) -> bool {
+        let mut e = ev.event;
+        let id = e.instrument_id as usize;
+        if id >= self.shadow.len() || !e.is_valid() {
+            self.stats.refused += 1;
+            return false;
+        }
+        e.seq = self.seq + 1;
+        e.recv_ts_ns = recv_ts_ns;
+        let lv = &mut self.shadow[id];
+        lv.apply(&e);
+        if ev.has_depth {
+            lv.bid_levels = ev.depth.bid_levels;
+            lv.ask_levels = ev.depth.ask_levels;
+            lv.bid_depth = ev.depth.bids;
+            lv.ask_depth = ev.depth.asks;
+            lv.valid |= LastValue::HAS_DEPTH;
+        }
+        self.lvt.write(e.instrument_id, lv);
+        self.ring.publish(&e);
+        self.seq += 1;
+        self.stats.published += 1;
+        self.stats.by_kind[usize::from(e.kind) % 5] += 1;
+        true
+    }
+
+    /// [`Publisher::publish_at`] stamped with the current monotonic time (vDSO clock read).
+    #[inline]
+    pub fn publish(&mut self, ev: &SourceEvent) -> bool {
+        self.publish_at(ev, now_ns())
+    }
+
+    /// Copies the counts into the shared counters (and the rejects of the source), sets the
+    /// rate and lag gauges, and beats the heartbeat. Off the hot path: call every few thousand
+    /// events or when idle.
+    pub fn flush_counters(&self, rejects: &Rejects, rows: u64, rate_per_s: f64, lag_ns: f64) {
+        let Some(c) = &self.counters else {
+            return;
+        };
+        c.published.set(self.stats.published);
+        for (k, ctr) in c.by_kind.iter().enumerate() {
+            ctr.set(self.stats.by_kind[k]);
+        }
+        for (i, r) in RejectReason::ALL.iter().enumerate() {
+            let extra = if *r == RejectReason::InvalidEvent {
+                self.stats.refused
+            } else {
+                0
+            };
+            c.rejected[i].set(rejects.get(*r) + extra);
+        }
+        c.rows.set(rows);
+        c.rate.set(rate_per_s);
+        c.lag.set(lag_ns);
+        if lag_ns > c.lag_max.get() {
+            c.lag_max.set(lag_ns);
+        }
+        self.heartbeat();
+    }
+
+    /// Beats the heartbeat of the counters and of the ring and table headers.
+    pub fn heartbeat(&self) {
+        if let Some(c) = &self.counters {
+            c.cnc.heartbeat();
+        }
+        self.ring.heartbeat();
+        self.lvt.heartbeat();
+    }
+
+    /// Publishes the process state (starting, running, stopping, stopped).
+    pub fn set_state(&self, s: ProcessState) {
+        if let Some(c) = &self.counters {
+            c.cnc.set_state(s);
+        }
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> PublishStats {
+        self.stats
+    }
+
+    /// Next ring position (= events in the ring since it was created).
+    pub fn position(&self) -> u64 {
+        self.ring.position()
+    }
+
+    /// The instruments table written at creation.
+    pub fn instruments(&self) -> &InstrumentTable {
+        &self.instruments
+    }
+
+    /// This process's copy of an instrument's last value.
+    pub fn last_value(&self, id: u32) -> Option<&LastValue> {
+        self.shadow.get(id as usize)
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), SegmentError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| SegmentError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+}

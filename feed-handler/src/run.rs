@@ -1,0 +1,515 @@
+//! The feed-handler process: configuration, source construction, the publish loop with pacing
+//! and idle strategies, pinning, stop flag, periodic counters and the end summary.
+//!
+//! The loop is single-threaded: `source.next` -> pace (replay clock x speed) -> `publish`.
+//! Housekeeping (counters, heartbeat, duration check, stats line) runs every 1024 events and
+//! whenever the loop waits for the pacing clock, never per event.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use shm_layout::clock::now_ns;
+use shm_layout::{namespace_dir, ProcessState, SegmentError, StalePolicy};
+
+use crate::instruments::{InstrumentsFileError, Registry};
+use crate::lobster::{LobsterError, LobsterOptions, LobsterSource};
+use crate::publish::{PublishStats, Publisher, PublisherOptions};
+use crate::source::{Rejects, Source, SourceEvent};
+use crate::synthetic::{SyntheticConfig, SyntheticSource};
+use crate::tardis::{TardisError, TardisSource};
+
+/// How the loop waits for the pacing clock. On a dedicated isolated core, `busy-spin`; when
+/// processes share cores (the 2-core demo), `spin-then-yield` or `backoff-park`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdleStrategy {
+    /// Spin with `spin_loop` hints: lowest latency, burns the core.
+    BusySpin,
+    /// Spin 1000 times, then `sched_yield` between checks.
+    #[default]
+    SpinThenYield,
+    /// Spin 100 times, yield 100 times, then sleep up to 1 ms (or until the next event is due).
+    BackoffPark,
+}
+
+impl std::str::FromStr for IdleStrategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "busy-spin" => Ok(IdleStrategy::BusySpin),
+            "spin-then-yield" => Ok(IdleStrategy::SpinThenYield),
+            "backoff-park" => Ok(IdleStrategy::BackoffPark),
+            _ => Err(format!(
+                "unknown idle strategy {s:?} (busy-spin, spin-then-yield, backoff-park)"
+            )),
+        }
+    }
+}
+
+/// What to do with segments left by a dead feed handler (`--on-stale`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnStale {
+    /// Refuse to start.
+    Fail,
+    /// Adopt them: the ring continues at its position (sequence numbers continue), the
+    /// last-value table keeps its entries (a restarted feed handler).
+    #[default]
+    Recover,
+    /// Delete and recreate them.
+    Replace,
+}
+
+impl std::str::FromStr for OnStale {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fail" => Ok(OnStale::Fail),
+            "recover" => Ok(OnStale::Recover),
+            "replace" => Ok(OnStale::Replace),
+            _ => Err(format!("unknown --on-stale {s:?} (fail, recover, replace)")),
+        }
+    }
+}
+
+impl From<OnStale> for StalePolicy {
+    fn from(s: OnStale) -> Self {
+        match s {
+            OnStale::Fail => StalePolicy::Fail,
+            OnStale::Recover => StalePolicy::Recover,
+            OnStale::Replace => StalePolicy::Replace,
+        }
+    }
+}
+
+/// Which source to run.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceSpec {
+    /// The synthetic market (`[synthetic]` table).
+    #[default]
+    Synthetic,
+    /// Tardis CSV files (plain or .gz), merged by time.
+    Tardis {
+        /// Files.
+        files: Vec<PathBuf>,
+    },
+    /// LOBSTER message and orderbook files.
+    Lobster {
+        /// Message file.
+        message: PathBuf,
+        /// Orderbook file.
+        orderbook: PathBuf,
+        /// Seconds from New York time to UTC (default 4 h, EDT).
+        #[serde(default)]
+        utc_offset_s: Option<i64>,
+    },
+}
+
+/// Full configuration (the TOML file; CLI flags override it).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Namespace: segments live in `/dev/shm/<namespace>`.
+    pub namespace: String,
+    /// Segment directory instead of the namespace's (e.g. on hugetlbfs).
+    pub shm_dir: Option<PathBuf>,
+    /// The source.
+    pub source: SourceSpec,
+    /// Instruments file (fixes the instrument set of Tardis replays).
+    pub instruments_file: Option<PathBuf>,
+    /// Synthetic market parameters (seed, rate, ...).
+    pub synthetic: SyntheticConfig,
+    /// Replay speed factor for the recorded timestamps; `None` (or `"max"` on the command
+    /// line) publishes as fast as possible. The synthetic source is paced at its `rate`
+    /// unless the rate is `inf`/`max`.
+    pub speed: Option<f64>,
+    /// Stop after this many seconds.
+    pub duration_s: Option<f64>,
+    /// Stop after this many events.
+    pub max_events: Option<u64>,
+    /// Core to pin the loop to (warn and continue if it does not exist).
+    pub pin_core: Option<usize>,
+    /// Idle strategy while waiting for the pacing clock.
+    pub idle: IdleStrategy,
+    /// Stale segment policy.
+    pub on_stale: OnStale,
+    /// Slots in the market-data ring (power of two).
+    pub ring_capacity: usize,
+    /// Seconds between stats lines on stderr (0: none).
+    pub stats_interval_s: f64,
+    /// After the source ends, keep the process (and its heartbeat) alive until SIGINT/SIGTERM.
+    pub hold: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: "hedge".into(),
+            shm_dir: None,
+            source: SourceSpec::Synthetic,
+            instruments_file: None,
+            synthetic: SyntheticConfig::default(),
+            speed: Some(1.0),
+            duration_s: None,
+            max_events: None,
+            pin_core: None,
+            idle: IdleStrategy::default(),
+            on_stale: OnStale::default(),
+            ring_capacity: 1 << 18,
+            stats_interval_s: 5.0,
+            hold: false,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML config file.
+    ///
+    /// # Errors
+    /// [`RunError::Config`] naming the file and the problem.
+    pub fn load(path: &Path) -> Result<Config, RunError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RunError::Config(format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| RunError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// The segment directory.
+    pub fn dir(&self) -> PathBuf {
+        self.shm_dir
+            .clone()
+            .unwrap_or_else(|| namespace_dir(&self.namespace))
+    }
+
+    /// Checks values that serde cannot.
+    ///
+    /// # Errors
+    /// [`RunError::Config`].
+    pub fn validate(&self) -> Result<(), RunError> {
+        let bad = |m: String| Err(RunError::Config(m));
+        if !self.ring_capacity.is_power_of_two() || self.ring_capacity < 2 {
+            return bad(format!(
+                "ring_capacity {} must be a power of two >= 2",
+                self.ring_capacity
+            ));
+        }
+        if let Some(s) = self.speed {
+            if !(s.is_finite() && s > 0.0) {
+                return bad(format!("speed {s} must be > 0 (or max)"));
+            }
+        }
+        if self.synthetic.rate.is_nan() || self.synthetic.rate <= 0.0 {
+            return bad(format!(
+                "synthetic rate {} must be > 0 (or max)",
+                self.synthetic.rate
+            ));
+        }
+        if self.namespace.is_empty() || self.namespace.contains('/') {
+            return bad(format!(
+                "namespace {:?} must be a non-empty name without '/'",
+                self.namespace
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why the feed handler could not run (one line each).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad configuration.
+    #[error("config: {0}")]
+    Config(String),
+    /// A Tardis file is missing or unreadable.
+    #[error(transparent)]
+    Tardis(#[from] TardisError),
+    /// A LOBSTER file is missing or unreadable.
+    #[error(transparent)]
+    Lobster(#[from] LobsterError),
+    /// The instruments file is wrong.
+    #[error(transparent)]
+    Instruments(#[from] InstrumentsFileError),
+    /// A segment could not be created.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+}
+
+/// Builds the configured source.
+///
+/// # Errors
+/// [`RunError`] for missing files, bad headers or a bad instruments file.
+pub fn build_source(cfg: &Config) -> Result<Box<dyn Source>, RunError> {
+    let registry = match &cfg.instruments_file {
+        Some(p) => Some(Registry::load_csv(p)?),
+        None => None,
+    };
+    Ok(match &cfg.source {
+        SourceSpec::Synthetic => Box::new(SyntheticSource::new(cfg.synthetic.clone())),
+        SourceSpec::Tardis { files } => {
+            if files.is_empty() {
+                return Err(RunError::Config(
+                    "tardis source needs at least one file".into(),
+                ));
+            }
+            Box::new(TardisSource::open(files, registry)?)
+        }
+        SourceSpec::Lobster {
+            message,
+            orderbook,
+            utc_offset_s,
+        } => {
+            let mut o = LobsterOptions::default();
+            if let Some(off) = utc_offset_s {
+                o.utc_offset_s = *off;
+            }
+            Box::new(LobsterSource::open(message, orderbook, o)?)
+        }
+    })
+}
+
+/// Pacing speed for a source: `None` = as fast as possible.
+fn pace(cfg: &Config) -> Option<f64> {
+    match cfg.source {
+        SourceSpec::Synthetic => cfg.synthetic.rate.is_finite().then_some(1.0),
+        _ => cfg.speed,
+    }
+}
+
+/// Pins the current thread to `core`; returns a warning if that core is not available.
+pub fn pin(core: usize) -> Result<(), String> {
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    match ids.iter().find(|c| c.id == core) {
+        Some(c) if core_affinity::set_for_current(*c) => Ok(()),
+        Some(_) => Err(format!("could not pin to core {core}; running unpinned")),
+        None => Err(format!(
+            "core {core} is not available (this machine has {} cores); running unpinned",
+            ids.len()
+        )),
+    }
+}
+
+struct Idler {
+    strategy: IdleStrategy,
+    n: u32,
+}
+
+impl Idler {
+    #[inline]
+    fn idle(&mut self, remaining_ns: u64) {
+        self.n = self.n.saturating_add(1);
+        match self.strategy {
+            IdleStrategy::BusySpin => std::hint::spin_loop(),
+            IdleStrategy::SpinThenYield => {
+                if self.n < 1000 {
+                    std::hint::spin_loop()
+                } else {
+                    std::thread::yield_now()
+                }
+            }
+            IdleStrategy::BackoffPark => {
+                if self.n < 100 {
+                    std::hint::spin_loop()
+                } else if self.n < 200 {
+                    std::thread::yield_now()
+                } else {
+                    std::thread::sleep(Duration::from_nanos(remaining_ns.min(1_000_000)))
+                }
+            }
+        }
+    }
+    fn reset(&mut self) {
+        self.n = 0;
+    }
+}
+
+/// What a run did (printed at the end).
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Publisher counts.
+    pub stats: PublishStats,
+    /// Source rejects by reason.
+    pub rejects: Rejects,
+    /// Input rows (or synthetic events) read.
+    pub rows: u64,
+    /// Wall seconds of the publish loop.
+    pub elapsed_s: f64,
+    /// Largest lag behind the pacing schedule, ns (0 when unpaced).
+    pub max_lag_ns: u64,
+    /// Why the loop stopped.
+    pub stopped_by: &'static str,
+    /// Segment directory.
+    pub dir: PathBuf,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.stats;
+        let rate = s.published as f64 / self.elapsed_s.max(1e-9);
+        write!(
+            f,
+            "feed-handler: stopped ({}); published {} events (quote {}, option_mark {}, underlying_price {}, trade {}) \
+             from {} rows in {:.3} s ({:.0} events/s) into {}; rejected {} ({}); refused at publish {}; max lag {:.1} us",
+            self.stopped_by,
+            s.published,
+            s.by_kind[1],
+            s.by_kind[2],
+            s.by_kind[3],
+            s.by_kind[4],
+            self.rows,
+            self.elapsed_s,
+            rate,
+            self.dir.display(),
+            self.rejects.total(),
+            self.rejects,
+            s.refused,
+            self.max_lag_ns as f64 / 1e3
+        )
+    }
+}
+
+/// Runs the feed handler until the source ends (then, with `hold`, until `stop`), the duration
+/// or event budget is spent, or `stop` is set (SIGINT/SIGTERM). Prints stats lines to stderr
+/// every `stats_interval_s`.
+///
+/// # Errors
+/// [`RunError`] if the source or the segments cannot be set up. Bad input rows are not errors.
+pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
+    cfg.validate()?;
+    let mut src = build_source(cfg)?;
+    let dir = cfg.dir();
+    let opts = PublisherOptions {
+        ring_capacity: cfg.ring_capacity,
+        stale: cfg.on_stale.into(),
+    };
+    let mut publ = Publisher::create(&dir, src.registry(), &opts)?;
+    if let Some(core) = cfg.pin_core {
+        if let Err(w) = pin(core) {
+            eprintln!("feed-handler: warning: {w}");
+        }
+    }
+    publ.set_state(ProcessState::Running);
+    let summary = publish_loop(cfg, src.as_mut(), &mut publ, stop, &dir);
+    publ.set_state(ProcessState::Stopping);
+    publ.flush_counters(&summary.rejects, summary.rows, 0.0, 0.0);
+    publ.set_state(ProcessState::Stopped);
+    Ok(summary)
+}
+
+/// The publish loop over any source and publisher (also used by benchmarks and tests).
+pub fn publish_loop(
+    cfg: &Config,
+    src: &mut dyn Source,
+    publ: &mut Publisher,
+    stop: &AtomicBool,
+    dir: &Path,
+) -> Summary {
+    let speed = pace(cfg);
+    let max_events = cfg.max_events.unwrap_or(u64::MAX);
+    let start = now_ns();
+    let deadline = cfg
+        .duration_s
+        .map_or(u64::MAX, |d| start.saturating_add((d * 1e9) as u64));
+    let stats_every = if cfg.stats_interval_s > 0.0 {
+        (cfg.stats_interval_s * 1e9) as u64
+    } else {
+        u64::MAX
+    };
+    let mut idler = Idler {
+        strategy: cfg.idle,
+        n: 0,
+    };
+    let mut ev = SourceEvent::default();
+    let mut first_src: Option<u64> = None;
+    let mut n: u64 = 0;
+    let (mut lag, mut max_lag) = (0u64, 0u64);
+    let mut last_flush = start;
+    let mut last_stats = (start, 0u64);
+    let mut stopped_by = "end of source";
+    let mut housekeeping = |publ: &Publisher, src: &dyn Source, now: u64, n: u64, lag: u64| {
+        let dt = now.saturating_sub(last_flush);
+        if dt >= 1_000_000 {
+            let rate =
+                (n - last_stats.1) as f64 * 1e9 / now.saturating_sub(last_stats.0).max(1) as f64;
+            publ.flush_counters(&src.rejects(), src.rows_read(), rate, lag as f64);
+            last_flush = now;
+            if now.saturating_sub(last_stats.0) >= stats_every {
+                eprintln!(
+                    "feed-handler: {} events, {:.0}/s, rejects {}, lag {:.1} us",
+                    n,
+                    rate,
+                    src.rejects().total(),
+                    lag as f64 / 1e3
+                );
+                last_stats = (now, n);
+            }
+        }
+    };
+    'outer: loop {
+        if n >= max_events {
+            stopped_by = "max events";
+            break;
+        }
+        if !src.next(&mut ev) {
+            if cfg.hold {
+                // Keep heartbeating until told to stop.
+                while !stop.load(Ordering::Relaxed) {
+                    let now = now_ns();
+                    if now >= deadline {
+                        break;
+                    }
+                    housekeeping(publ, src, now, n, 0);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                stopped_by = "end of source, then stop";
+            }
+            break;
+        }
+        let mut now = now_ns();
+        if let Some(sp) = speed {
+            let first = *first_src.get_or_insert(ev.source_ts_ns);
+            let offset = (ev.source_ts_ns.saturating_sub(first) as f64 / sp) as u64;
+            let target = start.saturating_add(offset);
+            idler.reset();
+            while now < target {
+                if stop.load(Ordering::Relaxed) {
+                    stopped_by = "signal";
+                    break 'outer;
+                }
+                if now >= deadline {
+                    stopped_by = "duration";
+                    break 'outer;
+                }
+                housekeeping(publ, src, now, n, 0);
+                idler.idle(target - now);
+                now = now_ns();
+            }
+            lag = now - target;
+            max_lag = max_lag.max(lag);
+        }
+        publ.publish_at(&ev, now);
+        n += 1;
+        if n & 1023 == 0 {
+            if now >= deadline {
+                stopped_by = "duration";
+                break;
+            }
+            housekeeping(publ, src, now, n, lag);
+        }
+        if stop.load(Ordering::Relaxed) {
+            stopped_by = "signal";
+            break;
+        }
+    }
+    let end = now_ns();
+    Summary {
+        stats: publ.stats(),
+        rejects: src.rejects(),
+        rows: src.rows_read(),
+        elapsed_s: end.saturating_sub(start) as f64 * 1e-9,
+        max_lag_ns: max_lag,
+        stopped_by,
+        dir: dir.to_path_buf(),
+    }
+}
