@@ -1,1 +1,50 @@
-fn main() {}
+//! `hedgectl`: the operator's CLI of the hedging engine.
+//!
+//! Operator subcommands (see `docs/operations.md`): `demo`, `stat`, `positions`, `kill`,
+//! `halt`, `reduce-only`, `resume`, `tail`, `export`.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod control;
+mod demo;
+mod export;
+mod hist;
+mod metrics;
+mod ops;
+mod positions;
+mod procs;
+mod spsc_view;
+mod stat;
+mod svg;
+mod tail;
+
+/// The operator's CLI of the hedging engine.
+#[derive(Debug, Parser)]
+#[command(name = "hedgectl", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    #[command(flatten)]
+    Ops(ops::OpsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.cmd {
+        Cmd::Ops(c) => ops::run(c),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("hedgectl: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

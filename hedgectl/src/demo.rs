@@ -1,0 +1,904 @@
+//! `hedgectl demo`: the whole system on one machine, in one command.
+//!
+//! Starts `feed-handler` (synthetic market), `hedger` and `order-gateway` (simulated venue and
+//! client option flow) as three child processes over shared memory in a fresh namespace, with
+//! cores and idle strategies chosen for the machine; prints a status line each second; at the
+//! end (after `--duration` seconds, Ctrl-C or SIGTERM) stops the children, prints a summary
+//! table, writes the HdrHistogram files, a `.hgrm` percentile distribution and an SVG percentile
+//! plot, and removes the namespace.
+//!
+//! One instance per namespace: `hedgectl demo` takes an exclusive `flock` on
+//! `<namespace dir>/.hedgectl.lock` and refuses (naming the holder's pid) when it is taken, or
+//! when a live process already owns segments in the namespace.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use crate::hist;
+use crate::metrics::{fmt_num, fmt_opt, Liveness, Snapshot};
+use crate::procs;
+use crate::svg;
+
+/// Options of `hedgectl demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// How long to run, in seconds (0: until Ctrl-C).
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Namespace for the segments (a fresh `hedge-demo-<pid>` by default).
+    #[arg(long, env = "HEDGE_DEMO_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Where to write the summary, histograms, plot and process logs
+    /// (default: `<target>/demo/<namespace>/`, beside the binaries).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Directory holding the feed-handler, hedger and order-gateway binaries (default: the
+    /// directory of this hedgectl, or its parent when run from target/*/deps).
+    #[arg(long, env = "HEDGE_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Seed of the synthetic market and the client flow (deterministic runs).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Idle strategy for all three processes, overriding the choice made from the core count:
+    /// busy-spin, spin-then-yield or backoff-park.
+    #[arg(long)]
+    pub idle: Option<String>,
+    /// Do not pin the processes to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Keep the namespace's segments after the demo (for `hedgectl stat` post mortem).
+    #[arg(long)]
+    pub keep: bool,
+    /// Extra argument for the feed handler (repeatable), e.g. `--feed-arg=--rate=100000`.
+    #[arg(long = "feed-arg", allow_hyphen_values = true)]
+    pub feed_args: Vec<String>,
+    /// Extra argument for the hedger (repeatable).
+    #[arg(long = "hedger-arg", allow_hyphen_values = true)]
+    pub hedger_args: Vec<String>,
+    /// Extra argument for the order gateway (repeatable).
+    #[arg(long = "gateway-arg", allow_hyphen_values = true)]
+    pub gateway_args: Vec<String>,
+}
+
+/// Roles of the three processes, in start order.
+pub const ROLES: [&str; 3] = ["feed-handler", "hedger", "order-gateway"];
+
+/// Where each process runs and how it idles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Role.
+    pub role: &'static str,
+    /// Core to pin to, if any.
+    pub core: Option<usize>,
+    /// Idle strategy name as the binaries accept it.
+    pub idle: &'static str,
+}
+
+/// Chooses cores and idle strategies for `ncpu` cores.
+///
+/// - 4 or more: core 0 is left to the OS and hedgectl; feed, hedger and gateway get cores 1, 2
+///   and 3 and busy-spin (lowest latency).
+/// - 3: one core each; the hedger busy-spins, the feed and the gateway spin then yield, so
+///   hedgectl and the OS still run.
+/// - 2: the hedger gets core 1 and spins then yields; the feed and the gateway share core 0 and
+///   back off (spin, yield, then park briefly) so that three processes share two cores.
+/// - 1: everything on core 0, backing off.
+pub fn plan(ncpu: usize) -> [Placement; 3] {
+    let p = |role, core, idle| Placement {
+        role,
+        core: Some(core),
+        idle,
+    };
+    match ncpu {
+        0 | 1 => [
+            p(ROLES[0], 0, "backoff-park"),
+            p(ROLES[1], 0, "backoff-park"),
+            p(ROLES[2], 0, "backoff-park"),
+        ],
+        2 => [
+            p(ROLES[0], 0, "backoff-park"),
+            p(ROLES[1], 1, "spin-then-yield"),
+            p(ROLES[2], 0, "backoff-park"),
+        ],
+        3 => [
+            p(ROLES[0], 0, "spin-then-yield"),
+            p(ROLES[1], 1, "busy-spin"),
+            p(ROLES[2], 2, "spin-then-yield"),
+        ],
+        _ => [
+            p(ROLES[0], 1, "busy-spin"),
+            p(ROLES[1], 2, "busy-spin"),
+            p(ROLES[2], 3, "busy-spin"),
+        ],
+    }
+}
+
+/// The directory holding the engine's binaries: `HEDGE_BIN_DIR`/`--bin-dir`, else the
+/// directory of this executable, or its parent when this executable is a test harness in
+/// `target/<profile>/deps`.
+pub fn bin_dir(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = explicit {
+        return Ok(d.to_path_buf());
+    }
+    let exe = std::env::current_exe().context("cannot locate the hedgectl executable")?;
+    let dir = exe
+        .parent()
+        .context("hedgectl executable has no parent directory")?
+        .to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        if let Some(parent) = dir.parent() {
+            return Ok(parent.to_path_buf());
+        }
+    }
+    Ok(dir)
+}
+
+/// An exclusive claim on a namespace directory: the lock file stays locked while this lives.
+#[derive(Debug)]
+pub struct NamespaceLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl NamespaceLock {
+    /// Creates `dir` (mode 0700) if needed and takes the lock, or explains who holds it.
+    ///
+    /// # Errors
+    /// Another live instance holds the lock, or live processes own segments in `dir`.
+    pub fn acquire(dir: &Path) -> anyhow::Result<NamespaceLock> {
+        create_private_dir(dir)?;
+        let path = dir.join(".hedgectl.lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        if file.try_lock().is_err() {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!(
+                "namespace {} is in use by another hedgectl demo (pid {}); stop it first, or pick another \
+                 namespace with --namespace",
+                dir.display(),
+                holder.trim().if_empty("unknown")
+            );
+        }
+        // Live processes from an earlier run (not started by a demo) also hold the namespace.
+        if let Some(p) = procs::live_owners(dir).first() {
+            bail!(
+                "namespace {} is in use: process {} (pid {}) is alive and owns its segments; stop it \
+                 (hedgectl kill, then SIGTERM) or pick another namespace with --namespace",
+                dir.display(),
+                p.0,
+                p.1
+            );
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(NamespaceLock { _file: file, path })
+    }
+
+    /// Lock file path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+trait IfEmpty {
+    fn if_empty<'a>(&'a self, other: &'a str) -> &'a str;
+}
+impl IfEmpty for str {
+    fn if_empty<'a>(&'a self, other: &'a str) -> &'a str {
+        if self.is_empty() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create namespace directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Children of the demo; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Children {
+    procs: Vec<(&'static str, Child)>,
+}
+
+impl Children {
+    /// Stops the children in the order given (feed first so the pipeline drains), each with
+    /// SIGTERM and up to `grace` to exit, then SIGKILL.
+    fn stop_all(&mut self, grace: Duration) -> Vec<(&'static str, String)> {
+        let mut exits = Vec::new();
+        for (role, child) in self.procs.iter_mut() {
+            let status = match child.try_wait() {
+                Ok(Some(st)) => Some(st),
+                _ => {
+                    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                    let t0 = Instant::now();
+                    loop {
+                        match child.try_wait() {
+                            Ok(Some(st)) => break Some(st),
+                            Ok(None) if t0.elapsed() < grace => {
+                                std::thread::sleep(Duration::from_millis(10))
+                            }
+                            _ => {
+                                let _ = child.kill();
+                                break child.wait().ok();
+                            }
+                        }
+                    }
+                }
+            };
+            let text = match status {
+                Some(st) => describe_exit(st),
+                None => "unknown".to_string(),
+            };
+            exits.push((*role, text));
+            // Give the next stage a moment to drain what this one sent.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.procs.clear();
+        exits
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        if !self.procs.is_empty() {
+            self.stop_all(Duration::from_secs(2));
+        }
+    }
+}
+
+fn describe_exit(st: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (st.code(), st.signal()) {
+        (Some(0), _) => "exit 0".to_string(),
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown".to_string(),
+    }
+}
+
+/// Removes the namespace directory when dropped (unless disarmed with `--keep`).
+struct NamespaceCleanup {
+    dir: PathBuf,
+    armed: bool,
+}
+
+impl Drop for NamespaceCleanup {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Command-line of one child process.
+fn child_command(
+    bin: &Path,
+    role: &str,
+    namespace: &str,
+    place: &Placement,
+    args: &DemoArgs,
+    out: &Path,
+) -> Command {
+    let mut c = Command::new(bin);
+    c.arg("--namespace").arg(namespace);
+    if let Some(core) = place.core.filter(|_| !args.no_pin) {
+        c.arg("--core").arg(core.to_string());
+    }
+    let idle = args.idle.as_deref().unwrap_or(place.idle);
+    c.arg("--idle").arg(idle);
+    match role {
+        "feed-handler" => {
+            c.arg("--seed").arg(args.seed.to_string());
+            c.args(&args.feed_args);
+        }
+        "hedger" => {
+            c.arg("--state-dir").arg(out.join("hedger-state"));
+            c.arg("--histogram-log").arg(out.join("hedger.hlog"));
+            c.args(&args.hedger_args);
+        }
+        _ => {
+            c.arg("--seed").arg(args.seed.to_string());
+            c.args(&args.gateway_args);
+        }
+    }
+    c
+}
+
+/// Runs the demo; returns the process exit code.
+///
+/// # Errors
+/// Missing binaries, a namespace in use, a child failing to start or dying early.
+pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
+    let bins = bin_dir(args.bin_dir.as_deref())?;
+    let missing: Vec<String> = ROLES
+        .iter()
+        .filter(|r| !bins.join(r).is_file())
+        .map(|r| r.to_string())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "binaries not found in {}: {} (build them with `cargo build --release --bins`, or set \
+             HEDGE_BIN_DIR / --bin-dir)",
+            bins.display(),
+            missing.join(", ")
+        );
+    }
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| format!("hedge-demo-{}", std::process::id()));
+    let dir = shm_layout::segment::namespace_dir(&namespace);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| bins.parent().unwrap_or(&bins).join("demo").join(&namespace));
+    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+
+    let lock = NamespaceLock::acquire(&dir)?;
+    // Segments of a dead earlier run in this namespace are stale: a demo starts fresh.
+    procs::remove_segments(&dir, lock.path())?;
+    let mut cleanup = NamespaceCleanup {
+        dir: dir.clone(),
+        armed: !args.keep,
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install the Ctrl-C handler")?;
+    }
+
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let placement = plan(ncpu);
+    println!(
+        "hedgectl demo: namespace {namespace} ({}), {ncpu} cores, {}s, output in {}",
+        dir.display(),
+        if args.duration == 0 {
+            "until Ctrl-C".to_string()
+        } else {
+            args.duration.to_string()
+        },
+        out.display()
+    );
+    for p in &placement {
+        println!(
+            "  {:<14} core {:<5} idle {}",
+            p.role,
+            match (p.core, args.no_pin) {
+                (Some(c), false) => c.to_string(),
+                _ => "-".to_string(),
+            },
+            args.idle.as_deref().unwrap_or(p.idle)
+        );
+    }
+
+    let mut children = Children { procs: Vec::new() };
+    for place in &placement {
+        let log = File::create(out.join(format!("{}.log", place.role)))?;
+        let mut cmd = child_command(
+            &bins.join(place.role),
+            place.role,
+            &namespace,
+            place,
+            args,
+            &out,
+        );
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", bins.join(place.role).display()))?;
+        children.procs.push((place.role, child));
+        // Wait (bounded) until the process has published its counters, so the next one finds
+        // the segments it opens.
+        wait_ready(&dir, place.role, &mut children, &out, &stop)?;
+    }
+
+    let t0 = Instant::now();
+    let mut prev: Option<Snapshot> = None;
+    let mut early_exit: Option<String> = None;
+    let mut next = t0 + Duration::from_secs(1);
+    while !stop.load(Ordering::Relaxed) {
+        if args.duration > 0 && t0.elapsed() >= Duration::from_secs(args.duration) {
+            break;
+        }
+        if let Some(msg) = check_children(&mut children, &out) {
+            early_exit = Some(msg);
+            break;
+        }
+        let now = Instant::now();
+        if now >= next {
+            next += Duration::from_secs(1);
+            if let Ok(snap) = procs::snapshot(&dir) {
+                let lat = latency_now(&snap, &out);
+                println!(
+                    "{}",
+                    status_line(t0.elapsed().as_secs(), &snap, prev.as_ref(), lat)
+                );
+                prev = Some(snap);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let interrupted = stop.load(Ordering::Relaxed);
+    let elapsed = t0.elapsed();
+    let exits = children.stop_all(Duration::from_secs(5));
+    let final_snap = procs::snapshot(&dir).ok();
+
+    let report = summary(
+        final_snap.as_ref(),
+        elapsed,
+        &exits,
+        &out,
+        interrupted,
+        early_exit.as_deref(),
+    );
+    print!("{report}");
+    fs::write(out.join("summary.txt"), &report)?;
+    if args.keep {
+        cleanup.armed = false;
+        println!("segments kept in {} (--keep)", dir.display());
+    }
+    drop(lock);
+    drop(cleanup);
+    Ok(if early_exit.is_some() { 1 } else { 0 })
+}
+
+fn wait_ready(
+    dir: &Path,
+    role: &'static str,
+    children: &mut Children,
+    out: &Path,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    loop {
+        if procs::role_running(dir, role) {
+            return Ok(());
+        }
+        if let Some(msg) = check_children(children, out) {
+            bail!("{msg}");
+        }
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted while starting {role}");
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            bail!(
+                "{role} did not publish its counters (segment cnc-{role}) within 20 s; see {}",
+                out.join(format!("{role}.log")).display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// If a child has exited, a message with its exit status and the end of its log.
+fn check_children(children: &mut Children, out: &Path) -> Option<String> {
+    for (role, child) in children.procs.iter_mut() {
+        if let Ok(Some(st)) = child.try_wait() {
+            let log = out.join(format!("{role}.log"));
+            let tail = fs::read_to_string(&log)
+                .map(|s| {
+                    let lines: Vec<&str> = s.lines().collect();
+                    lines[lines.len().saturating_sub(10)..].join("\n")
+                })
+                .unwrap_or_default();
+            return Some(format!(
+                "{role} stopped early ({}); last lines of {}:\n{tail}",
+                describe_exit(st),
+                log.display()
+            ));
+        }
+    }
+    None
+}
+
+/// Tick-to-order percentiles in ns `(p50, p99, p99.9)`: the hedger's gauges if it publishes
+/// them, else its histogram log so far.
+fn latency_now(snap: &Snapshot, out: &Path) -> Option<(f64, f64, f64)> {
+    if let Some(h) = procs::find_role(snap, "hedger") {
+        let g = |n| h.get(n, None).filter(|v| *v > 0.0);
+        if let (Some(a), Some(b), Some(c)) = (
+            g("tick_to_order_p50_ns"),
+            g("tick_to_order_p99_ns"),
+            g("tick_to_order_p999_ns"),
+        ) {
+            return Some((a, b, c));
+        }
+    }
+    let merged = hist::read_interval_log(&out.join("hedger.hlog")).ok()?;
+    let h = pick_tick_to_order(&merged)?;
+    Some((
+        h.value_at_quantile(0.5) as f64,
+        h.value_at_quantile(0.99) as f64,
+        h.value_at_quantile(0.999) as f64,
+    ))
+}
+
+/// The end-to-end histogram of a log: the tag naming tick-to-order, else the untagged one,
+/// else the last tag.
+fn pick_tick_to_order(m: &hist::MergedLog) -> Option<&hdrhistogram::Histogram<u64>> {
+    m.by_tag
+        .iter()
+        .find(|(t, _)| t.contains("tick_to_order") || t.contains("tick-to-order"))
+        .or_else(|| m.by_tag.iter().find(|(t, _)| t.is_empty()))
+        .or_else(|| m.by_tag.iter().last())
+        .map(|(_, h)| h)
+        .filter(|h| !h.is_empty())
+}
+
+fn fmt_us(ns: f64) -> String {
+    let us = ns / 1000.0;
+    if us >= 100.0 {
+        format!("{us:.0}us")
+    } else if us >= 10.0 {
+        format!("{us:.1}us")
+    } else {
+        format!("{us:.2}us")
+    }
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2}M", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1}k", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+/// Rejects by reason over all processes: `(reason, count)` for non-zero counters whose name
+/// contains `reject` and that carry a reason-like label.
+fn rejects_by_reason(snap: &Snapshot) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for p in &snap.processes {
+        if p.role.contains("feed") {
+            continue; // the feed's rejects are bad market data, not orders
+        }
+        for m in &p.metrics {
+            if !m.name.contains("reject") {
+                continue;
+            }
+            let Some((_, reason)) = m.labels.first() else {
+                continue;
+            };
+            let v = m.value.as_f64();
+            if v > 0.0 {
+                match out.iter_mut().find(|(r, _)| r == reason) {
+                    Some(e) => e.1 += v,
+                    None => out.push((reason.clone(), v)),
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
+/// Well-known totals of the pipeline, from whichever process publishes them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    events: Option<f64>,
+    orders: Option<f64>,
+    fills: Option<f64>,
+    rejects: Option<f64>,
+    option_trades: Option<f64>,
+}
+
+fn first_sum(snap: &Snapshot, role: &str, names: &[&str]) -> Option<f64> {
+    let p = procs::find_role(snap, role)?;
+    names.iter().find_map(|n| p.sum(n))
+}
+
+fn totals(snap: &Snapshot) -> Totals {
+    Totals {
+        events: first_sum(
+            snap,
+            "feed",
+            &["events_published", "events", "published", "md_published"],
+        ),
+        orders: first_sum(snap, "hedger", &["orders_sent", "hedge_orders", "orders"])
+            .or_else(|| first_sum(snap, "gateway", &["orders_received", "orders"])),
+        fills: first_sum(snap, "gateway", &["fills", "orders_filled", "filled"])
+            .or_else(|| first_sum(snap, "hedger", &["orders_filled", "fills"])),
+        rejects: first_sum(snap, "gateway", &["rejects", "orders_rejected"])
+            .or_else(|| first_sum(snap, "hedger", &["orders_rejected", "rejects"])),
+        option_trades: first_sum(snap, "gateway", &["option_trades", "client_trades"])
+            .or_else(|| first_sum(snap, "hedger", &["option_trades"])),
+    }
+}
+
+/// The status line printed each second.
+pub fn status_line(
+    secs: u64,
+    snap: &Snapshot,
+    prev: Option<&Snapshot>,
+    lat: Option<(f64, f64, f64)>,
+) -> String {
+    let t = totals(snap);
+    let rate = match (prev, t.events) {
+        (Some(p), Some(now)) => {
+            let dt = snap.taken_ns.saturating_sub(p.taken_ns) as f64 / 1e9;
+            totals(p)
+                .events
+                .filter(|_| dt > 0.0)
+                .map(|before| (now - before).max(0.0) / dt)
+        }
+        _ => None,
+    };
+    let mut s = format!(
+        "[{secs:>3}s] md {}/s",
+        rate.map_or("-".to_string(), fmt_rate)
+    );
+    for r in snap.risk() {
+        s.push_str(&format!(
+            " | {} delta {} -> {}",
+            r.underlying,
+            fmt_opt(r.option_delta.map(round2)),
+            fmt_opt(r.net_delta.map(round2))
+        ));
+        if let Some(b) = r.band {
+            s.push_str(&format!(" (band {})", fmt_num(round2(b))));
+        }
+        if let Some(st) = r.state.as_deref().filter(|s| *s != "active") {
+            s.push_str(&format!(" [{st}]"));
+        }
+    }
+    s.push_str(&format!(
+        " | orders {} fills {} rejects {}",
+        fmt_opt(t.orders),
+        fmt_opt(t.fills),
+        fmt_opt(t.rejects)
+    ));
+    let rej = rejects_by_reason(snap);
+    if !rej.is_empty() {
+        let parts: Vec<String> = rej
+            .iter()
+            .take(3)
+            .map(|(r, n)| format!("{r} {}", fmt_num(*n)))
+            .collect();
+        s.push_str(&format!(" ({})", parts.join(", ")));
+    }
+    match lat {
+        Some((a, b, c)) => s.push_str(&format!(
+            " | tick-to-order p50 {} p99 {} p99.9 {}",
+            fmt_us(a),
+            fmt_us(b),
+            fmt_us(c)
+        )),
+        None => s.push_str(" | tick-to-order -"),
+    }
+    for p in &snap.processes {
+        if p.liveness != Liveness::Alive {
+            s.push_str(&format!(" | {} {}", p.role, p.liveness.name()));
+        }
+    }
+    s
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The end-of-run report; also writes the histogram artifacts into `out`.
+fn summary(
+    snap: Option<&Snapshot>,
+    elapsed: Duration,
+    exits: &[(&'static str, String)],
+    out: &Path,
+    interrupted: bool,
+    early_exit: Option<&str>,
+) -> String {
+    let mut s = String::new();
+    let line = "-".repeat(72);
+    s.push_str(&format!(
+        "\n{line}\nhedgectl demo summary: ran {:.1}s{}\n{line}\n",
+        elapsed.as_secs_f64(),
+        if interrupted {
+            " (stopped by signal)"
+        } else {
+            ""
+        }
+    ));
+    if let Some(msg) = early_exit {
+        s.push_str(&format!("FAILED: {msg}\n{line}\n"));
+    }
+    if let Some(snap) = snap {
+        let t = totals(snap);
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let row = |s: &mut String, k: &str, v: Option<f64>| {
+            s.push_str(&format!("{k:<32} {:>14}\n", fmt_opt(v)));
+        };
+        row(&mut s, "market events published", t.events);
+        row(
+            &mut s,
+            "market events per second",
+            t.events.map(|e| (e / secs).round()),
+        );
+        row(&mut s, "client option trades", t.option_trades);
+        row(&mut s, "hedge orders sent", t.orders);
+        row(&mut s, "hedge orders filled", t.fills);
+        row(&mut s, "hedge orders rejected", t.rejects);
+        for (reason, n) in rejects_by_reason(snap) {
+            row(&mut s, &format!("  rejected: {reason}"), Some(n));
+        }
+        let risk = snap.risk();
+        if !risk.is_empty() {
+            s.push_str(&format!(
+                "\n{:<10} {:>14} {:>14} {:>14} {:>10} {:>10} {:>10} {:>12}\n",
+                "underlying",
+                "delta before",
+                "hedge pos",
+                "net delta",
+                "gamma",
+                "vega",
+                "band",
+                "state"
+            ));
+            for r in risk {
+                s.push_str(&format!(
+                    "{:<10} {:>14} {:>14} {:>14} {:>10} {:>10} {:>10} {:>12}\n",
+                    r.underlying,
+                    fmt_opt(r.option_delta),
+                    fmt_opt(r.hedge_position),
+                    fmt_opt(r.net_delta),
+                    fmt_opt(r.gamma),
+                    fmt_opt(r.vega),
+                    fmt_opt(r.band),
+                    r.state.as_deref().unwrap_or("-")
+                ));
+            }
+        }
+        s.push_str("\nprocess counters:\n");
+        for p in &snap.processes {
+            s.push_str(&format!("  {} (pid {}):", p.role, p.pid));
+            let mut n = 0;
+            for m in &p.metrics {
+                if m.value.as_f64() != 0.0 {
+                    if n % 3 == 0 {
+                        s.push_str("\n    ");
+                    }
+                    s.push_str(&format!(
+                        "{:<36}",
+                        format!("{}={}", m.label, fmt_num(m.value.as_f64()))
+                    ));
+                    n += 1;
+                }
+            }
+            s.push('\n');
+        }
+    } else {
+        s.push_str("(no counters could be read from the namespace)\n");
+    }
+    s.push_str("\nprocess exits: ");
+    let ex: Vec<String> = exits.iter().map(|(r, e)| format!("{r} {e}")).collect();
+    s.push_str(&ex.join(", "));
+    s.push('\n');
+
+    // Latency: the hedger's histogram log.
+    let log = out.join("hedger.hlog");
+    match hist::read_interval_log(&log) {
+        Ok(m) if !m.by_tag.is_empty() => {
+            s.push_str(&format!(
+                "\nlatency (us), {} intervals from {}:\n{:<26}",
+                m.intervals,
+                log.display(),
+                "stage"
+            ));
+            for p in hist::SUMMARY_PERCENTILES {
+                s.push_str(&format!(
+                    "{:>10}",
+                    if p == 100.0 {
+                        "max".to_string()
+                    } else {
+                        format!("p{p}")
+                    }
+                ));
+            }
+            s.push_str(&format!("{:>10}\n", "count"));
+            let mut series = Vec::new();
+            for (tag, h) in &m.by_tag {
+                if h.is_empty() {
+                    continue;
+                }
+                let name = if tag.is_empty() { "(untagged)" } else { tag };
+                s.push_str(&format!("{name:<26}"));
+                for (_, v) in hist::summary(h) {
+                    s.push_str(&format!("{:>10.2}", v as f64 / 1000.0));
+                }
+                s.push_str(&format!("{:>10}\n", h.len()));
+                let file = out.join(format!("{}.hgrm", safe_file(name)));
+                let _ = fs::write(&file, hist::hgrm(h, 1000.0));
+                series.push(svg::Series {
+                    name: name.to_string(),
+                    points: svg::points_from_histogram(h),
+                });
+            }
+            let plot = out.join("latency.svg");
+            if fs::write(
+                &plot,
+                svg::percentile_plot("hedger latency by stage (HdrHistogram)", &series),
+            )
+            .is_ok()
+            {
+                s.push_str(&format!(
+                    "files: {} (HdrHistogram interval log), *.hgrm (percentile distributions, us), {}\n",
+                    log.display(),
+                    plot.display()
+                ));
+            }
+        }
+        Ok(_) => s.push_str(&format!(
+            "\nlatency: {} holds no interval yet\n",
+            log.display()
+        )),
+        Err(e) => s.push_str(&format!("\nlatency: no histogram log ({e})\n")),
+    }
+    s.push_str(&format!("logs: {}/*.log\n{line}\n", out.display()));
+    s
+}
+
+fn safe_file(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_cores_share_one_core_between_feed_and_gateway_with_backoff() {
+        let p = plan(2);
+        assert_eq!(p[1].core, Some(1));
+        assert_eq!(p[0].core, p[2].core);
+        assert!(p.iter().all(|x| x.idle != "busy-spin"));
+        assert!(plan(8)
+            .iter()
+            .all(|x| x.idle == "busy-spin" && x.core != Some(0)));
+    }
+
+    #[test]
+    fn second_lock_on_a_namespace_is_refused_with_the_holders_pid() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let ns = dir.path().join("ns");
+        let _a = NamespaceLock::acquire(&ns).unwrap();
+        let err = NamespaceLock::acquire(&ns).unwrap_err().to_string();
+        assert!(err.contains("in use by another hedgectl demo"), "{err}");
+        assert!(err.contains(&std::process::id().to_string()), "{err}");
+    }
+}

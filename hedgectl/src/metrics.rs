@@ -1,0 +1,569 @@
+//! The operator's model of a running namespace: processes, their counters and gauges, rings,
+//! control words and per-underlying risk, as plain data.
+//!
+//! [`crate::procs::snapshot`] fills a [`Snapshot`] from shared memory (read-only atomics); the
+//! rest of `hedgectl` (stat, positions, export, the demo's status line) only formats snapshots,
+//! so it is tested without any process running.
+//!
+//! Counter labels follow Prometheus syntax, `name` or `name{key="value",...}` (the convention in
+//! the team contract); any other label is kept, sanitized, as a plain name.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// A counter's or gauge's value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// Monotonic count.
+    Counter(u64),
+    /// Instantaneous value.
+    Gauge(f64),
+}
+
+impl Value {
+    /// The value as f64 (counters converted).
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Value::Counter(c) => c as f64,
+            Value::Gauge(g) => g,
+        }
+    }
+}
+
+/// One counter or gauge of one process, its label parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// The label as the process wrote it.
+    pub label: String,
+    /// Metric name (snake_case, Prometheus-safe).
+    pub name: String,
+    /// `key = value` pairs from `{...}`, in order.
+    pub labels: Vec<(String, String)>,
+    /// Current value.
+    pub value: Value,
+}
+
+impl Metric {
+    /// Parses `label` (`name` or `name{k="v",...}`) into a metric.
+    pub fn new(label: &str, value: Value) -> Metric {
+        let (name, labels) = parse_label(label);
+        Metric {
+            label: label.to_string(),
+            name,
+            labels,
+            value,
+        }
+    }
+
+    /// The value of label key `key`, if present.
+    pub fn label_value(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Makes `s` a valid Prometheus metric or label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn sanitize_name(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.as_bytes()[0].is_ascii_digit() {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Splits `name{k="v",k2="v2"}` into a sanitized name and its label pairs. A label without
+/// braces, or with braces that do not parse, becomes a sanitized name with no pairs.
+pub fn parse_label(label: &str) -> (String, Vec<(String, String)>) {
+    let label = label.trim();
+    if let Some(open) = label.find('{') {
+        if label.ends_with('}') {
+            let inner = &label[open + 1..label.len() - 1];
+            if let Some(pairs) = parse_pairs(inner) {
+                return (sanitize_name(&label[..open]), pairs);
+            }
+        }
+    }
+    (sanitize_name(label), Vec::new())
+}
+
+fn parse_pairs(inner: &str) -> Option<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    let mut rest = inner.trim();
+    while !rest.is_empty() {
+        let eq = rest.find('=')?;
+        let key = sanitize_name(rest[..eq].trim());
+        rest = rest[eq + 1..].trim_start();
+        let value;
+        if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"')?;
+            value = r[..end].to_string();
+            rest = r[end + 1..].trim_start();
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            value = rest[..end].trim().to_string();
+            rest = &rest[end..];
+        }
+        pairs.push((key, value));
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix(',') {
+            rest = r.trim_start();
+        } else if !rest.is_empty() {
+            return None;
+        }
+    }
+    Some(pairs)
+}
+
+/// A process's liveness as `stat` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Pid exists and the heartbeat is recent.
+    Alive,
+    /// Pid exists but the heartbeat is older than the threshold.
+    Stale,
+    /// The pid no longer exists.
+    Dead,
+}
+
+impl Liveness {
+    /// Lower-case word for tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Liveness::Alive => "alive",
+            Liveness::Stale => "stale",
+            Liveness::Dead => "dead",
+        }
+    }
+    /// Prometheus value: 1 alive, 0.5 stale, 0 dead.
+    pub fn as_gauge(self) -> f64 {
+        match self {
+            Liveness::Alive => 1.0,
+            Liveness::Stale => 0.5,
+            Liveness::Dead => 0.0,
+        }
+    }
+}
+
+/// One process of the namespace (one `cnc-<role>` segment).
+#[derive(Debug, Clone)]
+pub struct ProcessSnap {
+    /// Role, e.g. `hedger`.
+    pub role: String,
+    /// Pid written by the process.
+    pub pid: u32,
+    /// Liveness at snapshot time.
+    pub liveness: Liveness,
+    /// Process state word (starting, running, stopping, stopped).
+    pub state: String,
+    /// Age of the heartbeat in ns at snapshot time.
+    pub heartbeat_age_ns: u64,
+    /// Counters and gauges.
+    pub metrics: Vec<Metric>,
+}
+
+impl ProcessSnap {
+    /// Sum of all counters called `name` (any labels).
+    pub fn sum(&self, name: &str) -> Option<f64> {
+        let mut found = false;
+        let mut total = 0.0;
+        for m in self.metrics.iter().filter(|m| m.name == name) {
+            found = true;
+            total += m.value.as_f64();
+        }
+        found.then_some(total)
+    }
+    /// The value of the metric `name` with no labels, or `name{key="value"}`.
+    pub fn get(&self, name: &str, key_value: Option<(&str, &str)>) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|m| {
+                m.name == name
+                    && match key_value {
+                        None => m.labels.is_empty(),
+                        Some((k, v)) => m.label_value(k) == Some(v),
+                    }
+            })
+            .map(|m| m.value.as_f64())
+    }
+}
+
+/// Fill of one ring.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RingSnap {
+    /// Segment name (`md`, `orders`, `execs`).
+    pub name: String,
+    /// `broadcast` or `spsc`.
+    pub kind: &'static str,
+    /// Messages ever written.
+    pub producer_position: u64,
+    /// Messages consumed (SPSC only).
+    pub consumer_position: Option<u64>,
+    /// Slots.
+    pub capacity: u64,
+}
+
+impl RingSnap {
+    /// Messages waiting (SPSC), or `None` for broadcast rings.
+    pub fn queued(&self) -> Option<u64> {
+        self.consumer_position
+            .map(|c| self.producer_position.saturating_sub(c))
+    }
+    /// Fill fraction of an SPSC ring.
+    pub fn fill(&self) -> Option<f64> {
+        self.queued()
+            .map(|l| l as f64 / (self.capacity.max(1)) as f64)
+    }
+}
+
+/// Trading state of one underlying from the control block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnderlyingControl {
+    /// Underlying instrument id.
+    pub id: u32,
+    /// Symbol from the instruments table (or the id as text).
+    pub symbol: String,
+    /// `active`, `reduce-only` or `halted`.
+    pub state: &'static str,
+    /// Numeric state (0, 1, 2).
+    pub state_code: u8,
+}
+
+/// The control block's words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlSnap {
+    /// Kill switch.
+    pub kill_switch: bool,
+    /// Bumps on every write.
+    pub generation: u64,
+    /// Known underlyings and their trading state.
+    pub underlyings: Vec<UnderlyingControl>,
+}
+
+/// Everything `stat` shows, at one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Monotonic ns when taken.
+    pub taken_ns: u64,
+    /// Namespace directory.
+    pub dir: String,
+    /// One entry per `cnc-*` segment.
+    pub processes: Vec<ProcessSnap>,
+    /// Rings found.
+    pub rings: Vec<RingSnap>,
+    /// Control block, if the hedger created it.
+    pub control: Option<ControlSnap>,
+}
+
+impl Snapshot {
+    /// Per-underlying risk gathered from metrics carrying an `underlying` label (any process,
+    /// normally the hedger) and the control block's trading states.
+    pub fn risk(&self) -> Vec<RiskRow> {
+        let mut rows: BTreeMap<String, RiskRow> = BTreeMap::new();
+        for p in &self.processes {
+            for m in &p.metrics {
+                let Some(u) = m.label_value("underlying") else {
+                    continue;
+                };
+                if m.labels.len() != 1 {
+                    continue;
+                }
+                let row = rows.entry(u.to_string()).or_insert_with(|| RiskRow {
+                    underlying: u.to_string(),
+                    ..RiskRow::default()
+                });
+                let v = m.value.as_f64();
+                match m.name.as_str() {
+                    "net_delta" => row.net_delta = Some(v),
+                    "option_delta" => row.option_delta = Some(v),
+                    "hedge_position" => row.hedge_position = Some(v),
+                    "gamma" => row.gamma = Some(v),
+                    "vega" => row.vega = Some(v),
+                    "band" => row.band = Some(v),
+                    "trading_state" => row.state = Some(state_name(v as u8).to_string()),
+                    _ => {
+                        row.other.push((m.name.clone(), v));
+                    }
+                }
+            }
+        }
+        if let Some(c) = &self.control {
+            for u in &c.underlyings {
+                let row = rows.entry(u.symbol.clone()).or_insert_with(|| RiskRow {
+                    underlying: u.symbol.clone(),
+                    ..RiskRow::default()
+                });
+                // The control block says what the operator asked for; prefer it.
+                row.state = Some(u.state.to_string());
+            }
+        }
+        rows.into_values().collect()
+    }
+}
+
+/// Name of a trading-state code.
+pub fn state_name(code: u8) -> &'static str {
+    match code {
+        0 => "active",
+        1 => "reduce-only",
+        2 => "halted",
+        _ => "unknown",
+    }
+}
+
+/// Risk of one underlying.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RiskRow {
+    /// Underlying symbol.
+    pub underlying: String,
+    /// Net delta after hedging (options + hedge + in flight).
+    pub net_delta: Option<f64>,
+    /// Delta of the options alone, before hedging.
+    pub option_delta: Option<f64>,
+    /// Hedge position.
+    pub hedge_position: Option<f64>,
+    /// Portfolio gamma.
+    pub gamma: Option<f64>,
+    /// Portfolio vega.
+    pub vega: Option<f64>,
+    /// Current band half-width.
+    pub band: Option<f64>,
+    /// Trading state.
+    pub state: Option<String>,
+    /// Other per-underlying metrics.
+    pub other: Vec<(String, f64)>,
+}
+
+/// Formats an optional number compactly for tables.
+pub fn fmt_opt(v: Option<f64>) -> String {
+    match v {
+        None => "-".to_string(),
+        Some(x) => fmt_num(x),
+    }
+}
+
+/// Formats a number compactly: integers as integers, others with 4 significant-ish digits.
+pub fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    if x == x.trunc() && x.abs() < 1e15 {
+        return format!("{}", x as i64);
+    }
+    let a = x.abs();
+    if a >= 1000.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+/// Renders the snapshot in the Prometheus text exposition format (version 0.0.4).
+///
+/// Every process metric becomes `hedge_<name>{role="<role>",<labels>}`; counters get
+/// `# TYPE ... counter`, gauges `gauge`. Liveness, heartbeat age, ring positions, the kill
+/// switch and trading states are added as `hedge_process_up`, `hedge_heartbeat_age_seconds`,
+/// `hedge_ring_*`, `hedge_kill_switch`, `hedge_trading_state`.
+pub fn render_prometheus(s: &Snapshot) -> String {
+    // Group samples by metric name: the format wants one TYPE line per name.
+    let mut families: BTreeMap<String, (&'static str, Vec<String>)> = BTreeMap::new();
+    let mut add = |name: String, kind: &'static str, labels: &[(String, String)], v: f64| {
+        let mut line = name.clone();
+        if !labels.is_empty() {
+            line.push('{');
+            for (i, (k, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                let _ = write!(line, "{k}=\"{}\"", escape_label_value(val));
+            }
+            line.push('}');
+        }
+        let _ = write!(line, " {}", prom_float(v));
+        families
+            .entry(name)
+            .or_insert_with(|| (kind, Vec::new()))
+            .1
+            .push(line);
+    };
+    let role_label = |role: &str| vec![("role".to_string(), role.to_string())];
+    for p in &s.processes {
+        add(
+            "hedge_process_up".into(),
+            "gauge",
+            &role_label(&p.role),
+            p.liveness.as_gauge(),
+        );
+        add(
+            "hedge_heartbeat_age_seconds".into(),
+            "gauge",
+            &role_label(&p.role),
+            p.heartbeat_age_ns as f64 / 1e9,
+        );
+        for m in &p.metrics {
+            let mut labels = role_label(&p.role);
+            labels.extend(m.labels.iter().cloned());
+            let (kind, name) = match m.value {
+                Value::Counter(_) => ("counter", format!("hedge_{}_total", m.name)),
+                Value::Gauge(_) => ("gauge", format!("hedge_{}", m.name)),
+            };
+            let name = name.replace("_total_total", "_total");
+            add(name, kind, &labels, m.value.as_f64());
+        }
+    }
+    for r in &s.rings {
+        let l = vec![("ring".to_string(), r.name.clone())];
+        add(
+            "hedge_ring_producer_position".into(),
+            "gauge",
+            &l,
+            r.producer_position as f64,
+        );
+        add("hedge_ring_capacity".into(), "gauge", &l, r.capacity as f64);
+        if let Some(len) = r.queued() {
+            add("hedge_ring_len".into(), "gauge", &l, len as f64);
+        }
+    }
+    if let Some(c) = &s.control {
+        add(
+            "hedge_kill_switch".into(),
+            "gauge",
+            &[],
+            if c.kill_switch { 1.0 } else { 0.0 },
+        );
+        for u in &c.underlyings {
+            add(
+                "hedge_trading_state".into(),
+                "gauge",
+                &[("underlying".to_string(), u.symbol.clone())],
+                f64::from(u.state_code),
+            );
+        }
+    }
+    let mut out = String::new();
+    for (name, (kind, lines)) in families {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn escape_label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn prom_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_in_prometheus_syntax_are_parsed() {
+        let (n, l) = parse_label(r#"rejects{reason="bad_tick",venue="sim"}"#);
+        assert_eq!(n, "rejects");
+        assert_eq!(
+            l,
+            vec![
+                ("reason".to_string(), "bad_tick".to_string()),
+                ("venue".to_string(), "sim".to_string())
+            ]
+        );
+        let (n, l) = parse_label("net_delta{underlying=BTC}");
+        assert_eq!((n.as_str(), l[0].1.as_str()), ("net_delta", "BTC"));
+    }
+
+    #[test]
+    fn free_form_labels_become_safe_names() {
+        assert_eq!(parse_label("Orders sent").0, "orders_sent");
+        assert_eq!(parse_label("md.lapped").0, "md_lapped");
+        assert_eq!(parse_label("9lives").0, "_9lives");
+        assert_eq!(parse_label("broken{x=").0, "broken_x_");
+    }
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            taken_ns: 0,
+            dir: "/dev/shm/t".into(),
+            processes: vec![ProcessSnap {
+                role: "hedger".into(),
+                pid: 42,
+                liveness: Liveness::Alive,
+                state: "running".into(),
+                heartbeat_age_ns: 1_000_000,
+                metrics: vec![
+                    Metric::new("orders_sent", Value::Counter(7)),
+                    Metric::new(r#"net_delta{underlying="BTC"}"#, Value::Gauge(-0.25)),
+                    Metric::new(r#"band{underlying="BTC"}"#, Value::Gauge(1.5)),
+                ],
+            }],
+            rings: vec![RingSnap {
+                name: "orders".into(),
+                kind: "spsc",
+                producer_position: 10,
+                consumer_position: Some(8),
+                capacity: 1024,
+            }],
+            control: Some(ControlSnap {
+                kill_switch: true,
+                generation: 3,
+                underlyings: vec![UnderlyingControl {
+                    id: 0,
+                    symbol: "BTC".into(),
+                    state: "halted",
+                    state_code: 2,
+                }],
+            }),
+        }
+    }
+
+    #[test]
+    fn prometheus_text_has_types_roles_and_control_words() {
+        let text = render_prometheus(&sample());
+        assert!(text.contains("# TYPE hedge_orders_sent_total counter\n"));
+        assert!(text.contains("hedge_orders_sent_total{role=\"hedger\"} 7\n"));
+        assert!(text.contains("hedge_net_delta{role=\"hedger\",underlying=\"BTC\"} -0.25\n"));
+        assert!(text.contains("hedge_process_up{role=\"hedger\"} 1\n"));
+        assert!(text.contains("hedge_kill_switch 1\n"));
+        assert!(text.contains("hedge_trading_state{underlying=\"BTC\"} 2\n"));
+        assert!(text.contains("hedge_ring_len{ring=\"orders\"} 2\n"));
+        // One TYPE line per family.
+        assert_eq!(text.matches("# TYPE hedge_process_up ").count(), 1);
+    }
+
+    #[test]
+    fn risk_rows_join_gauges_and_control_states() {
+        let rows = sample().risk();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].net_delta, Some(-0.25));
+        assert_eq!(rows[0].band, Some(1.5));
+        assert_eq!(rows[0].state.as_deref(), Some("halted"));
+    }
+}

@@ -1,0 +1,56 @@
+//! `hedgectl positions`: per-underlying risk and positions from the hedger's gauges.
+
+use crate::metrics::fmt_opt;
+use crate::procs::{self, NsArgs};
+
+/// Runs `positions`.
+///
+/// # Errors
+/// The namespace does not exist or no hedger ever ran in it.
+pub fn run(ns: &NsArgs) -> anyhow::Result<i32> {
+    let dir = ns.existing_dir()?;
+    let snap = procs::snapshot(&dir).map_err(anyhow::Error::msg)?;
+    let Some(h) = procs::find_role(&snap, "hedger") else {
+        anyhow::bail!(
+            "no hedger counters in {} (has the hedger started?)",
+            dir.display()
+        );
+    };
+    println!(
+        "hedger pid {} ({}, {}); kill switch {}",
+        h.pid,
+        h.liveness.name(),
+        h.state,
+        match &snap.control {
+            Some(c) if c.kill_switch => "ON",
+            Some(_) => "off",
+            None => "-",
+        }
+    );
+    let risk = snap.risk();
+    if risk.is_empty() {
+        println!("(the hedger publishes no per-underlying gauges yet)");
+        return Ok(0);
+    }
+    println!(
+        "{:<12} {:>14} {:>14} {:>14} {:>12} {:>12} {:>10} {:<12}",
+        "UNDERLYING", "OPTION DELTA", "HEDGE POS", "NET DELTA", "GAMMA", "VEGA", "BAND", "STATE"
+    );
+    for r in &risk {
+        println!(
+            "{:<12} {:>14} {:>14} {:>14} {:>12} {:>12} {:>10} {:<12}",
+            r.underlying,
+            fmt_opt(r.option_delta),
+            fmt_opt(r.hedge_position),
+            fmt_opt(r.net_delta),
+            fmt_opt(r.gamma),
+            fmt_opt(r.vega),
+            fmt_opt(r.band),
+            r.state.as_deref().unwrap_or("-")
+        );
+        for (name, v) in &r.other {
+            println!("{:<12}   {name} = {}", "", crate::metrics::fmt_num(*v));
+        }
+    }
+    Ok(0)
+}
