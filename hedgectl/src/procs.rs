@@ -21,7 +21,7 @@ pub const STALE_AFTER: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, clap::Args)]
 pub struct NsArgs {
     /// Namespace: segments live in /dev/shm/<NAMESPACE>.
-    #[arg(long, short = 'n', env = "HEDGE_NAMESPACE", default_value = "hedge")]
+    #[arg(long, env = "HEDGE_NAMESPACE", default_value = "hedge")]
     pub namespace: String,
     /// Segment directory, overriding --namespace (e.g. a hugetlbfs mount).
     #[arg(long, env = "HEDGE_SHM_DIR")]
