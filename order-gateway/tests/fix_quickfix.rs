@@ -1,0 +1,375 @@
+//! The FIX venue against a real FIX engine: QuickFIX (Debian's libquickfix) running the simple
+//! exchange in `scripts/fix/fix_acceptor.cpp` on loopback, validating every message against the
+//! FIX 4.4 data dictionary.
+//!
+//! Needs `scripts/setup-quickfix.sh` to have run (CI does). Set `HEDGE_SKIP_QUICKFIX=1` to skip
+//! these tests explicitly; without it a missing acceptor is a failure, not a silent pass.
+
+use bytemuck::Zeroable;
+use order_gateway::fix::{FixConfig, FixVenue, Secret};
+use order_gateway::venue::{Venue, VenueReport};
+use shm_layout::clock::now_ns;
+use shm_layout::{
+    ExecKind, HedgeOrder, InstrumentDef, OrderAction, OrderType, RejectReason, Side, TimeInForce,
+};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const USER: &str = "hedger-user";
+const PASS: &str = "hedger-pass-9z";
+
+fn skip() -> bool {
+    if std::env::var("HEDGE_SKIP_QUICKFIX").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: HEDGE_SKIP_QUICKFIX=1 set, QuickFIX integration test not run");
+        return true;
+    }
+    false
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn acceptor_bin() -> PathBuf {
+    let p = std::env::var_os("HEDGE_FIX_ACCEPTOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/quickfix/bin/fix_acceptor"));
+    assert!(
+        p.exists(),
+        "QuickFIX test exchange not found at {}: run scripts/setup-quickfix.sh \
+         (or set HEDGE_SKIP_QUICKFIX=1 to skip this test)",
+        p.display()
+    );
+    p
+}
+
+/// The QuickFIX acceptor child process; killed on drop (and it exits when our stdin pipe
+/// closes, so it never outlives a crashed test).
+struct Acceptor {
+    child: Child,
+    port: u16,
+}
+
+impl Acceptor {
+    fn start(store: &Path, port: u16) -> Acceptor {
+        let mut child = Command::new(acceptor_bin())
+            .args(["--port", &port.to_string()])
+            .arg("--store")
+            .arg(store)
+            .arg("--spec")
+            .arg(repo_root().join("scripts/fix/FIX44.xml"))
+            .args(["--username", USER, "--password", PASS])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fix_acceptor");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("READY"),
+            "fix_acceptor did not start (got {line:?}); see {}/log",
+            store.display()
+        );
+        Acceptor { child, port }
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn instruments() -> Vec<InstrumentDef> {
+    ["BTC-PERPETUAL", "UNKNOWN"]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut d = InstrumentDef::zeroed();
+            d.id = i as u32;
+            assert!(d.set_symbol(s));
+            d
+        })
+        .collect()
+}
+
+fn config(port: u16, state: &Path) -> FixConfig {
+    let mut c = FixConfig::new("127.0.0.1", port, "HEDGER", "EXCH", state);
+    c.username = Some(Secret::new(USER));
+    c.password = Some(Secret::new(PASS));
+    c.heartbeat_interval_s = 5;
+    c.reconnect_min_ms = 50;
+    c.reconnect_max_ms = 400;
+    c
+}
+
+fn order(id: u64, instrument_id: u32, side: Side, qty: f64, px: f64) -> HedgeOrder {
+    let mut o = HedgeOrder::zeroed();
+    o.client_order_id = id;
+    o.instrument_id = instrument_id;
+    o.side = side as u8;
+    o.order_type = OrderType::Limit as u8;
+    o.tif = TimeInForce::Ioc as u8;
+    o.action = OrderAction::New as u8;
+    o.qty = qty;
+    o.limit_px = px;
+    o
+}
+
+/// Polls `v` until `done(reports)` or the deadline; returns every report seen.
+fn pump(
+    v: &mut FixVenue,
+    reports: &mut Vec<VenueReport>,
+    what: &str,
+    done: impl Fn(&FixVenue, &[VenueReport]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done(v, reports) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; session {:?} stats {:?} app {:?} reports {reports:?}",
+            v.session(),
+            v.session().stats(),
+            v.stats()
+        );
+        v.poll(now_ns(), &mut |r| reports.push(r));
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Polls for `ms` milliseconds regardless (to let late messages, e.g. a ResendRequest, arrive).
+fn settle(v: &mut FixVenue, reports: &mut Vec<VenueReport>, ms: u64) {
+    let end = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < end {
+        v.poll(now_ns(), &mut |r| reports.push(r));
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+fn connect(v: &mut FixVenue) {
+    let mut sink = Vec::new();
+    pump(v, &mut sink, "logon", |v, _| v.is_connected());
+    assert!(sink.is_empty());
+}
+
+fn kinds_of(reports: &[VenueReport], id: u64) -> Vec<(ExecKind, f64, f64, RejectReason)> {
+    reports
+        .iter()
+        .filter(|r| r.client_order_id == id)
+        .map(|r| (r.kind, r.qty, r.price, r.reject_reason))
+        .collect()
+}
+
+fn terminal_count(reports: &[VenueReport]) -> usize {
+    reports.iter().filter(|r| r.kind.is_terminal()).count()
+}
+
+#[test]
+fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_survive_restarts() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let exch_store = tmp.path().join("exchange");
+    let state = tmp.path().join("gateway-state");
+    let port = free_port();
+    let mut exch = Acceptor::start(&exch_store, port);
+    let defs = instruments();
+
+    // --- Orders and their exec events. ---
+    let mut v = FixVenue::new(config(exch.port, &state), &defs).unwrap();
+    assert!(!v.is_connected());
+    connect(&mut v);
+    let mut reps = Vec::new();
+    v.submit(&order(1, 0, Side::Buy, 10.0, 100.5), now_ns());
+    v.submit(&order(2, 0, Side::Sell, 150.0, 99.0), now_ns());
+    v.submit(&order(3, 0, Side::Buy, 5000.0, 100.0), now_ns());
+    v.submit(&order(4, 0, Side::Buy, 1.0, 13.13), now_ns());
+    v.submit(&order(5, 1, Side::Buy, 1.0, 100.0), now_ns());
+    let mut market = order(6, 0, Side::Sell, 2.0, 0.0);
+    market.order_type = OrderType::Market as u8;
+    v.submit(&market, now_ns());
+    pump(&mut v, &mut reps, "6 terminal reports", |_, r| {
+        terminal_count(r) == 6
+    });
+    use ExecKind::*;
+    use RejectReason as R;
+    assert_eq!(
+        kinds_of(&reps, 1),
+        [(Ack, 0.0, 0.0, R::None), (Fill, 10.0, 100.5, R::None)]
+    );
+    assert_eq!(
+        kinds_of(&reps, 2),
+        [
+            (Ack, 0.0, 0.0, R::None),
+            (PartialFill, 100.0, 99.0, R::None),
+            (Cancelled, 0.0, 0.0, R::None)
+        ]
+    );
+    assert_eq!(kinds_of(&reps, 3), [(Rejected, 0.0, 0.0, R::VenueOther)]);
+    assert_eq!(kinds_of(&reps, 4), [(Rejected, 0.0, 0.0, R::VenueOther)]);
+    assert_eq!(
+        kinds_of(&reps, 5),
+        [(Rejected, 0.0, 0.0, R::VenueOther)],
+        "business reject (35=j) ends the order"
+    );
+    assert_eq!(
+        kinds_of(&reps, 6),
+        [(Ack, 0.0, 0.0, R::None), (Fill, 2.0, 100.0, R::None)]
+    );
+    let partial = reps
+        .iter()
+        .find(|r| r.client_order_id == 2 && r.kind == PartialFill)
+        .unwrap();
+    assert_eq!(partial.leaves_qty, 50.0);
+    assert_eq!(partial.side, Side::Sell);
+    assert_eq!(v.stats().venue_rejects, 2);
+    assert_eq!(v.stats().business_rejects, 1);
+    assert_eq!(v.session().stats().decode.total_rejected(), 0);
+    // A cancel of a finished order reports nothing.
+    v.cancel(1, now_ns());
+    settle(&mut v, &mut reps, 100);
+    assert_eq!(reps.len(), 10, "the cancel added no report");
+    assert_eq!(v.orders_in_flight(), 0);
+    let (out_before, in_before) = (v.session().next_out(), v.session().next_in());
+    assert!(out_before > 7 && in_before > 7);
+
+    // --- Kill our side (no Logout: the socket just closes) and restart from the state dir. ---
+    drop(v);
+    let mut v = FixVenue::new(config(exch.port, &state), &defs).unwrap();
+    assert_eq!(v.session().next_out(), out_before, "next_out persisted");
+    assert_eq!(v.session().next_in(), in_before, "next_in persisted");
+    connect(&mut v);
+    let mut reps = Vec::new();
+    settle(&mut v, &mut reps, 300);
+    let s = v.session().stats();
+    assert_eq!(
+        (
+            s.resend_requests_sent,
+            s.resend_requests_received,
+            s.seq_too_low,
+            s.logouts_received
+        ),
+        (0, 0, 0, 0),
+        "clean sequence recovery: no resend in either direction, no logon reject: {s:?}"
+    );
+    v.submit(&order(7, 0, Side::Buy, 3.0, 101.0), now_ns());
+    pump(&mut v, &mut reps, "order 7 filled", |_, r| {
+        terminal_count(r) == 1
+    });
+    assert_eq!(kinds_of(&reps, 7).last().unwrap().0, Fill);
+
+    // --- Clean shutdown (Logout) and restart. ---
+    v.shutdown(now_ns());
+    assert!(!v.is_connected());
+    drop(v);
+    let mut v = FixVenue::new(config(exch.port, &state), &defs).unwrap();
+    connect(&mut v);
+    let mut reps = Vec::new();
+    settle(&mut v, &mut reps, 300);
+    let s = v.session().stats();
+    assert_eq!((s.resend_requests_sent, s.resend_requests_received), (0, 0));
+
+    // --- A crash after persisting outgoing numbers that never went out: the exchange sees a
+    // gap, asks once, we gap-fill once, and the session carries on. ---
+    let seq_file = state.join("fix-HEDGER-EXCH.seqnums");
+    let (out, inn) = (v.session().next_out(), v.session().next_in());
+    drop(v);
+    std::fs::write(&seq_file, format!("{:020} {:020}\n", out + 3, inn)).unwrap();
+    let mut v = FixVenue::new(config(exch.port, &state), &defs).unwrap();
+    connect(&mut v);
+    let mut reps = Vec::new();
+    settle(&mut v, &mut reps, 500);
+    let s = v.session().stats();
+    assert_eq!(
+        (
+            s.resend_requests_received,
+            s.gap_fills_sent,
+            s.resend_requests_sent
+        ),
+        (1, 1, 0),
+        "{s:?}"
+    );
+    v.submit(&order(8, 0, Side::Sell, 1.0, 100.0), now_ns());
+    pump(&mut v, &mut reps, "order 8 filled", |_, r| {
+        terminal_count(r) == 1
+    });
+
+    // --- A crash before persisting incoming numbers: we ask once for what we missed, the
+    // exchange resends (PossDup) and gap-fills; the reports of orders this process does not
+    // know are dropped and counted, nothing is reported twice. ---
+    let (out, inn) = (v.session().next_out(), v.session().next_in());
+    drop(v);
+    std::fs::write(&seq_file, format!("{:020} {:020}\n", out, inn - 3)).unwrap();
+    let mut v = FixVenue::new(config(exch.port, &state), &defs).unwrap();
+    connect(&mut v);
+    let mut reps = Vec::new();
+    settle(&mut v, &mut reps, 500);
+    let s = v.session().stats();
+    assert_eq!(s.resend_requests_sent, 1, "{s:?}");
+    assert!(reps.is_empty(), "{reps:?}");
+    assert!(v.session().next_in() > inn, "caught up");
+    v.submit(&order(9, 0, Side::Buy, 1.0, 100.0), now_ns());
+    pump(&mut v, &mut reps, "order 9 filled", |_, r| {
+        terminal_count(r) == 1
+    });
+
+    // --- The exchange restarts (its store keeps its numbers): we reconnect with backoff. ---
+    drop(exch);
+    let mut reps = Vec::new();
+    pump(&mut v, &mut reps, "disconnect noticed", |v, _| {
+        !v.is_connected()
+    });
+    v.submit(&order(10, 0, Side::Buy, 1.0, 100.0), now_ns());
+    pump(&mut v, &mut reps, "not-connected reject", |_, r| {
+        terminal_count(r) == 1
+    });
+    assert_eq!(kinds_of(&reps, 10), [(Rejected, 0.0, 0.0, R::NotConnected)]);
+    exch = Acceptor::start(&exch_store, port);
+    connect(&mut v);
+    let mut reps = Vec::new();
+    settle(&mut v, &mut reps, 300);
+    v.submit(&order(11, 0, Side::Buy, 1.0, 100.0), now_ns());
+    pump(&mut v, &mut reps, "order 11 filled", |_, r| {
+        terminal_count(r) == 1
+    });
+    assert!(v.session().stats().logons >= 2);
+    assert_eq!(v.session().stats().seq_too_low, 0);
+    drop(exch);
+}
+
+#[test]
+fn wrong_password_is_refused_and_never_logged_in() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _exch = Acceptor::start(&tmp.path().join("exchange"), port);
+    let mut cfg = config(port, &tmp.path().join("state"));
+    cfg.password = Some(Secret::new("wrong-password"));
+    let debug = format!("{cfg:?}");
+    assert!(!debug.contains("wrong-password") && !debug.contains(USER));
+    let mut v = FixVenue::new(cfg, &instruments()).unwrap();
+    let mut reps = Vec::new();
+    pump(&mut v, &mut reps, "logon refused", |v, _| {
+        v.session().stats().connect_attempts >= 2
+    });
+    assert!(!v.is_connected());
+    assert_eq!(v.session().stats().logons, 0);
+    assert!(!format!("{v:?}").contains("wrong-password"));
+}
