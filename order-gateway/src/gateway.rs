@@ -363,7 +363,8 @@ impl<V: Venue> Gateway<V> {
             while self.orders_buf.len() < ORDER_BATCH {
                 let Some(o) = orders.peek() else { break };
                 let pos = base + self.orders_buf.len() as u64;
-                if o.action() != Ok(OrderAction::Cancel) && !self.open.contains_key(&o.client_order_id)
+                if o.action() != Ok(OrderAction::Cancel)
+                    && !self.open.contains_key(&o.client_order_id)
                 {
                     self.journal.append_order(pos, &o);
                 }
@@ -543,4 +544,3 @@ impl Default for VecExecs {
         }
     }
 }
-

@@ -7,8 +7,10 @@ pub mod fix;
 pub mod venue;
 
 pub use venue::{Venue, VenueReport};
-pub mod rng;
-pub mod sim;
+pub mod config;
 pub mod flow;
-pub mod journal;
 pub mod gateway;
+pub mod journal;
+pub mod rng;
+pub mod run;
+pub mod sim;

@@ -99,13 +99,13 @@ const STEP_TOL: f64 = 1e-7;
 fn steps(x: f64, step: f64) -> Option<u64> {
     let n = x / step;
     let r = n.round();
-    ((n - r).abs() <= STEP_TOL * r.max(1.0) && r >= 0.0 && r < 9.0e15).then_some(r as u64)
+    ((n - r).abs() <= STEP_TOL * r.max(1.0) && (0.0..9.0e15).contains(&r)).then_some(r as u64)
 }
 
 /// Whole lots available in `qty`, rounded down (a tiny tolerance absorbs float dust).
 #[inline]
 fn lots_down(qty: f64, lot: f64) -> u64 {
-    if !(qty > 0.0) {
+    if qty.is_nan() || qty <= 0.0 {
         return 0;
     }
     let n = qty / lot;
@@ -410,7 +410,9 @@ impl<M: MarketView> SimVenue<M> {
         if lots == 0 {
             return Err(RejectReason::BelowMinSize);
         }
-        if ot == OrderType::Limit && def.tick_size > 0.0 && steps(o.limit_px, def.tick_size).is_none()
+        if ot == OrderType::Limit
+            && def.tick_size > 0.0
+            && steps(o.limit_px, def.tick_size).is_none()
         {
             return Err(RejectReason::BadTick);
         }
@@ -571,7 +573,8 @@ impl<M: MarketView> SimVenue<M> {
         {
             let r = self.resting.swap_remove(i);
             self.stats.cancels += 1;
-            let rep = VenueReport::status(&r.order, r.side, ExecKind::Cancelled, RejectReason::None);
+            let rep =
+                VenueReport::status(&r.order, r.side, ExecKind::Cancelled, RejectReason::None);
             self.enqueue(back_ns, Pending::Report(rep));
         }
     }

@@ -39,12 +39,16 @@ fn order(id: u64) -> HedgeOrder {
     HedgeOrder {
         client_order_id: id,
         instrument_id: 0,
-        side: if id % 2 == 0 { Side::Buy } else { Side::Sell } as u8,
+        side: if id.is_multiple_of(2) {
+            Side::Buy
+        } else {
+            Side::Sell
+        } as u8,
         order_type: OrderType::Limit as u8,
         tif: TimeInForce::Ioc as u8,
         action: OrderAction::New as u8,
         qty: 0.001 * (1 + id % 700) as f64,
-        limit_px: if id % 2 == 0 { 100.0 } else { 99.5 },
+        limit_px: if id.is_multiple_of(2) { 100.0 } else { 99.5 },
         ..HedgeOrder::zeroed()
     }
 }
@@ -152,7 +156,7 @@ fn kill_at_every_bad_moment_loses_and_repeats_nothing() {
             }
         }
         gw.step(now, true, &mut orders, &mut execs, &m).unwrap();
-        if step_no % 11 == 0 {
+        if step_no.is_multiple_of(11) {
             // Kill. Sometimes the last pushes "did not happen" (journaled, not pushed) and the
             // last commit "did not happen" (journaled, not committed).
             drop(gw);

@@ -98,13 +98,19 @@ fn ioc_buy_walks_levels_and_cancels_remainder() {
     let kinds: Vec<_> = r.iter().map(|r| r.kind).collect();
     assert_eq!(
         kinds,
-        [ExecKind::PartialFill, ExecKind::PartialFill, ExecKind::Cancelled]
+        [
+            ExecKind::PartialFill,
+            ExecKind::PartialFill,
+            ExecKind::Cancelled
+        ]
     );
     assert!(close(r[0].qty, 1.0) && close(r[0].price, 100.0) && close(r[0].leaves_qty, 4.0));
     assert!(close(r[1].qty, 2.0) && close(r[1].price, 100.5) && close(r[1].leaves_qty, 2.0));
     assert_eq!(r[0].liquidity, Liquidity::Taker);
     assert!(close(r[2].leaves_qty, 0.0) && r[2].qty == 0.0);
-    assert!(r.iter().all(|x| x.client_order_id == 1 && x.side == Side::Buy));
+    assert!(r
+        .iter()
+        .all(|x| x.client_order_id == 1 && x.side == Side::Buy));
 }
 
 #[test]
@@ -147,7 +153,11 @@ fn liquidity_taken_stays_taken_until_the_book_updates() {
     assert_eq!(r[0].kind, ExecKind::Fill);
     let r = run(&mut v, &order(2, Side::Buy, 1.0, 100.0), 1);
     assert_eq!(r.len(), 1);
-    assert_eq!(r[0].kind, ExecKind::Cancelled, "the 100.0 level was consumed");
+    assert_eq!(
+        r[0].kind,
+        ExecKind::Cancelled,
+        "the 100.0 level was consumed"
+    );
     v.market_mut()[1] = Some(book(2));
     let r = run(&mut v, &order(3, Side::Buy, 1.0, 100.0), 2);
     assert_eq!(r[0].kind, ExecKind::Fill, "a fresh book shows size again");

@@ -1,0 +1,367 @@
+//! Configuration of the `order-gateway` process: a TOML file, overridden by command-line flags.
+//!
+//! ```toml
+//! namespace = "hedge"          # segments in /dev/shm/hedge (or set shm_dir)
+//! # shm_dir = "/mnt/huge/hedge"
+//! # state_dir = "/var/lib/hedge/gateway"   # journal; default: the shm dir (same lifetime)
+//! core = 3                     # pin to this core (warn and go on if impossible)
+//! idle = "spin-then-yield"     # busy-spin | spin-then-yield | backoff-park
+//! on_stale = "recover"         # execs ring + counters left by a dead gateway: recover | replace | fail
+//! open_wait_ms = 10000         # how long to wait for orders / lvt / instruments to appear
+//! execs_capacity = 65536       # execs ring slots (power of two)
+//! venue = "sim"                # sim | fix
+//!
+//! [sim]                        # see sim::SimConfig
+//! latency_us = 50.0
+//! jitter_us = 20.0
+//! seed = 1
+//! taker_fee_bps = 5.0
+//! maker_fee_bps = -1.0
+//! price_band_bps = 500.0
+//! rate_limit_per_s = 200.0
+//! rate_limit_burst = 50.0
+//!
+//! [flow]                       # see flow::FlowConfig
+//! enabled = true
+//! intensity_per_s = 2.0
+//! size_dist = "exponential"    # exponential | uniform | fixed
+//! size_mean = 5.0
+//! size_max = 50.0
+//! edge_bps = 100.0
+//! bias_schedule = [ { secs = 120, bias = 0.8 }, { secs = 120, bias = -0.8 } ]
+//! ```
+
+use crate::flow::FlowConfig;
+use crate::sim::SimConfig;
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use shm_layout::StalePolicy;
+use std::path::{Path, PathBuf};
+
+/// What the loop does when an iteration found no work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdleStrategy {
+    /// Spin on the core (lowest latency; the core is 100% busy). Use with a pinned,
+    /// isolated core.
+    BusySpin,
+    /// Spin a while, then `sched_yield` (shares a core politely).
+    SpinThenYield,
+    /// Spin, yield, then sleep with exponential backoff up to 1 ms (laptops, CI).
+    BackoffPark,
+}
+
+/// What to do with segments left by a dead previous gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnStale {
+    /// Adopt them (a restart: unconsumed execs and positions are kept). The default.
+    Recover,
+    /// Delete and create fresh ones (exec ids still keep increasing via the journal).
+    Replace,
+    /// Refuse to start.
+    Fail,
+}
+
+impl From<OnStale> for StalePolicy {
+    fn from(v: OnStale) -> Self {
+        match v {
+            OnStale::Recover => StalePolicy::Recover,
+            OnStale::Replace => StalePolicy::Replace,
+            OnStale::Fail => StalePolicy::Fail,
+        }
+    }
+}
+
+/// Which venue to trade on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum VenueKind {
+    /// The built-in exchange simulator.
+    Sim,
+    /// A FIX 4.4 counterparty (`[fix]` table).
+    Fix,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Namespace: segments live in `/dev/shm/<namespace>`.
+    pub namespace: String,
+    /// Segment directory; overrides `namespace`.
+    pub shm_dir: Option<PathBuf>,
+    /// Journal directory; default: the segment directory.
+    pub state_dir: Option<PathBuf>,
+    /// Core to pin the loop to.
+    pub core: Option<usize>,
+    /// Idle strategy.
+    pub idle: IdleStrategy,
+    /// Policy for segments of a dead previous gateway.
+    pub on_stale: OnStale,
+    /// Bounded wait for the segments other processes create, milliseconds.
+    pub open_wait_ms: u64,
+    /// Execs ring capacity (power of two).
+    pub execs_capacity: usize,
+    /// Heartbeat and counter refresh period, milliseconds.
+    pub heartbeat_ms: u64,
+    /// On shutdown, how long to wait for orders in flight to finish, milliseconds.
+    pub drain_ms: u64,
+    /// Venue.
+    pub venue: VenueKind,
+    /// Simulator settings.
+    pub sim: SimConfig,
+    /// Client option flow settings.
+    pub flow: FlowConfig,
+    /// FIX settings, handed to the FIX adapter as they are.
+    pub fix: Option<toml::Table>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: "hedge".into(),
+            shm_dir: None,
+            state_dir: None,
+            core: None,
+            idle: IdleStrategy::SpinThenYield,
+            on_stale: OnStale::Recover,
+            open_wait_ms: 10_000,
+            execs_capacity: 65_536,
+            heartbeat_ms: 1,
+            drain_ms: 500,
+            venue: VenueKind::Sim,
+            sim: SimConfig::default(),
+            flow: FlowConfig::default(),
+            fix: None,
+        }
+    }
+}
+
+impl Config {
+    /// The segment directory.
+    pub fn shm_dir(&self) -> PathBuf {
+        self.shm_dir
+            .clone()
+            .unwrap_or_else(|| shm_layout::namespace_dir(&self.namespace))
+    }
+
+    /// The journal file.
+    pub fn journal_path(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| self.shm_dir())
+            .join("order-gateway.journal")
+    }
+
+    /// Reads a TOML file.
+    ///
+    /// # Errors
+    /// A message naming the file and the problem.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// Checks values that would fail later and less clearly.
+    ///
+    /// # Errors
+    /// A message naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.execs_capacity.is_power_of_two() || self.execs_capacity < 2 * 256 {
+            return Err(format!(
+                "execs_capacity = {}: use a power of two of at least 512",
+                self.execs_capacity
+            ));
+        }
+        let s = &self.sim;
+        for (k, v) in [
+            ("sim.latency_us", s.latency_us),
+            ("sim.jitter_us", s.jitter_us),
+            ("sim.price_band_bps", s.price_band_bps),
+            ("sim.rate_limit_per_s", s.rate_limit_per_s),
+            ("sim.rate_limit_burst", s.rate_limit_burst),
+            ("flow.intensity_per_s", self.flow.intensity_per_s),
+            ("flow.size_mean", self.flow.size_mean),
+            ("flow.size_max", self.flow.size_max),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{k} = {v}: must be a finite number >= 0"));
+            }
+        }
+        if !(s.taker_fee_bps.is_finite() && s.maker_fee_bps.is_finite()) {
+            return Err("sim.taker_fee_bps / sim.maker_fee_bps must be finite".into());
+        }
+        if self
+            .flow
+            .bias_schedule
+            .iter()
+            .any(|p| !(p.secs.is_finite() && p.secs >= 0.0 && p.bias.abs() <= 1.0))
+        {
+            return Err("flow.bias_schedule: secs >= 0 and bias in [-1, 1]".into());
+        }
+        if self.venue == VenueKind::Fix && self.fix.is_none() {
+            return Err("venue = \"fix\" needs a [fix] table".into());
+        }
+        Ok(())
+    }
+}
+
+/// Command line of `order-gateway`; flags override the config file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "order-gateway",
+    version,
+    about = "Consumes hedge orders from shared memory, executes them on a venue (simulator or FIX), publishes execs and client option flow."
+)]
+pub struct Cli {
+    /// TOML config file.
+    #[arg(long, short = 'c', env = "ORDER_GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Namespace (segments in /dev/shm/<namespace>).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Segment directory (overrides --namespace).
+    #[arg(long)]
+    pub shm_dir: Option<PathBuf>,
+    /// Journal directory (default: the segment directory).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Pin the loop to this core.
+    #[arg(long)]
+    pub core: Option<usize>,
+    /// Idle strategy.
+    #[arg(long, value_enum)]
+    pub idle: Option<IdleStrategy>,
+    /// Segments left by a dead gateway: recover (default), replace, fail.
+    #[arg(long, value_enum)]
+    pub on_stale: Option<OnStale>,
+    /// Venue.
+    #[arg(long, value_enum)]
+    pub venue: Option<VenueKind>,
+    /// Seed of the simulator's latency jitter and of the client flow.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Simulator one-way latency, microseconds.
+    #[arg(long)]
+    pub latency_us: Option<f64>,
+    /// Simulator one-way jitter, microseconds.
+    #[arg(long)]
+    pub jitter_us: Option<f64>,
+    /// Taker fee, basis points.
+    #[arg(long, allow_hyphen_values = true)]
+    pub taker_fee_bps: Option<f64>,
+    /// Maker fee, basis points (negative = rebate).
+    #[arg(long, allow_hyphen_values = true)]
+    pub maker_fee_bps: Option<f64>,
+    /// Venue rate limit, orders per second (0 = none).
+    #[arg(long)]
+    pub rate_limit_per_s: Option<f64>,
+    /// Client option trades per second.
+    #[arg(long)]
+    pub flow_intensity: Option<f64>,
+    /// Disable the client option flow.
+    #[arg(long)]
+    pub no_flow: bool,
+    /// Bounded wait for segments created by other processes, milliseconds.
+    #[arg(long)]
+    pub open_wait_ms: Option<u64>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+impl Cli {
+    /// The effective configuration: file (or defaults), then flags.
+    ///
+    /// # Errors
+    /// Unreadable or invalid config.
+    pub fn resolve(&self) -> Result<Config, String> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.namespace {
+            c.namespace = v.clone();
+        }
+        if let Some(v) = &self.shm_dir {
+            c.shm_dir = Some(v.clone());
+        }
+        if let Some(v) = &self.state_dir {
+            c.state_dir = Some(v.clone());
+        }
+        c.core = self.core.or(c.core);
+        c.idle = self.idle.unwrap_or(c.idle);
+        c.on_stale = self.on_stale.unwrap_or(c.on_stale);
+        c.venue = self.venue.unwrap_or(c.venue);
+        if let Some(s) = self.seed {
+            c.sim.seed = s;
+            c.flow.seed = s.wrapping_add(1);
+        }
+        c.sim.latency_us = self.latency_us.unwrap_or(c.sim.latency_us);
+        c.sim.jitter_us = self.jitter_us.unwrap_or(c.sim.jitter_us);
+        c.sim.taker_fee_bps = self.taker_fee_bps.unwrap_or(c.sim.taker_fee_bps);
+        c.sim.maker_fee_bps = self.maker_fee_bps.unwrap_or(c.sim.maker_fee_bps);
+        c.sim.rate_limit_per_s = self.rate_limit_per_s.unwrap_or(c.sim.rate_limit_per_s);
+        c.flow.intensity_per_s = self.flow_intensity.unwrap_or(c.flow.intensity_per_s);
+        if self.no_flow {
+            c.flow.enabled = false;
+        }
+        c.open_wait_ms = self.open_wait_ms.unwrap_or(c.open_wait_ms);
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_in_the_docs_parses() {
+        let doc = include_str!("config.rs");
+        let toml: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").trim_start().to_string() + "\n")
+            .collect();
+        let c: Config = toml::from_str(&toml).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.core, Some(3));
+        assert_eq!(c.flow.bias_schedule.len(), 2);
+        assert_eq!(c.idle, IdleStrategy::SpinThenYield);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_bad_values_are_named() {
+        let cli = Cli::parse_from([
+            "order-gateway",
+            "--shm-dir",
+            "/tmp/x",
+            "--seed",
+            "9",
+            "--maker-fee-bps",
+            "-2.5",
+            "--no-flow",
+        ]);
+        let c = cli.resolve().unwrap();
+        assert_eq!(c.shm_dir(), PathBuf::from("/tmp/x"));
+        assert_eq!(
+            c.journal_path(),
+            PathBuf::from("/tmp/x/order-gateway.journal")
+        );
+        assert_eq!(c.sim.seed, 9);
+        assert_eq!(c.sim.maker_fee_bps, -2.5);
+        assert!(!c.flow.enabled);
+        let bad: Result<Config, _> = toml::from_str("execs_capacity = 1000\nbogus = 1");
+        assert!(bad.unwrap_err().to_string().contains("bogus"));
+        let c = Config {
+            execs_capacity: 1000,
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().contains("execs_capacity"));
+    }
+}

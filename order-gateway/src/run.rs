@@ -1,0 +1,362 @@
+//! The `order-gateway` process: wires shared memory, the journal, the venue and the flow to
+//! [`Gateway`], and runs the loop until SIGINT/SIGTERM.
+
+use crate::config::{Config, IdleStrategy, VenueKind};
+use crate::flow::OptionFlow;
+use crate::gateway::{ExecSink, Gateway, GatewayLimits, GatewayStats, OrderSource};
+use crate::journal::Journal;
+use crate::sim::{MarketView, SimVenue};
+use crate::venue::{Venue, VenueReport};
+use anyhow::{bail, Context};
+use shm_layout::clock::now_ns;
+use shm_layout::{
+    names, Counter, CountersWriter, ExecEvent, Gauge, HedgeOrder, InstrumentDef, InstrumentTable,
+    LastValue, LastValueTable, OpenOptions, ProcessState, RejectReason, SpscConsumer, SpscProducer,
+};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Builds the FIX venue from the `[fix]` table and the instrument definitions.
+pub type VenueFactory =
+    fn(&toml::Table, &[InstrumentDef], &Config) -> anyhow::Result<Box<dyn Venue>>;
+
+impl Venue for Box<dyn Venue> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn submit(&mut self, order: &HedgeOrder, now_ns: u64) {
+        (**self).submit(order, now_ns)
+    }
+    fn cancel(&mut self, client_order_id: u64, now_ns: u64) {
+        (**self).cancel(client_order_id, now_ns)
+    }
+    fn poll(&mut self, now_ns: u64, sink: &mut dyn FnMut(VenueReport)) {
+        (**self).poll(now_ns, sink)
+    }
+    fn is_connected(&self) -> bool {
+        (**self).is_connected()
+    }
+    fn recover_order(&mut self, order: &HedgeOrder, filled_qty: f64, now_ns: u64) -> bool {
+        (**self).recover_order(order, filled_qty, now_ns)
+    }
+    fn shutdown(&mut self, now_ns: u64) {
+        (**self).shutdown(now_ns)
+    }
+}
+
+/// The last-value table as the simulator's book source.
+pub struct LvtView(pub LastValueTable);
+
+impl MarketView for LvtView {
+    #[inline]
+    fn book(&self, instrument_id: u32) -> Option<LastValue> {
+        self.0.read(instrument_id)
+    }
+}
+
+/// A shared handle so that the simulator and the flow read the same table (one thread).
+impl MarketView for Rc<LvtView> {
+    #[inline]
+    fn book(&self, instrument_id: u32) -> Option<LastValue> {
+        self.0.read(instrument_id)
+    }
+}
+
+struct Orders(SpscConsumer<HedgeOrder>);
+impl OrderSource for Orders {
+    #[inline]
+    fn peek(&mut self) -> Option<HedgeOrder> {
+        self.0.peek()
+    }
+    #[inline]
+    fn commit(&mut self, n: usize) {
+        self.0.commit(n)
+    }
+    fn rewind(&mut self) {
+        self.0.rewind()
+    }
+    #[inline]
+    fn position(&self) -> u64 {
+        self.0.position()
+    }
+}
+
+struct Execs(SpscProducer<ExecEvent>);
+impl ExecSink for Execs {
+    #[inline]
+    fn free(&self) -> usize {
+        self.0.capacity() - self.0.len()
+    }
+    #[inline]
+    fn push_batch(&mut self, msgs: &[ExecEvent]) -> usize {
+        self.0.push_batch(msgs)
+    }
+    #[inline]
+    fn position(&self) -> u64 {
+        self.0.position()
+    }
+}
+
+/// `BadTick` -> `bad_tick`.
+fn snake(name: &str) -> String {
+    let mut s = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                s.push('_');
+            }
+            s.push(c.to_ascii_lowercase());
+        } else {
+            s.push(c);
+        }
+    }
+    s
+}
+
+/// Reads one counter out of the stats.
+type StatFn = fn(&GatewayStats) -> u64;
+
+/// Shared-memory counters, continuing from the values a previous run left.
+struct Counters {
+    w: CountersWriter,
+    list: Vec<(Counter, u64, StatFn)>,
+    rejects: Vec<(Counter, u64, usize)>,
+    open_orders: Gauge,
+    backlog: Gauge,
+    in_flight_venue: Gauge,
+    journal_records: Gauge,
+    last_exec_id: Gauge,
+}
+
+impl Counters {
+    fn new(mut w: CountersWriter) -> Self {
+        let mut list = Vec::new();
+        let items: [(&str, StatFn); 14] = [
+            ("orders_received", |s| s.orders_received),
+            ("cancel_requests", |s| s.cancel_requests),
+            ("acks", |s| s.acks),
+            ("fills", |s| s.fills),
+            ("partial_fills", |s| s.partial_fills),
+            ("cancels", |s| s.cancels),
+            ("option_trades", |s| s.option_trades),
+            ("execs_published", |s| s.execs_published),
+            ("execs_ring_full", |s| s.execs_ring_full),
+            ("recovered_orders", |s| s.recovered_orders),
+            ("venue_recovered_orders", |s| s.venue_recovered_orders),
+            ("republished_execs", |s| s.republished_execs),
+            ("replayed_orders_skipped", |s| s.replayed_orders_skipped),
+            ("unknown_order_reports", |s| s.unknown_order_reports),
+        ];
+        for (label, f) in items {
+            let c = w.counter(label);
+            let base = c.get();
+            list.push((c, base, f));
+        }
+        let mut rejects = Vec::new();
+        for &r in RejectReason::ALL {
+            if r == RejectReason::None {
+                continue;
+            }
+            let c = w.counter(&format!("rejects{{reason=\"{}\"}}", snake(r.name())));
+            let base = c.get();
+            rejects.push((c, base, r as usize));
+        }
+        Counters {
+            open_orders: w.gauge("open_orders"),
+            backlog: w.gauge("outbound_backlog"),
+            in_flight_venue: w.gauge("venue_in_flight"),
+            journal_records: w.gauge("journal_records"),
+            last_exec_id: w.gauge("last_exec_id"),
+            w,
+            list,
+            rejects,
+        }
+    }
+
+    /// Copies the stats (a few relaxed stores; done once per heartbeat, not per order).
+    fn publish<V: Venue>(&self, gw: &Gateway<V>, in_flight: usize) {
+        let s = gw.stats();
+        for (c, base, f) in &self.list {
+            c.set(base + f(s));
+        }
+        for (c, base, i) in &self.rejects {
+            c.set(base + s.rejects[*i & 15]);
+        }
+        self.open_orders.set(gw.open_orders() as f64);
+        self.backlog.set(gw.backlog() as f64);
+        self.in_flight_venue.set(in_flight as f64);
+        self.journal_records.set(gw.journal().records() as f64);
+        self.last_exec_id.set(gw.last_exec_id() as f64);
+        self.w.heartbeat();
+    }
+}
+
+/// Idle back-off state.
+struct Idle {
+    strategy: IdleStrategy,
+    idle_iters: u32,
+}
+
+impl Idle {
+    #[inline]
+    fn reset(&mut self) {
+        self.idle_iters = 0;
+    }
+    #[inline]
+    fn idle(&mut self) {
+        self.idle_iters = self.idle_iters.saturating_add(1);
+        match self.strategy {
+            IdleStrategy::BusySpin => std::hint::spin_loop(),
+            IdleStrategy::SpinThenYield => {
+                if self.idle_iters < 1_000 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            IdleStrategy::BackoffPark => {
+                if self.idle_iters < 100 {
+                    std::hint::spin_loop();
+                } else if self.idle_iters < 200 {
+                    std::thread::yield_now();
+                } else {
+                    let exp = (self.idle_iters - 200).min(10);
+                    std::thread::sleep(Duration::from_micros((1u64 << exp).min(1_000)));
+                }
+            }
+        }
+    }
+}
+
+fn pin(core: Option<usize>) {
+    let Some(core) = core else { return };
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    match ids.into_iter().find(|c| c.id == core) {
+        Some(id) if core_affinity::set_for_current(id) => {
+            eprintln!("order-gateway: pinned to core {core}");
+        }
+        _ => eprintln!(
+            "order-gateway: warning: cannot pin to core {core} (not available to this process); running unpinned"
+        ),
+    }
+}
+
+/// Runs the gateway until SIGINT/SIGTERM.
+///
+/// # Errors
+/// Segments that cannot be created or opened, journal errors, a bad `[fix]` table.
+pub fn run(cfg: &Config, fix: Option<VenueFactory>) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
+    }
+    let dir = cfg.shm_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let wait = OpenOptions::wait(Duration::from_millis(cfg.open_wait_ms));
+    let stale = cfg.on_stale.into();
+
+    let counters = CountersWriter::create(&dir, "gateway", stale)
+        .context("creating the gateway's counters segment")?;
+    // Create the execs ring first: the hedger waits for it.
+    let execs = SpscProducer::<ExecEvent>::create(&dir, names::EXECS, cfg.execs_capacity, stale)
+        .context("creating the execs ring")?;
+    let mut execs = Execs(execs);
+    let instruments = InstrumentTable::open(&dir, names::INSTRUMENTS, wait)
+        .context("opening the instruments segment (start the feed handler)")?;
+    let defs: Vec<InstrumentDef> = instruments.defs().to_vec();
+    let lvt = Rc::new(LvtView(
+        LastValueTable::open(&dir, names::LVT, wait)
+            .context("opening the last-value table (start the feed handler)")?,
+    ));
+    let orders = SpscConsumer::<HedgeOrder>::open(&dir, names::ORDERS, wait)
+        .context("opening the orders ring (start the hedger)")?;
+    let mut orders = Orders(orders);
+
+    let venue: Box<dyn Venue> = match cfg.venue {
+        VenueKind::Sim => Box::new(SimVenue::new(cfg.sim.clone(), defs.clone(), lvt.clone())),
+        VenueKind::Fix => {
+            let Some(factory) = fix else {
+                bail!("venue = \"fix\": this build has no FIX venue wired in");
+            };
+            let table = cfg.fix.clone().unwrap_or_default();
+            factory(&table, &defs, cfg)?
+        }
+    };
+    let now = now_ns();
+    let flow = cfg
+        .flow
+        .enabled
+        .then(|| OptionFlow::new(cfg.flow.clone(), &defs, now));
+    let (journal, replay) = Journal::open(&cfg.journal_path())?;
+    let (mut gw, summary) = Gateway::recover(
+        venue,
+        flow,
+        journal,
+        replay,
+        GatewayLimits::default(),
+        &mut orders,
+        &mut execs,
+        now,
+    )?;
+    eprintln!(
+        "order-gateway: dir {} venue {} journal {} | recovery: {} open orders cancelled, {} handed to venue, {} execs republished, {} orders skipped{}{} | flow: {} options",
+        dir.display(),
+        gw.venue().name(),
+        gw.journal().path().display(),
+        summary.orders_cancelled,
+        summary.orders_to_venue,
+        summary.execs_republished,
+        summary.orders_skipped,
+        if summary.execs_ring_reset { ", execs ring was reset" } else { "" },
+        if summary.journal_truncated_bytes > 0 { ", torn journal tail cut" } else { "" },
+        gw.flow().map_or(0, |f| f.universe()),
+    );
+    let counters = Counters::new(counters);
+    pin(cfg.core);
+    counters.w.set_state(ProcessState::Running);
+
+    let mut idle = Idle {
+        strategy: cfg.idle,
+        idle_iters: 0,
+    };
+    let hb_ns = cfg.heartbeat_ms.max(1) * 1_000_000;
+    let mut next_hb = 0u64;
+    let market: Rc<LvtView> = lvt;
+    let mut drain_until: Option<u64> = None;
+    loop {
+        let now = now_ns();
+        let stopping = stop.load(Ordering::Relaxed);
+        if stopping && drain_until.is_none() {
+            counters.w.set_state(ProcessState::Stopping);
+            drain_until = Some(now + cfg.drain_ms * 1_000_000);
+        }
+        let worked = gw.step(now, !stopping, &mut orders, &mut execs, &market)?;
+        if now >= next_hb {
+            next_hb = now + hb_ns;
+            counters.publish(&gw, 0);
+            execs.0.heartbeat();
+        }
+        if let Some(until) = drain_until {
+            if (gw.open_orders() == 0 && gw.backlog() == 0) || now >= until {
+                break;
+            }
+        }
+        if worked {
+            idle.reset();
+        } else {
+            idle.idle();
+        }
+    }
+    gw.shutdown(now_ns());
+    counters.publish(&gw, 0);
+    counters.w.set_state(ProcessState::Stopped);
+    eprintln!(
+        "order-gateway: stopped; {} orders, {} execs published, {} still open (recovered at next start)",
+        gw.stats().orders_received,
+        gw.stats().execs_published,
+        gw.open_orders()
+    );
+    Ok(())
+}

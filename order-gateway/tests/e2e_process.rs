@@ -1,0 +1,300 @@
+//! End to end with real processes: this test plays the feed (instruments + last-value table)
+//! and the hedger (creates the orders ring, reads the execs ring) around the real
+//! `order-gateway` binary. Segments live in a unique temp dir under /dev/shm, removed on drop.
+
+use bytemuck::Zeroable;
+use shm_layout::{
+    names, ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, InstrumentTable,
+    LastValue, LastValueTable, OpenOptions, OptionType, OrderAction, OrderType, Settlement, Side,
+    SpscConsumer, SpscProducer, StalePolicy, TimeInForce,
+};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills the gateway if the test fails half way.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(dir: &Path, extra: &[&str]) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .arg("--shm-dir")
+        .arg(dir)
+        .args(["--idle", "backoff-park", "--open-wait-ms", "20000"])
+        .args(["--rate-limit-per-s", "0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn order-gateway");
+    Proc(child)
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    _instruments: InstrumentTable,
+    _lvt: LastValueTable,
+    orders: SpscProducer<HedgeOrder>,
+}
+
+fn world() -> World {
+    let dir = tempfile::Builder::new()
+        .prefix("ogw-e2e-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let mut perp = InstrumentDef::zeroed();
+    perp.id = 0;
+    perp.kind = InstrumentKind::Perpetual as u8;
+    perp.settlement = Settlement::Linear as u8;
+    perp.contract_multiplier = 1.0;
+    perp.tick_size = 0.5;
+    perp.lot_size = 0.001;
+    perp.min_qty = 0.001;
+    perp.set_symbol("BTC-PERP");
+    let mut opt = InstrumentDef::zeroed();
+    opt.id = 1;
+    opt.kind = InstrumentKind::Option as u8;
+    opt.option_type = OptionType::Call as u8;
+    opt.strike = 100.0;
+    opt.tick_size = 0.0005;
+    opt.lot_size = 0.1;
+    opt.min_qty = 0.1;
+    opt.set_symbol("BTC-C-100");
+    let instruments = InstrumentTable::create(
+        dir.path(),
+        names::INSTRUMENTS,
+        &[perp, opt],
+        StalePolicy::Fail,
+    )
+    .unwrap();
+    let lvt = LastValueTable::create(dir.path(), names::LVT, 4, StalePolicy::Fail).unwrap();
+    let mut b = LastValue::zeroed();
+    b.last_seq = 1;
+    b.valid = LastValue::HAS_QUOTE | LastValue::HAS_DEPTH;
+    (b.bid_px, b.bid_qty, b.ask_px, b.ask_qty) = (99.5, 0.5, 100.0, 0.5);
+    b.ask_levels = 2;
+    b.ask_depth[0] = [100.0, 0.5];
+    b.ask_depth[1] = [100.5, 0.7];
+    b.bid_levels = 2;
+    b.bid_depth[0] = [99.5, 0.5];
+    b.bid_depth[1] = [99.0, 0.7];
+    lvt.write(0, &b);
+    let mut m = LastValue::zeroed();
+    m.instrument_id = 1;
+    m.valid = LastValue::HAS_MARK;
+    m.mark_px = 0.05;
+    m.mark_iv = 0.6;
+    m.mark_underlying_px = 100.0;
+    lvt.write(1, &m);
+    let orders =
+        SpscProducer::<HedgeOrder>::create(dir.path(), names::ORDERS, 1024, StalePolicy::Fail)
+            .unwrap();
+    World {
+        _dir: dir,
+        _instruments: instruments,
+        _lvt: lvt,
+        orders,
+    }
+}
+
+fn order(id: u64) -> HedgeOrder {
+    let buy = id.is_multiple_of(2);
+    HedgeOrder {
+        client_order_id: id,
+        instrument_id: 0,
+        side: if buy { Side::Buy } else { Side::Sell } as u8,
+        order_type: OrderType::Limit as u8,
+        tif: TimeInForce::Ioc as u8,
+        action: OrderAction::New as u8,
+        qty: 0.001 * (1 + id % 900) as f64,
+        limit_px: if buy { 100.5 } else { 99.0 },
+        // Every 50th order has a bad tick: rejected.
+        ..HedgeOrder::zeroed()
+    }
+    .with_bad_tick_every(50)
+}
+
+trait BadTick {
+    fn with_bad_tick_every(self, n: u64) -> Self;
+}
+impl BadTick for HedgeOrder {
+    fn with_bad_tick_every(mut self, n: u64) -> Self {
+        if self.client_order_id.is_multiple_of(n) {
+            self.limit_px += 0.1;
+        }
+        self
+    }
+}
+
+/// The hedger side: reads execs, checks ids, counts terminals per order.
+struct Hedger {
+    execs: SpscConsumer<ExecEvent>,
+    last_id: u64,
+    terminal: HashMap<u64, ExecKind>,
+    option_trades: u64,
+    rejects: u64,
+    seen_ids: HashSet<u64>,
+}
+
+impl Hedger {
+    fn open(dir: &Path) -> Hedger {
+        let execs = SpscConsumer::open(
+            dir,
+            names::EXECS,
+            OpenOptions::wait(Duration::from_secs(30)),
+        )
+        .expect("the gateway creates the execs ring");
+        Hedger {
+            execs,
+            last_id: 0,
+            terminal: HashMap::new(),
+            option_trades: 0,
+            rejects: 0,
+            seen_ids: HashSet::new(),
+        }
+    }
+    fn drain(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(e) = self.execs.pop() {
+            n += 1;
+            assert!(
+                e.exec_id > self.last_id,
+                "exec ids must increase: {} after {}",
+                e.exec_id,
+                self.last_id
+            );
+            assert!(self.seen_ids.insert(e.exec_id));
+            self.last_id = e.exec_id;
+            let k = e.kind().unwrap();
+            match k {
+                ExecKind::OptionTrade => self.option_trades += 1,
+                k if k.is_terminal() => {
+                    if k == ExecKind::Rejected {
+                        self.rejects += 1;
+                    }
+                    let prev = self.terminal.insert(e.client_order_id, k);
+                    assert!(prev.is_none(), "order {} ended twice", e.client_order_id);
+                }
+                _ => {}
+            }
+        }
+        n
+    }
+    fn wait_terminals(&mut self, n: usize, deadline: Instant) {
+        while self.terminal.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} orders ended",
+                self.terminal.len()
+            );
+            if self.drain() == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+fn push_all(
+    orders: &mut SpscProducer<HedgeOrder>,
+    ids: std::ops::RangeInclusive<u64>,
+    h: &mut Hedger,
+) {
+    for id in ids {
+        let mut o = order(id);
+        loop {
+            match orders.push(o) {
+                Ok(()) => break,
+                Err(back) => {
+                    o = back;
+                    h.drain();
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
+    }
+}
+
+fn sigterm(p: &mut Proc) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &p.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let st = p.0.wait().unwrap();
+    assert!(st.success(), "clean exit on SIGTERM: {st:?}");
+}
+
+#[test]
+fn n_orders_in_exactly_n_terminal_reports_out() {
+    let mut w = world();
+    let dir = w._dir.path().to_path_buf();
+    let mut gw = spawn(
+        &dir,
+        &[
+            "--flow-intensity",
+            "200",
+            "--seed",
+            "5",
+            "--latency-us",
+            "50",
+            "--jitter-us",
+            "100",
+        ],
+    );
+    let mut h = Hedger::open(&dir);
+    let n = 3000u64;
+    push_all(&mut w.orders, 1..=n, &mut h);
+    h.wait_terminals(n as usize, Instant::now() + Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(50));
+    h.drain();
+    assert_eq!(h.terminal.len(), n as usize);
+    assert_eq!(h.rejects, n / 50, "the bad-tick orders, and only them");
+    assert!(h.option_trades > 0, "client flow is published");
+    assert!(h.terminal.values().any(|k| *k == ExecKind::Fill));
+    sigterm(&mut gw);
+}
+
+#[test]
+fn sigkill_and_restart_mid_stream_loses_and_duplicates_nothing() {
+    let mut w = world();
+    let dir = w._dir.path().to_path_buf();
+    let args = ["--no-flow", "--latency-us", "2000", "--jitter-us", "3000"];
+    let mut gw = spawn(&dir, &args);
+    let mut h = Hedger::open(&dir);
+    let n = 4000u64;
+    let chunk = 500u64;
+    let mut next = 1u64;
+    let mut kills = 0;
+    while next <= n {
+        let end = (next + chunk - 1).min(n);
+        push_all(&mut w.orders, next..=end, &mut h);
+        next = end + 1;
+        // Wait until the gateway is busy with this chunk (some of it ended, the rest in
+        // flight at the venue or still in the ring), then kill -9 without warning.
+        let before = h.terminal.len();
+        let until = Instant::now() + Duration::from_secs(20);
+        while h.terminal.len() < before + (chunk as usize) / 4 && Instant::now() < until {
+            if h.drain() == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        if next <= n {
+            gw.0.kill().unwrap();
+            gw.0.wait().unwrap();
+            kills += 1;
+            gw = spawn(&dir, &args);
+        }
+    }
+    h.wait_terminals(n as usize, Instant::now() + Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(50));
+    h.drain();
+    assert!(kills >= 5);
+    assert_eq!(h.terminal.len(), n as usize);
+    assert!((1..=n).all(|id| h.terminal.contains_key(&id)));
+    sigterm(&mut gw);
+}
