@@ -15,5 +15,6 @@
 pub mod pricing;
 
 pub mod config;
+pub mod hedger;
 pub mod limits;
 pub mod policy;

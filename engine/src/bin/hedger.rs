@@ -1,1 +1,138 @@
-fn main() {}
+//! `hedger`: the delta-hedging process. Thin main: parse, load config, run the library loop.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use engine::config::{HedgerConfig, IdleKind, OnStale};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Keeps an options book delta-neutral: reads market data and executions from shared memory,
+/// decides hedges with a per-underlying policy, checks risk limits and publishes hedge orders.
+///
+/// The TOML config (see engine/config/hedger.example.toml) holds everything; the flags below
+/// override the keys they name. SIGTERM or SIGINT stop it cleanly (final state snapshot and
+/// histogram flush). An invalid config prints one line naming the key and exits with 2.
+#[derive(Debug, Parser)]
+#[command(name = "hedger", version)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Shared-memory namespace: segments in /dev/shm/<NAMESPACE>/ (key shm.namespace).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Explicit segment directory, e.g. a hugetlbfs mount (key shm.dir; overrides namespace).
+    #[arg(long, value_name = "DIR")]
+    shm_dir: Option<PathBuf>,
+    /// Market-data ring segment name (key shm.md).
+    #[arg(long)]
+    md: Option<String>,
+    /// Last-value table segment name (key shm.lvt).
+    #[arg(long)]
+    lvt: Option<String>,
+    /// Instruments segment name (key shm.instruments).
+    #[arg(long)]
+    instruments: Option<String>,
+    /// Orders ring segment name, created by the hedger (key shm.orders).
+    #[arg(long)]
+    orders: Option<String>,
+    /// Execs ring segment name (key shm.execs).
+    #[arg(long)]
+    execs: Option<String>,
+    /// What to do with an orders/control segment left by a dead hedger: fail, recover (keep
+    /// unconsumed orders; a restart) or replace (key shm.on_stale).
+    #[arg(long, value_name = "POLICY")]
+    on_stale: Option<OnStale>,
+    /// Core to pin the loop thread to; a missing core warns and runs unpinned (key runtime.core).
+    #[arg(long)]
+    core: Option<usize>,
+    /// Idle strategy: busy-spin, spin-then-yield or backoff-park (key runtime.idle).
+    #[arg(long, value_name = "STRATEGY")]
+    idle: Option<IdleKind>,
+    /// State directory for the crash-safe snapshot (key runtime.state_dir).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// HdrHistogram interval log of stage latencies (key runtime.histogram_path).
+    #[arg(long, value_name = "FILE")]
+    histogram_path: Option<PathBuf>,
+    /// Interval between histogram log entries, ms (key runtime.histogram_interval_ms).
+    #[arg(long, value_name = "MS")]
+    histogram_interval_ms: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut cfg = match HedgerConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hedger: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let s = &mut cfg.shm;
+    if let Some(v) = cli.namespace {
+        s.namespace = v;
+    }
+    if let Some(v) = cli.shm_dir {
+        s.dir = Some(v);
+    }
+    for (dst, v) in [
+        (&mut s.md, cli.md),
+        (&mut s.lvt, cli.lvt),
+        (&mut s.instruments, cli.instruments),
+        (&mut s.orders, cli.orders),
+        (&mut s.execs, cli.execs),
+    ] {
+        if let Some(v) = v {
+            *dst = v;
+        }
+    }
+    if let Some(v) = cli.on_stale {
+        s.on_stale = v;
+    }
+    let r = &mut cfg.runtime;
+    if cli.core.is_some() {
+        r.core = cli.core;
+    }
+    if let Some(v) = cli.idle {
+        r.idle = v;
+    }
+    if let Some(v) = cli.state_dir {
+        r.state_dir = v;
+    }
+    if cli.histogram_path.is_some() {
+        r.histogram_path = cli.histogram_path;
+    }
+    if let Some(v) = cli.histogram_interval_ms {
+        r.histogram_interval_ms = v;
+    }
+    if let Err(e) = cfg.validate("<cli>") {
+        eprintln!("hedger: {e}");
+        return ExitCode::from(2);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+            eprintln!("hedger: cannot install signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match engine::hedger::live::run(&cfg, &stop) {
+        Ok(s) => {
+            eprintln!(
+                "hedger: stopped cleanly (epoch {}, md events {}, execs {}, orders sent {}, positions {:?})",
+                s.epoch, s.stats.md_events, s.stats.execs_processed, s.stats.orders_sent, s.positions
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hedger: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

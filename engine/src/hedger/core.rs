@@ -1,0 +1,1115 @@
+//! The loop's state machine: execs, then market data, then risk, decision, limits, order.
+//!
+//! [`HedgerCore::poll`] is the hot path: it allocates nothing, takes no lock, makes no system
+//! call except reading the vDSO clock, and formats nothing. Everything it counts lives in
+//! plain fields ([`Stats`], per-underlying [`UnderlyingRuntime`]) that the driver publishes to
+//! shared-memory counters in idle time. State persistence ([`HedgerCore::persist_state`]) and
+//! histogram export are driver work, off the hot path.
+
+use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
+use super::latency::StageHistograms;
+use super::risk::{OptionRisk, OptionSpec};
+use super::state::{InflightRecord, PersistState, UnderlyingRecord};
+use crate::limits::{CheckContext, LimitBreach, Limits, LimitsConfig, OrderToCheck, TradingMode};
+use crate::policy::{
+    BandRule, Decision, HedgeInstrument, HedgePolicy, HedgeReason, HoldReason, PolicyConfig,
+    PolicyState, RiskSnapshot,
+};
+use shm_layout::{
+    ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, LastValue, MarketEvent,
+    MarketEventKind, OrderAction, OrderType, TimeInForce,
+};
+
+/// Configuration of one hedged underlying, resolved against the instruments table.
+#[derive(Debug, Clone)]
+pub struct UnderlyingSetup {
+    /// Name (the index symbol).
+    pub name: String,
+    /// Index instrument id.
+    pub index_id: u32,
+    /// Hedge instrument.
+    pub hedge: HedgeInstrument,
+    /// Policy.
+    pub policy: PolicyConfig,
+    /// Limits.
+    pub limits: LimitsConfig,
+    /// Rate.
+    pub rate: f64,
+    /// Hedge position at first start, contracts.
+    pub initial_hedge_position: f64,
+}
+
+/// Why a market event was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MdReject {
+    /// NaN or infinite field.
+    NotFinite,
+    /// Zero price.
+    Zero,
+    /// Negative price or size.
+    Negative,
+    /// Bid at or above ask.
+    Crossed,
+    /// Instrument id not in the instruments table.
+    UnknownInstrument,
+    /// Mark of an option past its expiry.
+    ExpiredOption,
+    /// Unknown event kind, or otherwise invalid (e.g. zero vol).
+    Invalid,
+}
+
+impl MdReject {
+    /// Every reason.
+    pub const ALL: [MdReject; 7] = [
+        MdReject::NotFinite,
+        MdReject::Zero,
+        MdReject::Negative,
+        MdReject::Crossed,
+        MdReject::UnknownInstrument,
+        MdReject::ExpiredOption,
+        MdReject::Invalid,
+    ];
+    /// Label.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MdReject::NotFinite => "nan",
+            MdReject::Zero => "zero",
+            MdReject::Negative => "negative",
+            MdReject::Crossed => "crossed",
+            MdReject::UnknownInstrument => "unknown_instrument",
+            MdReject::ExpiredOption => "expired_option",
+            MdReject::Invalid => "invalid",
+        }
+    }
+}
+
+/// Loop-wide counters (plain fields; published by the driver).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Market events read.
+    pub md_events: u64,
+    /// Laps.
+    pub md_lapped: u64,
+    /// Events lost in laps.
+    pub md_lost: u64,
+    /// Rejected events by [`MdReject`] index.
+    pub md_rejected: [u64; 7],
+    /// Events for instruments this hedger does not use.
+    pub md_ignored: u64,
+    /// Rebuilds from the last-value table.
+    pub rebuilds: u64,
+    /// Exec reports applied.
+    pub execs_processed: u64,
+    /// Exec reports skipped as already applied (exec id not above the last one).
+    pub execs_duplicate: u64,
+    /// Exec reports that could not be applied (bad enum, unknown instrument or order).
+    pub execs_bad: u64,
+    /// Client option trades.
+    pub option_trades: u64,
+    /// Orders published.
+    pub orders_sent: u64,
+    /// Orders completely filled.
+    pub orders_filled: u64,
+    /// Partial fills.
+    pub orders_partially_filled: u64,
+    /// Orders cancelled (IOC remainder).
+    pub orders_cancelled: u64,
+    /// Orders rejected by the venue or gateway.
+    pub orders_rejected: u64,
+    /// Publish attempts that found the orders ring full (hedging stops, alarm).
+    pub orders_ring_full: u64,
+    /// Decisions not sent because the in-flight table was full.
+    pub inflight_full: u64,
+    /// Orders of a previous run found in the exec stream while reconciling.
+    pub reconciled_orders: u64,
+}
+
+/// Per-underlying runtime state (public for gauges and tests).
+#[derive(Debug, Clone)]
+pub struct UnderlyingRuntime {
+    /// Setup.
+    pub setup: UnderlyingSetup,
+    /// Policy.
+    pub policy: HedgePolicy,
+    /// Policy state.
+    pub pstate: PolicyState,
+    /// Limits and their counters.
+    pub limits: Limits,
+    /// Hedge position, contracts.
+    pub hedge_position: f64,
+    /// Signed quantity in flight, contracts.
+    pub inflight_qty: f64,
+    /// Notional in flight, quote currency.
+    pub inflight_notional: f64,
+    /// Index price.
+    pub index_px: f64,
+    /// Monotonic receive time of the index price.
+    pub index_ts_ns: u64,
+    /// Hedge book (top of book from events, depth from the last-value table).
+    pub book: LastValue,
+    /// Monotonic receive time of the hedge book.
+    pub book_ts_ns: u64,
+    /// Held until rebuilt after a lap.
+    pub rebuilding: bool,
+    /// Trading state from the control block.
+    pub mode: TradingMode,
+    /// Hedges sent for the band.
+    pub hedges_band: u64,
+    /// Safety re-hedges sent.
+    pub hedges_safety: u64,
+    /// Policy holds by [`HoldReason`] (inside band, min interval, below min size, no book,
+    /// collar).
+    pub holds: [u64; 5],
+    /// Decisions not evaluated because hedging was held (rebuild, reconcile, ring full).
+    pub held: u64,
+    /// Options' delta (before hedging), underlying units.
+    pub option_delta: f64,
+    /// Net delta (after hedging: + position + in flight), underlying units.
+    pub net_delta: f64,
+    /// Options' gamma.
+    pub gamma: f64,
+    /// Options' vega per vol point.
+    pub vega: f64,
+    /// Band half-width last computed.
+    pub band: f64,
+}
+
+const fn hold_index(h: HoldReason) -> usize {
+    match h {
+        HoldReason::InsideBand => 0,
+        HoldReason::MinInterval => 1,
+        HoldReason::BelowMinSize => 2,
+        HoldReason::NoBook => 3,
+        HoldReason::Collar => 4,
+    }
+}
+
+/// Labels of [`UnderlyingRuntime::holds`].
+pub const HOLD_LABELS: [&str; 5] = [
+    "inside_band",
+    "min_interval",
+    "below_min_size",
+    "no_book",
+    "collar",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Role {
+    None,
+    Index(u16),
+    Hedge(u16),
+    Option { und: u16, opt: u32 },
+}
+
+/// An order in flight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Inflight {
+    coid: u64,
+    und: u16,
+    sign: f64,
+    leaves: f64,
+    px: f64,
+}
+
+/// Maximum orders in flight at once (all underlyings).
+pub const MAX_INFLIGHT: usize = 256;
+
+/// The hedger's loop state.
+pub struct HedgerCore<R: OptionRisk> {
+    defs: Vec<InstrumentDef>,
+    roles: Vec<Role>,
+    /// Per underlying.
+    pub und: Vec<UnderlyingRuntime>,
+    /// Option risk.
+    pub risk: R,
+    opt_ids: Vec<u32>,
+    inflight: Vec<Inflight>,
+    epoch: u64,
+    next_seq: u64,
+    last_exec_id: u64,
+    uncommitted_execs: usize,
+    kill: bool,
+    ctl_gen: u64,
+    /// Whether the gateway's heartbeat is fresh (set by the driver).
+    pub gateway_alive: bool,
+    ring_blocked: bool,
+    reconciling: bool,
+    reconcile_quiet_ns: u64,
+    last_prev_epoch_activity_ns: u64,
+    wall_minus_mono: i128,
+    /// Counters.
+    pub stats: Stats,
+    /// Stage latency histograms.
+    pub latency: StageHistograms,
+}
+
+/// Errors building a core.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SetupError {
+    /// A symbol of the config is not in the instruments table.
+    #[error("{key}: instrument `{symbol}` is not in the instruments segment")]
+    UnknownSymbol {
+        /// Config key.
+        key: String,
+        /// Symbol.
+        symbol: String,
+    },
+    /// The instrument is of the wrong kind.
+    #[error("{key}: instrument `{symbol}` is a {kind}, expected {expected}")]
+    WrongKind {
+        /// Config key.
+        key: String,
+        /// Symbol.
+        symbol: String,
+        /// Its kind.
+        kind: &'static str,
+        /// Expected kinds.
+        expected: &'static str,
+    },
+    /// The state snapshot names something unknown.
+    #[error("state: {0}")]
+    State(String),
+}
+
+fn kind_name(d: &InstrumentDef) -> &'static str {
+    d.kind().map_or("unknown kind", |k| k.name())
+}
+
+/// Resolves a hedge instrument's definition into a [`HedgeInstrument`].
+///
+/// # Errors
+/// Not a perpetual, future or spot.
+pub fn hedge_instrument(d: &InstrumentDef, key: &str) -> Result<HedgeInstrument, SetupError> {
+    match d.kind() {
+        Ok(InstrumentKind::Perpetual | InstrumentKind::Future | InstrumentKind::Spot) => {}
+        _ => {
+            return Err(SetupError::WrongKind {
+                key: key.into(),
+                symbol: d.symbol().into(),
+                kind: kind_name(d),
+                expected: "perpetual, future or spot",
+            })
+        }
+    }
+    let cs = if d.contract_multiplier > 0.0 {
+        d.contract_multiplier
+    } else {
+        1.0
+    };
+    Ok(match d.settlement() {
+        Ok(shm_layout::Settlement::Inverse) => {
+            HedgeInstrument::inverse(d.id, cs, d.lot_size, d.min_qty, d.tick_size)
+        }
+        _ => HedgeInstrument::linear(d.id, cs, d.lot_size, d.min_qty, d.tick_size),
+    })
+}
+
+impl<R: OptionRisk> HedgerCore<R> {
+    /// Builds the loop state from the instruments table and the underlyings' setup.
+    /// Every option of a configured underlying is registered with `risk`.
+    ///
+    /// `mono_ns` and `wall_ns` are the clocks read together at startup (to derive wall time
+    /// from the monotonic clock on the hot path).
+    pub fn new(
+        defs: Vec<InstrumentDef>,
+        setups: Vec<UnderlyingSetup>,
+        mut risk: R,
+        mono_ns: u64,
+        wall_ns: u64,
+    ) -> Self {
+        let mut roles = vec![Role::None; defs.len()];
+        let mut und = Vec::with_capacity(setups.len());
+        for (u, s) in setups.into_iter().enumerate() {
+            if let Some(r) = roles.get_mut(s.index_id as usize) {
+                *r = Role::Index(u as u16);
+            }
+            if let Some(r) = roles.get_mut(s.hedge.instrument_id as usize) {
+                *r = Role::Hedge(u as u16);
+            }
+            let mut pstate = PolicyState {
+                started_ns: mono_ns,
+                ..PolicyState::default()
+            };
+            pstate.last_hedge_ns = None;
+            und.push(UnderlyingRuntime {
+                policy: HedgePolicy::new(s.policy, s.hedge),
+                pstate,
+                limits: Limits::new(s.limits),
+                hedge_position: s.initial_hedge_position,
+                inflight_qty: 0.0,
+                inflight_notional: 0.0,
+                index_px: 0.0,
+                index_ts_ns: 0,
+                book: bytemuck::Zeroable::zeroed(),
+                book_ts_ns: 0,
+                rebuilding: false,
+                mode: TradingMode::Active,
+                hedges_band: 0,
+                hedges_safety: 0,
+                holds: [0; 5],
+                held: 0,
+                option_delta: 0.0,
+                net_delta: 0.0,
+                gamma: 0.0,
+                vega: 0.0,
+                band: 0.0,
+                setup: s,
+            });
+        }
+        let mut opt_ids = Vec::new();
+        for d in &defs {
+            if d.kind() != Ok(InstrumentKind::Option) {
+                continue;
+            }
+            let Some(u) = und.iter().position(|x| x.setup.index_id == d.underlying_id) else {
+                continue;
+            };
+            let kind = match d.option_type() {
+                Ok(shm_layout::OptionType::Put) => crate::pricing::OptionType::Put,
+                _ => crate::pricing::OptionType::Call,
+            };
+            let opt = risk.add_option(OptionSpec {
+                underlying: u,
+                kind,
+                strike: d.strike,
+                expiry_ns: d.expiry_ns,
+                multiplier: if d.contract_multiplier > 0.0 {
+                    d.contract_multiplier
+                } else {
+                    1.0
+                },
+                inverse: d.settlement() == Ok(shm_layout::Settlement::Inverse),
+            });
+            debug_assert_eq!(opt, opt_ids.len());
+            opt_ids.push(d.id);
+            if let Some(r) = roles.get_mut(d.id as usize) {
+                *r = Role::Option {
+                    und: u as u16,
+                    opt: opt as u32,
+                };
+            }
+        }
+        HedgerCore {
+            defs,
+            roles,
+            und,
+            risk,
+            opt_ids,
+            inflight: Vec::with_capacity(MAX_INFLIGHT),
+            epoch: 1,
+            next_seq: 1,
+            last_exec_id: 0,
+            uncommitted_execs: 0,
+            kill: false,
+            ctl_gen: u64::MAX,
+            gateway_alive: true,
+            ring_blocked: false,
+            reconciling: false,
+            reconcile_quiet_ns: 0,
+            last_prev_epoch_activity_ns: mono_ns,
+            wall_minus_mono: wall_ns as i128 - mono_ns as i128,
+            stats: Stats::default(),
+            latency: StageHistograms::new(),
+        }
+    }
+
+    /// Instrument definitions.
+    pub fn defs(&self) -> &[InstrumentDef] {
+        &self.defs
+    }
+
+    /// Sets an option position by symbol (startup).
+    ///
+    /// # Errors
+    /// The symbol is not an option of a configured underlying.
+    pub fn set_option_position(&mut self, symbol: &str, qty: f64) -> Result<(), SetupError> {
+        let d = self.defs.iter().find(|d| d.symbol() == symbol);
+        match d.map(|d| self.roles[d.id as usize]) {
+            Some(Role::Option { opt, .. }) => {
+                self.risk.set_position(opt as usize, qty);
+                Ok(())
+            }
+            Some(_) => Err(SetupError::WrongKind {
+                key: "positions".into(),
+                symbol: symbol.into(),
+                kind: d.map_or("?", kind_name),
+                expected: "an option of a configured underlying",
+            }),
+            None => Err(SetupError::UnknownSymbol {
+                key: "positions".into(),
+                symbol: symbol.into(),
+            }),
+        }
+    }
+
+    /// Option position of an instrument id (0 if none).
+    pub fn option_position(&self, instrument_id: u32) -> f64 {
+        match self.roles.get(instrument_id as usize) {
+            Some(Role::Option { opt, .. }) => self.risk.position(*opt as usize),
+            _ => 0.0,
+        }
+    }
+
+    /// Client order id epoch (bumped on every start).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Highest exec id applied.
+    pub fn last_exec_id(&self) -> u64 {
+        self.last_exec_id
+    }
+
+    /// Exec reports read but not yet committed (to commit after persisting the state).
+    pub fn uncommitted_execs(&self) -> usize {
+        self.uncommitted_execs
+    }
+
+    /// Marks the read exec reports committed.
+    pub fn execs_committed(&mut self) {
+        self.uncommitted_execs = 0;
+    }
+
+    /// Orders in flight.
+    pub fn inflight_count(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Whether hedging is held while reconciling after a restart.
+    pub fn reconciling(&self) -> bool {
+        self.reconciling
+    }
+
+    /// Whether the orders ring was found full (hedging stopped until it drains).
+    pub fn ring_blocked(&self) -> bool {
+        self.ring_blocked
+    }
+
+    /// Kill switch as last read.
+    pub fn kill_switch(&self) -> bool {
+        self.kill
+    }
+
+    /// Wall-clock ns derived from the monotonic clock.
+    #[inline]
+    pub fn wall_ns(&self, mono_ns: u64) -> u64 {
+        (mono_ns as i128 + self.wall_minus_mono).max(0) as u64
+    }
+
+    /// Re-derives the wall/monotonic offset (idle time).
+    pub fn calibrate_wall(&mut self, mono_ns: u64, wall_ns: u64) {
+        self.wall_minus_mono = wall_ns as i128 - mono_ns as i128;
+    }
+
+    /// The state to persist.
+    pub fn persist_state(&self) -> PersistState {
+        let mut options = Vec::new();
+        for (opt, &id) in self.opt_ids.iter().enumerate() {
+            let q = self.risk.position(opt);
+            if q != 0.0 {
+                options.push((self.defs[id as usize].symbol().to_string(), q));
+            }
+        }
+        PersistState {
+            epoch: self.epoch,
+            last_exec_id: self.last_exec_id,
+            underlyings: self
+                .und
+                .iter()
+                .map(|u| UnderlyingRecord {
+                    name: u.setup.name.clone(),
+                    hedge_position: u.hedge_position,
+                    utc_day: u.limits.day(),
+                    filled_today: u.limits.filled_today(),
+                })
+                .collect(),
+            options,
+            inflight: self
+                .inflight
+                .iter()
+                .map(|o| InflightRecord {
+                    client_order_id: o.coid,
+                    underlying: self.und[o.und as usize].setup.name.clone(),
+                    signed_leaves: o.sign * o.leaves,
+                    limit_px: o.px,
+                })
+                .collect(),
+        }
+    }
+
+    /// Restores a persisted state and starts a new epoch; hedging is held until orders in
+    /// flight of the previous run are reconciled from the exec stream (see
+    /// [`HedgerCore::poll`]) and `quiet_ns` passed without a report for them.
+    ///
+    /// # Errors
+    /// The state names an underlying or option this configuration does not have.
+    pub fn restore(
+        &mut self,
+        st: &PersistState,
+        now_ns: u64,
+        quiet_ns: u64,
+    ) -> Result<(), SetupError> {
+        self.epoch = st.epoch + 1;
+        self.last_exec_id = st.last_exec_id;
+        for r in &st.underlyings {
+            let u = self
+                .und
+                .iter_mut()
+                .find(|u| u.setup.name == r.name)
+                .ok_or_else(|| SetupError::State(format!("unknown underlying `{}`", r.name)))?;
+            u.hedge_position = r.hedge_position;
+            u.limits.restore_day(r.utc_day, r.filled_today);
+        }
+        for opt in 0..self.opt_ids.len() {
+            self.risk.set_position(opt, 0.0);
+        }
+        for (sym, q) in &st.options {
+            self.set_option_position(sym, *q)
+                .map_err(|e| SetupError::State(e.to_string()))?;
+        }
+        for o in &st.inflight {
+            let u = self
+                .und
+                .iter()
+                .position(|u| u.setup.name == o.underlying)
+                .ok_or_else(|| {
+                    SetupError::State(format!("unknown underlying `{}`", o.underlying))
+                })?;
+            self.add_inflight(o.client_order_id, u as u16, o.signed_leaves, o.limit_px);
+        }
+        self.begin_reconcile(now_ns, quiet_ns);
+        Ok(())
+    }
+
+    /// Holds hedging until the previous run's orders are reconciled (also used on a first
+    /// start over an existing orders ring).
+    pub fn begin_reconcile(&mut self, now_ns: u64, quiet_ns: u64) {
+        self.reconciling = true;
+        self.reconcile_quiet_ns = quiet_ns;
+        self.last_prev_epoch_activity_ns = now_ns;
+    }
+
+    #[inline]
+    fn add_inflight(&mut self, coid: u64, und: u16, signed_leaves: f64, px: f64) -> bool {
+        if self.inflight.len() >= MAX_INFLIGHT {
+            return false;
+        }
+        let sign = if signed_leaves >= 0.0 { 1.0 } else { -1.0 };
+        let leaves = signed_leaves.abs();
+        self.inflight.push(Inflight {
+            coid,
+            und,
+            sign,
+            leaves,
+            px,
+        });
+        let u = &mut self.und[und as usize];
+        u.inflight_qty += signed_leaves;
+        u.inflight_notional += u.policy.instrument.notional(leaves, px);
+        true
+    }
+
+    /// Sets the remaining quantity of an order in flight (removing it at zero).
+    #[inline]
+    fn set_leaves(&mut self, idx: usize, leaves: f64) {
+        let o = self.inflight[idx];
+        let leaves = leaves.max(0.0).min(o.leaves);
+        let u = &mut self.und[o.und as usize];
+        u.inflight_qty -= o.sign * (o.leaves - leaves);
+        u.inflight_notional -= u.policy.instrument.notional(o.leaves - leaves, o.px);
+        if leaves <= 0.0 {
+            self.inflight.swap_remove(idx);
+            if self.inflight.iter().all(|x| x.und != o.und) {
+                // Remove accumulated rounding once nothing is in flight.
+                u.inflight_qty = 0.0;
+                u.inflight_notional = 0.0;
+            }
+        } else {
+            self.inflight[idx].leaves = leaves;
+        }
+    }
+
+    /// Applies a control-block change.
+    #[inline]
+    fn read_control<C: ControlSource>(&mut self, ctl: &C) {
+        let g = ctl.generation();
+        if g == self.ctl_gen {
+            return;
+        }
+        self.ctl_gen = g;
+        self.kill = ctl.kill_switch();
+        for u in &mut self.und {
+            u.mode = ctl.trading_mode(u.setup.index_id);
+        }
+    }
+
+    /// One loop iteration: control words, all available execs, one market event, and the
+    /// decisions they trigger. Returns the amount of work done (0 = idle).
+    #[inline]
+    pub fn poll<M, E, O, C>(
+        &mut self,
+        md: &mut M,
+        execs: &mut E,
+        orders: &mut O,
+        ctl: &C,
+        now_ns: u64,
+    ) -> usize
+    where
+        M: MarketSource,
+        E: ExecSource,
+        O: OrderSink,
+        C: ControlSource,
+    {
+        self.read_control(ctl);
+        let mut work = 0;
+        // Execs first: a fill changes what we hold.
+        while let Some(e) = execs.peek() {
+            work += 1;
+            self.on_exec(&e, now_ns, orders);
+            if work >= 64 {
+                break;
+            }
+        }
+        match md.poll() {
+            MdPoll::Empty => {}
+            MdPoll::Event(e) => {
+                work += 1;
+                let read_ns = shm_layout::clock::now_ns();
+                // The cost-aware band walks the hedge book's depth, which only the
+                // last-value table carries: refresh it with the quote.
+                if let Some(&Role::Hedge(u)) = self.roles.get(e.instrument_id as usize) {
+                    let x = &mut self.und[u as usize];
+                    if matches!(x.policy.cfg.rule, BandRule::CostAware { .. }) {
+                        if let Some(lv) = md.last_value(e.instrument_id) {
+                            x.book.valid = (x.book.valid & !LastValue::HAS_DEPTH)
+                                | (lv.valid & LastValue::HAS_DEPTH);
+                            x.book.bid_levels = lv.bid_levels;
+                            x.book.ask_levels = lv.ask_levels;
+                            x.book.bid_depth = lv.bid_depth;
+                            x.book.ask_depth = lv.ask_depth;
+                        }
+                    }
+                }
+                self.on_market(&e, read_ns, orders);
+            }
+            MdPoll::Lapped(lost) => {
+                work += 1;
+                self.on_lapped(lost, md);
+            }
+        }
+        work
+    }
+
+    /// Lapped: rebuild every underlying from the last-value table, holding hedging meanwhile.
+    fn on_lapped<M: MarketSource>(&mut self, lost: u64, md: &M) {
+        self.stats.md_lapped += 1;
+        self.stats.md_lost += lost;
+        for u in &mut self.und {
+            u.rebuilding = true;
+        }
+        self.rebuild(md);
+    }
+
+    /// Rebuilds prices and marks from the last-value table (after a lap, or at startup).
+    pub fn rebuild<M: MarketSource>(&mut self, md: &M) {
+        let wall = self.wall_ns(shm_layout::clock::now_ns());
+        for id in 0..self.roles.len() as u32 {
+            let role = self.roles[id as usize];
+            if role == Role::None {
+                continue;
+            }
+            let Some(lv) = md.last_value(id) else {
+                continue;
+            };
+            match role {
+                Role::Index(u) => {
+                    if lv.valid & LastValue::HAS_PRICE != 0
+                        && lv.price > 0.0
+                        && lv.price.is_finite()
+                    {
+                        let x = &mut self.und[u as usize];
+                        x.index_px = lv.price;
+                        x.index_ts_ns = lv.recv_ts_ns;
+                        self.risk.on_underlying(u as usize, lv.price);
+                    }
+                }
+                Role::Hedge(u) => {
+                    let x = &mut self.und[u as usize];
+                    if lv.valid & LastValue::HAS_QUOTE != 0
+                        && lv.bid_px > 0.0
+                        && lv.ask_px > lv.bid_px
+                    {
+                        x.book = lv;
+                        x.book_ts_ns = lv.recv_ts_ns;
+                        x.pstate.observe_book(&x.policy.cfg, lv.bid_px, lv.ask_px);
+                    }
+                }
+                Role::Option { opt, .. } => {
+                    let d = &self.defs[id as usize];
+                    if lv.valid & LastValue::HAS_MARK != 0
+                        && lv.mark_iv > 0.0
+                        && lv.mark_iv.is_finite()
+                        && lv.mark_underlying_px > 0.0
+                        && lv.mark_underlying_px.is_finite()
+                        && d.expiry_ns > wall
+                    {
+                        self.risk
+                            .on_mark(opt as usize, lv.mark_iv, lv.mark_underlying_px, wall);
+                    }
+                }
+                Role::None => {}
+            }
+        }
+        for u in &mut self.und {
+            u.rebuilding = false;
+        }
+        self.stats.rebuilds += 1;
+    }
+
+    #[inline]
+    fn reject_md(&mut self, r: MdReject) {
+        self.stats.md_rejected[r as usize] += 1;
+    }
+
+    /// Classifies an invalid event.
+    #[inline]
+    fn classify_invalid(e: &MarketEvent) -> MdReject {
+        let v = match e.kind() {
+            Ok(MarketEventKind::Quote) => &e.v[..],
+            Ok(MarketEventKind::OptionMark) => &e.v[..3],
+            Ok(MarketEventKind::UnderlyingPrice) => &e.v[..1],
+            Ok(MarketEventKind::Trade) => &e.v[..2],
+            Err(_) => return MdReject::Invalid,
+        };
+        if v.iter().any(|x| !x.is_finite()) {
+            MdReject::NotFinite
+        } else if v.iter().any(|&x| x < 0.0) {
+            MdReject::Negative
+        } else if e.kind() == Ok(MarketEventKind::Quote) && e.v[0] >= e.v[2] && e.v[0] > 0.0 {
+            MdReject::Crossed
+        } else if v.iter().any(|&x| x == 0.0) {
+            MdReject::Zero
+        } else {
+            MdReject::Invalid
+        }
+    }
+
+    #[inline]
+    fn on_market<O: OrderSink>(&mut self, e: &MarketEvent, read_ns: u64, orders: &mut O) {
+        self.stats.md_events += 1;
+        self.latency.record_read(e.recv_ts_ns, read_ns);
+        let Some(&role) = self.roles.get(e.instrument_id as usize) else {
+            self.reject_md(MdReject::UnknownInstrument);
+            return;
+        };
+        if !e.is_valid() {
+            let r = Self::classify_invalid(e);
+            self.reject_md(r);
+            return;
+        }
+        let u = match role {
+            Role::None => {
+                self.stats.md_ignored += 1;
+                return;
+            }
+            Role::Index(u) => {
+                if let Some(px) = e.as_underlying_price() {
+                    let x = &mut self.und[u as usize];
+                    x.index_px = px;
+                    x.index_ts_ns = e.recv_ts_ns;
+                    self.risk.on_underlying(u as usize, px);
+                } else {
+                    self.stats.md_ignored += 1;
+                    return;
+                }
+                u
+            }
+            Role::Hedge(u) => {
+                if e.kind == MarketEventKind::Quote as u8 {
+                    let x = &mut self.und[u as usize];
+                    x.book.apply(e);
+                    x.book_ts_ns = e.recv_ts_ns;
+                    x.pstate.observe_book(&x.policy.cfg, e.v[0], e.v[2]);
+                } else {
+                    self.stats.md_ignored += 1;
+                    return;
+                }
+                u
+            }
+            Role::Option { und, opt } => {
+                let Some((_, iv, fwd)) = e.as_option_mark() else {
+                    self.stats.md_ignored += 1;
+                    return;
+                };
+                let wall = self.wall_ns(read_ns);
+                if self.defs[e.instrument_id as usize].expiry_ns <= wall {
+                    self.reject_md(MdReject::ExpiredOption);
+                    return;
+                }
+                self.risk.on_mark(opt as usize, iv, fwd, wall);
+                und
+            }
+        };
+        self.maybe_hedge(u as usize, e.recv_ts_ns, read_ns, orders);
+    }
+
+    #[inline]
+    fn find_inflight(&self, coid: u64) -> Option<usize> {
+        self.inflight.iter().position(|o| o.coid == coid)
+    }
+
+    #[inline]
+    fn on_exec<O: OrderSink>(&mut self, e: &ExecEvent, now_ns: u64, orders: &mut O) {
+        self.uncommitted_execs += 1;
+        if e.exec_id <= self.last_exec_id {
+            self.stats.execs_duplicate += 1;
+            return;
+        }
+        self.last_exec_id = e.exec_id;
+        self.stats.execs_processed += 1;
+        let (Ok(kind), Ok(side)) = (e.kind(), e.side()) else {
+            self.stats.execs_bad += 1;
+            return;
+        };
+        let role = self
+            .roles
+            .get(e.instrument_id as usize)
+            .copied()
+            .unwrap_or(Role::None);
+        let prev_epoch = e.client_order_id >> 32 < self.epoch && e.client_order_id != 0;
+        if prev_epoch {
+            self.last_prev_epoch_activity_ns = now_ns;
+        }
+        match kind {
+            ExecKind::OptionTrade => {
+                let Role::Option { und, opt } = role else {
+                    self.stats.execs_bad += 1;
+                    return;
+                };
+                if !(e.qty.is_finite() && e.qty > 0.0) {
+                    self.stats.execs_bad += 1;
+                    return;
+                }
+                self.stats.option_trades += 1;
+                let q = self.risk.position(opt as usize) + side.sign() * e.qty;
+                self.risk.set_position(opt as usize, q);
+                let read = shm_layout::clock::now_ns();
+                self.maybe_hedge(und as usize, e.ts_ns, read, orders);
+            }
+            ExecKind::Ack => {
+                if self.find_inflight(e.client_order_id).is_none() && prev_epoch {
+                    if let Role::Hedge(u) = role {
+                        self.stats.reconciled_orders += 1;
+                        self.add_inflight(
+                            e.client_order_id,
+                            u,
+                            side.sign() * e.leaves_qty,
+                            e.price,
+                        );
+                    }
+                }
+            }
+            ExecKind::Fill | ExecKind::PartialFill => {
+                let Role::Hedge(u) = role else {
+                    self.stats.execs_bad += 1;
+                    return;
+                };
+                if !(e.qty.is_finite() && e.qty >= 0.0) {
+                    self.stats.execs_bad += 1;
+                    return;
+                }
+                let day = self.wall_ns(now_ns) / 86_400_000_000_000;
+                let x = &mut self.und[u as usize];
+                x.hedge_position += side.sign() * e.qty;
+                let notional = x.policy.instrument.notional(e.qty, e.price);
+                x.limits.on_fill(day, notional);
+                let terminal = kind == ExecKind::Fill;
+                if terminal {
+                    self.stats.orders_filled += 1;
+                } else {
+                    self.stats.orders_partially_filled += 1;
+                }
+                match self.find_inflight(e.client_order_id) {
+                    Some(i) => {
+                        let leaves = if terminal { 0.0 } else { e.leaves_qty };
+                        self.set_leaves(i, leaves);
+                    }
+                    None => {
+                        if !terminal && prev_epoch && e.leaves_qty > 0.0 {
+                            self.stats.reconciled_orders += 1;
+                            self.add_inflight(
+                                e.client_order_id,
+                                u,
+                                side.sign() * e.leaves_qty,
+                                e.price,
+                            );
+                        }
+                    }
+                }
+            }
+            ExecKind::Cancelled | ExecKind::Rejected => {
+                if kind == ExecKind::Rejected {
+                    self.stats.orders_rejected += 1;
+                    if let Role::Hedge(u) = role {
+                        self.und[u as usize].limits.on_reject(now_ns);
+                    } else if let Some(i) = self.find_inflight(e.client_order_id) {
+                        let u = self.inflight[i].und;
+                        self.und[u as usize].limits.on_reject(now_ns);
+                    }
+                } else {
+                    self.stats.orders_cancelled += 1;
+                }
+                if let Some(i) = self.find_inflight(e.client_order_id) {
+                    self.set_leaves(i, 0.0);
+                }
+            }
+        }
+    }
+
+    /// Timer-driven decisions (safety re-hedge, reconciliation end): call in idle time.
+    pub fn on_timer<O: OrderSink>(&mut self, orders: &mut O, now_ns: u64) {
+        if self.ring_blocked && orders.pending() == 0 {
+            self.ring_blocked = false;
+        }
+        if self.reconciling
+            && !self.inflight.iter().any(|o| o.coid >> 32 < self.epoch)
+            && orders.pending() == 0
+            && now_ns.saturating_sub(self.last_prev_epoch_activity_ns) >= self.reconcile_quiet_ns
+        {
+            self.reconciling = false;
+        }
+        for u in 0..self.und.len() {
+            self.maybe_hedge(u, 0, now_ns, orders);
+        }
+    }
+
+    /// Evaluates one underlying: risk, decision, limits, publish.
+    #[inline]
+    fn maybe_hedge<O: OrderSink>(
+        &mut self,
+        u: usize,
+        feed_recv_ns: u64,
+        read_ns: u64,
+        orders: &mut O,
+    ) {
+        let option_delta = self.risk.delta(u);
+        let gamma = self.risk.gamma(u);
+        let tau = self.risk.tau_years(u);
+        let x = &mut self.und[u];
+        x.option_delta = option_delta;
+        x.gamma = gamma;
+        let (bid, ask) = (x.book.bid_px, x.book.ask_px);
+        let mid = 0.5 * (bid + ask);
+        let book_ok = x.book.valid & LastValue::HAS_QUOTE != 0 && bid > 0.0 && ask > bid;
+        let dpc = if book_ok {
+            x.policy.instrument.delta_per_contract(mid)
+        } else {
+            0.0
+        };
+        x.net_delta = option_delta + (x.hedge_position + x.inflight_qty) * dpc;
+        if x.rebuilding || self.reconciling || self.ring_blocked {
+            x.held += 1;
+            return;
+        }
+        let s = if x.index_px > 0.0 { x.index_px } else { mid };
+        let snap = RiskSnapshot {
+            net_delta: x.net_delta,
+            gamma,
+            underlying_px: s,
+            tau_years: tau,
+            rate: x.setup.rate,
+        };
+        let decision = x.policy.decide(&x.pstate, &snap, &x.book, read_ns);
+        let decision_ns = shm_layout::clock::now_ns();
+        let d = match decision {
+            Decision::Hold(h) => {
+                x.holds[hold_index(h)] += 1;
+                if matches!(x.policy.cfg.rule, BandRule::Fixed { .. })
+                    || h == HoldReason::InsideBand
+                {
+                    x.band = x.policy.band(&x.pstate, &snap, &x.book, -x.net_delta).0;
+                }
+                return;
+            }
+            Decision::Hedge(d) => d,
+        };
+        x.band = d.band;
+        let signed = d.side.sign() * d.qty_contracts;
+        let ctx = CheckContext {
+            now_ns: decision_ns,
+            utc_day: ((decision_ns as i128 + self.wall_minus_mono).max(0) as u64)
+                / 86_400_000_000_000,
+            kill_switch: self.kill,
+            gateway_alive: self.gateway_alive,
+            mode: x.mode,
+            underlying_ts_ns: if x.index_ts_ns != 0 {
+                x.index_ts_ns
+            } else {
+                x.book_ts_ns
+            },
+            hedge_book_ts_ns: x.book_ts_ns,
+            hedge_book_ok: book_ok,
+            position_contracts: x.hedge_position + x.inflight_qty,
+            inflight_notional: x.inflight_notional,
+        };
+        let check = OrderToCheck {
+            signed_qty: signed,
+            notional: x.policy.instrument.notional(d.qty_contracts, d.limit_px),
+        };
+        if let Err(_b) = x.limits.check(&ctx, &check) {
+            return;
+        }
+        if self.inflight.len() >= MAX_INFLIGHT {
+            self.stats.inflight_full += 1;
+            return;
+        }
+        let coid = (self.epoch << 32) | (self.next_seq & 0xFFFF_FFFF);
+        let mut order = HedgeOrder {
+            client_order_id: coid,
+            instrument_id: x.policy.instrument.instrument_id,
+            side: d.side as u8,
+            order_type: OrderType::Limit as u8,
+            tif: TimeInForce::Ioc as u8,
+            action: OrderAction::New as u8,
+            qty: d.qty_contracts,
+            limit_px: d.limit_px,
+            feed_recv_ts_ns: feed_recv_ns,
+            hedger_read_ts_ns: read_ns,
+            decision_ts_ns: decision_ns,
+            publish_ts_ns: 0,
+        };
+        order.publish_ts_ns = shm_layout::clock::now_ns();
+        if orders.push(order).is_err() {
+            self.stats.orders_ring_full += 1;
+            self.ring_blocked = true;
+            return;
+        }
+        self.next_seq += 1;
+        self.stats.orders_sent += 1;
+        match d.reason {
+            HedgeReason::Band => x.hedges_band += 1,
+            HedgeReason::Safety => x.hedges_safety += 1,
+        }
+        x.pstate.on_hedge_sent(decision_ns);
+        self.latency.record_order(&order);
+        self.add_inflight(coid, u as u16, signed, d.limit_px);
+        let x = &mut self.und[u];
+        x.net_delta = option_delta + (x.hedge_position + x.inflight_qty) * dpc;
+    }
+
+    /// The breach counters of an underlying, by [`LimitBreach`].
+    pub fn limit_rejects(&self, u: usize, b: LimitBreach) -> u64 {
+        self.und[u].limits.counters.get(b)
+    }
+}
+
+impl<R: OptionRisk> std::fmt::Debug for HedgerCore<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HedgerCore")
+            .field("epoch", &self.epoch)
+            .field("last_exec_id", &self.last_exec_id)
+            .field("inflight", &self.inflight.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}

@@ -1,0 +1,482 @@
+//! The live hedger: shared-memory adapters for [`super::io`] and the process's run loop.
+
+use super::core::{
+    hedge_instrument, HedgerCore, MdReject, SetupError, UnderlyingSetup, HOLD_LABELS,
+};
+use super::idle::Idle;
+use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
+use super::latency::IntervalLogThread;
+use super::risk::LinearizedBook;
+use super::state::StateStore;
+use super::Housekeeping;
+use crate::config::{HedgerConfig, OnStale};
+use crate::limits::{LimitBreach, TradingMode};
+use anyhow::Context as _;
+use shm_layout::{
+    namespace_dir, BroadcastReader, ControlBlock, Counter, CountersReader, CountersWriter,
+    ExecEvent, Gauge, HedgeOrder, InstrumentKind, InstrumentTable, LastValue, LastValueTable,
+    Liveness, MarketEvent, OpenOptions, Poll, ProcessState, SpscConsumer, SpscProducer,
+    StalePolicy, TradingState,
+};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Market data from the md ring and the last-value table.
+pub struct ShmMarket {
+    /// Ring reader.
+    pub reader: BroadcastReader<MarketEvent>,
+    /// Last values.
+    pub lvt: LastValueTable,
+}
+
+impl MarketSource for ShmMarket {
+    #[inline]
+    fn poll(&mut self) -> MdPoll {
+        match self.reader.poll() {
+            Poll::Empty => MdPoll::Empty,
+            Poll::Message(m) => MdPoll::Event(m),
+            Poll::Lapped { lost } => MdPoll::Lapped(lost),
+        }
+    }
+    #[inline]
+    fn last_value(&self, id: u32) -> Option<LastValue> {
+        self.lvt.read(id)
+    }
+}
+
+impl ExecSource for SpscConsumer<ExecEvent> {
+    #[inline]
+    fn peek(&mut self) -> Option<ExecEvent> {
+        SpscConsumer::peek(self)
+    }
+    #[inline]
+    fn commit(&mut self, n: usize) {
+        SpscConsumer::commit(self, n)
+    }
+}
+
+impl OrderSink for SpscProducer<HedgeOrder> {
+    #[inline]
+    fn push(&mut self, order: HedgeOrder) -> Result<(), HedgeOrder> {
+        SpscProducer::push(self, order)
+    }
+    #[inline]
+    fn pending(&self) -> usize {
+        self.len()
+    }
+}
+
+impl ControlSource for ControlBlock {
+    #[inline]
+    fn generation(&self) -> u64 {
+        ControlBlock::generation(self)
+    }
+    #[inline]
+    fn kill_switch(&self) -> bool {
+        ControlBlock::kill_switch(self)
+    }
+    #[inline]
+    fn trading_mode(&self, id: u32) -> TradingMode {
+        match self.trading_state(id) {
+            TradingState::Active => TradingMode::Active,
+            TradingState::ReduceOnly => TradingMode::ReduceOnly,
+            TradingState::Halted => TradingMode::Halted,
+        }
+    }
+}
+
+fn stale(p: OnStale) -> StalePolicy {
+    match p {
+        OnStale::Fail => StalePolicy::Fail,
+        OnStale::Recover => StalePolicy::Recover,
+        OnStale::Replace => StalePolicy::Replace,
+    }
+}
+
+/// The segment directory of a config.
+pub fn segment_dir(cfg: &HedgerConfig) -> PathBuf {
+    cfg.shm
+        .dir
+        .clone()
+        .unwrap_or_else(|| namespace_dir(&cfg.shm.namespace))
+}
+
+struct UndGauges {
+    option_delta: Gauge,
+    net_delta: Gauge,
+    hedge_position: Gauge,
+    gamma: Gauge,
+    vega: Gauge,
+    band: Gauge,
+    trading_state: Gauge,
+    hedges_band: Counter,
+    hedges_safety: Counter,
+    held: Counter,
+    holds: Vec<Counter>,
+    limit_rejects: Vec<Counter>,
+    auto_halts: Counter,
+}
+
+struct Metrics {
+    md_events: Counter,
+    md_lapped: Counter,
+    md_lost: Counter,
+    md_ignored: Counter,
+    md_rejected: Vec<Counter>,
+    rebuilds: Counter,
+    execs_processed: Counter,
+    execs_duplicate: Counter,
+    execs_bad: Counter,
+    option_trades: Counter,
+    orders_sent: Counter,
+    orders_filled: Counter,
+    orders_partially_filled: Counter,
+    orders_cancelled: Counter,
+    orders_rejected: Counter,
+    orders_ring_full: Counter,
+    inflight_full: Counter,
+    reconciled_orders: Counter,
+    orders_inflight: Gauge,
+    kill_switch: Gauge,
+    gateway_alive: Gauge,
+    reconciling: Gauge,
+    snapshots: Counter,
+    und: Vec<UndGauges>,
+}
+
+impl Metrics {
+    fn new(w: &mut CountersWriter, names: &[String]) -> Self {
+        let und = names
+            .iter()
+            .map(|n| {
+                let l = |m: &str| format!("{m}{{underlying=\"{n}\"}}");
+                UndGauges {
+                    option_delta: w.gauge(&l("option_delta")),
+                    net_delta: w.gauge(&l("net_delta")),
+                    hedge_position: w.gauge(&l("hedge_position")),
+                    gamma: w.gauge(&l("gamma")),
+                    vega: w.gauge(&l("vega")),
+                    band: w.gauge(&l("band")),
+                    trading_state: w.gauge(&l("trading_state")),
+                    hedges_band: w
+                        .counter(&format!("hedges{{underlying=\"{n}\",reason=\"band\"}}")),
+                    hedges_safety: w
+                        .counter(&format!("hedges{{underlying=\"{n}\",reason=\"safety\"}}")),
+                    held: w.counter(&l("hedging_held")),
+                    holds: HOLD_LABELS
+                        .iter()
+                        .map(|h| {
+                            w.counter(&format!(
+                                "policy_holds{{underlying=\"{n}\",reason=\"{h}\"}}"
+                            ))
+                        })
+                        .collect(),
+                    limit_rejects: LimitBreach::ALL
+                        .iter()
+                        .map(|b| {
+                            w.counter(&format!(
+                                "limit_rejects{{underlying=\"{n}\",limit=\"{}\"}}",
+                                b.name()
+                            ))
+                        })
+                        .collect(),
+                    auto_halts: w.counter(&l("auto_halts")),
+                }
+            })
+            .collect();
+        Metrics {
+            md_events: w.counter("md_events"),
+            md_lapped: w.counter("md_lapped"),
+            md_lost: w.counter("md_lost"),
+            md_ignored: w.counter("md_ignored"),
+            md_rejected: MdReject::ALL
+                .iter()
+                .map(|r| w.counter(&format!("md_rejected{{reason=\"{}\"}}", r.name())))
+                .collect(),
+            rebuilds: w.counter("md_rebuilds"),
+            execs_processed: w.counter("execs_processed"),
+            execs_duplicate: w.counter("execs_duplicate"),
+            execs_bad: w.counter("execs_bad"),
+            option_trades: w.counter("option_trades"),
+            orders_sent: w.counter("orders_sent"),
+            orders_filled: w.counter("orders_filled"),
+            orders_partially_filled: w.counter("orders_partially_filled"),
+            orders_cancelled: w.counter("orders_cancelled"),
+            orders_rejected: w.counter("orders_rejected"),
+            orders_ring_full: w.counter("orders_ring_full"),
+            inflight_full: w.counter("inflight_full"),
+            reconciled_orders: w.counter("reconciled_orders"),
+            orders_inflight: w.gauge("orders_inflight"),
+            kill_switch: w.gauge("kill_switch"),
+            gateway_alive: w.gauge("gateway_alive"),
+            reconciling: w.gauge("reconciling"),
+            snapshots: w.counter("state_snapshots"),
+            und,
+        }
+    }
+
+    fn publish(&self, c: &HedgerCore<LinearizedBook>, hk: &Housekeeping) {
+        let s = &c.stats;
+        self.md_events.set(s.md_events);
+        self.md_lapped.set(s.md_lapped);
+        self.md_lost.set(s.md_lost);
+        self.md_ignored.set(s.md_ignored);
+        for (k, v) in self.md_rejected.iter().zip(s.md_rejected) {
+            k.set(v);
+        }
+        self.rebuilds.set(s.rebuilds);
+        self.execs_processed.set(s.execs_processed);
+        self.execs_duplicate.set(s.execs_duplicate);
+        self.execs_bad.set(s.execs_bad);
+        self.option_trades.set(s.option_trades);
+        self.orders_sent.set(s.orders_sent);
+        self.orders_filled.set(s.orders_filled);
+        self.orders_partially_filled.set(s.orders_partially_filled);
+        self.orders_cancelled.set(s.orders_cancelled);
+        self.orders_rejected.set(s.orders_rejected);
+        self.orders_ring_full.set(s.orders_ring_full);
+        self.inflight_full.set(s.inflight_full);
+        self.reconciled_orders.set(s.reconciled_orders);
+        self.orders_inflight.set(c.inflight_count() as f64);
+        self.kill_switch
+            .set(if c.kill_switch() { 1.0 } else { 0.0 });
+        self.gateway_alive
+            .set(if c.gateway_alive { 1.0 } else { 0.0 });
+        self.reconciling
+            .set(if c.reconciling() { 1.0 } else { 0.0 });
+        self.snapshots.set(hk.snapshots);
+        for (g, u) in self.und.iter().zip(&c.und) {
+            g.option_delta.set(u.option_delta);
+            g.net_delta.set(u.net_delta);
+            g.hedge_position.set(u.hedge_position);
+            g.gamma.set(u.gamma);
+            g.vega.set(u.vega);
+            g.band.set(u.band);
+            g.trading_state.set(match u.mode {
+                TradingMode::Active => 0.0,
+                TradingMode::ReduceOnly => 1.0,
+                TradingMode::Halted => 2.0,
+            });
+            g.hedges_band.set(u.hedges_band);
+            g.hedges_safety.set(u.hedges_safety);
+            g.held.set(u.held);
+            for (k, v) in g.holds.iter().zip(u.holds) {
+                k.set(v);
+            }
+            for (k, v) in g.limit_rejects.iter().zip(u.limits.counters.rejected) {
+                k.set(v);
+            }
+            g.auto_halts.set(u.limits.counters.auto_halts);
+        }
+    }
+}
+
+/// What a run did (printed at shutdown).
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Loop counters.
+    pub stats: super::core::Stats,
+    /// Client-order-id epoch of this run.
+    pub epoch: u64,
+    /// Hedge positions by underlying.
+    pub positions: Vec<(String, f64)>,
+}
+
+/// Resolves the config's underlyings against the instruments table.
+///
+/// # Errors
+/// An unknown symbol or a wrong instrument kind, naming the config key.
+pub fn resolve(
+    cfg: &HedgerConfig,
+    defs: &[shm_layout::InstrumentDef],
+) -> Result<Vec<UnderlyingSetup>, SetupError> {
+    let find = |sym: &str, key: String| {
+        defs.iter()
+            .find(|d| d.symbol() == sym)
+            .copied()
+            .ok_or(SetupError::UnknownSymbol {
+                key,
+                symbol: sym.into(),
+            })
+    };
+    let mut out = Vec::new();
+    for (name, u) in &cfg.underlyings {
+        let idx = find(name, format!("underlyings.{name}"))?;
+        if idx.kind() != Ok(InstrumentKind::Index) {
+            return Err(SetupError::WrongKind {
+                key: format!("underlyings.{name}"),
+                symbol: name.clone(),
+                kind: idx.kind().map_or("unknown kind", |k| k.name()),
+                expected: "index",
+            });
+        }
+        let hkey = format!("underlyings.{name}.hedge_instrument");
+        let h = find(&u.hedge_instrument, hkey.clone())?;
+        let hedge = hedge_instrument(&h, &hkey)?;
+        out.push(UnderlyingSetup {
+            name: name.clone(),
+            index_id: idx.id,
+            hedge,
+            policy: u
+                .policy_config()
+                .map_err(|(f, m)| SetupError::State(format!("{f}: {m}")))?,
+            limits: u
+                .limits_config()
+                .map_err(|(f, m)| SetupError::State(format!("{f}: {m}")))?,
+            rate: u.rate,
+            initial_hedge_position: u.initial_hedge_position,
+        });
+    }
+    Ok(out)
+}
+
+/// Runs the hedger until `stop` is set. Startup errors and state-write errors are returned;
+/// bad market data and rejects are counted, never fatal.
+///
+/// # Errors
+/// Segments missing or incompatible, config symbols unknown, state unreadable or unwritable.
+pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
+    let dir = segment_dir(cfg);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let wait = OpenOptions::wait(Duration::from_millis(cfg.shm.open_wait_ms));
+    let on_stale = stale(cfg.shm.on_stale);
+
+    let mut cnc = CountersWriter::create(&dir, "hedger", on_stale)
+        .context("creating the hedger's counters segment")?;
+    cnc.set_state(ProcessState::Starting);
+    cnc.heartbeat();
+    let control = ControlBlock::create(&dir, on_stale).context("creating the control block")?;
+    let mut orders: SpscProducer<HedgeOrder> =
+        SpscProducer::create(&dir, &cfg.shm.orders, cfg.shm.orders_capacity, on_stale)
+            .context("creating the orders ring")?;
+
+    let instruments = InstrumentTable::open(&dir, &cfg.shm.instruments, wait)
+        .context("opening the instruments segment (is the feed handler running?)")?;
+    let defs: Vec<_> = instruments.defs().to_vec();
+    let lvt =
+        LastValueTable::open(&dir, &cfg.shm.lvt, wait).context("opening the last-value table")?;
+    let reader = BroadcastReader::open(&dir, &cfg.shm.md, wait).context("opening the md ring")?;
+    let mut execs: SpscConsumer<ExecEvent> = SpscConsumer::open(&dir, &cfg.shm.execs, wait)
+        .context("opening the execs ring (is the order gateway running?)")?;
+    let mut market = ShmMarket { reader, lvt };
+
+    let setups = resolve(cfg, &defs)?;
+    let names: Vec<String> = setups.iter().map(|s| s.name.clone()).collect();
+    let n = setups.len();
+    let now = shm_layout::clock::now_ns();
+    let mut core = HedgerCore::new(
+        defs,
+        setups,
+        LinearizedBook::new(n),
+        now,
+        shm_layout::clock::wall_ns(),
+    );
+
+    let mut store = StateStore::open(&cfg.runtime.state_dir, cfg.runtime.fsync)?;
+    let quiet_ns = cfg.runtime.reconcile_quiet_ms * 1_000_000;
+    match store.load()? {
+        Some(st) => {
+            core.restore(&st, now, quiet_ns)?;
+            eprintln!(
+                "hedger: restored state from {} (last exec id {}, {} orders in flight); reconciling before hedging",
+                store.path().display(),
+                st.last_exec_id,
+                st.inflight.len()
+            );
+        }
+        None => {
+            for p in &cfg.positions {
+                core.set_option_position(&p.symbol, p.qty)?;
+            }
+            if orders.len() > 0 {
+                core.begin_reconcile(now, quiet_ns);
+            }
+        }
+    }
+    // Persist the new epoch before the first order: client order ids stay unique.
+    store.save(&core.persist_state())?;
+    core.rebuild(&market);
+
+    let metrics = Metrics::new(&mut cnc, &names);
+    let hlog = match &cfg.runtime.histogram_path {
+        Some(p) => Some(
+            IntervalLogThread::start(p)
+                .with_context(|| format!("creating histogram log {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut hk = Housekeeping::new(
+        Some(store),
+        hlog,
+        cfg.runtime.snapshot_interval_ms * 1_000_000,
+        1_000_000,
+        cfg.runtime.histogram_interval_ms * 1_000_000,
+        now,
+    );
+
+    if let Some(c) = cfg.runtime.core {
+        let ids = core_affinity::get_core_ids().unwrap_or_default();
+        match ids.into_iter().find(|id| id.id == c) {
+            Some(id) if core_affinity::set_for_current(id) => {}
+            _ => eprintln!("hedger: warning: cannot pin to core {c} (missing or not allowed); continuing unpinned"),
+        }
+    }
+
+    let mut gateway: Option<CountersReader> = None;
+    let gw_timeout = Duration::from_millis(cfg.shm.gateway_heartbeat_timeout_ms);
+    let stats_ns = cfg.runtime.stats_interval_ms * 1_000_000;
+    let mut last_stats = 0u64;
+    let mut idle = Idle::new(cfg.runtime.idle);
+    let mut iter = 0u64;
+    cnc.set_state(ProcessState::Running);
+    while !stop.load(Ordering::Relaxed) {
+        let now = shm_layout::clock::now_ns();
+        let work = core.poll(&mut market, &mut execs, &mut orders, &control, now);
+        iter += 1;
+        if work == 0 || iter % 256 == 0 {
+            let now = shm_layout::clock::now_ns();
+            hk.run(&mut core, &mut execs, &mut orders, now)?;
+            if now.saturating_sub(last_stats) >= stats_ns {
+                last_stats = now;
+                cnc.heartbeat();
+                control.heartbeat();
+                if gateway.is_none() {
+                    gateway =
+                        CountersReader::open(&dir, &cfg.shm.gateway_role, OpenOptions::default())
+                            .ok();
+                }
+                core.gateway_alive = gateway
+                    .as_ref()
+                    .is_some_and(|g| g.liveness(now, gw_timeout) == Liveness::Alive);
+                if gateway
+                    .as_ref()
+                    .is_some_and(|g| g.liveness(now, gw_timeout) == Liveness::Dead)
+                {
+                    gateway = None; // a restarted gateway creates a new segment
+                }
+                core.calibrate_wall(now, shm_layout::clock::wall_ns());
+                metrics.publish(&core, &hk);
+            }
+        }
+        idle.idle(work);
+    }
+    cnc.set_state(ProcessState::Stopping);
+    let now = shm_layout::clock::now_ns();
+    hk.snapshot(&mut core, &mut execs, now)?;
+    hk.export_histograms(&mut core, now);
+    metrics.publish(&core, &hk);
+    if let Some(h) = hk.hlog.take() {
+        h.finish().context("writing the histogram log")?;
+    }
+    cnc.set_state(ProcessState::Stopped);
+    Ok(RunSummary {
+        stats: core.stats,
+        epoch: core.epoch(),
+        positions: core
+            .und
+            .iter()
+            .map(|u| (u.setup.name.clone(), u.hedge_position))
+            .collect(),
+    })
+}

@@ -1,0 +1,138 @@
+//! The hedger: one thread from market data to hedge order.
+//!
+//! - [`core::HedgerCore`]: the loop's state machine. [`core::HedgerCore::poll`] is the hot
+//!   path (execs first, then one market event; risk update, decision, limits, publish). It is
+//!   generic over its inputs and outputs ([`io`]), so the same code runs on shared-memory
+//!   rings ([`live`]), on in-process queues in tests, and in replay.
+//! - [`Housekeeping`]: everything off the hot path, run when the loop is idle (or every few
+//!   hundred busy iterations): state snapshot then exec commit ([`state`]), timer decisions
+//!   (safety re-hedge, end of reconciliation), histogram export ([`latency`]).
+//! - [`risk`]: the option book's incremental risk behind a trait.
+//! - [`idle`]: busy-spin, spin-then-yield, backoff-park.
+
+pub mod core;
+pub mod idle;
+pub mod io;
+pub mod latency;
+pub mod live;
+pub mod risk;
+pub mod state;
+
+use self::core::HedgerCore;
+use self::io::{ExecSource, OrderSink};
+use self::latency::{Interval, IntervalLogThread};
+use self::risk::OptionRisk;
+use self::state::{StateError, StateStore};
+use std::time::Duration;
+
+/// Execs pending commit that force a snapshot even when the loop is busy.
+pub const FORCE_SNAPSHOT_EXECS: usize = 512;
+
+/// Off-hot-path work on a schedule.
+#[derive(Debug)]
+pub struct Housekeeping {
+    /// State store (None: no persistence, e.g. a backtest).
+    pub store: Option<StateStore>,
+    /// Histogram log writer (None: no export).
+    pub hlog: Option<IntervalLogThread>,
+    /// Snapshot cadence while execs are pending, ns.
+    pub snapshot_interval_ns: u64,
+    /// Timer decisions cadence, ns.
+    pub timer_interval_ns: u64,
+    /// Histogram export cadence, ns.
+    pub hist_interval_ns: u64,
+    last_snapshot_ns: u64,
+    last_timer_ns: u64,
+    last_hist_ns: u64,
+    hist_origin_ns: u64,
+    /// Snapshots written.
+    pub snapshots: u64,
+}
+
+impl Housekeeping {
+    /// A schedule starting at `now_ns`.
+    pub fn new(
+        store: Option<StateStore>,
+        hlog: Option<IntervalLogThread>,
+        snapshot_interval_ns: u64,
+        timer_interval_ns: u64,
+        hist_interval_ns: u64,
+        now_ns: u64,
+    ) -> Self {
+        Housekeeping {
+            store,
+            hlog,
+            snapshot_interval_ns,
+            timer_interval_ns,
+            hist_interval_ns,
+            last_snapshot_ns: now_ns,
+            last_timer_ns: now_ns,
+            last_hist_ns: now_ns,
+            hist_origin_ns: now_ns,
+            snapshots: 0,
+        }
+    }
+
+    /// Persists the state and then commits the execs it covers.
+    ///
+    /// # Errors
+    /// The snapshot could not be written (nothing is committed then).
+    pub fn snapshot<R: OptionRisk, E: ExecSource>(
+        &mut self,
+        core: &mut HedgerCore<R>,
+        execs: &mut E,
+        now_ns: u64,
+    ) -> Result<(), StateError> {
+        if let Some(store) = &mut self.store {
+            store.save(&core.persist_state())?;
+            self.snapshots += 1;
+        }
+        execs.commit(core.uncommitted_execs());
+        core.execs_committed();
+        self.last_snapshot_ns = now_ns;
+        Ok(())
+    }
+
+    /// Runs whatever is due.
+    ///
+    /// # Errors
+    /// A snapshot write failed.
+    pub fn run<R: OptionRisk, E: ExecSource, O: OrderSink>(
+        &mut self,
+        core: &mut HedgerCore<R>,
+        execs: &mut E,
+        orders: &mut O,
+        now_ns: u64,
+    ) -> Result<(), StateError> {
+        let pending = core.uncommitted_execs();
+        if pending > 0
+            && (pending >= FORCE_SNAPSHOT_EXECS
+                || now_ns.saturating_sub(self.last_snapshot_ns) >= self.snapshot_interval_ns)
+        {
+            self.snapshot(core, execs, now_ns)?;
+        }
+        if now_ns.saturating_sub(self.last_timer_ns) >= self.timer_interval_ns {
+            self.last_timer_ns = now_ns;
+            core.on_timer(orders, now_ns);
+            core.risk.idle_step(core.wall_ns(now_ns));
+        }
+        if self.hlog.is_some() && now_ns.saturating_sub(self.last_hist_ns) >= self.hist_interval_ns
+        {
+            self.export_histograms(core, now_ns);
+        }
+        Ok(())
+    }
+
+    /// Sends the current interval's histograms to the log and resets them.
+    pub fn export_histograms<R: OptionRisk>(&mut self, core: &mut HedgerCore<R>, now_ns: u64) {
+        if let Some(log) = &self.hlog {
+            log.send(Interval {
+                start: Duration::from_nanos(self.last_hist_ns.saturating_sub(self.hist_origin_ns)),
+                length: Duration::from_nanos(now_ns.saturating_sub(self.last_hist_ns)),
+                hists: core.latency.clone(),
+            });
+        }
+        core.latency.reset();
+        self.last_hist_ns = now_ns;
+    }
+}
