@@ -11,7 +11,7 @@
 //! flow (reports wait inside the venue).
 
 use crate::flow::OptionFlow;
-use crate::journal::{Journal, JournalError, OpenOrder, Replay};
+use crate::journal::{Base, Journal, JournalError, OpenOrder, Replay};
 use crate::sim::MarketView;
 use crate::venue::{Venue, VenueReport};
 use shm_layout::{ExecEvent, ExecKind, HedgeOrder, OrderAction, RejectReason};
@@ -43,6 +43,11 @@ pub trait ExecSink {
     fn push_batch(&mut self, msgs: &[ExecEvent]) -> usize;
     /// Messages ever pushed (persistent across restarts).
     fn position(&self) -> u64;
+    /// Identity of this ring instance (e.g. its file's inode), so that a ring replaced while
+    /// the gateway was down is told apart from the one the journal refers to; 0 = unknown.
+    fn ring_id(&self) -> u64 {
+        0
+    }
 }
 
 /// Everything the gateway counts (copied into its shared-memory counters by the process).
@@ -130,6 +135,7 @@ pub struct Gateway<V: Venue> {
     open: HashMap<u64, OpenOrder>,
     exec_id_offset: u64,
     last_exec_id: u64,
+    execs_ring_id: u64,
     orders_buf: Vec<HedgeOrder>,
     batch: Vec<ExecEvent>,
     limits: GatewayLimits,
@@ -212,6 +218,9 @@ impl<V: Venue> Gateway<V> {
         let cap = limits.outbound_capacity.max(EXEC_BATCH * 2);
         let mut outbound = VecDeque::with_capacity(cap * 2);
         let mut exec_id_offset = replay.exec_id_offset;
+        let ring_id = execs.ring_id();
+        let same_ring =
+            replay.execs_ring_id == 0 || ring_id == 0 || replay.execs_ring_id == ring_id;
         let last_pub = exec_id_offset + execs.position();
         let mut last_exec_id = replay.last_exec_id.max(last_pub);
         if replay.last_exec_id > last_pub {
@@ -223,7 +232,7 @@ impl<V: Venue> Gateway<V> {
             let contiguous = unpushed.first().map(|e| e.exec_id) == Some(last_pub + 1)
                 && unpushed.len() <= EXEC_BATCH
                 && unpushed.len() as u64 == replay.last_exec_id - last_pub;
-            if contiguous {
+            if same_ring && contiguous {
                 // Same ids again: id = offset + ring position + 1 and the position has not moved.
                 for e in unpushed {
                     outbound.push_back(ExecEvent { exec_id: 0, ..*e });
@@ -232,13 +241,22 @@ impl<V: Venue> Gateway<V> {
                 last_exec_id = last_pub;
             } else {
                 // The execs ring is not the one the journal wrote to (replaced): keep ids
-                // increasing above everything journaled.
+                // increasing above everything journaled; push nothing old into the new ring.
                 exec_id_offset = replay.last_exec_id - execs.position();
+                last_exec_id = replay.last_exec_id;
                 summary.execs_ring_reset = true;
-                journal.append_base(exec_id_offset, replay.last_exec_id, orders.position());
-                journal.flush()?;
             }
+        } else if !same_ring && execs.position() == 0 && replay.last_exec_id > 0 {
+            exec_id_offset = replay.last_exec_id;
+            summary.execs_ring_reset = true;
         }
+        journal.append_base(&Base {
+            exec_id_offset,
+            last_exec_id,
+            orders_next_pos: replay.orders_next_pos.max(orders.position()),
+            execs_ring_id: ring_id,
+        });
+        journal.flush()?;
 
         // Orders journaled but not committed when the previous run died.
         let start = orders.position();
@@ -288,6 +306,7 @@ impl<V: Venue> Gateway<V> {
                 open,
                 exec_id_offset,
                 last_exec_id,
+                execs_ring_id: ring_id,
                 orders_buf: Vec::with_capacity(ORDER_BATCH),
                 batch: Vec::with_capacity(EXEC_BATCH),
                 limits: GatewayLimits {
@@ -400,12 +419,13 @@ impl<V: Venue> Gateway<V> {
         // 4. Publish.
         work |= self.publish(now_ns, execs)?;
         if self.outbound.is_empty() && self.journal.records() > self.limits.compact_after_records {
-            self.journal.compact(
-                self.exec_id_offset,
-                self.last_exec_id,
-                orders.position(),
-                self.open.values(),
-            )?;
+            let base = Base {
+                exec_id_offset: self.exec_id_offset,
+                last_exec_id: self.last_exec_id,
+                orders_next_pos: orders.position(),
+                execs_ring_id: self.execs_ring_id,
+            };
+            self.journal.compact(&base, self.open.values())?;
         }
         Ok(work)
     }
@@ -519,6 +539,8 @@ pub struct VecExecs {
     pub all: Vec<ExecEvent>,
     /// Capacity left (decrement to simulate a full ring).
     pub free: usize,
+    /// Ring identity reported by [`ExecSink::ring_id`].
+    pub ring_id: u64,
 }
 
 impl ExecSink for VecExecs {
@@ -534,6 +556,9 @@ impl ExecSink for VecExecs {
     fn position(&self) -> u64 {
         self.all.len() as u64
     }
+    fn ring_id(&self) -> u64 {
+        self.ring_id
+    }
 }
 
 impl Default for VecExecs {
@@ -541,6 +566,7 @@ impl Default for VecExecs {
         VecExecs {
             all: Vec::new(),
             free: usize::MAX,
+            ring_id: 1,
         }
     }
 }

@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | 1 `Order` | the [`HedgeOrder`] as consumed | its position in the orders ring |
 //! | 2 `Exec` | the [`ExecEvent`] with its final `exec_id` | 0 |
-//! | 3 `Base` | `[exec_id_offset, last_exec_id, orders_next_pos, 0...]` as u64 | 0 |
+//! | 3 `Base` | `[exec_id_offset, last_exec_id, orders_next_pos, execs_ring_id, 0...]` as u64 | 0 |
 //! | 4 `Open` | an order still open at compaction | its filled quantity (f64 bits) |
 //!
 //! # Protocol (what makes recovery exact)
@@ -85,6 +85,35 @@ fn payload_of<T: bytemuck::Pod>(v: &T) -> [u8; 64] {
     p
 }
 
+/// The counters a base record carries (written at each start and at compaction).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Base {
+    /// `exec_id = exec_id_offset + execs ring position + 1`.
+    pub exec_id_offset: u64,
+    /// Highest exec id assigned so far.
+    pub last_exec_id: u64,
+    /// One past the highest orders-ring position journaled.
+    pub orders_next_pos: u64,
+    /// Identity of the execs ring the ids refer to (its file's inode; 0 = unknown). A
+    /// different ring at restart means it was replaced: nothing journaled is pushed again.
+    pub execs_ring_id: u64,
+}
+
+impl Base {
+    fn words(&self) -> [u64; 8] {
+        [
+            self.exec_id_offset,
+            self.last_exec_id,
+            self.orders_next_pos,
+            self.execs_ring_id,
+            0,
+            0,
+            0,
+            0,
+        ]
+    }
+}
+
 /// An order the previous run accepted and had not finished.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OpenOrder {
@@ -103,6 +132,8 @@ pub struct Replay {
     pub last_exec_id: u64,
     /// One past the highest orders-ring position journaled (or recorded at compaction).
     pub orders_next_pos: u64,
+    /// Execs ring identity of the last base record (0 if none).
+    pub execs_ring_id: u64,
     /// Orders without a terminal report, by client order id.
     pub open: HashMap<u64, OpenOrder>,
     /// Orders journaled, by ring position, for positions at or after the last compaction
@@ -238,6 +269,7 @@ impl Journal {
                     r.exec_id_offset = w(0);
                     r.last_exec_id = r.last_exec_id.max(w(1));
                     r.orders_next_pos = r.orders_next_pos.max(w(2));
+                    r.execs_ring_id = w(3);
                 }
                 _ => break,
             }
@@ -259,9 +291,8 @@ impl Journal {
     }
 
     /// Appends a base record (buffered until [`Journal::flush`]).
-    pub fn append_base(&mut self, exec_id_offset: u64, last_exec_id: u64, orders_next_pos: u64) {
-        let words = [exec_id_offset, last_exec_id, orders_next_pos, 0, 0, 0, 0, 0];
-        encode(KIND_BASE, 0, &payload_of(&words), &mut self.buf);
+    pub fn append_base(&mut self, base: &Base) {
+        encode(KIND_BASE, 0, &payload_of(&base.words()), &mut self.buf);
     }
 
     /// Hands buffered records to the kernel in one `write(2)`. Call before committing the
@@ -309,9 +340,7 @@ impl Journal {
     /// [`JournalError::Io`].
     pub fn compact<'a>(
         &mut self,
-        exec_id_offset: u64,
-        last_exec_id: u64,
-        orders_next_pos: u64,
+        base: &Base,
         open: impl Iterator<Item = &'a OpenOrder>,
     ) -> Result<(), JournalError> {
         self.flush()?;
@@ -320,8 +349,7 @@ impl Journal {
             source,
         };
         let mut buf = Vec::with_capacity(RECORD * 64);
-        let words = [exec_id_offset, last_exec_id, orders_next_pos, 0, 0, 0, 0, 0];
-        encode(KIND_BASE, 0, &payload_of(&words), &mut buf);
+        encode(KIND_BASE, 0, &payload_of(&base.words()), &mut buf);
         for o in open {
             encode(
                 KIND_OPEN,
@@ -435,7 +463,13 @@ mod tests {
             order: order(101),
             filled_qty: 0.5,
         }];
-        j.compact(7, 100, 101, open.iter()).unwrap();
+        let base = Base {
+            exec_id_offset: 7,
+            last_exec_id: 100,
+            orders_next_pos: 101,
+            execs_ring_id: 42,
+        };
+        j.compact(&base, open.iter()).unwrap();
         assert_eq!(j.records(), 2);
         j.append_exec(&exec(101, 101, ExecKind::PartialFill, 0.25));
         j.flush().unwrap();
@@ -443,6 +477,7 @@ mod tests {
         assert_eq!(r.exec_id_offset, 7);
         assert_eq!(r.last_exec_id, 101);
         assert_eq!(r.orders_next_pos, 101);
+        assert_eq!(r.execs_ring_id, 42);
         assert!((r.open[&101].filled_qty - 0.75).abs() < 1e-12);
     }
 }

@@ -83,8 +83,11 @@ impl OrderSource for Orders {
     }
 }
 
-struct Execs(SpscProducer<ExecEvent>);
+struct Execs(SpscProducer<ExecEvent>, u64);
 impl ExecSink for Execs {
+    fn ring_id(&self) -> u64 {
+        self.1
+    }
     #[inline]
     fn free(&self) -> usize {
         self.0.capacity() - self.0.len()
@@ -262,7 +265,12 @@ pub fn run(cfg: &Config, fix: Option<VenueFactory>) -> anyhow::Result<()> {
     // Create the execs ring first: the hedger waits for it.
     let execs = SpscProducer::<ExecEvent>::create(&dir, names::EXECS, cfg.execs_capacity, stale)
         .context("creating the execs ring")?;
-    let mut execs = Execs(execs);
+    // The ring file's inode tells a replaced ring from the one the journal refers to.
+    let ring_id = std::fs::metadata(dir.join(names::EXECS)).map_or(0, |m| {
+        use std::os::unix::fs::MetadataExt;
+        m.ino()
+    });
+    let mut execs = Execs(execs, ring_id);
     let instruments = InstrumentTable::open(&dir, names::INSTRUMENTS, wait)
         .context("opening the instruments segment (start the feed handler)")?;
     let defs: Vec<InstrumentDef> = instruments.defs().to_vec();

@@ -213,3 +213,37 @@ fn full_execs_ring_holds_reports_and_counts_backpressure() {
     assert_eq!(gw.backlog(), 0);
     check(&execs.all, 50);
 }
+
+#[test]
+fn replaced_execs_ring_gets_no_old_reports_and_ids_keep_increasing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.journal");
+    let mut orders = VecOrders::default();
+    let mut execs = VecExecs::default();
+    let m = market(1);
+    let mut gw = start(&path, &mut orders, &mut execs, 0);
+    for id in 1..=20 {
+        orders.all.push(order(id));
+    }
+    let mut now = 0;
+    for _ in 0..20 {
+        now += 1_000_000;
+        gw.step(now, true, &mut orders, &mut execs, &m).unwrap();
+    }
+    drop(gw);
+    let old_last = execs.all.last().unwrap().exec_id;
+    // The execs ring is replaced by a fresh, empty one while the gateway is down.
+    let mut fresh = VecExecs {
+        ring_id: 2,
+        ..VecExecs::default()
+    };
+    orders.all.push(order(21));
+    let mut gw = start(&path, &mut orders, &mut fresh, now);
+    for _ in 0..5 {
+        now += 1_000_000;
+        gw.step(now, true, &mut orders, &mut fresh, &m).unwrap();
+    }
+    assert!(!fresh.all.is_empty());
+    assert!(fresh.all.iter().all(|e| e.client_order_id == 21));
+    assert_eq!(fresh.all[0].exec_id, old_last + 1);
+}
