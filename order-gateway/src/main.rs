@@ -20,7 +20,7 @@ fn main() -> std::process::ExitCode {
         println!("{cfg:#?}");
         return std::process::ExitCode::SUCCESS;
     }
-    match order_gateway::run::run(&cfg, None) {
+    match order_gateway::run::run(&cfg) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("order-gateway: error: {e:#}");

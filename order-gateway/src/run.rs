@@ -7,7 +7,7 @@ use crate::gateway::{ExecSink, Gateway, GatewayLimits, GatewayStats, OrderSource
 use crate::journal::Journal;
 use crate::sim::{MarketView, SimVenue};
 use crate::venue::{Venue, VenueReport};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use shm_layout::clock::now_ns;
 use shm_layout::{
     names, Counter, CountersWriter, ExecEvent, Gauge, HedgeOrder, InstrumentDef, InstrumentTable,
@@ -18,9 +18,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Builds the FIX venue from the `[fix]` table and the instrument definitions.
-pub type VenueFactory =
-    fn(&toml::Table, &[InstrumentDef], &Config) -> anyhow::Result<Box<dyn Venue>>;
+/// Builds the FIX venue from the `[fix]` table (its `state_dir` defaults to the gateway's
+/// state directory; credentials from the environment win over the file).
+///
+/// # Errors
+/// A bad `[fix]` table or an unusable sequence-number store.
+pub fn fix_venue(cfg: &Config, defs: &[InstrumentDef]) -> anyhow::Result<Box<dyn Venue>> {
+    let mut table = cfg.fix.clone().unwrap_or_default();
+    if !table.contains_key("state_dir") {
+        let dir = cfg
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| cfg.shm_dir())
+            .to_string_lossy()
+            .into_owned();
+        table.insert("state_dir".into(), toml::Value::String(dir));
+    }
+    let fix_cfg: crate::fix::FixConfig = table
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("[fix] table: {e}"))?;
+    let venue = crate::fix::FixVenue::new(fix_cfg.with_env_credentials(), defs)?;
+    Ok(Box::new(venue))
+}
 
 impl Venue for Box<dyn Venue> {
     fn name(&self) -> &'static str {
@@ -250,7 +269,7 @@ fn pin(core: Option<usize>) {
 ///
 /// # Errors
 /// Segments that cannot be created or opened, journal errors, a bad `[fix]` table.
-pub fn run(cfg: &Config, fix: Option<VenueFactory>) -> anyhow::Result<()> {
+pub fn run(cfg: &Config) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
@@ -284,13 +303,7 @@ pub fn run(cfg: &Config, fix: Option<VenueFactory>) -> anyhow::Result<()> {
 
     let venue: Box<dyn Venue> = match cfg.venue {
         VenueKind::Sim => Box::new(SimVenue::new(cfg.sim.clone(), defs.clone(), lvt.clone())),
-        VenueKind::Fix => {
-            let Some(factory) = fix else {
-                bail!("venue = \"fix\": this build has no FIX venue wired in");
-            };
-            let table = cfg.fix.clone().unwrap_or_default();
-            factory(&table, &defs, cfg)?
-        }
+        VenueKind::Fix => fix_venue(cfg, &defs)?,
     };
     let now = now_ns();
     let flow = cfg
@@ -367,4 +380,30 @@ pub fn run(cfg: &Config, fix: Option<VenueFactory>) -> anyhow::Result<()> {
         gw.open_orders()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fix_venue_is_built_from_the_fix_table_with_state_dir_defaulted() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "venue = \"fix\"\nstate_dir = \"{}\"\n[fix]\nhost = \"127.0.0.1\"\nport = 9876\nsender_comp_id = \"HEDGER\"\ntarget_comp_id = \"VENUE\"\n",
+            dir.path().display()
+        );
+        let cfg: Config = toml::from_str(&text).unwrap();
+        cfg.validate().unwrap();
+        let v = fix_venue(&cfg, &[]).unwrap();
+        assert_eq!(v.name(), "fix");
+        let bad: Config = toml::from_str("venue = \"fix\"\n[fix]\nhost = 1\n").unwrap();
+        assert!(fix_venue(&bad, &[]).is_err());
+    }
+
+    #[test]
+    fn reject_reasons_become_snake_case_labels() {
+        assert_eq!(snake("BadTick"), "bad_tick");
+        assert_eq!(snake("PriceOutsideBand"), "price_outside_band");
+    }
 }
