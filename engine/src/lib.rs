@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod pricing;
+pub mod risk;
 
 pub mod config;
 pub mod hedger;

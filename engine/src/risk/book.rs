@@ -1,0 +1,1075 @@
+//! The incremental risk book. See the module docs of [`crate::risk`] for the method.
+
+use thiserror::Error;
+
+use crate::pricing::black::{gbs_greeks, MAX_VOL, MIN_STDDEV};
+use crate::pricing::normal::{norm_cdf, norm_pdf};
+use crate::pricing::{Model, OptionType, Settlement};
+
+/// Nanoseconds in a year of 365 days (Deribit's and the engine's year).
+pub const NS_PER_YEAR: f64 = 365.0 * 86_400.0 * 1e9;
+
+// Sups over all d of |polynomial(d)| n(d), rounded up (see the module docs).
+const SUP_D_N: f64 = 0.241_970_8; // |d| n(d), at d = 1
+const SUP_D2M1_N: f64 = 0.398_942_3; // |d^2 - 1| n(d), at d = 0
+const SUP_D3_N: f64 = 0.462_541_0; // |d|^3 n(d), at d = sqrt(3)
+const SUP_D3MD_N: f64 = 0.325_812_8; // |d^3 - d| n(d)
+
+/// Shortest time to expiry used in the bound's powers of 1/T (an expired option's bound is
+/// then huge but finite).
+const MIN_T_BOUND: f64 = 1e-12;
+
+/// Smallest volatility the book accepts (0.1%): below it the delta is nearly a step function
+/// and no useful bound exists.
+pub const MIN_BOOK_VOL: f64 = 1e-3;
+
+/// Which delta inverse (coin-settled) options contribute. See
+/// [`crate::pricing::settlement`] for the definitions and the reasoning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InverseDelta {
+    /// `dV/dF`: the USD value sensitivity (Deribit's displayed delta).
+    Model,
+    /// `dV/dF - V/F`: keeps the book's coin value flat (default).
+    PremiumAdjusted,
+}
+
+/// Configuration of a [`BookRisk`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RiskConfig {
+    /// Largest acceptable |delta error| of an underlying's net delta, in units of underlying.
+    pub delta_tolerance: f64,
+    /// Options re-evaluated exactly per [`BookRisk::idle_step`].
+    pub reeval_per_idle_step: usize,
+    /// Delta convention for inverse options.
+    pub inverse_delta: InverseDelta,
+    /// Options the book can hold without allocating (capacity reserved up front).
+    pub max_options: usize,
+    /// Instrument ids (underlyings, forwards, options) are below this bound (a direct map of
+    /// this size is reserved; ids are dense, as in the instruments table).
+    pub max_instrument_id: u32,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        RiskConfig {
+            delta_tolerance: 0.01,
+            reeval_per_idle_step: 8,
+            inverse_delta: InverseDelta::PremiumAdjusted,
+            max_options: 16_384,
+            max_instrument_id: 65_536,
+        }
+    }
+}
+
+/// Static description of an option held (or possibly held) by the book.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptionSpec {
+    /// Instrument id of the option.
+    pub id: u32,
+    /// Instrument id of its underlying.
+    pub underlying_id: u32,
+    /// Forward of its expiry (required for Black-76, must be `None` for BSM on the spot).
+    pub forward_id: Option<u32>,
+    /// Strike in the quote currency.
+    pub strike: f64,
+    /// Expiry, nanoseconds on the book's clock ([`BookRisk::advance_time`]).
+    pub expiry_ns: u64,
+    /// Call or put.
+    pub kind: OptionType,
+    /// Black-76 on the forward or BSM on the spot.
+    pub model: Model,
+    /// Linear or inverse (coin-settled).
+    pub settlement: Settlement,
+    /// Units of underlying per contract (> 0).
+    pub multiplier: f64,
+}
+
+/// Why a book set-up call was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Error)]
+pub enum RiskError {
+    /// The id is at or above [`RiskConfig::max_instrument_id`].
+    #[error("instrument id {0} is out of range (raise RiskConfig::max_instrument_id)")]
+    IdOutOfRange(u32),
+    /// The id is already used by another underlying, forward or option.
+    #[error("instrument id {0} is already registered")]
+    DuplicateId(u32),
+    /// The underlying id is not registered.
+    #[error("underlying {0} is not registered (add_underlying first)")]
+    UnknownUnderlying(u32),
+    /// The forward id is not registered, or belongs to another underlying.
+    #[error("forward {0} is not registered for this underlying (add_forward first)")]
+    UnknownForward(u32),
+    /// A price is not finite and > 0.
+    #[error("price {0} must be finite and > 0")]
+    BadPrice(f64),
+    /// A strike is not finite and > 0.
+    #[error("strike {0} must be finite and > 0")]
+    BadStrike(f64),
+    /// A volatility is not finite in [0.001, 10] (the book needs a positive vol to bound
+    /// its delta error).
+    #[error("volatility {0} must be finite and within [0.001, 10]")]
+    BadVol(f64),
+    /// A rate or yield is not finite in [-1, 1].
+    #[error("rate or yield {0} must be finite and within [-1, 1]")]
+    BadRate(f64),
+    /// The multiplier is not finite and > 0.
+    #[error("multiplier {0} must be finite and > 0")]
+    BadMultiplier(f64),
+    /// A Black-76 option without a forward, or a BSM option with one.
+    #[error("option {0}: Black-76 options need a forward_id, BSM options must not have one")]
+    ModelForwardMismatch(u32),
+    /// The option's expiry differs from its forward's.
+    #[error(
+        "option {option}: expiry {option_expiry_ns} differs from its forward's {forward_expiry_ns}"
+    )]
+    ExpiryMismatch {
+        /// Option id.
+        option: u32,
+        /// Option expiry (ns).
+        option_expiry_ns: u64,
+        /// Forward expiry (ns).
+        forward_expiry_ns: u64,
+    },
+    /// More options than [`RiskConfig::max_options`].
+    #[error("the book already holds {0} options (raise RiskConfig::max_options)")]
+    CapacityExceeded(usize),
+}
+
+/// Risk of one underlying (all its expiries), as last updated.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UnderlyingRisk {
+    /// Underlying instrument id.
+    pub underlying_id: u32,
+    /// Last underlying price.
+    pub price: f64,
+    /// Spot-equivalent net option delta, units of underlying (see module docs).
+    pub net_delta: f64,
+    /// d(net_delta)/dS, per 1.0 of underlying price.
+    pub gamma: f64,
+    /// Sum of option vegas, quote currency per 1.00 of vol (at last exact evaluations).
+    pub vega: f64,
+    /// Sum of option thetas, quote currency per year (at last exact evaluations).
+    pub theta: f64,
+    /// Upper bound of |net_delta - exact net delta| (Taylor remainder; excludes rounding).
+    pub delta_error_bound: f64,
+    /// `delta_error_bound <= RiskConfig::delta_tolerance`.
+    pub within_tolerance: bool,
+    /// Options registered on this underlying.
+    pub n_options: u32,
+}
+
+/// Risk of one expiry bucket of an underlying.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BucketRisk {
+    /// The forward of the bucket (`None`: BSM options on the spot).
+    pub forward_id: Option<u32>,
+    /// Expiry, ns.
+    pub expiry_ns: u64,
+    /// Current forward (for BSM buckets, `S exp((r - q) T)`).
+    pub forward: f64,
+    /// Time to expiry, years.
+    pub t_years: f64,
+    /// Spot-equivalent delta of the bucket, units of underlying.
+    pub delta: f64,
+    /// Forward delta `dV/dF` of the bucket, units of underlying.
+    pub delta_forward: f64,
+    /// d(delta)/dS.
+    pub gamma: f64,
+    /// Quote currency per 1.00 vol.
+    pub vega: f64,
+    /// Quote currency per year.
+    pub theta: f64,
+    /// Bound on |delta - exact|.
+    pub delta_error_bound: f64,
+}
+
+/// Net delta of a linear perpetual/future/spot position, units of underlying.
+#[inline]
+pub fn linear_position_delta(qty_contracts: f64, multiplier: f64) -> f64 {
+    qty_contracts * multiplier
+}
+
+/// Net delta, in coin, of an inverse perpetual/future position of `qty_contracts` contracts
+/// of `contract_value_quote` (e.g. 10 USD on Deribit BTC-PERPETUAL) at price `price`: its
+/// coin value moves like `qty * value / price` coins of the underlying (the convention that
+/// matches premium-adjusted option deltas).
+#[inline]
+pub fn inverse_position_delta(qty_contracts: f64, contract_value_quote: f64, price: f64) -> f64 {
+    if price > 0.0 {
+        qty_contracts * contract_value_quote / price
+    } else {
+        0.0
+    }
+}
+
+/// Running sums of one leg (model-delta or premium-adjusted options) of a bucket.
+#[derive(Debug, Clone, Copy, Default)]
+struct Leg {
+    // Delta polynomial in Y (log-level of the forward vs the bucket reference) and time.
+    c0: f64,
+    c1: f64,
+    c2: f64,
+    s1: f64,
+    s2: f64,
+    // Bound coefficients (times |q|): yyy by powers sigma^-3, ^-2, ^-1, ^0, and K (inverse puts).
+    b_yyy: [f64; 5],
+    // sy: sigma^-1, sigma^0.
+    b_sy: [f64; 2],
+    // ss: sigma^0, sigma^1, sigma^2.
+    b_ss: [f64; 3],
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    underlying: usize,
+    forward_id: Option<u32>,
+    expiry_ns: u64,
+    /// ln(F / S); for BSM buckets recomputed from carry on every time step.
+    ln_basis: f64,
+    /// ln(F_ref): fixed at creation; Y = ln S + ln_basis - ln_fref.
+    ln_fref: f64,
+    legs: [Leg; 2],
+    vega: f64,
+    theta: f64,
+    // Time factors, refreshed by advance_time.
+    t_years: f64,
+    half_ln_t: f64,
+    disc: f64,
+    inv_t15: f64,
+    inv_t10: f64,
+    inv_t05: f64,
+    // Ranges of anchors (Y, T) of the options in this bucket (conservative).
+    y_lo: f64,
+    y_hi: f64,
+    t_anchor_max: f64,
+    // Ranges of anchors since the current idle sweep started.
+    sweep_y_lo: f64,
+    sweep_y_hi: f64,
+    sweep_t_max: f64,
+    // Last evaluated values (for BucketRisk).
+    delta: f64,
+    delta_forward: f64,
+    gamma: f64,
+    bound: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Underlying {
+    price: f64,
+    ln_price: f64,
+    rate: f64,
+    div: f64,
+    buckets: Vec<usize>,
+    risk: UnderlyingRisk,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct OptState {
+    bucket: usize,
+    leg: usize,
+    kind: OptionType,
+    model: Model,
+    strike: f64,
+    multiplier: f64,
+    vol: f64,
+    contracts: f64,
+    // Anchor (per unit of underlying, undiscounted) and its contribution shape.
+    g0: f64,
+    gy: f64,
+    gyy: f64,
+    gs: f64,
+    y0: f64,
+    half_ln_t0: f64,
+    vega: f64,
+    theta: f64,
+    b_yyy: [f64; 5],
+    b_sy: [f64; 2],
+    b_ss: [f64; 3],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Free,
+    Underlying(u32),
+    Forward(u32),
+    Option(u32),
+}
+
+/// Incremental risk of all the underlyings of one hedger. See [`crate::risk`].
+#[derive(Debug)]
+pub struct BookRisk {
+    cfg: RiskConfig,
+    now_ns: u64,
+    slots: Vec<Slot>,
+    underlyings: Vec<Underlying>,
+    buckets: Vec<Bucket>,
+    options: Vec<OptState>,
+    cursor: usize,
+}
+
+#[inline]
+fn valid_price(px: f64) -> bool {
+    px.is_finite() && px > 0.0
+}
+
+impl BookRisk {
+    /// An empty book; reserves room for `cfg.max_options` options and
+    /// `cfg.max_instrument_id` ids so that event calls never allocate.
+    pub fn new(cfg: RiskConfig) -> Self {
+        BookRisk {
+            cfg,
+            now_ns: 0,
+            slots: vec![Slot::Free; cfg.max_instrument_id as usize],
+            underlyings: Vec::with_capacity(16),
+            buckets: Vec::with_capacity(256),
+            options: Vec::with_capacity(cfg.max_options),
+            cursor: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RiskConfig {
+        &self.cfg
+    }
+
+    /// Current time of the book, ns.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    fn free_slot(&self, id: u32) -> Result<(), RiskError> {
+        match self.slots.get(id as usize) {
+            None => Err(RiskError::IdOutOfRange(id)),
+            Some(Slot::Free) => Ok(()),
+            Some(_) => Err(RiskError::DuplicateId(id)),
+        }
+    }
+
+    /// Registers an underlying at `price` (rate and yield 0; see [`BookRisk::set_rates`]).
+    ///
+    /// # Errors
+    /// Bad id or price.
+    pub fn add_underlying(&mut self, underlying_id: u32, price: f64) -> Result<(), RiskError> {
+        self.free_slot(underlying_id)?;
+        if !valid_price(price) {
+            return Err(RiskError::BadPrice(price));
+        }
+        let idx = self.underlyings.len() as u32;
+        self.underlyings.push(Underlying {
+            price,
+            ln_price: price.ln(),
+            rate: 0.0,
+            div: 0.0,
+            buckets: Vec::with_capacity(64),
+            risk: UnderlyingRisk {
+                underlying_id,
+                price,
+                within_tolerance: true,
+                ..UnderlyingRisk::default()
+            },
+        });
+        self.slots[underlying_id as usize] = Slot::Underlying(idx);
+        Ok(())
+    }
+
+    /// Sets the discount rate and dividend/carry yield of an underlying (continuously
+    /// compounded, per year). Re-evaluates its options (O(n), set-up time).
+    ///
+    /// # Errors
+    /// Unknown underlying, or a rate outside [-1, 1].
+    pub fn set_rates(&mut self, underlying_id: u32, rate: f64, div: f64) -> Result<(), RiskError> {
+        let u = self.underlying_index(underlying_id)?;
+        for x in [rate, div] {
+            if !(-1.0..=1.0).contains(&x) {
+                return Err(RiskError::BadRate(x));
+            }
+        }
+        self.underlyings[u].rate = rate;
+        self.underlyings[u].div = div;
+        self.force_reeval(underlying_id);
+        Ok(())
+    }
+
+    fn underlying_index(&self, id: u32) -> Result<usize, RiskError> {
+        match self.slots.get(id as usize) {
+            Some(Slot::Underlying(i)) => Ok(*i as usize),
+            _ => Err(RiskError::UnknownUnderlying(id)),
+        }
+    }
+
+    fn new_bucket(
+        &mut self,
+        u: usize,
+        forward_id: Option<u32>,
+        expiry_ns: u64,
+        ln_basis: f64,
+    ) -> usize {
+        let ln_fref = self.underlyings[u].ln_price + ln_basis;
+        let b = Bucket {
+            underlying: u,
+            forward_id,
+            expiry_ns,
+            ln_basis,
+            ln_fref,
+            legs: [Leg::default(); 2],
+            vega: 0.0,
+            theta: 0.0,
+            t_years: 0.0,
+            half_ln_t: 0.0,
+            disc: 1.0,
+            inv_t15: 0.0,
+            inv_t10: 0.0,
+            inv_t05: 0.0,
+            y_lo: f64::INFINITY,
+            y_hi: f64::NEG_INFINITY,
+            t_anchor_max: 0.0,
+            sweep_y_lo: f64::INFINITY,
+            sweep_y_hi: f64::NEG_INFINITY,
+            sweep_t_max: 0.0,
+            delta: 0.0,
+            delta_forward: 0.0,
+            gamma: 0.0,
+            bound: 0.0,
+        };
+        let idx = self.buckets.len();
+        self.buckets.push(b);
+        self.underlyings[u].buckets.push(idx);
+        self.refresh_time(idx);
+        idx
+    }
+
+    /// Registers the forward of one expiry (`SYN.BTC-<expiry>` or a future) at `price`. It
+    /// moves with the underlying afterwards (keeping `price / S`) unless quoted itself.
+    ///
+    /// # Errors
+    /// Bad id, unknown underlying, bad price.
+    pub fn add_forward(
+        &mut self,
+        forward_id: u32,
+        underlying_id: u32,
+        expiry_ns: u64,
+        price: f64,
+    ) -> Result<(), RiskError> {
+        self.free_slot(forward_id)?;
+        let u = self.underlying_index(underlying_id)?;
+        if !valid_price(price) {
+            return Err(RiskError::BadPrice(price));
+        }
+        let ln_basis = price.ln() - self.underlyings[u].ln_price;
+        let b = self.new_bucket(u, Some(forward_id), expiry_ns, ln_basis);
+        self.slots[forward_id as usize] = Slot::Forward(b as u32);
+        self.refresh_underlying(u);
+        Ok(())
+    }
+
+    /// Registers an option with volatility `vol` (position 0) and evaluates it.
+    ///
+    /// # Errors
+    /// Bad id, unknown underlying or forward, model/forward mismatch, expiry mismatch, bad
+    /// strike, vol or multiplier, capacity exceeded.
+    pub fn add_option(&mut self, spec: OptionSpec, vol: f64) -> Result<(), RiskError> {
+        self.free_slot(spec.id)?;
+        let u = self.underlying_index(spec.underlying_id)?;
+        if !valid_price(spec.strike) {
+            return Err(RiskError::BadStrike(spec.strike));
+        }
+        if !(MIN_BOOK_VOL..=MAX_VOL).contains(&vol) {
+            return Err(RiskError::BadVol(vol));
+        }
+        if !(spec.multiplier.is_finite() && spec.multiplier > 0.0) {
+            return Err(RiskError::BadMultiplier(spec.multiplier));
+        }
+        if self.options.len() >= self.cfg.max_options {
+            return Err(RiskError::CapacityExceeded(self.options.len()));
+        }
+        let bucket = match (spec.model, spec.forward_id) {
+            (Model::Black76, Some(f)) => {
+                let b = match self.slots.get(f as usize) {
+                    Some(Slot::Forward(b)) if self.buckets[*b as usize].underlying == u => {
+                        *b as usize
+                    }
+                    _ => return Err(RiskError::UnknownForward(f)),
+                };
+                if self.buckets[b].expiry_ns != spec.expiry_ns {
+                    return Err(RiskError::ExpiryMismatch {
+                        option: spec.id,
+                        option_expiry_ns: spec.expiry_ns,
+                        forward_expiry_ns: self.buckets[b].expiry_ns,
+                    });
+                }
+                b
+            }
+            (Model::Bsm, None) => {
+                let existing = self.underlyings[u].buckets.iter().copied().find(|&b| {
+                    self.buckets[b].forward_id.is_none()
+                        && self.buckets[b].expiry_ns == spec.expiry_ns
+                });
+                match existing {
+                    Some(b) => b,
+                    None => {
+                        let b = self.new_bucket(u, None, spec.expiry_ns, 0.0);
+                        // The basis of a spot bucket is the carry (set by refresh_time).
+                        let ln_basis = self.buckets[b].ln_basis;
+                        self.buckets[b].ln_fref = self.underlyings[u].ln_price + ln_basis;
+                        b
+                    }
+                }
+            }
+            _ => return Err(RiskError::ModelForwardMismatch(spec.id)),
+        };
+        let leg = match (spec.settlement, self.cfg.inverse_delta) {
+            (Settlement::Inverse, InverseDelta::PremiumAdjusted) => 1,
+            _ => 0,
+        };
+        let idx = self.options.len();
+        self.options.push(OptState {
+            bucket,
+            leg,
+            kind: spec.kind,
+            model: spec.model,
+            strike: spec.strike,
+            multiplier: spec.multiplier,
+            vol,
+            contracts: 0.0,
+            g0: 0.0,
+            gy: 0.0,
+            gyy: 0.0,
+            gs: 0.0,
+            y0: 0.0,
+            half_ln_t0: 0.0,
+            vega: 0.0,
+            theta: 0.0,
+            b_yyy: [0.0; 5],
+            b_sy: [0.0; 2],
+            b_ss: [0.0; 3],
+        });
+        self.slots[spec.id as usize] = Slot::Option(idx as u32);
+        self.underlyings[u].risk.n_options += 1;
+        self.reeval(idx);
+        self.refresh_underlying(u);
+        Ok(())
+    }
+
+    #[inline]
+    fn option_index(&self, id: u32) -> Option<usize> {
+        match self.slots.get(id as usize) {
+            Some(Slot::Option(i)) => Some(*i as usize),
+            _ => None,
+        }
+    }
+
+    /// Changes an option position by `dqty_contracts` (a fill). O(1), no allocation.
+    /// Returns `false` (and changes nothing) for an unknown option or a non-finite quantity.
+    pub fn add_position(&mut self, option_id: u32, dqty_contracts: f64) -> bool {
+        let Some(i) = self.option_index(option_id) else {
+            return false;
+        };
+        if !dqty_contracts.is_finite() {
+            return false;
+        }
+        let o = self.options[i];
+        let q_old = o.contracts * o.multiplier;
+        let contracts = o.contracts + dqty_contracts;
+        let q_new = contracts * o.multiplier;
+        self.options[i].contracts = contracts;
+        let b = o.bucket;
+        apply(
+            &mut self.buckets[b],
+            &o,
+            q_new - q_old,
+            q_new.abs() - q_old.abs(),
+        );
+        self.refresh_underlying(self.buckets[b].underlying);
+        true
+    }
+
+    /// The option's position in contracts (None: unknown option).
+    pub fn position(&self, option_id: u32) -> Option<f64> {
+        self.option_index(option_id)
+            .map(|i| self.options[i].contracts)
+    }
+
+    /// New volatility for an option: it is re-evaluated exactly. O(1), no allocation.
+    /// Returns `false` (and changes nothing) for an unknown option or an invalid vol.
+    pub fn on_vol(&mut self, option_id: u32, vol: f64) -> bool {
+        let Some(i) = self.option_index(option_id) else {
+            return false;
+        };
+        if !(MIN_BOOK_VOL..=MAX_VOL).contains(&vol) {
+            return false;
+        }
+        self.options[i].vol = vol;
+        self.reeval(i);
+        self.refresh_underlying(self.buckets[self.options[i].bucket].underlying);
+        true
+    }
+
+    /// An option mark: its vol and its expiry's forward price (ignored for BSM options).
+    /// O(number of expiries of the underlying), no allocation.
+    pub fn on_mark(&mut self, option_id: u32, vol: f64, forward_px: f64) -> bool {
+        let Some(i) = self.option_index(option_id) else {
+            return false;
+        };
+        let b = self.options[i].bucket;
+        if self.buckets[b].forward_id.is_some() && valid_price(forward_px) {
+            let u = self.buckets[b].underlying;
+            self.buckets[b].ln_basis = forward_px.ln() - self.underlyings[u].ln_price;
+        }
+        self.on_vol(option_id, vol)
+    }
+
+    /// A new price of an underlying (all its forwards move with it) or of one forward.
+    /// O(number of expiries of the underlying), independent of the number of options; no
+    /// allocation. Returns `false` for an unknown id or a bad price.
+    pub fn on_price(&mut self, instrument_id: u32, px: f64) -> bool {
+        if !valid_price(px) {
+            return false;
+        }
+        match self.slots.get(instrument_id as usize) {
+            Some(Slot::Underlying(u)) => {
+                let u = *u as usize;
+                let und = &mut self.underlyings[u];
+                und.price = px;
+                und.ln_price = px.ln();
+                und.risk.price = px;
+                self.refresh_underlying(u);
+                true
+            }
+            Some(Slot::Forward(b)) => {
+                let b = *b as usize;
+                let u = self.buckets[b].underlying;
+                self.buckets[b].ln_basis = px.ln() - self.underlyings[u].ln_price;
+                self.refresh_underlying(u);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Moves the book's clock to `now_ns` (never backwards): discounting, carry and the
+    /// decay of delta are applied, the bound grows. O(number of buckets), no allocation.
+    pub fn advance_time(&mut self, now_ns: u64) {
+        if now_ns < self.now_ns {
+            return;
+        }
+        self.now_ns = now_ns;
+        for b in 0..self.buckets.len() {
+            self.refresh_time(b);
+        }
+        for u in 0..self.underlyings.len() {
+            self.refresh_underlying(u);
+        }
+    }
+
+    /// Re-evaluates the next few options exactly (round robin over the whole book,
+    /// `RiskConfig::reeval_per_idle_step` of them) and tightens the anchor ranges at the end
+    /// of each sweep. Returns how many options were re-evaluated. No allocation.
+    pub fn idle_step(&mut self) -> usize {
+        let n = self.options.len();
+        if n == 0 {
+            return 0;
+        }
+        let k = self.cfg.reeval_per_idle_step.min(n);
+        for _ in 0..k {
+            if self.cursor >= n {
+                self.end_sweep();
+            }
+            let i = self.cursor;
+            self.reeval(i);
+            self.cursor += 1;
+            let u = self.buckets[self.options[i].bucket].underlying;
+            self.refresh_underlying(u);
+        }
+        if self.cursor >= n {
+            self.end_sweep();
+        }
+        k
+    }
+
+    fn end_sweep(&mut self) {
+        self.cursor = 0;
+        for b in &mut self.buckets {
+            b.y_lo = b.sweep_y_lo;
+            b.y_hi = b.sweep_y_hi;
+            b.t_anchor_max = b.sweep_t_max;
+            b.sweep_y_lo = f64::INFINITY;
+            b.sweep_y_hi = f64::NEG_INFINITY;
+            b.sweep_t_max = 0.0;
+        }
+        for u in 0..self.underlyings.len() {
+            self.refresh_underlying(u);
+        }
+    }
+
+    /// Re-evaluates every option of an underlying exactly and rebuilds its sums from
+    /// scratch (bound 0 afterwards). O(n): the forced path when the bound exceeds the
+    /// tolerance, and after set-up changes. Unknown ids are ignored.
+    pub fn force_reeval(&mut self, underlying_id: u32) {
+        let Ok(u) = self.underlying_index(underlying_id) else {
+            return;
+        };
+        for bi in 0..self.underlyings[u].buckets.len() {
+            let b = self.underlyings[u].buckets[bi];
+            self.refresh_time(b);
+            let bk = &mut self.buckets[b];
+            bk.legs = [Leg::default(); 2];
+            bk.vega = 0.0;
+            bk.theta = 0.0;
+            bk.y_lo = f64::INFINITY;
+            bk.y_hi = f64::NEG_INFINITY;
+            bk.t_anchor_max = 0.0;
+        }
+        for i in 0..self.options.len() {
+            if self.buckets[self.options[i].bucket].underlying == u {
+                let o = &mut self.options[i];
+                // Forget the old contribution: the sums were zeroed above.
+                o.clear_anchor();
+                self.reeval(i);
+            }
+        }
+        self.refresh_underlying(u);
+    }
+
+    /// The risk of an underlying as last updated (None: unknown id).
+    pub fn underlying(&self, id: u32) -> Option<&UnderlyingRisk> {
+        self.underlying_index(id)
+            .ok()
+            .map(|u| &self.underlyings[u].risk)
+    }
+
+    /// Per-expiry buckets of an underlying (computed values, in registration order).
+    pub fn buckets(&self, id: u32) -> impl Iterator<Item = BucketRisk> + '_ {
+        let list: &[usize] = match self.underlying_index(id) {
+            Ok(u) => &self.underlyings[u].buckets,
+            Err(_) => &[],
+        };
+        list.iter().map(move |&b| {
+            let bk = &self.buckets[b];
+            let u = &self.underlyings[bk.underlying];
+            BucketRisk {
+                forward_id: bk.forward_id,
+                expiry_ns: bk.expiry_ns,
+                forward: u.price * bk.ln_basis.exp(),
+                t_years: bk.t_years,
+                delta: bk.delta,
+                delta_forward: bk.delta_forward,
+                gamma: bk.gamma,
+                vega: bk.vega,
+                theta: bk.theta,
+                delta_error_bound: bk.bound,
+            }
+        })
+    }
+
+    /// Exact risk of an underlying by full recomputation of every option at the current
+    /// prices, vols and time (O(n); for tests, replay checks and the forced path's
+    /// reference). Bound 0. None: unknown id.
+    pub fn full_recompute(&self, id: u32) -> Option<UnderlyingRisk> {
+        let u = self.underlying_index(id).ok()?;
+        let und = &self.underlyings[u];
+        let mut r = UnderlyingRisk {
+            underlying_id: id,
+            price: und.price,
+            within_tolerance: true,
+            n_options: und.risk.n_options,
+            ..UnderlyingRisk::default()
+        };
+        for o in &self.options {
+            let bk = &self.buckets[o.bucket];
+            if bk.underlying != u {
+                continue;
+            }
+            let q = o.contracts * o.multiplier;
+            if q == 0.0 {
+                continue;
+            }
+            let f = und.price * bk.ln_basis.exp();
+            let t = bk.t_years;
+            let g = gbs_greeks(o.kind, f, o.strike, t, o.vol, und.rate, und.rate);
+            let ratio = f / und.price;
+            if o.leg == 0 {
+                r.net_delta += q * g.delta * ratio;
+                r.gamma += q * g.gamma * ratio * ratio;
+            } else {
+                let pa = g.delta - g.price / f;
+                let gamma_pa = g.gamma - g.delta / f + g.price / (f * f);
+                r.net_delta += q * pa;
+                r.gamma += q * gamma_pa * ratio;
+            }
+            r.vega += q * g.vega;
+            r.theta += q * option_theta(o, und.price, und.rate, und.div, t, &g);
+        }
+        Some(r)
+    }
+
+    /// Recomputes a bucket's time factors (and a spot bucket's carry basis).
+    fn refresh_time(&mut self, b: usize) {
+        let now = self.now_ns;
+        let bk = &mut self.buckets[b];
+        let und = &self.underlyings[bk.underlying];
+        let t = if bk.expiry_ns > now {
+            (bk.expiry_ns - now) as f64 / NS_PER_YEAR
+        } else {
+            0.0
+        };
+        bk.t_years = t;
+        let tb = t.max(MIN_T_BOUND);
+        bk.half_ln_t = 0.5 * tb.ln();
+        bk.disc = (-und.rate * t).exp();
+        bk.inv_t05 = 1.0 / tb.sqrt();
+        bk.inv_t10 = 1.0 / tb;
+        bk.inv_t15 = bk.inv_t10 * bk.inv_t05;
+        if bk.forward_id.is_none() {
+            bk.ln_basis = (und.rate - und.div) * t;
+        }
+    }
+
+    /// Exact re-evaluation of option `i` at its bucket's current state: replaces its
+    /// contribution to the bucket sums. O(1).
+    fn reeval(&mut self, i: usize) {
+        let o = self.options[i];
+        let b = o.bucket;
+        let (ln_s, rate, div, und_price) = {
+            let u = &self.underlyings[self.buckets[b].underlying];
+            (u.ln_price, u.rate, u.div, u.price)
+        };
+        let q = o.contracts * o.multiplier;
+        // Remove the old contribution.
+        apply(&mut self.buckets[b], &o, -q, -q.abs());
+        let bk = &self.buckets[b];
+        let ln_f = ln_s + bk.ln_basis;
+        let f = ln_f.exp();
+        let y0 = ln_f - bk.ln_fref;
+        let t = bk.t_years;
+        let sqrt_t = t.sqrt();
+        let v = o.vol * sqrt_t;
+        let x = (f / o.strike).ln();
+        let w = o.kind.sign();
+        let leg_pa = o.leg == 1;
+        let (g0, gy, gyy, gs);
+        if v < MIN_STDDEV {
+            let ind = if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                0.0
+            } else {
+                0.5
+            };
+            // Delta / disc of the deterministic option.
+            let call_ind = ind;
+            let base = if o.kind == OptionType::Call {
+                call_ind
+            } else {
+                call_ind - 1.0
+            };
+            g0 = if leg_pa { base * o.strike / f } else { base };
+            // PA leg: u = w e^{-x} N(w d2): derivative -u in Y.
+            gy = if leg_pa { -g0 } else { 0.0 };
+            gyy = if leg_pa { g0 } else { 0.0 };
+            gs = 0.0;
+        } else {
+            let d1 = x / v + 0.5 * v;
+            let d2 = d1 - v;
+            let n1 = norm_pdf(d1);
+            if leg_pa {
+                let u = w * (o.strike / f) * norm_cdf(w * d2);
+                g0 = u;
+                gy = -u + n1 / v;
+                gyy = u - n1 / v - d1 * n1 / (v * v);
+                gs = -d1 * n1;
+            } else {
+                g0 = if o.kind == OptionType::Call {
+                    norm_cdf(d1)
+                } else {
+                    -norm_cdf(-d1)
+                };
+                gy = n1 / v;
+                gyy = -d1 * n1 / (v * v);
+                gs = -d2 * n1;
+            }
+        }
+        let sig = o.vol.max(MIN_BOOK_VOL);
+        let (b_yyy, b_sy, b_ss) = if leg_pa {
+            let put_k = if o.kind == OptionType::Put {
+                o.strike
+            } else {
+                0.0
+            };
+            (
+                [
+                    SUP_D2M1_N / (sig * sig * sig),
+                    SUP_D_N / (sig * sig),
+                    SUP_D2M1_N / sig,
+                    1.0,
+                    put_k,
+                ],
+                [SUP_D2M1_N / sig, 0.0],
+                [SUP_D3MD_N, SUP_D2M1_N * sig, 0.0],
+            )
+        } else {
+            (
+                [SUP_D2M1_N / (sig * sig * sig), 0.0, 0.0, 0.0, 0.0],
+                [SUP_D2M1_N / sig, SUP_D_N],
+                [2.0 * SUP_D3_N + SUP_D_N, 0.0, 2.0 * SUP_D_N * sig * sig],
+            )
+        };
+        let greeks = gbs_greeks(o.kind, f, o.strike, t, o.vol, rate, rate);
+        let theta = option_theta(&o, und_price, rate, div, t, &greeks);
+        let half_ln_t0 = self.buckets[b].half_ln_t;
+        let o = &mut self.options[i];
+        o.g0 = g0;
+        o.gy = gy;
+        o.gyy = gyy;
+        o.gs = gs;
+        o.y0 = y0;
+        o.half_ln_t0 = half_ln_t0;
+        o.vega = greeks.vega;
+        o.theta = theta;
+        o.b_yyy = b_yyy;
+        o.b_sy = b_sy;
+        o.b_ss = b_ss;
+        let o = *o;
+        let bk = &mut self.buckets[b];
+        apply(bk, &o, q, q.abs());
+        bk.y_lo = bk.y_lo.min(y0);
+        bk.y_hi = bk.y_hi.max(y0);
+        bk.t_anchor_max = bk.t_anchor_max.max(t);
+        bk.sweep_y_lo = bk.sweep_y_lo.min(y0);
+        bk.sweep_y_hi = bk.sweep_y_hi.max(y0);
+        bk.sweep_t_max = bk.sweep_t_max.max(t);
+    }
+
+    /// Re-evaluates the delta polynomials and bounds of every bucket of underlying `u` and
+    /// sums them. O(number of expiries).
+    fn refresh_underlying(&mut self, u: usize) {
+        let und = &mut self.underlyings[u];
+        let ln_s = und.ln_price;
+        let s = und.price;
+        let mut delta = 0.0;
+        let mut gamma = 0.0;
+        let mut vega = 0.0;
+        let mut theta = 0.0;
+        let mut bound = 0.0;
+        for &b in &und.buckets {
+            let bk = &mut self.buckets[b];
+            let y = ln_s + bk.ln_basis - bk.ln_fref;
+            let ratio = bk.ln_basis.exp();
+            let f_min = (bk.ln_fref + y.min(bk.y_lo)).exp();
+            let w = if bk.y_lo <= bk.y_hi {
+                (y - bk.y_lo).abs().max((y - bk.y_hi).abs())
+            } else {
+                0.0
+            };
+            let s_w = if bk.t_anchor_max > bk.t_years {
+                0.5 * (bk.t_anchor_max.max(MIN_T_BOUND) / bk.t_years.max(MIN_T_BOUND)).ln()
+            } else {
+                0.0
+            };
+            let sqrt_tmax = bk.t_anchor_max.sqrt();
+            let mut bd = 0.0;
+            let mut bd_f = 0.0;
+            let mut bg = 0.0;
+            let mut bb = 0.0;
+            for (li, leg) in bk.legs.iter().enumerate() {
+                let g = leg.c0 + y * (leg.c1 + y * leg.c2) + bk.half_ln_t * leg.s1 - leg.s2;
+                let gp = leg.c1 + 2.0 * y * leg.c2;
+                let yyy = leg.b_yyy[0].max(0.0) * bk.inv_t15
+                    + leg.b_yyy[1].max(0.0) * bk.inv_t10
+                    + leg.b_yyy[2].max(0.0) * bk.inv_t05
+                    + leg.b_yyy[3].max(0.0)
+                    + leg.b_yyy[4].max(0.0) / f_min;
+                let sy = leg.b_sy[0].max(0.0) * bk.inv_t05 + leg.b_sy[1].max(0.0);
+                let ss = leg.b_ss[0].max(0.0)
+                    + leg.b_ss[1].max(0.0) * sqrt_tmax
+                    + leg.b_ss[2].max(0.0) * bk.t_anchor_max;
+                let err = yyy * w * w * w / 6.0 + sy * w * s_w + ss * s_w * s_w * 0.5;
+                // Spot-equivalent scale: model leg D F/S, premium-adjusted leg D.
+                let scale = if li == 0 { bk.disc * ratio } else { bk.disc };
+                bd += scale * g;
+                bd_f += if li == 0 {
+                    bk.disc * g
+                } else {
+                    bk.disc * g / ratio
+                };
+                bg += scale * gp / s;
+                bb += scale * err;
+            }
+            bk.delta = bd;
+            bk.delta_forward = bd_f;
+            bk.gamma = bg;
+            bk.bound = bb;
+            delta += bd;
+            gamma += bg;
+            bound += bb;
+            vega += bk.vega;
+            theta += bk.theta;
+        }
+        let r = &mut und.risk;
+        r.net_delta = delta;
+        r.gamma = gamma;
+        r.vega = vega;
+        r.theta = theta;
+        r.delta_error_bound = bound;
+        r.within_tolerance = bound <= self.cfg.delta_tolerance;
+    }
+}
+
+/// Theta per year of an option, F-fixed for Black-76 options, S-fixed for BSM options.
+fn option_theta(
+    o: &OptState,
+    spot: f64,
+    rate: f64,
+    div: f64,
+    t: f64,
+    black: &crate::pricing::Greeks,
+) -> f64 {
+    match o.model {
+        Model::Black76 => black.theta,
+        Model::Bsm => gbs_greeks(o.kind, spot, o.strike, t, o.vol, rate, div).theta,
+    }
+}
+
+/// Adds `dq` times the option's linear contribution and `dabs` times its bound
+/// contribution to its bucket.
+#[inline]
+fn apply(bk: &mut Bucket, o: &OptState, dq: f64, dabs: f64) {
+    if dq == 0.0 && dabs == 0.0 {
+        return;
+    }
+    let leg = &mut bk.legs[o.leg];
+    let y0 = o.y0;
+    leg.c0 += dq * (o.g0 - o.gy * y0 + 0.5 * o.gyy * y0 * y0);
+    leg.c1 += dq * (o.gy - o.gyy * y0);
+    leg.c2 += dq * 0.5 * o.gyy;
+    leg.s1 += dq * o.gs;
+    leg.s2 += dq * o.gs * o.half_ln_t0;
+    for k in 0..5 {
+        leg.b_yyy[k] += dabs * o.b_yyy[k];
+    }
+    for k in 0..2 {
+        leg.b_sy[k] += dabs * o.b_sy[k];
+    }
+    for k in 0..3 {
+        leg.b_ss[k] += dabs * o.b_ss[k];
+    }
+    bk.vega += dq * o.vega;
+    bk.theta += dq * o.theta;
+}
+
+impl OptState {
+    /// Zeroes the stored anchor so that removing "the old contribution" removes nothing
+    /// (used after the bucket sums were reset).
+    fn clear_anchor(&mut self) {
+        self.g0 = 0.0;
+        self.gy = 0.0;
+        self.gyy = 0.0;
+        self.gs = 0.0;
+        self.y0 = 0.0;
+        self.half_ln_t0 = 0.0;
+        self.vega = 0.0;
+        self.theta = 0.0;
+        self.b_yyy = [0.0; 5];
+        self.b_sy = [0.0; 2];
+        self.b_ss = [0.0; 3];
+    }
+}
