@@ -17,7 +17,7 @@ use std::path::Path;
 use shm_layout::clock::now_ns;
 use shm_layout::{
     names, BroadcastWriter, Counter, CountersWriter, Gauge, InstrumentTable, LastValue,
-    LastValueTable, MarketEvent, MarketEventKind, ProcessState, SegmentError, StalePolicy,
+    LastValueTable, MarketEvent, ProcessState, SegmentError, StalePolicy,
 };
 
 use crate::instruments::Registry;
@@ -25,6 +25,15 @@ use crate::source::{RejectReason, Rejects, SourceEvent};
 
 /// Counters role of the feed handler: its segment is `cnc-feed-handler`.
 pub const ROLE: &str = "feed-handler";
+
+/// Label of each `MarketEventKind` value (index = wire value).
+const KIND_LABELS: [Option<&str>; 5] = [
+    None,
+    Some("quote"),
+    Some("option_mark"),
+    Some("underlying_price"),
+    Some("trade"),
+];
 
 /// Shared-memory counters of the feed handler (labels as in `docs/operations.md`).
 pub struct FeedCounters {
@@ -42,12 +51,9 @@ pub struct FeedCounters {
 impl FeedCounters {
     fn new(mut cnc: CountersWriter) -> Self {
         let published = cnc.counter("events_published");
-        let by_kind = [0u8, 1, 2, 3, 4].map(|k| match MarketEventKind::try_from(k) {
-            Ok(kind) => cnc.counter(&format!(
-                "events_published{{kind=\"{}\"}}",
-                kind.name().to_ascii_lowercase()
-            )),
-            Err(_) => Counter::detached(),
+        let by_kind = KIND_LABELS.map(|k| match k {
+            Some(name) => cnc.counter(&format!("events_published{{kind=\"{name}\"}}")),
+            None => Counter::detached(),
         });
         let rejected = RejectReason::ALL
             .map(|r| cnc.counter(&format!("events_rejected{{reason=\"{}\"}}", r.name())));

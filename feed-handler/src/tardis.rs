@@ -459,8 +459,8 @@ impl FileReader {
             }
             Layout::Quotes => {
                 let scale = Self::qty_scale(reg, id, &r[c.exchange]);
-                let b = price(&r[c.bid_price]).map_err(one_sided)?;
-                let a = price(&r[c.ask_price]).map_err(one_sided)?;
+                let b = side_price(&r[c.bid_price])?;
+                let a = side_price(&r[c.ask_price])?;
                 let bq = qty(&r[c.bid_amount])? * scale;
                 let aq = qty(&r[c.ask_amount])? * scale;
                 ev.event = MarketEvent::quote(id, exch_ts, 0, b, bq, a, aq);
@@ -587,12 +587,13 @@ impl FileReader {
     }
 }
 
-fn one_sided(r: RejectReason) -> RejectReason {
-    if r == RejectReason::Malformed {
-        RejectReason::OneSided
-    } else {
-        r
+/// A quote side's price: empty means the side is missing ([`RejectReason::OneSided`]).
+#[inline]
+fn side_price(b: &[u8]) -> Result<f64, RejectReason> {
+    if b.is_empty() {
+        return Err(RejectReason::OneSided);
     }
+    price(b)
 }
 
 impl FileReader {

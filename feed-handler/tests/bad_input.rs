@@ -1,0 +1,329 @@
+//! Bad input: each kind of bad row is skipped and counted under its reason, the good rows
+//! around it are published, nothing invalid comes out, and nothing panics. Missing files and
+//! unreadable headers are one clear error.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use feed_handler::instruments::Registry;
+use feed_handler::lobster::{LobsterOptions, LobsterSource};
+use feed_handler::source::{RejectReason, Rejects, Source, SourceEvent};
+use feed_handler::tardis::{TardisError, TardisSource};
+use proptest::prelude::*;
+
+const QUOTES_HEADER: &str =
+    "exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount";
+const CHAIN_HEADER: &str = "exchange,symbol,timestamp,local_timestamp,type,strike_price,expiration,open_interest,last_price,bid_price,bid_amount,bid_iv,ask_price,ask_amount,ask_iv,mark_price,mark_iv,underlying_index,underlying_price,delta,gamma,vega,theta,rho";
+const L2_HEADER: &str = "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount";
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::File::create(&p)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    p
+}
+
+fn run(src: &mut dyn Source) -> (usize, Rejects) {
+    let mut ev = SourceEvent::default();
+    let mut n = 0;
+    while src.next(&mut ev) {
+        assert!(
+            ev.event.is_valid(),
+            "invalid event published: {:?}",
+            ev.event
+        );
+        n += 1;
+    }
+    (n, src.rejects())
+}
+
+fn quote(ts: u64, sym: &str, ask_amt: &str, ask: &str, bid: &str, bid_amt: &str) -> String {
+    format!("deribit,{sym},{ts},{ts},{ask_amt},{ask},{bid},{bid_amt}\n")
+}
+
+/// One good quote row, then the bad row, then one more good row: 2 published, 1 rejected.
+fn one_bad_quote_row(bad: &str) -> (usize, Rejects) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{QUOTES_HEADER}\n{}{bad}{}",
+        quote(1000, "BTC-PERPETUAL", "10", "100.5", "100", "20"),
+        quote(3000, "BTC-PERPETUAL", "10", "101", "100.5", "20")
+    );
+    let p = write(dir.path(), "q.csv", &text);
+    run(&mut TardisSource::open(&[p], None).unwrap())
+}
+
+fn assert_only(r: &Rejects, reason: RejectReason) {
+    assert_eq!(r.get(reason), 1, "{r}");
+    assert_eq!(r.total(), 1, "{r}");
+}
+
+#[test]
+fn malformed_numbers_and_timestamps_are_counted_malformed() {
+    for bad in [
+        quote(2000, "BTC-PERPETUAL", "10", "abc", "100", "20"),
+        "deribit,BTC-PERPETUAL,12x,2000,10,100.5,100,20\n".to_string(),
+        quote(2000, "BTC-PERPETUAL", "", "100.5", "100", "20"),
+    ] {
+        let (n, r) = one_bad_quote_row(&bad);
+        assert_eq!(n, 2);
+        assert_only(&r, RejectReason::Malformed);
+    }
+}
+
+#[test]
+fn wrong_column_counts_are_counted() {
+    for bad in [
+        "deribit,BTC-PERPETUAL,2000,2000,10,100.5,100\n",
+        "deribit,BTC-PERPETUAL,2000,2000,10,100.5,100,20,extra\n",
+        "garbage\n",
+    ] {
+        let (n, r) = one_bad_quote_row(bad);
+        assert_eq!(n, 2);
+        assert_only(&r, RejectReason::ColumnCount);
+    }
+}
+
+#[test]
+fn nan_and_infinite_prices_are_counted_non_finite() {
+    for px in ["NaN", "inf", "-inf"] {
+        let (n, r) = one_bad_quote_row(&quote(2000, "BTC-PERPETUAL", "10", px, "100", "20"));
+        assert_eq!(n, 2);
+        assert_only(&r, RejectReason::NonFinite);
+    }
+}
+
+#[test]
+fn negative_prices_and_quantities_are_counted() {
+    for row in [
+        quote(2000, "BTC-PERPETUAL", "10", "100.5", "-100", "20"),
+        quote(2000, "BTC-PERPETUAL", "-10", "100.5", "100", "20"),
+    ] {
+        let (n, r) = one_bad_quote_row(&row);
+        assert_eq!(n, 2);
+        assert_only(&r, RejectReason::NegativePrice);
+    }
+}
+
+#[test]
+fn crossed_and_locked_quotes_are_counted() {
+    for (ask, bid) in [("100", "100.5"), ("100", "100")] {
+        let (n, r) = one_bad_quote_row(&quote(2000, "BTC-PERPETUAL", "10", ask, bid, "20"));
+        assert_eq!(n, 2);
+        assert_only(&r, RejectReason::Crossed);
+    }
+}
+
+#[test]
+fn one_sided_quotes_are_counted() {
+    let (n, r) = one_bad_quote_row(&quote(2000, "BTC-PERPETUAL", "10", "100.5", "", ""));
+    assert_eq!(n, 2);
+    assert_only(&r, RejectReason::OneSided);
+}
+
+#[test]
+fn timestamps_going_backwards_are_counted() {
+    let (n, r) = one_bad_quote_row(&quote(500, "BTC-PERPETUAL", "10", "100.5", "100", "20"));
+    assert_eq!(n, 2);
+    assert_only(&r, RejectReason::TimeBackwards);
+}
+
+#[test]
+fn unparsable_deribit_symbols_are_counted() {
+    for sym in [
+        "BTC-99XYZ20-100-C",
+        "btc-perpetual",
+        "BTC-22MAY20-abc-P",
+        "",
+    ] {
+        let (n, r) = one_bad_quote_row(&quote(2000, sym, "10", "100.5", "100", "20"));
+        assert_eq!(n, 2, "{sym}");
+        assert_only(&r, RejectReason::UnparsableSymbol);
+    }
+}
+
+#[test]
+fn symbols_missing_from_the_instruments_file_are_counted_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let inst = write(dir.path(), "inst.csv", "symbol\nBTC-PERPETUAL\n");
+    let reg = Registry::load_csv(&inst).unwrap();
+    let text = format!(
+        "{QUOTES_HEADER}\n{}{}",
+        quote(1000, "BTC-PERPETUAL", "10", "100.5", "100", "20"),
+        quote(2000, "ETH-PERPETUAL", "10", "100.5", "100", "20"),
+    );
+    let p = write(dir.path(), "q.csv", &text);
+    let mut src = TardisSource::open(&[p], Some(reg)).unwrap();
+    let (n, r) = run(&mut src);
+    assert_eq!(n, 1);
+    assert_only(&r, RejectReason::UnknownSymbol);
+    assert_eq!(src.registry().len(), 2); // BTC index + BTC-PERPETUAL, nothing added
+}
+
+#[test]
+fn option_rows_with_zero_vol_or_bad_underlying_are_rejected_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = |ts: u64, iv: &str, under: &str| {
+        format!("deribit,BTC-22MAY20-9250-P,{ts},{ts},put,9250.0,1590134400000000,139.3,0.0485,0.042,15.5,80.07,0.045,0.5,85.17,0.04010621,{iv},SYN.BTC-22MAY20,{under},-0.43897,0.00037,5.49167,-26.07217,-0.99385\n")
+    };
+    let text = format!(
+        "{CHAIN_HEADER}\n{}{}{}{}{}",
+        row(1, "76.87", "9352.58"),
+        row(2, "0", "9352.58"),   // zero vol: invalid mark
+        row(3, "76.87", "-1"),    // negative underlying
+        row(4, "NaN", "9352.58"), // NaN vol
+        row(5, "76.87", "9352.58"),
+    );
+    let p = write(dir.path(), "c.csv", &text);
+    let (n, r) = run(&mut TardisSource::open(&[p], None).unwrap());
+    assert_eq!(n, 2 * 3, "two good rows, three events each");
+    assert_eq!(r.get(RejectReason::InvalidEvent), 1, "{r}");
+    assert_eq!(r.get(RejectReason::NegativePrice), 1, "{r}");
+    assert_eq!(r.get(RejectReason::NonFinite), 1, "{r}");
+    assert_eq!(r.total(), 3);
+}
+
+#[test]
+fn incremental_book_is_maintained_and_a_crossed_batch_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = |ts: u64, snap: bool, side: &str, px: &str, amt: &str| {
+        format!("deribit,BTC-PERPETUAL,{ts},{ts},{snap},{side},{px},{amt}\n")
+    };
+    let text = [
+        L2_HEADER.to_string() + "\n",
+        l(1, true, "ask", "101", "100"),
+        l(1, true, "ask", "102", "200"),
+        l(1, true, "bid", "100", "300"),
+        l(1, true, "bid", "99", "400"),
+        // Update: best ask removed, new bid level.
+        l(2, false, "ask", "101", "0"),
+        l(2, false, "bid", "100.5", "50"),
+        // A crossing update (bid above the ask): the batch is rejected, the book kept.
+        l(3, false, "bid", "103", "10"),
+        // Fixed in the next message.
+        l(4, false, "bid", "103", "0"),
+        // A new snapshot resets the book.
+        l(5, true, "ask", "200", "10"),
+        l(5, true, "bid", "199", "20"),
+    ]
+    .concat();
+    let p = write(dir.path(), "l2.csv", &text);
+    let mut src = TardisSource::open(&[p], None).unwrap();
+    let mut ev = SourceEvent::default();
+    let mut evs = Vec::new();
+    while src.next(&mut ev) {
+        evs.push(ev);
+    }
+    let quotes: Vec<_> = evs.iter().map(|e| e.event.as_quote().unwrap()).collect();
+    // Amounts are USD for Deribit inverse perpetuals: contracts = USD / 10.
+    assert_eq!(
+        quotes,
+        vec![
+            (100.0, 30.0, 101.0, 10.0),
+            (100.5, 5.0, 102.0, 20.0),
+            (100.5, 5.0, 102.0, 20.0),
+            (199.0, 2.0, 200.0, 1.0),
+        ]
+    );
+    let d = &evs[1].depth;
+    assert_eq!((d.bid_levels, d.ask_levels), (3, 1));
+    assert_eq!(&d.bids[..3], &[[100.5, 5.0], [100.0, 30.0], [99.0, 40.0]]);
+    assert_eq!((evs[3].depth.bid_levels, evs[3].depth.ask_levels), (1, 1));
+    assert_only(&src.rejects(), RejectReason::Crossed);
+}
+
+#[test]
+fn missing_files_and_unreadable_headers_are_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.csv");
+    let e = TardisSource::open(std::slice::from_ref(&missing), None)
+        .err()
+        .unwrap();
+    assert!(matches!(e, TardisError::Open { .. }));
+    assert!(e.to_string().contains("nope.csv"), "{e}");
+    assert!(!e.to_string().contains('\n'));
+    let empty = write(dir.path(), "empty.csv", "");
+    let e = TardisSource::open(&[empty], None).err().unwrap();
+    assert!(matches!(e, TardisError::Header { .. }), "{e}");
+    let other = write(dir.path(), "other.csv", "a,b,c\n1,2,3\n");
+    let e = TardisSource::open(&[other], None).err().unwrap();
+    assert!(e.to_string().contains("no `exchange` column"), "{e}");
+    let unknown = write(
+        dir.path(),
+        "u.csv",
+        "exchange,symbol,timestamp,local_timestamp,x\n",
+    );
+    let e = TardisSource::open(&[unknown], None).err().unwrap();
+    assert!(e.to_string().contains("not a known Tardis layout"), "{e}");
+    assert!(LobsterSource::open(&missing, &missing, LobsterOptions::default()).is_err());
+    let g = dir.path().join("g.csv.gz");
+    std::fs::write(&g, b"\x1f\x8bnot really gzip").unwrap();
+    assert!(TardisSource::open(&[g], None).is_err());
+}
+
+#[test]
+fn lobster_bad_rows_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = write(
+        dir.path(),
+        "X_2012-06-21_34200000_57600000_message_1.csv",
+        "Time,Type,OrderId,Size,Price,Direction\n\
+         34200.1,1,1,10,1000000,1\n\
+         34200.2,4,1,5,1000000,1\n\
+         34200.15,1,2,10,1000100,-1\n\
+         34200.3,1,3,10,abc,-1\n\
+         34200.4,1,4,10,1000100,-1\n\
+         34200.5,1,5,10,1000100,-1\n\
+         34200.6,1,6,10,1000100\n\
+         34200.7,1,7,10,1000100,-1\n",
+    );
+    let book = write(
+        dir.path(),
+        "X_2012-06-21_34200000_57600000_orderbook_1.csv",
+        "BestAsk,BestAskVolume,BestBid,BestBidVolume\n\
+         1000500,10,1000000,10\n\
+         1000500,10,1000000,5\n\
+         1000100,10,1000000,5\n\
+         1000100,10,1000000,5\n\
+         9999999999,0,1000000,5\n\
+         1000000,10,1000100,5\n\
+         1000100,10,1000000,5\n\
+         1000100,10,1000000,5\n",
+    );
+    let mut src = LobsterSource::open(&msg, &book, LobsterOptions::default()).unwrap();
+    let (n, r) = run(&mut src);
+    // Good rows: 1 (quote), 2 (trade + quote), 8 (quote).
+    assert_eq!(n, 4, "{r}");
+    assert_eq!(r.get(RejectReason::TimeBackwards), 1, "{r}");
+    assert_eq!(r.get(RejectReason::Malformed), 1, "{r}");
+    assert_eq!(r.get(RejectReason::OneSided), 1, "{r}");
+    assert_eq!(r.get(RejectReason::Crossed), 1, "{r}");
+    assert_eq!(r.get(RejectReason::ColumnCount), 1, "{r}");
+    assert_eq!(r.total(), 5);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes after a valid header: never a panic, never an invalid event, and every
+    /// row is either published or counted.
+    #[test]
+    fn garbage_rows_never_panic_nor_publish_invalid_events(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                "[ -~]{0,80}",
+                "deribit,BTC-PERPETUAL,[0-9]{1,5},[0-9]{1,5},[-0-9.a-z]{0,6},[-0-9.a-z]{0,6},[-0-9.a-z]{0,6},[-0-9.a-z]{0,6}",
+            ],
+            0..40,
+        )
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{QUOTES_HEADER}\n{}\n", lines.join("\n"));
+        let p = write(dir.path(), "q.csv", &text);
+        let mut src = TardisSource::open(&[p], None).unwrap();
+        let (n, r) = run(&mut src);
+        prop_assert_eq!(n as u64 + r.total(), src.rows_read());
+    }
+}
