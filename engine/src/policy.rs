@@ -620,28 +620,43 @@ impl HedgePolicy {
         }
         let tick = self.instrument.tick_size;
         let collar = cfg.collar_bps * 1e-4 * mid;
+        // Round to the tick on the passive side (stays inside the collar); if that no longer
+        // reaches the touch (an off-grid touch), round the touch itself aggressively, and hold
+        // when even that is outside the collar.
+        let floor_tick = |p: f64| {
+            if tick > 0.0 {
+                ((p / tick) + 1e-9).floor() * tick
+            } else {
+                p
+            }
+        };
+        let ceil_tick = |p: f64| {
+            if tick > 0.0 {
+                ((p / tick) - 1e-9).ceil() * tick
+            } else {
+                p
+            }
+        };
         let limit_px = match side {
             Side::Buy => {
-                let px = (ask + cfg.offset_ticks * tick).min(mid + collar);
-                let px = if tick > 0.0 {
-                    ((px / tick) + 1e-9).floor() * tick
-                } else {
-                    px
-                };
+                let cap = mid + collar;
+                let mut px = floor_tick((ask + cfg.offset_ticks * tick).min(cap));
                 if px < ask {
-                    return Decision::Hold(HoldReason::Collar);
+                    px = ceil_tick(ask);
+                    if px > cap {
+                        return Decision::Hold(HoldReason::Collar);
+                    }
                 }
                 px
             }
             Side::Sell => {
-                let px = (bid - cfg.offset_ticks * tick).max(mid - collar);
-                let px = if tick > 0.0 {
-                    ((px / tick) - 1e-9).ceil() * tick
-                } else {
-                    px
-                };
+                let floor = mid - collar;
+                let mut px = ceil_tick((bid - cfg.offset_ticks * tick).max(floor));
                 if px > bid {
-                    return Decision::Hold(HoldReason::Collar);
+                    px = floor_tick(bid);
+                    if px < floor {
+                        return Decision::Hold(HoldReason::Collar);
+                    }
                 }
                 px
             }

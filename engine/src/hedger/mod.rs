@@ -83,6 +83,7 @@ impl Housekeeping {
         execs: &mut E,
         now_ns: u64,
     ) -> Result<(), StateError> {
+        // Without a store (backtest, tests) nothing is built: no allocation here.
         if let Some(store) = &mut self.store {
             store.save(&core.persist_state())?;
             self.snapshots += 1;

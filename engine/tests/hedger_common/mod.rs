@@ -1,0 +1,256 @@
+//! Shared fixture of the hedger tests: a BTC book on Deribit-like instruments.
+#![allow(dead_code)]
+
+use bytemuck::Zeroable;
+use engine::hedger::core::{hedge_instrument, HedgerCore, UnderlyingSetup};
+use engine::hedger::io::{MemControl, MemExecs, MemMarket, MemOrders};
+use engine::hedger::risk::LinearizedBook;
+use engine::limits::LimitsConfig;
+use engine::policy::{BandRule, PolicyConfig, RehedgeTarget};
+use shm_layout::{
+    ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, LastValue, Liquidity,
+    MarketEvent, OptionType, RejectReason, Settlement, Side, NO_FORWARD,
+};
+
+pub const BTC: u32 = 0;
+pub const PERP: u32 = 1;
+pub const CALL: u32 = 2;
+pub const PUT: u32 = 3;
+pub const EXPIRED: u32 = 4;
+pub const ETH: u32 = 5;
+pub const DAY_NS: u64 = 86_400_000_000_000;
+
+fn def(id: u32, sym: &str, kind: InstrumentKind) -> InstrumentDef {
+    let mut d = InstrumentDef::zeroed();
+    d.id = id;
+    d.kind = kind as u8;
+    d.settlement = Settlement::Linear as u8;
+    d.underlying_id = id;
+    d.forward_id = NO_FORWARD;
+    d.contract_multiplier = 1.0;
+    d.tick_size = 0.5;
+    d.lot_size = 1.0;
+    d.min_qty = 1.0;
+    assert!(d.set_symbol(sym));
+    d
+}
+
+/// BTC index, BTC-PERPETUAL (inverse, 10 USD), a call and a put 30 days out, an expired
+/// call, and an ETH index nobody hedges.
+pub fn defs(wall_ns: u64) -> Vec<InstrumentDef> {
+    let idx = def(BTC, "BTC", InstrumentKind::Index);
+    let mut perp = def(PERP, "BTC-PERPETUAL", InstrumentKind::Perpetual);
+    perp.settlement = Settlement::Inverse as u8;
+    perp.contract_multiplier = 10.0;
+    perp.underlying_id = BTC;
+    let opt = |id, sym, ty: OptionType, strike, expiry| {
+        let mut d = def(id, sym, InstrumentKind::Option);
+        d.option_type = ty as u8;
+        d.settlement = Settlement::Inverse as u8;
+        d.underlying_id = BTC;
+        d.strike = strike;
+        d.expiry_ns = expiry;
+        d.lot_size = 0.1;
+        d.min_qty = 0.1;
+        d.tick_size = 0.0005;
+        d
+    };
+    vec![
+        idx,
+        perp,
+        opt(
+            CALL,
+            "BTC-C-10000",
+            OptionType::Call,
+            10_000.0,
+            wall_ns + 30 * DAY_NS,
+        ),
+        opt(
+            PUT,
+            "BTC-P-9000",
+            OptionType::Put,
+            9_000.0,
+            wall_ns + 30 * DAY_NS,
+        ),
+        opt(
+            EXPIRED,
+            "BTC-C-OLD",
+            OptionType::Call,
+            10_000.0,
+            wall_ns - DAY_NS,
+        ),
+        def(ETH, "ETH", InstrumentKind::Index),
+    ]
+}
+
+pub fn fixed_policy(band: f64) -> PolicyConfig {
+    PolicyConfig {
+        rule: BandRule::Fixed {
+            band,
+            target: RehedgeTarget::Zero,
+        },
+        collar_bps: 50.0,
+        ..PolicyConfig::default()
+    }
+}
+
+pub fn open_limits() -> LimitsConfig {
+    LimitsConfig {
+        max_orders_per_sec: 1e9,
+        order_burst: 1e9,
+        max_data_age_ns: 600_000_000_000,
+        max_rejects: u32::MAX,
+        ..LimitsConfig::default()
+    }
+}
+
+pub struct Rig {
+    pub core: HedgerCore<LinearizedBook>,
+    pub md: MemMarket,
+    pub execs: MemExecs,
+    pub orders: MemOrders,
+    pub ctl: MemControl,
+    pub now: u64,
+    pub wall: u64,
+    pub next_exec_id: u64,
+}
+
+pub fn rig(policy: PolicyConfig, limits: LimitsConfig) -> Rig {
+    let now = shm_layout::clock::now_ns();
+    let wall = shm_layout::clock::wall_ns();
+    let defs = defs(wall);
+    let hedge = hedge_instrument(&defs[PERP as usize], "t").unwrap();
+    let setup = UnderlyingSetup {
+        name: "BTC".into(),
+        index_id: BTC,
+        hedge,
+        policy,
+        limits,
+        rate: 0.0,
+        initial_hedge_position: 0.0,
+    };
+    let core = HedgerCore::new(defs, vec![setup], LinearizedBook::new(1), now, wall);
+    Rig {
+        core,
+        md: MemMarket {
+            lvt: vec![None; 6],
+            ..MemMarket::default()
+        },
+        execs: MemExecs::default(),
+        orders: MemOrders::new(1024),
+        ctl: MemControl::default(),
+        now,
+        wall,
+        next_exec_id: 1,
+    }
+}
+
+pub fn quote(bid: f64, ask: f64) -> MarketEvent {
+    MarketEvent::quote(PERP, 0, shm_layout::clock::now_ns(), bid, 1e6, ask, 1e6)
+}
+
+pub fn index(px: f64) -> MarketEvent {
+    MarketEvent::underlying_price(BTC, 0, shm_layout::clock::now_ns(), px)
+}
+
+pub fn mark(id: u32, iv: f64, fwd: f64) -> MarketEvent {
+    MarketEvent::option_mark(id, 0, shm_layout::clock::now_ns(), 0.05, iv, fwd)
+}
+
+impl Rig {
+    /// Feeds events one by one through the loop.
+    pub fn feed(&mut self, evs: &[MarketEvent]) {
+        for e in evs {
+            self.md.events.push(*e);
+            self.step();
+        }
+    }
+
+    /// One loop iteration at the current clock.
+    pub fn step(&mut self) -> usize {
+        self.now = shm_layout::clock::now_ns();
+        self.core.poll(
+            &mut self.md,
+            &mut self.execs,
+            &mut self.orders,
+            &self.ctl,
+            self.now,
+        )
+    }
+
+    /// A normal market: index 10000, perp 9999.5/10000.5, both options marked at 80%.
+    pub fn warm(&mut self) {
+        self.feed(&[
+            index(10_000.0),
+            quote(9_999.5, 10_000.5),
+            mark(CALL, 0.8, 10_000.0),
+            mark(PUT, 0.8, 10_000.0),
+        ]);
+    }
+
+    pub fn exec(
+        &mut self,
+        kind: ExecKind,
+        coid: u64,
+        instr: u32,
+        side: Side,
+        qty: f64,
+        px: f64,
+        leaves: f64,
+    ) {
+        let e = ExecEvent {
+            exec_id: self.next_exec_id,
+            client_order_id: coid,
+            instrument_id: instr,
+            kind: kind as u8,
+            side: side as u8,
+            liquidity: if matches!(kind, ExecKind::Fill | ExecKind::PartialFill) {
+                Liquidity::Taker as u8
+            } else {
+                Liquidity::None as u8
+            },
+            reject_reason: if kind == ExecKind::Rejected {
+                RejectReason::NoLiquidity as u8
+            } else {
+                0
+            },
+            qty,
+            price: px,
+            fee: 0.0,
+            leaves_qty: leaves,
+            ts_ns: shm_layout::clock::now_ns(),
+        };
+        self.next_exec_id += 1;
+        self.execs.buf.push(e);
+        self.step();
+    }
+
+    /// The market maker sells `qty` calls to a client (short calls: negative delta).
+    pub fn client_buys_calls(&mut self, qty: f64) {
+        self.exec(ExecKind::OptionTrade, 0, CALL, Side::Sell, qty, 0.05, 0.0);
+    }
+
+    pub fn pop_order(&mut self) -> Option<HedgeOrder> {
+        self.orders.buf.pop_front()
+    }
+
+    /// Fills an order completely.
+    pub fn fill(&mut self, o: &HedgeOrder) {
+        let side = o.side().unwrap();
+        self.exec(
+            ExecKind::Fill,
+            o.client_order_id,
+            o.instrument_id,
+            side,
+            o.qty,
+            o.limit_px,
+            0.0,
+        );
+    }
+
+    pub fn lv(&mut self, id: u32, e: &MarketEvent) {
+        let mut lv = self.md.lvt[id as usize].unwrap_or_else(LastValue::zeroed);
+        lv.apply(e);
+        self.md.lvt[id as usize] = Some(lv);
+    }
+}

@@ -1,0 +1,155 @@
+//! The hot path allocates nothing: 1,000,000+ market events (plus option trades, fills,
+//! cancels, rejects and ring laps) through `HedgerCore::poll` and the no-store housekeeping,
+//! under a counting global allocator. One test in this binary, so no other test thread
+//! allocates meanwhile.
+
+mod hedger_common;
+
+use engine::hedger::Housekeeping;
+use hedger_common::*;
+use shm_layout::{ExecEvent, ExecKind, Liquidity, MarketEvent, Side};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const EVENTS: usize = 1_000_000;
+
+#[test]
+fn one_million_events_through_the_loop_allocate_nothing() {
+    let mut r = rig(fixed_policy(0.5), open_limits());
+    for e in [
+        index(10_000.0),
+        quote(9_999.5, 10_000.5),
+        mark(CALL, 0.8, 10_000.0),
+        mark(PUT, 0.8, 10_000.0),
+    ] {
+        r.lv(e.instrument_id, &e);
+    }
+    r.warm();
+    // Everything the loop will read is allocated up front.
+    let t0 = shm_layout::clock::now_ns();
+    let mut events = Vec::with_capacity(EVENTS);
+    for i in 0..EVENTS {
+        let x = (i as f64 * 0.001).sin() * 300.0;
+        let ts = t0 + i as u64;
+        let e = match i % 8 {
+            0 | 4 => MarketEvent::underlying_price(BTC, 0, ts, 10_000.0 + x),
+            1 | 5 => MarketEvent::quote(
+                PERP,
+                0,
+                ts,
+                10_000.0 + x - 0.5,
+                1e5,
+                10_000.0 + x + 0.5,
+                1e5,
+            ),
+            2 => MarketEvent::option_mark(CALL, 0, ts, 0.05, 0.8 + x * 1e-4, 10_000.0 + x),
+            3 => MarketEvent::option_mark(PUT, 0, ts, 0.03, 0.8, 10_000.0 + x),
+            6 if i % 1000 == 6 => MarketEvent::quote(PERP, 0, ts, f64::NAN, 1.0, 1.0, 1.0),
+            6 if i % 1000 == 14 => MarketEvent::option_mark(EXPIRED, 0, ts, 0.01, 0.8, 10_000.0),
+            _ => MarketEvent::underlying_price(ETH, 0, ts, 500.0),
+        };
+        events.push(e);
+    }
+    r.md.events = events;
+    r.md.next = 0;
+    r.execs.buf.reserve(EVENTS);
+    let mut hk = Housekeeping::new(None, None, 1_000_000, 100_000, u64::MAX, r.now);
+    let mut exec_id = r.next_exec_id;
+
+    let region = Region::new(GLOBAL);
+    let mut polls = 0u64;
+    while r.md.next < r.md.events.len() {
+        let now = shm_layout::clock::now_ns();
+        let work = r
+            .core
+            .poll(&mut r.md, &mut r.execs, &mut r.orders, &r.ctl, now);
+        polls += 1;
+        // The test plays the gateway: fill, partially fill + cancel, or reject each order.
+        if let Some(o) = r.orders.buf.pop_front() {
+            let side = o.side().unwrap();
+            let mut push = |kind: ExecKind, qty: f64, leaves: f64| {
+                r.execs.buf.push(ExecEvent {
+                    exec_id,
+                    client_order_id: o.client_order_id,
+                    instrument_id: o.instrument_id,
+                    kind: kind as u8,
+                    side: side as u8,
+                    liquidity: Liquidity::Taker as u8,
+                    reject_reason: if kind == ExecKind::Rejected { 7 } else { 0 },
+                    qty,
+                    price: o.limit_px,
+                    fee: 0.0,
+                    leaves_qty: leaves,
+                    ts_ns: now,
+                });
+                exec_id += 1;
+            };
+            match o.client_order_id % 4 {
+                0 => {
+                    let half = (o.qty * 0.5).floor();
+                    push(ExecKind::PartialFill, half, o.qty - half);
+                    push(ExecKind::Cancelled, 0.0, 0.0);
+                }
+                1 => push(ExecKind::Rejected, 0.0, 0.0),
+                _ => push(ExecKind::Fill, o.qty, 0.0),
+            }
+        }
+        // Client option flow: alternately buys and sells calls.
+        if polls % 997 == 0 {
+            r.execs.buf.push(ExecEvent {
+                exec_id,
+                client_order_id: 0,
+                instrument_id: CALL,
+                kind: ExecKind::OptionTrade as u8,
+                side: if polls % 2 == 0 {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                } as u8,
+                liquidity: 0,
+                reject_reason: 0,
+                qty: 5.0,
+                price: 0.05,
+                fee: 0.0,
+                leaves_qty: 0.0,
+                ts_ns: now,
+            });
+            exec_id += 1;
+        }
+        if polls % 200_000 == 0 {
+            r.md.lap = Some(1234);
+        }
+        if work == 0 || polls % 256 == 0 {
+            hk.run(&mut r.core, &mut r.execs, &mut r.orders, now)
+                .unwrap();
+        }
+    }
+    let stats = region.change();
+    let s = r.core.stats;
+    println!("{polls} polls, {s:?}, alloc stats {stats:?}");
+    let u = &r.core.und[0];
+    println!(
+        "holds {:?} held {} limits {:?} net {} opt {} pos {} infl {}",
+        u.holds,
+        u.held,
+        u.limits.counters,
+        u.net_delta,
+        u.option_delta,
+        u.hedge_position,
+        u.inflight_qty
+    );
+    assert!(s.md_events >= EVENTS as u64, "{s:?}");
+    assert!(s.orders_sent > 1_000, "the loop really hedged: {s:?}");
+    assert!(s.orders_filled > 100 && s.orders_rejected > 100 && s.orders_cancelled > 100);
+    assert!(s.option_trades > 100);
+    assert_eq!(s.md_lapped, 5);
+    assert!(s.md_rejected.iter().sum::<u64>() > 1_000);
+    assert_eq!(
+        (stats.allocations, stats.reallocations),
+        (0, 0),
+        "the hot path allocated: {stats:?}"
+    );
+}
