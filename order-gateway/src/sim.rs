@@ -241,11 +241,12 @@ enum Pending {
     Report(VenueReport),
 }
 
+/// A heap key: 24 bytes, so that sifting moves little; the payload waits in a slab.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     due_ns: u64,
     seq: u64,
-    what: Pending,
+    slot: u32,
 }
 
 impl PartialEq for Entry {
@@ -288,6 +289,9 @@ pub struct SimVenue<M: MarketView> {
     defs: Vec<InstrumentDef>,
     taken: Vec<Taken>,
     queue: BinaryHeap<Entry>,
+    /// Payloads of queued entries, reused through `free_slots` (no allocation once warm).
+    slab: Vec<Pending>,
+    free_slots: Vec<u32>,
     seq: u64,
     rng: Rng,
     tokens: f64,
@@ -303,6 +307,8 @@ impl<M: MarketView> SimVenue<M> {
         SimVenue {
             taken: vec![Taken::default(); defs.len()],
             queue: BinaryHeap::with_capacity(cfg.queue_capacity.max(16)),
+            slab: Vec::with_capacity(cfg.queue_capacity.max(16)),
+            free_slots: Vec::with_capacity(cfg.queue_capacity.max(16)),
             resting: Vec::with_capacity(cfg.max_resting),
             tokens: cfg.rate_limit_burst,
             tokens_ts_ns: 0,
@@ -343,10 +349,20 @@ impl<M: MarketView> SimVenue<M> {
 
     fn enqueue(&mut self, due_ns: u64, what: Pending) {
         self.seq += 1;
+        let slot = match self.free_slots.pop() {
+            Some(i) => {
+                self.slab[i as usize] = what;
+                i
+            }
+            None => {
+                self.slab.push(what);
+                (self.slab.len() - 1) as u32
+            }
+        };
         self.queue.push(Entry {
             due_ns,
             seq: self.seq,
-            what,
+            slot,
         });
     }
 
@@ -669,7 +685,9 @@ impl<M: MarketView> Venue for SimVenue<M> {
                 break;
             }
             let Some(e) = self.queue.pop() else { break };
-            match e.what {
+            let what = self.slab[e.slot as usize];
+            self.free_slots.push(e.slot);
+            match what {
                 Pending::Report(r) => sink(r),
                 Pending::Arrive(o) => {
                     let back = e.due_ns + self.one_way_ns();
