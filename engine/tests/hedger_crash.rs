@@ -1,0 +1,357 @@
+//! Crash safety with real processes: the test plays the feed handler (instruments, last-value
+//! table, md ring) and the gateway (reads orders, writes execs, beats its heartbeat); the
+//! hedger runs as a child process, is SIGKILLed mid-run while client option trades and fills
+//! keep arriving, restarted, and finally stopped with SIGTERM. Its persisted positions must
+//! equal what the exec stream says (what an uninterrupted run would hold): no fill lost or
+//! applied twice; client order ids unique and increasing across the restart.
+
+mod hedger_common;
+
+use engine::hedger::state::StateStore;
+use hedger_common::*;
+use shm_layout::{
+    BroadcastWriter, CountersWriter, ExecEvent, ExecKind, HedgeOrder, InstrumentTable, LastValue,
+    LastValueTable, Liquidity, MarketEvent, OpenOptions, Side, SpscConsumer, SpscProducer,
+    StalePolicy,
+};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills the child on drop (test failure included).
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn spawn(cfg: &Path, log: &Path) -> Proc {
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hedger"))
+            .arg("--config")
+            .arg(cfg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn hedger");
+        Proc(Some(child))
+    }
+    fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+    fn sigkill(&mut self) {
+        let mut c = self.0.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    fn sigterm(&mut self) -> std::process::ExitStatus {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut c = self.0.take().unwrap();
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "hedger ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct World {
+    md: BroadcastWriter<MarketEvent>,
+    lvt: LastValueTable,
+    lv: Vec<LastValue>,
+    execs: SpscProducer<ExecEvent>,
+    cnc: CountersWriter,
+    orders: Option<SpscConsumer<HedgeOrder>>,
+    seq: u64,
+    exec_id: u64,
+    // What the exec stream says.
+    option_qty: f64,
+    hedge_qty: f64,
+    coids: Vec<u64>,
+}
+
+impl World {
+    fn publish(&mut self, mut e: MarketEvent) {
+        self.seq += 1;
+        e.seq = self.seq;
+        e.recv_ts_ns = shm_layout::clock::now_ns();
+        let lv = &mut self.lv[e.instrument_id as usize];
+        lv.apply(&e);
+        self.lvt.write(e.instrument_id, lv);
+        self.md.publish(&e);
+    }
+
+    fn exec(
+        &mut self,
+        kind: ExecKind,
+        coid: u64,
+        instr: u32,
+        side: Side,
+        qty: f64,
+        px: f64,
+        leaves: f64,
+    ) {
+        self.exec_id += 1;
+        let e = ExecEvent {
+            exec_id: self.exec_id,
+            client_order_id: coid,
+            instrument_id: instr,
+            kind: kind as u8,
+            side: side as u8,
+            liquidity: Liquidity::Taker as u8,
+            reject_reason: 0,
+            qty,
+            price: px,
+            fee: 0.0,
+            leaves_qty: leaves,
+            ts_ns: shm_layout::clock::now_ns(),
+        };
+        let t0 = Instant::now();
+        while self.execs.push(e).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "execs ring stuck");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn market_tick(&mut self, i: u64) {
+        let m = 10_000.0 + ((i % 40) as f64 - 20.0) * 5.0;
+        self.publish(MarketEvent::underlying_price(BTC, 0, 0, m));
+        self.publish(MarketEvent::quote(PERP, 0, 0, m - 0.5, 1e6, m + 0.5, 1e6));
+        self.publish(MarketEvent::option_mark(CALL, 0, 0, 0.05, 0.8, m));
+        self.publish(MarketEvent::option_mark(PUT, 0, 0, 0.03, 0.8, m));
+    }
+
+    /// Plays the gateway for whatever orders are there: full fill, or partial + cancel.
+    fn gateway(&mut self, dir: &Path) {
+        self.cnc.heartbeat();
+        if self.orders.is_none() {
+            self.orders = SpscConsumer::open(dir, "orders", OpenOptions::default()).ok();
+        }
+        let Some(orders) = self.orders.as_mut() else {
+            return;
+        };
+        let mut got = Vec::new();
+        while let Some(o) = orders.pop() {
+            got.push(o);
+        }
+        for o in got {
+            self.coids.push(o.client_order_id);
+            let side = o.side().unwrap();
+            self.exec(
+                ExecKind::Ack,
+                o.client_order_id,
+                o.instrument_id,
+                side,
+                0.0,
+                o.limit_px,
+                o.qty,
+            );
+            if o.client_order_id % 3 == 0 {
+                let half = (o.qty / 2.0).floor();
+                self.exec(
+                    ExecKind::PartialFill,
+                    o.client_order_id,
+                    o.instrument_id,
+                    side,
+                    half,
+                    o.limit_px,
+                    o.qty - half,
+                );
+                self.exec(
+                    ExecKind::Cancelled,
+                    o.client_order_id,
+                    o.instrument_id,
+                    side,
+                    0.0,
+                    0.0,
+                    0.0,
+                );
+                self.hedge_qty += side.sign() * half;
+            } else {
+                self.exec(
+                    ExecKind::Fill,
+                    o.client_order_id,
+                    o.instrument_id,
+                    side,
+                    o.qty,
+                    o.limit_px,
+                    0.0,
+                );
+                self.hedge_qty += side.sign() * o.qty;
+            }
+        }
+    }
+
+    fn client_trade(&mut self, i: u64) {
+        let side = if i % 3 == 0 { Side::Buy } else { Side::Sell };
+        let q = 1.0 + (i % 5) as f64;
+        self.exec(ExecKind::OptionTrade, 0, CALL, side, q, 0.05, 0.0);
+        self.option_qty += side.sign() * q;
+    }
+
+    /// Runs the market and the gateway for `ms`, a client trade every few ticks.
+    fn run_for(&mut self, dir: &Path, ms: u64, trades: bool) {
+        let t0 = Instant::now();
+        let mut i = 0;
+        while t0.elapsed() < Duration::from_millis(ms) {
+            i += 1;
+            self.market_tick(i);
+            if trades && i % 5 == 0 {
+                self.client_trade(i);
+            }
+            self.gateway(dir);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+#[test]
+fn sigkill_and_restart_lose_nothing_and_apply_nothing_twice() {
+    let tmp = tempfile::Builder::new()
+        .prefix("hedger-crash-")
+        .tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let seg = tmp.path().join("seg");
+    std::fs::create_dir_all(&seg).unwrap();
+    let state = tmp.path().join("state");
+    let hlog = tmp.path().join("lat.hlog");
+    let cfg = tmp.path().join("hedger.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[shm]
+dir = "{seg}"
+open_wait_ms = 10000
+gateway_heartbeat_timeout_ms = 2000
+on_stale = "recover"
+[runtime]
+idle = "backoff-park"
+state_dir = "{state}"
+histogram_path = "{hlog}"
+histogram_interval_ms = 100
+reconcile_quiet_ms = 50
+[underlyings.BTC]
+hedge_instrument = "BTC-PERPETUAL"
+[underlyings.BTC.policy]
+kind = "fixed"
+band = 0.3
+[underlyings.BTC.limits]
+max_orders_per_sec = 1000.0
+order_burst = 100.0
+max_data_age_ms = 5000
+[[positions]]
+symbol = "BTC-C-10000"
+qty = -20.0
+"#,
+            seg = seg.display(),
+            state = state.display(),
+            hlog = hlog.display()
+        ),
+    )
+    .unwrap();
+
+    let wall = shm_layout::clock::wall_ns();
+    let defs = defs(wall);
+    let _instruments =
+        InstrumentTable::create(&seg, "instruments", &defs, StalePolicy::Replace).unwrap();
+    let mut w = World {
+        md: BroadcastWriter::create(&seg, "md", 1 << 12, StalePolicy::Replace).unwrap(),
+        lvt: LastValueTable::create(&seg, "lvt", defs.len(), StalePolicy::Replace).unwrap(),
+        lv: vec![bytemuck::Zeroable::zeroed(); defs.len()],
+        execs: SpscProducer::create(&seg, "execs", 1 << 12, StalePolicy::Replace).unwrap(),
+        cnc: CountersWriter::create(&seg, "gateway", StalePolicy::Replace).unwrap(),
+        orders: None,
+        seq: 0,
+        exec_id: 1000,
+        option_qty: -20.0,
+        hedge_qty: 0.0,
+        coids: Vec::new(),
+    };
+    w.market_tick(0);
+
+    let mut h = Proc::spawn(&cfg, &tmp.path().join("run1.log"));
+    w.run_for(&seg, 1500, true);
+    assert!(
+        !w.coids.is_empty(),
+        "the hedger hedged before the crash: {}",
+        std::fs::read_to_string(tmp.path().join("run1.log")).unwrap()
+    );
+    let before_crash = w.coids.len();
+    // Crash with execs in flight; flow keeps coming while it is down.
+    for i in 0..20 {
+        w.client_trade(1000 + i);
+    }
+    h.sigkill();
+    w.run_for(&seg, 200, true);
+
+    let mut h = Proc::spawn(&cfg, &tmp.path().join("run2.log"));
+    w.run_for(&seg, 1500, true);
+    assert!(
+        w.coids.len() > before_crash,
+        "hedging resumed after the restart"
+    );
+    // Let everything settle: no more flow; the hedger consumes and commits every exec.
+    let t0 = Instant::now();
+    while w.execs.len() > 0 || t0.elapsed() < Duration::from_millis(300) {
+        w.run_for(&seg, 20, false);
+        assert!(t0.elapsed() < Duration::from_secs(20), "execs not consumed");
+    }
+    let st = h.sigterm();
+    let log2 = std::fs::read_to_string(tmp.path().join("run2.log")).unwrap();
+    assert!(st.success(), "clean shutdown: {st:?} {log2}");
+    assert!(log2.contains("stopped cleanly"), "{log2}");
+
+    let s = StateStore::open(&state, false)
+        .unwrap()
+        .load()
+        .unwrap()
+        .unwrap();
+    let opt: f64 = s
+        .options
+        .iter()
+        .filter(|(k, _)| k == "BTC-C-10000")
+        .map(|(_, q)| q)
+        .sum();
+    assert_eq!(
+        opt, w.option_qty,
+        "option inventory equals the exec stream's"
+    );
+    assert_eq!(
+        s.underlyings[0].hedge_position, w.hedge_qty,
+        "hedge position equals the fills'"
+    );
+    assert_eq!(s.last_exec_id, w.exec_id);
+    assert!(s.inflight.is_empty());
+    assert!(s.epoch >= 2);
+    let mut sorted = w.coids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        sorted, w.coids,
+        "client order ids unique and increasing across the restart"
+    );
+    println!("orders {} (before crash {before_crash}), option qty {}, hedge qty {}, last exec {}, epoch {}\nrun2: {log2}", w.coids.len(), w.option_qty, w.hedge_qty, w.exec_id, s.epoch);
+    let hl = std::fs::read_to_string(&hlog).unwrap();
+    assert!(
+        hl.contains("#[StartTime:") && hl.contains("Tag=recv_to_read"),
+        "{hl}"
+    );
+}
