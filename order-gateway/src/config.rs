@@ -219,7 +219,7 @@ pub struct Cli {
     /// TOML config file.
     #[arg(long, short = 'c', env = "ORDER_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Namespace (segments in /dev/shm/<namespace>).
+    /// Namespace (segments in /dev/shm/NAMESPACE).
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
     /// Segment directory (overrides --namespace).
