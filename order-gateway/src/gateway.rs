@@ -360,7 +360,8 @@ impl<V: Venue> Gateway<V> {
         &self.journal
     }
 
-    /// One loop iteration. `take_orders = false` stops consuming (used while shutting down).
+    /// One loop iteration. `take_orders = false` stops consuming orders and generating client
+    /// flow (used while shutting down: orders in flight still finish).
     /// Returns whether anything was done (for the idle strategy).
     ///
     /// # Errors
@@ -406,8 +407,8 @@ impl<V: Venue> Gateway<V> {
             self.venue.poll(now_ns, &mut |r| {
                 queue_report(open, outbound, stats, &r);
             });
-            // 3. Client option flow.
-            if let Some(flow) = self.flow.as_mut() {
+            // 3. Client option flow (none while shutting down).
+            if let Some(flow) = self.flow.as_mut().filter(|_| take_orders) {
                 let room = cap.saturating_sub(outbound.len() + EXEC_BATCH);
                 flow.poll(now_ns, market, room.min(EXEC_BATCH), &mut |e| {
                     stats.option_trades += 1;

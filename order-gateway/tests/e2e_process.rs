@@ -4,9 +4,10 @@
 
 use bytemuck::Zeroable;
 use shm_layout::{
-    names, ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, InstrumentTable,
-    LastValue, LastValueTable, OpenOptions, OptionType, OrderAction, OrderType, Settlement, Side,
-    SpscConsumer, SpscProducer, StalePolicy, TimeInForce,
+    names, CounterValue, CountersReader, ExecEvent, ExecKind, HedgeOrder, InstrumentDef,
+    InstrumentKind, InstrumentTable, LastValue, LastValueTable, OpenOptions, OptionType,
+    OrderAction, OrderType, ProcessState, Settlement, Side, SpscConsumer, SpscProducer,
+    StalePolicy, TimeInForce,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -219,6 +220,20 @@ fn push_all(
     }
 }
 
+/// Waits until the gateway process `p` says Running in its counters segment.
+fn wait_running(dir: &Path, p: &Proc) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = CountersReader::open(dir, "gateway", OpenOptions::default()) {
+            if r.pid() == p.0.id() && r.state() == Some(ProcessState::Running) {
+                return;
+            }
+        }
+        assert!(Instant::now() < until, "gateway did not reach Running");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn sigterm(p: &mut Proc) {
     let ok = Command::new("kill")
         .args(["-TERM", &p.0.id().to_string()])
@@ -257,6 +272,52 @@ fn n_orders_in_exactly_n_terminal_reports_out() {
     assert!(h.option_trades > 0, "client flow is published");
     assert!(h.terminal.values().any(|k| *k == ExecKind::Fill));
     sigterm(&mut gw);
+    h.drain();
+    // Counters survive the process, for hedgectl stat.
+    let c = counters(&dir);
+    assert_eq!(c["orders_received"], n);
+    assert_eq!(c["rejects{reason=\"bad_tick\"}"], n / 50);
+    assert_eq!(c["option_trades"], h.option_trades);
+    assert_eq!(c["execs_published"], h.last_id);
+}
+
+fn counters(dir: &Path) -> HashMap<String, u64> {
+    let r = CountersReader::open(dir, "gateway", OpenOptions::default()).unwrap();
+    r.snapshot()
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            CounterValue::Counter(c) => Some((k, c)),
+            CounterValue::Gauge(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_drains_orders_in_flight_so_a_restart_recovers_nothing() {
+    let mut w = world();
+    let dir = w._dir.path().to_path_buf();
+    let args = ["--no-flow", "--latency-us", "5000", "--jitter-us", "5000"];
+    let mut gw = spawn(&dir, &args);
+    let mut h = Hedger::open(&dir);
+    let n = 800u64;
+    push_all(&mut w.orders, 1..=n, &mut h);
+    let until = Instant::now() + Duration::from_secs(20);
+    while h.terminal.is_empty() && Instant::now() < until {
+        h.drain();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    sigterm(&mut gw);
+    let mut gw = spawn(&dir, &args);
+    wait_running(&dir, &gw);
+    h.wait_terminals(n as usize, Instant::now() + Duration::from_secs(120));
+    sigterm(&mut gw);
+    h.drain();
+    assert_eq!(h.terminal.len(), n as usize);
+    assert_eq!(
+        counters(&dir)["recovered_orders"],
+        0,
+        "nothing was left open"
+    );
 }
 
 #[test]
