@@ -1,0 +1,209 @@
+//! Gateway-level rules: cancels, duplicate ids, a disconnected venue, invalid actions, and a
+//! venue that recovers orders itself after a restart.
+
+use bytemuck::Zeroable;
+use order_gateway::gateway::{Gateway, GatewayLimits, VecExecs, VecOrders};
+use order_gateway::journal::Journal;
+use order_gateway::sim::{SimConfig, SimVenue};
+use order_gateway::{Venue, VenueReport};
+use shm_layout::{
+    ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, LastValue, OrderAction,
+    OrderType, RejectReason, Settlement, Side, TimeInForce,
+};
+use std::path::Path;
+
+type Market = Vec<Option<LastValue>>;
+
+fn market() -> Market {
+    let mut b = LastValue::zeroed();
+    b.valid = LastValue::HAS_QUOTE;
+    (b.bid_px, b.bid_qty, b.ask_px, b.ask_qty) = (99.5, 1.0, 100.0, 1.0);
+    vec![Some(b)]
+}
+
+fn sim() -> SimVenue<Market> {
+    let mut perp = InstrumentDef::zeroed();
+    perp.kind = InstrumentKind::Perpetual as u8;
+    perp.settlement = Settlement::Linear as u8;
+    perp.contract_multiplier = 1.0;
+    perp.tick_size = 0.5;
+    perp.lot_size = 0.001;
+    perp.min_qty = 0.001;
+    let cfg = SimConfig {
+        latency_us: 10.0,
+        jitter_us: 0.0,
+        rate_limit_per_s: 0.0,
+        ..SimConfig::default()
+    };
+    SimVenue::new(cfg, vec![perp], market())
+}
+
+fn order(id: u64, tif: TimeInForce, px: f64) -> HedgeOrder {
+    HedgeOrder {
+        client_order_id: id,
+        side: Side::Buy as u8,
+        order_type: OrderType::Limit as u8,
+        tif: tif as u8,
+        action: OrderAction::New as u8,
+        qty: 0.5,
+        limit_px: px,
+        ..HedgeOrder::zeroed()
+    }
+}
+
+fn start<V: Venue>(
+    venue: V,
+    path: &Path,
+    o: &mut VecOrders,
+    e: &mut VecExecs,
+) -> (Gateway<V>, order_gateway::gateway::RecoverySummary) {
+    let (j, r) = Journal::open(path).unwrap();
+    Gateway::recover(venue, None, j, r, GatewayLimits::default(), o, e, 0).unwrap()
+}
+
+fn run<V: Venue>(gw: &mut Gateway<V>, o: &mut VecOrders, e: &mut VecExecs, from: u64) {
+    let m = market();
+    for i in 1..=10 {
+        gw.step(from + i * 100_000, true, o, e, &m).unwrap();
+    }
+}
+
+fn kinds(e: &[ExecEvent], id: u64) -> Vec<(ExecKind, RejectReason)> {
+    e.iter()
+        .filter(|x| x.client_order_id == id)
+        .map(|x| (x.kind().unwrap(), x.reject_reason().unwrap()))
+        .collect()
+}
+
+#[test]
+fn cancel_request_ends_a_resting_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
+    let (mut gw, _) = start(sim(), &dir.path().join("j"), &mut o, &mut e);
+    o.all.push(order(1, TimeInForce::Gtc, 99.0));
+    run(&mut gw, &mut o, &mut e, 0);
+    assert_eq!(kinds(&e.all, 1), [(ExecKind::Ack, RejectReason::None)]);
+    assert_eq!(gw.open_orders(), 1);
+    o.all.push(HedgeOrder {
+        action: OrderAction::Cancel as u8,
+        ..order(1, TimeInForce::Gtc, 99.0)
+    });
+    run(&mut gw, &mut o, &mut e, 10_000_000);
+    assert_eq!(
+        kinds(&e.all, 1),
+        [
+            (ExecKind::Ack, RejectReason::None),
+            (ExecKind::Cancelled, RejectReason::None)
+        ]
+    );
+    assert_eq!(gw.open_orders(), 0);
+    assert_eq!(gw.stats().cancel_requests, 1);
+    // A cancel for an order that is not open reports nothing.
+    o.all.push(HedgeOrder {
+        action: OrderAction::Cancel as u8,
+        ..order(77, TimeInForce::Gtc, 99.0)
+    });
+    run(&mut gw, &mut o, &mut e, 20_000_000);
+    assert!(kinds(&e.all, 77).is_empty());
+}
+
+#[test]
+fn duplicate_id_is_rejected_without_touching_the_open_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
+    let (mut gw, _) = start(sim(), &path, &mut o, &mut e);
+    o.all.push(order(5, TimeInForce::Gtc, 99.0));
+    run(&mut gw, &mut o, &mut e, 0);
+    o.all.push(order(5, TimeInForce::Ioc, 100.0));
+    run(&mut gw, &mut o, &mut e, 10_000_000);
+    let k = kinds(&e.all, 5);
+    assert_eq!(
+        k.last(),
+        Some(&(ExecKind::Rejected, RejectReason::DuplicateOrder))
+    );
+    assert_eq!(gw.open_orders(), 1, "the resting order is still open");
+    drop(gw);
+    // After a restart the journal still knows order 5 is open: it is recovered.
+    let (_, s) = start(sim(), &path, &mut o, &mut e);
+    assert_eq!(s.orders_cancelled, 1);
+}
+
+struct Down;
+impl Venue for Down {
+    fn name(&self) -> &'static str {
+        "down"
+    }
+    fn submit(&mut self, _: &HedgeOrder, _: u64) {
+        panic!("never called while disconnected")
+    }
+    fn cancel(&mut self, _: u64, _: u64) {}
+    fn poll(&mut self, _: u64, _: &mut dyn FnMut(VenueReport)) {}
+    fn is_connected(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn disconnected_venue_and_invalid_action_are_rejected_by_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
+    let (mut gw, _) = start(Down, &dir.path().join("j"), &mut o, &mut e);
+    o.all.push(order(1, TimeInForce::Ioc, 100.0));
+    o.all.push(HedgeOrder {
+        action: 9,
+        ..order(2, TimeInForce::Ioc, 100.0)
+    });
+    run(&mut gw, &mut o, &mut e, 0);
+    assert_eq!(
+        kinds(&e.all, 1),
+        [(ExecKind::Rejected, RejectReason::NotConnected)]
+    );
+    assert_eq!(
+        kinds(&e.all, 2),
+        [(ExecKind::Rejected, RejectReason::InvalidOrder)]
+    );
+    assert_eq!(gw.open_orders(), 0);
+}
+
+/// A venue that remembers nothing but claims it will recover orders, then ends them.
+#[derive(Default)]
+struct Recovering {
+    pending: Vec<(HedgeOrder, f64)>,
+}
+impl Venue for Recovering {
+    fn name(&self) -> &'static str {
+        "recovering"
+    }
+    fn submit(&mut self, _: &HedgeOrder, _: u64) {}
+    fn cancel(&mut self, _: u64, _: u64) {}
+    fn poll(&mut self, _: u64, sink: &mut dyn FnMut(VenueReport)) {
+        for (o, filled) in self.pending.drain(..) {
+            let mut r = VenueReport::status(&o, Side::Buy, ExecKind::Fill, RejectReason::None);
+            r.qty = o.qty - filled;
+            r.price = 100.0;
+            sink(r);
+        }
+    }
+    fn recover_order(&mut self, order: &HedgeOrder, filled_qty: f64, _: u64) -> bool {
+        self.pending.push((*order, filled_qty));
+        true
+    }
+}
+
+#[test]
+fn a_venue_may_recover_open_orders_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
+    let (mut gw, _) = start(Recovering::default(), &path, &mut o, &mut e);
+    o.all.push(order(3, TimeInForce::Ioc, 100.0));
+    run(&mut gw, &mut o, &mut e, 0);
+    assert!(e.all.is_empty(), "the venue never answered");
+    drop(gw);
+    let (mut gw, s) = start(Recovering::default(), &path, &mut o, &mut e);
+    assert_eq!((s.orders_to_venue, s.orders_cancelled), (1, 0));
+    run(&mut gw, &mut o, &mut e, 10_000_000);
+    assert_eq!(kinds(&e.all, 3), [(ExecKind::Fill, RejectReason::None)]);
+    assert_eq!(gw.open_orders(), 0);
+}
