@@ -359,3 +359,58 @@ fn sigkill_and_restart_mid_stream_loses_and_duplicates_nothing() {
     assert!((1..=n).all(|id| h.terminal.contains_key(&id)));
     sigterm(&mut gw);
 }
+
+#[test]
+fn full_execs_ring_holds_reports_until_the_hedger_reads_again() {
+    let mut w = world();
+    let dir = w._dir.path().to_path_buf();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("gw.toml");
+    std::fs::write(&cfg, "execs_capacity = 512\n[flow]\nenabled = false\n").unwrap();
+    let mut gw = spawn(
+        &dir,
+        &["--config", cfg.to_str().unwrap(), "--latency-us", "10"],
+    );
+    let mut h = Hedger::open(&dir);
+    let n = 2000u64;
+    // The hedger does not read while the orders go in.
+    for id in 1..=n {
+        let mut o = order(id);
+        while let Err(back) = w.orders.push(o) {
+            o = back;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = counters_all(&dir);
+        if c.get("orders_received") == Some(&(n as f64))
+            && c.get("execs_ring_full").is_some_and(|v| *v >= 1.0)
+            && c.get("outbound_backlog").is_some_and(|v| *v > 0.0)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "gateway never held a backlog: {c:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.wait_terminals(n as usize, Instant::now() + Duration::from_secs(120));
+    sigterm(&mut gw);
+    h.drain();
+    assert_eq!(h.terminal.len(), n as usize);
+}
+
+fn counters_all(dir: &Path) -> HashMap<String, f64> {
+    let Ok(r) = CountersReader::open(dir, "gateway", OpenOptions::default()) else {
+        return HashMap::new();
+    };
+    r.snapshot()
+        .into_iter()
+        .map(|(k, v)| match v {
+            CounterValue::Counter(c) => (k, c as f64),
+            CounterValue::Gauge(g) => (k, g),
+        })
+        .collect()
+}
