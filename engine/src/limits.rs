@@ -303,10 +303,11 @@ impl Limits {
         if !ctx.hedge_book_ok || !fresh(ctx.underlying_ts_ns) || !fresh(ctx.hedge_book_ts_ns) {
             return Some(LimitBreach::StaleData);
         }
-        if !(o.signed_qty.abs() <= cfg.max_order_qty) {
+        // NaN quantities or notionals fail too.
+        if o.signed_qty.is_nan() || o.signed_qty.abs() > cfg.max_order_qty {
             return Some(LimitBreach::OrderQty);
         }
-        if !(o.notional <= cfg.max_order_notional) {
+        if o.notional.is_nan() || o.notional > cfg.max_order_notional {
             return Some(LimitBreach::OrderNotional);
         }
         if after.abs() > cfg.max_position && after.abs() > before.abs() {

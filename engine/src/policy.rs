@@ -570,12 +570,13 @@ impl HedgePolicy {
         now_ns: u64,
     ) -> Decision {
         let (bid, ask) = (book.bid_px, book.ask_px);
-        if book.valid & LastValue::HAS_QUOTE == 0
-            || !(bid > 0.0 && ask > bid && ask.is_finite())
-            || !risk.net_delta.is_finite()
-            || !risk.gamma.is_finite()
-            || !(risk.underlying_px > 0.0 && risk.underlying_px.is_finite())
-        {
+        let book_ok =
+            book.valid & LastValue::HAS_QUOTE != 0 && bid > 0.0 && ask > bid && ask.is_finite();
+        let risk_ok = risk.net_delta.is_finite()
+            && risk.gamma.is_finite()
+            && risk.underlying_px > 0.0
+            && risk.underlying_px.is_finite();
+        if !(book_ok && risk_ok) {
             return Decision::Hold(HoldReason::NoBook);
         }
         let cfg = &self.cfg;
@@ -615,7 +616,7 @@ impl HedgePolicy {
             Side::Sell
         };
         let qty = self.instrument.round_down_to_lot(delta_change.abs() / dpc);
-        if !(qty > 0.0) || qty < self.instrument.min_qty {
+        if qty.is_nan() || qty <= 0.0 || qty < self.instrument.min_qty {
             return Decision::Hold(HoldReason::BelowMinSize);
         }
         let tick = self.instrument.tick_size;

@@ -98,13 +98,13 @@ fn one_million_events_through_the_loop_allocate_nothing() {
             }
         }
         // Client option flow: alternately buys and sells calls.
-        if polls % 997 == 0 {
+        if polls.is_multiple_of(997) {
             r.execs.buf.push(ExecEvent {
                 exec_id,
                 client_order_id: 0,
                 instrument_id: CALL,
                 kind: ExecKind::OptionTrade as u8,
-                side: if polls % 2 == 0 {
+                side: if polls.is_multiple_of(2) {
                     Side::Sell
                 } else {
                     Side::Buy
@@ -119,10 +119,10 @@ fn one_million_events_through_the_loop_allocate_nothing() {
             });
             exec_id += 1;
         }
-        if polls % 200_000 == 0 {
+        if polls.is_multiple_of(200_000) {
             r.md.lap = Some(1234);
         }
-        if work == 0 || polls % 256 == 0 {
+        if work == 0 || polls.is_multiple_of(256) {
             hk.run(&mut r.core, &mut r.execs, &mut r.orders, now)
                 .unwrap();
         }

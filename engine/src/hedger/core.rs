@@ -787,7 +787,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             MdReject::Negative
         } else if e.kind() == Ok(MarketEventKind::Quote) && e.v[0] >= e.v[2] && e.v[0] > 0.0 {
             MdReject::Crossed
-        } else if v.iter().any(|&x| x == 0.0) {
+        } else if v.contains(&0.0) {
             MdReject::Zero
         } else {
             MdReject::Invalid

@@ -389,7 +389,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
             for p in &cfg.positions {
                 core.set_option_position(&p.symbol, p.qty)?;
             }
-            if orders.len() > 0 {
+            if !orders.is_empty() {
                 core.begin_reconcile(now, quiet_ns);
             }
         }
@@ -434,7 +434,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
         let now = shm_layout::clock::now_ns();
         let work = core.poll(&mut market, &mut execs, &mut orders, &control, now);
         iter += 1;
-        if work == 0 || iter % 256 == 0 {
+        if work == 0 || iter.is_multiple_of(256) {
             let now = shm_layout::clock::now_ns();
             hk.run(&mut core, &mut execs, &mut orders, now)?;
             if now.saturating_sub(last_stats) >= stats_ns {

@@ -188,6 +188,7 @@ impl Rig {
         ]);
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn exec(
         &mut self,
         kind: ExecKind,
