@@ -118,7 +118,7 @@ fn child_process_entry() {
             put_marker(&dir, "ready", "");
             while next < n {
                 // Alternate single pops and batches to exercise both paths.
-                let k = if next % 3 == 0 {
+                let k = if next & 3 == 0 {
                     match c.pop() {
                         Some(o) => {
                             buf[0] = o;
@@ -169,7 +169,7 @@ fn child_process_entry() {
                     Poll::Empty => std::thread::yield_now(),
                 }
                 polls += 1;
-                if polls % 500 == 0 {
+                if polls & 511 == 0 {
                     // Deliberately slow.
                     std::thread::sleep(Duration::from_micros(200));
                 }
@@ -197,7 +197,7 @@ fn spsc_ten_million_messages_cross_processes_in_order_with_checksum() {
     let mut i = 0u64;
     let mut batch = [HedgeOrder::zeroed(); 32];
     while i < N {
-        if i % 2 == 0 {
+        if i & 1 == 0 {
             let o = order(i);
             match p.push(o) {
                 Ok(()) => {
@@ -247,7 +247,7 @@ fn broadcast_slow_reader_counted_loss_equals_true_loss() {
         let mut e = MarketEvent::underlying_price(1, i, i, i as f64);
         e.seq = i;
         w.publish(&e);
-        if i % 4096 == 0 {
+        if i & 4095 == 0 {
             std::thread::yield_now();
         }
     }
