@@ -233,14 +233,55 @@ const YEAR_S: f64 = 365.0 * 86_400.0;
 /// Shortest time to expiry used in pricing (one hour): an expired synthetic option keeps a
 /// well-defined mark instead of a degenerate one.
 const MIN_T_YEARS: f64 = 3600.0 / YEAR_S;
+/// Per-expiry time to expiry is refreshed when the synthetic clock moved this much (1 ms).
+const EXPIRY_REFRESH_NS: u64 = 1_000_000;
 
-#[derive(Debug, Clone)]
+/// Limits of the Taylor expansion of a mark around its last exact Black-76 price: beyond any
+/// of them the option is repriced exactly. With these limits the expansion (third order in the
+/// forward, second in vol, first in time, with the cross term) stays within about 1e-7 of the
+/// forward of the exact price (tested).
+const REPRICE_DF: f64 = 0.005;
+const REPRICE_DVOL: f64 = 0.01;
+const REPRICE_DT: f64 = 0.002;
+
+/// Last exact valuation of an option and its sensitivities.
+#[derive(Debug, Clone, Copy, Default)]
+struct MarkCache {
+    valid: bool,
+    f: f64,
+    iv: f64,
+    t: f64,
+    price: f64,
+    delta: f64,
+    gamma: f64,
+    speed: f64,
+    vega: f64,
+    vanna: f64,
+    volga: f64,
+    /// dV/dT (T = time to expiry in years).
+    dv_dt: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
 struct OptionSlot {
     id: u32,
     under: usize,
     expiry: usize,
     strike: f64,
+    ln_strike: f64,
     call: bool,
+    cache: MarkCache,
+}
+
+/// Time to expiry of one underlying's expiry, refreshed every [`EXPIRY_REFRESH_NS`].
+#[derive(Debug, Clone, Copy, Default)]
+struct ExpiryState {
+    t: f64,
+    inv_sqrt_t: f64,
+    /// Forward / spot = 1 + carry * t.
+    carry_factor: f64,
+    ln_carry_factor: f64,
+    refreshed_ns: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -249,13 +290,59 @@ struct UnderlyingState {
     index_id: u32,
     perp_id: u32,
     forward_ids: Vec<u32>,
-    /// Index price.
+    expiries: Vec<ExpiryState>,
+    /// Index price and its log (the diffusion runs on the log).
     spot: f64,
+    log_spot: f64,
     /// Synthetic-clock ns of the last diffusion step.
     last_ns: u64,
     /// Current vol spike multiplier (>= 1).
     spike: f64,
     tick: f64,
+    /// Resting size per depth level (contracts, before the stress divisor): levels persist
+    /// between quotes, as on a real book; each quote refreshes the top and one deeper level.
+    bid_sizes: [f64; DEPTH_LEVELS],
+    ask_sizes: [f64; DEPTH_LEVELS],
+}
+
+/// An on/off schedule on the synthetic clock (bursts, stress), in integer ns so that the check
+/// per event is one comparison.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    every_ns: u64,
+    len_ns: u64,
+    next_start_ns: u64,
+    active_until_ns: u64,
+}
+
+impl Schedule {
+    fn new(start_ns: u64, every_s: f64, len_s: f64) -> Self {
+        let every_ns = if every_s > 0.0 && len_s > 0.0 {
+            (every_s * 1e9) as u64
+        } else {
+            0
+        };
+        Schedule {
+            every_ns,
+            len_ns: (len_s.max(0.0) * 1e9) as u64,
+            // The first episode starts after one period: runs begin calm.
+            next_start_ns: if every_ns > 0 {
+                start_ns + every_ns
+            } else {
+                u64::MAX
+            },
+            active_until_ns: 0,
+        }
+    }
+
+    #[inline]
+    fn active(&mut self, now: u64) -> bool {
+        while now >= self.next_start_ns {
+            self.active_until_ns = self.next_start_ns + self.len_ns;
+            self.next_start_ns += self.every_ns;
+        }
+        now < self.active_until_ns
+    }
 }
 
 /// The synthetic market source. Infinite: the runner stops it (duration, max events, signal).
@@ -270,10 +357,14 @@ pub struct SyntheticSource {
     now_ns: u64,
     dt_ns: f64,
     frac_ns: f64,
+    burst: Schedule,
+    stress: Schedule,
+    stress_now: bool,
     rr_quote: usize,
     rr_price: usize,
     rr_mark: usize,
     events: u64,
+    exact_reprices: u64,
     cum_quote: f64,
     cum_price: f64,
 }
@@ -352,7 +443,9 @@ impl SyntheticSource {
                                 under: ui,
                                 expiry: ei,
                                 strike,
+                                ln_strike: strike.ln(),
                                 call,
+                                cache: MarkCache::default(),
                             });
                         }
                     }
@@ -363,20 +456,27 @@ impl SyntheticSource {
                 index_id,
                 perp_id,
                 forward_ids,
+                expiries: vec![ExpiryState::default(); expiry_ns.len()],
                 spot: spec.spot,
+                log_spot: spec.spot.ln(),
                 last_ns: cfg.start_ns,
                 spike: 1.0,
                 tick,
+                bid_sizes: [0.0; DEPTH_LEVELS],
+                ask_sizes: [0.0; DEPTH_LEVELS],
             });
         }
         let wsum = (cfg.weight_quote + cfg.weight_price + cfg.weight_mark).max(1e-12);
         let cum_quote = cfg.weight_quote / wsum;
         let cum_price = cum_quote + cfg.weight_price / wsum;
-        SyntheticSource {
+        let mut s = SyntheticSource {
             rng: Xoshiro256::new(cfg.seed),
             now_ns: cfg.start_ns,
             dt_ns: 1e9 / rate,
             frac_ns: 0.0,
+            burst: Schedule::new(cfg.start_ns, cfg.burst_every_s, cfg.burst_len_s),
+            stress: Schedule::new(cfg.start_ns, cfg.stress_every_s, cfg.stress_len_s),
+            stress_now: false,
             registry: reg,
             unders,
             options,
@@ -385,10 +485,23 @@ impl SyntheticSource {
             rr_price: 0,
             rr_mark: 0,
             events: 0,
+            exact_reprices: 0,
             cum_quote,
             cum_price,
             cfg,
+        };
+        for u in 0..s.unders.len() {
+            for e in 0..s.expiry_ns.len() {
+                s.refresh_expiry(u, e);
+            }
+            for i in 0..DEPTH_LEVELS {
+                let b = s.level_base(i) * (0.5 + s.rng.uniform());
+                let a = s.level_base(i) * (0.5 + s.rng.uniform());
+                s.unders[u].bid_sizes[i] = b;
+                s.unders[u].ask_sizes[i] = a;
+            }
         }
+        s
     }
 
     /// The configuration in use.
@@ -411,42 +524,39 @@ impl SyntheticSource {
         self.unders[i].spot
     }
 
-    /// Seconds of synthetic clock since the start.
-    fn elapsed_s(&self) -> f64 {
-        (self.now_ns - self.cfg.start_ns) as f64 * 1e-9
-    }
-
-    fn in_window(t: f64, every: f64, len: f64, skip_first: bool) -> bool {
-        if every <= 0.0 || len <= 0.0 {
-            return false;
-        }
-        if skip_first && t < every {
-            return false;
-        }
-        t % every < len
-    }
-
     /// Whether the synthetic clock is inside a stress episode.
     pub fn in_stress(&self) -> bool {
-        Self::in_window(
-            self.elapsed_s(),
-            self.cfg.stress_every_s,
-            self.cfg.stress_len_s,
-            true,
-        )
+        self.stress_now
     }
 
-    fn in_burst(&self) -> bool {
-        Self::in_window(
-            self.elapsed_s(),
-            self.cfg.burst_every_s,
-            self.cfg.burst_len_s,
-            true,
-        )
+    /// How many marks were priced exactly with Black-76 (the others are Taylor expansions
+    /// around the last exact price, see the module docs).
+    pub fn exact_reprices(&self) -> u64 {
+        self.exact_reprices
     }
 
-    /// Advances underlying `u`'s diffusion to the clock: GBM with Merton jumps over the elapsed
-    /// market time (variance scales with time, so the lazy step is exact for the diffusion).
+    /// Time to expiry in years for the synthetic clock (market time runs `time_warp` faster).
+    fn years_to_expiry(&self, e: usize) -> f64 {
+        let market_now_ns = self.cfg.start_ns as f64
+            + (self.now_ns - self.cfg.start_ns) as f64 * self.cfg.time_warp;
+        ((self.expiry_ns[e] as f64 - market_now_ns) * 1e-9 / YEAR_S).max(MIN_T_YEARS)
+    }
+
+    fn refresh_expiry(&mut self, u: usize, e: usize) {
+        let t = self.years_to_expiry(e);
+        let carry_factor = 1.0 + self.unders[u].spec.carry * t;
+        self.unders[u].expiries[e] = ExpiryState {
+            t,
+            inv_sqrt_t: 1.0 / t.sqrt(),
+            carry_factor,
+            ln_carry_factor: carry_factor.ln(),
+            refreshed_ns: self.now_ns,
+        };
+    }
+
+    /// Advances underlying `u`'s diffusion to the clock: GBM on the log price with Merton jumps
+    /// over the elapsed market time (variance scales with time, so the lazy step is exact for
+    /// the diffusion; jumps are at most one per step, fine while steps are short).
     fn advance(&mut self, u: usize, stress: bool) {
         let now = self.now_ns;
         let warp = self.cfg.time_warp;
@@ -463,7 +573,7 @@ impl SyntheticSource {
         }
         st.last_ns = now;
         let dt_y = dt_s * warp / YEAR_S;
-        if half_life > 0.0 {
+        if half_life > 0.0 && st.spike > 1.000_001 {
             st.spike = 1.0 + (st.spike - 1.0) * (-dt_s * std::f64::consts::LN_2 / half_life).exp();
         }
         let sigma = st.spec.vol * st.spike * stress_mult;
@@ -474,15 +584,13 @@ impl SyntheticSource {
             lr += st.spec.jump_mean + st.spec.jump_std * self.rng.normal();
             st.spike = (st.spike * self.cfg.spike_mult).min(4.0);
         }
-        st.spot *= lr.exp();
+        st.log_spot += lr;
+        st.spot = st.log_spot.exp();
     }
 
-    fn forward(&self, u: usize, e: usize) -> (f64, f64) {
-        let st = &self.unders[u];
-        let market_now_ns = self.cfg.start_ns as f64
-            + (self.now_ns - self.cfg.start_ns) as f64 * self.cfg.time_warp;
-        let t = ((self.expiry_ns[e] as f64 - market_now_ns) * 1e-9 / YEAR_S).max(MIN_T_YEARS);
-        (st.spot * (1.0 + st.spec.carry * t), t)
+    /// Mean resting size of depth level `i` (deeper levels are larger).
+    fn level_base(&self, i: usize) -> f64 {
+        self.cfg.level_size * (1.0 + i as f64 * 0.5)
     }
 
     fn quote(&mut self, u: usize, stress: bool, out: &mut SourceEvent) {
@@ -492,38 +600,68 @@ impl SyntheticSource {
         } else {
             1.0
         };
-        let level_size = self.cfg.level_size / spread_mult;
-        let st = &self.unders[u];
+        // One 64-bit draw: new top sizes (16 bits each), a deeper level to refresh, its size.
+        let bits = self.rng.next_u64();
+        let u16f = |k: u32| ((bits >> (16 * k)) & 0xffff) as f64 * (1.0 / 65536.0);
+        let base0 = self.level_base(0);
+        let deep = if levels > 1 {
+            1 + ((bits >> 32) & 0xff) as usize % (levels - 1)
+        } else {
+            0
+        };
+        let deep_size = self.level_base(deep) * (0.5 + u16f(3));
+        let deep_bid = bits & (1 << 40) != 0;
+        let size_scale = 1.0 / spread_mult;
+        let half_spread_bps = self.cfg.half_spread_bps;
+        let st = &mut self.unders[u];
+        st.bid_sizes[0] = base0 * (0.5 + u16f(0));
+        st.ask_sizes[0] = base0 * (0.5 + u16f(1));
+        if deep_bid {
+            st.bid_sizes[deep] = deep_size;
+        } else {
+            st.ask_sizes[deep] = deep_size;
+        }
         let tick = st.tick;
         let mid = st.spot;
-        let half = (mid * self.cfg.half_spread_bps * 1e-4 * spread_mult).max(tick);
-        let bid = ((mid - half) / tick).floor() * tick;
-        let ask = (((mid + half) / tick).ceil() * tick).max(bid + tick);
-        let id = st.perp_id;
+        let half = (mid * half_spread_bps * 1e-4 * spread_mult).max(tick);
+        // floor/ceil by integer conversion (prices are positive): no libm call.
+        let bid = ((mid - half) / tick) as i64 as f64 * tick;
+        let a = (mid + half) / tick;
+        let ai = a as i64;
+        let ask = ((if (ai as f64) < a { ai + 1 } else { ai }) as f64 * tick).max(bid + tick);
         let d: &mut Depth = &mut out.depth;
         d.bid_levels = levels as u32;
         d.ask_levels = levels as u32;
         for i in 0..levels {
             let off = i as f64 * tick;
-            let f = 1.0 + i as f64 * 0.5;
-            let bq = (level_size * f * (0.5 + self.rng.uniform()))
-                .round()
-                .max(1.0);
-            let aq = (level_size * f * (0.5 + self.rng.uniform()))
-                .round()
-                .max(1.0);
+            let bq = ((st.bid_sizes[i] * size_scale) as u64).max(1) as f64;
+            let aq = ((st.ask_sizes[i] * size_scale) as u64).max(1) as f64;
             d.bids[i] = [bid - off, bq];
             d.asks[i] = [ask + off, aq];
         }
         out.has_depth = true;
-        out.event = MarketEvent::quote(id, self.now_ns, 0, bid, d.bids[0][1], ask, d.asks[0][1]);
+        out.event = MarketEvent::quote(
+            st.perp_id,
+            self.now_ns,
+            0,
+            bid,
+            d.bids[0][1],
+            ask,
+            d.asks[0][1],
+        );
     }
 
     fn mark(&mut self, stress: bool, out: &mut SourceEvent) {
-        let o = self.options[self.rr_mark].clone();
-        self.rr_mark = (self.rr_mark + 1) % self.options.len();
-        let (f, t) = self.forward(o.under, o.expiry);
-        let st = &self.unders[o.under];
+        let k = self.rr_mark;
+        self.rr_mark = (k + 1) % self.options.len();
+        let (u, e) = (self.options[k].under, self.options[k].expiry);
+        if self.now_ns - self.unders[u].expiries[e].refreshed_ns >= EXPIRY_REFRESH_NS {
+            self.refresh_expiry(u, e);
+        }
+        let st = &self.unders[u];
+        let ex = st.expiries[e];
+        let f = st.spot * ex.carry_factor;
+        let ln_f = st.log_spot + ex.ln_carry_factor;
         let atm = st.spec.vol
             * st.spike
             * if stress {
@@ -531,15 +669,57 @@ impl SyntheticSource {
             } else {
                 1.0
             };
-        let x = (o.strike / f).ln() / t.sqrt();
+        let o = &mut self.options[k];
+        let x = (o.ln_strike - ln_f) * ex.inv_sqrt_t;
         let iv = (atm * (1.0 + self.cfg.smile_skew * x + self.cfg.smile_curvature * x * x))
             .clamp(0.05, 5.0);
-        let kind = if o.call {
-            engine::pricing::OptionType::Call
+        let c = &o.cache;
+        let (df, dv, dt) = (f - c.f, iv - c.iv, ex.t - c.t);
+        let usd = if c.valid
+            && df.abs() <= REPRICE_DF * c.f
+            && dv.abs() <= REPRICE_DVOL
+            && dt.abs() <= REPRICE_DT * c.t
+        {
+            c.price
+                + df * (c.delta + df * (0.5 * c.gamma + df * c.speed / 6.0))
+                + dv * (c.vega + 0.5 * c.volga * dv + c.vanna * df)
+                + c.dv_dt * dt
         } else {
-            engine::pricing::OptionType::Put
+            let kind = if o.call {
+                engine::pricing::OptionType::Call
+            } else {
+                engine::pricing::OptionType::Put
+            };
+            self.exact_reprices += 1;
+            match engine::pricing::black76_greeks(kind, f, o.strike, ex.t, iv, 0.0) {
+                Ok(g) => {
+                    let sd = iv * ex.t.sqrt();
+                    let d1 = ((f / o.strike).ln() + 0.5 * sd * sd) / sd;
+                    let d2 = d1 - sd;
+                    o.cache = MarkCache {
+                        valid: true,
+                        f,
+                        iv,
+                        t: ex.t,
+                        price: g.price,
+                        delta: g.delta,
+                        gamma: g.gamma,
+                        speed: g.speed,
+                        vega: g.vega,
+                        vanna: g.vanna,
+                        volga: g.vega * d1 * d2 / iv,
+                        // Greeks.theta is dV/d(calendar time) = -dV/dT.
+                        dv_dt: -g.theta,
+                    };
+                    g.price
+                }
+                Err(_) => {
+                    o.cache.valid = false;
+                    0.0
+                }
+            }
         };
-        let usd = engine::pricing::black76_price(kind, f, o.strike, t, iv, 0.0).unwrap_or(0.0);
+        // Inverse options are quoted in coin: premium / forward.
         let coin = (usd / f).max(0.0);
         out.has_depth = false;
         out.event = MarketEvent::option_mark(o.id, self.now_ns, 0, coin, iv, f);
@@ -551,18 +731,20 @@ impl Source for SyntheticSource {
         &self.registry
     }
 
+    #[inline]
     fn next(&mut self, out: &mut SourceEvent) -> bool {
         // Advance the clock by one event (shorter steps inside a burst).
-        let dt = if self.in_burst() {
+        let dt = if self.burst.active(self.now_ns) {
             self.dt_ns / self.cfg.burst_factor.max(1.0)
         } else {
             self.dt_ns
         };
         self.frac_ns += dt;
-        let whole = self.frac_ns.floor();
-        self.frac_ns -= whole;
-        self.now_ns += (whole as u64).max(1);
-        let stress = self.in_stress();
+        let whole = self.frac_ns as u64;
+        self.frac_ns -= whole as f64;
+        self.now_ns += whole.max(1);
+        let stress = self.stress.active(self.now_ns);
+        self.stress_now = stress;
         let r = self.rng.uniform();
         let n_under = self.unders.len();
         if r < self.cum_quote || (self.options.is_empty() && r >= self.cum_price) {
@@ -578,20 +760,15 @@ impl Source for SyntheticSource {
             let (u, j) = (k / per, k % per);
             self.advance(u, stress);
             out.has_depth = false;
+            let st = &self.unders[u];
             out.event = if j == 0 {
-                MarketEvent::underlying_price(
-                    self.unders[u].index_id,
-                    self.now_ns,
-                    0,
-                    self.unders[u].spot,
-                )
+                MarketEvent::underlying_price(st.index_id, self.now_ns, 0, st.spot)
             } else {
-                let (f, _) = self.forward(u, j - 1);
-                MarketEvent::underlying_price(self.unders[u].forward_ids[j - 1], self.now_ns, 0, f)
+                let f = st.spot * st.expiries[j - 1].carry_factor;
+                MarketEvent::underlying_price(st.forward_ids[j - 1], self.now_ns, 0, f)
             };
         } else {
-            let u = self.options[self.rr_mark].under;
-            self.advance(u, stress);
+            // Marks use the underlying's last tick (advanced by quote and price events).
             self.mark(stress, out);
         }
         if stress {
@@ -740,6 +917,45 @@ mod tests {
         }
         assert!(nh > 0 && nc > 0);
         assert!(hot / nh as f64 > 3.0 * calm / nc as f64);
+    }
+
+    #[test]
+    fn marks_match_exact_black76_at_their_vol_and_forward() {
+        let cfg = SyntheticConfig {
+            rate: 1000.0,
+            stress_every_s: 5.0,
+            stress_len_s: 1.0,
+            ..SyntheticConfig::default()
+        };
+        let mut s = SyntheticSource::new(cfg);
+        let mut e = SourceEvent::default();
+        let mut worst: f64 = 0.0;
+        let mut marks = 0;
+        for _ in 0..60_000 {
+            s.next(&mut e);
+            let Some((coin, iv, f)) = e.event.as_option_mark() else {
+                continue;
+            };
+            marks += 1;
+            let d = *s.registry().get(e.event.instrument_id).unwrap();
+            let kind = if d.option_type == OptionType::Call as u8 {
+                engine::pricing::OptionType::Call
+            } else {
+                engine::pricing::OptionType::Put
+            };
+            let t =
+                s.unders[0].expiries[s.expiry_ns.iter().position(|&x| x == d.expiry_ns).unwrap()].t;
+            let exact = engine::pricing::black76_price(kind, f, d.strike, t, iv, 0.0).unwrap() / f;
+            worst = worst.max((coin - exact.max(0.0)).abs());
+        }
+        assert!(marks > 20_000);
+        // Taylor marks within 5e-7 coin (0.03 USD at 60k, 1/1000 of a tick) of the exact price.
+        assert!(worst < 5e-7, "worst mark error {worst} coin");
+        assert!(
+            s.exact_reprices() < marks / 2,
+            "{} exact of {marks}",
+            s.exact_reprices()
+        );
     }
 
     #[test]
