@@ -46,6 +46,9 @@ pub struct DemoArgs {
     /// Seed of the synthetic market and the client flow (deterministic runs).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Synthetic market events per second published by the feed handler.
+    #[arg(long, default_value_t = 20_000)]
+    pub md_rate: u64,
     /// Idle strategy for all three processes, overriding the choice made from the core count:
     /// busy-spin, spin-then-yield or backoff-park.
     #[arg(long)]
@@ -56,6 +59,14 @@ pub struct DemoArgs {
     /// Keep the namespace's segments after the demo (for `hedgectl stat` post mortem).
     #[arg(long)]
     pub keep: bool,
+    /// Feed handler configuration file (default: the demo's own, written to the output
+    /// directory as feed-handler.toml: the synthetic market with its clock starting now).
+    #[arg(long)]
+    pub feed_config: Option<PathBuf>,
+    /// Hedger configuration file (default: the demo's own, written to the output directory as
+    /// hedger.toml: BTC hedged with BTC-PERPETUAL, cost-aware band).
+    #[arg(long)]
+    pub hedger_config: Option<PathBuf>,
     /// Extra argument for the feed handler (repeatable), e.g. `--feed-arg=--rate=100000`.
     #[arg(long = "feed-arg", allow_hyphen_values = true)]
     pub feed_args: Vec<String>,
@@ -79,6 +90,42 @@ pub struct Placement {
     pub core: Option<usize>,
     /// Idle strategy name as the binaries accept it.
     pub idle: &'static str,
+}
+
+/// The hedger configuration the demo uses unless `--hedger-config` is given. It matches the
+/// feed handler's synthetic market (index `BTC`, hedge instrument `BTC-PERPETUAL`, an options
+/// chain); option inventory comes from the gateway's client flow. Namespace, core, idle
+/// strategy, state directory and histogram log are given on the command line.
+pub const DEMO_HEDGER_CONFIG: &str = r#"# Written by `hedgectl demo`; see engine/config/hedger.example.toml for every key.
+[shm]
+open_wait_ms = 20000
+on_stale = "replace"
+
+[runtime]
+histogram_interval_ms = 1000
+
+[underlyings.BTC]
+hedge_instrument = "BTC-PERPETUAL"
+
+[underlyings.BTC.policy]
+kind = "cost-aware"
+min_interval_ms = 50
+max_interval_ms = 10000
+
+[underlyings.BTC.limits]
+max_orders_per_sec = 50.0
+order_burst = 10.0
+"#;
+
+/// The feed handler configuration the demo uses unless `--feed-config` is given: the
+/// synthetic market (the feed's default source) with its clock starting now, so that option
+/// expiries (days after the start) lie in the future for every process.
+pub fn demo_feed_config() -> String {
+    let now_ns = shm_layout::clock::wall_ns();
+    format!(
+        "# Written by `hedgectl demo`: the synthetic market, its clock starting now.\n\
+         [synthetic]\nstart_ns = {now_ns}\n"
+    )
 }
 
 /// Chooses cores and idle strategies for `ncpu` cores.
@@ -306,23 +353,52 @@ fn child_command(
 ) -> Command {
     let mut c = Command::new(bin);
     c.arg("--namespace").arg(namespace);
-    if let Some(core) = place.core.filter(|_| !args.no_pin) {
-        c.arg("--core").arg(core.to_string());
-    }
+    let core = place.core.filter(|_| !args.no_pin).map(|c| c.to_string());
     let idle = args.idle.as_deref().unwrap_or(place.idle);
-    c.arg("--idle").arg(idle);
     match role {
         "feed-handler" => {
+            // feed-handler --help: --pin-core, --idle, --seed, --rate (events/s), synthetic
+            // source by default.
+            if let Some(core) = core {
+                c.arg("--pin-core").arg(core);
+            }
+            c.arg("--idle").arg(idle);
             c.arg("--seed").arg(args.seed.to_string());
+            c.arg("--rate").arg(args.md_rate.to_string());
+            c.arg("--stats-interval").arg("0");
+            let config = args
+                .feed_config
+                .clone()
+                .unwrap_or_else(|| out.join("feed-handler.toml"));
+            c.arg("--config").arg(config);
             c.args(&args.feed_args);
         }
         "hedger" => {
+            if let Some(core) = core {
+                c.arg("--core").arg(core);
+            }
+            c.arg("--idle").arg(idle);
+            // hedger --help: --config (required), --core, --idle, --state-dir,
+            // --histogram-path, --histogram-interval-ms.
+            let config = args
+                .hedger_config
+                .clone()
+                .unwrap_or_else(|| out.join("hedger.toml"));
+            c.arg("--config").arg(config);
             c.arg("--state-dir").arg(out.join("hedger-state"));
-            c.arg("--histogram-log").arg(out.join("hedger.hlog"));
+            c.arg("--histogram-path").arg(out.join("hedger.hlog"));
+            c.arg("--histogram-interval-ms").arg("1000");
             c.args(&args.hedger_args);
         }
         _ => {
+            // order-gateway --help: --core, --idle, --seed, --state-dir (journal); simulated
+            // venue and client option flow by default.
+            if let Some(core) = core {
+                c.arg("--core").arg(core);
+            }
+            c.arg("--idle").arg(idle);
             c.arg("--seed").arg(args.seed.to_string());
+            c.arg("--state-dir").arg(out.join("gateway-state"));
             c.args(&args.gateway_args);
         }
     }
@@ -397,6 +473,20 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         );
     }
 
+    if args.hedger_config.is_none() {
+        fs::write(out.join("hedger.toml"), DEMO_HEDGER_CONFIG)?;
+    }
+    if args.feed_config.is_none() {
+        fs::write(out.join("feed-handler.toml"), demo_feed_config())?;
+    }
+    for d in ["hedger-state", "gateway-state"] {
+        let _ = fs::remove_dir_all(out.join(d));
+        fs::create_dir_all(out.join(d))?;
+    }
+    let _ = fs::remove_file(out.join("hedger.hlog"));
+
+    // The feed handler first (it creates the market-data segments); then the hedger and the
+    // gateway together, since each waits (bounded) for the other's ring.
     let mut children = Children { procs: Vec::new() };
     for place in &placement {
         let log = File::create(out.join(format!("{}.log", place.role)))?;
@@ -415,10 +505,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
             .spawn()
             .with_context(|| format!("cannot start {}", bins.join(place.role).display()))?;
         children.procs.push((place.role, child));
-        // Wait (bounded) until the process has published its counters, so the next one finds
-        // the segments it opens.
-        wait_ready(&dir, place.role, &mut children, &out, &stop)?;
+        if place.role == "feed-handler" {
+            wait_ready(&dir, place.role, &mut children, &out, &stop)?;
+        }
     }
+    for role in ["hedger", "order-gateway"] {
+        wait_ready(&dir, role, &mut children, &out, &stop)?;
+    }
+    println!("  all three processes running; Ctrl-C stops the demo");
 
     let t0 = Instant::now();
     let mut prev: Option<Snapshot> = None;
@@ -488,9 +582,9 @@ fn wait_ready(
         if stop.load(Ordering::Relaxed) {
             bail!("interrupted while starting {role}");
         }
-        if t0.elapsed() > Duration::from_secs(20) {
+        if t0.elapsed() > Duration::from_secs(30) {
             bail!(
-                "{role} did not publish its counters (segment cnc-{role}) within 20 s; see {}",
+                "{role} did not report running within 30 s; see {}",
                 out.join(format!("{role}.log")).display()
             );
         }
@@ -541,16 +635,18 @@ fn latency_now(snap: &Snapshot, out: &Path) -> Option<(f64, f64, f64)> {
     ))
 }
 
-/// The end-to-end histogram of a log: the tag naming tick-to-order, else the untagged one,
-/// else the last tag.
+/// The end-to-end (feed receive to order publish) histogram of a log: the tag
+/// `recv_to_publish` (the hedger's) or one naming tick-to-order, else a log's only histogram.
 fn pick_tick_to_order(m: &hist::MergedLog) -> Option<&hdrhistogram::Histogram<u64>> {
-    m.by_tag
-        .iter()
-        .find(|(t, _)| t.contains("tick_to_order") || t.contains("tick-to-order"))
-        .or_else(|| m.by_tag.iter().find(|(t, _)| t.is_empty()))
-        .or_else(|| m.by_tag.iter().last())
-        .map(|(_, h)| h)
-        .filter(|h| !h.is_empty())
+    let found = m.by_tag.iter().find(|(t, _)| {
+        t.contains("tick_to_order") || t.contains("tick-to-order") || *t == "recv_to_publish"
+    });
+    let found = found.or_else(|| {
+        (m.by_tag.len() == 1)
+            .then(|| m.by_tag.iter().next())
+            .flatten()
+    });
+    found.map(|(_, h)| h).filter(|h| !h.is_empty())
 }
 
 fn fmt_us(ns: f64) -> String {
@@ -574,26 +670,31 @@ fn fmt_rate(r: f64) -> String {
     }
 }
 
-/// Rejects by reason over all processes: `(reason, count)` for non-zero counters whose name
-/// contains `reject` and that carry a reason-like label.
+/// Order rejects by reason over the hedger and the gateway: `(reason, count)` for non-zero
+/// counters named `*reject*` (not market-data rejects), reason from the `reason` or `limit`
+/// label (hedger limits are shown as `limit:<name>`).
 fn rejects_by_reason(snap: &Snapshot) -> Vec<(String, f64)> {
     let mut out: Vec<(String, f64)> = Vec::new();
     for p in &snap.processes {
-        if p.role.contains("feed") {
+        if procs::role_matches(&p.role, "feed") {
             continue; // the feed's rejects are bad market data, not orders
         }
         for m in &p.metrics {
-            if !m.name.contains("reject") {
+            if !m.name.contains("reject") || m.name.starts_with("md_") {
                 continue;
             }
-            let Some((_, reason)) = m.labels.first() else {
+            let reason = if let Some(r) = m.label_value("reason") {
+                r.to_string()
+            } else if let Some(l) = m.label_value("limit") {
+                format!("limit:{l}")
+            } else {
                 continue;
             };
             let v = m.value.as_f64();
             if v > 0.0 {
-                match out.iter_mut().find(|(r, _)| r == reason) {
+                match out.iter_mut().find(|(r, _)| *r == reason) {
                     Some(e) => e.1 += v,
-                    None => out.push((reason.clone(), v)),
+                    None => out.push((reason, v)),
                 }
             }
         }
@@ -658,14 +759,15 @@ pub fn status_line(
         rate.map_or("-".to_string(), fmt_rate)
     );
     for r in snap.risk() {
+        let d = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:+.2}"));
         s.push_str(&format!(
-            " | {} delta {} -> {}",
+            " | {} net delta {} before hedge, {} after",
             r.underlying,
-            fmt_opt(r.option_delta.map(round2)),
-            fmt_opt(r.net_delta.map(round2))
+            d(r.option_delta),
+            d(r.net_delta)
         ));
         if let Some(b) = r.band {
-            s.push_str(&format!(" (band {})", fmt_num(round2(b))));
+            s.push_str(&format!(" (band {b:.2})"));
         }
         if let Some(st) = r.state.as_deref().filter(|s| *s != "active") {
             s.push_str(&format!(" [{st}]"));
@@ -701,10 +803,6 @@ pub fn status_line(
         }
     }
     s
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 /// The end-of-run report; also writes the histogram artifacts into `out`.
@@ -778,21 +876,20 @@ fn summary(
         }
         s.push_str("\nprocess counters:\n");
         for p in &snap.processes {
-            s.push_str(&format!("  {} (pid {}):", p.role, p.pid));
-            let mut n = 0;
-            for m in &p.metrics {
-                if m.value.as_f64() != 0.0 {
-                    if n % 3 == 0 {
-                        s.push_str("\n    ");
-                    }
-                    s.push_str(&format!(
-                        "{:<36}",
-                        format!("{}={}", m.label, fmt_num(m.value.as_f64()))
-                    ));
-                    n += 1;
+            s.push_str(&format!("  {} (pid {}), non-zero:\n", p.role, p.pid));
+            let items: Vec<String> = p
+                .metrics
+                .iter()
+                .filter(|m| m.value.as_f64() != 0.0)
+                .map(|m| format!("{} = {}", m.label, fmt_num(m.value.as_f64())))
+                .collect();
+            for pair in items.chunks(2) {
+                match pair {
+                    [a, b] => s.push_str(&format!("    {a:<50} {b}\n")),
+                    [a] => s.push_str(&format!("    {a}\n")),
+                    _ => {}
                 }
             }
-            s.push('\n');
         }
     } else {
         s.push_str("(no counters could be read from the namespace)\n");

@@ -1,6 +1,7 @@
 //! `hedgectl`: the operator's CLI of the hedging engine.
 //!
-//! Operator subcommands (see `docs/operations.md`): `demo`, `stat`, `positions`, `kill`,
+//! Subcommands: `greeks` (calculator, see README); operator subcommands (see
+//! `docs/operations.md`): `demo`, `stat`, `positions`, `kill`,
 //! `halt`, `reduce-only`, `resume`, `tail`, `export`.
 #![forbid(unsafe_code)]
 
@@ -8,14 +9,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod control;
 mod demo;
 mod export;
+mod greeks;
 mod hist;
 mod metrics;
 mod ops;
 mod positions;
 mod procs;
+mod replay;
 mod spsc_view;
 mod stat;
 mod svg;
@@ -31,6 +37,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Prices and Greeks of European options from CSV (see README).
+    Greeks(greeks::GreeksArgs),
+    /// Backtest hedge policies on recorded or synthetic data; static book risk (docs/replay.md).
+    Replay(Box<replay::ReplayArgs>),
     #[command(flatten)]
     Ops(ops::OpsCommand),
 }
@@ -38,6 +48,8 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.cmd {
+        Cmd::Greeks(a) => greeks::run(a),
+        Cmd::Replay(a) => replay::run(a),
         Cmd::Ops(c) => ops::run(c),
     };
     match result {

@@ -173,8 +173,12 @@ pub struct ProcessSnap {
 }
 
 impl ProcessSnap {
-    /// Sum of all counters called `name` (any labels).
+    /// The total of metric `name`: its unlabeled value if the process publishes one (a
+    /// total beside per-label breakdowns), else the sum over its labels.
     pub fn sum(&self, name: &str) -> Option<f64> {
+        if let Some(total) = self.get(name, None) {
+            return Some(total);
+        }
         let mut found = false;
         let mut total = 0.0;
         for m in self.metrics.iter().filter(|m| m.name == name) {
@@ -303,8 +307,14 @@ impl Snapshot {
                     underlying: u.symbol.clone(),
                     ..RiskRow::default()
                 });
-                // The control block says what the operator asked for; prefer it.
-                row.state = Some(u.state.to_string());
+                // The control block says what the operator asked for; the hedger's gauge what
+                // it does (it may have halted by itself, e.g. when the gateway's heartbeat
+                // stopped or rejects exceeded their rate).
+                let own = row.state.take();
+                row.state = Some(match own {
+                    Some(g) if g != u.state && g != "unknown" => format!("{g} (auto)"),
+                    _ => u.state.to_string(),
+                });
             }
         }
         rows.into_values().collect()

@@ -16,7 +16,7 @@ pub struct Series {
 const W: f64 = 760.0;
 const H: f64 = 440.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
+const RIGHT: f64 = 40.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
 const COLORS: [&str; 6] = [
@@ -131,13 +131,16 @@ pub fn percentile_plot(title: &str, series: &[Series]) -> String {
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
             pts.join(" ")
         );
-        let ly = TOP + 16.0 + 16.0 * i as f64;
+        // Legend in the bottom-right corner, where percentile curves (rising to the right)
+        // rarely are.
+        let ly = TOP + ph - 12.0 - 16.0 * (series.len() - 1 - i) as f64;
+        let lx = LEFT + pw - 190.0;
         let _ = writeln!(
             s,
             r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}</text>"#,
-            LEFT + 12.0,
-            LEFT + 36.0,
-            LEFT + 42.0,
+            lx,
+            lx + 24.0,
+            lx + 30.0,
             ly + 4.0,
             escape(&ser.name)
         );
@@ -159,8 +162,11 @@ pub fn points_from_histogram(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)
     if h.is_empty() {
         return pts;
     }
+    // The last iteration step reaches quantile 1.0 (infinitely many nines); plot it at the
+    // resolution the sample count supports instead.
+    let q_max = 1.0 - 1.0 / h.len().max(2) as f64;
     for v in h.iter_quantiles(4) {
-        let q = v.quantile_iterated_to();
+        let q = v.quantile_iterated_to().min(q_max);
         pts.push((q * 100.0, v.value_iterated_to() as f64 / 1000.0));
     }
     pts

@@ -1,0 +1,224 @@
+//! `--plot FILE`: a hand-written SVG with three panels over replay time (net delta after
+//! hedging with the band, hedge position in underlying units, cumulative hedge cost), one
+//! line per policy, for every underlying. No plotting dependency.
+
+use std::fmt::Write as _;
+
+use super::report::Report;
+
+const W: f64 = 900.0;
+const PANEL_H: f64 = 200.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 20.0;
+const TOP: f64 = 30.0;
+const GAP: f64 = 45.0;
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+struct Panel<'a> {
+    title: String,
+    // (label, color index, dashed, points)
+    lines: Vec<(String, usize, bool, Vec<(f64, f64)>)>,
+    _p: std::marker::PhantomData<&'a ()>,
+}
+
+fn draw(out: &mut String, y0: f64, p: &Panel<'_>) {
+    let pts = p.lines.iter().flat_map(|l| l.3.iter());
+    let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        if x.is_finite() && y.is_finite() {
+            x_lo = x_lo.min(x);
+            x_hi = x_hi.max(x);
+            y_lo = y_lo.min(y);
+            y_hi = y_hi.max(y);
+        }
+    }
+    if x_lo > x_hi {
+        (x_lo, x_hi, y_lo, y_hi) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if x_hi - x_lo < 1e-12 {
+        x_hi = x_lo + 1.0;
+    }
+    if y_hi - y_lo < 1e-12 {
+        y_lo -= 1.0;
+        y_hi += 1.0;
+    }
+    let pad = 0.05 * (y_hi - y_lo);
+    let (y_lo, y_hi) = (y_lo - pad, y_hi + pad);
+    let pw = W - LEFT - RIGHT;
+    let sx = |x: f64| LEFT + (x - x_lo) / (x_hi - x_lo) * pw;
+    let sy = |y: f64| y0 + PANEL_H - (y - y_lo) / (y_hi - y_lo) * PANEL_H;
+    let _ = writeln!(
+        out,
+        r##"<rect x="{LEFT}" y="{y0}" width="{pw}" height="{PANEL_H}" fill="none" stroke="#999"/>"##
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="{:.1}" font-size="13" font-weight="bold">{}</text>"#,
+        y0 - 6.0,
+        esc(&p.title)
+    );
+    for k in 0..=4 {
+        let v = y_lo + (y_hi - y_lo) * k as f64 / 4.0;
+        let y = sy(v);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"##,
+            W - RIGHT,
+            LEFT - 4.0,
+            y + 3.0,
+            fmt_num(v)
+        );
+        let xv = x_lo + (x_hi - x_lo) * k as f64 / 4.0;
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{:.0} s</text>"#,
+            sx(xv),
+            y0 + PANEL_H + 12.0,
+            xv
+        );
+    }
+    if y_lo < 0.0 && y_hi > 0.0 {
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#888"/>"##,
+            sy(0.0),
+            W - RIGHT
+        );
+    }
+    for (label, c, dashed, points) in &p.lines {
+        let mut d = String::new();
+        for (i, &(x, y)) in points.iter().enumerate() {
+            let _ = write!(
+                d,
+                "{}{:.1},{:.1}",
+                if i == 0 { "M" } else { " L" },
+                sx(x),
+                sy(y)
+            );
+        }
+        let dash = if *dashed {
+            r#" stroke-dasharray="4 3""#
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            r#"<path d="{d}" fill="none" stroke="{}" stroke-width="1.3"{dash}><title>{}</title></path>"#,
+            COLORS[c % COLORS.len()],
+            esc(label)
+        );
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.abs() >= 1e4 || (v != 0.0 && v.abs() < 1e-2) {
+        format!("{v:.2e}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Renders the report's time series.
+pub fn svg(r: &Report) -> String {
+    let mut names: Vec<&String> = Vec::new();
+    for p in &r.policies {
+        for n in p.underlyings.keys() {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    let mut panels = Vec::new();
+    for name in names {
+        let mut net = Vec::new();
+        let mut pos = Vec::new();
+        let mut cost = Vec::new();
+        for (i, p) in r.policies.iter().enumerate() {
+            let Some(u) = p.underlyings.get(name) else {
+                continue;
+            };
+            let s = &u.series;
+            let zip = |v: &Vec<f64>| {
+                s.t_s
+                    .iter()
+                    .copied()
+                    .zip(v.iter().copied())
+                    .collect::<Vec<_>>()
+            };
+            net.push((
+                format!("{} net delta", p.policy),
+                i,
+                false,
+                zip(&s.net_delta_after_hedging),
+            ));
+            net.push((format!("{} band", p.policy), i, true, zip(&s.band)));
+            net.push((
+                format!("{} -band", p.policy),
+                i,
+                true,
+                s.t_s
+                    .iter()
+                    .copied()
+                    .zip(s.band.iter().map(|b| -b))
+                    .collect(),
+            ));
+            pos.push((format!("{} hedge", p.policy), i, false, zip(&s.hedge_delta)));
+            cost.push((format!("{} cost", p.policy), i, false, zip(&s.pnl_costs)));
+        }
+        let mk = |title: String, lines| Panel {
+            title,
+            lines,
+            _p: std::marker::PhantomData,
+        };
+        panels.push(mk(
+            format!("{name}: net delta after hedging (dashed: band), underlying units"),
+            net,
+        ));
+        panels.push(mk(format!("{name}: hedge position, underlying units"), pos));
+        panels.push(mk(
+            format!("{name}: cumulative hedge cost (fees + slippage), quote currency"),
+            cost,
+        ));
+    }
+    let legend_h = 18.0 * r.policies.len() as f64 + 10.0;
+    let h = TOP + legend_h + panels.len() as f64 * (PANEL_H + GAP) + 10.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h:.0}" viewBox="0 0 {W} {h:.0}" font-family="sans-serif">"#
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="20" font-size="15" font-weight="bold">hedgectl replay: {}</text>"#,
+        esc(r.inputs.get("source").map_or("", |s| s.as_str()))
+    );
+    for (i, p) in r.policies.iter().enumerate() {
+        let y = TOP + 14.0 + 18.0 * i as f64;
+        let _ = writeln!(
+            out,
+            r#"<rect x="{LEFT}" y="{:.1}" width="14" height="4" fill="{}"/><text x="{:.1}" y="{y:.1}" font-size="12">{}</text>"#,
+            y - 5.0,
+            COLORS[i % COLORS.len()],
+            LEFT + 20.0,
+            esc(&p.policy)
+        );
+    }
+    for (k, p) in panels.iter().enumerate() {
+        draw(
+            &mut out,
+            TOP + legend_h + GAP * 0.5 + k as f64 * (PANEL_H + GAP),
+            p,
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}

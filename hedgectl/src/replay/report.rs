@@ -1,0 +1,253 @@
+//! The replay report: JSON (deterministic: ordered maps, no wall-clock fields) and the human
+//! summary.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// Time series of one underlying, sampled every `--sample-ms` of replay time (columns).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Series {
+    /// Seconds since the first event.
+    pub t_s: Vec<f64>,
+    /// Underlying reference price.
+    pub underlying_px: Vec<f64>,
+    /// Options' net delta (before hedging), underlying units.
+    pub net_delta_before_hedging: Vec<f64>,
+    /// Options + hedge position + hedge in flight, underlying units.
+    pub net_delta_after_hedging: Vec<f64>,
+    /// The policy's band half-width at the last decision, underlying units.
+    pub band: Vec<f64>,
+    /// Options' gamma (delta per 1.0 of the underlying).
+    pub gamma: Vec<f64>,
+    /// Options' vega, quote currency per vol point.
+    pub vega: Vec<f64>,
+    /// Hedge position, contracts.
+    pub hedge_position: Vec<f64>,
+    /// Hedge position, underlying units.
+    pub hedge_delta: Vec<f64>,
+    /// Hedge orders sent so far.
+    pub hedge_trades: Vec<u64>,
+    /// Cumulative fees, quote currency.
+    pub fees: Vec<f64>,
+    /// Cumulative slippage against the decision mid, quote currency.
+    pub slippage: Vec<f64>,
+    /// Options PnL, quote currency.
+    pub pnl_options: Vec<f64>,
+    /// Hedge PnL at decision mids, quote currency.
+    pub pnl_hedge: Vec<f64>,
+    /// Cumulative costs (fees + slippage), quote currency.
+    pub pnl_costs: Vec<f64>,
+    /// pnl_options + pnl_hedge - pnl_costs.
+    pub pnl_total: Vec<f64>,
+}
+
+/// Results of one underlying under one policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnderlyingSummary {
+    /// Hedge instrument symbol.
+    pub hedge_instrument: String,
+    /// `recorded` (from the data) or `modelled` (around the reference price).
+    pub hedge_book: &'static str,
+    /// Hedge orders sent.
+    pub hedge_trades: u64,
+    /// Filled notional, quote currency.
+    pub hedge_volume_notional: f64,
+    /// Fees, quote currency.
+    pub fees: f64,
+    /// Slippage against the decision mid, quote currency.
+    pub slippage: f64,
+    /// fees + slippage.
+    pub total_hedge_cost: f64,
+    /// Final options PnL.
+    pub pnl_options: f64,
+    /// Final hedge PnL (at decision mids).
+    pub pnl_hedge: f64,
+    /// Final costs.
+    pub pnl_costs: f64,
+    /// Final total PnL.
+    pub pnl_total: f64,
+    /// Standard deviation of the total PnL's change per sample interval.
+    pub pnl_std: f64,
+    /// Largest |net delta| seen before a decision, underlying units.
+    pub max_abs_net_delta: f64,
+    /// Largest |net delta| after decisions (incl. orders in flight).
+    pub max_abs_net_delta_after_hedging: f64,
+    /// Replay time with |net delta| (after decisions) outside the band, seconds.
+    pub time_outside_band_s: f64,
+    /// The same as a fraction of the replay's duration.
+    pub time_outside_band_frac: f64,
+    /// Hedge position at the end, contracts.
+    pub final_hedge_position: f64,
+    /// Policy hold reasons, counted per decision.
+    pub holds: BTreeMap<String, u64>,
+    /// Time series.
+    pub series: Series,
+}
+
+/// One hedge fill or client option trade.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fill {
+    /// Replay time, ns since the epoch.
+    pub ts_ns: u64,
+    /// Instrument.
+    pub symbol: String,
+    /// `hedge` or `option`.
+    pub kind: &'static str,
+    /// Contracts, signed (+ = we bought).
+    pub qty: f64,
+    /// Price in the instrument's quote units.
+    pub price: f64,
+    /// Fee in the settlement currency.
+    pub fee: f64,
+}
+
+/// One line of the side-by-side comparison (all underlyings added up).
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// Policy label.
+    pub policy: String,
+    /// Hedge orders.
+    pub hedge_trades: u64,
+    /// Fees + slippage.
+    pub total_hedge_cost: f64,
+    /// Sum of the underlyings' PnL standard deviations.
+    pub pnl_std: f64,
+    /// Final total PnL.
+    pub pnl_total: f64,
+    /// Largest |net delta| of any underlying.
+    pub max_abs_net_delta: f64,
+    /// Longest time outside the band of any underlying, seconds.
+    pub time_outside_band_s: f64,
+}
+
+impl Comparison {
+    /// Adds up the underlyings.
+    pub fn from_underlyings(policy: &str, u: &BTreeMap<String, UnderlyingSummary>) -> Self {
+        Comparison {
+            policy: policy.to_string(),
+            hedge_trades: u.values().map(|x| x.hedge_trades).sum(),
+            total_hedge_cost: u.values().map(|x| x.total_hedge_cost).sum(),
+            pnl_std: u.values().map(|x| x.pnl_std).sum(),
+            pnl_total: u.values().map(|x| x.pnl_total).sum(),
+            max_abs_net_delta: u.values().map(|x| x.max_abs_net_delta).fold(0.0, f64::max),
+            time_outside_band_s: u
+                .values()
+                .map(|x| x.time_outside_band_s)
+                .fold(0.0, f64::max),
+        }
+    }
+}
+
+/// The run of one policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    /// Policy label.
+    pub policy: String,
+    /// Source events replayed.
+    pub events: u64,
+    /// Source rows rejected (bad input), all reasons.
+    pub source_rejects: u64,
+    /// Replay time covered, seconds.
+    pub duration_s: f64,
+    /// First event, ns since the epoch.
+    pub start_ns: u64,
+    /// Orders the pre-trade limits rejected, by limit.
+    pub limit_rejects: BTreeMap<String, u64>,
+    /// Orders the venue simulator rejected.
+    pub venue_rejects: u64,
+    /// Client option trades applied.
+    pub flow_trades: u64,
+    /// Client trades skipped (no mark yet).
+    pub flow_skipped: u64,
+    /// Summary line.
+    pub comparison: Comparison,
+    /// Per underlying.
+    pub underlyings: BTreeMap<String, UnderlyingSummary>,
+    /// Positions at the start, contracts.
+    pub initial_positions: BTreeMap<String, f64>,
+    /// Positions at the end, contracts (= initial + fills).
+    pub final_positions: BTreeMap<String, f64>,
+    /// Every hedge fill and client option trade, in time order.
+    pub fills: Vec<Fill>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// What was replayed (the command's inputs).
+    pub inputs: BTreeMap<String, String>,
+    /// Side by side: one line per policy.
+    pub comparison: Vec<Comparison>,
+    /// Per policy.
+    pub policies: Vec<PolicyReport>,
+}
+
+/// The human summary.
+pub fn summary(r: &Report) -> String {
+    let mut s = String::new();
+    for (k, v) in &r.inputs {
+        let _ = writeln!(s, "{k}: {v}");
+    }
+    for p in &r.policies {
+        let _ = writeln!(
+            s,
+            "\npolicy {}: {} events over {:.1} s, {} source rejects, {} client option trades",
+            p.policy, p.events, p.duration_s, p.source_rejects, p.flow_trades
+        );
+        if !p.limit_rejects.is_empty() || p.venue_rejects > 0 {
+            let _ = writeln!(
+                s,
+                "  limit rejects: {:?}; venue rejects: {}",
+                p.limit_rejects, p.venue_rejects
+            );
+        }
+        for (name, u) in &p.underlyings {
+            let _ = writeln!(
+                s,
+                "  {name} (hedge {} on a {} book): {} hedges, volume {:.0}, fees {:.2}, slippage {:.2}, cost {:.2}",
+                u.hedge_instrument,
+                u.hedge_book,
+                u.hedge_trades,
+                u.hedge_volume_notional,
+                u.fees,
+                u.slippage,
+                u.total_hedge_cost
+            );
+            let _ = writeln!(
+                s,
+                "    PnL: options {:.2} + hedge {:.2} - costs {:.2} = {:.2}; std per sample {:.2}",
+                u.pnl_options, u.pnl_hedge, u.pnl_costs, u.pnl_total, u.pnl_std
+            );
+            let _ = writeln!(
+                s,
+                "    max |net delta| {:.4} (after hedging {:.4}); outside the band {:.1} s ({:.1}%); final hedge {:.4} contracts",
+                u.max_abs_net_delta,
+                u.max_abs_net_delta_after_hedging,
+                u.time_outside_band_s,
+                100.0 * u.time_outside_band_frac,
+                u.final_hedge_position
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n{:<44} {:>7} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "policy", "hedges", "hedge cost", "PnL std", "PnL", "max|delta|", "outside s"
+    );
+    for c in &r.comparison {
+        let _ = writeln!(
+            s,
+            "{:<44} {:>7} {:>12.2} {:>12.2} {:>12.2} {:>10.4} {:>10.1}",
+            c.policy,
+            c.hedge_trades,
+            c.total_hedge_cost,
+            c.pnl_std,
+            c.pnl_total,
+            c.max_abs_net_delta,
+            c.time_outside_band_s
+        );
+    }
+    s
+}
