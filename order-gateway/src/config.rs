@@ -336,6 +336,21 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_config_parses_and_equals_the_defaults() {
+        let text = include_str!("../config/order-gateway.toml");
+        let c: Config = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        let d = Config::default();
+        assert_eq!(c.sim, d.sim);
+        assert_eq!(c.flow, d.flow);
+        assert_eq!((c.idle, c.on_stale, c.venue), (d.idle, d.on_stale, d.venue));
+        assert_eq!(
+            (c.execs_capacity, c.open_wait_ms),
+            (d.execs_capacity, d.open_wait_ms)
+        );
+    }
+
+    #[test]
     fn flags_override_the_file_and_bad_values_are_named() {
         let cli = Cli::parse_from([
             "order-gateway",
