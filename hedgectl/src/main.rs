@@ -35,6 +35,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start-up: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Prices and Greeks of European options from CSV (see README).
