@@ -369,6 +369,9 @@ impl<R: OptionRisk> HedgerCore<R> {
                 _ => crate::pricing::OptionType::Call,
             };
             let opt = risk.add_option(OptionSpec {
+                instrument_id: d.id,
+                underlying_id: d.underlying_id,
+                forward_id: d.forward_id,
                 underlying: u,
                 kind,
                 strike: d.strike,

@@ -6,7 +6,7 @@ use super::core::{
 use super::idle::Idle;
 use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
 use super::latency::IntervalLogThread;
-use super::risk::LinearizedBook;
+use super::risk::BookRiskAdapter;
 use super::state::StateStore;
 use super::Housekeeping;
 use crate::config::{HedgerConfig, OnStale};
@@ -216,7 +216,7 @@ impl Metrics {
         }
     }
 
-    fn publish(&self, c: &HedgerCore<LinearizedBook>, hk: &Housekeeping) {
+    fn publish(&self, c: &HedgerCore<BookRiskAdapter>, hk: &Housekeeping) {
         let s = &c.stats;
         self.md_events.set(s.md_events);
         self.md_lapped.set(s.md_lapped);
@@ -363,15 +363,15 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
 
     let setups = resolve(cfg, &defs)?;
     let names: Vec<String> = setups.iter().map(|s| s.name.clone()).collect();
-    let n = setups.len();
     let now = shm_layout::clock::now_ns();
-    let mut core = HedgerCore::new(
-        defs,
-        setups,
-        LinearizedBook::new(n),
-        now,
-        shm_layout::clock::wall_ns(),
-    );
+    let wall = shm_layout::clock::wall_ns();
+    let index_ids: Vec<u32> = setups.iter().map(|s| s.index_id).collect();
+    let n_options = defs
+        .iter()
+        .filter(|d| d.kind() == Ok(InstrumentKind::Option))
+        .count();
+    let risk = BookRiskAdapter::new(&index_ids, defs.len() as u32, n_options, wall);
+    let mut core = HedgerCore::new(defs, setups, risk, now, wall);
 
     let mut store = StateStore::open(&cfg.runtime.state_dir, cfg.runtime.fsync)?;
     let quiet_ns = cfg.runtime.reconcile_quiet_ms * 1_000_000;

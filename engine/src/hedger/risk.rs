@@ -1,6 +1,10 @@
 //! The option book's risk as the hedger loop needs it, behind a small trait.
 //!
-//! [`OptionRisk`] is what the loop calls; [`LinearizedBook`] implements it with O(1) updates:
+//! [`OptionRisk`] is what the loop calls. [`BookRiskAdapter`] implements it on the engine's
+//! incremental [`crate::risk::BookRisk`] (O(1) per event, rigorous delta error bound, exact
+//! re-evaluation in idle time and forced when the bound exceeds its tolerance): that is what
+//! the live hedger uses. [`LinearizedBook`] is a minimal first-order implementation kept as
+//! an independent cross-check in tests:
 //! an option's greeks are evaluated exactly (Black-76 on the mark's forward) when its mark or
 //! position changes, and an underlying move updates the aggregate delta from the aggregate
 //! gamma, `delta(S) = sum_i q_i (delta_i - gamma_i S_i) + S sum_i q_i gamma_i`, exact to first
@@ -13,6 +17,12 @@ use crate::pricing::{black76_greeks, inverse_greeks, OptionType};
 /// Static description of an option the book may hold.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OptionSpec {
+    /// Option instrument id.
+    pub instrument_id: u32,
+    /// Underlying (index) instrument id.
+    pub underlying_id: u32,
+    /// Forward instrument id of the expiry, or `shm_layout::NO_FORWARD`.
+    pub forward_id: u32,
     /// Underlying slot (index of the hedged underlying in the hedger's config).
     pub underlying: usize,
     /// Call or put.
@@ -221,6 +231,189 @@ impl OptionRisk for LinearizedBook {
     }
 }
 
+/// [`OptionRisk`] on the engine's [`BookRisk`](crate::risk::BookRisk).
+///
+/// Expiries without a forward instrument (`forward_id == NO_FORWARD`) get a virtual forward
+/// id above every instrument id; option marks set each expiry's forward (the mark's
+/// `underlying_px`), and forwards move with the index in between. Until its first mark an
+/// option is evaluated at a placeholder vol of 50% on a forward equal to the index.
+#[derive(Debug)]
+pub struct BookRiskAdapter {
+    /// The book.
+    pub book: crate::risk::BookRisk,
+    und_ids: Vec<u32>,
+    opt_ids: Vec<u32>,
+    forwards: Vec<(u32, u64, u32)>, // (underlying id, expiry, forward id)
+    next_virtual_forward: u32,
+    tau: Vec<f64>,
+    /// Times the bound exceeded the tolerance and an exact re-evaluation was forced.
+    pub forced_reevals: u64,
+}
+
+impl BookRiskAdapter {
+    /// A book for the given underlyings (index instrument ids, by slot); `max_instrument_id`
+    /// bounds real ids (virtual forwards are numbered from it); `wall_ns` sets the clock.
+    pub fn new(
+        underlying_ids: &[u32],
+        max_instrument_id: u32,
+        max_options: usize,
+        wall_ns: u64,
+    ) -> Self {
+        let cfg = crate::risk::RiskConfig {
+            max_options: max_options.max(1),
+            max_instrument_id: max_instrument_id + 4096,
+            ..crate::risk::RiskConfig::default()
+        };
+        let mut book = crate::risk::BookRisk::new(cfg);
+        book.advance_time(wall_ns);
+        for &id in underlying_ids {
+            // Placeholder price until the first index update.
+            let _ = book.add_underlying(id, 1.0);
+        }
+        BookRiskAdapter {
+            book,
+            und_ids: underlying_ids.to_vec(),
+            opt_ids: Vec::new(),
+            forwards: Vec::new(),
+            next_virtual_forward: max_instrument_id,
+            tau: vec![0.0; underlying_ids.len()],
+            forced_reevals: 0,
+        }
+    }
+
+    fn forward_for(&mut self, spec: &OptionSpec) -> u32 {
+        if let Some(&(_, _, f)) = self
+            .forwards
+            .iter()
+            .find(|(u, e, _)| *u == spec.underlying_id && *e == spec.expiry_ns)
+        {
+            return f;
+        }
+        let f = if spec.forward_id != shm_layout::NO_FORWARD {
+            spec.forward_id
+        } else {
+            self.next_virtual_forward += 1;
+            self.next_virtual_forward - 1
+        };
+        let s = self
+            .book
+            .underlying(spec.underlying_id)
+            .map_or(1.0, |u| u.price);
+        let _ = self
+            .book
+            .add_forward(f, spec.underlying_id, spec.expiry_ns, s);
+        self.forwards.push((spec.underlying_id, spec.expiry_ns, f));
+        f
+    }
+
+    #[inline]
+    fn risk(&self, u: usize) -> Option<&crate::risk::UnderlyingRisk> {
+        self.book.underlying(self.und_ids[u])
+    }
+}
+
+impl OptionRisk for BookRiskAdapter {
+    fn add_option(&mut self, spec: OptionSpec) -> usize {
+        let fwd = self.forward_for(&spec);
+        let r = self.book.add_option(
+            crate::risk::OptionSpec {
+                id: spec.instrument_id,
+                underlying_id: spec.underlying_id,
+                forward_id: Some(fwd),
+                strike: spec.strike,
+                expiry_ns: spec.expiry_ns,
+                kind: spec.kind,
+                model: crate::pricing::Model::Black76,
+                settlement: if spec.inverse {
+                    crate::pricing::Settlement::Inverse
+                } else {
+                    crate::pricing::Settlement::Linear
+                },
+                multiplier: spec.multiplier,
+            },
+            0.5,
+        );
+        debug_assert!(r.is_ok(), "{r:?}");
+        self.opt_ids.push(spec.instrument_id);
+        self.opt_ids.len() - 1
+    }
+
+    #[inline]
+    fn set_position(&mut self, opt: usize, qty: f64) {
+        let id = self.opt_ids[opt];
+        let cur = self.book.position(id).unwrap_or(0.0);
+        self.book.add_position(id, qty - cur);
+    }
+
+    #[inline]
+    fn position(&self, opt: usize) -> f64 {
+        self.book.position(self.opt_ids[opt]).unwrap_or(0.0)
+    }
+
+    #[inline]
+    fn on_mark(&mut self, opt: usize, iv: f64, forward: f64, _now_wall_ns: u64) {
+        self.book
+            .on_mark(self.opt_ids[opt], iv.clamp(0.001, 10.0), forward);
+    }
+
+    #[inline]
+    fn on_underlying(&mut self, u: usize, price: f64) {
+        let id = self.und_ids[u];
+        self.book.on_price(id, price);
+        // The bound must never exceed the tolerance: force the exact path (O(n), rare).
+        if self
+            .book
+            .underlying(id)
+            .is_some_and(|r| !r.within_tolerance)
+        {
+            self.book.force_reeval(id);
+            self.forced_reevals += 1;
+        }
+    }
+
+    #[inline]
+    fn delta(&self, u: usize) -> f64 {
+        self.risk(u).map_or(0.0, |r| r.net_delta)
+    }
+
+    #[inline]
+    fn gamma(&self, u: usize) -> f64 {
+        self.risk(u).map_or(0.0, |r| r.gamma)
+    }
+
+    #[inline]
+    fn vega(&self, u: usize) -> f64 {
+        self.risk(u).map_or(0.0, |r| r.vega * 0.01)
+    }
+
+    #[inline]
+    fn tau_years(&self, u: usize) -> f64 {
+        self.tau[u]
+    }
+
+    fn idle_step(&mut self, now_wall_ns: u64) {
+        self.book.advance_time(now_wall_ns);
+        self.book.idle_step();
+        for u in 0..self.und_ids.len() {
+            let id = self.und_ids[u];
+            if self
+                .book
+                .underlying(id)
+                .is_some_and(|r| !r.within_tolerance)
+            {
+                self.book.force_reeval(id);
+                self.forced_reevals += 1;
+            }
+            let (mut gt, mut g) = (0.0, 0.0);
+            for b in self.book.buckets(id) {
+                gt += b.gamma.abs() * b.t_years;
+                g += b.gamma.abs();
+            }
+            self.tau[u] = if g > 0.0 { gt / g } else { 0.0 };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +423,9 @@ mod tests {
         let mut b = LinearizedBook::new(1);
         let now = 1_600_000_000_000_000_000u64;
         let spec = OptionSpec {
+            instrument_id: 2,
+            underlying_id: 0,
+            forward_id: shm_layout::NO_FORWARD,
             underlying: 0,
             kind: OptionType::Call,
             strike: 10_000.0,
@@ -237,7 +433,12 @@ mod tests {
             multiplier: 1.0,
             inverse: false,
         };
-        let i = b.add_option(spec);
+        let i = b.add_option(OptionSpec {
+            instrument_id: 2,
+            underlying_id: 0,
+            forward_id: shm_layout::NO_FORWARD,
+            ..spec
+        });
         b.on_underlying(0, 10_000.0);
         b.on_mark(i, 0.8, 10_000.0, now);
         b.set_position(i, 10.0);
@@ -256,5 +457,49 @@ mod tests {
         assert!((lin - exact).abs() < 0.01);
         b.set_position(i, 0.0);
         assert!(b.delta(0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn book_risk_adapter_matches_the_linearized_book() {
+        let now = 1_600_000_000_000_000_000u64;
+        let spec = OptionSpec {
+            instrument_id: 2,
+            underlying_id: 0,
+            forward_id: shm_layout::NO_FORWARD,
+            underlying: 0,
+            kind: OptionType::Put,
+            strike: 9_000.0,
+            expiry_ns: now + 30 * 86_400_000_000_000,
+            multiplier: 1.0,
+            inverse: true,
+        };
+        let mut a = BookRiskAdapter::new(&[0], 8, 16, now);
+        let mut l = LinearizedBook::new(1);
+        let (ia, il) = (a.add_option(spec), l.add_option(spec));
+        for r in [&mut a as &mut dyn OptionRisk, &mut l] {
+            r.on_underlying(0, 10_000.0);
+        }
+        a.on_mark(ia, 0.8, 10_050.0, now);
+        l.on_mark(il, 0.8, 10_050.0, now);
+        a.set_position(ia, -7.0);
+        l.set_position(il, -7.0);
+        assert_eq!(a.position(ia), -7.0);
+        assert!(
+            (a.delta(0) - l.delta(0)).abs() < 1e-6,
+            "{} {}",
+            a.delta(0),
+            l.delta(0)
+        );
+        a.on_underlying(0, 9_500.0);
+        l.on_underlying(0, 9_500.0);
+        a.idle_step(now);
+        l.idle_step(now);
+        assert!(
+            (a.delta(0) - l.delta(0)).abs() < 0.01,
+            "{} {}",
+            a.delta(0),
+            l.delta(0)
+        );
+        assert!(a.tau_years(0) > 0.07 && a.tau_years(0) < 0.09);
     }
 }

@@ -4,7 +4,7 @@
 use bytemuck::Zeroable;
 use engine::hedger::core::{hedge_instrument, HedgerCore, UnderlyingSetup};
 use engine::hedger::io::{MemControl, MemExecs, MemMarket, MemOrders};
-use engine::hedger::risk::LinearizedBook;
+use engine::hedger::risk::BookRiskAdapter;
 use engine::limits::LimitsConfig;
 use engine::policy::{BandRule, PolicyConfig, RehedgeTarget};
 use shm_layout::{
@@ -105,7 +105,7 @@ pub fn open_limits() -> LimitsConfig {
 }
 
 pub struct Rig {
-    pub core: HedgerCore<LinearizedBook>,
+    pub core: HedgerCore<BookRiskAdapter>,
     pub md: MemMarket,
     pub execs: MemExecs,
     pub orders: MemOrders,
@@ -129,7 +129,13 @@ pub fn rig(policy: PolicyConfig, limits: LimitsConfig) -> Rig {
         rate: 0.0,
         initial_hedge_position: 0.0,
     };
-    let core = HedgerCore::new(defs, vec![setup], LinearizedBook::new(1), now, wall);
+    let core = HedgerCore::new(
+        defs,
+        vec![setup],
+        BookRiskAdapter::new(&[BTC], 6, 16, wall),
+        now,
+        wall,
+    );
     Rig {
         core,
         md: MemMarket {
