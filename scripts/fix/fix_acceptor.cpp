@@ -240,7 +240,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   std::stringstream cfg;
   cfg << "[DEFAULT]\nConnectionType=acceptor\nSocketAcceptPort=" << o.port
-      << "\nSocketReuseAddress=Y\nFileStorePath=" << o.store << "/store\nFileLogPath=" << o.store
+      << "\nSocketReuseAddress=Y\nSocketNodelay=Y\nFileStorePath=" << o.store << "/store\nFileLogPath=" << o.store
       << "/log\nStartTime=00:00:00\nEndTime=00:00:00\nResetOnLogon=N\nResetOnLogout=N\n"
       << "ResetOnDisconnect=N\nPersistMessages=Y\nValidateUserDefinedFields=N\n"
       << (o.spec.empty() ? std::string("UseDataDictionary=N\n")
