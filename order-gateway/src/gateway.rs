@@ -94,6 +94,12 @@ pub struct GatewayLimits {
     pub outbound_capacity: usize,
     /// Compact the journal when it holds more records than this and nothing is waiting.
     pub compact_after_records: u64,
+    /// With a new journal (first start, or its state directory was lost), exec ids start at
+    /// `(id_epoch << 32) + execs ring position + 1`. The process passes the wall-clock second,
+    /// so ids stay above any a previous gateway issued (at most 2^32 per run) even when all
+    /// its state was wiped: a hedger that kept its last exec id still accepts them. 0 = start
+    /// at 1 (tests).
+    pub id_epoch: u64,
 }
 
 impl Default for GatewayLimits {
@@ -101,6 +107,7 @@ impl Default for GatewayLimits {
         GatewayLimits {
             outbound_capacity: 65_536,
             compact_after_records: 200_000,
+            id_epoch: 0,
         }
     }
 }
@@ -217,7 +224,11 @@ impl<V: Venue> Gateway<V> {
         };
         let cap = limits.outbound_capacity.max(EXEC_BATCH * 2);
         let mut outbound = VecDeque::with_capacity(cap * 2);
-        let mut exec_id_offset = replay.exec_id_offset;
+        let mut exec_id_offset = if replay.records == 0 {
+            limits.id_epoch << 32
+        } else {
+            replay.exec_id_offset
+        };
         let ring_id = execs.ring_id();
         let same_ring =
             replay.execs_ring_id == 0 || ring_id == 0 || replay.execs_ring_id == ring_id;

@@ -147,6 +147,8 @@ pub struct Replay {
     pub execs: Vec<ExecEvent>,
     /// Bytes of a torn tail that were cut off.
     pub truncated_bytes: u64,
+    /// Valid records read (0 for a new journal).
+    pub records: u64,
 }
 
 impl Replay {
@@ -222,6 +224,7 @@ impl Journal {
             },
             Replay {
                 truncated_bytes: (data.len() - good) as u64,
+                records,
                 ..replay
             },
         ))

@@ -316,7 +316,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         flow,
         journal,
         replay,
-        GatewayLimits::default(),
+        GatewayLimits {
+            id_epoch: shm_layout::clock::wall_ns() / 1_000_000_000,
+            ..GatewayLimits::default()
+        },
         &mut orders,
         &mut execs,
         now,

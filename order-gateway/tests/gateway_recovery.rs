@@ -73,6 +73,7 @@ fn start(
     let limits = GatewayLimits {
         outbound_capacity: 1024,
         compact_after_records: 500,
+        ..GatewayLimits::default()
     };
     Gateway::recover(sim(), None, j, replay, limits, orders, execs, now)
         .unwrap()
@@ -246,4 +247,31 @@ fn replaced_execs_ring_gets_no_old_reports_and_ids_keep_increasing() {
     assert!(!fresh.all.is_empty());
     assert!(fresh.all.iter().all(|e| e.client_order_id == 21));
     assert_eq!(fresh.all[0].exec_id, old_last + 1);
+}
+
+#[test]
+fn wiped_state_still_gives_higher_exec_ids_from_the_wall_clock_epoch() {
+    let m = market(1);
+    let mut last_id = 0;
+    for epoch in [1_700_000_000u64, 1_700_000_001] {
+        // Every restart here loses everything: journal and rings.
+        let dir = tempfile::tempdir().unwrap();
+        let (j, r) = Journal::open(&dir.path().join("j")).unwrap();
+        let mut orders = VecOrders::default();
+        let mut execs = VecExecs::default();
+        let limits = GatewayLimits {
+            id_epoch: epoch,
+            ..GatewayLimits::default()
+        };
+        let (mut gw, _) =
+            Gateway::recover(sim(), None, j, r, limits, &mut orders, &mut execs, 0).unwrap();
+        orders.all.push(order(1));
+        for t in 1..10 {
+            gw.step(t * 1_000_000, true, &mut orders, &mut execs, &m)
+                .unwrap();
+        }
+        assert_eq!(execs.all[0].exec_id, (epoch << 32) + 1);
+        assert!(execs.all[0].exec_id > last_id);
+        last_id = execs.all.last().unwrap().exec_id;
+    }
 }
