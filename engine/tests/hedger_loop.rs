@@ -21,6 +21,7 @@ fn fixed_band_hedges_once_and_the_fill_flattens_net_delta() {
     short_calls(&mut r);
     let u = &r.core.und[0];
     assert!(u.option_delta < -3.0, "{}", u.option_delta);
+    assert!(u.gamma < 0.0 && u.vega < 0.0, "short calls: {} {}", u.gamma, u.vega);
     assert_eq!(u.hedges_band, 1);
     let o = r.pop_order().expect("one hedge");
     assert_eq!(o.side().unwrap(), Side::Buy);

@@ -998,9 +998,11 @@ impl<R: OptionRisk> HedgerCore<R> {
         let option_delta = self.risk.delta(u);
         let gamma = self.risk.gamma(u);
         let tau = self.risk.tau_years(u);
+        let vega = self.risk.vega(u);
         let x = &mut self.und[u];
         x.option_delta = option_delta;
         x.gamma = gamma;
+        x.vega = vega;
         let (bid, ask) = (x.book.bid_px, x.book.ask_px);
         let mid = 0.5 * (bid + ask);
         let book_ok = x.book.valid & LastValue::HAS_QUOTE != 0 && bid > 0.0 && ask > bid;

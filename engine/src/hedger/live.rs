@@ -6,7 +6,7 @@ use super::core::{
 use super::idle::Idle;
 use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
 use super::latency::IntervalLogThread;
-use super::risk::BookRiskAdapter;
+use super::risk::{BookRiskAdapter, OptionRisk};
 use super::state::StateStore;
 use super::Housekeeping;
 use crate::config::{HedgerConfig, OnStale};
@@ -142,6 +142,7 @@ struct Metrics {
     gateway_alive: Gauge,
     reconciling: Gauge,
     snapshots: Counter,
+    risk_forced_reevals: Counter,
     und: Vec<UndGauges>,
 }
 
@@ -212,11 +213,12 @@ impl Metrics {
             gateway_alive: w.gauge("gateway_alive"),
             reconciling: w.gauge("reconciling"),
             snapshots: w.counter("state_snapshots"),
+            risk_forced_reevals: w.counter("risk_forced_reevals"),
             und,
         }
     }
 
-    fn publish(&self, c: &HedgerCore<BookRiskAdapter>, hk: &Housekeeping) {
+    fn publish(&self, c: &HedgerCore<BookRiskAdapter>, hk: &Housekeeping, now_ns: u64) {
         let s = &c.stats;
         self.md_events.set(s.md_events);
         self.md_lapped.set(s.md_lapped);
@@ -246,6 +248,7 @@ impl Metrics {
         self.reconciling
             .set(if c.reconciling() { 1.0 } else { 0.0 });
         self.snapshots.set(hk.snapshots);
+        self.risk_forced_reevals.set(c.risk.forced_reevals());
         for (g, u) in self.und.iter().zip(&c.und) {
             g.option_delta.set(u.option_delta);
             g.net_delta.set(u.net_delta);
@@ -253,7 +256,11 @@ impl Metrics {
             g.gamma.set(u.gamma);
             g.vega.set(u.vega);
             g.band.set(u.band);
+            // What the hedger does, not only what the operator asked: halted by itself when
+            // the gateway's heartbeat stopped or rejects exceeded their rate.
+            let auto_halted = !c.gateway_alive || u.limits.auto_halted(now_ns);
             g.trading_state.set(match u.mode {
+                _ if auto_halted => 2.0,
                 TradingMode::Active => 0.0,
                 TradingMode::ReduceOnly => 1.0,
                 TradingMode::Halted => 2.0,
@@ -456,7 +463,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
                     gateway = None; // a restarted gateway creates a new segment
                 }
                 core.calibrate_wall(now, shm_layout::clock::wall_ns());
-                metrics.publish(&core, &hk);
+                metrics.publish(&core, &hk, now);
             }
         }
         idle.idle(work);
@@ -465,7 +472,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     let now = shm_layout::clock::now_ns();
     hk.snapshot(&mut core, &mut execs, now)?;
     hk.export_histograms(&mut core, now);
-    metrics.publish(&core, &hk);
+    metrics.publish(&core, &hk, now);
     if let Some(h) = hk.hlog.take() {
         h.finish().context("writing the histogram log")?;
     }

@@ -59,6 +59,11 @@ pub trait OptionRisk {
     fn tau_years(&self, underlying: usize) -> f64;
     /// Exact re-evaluation of a few options (idle time).
     fn idle_step(&mut self, now_wall_ns: u64);
+    /// Times an exact re-evaluation had to be forced on the event path (error bound above
+    /// tolerance).
+    fn forced_reevals(&self) -> u64 {
+        0
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -389,6 +394,10 @@ impl OptionRisk for BookRiskAdapter {
     #[inline]
     fn tau_years(&self, u: usize) -> f64 {
         self.tau[u]
+    }
+
+    fn forced_reevals(&self) -> u64 {
+        self.forced_reevals
     }
 
     fn idle_step(&mut self, now_wall_ns: u64) {
