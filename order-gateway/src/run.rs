@@ -149,7 +149,8 @@ struct Counters {
     backlog: Gauge,
     in_flight_venue: Gauge,
     journal_records: Gauge,
-    last_exec_id: Gauge,
+    /// A counter, not a gauge: exec ids exceed f64's 53-bit mantissa.
+    last_exec_id: Counter,
 }
 
 impl Counters {
@@ -190,7 +191,7 @@ impl Counters {
             backlog: w.gauge("outbound_backlog"),
             in_flight_venue: w.gauge("venue_in_flight"),
             journal_records: w.gauge("journal_records"),
-            last_exec_id: w.gauge("last_exec_id"),
+            last_exec_id: w.counter("last_exec_id"),
             w,
             list,
             rejects,
@@ -210,7 +211,7 @@ impl Counters {
         self.backlog.set(gw.backlog() as f64);
         self.in_flight_venue.set(in_flight as f64);
         self.journal_records.set(gw.journal().records() as f64);
-        self.last_exec_id.set(gw.last_exec_id() as f64);
+        self.last_exec_id.set(gw.last_exec_id());
         self.w.heartbeat();
     }
 }
