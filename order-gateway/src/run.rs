@@ -147,7 +147,6 @@ struct Counters {
     rejects: Vec<(Counter, u64, usize)>,
     open_orders: Gauge,
     backlog: Gauge,
-    in_flight_venue: Gauge,
     journal_records: Gauge,
     /// A counter, not a gauge: exec ids exceed f64's 53-bit mantissa.
     last_exec_id: Counter,
@@ -189,7 +188,6 @@ impl Counters {
         Counters {
             open_orders: w.gauge("open_orders"),
             backlog: w.gauge("outbound_backlog"),
-            in_flight_venue: w.gauge("venue_in_flight"),
             journal_records: w.gauge("journal_records"),
             last_exec_id: w.counter("last_exec_id"),
             w,
@@ -199,7 +197,7 @@ impl Counters {
     }
 
     /// Copies the stats (a few relaxed stores; done once per heartbeat, not per order).
-    fn publish<V: Venue>(&self, gw: &Gateway<V>, in_flight: usize) {
+    fn publish<V: Venue>(&self, gw: &Gateway<V>) {
         let s = gw.stats();
         for (c, base, f) in &self.list {
             c.set(base + f(s));
@@ -209,7 +207,6 @@ impl Counters {
         }
         self.open_orders.set(gw.open_orders() as f64);
         self.backlog.set(gw.backlog() as f64);
-        self.in_flight_venue.set(in_flight as f64);
         self.journal_records.set(gw.journal().records() as f64);
         self.last_exec_id.set(gw.last_exec_id());
         self.w.heartbeat();
@@ -360,7 +357,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         let worked = gw.step(now, !stopping, &mut orders, &mut execs, &market)?;
         if now >= next_hb {
             next_hb = now + hb_ns;
-            counters.publish(&gw, 0);
+            counters.publish(&gw);
             execs.0.heartbeat();
         }
         if let Some(until) = drain_until {
@@ -375,7 +372,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         }
     }
     gw.shutdown(now_ns());
-    counters.publish(&gw, 0);
+    counters.publish(&gw);
     counters.w.set_state(ProcessState::Stopped);
     eprintln!(
         "order-gateway: stopped; {} orders, {} execs published, {} still open (recovered at next start)",
