@@ -353,6 +353,69 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
 }
 
 #[test]
+fn a_restarted_gateway_recovers_orders_of_the_killed_run_with_order_status_requests() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let port = free_port();
+    let _exch = Acceptor::start(&tmp.path().join("exchange"), port);
+    let defs = instruments();
+    let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
+    connect(&mut v);
+    // Orders 20 (150: partial fill then IOC cancel), 21 (10: full fill), 22 (150, of which the
+    // killed run had already published the 100 partial fill) go out; the venue executes them,
+    // but the gateway is killed before publishing any of their reports.
+    let o20 = order(20, 0, Side::Buy, 150.0, 101.0);
+    let o21 = order(21, 0, Side::Sell, 10.0, 99.5);
+    let o22 = order(22, 0, Side::Buy, 150.0, 100.0);
+    for o in [&o20, &o21, &o22] {
+        v.submit(o, now_ns());
+    }
+    let mut lost = Vec::new();
+    pump(&mut v, &mut lost, "execution", |_, r| {
+        terminal_count(r) == 3
+    });
+    drop(v);
+    // Order 23 was accepted by the killed gateway but never sent.
+    let o23 = order(23, 0, Side::Buy, 1.0, 100.0);
+
+    let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
+    assert!(v.recover_order(&o20, 0.0, now_ns()));
+    assert!(v.recover_order(&o21, 0.0, now_ns()));
+    assert!(v.recover_order(&o22, 100.0, now_ns()));
+    assert!(v.recover_order(&o23, 0.0, now_ns()));
+    let mut reps = Vec::new();
+    pump(&mut v, &mut reps, "recovered terminal reports", |_, r| {
+        terminal_count(r) == 4
+    });
+    use ExecKind::*;
+    use RejectReason as R;
+    assert_eq!(
+        kinds_of(&reps, 20),
+        [
+            (PartialFill, 100.0, 101.0, R::None),
+            (Cancelled, 0.0, 0.0, R::None)
+        ]
+    );
+    assert_eq!(kinds_of(&reps, 21), [(Fill, 10.0, 99.5, R::None)]);
+    assert_eq!(
+        kinds_of(&reps, 22),
+        [(Cancelled, 0.0, 0.0, R::None)],
+        "only quantity beyond filled_qty is reported"
+    );
+    assert_eq!(
+        kinds_of(&reps, 23),
+        [(Cancelled, 0.0, 0.0, R::GatewayRecovery)],
+        "an order the venue never saw ends cancelled by recovery"
+    );
+    assert_eq!(v.stats().status_requests_sent, 4);
+    settle(&mut v, &mut reps, 200);
+    assert_eq!(reps.len(), 5, "nothing reported twice: {reps:?}");
+}
+
+#[test]
 fn wrong_password_is_refused_and_never_logged_in() {
     if skip() {
         return;

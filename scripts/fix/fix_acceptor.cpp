@@ -15,7 +15,8 @@
 //       qty <= partial-qty: one full fill;
 //       qty  > partial-qty: fill partial-qty, then the IOC remainder Canceled.
 //   - OrderCancelRequest -> OrderCancelReject (IOC orders are already done)
-//   - OrderStatusRequest -> ExecutionReport ExecType=I with the order's state
+//   - OrderStatusRequest -> ExecutionReport ExecType=I with the order's state (unknown order:
+//     OrdStatus=8, OrdRejReason=5)
 // Session state (sequence numbers) lives in a QuickFIX FileStore under --store, so it
 // survives restarts of either side.
 #include <quickfix/Application.h>
@@ -194,6 +195,7 @@ class Exchange : public FIX::Application, public FIX::MessageCracker {
       r.set(FIX::LastLiquidityInd(2));  // removed liquidity
     }
     if (!text.empty()) r.set(FIX::Text(text));
+    if (text == "unknown order") r.set(FIX::OrdRejReason(FIX::OrdRejReason_UNKNOWN_ORDER));
     send(r, s);
   }
   static void send(FIX::Message& m, const FIX::SessionID& s) {

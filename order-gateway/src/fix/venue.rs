@@ -40,6 +40,12 @@ pub struct FixVenueStats {
     pub malformed_app_messages: u64,
     /// Application messages of types we do not handle.
     pub ignored_app_messages: u64,
+    /// Orders taken over from a killed run (`recover_order`).
+    pub recovered_orders: u64,
+    /// OrderStatusRequests sent for them.
+    pub status_requests_sent: u64,
+    /// OrderStatus answers (ExecType I) received.
+    pub status_reports: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +59,10 @@ struct OrderSlot {
     /// MsgSeqNum the NewOrderSingle went out with.
     out_seq: u64,
     acked: bool,
+    /// Taken over from a killed gateway run: its state is asked with an OrderStatusRequest.
+    recovering: bool,
+    /// The OrderStatusRequest went out in the current session.
+    status_requested: bool,
 }
 
 const EMPTY_SLOT: OrderSlot = OrderSlot {
@@ -64,6 +74,8 @@ const EMPTY_SLOT: OrderSlot = OrderSlot {
     cum_qty: 0.0,
     out_seq: 0,
     acked: false,
+    recovering: false,
+    status_requested: false,
 };
 
 /// Quantities below this are treated as zero (contracts are multiples of lot sizes far above).
@@ -147,7 +159,7 @@ impl FixVenue {
 
     fn drive_session(&mut self, now_ns: u64) {
         let app = &mut self.app;
-        self.session.poll(now_ns, &mut |_, ev| app.on_event(ev));
+        self.session.poll(now_ns, &mut |s, ev| app.on_event(s, ev));
     }
 }
 
@@ -307,17 +319,85 @@ impl App {
                 self.remember_text(msg);
                 self.report(i, ExecKind::Rejected, RejectReason::VenueOther, (0.0, 0.0));
             }
-            b'I' => match ord_status {
-                Some(b'4' | b'C' | b'3') => {
-                    self.report(i, ExecKind::Cancelled, RejectReason::None, (0.0, 0.0))
-                }
-                Some(b'8') => {
-                    self.stats.venue_rejects += 1;
-                    self.report(i, ExecKind::Rejected, RejectReason::VenueOther, (0.0, 0.0))
-                }
-                _ => {}
-            },
+            b'I' => self.on_status(i, msg, ord_status),
             _ => self.stats.ignored_app_messages += 1,
+        }
+    }
+
+    /// An OrderStatus answer (ExecType I): reports the quantity filled beyond what was
+    /// already reported (at the order's AvgPx: the venue gives no per-fill prices here), then
+    /// the terminal state if the order is done.
+    fn on_status(&mut self, i: usize, msg: &Message, ord_status: Option<u8>) {
+        self.stats.status_reports += 1;
+        let o = self.orders[i];
+        let cum = msg
+            .get_f64(tag::CUM_QTY)
+            .ok()
+            .flatten()
+            .unwrap_or(o.cum_qty);
+        let avg = msg.get_f64(tag::AVG_PX).ok().flatten().unwrap_or(0.0);
+        let delta = cum - o.cum_qty;
+        let filled_now = delta > QTY_EPS && avg.is_finite() && avg > 0.0;
+        if filled_now {
+            self.orders[i].cum_qty = cum;
+        }
+        let fill = if filled_now { (delta, avg) } else { (0.0, 0.0) };
+        match ord_status {
+            Some(b'2') if filled_now => {
+                self.report(i, ExecKind::Fill, RejectReason::None, fill);
+            }
+            Some(b'2' | b'4' | b'C' | b'3') => {
+                if filled_now {
+                    self.report(i, ExecKind::PartialFill, RejectReason::None, fill);
+                }
+                self.report(i, ExecKind::Cancelled, RejectReason::None, (0.0, 0.0));
+            }
+            Some(b'8') => {
+                if msg.get(tag::ORD_REJ_REASON) == Some(b"5") {
+                    // Unknown order: it never reached the venue, nothing traded.
+                    self.report(
+                        i,
+                        ExecKind::Cancelled,
+                        RejectReason::GatewayRecovery,
+                        (0.0, 0.0),
+                    );
+                } else {
+                    self.stats.venue_rejects += 1;
+                    self.remember_text(msg);
+                    self.report(i, ExecKind::Rejected, RejectReason::VenueOther, (0.0, 0.0));
+                }
+            }
+            _ => {
+                // Still open (a GTC order): report what filled, keep waiting.
+                if filled_now {
+                    self.report(i, ExecKind::PartialFill, RejectReason::None, fill);
+                }
+                self.orders[i].recovering = false;
+            }
+        }
+    }
+
+    /// Sends an OrderStatusRequest for every recovered order not yet asked in this session.
+    fn request_statuses(&mut self, session: &mut Session, now_ns: u64) {
+        for i in 0..self.orders.len() {
+            let o = self.orders[i];
+            if !(o.live && o.recovering && !o.status_requested) {
+                continue;
+            }
+            let Some(&(sym, sym_len)) = self.symbols.get(o.instrument_id as usize) else {
+                continue;
+            };
+            let mut t = [0u8; 20];
+            let id = super::codec::fmt_u64(o.cl_ord_id, &mut t);
+            let r = session.send_app(b"H", now_ns, |w: &mut MsgWriter| {
+                w.str(tag::CL_ORD_ID, id)
+                    .str(tag::SYMBOL, &sym[..sym_len as usize])
+                    .char(tag::SIDE, if o.side == Side::Buy { b'1' } else { b'2' });
+            });
+            if r.is_ok() {
+                self.orders[i].status_requested = true;
+                self.stats.status_requests_sent += 1;
+            }
         }
     }
 
@@ -336,11 +416,16 @@ impl App {
         }
     }
 
-    fn on_event(&mut self, ev: SessionEvent) {
+    fn on_event(&mut self, session: &mut Session, ev: SessionEvent) {
         match ev {
             SessionEvent::App(m) => self.on_app(m),
             SessionEvent::GapFilled { begin, end } => self.on_gap_filled(begin, end),
-            SessionEvent::LoggedOn | SessionEvent::Disconnected => {}
+            SessionEvent::LoggedOn => self.request_statuses(session, shm_layout::clock::now_ns()),
+            SessionEvent::Disconnected => {
+                for o in self.orders.iter_mut() {
+                    o.status_requested = false;
+                }
+            }
         }
     }
 }
@@ -434,6 +519,8 @@ impl Venue for FixVenue {
                     cum_qty: 0.0,
                     out_seq: seq,
                     acked: false,
+                    recovering: false,
+                    status_requested: false,
                 };
             }
             Err(SendError::NotConnected) => {
@@ -483,9 +570,48 @@ impl Venue for FixVenue {
         self.session.is_active()
     }
 
+    /// Takes over an order of a killed run: asks the venue for its state with an
+    /// OrderStatusRequest (35=H) at the next Logon and reports only quantity beyond
+    /// `filled_qty`. An order the venue does not know (OrdRejReason 5) ends `Cancelled` with
+    /// `GatewayRecovery`; reports the venue resends in the meantime are applied normally.
+    fn recover_order(&mut self, order: &HedgeOrder, filled_qty: f64, _now_ns: u64) -> bool {
+        let Ok(side) = order.side() else {
+            return false;
+        };
+        let known_symbol = self
+            .app
+            .symbols
+            .get(order.instrument_id as usize)
+            .is_some_and(|s| s.1 > 0);
+        if !known_symbol || self.app.slot_by_id(order.client_order_id).is_some() {
+            return false;
+        }
+        let Some(slot) = self.app.orders.iter().position(|o| !o.live) else {
+            return false;
+        };
+        self.app.orders[slot] = OrderSlot {
+            live: true,
+            cl_ord_id: order.client_order_id,
+            instrument_id: order.instrument_id,
+            side,
+            qty: order.qty,
+            cum_qty: filled_qty.max(0.0),
+            out_seq: 0,
+            acked: true,
+            recovering: true,
+            status_requested: false,
+        };
+        self.app.stats.recovered_orders += 1;
+        if self.session.is_active() {
+            self.app
+                .request_statuses(&mut self.session, shm_layout::clock::now_ns());
+        }
+        true
+    }
+
     fn shutdown(&mut self, _now_ns: u64) {
         let app = &mut self.app;
         self.session
-            .logout("gateway shutdown", &mut |_, ev| app.on_event(ev));
+            .logout("gateway shutdown", &mut |s, ev| app.on_event(s, ev));
     }
 }
