@@ -523,7 +523,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
             break;
         }
         if let Some(msg) = check_children(&mut children, &out) {
-            early_exit = Some(msg);
+            // A Ctrl-C in a terminal reaches the children too (same process group): they
+            // stopping then is not a failure.
+            if !stop.load(Ordering::Relaxed) {
+                early_exit = Some(msg);
+            }
             break;
         }
         let now = Instant::now();

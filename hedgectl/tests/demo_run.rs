@@ -1,0 +1,115 @@
+//! `hedgectl demo` with the real feed-handler, hedger and order-gateway binaries: a short run
+//! whose summary shows hedge orders sent and filled, the artifacts it writes, and the
+//! namespace removed afterwards.
+//!
+//! The binaries are looked up beside `hedgectl` (target/<profile>/); `cargo test --workspace`
+//! builds them (each of their packages has integration tests). With `cargo test -p hedgectl`
+//! alone, build them first: `cargo build --bins`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bin_dir() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_hedgectl"));
+    let dir = exe.parent().unwrap().to_path_buf();
+    for b in ["feed-handler", "hedger", "order-gateway"] {
+        assert!(
+            dir.join(b).is_file(),
+            "{} is missing: build the engine's binaries first (`cargo build --bins`; \
+             `cargo test --workspace` builds them)",
+            dir.join(b).display()
+        );
+    }
+    dir
+}
+
+/// The number in the summary row starting with `label`.
+fn summary_value(out: &str, label: &str) -> f64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no '{label}' row in:\n{out}"));
+    line[label.len()..]
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("bad value in '{line}'"))
+}
+
+#[test]
+fn short_demo_sends_and_fills_hedge_orders_and_cleans_up() {
+    let bins = bin_dir();
+    let out_dir = tempfile::TempDir::new().unwrap();
+    let ns = format!("hedgectl-demo-test-{}", std::process::id());
+    let ns_dir = PathBuf::from("/dev/shm").join(&ns);
+    let o = Command::new(env!("CARGO_BIN_EXE_hedgectl"))
+        .args(["demo", "--duration", "6", "--namespace", &ns, "--out"])
+        .arg(out_dir.path())
+        .env("HEDGE_BIN_DIR", &bins)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "demo failed:\n{stdout}\n{stderr}");
+
+    // A status line per second with the pipeline's numbers.
+    let status: Vec<&str> = stdout.lines().filter(|l| l.starts_with("[")).collect();
+    assert!(status.len() >= 3, "{stdout}");
+    assert!(
+        status
+            .iter()
+            .all(|l| l.contains("orders") && l.contains("md ")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("BTC net delta"), "{stdout}");
+
+    // The summary: market data flowed, client flow traded, orders were sent and filled.
+    assert!(
+        summary_value(&stdout, "market events published") > 0.0,
+        "{stdout}"
+    );
+    assert!(
+        summary_value(&stdout, "client option trades") > 0.0,
+        "{stdout}"
+    );
+    assert!(
+        summary_value(&stdout, "hedge orders sent") > 0.0,
+        "{stdout}"
+    );
+    assert!(
+        summary_value(&stdout, "hedge orders filled") > 0.0,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("process exits: feed-handler exit 0, hedger exit 0, order-gateway exit 0"),
+        "{stdout}"
+    );
+
+    // Artifacts: the interval log, percentile distributions, the plot, the summary.
+    let p = out_dir.path();
+    assert!(p.join("hedger.hlog").is_file());
+    assert!(p.join("recv_to_publish.hgrm").is_file(), "{stdout}");
+    let svg = std::fs::read_to_string(p.join("latency.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+    assert!(std::fs::read_to_string(p.join("summary.txt"))
+        .unwrap()
+        .contains("hedge orders sent"));
+
+    // Segments removed.
+    assert!(!ns_dir.exists(), "{} left behind", ns_dir.display());
+}
+
+#[test]
+fn demo_names_missing_binaries() {
+    let empty = tempfile::TempDir::new().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_hedgectl"))
+        .args(["demo", "--duration", "1"])
+        .env("HEDGE_BIN_DIR", empty.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("binaries not found") && err.contains("feed-handler, hedger, order-gateway"),
+        "{err}"
+    );
+}
