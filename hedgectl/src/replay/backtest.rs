@@ -36,7 +36,9 @@ use engine::limits::{CheckContext, LimitBreach, Limits, LimitsConfig, OrderToChe
 use engine::policy::{
     Decision, HedgeInstrument, HedgePolicy, PolicyConfig, PolicyState, RiskSnapshot,
 };
-use engine::pricing::{bsm_price, Model, OptionType as PxType, Settlement as PxSettlement};
+use engine::pricing::{
+    black76_price, bsm_price, Model, OptionType as PxType, Settlement as PxSettlement,
+};
 use engine::risk::{BookRisk, InverseDelta, OptionSpec, RiskConfig};
 use feed_handler::instruments::parse_deribit_symbol;
 use feed_handler::source::{Source, SourceEvent};
@@ -227,6 +229,7 @@ pub struct Backtest {
     defs: Vec<InstrumentDef>,
     venue: SimVenue<Vec<Option<LastValue>>>,
     market: Vec<Option<LastValue>>,
+    fwd_px: Vec<f64>,
     book: BookRisk,
     unders: Vec<Under>,
     under_of_root: Vec<Option<usize>>,
@@ -396,6 +399,7 @@ impl Backtest {
             book: BookRisk::new(risk_cfg),
             venue,
             market,
+            fwd_px: vec![0.0; defs.len()],
             cash_opt: vec![0.0; unders.len()],
             unders,
             under_of_root,
@@ -584,16 +588,35 @@ impl Backtest {
     }
 
     /// USD value of one contract of an option now (None: no mark and no model).
+    ///
+    /// Marked options are revalued between their marks with Black-76 at the last mark's
+    /// implied vol on the current forward of their expiry (sticky strike): a chain snapshot
+    /// marks each option rarely while the forwards move. At a mark this equals the mark (the
+    /// exchange's mark price is Black-76 at mark_iv).
     fn option_unit_value(&self, id: u32) -> Option<f64> {
         let d = &self.defs[id as usize];
+        let t = d.expiry_ns.saturating_sub(self.now_ns) as f64 / YEAR_NS;
+        let mult = if d.contract_multiplier > 0.0 {
+            d.contract_multiplier
+        } else {
+            1.0
+        };
         let lv = self.lv(id).filter(|lv| lv.valid & LastValue::HAS_MARK != 0);
         if let Some(lv) = lv {
+            let fwd = (d.forward_id != NO_FORWARD)
+                .then(|| self.lv(d.forward_id))
+                .flatten()
+                .filter(|f| f.valid & LastValue::HAS_PRICE != 0)
+                .map_or(lv.mark_underlying_px, |f| f.price);
+            if let Ok(p) = black76_price(px_type(d), fwd, d.strike, t, lv.mark_iv, 0.0) {
+                return Some(p * mult);
+            }
             let m = if d.settlement() == Ok(Settlement::Inverse) {
                 lv.mark_px * lv.mark_underlying_px
             } else {
                 lv.mark_px
             };
-            return Some(m * d.contract_multiplier);
+            return Some(m * mult);
         }
         let vol = self.cfg.option_vol?;
         let u = self.opts[id as usize].under?;
@@ -601,10 +624,9 @@ impl Backtest {
         if !(s > 0.0) {
             return None;
         }
-        let t = d.expiry_ns.saturating_sub(self.now_ns) as f64 / YEAR_NS;
         bsm_price(px_type(d), s, d.strike, t, vol, 0.0, 0.0)
             .ok()
-            .map(|p| p * d.contract_multiplier)
+            .map(|p| p * mult)
     }
 
     fn option_trade(&mut self, now: u64, id: u32, qty: f64, price: Option<f64>) {
@@ -864,15 +886,28 @@ impl Backtest {
                     .flatten()
                 {
                     // A forward (or future) of an underlying.
+                    let prev = self.fwd_px[id as usize];
                     if self.ensure_forward(id, px) {
+                        self.fwd_px[id as usize] = px;
                         let un = &self.unders[u];
-                        let proxy = !un.root_priced
-                            && (un.nearest_fwd == Some(id) || un.nearest_fwd.is_none());
-                        if proxy {
-                            // No index price in the data: the nearest forward stands in for it.
-                            self.book.on_price(un.root, px);
-                            self.book.on_price(id, px);
-                            self.set_ref(u, px, ts);
+                        if !un.root_priced {
+                            // No index price in the data: the nearest forward stands in for
+                            // it, and any other forward moves it by its own relative move (the
+                            // book's model: forwards move with the underlying).
+                            let root_px = if un.nearest_fwd == Some(id) || un.nearest_fwd.is_none()
+                            {
+                                Some(px)
+                            } else if prev > 0.0 && un.ref_px > 0.0 {
+                                Some(un.ref_px * px / prev)
+                            } else {
+                                None
+                            };
+                            if let Some(rp) = root_px {
+                                let root = un.root;
+                                self.book.on_price(root, rp);
+                                self.book.on_price(id, px);
+                                self.set_ref(u, rp, ts);
+                            }
                         }
                     }
                 }
@@ -1052,6 +1087,17 @@ impl Backtest {
             let q = self.book.position(i as u32).unwrap_or(0.0);
             if q != 0.0 {
                 value += q * self.option_unit_value(i as u32).unwrap_or(0.0);
+                if std::env::var_os("REPLAY_DEBUG").is_some() {
+                    let lv = self.lv(i as u32).unwrap();
+                    eprintln!(
+                        "{} {} q={q} unit={:?} mark={} und={}",
+                        self.now_ns,
+                        self.defs[i].symbol(),
+                        self.option_unit_value(i as u32),
+                        lv.mark_px,
+                        lv.mark_underlying_px
+                    );
+                }
             }
         }
         let options = value + self.cash_opt[u];
