@@ -21,7 +21,12 @@ fn fixed_band_hedges_once_and_the_fill_flattens_net_delta() {
     short_calls(&mut r);
     let u = &r.core.und[0];
     assert!(u.option_delta < -3.0, "{}", u.option_delta);
-    assert!(u.gamma < 0.0 && u.vega < 0.0, "short calls: {} {}", u.gamma, u.vega);
+    assert!(
+        u.gamma < 0.0 && u.vega < 0.0,
+        "short calls: {} {}",
+        u.gamma,
+        u.vega
+    );
     assert_eq!(u.hedges_band, 1);
     let o = r.pop_order().expect("one hedge");
     assert_eq!(o.side().unwrap(), Side::Buy);
@@ -407,4 +412,38 @@ fn restart_restores_positions_and_reconciles_orders_in_flight_before_hedging() {
         o2.client_order_id > o.client_order_id,
         "ids increase across restarts"
     );
+}
+
+#[test]
+fn execs_are_committed_only_once_the_snapshot_covering_them_is_written() {
+    use engine::hedger::state::{StateStore, StateWriter};
+    use engine::hedger::Housekeeping;
+    let dir = tempfile::tempdir().unwrap();
+    let writer = StateWriter::start(StateStore::open(dir.path(), false).unwrap()).unwrap();
+    let mut r = rig(fixed_policy(50.0), open_limits());
+    let mut hk = Housekeeping::new(Some(writer), None, 0, u64::MAX, u64::MAX, r.now);
+    r.warm();
+    r.client_buys_calls(3.0);
+    assert_eq!((r.execs.head, r.core.uncommitted_execs()), (0, 1));
+    let t0 = std::time::Instant::now();
+    while r.execs.head == 0 {
+        hk.run(
+            &mut r.core,
+            &mut r.execs,
+            &mut r.orders,
+            shm_layout::clock::now_ns(),
+        )
+        .unwrap();
+        assert!(t0.elapsed().as_secs() < 5, "never committed");
+    }
+    assert_eq!(r.execs.head, 1);
+    let st = StateStore::open(dir.path(), false)
+        .unwrap()
+        .load()
+        .unwrap()
+        .expect("written before the commit");
+    assert_eq!(st.options, vec![("BTC-C-10000".to_string(), -3.0)]);
+    assert_eq!(st.last_exec_id, 1);
+    hk.finish(&mut r.core, &mut r.execs, shm_layout::clock::now_ns())
+        .unwrap();
 }

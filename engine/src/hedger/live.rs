@@ -7,7 +7,7 @@ use super::idle::Idle;
 use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
 use super::latency::IntervalLogThread;
 use super::risk::{BookRiskAdapter, OptionRisk};
-use super::state::StateStore;
+use super::state::{StateStore, StateWriter};
 use super::Housekeeping;
 use crate::config::{HedgerConfig, OnStale};
 use crate::limits::{LimitBreach, TradingMode};
@@ -413,8 +413,9 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
         ),
         None => None,
     };
+    let writer = StateWriter::start(store).context("starting the state writer thread")?;
     let mut hk = Housekeeping::new(
-        Some(store),
+        Some(writer),
         hlog,
         cfg.runtime.snapshot_interval_ms * 1_000_000,
         1_000_000,
@@ -470,7 +471,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     }
     cnc.set_state(ProcessState::Stopping);
     let now = shm_layout::clock::now_ns();
-    hk.snapshot(&mut core, &mut execs, now)?;
+    hk.finish(&mut core, &mut execs, now)?;
     hk.export_histograms(&mut core, now);
     metrics.publish(&core, &hk, now);
     if let Some(h) = hk.hlog.take() {

@@ -5,7 +5,8 @@
 //!   generic over its inputs and outputs ([`io`]), so the same code runs on shared-memory
 //!   rings ([`live`]), on in-process queues in tests, and in replay.
 //! - [`Housekeeping`]: everything off the hot path, run when the loop is idle (or every few
-//!   hundred busy iterations): state snapshot then exec commit ([`state`]), timer decisions
+//!   hundred busy iterations): state snapshot (written by a thread), then exec commit
+//!   ([`state`]), timer decisions
 //!   (safety re-hedge, end of reconciliation), histogram export ([`latency`]).
 //! - [`risk`]: the option book's incremental risk behind a trait.
 //! - [`idle`]: busy-spin, spin-then-yield, backoff-park.
@@ -22,17 +23,22 @@ use self::core::HedgerCore;
 use self::io::{ExecSource, OrderSink};
 use self::latency::{Interval, IntervalLogThread};
 use self::risk::OptionRisk;
-use self::state::{StateError, StateStore};
+use self::state::{StateError, StateWriter};
+use std::collections::VecDeque;
 use std::time::Duration;
 
-/// Execs pending commit that force a snapshot even when the loop is busy.
+/// Execs pending commit that force a snapshot even before the snapshot interval.
 pub const FORCE_SNAPSHOT_EXECS: usize = 512;
+
+/// Snapshots submitted but not yet written, at most (back-pressure on a slow disk).
+pub const MAX_SNAPSHOTS_IN_FLIGHT: usize = 4;
 
 /// Off-hot-path work on a schedule.
 #[derive(Debug)]
 pub struct Housekeeping {
-    /// State store (None: no persistence, e.g. a backtest).
-    pub store: Option<StateStore>,
+    /// State writer thread (None: no persistence, e.g. a backtest; execs are then committed
+    /// at once).
+    pub writer: Option<StateWriter>,
     /// Histogram log writer (None: no export).
     pub hlog: Option<IntervalLogThread>,
     /// Snapshot cadence while execs are pending, ns.
@@ -45,14 +51,17 @@ pub struct Housekeeping {
     last_timer_ns: u64,
     last_hist_ns: u64,
     hist_origin_ns: u64,
-    /// Snapshots written.
+    /// Exec counts covered by each submitted, not yet written snapshot (oldest first).
+    to_commit: VecDeque<usize>,
+    acked: u64,
+    /// Snapshots submitted.
     pub snapshots: u64,
 }
 
 impl Housekeeping {
     /// A schedule starting at `now_ns`.
     pub fn new(
-        store: Option<StateStore>,
+        writer: Option<StateWriter>,
         hlog: Option<IntervalLogThread>,
         snapshot_interval_ns: u64,
         timer_interval_ns: u64,
@@ -60,7 +69,7 @@ impl Housekeeping {
         now_ns: u64,
     ) -> Self {
         Housekeeping {
-            store,
+            writer,
             hlog,
             snapshot_interval_ns,
             timer_interval_ns,
@@ -69,28 +78,71 @@ impl Housekeeping {
             last_timer_ns: now_ns,
             last_hist_ns: now_ns,
             hist_origin_ns: now_ns,
+            to_commit: VecDeque::with_capacity(MAX_SNAPSHOTS_IN_FLIGHT + 1),
+            acked: 0,
             snapshots: 0,
         }
     }
 
-    /// Persists the state and then commits the execs it covers.
+    /// Commits the execs of every snapshot the writer has finished.
     ///
     /// # Errors
-    /// The snapshot could not be written (nothing is committed then).
+    /// The writer failed.
+    fn commit_written<E: ExecSource>(&mut self, execs: &mut E) -> Result<(), StateError> {
+        if let Some(w) = &self.writer {
+            w.check()?;
+            let written = w.written();
+            while self.acked < written {
+                if let Some(n) = self.to_commit.pop_front() {
+                    execs.commit(n);
+                }
+                self.acked += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Submits a snapshot of the state; the execs it covers are committed once it is written.
+    ///
+    /// # Errors
+    /// The writer failed earlier.
     pub fn snapshot<R: OptionRisk, E: ExecSource>(
         &mut self,
         core: &mut HedgerCore<R>,
         execs: &mut E,
         now_ns: u64,
     ) -> Result<(), StateError> {
-        // Without a store (backtest, tests) nothing is built: no allocation here.
-        if let Some(store) = &mut self.store {
-            store.save(&core.persist_state())?;
-            self.snapshots += 1;
-        }
-        execs.commit(core.uncommitted_execs());
-        core.execs_committed();
         self.last_snapshot_ns = now_ns;
+        match &self.writer {
+            // Without a writer (backtest, tests) nothing is built: no allocation here.
+            None => execs.commit(core.uncommitted_execs()),
+            Some(w) => {
+                w.submit(core.persist_state());
+                self.to_commit.push_back(core.uncommitted_execs());
+                self.snapshots += 1;
+            }
+        }
+        core.execs_committed();
+        self.commit_written(execs)
+    }
+
+    /// Final snapshot at shutdown: written synchronously, then every exec committed.
+    ///
+    /// # Errors
+    /// A write error.
+    pub fn finish<R: OptionRisk, E: ExecSource>(
+        &mut self,
+        core: &mut HedgerCore<R>,
+        execs: &mut E,
+        now_ns: u64,
+    ) -> Result<(), StateError> {
+        self.snapshot(core, execs, now_ns)?;
+        if let Some(w) = self.writer.take() {
+            w.finish()?;
+            while let Some(n) = self.to_commit.pop_front() {
+                execs.commit(n);
+            }
+        }
         Ok(())
     }
 
@@ -105,8 +157,10 @@ impl Housekeeping {
         orders: &mut O,
         now_ns: u64,
     ) -> Result<(), StateError> {
+        self.commit_written(execs)?;
         let pending = core.uncommitted_execs();
         if pending > 0
+            && self.to_commit.len() < MAX_SNAPSHOTS_IN_FLIGHT
             && (pending >= FORCE_SNAPSHOT_EXECS
                 || now_ns.saturating_sub(self.last_snapshot_ns) >= self.snapshot_interval_ns)
         {

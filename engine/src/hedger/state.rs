@@ -88,6 +88,9 @@ pub enum StateError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The writer thread failed (its first error).
+    #[error("state writer: {0}")]
+    Writer(String),
     /// Malformed content.
     #[error("state file {path}: line {line}: {msg}")]
     Parse {
@@ -253,6 +256,115 @@ impl StateStore {
             path: self.path.clone(),
             source,
         })
+    }
+}
+
+/// A thread that writes snapshots, so the loop thread makes no file system call.
+///
+/// The loop submits a snapshot and keeps reading; it commits the exec reports a snapshot
+/// covers only once [`StateWriter::written`] says that snapshot is on disk (snapshots are
+/// written in submission order).
+#[derive(Debug)]
+pub struct StateWriter {
+    tx: Option<std::sync::mpsc::Sender<PersistState>>,
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StateWriter {
+    /// Starts the writer thread owning `store`.
+    ///
+    /// # Errors
+    /// The thread cannot be spawned.
+    pub fn start(mut store: StateStore) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let (tx, rx) = std::sync::mpsc::channel::<PersistState>();
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let error = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (w, e, f) = (written.clone(), error.clone(), failed.clone());
+        let handle = std::thread::Builder::new()
+            .name("hedger-state".into())
+            .spawn(move || {
+                for st in rx {
+                    match store.save(&st) {
+                        // Release: pairs with the Acquire in `written`: the file is renamed
+                        // before the loop may commit the execs it covers.
+                        Ok(()) => {
+                            w.fetch_add(1, Ordering::Release);
+                        }
+                        Err(err) => {
+                            if let Ok(mut g) = e.lock() {
+                                *g = Some(err.to_string());
+                            }
+                            f.store(true, Ordering::Release);
+                            return;
+                        }
+                    }
+                }
+            })?;
+        Ok(StateWriter {
+            tx: Some(tx),
+            written,
+            error,
+            failed,
+            handle: Some(handle),
+        })
+    }
+
+    /// Queues a snapshot.
+    pub fn submit(&self, st: PersistState) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(st);
+        }
+    }
+
+    /// Snapshots written so far.
+    #[inline]
+    pub fn written(&self) -> u64 {
+        // Acquire: pairs with the writer's Release after the rename.
+        self.written.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The writer's error, if it failed.
+    ///
+    /// # Errors
+    /// The first write error.
+    #[inline]
+    pub fn check(&self) -> Result<(), StateError> {
+        if !self.failed.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        let msg = self
+            .error
+            .lock()
+            .ok()
+            .and_then(|g| g.clone())
+            .unwrap_or_else(|| "unknown error".into());
+        Err(StateError::Writer(msg))
+    }
+
+    /// Writes everything queued and stops the thread.
+    ///
+    /// # Errors
+    /// A write error.
+    pub fn finish(mut self) -> Result<(), StateError> {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        self.check()
+    }
+}
+
+impl Drop for StateWriter {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 
