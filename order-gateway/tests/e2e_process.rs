@@ -424,3 +424,21 @@ fn counters_all(dir: &Path) -> HashMap<String, f64> {
         })
         .collect()
 }
+
+#[test]
+fn a_second_gateway_on_the_same_namespace_refuses_to_start() {
+    let w = world();
+    let dir = w._dir.path().to_path_buf();
+    let mut first = spawn(&dir, &["--no-flow"]);
+    wait_running(&dir, &first);
+    let out = Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .arg("--shm-dir")
+        .arg(&dir)
+        .args(["--no-flow", "--open-wait-ms", "100"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("order-gateway: error:"), "{err}");
+    sigterm(&mut first);
+}
