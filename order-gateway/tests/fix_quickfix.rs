@@ -416,6 +416,53 @@ fn a_restarted_gateway_recovers_orders_of_the_killed_run_with_order_status_reque
 }
 
 #[test]
+fn heartbeats_keep_the_session_up_and_a_silent_exchange_is_detected_by_test_request() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let exch = Acceptor::start(&tmp.path().join("exchange"), port);
+    let mut cfg = config(port, &tmp.path().join("state"));
+    cfg.heartbeat_interval_s = 1;
+    cfg.logon_timeout_ms = 1_000;
+    let mut v = FixVenue::new(cfg, &instruments()).unwrap();
+    connect(&mut v);
+    let mut reps = Vec::new();
+    settle(&mut v, &mut reps, 3_000);
+    let s = v.session().stats();
+    assert!(v.is_connected());
+    assert!(s.heartbeats_sent >= 2, "{s:?}");
+    assert_eq!(
+        s.test_requests_sent, 0,
+        "the exchange's heartbeats arrived: {s:?}"
+    );
+    assert!(s.msgs_in >= 3, "logon + heartbeats from QuickFIX: {s:?}");
+    // Freeze the exchange: its kernel still holds the socket open, so only the silence tells.
+    let pid = exch.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    pump(&mut v, &mut reps, "dead peer detected", |v, _| {
+        !v.is_connected()
+    });
+    assert!(v.session().stats().test_requests_sent >= 1);
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    connect(&mut v);
+    v.submit(&order(30, 0, Side::Buy, 1.0, 100.0), now_ns());
+    pump(&mut v, &mut reps, "order 30 filled", |_, r| {
+        terminal_count(r) == 1
+    });
+    assert_eq!(v.session().stats().seq_too_low, 0);
+}
+
+#[test]
 fn wrong_password_is_refused_and_never_logged_in() {
     if skip() {
         return;
