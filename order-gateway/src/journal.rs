@@ -26,6 +26,9 @@
 //! - Orders with a journaled order and no journaled terminal exec are open; the venue is asked
 //!   to recover them, or they end with `Cancelled` + `GatewayRecovery`.
 //!
+//! `<journal>.lock` is held with an exclusive `flock` while a gateway has the journal open, so
+//! two gateways can never write one journal (say, two namespaces given the same state dir).
+//!
 //! A `write(2)` to a file survives the process being SIGKILLed (the page cache keeps it); the
 //! journal is not fsynced, so it shares the durability of the shared-memory segments (a host
 //! crash loses both). Keep it in the namespace directory (the default) so they live and die
@@ -55,6 +58,12 @@ pub enum JournalError {
         path: PathBuf,
         /// Cause.
         source: io::Error,
+    },
+    /// Another process holds the journal's lock.
+    #[error("gateway journal {path} is in use by another order-gateway (its .lock is held): stop it first, or give this one its own --state-dir")]
+    InUse {
+        /// Journal path.
+        path: PathBuf,
     },
 }
 
@@ -178,6 +187,9 @@ impl Replay {
 pub struct Journal {
     path: PathBuf,
     file: File,
+    /// `<journal>.lock`, locked exclusively for the life of this handle (never renamed, unlike
+    /// the journal itself at compaction).
+    _lock: File,
     buf: Vec<u8>,
     records: u64,
     bytes_written: u64,
@@ -195,6 +207,18 @@ impl Journal {
         };
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io_err)?;
+        }
+        let lock_path = path.with_extension("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err)?;
+        if lock.try_lock().is_err() {
+            return Err(JournalError::InUse {
+                path: path.to_path_buf(),
+            });
         }
         let mut data = Vec::new();
         match File::open(path) {
@@ -218,6 +242,7 @@ impl Journal {
             Journal {
                 path: path.to_path_buf(),
                 file,
+                _lock: lock,
                 buf: Vec::with_capacity(RECORD * 1024),
                 records,
                 bytes_written: good as u64,
@@ -427,6 +452,16 @@ mod tests {
     }
 
     #[test]
+    fn a_second_handle_on_the_same_journal_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        let (j, _) = Journal::open(&p).unwrap();
+        assert!(matches!(Journal::open(&p), Err(JournalError::InUse { .. })));
+        drop(j);
+        assert!(Journal::open(&p).is_ok());
+    }
+
+    #[test]
     fn torn_tail_is_cut_off() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j");
@@ -444,6 +479,7 @@ mod tests {
         assert_eq!(r.open.len(), 1);
         j.append_order(1, &order(3));
         j.flush().unwrap();
+        drop(j);
         let (_, r) = Journal::open(&p).unwrap();
         assert_eq!(r.open.len(), 2);
         assert!(r.open.contains_key(&3));
@@ -480,6 +516,7 @@ mod tests {
         assert_eq!(j.records(), 2);
         j.append_exec(&exec(101, 101, ExecKind::PartialFill, 0.25));
         j.flush().unwrap();
+        drop(j);
         let (_, r) = Journal::open(&p).unwrap();
         assert_eq!(r.exec_id_offset, 7);
         assert_eq!(r.last_exec_id, 101);
