@@ -148,6 +148,9 @@ pub struct RuntimeSection {
     /// After a restart, hold hedging until no report for a previous run's order arrived for
     /// this long (orders in flight reconciled from the exec stream), ms.
     pub reconcile_quiet_ms: u64,
+    /// After a restart, give up waiting for reports of the previous run's orders after this
+    /// long (they are dropped from the in-flight table and counted), ms.
+    pub reconcile_timeout_ms: u64,
     /// Whether to fsync the state snapshot (survives power loss, not only process crash).
     pub fsync: bool,
 }
@@ -163,6 +166,7 @@ impl Default for RuntimeSection {
             snapshot_interval_ms: 5,
             stats_interval_ms: 10,
             reconcile_quiet_ms: 200,
+            reconcile_timeout_ms: 10_000,
             fsync: false,
         }
     }

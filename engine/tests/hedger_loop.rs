@@ -447,3 +447,23 @@ fn execs_are_committed_only_once_the_snapshot_covering_them_is_written() {
     hk.finish(&mut r.core, &mut r.execs, shm_layout::clock::now_ns())
         .unwrap();
 }
+
+#[test]
+fn reconciliation_gives_up_on_orders_that_never_report() {
+    let mut r = rig(fixed_policy(0.5), open_limits());
+    short_calls(&mut r);
+    assert!(r.pop_order().is_some());
+    let st = r.core.persist_state();
+    let mut r2 = rig(fixed_policy(0.5), open_limits());
+    let now = shm_layout::clock::now_ns();
+    r2.core.restore(&st, now, 0).unwrap();
+    r2.core.set_reconcile_timeout(now, 1_000_000);
+    r2.core.on_timer(&mut r2.orders, now);
+    assert!(r2.core.reconciling(), "the order is still in flight");
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    r2.core
+        .on_timer(&mut r2.orders, shm_layout::clock::now_ns());
+    assert!(!r2.core.reconciling());
+    assert_eq!(r2.core.stats.reconcile_timeouts, 1);
+    assert_eq!(r2.core.inflight_count(), 0);
+}

@@ -122,6 +122,9 @@ pub struct Stats {
     pub inflight_full: u64,
     /// Orders of a previous run found in the exec stream while reconciling.
     pub reconciled_orders: u64,
+    /// Orders of a previous run dropped from the in-flight table when reconciliation timed
+    /// out (no terminal report arrived).
+    pub reconcile_timeouts: u64,
 }
 
 /// Per-underlying runtime state (public for gauges and tests).
@@ -197,8 +200,13 @@ pub const HOLD_LABELS: [&str; 5] = [
 enum Role {
     None,
     Index(u16),
+    /// A per-expiry forward (Deribit's SYN.BTC-<expiry>) of options of this underlying.
+    Forward(u16),
     Hedge(u16),
-    Option { und: u16, opt: u32 },
+    Option {
+        und: u16,
+        opt: u32,
+    },
 }
 
 /// An order in flight.
@@ -235,6 +243,7 @@ pub struct HedgerCore<R: OptionRisk> {
     ring_blocked: bool,
     reconciling: bool,
     reconcile_quiet_ns: u64,
+    reconcile_deadline_ns: u64,
     last_prev_epoch_activity_ns: u64,
     wall_minus_mono: i128,
     /// Counters.
@@ -385,6 +394,11 @@ impl<R: OptionRisk> HedgerCore<R> {
             });
             debug_assert_eq!(opt, opt_ids.len());
             opt_ids.push(d.id);
+            if d.forward_id != shm_layout::NO_FORWARD {
+                if let Some(r @ Role::None) = roles.get_mut(d.forward_id as usize) {
+                    *r = Role::Forward(u as u16);
+                }
+            }
             if let Some(r) = roles.get_mut(d.id as usize) {
                 *r = Role::Option {
                     und: u as u16,
@@ -409,6 +423,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             ring_blocked: false,
             reconciling: false,
             reconcile_quiet_ns: 0,
+            reconcile_deadline_ns: u64::MAX,
             last_prev_epoch_activity_ns: mono_ns,
             wall_minus_mono: wall_ns as i128 - mono_ns as i128,
             stats: Stats::default(),
@@ -584,11 +599,19 @@ impl<R: OptionRisk> HedgerCore<R> {
         Ok(())
     }
 
+    /// Gives up reconciling `timeout_ns` after it began: orders of the previous run that
+    /// never got a terminal report are then dropped from the in-flight table (counted in
+    /// `reconcile_timeouts`) so that hedging is not held forever.
+    pub fn set_reconcile_timeout(&mut self, now_ns: u64, timeout_ns: u64) {
+        self.reconcile_deadline_ns = now_ns.saturating_add(timeout_ns);
+    }
+
     /// Holds hedging until the previous run's orders are reconciled (also used on a first
     /// start over an existing orders ring).
     pub fn begin_reconcile(&mut self, now_ns: u64, quiet_ns: u64) {
         self.reconciling = true;
         self.reconcile_quiet_ns = quiet_ns;
+        self.reconcile_deadline_ns = u64::MAX;
         self.last_prev_epoch_activity_ns = now_ns;
     }
 
@@ -736,6 +759,14 @@ impl<R: OptionRisk> HedgerCore<R> {
                         self.risk.on_underlying(u as usize, lv.price);
                     }
                 }
+                Role::Forward(_) => {
+                    if lv.valid & LastValue::HAS_PRICE != 0
+                        && lv.price > 0.0
+                        && lv.price.is_finite()
+                    {
+                        self.risk.on_forward(id, lv.price);
+                    }
+                }
                 Role::Hedge(u) => {
                     let x = &mut self.und[u as usize];
                     if lv.valid & LastValue::HAS_QUOTE != 0
@@ -825,6 +856,14 @@ impl<R: OptionRisk> HedgerCore<R> {
                     self.stats.md_ignored += 1;
                     return;
                 }
+                u
+            }
+            Role::Forward(u) => {
+                let Some(px) = e.as_underlying_price() else {
+                    self.stats.md_ignored += 1;
+                    return;
+                };
+                self.risk.on_forward(e.instrument_id, px);
                 u
             }
             Role::Hedge(u) => {
@@ -973,6 +1012,14 @@ impl<R: OptionRisk> HedgerCore<R> {
     pub fn on_timer<O: OrderSink>(&mut self, orders: &mut O, now_ns: u64) {
         if self.ring_blocked && orders.pending() == 0 {
             self.ring_blocked = false;
+        }
+        if self.reconciling && now_ns >= self.reconcile_deadline_ns {
+            let epoch = self.epoch;
+            while let Some(i) = self.inflight.iter().position(|o| o.coid >> 32 < epoch) {
+                self.stats.reconcile_timeouts += 1;
+                self.set_leaves(i, 0.0);
+            }
+            self.reconciling = false;
         }
         if self.reconciling
             && !self.inflight.iter().any(|o| o.coid >> 32 < self.epoch)

@@ -137,6 +137,7 @@ struct Metrics {
     orders_ring_full: Counter,
     inflight_full: Counter,
     reconciled_orders: Counter,
+    reconcile_timeouts: Counter,
     orders_inflight: Gauge,
     kill_switch: Gauge,
     gateway_alive: Gauge,
@@ -208,6 +209,7 @@ impl Metrics {
             orders_ring_full: w.counter("orders_ring_full"),
             inflight_full: w.counter("inflight_full"),
             reconciled_orders: w.counter("reconciled_orders"),
+            reconcile_timeouts: w.counter("reconcile_timeouts"),
             orders_inflight: w.gauge("orders_inflight"),
             kill_switch: w.gauge("kill_switch"),
             gateway_alive: w.gauge("gateway_alive"),
@@ -240,6 +242,7 @@ impl Metrics {
         self.orders_ring_full.set(s.orders_ring_full);
         self.inflight_full.set(s.inflight_full);
         self.reconciled_orders.set(s.reconciled_orders);
+        self.reconcile_timeouts.set(s.reconcile_timeouts);
         self.orders_inflight.set(c.inflight_count() as f64);
         self.kill_switch
             .set(if c.kill_switch() { 1.0 } else { 0.0 });
@@ -385,6 +388,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     match store.load()? {
         Some(st) => {
             core.restore(&st, now, quiet_ns)?;
+            core.set_reconcile_timeout(now, cfg.runtime.reconcile_timeout_ms * 1_000_000);
             eprintln!(
                 "hedger: restored state from {} (last exec id {}, {} orders in flight); reconciling before hedging",
                 store.path().display(),
@@ -398,6 +402,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
             }
             if !orders.is_empty() {
                 core.begin_reconcile(now, quiet_ns);
+                core.set_reconcile_timeout(now, cfg.runtime.reconcile_timeout_ms * 1_000_000);
             }
         }
     }
@@ -435,6 +440,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     let gw_timeout = Duration::from_millis(cfg.shm.gateway_heartbeat_timeout_ms);
     let stats_ns = cfg.runtime.stats_interval_ms * 1_000_000;
     let mut last_stats = 0u64;
+    let mut last_gateway_open = 0u64;
     let mut idle = Idle::new(cfg.runtime.idle);
     let mut iter = 0u64;
     cnc.set_state(ProcessState::Running);
@@ -449,7 +455,9 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
                 last_stats = now;
                 cnc.heartbeat();
                 control.heartbeat();
-                if gateway.is_none() {
+                // A missing gateway is retried once a second (open is a few system calls).
+                if gateway.is_none() && now.saturating_sub(last_gateway_open) >= 1_000_000_000 {
+                    last_gateway_open = now;
                     gateway =
                         CountersReader::open(&dir, &cfg.shm.gateway_role, OpenOptions::default())
                             .ok();

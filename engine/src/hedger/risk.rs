@@ -49,6 +49,8 @@ pub trait OptionRisk {
     fn on_mark(&mut self, opt: usize, iv: f64, forward: f64, now_wall_ns: u64);
     /// The underlying (index) moved.
     fn on_underlying(&mut self, underlying: usize, price: f64);
+    /// A per-expiry forward instrument was quoted (default: ignored; marks carry forwards).
+    fn on_forward(&mut self, _forward_id: u32, _price: f64) {}
     /// Options' net delta of an underlying, in underlying units.
     fn delta(&self, underlying: usize) -> f64;
     /// Options' gamma of an underlying.
@@ -374,6 +376,11 @@ impl OptionRisk for BookRiskAdapter {
             self.book.force_reeval(id);
             self.forced_reevals += 1;
         }
+    }
+
+    #[inline]
+    fn on_forward(&mut self, forward_id: u32, price: f64) {
+        self.book.on_price(forward_id, price);
     }
 
     #[inline]
