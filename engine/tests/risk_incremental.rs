@@ -242,3 +242,154 @@ proptest! {
         run(opts, events, InverseDelta::PremiumAdjusted)?;
     }
 }
+
+/// The bound is useful, not just valid: for a 0.5% move on a mixed book it is within a small
+/// factor of the actual error and far below the size of the book.
+#[test]
+fn bound_is_tight_enough_to_act_on() {
+    let day = DAY_NS;
+    let mut book = BookRisk::new(RiskConfig::default());
+    book.advance_time(T0_NS);
+    book.add_underlying(UND, 9000.0).unwrap();
+    book.add_forward(1, UND, T0_NS + 7 * day, 9010.0).unwrap();
+    book.add_forward(2, UND, T0_NS + 90 * day, 9100.0).unwrap();
+    let mut id = 10;
+    let mut gross = 0.0;
+    for (f, days) in [(1u32, 7u64), (2, 90)] {
+        for k in [7000.0, 8500.0, 9000.0, 9500.0, 11000.0] {
+            for (kind, settlement) in [
+                (OptionType::Call, Settlement::Linear),
+                (OptionType::Put, Settlement::Inverse),
+            ] {
+                let spec = OptionSpec {
+                    id,
+                    underlying_id: UND,
+                    forward_id: Some(f),
+                    strike: k,
+                    expiry_ns: T0_NS + days * day,
+                    kind,
+                    model: Model::Black76,
+                    settlement,
+                    multiplier: 1.0,
+                };
+                book.add_option(spec, 0.7).unwrap();
+                let q = if id % 3 == 0 { -10.0 } else { 7.0 };
+                book.add_position(id, q);
+                gross += f64::abs(q);
+                id += 1;
+            }
+        }
+    }
+    book.on_price(UND, 9000.0 * 1.005);
+    let inc = *book.underlying(UND).unwrap();
+    let exact = book.full_recompute(UND).unwrap();
+    let err = (inc.net_delta - exact.net_delta).abs();
+    assert!(err <= inc.delta_error_bound);
+    assert!(
+        inc.delta_error_bound < 50.0 * err + 1e-9,
+        "{inc:?} err {err}"
+    );
+    assert!(inc.delta_error_bound < 1e-4 * gross);
+    assert!(inc.within_tolerance);
+    // Buckets add up to the underlying.
+    let sum: f64 = book.buckets(UND).map(|b| b.delta).sum();
+    assert!((sum - inc.net_delta).abs() < 1e-9);
+    // A 10% gap breaks the tolerance, and the forced path restores exactness.
+    book.on_price(UND, 9000.0 * 1.1);
+    assert!(!book.underlying(UND).unwrap().within_tolerance);
+    book.force_reeval(UND);
+    let inc = *book.underlying(UND).unwrap();
+    let exact = book.full_recompute(UND).unwrap();
+    assert!((inc.net_delta - exact.net_delta).abs() < 1e-9 * gross);
+    assert!(inc.within_tolerance);
+}
+
+#[test]
+fn set_up_errors_are_typed() {
+    use engine::risk::RiskError;
+    let mut book = BookRisk::new(RiskConfig {
+        max_options: 1,
+        max_instrument_id: 16,
+        ..RiskConfig::default()
+    });
+    assert!(matches!(
+        book.add_underlying(0, f64::NAN),
+        Err(RiskError::BadPrice(_))
+    ));
+    assert_eq!(
+        book.add_underlying(99, 1.0),
+        Err(RiskError::IdOutOfRange(99))
+    );
+    book.add_underlying(0, 100.0).unwrap();
+    assert_eq!(
+        book.add_underlying(0, 100.0),
+        Err(RiskError::DuplicateId(0))
+    );
+    assert_eq!(
+        book.add_forward(1, 5, 10, 100.0),
+        Err(RiskError::UnknownUnderlying(5))
+    );
+    book.add_forward(1, 0, DAY_NS, 100.0).unwrap();
+    let spec = OptionSpec {
+        id: 2,
+        underlying_id: 0,
+        forward_id: None,
+        strike: 100.0,
+        expiry_ns: DAY_NS,
+        kind: OptionType::Call,
+        model: Model::Black76,
+        settlement: Settlement::Linear,
+        multiplier: 1.0,
+    };
+    assert_eq!(
+        book.add_option(spec, 0.5),
+        Err(RiskError::ModelForwardMismatch(2))
+    );
+    let spec = OptionSpec {
+        forward_id: Some(1),
+        ..spec
+    };
+    assert_eq!(
+        book.add_option(
+            OptionSpec {
+                strike: -1.0,
+                ..spec
+            },
+            0.5
+        ),
+        Err(RiskError::BadStrike(-1.0))
+    );
+    assert_eq!(book.add_option(spec, 0.0), Err(RiskError::BadVol(0.0)));
+    assert_eq!(
+        book.add_option(
+            OptionSpec {
+                multiplier: 0.0,
+                ..spec
+            },
+            0.5
+        ),
+        Err(RiskError::BadMultiplier(0.0))
+    );
+    assert!(matches!(
+        book.add_option(
+            OptionSpec {
+                expiry_ns: 2 * DAY_NS,
+                ..spec
+            },
+            0.5
+        ),
+        Err(RiskError::ExpiryMismatch { .. })
+    ));
+    book.add_option(spec, 0.5).unwrap();
+    assert_eq!(
+        book.add_option(OptionSpec { id: 3, ..spec }, 0.5),
+        Err(RiskError::CapacityExceeded(1))
+    );
+    // Event calls reject bad input without changing anything.
+    assert!(!book.add_position(7, 1.0));
+    assert!(!book.add_position(2, f64::NAN));
+    assert!(!book.on_vol(2, f64::INFINITY));
+    assert!(!book.on_price(0, -1.0));
+    assert!(!book.on_price(2, 100.0));
+    assert_eq!(book.position(2), Some(0.0));
+}

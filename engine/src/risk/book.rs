@@ -246,11 +246,6 @@ struct Bucket {
     sweep_y_lo: f64,
     sweep_y_hi: f64,
     sweep_t_max: f64,
-    // Last evaluated values (for BucketRisk).
-    delta: f64,
-    delta_forward: f64,
-    gamma: f64,
-    bound: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -260,6 +255,7 @@ struct Underlying {
     rate: f64,
     div: f64,
     buckets: Vec<usize>,
+    agg: Aggregate,
     risk: UnderlyingRisk,
 }
 
@@ -361,6 +357,7 @@ impl BookRisk {
             rate: 0.0,
             div: 0.0,
             buckets: Vec::with_capacity(64),
+            agg: Aggregate::default(),
             risk: UnderlyingRisk {
                 underlying_id,
                 price,
@@ -426,10 +423,6 @@ impl BookRisk {
             sweep_y_lo: f64::INFINITY,
             sweep_y_hi: f64::NEG_INFINITY,
             sweep_t_max: 0.0,
-            delta: 0.0,
-            delta_forward: 0.0,
-            gamma: 0.0,
-            bound: 0.0,
         };
         let idx = self.buckets.len();
         self.buckets.push(b);
@@ -618,9 +611,10 @@ impl BookRisk {
         self.on_vol(option_id, vol)
     }
 
-    /// A new price of an underlying (all its forwards move with it) or of one forward.
-    /// O(number of expiries of the underlying), independent of the number of options; no
-    /// allocation. Returns `false` for an unknown id or a bad price.
+    /// A new price of an underlying (all its forwards move with it): O(1), a few flops and
+    /// one logarithm. A new price of one forward: O(number of expiries of its underlying).
+    /// Independent of the number of options; no allocation. Returns `false` for an unknown id
+    /// or a bad price.
     pub fn on_price(&mut self, instrument_id: u32, px: f64) -> bool {
         if !valid_price(px) {
             return false;
@@ -631,8 +625,7 @@ impl BookRisk {
                 let und = &mut self.underlyings[u];
                 und.price = px;
                 und.ln_price = px.ln();
-                und.risk.price = px;
-                self.refresh_underlying(u);
+                Self::evaluate(und, self.cfg.delta_tolerance);
                 true
             }
             Some(Slot::Forward(b)) => {
@@ -746,17 +739,18 @@ impl BookRisk {
         list.iter().map(move |&b| {
             let bk = &self.buckets[b];
             let u = &self.underlyings[bk.underlying];
+            let t = bucket_terms(bk, u.ln_price, u.price);
             BucketRisk {
                 forward_id: bk.forward_id,
                 expiry_ns: bk.expiry_ns,
                 forward: u.price * bk.ln_basis.exp(),
                 t_years: bk.t_years,
-                delta: bk.delta,
-                delta_forward: bk.delta_forward,
-                gamma: bk.gamma,
+                delta: t.delta,
+                delta_forward: t.delta_forward,
+                gamma: t.gamma,
                 vega: bk.vega,
                 theta: bk.theta,
-                delta_error_bound: bk.bound,
+                delta_error_bound: t.bound,
             }
         })
     }
@@ -939,79 +933,138 @@ impl BookRisk {
         bk.sweep_t_max = bk.sweep_t_max.max(t);
     }
 
-    /// Re-evaluates the delta polynomials and bounds of every bucket of underlying `u` and
-    /// sums them. O(number of expiries).
+    /// Re-aggregates the buckets of underlying `u` into its delta and bound polynomials in
+    /// the log-move of the underlying since now, then evaluates them. O(number of
+    /// expiries); called after anything but an underlying price changed.
     fn refresh_underlying(&mut self, u: usize) {
         let und = &mut self.underlyings[u];
-        let ln_s = und.ln_price;
-        let s = und.price;
-        let mut delta = 0.0;
-        let mut gamma = 0.0;
-        let mut vega = 0.0;
-        let mut theta = 0.0;
-        let mut bound = 0.0;
+        let mut agg = Aggregate::default();
         for &b in &und.buckets {
-            let bk = &mut self.buckets[b];
-            let y = ln_s + bk.ln_basis - bk.ln_fref;
-            let ratio = bk.ln_basis.exp();
-            let f_min = (bk.ln_fref + y.min(bk.y_lo)).exp();
-            let w = if bk.y_lo <= bk.y_hi {
-                (y - bk.y_lo).abs().max((y - bk.y_hi).abs())
-            } else {
-                0.0
-            };
-            let s_w = if bk.t_anchor_max > bk.t_years {
-                0.5 * (bk.t_anchor_max.max(MIN_T_BOUND) / bk.t_years.max(MIN_T_BOUND)).ln()
-            } else {
-                0.0
-            };
-            let sqrt_tmax = bk.t_anchor_max.sqrt();
-            let mut bd = 0.0;
-            let mut bd_f = 0.0;
-            let mut bg = 0.0;
-            let mut bb = 0.0;
-            for (li, leg) in bk.legs.iter().enumerate() {
-                let g = leg.c0 + y * (leg.c1 + y * leg.c2) + bk.half_ln_t * leg.s1 - leg.s2;
-                let gp = leg.c1 + 2.0 * y * leg.c2;
-                let yyy = leg.b_yyy[0].max(0.0) * bk.inv_t15
-                    + leg.b_yyy[1].max(0.0) * bk.inv_t10
-                    + leg.b_yyy[2].max(0.0) * bk.inv_t05
-                    + leg.b_yyy[3].max(0.0)
-                    + leg.b_yyy[4].max(0.0) / f_min;
-                let sy = leg.b_sy[0].max(0.0) * bk.inv_t05 + leg.b_sy[1].max(0.0);
-                let ss = leg.b_ss[0].max(0.0)
-                    + leg.b_ss[1].max(0.0) * sqrt_tmax
-                    + leg.b_ss[2].max(0.0) * bk.t_anchor_max;
-                let err = yyy * w * w * w / 6.0 + sy * w * s_w + ss * s_w * s_w * 0.5;
-                // Spot-equivalent scale: model leg D F/S, premium-adjusted leg D.
-                let scale = if li == 0 { bk.disc * ratio } else { bk.disc };
-                bd += scale * g;
-                bd_f += if li == 0 {
-                    bk.disc * g
-                } else {
-                    bk.disc * g / ratio
-                };
-                bg += scale * gp / s;
-                bb += scale * err;
+            let bk = &self.buckets[b];
+            let t = bucket_terms(bk, und.ln_price, und.price);
+            agg.a[0] += t.a[0];
+            agg.a[1] += t.a[1];
+            agg.a[2] += t.a[2];
+            for k in 0..4 {
+                agg.p[k] += t.p[k];
+                agg.q[k] += t.q[k];
             }
-            bk.delta = bd;
-            bk.delta_forward = bd_f;
-            bk.gamma = bg;
-            bk.bound = bb;
-            delta += bd;
-            gamma += bg;
-            bound += bb;
-            vega += bk.vega;
-            theta += bk.theta;
+            agg.r[0] += t.r[0];
+            agg.r[1] += t.r[1];
+            agg.vega += bk.vega;
+            agg.theta += bk.theta;
+        }
+        agg.ln_ref = und.ln_price;
+        und.agg = agg;
+        Self::evaluate(und, self.cfg.delta_tolerance);
+    }
+
+    /// Evaluates an underlying's aggregated polynomials at its current price. O(1).
+    #[inline]
+    fn evaluate(und: &mut Underlying, tolerance: f64) {
+        let g = &und.agg;
+        let a = und.ln_price - g.ln_ref;
+        let al = a.abs();
+        let mut bound =
+            (g.p[0] + al * (g.p[1] + al * (g.p[2] + al * g.p[3]))) / 6.0 + g.r[0] + g.r[1] * al;
+        if g.q[3] > 0.0 {
+            bound += al.exp() * (g.q[0] + al * (g.q[1] + al * (g.q[2] + al * g.q[3]))) / 6.0;
         }
         let r = &mut und.risk;
-        r.net_delta = delta;
-        r.gamma = gamma;
-        r.vega = vega;
-        r.theta = theta;
+        r.price = und.price;
+        r.net_delta = g.a[0] + a * (g.a[1] + a * g.a[2]);
+        r.gamma = (g.a[1] + 2.0 * a * g.a[2]) / und.price;
+        r.vega = g.vega;
+        r.theta = g.theta;
         r.delta_error_bound = bound;
-        r.within_tolerance = bound <= self.cfg.delta_tolerance;
+        r.within_tolerance = bound <= tolerance;
     }
+}
+
+/// Polynomials of an underlying's net delta and error bound in the log-move `a` of the
+/// underlying since `ln_ref`: delta = a0 + a1 a + a2 a^2; bound = p(|a|)/6 + e^|a| q(|a|)/6
+/// + r0 + r1 |a|. Rebuilt in O(expiries) after any change other than an underlying move, so
+/// that an underlying move costs O(1).
+#[derive(Debug, Clone, Copy, Default)]
+struct Aggregate {
+    ln_ref: f64,
+    a: [f64; 3],
+    p: [f64; 4],
+    q: [f64; 4],
+    r: [f64; 2],
+    vega: f64,
+    theta: f64,
+}
+
+/// One bucket's contribution at the underlying's log-price `ln_s`, expanded in the
+/// underlying's log-move `a` from there (see [`Aggregate`]), and its own values at `a = 0`.
+#[derive(Debug, Clone, Copy, Default)]
+struct BucketTerms {
+    a: [f64; 3],
+    p: [f64; 4],
+    q: [f64; 4],
+    r: [f64; 2],
+    delta: f64,
+    delta_forward: f64,
+    gamma: f64,
+    bound: f64,
+}
+
+fn bucket_terms(bk: &Bucket, ln_s: f64, s: f64) -> BucketTerms {
+    let mut t = BucketTerms::default();
+    let y = ln_s + bk.ln_basis - bk.ln_fref;
+    let ratio = bk.ln_basis.exp();
+    // The anchors' distance: |y + a - anchor| <= |a| + w for every anchor.
+    let w = if bk.y_lo <= bk.y_hi {
+        (y - bk.y_lo).abs().max((y - bk.y_hi).abs())
+    } else {
+        0.0
+    };
+    let s_w = if bk.t_anchor_max > bk.t_years {
+        0.5 * (bk.t_anchor_max.max(MIN_T_BOUND) / bk.t_years.max(MIN_T_BOUND)).ln()
+    } else {
+        0.0
+    };
+    let sqrt_tmax = bk.t_anchor_max.sqrt();
+    // 1 / F_min: F_min >= F_ref exp(min(y, y_lo) - |a|) (the exp(|a|) is in the q terms).
+    let inv_f_min = (-(bk.ln_fref + y.min(bk.y_lo))).exp();
+    for (li, leg) in bk.legs.iter().enumerate() {
+        // Spot-equivalent scale: model leg D F/S, premium-adjusted leg D.
+        let scale = if li == 0 { bk.disc * ratio } else { bk.disc };
+        let g0 = leg.c0 + y * (leg.c1 + y * leg.c2) + bk.half_ln_t * leg.s1 - leg.s2;
+        let g1 = leg.c1 + 2.0 * y * leg.c2;
+        t.a[0] += scale * g0;
+        t.a[1] += scale * g1;
+        t.a[2] += scale * leg.c2;
+        t.delta += scale * g0;
+        t.delta_forward += if li == 0 {
+            bk.disc * g0
+        } else {
+            bk.disc * g0 / ratio
+        };
+        t.gamma += scale * g1 / s;
+        let yyy = leg.b_yyy[0].max(0.0) * bk.inv_t15
+            + leg.b_yyy[1].max(0.0) * bk.inv_t10
+            + leg.b_yyy[2].max(0.0) * bk.inv_t05
+            + leg.b_yyy[3].max(0.0);
+        let yyy_k = leg.b_yyy[4].max(0.0) * inv_f_min;
+        let sy = leg.b_sy[0].max(0.0) * bk.inv_t05 + leg.b_sy[1].max(0.0);
+        let ss = leg.b_ss[0].max(0.0)
+            + leg.b_ss[1].max(0.0) * sqrt_tmax
+            + leg.b_ss[2].max(0.0) * bk.t_anchor_max;
+        // (|a| + w)^3 = w^3 + 3 w^2 |a| + 3 w |a|^2 + |a|^3.
+        let k0 = scale * yyy;
+        let kk = scale * yyy_k;
+        let pw = [w * w * w, 3.0 * w * w, 3.0 * w, 1.0];
+        for k in 0..4 {
+            t.p[k] += k0 * pw[k];
+            t.q[k] += kk * pw[k];
+        }
+        t.r[0] += scale * (sy * s_w * w + ss * s_w * s_w * 0.5);
+        t.r[1] += scale * sy * s_w;
+    }
+    t.bound = (t.p[0] + t.q[0]) / 6.0 + t.r[0];
+    t
 }
 
 /// Theta per year of an option, F-fixed for Black-76 options, S-fixed for BSM options.
