@@ -87,17 +87,20 @@ pub fn sanitize_name(s: &str) -> String {
 pub fn parse_label(label: &str) -> (String, Vec<(String, String)>) {
     let label = label.trim();
     if let Some(open) = label.find('{') {
-        if label.ends_with('}') {
-            let inner = &label[open + 1..label.len() - 1];
-            if let Some(pairs) = parse_pairs(inner) {
-                return (sanitize_name(&label[..open]), pairs);
-            }
+        // A label cut at the counters segment's 48 bytes loses its closing `"}`: keep what is
+        // there (`reason="inside_ban`) rather than mangling the whole name.
+        let (inner, cut) = match label.strip_suffix('}') {
+            Some(l) => (&l[open + 1..], false),
+            None => (&label[open + 1..], true),
+        };
+        if let Some(pairs) = parse_pairs(inner, cut) {
+            return (sanitize_name(&label[..open]), pairs);
         }
     }
     (sanitize_name(label), Vec::new())
 }
 
-fn parse_pairs(inner: &str) -> Option<Vec<(String, String)>> {
+fn parse_pairs(inner: &str, cut: bool) -> Option<Vec<(String, String)>> {
     let mut pairs = Vec::new();
     let mut rest = inner.trim();
     while !rest.is_empty() {
@@ -106,9 +109,13 @@ fn parse_pairs(inner: &str) -> Option<Vec<(String, String)>> {
         rest = rest[eq + 1..].trim_start();
         let value;
         if let Some(r) = rest.strip_prefix('"') {
-            let end = r.find('"')?;
+            let end = match r.find('"') {
+                Some(e) => e,
+                None if cut => r.len(),
+                None => return None,
+            };
             value = r[..end].to_string();
-            rest = r[end + 1..].trim_start();
+            rest = r.get(end + 1..).unwrap_or("").trim_start();
         } else {
             let end = rest.find(',').unwrap_or(rest.len());
             value = rest[..end].trim().to_string();
@@ -515,7 +522,11 @@ mod tests {
         assert_eq!(parse_label("Orders sent").0, "orders_sent");
         assert_eq!(parse_label("md.lapped").0, "md_lapped");
         assert_eq!(parse_label("9lives").0, "_9lives");
-        assert_eq!(parse_label("broken{x=").0, "broken_x_");
+        // Cut at 48 bytes by the counters segment: the pairs that are there survive.
+        let (n, l) = parse_label(r#"policy_holds{underlying="BTC",reason="inside_ban"#);
+        assert_eq!(n, "policy_holds");
+        assert_eq!(l[1], ("reason".to_string(), "inside_ban".to_string()));
+        assert_eq!(parse_label("broken{x").0, "broken_x");
     }
 
     fn sample() -> Snapshot {

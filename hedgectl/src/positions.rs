@@ -48,8 +48,14 @@ pub fn run(ns: &NsArgs) -> anyhow::Result<i32> {
             fmt_opt(r.band),
             r.state.as_deref().unwrap_or("-")
         );
-        for (name, v) in &r.other {
-            println!("{:<12}   {name} = {}", "", crate::metrics::fmt_num(*v));
+        let other: Vec<String> = r
+            .other
+            .iter()
+            .filter(|(_, v)| *v != 0.0)
+            .map(|(name, v)| format!("{name} = {}", crate::metrics::fmt_num(*v)))
+            .collect();
+        if !other.is_empty() {
+            println!("{:<12} {}", "", other.join(", "));
         }
     }
     Ok(0)

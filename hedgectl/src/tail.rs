@@ -74,6 +74,15 @@ fn symbols(dir: &Path) -> HashMap<u32, String> {
         .unwrap_or_default()
 }
 
+/// A price or quantity without float noise: up to 8 decimals, trailing zeros trimmed.
+fn n(x: f64) -> String {
+    if x == x.trunc() && x.abs() < 1e15 {
+        return format!("{}", x as i64);
+    }
+    let t = format!("{x:.8}");
+    t.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 fn sym(s: &HashMap<u32, String>, id: u32) -> String {
     s.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))
 }
@@ -84,17 +93,17 @@ pub fn format_md(e: &MarketEvent, s: &HashMap<u32, String>) -> String {
     let body = match e.kind() {
         Ok(MarketEventKind::Quote) => {
             let [b, bq, a, aq] = e.v;
-            format!("quote  {b} x {bq} / {a} x {aq}")
+            format!("quote  {} x {} / {} x {}", n(b), n(bq), n(a), n(aq))
         }
         Ok(MarketEventKind::OptionMark) => {
             let [m, iv, u, _] = e.v;
-            format!("mark   {m} iv {:.2}% und {u}", iv * 100.0)
+            format!("mark   {} iv {:.2}% und {}", n(m), iv * 100.0, n(u))
         }
-        Ok(MarketEventKind::UnderlyingPrice) => format!("price  {}", e.v[0]),
+        Ok(MarketEventKind::UnderlyingPrice) => format!("price  {}", n(e.v[0])),
         Ok(MarketEventKind::Trade) => format!(
             "trade  {} x {} {}",
-            e.v[0],
-            e.v[1],
+            n(e.v[0]),
+            n(e.v[1]),
             shm_layout::Side::try_from(e.side).map_or("?", |x| x.name())
         ),
         Err(_) => format!("kind {} (unknown)", e.kind),
@@ -115,9 +124,9 @@ pub fn format_order(pos: u64, o: &HedgeOrder, s: &HashMap<u32, String>, state: &
         "order pos={pos} cid={} {} {side} {} {} @ {} {} {} tick-to-order {:.2}us ({state})",
         o.client_order_id,
         o.action().map_or("?", |x| x.name()),
-        o.qty,
+        n(o.qty),
         sym(s, o.instrument_id),
-        o.limit_px,
+        n(o.limit_px),
         o.order_type().map_or("?", |x| x.name()),
         o.tif().map_or("?", |x| x.name()),
         t2o as f64 / 1000.0,
@@ -132,15 +141,15 @@ pub fn format_exec(pos: u64, e: &ExecEvent, s: &HashMap<u32, String>, state: &st
         e.exec_id,
         e.client_order_id,
         e.side().map_or("?", |x| x.name()),
-        e.qty,
+        n(e.qty),
         sym(s, e.instrument_id),
-        e.price,
+        n(e.price),
     );
     if e.fee != 0.0 {
-        line.push_str(&format!(" fee {}", e.fee));
+        line.push_str(&format!(" fee {}", n(e.fee)));
     }
     if e.leaves_qty != 0.0 {
-        line.push_str(&format!(" leaves {}", e.leaves_qty));
+        line.push_str(&format!(" leaves {}", n(e.leaves_qty)));
     }
     if let Ok(r) = e.reject_reason() {
         if r != shm_layout::RejectReason::None {
