@@ -982,8 +982,8 @@ impl BookRisk {
 }
 
 /// Polynomials of an underlying's net delta and error bound in the log-move `a` of the
-/// underlying since `ln_ref`: delta = a0 + a1 a + a2 a^2; bound = p(|a|)/6 + e^|a| q(|a|)/6
-/// + r0 + r1 |a|. Rebuilt in O(expiries) after any change other than an underlying move, so
+/// underlying since `ln_ref`: delta = a0 + a1 a + a2 a^2; bound = p(|a|)/6 + e^|a| q(|a|)/6 +
+/// r0 + r1 |a|. Rebuilt in O(expiries) after any change other than an underlying move, so
 /// that an underlying move costs O(1).
 #[derive(Debug, Clone, Copy, Default)]
 struct Aggregate {
@@ -1056,9 +1056,9 @@ fn bucket_terms(bk: &Bucket, ln_s: f64, s: f64) -> BucketTerms {
         let k0 = scale * yyy;
         let kk = scale * yyy_k;
         let pw = [w * w * w, 3.0 * w * w, 3.0 * w, 1.0];
-        for k in 0..4 {
-            t.p[k] += k0 * pw[k];
-            t.q[k] += kk * pw[k];
+        for (k, pwk) in pw.iter().enumerate() {
+            t.p[k] += k0 * pwk;
+            t.q[k] += kk * pwk;
         }
         t.r[0] += scale * (sy * s_w * w + ss * s_w * s_w * 0.5);
         t.r[1] += scale * sy * s_w;
