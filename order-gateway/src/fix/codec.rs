@@ -169,22 +169,22 @@ impl DecodeError {
         }
     }
 
-    /// Counter label of a variant index.
+    /// Counter label of each variant, by [`DecodeError::index`].
     pub const LABELS: [&'static str; Self::COUNT] = [
-        "incomplete",
-        "bad_begin_string",
-        "bad_body_length",
-        "body_too_long",
-        "bad_trailer",
-        "bad_checksum_field",
-        "checksum_mismatch",
-        "malformed_field",
-        "empty_value",
-        "too_many_fields",
-        "duplicate_tag",
-        "msg_type_not_first",
-        "missing_tag",
-        "not_numeric",
+        "fix_decode_incomplete",
+        "fix_decode_bad_begin_string",
+        "fix_decode_bad_body_length",
+        "fix_decode_body_too_long",
+        "fix_decode_bad_trailer",
+        "fix_decode_bad_checksum_field",
+        "fix_decode_checksum_mismatch",
+        "fix_decode_malformed_field",
+        "fix_decode_empty_value",
+        "fix_decode_too_many_fields",
+        "fix_decode_duplicate_tag",
+        "fix_decode_msg_type_not_first",
+        "fix_decode_missing_tag",
+        "fix_decode_not_numeric",
     ];
 }
 
