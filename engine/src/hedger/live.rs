@@ -110,11 +110,7 @@ struct UndGauges {
     vega: Gauge,
     band: Gauge,
     trading_state: Gauge,
-    hedges_band: Counter,
-    hedges_safety: Counter,
     held: Counter,
-    holds: Vec<Counter>,
-    limit_rejects: Vec<Counter>,
     auto_halts: Counter,
 }
 
@@ -144,6 +140,12 @@ struct Metrics {
     reconciling: Gauge,
     snapshots: Counter,
     risk_forced_reevals: Counter,
+    // Summed over underlyings: counter labels hold at most 48 bytes (shm-layout's LABEL_LEN),
+    // too short for two labels; the per-underlying split is in the gauges and the state.
+    hedges_band: Counter,
+    hedges_safety: Counter,
+    holds: Vec<Counter>,
+    limit_rejects: Vec<Counter>,
     und: Vec<UndGauges>,
 }
 
@@ -161,28 +163,7 @@ impl Metrics {
                     vega: w.gauge(&l("vega")),
                     band: w.gauge(&l("band")),
                     trading_state: w.gauge(&l("trading_state")),
-                    hedges_band: w
-                        .counter(&format!("hedges{{underlying=\"{n}\",reason=\"band\"}}")),
-                    hedges_safety: w
-                        .counter(&format!("hedges{{underlying=\"{n}\",reason=\"safety\"}}")),
                     held: w.counter(&l("hedging_held")),
-                    holds: HOLD_LABELS
-                        .iter()
-                        .map(|h| {
-                            w.counter(&format!(
-                                "policy_holds{{underlying=\"{n}\",reason=\"{h}\"}}"
-                            ))
-                        })
-                        .collect(),
-                    limit_rejects: LimitBreach::ALL
-                        .iter()
-                        .map(|b| {
-                            w.counter(&format!(
-                                "limit_rejects{{underlying=\"{n}\",limit=\"{}\"}}",
-                                b.name()
-                            ))
-                        })
-                        .collect(),
                     auto_halts: w.counter(&l("auto_halts")),
                 }
             })
@@ -216,6 +197,16 @@ impl Metrics {
             reconciling: w.gauge("reconciling"),
             snapshots: w.counter("state_snapshots"),
             risk_forced_reevals: w.counter("risk_forced_reevals"),
+            hedges_band: w.counter("hedges{reason=\"band\"}"),
+            hedges_safety: w.counter("hedges{reason=\"safety\"}"),
+            holds: HOLD_LABELS
+                .iter()
+                .map(|h| w.counter(&format!("policy_holds{{reason=\"{h}\"}}")))
+                .collect(),
+            limit_rejects: LimitBreach::ALL
+                .iter()
+                .map(|b| w.counter(&format!("limit_rejects{{limit=\"{}\"}}", b.name())))
+                .collect(),
             und,
         }
     }
@@ -252,6 +243,15 @@ impl Metrics {
             .set(if c.reconciling() { 1.0 } else { 0.0 });
         self.snapshots.set(hk.snapshots);
         self.risk_forced_reevals.set(c.risk.forced_reevals());
+        let sum = |f: &dyn Fn(&super::core::UnderlyingRuntime) -> u64| c.und.iter().map(f).sum();
+        self.hedges_band.set(sum(&|u| u.hedges_band));
+        self.hedges_safety.set(sum(&|u| u.hedges_safety));
+        for (i, k) in self.holds.iter().enumerate() {
+            k.set(sum(&|u| u.holds[i]));
+        }
+        for (i, k) in self.limit_rejects.iter().enumerate() {
+            k.set(sum(&|u| u.limits.counters.rejected[i]));
+        }
         for (g, u) in self.und.iter().zip(&c.und) {
             g.option_delta.set(u.option_delta);
             g.net_delta.set(u.net_delta);
@@ -268,15 +268,7 @@ impl Metrics {
                 TradingMode::ReduceOnly => 1.0,
                 TradingMode::Halted => 2.0,
             });
-            g.hedges_band.set(u.hedges_band);
-            g.hedges_safety.set(u.hedges_safety);
             g.held.set(u.held);
-            for (k, v) in g.holds.iter().zip(u.holds) {
-                k.set(v);
-            }
-            for (k, v) in g.limit_rejects.iter().zip(u.limits.counters.rejected) {
-                k.set(v);
-            }
             g.auto_halts.set(u.limits.counters.auto_halts);
         }
     }
@@ -495,4 +487,30 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
             .map(|u| (u.setup.name.clone(), u.hedge_position))
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_labels_fit_the_segment_and_are_unique() {
+        let dir = tempfile::Builder::new()
+            .prefix("hedger-labels-")
+            .tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
+        let mut w = CountersWriter::create(dir.path(), "hedger", StalePolicy::Replace).unwrap();
+        let _m = Metrics::new(&mut w, &["BTC-USD-IDX".to_string()]);
+        let r = CountersReader::open(dir.path(), "hedger", OpenOptions::default()).unwrap();
+        let labels: Vec<String> = r.snapshot().into_iter().map(|(l, _)| l).collect();
+        assert!(labels.len() > 40);
+        for l in &labels {
+            assert!(!l.contains('{') || l.ends_with('}'), "truncated label {l}");
+        }
+        let mut u = labels.clone();
+        u.sort();
+        u.dedup();
+        assert_eq!(u.len(), labels.len(), "duplicate labels");
+    }
 }
