@@ -14,6 +14,7 @@ use crate::flow::OptionFlow;
 use crate::journal::{Base, Journal, JournalError, OpenOrder, Replay};
 use crate::sim::MarketView;
 use crate::venue::{Venue, VenueReport};
+use hdrhistogram::Histogram;
 use shm_layout::{ExecEvent, ExecKind, HedgeOrder, OrderAction, RejectReason};
 use std::collections::{HashMap, VecDeque};
 
@@ -148,7 +149,13 @@ pub struct Gateway<V: Venue> {
     limits: GatewayLimits,
     ring_full: bool,
     stats: GatewayStats,
+    /// Hedger publish (`HedgeOrder::publish_ts_ns`) to gateway read, ns; allocation-free
+    /// recording into pre-sized buckets. Read and reset by the process once per interval.
+    transit: Histogram<u64>,
 }
+
+/// Largest order transit time recorded (larger values are clamped), ns.
+const TRANSIT_MAX_NS: u64 = 10_000_000_000;
 
 fn to_exec(r: &VenueReport) -> ExecEvent {
     ExecEvent {
@@ -326,6 +333,8 @@ impl<V: Venue> Gateway<V> {
                 },
                 ring_full: false,
                 stats,
+                transit: Histogram::new_with_bounds(1, TRANSIT_MAX_NS, 3)
+                    .expect("static histogram bounds are valid"),
             },
             summary,
         ))
@@ -334,6 +343,17 @@ impl<V: Venue> Gateway<V> {
     /// Counters.
     pub fn stats(&self) -> &GatewayStats {
         &self.stats
+    }
+
+    /// Order transit times (hedger publish to gateway read) recorded since the last
+    /// [`Gateway::reset_transit`], in ns.
+    pub fn transit(&self) -> &Histogram<u64> {
+        &self.transit
+    }
+
+    /// Clears the transit histogram (start of a new reporting interval).
+    pub fn reset_transit(&mut self) {
+        self.transit.reset();
     }
 
     /// Orders accepted and not yet ended.
@@ -407,6 +427,12 @@ impl<V: Venue> Gateway<V> {
                 orders.commit(self.orders_buf.len());
                 for i in 0..self.orders_buf.len() {
                     let o = self.orders_buf[i];
+                    if o.publish_ts_ns != 0 {
+                        let transit = now_ns
+                            .saturating_sub(o.publish_ts_ns)
+                            .clamp(1, TRANSIT_MAX_NS);
+                        let _ = self.transit.record(transit);
+                    }
                     self.handle_order(&o, now_ns);
                 }
             }

@@ -148,6 +148,9 @@ struct Counters {
     open_orders: Gauge,
     backlog: Gauge,
     journal_records: Gauge,
+    transit_p50: Gauge,
+    transit_p99: Gauge,
+    transit_max: Gauge,
     /// A counter, not a gauge: exec ids exceed f64's 53-bit mantissa.
     last_exec_id: Counter,
 }
@@ -189,6 +192,9 @@ impl Counters {
             open_orders: w.gauge("open_orders"),
             backlog: w.gauge("outbound_backlog"),
             journal_records: w.gauge("journal_records"),
+            transit_p50: w.gauge("order_transit_p50_ns"),
+            transit_p99: w.gauge("order_transit_p99_ns"),
+            transit_max: w.gauge("order_transit_max_ns"),
             last_exec_id: w.counter("last_exec_id"),
             w,
             list,
@@ -210,6 +216,17 @@ impl Counters {
         self.journal_records.set(gw.journal().records() as f64);
         self.last_exec_id.set(gw.last_exec_id());
         self.w.heartbeat();
+    }
+
+    /// Publishes the order transit percentiles of the interval that just ended (if it saw
+    /// orders; otherwise the previous interval's values stay).
+    fn publish_transit(&self, h: &hdrhistogram::Histogram<u64>) {
+        if h.is_empty() {
+            return;
+        }
+        self.transit_p50.set(h.value_at_quantile(0.5) as f64);
+        self.transit_p99.set(h.value_at_quantile(0.99) as f64);
+        self.transit_max.set(h.max() as f64);
     }
 }
 
@@ -345,6 +362,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     };
     let hb_ns = cfg.heartbeat_ms.max(1) * 1_000_000;
     let mut next_hb = 0u64;
+    let mut next_interval = now_ns() + 1_000_000_000;
     let market: Rc<LvtView> = lvt;
     let mut drain_until: Option<u64> = None;
     loop {
@@ -358,6 +376,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         if now >= next_hb {
             next_hb = now + hb_ns;
             counters.publish(&gw);
+            if now >= next_interval {
+                next_interval = now + 1_000_000_000;
+                counters.publish_transit(gw.transit());
+                gw.reset_transit();
+            }
             execs.0.heartbeat();
         }
         if let Some(until) = drain_until {
@@ -373,6 +396,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     }
     gw.shutdown(now_ns());
     counters.publish(&gw);
+    counters.publish_transit(gw.transit());
     counters.w.set_state(ProcessState::Stopped);
     eprintln!(
         "order-gateway: stopped; {} orders, {} execs published, {} still open (recovered at next start)",

@@ -215,6 +215,7 @@ fn push_all(
 ) {
     for id in ids {
         let mut o = order(id);
+        o.publish_ts_ns = shm_layout::clock::now_ns();
         loop {
             match orders.push(o) {
                 Ok(()) => break,
@@ -289,6 +290,9 @@ fn n_orders_in_exactly_n_terminal_reports_out() {
     assert_eq!(c["execs_published"], h.received);
     // A fresh journal starts exec ids at (wall-clock second << 32) + 1.
     assert!(h.first_id > 1 << 32);
+    let g = counters_all(&dir);
+    assert!(g["order_transit_max_ns"] > 0.0, "transit measured: {g:?}");
+    assert!(g["order_transit_p50_ns"] <= g["order_transit_max_ns"]);
 }
 
 fn counters(dir: &Path) -> HashMap<String, u64> {
