@@ -140,6 +140,7 @@ struct Metrics {
     reconciling: Gauge,
     snapshots: Counter,
     risk_forced_reevals: Counter,
+    tick_to_order: [Gauge; 3],
     // Summed over underlyings: counter labels hold at most 48 bytes (shm-layout's LABEL_LEN),
     // too short for two labels; the per-underlying split is in the gauges and the state.
     hedges_band: Counter,
@@ -197,6 +198,11 @@ impl Metrics {
             reconciling: w.gauge("reconciling"),
             snapshots: w.counter("state_snapshots"),
             risk_forced_reevals: w.counter("risk_forced_reevals"),
+            tick_to_order: [
+                w.gauge("tick_to_order_p50_ns"),
+                w.gauge("tick_to_order_p99_ns"),
+                w.gauge("tick_to_order_p999_ns"),
+            ],
             hedges_band: w.counter("hedges{reason=\"band\"}"),
             hedges_safety: w.counter("hedges{reason=\"safety\"}"),
             holds: HOLD_LABELS
@@ -243,6 +249,9 @@ impl Metrics {
             .set(if c.reconciling() { 1.0 } else { 0.0 });
         self.snapshots.set(hk.snapshots);
         self.risk_forced_reevals.set(c.risk.forced_reevals());
+        for (g, v) in self.tick_to_order.iter().zip(hk.tick_to_order_ns) {
+            g.set(v as f64);
+        }
         let sum = |f: &dyn Fn(&super::core::UnderlyingRuntime) -> u64| c.und.iter().map(f).sum();
         self.hedges_band.set(sum(&|u| u.hedges_band));
         self.hedges_safety.set(sum(&|u| u.hedges_safety));
@@ -435,6 +444,8 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     let mut last_gateway_open = 0u64;
     let mut idle = Idle::new(cfg.runtime.idle);
     let mut iter = 0u64;
+    // Not before its heartbeat has been seen.
+    core.gateway_alive = false;
     cnc.set_state(ProcessState::Running);
     while !stop.load(Ordering::Relaxed) {
         let now = shm_layout::clock::now_ns();

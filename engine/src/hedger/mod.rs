@@ -56,6 +56,9 @@ pub struct Housekeeping {
     acked: u64,
     /// Snapshots submitted.
     pub snapshots: u64,
+    /// Feed receive to order publish of the last exported interval: p50, p99, p99.9, ns
+    /// (0 when no order was sent).
+    pub tick_to_order_ns: [u64; 3],
 }
 
 impl Housekeeping {
@@ -81,6 +84,7 @@ impl Housekeeping {
             to_commit: VecDeque::with_capacity(MAX_SNAPSHOTS_IN_FLIGHT + 1),
             acked: 0,
             snapshots: 0,
+            tick_to_order_ns: [0; 3],
         }
     }
 
@@ -187,6 +191,16 @@ impl Housekeeping {
                 hists: core.latency.clone(),
             });
         }
+        let h = &core.latency.recv_to_publish;
+        self.tick_to_order_ns = if h.is_empty() {
+            [0; 3]
+        } else {
+            [
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+            ]
+        };
         core.latency.reset();
         self.last_hist_ns = now_ns;
     }
