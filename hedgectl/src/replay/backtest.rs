@@ -621,7 +621,7 @@ impl Backtest {
         let vol = self.cfg.option_vol?;
         let u = self.opts[id as usize].under?;
         let s = self.unders[u].ref_px;
-        if !(s > 0.0) {
+        if s.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return None;
         }
         bsm_price(px_type(d), s, d.strike, t, vol, 0.0, 0.0)
@@ -1071,7 +1071,10 @@ impl Backtest {
             }
         }
         un.max_abs_after = un.max_abs_after.max(after.abs());
-        un.outside = after.abs() > band;
+        // One lot of slack: a hedge to the band's edge rounds to whole lots.
+        let lot_delta =
+            un.policy.instrument.lot_size * un.policy.instrument.delta_per_contract(mid);
+        un.outside = after.abs() > band + lot_delta;
         un.last_net = after;
         un.last_band = band;
     }
@@ -1087,17 +1090,6 @@ impl Backtest {
             let q = self.book.position(i as u32).unwrap_or(0.0);
             if q != 0.0 {
                 value += q * self.option_unit_value(i as u32).unwrap_or(0.0);
-                if std::env::var_os("REPLAY_DEBUG").is_some() {
-                    let lv = self.lv(i as u32).unwrap();
-                    eprintln!(
-                        "{} {} q={q} unit={:?} mark={} und={}",
-                        self.now_ns,
-                        self.defs[i].symbol(),
-                        self.option_unit_value(i as u32),
-                        lv.mark_px,
-                        lv.mark_underlying_px
-                    );
-                }
             }
         }
         let options = value + self.cash_opt[u];

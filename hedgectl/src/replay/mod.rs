@@ -270,9 +270,9 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         }
         let r = static_risk::static_risk(chain, &positions)?;
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            out(&(serde_json::to_string_pretty(&r)? + "\n"))?;
         } else {
-            print!("{}", static_risk::table(&r));
+            out(&static_risk::table(&r))?;
         }
         if let Some(path) = &a.report {
             std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")
@@ -424,9 +424,9 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if a.json {
-        print!("{json}");
+        out(&json)?;
     } else {
-        print!("{}", report::summary(&report));
+        out(&report::summary(&report))?;
     }
     Ok(0)
 }
@@ -436,4 +436,13 @@ fn file_name(p: &std::path::Path) -> String {
         || p.display().to_string(),
         |f| f.to_string_lossy().into_owned(),
     )
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn out(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }

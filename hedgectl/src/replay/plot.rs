@@ -22,10 +22,12 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// One line: label, colour index, dashed, points.
+type Line = (String, usize, bool, Vec<(f64, f64)>);
+
 struct Panel<'a> {
     title: String,
-    // (label, color index, dashed, points)
-    lines: Vec<(String, usize, bool, Vec<(f64, f64)>)>,
+    lines: Vec<Line>,
     _p: std::marker::PhantomData<&'a ()>,
 }
 
