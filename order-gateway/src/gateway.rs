@@ -414,11 +414,8 @@ impl<V: Venue> Gateway<V> {
             while self.orders_buf.len() < ORDER_BATCH {
                 let Some(o) = orders.peek() else { break };
                 let pos = base + self.orders_buf.len() as u64;
-                if o.action() != Ok(OrderAction::Cancel)
-                    && !self.open.contains_key(&o.client_order_id)
-                {
-                    self.journal.append_order(pos, &o);
-                }
+                // Every message, so that a restart can recognise each one it already took.
+                self.journal.append_order(pos, &o);
                 self.orders_buf.push(o);
             }
             if !self.orders_buf.is_empty() {

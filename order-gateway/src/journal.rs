@@ -10,7 +10,7 @@
 //!
 //! | kind | payload | aux |
 //! |---|---|---|
-//! | 1 `Order` | the [`HedgeOrder`] as consumed | its position in the orders ring |
+//! | 1 `Order` | every [`HedgeOrder`] consumed (new, cancel request, duplicate, invalid) | its position in the orders ring |
 //! | 2 `Exec` | the [`ExecEvent`] with its final `exec_id` | 0 |
 //! | 3 `Base` | `[exec_id_offset, last_exec_id, orders_next_pos, execs_ring_id, 0...]` as u64 | 0 |
 //! | 4 `Open` | an order still open at compaction | its filled quantity (f64 bits) |
@@ -35,7 +35,7 @@
 //! together.
 
 use bytemuck::{bytes_of, pod_read_unaligned};
-use shm_layout::{ExecEvent, ExecKind, HedgeOrder, RejectReason};
+use shm_layout::{ExecEvent, ExecKind, HedgeOrder, OrderAction, RejectReason};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -280,13 +280,14 @@ impl Journal {
                         r.orders_by_pos.insert(aux, o);
                         0.0
                     };
-                    r.open.insert(
-                        o.client_order_id,
-                        OpenOrder {
+                    // Cancel requests are journaled (for their ring position) but open
+                    // nothing; a second order with an open id was rejected as a duplicate.
+                    if o.action() != Ok(OrderAction::Cancel) {
+                        r.open.entry(o.client_order_id).or_insert(OpenOrder {
                             order: o,
                             filled_qty,
-                        },
-                    );
+                        });
+                    }
                 }
                 KIND_EXEC => {
                     let e: ExecEvent = pod_read_unaligned(payload);

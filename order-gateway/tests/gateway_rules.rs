@@ -2,7 +2,7 @@
 //! venue that recovers orders itself after a restart.
 
 use bytemuck::Zeroable;
-use order_gateway::gateway::{Gateway, GatewayLimits, VecExecs, VecOrders};
+use order_gateway::gateway::{Gateway, GatewayLimits, OrderSource, VecExecs, VecOrders};
 use order_gateway::journal::Journal;
 use order_gateway::sim::{SimConfig, SimVenue};
 use order_gateway::{Venue, VenueReport};
@@ -205,5 +205,38 @@ fn a_venue_may_recover_open_orders_itself() {
     assert_eq!((s.orders_to_venue, s.orders_cancelled), (1, 0));
     run(&mut gw, &mut o, &mut e, 10_000_000);
     assert_eq!(kinds(&e.all, 3), [(ExecKind::Fill, RejectReason::None)]);
+    assert_eq!(gw.open_orders(), 0);
+}
+
+#[test]
+fn a_batch_journaled_but_not_committed_is_taken_once_even_with_cancels_and_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
+    let (mut gw, _) = start(sim(), &path, &mut o, &mut e);
+    o.all.push(order(1, TimeInForce::Gtc, 99.0));
+    o.all.push(HedgeOrder {
+        action: OrderAction::Cancel as u8,
+        ..order(2, TimeInForce::Gtc, 99.0)
+    });
+    o.all.push(order(1, TimeInForce::Ioc, 100.0)); // duplicate id
+    o.all.push(order(3, TimeInForce::Ioc, 100.0));
+    let m = market();
+    gw.step(1, true, &mut o, &mut e, &m).unwrap();
+    drop(gw);
+    // The commit "did not happen": the whole batch is in the ring again.
+    o.head = 0;
+    o.rewind();
+    let (mut gw, s) = start(sim(), &path, &mut o, &mut e);
+    assert_eq!(s.orders_skipped, 4);
+    run(&mut gw, &mut o, &mut e, 1_000_000);
+    for id in [1, 3] {
+        let t: Vec<_> = kinds(&e.all, id)
+            .into_iter()
+            .filter(|(k, r)| k.is_terminal() && *r != RejectReason::DuplicateOrder)
+            .collect();
+        assert_eq!(t.len(), 1, "order {id}: {t:?}");
+    }
+    assert!(kinds(&e.all, 2).is_empty());
     assert_eq!(gw.open_orders(), 0);
 }
