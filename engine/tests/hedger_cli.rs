@@ -94,3 +94,42 @@ fn example_config_with_missing_segments_fails_clearly() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("instruments"), "{err}");
 }
+
+#[test]
+fn sigterm_while_waiting_for_segments_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("h.toml");
+    std::fs::write(
+        &cfg,
+        "[shm]\nopen_wait_ms = 30000\n[underlyings.BTC]\nhedge_instrument = \"BTC-PERPETUAL\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hedger"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--shm-dir")
+        .arg(dir.path().join("seg"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "{st:?}");
+            break;
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("SIGTERM ignored during startup");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -117,12 +117,18 @@ fn main() -> ExitCode {
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+        // A second signal while the first is being handled terminates at once.
+        let second = signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop));
+        if let Err(e) = second.and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop))) {
             eprintln!("hedger: cannot install signal handler: {e}");
             return ExitCode::FAILURE;
         }
     }
     match engine::hedger::live::run(&cfg, &stop) {
+        Ok(s) if s.epoch == 0 => {
+            eprintln!("hedger: stopped by a signal during startup");
+            ExitCode::SUCCESS
+        }
         Ok(s) => {
             eprintln!(
                 "hedger: stopped cleanly (epoch {}, md events {}, execs {}, orders sent {}, positions {:?})",

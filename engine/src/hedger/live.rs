@@ -15,8 +15,8 @@ use anyhow::Context as _;
 use shm_layout::{
     namespace_dir, BroadcastReader, ControlBlock, Counter, CountersReader, CountersWriter,
     ExecEvent, Gauge, HedgeOrder, InstrumentKind, InstrumentTable, LastValue, LastValueTable,
-    Liveness, MarketEvent, OpenOptions, Poll, ProcessState, SpscConsumer, SpscProducer,
-    StalePolicy, TradingState,
+    Liveness, MarketEvent, OpenOptions, Poll, ProcessState, SegmentError, SpscConsumer,
+    SpscProducer, StalePolicy, TradingState,
 };
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -342,6 +342,30 @@ pub fn resolve(
     Ok(out)
 }
 
+/// Opens a segment, waiting up to `wait` for it to appear, in short steps so that a stop
+/// request during startup is honoured at once (`Ok(None)`).
+fn wait_open<T>(
+    stop: &AtomicBool,
+    wait: OpenOptions,
+    open: impl Fn(OpenOptions) -> Result<T, SegmentError>,
+) -> Result<Option<T>, SegmentError> {
+    let deadline = std::time::Instant::now() + wait.wait;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match open(OpenOptions::wait(left.min(Duration::from_millis(50)))) {
+            Ok(t) => return Ok(Some(t)),
+            Err(SegmentError::Missing { .. } | SegmentError::NotInitialized { .. })
+                if !left.is_zero() =>
+            {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Runs the hedger until `stop` is set. Startup errors and state-write errors are returned;
 /// bad market data and rejects are counted, never fatal.
 ///
@@ -362,14 +386,36 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
         SpscProducer::create(&dir, &cfg.shm.orders, cfg.shm.orders_capacity, on_stale)
             .context("creating the orders ring")?;
 
-    let instruments = InstrumentTable::open(&dir, &cfg.shm.instruments, wait)
-        .context("opening the instruments segment (is the feed handler running?)")?;
+    let stopped = || RunSummary {
+        stats: Default::default(),
+        epoch: 0,
+        positions: Vec::new(),
+    };
+    let Some(instruments) = wait_open(stop, wait, |o| {
+        InstrumentTable::open(&dir, &cfg.shm.instruments, o)
+    })
+    .context("opening the instruments segment (is the feed handler running?)")?
+    else {
+        return Ok(stopped());
+    };
     let defs: Vec<_> = instruments.defs().to_vec();
-    let lvt =
-        LastValueTable::open(&dir, &cfg.shm.lvt, wait).context("opening the last-value table")?;
-    let reader = BroadcastReader::open(&dir, &cfg.shm.md, wait).context("opening the md ring")?;
-    let mut execs: SpscConsumer<ExecEvent> = SpscConsumer::open(&dir, &cfg.shm.execs, wait)
-        .context("opening the execs ring (is the order gateway running?)")?;
+    let Some(lvt) = wait_open(stop, wait, |o| LastValueTable::open(&dir, &cfg.shm.lvt, o))
+        .context("opening the last-value table")?
+    else {
+        return Ok(stopped());
+    };
+    let Some(reader) = wait_open(stop, wait, |o| BroadcastReader::open(&dir, &cfg.shm.md, o))
+        .context("opening the md ring")?
+    else {
+        return Ok(stopped());
+    };
+    let Some(mut execs) = wait_open(stop, wait, |o| {
+        SpscConsumer::<ExecEvent>::open(&dir, &cfg.shm.execs, o)
+    })
+    .context("opening the execs ring (is the order gateway running?)")?
+    else {
+        return Ok(stopped());
+    };
     let mut market = ShmMarket { reader, lvt };
 
     let setups = resolve(cfg, &defs)?;
