@@ -525,3 +525,44 @@ pub fn publish_loop(
         dir: dir.to_path_buf(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_and_instruments_file_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let c = Config::load(&dir.join("feed-handler.example.toml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.source, SourceSpec::Synthetic);
+        assert_eq!(c.synthetic, SyntheticConfig::default());
+        let r = Registry::load_csv(&dir.join("instruments.example.csv")).unwrap();
+        assert!(r.is_fixed());
+        let put = r.get(r.id_of("BTC-22MAY20-9250-P").unwrap()).unwrap();
+        assert_eq!(r.get(put.forward_id).unwrap().symbol(), "SYN.BTC-22MAY20");
+        assert!(r.id_of("BTC-22MAY20-12000-C").is_some());
+    }
+
+    #[test]
+    fn config_errors_name_the_problem() {
+        let e = toml::from_str::<Config>("ring_capcity = 3").unwrap_err();
+        assert!(e.to_string().contains("ring_capcity"), "{e}");
+        let c = Config {
+            ring_capacity: 1000,
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("power of two"));
+        let t: Config = toml::from_str("[source]\nkind = \"tardis\"\nfiles = [\"a.csv\"]").unwrap();
+        assert_eq!(
+            t.source,
+            SourceSpec::Tardis {
+                files: vec![PathBuf::from("a.csv")]
+            }
+        );
+    }
+}

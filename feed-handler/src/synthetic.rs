@@ -299,6 +299,8 @@ struct UnderlyingState {
     /// Current vol spike multiplier (>= 1).
     spike: f64,
     tick: f64,
+    /// Diffusion steps taken.
+    steps: u64,
     /// Resting size per depth level (contracts, before the stress divisor): levels persist
     /// between quotes, as on a real book; each quote refreshes the top and one deeper level.
     bid_sizes: [f64; DEPTH_LEVELS],
@@ -365,8 +367,40 @@ pub struct SyntheticSource {
     rr_mark: usize,
     events: u64,
     exact_reprices: u64,
-    cum_quote: f64,
-    cum_price: f64,
+    /// The event kinds of one mixing cycle (0 quote, 1 price, 2 mark), interleaved evenly by
+    /// weight; cycled in order.
+    pattern: Vec<u8>,
+    pattern_pos: usize,
+}
+
+/// Length of the event-mix cycle: weights are resolved to 1/20.
+const PATTERN_LEN: usize = 20;
+
+/// Interleaves event kinds by weight over [`PATTERN_LEN`] slots (largest remainder first, then
+/// spread like Bresenham's line), e.g. 0.5/0.1/0.4 -> Q M Q M Q P Q M Q M ... A fixed cycle
+/// instead of a random draw per event: the same long-run mix, no draw, and branches that the
+/// CPU predicts (a random kind per event costs a misprediction or two per event).
+fn mix_pattern(weights: [f64; 3]) -> Vec<u8> {
+    let total: f64 = weights.iter().map(|w| w.max(0.0)).sum::<f64>().max(1e-12);
+    let mut counts = weights.map(|w| (w.max(0.0) / total * PATTERN_LEN as f64).round() as usize);
+    let sum: usize = counts.iter().sum();
+    if sum == 0 {
+        counts[0] = PATTERN_LEN;
+    }
+    let n: usize = counts.iter().sum();
+    let mut acc = [0.0f64; 3];
+    (0..n)
+        .map(|_| {
+            for k in 0..3 {
+                acc[k] += counts[k] as f64 / n as f64;
+            }
+            let k = (0..3)
+                .max_by(|&a, &b| acc[a].total_cmp(&acc[b]).then(b.cmp(&a)))
+                .unwrap_or(0);
+            acc[k] -= 1.0;
+            k as u8
+        })
+        .collect()
 }
 
 fn round_step(x: f64) -> f64 {
@@ -462,13 +496,17 @@ impl SyntheticSource {
                 last_ns: cfg.start_ns,
                 spike: 1.0,
                 tick,
+                steps: 0,
                 bid_sizes: [0.0; DEPTH_LEVELS],
                 ask_sizes: [0.0; DEPTH_LEVELS],
             });
         }
-        let wsum = (cfg.weight_quote + cfg.weight_price + cfg.weight_mark).max(1e-12);
-        let cum_quote = cfg.weight_quote / wsum;
-        let cum_price = cum_quote + cfg.weight_price / wsum;
+        let mark_weight = if options.is_empty() {
+            0.0
+        } else {
+            cfg.weight_mark
+        };
+        let pattern = mix_pattern([cfg.weight_quote, cfg.weight_price, mark_weight]);
         let mut s = SyntheticSource {
             rng: Xoshiro256::new(cfg.seed),
             now_ns: cfg.start_ns,
@@ -486,8 +524,8 @@ impl SyntheticSource {
             rr_mark: 0,
             events: 0,
             exact_reprices: 0,
-            cum_quote,
-            cum_price,
+            pattern,
+            pattern_pos: 0,
             cfg,
         };
         for u in 0..s.unders.len() {
@@ -577,7 +615,13 @@ impl SyntheticSource {
             st.spike = 1.0 + (st.spike - 1.0) * (-dt_s * std::f64::consts::LN_2 / half_life).exp();
         }
         let sigma = st.spec.vol * st.spike * stress_mult;
-        let z = self.rng.normal();
+        // Innovation: triangular with unit variance (sum of two uniforms from one draw). Much
+        // cheaper than a normal draw; summed over the many ticks of any horizon that matters it
+        // is Gaussian (central limit theorem); jumps supply the fat tails.
+        let bits = self.rng.next_u64();
+        let u1 = (bits >> 32) as f64 * (1.0 / 4_294_967_296.0);
+        let u2 = (bits & 0xffff_ffff) as f64 * (1.0 / 4_294_967_296.0);
+        let z = (u1 + u2 - 1.0) * std::f64::consts::SQRT_2 * 3f64.sqrt();
         let mut lr = -0.5 * sigma * sigma * dt_y + sigma * dt_y.sqrt() * z;
         let p_jump = st.spec.jumps_per_minute / 60.0 * dt_s;
         if self.rng.uniform() < p_jump {
@@ -585,7 +629,14 @@ impl SyntheticSource {
             st.spike = (st.spike * self.cfg.spike_mult).min(4.0);
         }
         st.log_spot += lr;
-        st.spot = st.log_spot.exp();
+        st.steps += 1;
+        // exp(lr) by its series for tick-sized moves (|lr| < 1e-3: error below 1e-13), resynced
+        // from the log price every 4096 steps so rounding cannot accumulate.
+        if lr.abs() < 1e-3 && st.steps & 4095 != 0 {
+            st.spot *= 1.0 + lr * (1.0 + lr * (0.5 + lr * (1.0 / 6.0 + lr * (1.0 / 24.0))));
+        } else {
+            st.spot = st.log_spot.exp();
+        }
     }
 
     /// Mean resting size of depth level `i` (deeper levels are larger).
@@ -605,7 +656,8 @@ impl SyntheticSource {
         let u16f = |k: u32| ((bits >> (16 * k)) & 0xffff) as f64 * (1.0 / 65536.0);
         let base0 = self.level_base(0);
         let deep = if levels > 1 {
-            1 + ((bits >> 32) & 0xff) as usize % (levels - 1)
+            // Multiply-shift instead of a modulo: uniform enough over 256 values.
+            1 + ((((bits >> 32) & 0xff) as usize * (levels - 1)) >> 8)
         } else {
             0
         };
@@ -653,7 +705,11 @@ impl SyntheticSource {
 
     fn mark(&mut self, stress: bool, out: &mut SourceEvent) {
         let k = self.rr_mark;
-        self.rr_mark = (k + 1) % self.options.len();
+        self.rr_mark = if k + 1 == self.options.len() {
+            0
+        } else {
+            k + 1
+        };
         let (u, e) = (self.options[k].under, self.options[k].expiry);
         if self.now_ns - self.unders[u].expiries[e].refreshed_ns >= EXPIRY_REFRESH_NS {
             self.refresh_expiry(u, e);
@@ -745,18 +801,23 @@ impl Source for SyntheticSource {
         self.now_ns += whole.max(1);
         let stress = self.stress.active(self.now_ns);
         self.stress_now = stress;
-        let r = self.rng.uniform();
+        let kind = self.pattern[self.pattern_pos];
+        self.pattern_pos = if self.pattern_pos + 1 == self.pattern.len() {
+            0
+        } else {
+            self.pattern_pos + 1
+        };
         let n_under = self.unders.len();
-        if r < self.cum_quote || (self.options.is_empty() && r >= self.cum_price) {
+        if kind == 0 {
             let u = self.rr_quote;
-            self.rr_quote = (u + 1) % n_under;
+            self.rr_quote = if u + 1 == n_under { 0 } else { u + 1 };
             self.advance(u, stress);
             self.quote(u, stress, out);
-        } else if r < self.cum_price {
+        } else if kind == 1 {
             // Index, then each expiry's forward, round robin over all underlyings.
             let per = 1 + self.expiry_ns.len();
             let k = self.rr_price;
-            self.rr_price = (k + 1) % (per * n_under);
+            self.rr_price = if k + 1 == per * n_under { 0 } else { k + 1 };
             let (u, j) = (k / per, k % per);
             self.advance(u, stress);
             out.has_depth = false;
@@ -955,6 +1016,55 @@ mod tests {
             s.exact_reprices() < marks / 2,
             "{} exact of {marks}",
             s.exact_reprices()
+        );
+    }
+
+    #[test]
+    fn realized_volatility_matches_the_configured_volatility() {
+        let cfg = SyntheticConfig {
+            rate: 1000.0,
+            weight_quote: 0.0,
+            weight_price: 1.0,
+            weight_mark: 0.0,
+            expiries_days: vec![],
+            stress_every_s: 0.0,
+            burst_every_s: 0.0,
+            underlyings: vec![UnderlyingSpec {
+                jumps_per_minute: 0.0,
+                ..UnderlyingSpec::default()
+            }],
+            ..SyntheticConfig::default()
+        };
+        let warp = cfg.time_warp;
+        let mut s = SyntheticSource::new(cfg);
+        let mut e = SourceEvent::default();
+        let (mut last, mut sum_sq) = (60_000f64.ln(), 0.0);
+        let n = 400_000;
+        for _ in 0..n {
+            s.next(&mut e);
+            let lp = e.event.as_underlying_price().unwrap().ln();
+            sum_sq += (lp - last) * (lp - last);
+            last = lp;
+        }
+        let years = n as f64 / 1000.0 * warp / YEAR_S;
+        let vol = (sum_sq / years).sqrt();
+        assert!((vol - 0.6).abs() < 0.01, "realized vol {vol}");
+        // The series-updated price stays on the log price.
+        assert!((s.spot(0).ln() - s.unders[0].log_spot).abs() < 1e-12);
+    }
+
+    #[test]
+    fn event_mix_follows_the_weights() {
+        assert_eq!(mix_pattern([0.5, 0.1, 0.4]).len(), PATTERN_LEN);
+        let p = mix_pattern([0.5, 0.1, 0.4]);
+        let count = |k| p.iter().filter(|&&x| x == k).count();
+        assert_eq!((count(0), count(1), count(2)), (10, 2, 8));
+        assert_eq!(mix_pattern([1.0, 0.0, 0.0]), vec![0; PATTERN_LEN]);
+        assert!(mix_pattern([0.0, 0.0, 0.0]).iter().all(|&k| k == 0));
+        // Spread, not blocks: never three of a kind in a row.
+        assert!(
+            p.windows(3).all(|w| !(w[0] == w[1] && w[1] == w[2])),
+            "{p:?}"
         );
     }
 
