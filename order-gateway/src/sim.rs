@@ -17,6 +17,8 @@
 //! - Fees: taker fee on aggressive fills, maker fee on resting fills (negative = rebate), in the
 //!   settlement currency: linear `qty * multiplier * price * bps`, inverse
 //!   `qty * multiplier / price * bps` (coin), rounded to 1e-10.
+//! - A cancel travels with the same latency as orders; one that overtakes its order (jitter)
+//!   or finds it already ended is ignored, as a venue answers "unknown order".
 //! - Rejects, checked in this order: invalid order, unknown (or non-tradable) instrument,
 //!   duplicate client order id, rate limit (token bucket), below minimum size, bad lot, bad
 //!   tick, no liquidity (no two-sided quote), price outside the band around mid.
