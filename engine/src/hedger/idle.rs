@@ -62,3 +62,29 @@ impl Idle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn every_strategy_returns_and_backoff_parks_at_most_a_millisecond() {
+        for k in [
+            IdleKind::BusySpin,
+            IdleKind::SpinThenYield,
+            IdleKind::BackoffPark,
+        ] {
+            let mut i = Idle::new(k);
+            for _ in 0..(SPINS + YIELDS + 20) {
+                i.idle(0);
+            }
+            let t0 = Instant::now();
+            i.idle(0);
+            // One parked iteration sleeps at most MAX_PARK (plus scheduling slack).
+            assert!(t0.elapsed() < MAX_PARK * 50, "{k:?}");
+            i.idle(1);
+            assert_eq!(i.idle_iterations, 0, "work resets the backoff");
+        }
+    }
+}
