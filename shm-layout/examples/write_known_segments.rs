@@ -64,7 +64,9 @@ fn last_value(v: &LastValue) -> Value {
 }
 
 fn main() {
-    let dir = std::env::args().nth(1).expect("usage: write_known_segments <dir>");
+    let dir = std::env::args()
+        .nth(1)
+        .expect("usage: write_known_segments <dir>");
     let dir = Path::new(&dir);
     let fail = StalePolicy::Fail;
     let mut out = serde_json::Map::new();
@@ -74,7 +76,15 @@ fn main() {
     let events: Vec<MarketEvent> = (0..13u64)
         .map(|i| {
             let mut e = match i % 4 {
-                0 => MarketEvent::quote(3, 1_700_000_000_000_000_000 + i, 1000 + i, 99.5, 2.0, 100.5, 3.0),
+                0 => MarketEvent::quote(
+                    3,
+                    1_700_000_000_000_000_000 + i,
+                    1000 + i,
+                    99.5,
+                    2.0,
+                    100.5,
+                    3.0,
+                ),
                 1 => MarketEvent::option_mark(5, 0, 1000 + i, 0.0125, 0.7687, 91_234.5),
                 2 => MarketEvent::underlying_price(1, 0, 1000 + i, 91_000.25 + i as f64),
                 _ => MarketEvent::trade(3, 0, 1000 + i, 100.0, 0.1, Side::Sell),
@@ -126,7 +136,11 @@ fn main() {
         .map(|i| {
             let mut d = InstrumentDef::zeroed();
             d.id = i;
-            d.kind = [InstrumentKind::Index, InstrumentKind::Perpetual, InstrumentKind::Option][i as usize] as u8;
+            d.kind = [
+                InstrumentKind::Index,
+                InstrumentKind::Perpetual,
+                InstrumentKind::Option,
+            ][i as usize] as u8;
             d.option_type = if i == 2 { OptionType::Call as u8 } else { 0 };
             d.settlement = Settlement::Inverse as u8;
             d.underlying_id = 0;
@@ -152,7 +166,8 @@ fn main() {
 
     // Orders queue of 4: 6 pushed, 3 consumed -> 3 pending, wrapped.
     let mut p = SpscProducer::<HedgeOrder>::create(dir, names::ORDERS, 4, fail).unwrap();
-    let mut c = SpscConsumer::<HedgeOrder>::open(dir, names::ORDERS, OpenOptions::default()).unwrap();
+    let mut c =
+        SpscConsumer::<HedgeOrder>::open(dir, names::ORDERS, OpenOptions::default()).unwrap();
     let orders: Vec<HedgeOrder> = (0..6u64)
         .map(|i| {
             let mut o = HedgeOrder::zeroed();
@@ -243,5 +258,8 @@ fn main() {
         }),
     );
 
-    println!("{}", serde_json::to_string_pretty(&Value::Object(out)).unwrap());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&Value::Object(out)).unwrap()
+    );
 }
