@@ -305,6 +305,12 @@ struct UnderlyingState {
     /// between quotes, as on a real book; each quote refreshes the top and one deeper level.
     bid_sizes: [f64; DEPTH_LEVELS],
     ask_sizes: [f64; DEPTH_LEVELS],
+    /// Published sizes (whole contracts, stress divisor applied), kept in step with the
+    /// resting sizes so a quote only converts the levels it changed.
+    bid_out: [f64; DEPTH_LEVELS],
+    ask_out: [f64; DEPTH_LEVELS],
+    /// Stress state the published sizes were computed for.
+    out_stress: bool,
 }
 
 /// An on/off schedule on the synthetic clock (bursts, stress), in integer ns so that the check
@@ -499,6 +505,9 @@ impl SyntheticSource {
                 steps: 0,
                 bid_sizes: [0.0; DEPTH_LEVELS],
                 ask_sizes: [0.0; DEPTH_LEVELS],
+                bid_out: [0.0; DEPTH_LEVELS],
+                ask_out: [0.0; DEPTH_LEVELS],
+                out_stress: true,
             });
         }
         let mark_weight = if options.is_empty() {
@@ -665,13 +674,26 @@ impl SyntheticSource {
         let deep_bid = bits & (1 << 40) != 0;
         let size_scale = 1.0 / spread_mult;
         let half_spread_bps = self.cfg.half_spread_bps;
+        let whole = |x: f64| ((x * size_scale) as u64).max(1) as f64;
         let st = &mut self.unders[u];
+        if st.out_stress != stress {
+            // Stress toggled: every published size changes.
+            for i in 0..DEPTH_LEVELS {
+                st.bid_out[i] = whole(st.bid_sizes[i]);
+                st.ask_out[i] = whole(st.ask_sizes[i]);
+            }
+            st.out_stress = stress;
+        }
         st.bid_sizes[0] = base0 * (0.5 + u16f(0));
         st.ask_sizes[0] = base0 * (0.5 + u16f(1));
+        st.bid_out[0] = whole(st.bid_sizes[0]);
+        st.ask_out[0] = whole(st.ask_sizes[0]);
         if deep_bid {
             st.bid_sizes[deep] = deep_size;
+            st.bid_out[deep] = whole(deep_size);
         } else {
             st.ask_sizes[deep] = deep_size;
+            st.ask_out[deep] = whole(deep_size);
         }
         let tick = st.tick;
         let mid = st.spot;
@@ -686,10 +708,8 @@ impl SyntheticSource {
         d.ask_levels = levels as u32;
         for i in 0..levels {
             let off = i as f64 * tick;
-            let bq = ((st.bid_sizes[i] * size_scale) as u64).max(1) as f64;
-            let aq = ((st.ask_sizes[i] * size_scale) as u64).max(1) as f64;
-            d.bids[i] = [bid - off, bq];
-            d.asks[i] = [ask + off, aq];
+            d.bids[i] = [bid - off, st.bid_out[i]];
+            d.asks[i] = [ask + off, st.ask_out[i]];
         }
         out.has_depth = true;
         out.event = MarketEvent::quote(

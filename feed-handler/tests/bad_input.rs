@@ -327,3 +327,22 @@ proptest! {
         prop_assert_eq!(n as u64 + r.total(), src.rows_read());
     }
 }
+
+#[test]
+fn wide_files_with_the_symbol_far_right_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra: Vec<String> = (0..40).map(|i| format!("x{i}")).collect();
+    let header = format!(
+        "{},exchange,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount,symbol",
+        extra.join(",")
+    );
+    let pad = vec!["0"; 40].join(",");
+    let text = format!(
+        "{header}\n{pad},deribit,1,1,10,100.5,100,20,BTC-PERPETUAL\n{pad},deribit,2,2,10,100.5,100,20\n"
+    );
+    let p = write(dir.path(), "wide.csv", &text);
+    let mut src = TardisSource::open(&[p], None).unwrap();
+    let (n, r) = run(&mut src);
+    assert_eq!(n, 1);
+    assert_only(&r, RejectReason::ColumnCount);
+}
