@@ -10,6 +10,7 @@
 //! - [`spsc`]: bounded queues for orders and execs, positions persisted in the segment.
 //! - [`counters`]: per-process liveness and counters (Aeron CnC-like).
 //! - [`control`]: kill switch and trading states.
+//! - [`probe`]: one shared cache line, the raw baseline of the benchmarks.
 //!
 //! ```
 //! use shm_layout::{broadcast::{BroadcastReader, BroadcastWriter, Poll}, OpenOptions, StalePolicy};
@@ -35,6 +36,8 @@ pub mod counters;
 pub mod instruments;
 pub mod lvt;
 pub mod messages;
+#[cfg(not(loom))]
+pub mod probe;
 #[cfg(not(loom))]
 pub mod segment;
 pub mod spsc;

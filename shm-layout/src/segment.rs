@@ -208,6 +208,8 @@ pub enum SegmentKind {
     Counters = 5,
     /// Control block.
     Control = 6,
+    /// One cache line for latency probes (`bench`).
+    Probe = 7,
 }
 
 impl SegmentKind {
@@ -220,6 +222,7 @@ impl SegmentKind {
             4 => SegmentKind::Spsc,
             5 => SegmentKind::Counters,
             6 => SegmentKind::Control,
+            7 => SegmentKind::Probe,
             _ => return None,
         })
     }
@@ -232,6 +235,7 @@ impl SegmentKind {
             SegmentKind::Spsc => "spsc",
             SegmentKind::Counters => "counters",
             SegmentKind::Control => "control block",
+            SegmentKind::Probe => "probe line",
         }
     }
 }
