@@ -265,9 +265,13 @@ const _: () = assert!(MAX_MSG_LEN < u16::MAX as usize);
 pub struct Message<'a> {
     bytes: &'a [u8],
     fields: [FieldRef; MAX_FIELDS],
+    /// `slot[tag % 64]` = 1 + index of the first field whose tag has that residue, 0 if none:
+    /// most lookups are one probe, a miss on an empty residue is free, collisions scan.
+    slot: [u8; 64],
     len: usize,
     seq_num: u64,
 }
+const _: () = assert!(MAX_FIELDS <= u8::MAX as usize);
 
 impl fmt::Debug for Message<'_> {
     /// Prints `tag=value|...` with the values of Username (553) and Password (554) redacted.
@@ -303,10 +307,17 @@ impl<'a> Message<'a> {
     /// The value of `tag`, if present.
     #[inline]
     pub fn get(&self, tag: u32) -> Option<&'a [u8]> {
-        self.fields[..self.len]
-            .iter()
-            .find(|f| f.tag == tag)
-            .map(|f| &self.bytes[f.start as usize..f.end as usize])
+        let s = self.slot[(tag % 64) as usize] as usize;
+        if s == 0 {
+            return None;
+        }
+        let f = self.fields[s - 1];
+        let f = if f.tag == tag {
+            f
+        } else {
+            *self.fields[s..self.len].iter().find(|f| f.tag == tag)?
+        };
+        Some(&self.bytes[f.start as usize..f.end as usize])
     }
     /// The value of `tag` as an unsigned integer; `Err` if present but not numeric.
     pub fn get_u64(&self, tag: u32) -> Result<Option<u64>, DecodeError> {
@@ -453,6 +464,7 @@ pub fn decode(buf: &[u8]) -> Result<(Message<'_>, usize), DecodeError> {
     let mut msg = Message {
         bytes,
         fields: [FieldRef::default(); MAX_FIELDS],
+        slot: [0; 64],
         len: 0,
         seq_num: 0,
     };
@@ -486,10 +498,8 @@ pub fn decode(buf: &[u8]) -> Result<(Message<'_>, usize), DecodeError> {
         }
         i += 1;
         let vstart = i;
-        // body_end - 1 is SOH (checked by frame_len), so this loop stops inside the body.
-        while bytes[i] != SOH {
-            i += 1;
-        }
+        // body_end - 1 is SOH (checked by frame_len), so the value ends inside the body.
+        i = find_soh(bytes, i, body_end);
         if i == vstart {
             return Err(DecodeError::EmptyValue { tag: t });
         }
@@ -517,6 +527,10 @@ pub fn decode(buf: &[u8]) -> Result<(Message<'_>, usize), DecodeError> {
             end: i as u16,
         };
         msg.len += 1;
+        let h = (t % 64) as usize;
+        if msg.slot[h] == 0 {
+            msg.slot[h] = msg.len as u8;
+        }
         i += 1;
     }
     for required in [tag::SENDER_COMP_ID, tag::TARGET_COMP_ID, tag::SENDING_TIME] {
@@ -538,6 +552,30 @@ pub fn decode(buf: &[u8]) -> Result<(Message<'_>, usize), DecodeError> {
         }
     };
     Ok((msg, total))
+}
+
+/// Index of the first SOH in `b[i..end]` (or `end`), eight bytes per step: a word XOR
+/// 0x01.. turns SOH bytes into zero bytes, and the classic "has a zero byte" test
+/// (`(x - 0x01..) & !x & 0x80..`) marks the first one exactly (bits above it may be false
+/// positives, the lowest set bit never is).
+#[inline]
+fn find_soh(b: &[u8], mut i: usize, end: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while i + 8 <= end {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i..i + 8]);
+        let x = u64::from_le_bytes(w) ^ LO;
+        let m = x.wrapping_sub(LO) & !x & HI;
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < end && b[i] != SOH {
+        i += 1;
+    }
+    i
 }
 
 #[inline]
@@ -950,6 +988,41 @@ mod tests {
         assert_eq!(msg.seq_num(), 42);
         assert_eq!(msg.get(tag::SYMBOL), Some(&b"BTC-PERPETUAL"[..]));
         assert_eq!(msg.get_f64(tag::PRICE), Ok(Some(43_210.5)));
+    }
+
+    #[test]
+    fn soh_finder_agrees_with_a_plain_scan() {
+        let mut b = [b'x'; 40];
+        for p in 0..40 {
+            b.fill(b'x');
+            b[p] = SOH;
+            for start in 0..=p {
+                assert_eq!(find_soh(&b, start, 40), p);
+            }
+            assert_eq!(find_soh(&b, p + 1, 40), 40);
+            b[p] = 0x81; // high bit set, not SOH
+            assert_eq!(find_soh(&b, 0, 40), 40);
+        }
+    }
+
+    #[test]
+    fn lookups_find_colliding_tags() {
+        let mut buf = [0u8; MAX_MSG_LEN];
+        let mut w = MsgWriter::new(&mut buf, b"8");
+        w.str(tag::SENDER_COMP_ID, b"A")
+            .str(tag::TARGET_COMP_ID, b"B")
+            .u64(tag::MSG_SEQ_NUM, 1)
+            .str(tag::SENDING_TIME, b"20240101-00:00:00.000")
+            .str(tag::CL_ORD_ID, b"c11")
+            .str(75, b"c75") // 75 % 64 == 11
+            .str(139, b"c139"); // 139 % 64 == 11
+        let m = w.finish().unwrap().to_vec();
+        let (msg, _) = decode(&m).unwrap();
+        assert_eq!(msg.get(11), Some(&b"c11"[..]));
+        assert_eq!(msg.get(75), Some(&b"c75"[..]));
+        assert_eq!(msg.get(139), Some(&b"c139"[..]));
+        assert_eq!(msg.get(203), None);
+        assert_eq!(msg.get(12), None);
     }
 
     #[test]
