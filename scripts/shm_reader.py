@@ -23,7 +23,8 @@ INITIALIZED = int.from_bytes(b"INIT", "little")
 LAYOUT_VERSION = 1
 HEADER_SIZE = 128
 
-KINDS = {1: "broadcast", 2: "lvt", 3: "instruments", 4: "spsc", 5: "counters", 6: "control"}
+KINDS = {1: "broadcast", 2: "lvt", 3: "instruments", 4: "spsc", 5: "counters", 6: "control",
+         7: "probe"}
 
 # Common header: offsets from docs/shm-layout.md, section "Segment header".
 HEADER = struct.Struct("<QIIQQIIQIIQQQ32s16s")
@@ -228,8 +229,12 @@ def dump_control(m, h):
     return {"generation": u64(m, 128), "kill_switch": u32(m, 256) != 0, "trading_state": states}
 
 
+def dump_probe(m, h):
+    return {"words": [u64(m, 128 + 8 * i) for i in range(8)]}
+
+
 DUMPERS = {1: dump_broadcast, 2: dump_lvt, 3: dump_instruments, 4: dump_spsc, 5: dump_counters,
-           6: dump_control}
+           6: dump_control, 7: dump_probe}
 
 
 def dump_file(path):
