@@ -414,7 +414,9 @@ impl Session {
         }
     }
 
-    fn flush(&mut self, now_ns: u64, on_event: &mut dyn FnMut(&mut Session, SessionEvent)) {
+    /// Writes queued output now (one non-blocking `write`), instead of at the next `poll`;
+    /// what the socket does not take stays queued.
+    pub fn flush(&mut self, now_ns: u64, on_event: &mut dyn FnMut(&mut Session, SessionEvent)) {
         let Some(stream) = self.stream.as_mut() else {
             return;
         };

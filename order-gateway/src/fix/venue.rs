@@ -468,7 +468,10 @@ impl App {
             SessionEvent::GapFilled { begin, end } => self.on_gap_filled(begin, end),
             SessionEvent::LoggedOn => self.request_statuses(session, shm_layout::clock::now_ns()),
             SessionEvent::Disconnected => {
-                for o in self.orders.iter_mut() {
+                // Whatever happened to orders in flight while we were away, ask at the next
+                // Logon (answers are cumulative, so resent reports cannot double-count).
+                for o in self.orders.iter_mut().filter(|o| o.live) {
+                    o.recovering = true;
                     o.status_requested = false;
                 }
             }
@@ -568,6 +571,9 @@ impl Venue for FixVenue {
                     recovering: false,
                     status_requested: false,
                 };
+                // Out now, not at the next poll: the order is latency-critical.
+                let app = &mut self.app;
+                self.session.flush(now_ns, &mut |s, ev| app.on_event(s, ev));
             }
             Err(SendError::NotConnected) => {
                 self.app.local_reject(order, RejectReason::NotConnected)
@@ -602,6 +608,8 @@ impl Venue for FixVenue {
         });
         if r.is_ok() {
             self.app.stats.cancels_sent += 1;
+            let app = &mut self.app;
+            self.session.flush(now_ns, &mut |s, ev| app.on_event(s, ev));
         }
     }
 
