@@ -139,6 +139,11 @@ struct Under {
     outside_ns: u64,
     outside: bool,
     last_net: f64,
+    /// Cumulative PnL of the residual net delta: sum of net delta (after decisions) times the
+    /// next move of the underlying, quote currency.
+    delta_pnl: f64,
+    prev_err: Option<f64>,
+    err_steps: Vec<f64>,
     last_band: f64,
     hold_counts: BTreeMap<&'static str, u64>,
     series: Series,
@@ -353,6 +358,9 @@ impl Backtest {
                 outside_ns: 0,
                 outside: false,
                 last_net: 0.0,
+                delta_pnl: 0.0,
+                prev_err: None,
+                err_steps: Vec::new(),
                 last_band: 0.0,
                 hold_counts: BTreeMap::new(),
                 series: Series::default(),
@@ -775,6 +783,9 @@ impl Backtest {
 
     fn set_ref(&mut self, u: usize, px: f64, ts: u64) {
         let un = &mut self.unders[u];
+        if un.ref_px > 0.0 {
+            un.delta_pnl += un.last_net * (px - un.ref_px);
+        }
         un.ref_px = px;
         un.ref_ts = ts;
         if !un.recorded_quotes && !un.hedge_is_root {
@@ -937,8 +948,12 @@ impl Backtest {
                         let mid = 0.5 * (b + a);
                         if self.ensure_underlying(u, mid) {
                             self.book.on_price(id, mid);
-                            self.unders[u].ref_px = mid;
-                            self.unders[u].ref_ts = ts;
+                            let un = &mut self.unders[u];
+                            if un.ref_px > 0.0 {
+                                un.delta_pnl += un.last_net * (mid - un.ref_px);
+                            }
+                            un.ref_px = mid;
+                            un.ref_ts = ts;
                             // Options priced by the model enter once the underlying is known.
                             for oid in 0..self.opts.len() {
                                 let o = self.opts[oid];
@@ -1119,6 +1134,11 @@ impl Backtest {
                 un.pnl_steps.push(total - p);
             }
             un.prev_pnl = Some(total);
+            let err = un.delta_pnl;
+            if let Some(p) = un.prev_err {
+                un.err_steps.push(err - p);
+            }
+            un.prev_err = Some(err);
             let dpc = un.policy.instrument.delta_per_contract(mid);
             let s = &mut un.series;
             s.t_s.push((ts - start) as f64 * 1e-9);
@@ -1137,6 +1157,7 @@ impl Backtest {
             s.pnl_hedge.push(ph);
             s.pnl_costs.push(pc);
             s.pnl_total.push(total);
+            s.pnl_residual_delta.push(un.delta_pnl);
         }
     }
 
@@ -1174,13 +1195,8 @@ impl Backtest {
                     .entry(un.hedge.symbol().to_string())
                     .or_insert(0.0) += un.hedge_pos;
             }
-            let n = un.pnl_steps.len() as f64;
-            let std = if n > 1.0 {
-                let m = un.pnl_steps.iter().sum::<f64>() / n;
-                (un.pnl_steps.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)).sqrt()
-            } else {
-                0.0
-            };
+            let std = std_dev(&un.pnl_steps);
+            let err_std = std_dev(&un.err_steps);
             let elapsed = self.now_ns.saturating_sub(start);
             underlyings.insert(
                 un.symbol.clone(),
@@ -1203,6 +1219,8 @@ impl Backtest {
                     pnl_costs: pc,
                     pnl_total: po + ph - pc,
                     pnl_std: std,
+                    pnl_residual_delta: un.delta_pnl,
+                    hedge_error_std: err_std,
                     max_abs_net_delta: un.max_abs_before,
                     max_abs_net_delta_after_hedging: un.max_abs_after,
                     time_outside_band_s: un.outside_ns as f64 * 1e-9,
@@ -1244,6 +1262,16 @@ impl Backtest {
             fills: std::mem::take(&mut self.fills),
         }
     }
+}
+
+/// Sample standard deviation (0 with fewer than two values).
+fn std_dev(x: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let m = x.iter().sum::<f64>() / n;
+    (x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (n - 1.0)).sqrt()
 }
 
 fn hold_name(h: engine::policy::HoldReason) -> &'static str {

@@ -41,6 +41,9 @@ pub struct Series {
     pub pnl_costs: Vec<f64>,
     /// pnl_options + pnl_hedge - pnl_costs.
     pub pnl_total: Vec<f64>,
+    /// Cumulative PnL of the residual net delta (net delta after decisions times the
+    /// underlying's next move), quote currency.
+    pub pnl_residual_delta: Vec<f64>,
 }
 
 /// Results of one underlying under one policy.
@@ -68,8 +71,14 @@ pub struct UnderlyingSummary {
     pub pnl_costs: f64,
     /// Final total PnL.
     pub pnl_total: f64,
-    /// Standard deviation of the total PnL's change per sample interval.
+    /// Standard deviation of the total PnL's change per sample interval (includes the
+    /// options' vega and theta PnL, which no delta hedge removes).
     pub pnl_std: f64,
+    /// Final PnL of the residual net delta (what the hedge policy leaves unhedged).
+    pub pnl_residual_delta: f64,
+    /// Standard deviation per sample interval of the residual-delta PnL: the hedging risk a
+    /// policy controls (without the options' vol PnL and without costs, reported apart).
+    pub hedge_error_std: f64,
     /// Largest |net delta| seen before a decision, underlying units.
     pub max_abs_net_delta: f64,
     /// Largest |net delta| after decisions (incl. orders in flight).
@@ -114,6 +123,8 @@ pub struct Comparison {
     pub total_hedge_cost: f64,
     /// Sum of the underlyings' PnL standard deviations.
     pub pnl_std: f64,
+    /// Sum of the underlyings' hedging-error standard deviations.
+    pub hedge_error_std: f64,
     /// Final total PnL.
     pub pnl_total: f64,
     /// Largest |net delta| of any underlying.
@@ -130,6 +141,7 @@ impl Comparison {
             hedge_trades: u.values().map(|x| x.hedge_trades).sum(),
             total_hedge_cost: u.values().map(|x| x.total_hedge_cost).sum(),
             pnl_std: u.values().map(|x| x.pnl_std).sum(),
+            hedge_error_std: u.values().map(|x| x.hedge_error_std).sum(),
             pnl_total: u.values().map(|x| x.pnl_total).sum(),
             max_abs_net_delta: u.values().map(|x| x.max_abs_net_delta).fold(0.0, f64::max),
             time_outside_band_s: u
@@ -217,8 +229,8 @@ pub fn summary(r: &Report) -> String {
             );
             let _ = writeln!(
                 s,
-                "    PnL: options {:.2} + hedge {:.2} - costs {:.2} = {:.2}; std per sample {:.2}",
-                u.pnl_options, u.pnl_hedge, u.pnl_costs, u.pnl_total, u.pnl_std
+                "    PnL: options {:.2} + hedge {:.2} - costs {:.2} = {:.2}; std per sample {:.2}; hedging error std {:.2}",
+                u.pnl_options, u.pnl_hedge, u.pnl_costs, u.pnl_total, u.pnl_std, u.hedge_error_std
             );
             let _ = writeln!(
                 s,
@@ -233,16 +245,24 @@ pub fn summary(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{:<44} {:>7} {:>12} {:>12} {:>12} {:>10} {:>10}",
-        "policy", "hedges", "hedge cost", "PnL std", "PnL", "max|delta|", "outside s"
+        "\n{:<44} {:>7} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "policy",
+        "hedges",
+        "hedge cost",
+        "hedge err sd",
+        "PnL std",
+        "PnL",
+        "max|delta|",
+        "outside s"
     );
     for c in &r.comparison {
         let _ = writeln!(
             s,
-            "{:<44} {:>7} {:>12.2} {:>12.2} {:>12.2} {:>10.4} {:>10.1}",
+            "{:<44} {:>7} {:>12.2} {:>12.2} {:>12.2} {:>12.2} {:>10.4} {:>10.1}",
             c.policy,
             c.hedge_trades,
             c.total_hedge_cost,
+            c.hedge_error_std,
             c.pnl_std,
             c.pnl_total,
             c.max_abs_net_delta,
