@@ -246,6 +246,11 @@ struct Bucket {
     sweep_y_lo: f64,
     sweep_y_hi: f64,
     sweep_t_max: f64,
+    // Cached transcendental factors (see `prepare`), so that events do arithmetic only.
+    ratio: f64,
+    s_w: f64,
+    sqrt_tmax: f64,
+    inv_f_lo: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -423,6 +428,10 @@ impl BookRisk {
             sweep_y_lo: f64::INFINITY,
             sweep_y_hi: f64::NEG_INFINITY,
             sweep_t_max: 0.0,
+            ratio: 1.0,
+            s_w: 0.0,
+            sqrt_tmax: 0.0,
+            inv_f_lo: 0.0,
         };
         let idx = self.buckets.len();
         self.buckets.push(b);
@@ -504,6 +513,7 @@ impl BookRisk {
                         // The basis of a spot bucket is the carry (set by refresh_time).
                         let ln_basis = self.buckets[b].ln_basis;
                         self.buckets[b].ln_fref = self.underlyings[u].ln_price + ln_basis;
+                        prepare(&mut self.buckets[b]);
                         b
                     }
                 }
@@ -607,6 +617,7 @@ impl BookRisk {
         if self.buckets[b].forward_id.is_some() && valid_price(forward_px) {
             let u = self.buckets[b].underlying;
             self.buckets[b].ln_basis = forward_px.ln() - self.underlyings[u].ln_price;
+            prepare(&mut self.buckets[b]);
         }
         self.on_vol(option_id, vol)
     }
@@ -632,6 +643,7 @@ impl BookRisk {
                 let b = *b as usize;
                 let u = self.buckets[b].underlying;
                 self.buckets[b].ln_basis = px.ln() - self.underlyings[u].ln_price;
+                prepare(&mut self.buckets[b]);
                 self.refresh_underlying(u);
                 true
             }
@@ -685,6 +697,7 @@ impl BookRisk {
             b.y_lo = b.sweep_y_lo;
             b.y_hi = b.sweep_y_hi;
             b.t_anchor_max = b.sweep_t_max;
+            prepare(b);
             b.sweep_y_lo = f64::INFINITY;
             b.sweep_y_hi = f64::NEG_INFINITY;
             b.sweep_t_max = 0.0;
@@ -711,6 +724,7 @@ impl BookRisk {
             bk.y_lo = f64::INFINITY;
             bk.y_hi = f64::NEG_INFINITY;
             bk.t_anchor_max = 0.0;
+            prepare(bk);
         }
         for i in 0..self.options.len() {
             if self.buckets[self.options[i].bucket].underlying == u {
@@ -816,6 +830,7 @@ impl BookRisk {
         if bk.forward_id.is_none() {
             bk.ln_basis = (und.rate - und.div) * t;
         }
+        prepare(bk);
     }
 
     /// Exact re-evaluation of option `i` at its bucket's current state: replaces its
@@ -928,6 +943,7 @@ impl BookRisk {
         bk.y_lo = bk.y_lo.min(y0);
         bk.y_hi = bk.y_hi.max(y0);
         bk.t_anchor_max = bk.t_anchor_max.max(t);
+        prepare(bk);
         bk.sweep_y_lo = bk.sweep_y_lo.min(y0);
         bk.sweep_y_hi = bk.sweep_y_hi.max(y0);
         bk.sweep_t_max = bk.sweep_t_max.max(t);
@@ -1010,24 +1026,40 @@ struct BucketTerms {
     bound: f64,
 }
 
+/// Recomputes a bucket's cached factors after its basis, time or anchor range changed.
+fn prepare(bk: &mut Bucket) {
+    bk.ratio = bk.ln_basis.exp();
+    bk.s_w = if bk.t_anchor_max > bk.t_years {
+        0.5 * (bk.t_anchor_max.max(MIN_T_BOUND) / bk.t_years.max(MIN_T_BOUND)).ln()
+    } else {
+        0.0
+    };
+    bk.sqrt_tmax = bk.t_anchor_max.sqrt();
+    bk.inv_f_lo = if bk.y_lo.is_finite() {
+        (-(bk.ln_fref + bk.y_lo)).exp()
+    } else {
+        0.0
+    };
+}
+
 fn bucket_terms(bk: &Bucket, ln_s: f64, s: f64) -> BucketTerms {
     let mut t = BucketTerms::default();
     let y = ln_s + bk.ln_basis - bk.ln_fref;
-    let ratio = bk.ln_basis.exp();
+    let ratio = bk.ratio;
     // The anchors' distance: |y + a - anchor| <= |a| + w for every anchor.
     let w = if bk.y_lo <= bk.y_hi {
         (y - bk.y_lo).abs().max((y - bk.y_hi).abs())
     } else {
         0.0
     };
-    let s_w = if bk.t_anchor_max > bk.t_years {
-        0.5 * (bk.t_anchor_max.max(MIN_T_BOUND) / bk.t_years.max(MIN_T_BOUND)).ln()
-    } else {
-        0.0
-    };
-    let sqrt_tmax = bk.t_anchor_max.sqrt();
+    let s_w = bk.s_w;
+    let sqrt_tmax = bk.sqrt_tmax;
     // 1 / F_min: F_min >= F_ref exp(min(y, y_lo) - |a|) (the exp(|a|) is in the q terms).
-    let inv_f_min = (-(bk.ln_fref + y.min(bk.y_lo))).exp();
+    let inv_f_min = if y < bk.y_lo {
+        1.0 / (s * ratio)
+    } else {
+        bk.inv_f_lo
+    };
     for (li, leg) in bk.legs.iter().enumerate() {
         // Spot-equivalent scale: model leg D F/S, premium-adjusted leg D.
         let scale = if li == 0 { bk.disc * ratio } else { bk.disc };
