@@ -445,6 +445,8 @@ fn heartbeats_keep_the_session_up_and_a_silent_exchange_is_detected_by_test_requ
         .status()
         .unwrap()
         .success());
+    // An order sent into the frozen exchange: its fate is learned after the reconnect.
+    v.submit(&order(31, 0, Side::Sell, 150.0, 98.0), now_ns());
     pump(&mut v, &mut reps, "dead peer detected", |v, _| {
         !v.is_connected()
     });
@@ -455,6 +457,30 @@ fn heartbeats_keep_the_session_up_and_a_silent_exchange_is_detected_by_test_requ
         .unwrap()
         .success());
     connect(&mut v);
+    pump(&mut v, &mut reps, "order 31 resolved", |_, r| {
+        terminal_count(r) == 1
+    });
+    settle(&mut v, &mut reps, 500);
+    use ExecKind::*;
+    let k31: Vec<ExecKind> = kinds_of(&reps, 31).iter().map(|k| k.0).collect();
+    assert_eq!(
+        k31.iter().filter(|k| k.is_terminal()).count(),
+        1,
+        "exactly one terminal report: {reps:?}"
+    );
+    let filled: f64 = reps
+        .iter()
+        .filter(|r| r.client_order_id == 31)
+        .map(|r| r.qty)
+        .sum();
+    assert_eq!(filled, 100.0, "the partial fill is reported once: {reps:?}");
+    assert_eq!(*k31.last().unwrap(), Cancelled);
+    eprintln!(
+        "order 31 across a dead-peer reconnect: {k31:?}; venue {:?}; session {:?}",
+        v.stats(),
+        v.session().stats()
+    );
+    let mut reps = Vec::new();
     v.submit(&order(30, 0, Side::Buy, 1.0, 100.0), now_ns());
     pump(&mut v, &mut reps, "order 30 filled", |_, r| {
         terminal_count(r) == 1

@@ -465,7 +465,19 @@ impl App {
     fn on_event(&mut self, session: &mut Session, ev: SessionEvent) {
         match ev {
             SessionEvent::App(m) => self.on_app(m),
-            SessionEvent::GapFilled { begin, end } => self.on_gap_filled(begin, end),
+            SessionEvent::GapFilled { begin, end } => {
+                self.on_gap_filled(begin, end);
+                // An OrderStatusRequest sent before the counterparty's ResendRequest may have
+                // been gap-filled over (we never resend application messages): ask again.
+                let mut again = false;
+                for o in self.orders.iter_mut().filter(|o| o.live && o.recovering) {
+                    o.status_requested = false;
+                    again = true;
+                }
+                if again {
+                    self.request_statuses(session, shm_layout::clock::now_ns());
+                }
+            }
             SessionEvent::LoggedOn => self.request_statuses(session, shm_layout::clock::now_ns()),
             SessionEvent::Disconnected => {
                 // Whatever happened to orders in flight while we were away, ask at the next
