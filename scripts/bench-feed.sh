@@ -7,6 +7,7 @@
 #   --events  synthetic events per run (default 20000000)
 #   --repeat  copies of the options_chain file, timestamps shifted (default 2000)
 #   --runs    runs per figure, the fastest is kept (default 3)
+#   --wall    rates per wall second instead of per on-CPU second of the benchmark thread
 # Pin it for steadier numbers: taskset -c 1 scripts/bench-feed.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

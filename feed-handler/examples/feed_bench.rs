@@ -7,13 +7,17 @@
 //!    to get a measurable size); baselines: a plain read of the file (bytes, newline count) and
 //!    the csv crate splitting records without converting anything.
 //!
+//! Rates are per second of this thread's on-CPU time (`/proc/thread-self/schedstat`), so that
+//! time spent descheduled on a shared machine is not counted; `--wall` uses wall time.
+//!
 //! Run: `scripts/bench-feed.sh` or
-//! `cargo run --release -p feed-handler --example feed_bench -- [--events N] [--repeat N]`.
+//! `cargo run --release -p feed-handler --example feed_bench -- [--events N] [--repeat N] [--runs N] [--wall]`.
 //! Prints a table and the ratios; targets: 20 M events/s synthetic, 1 M rows/s CSV.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool as Flag, Ordering};
 use std::time::Instant;
 
 use feed_handler::lobster::{LobsterOptions, LobsterSource};
@@ -39,6 +43,42 @@ fn arg(name: &str, default: u64) -> u64 {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Measure wall time instead of this thread's on-CPU time (`--wall`).
+static WALL: Flag = Flag::new(false);
+
+/// This thread's time on a CPU, ns (`/proc/thread-self/schedstat`, first field): on a shared
+/// machine, time spent descheduled is not the code's cost.
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split(' ').next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Stopwatch: on-CPU seconds of this thread (or wall seconds with `--wall`).
+struct Sw {
+    wall: Instant,
+    cpu: u64,
+}
+
+impl Sw {
+    fn start() -> Self {
+        Sw {
+            cpu: cpu_ns(),
+            wall: Instant::now(),
+        }
+    }
+    fn secs(&self) -> f64 {
+        let wall = self.wall.elapsed().as_secs_f64();
+        let cpu = cpu_ns().saturating_sub(self.cpu) as f64 * 1e-9;
+        if WALL.load(Ordering::Relaxed) || cpu == 0.0 {
+            wall
+        } else {
+            cpu
+        }
+    }
 }
 
 fn best_of<F: FnMut() -> (u64, f64)>(runs: usize, mut f: F) -> (u64, f64) {
@@ -101,14 +141,14 @@ fn enlarge(src: &Path, times: u64, out: &Path) -> u64 {
 }
 
 fn plain_read(p: &Path) -> (u64, f64) {
-    let t = Instant::now();
+    let t = Sw::start();
     let bytes = std::fs::read(p).unwrap();
     let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-    (lines.saturating_sub(1), t.elapsed().as_secs_f64())
+    (lines.saturating_sub(1), t.secs())
 }
 
 fn csv_split(p: &Path) -> (u64, f64) {
-    let t = Instant::now();
+    let t = Sw::start();
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(BufReader::with_capacity(
@@ -120,15 +160,15 @@ fn csv_split(p: &Path) -> (u64, f64) {
     while rdr.read_byte_record(&mut rec).unwrap() {
         n += 1;
     }
-    (n, t.elapsed().as_secs_f64())
+    (n, t.secs())
 }
 
 /// Parse and publish every row; returns (rows, seconds) with and without the instrument scan.
 fn tardis_publish(files: &[PathBuf], tag: &str) -> ((u64, f64), (u64, f64), u64) {
     let dir = shm_dir(tag);
-    let t0 = Instant::now();
+    let t0 = Sw::start();
     let mut src = TardisSource::open(files, None).unwrap();
-    let opened = t0.elapsed().as_secs_f64();
+    let opened = t0.secs();
     let mut publ = Publisher::create_without_counters(
         dir.path(),
         src.registry(),
@@ -139,11 +179,11 @@ fn tardis_publish(files: &[PathBuf], tag: &str) -> ((u64, f64), (u64, f64), u64)
     )
     .unwrap();
     let mut ev = SourceEvent::default();
-    let t1 = Instant::now();
+    let t1 = Sw::start();
     while src.next(&mut ev) {
         publ.publish(&ev);
     }
-    let loop_s = t1.elapsed().as_secs_f64();
+    let loop_s = t1.secs();
     assert_eq!(src.rejects().total(), 0, "{}", src.rejects());
     let rows = src.rows_read();
     (
@@ -157,7 +197,13 @@ fn main() {
     let events = arg("--events", 20_000_000);
     let repeat = arg("--repeat", 2000);
     let runs = arg("--runs", 3) as usize;
-    println!("feed_bench: {events} synthetic events, options_chain x{repeat}, best of {runs} runs");
+    WALL.store(std::env::args().any(|a| a == "--wall"), Ordering::Relaxed);
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "feed_bench: {events} synthetic events, options_chain x{repeat}, best of {runs} runs, {} time; load average at start: {}",
+        if WALL.load(Ordering::Relaxed) { "wall" } else { "on-CPU" },
+        load().split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
 
     // ---- 1. Synthetic -------------------------------------------------------------------
     println!("\nSynthetic market into the ring + last-value table (events/s)");
@@ -171,12 +217,12 @@ fn main() {
         )
         .unwrap();
         let mut e = MarketEvent::quote(1, 1, 1, 100.0, 1.0, 101.0, 1.0);
-        let t = Instant::now();
+        let t = Sw::start();
         for i in 0..events {
             e.seq = i + 1;
             w.publish(&e);
         }
-        (events, t.elapsed().as_secs_f64())
+        (events, t.secs())
     });
     let base = rate(ring_raw);
     row(
@@ -193,13 +239,13 @@ fn main() {
         let mut s = SyntheticSource::new(cfg.clone());
         let mut ev = SourceEvent::default();
         let mut x = 0.0;
-        let t = Instant::now();
+        let t = Sw::start();
         for _ in 0..events {
             s.next(&mut ev);
             x += ev.event.v[0];
         }
         std::hint::black_box(x);
-        (events, t.elapsed().as_secs_f64())
+        (events, t.secs())
     });
     row(
         "synthetic generator alone",
@@ -227,8 +273,9 @@ fn main() {
             ..Config::default()
         };
         let stop = AtomicBool::new(false);
+        let t = Sw::start();
         let sum = publish_loop(&run_cfg, &mut s, &mut p, &stop, dir.path());
-        (sum.stats.published, sum.elapsed_s)
+        (sum.stats.published, t.secs())
     });
     let syn_rate = rate(full);
     row(
@@ -238,13 +285,13 @@ fn main() {
         Some(base),
     );
     let clock = best_of(runs, || {
-        let t = Instant::now();
+        let t = Sw::start();
         let mut x = 0u64;
         for _ in 0..events {
             x = x.wrapping_add(now_ns());
         }
         std::hint::black_box(x);
-        (events, t.elapsed().as_secs_f64())
+        (events, t.secs())
     });
     println!(
         "  (one monotonic clock read: {:.1} ns; one synthetic event end to end: {:.1} ns)",
@@ -340,11 +387,11 @@ fn main() {
         )
         .unwrap();
         let mut ev = SourceEvent::default();
-        let t = Instant::now();
+        let t = Sw::start();
         while src.next(&mut ev) {
             p.publish(&ev);
         }
-        (src.rows_read(), t.elapsed().as_secs_f64())
+        (src.rows_read(), t.secs())
     });
     let lob_plain = {
         let m = plain_read(&data(
@@ -380,6 +427,9 @@ fn main() {
         worst / 1e6,
         worst / 1e6
     );
+    println!(
+        "load average at end: {}",
+        load().split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
     let _ = std::io::stdout().flush();
-    let _ = BufRead::lines(std::io::Cursor::new(""));
 }
