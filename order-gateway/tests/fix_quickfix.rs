@@ -35,6 +35,10 @@ fn repo_root() -> PathBuf {
 fn acceptor_bin() -> PathBuf {
     let p = std::env::var_os("HEDGE_FIX_ACCEPTOR")
         .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HEDGE_QUICKFIX_DIR")
+                .map(|d| PathBuf::from(d).join("bin/fix_acceptor"))
+        })
         .unwrap_or_else(|| repo_root().join("target/quickfix/bin/fix_acceptor"));
     assert!(
         p.exists(),

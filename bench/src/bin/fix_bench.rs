@@ -201,6 +201,10 @@ fn loopback_bench(orders: u64, window: u64) -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let bin = std::env::var_os("HEDGE_FIX_ACCEPTOR")
         .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HEDGE_QUICKFIX_DIR")
+                .map(|d| PathBuf::from(d).join("bin/fix_acceptor"))
+        })
         .unwrap_or_else(|| root.join("target/quickfix/bin/fix_acceptor"));
     anyhow::ensure!(
         bin.exists(),
