@@ -469,3 +469,27 @@ fn reconciliation_gives_up_on_orders_that_never_report() {
     assert_eq!(r2.core.stats.reconcile_timeouts, 1);
     assert_eq!(r2.core.inflight_count(), 0);
 }
+
+#[test]
+fn forward_quotes_move_the_options_of_their_expiry() {
+    let mut r = rig(fixed_policy(50.0), open_limits());
+    short_calls(&mut r);
+    assert_eq!(r.core.risk.setup_errors, 0);
+    let before = r.core.und[0].option_delta;
+    let ignored = r.core.stats.md_ignored;
+    r.feed(&[MarketEvent::underlying_price(
+        FWD,
+        0,
+        shm_layout::clock::now_ns(),
+        11_000.0,
+    )]);
+    let after = r.core.und[0].option_delta;
+    assert_eq!(
+        r.core.stats.md_ignored, ignored,
+        "the forward is not ignored"
+    );
+    assert!(
+        after < before - 1.0,
+        "short calls lose delta when the forward rallies: {before} -> {after}"
+    );
+}

@@ -429,6 +429,12 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
         .count();
     let risk = BookRiskAdapter::new(&index_ids, defs.len() as u32, n_options, wall);
     let mut core = HedgerCore::new(defs, setups, risk, now, wall);
+    if core.risk.setup_errors > 0 {
+        eprintln!(
+            "hedger: warning: the risk book refused {} option/forward definitions (bad strike or expiry); their positions read 0",
+            core.risk.setup_errors
+        );
+    }
 
     let mut store = StateStore::open(&cfg.runtime.state_dir, cfg.runtime.fsync)?;
     let quiet_ns = cfg.runtime.reconcile_quiet_ms * 1_000_000;

@@ -255,6 +255,8 @@ pub struct BookRiskAdapter {
     tau: Vec<f64>,
     /// Times the bound exceeded the tolerance and an exact re-evaluation was forced.
     pub forced_reevals: u64,
+    /// Options or forwards the book refused at set-up (bad definitions).
+    pub setup_errors: u64,
 }
 
 impl BookRiskAdapter {
@@ -285,6 +287,7 @@ impl BookRiskAdapter {
             next_virtual_forward: max_instrument_id,
             tau: vec![0.0; underlying_ids.len()],
             forced_reevals: 0,
+            setup_errors: 0,
         }
     }
 
@@ -296,19 +299,32 @@ impl BookRiskAdapter {
         {
             return f;
         }
-        let f = if spec.forward_id != shm_layout::NO_FORWARD {
-            spec.forward_id
-        } else {
-            self.next_virtual_forward += 1;
-            self.next_virtual_forward - 1
-        };
         let s = self
             .book
             .underlying(spec.underlying_id)
             .map_or(1.0, |u| u.price);
-        let _ = self
-            .book
-            .add_forward(f, spec.underlying_id, spec.expiry_ns, s);
+        // The instrument's own forward when it is free; a virtual one otherwise (none given,
+        // or the feed names one forward for two expiries).
+        let real = spec.forward_id != shm_layout::NO_FORWARD
+            && !self.forwards.iter().any(|&(_, _, f)| f == spec.forward_id)
+            && self
+                .book
+                .add_forward(spec.forward_id, spec.underlying_id, spec.expiry_ns, s)
+                .is_ok();
+        let f = if real {
+            spec.forward_id
+        } else {
+            let f = self.next_virtual_forward;
+            self.next_virtual_forward += 1;
+            if self
+                .book
+                .add_forward(f, spec.underlying_id, spec.expiry_ns, s)
+                .is_err()
+            {
+                self.setup_errors += 1;
+            }
+            f
+        };
         self.forwards.push((spec.underlying_id, spec.expiry_ns, f));
         f
     }
@@ -340,7 +356,11 @@ impl OptionRisk for BookRiskAdapter {
             },
             0.5,
         );
-        debug_assert!(r.is_ok(), "{r:?}");
+        if r.is_err() {
+            // Unpriceable definition (e.g. a zero strike): the option stays out of the
+            // book, its position reads 0; counted.
+            self.setup_errors += 1;
+        }
         self.opt_ids.push(spec.instrument_id);
         self.opt_ids.len() - 1
     }

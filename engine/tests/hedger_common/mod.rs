@@ -18,6 +18,8 @@ pub const CALL: u32 = 2;
 pub const PUT: u32 = 3;
 pub const EXPIRED: u32 = 4;
 pub const ETH: u32 = 5;
+/// SYN.BTC-30D: the forward of the options' expiry.
+pub const FWD: u32 = 6;
 pub const DAY_NS: u64 = 86_400_000_000_000;
 
 fn def(id: u32, sym: &str, kind: InstrumentKind) -> InstrumentDef {
@@ -43,8 +45,11 @@ pub fn defs(wall_ns: u64) -> Vec<InstrumentDef> {
     perp.settlement = Settlement::Inverse as u8;
     perp.contract_multiplier = 10.0;
     perp.underlying_id = BTC;
+    let mut fwd = def(FWD, "SYN.BTC-30D", InstrumentKind::Index);
+    fwd.underlying_id = BTC;
     let opt = |id, sym, ty: OptionType, strike, expiry| {
         let mut d = def(id, sym, InstrumentKind::Option);
+        d.forward_id = FWD;
         d.option_type = ty as u8;
         d.settlement = Settlement::Inverse as u8;
         d.underlying_id = BTC;
@@ -80,6 +85,7 @@ pub fn defs(wall_ns: u64) -> Vec<InstrumentDef> {
             wall_ns - DAY_NS,
         ),
         def(ETH, "ETH", InstrumentKind::Index),
+        fwd,
     ]
 }
 
@@ -132,14 +138,14 @@ pub fn rig(policy: PolicyConfig, limits: LimitsConfig) -> Rig {
     let core = HedgerCore::new(
         defs,
         vec![setup],
-        BookRiskAdapter::new(&[BTC], 6, 16, wall),
+        BookRiskAdapter::new(&[BTC], 7, 16, wall),
         now,
         wall,
     );
     Rig {
         core,
         md: MemMarket {
-            lvt: vec![None; 6],
+            lvt: vec![None; 7],
             ..MemMarket::default()
         },
         execs: MemExecs::default(),
