@@ -235,6 +235,41 @@ fn main() {
         rate: f64::INFINITY,
         ..SyntheticConfig::default()
     };
+    // The publisher alone on ready events: the synthetic stream's first 1024 events, replayed.
+    let ready: Vec<SourceEvent> = {
+        let mut s = SyntheticSource::new(cfg.clone());
+        (0..1024)
+            .map(|_| {
+                let mut e = SourceEvent::default();
+                s.next(&mut e);
+                e
+            })
+            .collect()
+    };
+    let publisher_only = best_of(runs, || {
+        let dir = shm_dir("pub");
+        let s = SyntheticSource::new(cfg.clone());
+        let mut p = Publisher::create_without_counters(
+            dir.path(),
+            s.registry(),
+            &PublisherOptions {
+                ring_capacity: 1 << 18,
+                stale: StalePolicy::Replace,
+            },
+        )
+        .unwrap();
+        let t = Sw::start();
+        for i in 0..events {
+            p.publish_at(&ready[(i & 1023) as usize], i);
+        }
+        (events, t.secs())
+    });
+    row(
+        "publisher alone on ready events (ring + last-value table)",
+        rate(publisher_only),
+        "ev",
+        Some(base),
+    );
     let gen_only = best_of(runs, || {
         let mut s = SyntheticSource::new(cfg.clone());
         let mut ev = SourceEvent::default();
