@@ -885,7 +885,7 @@ fn summary(
                 .metrics
                 .iter()
                 .filter(|m| m.value.as_f64() != 0.0)
-                .map(|m| format!("{} = {}", m.label, fmt_num(m.value.as_f64())))
+                .map(|m| format!("{} = {}", m.label, m.value.display()))
                 .collect();
             for pair in items.chunks(2) {
                 match pair {

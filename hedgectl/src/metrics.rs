@@ -21,6 +21,14 @@ pub enum Value {
 }
 
 impl Value {
+    /// The value for tables: counters exactly (u64 ids exceed f64 precision), gauges compact.
+    pub fn display(self) -> String {
+        match self {
+            Value::Counter(c) => c.to_string(),
+            Value::Gauge(g) => fmt_num(g),
+        }
+    }
+
     /// The value as f64 (counters converted).
     pub fn as_f64(self) -> f64 {
         match self {
@@ -396,7 +404,7 @@ pub fn fmt_num(x: f64) -> String {
 pub fn render_prometheus(s: &Snapshot) -> String {
     // Group samples by metric name: the format wants one TYPE line per name.
     let mut families: BTreeMap<String, (&'static str, Vec<String>)> = BTreeMap::new();
-    let mut add = |name: String, kind: &'static str, labels: &[(String, String)], v: f64| {
+    let mut add = |name: String, kind: &'static str, labels: &[(String, String)], v: Sample| {
         let mut line = name.clone();
         if !labels.is_empty() {
             line.push('{');
@@ -408,7 +416,10 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             }
             line.push('}');
         }
-        let _ = write!(line, " {}", prom_float(v));
+        let _ = match v {
+            Sample::Exact(n) => write!(line, " {n}"),
+            Sample::Float(f) => write!(line, " {}", prom_float(f)),
+        };
         families
             .entry(name)
             .or_insert_with(|| (kind, Vec::new()))
@@ -421,13 +432,13 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             "hedge_process_up".into(),
             "gauge",
             &role_label(&p.role),
-            p.liveness.as_gauge(),
+            Sample::Float(p.liveness.as_gauge()),
         );
         add(
             "hedge_heartbeat_age_seconds".into(),
             "gauge",
             &role_label(&p.role),
-            p.heartbeat_age_ns as f64 / 1e9,
+            Sample::Float(p.heartbeat_age_ns as f64 / 1e9),
         );
         for m in &p.metrics {
             let mut labels = role_label(&p.role);
@@ -437,7 +448,11 @@ pub fn render_prometheus(s: &Snapshot) -> String {
                 Value::Gauge(_) => ("gauge", format!("hedge_{}", m.name)),
             };
             let name = name.replace("_total_total", "_total");
-            add(name, kind, &labels, m.value.as_f64());
+            let v = match m.value {
+                Value::Counter(n) => Sample::Exact(n),
+                Value::Gauge(g) => Sample::Float(g),
+            };
+            add(name, kind, &labels, v);
         }
     }
     for r in &s.rings {
@@ -446,11 +461,16 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             "hedge_ring_producer_position".into(),
             "gauge",
             &l,
-            r.producer_position as f64,
+            Sample::Exact(r.producer_position),
         );
-        add("hedge_ring_capacity".into(), "gauge", &l, r.capacity as f64);
+        add(
+            "hedge_ring_capacity".into(),
+            "gauge",
+            &l,
+            Sample::Exact(r.capacity),
+        );
         if let Some(len) = r.queued() {
-            add("hedge_ring_len".into(), "gauge", &l, len as f64);
+            add("hedge_ring_len".into(), "gauge", &l, Sample::Exact(len));
         }
     }
     if let Some(c) = &s.control {
@@ -458,14 +478,14 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             "hedge_kill_switch".into(),
             "gauge",
             &[],
-            if c.kill_switch { 1.0 } else { 0.0 },
+            Sample::Exact(u64::from(c.kill_switch)),
         );
         for u in &c.underlyings {
             add(
                 "hedge_trading_state".into(),
                 "gauge",
                 &[("underlying".to_string(), u.symbol.clone())],
-                f64::from(u.state_code),
+                Sample::Exact(u64::from(u.state_code)),
             );
         }
     }
@@ -478,6 +498,12 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         }
     }
     out
+}
+
+/// One sample's value: exact integers for counters and positions, floats for gauges.
+enum Sample {
+    Exact(u64),
+    Float(f64),
 }
 
 fn escape_label_value(v: &str) -> String {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metrics::{fmt_num, fmt_opt, Liveness, Snapshot, Value};
+use crate::metrics::{fmt_opt, Liveness, Snapshot, Value};
 use crate::procs::{self, NsArgs};
 
 /// Options of `hedgectl stat`.
@@ -109,7 +109,7 @@ pub fn render(snap: &Snapshot, prev: Option<&Snapshot>, all: bool) -> String {
                 "{:<16} {:<44} {:>16} {:>12}",
                 p.role,
                 m.label,
-                fmt_num(m.value.as_f64()),
+                m.value.display(),
                 rate
             );
         }
