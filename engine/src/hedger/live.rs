@@ -141,6 +141,7 @@ struct Metrics {
     snapshots: Counter,
     risk_forced_reevals: Counter,
     tick_to_order: [Gauge; 3],
+    md_reader_lag: Gauge,
     // Summed over underlyings: counter labels hold at most 48 bytes (shm-layout's LABEL_LEN),
     // too short for two labels; the per-underlying split is in the gauges and the state.
     hedges_band: Counter,
@@ -198,6 +199,7 @@ impl Metrics {
             reconciling: w.gauge("reconciling"),
             snapshots: w.counter("state_snapshots"),
             risk_forced_reevals: w.counter("risk_forced_reevals"),
+            md_reader_lag: w.gauge("md_reader_lag"),
             tick_to_order: [
                 w.gauge("tick_to_order_p50_ns"),
                 w.gauge("tick_to_order_p99_ns"),
@@ -528,6 +530,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
                 }
                 core.calibrate_wall(now, shm_layout::clock::wall_ns());
                 metrics.publish(&core, &hk, now);
+                metrics.md_reader_lag.set(market.reader.lag() as f64);
             }
         }
         idle.idle(work);
