@@ -172,6 +172,12 @@ impl FixConfig {
                 self.sender_comp_id, self.target_comp_id
             ));
         }
+        if self.host.is_empty() || self.port == 0 {
+            return Err(format!(
+                "fix.host {:?} / fix.port {}: give the counterparty's address",
+                self.host, self.port
+            ));
+        }
         if self.heartbeat_interval_s == 0 || self.heartbeat_interval_s > 3600 {
             return Err(format!(
                 "fix.heartbeat_interval_s = {}: use 1..=3600",

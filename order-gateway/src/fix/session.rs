@@ -3,8 +3,8 @@
 //!
 //! # Threading and I/O
 //! No thread: the gateway loop calls [`Session::poll`] every iteration. The socket is
-//! non-blocking; `poll` does one `read` (more while data keeps coming) and flushes pending
-//! output. The only call that may block is `connect`, bounded by `connect_timeout_ms` and made
+//! non-blocking; `poll` does one `read` (more while data keeps coming, at most 16) and flushes
+//! pending output; orders are written out as soon as they are submitted. The only call that may block is `connect`, bounded by `connect_timeout_ms` and made
 //! only while disconnected (when no order can be sent anyway). No allocation happens per
 //! message: the receive and send buffers are allocated once in [`Session::new`].
 //!
@@ -492,7 +492,8 @@ impl Session {
         now_ns: u64,
         on_event: &mut dyn FnMut(&mut Session, SessionEvent),
     ) {
-        loop {
+        // At most 16 reads (1 MiB) per poll, so a flooding peer cannot hold the gateway loop.
+        for _ in 0..16 {
             let Some(stream) = self.stream.as_mut() else {
                 return;
             };
