@@ -6,8 +6,9 @@
 mod hedger_common;
 
 use engine::hedger::Housekeeping;
+use engine::policy::{BandRule, PolicyConfig};
 use hedger_common::*;
-use shm_layout::{ExecEvent, ExecKind, Liquidity, MarketEvent, Side};
+use shm_layout::{ExecEvent, ExecKind, LastValue, Liquidity, MarketEvent, Side};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
 
@@ -18,7 +19,26 @@ const EVENTS: usize = 1_000_000;
 
 #[test]
 fn one_million_events_through_the_loop_allocate_nothing() {
-    let mut r = rig(fixed_policy(0.5), open_limits());
+    // The fixed band, and the cost-aware band that reads the hedge book's depth from the
+    // last-value table and walks it on every decision.
+    drive(fixed_policy(0.5), false);
+    let cost_aware = PolicyConfig {
+        rule: BandRule::CostAware {
+            taker_fee: 0.0005,
+            risk_aversion: 1e-3,
+            vol_stress_weight: 1.0,
+            spread_stress_weight: 1.0,
+            max_stress: 5.0,
+        },
+        min_band: 0.05,
+        max_band: 3.0,
+        ..fixed_policy(0.5)
+    };
+    drive(cost_aware, true);
+}
+
+fn drive(policy: PolicyConfig, depth: bool) {
+    let mut r = rig(policy, open_limits());
     for e in [
         index(10_000.0),
         quote(9_999.5, 10_000.5),
@@ -26,6 +46,15 @@ fn one_million_events_through_the_loop_allocate_nothing() {
         mark(PUT, 0.8, 10_000.0),
     ] {
         r.lv(e.instrument_id, &e);
+    }
+    if depth {
+        let lv = r.md.lvt[PERP as usize].as_mut().unwrap();
+        lv.valid |= LastValue::HAS_DEPTH;
+        (lv.bid_levels, lv.ask_levels) = (8, 8);
+        for k in 0..8 {
+            lv.bid_depth[k] = [9_999.5 - k as f64, 300.0];
+            lv.ask_depth[k] = [10_000.5 + k as f64, 300.0];
+        }
     }
     r.warm();
     // Everything the loop will read is allocated up front.
