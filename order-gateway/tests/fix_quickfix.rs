@@ -244,13 +244,29 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
     assert_eq!(v.stats().venue_rejects, 2);
     assert_eq!(v.stats().business_rejects, 1);
     assert_eq!(v.session().stats().decode.total_rejected(), 0);
+    // A resting (GTC) order is acked, then cancelled on request (35=F, ClOrdID "<id>-C").
+    let mut gtc = order(40, 0, Side::Buy, 5.0, 90.0);
+    gtc.tif = TimeInForce::Gtc as u8;
+    v.submit(&gtc, now_ns());
+    pump(&mut v, &mut reps, "GTC ack", |_, r| {
+        r.iter().any(|r| r.client_order_id == 40)
+    });
+    v.cancel(40, now_ns());
+    pump(&mut v, &mut reps, "GTC cancelled", |_, r| {
+        terminal_count(r) == 7
+    });
+    assert_eq!(
+        kinds_of(&reps, 40),
+        [(Ack, 0.0, 0.0, R::None), (Cancelled, 0.0, 0.0, R::None)]
+    );
+    assert_eq!(v.stats().cancels_sent, 1);
     // A cancel of a finished order reports nothing.
     v.cancel(1, now_ns());
     settle(&mut v, &mut reps, 100);
-    assert_eq!(reps.len(), 10, "the cancel added no report");
+    assert_eq!(reps.len(), 12, "the cancel added no report");
     assert_eq!(v.orders_in_flight(), 0);
     let (out_before, in_before) = (v.session().next_out(), v.session().next_in());
-    assert!(out_before > 7 && in_before > 7);
+    assert!(out_before > 9 && in_before > 9);
 
     // --- Kill our side (no Logout: the socket just closes) and restart from the state dir. ---
     drop(v);

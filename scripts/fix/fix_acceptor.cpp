@@ -14,7 +14,9 @@
 //   - otherwise New ack, then a fill at the limit price (market orders at 100):
 //       qty <= partial-qty: one full fill;
 //       qty  > partial-qty: fill partial-qty, then the IOC remainder Canceled.
-//   - OrderCancelRequest -> OrderCancelReject (IOC orders are already done)
+//   - TimeInForce GTC (1): New ack only, the order rests until cancelled
+//   - OrderCancelRequest: a resting order -> ExecutionReport Canceled (OrigClOrdID set);
+//     otherwise OrderCancelReject (IOC orders are already done)
 //   - OrderStatusRequest -> ExecutionReport ExecType=I with the order's state (unknown order:
 //     OrdStatus=8, OrdRejReason=5)
 // Session state (sequence numbers) lives in a QuickFIX FileStore under --store, so it
@@ -134,6 +136,9 @@ class Exchange : public FIX::Application, public FIX::MessageCracker {
     }
     o.status = '0';
     report(s, id, o, FIX::ExecType_NEW, 0, 0, "");
+    FIX::TimeInForce tif(FIX::TimeInForce_DAY);
+    if (m.isSetField(tif)) m.get(tif);
+    if (tif == FIX::TimeInForce_GOOD_TILL_CANCEL) return;  // rests until cancelled
     double fill = qty > opt_.partial_qty ? opt_.partial_qty : double(qty);
     o.cum = fill;
     o.avg = px;
@@ -151,6 +156,11 @@ class Exchange : public FIX::Application, public FIX::MessageCracker {
     m.get(id);
     m.get(orig);
     auto it = orders_.find(orig.getValue());
+    if (it != orders_.end() && (it->second.status == '0' || it->second.status == '1')) {
+      it->second.status = '4';
+      report(s, id, it->second, FIX::ExecType_CANCELED, 0, 0, "", &orig);
+      return;
+    }
     FIX44::OrderCancelReject r(FIX::OrderID(it == orders_.end() ? "NONE" : orig.getValue()), id,
                                orig,
                                FIX::OrdStatus(it == orders_.end() ? '8' : it->second.status),
@@ -180,13 +190,15 @@ class Exchange : public FIX::Application, public FIX::MessageCracker {
 
  private:
   void report(const FIX::SessionID& s, const FIX::ClOrdID& id, const OrderState& o, char exec_type,
-              double last_qty, double last_px, const std::string& text) {
+              double last_qty, double last_px, const std::string& text,
+              const FIX::OrigClOrdID* orig = nullptr) {
     double leaves = (o.status == '0' || o.status == '1') ? o.qty - o.cum : 0.0;
-    FIX44::ExecutionReport r(FIX::OrderID("O" + id.getValue()),
+    FIX44::ExecutionReport r(FIX::OrderID("O" + (orig ? orig->getValue() : id.getValue())),
                              FIX::ExecID(std::to_string(++exec_seq_)), FIX::ExecType(exec_type),
                              FIX::OrdStatus(o.status), FIX::Side(o.side), FIX::LeavesQty(leaves),
                              FIX::CumQty(o.cum), FIX::AvgPx(o.avg));
     r.set(id);
+    if (orig) r.set(*orig);
     r.set(FIX::Symbol(o.symbol));
     r.set(FIX::OrderQty(o.qty));
     if (exec_type == FIX::ExecType_TRADE) {
