@@ -206,3 +206,54 @@ fn lobster_replay_hedges_model_marked_equity_options() {
     assert!(amzn["hedge_trades"].as_u64().unwrap() > 0);
     assert!(p["events"].as_u64().unwrap() > 50_000);
 }
+
+#[test]
+fn tardis_book_and_quote_samples_hedge_a_perpetual_position() {
+    // Binance BTCUSDT book_snapshot_5 (linear, 1 BTC per contract): long 3 BTC, band 0.5.
+    let snap = format!("{DATA}/tardis/binance-futures_book_snapshot_5_BTCUSDT.csv");
+    let pos = file("symbol,qty\nBTCUSDT,3\n");
+    let out = run(&[
+        "--tardis",
+        snap.as_str(),
+        "--positions",
+        pos.path().to_str().unwrap(),
+        "--policy",
+        "fixed:band=0.5",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_consistent(&v);
+    let p = &v["policies"][0];
+    assert_eq!(p["source_rejects"], 0);
+    let fills = p["fills"].as_array().unwrap();
+    assert_eq!(fills.len(), 1, "{fills:?}");
+    // Sold 3 at the recorded best bid, 5 bps taker fee in USDT.
+    assert_eq!(fills[0]["qty"], -3.0);
+    assert_eq!(fills[0]["price"], 11657.07);
+    assert!((fills[0]["fee"].as_f64().unwrap() - 3.0 * 11657.07 * 5e-4).abs() < 1e-6);
+    assert_eq!(p["final_positions"]["BTCUSDT"], 0.0);
+
+    // Huobi BTC-USD quotes (an inverse swap): short, hedged back inside the band.
+    let quotes = format!("{DATA}/tardis/huobi-dm-swap_quotes_BTC-USD.csv");
+    let pos = file("symbol,qty\nBTC-USD,-50000\n");
+    let out = run(&[
+        "--tardis",
+        quotes.as_str(),
+        "--positions",
+        pos.path().to_str().unwrap(),
+        "--policy",
+        "fixed:band=0.5",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_consistent(&v);
+    let u = &v["policies"][0]["underlyings"]["BTC-USD"];
+    let last = u["series"]["net_delta_after_hedging"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(last.abs() <= 0.5 + 1e-9, "{last}");
+}

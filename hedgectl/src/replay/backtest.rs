@@ -245,6 +245,7 @@ pub struct Backtest {
     flow_idx: usize,
     cash_opt: Vec<f64>,
     fills: Vec<Fill>,
+    reports: Vec<order_gateway::venue::VenueReport>,
     initial: BTreeMap<String, f64>,
     seq: u64,
     start_ns: Option<u64>,
@@ -290,11 +291,12 @@ impl Backtest {
         }
         if roots.is_empty() {
             for d in &defs {
+                // A perpetual or spot with a book is hedged as its own underlying (a Tardis
+                // book file of BTC-PERPETUAL has no index price for BTC).
                 if matches!(
                     d.kind(),
                     Ok(InstrumentKind::Spot | InstrumentKind::Perpetual)
-                ) && d.underlying_id == d.id
-                {
+                ) {
                     roots.push(d.id);
                 }
             }
@@ -417,6 +419,7 @@ impl Backtest {
             flow: None,
             flow_idx: 0,
             fills: Vec::new(),
+            reports: Vec::new(),
             initial,
             seq: 0,
             start_ns: None,
@@ -494,9 +497,10 @@ impl Backtest {
     }
 
     fn poll_venue(&mut self, now: u64) {
-        let mut reports = Vec::new();
+        let mut reports = std::mem::take(&mut self.reports);
+        reports.clear();
         self.venue.poll(now, &mut |r| reports.push(r));
-        for r in reports {
+        for &r in &reports {
             let Some(o) = self.orders.get(&r.client_order_id).copied() else {
                 continue;
             };
@@ -554,6 +558,7 @@ impl Backtest {
                 _ => {}
             }
         }
+        self.reports = reports;
     }
 
     /// Terminal report: what was not filled is no longer in flight.
