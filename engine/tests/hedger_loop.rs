@@ -340,7 +340,11 @@ fn bad_market_data_is_rejected_counted_and_the_loop_goes_on() {
 fn lapped_reader_rebuilds_from_the_last_value_table_and_resumes() {
     let mut r = rig(fixed_policy(0.5), open_limits());
     r.warm();
-    for e in [index(12_000.0), quote(11_999.5, 12_000.5)] {
+    for (i, mut e) in [index(12_000.0), quote(11_999.5, 12_000.5)]
+        .into_iter()
+        .enumerate()
+    {
+        e.seq = 6 + i as u64;
         r.lv(e.instrument_id, &e);
     }
     r.md.lap = Some(500);
@@ -350,6 +354,16 @@ fn lapped_reader_rebuilds_from_the_last_value_table_and_resumes() {
     assert_eq!(r.core.und[0].index_px, 12_000.0);
     assert_eq!(r.core.und[0].book.ask_px, 12_000.5);
     assert!(!r.core.und[0].rebuilding);
+    // Events still in the ring but older than the rebuilt values are skipped.
+    let mut old = index(9_000.0);
+    old.seq = 5;
+    let mut newer = index(12_100.0);
+    newer.seq = 8;
+    r.feed(&[old]);
+    assert_eq!(r.core.und[0].index_px, 12_000.0);
+    assert_eq!(r.core.stats.md_older_than_rebuild, 1);
+    r.feed(&[newer]);
+    assert_eq!(r.core.und[0].index_px, 12_100.0);
     r.client_buys_calls(10.0);
     assert!(r.pop_order().is_some());
 }

@@ -98,6 +98,8 @@ pub struct Stats {
     pub md_ignored: u64,
     /// Rebuilds from the last-value table.
     pub rebuilds: u64,
+    /// Events skipped after a rebuild because the last values were already newer.
+    pub md_older_than_rebuild: u64,
     /// Exec reports applied.
     pub execs_processed: u64,
     /// Exec reports skipped as already applied (exec id not above the last one).
@@ -246,6 +248,7 @@ pub struct HedgerCore<R: OptionRisk> {
     reconcile_deadline_ns: u64,
     last_prev_epoch_activity_ns: u64,
     wall_minus_mono: i128,
+    rebuilt_seq: u64,
     /// Counters.
     pub stats: Stats,
     /// Stage latency histograms.
@@ -426,6 +429,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             reconcile_deadline_ns: u64::MAX,
             last_prev_epoch_activity_ns: mono_ns,
             wall_minus_mono: wall_ns as i128 - mono_ns as i128,
+            rebuilt_seq: 0,
             stats: Stats::default(),
             latency: StageHistograms::new(),
         }
@@ -747,6 +751,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             let Some(lv) = md.last_value(id) else {
                 continue;
             };
+            self.rebuilt_seq = self.rebuilt_seq.max(lv.last_seq);
             match role {
                 Role::Index(u) => {
                     if lv.valid & LastValue::HAS_PRICE != 0
@@ -832,6 +837,16 @@ impl<R: OptionRisk> HedgerCore<R> {
     fn on_market<O: OrderSink>(&mut self, e: &MarketEvent, read_ns: u64, orders: &mut O) {
         self.stats.md_events += 1;
         self.latency.record_read(e.recv_ts_ns, read_ns);
+        // After a rebuild the ring still holds events older than the last values just read:
+        // applying them would move prices back in time. Once past them, the check is off
+        // (a feed restarted from seq 1 later is not skipped).
+        if self.rebuilt_seq != 0 && e.seq != 0 {
+            if e.seq <= self.rebuilt_seq {
+                self.stats.md_older_than_rebuild += 1;
+                return;
+            }
+            self.rebuilt_seq = 0;
+        }
         let Some(&role) = self.roles.get(e.instrument_id as usize) else {
             self.reject_md(MdReject::UnknownInstrument);
             return;

@@ -121,6 +121,7 @@ struct Metrics {
     md_ignored: Counter,
     md_rejected: Vec<Counter>,
     rebuilds: Counter,
+    md_older_than_rebuild: Counter,
     execs_processed: Counter,
     execs_duplicate: Counter,
     execs_bad: Counter,
@@ -180,6 +181,7 @@ impl Metrics {
                 .map(|r| w.counter(&format!("md_rejected{{reason=\"{}\"}}", r.name())))
                 .collect(),
             rebuilds: w.counter("md_rebuilds"),
+            md_older_than_rebuild: w.counter("md_older_than_rebuild"),
             execs_processed: w.counter("execs_processed"),
             execs_duplicate: w.counter("execs_duplicate"),
             execs_bad: w.counter("execs_bad"),
@@ -229,6 +231,7 @@ impl Metrics {
             k.set(v);
         }
         self.rebuilds.set(s.rebuilds);
+        self.md_older_than_rebuild.set(s.md_older_than_rebuild);
         self.execs_processed.set(s.execs_processed);
         self.execs_duplicate.set(s.execs_duplicate);
         self.execs_bad.set(s.execs_bad);
