@@ -288,34 +288,44 @@ fn main() {
         "ev",
         Some(base),
     );
-    let full = best_of(runs, || {
-        let dir = shm_dir("syn");
-        let mut s = SyntheticSource::new(cfg.clone());
-        let mut p = Publisher::create_without_counters(
-            dir.path(),
-            s.registry(),
-            &PublisherOptions {
-                ring_capacity: 1 << 18,
-                stale: StalePolicy::Replace,
-            },
-        )
-        .unwrap();
-        let run_cfg = Config {
-            max_events: Some(events),
-            speed: None,
-            stats_interval_s: 0.0,
-            synthetic: cfg.clone(),
-            ..Config::default()
-        };
-        let stop = AtomicBool::new(false);
-        let t = Sw::start();
-        let sum = publish_loop(&run_cfg, &mut s, &mut p, &stop, dir.path());
-        (sum.stats.published, t.secs())
-    });
+    let full_with_ring = |slots: usize| {
+        best_of(runs, || {
+            let dir = shm_dir("syn");
+            let mut s = SyntheticSource::new(cfg.clone());
+            let mut p = Publisher::create_without_counters(
+                dir.path(),
+                s.registry(),
+                &PublisherOptions {
+                    ring_capacity: slots,
+                    stale: StalePolicy::Replace,
+                },
+            )
+            .unwrap();
+            let run_cfg = Config {
+                max_events: Some(events),
+                speed: None,
+                stats_interval_s: 0.0,
+                synthetic: cfg.clone(),
+                ..Config::default()
+            };
+            let stop = AtomicBool::new(false);
+            let t = Sw::start();
+            let sum = publish_loop(&run_cfg, &mut s, &mut p, &stop, dir.path());
+            (sum.stats.published, t.secs())
+        })
+    };
+    let full = full_with_ring(1 << 18);
     let syn_rate = rate(full);
     row(
         "synthetic generate + publish (binary's loop, --rate max)",
         syn_rate,
+        "ev",
+        Some(base),
+    );
+    let small = full_with_ring(1 << 12);
+    row(
+        "same with a 4096-slot ring (256 KiB: stays in cache)",
+        rate(small),
         "ev",
         Some(base),
     );
