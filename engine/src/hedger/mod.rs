@@ -10,6 +10,48 @@
 //!   (safety re-hedge, end of reconciliation), histogram export ([`latency`]).
 //! - [`risk`]: the option book's incremental risk behind a trait.
 //! - [`idle`]: busy-spin, spin-then-yield, backoff-park.
+//!
+//! # Example: the loop in process (as a replay or a test drives it)
+//! ```
+//! use bytemuck::Zeroable;
+//! use engine::hedger::core::{hedge_instrument, HedgerCore, UnderlyingSetup};
+//! use engine::hedger::io::{MemControl, MemExecs, MemMarket, MemOrders};
+//! use engine::hedger::risk::BookRiskAdapter;
+//! use engine::limits::LimitsConfig;
+//! use engine::policy::{BandRule, PolicyConfig, RehedgeTarget};
+//! use shm_layout::{clock, InstrumentDef, InstrumentKind, MarketEvent, Side};
+//!
+//! let mut index = InstrumentDef::zeroed();
+//! index.kind = InstrumentKind::Index as u8;
+//! index.set_symbol("BTC");
+//! let mut perp = InstrumentDef::zeroed();
+//! (perp.id, perp.kind, perp.settlement) = (1, InstrumentKind::Perpetual as u8, 1 /* linear */);
+//! (perp.contract_multiplier, perp.lot_size, perp.min_qty, perp.tick_size) = (1.0, 0.001, 0.001, 0.5);
+//! perp.set_symbol("BTC-PERP");
+//! let setup = UnderlyingSetup {
+//!     name: "BTC".into(),
+//!     index_id: 0,
+//!     hedge: hedge_instrument(&perp, "example").unwrap(),
+//!     policy: PolicyConfig {
+//!         rule: BandRule::Fixed { band: 1.0, target: RehedgeTarget::Zero },
+//!         ..PolicyConfig::default()
+//!     },
+//!     limits: LimitsConfig::default(),
+//!     rate: 0.0,
+//!     initial_hedge_position: 2.5, // long 2.5 BTC of perp, no options: net delta +2.5
+//! };
+//! let (now, wall) = (clock::now_ns(), clock::wall_ns());
+//! let risk = BookRiskAdapter::new(&[0], 2, 1, wall);
+//! let mut core = HedgerCore::new(vec![index, perp], vec![setup], risk, now, wall);
+//! let mut md = MemMarket { lvt: vec![None; 2], ..MemMarket::default() };
+//! md.events.push(MarketEvent::underlying_price(0, 0, clock::now_ns(), 10_000.0));
+//! md.events.push(MarketEvent::quote(1, 0, clock::now_ns(), 9_999.5, 5.0, 10_000.0, 5.0));
+//! let (mut execs, mut orders, ctl) = (MemExecs::default(), MemOrders::new(16), MemControl::default());
+//! while core.poll(&mut md, &mut execs, &mut orders, &ctl, clock::now_ns()) > 0 {}
+//! let order = orders.buf.pop_front().expect("outside the 1 BTC band: hedge to zero");
+//! assert_eq!(order.side().unwrap(), Side::Sell);
+//! assert!((order.qty - 2.5).abs() < 1e-9);
+//! ```
 
 pub mod core;
 pub mod idle;
