@@ -34,7 +34,7 @@ pub struct Cli {
     /// TOML config file; the flags below override its values.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// Namespace: segments in /dev/shm/<NAMESPACE> [default: hedge].
+    /// Namespace: segments in /dev/shm/NAMESPACE [default: hedge].
     #[arg(long, env = "HEDGE_NAMESPACE", global = true)]
     pub namespace: Option<String>,
     /// Segment directory instead of the namespace's (e.g. a hugetlbfs mount).
@@ -181,8 +181,8 @@ impl Cli {
 }
 
 /// Entry point of the binary: parse, install SIGINT/SIGTERM flags, run, print the summary.
-/// Exit code 0 after a clean stop (end of source, duration, signal), 1 on a setup error
-/// (printed as one line on stderr), 2 on a usage error.
+/// Exit code 0 after a clean stop (end of source, duration, first signal), 1 on a setup error
+/// (printed as one line on stderr), 2 on a usage error, 128 + signal on a second signal.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let cfg = match cli.to_config() {
@@ -194,7 +194,12 @@ pub fn main() -> ExitCode {
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+        // First signal: set the flag (clean stop with the summary). A second one while the flag
+        // is still set (e.g. stuck opening a huge file): exit at once with 128 + signal.
+        let installed =
+            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop))
+                .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)));
+        if let Err(e) = installed {
             eprintln!("feed-handler: error: cannot install signal handler: {e}");
             return ExitCode::from(1);
         }
