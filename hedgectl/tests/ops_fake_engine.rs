@@ -324,3 +324,27 @@ fn commands_on_a_missing_namespace_fail_with_one_clear_line() {
         "{err}"
     );
 }
+
+#[test]
+fn stat_refreshes_with_rates_until_interrupted() {
+    let e = FakeEngine::start();
+    let child = Command::new(env!("CARGO_BIN_EXE_hedgectl"))
+        .args(["stat", "--interval-ms", "300", "--shm-dir"])
+        .arg(e.dir())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{:?}", o.status);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.matches("PROCESS ").count() >= 2, "{out}");
+    // From the second refresh on, counters have a rate column (orders_sent does not move: 0).
+    let rated = out
+        .lines()
+        .filter(|l| l.starts_with("hedger") && l.contains("orders_sent"))
+        .any(|l| l.trim_end().ends_with(" 0"));
+    assert!(rated, "{out}");
+}
