@@ -16,7 +16,8 @@
 //! rule: it means the two sides disagree).
 //!
 //! We keep no store of sent messages: every ResendRequest from the counterparty is answered
-//! with one SequenceReset-GapFill over the whole range. For session messages that is what FIX
+//! with one SequenceReset-GapFill over the range (up to this connection's Logon when the gap
+//! lies in an earlier connection, since what this connection sent is queued behind the gap). For session messages that is what FIX
 //! prescribes. For application messages it is a choice: a NewOrderSingle or cancel for an IOC
 //! hedge that reaches the venue seconds late is a different (stale) trade decision, so we never
 //! resend one; instead [`SessionEvent::GapFilled`] tells the venue layer which of our numbers
@@ -154,6 +155,9 @@ pub struct Session {
     /// Set while a ResendRequest of ours is outstanding: the highest number seen when the gap
     /// was detected.
     resend_until: Option<u64>,
+    /// Our MsgSeqNum of this connection's Logon: everything from it on went out on this TCP
+    /// connection, in order.
+    conn_first_seq: u64,
     last_logout_text: String,
     stats: SessionStats,
 }
@@ -198,6 +202,7 @@ impl Session {
             test_req_sent_ns: None,
             test_req_id: 0,
             resend_until: None,
+            conn_first_seq: 0,
             last_logout_text: String::with_capacity(256),
             stats: SessionStats::default(),
         })
@@ -338,7 +343,24 @@ impl Session {
         self.tx.extend_from_slice(bytes);
         self.stats.msgs_out += 1;
         self.last_sent_ns = now_ns;
+        self.write_now();
         Ok(seq)
+    }
+
+    /// One non-blocking write of queued output, so a message leaves when it is sent rather than
+    /// at the end of the poll (a process killed in between would otherwise have used a
+    /// sequence number the counterparty never sees). Errors are left to `flush` in `poll`.
+    fn write_now(&mut self) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if let Ok(n) = stream.write(&self.tx[self.tx_off..]) {
+            self.tx_off += n;
+            if self.tx_off == self.tx.len() {
+                self.tx.clear();
+                self.tx_off = 0;
+            }
+        }
     }
 
     fn connect(&mut self, now_ns: u64) {
@@ -369,6 +391,7 @@ impl Session {
         if self.cfg.reset_on_logon && self.store.reset(1, 1).is_err() {
             self.stats.store_errors += 1;
         }
+        self.conn_first_seq = self.store.next_out();
         let hb = self.cfg.heartbeat_interval_s;
         let reset = self.cfg.reset_on_logon;
         let user = self.cfg.username.clone();
@@ -723,10 +746,19 @@ impl Session {
             Ok(Some(b)) if b >= 1 && b < next_out => b,
             _ => return,
         };
-        let end = match msg.get_u64(tag::END_SEQ_NO) {
+        let mut end = match msg.get_u64(tag::END_SEQ_NO) {
             Ok(Some(e)) if e != 0 && e < next_out - 1 => e.max(begin),
             _ => next_out - 1,
         };
+        if begin < self.conn_first_seq {
+            // The missing numbers were used by an earlier connection (a process killed
+            // between persisting a number and writing its message). What this connection
+            // sent, from its Logon on, arrived in order and is queued by the counterparty
+            // behind the gap: fill only up to it, so those orders are not thrown away. A
+            // counterparty that did not queue them asks again, and the next request is
+            // filled in full.
+            end = end.min(self.conn_first_seq - 1);
+        }
         self.stats.gap_fills_sent += 1;
         let _ = self.send_seq(b"4", now_ns, Some(begin), |w| {
             w.char(tag::GAP_FILL_FLAG, b'Y')
