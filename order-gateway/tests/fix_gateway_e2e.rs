@@ -288,7 +288,7 @@ fn gateway_with_fix_venue_survives_sigkill_with_every_order_ending_once_and_seqn
         // with the rest in flight between the gateway and the exchange.
         let before = book.terminal.len();
         let until = Instant::now() + Duration::from_secs(30);
-        while (orders.len() > 0 || book.terminal.len() < before + (chunk as usize) / 3)
+        while (!orders.is_empty() || book.terminal.len() < before + (chunk as usize) / 3)
             && Instant::now() < until
         {
             if book.drain(&mut execs) == 0 {
