@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use shm_layout::clock::now_ns;
+use shm_layout::clock::{now_ns, wall_ns};
 use shm_layout::{
     names, BroadcastWriter, Counter, CountersWriter, Gauge, InstrumentTable, LastValue,
     LastValueTable, MarketEvent, ProcessState, SegmentError, StalePolicy,
@@ -46,6 +46,7 @@ pub struct FeedCounters {
     rate: Gauge,
     lag: Gauge,
     lag_max: Gauge,
+    exch_lag: Gauge,
 }
 
 impl FeedCounters {
@@ -65,6 +66,7 @@ impl FeedCounters {
             rate: cnc.gauge("publish_rate_per_s"),
             lag: cnc.gauge("source_lag_ns"),
             lag_max: cnc.gauge("source_lag_max_ns"),
+            exch_lag: cnc.gauge("exchange_lag_ns"),
             cnc,
         }
     }
@@ -108,6 +110,7 @@ pub struct Publisher {
     shadow: Vec<LastValue>,
     seq: u64,
     stats: PublishStats,
+    last_exch_ts_ns: u64,
     counters: Option<FeedCounters>,
 }
 
@@ -164,6 +167,7 @@ impl Publisher {
             shadow,
             seq,
             stats: PublishStats::default(),
+            last_exch_ts_ns: 0,
             counters: None,
         })
     }
@@ -193,6 +197,7 @@ impl Publisher {
         self.lvt.write(e.instrument_id, lv);
         self.ring.publish(&e);
         self.seq += 1;
+        self.last_exch_ts_ns = e.exch_ts_ns;
         self.stats.published += 1;
         self.stats.by_kind[usize::from(e.kind) % 5] += 1;
         true
@@ -205,7 +210,12 @@ impl Publisher {
     }
 
     /// Copies the counts into the shared counters (and the rejects of the source), sets the
-    /// rate and lag gauges, and beats the heartbeat. Off the hot path: call every few thousand
+    /// rate and lag gauges, and beats the heartbeat. Counters: `events_published`,
+    /// `events_published{kind="quote"|"option_mark"|"underlying_price"|"trade"}`,
+    /// `events_rejected{reason="..."}` (the [`RejectReason`] names; `invalid_event` includes
+    /// events refused at publish), `rows_read`; gauges: `publish_rate_per_s`,
+    /// `source_lag_ns` and `source_lag_max_ns` (publish time behind the pacing schedule),
+    /// `exchange_lag_ns` (wall clock behind the last event's exchange time). Off the hot path: call every few thousand
     /// events or when idle.
     pub fn flush_counters(&self, rejects: &Rejects, rows: u64, rate_per_s: f64, lag_ns: f64) {
         let Some(c) = &self.counters else {
@@ -228,6 +238,13 @@ impl Publisher {
         c.lag.set(lag_ns);
         if lag_ns > c.lag_max.get() {
             c.lag_max.set(lag_ns);
+        }
+        // Wall clock minus the last event's exchange time: the feed's delay for a live or
+        // live-like source (a synthetic market started now); for replays of old files it is
+        // just the files' age.
+        if self.last_exch_ts_ns > 0 {
+            c.exch_lag
+                .set(wall_ns().saturating_sub(self.last_exch_ts_ns) as f64);
         }
         self.heartbeat();
     }

@@ -54,6 +54,7 @@ fn tardis_replay_publishes_every_valid_row_into_the_ring_and_tables() {
         .args(["--speed", "max", "tardis"])
         .arg(data("deribit/options_chain_2020-05-14.csv"))
         .arg(data("tardis/binance-futures_book_snapshot_5_BTCUSDT.csv"))
+        .arg(data("tardis/deribit_incremental_book_L2_BTC-PERPETUAL.csv"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -94,6 +95,16 @@ fn tardis_replay_publishes_every_valid_row_into_the_ring_and_tables() {
         counter(dir.path(), "events_published{kind=\"option_mark\"}"),
         Some(CounterValue::Counter(310))
     );
+    // The incremental sample holds only asks: its one batch is counted one-sided.
+    assert_eq!(
+        counter(dir.path(), "events_rejected{reason=\"one_sided\"}"),
+        Some(CounterValue::Counter(1))
+    );
+    assert_eq!(
+        counter(dir.path(), "rows_read"),
+        Some(CounterValue::Counter(335))
+    );
+    assert!(stdout.contains("rejected 1 (one_sided=1)"), "{stdout}");
     let c = CountersReader::open(dir.path(), "feed-handler", OpenOptions::default()).unwrap();
     assert_eq!(c.state(), Some(ProcessState::Stopped));
 }
