@@ -2,14 +2,23 @@
 //! files, LOBSTER files) into normalized [`shm_layout::MarketEvent`]s and publishes them into
 //! shared memory.
 //!
-//! Layers, each usable alone (the replay/backtest driver reuses the sources in-process):
-//! - [`instruments`]: Deribit-style symbol parsing, the [`instruments::Registry`] (symbol -> id)
-//!   and the instruments file.
-//! - [`source`]: the [`source::Source`] trait, [`source::SourceEvent`] and reject accounting.
-//! - [`tardis`], [`lobster`], [`synthetic`]: the sources.
+//! Layers, each usable alone (the replay/backtest driver reuses the sources in-process, with no
+//! shared memory involved):
+//! - [`instruments`]: Deribit-style symbol parsing, the [`instruments::Registry`] (symbol ->
+//!   dense id = slot index, [`shm_layout::InstrumentDef`]s with Deribit contract specs) and the
+//!   instruments file ([`instruments::Registry::load_csv`]).
+//! - [`source`]: the [`source::Source`] trait (`registry()` complete up front, `next(&mut
+//!   SourceEvent) -> bool`, `rejects()`, `rows_read()`), [`source::SourceEvent`] (event, replay
+//!   timestamp, optional depth) and reject accounting ([`source::RejectReason`]).
+//! - [`tardis`] ([`tardis::TardisSource`]), [`lobster`] ([`lobster::LobsterSource`]),
+//!   [`synthetic`] ([`synthetic::SyntheticSource`] from a [`synthetic::SyntheticConfig`]).
 //! - [`publish`]: the [`publish::Publisher`] writing the broadcast ring, last-value table,
-//!   instruments table and counters.
-//! - [`run`]: the process: configuration, pacing, pinning, signals, summary.
+//!   instruments table and the `cnc-feed-handler` counters.
+//! - [`run`] and [`cli`]: the process (configuration, pacing, idle strategies, pinning,
+//!   signals, summary); `src/main.rs` only calls [`cli::main`].
+//!
+//! Every event a source yields passes `MarketEvent::is_valid()`; bad input rows are skipped
+//! and counted by reason, never an error; only a missing file or unreadable header is.
 //!
 //! ```
 //! use feed_handler::source::{Source, SourceEvent};
@@ -22,6 +31,16 @@
 //!     n += 1;
 //! }
 //! assert_eq!(n, 1000);
+//! ```
+//!
+//! The binary (`feed-handler --help`):
+//!
+//! ```text
+//! feed-handler synthetic --seed 7 --rate 5000 --duration 30       # paced synthetic market
+//! feed-handler --rate max --max-events 10000000 synthetic         # as fast as possible
+//! feed-handler tardis ../shared/data/deribit/options_chain_2020-05-14.csv --speed 10
+//! feed-handler lobster MSG.csv BOOK.csv --speed max
+//! feed-handler --config feed-handler/feed-handler.example.toml --namespace demo
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
