@@ -203,6 +203,18 @@ impl FixConfig {
     }
 }
 
+/// A copy of a raw `[fix]` TOML table with the credential values replaced by `<redacted>`,
+/// for printing a configuration (`--print-config`) or logging it.
+pub fn redacted_table(table: &toml::Table) -> toml::Table {
+    let mut t = table.clone();
+    for key in ["username", "password"] {
+        if let Some(v) = t.get_mut(key) {
+            *v = toml::Value::String("<redacted>".into());
+        }
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +228,14 @@ mod tests {
         assert!(!d.contains("hunter2") && !d.contains("alice"), "{d}");
         assert!(d.contains("<redacted>"));
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn raw_tables_are_redacted_for_printing() {
+        let t: toml::Table =
+            toml::from_str("host = \"h\"\npassword = \"pw-123\"\nusername = \"u\"").unwrap();
+        let r = format!("{:?}", redacted_table(&t));
+        assert!(!r.contains("pw-123") && r.contains("<redacted>") && r.contains("\"h\""));
     }
 
     #[test]
