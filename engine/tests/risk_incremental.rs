@@ -78,7 +78,7 @@ fn event() -> impl Strategy<Value = Event> {
 
 const FWD_DAYS: [u64; 4] = [2, 7, 30, 90];
 
-fn build(opts: &[OptGen], inverse_delta: InverseDelta) -> BookRisk {
+fn build(opts: &[OptGen], inverse_delta: InverseDelta, rates: bool) -> BookRisk {
     let mut book = BookRisk::new(RiskConfig {
         delta_tolerance: 0.01,
         reeval_per_idle_step: 16,
@@ -125,6 +125,10 @@ fn build(opts: &[OptGen], inverse_delta: InverseDelta) -> BookRisk {
         book.add_option(spec, g.vol).unwrap();
         book.add_position(id, f64::from(g.qty));
     }
+    if rates {
+        // Discounting and carry (BSM spot buckets drift with time).
+        book.set_rates(UND, 0.04, 0.015).unwrap();
+    }
     book
 }
 
@@ -170,9 +174,10 @@ fn run(
     opts: Vec<OptGen>,
     events: Vec<Event>,
     inverse_delta: InverseDelta,
+    rates: bool,
 ) -> Result<(), TestCaseError> {
     let n = opts.len();
-    let mut book = build(&opts, inverse_delta);
+    let mut book = build(&opts, inverse_delta, rates);
     check_exact(&book, n, "set-up")?;
     let mut now = T0_NS;
     let mut px = 9000.0f64;
@@ -226,9 +231,10 @@ proptest! {
         opts in prop::collection::vec(opt_gen(), 1..40),
         events in prop::collection::vec(event(), 1..60),
         pa in any::<bool>(),
+        rates in any::<bool>(),
     ) {
         let conv = if pa { InverseDelta::PremiumAdjusted } else { InverseDelta::Model };
-        run(opts, events, conv)?;
+        run(opts, events, conv, rates)?;
     }
 }
 
@@ -239,7 +245,7 @@ proptest! {
         opts in prop::collection::vec(opt_gen(), 1000..10_000),
         events in prop::collection::vec(event(), 1..15),
     ) {
-        run(opts, events, InverseDelta::PremiumAdjusted)?;
+        run(opts, events, InverseDelta::PremiumAdjusted, true)?;
     }
 }
 
