@@ -253,6 +253,7 @@ pub struct Backtest {
     next_sample_ns: u64,
     events: u64,
     flow_skipped: u64,
+    reevals: u64,
     venue_rejects: u64,
     limit_rejects: [u64; LimitBreach::ALL.len()],
 }
@@ -427,6 +428,7 @@ impl Backtest {
             next_sample_ns: 0,
             events: 0,
             flow_skipped: 0,
+            reevals: 0,
             venue_rejects: 0,
             limit_rejects: [0; LimitBreach::ALL.len()],
             defs,
@@ -487,6 +489,19 @@ impl Backtest {
         self.apply_event(ts, ev);
         self.book.advance_time(ts);
         self.book.idle_step();
+        // As the live hedger: an exact re-evaluation before deciding on a delta whose error
+        // bound exceeds the configured tolerance.
+        for i in 0..self.unders.len() {
+            let root = self.unders[i].root;
+            if self
+                .book
+                .underlying(root)
+                .is_some_and(|r| !r.within_tolerance)
+            {
+                self.book.force_reeval(root);
+                self.reevals += 1;
+            }
+        }
         for i in 0..self.unders.len() {
             self.decide(i, ts);
         }
@@ -1260,6 +1275,7 @@ impl Backtest {
             venue_rejects: self.venue_rejects,
             flow_trades: self.fills.iter().filter(|f| f.kind == "option").count() as u64,
             flow_skipped: self.flow_skipped,
+            forced_reevaluations: self.reevals,
             comparison,
             underlyings,
             initial_positions: self.initial.clone(),

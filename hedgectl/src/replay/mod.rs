@@ -411,7 +411,17 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
             inverse_delta,
         };
         let bt = Backtest::new(src.registry().defs(), cfg)?;
+        let t0 = std::time::Instant::now();
         let pr = bt.run(&mut *src)?;
+        // Wall time goes to stderr only: the report stays byte-identical between runs.
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "replay {}: {} events in {:.2} s ({:.0} events/s)",
+            pr.policy,
+            pr.events,
+            secs,
+            pr.events as f64 / secs.max(1e-9)
+        );
         report.comparison.push(pr.comparison.clone());
         report.policies.push(pr);
     }

@@ -173,6 +173,9 @@ pub struct PolicyReport {
     pub flow_trades: u64,
     /// Client trades skipped (no mark yet).
     pub flow_skipped: u64,
+    /// Exact re-evaluations of the book risk forced because the incremental delta's error
+    /// bound exceeded the tolerance (as the live hedger does).
+    pub forced_reevaluations: u64,
     /// Summary line.
     pub comparison: Comparison,
     /// Per underlying.
