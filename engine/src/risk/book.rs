@@ -561,7 +561,8 @@ impl BookRisk {
         }
     }
 
-    /// Changes an option position by `dqty_contracts` (a fill). O(1), no allocation.
+    /// Changes an option position by `dqty_contracts` (a fill). O(1) in the number of options
+    /// (plus O(expiries) re-aggregation), no allocation.
     /// Returns `false` (and changes nothing) for an unknown option or a non-finite quantity.
     pub fn add_position(&mut self, option_id: u32, dqty_contracts: f64) -> bool {
         let Some(i) = self.option_index(option_id) else {
@@ -592,7 +593,8 @@ impl BookRisk {
             .map(|i| self.options[i].contracts)
     }
 
-    /// New volatility for an option: it is re-evaluated exactly. O(1), no allocation.
+    /// New volatility for an option: it is re-evaluated exactly. O(1) in the number of options
+    /// (plus O(expiries) re-aggregation), no allocation.
     /// Returns `false` (and changes nothing) for an unknown option or an invalid vol.
     pub fn on_vol(&mut self, option_id: u32, vol: f64) -> bool {
         let Some(i) = self.option_index(option_id) else {
