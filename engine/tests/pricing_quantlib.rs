@@ -15,7 +15,10 @@ struct Case {
 }
 
 fn load() -> Vec<Case> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/quantlib_reference.csv");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/quantlib_reference.csv"
+    );
     let mut rdr = csv::Reader::from_path(path).expect("reference CSV present");
     let mut out = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
@@ -53,7 +56,10 @@ fn load() -> Vec<Case> {
 fn reference_covers_the_required_ranges() {
     let cases = load();
     assert!(cases.len() >= 500);
-    let t_min = cases.iter().map(|c| c.inputs.t_years).fold(f64::MAX, f64::min);
+    let t_min = cases
+        .iter()
+        .map(|c| c.inputs.t_years)
+        .fold(f64::MAX, f64::min);
     let t_max = cases.iter().map(|c| c.inputs.t_years).fold(0.0, f64::max);
     let v_min = cases.iter().map(|c| c.inputs.vol).fold(f64::MAX, f64::min);
     let v_max = cases.iter().map(|c| c.inputs.vol).fold(0.0, f64::max);
@@ -90,5 +96,10 @@ fn prices_and_greeks_match_quantlib_to_1e_9() {
         }
     }
     eprintln!("worst relative error beyond the absolute floor: {worst:?}");
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
