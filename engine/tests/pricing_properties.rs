@@ -279,3 +279,23 @@ fn implied_vol_rejects_arbitrage_violations() {
     let iv = black76_implied_vol(c, 100.0, 130.0, t, 0.0, p).unwrap();
     assert!((iv - 3.0).abs() < 1e-9, "{iv}");
 }
+
+/// Deep out-of-the-money prices keep their relative accuracy (no cancellation to zero):
+/// reference values from mpmath at 60 digits (Black-76, r = 0).
+#[test]
+fn deep_out_of_the_money_prices_keep_relative_accuracy() {
+    let cases = [
+        (100.0, 130.0, 1.0 / 8760.0, 3.0, 5.893_469_435_244_536e-17),
+        (100.0, 200.0, 0.01, 0.2, 1.409_759_184_996_158_7e-264),
+        (100.0, 105.0, 0.01, 0.2, 0.004_946_019_467_194_996),
+        (100.0, 300.0, 1.0, 0.5, 0.415_974_223_400_078_7),
+        (100.0, 10_000.0, 3.0, 3.0, 93.186_676_222_297_58),
+    ];
+    for (f, k, t, vol, want) in cases {
+        let got = black76_price(OptionType::Call, f, k, t, vol, 0.0).unwrap();
+        assert!(
+            ((got - want) / want).abs() < 1e-9,
+            "{f} {k} {t} {vol}: {got} vs {want}"
+        );
+    }
+}
