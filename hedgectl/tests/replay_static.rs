@@ -165,3 +165,35 @@ fn unknown_position_symbol_is_one_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("BTC-22MAY20-1-C"), "{err}");
 }
+
+#[test]
+fn chain_without_exchange_greeks_gives_model_risk_only() {
+    // The same chain cut after `underlying_price` (no delta/gamma/vega/theta/rho columns).
+    let text = std::fs::read_to_string(CHAIN).unwrap();
+    let mut cut = tempfile::NamedTempFile::new().unwrap();
+    for l in text.lines() {
+        let cols: Vec<&str> = l.split(',').collect();
+        writeln!(cut, "{}", cols[..19].join(",")).unwrap();
+    }
+    cut.flush().unwrap();
+    let pos = positions_file();
+    let full: serde_json::Value = serde_json::from_str(&run(&[
+        "--options-chain",
+        CHAIN,
+        "--positions",
+        pos.path().to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&run(&[
+        "--options-chain",
+        cut.path().to_str().unwrap(),
+        "--positions",
+        pos.path().to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let btc = &v["underlyings"]["BTC"];
+    assert!(btc.get("exchange_net_delta").is_none(), "{btc}");
+    assert_eq!(btc["net_delta"], full["underlyings"]["BTC"]["net_delta"]);
+}

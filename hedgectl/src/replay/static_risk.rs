@@ -39,14 +39,18 @@ pub struct StaticRisk {
     /// Sum of qty x multiplier x Black-76 vega, quote currency per vol point.
     pub vega: f64,
     /// Same as `net_delta` with the exchange's delta (None: the file has no greeks).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exchange_net_delta: Option<f64>,
     /// Same as `gamma` with the exchange's gamma.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exchange_gamma: Option<f64>,
     /// Same as `vega` with the exchange's vega.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exchange_vega: Option<f64>,
     /// Positions counted.
     pub positions: usize,
     /// Largest |model delta - exchange delta| per contract among the positions.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_abs_delta_diff: Option<f64>,
 }
 
@@ -66,6 +70,7 @@ pub struct PositionRisk {
     /// Black-76 forward delta per contract.
     pub delta: f64,
     /// The exchange's delta per contract, if present.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exchange_delta: Option<f64>,
 }
 
