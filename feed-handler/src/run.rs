@@ -241,19 +241,56 @@ pub enum RunError {
 /// # Errors
 /// [`RunError`] for missing files, bad headers or a bad instruments file.
 pub fn build_source(cfg: &Config) -> Result<Box<dyn Source>, RunError> {
+    Ok(match build_any_source(cfg)? {
+        AnySource::Synthetic(s) => Box::new(s),
+        AnySource::Tardis(s) => Box::new(s),
+        AnySource::Lobster(s) => Box::new(s),
+    })
+}
+
+/// One of the sources, by value: the process dispatches once on it and runs a publish loop
+/// compiled for the concrete source (no virtual call per event).
+// Built once per process and used in place: the size difference between variants costs
+// nothing, and boxing would add an indirection to every event.
+#[allow(clippy::large_enum_variant)]
+pub enum AnySource {
+    /// The synthetic market.
+    Synthetic(SyntheticSource),
+    /// Tardis CSV replay.
+    Tardis(TardisSource),
+    /// LOBSTER replay.
+    Lobster(LobsterSource),
+}
+
+impl AnySource {
+    /// The source as a trait object.
+    pub fn as_source(&self) -> &dyn Source {
+        match self {
+            AnySource::Synthetic(s) => s,
+            AnySource::Tardis(s) => s,
+            AnySource::Lobster(s) => s,
+        }
+    }
+}
+
+/// Builds the configured source by value.
+///
+/// # Errors
+/// [`RunError`] for missing files, bad headers or a bad instruments file.
+pub fn build_any_source(cfg: &Config) -> Result<AnySource, RunError> {
     let registry = match &cfg.instruments_file {
         Some(p) => Some(Registry::load_csv(p)?),
         None => None,
     };
     Ok(match &cfg.source {
-        SourceSpec::Synthetic => Box::new(SyntheticSource::new(cfg.synthetic.clone())),
+        SourceSpec::Synthetic => AnySource::Synthetic(SyntheticSource::new(cfg.synthetic.clone())),
         SourceSpec::Tardis { files } => {
             if files.is_empty() {
                 return Err(RunError::Config(
                     "tardis source needs at least one file".into(),
                 ));
             }
-            Box::new(TardisSource::open(files, registry)?)
+            AnySource::Tardis(TardisSource::open(files, registry)?)
         }
         SourceSpec::Lobster {
             message,
@@ -264,7 +301,7 @@ pub fn build_source(cfg: &Config) -> Result<Box<dyn Source>, RunError> {
             if let Some(off) = utc_offset_s {
                 o.utc_offset_s = *off;
             }
-            Box::new(LobsterSource::open(message, orderbook, o)?)
+            AnySource::Lobster(LobsterSource::open(message, orderbook, o)?)
         }
     })
 }
@@ -377,20 +414,24 @@ impl std::fmt::Display for Summary {
 /// [`RunError`] if the source or the segments cannot be set up. Bad input rows are not errors.
 pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
     cfg.validate()?;
-    let mut src = build_source(cfg)?;
+    let mut src = build_any_source(cfg)?;
     let dir = cfg.dir();
     let opts = PublisherOptions {
         ring_capacity: cfg.ring_capacity,
         stale: cfg.on_stale.into(),
     };
-    let mut publ = Publisher::create(&dir, src.registry(), &opts)?;
+    let mut publ = Publisher::create(&dir, src.as_source().registry(), &opts)?;
     if let Some(core) = cfg.pin_core {
         if let Err(w) = pin(core) {
             eprintln!("feed-handler: warning: {w}");
         }
     }
     publ.set_state(ProcessState::Running);
-    let summary = publish_loop(cfg, src.as_mut(), &mut publ, stop, &dir);
+    let summary = match &mut src {
+        AnySource::Synthetic(s) => publish_loop(cfg, s, &mut publ, stop, &dir),
+        AnySource::Tardis(s) => publish_loop(cfg, s, &mut publ, stop, &dir),
+        AnySource::Lobster(s) => publish_loop(cfg, s, &mut publ, stop, &dir),
+    };
     publ.set_state(ProcessState::Stopping);
     publ.flush_counters(&summary.rejects, summary.rows, 0.0, 0.0);
     publ.set_state(ProcessState::Stopped);
@@ -404,9 +445,9 @@ pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
 pub const CLOCK_BATCH: u64 = 16;
 
 /// The publish loop over any source and publisher (also used by benchmarks and tests).
-pub fn publish_loop(
+pub fn publish_loop<S: Source + ?Sized>(
     cfg: &Config,
-    src: &mut dyn Source,
+    src: &mut S,
     publ: &mut Publisher,
     stop: &AtomicBool,
     dir: &Path,
@@ -434,7 +475,7 @@ pub fn publish_loop(
     let mut last_flush = start;
     let mut last_stats = (start, 0u64);
     let mut stopped_by = "end of source";
-    let mut housekeeping = |publ: &Publisher, src: &dyn Source, now: u64, n: u64, lag: u64| {
+    let mut housekeeping = |publ: &Publisher, src: &S, now: u64, n: u64, lag: u64| {
         let dt = now.saturating_sub(last_flush);
         if dt >= 1_000_000 {
             let rate =
