@@ -240,6 +240,12 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
         .find(|r| r.client_order_id == 2 && r.kind == PartialFill)
         .unwrap();
     assert_eq!(partial.leaves_qty, 50.0);
+    // The exchange charges 5 bps taker fee as Commission (12) with CommType 3.
+    assert_eq!(partial.liquidity, shm_layout::Liquidity::Taker);
+    assert!(
+        (partial.fee - 0.0005 * 100.0 * 99.0).abs() < 1e-9,
+        "{partial:?}"
+    );
     assert_eq!(partial.side, Side::Sell);
     assert_eq!(v.stats().venue_rejects, 2);
     assert_eq!(v.stats().business_rejects, 1);

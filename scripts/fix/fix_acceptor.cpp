@@ -205,6 +205,9 @@ class Exchange : public FIX::Application, public FIX::MessageCracker {
       r.set(FIX::LastQty(last_qty));
       r.set(FIX::LastPx(last_px));
       r.set(FIX::LastLiquidityInd(2));  // removed liquidity
+      // Taker fee 5 bps of notional, as an absolute amount.
+      r.set(FIX::Commission(0.0005 * last_qty * last_px));
+      r.set(FIX::CommType(FIX::CommType_ABSOLUTE));
     }
     if (!text.empty()) r.set(FIX::Text(text));
     if (text == "unknown order") r.set(FIX::OrdRejReason(FIX::OrdRejReason_UNKNOWN_ORDER));

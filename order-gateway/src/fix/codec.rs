@@ -44,6 +44,8 @@ pub mod tag {
     pub const END_SEQ_NO: u32 = 16;
     pub const AVG_PX: u32 = 6;
     pub const CL_ORD_ID: u32 = 11;
+    pub const COMMISSION: u32 = 12;
+    pub const COMM_TYPE: u32 = 13;
     pub const CUM_QTY: u32 = 14;
     pub const EXEC_ID: u32 = 17;
     pub const LAST_PX: u32 = 31;

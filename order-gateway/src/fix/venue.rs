@@ -331,6 +331,18 @@ impl App {
                 self.orders[i].acked = true;
                 self.orders[i].cum_qty += last_qty;
                 let o = self.orders[i];
+                // LastLiquidityInd (851): 1 = we added liquidity (maker), else taker (an IOC
+                // hedge crosses the spread). Commission (12) is the fee when given as an
+                // absolute amount (CommType 13 = 3, or absent).
+                let liquidity = match msg.get_char(tag::LAST_LIQUIDITY_IND) {
+                    Some(b'1') => Liquidity::Maker,
+                    _ => Liquidity::Taker,
+                };
+                let fee = match (msg.get_f64(tag::COMMISSION), msg.get_char(tag::COMM_TYPE)) {
+                    (Ok(Some(c)), None | Some(b'3')) if c.is_finite() => c,
+                    _ => 0.0,
+                };
+                let first_new = self.reports.len();
                 let leaves = match msg.get_f64(tag::LEAVES_QTY) {
                     Ok(Some(l)) => l,
                     _ => o.qty - o.cum_qty,
@@ -356,6 +368,10 @@ impl App {
                         (last_qty, last_px),
                     );
                 }
+                if let Some(r) = self.reports.get_mut(first_new) {
+                    r.liquidity = liquidity;
+                    r.fee = fee;
+                }
             }
             b'4' | b'C' | b'3' => {
                 self.report(i, ExecKind::Cancelled, RejectReason::None, (0.0, 0.0))
@@ -371,8 +387,8 @@ impl App {
     }
 
     /// An OrderStatus answer (ExecType I): reports the quantity filled beyond what was
-    /// already reported (at the order's AvgPx: the venue gives no per-fill prices here), then
-    /// the terminal state if the order is done.
+    /// already reported (at the order's AvgPx and with fee 0: a status answer carries neither
+    /// per-fill prices nor commissions), then the terminal state if the order is done.
     fn on_status(&mut self, i: usize, msg: &Message, ord_status: Option<u8>) {
         self.stats.status_reports += 1;
         let o = self.orders[i];
