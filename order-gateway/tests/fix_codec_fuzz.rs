@@ -277,3 +277,54 @@ fn a_million_mutated_messages_are_all_rejected_and_counted_without_panic() {
             .collect::<Vec<_>>()
     );
 }
+
+mod round_trip {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever valid fields go in come out: same tags, same values, in order; and the
+        /// decimals parse back to the value the encoder rounded to 8 places.
+        #[test]
+        fn encoded_fields_decode_to_the_same_values(
+            seq in 1u64..u64::MAX / 2,
+            ts in 0u64..4_102_444_800_000_000_000,
+            values in proptest::collection::vec(
+                (5000u32..6000, "[ -~]{1,40}"), 0..20),
+            px in -1e9f64..1e9,
+            qty in 0u64..1_000_000_000,
+        ) {
+            let mut buf = [0u8; MAX_MSG_LEN];
+            let mut w = MsgWriter::new(&mut buf, b"8");
+            w.str(tag::SENDER_COMP_ID, b"S")
+                .str(tag::TARGET_COMP_ID, b"T")
+                .u64(tag::MSG_SEQ_NUM, seq)
+                .timestamp(tag::SENDING_TIME, ts)
+                .decimal(tag::PRICE, px)
+                .u64(tag::ORDER_QTY, qty);
+            let mut used = std::collections::HashSet::new();
+            let mut expect = Vec::new();
+            for (t, v) in &values {
+                if used.insert(*t) {
+                    w.str(*t, v.as_bytes());
+                    expect.push((*t, v.clone()));
+                }
+            }
+            let bytes = w.finish().unwrap().to_vec();
+            let (m, n) = decode(&bytes).unwrap();
+            prop_assert_eq!(n, bytes.len());
+            prop_assert_eq!(m.seq_num(), seq);
+            prop_assert_eq!(m.get_u64(tag::ORDER_QTY), Ok(Some(qty)));
+            let got_px = m.get_f64(tag::PRICE).unwrap().unwrap();
+            prop_assert!((got_px - px).abs() <= 5e-9 + px.abs() * 1e-15, "{} vs {}", got_px, px);
+            for (t, v) in &expect {
+                prop_assert_eq!(m.get(*t), Some(v.as_bytes()));
+            }
+            let tags: Vec<u32> = m.fields().map(|(t, _)| t).skip(7).collect();
+            let want: Vec<u32> = expect.iter().map(|(t, _)| *t).collect();
+            prop_assert_eq!(tags, want);
+        }
+    }
+}

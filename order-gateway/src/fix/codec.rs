@@ -598,10 +598,10 @@ pub fn resync_offset(buf: &[u8]) -> usize {
     buf.len()
 }
 
-/// Parses 1..=18 ASCII digits.
+/// Parses 1..=20 ASCII digits into a `u64`; `None` for anything else or an overflow.
 #[inline]
 pub fn parse_u64(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 18 {
+    if v.is_empty() || v.len() > 20 {
         return None;
     }
     let mut x: u64 = 0;
@@ -609,7 +609,7 @@ pub fn parse_u64(v: &[u8]) -> Option<u64> {
         if !c.is_ascii_digit() {
             return None;
         }
-        x = x * 10 + u64::from(c - b'0');
+        x = x.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
     }
     Some(x)
 }
@@ -1048,6 +1048,9 @@ mod tests {
         assert_eq!(parse_decimal(b"."), None);
         assert_eq!(parse_decimal(b"1.2.3"), None);
         assert_eq!(parse_decimal(b"1e5"), None);
+        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64(b"18446744073709551616"), None);
+        assert_eq!(parse_u64(b"12a"), None);
     }
 
     #[test]
