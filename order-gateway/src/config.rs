@@ -115,6 +115,10 @@ pub struct Config {
     pub flow: FlowConfig,
     /// FIX settings, handed to the FIX adapter as they are.
     pub fix: Option<toml::Table>,
+    /// At exit, write the run's order latencies (tags `recv_to_gateway`: feed receive to
+    /// gateway read, the tick-to-order path; `publish_to_gateway`: hedger publish to gateway
+    /// read) to this file as an HdrHistogram interval log. None: not written.
+    pub latency_log: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -134,6 +138,7 @@ impl Default for Config {
             sim: SimConfig::default(),
             flow: FlowConfig::default(),
             fix: None,
+            latency_log: None,
         }
     }
 }
@@ -267,6 +272,10 @@ pub struct Cli {
     /// Bounded wait for segments created by other processes, milliseconds.
     #[arg(long)]
     pub open_wait_ms: Option<u64>,
+    /// At exit, write the run's order latencies (feed receive and hedger publish to gateway
+    /// read) to FILE as an HdrHistogram interval log (tags recv_to_gateway, publish_to_gateway).
+    #[arg(long, value_name = "FILE")]
+    pub latency_log: Option<PathBuf>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -309,6 +318,9 @@ impl Cli {
             c.flow.enabled = false;
         }
         c.open_wait_ms = self.open_wait_ms.unwrap_or(c.open_wait_ms);
+        if let Some(v) = &self.latency_log {
+            c.latency_log = Some(v.clone());
+        }
         c.validate()?;
         Ok(c)
     }

@@ -152,6 +152,9 @@ pub struct Gateway<V: Venue> {
     /// Hedger publish (`HedgeOrder::publish_ts_ns`) to gateway read, ns; allocation-free
     /// recording into pre-sized buckets. Read and reset by the process once per interval.
     transit: Histogram<u64>,
+    /// Feed receive (`HedgeOrder::feed_recv_ts_ns`) to gateway read, ns: the whole
+    /// tick-to-order path, over the whole run (never reset; the end-to-end benchmark reads it).
+    tick_to_order: Histogram<u64>,
 }
 
 /// Largest order transit time recorded (larger values are clamped), ns.
@@ -335,6 +338,8 @@ impl<V: Venue> Gateway<V> {
                 stats,
                 transit: Histogram::new_with_bounds(1, TRANSIT_MAX_NS, 3)
                     .expect("static histogram bounds are valid"),
+                tick_to_order: Histogram::new_with_bounds(1, TRANSIT_MAX_NS, 3)
+                    .expect("static histogram bounds are valid"),
             },
             summary,
         ))
@@ -349,6 +354,11 @@ impl<V: Venue> Gateway<V> {
     /// [`Gateway::reset_transit`], in ns.
     pub fn transit(&self) -> &Histogram<u64> {
         &self.transit
+    }
+
+    /// Tick-to-order times (feed receive to gateway read) of every order since the start, ns.
+    pub fn tick_to_order(&self) -> &Histogram<u64> {
+        &self.tick_to_order
     }
 
     /// Clears the transit histogram (start of a new reporting interval).
@@ -429,6 +439,12 @@ impl<V: Venue> Gateway<V> {
                             .saturating_sub(o.publish_ts_ns)
                             .clamp(1, TRANSIT_MAX_NS);
                         let _ = self.transit.record(transit);
+                    }
+                    if o.feed_recv_ts_ns != 0 {
+                        let t2o = now_ns
+                            .saturating_sub(o.feed_recv_ts_ns)
+                            .clamp(1, TRANSIT_MAX_NS);
+                        let _ = self.tick_to_order.record(t2o);
                     }
                     self.handle_order(&o, now_ns);
                 }

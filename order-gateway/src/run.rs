@@ -365,6 +365,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     let mut next_interval = now_ns() + 1_000_000_000;
     let market: Rc<LvtView> = lvt;
     let mut drain_until: Option<u64> = None;
+    // Whole-run transit for --latency-log (the gateway's own histogram is reset per interval);
+    // merged once per interval, off the per-order path.
+    let mut run_transit = gw.transit().clone();
+    let run_start = std::time::SystemTime::now();
     loop {
         let now = now_ns();
         let stopping = stop.load(Ordering::Relaxed);
@@ -379,6 +383,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
             if now >= next_interval {
                 next_interval = now + 1_000_000_000;
                 counters.publish_transit(gw.transit());
+                let _ = run_transit.add(gw.transit());
                 gw.reset_transit();
             }
             execs.0.heartbeat();
@@ -397,6 +402,18 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     gw.shutdown(now_ns());
     counters.publish(&gw);
     counters.publish_transit(gw.transit());
+    let _ = run_transit.add(gw.transit());
+    if let Some(path) = &cfg.latency_log {
+        write_latency_log(
+            path,
+            run_start,
+            &[
+                ("recv_to_gateway", gw.tick_to_order()),
+                ("publish_to_gateway", &run_transit),
+            ],
+        )
+        .with_context(|| format!("writing the latency log {}", path.display()))?;
+    }
     counters.w.set_state(ProcessState::Stopped);
     eprintln!(
         "order-gateway: stopped; {} orders, {} execs published, {} still open (recovered at next start)",
@@ -404,6 +421,39 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         gw.stats().execs_published,
         gw.open_orders()
     );
+    Ok(())
+}
+
+/// Writes tagged whole-run histograms (ns) as one HdrHistogram interval log (V2 deflate),
+/// the format of the hedger's `--histogram-path` and of Java's `HistogramLogWriter`.
+fn write_latency_log(
+    path: &std::path::Path,
+    start: std::time::SystemTime,
+    hists: &[(&str, &hdrhistogram::Histogram<u64>)],
+) -> anyhow::Result<()> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+    use hdrhistogram::serialization::V2DeflateSerializer;
+    use std::io::Write as _;
+    let length = start.elapsed().unwrap_or_default();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut ser = V2DeflateSerializer::new();
+    {
+        let mut log = IntervalLogWriterBuilder::new()
+            .add_comment("order-gateway order latencies over the whole run, ns")
+            .with_start_time(start)
+            .with_base_time(start)
+            .with_max_value_divisor(1.0)
+            .begin_log_with(&mut out, &mut ser)?;
+        for (tag, h) in hists {
+            if h.is_empty() {
+                continue;
+            }
+            let tag = Tag::new(tag).context("histogram tag")?;
+            log.write_histogram(h, Duration::ZERO, length, Some(tag))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
+    }
+    out.flush()?;
     Ok(())
 }
 

@@ -240,3 +240,29 @@ fn a_batch_journaled_but_not_committed_is_taken_once_even_with_cancels_and_dupli
     assert!(kinds(&e.all, 2).is_empty());
     assert_eq!(gw.open_orders(), 0);
 }
+
+#[test]
+fn tick_to_order_is_measured_from_the_feed_stamp_over_the_whole_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
+    let (mut gw, _) = start(sim(), &dir.path().join("j"), &mut o, &mut e);
+    // Read at 100_000 ns (first step of `run`): 40 us after the feed stamp, 10 us after publish.
+    o.all.push(HedgeOrder {
+        feed_recv_ts_ns: 60_000,
+        publish_ts_ns: 90_000,
+        ..order(1, TimeInForce::Ioc, 100.0)
+    });
+    // No feed stamp (a timer-driven order): not counted as tick-to-order.
+    o.all.push(order(2, TimeInForce::Ioc, 100.0));
+    run(&mut gw, &mut o, &mut e, 0);
+    assert_eq!(gw.tick_to_order().len(), 1);
+    let h = gw.tick_to_order();
+    assert!(h.equivalent(h.max(), 40_000), "max {}", h.max());
+    assert_eq!(gw.transit().len(), 1);
+    gw.reset_transit();
+    assert_eq!(
+        gw.tick_to_order().len(),
+        1,
+        "never reset by the per-interval transit reset"
+    );
+}
