@@ -330,6 +330,18 @@ pub fn resolve(
         let hkey = format!("underlyings.{name}.hedge_instrument");
         let h = find(&u.hedge_instrument, hkey.clone())?;
         let hedge = hedge_instrument(&h, &hkey)?;
+        if out
+            .iter()
+            .any(|s: &UnderlyingSetup| s.hedge.instrument_id == hedge.instrument_id)
+        {
+            // Fills are attributed to an underlying by their instrument: one owner each.
+            return Err(SetupError::WrongKind {
+                key: hkey,
+                symbol: u.hedge_instrument.clone(),
+                kind: "hedge instrument already used by another underlying",
+                expected: "one hedge instrument per underlying",
+            });
+        }
         out.push(UnderlyingSetup {
             name: name.clone(),
             index_id: idx.id,
