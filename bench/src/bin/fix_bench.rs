@@ -36,7 +36,7 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn encode_nos<'b>(buf: &'b mut [u8], seq: u64, id: u64) -> &'b [u8] {
+fn encode_nos(buf: &mut [u8], seq: u64, id: u64) -> &[u8] {
     let mut w = MsgWriter::new(buf, b"D");
     let mut t = [0u8; 20];
     w.str(tag::SENDER_COMP_ID, b"HEDGER")
