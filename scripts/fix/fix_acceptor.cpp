@@ -5,7 +5,8 @@
 //   fix_acceptor --port N --store DIR [--spec scripts/fix/FIX44.xml] [--sender EXCH]
 //                [--target HEDGER] [--username U --password P] [--reject-qty 1000]
 //                [--partial-qty 100] [--reject-price 13.13]
-// Prints "READY <port>" on stdout once listening; stops on SIGTERM/SIGINT or stdin EOF.
+// Prints "READY <port>" on stdout once listening; stops on SIGTERM/SIGINT, or on EOF of stdin
+// when stdin is a pipe.
 //
 // Exchange rules (IOC orders):
 //   - Symbol "UNKNOWN"                      -> BusinessMessageReject (35=j), reason 2
@@ -43,6 +44,7 @@
 #include <iostream>
 #include <map>
 #include <poll.h>
+#include <sys/stat.h>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -272,10 +274,13 @@ int main(int argc, char** argv) {
     FIX::SocketAcceptor acceptor(app, store, settings, log);
     acceptor.start();
     std::cout << "READY " << o.port << std::endl;
-    // Stop on a signal or when the parent closes our stdin (a test that dies takes us along).
+    // Stop on a signal, or when the parent closes our stdin if it is a pipe (a test that dies
+    // takes us along); started from a shell or with stdin on /dev/null, only a signal stops us.
+    struct stat st;
+    bool watch_stdin = ::fstat(0, &st) == 0 && S_ISFIFO(st.st_mode);
     while (!g_stop) {
       struct pollfd p = {0, POLLIN, 0};
-      int r = ::poll(&p, 1, 100);
+      int r = ::poll(&p, watch_stdin ? 1 : 0, 100);
       if (r > 0) {
         char buf[64];
         if (::read(0, buf, sizeof buf) <= 0) break;
