@@ -262,6 +262,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             res.orders_filled,
             res.orders_ring_full,
         );
+        for w in &res.pin_warnings {
+            println!("  WARNING: {w}");
+        }
         println!(
             "  tick-to-order p50 {} p99.9 {}",
             fmt_ns(t2o.p50_ns),
@@ -450,6 +453,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 "orders_received_by_gateway": res.orders_received,
                 "orders_filled": res.orders_filled,
                 "orders_ring_full": res.orders_ring_full,
+                "pin_warnings": res.pin_warnings,
                 "tick_to_order": stats_json(&Stats::of(&res.stages["recv_to_gateway"])),
                 "stages": stages,
             })

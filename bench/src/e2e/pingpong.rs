@@ -48,9 +48,6 @@ pub fn run(
     let stop = CachePadded::new(AtomicU64::new(0));
     let warmup = round_trips / 10;
     let total = warmup + round_trips;
-    let mut rtt = new_hist();
-    let mut one_way = new_hist();
-    let mut done = 0u64;
     std::thread::scope(|s| {
         s.spawn(|| {
             pin(core_b);
@@ -67,31 +64,41 @@ pub fn run(
                 }
             }
         });
-        pin(core_a);
-        let start = Instant::now();
-        for i in 1..=total {
-            let t0 = now_ns();
-            ping.store(i, Ordering::Release); // pairs with the Acquire load of `ping` above
-            while pong.load(Ordering::Acquire) != i {
-                std::hint::spin_loop();
+        // The measuring side runs in its own thread too: pinning the caller would narrow the
+        // affinity that the processes started later inherit.
+        let a = s.spawn(|| {
+            pin(core_a);
+            let mut rtt = new_hist();
+            let mut one_way = new_hist();
+            let mut done = 0u64;
+            let start = Instant::now();
+            for i in 1..=total {
+                let t0 = now_ns();
+                ping.store(i, Ordering::Release); // pairs with the Acquire load of `ping` above
+                while pong.load(Ordering::Acquire) != i {
+                    std::hint::spin_loop();
+                }
+                let d = now_ns().saturating_sub(t0).max(1);
+                if i > warmup {
+                    rtt.saturating_record(d);
+                    one_way.saturating_record((d / 2).max(1));
+                    done += 1;
+                }
+                if i % 1024 == 0 && start.elapsed() > budget {
+                    break;
+                }
             }
-            let d = now_ns().saturating_sub(t0).max(1);
-            if i > warmup {
-                rtt.saturating_record(d);
-                one_way.saturating_record((d / 2).max(1));
-                done += 1;
-            }
-            if i % 1024 == 0 && start.elapsed() > budget {
-                break;
-            }
-        }
+            stop.store(1, Ordering::Relaxed);
+            (rtt, one_way, done)
+        });
+        let (rtt, one_way, round_trips) = a.join().unwrap_or_else(|_| (new_hist(), new_hist(), 0));
         stop.store(1, Ordering::Relaxed);
-    });
-    PingPong {
-        rtt,
-        one_way,
-        round_trips: done,
-    }
+        PingPong {
+            rtt,
+            one_way,
+            round_trips,
+        }
+    })
 }
 
 #[cfg(test)]

@@ -90,6 +90,8 @@ pub struct RunResult {
     pub feed_rejects: u64,
     /// Hedger market-data rejects.
     pub md_rejected: u64,
+    /// Lines of the process logs saying a process could not be pinned.
+    pub pin_warnings: Vec<String>,
 }
 
 struct Procs(Vec<(&'static str, Child)>);
@@ -436,6 +438,15 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
     ] {
         stages.entry(k.into()).or_insert_with(new_hist);
     }
+    let mut pin_warnings = Vec::new();
+    for log in ["feed-handler.log", "hedger.log", "order-gateway.log"] {
+        let text = std::fs::read_to_string(out.join(log)).unwrap_or_default();
+        pin_warnings.extend(
+            text.lines()
+                .filter(|l| l.contains("pin") && !l.contains("pinned to"))
+                .map(str::to_string),
+        );
+    }
     let span =
         |a: Option<Instant>, b: Instant| a.map_or(0.0, |a| b.duration_since(a).as_secs_f64());
     Ok(RunResult {
@@ -452,5 +463,6 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
         orders_ring_full: get(&h, "orders_ring_full"),
         feed_rejects: sum_prefix(&f, "events_rejected"),
         md_rejected: sum_prefix(&h, "md_rejected"),
+        pin_warnings,
     })
 }
