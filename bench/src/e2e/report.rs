@@ -293,7 +293,7 @@ pub fn percentile_svg(title: &str, series: &[Series<'_>]) -> String {
             W - R,
             L - 6.0,
             y + 4.0,
-            fmt_ns(10u64.pow(e.max(0) as u32))
+            decade_label(e)
         );
         e += 1;
     }
@@ -340,6 +340,17 @@ pub fn percentile_svg(title: &str, series: &[Series<'_>]) -> String {
     }
     let _ = writeln!(s, "</svg>");
     s
+}
+
+/// `10^e` ns as an axis label: 100 ns, 1 us, 10 us, ..., 1 s, 10 s.
+fn decade_label(e: i32) -> String {
+    let (unit, base) = match e {
+        ..=2 => ("ns", 0),
+        3..=5 => ("us", 3),
+        6..=8 => ("ms", 6),
+        _ => ("s", 9),
+    };
+    format!("{} {unit}", 10u64.pow((e - base).max(0) as u32))
 }
 
 fn xml(s: &str) -> String {
