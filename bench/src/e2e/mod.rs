@@ -61,7 +61,7 @@ pub struct Args {
     #[arg(long, default_value_t = 10_000)]
     pub options: usize,
     /// Hedge band half-width, BTC (fixed policy, back to zero).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.15)]
     pub band: f64,
     /// Events offered to the naive pipeline (at the first rate) [default: 20000; quick 5000].
     #[arg(long)]
