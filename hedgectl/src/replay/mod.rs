@@ -456,3 +456,44 @@ fn out(text: &str) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::policy::{BandRule, RehedgeTarget};
+
+    #[test]
+    fn policy_specs_parse_into_the_hedger_config_types() {
+        let p = parse_policy("fixed:band=0.5,target=edge,min_interval_ms=250").unwrap();
+        assert_eq!(
+            p.rule,
+            BandRule::Fixed {
+                band: 0.5,
+                target: RehedgeTarget::Edge
+            }
+        );
+        assert_eq!(p.min_interval_ns, 250_000_000);
+        let p = parse_policy("cost-aware:risk_aversion=1e-5,max_band=5").unwrap();
+        assert!(
+            matches!(p.rule, BandRule::CostAware { risk_aversion, .. } if risk_aversion == 1e-5)
+        );
+        assert_eq!(p.max_band, 5.0);
+        assert!(parse_policy("whalley-wilmott").is_ok());
+    }
+
+    #[test]
+    fn bad_policy_and_limit_specs_name_the_key() {
+        let e = parse_policy("fixed:band=-1").unwrap_err().to_string();
+        assert!(e.contains("band"), "{e}");
+        let e = format!("{:#}", parse_policy("fixed:bnd=1").unwrap_err());
+        assert!(e.contains("bnd"), "{e}");
+        let e = format!("{:#}", parse_policy("fixed:band").unwrap_err());
+        assert!(e.contains("key=value"), "{e}");
+        let l = parse_limits(Some("max_orders_per_sec=5,order_burst=2")).unwrap();
+        assert_eq!((l.max_orders_per_sec, l.order_burst), (5.0, 2.0));
+        let e = parse_limits(Some("order_burst=0.5"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("order_burst"), "{e}");
+    }
+}
