@@ -119,6 +119,8 @@ struct Under {
     root_priced: bool,
     nearest_fwd: Option<u32>,
     modelled_book: bool,
+    /// Model-marked options registered (first underlying price seen).
+    model_registered: bool,
     recorded_quotes: bool,
     book_ts: u64,
     hedge_pos: f64,
@@ -343,6 +345,7 @@ impl Backtest {
                 root_priced: false,
                 nearest_fwd: None,
                 modelled_book: false,
+                model_registered: false,
                 recorded_quotes: false,
                 book_ts: 0,
                 hedge_pos: 0.0,
@@ -974,7 +977,12 @@ impl Backtest {
                             }
                             un.ref_px = mid;
                             un.ref_ts = ts;
-                            // Options priced by the model enter once the underlying is known.
+                            // Options priced by the model enter once the underlying is known
+                            // (one pass: later quotes skip the scan).
+                            if self.cfg.option_vol.is_none() || self.unders[u].model_registered {
+                                continue;
+                            }
+                            self.unders[u].model_registered = true;
                             for oid in 0..self.opts.len() {
                                 let o = self.opts[oid];
                                 if o.under == Some(u)
