@@ -344,6 +344,12 @@ mod real {
             unsafe { tail(&self.seg.mem) }.saturating_sub(self.cursor)
         }
 
+        /// The writer's position (messages published so far); for tools.
+        pub fn writer_position(&self) -> u64 {
+            // SAFETY: validated broadcast region.
+            unsafe { tail(&self.seg.mem) }
+        }
+
         /// This reader's cursor (next position it will read).
         pub fn position(&self) -> u64 {
             self.cursor

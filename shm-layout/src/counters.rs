@@ -308,6 +308,7 @@ impl CountersWriter {
 /// A reader of another process's counters segment.
 pub struct CountersReader {
     seg: Segment,
+    role: String,
 }
 
 impl CountersReader {
@@ -319,7 +320,13 @@ impl CountersReader {
         let name = segment::names::counters(role);
         Ok(CountersReader {
             seg: segment::open(dir, &name, &spec(), opts, false)?,
+            role: role.to_string(),
         })
+    }
+
+    /// The role this segment belongs to (`cnc-<role>`).
+    pub fn role(&self) -> &str {
+        &self.role
     }
 
     /// The process's pid.

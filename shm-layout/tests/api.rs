@@ -51,6 +51,7 @@ fn broadcast_reader_sees_messages_in_order_then_empty() {
         assert_eq!(w.publish(&ev(i)), i);
     }
     assert_eq!(r.lag(), 5);
+    assert_eq!(r.writer_position(), 5);
     for i in 0..5 {
         assert_eq!(r.poll(), Poll::Message(ev(i)));
     }
@@ -220,6 +221,7 @@ fn counters_are_visible_to_a_reader() {
     w.heartbeat();
     let r = CountersReader::open(d.path(), "hedger", OpenOptions::default()).unwrap();
     assert_eq!(r.pid(), std::process::id());
+    assert_eq!(r.role(), "hedger");
     assert_eq!(r.state(), Some(ProcessState::Running));
     assert_eq!(
         r.snapshot(),
