@@ -35,11 +35,11 @@ pub struct Args {
     pub out: PathBuf,
     /// Cores of feed, hedger and gateway, e.g. `1,2,3` [default: 1,2,3 with >= 4 cores,
     /// else 0,1,0].
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    #[arg(long, value_delimiter = ',')]
     pub cores: Option<Vec<usize>>,
     /// Idle strategies of feed, hedger and gateway [default: busy-spin with >= 4 cores,
     /// else spin-then-yield].
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    #[arg(long, value_delimiter = ',')]
     pub idle: Option<Vec<String>>,
     /// Offered rates, events/s, `max` = as fast as the feed can publish.
     #[arg(
@@ -140,6 +140,18 @@ fn ratio(a: u64, b: u64) -> f64 {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
     let big = ncpu >= 4;
+    if let Some(c) = &args.cores {
+        anyhow::ensure!(
+            c.len() == 3,
+            "--cores takes three cores: feed,hedger,gateway"
+        );
+    }
+    if let Some(c) = &args.idle {
+        anyhow::ensure!(
+            c.len() == 3,
+            "--idle takes three strategies: feed,hedger,gateway"
+        );
+    }
     let cores: [usize; 3] = match &args.cores {
         Some(c) => [c[0], c[1], c[2]],
         None if big => [1, 2, 3],

@@ -400,7 +400,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
         procs.check()?;
         if let Some(done) = feed_done {
             let caught_up = md >= published && published > 0;
-            let stalled = now.duration_since(last_md.0) > Duration::from_secs(2);
+            let stalled = now.duration_since(last_md.0) > Duration::from_secs(5);
             if caught_up || stalled || now.duration_since(done) > spec.drain_timeout {
                 break;
             }
@@ -420,6 +420,12 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
     let f = counters(&dir, "feed-handler");
     let h = counters(&dir, "hedger");
     let g = counters(&dir, "gateway");
+    for (role, m) in [("feed-handler", &f), ("hedger", &h), ("gateway", &g)] {
+        let _ = std::fs::write(
+            out.join(format!("counters-{role}.json")),
+            serde_json::to_string_pretty(m).unwrap_or_default(),
+        );
+    }
 
     // 4. Stop and collect.
     procs.term("hedger", Duration::from_secs(30))?;
