@@ -449,8 +449,20 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
             .context("cannot install the Ctrl-C handler")?;
     }
 
-    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let placement = plan(ncpu);
+    // The cores this process may run on (affinity mask, cpuset): the plan's core indices map
+    // onto them, so that a demo started under `taskset -c 4-7` pins to cores 4..7.
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_default();
+    let ncpu = if allowed.is_empty() {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        allowed.len()
+    };
+    let mut placement = plan(ncpu);
+    for p in placement.iter_mut() {
+        p.core = p.core.map(|i| allowed.get(i).copied().unwrap_or(i));
+    }
     println!(
         "hedgectl demo: namespace {namespace} ({}), {ncpu} cores, {}s, output in {}",
         dir.display(),

@@ -205,7 +205,9 @@ fn operator_commands_against_a_running_system() {
     );
 
     // stat: three live processes, rings, risk.
-    demo.wait_for_line("[  2s]", Duration::from_secs(30));
+    // Two status lines: the pipeline has been running for a couple of seconds.
+    demo.wait_for_line("] md ", Duration::from_secs(30));
+    demo.wait_for_line("] md ", Duration::from_secs(30));
     let stat = ok(hedgectl(&ns, &["stat", "--once"]));
     for role in ["feed-handler", "hedger", "gateway"] {
         let line = stat
