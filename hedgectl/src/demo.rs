@@ -67,7 +67,7 @@ pub struct DemoArgs {
     /// hedger.toml: BTC hedged with BTC-PERPETUAL, cost-aware band).
     #[arg(long)]
     pub hedger_config: Option<PathBuf>,
-    /// Extra argument for the feed handler (repeatable), e.g. `--feed-arg=--rate=100000`.
+    /// Extra argument for the feed handler (repeatable), e.g. `--feed-arg=--ring-capacity=1048576`.
     #[arg(long = "feed-arg", allow_hyphen_values = true)]
     pub feed_args: Vec<String>,
     /// Extra argument for the hedger (repeatable).
