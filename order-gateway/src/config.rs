@@ -83,8 +83,9 @@ pub enum VenueKind {
     Fix,
 }
 
-/// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+/// The whole configuration. Its `Debug` (what `--print-config` prints) shows the `[fix]`
+/// table with credentials redacted.
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Namespace: segments live in `/dev/shm/<namespace>`.
@@ -119,6 +120,49 @@ pub struct Config {
     /// gateway read, the tick-to-order path; `publish_to_gateway`: hedger publish to gateway
     /// read) to this file as an HdrHistogram interval log. None: not written.
     pub latency_log: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Config {
+    /// Every field, with credential values in the `[fix]` table replaced by `<redacted>`
+    /// ([`crate::fix::config::redacted_table`]). Destructured without `..`: a new field must be
+    /// added here (and checked for secrets) or this does not compile.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Config {
+            namespace,
+            shm_dir,
+            state_dir,
+            core,
+            idle,
+            on_stale,
+            open_wait_ms,
+            execs_capacity,
+            heartbeat_ms,
+            drain_ms,
+            venue,
+            sim,
+            flow,
+            fix,
+            latency_log,
+        } = self;
+        let fix = fix.as_ref().map(crate::fix::config::redacted_table);
+        f.debug_struct("Config")
+            .field("namespace", namespace)
+            .field("shm_dir", shm_dir)
+            .field("state_dir", state_dir)
+            .field("core", core)
+            .field("idle", idle)
+            .field("on_stale", on_stale)
+            .field("open_wait_ms", open_wait_ms)
+            .field("execs_capacity", execs_capacity)
+            .field("heartbeat_ms", heartbeat_ms)
+            .field("drain_ms", drain_ms)
+            .field("venue", venue)
+            .field("sim", sim)
+            .field("flow", flow)
+            .field("fix", &fix)
+            .field("latency_log", latency_log)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -166,7 +210,8 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+        toml::from_str(&text)
+            .map_err(|e| format!("config {}: {}", path.display(), toml_error(&text, &e)))
     }
 
     /// Checks values that would fail later and less clearly.
@@ -210,6 +255,35 @@ impl Config {
             return Err("venue = \"fix\" needs a [fix] table".into());
         }
         Ok(())
+    }
+}
+
+/// A TOML error without quoting the file: toml's own `Display` shows the offending source line,
+/// which may be a credential (`password = hunter2` is a syntax error). Gives the line and column
+/// and the message, with the values of credential-looking lines scrubbed from the message too.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    use crate::fix::config::{is_credential_key, scrub};
+    // Values of `key = value` lines whose key looks like a credential (raw and unquoted): the
+    // file did not parse, so this is by line, not by table.
+    let secrets: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| is_credential_key(k))
+        .flat_map(|(_, v)| {
+            let v = v.trim();
+            let unquoted = v.trim_matches(|c| c == '"' || c == '\'');
+            [v.to_string(), unquoted.to_string()]
+        })
+        .collect();
+    let msg = scrub(e.message().trim_end(), &secrets);
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {col}: {msg}")
+        }
+        None => msg,
     }
 }
 
@@ -360,6 +434,25 @@ mod tests {
             (c.execs_capacity, c.open_wait_ms),
             (d.execs_capacity, d.open_wait_ms)
         );
+    }
+
+    #[test]
+    fn config_errors_give_the_place_but_never_a_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("gw.toml");
+        for (text, line) in [
+            ("venue = \"fix\"\n[fix]\npassword = hunter2-x\n", 3),
+            (
+                "[fix]\nPassWord = \"hunter2-x\"\nPassWord = \"hunter2-x\"\n",
+                3,
+            ),
+            ("namespace = \"a\"\npassword = \"hunter2-x\"\n", 2),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = Config::from_file(&p).unwrap_err();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains(&format!("line {line},")), "{e}");
+        }
     }
 
     #[test]

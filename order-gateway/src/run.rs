@@ -34,9 +34,15 @@ pub fn fix_venue(cfg: &Config, defs: &[InstrumentDef]) -> anyhow::Result<Box<dyn
             .into_owned();
         table.insert("state_dir".into(), toml::Value::String(dir));
     }
-    let fix_cfg: crate::fix::FixConfig = table
-        .try_into()
-        .map_err(|e| anyhow::anyhow!("[fix] table: {e}"))?;
+    // A deserialization error may quote a value (`invalid type: integer `1234`, expected a
+    // string` for a numeric password): scrub the credentials out of it.
+    let secrets = crate::fix::config::credential_values(&table);
+    let fix_cfg: crate::fix::FixConfig = table.try_into().map_err(|e| {
+        anyhow::anyhow!(
+            "[fix] table: {}",
+            crate::fix::config::scrub(&e.to_string(), &secrets)
+        )
+    })?;
     let venue = crate::fix::FixVenue::new(fix_cfg.with_env_credentials(), defs)?;
     Ok(Box::new(venue))
 }
@@ -474,6 +480,33 @@ mod tests {
         assert_eq!(v.name(), "fix");
         let bad: Config = toml::from_str("venue = \"fix\"\n[fix]\nhost = 1\n").unwrap();
         assert!(fix_venue(&bad, &[]).is_err());
+    }
+
+    #[test]
+    fn fix_table_errors_never_quote_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        for (user, pass) in [
+            ("424242", "\"pw-ok\""),
+            ("\"u-ok\"", "13579"),
+            ("[\"u-9\"]", "\"pw-ok\""),
+        ] {
+            let text = format!(
+                "venue = \"fix\"\nstate_dir = \"{}\"\n[fix]\nhost = \"127.0.0.1\"\nport = 9876\nsender_comp_id = \"HEDGER\"\ntarget_comp_id = \"VENUE\"\nusername = {user}\npassword = {pass}\n",
+                dir.path().display()
+            );
+            let cfg: Config = toml::from_str(&text).unwrap();
+            let Err(e) = fix_venue(&cfg, &[]) else {
+                panic!("a bad [fix] table must be refused")
+            };
+            let e = format!("{e:#}");
+            for s in ["424242", "13579", "u-9", "pw-ok", "u-ok"] {
+                assert!(!e.contains(s), "{s} in {e}");
+            }
+            let d = format!("{cfg:?} {cfg:#?}");
+            for s in ["424242", "13579", "u-9", "pw-ok", "u-ok"] {
+                assert!(!d.contains(s), "{s} in {d}");
+            }
+        }
     }
 
     #[test]

@@ -203,16 +203,92 @@ impl FixConfig {
     }
 }
 
-/// A copy of a raw `[fix]` TOML table with the credential values replaced by `<redacted>`,
-/// for printing a configuration (`--print-config`) or logging it.
+/// Whether a configuration key names a credential (`password`, `username`, `api_key`,
+/// `secret`, `token`, ... in any case): its value is never printed.
+///
+/// Broader than the keys [`FixConfig`] knows, on purpose: a misspelt or misplaced credential
+/// (`passwd = ...`, `Password = ...`) is just as secret.
+pub fn is_credential_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "pass",
+        "secret",
+        "token",
+        "user",
+        "credential",
+        "api_key",
+        "apikey",
+        "private_key",
+        "auth",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+}
+
+/// A copy of a raw TOML table (e.g. the `[fix]` table) with the values of every credential key
+/// ([`is_credential_key`]), at any depth, replaced by `<redacted>`, for printing a
+/// configuration (`--print-config`) or logging it.
 pub fn redacted_table(table: &toml::Table) -> toml::Table {
     let mut t = table.clone();
-    for key in ["username", "password"] {
-        if let Some(v) = t.get_mut(key) {
+    for (k, v) in t.iter_mut() {
+        if is_credential_key(k) {
             *v = toml::Value::String("<redacted>".into());
+        } else {
+            redact_value(v);
         }
     }
     t
+}
+
+fn redact_value(v: &mut toml::Value) {
+    match v {
+        toml::Value::Table(t) => *t = redacted_table(t),
+        toml::Value::Array(a) => a.iter_mut().for_each(redact_value),
+        _ => {}
+    }
+}
+
+/// The values of every credential key in `table` (at any depth), as text in the forms an
+/// error message could show them (`hunter2`, and `12345` for a mistyped number), for
+/// [`scrub`]bing messages that might quote them.
+pub fn credential_values(table: &toml::Table) -> Vec<String> {
+    fn collect(v: &toml::Value, secret: bool, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    collect(v, secret || is_credential_key(k), out);
+                }
+            }
+            toml::Value::Array(a) => a.iter().for_each(|v| collect(v, secret, out)),
+            toml::Value::String(s) if secret => out.push(s.clone()),
+            other if secret => out.push(other.to_string()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in table {
+        collect(v, is_credential_key(k), &mut out);
+    }
+    out
+}
+
+/// `text` with every occurrence of each non-empty `secrets` value replaced by `<redacted>`
+/// (longest first, so a secret containing another is removed whole). For error messages built
+/// from a configuration that holds credentials.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut secrets: Vec<&str> = secrets
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|s| !s.is_empty())
+        .collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_string();
+    for s in secrets {
+        if out.contains(s) {
+            out = out.replace(s, "<redacted>");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -236,6 +312,28 @@ mod tests {
             toml::from_str("host = \"h\"\npassword = \"pw-123\"\nusername = \"u\"").unwrap();
         let r = format!("{:?}", redacted_table(&t));
         assert!(!r.contains("pw-123") && r.contains("<redacted>") && r.contains("\"h\""));
+        // Misspelt, misplaced, nested or mistyped credentials are secret too.
+        let t: toml::Table = toml::from_str(
+            "Passwd = 987654\nport = 1\n[nested]\napi_key = \"k-1\"\nlist = [{ token = \"t-1\" }]",
+        )
+        .unwrap();
+        let r = format!(
+            "{:?} {}",
+            redacted_table(&t),
+            toml::Value::Table(redacted_table(&t))
+        );
+        for s in ["987654", "k-1", "t-1"] {
+            assert!(!r.contains(s), "{s} in {r}");
+        }
+        assert!(r.contains("port"));
+        let mut v = credential_values(&t);
+        v.sort();
+        assert_eq!(v, ["987654", "k-1", "t-1"]);
+        assert_eq!(
+            scrub("invalid type: integer `987654`, t-1 k-1", &v),
+            "invalid type: integer `<redacted>`, <redacted> <redacted>"
+        );
+        assert_eq!(scrub("abc", &[String::new()]), "abc");
     }
 
     #[test]
