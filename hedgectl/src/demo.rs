@@ -342,6 +342,9 @@ impl Drop for NamespaceCleanup {
     }
 }
 
+/// Where util-linux's `setpriv` may be.
+const SETPRIV: [&str; 2] = ["/usr/bin/setpriv", "/bin/setpriv"];
+
 /// Command-line of one child process.
 fn child_command(
     bin: &Path,
@@ -351,7 +354,17 @@ fn child_command(
     args: &DemoArgs,
     out: &Path,
 ) -> Command {
-    let mut c = Command::new(bin);
+    // If hedgectl itself is SIGKILLed, its children must not spin on for ever: where util-linux's
+    // setpriv is installed, it sets the parent-death signal (SIGTERM) and execs the binary (same
+    // pid). Without it, a killed demo leaves its children to be stopped by hand.
+    let mut c = match SETPRIV.iter().find(|p| Path::new(p).is_file()) {
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "TERM", "--"]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     c.arg("--namespace").arg(namespace);
     let core = place.core.filter(|_| !args.no_pin).map(|c| c.to_string());
     let idle = args.idle.as_deref().unwrap_or(place.idle);
