@@ -274,6 +274,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             res.orders_filled,
             res.orders_ring_full,
         );
+        println!(
+            "  hedger on-CPU {:.2} s of {:.2} s wall ({:.0}% of a core): {:.0} ns of CPU per event read (upper bound: includes idle polling)",
+            res.hedger_cpu_s,
+            res.hedger_wall_s,
+            100.0 * res.hedger_cpu_s / res.hedger_wall_s.max(1e-9),
+            res.hedger_cpu_s * 1e9 / (res.md_events.max(1)) as f64
+        );
         for w in &res.pin_warnings {
             println!("  WARNING: {w}");
         }
@@ -466,6 +473,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 "orders_filled": res.orders_filled,
                 "orders_ring_full": res.orders_ring_full,
                 "pin_warnings": res.pin_warnings,
+                "hedger_cpu_s": res.hedger_cpu_s,
+                "hedger_wall_s": res.hedger_wall_s,
+                "hedger_cpu_ns_per_event": res.hedger_cpu_s * 1e9 / (res.md_events.max(1)) as f64,
                 "tick_to_order": stats_json(&Stats::of(&res.stages["recv_to_gateway"])),
                 "stages": stages,
             })

@@ -90,6 +90,10 @@ pub struct RunResult {
     pub feed_rejects: u64,
     /// Hedger market-data rejects.
     pub md_rejected: u64,
+    /// On-CPU seconds of the hedger while the feed ran (from its start to the end of the drain).
+    pub hedger_cpu_s: f64,
+    /// Wall seconds of the same span.
+    pub hedger_wall_s: f64,
     /// Lines of the process logs saying a process could not be pinned.
     pub pin_warnings: Vec<String>,
 }
@@ -117,6 +121,12 @@ impl Procs {
         bail!("{name} did not stop within {wait:?} after SIGTERM (killed)")
     }
 
+    /// On-CPU seconds (user + system) of a running child, from `/proc/<pid>/stat`.
+    fn cpu_s(&self, name: &str) -> Option<f64> {
+        let (_, c) = self.0.iter().find(|(n, _)| *n == name)?;
+        cpu_seconds(c.id())
+    }
+
     fn check(&mut self) -> anyhow::Result<()> {
         for (n, c) in &mut self.0 {
             if let Some(st) = c.try_wait()? {
@@ -138,6 +148,17 @@ impl Drop for Procs {
 
 /// Removes the namespace directory when dropped.
 struct NsGuard(PathBuf);
+
+/// utime + stime of a process, seconds (clock ticks of 1/100 s, the Linux default `USER_HZ`).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
 impl Drop for NsGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -367,6 +388,8 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
     let mut last_md = (Instant::now(), 0u64);
     let mut feed_done: Option<Instant> = None;
     let base_md = get(&counters(&dir, "hedger"), "md_events");
+    let cpu0 = procs.cpu_s("hedger").unwrap_or(0.0);
+    let wall0 = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(5));
         let now = Instant::now();
@@ -428,6 +451,8 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
     }
 
     // 4. Stop and collect.
+    let hedger_cpu_s = procs.cpu_s("hedger").unwrap_or(0.0) - cpu0;
+    let hedger_wall_s = wall0.elapsed().as_secs_f64();
     procs.term("hedger", Duration::from_secs(30))?;
     procs.term("order-gateway", Duration::from_secs(30))?;
     let mut stages = read_interval_log(&hlog).map_err(anyhow::Error::msg)?;
@@ -469,6 +494,8 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
         orders_ring_full: get(&h, "orders_ring_full"),
         feed_rejects: sum_prefix(&f, "events_rejected"),
         md_rejected: sum_prefix(&h, "md_rejected"),
+        hedger_cpu_s,
+        hedger_wall_s,
         pin_warnings,
     })
 }
