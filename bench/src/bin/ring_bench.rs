@@ -29,6 +29,8 @@ use std::time::Duration;
 /// 64 bytes: word 0 carries a sequence or a timestamp.
 type Msg = [u64; 8];
 const CAPACITY: usize = 1024;
+/// Side A's send rate of the last throughput run (f64 bits), same process as the report.
+static SENDER_RATE: AtomicU64 = AtomicU64::new(0);
 const OPEN: OpenOptions = OpenOptions {
     wait: Duration::from_secs(30),
 };
@@ -376,10 +378,13 @@ fn side_a<T: Tx, R: Rx>(test: Test, a: &Args, tx: &mut T, rx: &mut R) -> Option<
         }
         Test::Tput => {
             let mut m: Msg = [0; 8];
+            let t0 = now_ns();
             for i in 0..a.tput_msgs {
                 m[0] = i;
                 send_spin(tx, &m);
             }
+            let dt = (now_ns() - t0).max(1) as f64 * 1e-9;
+            SENDER_RATE.store((a.tput_msgs as f64 / dt).to_bits(), Ordering::Relaxed);
             None
         }
     }
@@ -779,7 +784,11 @@ fn child_main(a: &Args) -> Result<()> {
 #[derive(Debug, Clone)]
 enum Outcome {
     Latency(Summary),
-    Throughput { msgs_per_sec: f64, lost: u64 },
+    Throughput {
+        msgs_per_sec: f64,
+        lost: u64,
+        sender_msgs_per_sec: f64,
+    },
     NotApplicable(&'static str),
 }
 
@@ -793,6 +802,7 @@ impl Outcome {
             Outcome::Throughput {
                 msgs_per_sec: r,
                 lost: rb.lost,
+                sender_msgs_per_sec: f64::from_bits(SENDER_RATE.swap(0, Ordering::Relaxed)),
             }
         } else {
             Outcome::NotApplicable("no result")
@@ -815,6 +825,8 @@ struct Row {
     msgs_per_sec: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lost: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sender_msgs_per_sec: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     throughput_ratio: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -913,6 +925,7 @@ fn main() -> Result<()> {
                     p99_ratio_to_raw: None,
                     msgs_per_sec: None,
                     lost: None,
+                    sender_msgs_per_sec: None,
                     throughput_ratio: None,
                     throughput_baseline: None,
                     not_applicable: None,
@@ -929,15 +942,21 @@ fn main() -> Result<()> {
                             row.p99_ratio_to_raw.unwrap_or(f64::NAN),
                         );
                     }
-                    Outcome::Throughput { msgs_per_sec, lost } => {
+                    Outcome::Throughput {
+                        msgs_per_sec,
+                        lost,
+                        sender_msgs_per_sec,
+                    } => {
                         row.msgs_per_sec = Some(msgs_per_sec);
                         row.lost = Some(lost);
+                        row.sender_msgs_per_sec = Some(sender_msgs_per_sec);
                         row.throughput_ratio = base.map(|b| msgs_per_sec / b);
                         row.throughput_baseline = Some(base_name.into());
                         println!(
-                            "{t:>22}  {:>8.2} M msgs/s  ratio to {base_name} {:>5.2}{}",
+                            "{t:>22}  {:>8.2} M msgs/s received  ratio to {base_name} {:>5.2}  (sender {:>8.2} M msgs/s){}",
                             msgs_per_sec / 1e6,
                             row.throughput_ratio.unwrap_or(f64::NAN),
+                            sender_msgs_per_sec / 1e6,
                             if lost > 0 {
                                 format!("  (reader lapped: {lost} lost; the writer never waits)")
                             } else {
