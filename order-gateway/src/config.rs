@@ -10,6 +10,7 @@
 //! open_wait_ms = 10000         # how long to wait for orders / lvt / instruments to appear
 //! execs_capacity = 65536       # execs ring slots (power of two)
 //! venue = "sim"                # sim | fix
+//! venue_connect_wait_ms = 5000 # at start-up, wait (bounded) for the venue (FIX Logon) before taking orders
 //!
 //! [sim]                        # see sim::SimConfig
 //! latency_us = 50.0
@@ -102,6 +103,11 @@ pub struct Config {
     pub on_stale: OnStale,
     /// Bounded wait for the segments other processes create, milliseconds.
     pub open_wait_ms: u64,
+    /// At start-up, the longest the gateway waits for the venue to be connected (FIX: Logon
+    /// completed) before it takes orders, milliseconds. Meanwhile it heartbeats, publishes
+    /// recovery reports and leaves orders in the ring; after it, new orders are rejected
+    /// `NotConnected` until the venue is connected (counted in `venue_connect_timeouts`).
+    pub venue_connect_wait_ms: u64,
     /// Execs ring capacity (power of two).
     pub execs_capacity: usize,
     /// Heartbeat and counter refresh period, milliseconds.
@@ -135,6 +141,7 @@ impl std::fmt::Debug for Config {
             idle,
             on_stale,
             open_wait_ms,
+            venue_connect_wait_ms,
             execs_capacity,
             heartbeat_ms,
             drain_ms,
@@ -153,6 +160,7 @@ impl std::fmt::Debug for Config {
             .field("idle", idle)
             .field("on_stale", on_stale)
             .field("open_wait_ms", open_wait_ms)
+            .field("venue_connect_wait_ms", venue_connect_wait_ms)
             .field("execs_capacity", execs_capacity)
             .field("heartbeat_ms", heartbeat_ms)
             .field("drain_ms", drain_ms)
@@ -175,6 +183,7 @@ impl Default for Config {
             idle: IdleStrategy::SpinThenYield,
             on_stale: OnStale::Recover,
             open_wait_ms: 10_000,
+            venue_connect_wait_ms: 5_000,
             execs_capacity: 65_536,
             heartbeat_ms: 1,
             drain_ms: 500,
@@ -346,6 +355,10 @@ pub struct Cli {
     /// Bounded wait for segments created by other processes, milliseconds.
     #[arg(long)]
     pub open_wait_ms: Option<u64>,
+    /// At start-up, longest wait for the venue to connect (FIX Logon) before taking orders,
+    /// milliseconds (0 = do not wait).
+    #[arg(long, value_name = "MS")]
+    pub venue_connect_wait_ms: Option<u64>,
     /// At exit, write the run's order latencies (feed receive and hedger publish to gateway
     /// read) to FILE as an HdrHistogram interval log (tags recv_to_gateway, publish_to_gateway).
     #[arg(long, value_name = "FILE")]
@@ -392,6 +405,9 @@ impl Cli {
             c.flow.enabled = false;
         }
         c.open_wait_ms = self.open_wait_ms.unwrap_or(c.open_wait_ms);
+        c.venue_connect_wait_ms = self
+            .venue_connect_wait_ms
+            .unwrap_or(c.venue_connect_wait_ms);
         if let Some(v) = &self.latency_log {
             c.latency_log = Some(v.clone());
         }
@@ -431,8 +447,8 @@ mod tests {
         assert_eq!(c.flow, d.flow);
         assert_eq!((c.idle, c.on_stale, c.venue), (d.idle, d.on_stale, d.venue));
         assert_eq!(
-            (c.execs_capacity, c.open_wait_ms),
-            (d.execs_capacity, d.open_wait_ms)
+            (c.execs_capacity, c.open_wait_ms, c.venue_connect_wait_ms),
+            (d.execs_capacity, d.open_wait_ms, d.venue_connect_wait_ms)
         );
     }
 
@@ -466,8 +482,11 @@ mod tests {
             "--maker-fee-bps",
             "-2.5",
             "--no-flow",
+            "--venue-connect-wait-ms",
+            "250",
         ]);
         let c = cli.resolve().unwrap();
+        assert_eq!(c.venue_connect_wait_ms, 250);
         assert_eq!(c.shm_dir(), PathBuf::from("/tmp/x"));
         assert_eq!(
             c.journal_path(),

@@ -159,6 +159,10 @@ struct Counters {
     transit_max: Gauge,
     /// A counter, not a gauge: exec ids exceed f64's 53-bit mantissa.
     last_exec_id: Counter,
+    /// Start-ups that stopped waiting for the venue to connect (`venue_connect_wait_ms`).
+    venue_connect_timeouts: Counter,
+    /// 1 while the venue takes orders (FIX: logged on), else 0.
+    venue_connected: Gauge,
 }
 
 impl Counters {
@@ -202,6 +206,8 @@ impl Counters {
             transit_p99: w.gauge("order_transit_p99_ns"),
             transit_max: w.gauge("order_transit_max_ns"),
             last_exec_id: w.counter("last_exec_id"),
+            venue_connect_timeouts: w.counter("venue_connect_timeouts"),
+            venue_connected: w.gauge("venue_connected"),
             w,
             list,
             rejects,
@@ -221,6 +227,8 @@ impl Counters {
         self.backlog.set(gw.backlog() as f64);
         self.journal_records.set(gw.journal().records() as f64);
         self.last_exec_id.set(gw.last_exec_id());
+        self.venue_connected
+            .set(if gw.venue().is_connected() { 1.0 } else { 0.0 });
         self.w.heartbeat();
     }
 
@@ -360,7 +368,6 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     );
     let counters = Counters::new(counters);
     pin(cfg.core);
-    counters.w.set_state(ProcessState::Running);
 
     let mut idle = Idle {
         strategy: cfg.idle,
@@ -368,8 +375,51 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     };
     let hb_ns = cfg.heartbeat_ms.max(1) * 1_000_000;
     let mut next_hb = 0u64;
-    let mut next_interval = now_ns() + 1_000_000_000;
     let market: Rc<LvtView> = lvt;
+    // Bounded wait for the venue (FIX: the Logon) before taking orders, so that orders left in
+    // the ring (by a killed run, or sent while the gateway was down) are not rejected
+    // NotConnected for nothing. The venue is polled (it connects), recovery reports are
+    // published, the heartbeat goes on (state stays Starting); orders stay in the ring.
+    let wait_start = now_ns();
+    let wait_until = wait_start + cfg.venue_connect_wait_ms.saturating_mul(1_000_000);
+    loop {
+        let now = now_ns();
+        if gw.venue().is_connected() {
+            if now - wait_start >= 1_000_000 {
+                eprintln!(
+                    "order-gateway: venue {} connected after {} ms",
+                    gw.venue().name(),
+                    (now - wait_start) / 1_000_000
+                );
+            }
+            break;
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if now >= wait_until {
+            counters.venue_connect_timeouts.inc();
+            eprintln!(
+                "order-gateway: warning: venue {} not connected after {} ms (venue_connect_wait_ms); taking orders anyway: new orders are rejected NotConnected until it connects",
+                gw.venue().name(),
+                cfg.venue_connect_wait_ms
+            );
+            break;
+        }
+        let worked = gw.step(now, false, &mut orders, &mut execs, &market)?;
+        if now >= next_hb {
+            next_hb = now + hb_ns;
+            counters.publish(&gw);
+            execs.0.heartbeat();
+        }
+        if worked {
+            idle.reset();
+        } else {
+            idle.idle();
+        }
+    }
+    counters.w.set_state(ProcessState::Running);
+    let mut next_interval = now_ns() + 1_000_000_000;
     let mut drain_until: Option<u64> = None;
     // Whole-run transit for --latency-log (the gateway's own histogram is reset per interval);
     // merged once per interval, off the per-order path.

@@ -144,6 +144,8 @@ fn run_logs_and_fix_table_errors_do_not_show_credentials() {
         "--open-wait-ms",
         "5000",
         "--no-flow",
+        "--venue-connect-wait-ms",
+        "0",
     ];
 
     // 1. A mistyped (numeric) password: the [fix] table is refused when the venue is built;
