@@ -748,7 +748,8 @@ pub(crate) fn claim_owner(
     Ok(())
 }
 
-/// Re-attaches to an existing segment as its owner (the previous owner must be dead).
+/// Re-attaches to an existing segment as its owner (the previous owner must be dead or have
+/// released it).
 pub(crate) fn open_as_owner(
     dir: &Path,
     name: &str,
@@ -758,14 +759,20 @@ pub(crate) fn open_as_owner(
     let seg = open(dir, name, spec, opts, true)?;
     let (my_pid, my_start) = my_identity();
     let pid = seg.creator_pid();
-    if pid != my_pid || !pid_alive(pid, seg.u64(header::CREATOR_START_TICKS)) {
-        if pid_alive(pid, seg.u64(header::CREATOR_START_TICKS)) {
-            return Err(SegmentError::InUse {
-                path: seg.path.clone(),
-                pid,
-            });
-        }
-        claim_owner(&seg.mem, &seg.path, pid, my_pid, my_start)?;
+    // A live owner, even this very process (a second handle would be a second writer), keeps it.
+    if pid_alive(pid, seg.u64(header::CREATOR_START_TICKS)) {
+        return Err(SegmentError::InUse {
+            path: seg.path.clone(),
+            pid,
+        });
     }
+    claim_owner(&seg.mem, &seg.path, pid, my_pid, my_start)?;
     Ok(seg)
+}
+
+/// Gives up ownership (a dropped writer handle), so that the owner can re-attach later.
+pub(crate) fn release_owner(seg: &Segment) {
+    // SAFETY: header offset, aligned, writable mapping (owners map read-write).
+    let w = unsafe { seg.mem.u32_at(header::CREATOR_PID) };
+    let _ = w.compare_exchange(std::process::id(), 0, Ordering::AcqRel, Ordering::Relaxed);
 }

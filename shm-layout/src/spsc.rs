@@ -293,7 +293,7 @@ mod real {
         }
 
         /// Re-attaches to an existing queue as its producer (its previous producer must be
-        /// dead, or be this process).
+        /// dead or have dropped its handle).
         ///
         /// # Errors
         /// Open errors; [`SegmentError::InUse`] if another live process is the producer.
@@ -382,6 +382,14 @@ mod real {
                 )
             };
             pid_alive(pid, start)
+        }
+    }
+
+    impl<T: Pod> Drop for SpscProducer<T> {
+        fn drop(&mut self) {
+            // Release ownership so that `SpscProducer::open` (or `create` with Recover) can
+            // re-attach; the queue's contents and positions stay.
+            segment::release_owner(&self.seg);
         }
     }
 

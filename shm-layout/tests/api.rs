@@ -494,3 +494,24 @@ fn non_power_of_two_capacity_is_refused() {
         Err(SegmentError::SizeMismatch { .. })
     ));
 }
+
+#[test]
+fn producer_reattaches_only_after_the_first_handle_is_gone() {
+    let d = shm_dir();
+    let mut p = SpscProducer::<HedgeOrder>::create(d.path(), "q", 8, StalePolicy::Fail).unwrap();
+    p.push(order(1)).unwrap();
+    assert!(matches!(
+        SpscProducer::<HedgeOrder>::open(d.path(), "q", OpenOptions::default()),
+        Err(SegmentError::InUse { .. })
+    ));
+    drop(p);
+    let mut p = SpscProducer::<HedgeOrder>::open(d.path(), "q", OpenOptions::default()).unwrap();
+    assert_eq!(p.position(), 1);
+    p.push(order(2)).unwrap();
+    let mut c = SpscConsumer::<HedgeOrder>::open(d.path(), "q", OpenOptions::default()).unwrap();
+    assert!(c.producer_alive());
+    assert_eq!(c.pop(), Some(order(1)));
+    assert_eq!(c.pop(), Some(order(2)));
+    drop(p);
+    assert!(!c.producer_alive());
+}
