@@ -69,6 +69,9 @@ impl Venue for Box<dyn Venue> {
     fn shutdown(&mut self, now_ns: u64) {
         (**self).shutdown(now_ns)
     }
+    fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        (**self).for_each_counter(f)
+    }
 }
 
 /// The last-value table as the simulator's book source.
@@ -163,10 +166,13 @@ struct Counters {
     venue_connect_timeouts: Counter,
     /// 1 while the venue takes orders (FIX: logged on), else 0.
     venue_connected: Gauge,
+    /// The venue's own counters ([`Venue::for_each_counter`], e.g. `fix_*`), in the order the
+    /// venue gives them, with the value a previous run left.
+    venue: Vec<(&'static str, Counter, u64)>,
 }
 
 impl Counters {
-    fn new(mut w: CountersWriter) -> Self {
+    fn new<V: Venue>(mut w: CountersWriter, venue: &V) -> Self {
         let mut list = Vec::new();
         let items: [(&str, StatFn); 14] = [
             ("orders_received", |s| s.orders_received),
@@ -198,7 +204,16 @@ impl Counters {
             let base = c.get();
             rejects.push((c, base, r as usize));
         }
+        let mut venue_list: Vec<(&'static str, Counter, u64)> = Vec::new();
+        venue.for_each_counter(&mut |label, _| {
+            if !venue_list.iter().any(|e| e.0 == label) {
+                let c = w.counter(label);
+                let base = c.get();
+                venue_list.push((label, c, base));
+            }
+        });
         Counters {
+            venue: venue_list,
             open_orders: w.gauge("open_orders"),
             backlog: w.gauge("outbound_backlog"),
             journal_records: w.gauge("journal_records"),
@@ -232,6 +247,24 @@ impl Counters {
         self.w.heartbeat();
     }
 
+    /// Copies the venue's counters (a virtual call and a few dozen relaxed stores: done every
+    /// [`VENUE_COUNTERS_NS`], off the per-order path). Labels come in the order they came at
+    /// start-up, so each is found at its index; a label out of place is searched for, an
+    /// unknown one is ignored (no allocation here).
+    fn publish_venue<V: Venue>(&self, venue: &V) {
+        let mut i = 0usize;
+        venue.for_each_counter(&mut |label, v| {
+            let entry = match self.venue.get(i) {
+                Some(e) if e.0 == label => Some(e),
+                _ => self.venue.iter().find(|e| e.0 == label),
+            };
+            if let Some((_, c, base)) = entry {
+                c.set(base.saturating_add(v));
+            }
+            i += 1;
+        });
+    }
+
     /// Publishes the order transit percentiles of the interval that just ended (if it saw
     /// orders; otherwise the previous interval's values stay).
     fn publish_transit(&self, h: &hdrhistogram::Histogram<u64>) {
@@ -243,6 +276,9 @@ impl Counters {
         self.transit_max.set(h.max() as f64);
     }
 }
+
+/// How often the venue's counters are copied into the counters segment.
+const VENUE_COUNTERS_NS: u64 = 100_000_000;
 
 /// Idle back-off state.
 struct Idle {
@@ -366,7 +402,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         if summary.journal_truncated_bytes > 0 { ", torn journal tail cut" } else { "" },
         gw.flow().map_or(0, |f| f.universe()),
     );
-    let counters = Counters::new(counters);
+    let counters = Counters::new(counters, gw.venue());
     pin(cfg.core);
 
     let mut idle = Idle {
@@ -375,6 +411,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     };
     let hb_ns = cfg.heartbeat_ms.max(1) * 1_000_000;
     let mut next_hb = 0u64;
+    let mut next_venue_counters = 0u64;
     let market: Rc<LvtView> = lvt;
     // Bounded wait for the venue (FIX: the Logon) before taking orders, so that orders left in
     // the ring (by a killed run, or sent while the gateway was down) are not rejected
@@ -410,6 +447,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         if now >= next_hb {
             next_hb = now + hb_ns;
             counters.publish(&gw);
+            if now >= next_venue_counters {
+                next_venue_counters = now + VENUE_COUNTERS_NS;
+                counters.publish_venue(gw.venue());
+            }
             execs.0.heartbeat();
         }
         if worked {
@@ -436,6 +477,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         if now >= next_hb {
             next_hb = now + hb_ns;
             counters.publish(&gw);
+            if now >= next_venue_counters {
+                next_venue_counters = now + VENUE_COUNTERS_NS;
+                counters.publish_venue(gw.venue());
+            }
             if now >= next_interval {
                 next_interval = now + 1_000_000_000;
                 counters.publish_transit(gw.transit());
@@ -457,6 +502,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     }
     gw.shutdown(now_ns());
     counters.publish(&gw);
+    counters.publish_venue(gw.venue());
     counters.publish_transit(gw.transit());
     let _ = run_transit.add(gw.transit());
     if let Some(path) = &cfg.latency_log {
@@ -557,6 +603,70 @@ mod tests {
                 assert!(!d.contains(s), "{s} in {d}");
             }
         }
+    }
+
+    /// A venue with counters whose values (and, to test the fallback, order) can be changed.
+    struct CountingVenue(std::cell::Cell<u64>, std::cell::Cell<bool>);
+    impl Venue for CountingVenue {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+        fn submit(&mut self, _: &HedgeOrder, _: u64) {}
+        fn cancel(&mut self, _: u64, _: u64) {}
+        fn poll(&mut self, _: u64, _: &mut dyn FnMut(VenueReport)) {}
+        fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
+            let v = self.0.get();
+            if self.1.get() {
+                f("x_two", 2 * v);
+                f("x_one", v);
+            } else {
+                f("x_one", v);
+                f("x_two", 2 * v);
+            }
+            f("x_one", v); // a repeated label gets one counter
+        }
+    }
+
+    #[test]
+    fn venue_counters_are_published_into_the_counters_segment() {
+        let dir = tempfile::Builder::new()
+            .prefix("ogw-run-cnc-")
+            .tempdir_in("/dev/shm")
+            .unwrap();
+        let read = || -> std::collections::HashMap<String, u64> {
+            let r = shm_layout::CountersReader::open(dir.path(), "gateway", OpenOptions::default())
+                .unwrap();
+            r.snapshot()
+                .into_iter()
+                .filter_map(|(k, v)| match v {
+                    shm_layout::CounterValue::Counter(c) => Some((k, c)),
+                    shm_layout::CounterValue::Gauge(_) => None,
+                })
+                .collect()
+        };
+        let venue = CountingVenue(std::cell::Cell::new(0), std::cell::Cell::new(false));
+        {
+            let w = CountersWriter::create(dir.path(), "gateway", shm_layout::StalePolicy::Fail)
+                .unwrap();
+            let c = Counters::new(w, &venue);
+            assert_eq!(c.venue.len(), 2);
+            venue.0.set(5);
+            c.publish_venue(&venue);
+            assert_eq!((read()["x_one"], read()["x_two"]), (5, 10));
+            venue.1.set(true); // out of order: still found by label
+            venue.0.set(6);
+            c.publish_venue(&venue);
+            assert_eq!((read()["x_one"], read()["x_two"]), (6, 12));
+        }
+        // The simulator has none (the trait's default).
+        let sim = SimVenue::new(
+            crate::sim::SimConfig::default(),
+            Vec::new(),
+            Vec::<Option<LastValue>>::new(),
+        );
+        let mut n = 0;
+        sim.for_each_counter(&mut |_, _| n += 1);
+        assert_eq!(n, 0);
     }
 
     #[test]

@@ -127,4 +127,17 @@ pub trait Venue {
     fn shutdown(&mut self, now_ns: u64) {
         let _ = now_ns;
     }
+
+    /// Hands every venue counter to `f` as `(label, value)`, for the gateway's counters
+    /// segment (`cnc-gateway`). Called off the per-order path (the process does it every
+    /// 100 ms of its heartbeat), so it may loop over a few dozen values, but must not block.
+    ///
+    /// Labels are stable, unique, at most 48 bytes, in the counters label convention
+    /// (`snake_case`, prefixed by the venue, e.g. `fix_logons`); the same labels in the same
+    /// order on every call (the gateway allocates a counter per label at start-up). Values
+    /// count since the venue was created. Default: no counters (the simulator's outcomes are
+    /// the gateway's own counters).
+    fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let _ = f;
+    }
 }

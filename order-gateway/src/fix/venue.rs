@@ -152,52 +152,6 @@ impl FixVenue {
     pub fn last_reject_text(&self) -> &str {
         &self.app.last_reject_text
     }
-    /// Every counter (session, decoder, application) as `(label, value)`, for the gateway's
-    /// counters segment. Labels are stable snake_case names prefixed `fix_`.
-    pub fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
-        let s = self.session.stats();
-        let a = &self.app.stats;
-        for (label, v) in [
-            ("fix_msgs_in", s.msgs_in),
-            ("fix_msgs_out", s.msgs_out),
-            ("fix_decode_rejected", s.decode.total_rejected()),
-            ("fix_connect_attempts", s.connect_attempts),
-            ("fix_connect_failures", s.connect_failures),
-            ("fix_logons", s.logons),
-            ("fix_disconnects", s.disconnects),
-            ("fix_resend_requests_sent", s.resend_requests_sent),
-            ("fix_resend_requests_received", s.resend_requests_received),
-            ("fix_gap_fills_sent", s.gap_fills_sent),
-            ("fix_sequence_resets_received", s.sequence_resets_received),
-            ("fix_duplicates_ignored", s.duplicates_ignored),
-            ("fix_out_of_order_dropped", s.out_of_order_dropped),
-            ("fix_seq_too_low", s.seq_too_low),
-            ("fix_wrong_comp_id", s.wrong_comp_id),
-            ("fix_test_requests_sent", s.test_requests_sent),
-            ("fix_logouts_received", s.logouts_received),
-            ("fix_send_overflows", s.send_overflows),
-            ("fix_store_errors", s.store_errors),
-            ("fix_orders_sent", a.orders_sent),
-            ("fix_cancels_sent", a.cancels_sent),
-            ("fix_exec_reports", a.exec_reports),
-            ("fix_venue_rejects", a.venue_rejects),
-            ("fix_business_rejects", a.business_rejects),
-            ("fix_session_rejects", a.session_rejects),
-            ("fix_cancel_rejects", a.cancel_rejects),
-            ("fix_local_rejects", a.local_rejects),
-            ("fix_gap_filled_orders", a.gap_filled_orders),
-            ("fix_unknown_order_reports", a.unknown_order_reports),
-            ("fix_malformed_app_messages", a.malformed_app_messages),
-            ("fix_recovered_orders", a.recovered_orders),
-            ("fix_status_requests_sent", a.status_requests_sent),
-        ] {
-            f(label, v);
-        }
-        for (label, v) in codec::DecodeError::LABELS.iter().zip(s.decode.rejected) {
-            f(label, v);
-        }
-    }
-
     /// Orders sent and not yet terminal.
     pub fn orders_in_flight(&self) -> usize {
         self.app.orders.iter().filter(|o| o.live).count()
@@ -695,5 +649,51 @@ impl Venue for FixVenue {
         let app = &mut self.app;
         self.session
             .logout("gateway shutdown", &mut |s, ev| app.on_event(s, ev));
+    }
+
+    /// Every counter (session, decoder, application) as `(label, value)`, for the gateway's
+    /// counters segment. Labels are stable snake_case names prefixed `fix_`.
+    fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        let s = self.session.stats();
+        let a = &self.app.stats;
+        for (label, v) in [
+            ("fix_msgs_in", s.msgs_in),
+            ("fix_msgs_out", s.msgs_out),
+            ("fix_decode_rejected", s.decode.total_rejected()),
+            ("fix_connect_attempts", s.connect_attempts),
+            ("fix_connect_failures", s.connect_failures),
+            ("fix_logons", s.logons),
+            ("fix_disconnects", s.disconnects),
+            ("fix_resend_requests_sent", s.resend_requests_sent),
+            ("fix_resend_requests_received", s.resend_requests_received),
+            ("fix_gap_fills_sent", s.gap_fills_sent),
+            ("fix_sequence_resets_received", s.sequence_resets_received),
+            ("fix_duplicates_ignored", s.duplicates_ignored),
+            ("fix_out_of_order_dropped", s.out_of_order_dropped),
+            ("fix_seq_too_low", s.seq_too_low),
+            ("fix_wrong_comp_id", s.wrong_comp_id),
+            ("fix_test_requests_sent", s.test_requests_sent),
+            ("fix_logouts_received", s.logouts_received),
+            ("fix_send_overflows", s.send_overflows),
+            ("fix_store_errors", s.store_errors),
+            ("fix_orders_sent", a.orders_sent),
+            ("fix_cancels_sent", a.cancels_sent),
+            ("fix_exec_reports", a.exec_reports),
+            ("fix_venue_rejects", a.venue_rejects),
+            ("fix_business_rejects", a.business_rejects),
+            ("fix_session_rejects", a.session_rejects),
+            ("fix_cancel_rejects", a.cancel_rejects),
+            ("fix_local_rejects", a.local_rejects),
+            ("fix_gap_filled_orders", a.gap_filled_orders),
+            ("fix_unknown_order_reports", a.unknown_order_reports),
+            ("fix_malformed_app_messages", a.malformed_app_messages),
+            ("fix_recovered_orders", a.recovered_orders),
+            ("fix_status_requests_sent", a.status_requests_sent),
+        ] {
+            f(label, v);
+        }
+        for (label, v) in codec::DecodeError::LABELS.iter().zip(s.decode.rejected) {
+            f(label, v);
+        }
     }
 }
