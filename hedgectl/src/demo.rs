@@ -200,8 +200,24 @@ impl NamespaceLock {
     /// # Errors
     /// Another live instance holds the lock, or live processes own segments in `dir`.
     pub fn acquire(dir: &Path) -> anyhow::Result<NamespaceLock> {
-        create_private_dir(dir)?;
         let path = dir.join(".hedgectl.lock");
+        // The demo deletes stale segments of its namespace before it starts. Only ever do that
+        // in a namespace a demo made (it has the lock file): a production namespace whose
+        // processes are down still holds unconsumed orders and execs.
+        if dir.is_dir() && !path.exists() {
+            let foreign = fs::read_dir(dir)
+                .map(|rd| rd.flatten().count())
+                .unwrap_or(0);
+            if foreign > 0 {
+                bail!(
+                    "namespace {} holds segments that no hedgectl demo created (a production \
+                     namespace?); the demo would delete them, so it refuses: pick another \
+                     namespace with --namespace",
+                    dir.display()
+                );
+            }
+        }
+        create_private_dir(dir)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -1016,6 +1032,17 @@ mod tests {
         assert!(plan(8)
             .iter()
             .all(|x| x.idle == "busy-spin" && x.core != Some(0)));
+    }
+
+    #[test]
+    fn namespace_with_segments_not_made_by_a_demo_is_refused() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let ns = dir.path().join("prod");
+        fs::create_dir(&ns).unwrap();
+        fs::write(ns.join("orders"), b"x").unwrap();
+        let err = NamespaceLock::acquire(&ns).unwrap_err().to_string();
+        assert!(err.contains("no hedgectl demo created"), "{err}");
+        assert!(ns.join("orders").exists());
     }
 
     #[test]
