@@ -19,5 +19,6 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 target_dir="${CARGO_TARGET_DIR:-target}"
 echo "demo.sh: building release binaries (the first build takes a few minutes)" >&2
-cargo build --release --bins
+# Only the four binaries the demo runs (the bench package's binaries are not needed).
+cargo build --release --bins -p feed-handler -p engine -p order-gateway -p hedgectl
 exec "$target_dir/release/hedgectl" demo "$@"
