@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shared-memory ring benchmark: our SPSC queue and broadcast ring beside a raw one-cache-line
 # ping-pong, rtrb, crossbeam's ArrayQueue and iceoryx2, between two pinned threads and between
-# two pinned processes. Prints a table and writes JSON (default target/ring_bench.json).
+# two pinned processes. Prints a table and writes JSON (default $CARGO_TARGET_DIR or target,
+# file ring_bench.json).
 #
 # Usage: scripts/bench-rings.sh [--quick] [--no-iceoryx2] [extra ring_bench args...]
 #   --quick        short run (fewer iterations), for smoke tests
@@ -37,7 +38,7 @@ if [[ $iceoryx2 == 1 ]]; then
 fi
 
 cores="${CORES:-0,1}"
-json="${JSON:-target/ring_bench.json}"
+json="${JSON:-${CARGO_TARGET_DIR:-target}/ring_bench.json}"
 args=(--cores "$cores" --json "$json")
 if [[ $quick == 1 ]]; then
   args+=(--iters 50000 --warmup 5000 --tput-msgs 2000000)
