@@ -11,11 +11,22 @@ use shm_layout::*;
 use std::path::Path;
 
 fn header(kind: u32, cap: u64, msg_size: usize, msg_type: &str, total: u64) -> Value {
+    header_with_pid(kind, cap, msg_size, msg_type, total, std::process::id())
+}
+
+fn header_with_pid(
+    kind: u32,
+    cap: u64,
+    msg_size: usize,
+    msg_type: &str,
+    total: u64,
+    pid: u32,
+) -> Value {
     json!({
         "magic": MAGIC, "layout_version": LAYOUT_VERSION, "kind": kind,
         "fingerprint": layout_fingerprint(), "capacity": cap, "msg_size": msg_size,
         "msg_align": if msg_size == 1 { 1 } else { 8 }, "total_size": total,
-        "creator_pid": std::process::id(), "initialized": true, "msg_type": msg_type,
+        "creator_pid": pid, "initialized": true, "msg_type": msg_type,
     })
 }
 
@@ -194,10 +205,13 @@ fn main() {
     c.pop().unwrap();
     p.push_batch(&orders[4..]);
     drop(c);
+    // A dropped producer releases ownership (creator_pid -> 0); drop it now so that the file
+    // the reader sees matches what is printed.
+    drop(p);
     out.insert(
         names::ORDERS.into(),
         json!({
-            "header": header(4, 4, 64, "HedgeOrder", file_len(dir, names::ORDERS)),
+            "header": header_with_pid(4, 4, 64, "HedgeOrder", file_len(dir, names::ORDERS), 0),
             "head": 3, "tail": 6, "consumer_pid": 0,
             "messages": orders[3..].iter().enumerate().map(|(k, o)| json!({"position": 3 + k, "msg": hedge_order(o)})).collect::<Vec<_>>(),
         }),
@@ -217,10 +231,11 @@ fn main() {
     fill.fee = 0.0005;
     fill.ts_ns = 6000;
     px.push(fill).unwrap();
+    drop(px);
     out.insert(
         names::EXECS.into(),
         json!({
-            "header": header(4, 8, 64, "ExecEvent", file_len(dir, names::EXECS)),
+            "header": header_with_pid(4, 8, 64, "ExecEvent", file_len(dir, names::EXECS), 0),
             "head": 0, "tail": 1, "consumer_pid": 0,
             "messages": [{"position": 0, "msg": exec_event(&fill)}],
         }),
