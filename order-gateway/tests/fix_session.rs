@@ -120,3 +120,78 @@ fn garbage_is_counted_and_a_lost_message_is_recovered_with_one_resend_request() 
     assert_eq!(s.stats().seq_too_low, 1);
     peer.join().unwrap();
 }
+
+/// A counterparty may act at once on a ResendRequest that arrives above its expected number
+/// and later ask for that number alone (QuickFIX does). The session then gap-fills just that
+/// number: what it sent after it on this connection (orders) is queued by the counterparty
+/// and must not be thrown away. Asked again from the next number, it fills in full.
+#[test]
+fn a_resend_request_for_our_own_resend_request_fills_only_that_number() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let (to_peer, peer_rx) = std::sync::mpsc::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut pending = Vec::new();
+        read_until(&mut s, &mut pending, b"A");
+        // Our Logon answer is numbered 5: the session expects 1 and asks for 1.. .
+        s.write_all(&msg(b"A", 5, |w| {
+            w.char(tag::ENCRYPT_METHOD, b'0').u64(tag::HEART_BT_INT, 30);
+        }))
+        .unwrap();
+        let rr = read_until(&mut s, &mut pending, b"2");
+        let (rr, _) = codec::decode(&rr).unwrap();
+        assert_eq!(rr.get_u64(tag::BEGIN_SEQ_NO), Ok(Some(1)));
+        let rr_seq = rr.seq_num();
+        // Gap-fill 1..=5 for it, then wait until the session has sent three orders.
+        s.write_all(&msg(b"4", 1, |w| {
+            w.char(tag::POSS_DUP_FLAG, b'Y')
+                .char(tag::GAP_FILL_FLAG, b'Y')
+                .u64(tag::NEW_SEQ_NO, 6);
+        }))
+        .unwrap();
+        let mut orders = Vec::new();
+        for _ in 0..3 {
+            let d = read_until(&mut s, &mut pending, b"D");
+            orders.push(codec::decode(&d).unwrap().0.seq_num());
+        }
+        peer_rx.recv().unwrap();
+        // Ask for the ResendRequest's number (as if acted on out of order).
+        s.write_all(&msg(b"2", 6, |w| {
+            w.u64(tag::BEGIN_SEQ_NO, rr_seq).u64(tag::END_SEQ_NO, 0);
+        }))
+        .unwrap();
+        let gf = read_until(&mut s, &mut pending, b"4");
+        let (gf, _) = codec::decode(&gf).unwrap();
+        assert_eq!(gf.seq_num(), rr_seq);
+        assert_eq!(
+            gf.get_u64(tag::NEW_SEQ_NO),
+            Ok(Some(rr_seq + 1)),
+            "only the ResendRequest's number is filled, not the orders {orders:?}"
+        );
+        // Asked again from the next number (the orders): filled in full.
+        s.write_all(&msg(b"2", 7, |w| {
+            w.u64(tag::BEGIN_SEQ_NO, rr_seq + 1).u64(tag::END_SEQ_NO, 0);
+        }))
+        .unwrap();
+        let gf = read_until(&mut s, &mut pending, b"4");
+        let (gf, _) = codec::decode(&gf).unwrap();
+        assert_eq!(gf.seq_num(), rr_seq + 1);
+        assert_eq!(gf.get_u64(tag::NEW_SEQ_NO), Ok(Some(orders[2] + 1)));
+        (rr_seq, orders)
+    });
+    let cfg = FixConfig::new("127.0.0.1", port, "HEDGER", "EXCH", dir.path());
+    let mut s = Session::new(cfg).unwrap();
+    drive(&mut s, |s| s.is_active() && s.next_in() == 6);
+    for _ in 0..3 {
+        s.send_app(b"D", now_ns(), |w| {
+            w.str(tag::CL_ORD_ID, b"1");
+        })
+        .unwrap();
+    }
+    to_peer.send(()).unwrap();
+    drive(&mut s, |s| s.stats().gap_fills_sent == 2);
+    let (rr_seq, orders) = peer.join().unwrap();
+    assert_eq!(orders, [rr_seq + 1, rr_seq + 2, rr_seq + 3]);
+}

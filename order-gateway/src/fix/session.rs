@@ -17,8 +17,10 @@
 //!
 //! We keep no store of sent messages: every ResendRequest from the counterparty is answered
 //! with one SequenceReset-GapFill over the range (up to this connection's Logon when the gap
-//! lies in an earlier connection, since what this connection sent is queued behind the gap). For session messages that is what FIX
-//! prescribes. For application messages it is a choice: a NewOrderSingle or cancel for an IOC
+//! lies in an earlier connection, since what this connection sent is queued behind the gap; and
+//! only the one number when it is a ResendRequest of ours on this connection, which a
+//! counterparty such as QuickFIX acts on out of order and then asks for alone). For session
+//! messages that is what FIX prescribes. For application messages it is a choice: a NewOrderSingle or cancel for an IOC
 //! hedge that reaches the venue seconds late is a different (stale) trade decision, so we never
 //! resend one; instead [`SessionEvent::GapFilled`] tells the venue layer which of our numbers
 //! the counterparty never processed, and it ends those orders itself (rejected, reason
@@ -158,6 +160,10 @@ pub struct Session {
     /// Our MsgSeqNum of this connection's Logon: everything from it on went out on this TCP
     /// connection, in order.
     conn_first_seq: u64,
+    /// MsgSeqNums of the ResendRequests we sent on this connection (0 = none): a
+    /// counterparty may act on a ResendRequest that arrives above its expected number at
+    /// once, out of order, and later ask for that number alone (QuickFIX does).
+    our_resend_seqs: [u64; 4],
     last_logout_text: String,
     stats: SessionStats,
 }
@@ -203,6 +209,7 @@ impl Session {
             test_req_id: 0,
             resend_until: None,
             conn_first_seq: 0,
+            our_resend_seqs: [0; 4],
             last_logout_text: String::with_capacity(256),
             stats: SessionStats::default(),
         })
@@ -392,6 +399,7 @@ impl Session {
             self.stats.store_errors += 1;
         }
         self.conn_first_seq = self.store.next_out();
+        self.our_resend_seqs = [0; 4];
         let hb = self.cfg.heartbeat_interval_s;
         let reset = self.cfg.reset_on_logon;
         let user = self.cfg.username.clone();
@@ -729,9 +737,12 @@ impl Session {
         }
         self.resend_until = Some(seen);
         self.stats.resend_requests_sent += 1;
-        let _ = self.send_admin(b"2", now_ns, |w| {
+        if let Ok(seq) = self.send_admin(b"2", now_ns, |w| {
             w.u64(tag::BEGIN_SEQ_NO, expected).u64(tag::END_SEQ_NO, 0);
-        });
+        }) {
+            self.our_resend_seqs.rotate_right(1);
+            self.our_resend_seqs[0] = seq;
+        }
     }
 
     fn on_resend_request(
@@ -758,6 +769,14 @@ impl Session {
             // counterparty that did not queue them asks again, and the next request is
             // filled in full.
             end = end.min(self.conn_first_seq - 1);
+        } else if self.our_resend_seqs.contains(&begin) {
+            // The gap is one of our own ResendRequests of this connection: the counterparty
+            // acted on it out of order (it arrived above its expected number) and now misses
+            // just that number. Everything after it went out on this connection, in order,
+            // and is queued behind it: fill that one number only, so the orders behind it are
+            // not thrown away (an order gap-filled is rejected NotConnected). A counterparty
+            // that did not queue them asks again from the next number, filled in full.
+            end = begin;
         }
         self.stats.gap_fills_sent += 1;
         let _ = self.send_seq(b"4", now_ns, Some(begin), |w| {
