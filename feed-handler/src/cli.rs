@@ -56,7 +56,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub max_events: Option<u64>,
     /// Pin the publishing thread to this core (warns and continues if it does not exist).
-    #[arg(long, global = true)]
+    /// `--core` is accepted too, as for the hedger and the order gateway.
+    #[arg(long, global = true, visible_alias = "core")]
     pub pin_core: Option<usize>,
     /// Idle strategy while pacing: busy-spin, spin-then-yield, backoff-park.
     #[arg(long, global = true)]
