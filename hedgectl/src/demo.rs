@@ -556,6 +556,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     println!("  all three processes running; Ctrl-C stops the demo");
 
     let t0 = Instant::now();
+    // Market events published before all three ran (the feed starts first) are not part of the
+    // run's rate.
+    let events_at_start = procs::snapshot(&dir)
+        .ok()
+        .and_then(|s| totals(&s).events)
+        .unwrap_or(0.0);
     let mut prev: Option<Snapshot> = None;
     let mut early_exit: Option<String> = None;
     let mut next = t0 + Duration::from_secs(1);
@@ -593,6 +599,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let report = summary(
         final_snap.as_ref(),
         elapsed,
+        events_at_start,
         &exits,
         &out,
         interrupted,
@@ -854,6 +861,7 @@ pub fn status_line(
 fn summary(
     snap: Option<&Snapshot>,
     elapsed: Duration,
+    events_at_start: f64,
     exits: &[(&'static str, String)],
     out: &Path,
     interrupted: bool,
@@ -883,7 +891,8 @@ fn summary(
         row(
             &mut s,
             "market events per second",
-            t.events.map(|e| (e / secs).round()),
+            t.events
+                .map(|e| ((e - events_at_start).max(0.0) / secs).round()),
         );
         row(&mut s, "client option trades", t.option_trades);
         row(&mut s, "hedge orders sent", t.orders);
