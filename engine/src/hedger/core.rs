@@ -20,6 +20,36 @@ use shm_layout::{
     MarketEventKind, OrderAction, OrderType, TimeInForce,
 };
 
+/// Where the loop takes its time stamps from (read, decision, publish; wall time for expiry
+/// and the trading day).
+///
+/// [`HedgerCore::poll`] reads the monotonic clock at each stage (so the stage histograms
+/// measure real latency); [`HedgerCore::poll_at`] uses one injected time for every stamp, so a
+/// replay on a recorded clock is deterministic.
+trait Stamps {
+    fn now(&self) -> u64;
+}
+
+/// The vDSO monotonic clock (live loop).
+struct LiveClock;
+
+impl Stamps for LiveClock {
+    #[inline(always)]
+    fn now(&self) -> u64 {
+        shm_layout::clock::now_ns()
+    }
+}
+
+/// A fixed, injected time (replay, tests).
+struct AtTime(u64);
+
+impl Stamps for AtTime {
+    #[inline(always)]
+    fn now(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Configuration of one hedged underlying, resolved against the instruments table.
 #[derive(Debug, Clone)]
 pub struct UnderlyingSetup {
@@ -675,6 +705,11 @@ impl<R: OptionRisk> HedgerCore<R> {
 
     /// One loop iteration: control words, all available execs, one market event, and the
     /// decisions they trigger. Returns the amount of work done (0 = idle).
+    ///
+    /// `now_ns` (monotonic) times the exec reports (reject rate, reconciliation); the market
+    /// event's read stamp and the decision and publish stamps are read from the monotonic
+    /// clock as each stage happens, so the stage histograms measure the real latency. For a
+    /// loop on an injected clock use [`HedgerCore::poll_at`].
     #[inline]
     pub fn poll<M, E, O, C>(
         &mut self,
@@ -690,12 +725,58 @@ impl<R: OptionRisk> HedgerCore<R> {
         O: OrderSink,
         C: ControlSource,
     {
+        self.poll_impl(md, execs, orders, ctl, now_ns, &LiveClock)
+    }
+
+    /// [`HedgerCore::poll`] on an injected clock: every time-dependent step of this iteration
+    /// (exec handling, the read, decision and publish stamps, min/max hedge interval, the
+    /// order-rate token bucket, the stale-data guard, expiry and trading day through
+    /// [`HedgerCore::wall_ns`], the histogram stamps) uses `now_ns` and nothing else reads a
+    /// clock, so the same inputs and times give the same orders and state. This is how a
+    /// replay drives the live decision code on a recorded clock (build the core with
+    /// `mono_ns == wall_ns` so that `now_ns` is also the wall time, e.g. exchange epoch ns).
+    /// Allocation-free like `poll`.
+    #[inline]
+    pub fn poll_at<M, E, O, C>(
+        &mut self,
+        md: &mut M,
+        execs: &mut E,
+        orders: &mut O,
+        ctl: &C,
+        now_ns: u64,
+    ) -> usize
+    where
+        M: MarketSource,
+        E: ExecSource,
+        O: OrderSink,
+        C: ControlSource,
+    {
+        self.poll_impl(md, execs, orders, ctl, now_ns, &AtTime(now_ns))
+    }
+
+    #[inline(always)]
+    fn poll_impl<M, E, O, C, T>(
+        &mut self,
+        md: &mut M,
+        execs: &mut E,
+        orders: &mut O,
+        ctl: &C,
+        now_ns: u64,
+        clock: &T,
+    ) -> usize
+    where
+        M: MarketSource,
+        E: ExecSource,
+        O: OrderSink,
+        C: ControlSource,
+        T: Stamps,
+    {
         self.read_control(ctl);
         let mut work = 0;
         // Execs first: a fill changes what we hold.
         while let Some(e) = execs.peek() {
             work += 1;
-            self.on_exec(&e, now_ns, orders);
+            self.on_exec(&e, now_ns, orders, clock);
             if work >= 64 {
                 break;
             }
@@ -704,7 +785,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             MdPoll::Empty => {}
             MdPoll::Event(e) => {
                 work += 1;
-                let read_ns = shm_layout::clock::now_ns();
+                let read_ns = clock.now();
                 // The cost-aware band walks the hedge book's depth, which only the
                 // last-value table carries: refresh it with the quote.
                 if let Some(&Role::Hedge(u)) = self.roles.get(e.instrument_id as usize) {
@@ -720,29 +801,38 @@ impl<R: OptionRisk> HedgerCore<R> {
                         }
                     }
                 }
-                self.on_market(&e, read_ns, orders);
+                self.on_market(&e, read_ns, orders, clock);
             }
             MdPoll::Lapped(lost) => {
                 work += 1;
-                self.on_lapped(lost, md);
+                self.on_lapped(lost, md, clock);
             }
         }
         work
     }
 
     /// Lapped: rebuild every underlying from the last-value table, holding hedging meanwhile.
-    fn on_lapped<M: MarketSource>(&mut self, lost: u64, md: &M) {
+    fn on_lapped<M: MarketSource, T: Stamps>(&mut self, lost: u64, md: &M, clock: &T) {
         self.stats.md_lapped += 1;
         self.stats.md_lost += lost;
         for u in &mut self.und {
             u.rebuilding = true;
         }
-        self.rebuild(md);
+        self.rebuild_impl(md, clock.now());
     }
 
     /// Rebuilds prices and marks from the last-value table (after a lap, or at startup).
     pub fn rebuild<M: MarketSource>(&mut self, md: &M) {
-        let wall = self.wall_ns(shm_layout::clock::now_ns());
+        self.rebuild_impl(md, shm_layout::clock::now_ns());
+    }
+
+    /// [`HedgerCore::rebuild`] at an injected monotonic time (see [`HedgerCore::poll_at`]).
+    pub fn rebuild_at<M: MarketSource>(&mut self, md: &M, now_ns: u64) {
+        self.rebuild_impl(md, now_ns);
+    }
+
+    fn rebuild_impl<M: MarketSource>(&mut self, md: &M, now_ns: u64) {
+        let wall = self.wall_ns(now_ns);
         for id in 0..self.roles.len() as u32 {
             let role = self.roles[id as usize];
             if role == Role::None {
@@ -834,7 +924,13 @@ impl<R: OptionRisk> HedgerCore<R> {
     }
 
     #[inline]
-    fn on_market<O: OrderSink>(&mut self, e: &MarketEvent, read_ns: u64, orders: &mut O) {
+    fn on_market<O: OrderSink, T: Stamps>(
+        &mut self,
+        e: &MarketEvent,
+        read_ns: u64,
+        orders: &mut O,
+        clock: &T,
+    ) {
         self.stats.md_events += 1;
         self.latency.record_read(e.recv_ts_ns, read_ns);
         // After a rebuild the ring still holds events older than the last values just read:
@@ -907,7 +1003,7 @@ impl<R: OptionRisk> HedgerCore<R> {
                 und
             }
         };
-        self.maybe_hedge(u as usize, e.recv_ts_ns, read_ns, orders);
+        self.maybe_hedge(u as usize, e.recv_ts_ns, read_ns, orders, clock);
     }
 
     #[inline]
@@ -916,7 +1012,13 @@ impl<R: OptionRisk> HedgerCore<R> {
     }
 
     #[inline]
-    fn on_exec<O: OrderSink>(&mut self, e: &ExecEvent, now_ns: u64, orders: &mut O) {
+    fn on_exec<O: OrderSink, T: Stamps>(
+        &mut self,
+        e: &ExecEvent,
+        now_ns: u64,
+        orders: &mut O,
+        clock: &T,
+    ) {
         self.uncommitted_execs += 1;
         if e.exec_id <= self.last_exec_id {
             self.stats.execs_duplicate += 1;
@@ -950,8 +1052,8 @@ impl<R: OptionRisk> HedgerCore<R> {
                 self.stats.option_trades += 1;
                 let q = self.risk.position(opt as usize) + side.sign() * e.qty;
                 self.risk.set_position(opt as usize, q);
-                let read = shm_layout::clock::now_ns();
-                self.maybe_hedge(und as usize, e.ts_ns, read, orders);
+                let read = clock.now();
+                self.maybe_hedge(und as usize, e.ts_ns, read, orders, clock);
             }
             ExecKind::Ack => {
                 if self.find_inflight(e.client_order_id).is_none() && prev_epoch {
@@ -1024,7 +1126,19 @@ impl<R: OptionRisk> HedgerCore<R> {
     }
 
     /// Timer-driven decisions (safety re-hedge, reconciliation end): call in idle time.
+    /// `now_ns` times the timers and the decisions' read stamp; decision and publish stamps
+    /// come from the monotonic clock (see [`HedgerCore::on_timer_at`]).
     pub fn on_timer<O: OrderSink>(&mut self, orders: &mut O, now_ns: u64) {
+        self.on_timer_impl(orders, now_ns, &LiveClock);
+    }
+
+    /// [`HedgerCore::on_timer`] on an injected clock: every stamp is `now_ns` (see
+    /// [`HedgerCore::poll_at`]).
+    pub fn on_timer_at<O: OrderSink>(&mut self, orders: &mut O, now_ns: u64) {
+        self.on_timer_impl(orders, now_ns, &AtTime(now_ns));
+    }
+
+    fn on_timer_impl<O: OrderSink, T: Stamps>(&mut self, orders: &mut O, now_ns: u64, clock: &T) {
         if self.ring_blocked && orders.pending() == 0 {
             self.ring_blocked = false;
         }
@@ -1044,18 +1158,19 @@ impl<R: OptionRisk> HedgerCore<R> {
             self.reconciling = false;
         }
         for u in 0..self.und.len() {
-            self.maybe_hedge(u, 0, now_ns, orders);
+            self.maybe_hedge(u, 0, now_ns, orders, clock);
         }
     }
 
     /// Evaluates one underlying: risk, decision, limits, publish.
     #[inline]
-    fn maybe_hedge<O: OrderSink>(
+    fn maybe_hedge<O: OrderSink, T: Stamps>(
         &mut self,
         u: usize,
         feed_recv_ns: u64,
         read_ns: u64,
         orders: &mut O,
+        clock: &T,
     ) {
         let option_delta = self.risk.delta(u);
         let gamma = self.risk.gamma(u);
@@ -1087,7 +1202,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             rate: x.setup.rate,
         };
         let decision = x.policy.decide(&x.pstate, &snap, &x.book, read_ns);
-        let decision_ns = shm_layout::clock::now_ns();
+        let decision_ns = clock.now();
         let d = match decision {
             Decision::Hold(h) => {
                 x.holds[hold_index(h)] += 1;
@@ -1145,7 +1260,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             decision_ts_ns: decision_ns,
             publish_ts_ns: 0,
         };
-        order.publish_ts_ns = shm_layout::clock::now_ns();
+        order.publish_ts_ns = clock.now();
         if orders.push(order).is_err() {
             self.stats.orders_ring_full += 1;
             self.ring_blocked = true;

@@ -4,6 +4,9 @@
 //!   path (execs first, then one market event; risk update, decision, limits, publish). It is
 //!   generic over its inputs and outputs ([`io`]), so the same code runs on shared-memory
 //!   rings ([`live`]), on in-process queues in tests, and in replay.
+//!   [`core::HedgerCore::poll_at`] is the same iteration on an injected clock (every stamp,
+//!   interval, rate limit, staleness and expiry check uses the given time), so a replay on a
+//!   recorded clock gives the same orders for the same inputs.
 //! - [`Housekeeping`]: everything off the hot path, run when the loop is idle (or every few
 //!   hundred busy iterations): state snapshot (written by a thread), then exec commit
 //!   ([`state`]), timer decisions
@@ -60,6 +63,8 @@ pub mod latency;
 pub mod live;
 pub mod risk;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 use self::core::HedgerCore;
 use self::io::{ExecSource, OrderSink};

@@ -1,0 +1,317 @@
+//! `HedgerCore::poll_at`: the loop on an injected clock is deterministic and every
+//! time-dependent decision follows the injected time, not the machine's clock.
+
+use super::core::{hedge_instrument, HedgerCore, MdReject, Stats, UnderlyingSetup};
+use super::io::{MemControl, MemExecs, MemMarket, MemOrders};
+use super::risk::BookRiskAdapter;
+use crate::limits::{LimitBreach, LimitsConfig};
+use crate::policy::{BandRule, PolicyConfig, RehedgeTarget};
+use bytemuck::Zeroable;
+use shm_layout::{
+    ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, Liquidity, MarketEvent,
+    OptionType, Settlement, Side, NO_FORWARD,
+};
+
+/// 2026-01-02T00:00:00Z: in the past, so a loop that read the real clock would call the
+/// option (expiring 30 days later) expired.
+const T0: u64 = 1_767_312_000_000_000_000;
+const SEC: u64 = 1_000_000_000;
+const DAY: u64 = 86_400 * SEC;
+const BTC: u32 = 0;
+const PERP: u32 = 1;
+const CALL: u32 = 2;
+
+fn def(id: u32, sym: &str, kind: InstrumentKind) -> InstrumentDef {
+    let mut d = InstrumentDef::zeroed();
+    d.id = id;
+    d.kind = kind as u8;
+    d.settlement = Settlement::Linear as u8;
+    d.underlying_id = BTC;
+    d.forward_id = NO_FORWARD;
+    d.contract_multiplier = 1.0;
+    d.tick_size = 0.5;
+    d.lot_size = 0.001;
+    d.min_qty = 0.001;
+    assert!(d.set_symbol(sym));
+    d
+}
+
+fn core(limits: LimitsConfig) -> HedgerCore<BookRiskAdapter> {
+    let mut call = def(CALL, "BTC-C-10000", InstrumentKind::Option);
+    call.option_type = OptionType::Call as u8;
+    call.strike = 10_000.0;
+    call.expiry_ns = T0 + 30 * DAY;
+    call.lot_size = 0.1;
+    call.min_qty = 0.1;
+    let defs = vec![
+        def(BTC, "BTC", InstrumentKind::Index),
+        def(PERP, "BTC-PERP", InstrumentKind::Perpetual),
+        call,
+    ];
+    let setup = UnderlyingSetup {
+        name: "BTC".into(),
+        index_id: BTC,
+        hedge: hedge_instrument(&defs[PERP as usize], "t").unwrap(),
+        policy: PolicyConfig {
+            rule: BandRule::Fixed {
+                band: 1.0,
+                target: RehedgeTarget::Zero,
+            },
+            min_interval_ns: 2 * SEC,
+            max_interval_ns: 30 * SEC,
+            collar_bps: 50.0,
+            ..PolicyConfig::default()
+        },
+        limits,
+        rate: 0.0,
+        initial_hedge_position: 0.0,
+    };
+    // mono == wall: the injected time is also the wall time (expiry, trading day).
+    let risk = BookRiskAdapter::new(&[BTC], 3, 4, T0);
+    let mut c = HedgerCore::new(defs, vec![setup], risk, T0, T0);
+    c.set_option_position("BTC-C-10000", -40.0).unwrap();
+    c
+}
+
+fn rig() -> (MemMarket, MemExecs, MemOrders, MemControl) {
+    (
+        MemMarket {
+            lvt: vec![None; 3],
+            ..MemMarket::default()
+        },
+        MemExecs::default(),
+        MemOrders::new(64),
+        MemControl::default(),
+    )
+}
+
+#[allow(clippy::too_many_arguments)] // a test helper spelling out one report
+fn exec(
+    id: u64,
+    coid: u64,
+    instr: u32,
+    kind: ExecKind,
+    side: Side,
+    qty: f64,
+    px: f64,
+    ts: u64,
+) -> ExecEvent {
+    ExecEvent {
+        exec_id: id,
+        client_order_id: coid,
+        instrument_id: instr,
+        kind: kind as u8,
+        side: side as u8,
+        liquidity: Liquidity::Taker as u8,
+        reject_reason: 0,
+        qty,
+        price: px,
+        fee: 0.0,
+        leaves_qty: 0.0,
+        ts_ns: ts,
+    }
+}
+
+/// Everything observable after a scripted session.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    orders: Vec<(u64, HedgeOrder)>,
+    stats: Stats,
+    hedge_position: f64,
+    net_delta: f64,
+    holds: [u64; 5],
+    hedges: (u64, u64),
+    limit_rejects: Vec<u64>,
+    read_count: u64,
+    order_count: u64,
+}
+
+/// 10 minutes of a moving market, one event every 100 ms, client option trades, fills of
+/// every order on the next iteration, a timer every second.
+fn session() -> Outcome {
+    let mut c = core(LimitsConfig::default());
+    let (mut md, mut execs, mut orders, ctl) = rig();
+    let mut exec_id = 1;
+    let mut out = Vec::new();
+    for i in 0..6_000u64 {
+        let now = T0 + i * 100_000_000;
+        let x = (i as f64 * 0.01).sin() * 400.0 + (i as f64 * 0.137).cos() * 30.0;
+        let e = match i % 4 {
+            0 => MarketEvent::underlying_price(BTC, now, now, 10_000.0 + x),
+            1 => MarketEvent::quote(
+                PERP,
+                now,
+                now,
+                10_000.0 + x - 0.5,
+                50.0,
+                10_000.0 + x + 0.5,
+                50.0,
+            ),
+            2 => MarketEvent::option_mark(CALL, now, now, 0.05, 0.6 + x * 1e-4, 10_000.0 + x),
+            _ => MarketEvent::underlying_price(7, now, now, 1.0), // unknown instrument
+        };
+        md.events.push(e);
+        if i % 97 == 50 {
+            let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
+            execs.buf.push(exec(
+                exec_id,
+                0,
+                CALL,
+                ExecKind::OptionTrade,
+                side,
+                5.0,
+                0.05,
+                now,
+            ));
+            exec_id += 1;
+        }
+        while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, now) > 0 {}
+        if i % 10 == 0 {
+            c.on_timer_at(&mut orders, now);
+        }
+        // The gateway: fill every order at its limit on the next iteration.
+        while let Some(o) = orders.buf.pop_front() {
+            out.push((now, o));
+            let kind = ExecKind::Fill;
+            let side = o.side().unwrap();
+            execs.buf.push(exec(
+                exec_id,
+                o.client_order_id,
+                o.instrument_id,
+                kind,
+                side,
+                o.qty,
+                o.limit_px,
+                now,
+            ));
+            exec_id += 1;
+        }
+    }
+    let u = &c.und[0];
+    Outcome {
+        orders: out,
+        stats: c.stats,
+        hedge_position: u.hedge_position,
+        net_delta: u.net_delta,
+        holds: u.holds,
+        hedges: (u.hedges_band, u.hedges_safety),
+        limit_rejects: LimitBreach::ALL
+            .iter()
+            .map(|&b| c.limit_rejects(0, b))
+            .collect(),
+        read_count: c.latency.recv_to_read.len(),
+        order_count: c.latency.read_to_decision.len(),
+    }
+}
+
+#[test]
+fn poll_at_is_deterministic_and_uses_only_the_injected_clock() {
+    let a = session();
+    let b = session();
+    assert_eq!(
+        a, b,
+        "same inputs and times must give the same orders and state"
+    );
+    // Bitwise, not only ==: the report built on it must be byte-identical.
+    let bytes = |o: &Outcome| -> Vec<u8> {
+        o.orders
+            .iter()
+            .flat_map(|(_, x)| bytemuck::bytes_of(x).to_vec())
+            .collect()
+    };
+    assert_eq!(bytes(&a), bytes(&b));
+
+    assert!(
+        a.orders.len() >= 5,
+        "the session hedges: {}",
+        a.orders.len()
+    );
+    assert!(a.hedges.0 > 0);
+    // The option marks of 2026-01-02 were not called expired although the machine's wall
+    // clock may be past the expiry: expiry is measured on the injected clock.
+    assert_eq!(a.stats.md_rejected[MdReject::ExpiredOption as usize], 0);
+    assert!(a.stats.md_rejected[MdReject::UnknownInstrument as usize] > 0);
+    for (now, o) in &a.orders {
+        // Every stamp is the injected time of the iteration that published it.
+        assert_eq!(o.hedger_read_ts_ns, *now);
+        assert_eq!(o.decision_ts_ns, *now);
+        assert_eq!(o.publish_ts_ns, *now);
+        assert!(o.feed_recv_ts_ns == 0 || o.feed_recv_ts_ns == *now);
+    }
+    // The minimum interval between hedges holds on the injected clock.
+    for w in a.orders.windows(2) {
+        assert!(w[1].0 - w[0].0 >= 2 * SEC, "{} then {}", w[0].0, w[1].0);
+    }
+    assert!(a.holds[1] > 0, "min_interval holds counted");
+    // Fills bring the hedge position to what was sent.
+    let sent: f64 = a
+        .orders
+        .iter()
+        .map(|(_, o)| o.side().unwrap().sign() * o.qty)
+        .sum();
+    assert!((a.hedge_position - sent).abs() < 1e-9);
+    // Histogram stamps are the injected ones too: every read was recorded (recv == read
+    // gives the 1 ns floor), every order once.
+    assert_eq!(a.read_count, a.stats.md_events);
+    assert_eq!(a.order_count, a.orders.len() as u64);
+}
+
+#[test]
+fn stale_guard_and_expiry_follow_the_injected_clock() {
+    let limits = LimitsConfig {
+        max_data_age_ns: 5 * SEC,
+        ..LimitsConfig::default()
+    };
+    let mut c = core(limits);
+    let (mut md, mut execs, mut orders, ctl) = rig();
+    md.events
+        .push(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0));
+    md.events.push(MarketEvent::quote(
+        PERP, T0, T0, 9_999.5, 50.0, 10_000.5, 50.0,
+    ));
+    md.events
+        .push(MarketEvent::option_mark(CALL, T0, T0, 0.05, 0.6, 10_000.0));
+    // Before the hedge book arrives the loop cannot hedge; the option mark triggers the
+    // first decision at T0 with a fresh book.
+    let first_poll = T0 + SEC;
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, first_poll) > 0 {}
+    assert_eq!(orders.buf.len(), 1, "fresh data at T0 + 1 s: hedged");
+    assert_eq!(c.limit_rejects(0, LimitBreach::StaleData), 0);
+    let o = orders.buf.pop_front().unwrap();
+    execs.buf.push(exec(
+        1,
+        o.client_order_id,
+        PERP,
+        ExecKind::Fill,
+        o.side().unwrap(),
+        o.qty,
+        o.limit_px,
+        first_poll,
+    ));
+    // A client trade 10 s after the last market data: the same decision is now refused as
+    // stale, by the injected clock alone (no real time passed).
+    execs.buf.push(exec(
+        2,
+        0,
+        CALL,
+        ExecKind::OptionTrade,
+        Side::Sell,
+        20.0,
+        0.05,
+        T0 + 10 * SEC,
+    ));
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, T0 + 10 * SEC) > 0 {}
+    assert!(orders.buf.is_empty());
+    assert_eq!(c.limit_rejects(0, LimitBreach::StaleData), 1);
+    // A mark after the option's expiry on the injected clock is rejected as expired.
+    md.events.push(MarketEvent::option_mark(
+        CALL,
+        0,
+        T0 + 31 * DAY,
+        0.05,
+        0.6,
+        10_000.0,
+    ));
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, T0 + 31 * DAY) > 0 {}
+    assert_eq!(c.stats.md_rejected[MdReject::ExpiredOption as usize], 1);
+}
