@@ -18,7 +18,14 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 target_dir="${CARGO_TARGET_DIR:-target}"
-echo "demo.sh: building release binaries (the first build takes a few minutes)" >&2
+# HEDGE_DEMO_PROFILE=dev reuses the binaries `cargo test --workspace` builds (opt-level 2, no
+# fat LTO); CI uses it to run this very script without a second, slow release build.
+profile="${HEDGE_DEMO_PROFILE:-release}"
+case "$profile" in
+    dev) profile_dir=debug ;;
+    *) profile_dir="$profile" ;;
+esac
+echo "demo.sh: building $profile binaries (the first release build takes a few minutes)" >&2
 # Only the four binaries the demo runs (the bench package's binaries are not needed).
-cargo build --release --bins -p feed-handler -p engine -p order-gateway -p hedgectl
-exec "$target_dir/release/hedgectl" demo "$@"
+cargo build --profile "$profile" --bins -p feed-handler -p engine -p order-gateway -p hedgectl
+exec "$target_dir/$profile_dir/hedgectl" demo "$@"
