@@ -51,6 +51,20 @@ impl std::str::FromStr for IdleKind {
     }
 }
 
+/// Which clock gives "now" for time to expiry and the trading day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MarketClock {
+    /// The host's wall clock (`CLOCK_REALTIME`, re-calibrated against the monotonic clock in
+    /// idle time): live trading.
+    #[default]
+    Wall,
+    /// The exchange timestamps of the market events (`exch_ts_ns`): for feeding recorded data
+    /// (a Tardis or LOBSTER replay through the feed handler) to the live hedger, whose options
+    /// would otherwise all look expired against today's date.
+    Exchange,
+}
+
 /// What to do with a segment the hedger creates (orders, control) whose creator is dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -153,6 +167,8 @@ pub struct RuntimeSection {
     pub reconcile_timeout_ms: u64,
     /// Whether to fsync the state snapshot (survives power loss, not only process crash).
     pub fsync: bool,
+    /// `wall` (live) or `exchange` (recorded data replayed through the feed handler).
+    pub market_clock: MarketClock,
 }
 
 impl Default for RuntimeSection {
@@ -168,6 +184,7 @@ impl Default for RuntimeSection {
             reconcile_quiet_ms: 200,
             reconcile_timeout_ms: 10_000,
             fsync: false,
+            market_clock: MarketClock::Wall,
         }
     }
 }

@@ -278,6 +278,8 @@ pub struct HedgerCore<R: OptionRisk> {
     reconcile_deadline_ns: u64,
     last_prev_epoch_activity_ns: u64,
     wall_minus_mono: i128,
+    /// Market time follows the events' exchange timestamps instead of the wall clock.
+    exchange_clock: bool,
     rebuilt_seq: u64,
     /// Counters.
     pub stats: Stats,
@@ -459,6 +461,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             reconcile_deadline_ns: u64::MAX,
             last_prev_epoch_activity_ns: mono_ns,
             wall_minus_mono: wall_ns as i128 - mono_ns as i128,
+            exchange_clock: false,
             rebuilt_seq: 0,
             stats: Stats::default(),
             latency: StageHistograms::new(),
@@ -548,9 +551,19 @@ impl<R: OptionRisk> HedgerCore<R> {
         (mono_ns as i128 + self.wall_minus_mono).max(0) as u64
     }
 
-    /// Re-derives the wall/monotonic offset (idle time).
+    /// Re-derives the wall/monotonic offset (idle time). Ignored in exchange-clock mode,
+    /// where the market events set it.
     pub fn calibrate_wall(&mut self, mono_ns: u64, wall_ns: u64) {
-        self.wall_minus_mono = wall_ns as i128 - mono_ns as i128;
+        if !self.exchange_clock {
+            self.wall_minus_mono = wall_ns as i128 - mono_ns as i128;
+        }
+    }
+
+    /// Exchange-clock mode: "now" for time to expiry and the trading day is the exchange
+    /// timestamp of the latest market event (plus the monotonic time since it was read), so
+    /// that recorded data replayed through the feed handler is not all expired against today.
+    pub fn set_exchange_clock(&mut self, on: bool) {
+        self.exchange_clock = on;
     }
 
     /// The state to persist.
@@ -951,6 +964,9 @@ impl<R: OptionRisk> HedgerCore<R> {
             let r = Self::classify_invalid(e);
             self.reject_md(r);
             return;
+        }
+        if self.exchange_clock && e.exch_ts_ns != 0 {
+            self.wall_minus_mono = e.exch_ts_ns as i128 - read_ns as i128;
         }
         let u = match role {
             Role::None => {

@@ -453,6 +453,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
         );
     }
 
+    core.set_exchange_clock(cfg.runtime.market_clock == crate::config::MarketClock::Exchange);
     let mut store = StateStore::open(&cfg.runtime.state_dir, cfg.runtime.fsync)?;
     let quiet_ns = cfg.runtime.reconcile_quiet_ms * 1_000_000;
     match store.load()? {

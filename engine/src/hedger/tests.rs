@@ -37,6 +37,12 @@ fn def(id: u32, sym: &str, kind: InstrumentKind) -> InstrumentDef {
 }
 
 fn core(limits: LimitsConfig) -> HedgerCore<BookRiskAdapter> {
+    // mono == wall: the injected time is also the wall time (expiry, trading day).
+    core_at(limits, T0, T0)
+}
+
+/// A core whose clocks read `mono_ns` (monotonic) and `wall_ns` (wall) at construction.
+fn core_at(limits: LimitsConfig, mono_ns: u64, wall_ns: u64) -> HedgerCore<BookRiskAdapter> {
     let mut call = def(CALL, "BTC-C-10000", InstrumentKind::Option);
     call.option_type = OptionType::Call as u8;
     call.strike = 10_000.0;
@@ -66,9 +72,8 @@ fn core(limits: LimitsConfig) -> HedgerCore<BookRiskAdapter> {
         rate: 0.0,
         initial_hedge_position: 0.0,
     };
-    // mono == wall: the injected time is also the wall time (expiry, trading day).
     let risk = BookRiskAdapter::new(&[BTC], 3, 4, T0);
-    let mut c = HedgerCore::new(defs, vec![setup], risk, T0, T0);
+    let mut c = HedgerCore::new(defs, vec![setup], risk, mono_ns, wall_ns);
     c.set_option_position("BTC-C-10000", -40.0).unwrap();
     c
 }
@@ -314,4 +319,43 @@ fn stale_guard_and_expiry_follow_the_injected_clock() {
     ));
     while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, T0 + 31 * DAY) > 0 {}
     assert_eq!(c.stats.md_rejected[MdReject::ExpiredOption as usize], 1);
+}
+
+#[test]
+fn exchange_clock_lets_recorded_data_through_that_the_wall_clock_calls_expired() {
+    // The machine's wall clock reads a year after the recorded data: every option of the
+    // recording has expired by it. Monotonic time starts small, as on a real host.
+    let mono0 = 1_000 * SEC;
+    let wall_now = T0 + 365 * DAY;
+    let mark = |exch_ts_ns| MarketEvent::option_mark(CALL, exch_ts_ns, mono0, 0.05, 0.6, 10_000.0);
+
+    let mut live = core_at(LimitsConfig::default(), mono0, wall_now);
+    let (mut md, mut execs, mut orders, ctl) = rig();
+    md.events.push(mark(T0));
+    while live.poll_at(&mut md, &mut execs, &mut orders, &ctl, mono0 + SEC) > 0 {}
+    assert_eq!(live.stats.md_rejected[MdReject::ExpiredOption as usize], 1);
+
+    let mut replay = core_at(LimitsConfig::default(), mono0, wall_now);
+    replay.set_exchange_clock(true);
+    // The idle-time wall calibration must not pull market time back to today.
+    replay.calibrate_wall(mono0, wall_now);
+    let (mut md, mut execs, mut orders, ctl) = rig();
+    md.events.push(mark(T0));
+    while replay.poll_at(&mut md, &mut execs, &mut orders, &ctl, mono0 + SEC) > 0 {}
+    assert_eq!(
+        replay.stats.md_rejected[MdReject::ExpiredOption as usize],
+        0
+    );
+    assert_eq!(
+        replay.wall_ns(mono0 + SEC),
+        T0,
+        "market time is the event's exchange time"
+    );
+    // Past the option's expiry on the exchange clock, its marks are rejected again.
+    md.events.push(mark(T0 + 31 * DAY));
+    while replay.poll_at(&mut md, &mut execs, &mut orders, &ctl, mono0 + 2 * SEC) > 0 {}
+    assert_eq!(
+        replay.stats.md_rejected[MdReject::ExpiredOption as usize],
+        1
+    );
 }
