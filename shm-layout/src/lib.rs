@@ -60,7 +60,7 @@ pub use counters::{
 #[cfg(not(loom))]
 pub use instruments::InstrumentTable;
 #[cfg(not(loom))]
-pub use lvt::LastValueTable;
+pub use lvt::{DepthUpdate, LastValueTable};
 #[cfg(not(loom))]
 pub use segment::{names, namespace_dir, OpenOptions, SegmentError, SegmentKind, StalePolicy};
 #[cfg(not(loom))]

@@ -8,10 +8,15 @@
 //! payload (relaxed words), issues an Acquire fence and re-loads the word: equal and even means
 //! the copy is consistent; otherwise it retries.
 //!
+//! Partial writes ([`write_entry_words`], [`LastValueTable::apply`]) follow the same protocol
+//! but store only the words an update changes (e.g. 7 words for an option mark instead of 48):
+//! the words left alone keep the value of the previous stable state, so a reader still sees
+//! either the old or the new entry, never a mix. Readers are unchanged.
+//!
 //! Layout (after the 128-byte header): 128 reserved bytes, then at 256 `capacity` entries of
 //! `round_up(8 + 384, 64) = 448` bytes: `seq` u64 then the [`LastValue`].
 
-use crate::messages::LastValue;
+use crate::messages::{LastValue, DEPTH_LEVELS};
 use crate::sync::{fence, spin_hint, Mem, Ordering};
 use bytemuck::Pod;
 
@@ -21,6 +26,58 @@ pub const ENTRIES_OFFSET: usize = 256;
 pub const ENTRY_STRIDE: usize = entry_stride(core::mem::size_of::<LastValue>());
 /// How many torn or busy attempts a read makes before giving up (a writer that died mid-write).
 pub const READ_ATTEMPTS: u32 = 1 << 16;
+
+/// Word indices (8-byte words from the start of a [`LastValue`]) of the groups a partial write
+/// stores; checked against the struct at compile time.
+#[cfg_attr(loom, allow(dead_code))]
+mod word {
+    use super::LastValue;
+    use core::mem::offset_of;
+    /// `last_seq`, `exch_ts_ns`, `recv_ts_ns`, then `instrument_id` and `valid` in one word.
+    pub const HEADER: usize = 0;
+    pub const ID_VALID: usize = 3;
+    pub const QUOTE: usize = 4;
+    pub const MARK: usize = 8;
+    pub const PRICE: usize = 11;
+    pub const TRADE: usize = 12;
+    /// `bid_levels` and `ask_levels` in one word, then `bid_depth`, then `ask_depth`.
+    pub const LEVELS: usize = 14;
+    pub const BID_DEPTH: usize = 15;
+    pub const ASK_DEPTH: usize = 31;
+    const _: () = assert!(
+        offset_of!(LastValue, last_seq) == 8 * HEADER
+            && offset_of!(LastValue, exch_ts_ns) == 8 * (HEADER + 1)
+            && offset_of!(LastValue, recv_ts_ns) == 8 * (HEADER + 2)
+            && offset_of!(LastValue, instrument_id) == 8 * ID_VALID
+            && offset_of!(LastValue, valid) == 8 * ID_VALID + 4
+            && offset_of!(LastValue, bid_px) == 8 * QUOTE
+            && offset_of!(LastValue, ask_qty) == 8 * (QUOTE + 3)
+            && offset_of!(LastValue, mark_px) == 8 * MARK
+            && offset_of!(LastValue, mark_underlying_px) == 8 * (MARK + 2)
+            && offset_of!(LastValue, price) == 8 * PRICE
+            && offset_of!(LastValue, last_trade_px) == 8 * TRADE
+            && offset_of!(LastValue, last_trade_qty) == 8 * (TRADE + 1)
+            && offset_of!(LastValue, bid_levels) == 8 * LEVELS
+            && offset_of!(LastValue, ask_levels) == 8 * LEVELS + 4
+            && offset_of!(LastValue, bid_depth) == 8 * BID_DEPTH
+            && offset_of!(LastValue, ask_depth) == 8 * ASK_DEPTH
+            && ASK_DEPTH + 2 * super::DEPTH_LEVELS == 47
+    );
+}
+
+/// Both sides of the book's depth, for [`LastValueTable::apply`] (same meaning as the
+/// `*_levels` and `*_depth` fields of [`LastValue`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DepthUpdate<'a> {
+    /// Valid bid levels (0..=DEPTH_LEVELS).
+    pub bid_levels: u32,
+    /// Valid ask levels.
+    pub ask_levels: u32,
+    /// Bid depth, best first: `[price, qty]`.
+    pub bids: &'a [[f64; 2]; DEPTH_LEVELS],
+    /// Ask depth, best first.
+    pub asks: &'a [[f64; 2]; DEPTH_LEVELS],
+}
 
 /// Bytes per entry for a value of `size` bytes.
 pub const fn entry_stride(size: usize) -> usize {
@@ -47,6 +104,67 @@ pub unsafe fn write_entry<T: Pod>(mem: &Mem, off: usize, v: &T) {
     unsafe { crate::sync::store_msg(mem, off + 8, v) };
     // SYNC POINT: Release; pairs with the reader's first Acquire load of the sequence.
     seq.store(busy + 1, Ordering::Release);
+}
+
+/// Partial write of the entry at `off`: under one odd/even sequence pair, stores only the given
+/// runs of payload words (`(first word index within the payload, words)`); the other words keep
+/// their previous (stable) values. Same protocol and orderings as [`write_entry`].
+///
+/// Returns `false` without writing if the entry was left odd by a writer that died mid-write
+/// (its untouched words may be torn): the caller must rewrite it whole with [`write_entry`].
+///
+/// # Safety
+/// `mem` holds an entry whose payload has at least `first + words.len()` words for every run;
+/// this is the entry's only writer.
+#[inline]
+#[doc(hidden)]
+pub unsafe fn write_entry_words(mem: &Mem, off: usize, runs: &[(usize, &[u64])]) -> bool {
+    // SAFETY: caller contract.
+    let Some(s) = (unsafe { begin_partial(mem, off) }) else {
+        return false;
+    };
+    for (first, words) in runs {
+        // SAFETY: the run lies inside the entry's payload (caller contract), 8-aligned.
+        unsafe { mem.store_words(off + 8 + 8 * first, words) };
+    }
+    // SAFETY: caller contract; `s` from `begin_partial`.
+    unsafe { end_partial(mem, off, s) };
+    true
+}
+
+/// Opens a partial write of the entry at `off`: stores the odd sequence `s + 1` and a Release
+/// fence, and returns the even `s`; `None` (nothing stored) if the entry is odd (a writer died
+/// mid-write). The caller then stores payload words (relaxed) and calls [`end_partial`].
+///
+/// # Safety
+/// `mem` holds an entry at `off`; this is the entry's only writer.
+#[inline(always)]
+unsafe fn begin_partial(mem: &Mem, off: usize) -> Option<u64> {
+    // SAFETY: caller contract.
+    let seq = unsafe { mem.u64_at(off) };
+    let s = seq.load(Ordering::Relaxed);
+    if s & 1 == 1 {
+        return None;
+    }
+    seq.store(s + 1, Ordering::Relaxed);
+    // SYNC POINT: Release fence orders the odd sequence before the payload stores that follow;
+    // pairs with the reader's Acquire fence in `read_entry` (a reader that copies any payload
+    // word stored after this then sees an odd or newer sequence on its re-check and retries).
+    fence(Ordering::Release);
+    Some(s)
+}
+
+/// Closes a partial write opened by [`begin_partial`] (which returned `s`).
+///
+/// # Safety
+/// As for [`begin_partial`].
+#[inline(always)]
+unsafe fn end_partial(mem: &Mem, off: usize, s: u64) {
+    // SAFETY: caller contract.
+    let seq = unsafe { mem.u64_at(off) };
+    // SYNC POINT: Release; pairs with the reader's first Acquire load of the sequence: a
+    // reader that sees `s + 2` sees every payload store above.
+    seq.store(s + 2, Ordering::Release);
 }
 
 /// Reads a consistent copy of the entry at `off`; `None` if never written, or if it stayed busy
@@ -86,6 +204,16 @@ pub use real::*;
 #[cfg(not(loom))]
 mod real {
     use super::*;
+    use crate::messages::{MarketEvent, MarketEventKind};
+
+    // `apply` reads a MarketEvent as words: 0 `seq`, 1 `exch_ts_ns`, 2 `recv_ts_ns`, 4..8 `v`.
+    const _: () = assert!(
+        core::mem::offset_of!(MarketEvent, seq) == 0
+            && core::mem::offset_of!(MarketEvent, exch_ts_ns) == 8
+            && core::mem::offset_of!(MarketEvent, recv_ts_ns) == 16
+            && core::mem::offset_of!(MarketEvent, v) == 32
+            && core::mem::size_of::<MarketEvent>() == 64
+    );
     use crate::segment::{self, OpenOptions, Segment, SegmentError, SegmentKind, StalePolicy};
     use std::path::Path;
 
@@ -173,6 +301,104 @@ mod real {
             // SAFETY: `id < capacity`, so the entry is inside the validated region; this handle
             // is the creator (only writer) and is not Sync.
             unsafe { write_entry(&self.seg.mem, off, v) };
+            true
+        }
+
+        /// Applies a market event to the entry of `id` in place, exactly as
+        /// [`LastValue::apply`] followed (if `depth` is given) by setting the depth fields and
+        /// `HAS_DEPTH` would, but storing only the words that change (writer only): the header
+        /// (4 words) plus 4 for a quote, 3 for a mark, 1 for a price, 2 for a trade, 33 for
+        /// depth. Same seqlock as [`LastValueTable::write`]: readers see the entry before or
+        /// after, never a mix. Out-of-range ids are ignored (`false`). No syscall, no
+        /// allocation.
+        ///
+        /// An entry left mid-write by a dead writer (after `StalePolicy::Recover`) is rewritten
+        /// whole instead, with only this update's fields valid.
+        ///
+        /// # Panics
+        /// If this handle was opened read-only.
+        #[inline]
+        pub fn apply(&self, id: u32, e: &MarketEvent, depth: Option<&DepthUpdate<'_>>) -> bool {
+            assert!(self.writable, "LastValueTable::apply on a read-only handle");
+            if u64::from(id) >= self.seg.capacity {
+                return false;
+            }
+            let off = ENTRIES_OFFSET + id as usize * ENTRY_STRIDE;
+            let mem = &self.seg.mem;
+            // The writer's own last store of `instrument_id`/`valid` (single writer: no race).
+            // SAFETY: `id < capacity`: word inside the validated region, 8-aligned.
+            let w3 = unsafe { mem.u64_at(off + 8 + 8 * word::ID_VALID) }.load(Ordering::Relaxed);
+            let [_, mut valid]: [u32; 2] = bytemuck::cast(w3);
+            let kind = e.kind();
+            valid |= match kind {
+                Ok(MarketEventKind::Quote) => LastValue::HAS_QUOTE,
+                Ok(MarketEventKind::OptionMark) => LastValue::HAS_MARK,
+                Ok(MarketEventKind::UnderlyingPrice) => LastValue::HAS_PRICE,
+                Ok(MarketEventKind::Trade) => LastValue::HAS_TRADE,
+                Err(_) => 0,
+            };
+            if depth.is_some() {
+                valid |= LastValue::HAS_DEPTH;
+            }
+            // The event as 8-byte words (`seq`, `exch_ts_ns`, `recv_ts_ns`, id/kind/side/flags,
+            // `v[0..4]`), each loaded and stored on its own: no staging copy.
+            let w: &[u64; 8] = bytemuck::cast_ref(e);
+            let p = off + 8;
+            let put = |i: usize, x: u64| {
+                // SAFETY: `id < capacity`, so the entry is inside the validated region; every
+                // word index is < 48 (checked at compile time in `word`), so 8-aligned, in it.
+                unsafe { mem.u64_at(p + 8 * i) }.store(x, Ordering::Relaxed);
+            };
+            // SAFETY: entry inside the validated region; this handle is the only writer (not
+            // Sync).
+            if let Some(s) = unsafe { begin_partial(mem, off) } {
+                put(word::HEADER, w[0]);
+                put(word::HEADER + 1, w[1]);
+                put(word::HEADER + 2, w[2]);
+                put(word::ID_VALID, bytemuck::cast([e.instrument_id, valid]));
+                match kind {
+                    Ok(MarketEventKind::Quote) => {
+                        for i in 0..4 {
+                            put(word::QUOTE + i, w[4 + i]);
+                        }
+                    }
+                    Ok(MarketEventKind::OptionMark) => {
+                        for i in 0..3 {
+                            put(word::MARK + i, w[4 + i]);
+                        }
+                    }
+                    Ok(MarketEventKind::UnderlyingPrice) => put(word::PRICE, w[4]),
+                    Ok(MarketEventKind::Trade) => {
+                        put(word::TRADE, w[4]);
+                        put(word::TRADE + 1, w[5]);
+                    }
+                    Err(_) => {}
+                }
+                if let Some(d) = depth {
+                    put(word::LEVELS, bytemuck::cast([d.bid_levels, d.ask_levels]));
+                    let bids: &[u64] = bytemuck::cast_slice(&d.bids[..]);
+                    let asks: &[u64] = bytemuck::cast_slice(&d.asks[..]);
+                    for (i, (b, a)) in bids.iter().zip(asks).enumerate() {
+                        put(word::BID_DEPTH + i, *b);
+                        put(word::ASK_DEPTH + i, *a);
+                    }
+                }
+                // SAFETY: as above; `s` from `begin_partial`.
+                unsafe { end_partial(mem, off, s) };
+                return true;
+            }
+            // Left odd by a dead writer: its other words may be torn; rewrite it whole.
+            let mut lv: LastValue = bytemuck::Zeroable::zeroed();
+            lv.apply(e);
+            if let Some(d) = depth {
+                lv.bid_levels = d.bid_levels;
+                lv.ask_levels = d.ask_levels;
+                lv.bid_depth = *d.bids;
+                lv.ask_depth = *d.asks;
+                lv.valid |= LastValue::HAS_DEPTH;
+            }
+            // SAFETY: as for `write`.
+            unsafe { write_entry(mem, off, &lv) };
             true
         }
 

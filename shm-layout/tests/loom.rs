@@ -185,3 +185,41 @@ fn seqlock_entry_read_is_never_torn() {
         assert_eq!(last, Some(msg(2)));
     });
 }
+
+/// A four-word entry written whole, then half by half with partial writes: a reader sees one of
+/// the stable states, never a mix of two.
+#[test]
+fn seqlock_partial_writes_are_never_torn() {
+    type Quad = [u64; 4];
+    model(|| {
+        let mem = Arc::new(Mem::zeroed(lvt::entry_stride(32)));
+        let m2 = mem.clone();
+        let writer = thread::spawn(move || {
+            // SAFETY: one entry for a Quad at offset 0 (4 payload words); only writer.
+            unsafe {
+                lvt::write_entry::<Quad>(&m2, 0, &[1, !1, 1, !1]);
+                assert!(lvt::write_entry_words(&m2, 0, &[(0, &[2, !2])]));
+                assert!(lvt::write_entry_words(&m2, 0, &[(2, &[3]), (3, &[!3])]));
+            }
+        });
+        // SAFETY: one entry for a Quad at offset 0.
+        let r = unsafe { lvt::read_entry::<Quad>(&mem, 0, 3) };
+        if let Some(q) = r {
+            assert!(
+                matches!(q, [1, _, 1, _] | [2, _, 1, _] | [2, _, 3, _])
+                    && q[1] == !q[0]
+                    && q[3] == !q[2],
+                "torn {q:?}"
+            );
+        }
+        writer.join().unwrap();
+        // SAFETY: as above.
+        let last = unsafe { lvt::read_entry::<Quad>(&mem, 0, 3) };
+        assert_eq!(last, Some([2, !2, 3, !3]));
+        // An entry left odd (a writer died mid-write) refuses partial writes.
+        // SAFETY: the entry's sequence word; no other thread is running.
+        unsafe { mem.u64_at(0) }.store(7, loom::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as above.
+        assert!(!unsafe { lvt::write_entry_words(&mem, 0, &[(0, &[4, !4])]) });
+    });
+}

@@ -244,3 +244,111 @@ fn broadcast_reader_lapped_continuously_never_returns_a_torn_message() {
         assert!(msgs + lost <= 2_000_000);
     });
 }
+
+/// Depth levels (both sides) and the bid level count of a quote.
+type TestDepth = ([[f64; 2]; DEPTH_LEVELS], u32);
+
+/// Event `i` of the partial-update stress test: kinds cycle quote (with depth), mark, price,
+/// trade; every value derived from `i`.
+fn partial_event(i: u64) -> (MarketEvent, Option<TestDepth>) {
+    let x = i as f64;
+    let mut e = match i % 4 {
+        0 => MarketEvent::quote(1, i, i, x, x + 0.5, x + 1.0, x + 1.5),
+        1 => MarketEvent::option_mark(1, i, i, x, x * 0.5, x * 2.0),
+        2 => MarketEvent::underlying_price(1, i, i, x),
+        _ => MarketEvent::trade(1, i, i, x, -x, Side::Buy),
+    };
+    e.seq = i;
+    let depth = i
+        .is_multiple_of(4)
+        .then(|| ([[x, -x]; DEPTH_LEVELS], (i % 9) as u32));
+    (e, depth)
+}
+
+fn apply_partial(w: &LastValueTable, i: u64) {
+    let (e, depth) = partial_event(i);
+    let upd = depth.as_ref().map(|(levels, n)| DepthUpdate {
+        bid_levels: *n,
+        ask_levels: 8 - *n,
+        bids: levels,
+        asks: levels,
+    });
+    assert!(w.apply(1, &e, upd.as_ref()));
+}
+
+/// The entry after events `1..=n`, built with `LastValue::apply` on a whole value: each group
+/// holds its last event's values.
+fn partial_model(n: u64) -> LastValue {
+    let mut v = LastValue::zeroed();
+    for i in n.saturating_sub(3).max(1)..=n {
+        let (e, depth) = partial_event(i);
+        v.apply(&e);
+        if let Some((levels, k)) = depth {
+            v.bid_levels = k;
+            v.ask_levels = 8 - k;
+            v.bid_depth = levels;
+            v.ask_depth = levels;
+            v.valid |= LastValue::HAS_DEPTH;
+        }
+    }
+    // The last four events cover every kind, so the valid bits are complete too.
+    v
+}
+
+#[test]
+fn partial_apply_equals_whole_value_apply() {
+    let d = shm_dir();
+    let w = LastValueTable::create(d.path(), "lvt", 2, StalePolicy::Fail).unwrap();
+    assert_eq!(w.read(1), None);
+    for i in 1..=50u64 {
+        apply_partial(&w, i);
+        assert_eq!(w.read(1), Some(partial_model(i)), "after event {i}");
+    }
+    // Out of range: ignored. Whole writes and partial updates mix.
+    let (e, _) = partial_event(1);
+    assert!(!w.apply(2, &e, None));
+    w.write(1, &lv(7));
+    let mut expect = lv(7);
+    apply_partial(&w, 6); // a price
+    expect.apply(&partial_event(6).0);
+    assert_eq!(w.read(1), Some(expect));
+}
+
+#[test]
+fn seqlock_readers_never_see_a_torn_partially_updated_last_value() {
+    let d = shm_dir();
+    let w = LastValueTable::create(d.path(), "lvt", 2, StalePolicy::Fail).unwrap();
+    let stop = AtomicBool::new(false);
+    const N: u64 = 300_000;
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = LastValueTable::open(d.path(), "lvt", OpenOptions::default()).unwrap();
+                    let (mut reads, mut last) = (0u64, 0u64);
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Some(v) = r.read(1) {
+                            assert_eq!(v, partial_model(v.last_seq), "torn read");
+                            assert!(v.last_seq >= last, "went back in time");
+                            last = v.last_seq;
+                            reads += 1;
+                        }
+                    }
+                    reads
+                })
+            })
+            .collect();
+        for i in 1..=N {
+            apply_partial(&w, i);
+            if i & 1023 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for h in readers {
+            h.join().unwrap();
+        }
+    });
+    let r = LastValueTable::open(d.path(), "lvt", OpenOptions::default()).unwrap();
+    assert_eq!(r.read(1), Some(partial_model(N)));
+}
