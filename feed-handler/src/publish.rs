@@ -2,9 +2,9 @@
 //! last-value table, the instrument definitions into their segment, and the feed handler's
 //! counters and heartbeat.
 //!
-//! Hot path ([`Publisher::publish`]): validate, stamp `seq` and `recv_ts_ns`, apply to a private
-//! shadow copy of the instrument's last value, write that entry into the table (seqlock), then
-//! publish the event into the ring. The table is written first, so a reader that sees an event
+//! Hot path ([`Publisher::publish`]): validate, stamp `seq` and `recv_ts_ns`, apply the event to
+//! the instrument's entry in the table in place (seqlock; only the words the event changes are
+//! stored, see `LastValueTable::apply`), then publish the event into the ring. The table is written first, so a reader that sees an event
 //! in the ring finds the table at least as new. No allocation, syscall, lock or logging: counts
 //! are plain integers, copied into the shared counters by [`Publisher::flush_counters`] off the
 //! hot path (every few thousand events or on idle).
@@ -16,8 +16,8 @@ use std::path::Path;
 
 use shm_layout::clock::{now_ns, wall_ns};
 use shm_layout::{
-    names, BroadcastWriter, Counter, CountersWriter, Gauge, InstrumentTable, LastValue,
-    LastValueTable, MarketEvent, ProcessState, SegmentError, StalePolicy,
+    names, BroadcastWriter, Counter, CountersWriter, DepthUpdate, Gauge, InstrumentTable,
+    LastValue, LastValueTable, MarketEvent, ProcessState, SegmentError, StalePolicy,
 };
 
 use crate::instruments::Registry;
@@ -107,7 +107,8 @@ pub struct Publisher {
     ring: BroadcastWriter<MarketEvent>,
     lvt: LastValueTable,
     instruments: InstrumentTable,
-    shadow: Vec<LastValue>,
+    /// Instruments in the registry (ids `0..n_instruments`).
+    n_instruments: usize,
     seq: u64,
     stats: PublishStats,
     last_exch_ts_ns: u64,
@@ -149,22 +150,14 @@ impl Publisher {
         let lvt = LastValueTable::create(dir, names::LVT, defs.len().max(1), opts.stale)?;
         let ring =
             BroadcastWriter::<MarketEvent>::create(dir, names::MD, opts.ring_capacity, opts.stale)?;
-        // Recovered segments: continue the sequence and start from the table's contents.
-        let shadow = (0..defs.len() as u32)
-            .map(|id| {
-                lvt.read(id).unwrap_or_else(|| {
-                    let mut v: LastValue = bytemuck::Zeroable::zeroed();
-                    v.instrument_id = id;
-                    v
-                })
-            })
-            .collect();
+        // Recovered segments: continue the sequence; the table keeps its entries (an entry left
+        // mid-write by the dead process is rewritten whole by its next update).
         let seq = ring.position();
         Ok(Publisher {
             ring,
             lvt,
             instruments,
-            shadow,
+            n_instruments: defs.len(),
             seq,
             stats: PublishStats::default(),
             last_exch_ts_ns: 0,
@@ -177,24 +170,35 @@ impl Publisher {
     /// or lock.
     #[inline]
     pub fn publish_at(&mut self, ev: &SourceEvent, recv_ts_ns: u64) -> bool {
-        let mut e = ev.event;
+        // Copied as 8-byte words (the source has just stored the event; a wider load spanning
+        // two of its stores could not be forwarded from the store buffer and would stall).
+        let w: &[u64; 8] = bytemuck::cast_ref(&ev.event);
+        let e: MarketEvent = bytemuck::cast([
+            self.seq + 1,
+            w[1],
+            recv_ts_ns,
+            std::hint::black_box(w[3]),
+            w[4],
+            w[5],
+            w[6],
+            w[7],
+        ]);
         let id = e.instrument_id as usize;
-        if id >= self.shadow.len() || !e.is_valid() {
+        if id >= self.n_instruments || !e.is_valid() {
             self.stats.refused += 1;
             return false;
         }
-        e.seq = self.seq + 1;
-        e.recv_ts_ns = recv_ts_ns;
-        let lv = &mut self.shadow[id];
-        lv.apply(&e);
         if ev.has_depth {
-            lv.bid_levels = ev.depth.bid_levels;
-            lv.ask_levels = ev.depth.ask_levels;
-            lv.bid_depth = ev.depth.bids;
-            lv.ask_depth = ev.depth.asks;
-            lv.valid |= LastValue::HAS_DEPTH;
+            let d = DepthUpdate {
+                bid_levels: ev.depth.bid_levels,
+                ask_levels: ev.depth.ask_levels,
+                bids: &ev.depth.bids,
+                asks: &ev.depth.asks,
+            };
+            self.lvt.apply(e.instrument_id, &e, Some(&d));
+        } else {
+            self.lvt.apply(e.instrument_id, &e, None);
         }
-        self.lvt.write(e.instrument_id, lv);
         self.ring.publish(&e);
         self.seq += 1;
         self.last_exch_ts_ns = e.exch_ts_ns;
@@ -280,9 +284,9 @@ impl Publisher {
         &self.instruments
     }
 
-    /// This process's copy of an instrument's last value.
-    pub fn last_value(&self, id: u32) -> Option<&LastValue> {
-        self.shadow.get(id as usize)
+    /// An instrument's last value, as published in the table (`None` if never written).
+    pub fn last_value(&self, id: u32) -> Option<LastValue> {
+        self.lvt.read(id)
     }
 }
 
