@@ -307,9 +307,10 @@ mod real {
         /// Applies a market event to the entry of `id` in place, exactly as
         /// [`LastValue::apply`] followed (if `depth` is given) by setting the depth fields and
         /// `HAS_DEPTH` would, but storing only the words that change (writer only): the header
-        /// (4 words) plus 4 for a quote, 3 for a mark, 1 for a price, 2 for a trade, 33 for
-        /// depth. Same seqlock as [`LastValueTable::write`]: readers see the entry before or
-        /// after, never a mix. Out-of-range ids are ignored (`false`). No syscall, no
+        /// (4 words) plus 4 for a quote, 3 for a mark, 1 for a price, 2 for a trade, and for
+        /// depth only the level-count and `[price, qty]` words that differ from the entry's.
+        /// Same seqlock as [`LastValueTable::write`]: readers see the entry before or after,
+        /// never a mix. Out-of-range ids are ignored (`false`). No syscall, no
         /// allocation.
         ///
         /// An entry left mid-write by a dead writer (after `StalePolicy::Recover`) is rewritten
@@ -375,12 +376,36 @@ mod real {
                     Err(_) => {}
                 }
                 if let Some(d) = depth {
-                    put(word::LEVELS, bytemuck::cast([d.bid_levels, d.ask_levels]));
-                    let bids: &[u64] = bytemuck::cast_slice(&d.bids[..]);
-                    let asks: &[u64] = bytemuck::cast_slice(&d.asks[..]);
-                    for (i, (b, a)) in bids.iter().zip(asks).enumerate() {
-                        put(word::BID_DEPTH + i, *b);
-                        put(word::ASK_DEPTH + i, *a);
+                    // Only the depth words that differ from the entry's current (stable) ones
+                    // are stored: a book update usually resizes a few levels. A word left alone
+                    // already holds its new value, so readers see the same old-or-new entry.
+                    // The writer's own earlier stores (single writer: no race).
+                    let old = |i: usize| {
+                        // SAFETY: as for `put`.
+                        unsafe { mem.u64_at(p + 8 * i) }.load(Ordering::Relaxed)
+                    };
+                    let levels: u64 = bytemuck::cast([d.bid_levels, d.ask_levels]);
+                    if old(word::LEVELS) != levels {
+                        put(word::LEVELS, levels);
+                    }
+                    let bids: &[u64; 2 * DEPTH_LEVELS] = bytemuck::cast_ref(d.bids);
+                    let asks: &[u64; 2 * DEPTH_LEVELS] = bytemuck::cast_ref(d.asks);
+                    // Bit masks of the changed words (branch-free compares), then one store per
+                    // set bit.
+                    let (mut mb, mut ma) = (0u32, 0u32);
+                    for i in 0..2 * DEPTH_LEVELS {
+                        mb |= u32::from(old(word::BID_DEPTH + i) != bids[i]) << i;
+                        ma |= u32::from(old(word::ASK_DEPTH + i) != asks[i]) << i;
+                    }
+                    while mb != 0 {
+                        let i = mb.trailing_zeros() as usize;
+                        put(word::BID_DEPTH + i, bids[i]);
+                        mb &= mb - 1;
+                    }
+                    while ma != 0 {
+                        let i = ma.trailing_zeros() as usize;
+                        put(word::ASK_DEPTH + i, asks[i]);
+                        ma &= ma - 1;
                     }
                 }
                 // SAFETY: as above; `s` from `begin_partial`.

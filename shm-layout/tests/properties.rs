@@ -246,7 +246,22 @@ fn broadcast_reader_lapped_continuously_never_returns_a_torn_message() {
 }
 
 /// Depth levels (both sides) and the bid level count of a quote.
-type TestDepth = ([[f64; 2]; DEPTH_LEVELS], u32);
+/// Bid depth, ask depth, bid level count (asks: `8 - n`).
+type TestDepth = ([[f64; 2]; DEPTH_LEVELS], [[f64; 2]; DEPTH_LEVELS], u32);
+
+/// Depth of the `q`-th quote: level `j` of a side changes only on the quotes whose `q` is a
+/// multiple of `j + 1` (bids) or `j + 2` (asks), and a level's price and size change apart, so
+/// `apply` (which stores only the changed depth words) writes a varying subset of the levels.
+fn partial_depth(q: u64) -> ([[f64; 2]; DEPTH_LEVELS], [[f64; 2]; DEPTH_LEVELS]) {
+    let (mut bids, mut asks) = ([[0.0; 2]; DEPTH_LEVELS], [[0.0; 2]; DEPTH_LEVELS]);
+    for j in 0..DEPTH_LEVELS {
+        let (jb, ja) = (j as u64 + 1, j as u64 + 2);
+        let (qb, qa) = (q - q % jb, q - q % ja);
+        bids[j] = [(qb - qb % (2 * jb)) as f64 + j as f64 * 0.25, -(qb as f64)];
+        asks[j] = [qa as f64 + 0.5, -((qa - qa % (2 * ja)) as f64) - j as f64];
+    }
+    (bids, asks)
+}
 
 /// Event `i` of the partial-update stress test: kinds cycle quote (with depth), mark, price,
 /// trade; every value derived from `i`.
@@ -259,19 +274,20 @@ fn partial_event(i: u64) -> (MarketEvent, Option<TestDepth>) {
         _ => MarketEvent::trade(1, i, i, x, -x, Side::Buy),
     };
     e.seq = i;
-    let depth = i
-        .is_multiple_of(4)
-        .then(|| ([[x, -x]; DEPTH_LEVELS], (i % 9) as u32));
+    let depth = i.is_multiple_of(4).then(|| {
+        let (bids, asks) = partial_depth(i / 4);
+        (bids, asks, ((i / 8) % 9) as u32)
+    });
     (e, depth)
 }
 
 fn apply_partial(w: &LastValueTable, i: u64) {
     let (e, depth) = partial_event(i);
-    let upd = depth.as_ref().map(|(levels, n)| DepthUpdate {
+    let upd = depth.as_ref().map(|(bids, asks, n)| DepthUpdate {
         bid_levels: *n,
         ask_levels: 8 - *n,
-        bids: levels,
-        asks: levels,
+        bids,
+        asks,
     });
     assert!(w.apply(1, &e, upd.as_ref()));
 }
@@ -283,11 +299,11 @@ fn partial_model(n: u64) -> LastValue {
     for i in n.saturating_sub(3).max(1)..=n {
         let (e, depth) = partial_event(i);
         v.apply(&e);
-        if let Some((levels, k)) = depth {
+        if let Some((bids, asks, k)) = depth {
             v.bid_levels = k;
             v.ask_levels = 8 - k;
-            v.bid_depth = levels;
-            v.ask_depth = levels;
+            v.bid_depth = bids;
+            v.ask_depth = asks;
             v.valid |= LastValue::HAS_DEPTH;
         }
     }
@@ -312,6 +328,24 @@ fn partial_apply_equals_whole_value_apply() {
     apply_partial(&w, 6); // a price
     expect.apply(&partial_event(6).0);
     assert_eq!(w.read(1), Some(expect));
+    // A quote with depth over a whole write: only the differing depth words are stored, and
+    // the result is still the whole-value apply.
+    apply_partial(&w, 12);
+    let (e, depth) = partial_event(12);
+    let (bids, asks, k) = depth.unwrap();
+    expect.apply(&e);
+    (expect.bid_levels, expect.ask_levels) = (k, 8 - k);
+    (expect.bid_depth, expect.ask_depth) = (bids, asks);
+    expect.valid |= LastValue::HAS_DEPTH;
+    assert_eq!(w.read(1), Some(expect));
+    // Most depth levels repeat from one quote to the next (the case the test is about).
+    let unchanged = |a: u64, b: u64| {
+        let ((b1, a1), (b2, a2)) = (partial_depth(a), partial_depth(b));
+        (0..DEPTH_LEVELS)
+            .filter(|&j| b1[j] == b2[j] && a1[j] == a2[j])
+            .count()
+    };
+    assert!((1..=20).all(|q| unchanged(q, q + 1) >= 2));
 }
 
 #[test]
