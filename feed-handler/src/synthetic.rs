@@ -271,7 +271,10 @@ struct MarkCache {
     price: f64,
     delta: f64,
     gamma: f64,
-    speed: f64,
+    /// `speed / 6` (the third-order coefficient).
+    speed_6: f64,
+    /// `1 / f`.
+    inv_f: f64,
     vega: f64,
     vanna: f64,
     volga: f64,
@@ -859,7 +862,7 @@ impl SyntheticSource {
             && dt.abs() <= REPRICE_DT * c.t
         {
             c.price
-                + df * (c.delta + df * (0.5 * c.gamma + df * c.speed / 6.0))
+                + df * (c.delta + df * (0.5 * c.gamma + df * c.speed_6))
                 + dv * (c.vega + 0.5 * c.volga * dv + c.vanna * df)
                 + c.dv_dt * dt
         } else {
@@ -882,7 +885,8 @@ impl SyntheticSource {
                         price: g.price,
                         delta: g.delta,
                         gamma: g.gamma,
-                        speed: g.speed,
+                        speed_6: g.speed / 6.0,
+                        inv_f: 1.0 / f,
                         vega: g.vega,
                         vanna: g.vanna,
                         volga: g.vega * d1 * d2 / iv,
@@ -897,8 +901,17 @@ impl SyntheticSource {
                 }
             }
         };
-        // Inverse options are quoted in coin: premium / forward.
-        let coin = (usd / f).max(0.0);
+        // Inverse options are quoted in coin: premium / forward. 1/f by its series around the
+        // cached 1/f (|r| <= REPRICE_DF = 0.005 after a Taylor mark, 0 after an exact one:
+        // relative error below r^5 = 3e-12), a multiplication instead of a division.
+        let (cf, inv_cf) = (o.cache.f, o.cache.inv_f);
+        let inv_f = if o.cache.valid {
+            let r = (f - cf) * inv_cf;
+            inv_cf * (1.0 - r * (1.0 - r * (1.0 - r * (1.0 - r))))
+        } else {
+            1.0 / f
+        };
+        let coin = (usd * inv_f).max(0.0);
         out.has_depth = false;
         MarketEvent::option_mark(o.id, self.now_ns, 0, coin, iv, f)
     }
