@@ -112,6 +112,9 @@ pub struct Publisher {
     seq: u64,
     stats: PublishStats,
     last_exch_ts_ns: u64,
+    /// `DepthUpdate::ALL_CHANGED` once an event was refused (the table may then lack a depth
+    /// the source believes published, so its "level unchanged" promises are ignored), else 0.
+    no_promises: u32,
     counters: Option<FeedCounters>,
 }
 
@@ -161,6 +164,7 @@ impl Publisher {
             seq,
             stats: PublishStats::default(),
             last_exch_ts_ns: 0,
+            no_promises: 0,
             counters: None,
         })
     }
@@ -168,7 +172,7 @@ impl Publisher {
     /// Publishes one event stamped with `recv_ts_ns` (monotonic ns). Returns `false` (and counts
     /// it as refused) if the event is invalid or its instrument unknown. No allocation, syscall
     /// or lock.
-    #[inline]
+    #[inline(always)]
     pub fn publish_at(&mut self, ev: &SourceEvent, recv_ts_ns: u64) -> bool {
         // Copied as 8-byte words (the source has just stored the event; a wider load spanning
         // two of its stores could not be forwarded from the store buffer and would stall).
@@ -186,6 +190,7 @@ impl Publisher {
         let id = e.instrument_id as usize;
         if id >= self.n_instruments || !e.is_valid() {
             self.stats.refused += 1;
+            self.no_promises = DepthUpdate::ALL_CHANGED;
             return false;
         }
         if ev.has_depth {
@@ -194,6 +199,10 @@ impl Publisher {
                 ask_levels: ev.depth.ask_levels,
                 bids: &ev.depth.bids,
                 asks: &ev.depth.asks,
+                // A source's "unchanged" promise holds only if the table has every depth it
+                // sent: after a refused event, compare instead.
+                bid_changed: ev.depth.bid_changed | self.no_promises,
+                ask_changed: ev.depth.ask_changed | self.no_promises,
             };
             self.lvt.apply(e.instrument_id, &e, Some(&d));
         } else {

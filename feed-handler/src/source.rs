@@ -19,6 +19,18 @@ pub struct Depth {
     pub bids: [[f64; 2]; DEPTH_LEVELS],
     /// `[price, qty]`, best (lowest) first.
     pub asks: [[f64; 2]; DEPTH_LEVELS],
+    /// Bid levels that may differ from this source's previous depth of the same instrument
+    /// (bit `i`: level `i`); a clear bit promises the level is unchanged, so the publisher need
+    /// not store it. [`Depth::ALL_CHANGED`] (the default) promises nothing: file sources keep it,
+    /// the synthetic market, which knows what it changed, narrows it.
+    pub bid_changed: u32,
+    /// Ask levels that may have changed, as `bid_changed`.
+    pub ask_changed: u32,
+}
+
+impl Depth {
+    /// Every level may have changed.
+    pub const ALL_CHANGED: u32 = u32::MAX;
 }
 
 impl Default for Depth {
@@ -28,6 +40,8 @@ impl Default for Depth {
             ask_levels: 0,
             bids: [[0.0; 2]; DEPTH_LEVELS],
             asks: [[0.0; 2]; DEPTH_LEVELS],
+            bid_changed: Depth::ALL_CHANGED,
+            ask_changed: Depth::ALL_CHANGED,
         }
     }
 }

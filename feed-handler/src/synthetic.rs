@@ -302,7 +302,6 @@ struct StepCache {
     dt_ns: u64,
     dt_y: f64,
     sqrt_dt_y: f64,
-    p_jump: f64,
     /// Spike decay factor over the step (1 when spikes do not decay).
     decay: f64,
 }
@@ -343,6 +342,8 @@ struct UnderlyingState {
     step_cache: [StepCache; STEP_CACHE],
     /// Diffusion steps taken.
     steps: u64,
+    /// Synthetic-clock ns of the next jump (`u64::MAX`: none).
+    next_jump_ns: u64,
     /// Resting size per depth level (contracts, before the stress divisor): levels persist
     /// between quotes, as on a real book; each quote refreshes the top and one deeper level.
     bid_sizes: [f64; DEPTH_LEVELS],
@@ -353,6 +354,12 @@ struct UnderlyingState {
     ask_out: [f64; DEPTH_LEVELS],
     /// Stress state the published sizes were computed for.
     out_stress: bool,
+    /// Price offset of depth level `i` from the best price: `i * tick`.
+    ladder: [f64; DEPTH_LEVELS],
+    /// Best bid and ask of the last quote (NaN before the first): with both unchanged, a quote
+    /// tells the publisher that only its refreshed levels changed.
+    last_bid: f64,
+    last_ask: f64,
 }
 
 /// An on/off schedule on the synthetic clock (bursts, stress), in integer ns so that the check
@@ -395,6 +402,26 @@ impl Schedule {
     }
 }
 
+/// A clock step of `whole_ns + frac_q32 / 2^32` ns: the clock advances in 32.32 fixed point,
+/// integer operations only (a float accumulator costs two int<->float conversions per event),
+/// and a fractional step such as 1e9 / 3 ns per event does not drift (error < 2^-32 ns per event).
+#[derive(Debug, Clone, Copy)]
+struct ClockStep {
+    whole_ns: u64,
+    frac_q32: u64,
+}
+
+impl ClockStep {
+    fn from_ns(ns: f64) -> Self {
+        let ns = if ns.is_finite() { ns.max(0.0) } else { 0.0 };
+        let whole = ns.floor();
+        ClockStep {
+            whole_ns: whole as u64,
+            frac_q32: (((ns - whole) * 4_294_967_296.0).round() as u64).min(u64::from(u32::MAX)),
+        }
+    }
+}
+
 /// The synthetic market source. Infinite: the runner stops it (duration, max events, signal).
 pub struct SyntheticSource {
     cfg: SyntheticConfig,
@@ -405,13 +432,18 @@ pub struct SyntheticSource {
     expiry_ns: Vec<u64>,
     /// Synthetic clock, ns since the epoch.
     now_ns: u64,
-    dt_ns: f64,
-    frac_ns: f64,
+    /// Fraction of a ns carried on the clock, in units of 2^-32 ns (< 2^32).
+    frac_ns_q32: u64,
+    /// Clock step per event outside and inside a burst.
+    calm_step: ClockStep,
+    burst_step: ClockStep,
     burst: Schedule,
     stress: Schedule,
     stress_now: bool,
     /// `1 / stress_spread_mult`, the depth size scale in stress (computed once, not per quote).
     inv_stress_spread: f64,
+    /// Mean resting size per depth level (deeper levels are larger).
+    level_base: [f64; DEPTH_LEVELS],
     rr_quote: usize,
     rr_price: usize,
     rr_mark: usize,
@@ -481,6 +513,17 @@ fn store_event(out: &mut MarketEvent, e: &MarketEvent) {
     {
         *out = *e;
     }
+}
+
+/// Waiting time to the next jump of a Poisson process with `per_minute` jumps per minute of
+/// synthetic clock, ns (at least 1; `u64::MAX` when there are no jumps).
+fn jump_wait_ns(rng: &mut Xoshiro256, per_minute: f64) -> u64 {
+    if !(per_minute.is_finite() && per_minute > 0.0) {
+        return u64::MAX;
+    }
+    // 1 - u is in (0, 1]: the logarithm is finite.
+    let wait_s = -(1.0 - rng.uniform()).ln() * 60.0 / per_minute;
+    ((wait_s * 1e9) as u64).max(1)
 }
 
 fn round_step(x: f64) -> f64 {
@@ -586,11 +629,15 @@ impl SyntheticSource {
                 },
                 step_cache: [StepCache::default(); STEP_CACHE],
                 steps: 0,
+                next_jump_ns: u64::MAX,
                 bid_sizes: [0.0; DEPTH_LEVELS],
                 ask_sizes: [0.0; DEPTH_LEVELS],
                 bid_out: [0.0; DEPTH_LEVELS],
                 ask_out: [0.0; DEPTH_LEVELS],
                 out_stress: true,
+                ladder: std::array::from_fn(|i| i as f64 * tick),
+                last_bid: f64::NAN,
+                last_ask: f64::NAN,
             });
         }
         let mark_weight = if options.is_empty() {
@@ -602,12 +649,14 @@ impl SyntheticSource {
         let mut s = SyntheticSource {
             rng: Xoshiro256::new(cfg.seed),
             now_ns: cfg.start_ns,
-            dt_ns: 1e9 / rate,
-            frac_ns: 0.0,
+            frac_ns_q32: 0,
+            calm_step: ClockStep::from_ns(1e9 / rate),
+            burst_step: ClockStep::from_ns(1e9 / rate / cfg.burst_factor.max(1.0)),
             burst: Schedule::new(cfg.start_ns, cfg.burst_every_s, cfg.burst_len_s),
             stress: Schedule::new(cfg.start_ns, cfg.stress_every_s, cfg.stress_len_s),
             stress_now: false,
             inv_stress_spread: 1.0 / cfg.stress_spread_mult,
+            level_base: std::array::from_fn(|i| Self::level_base(&cfg, i)),
             registry: reg,
             unders,
             options,
@@ -622,12 +671,14 @@ impl SyntheticSource {
             cfg,
         };
         for u in 0..s.unders.len() {
+            let wait = jump_wait_ns(&mut s.rng, s.unders[u].spec.jumps_per_minute);
+            s.unders[u].next_jump_ns = s.cfg.start_ns.saturating_add(wait);
             for e in 0..s.expiry_ns.len() {
                 s.refresh_expiry(u, e);
             }
             for i in 0..DEPTH_LEVELS {
-                let b = s.level_base(i) * (0.5 + s.rng.uniform());
-                let a = s.level_base(i) * (0.5 + s.rng.uniform());
+                let b = s.level_base[i] * (0.5 + s.rng.uniform());
+                let a = s.level_base[i] * (0.5 + s.rng.uniform());
                 s.unders[u].bid_sizes[i] = b;
                 s.unders[u].ask_sizes[i] = a;
             }
@@ -685,9 +736,9 @@ impl SyntheticSource {
         };
     }
 
-    /// Advances underlying `u`'s diffusion to the clock: GBM on the log price with Merton jumps
-    /// over the elapsed market time (variance scales with time, so the lazy step is exact for
-    /// the diffusion; jumps are at most one per step, fine while steps are short).
+    /// Advances underlying `u`'s diffusion to the clock: GBM on the log price over the elapsed
+    /// market time (variance scales with time, so the lazy step is exact for the diffusion),
+    /// plus the Merton jumps that fell in the step.
     fn advance(&mut self, u: usize, stress: bool) {
         let now = self.now_ns;
         let warp = self.cfg.time_warp;
@@ -713,7 +764,6 @@ impl SyntheticSource {
                 dt_ns: delta,
                 dt_y,
                 sqrt_dt_y: dt_y.sqrt(),
-                p_jump: st.spec.jumps_per_minute / 60.0 * dt_s,
                 decay: if half_life > 0.0 {
                     (-dt_s * std::f64::consts::LN_2 / half_life).exp()
                 } else {
@@ -735,24 +785,33 @@ impl SyntheticSource {
         let u2 = (bits & 0xffff_ffff) as f64 * (1.0 / 4_294_967_296.0);
         let z = (u1 + u2 - 1.0) * std::f64::consts::SQRT_2 * 3f64.sqrt();
         let mut lr = -0.5 * sigma * sigma * dt_y + sigma * sqrt_dt_y * z;
-        if self.rng.uniform() < c.p_jump {
+        // Jumps: a Poisson process on the synthetic clock, drawn as exponential waiting times
+        // (one comparison per step instead of a draw; any number of jumps per step).
+        while now >= st.next_jump_ns {
             lr += st.spec.jump_mean + st.spec.jump_std * self.rng.normal();
             st.spike = (st.spike * self.cfg.spike_mult).min(4.0);
+            st.next_jump_ns = st
+                .next_jump_ns
+                .saturating_add(jump_wait_ns(&mut self.rng, st.spec.jumps_per_minute));
         }
         st.log_spot += lr;
         st.steps += 1;
         // exp(lr) by its series for tick-sized moves (|lr| < 1e-3: error below 1e-13), resynced
         // from the log price every 4096 steps so rounding cannot accumulate.
         if lr.abs() < 1e-3 && st.steps & 4095 != 0 {
-            st.spot *= 1.0 + lr * (1.0 + lr * (0.5 + lr * (1.0 / 6.0 + lr * (1.0 / 24.0))));
+            // Estrin's scheme: three dependent steps instead of Horner's eight (the quote
+            // that follows waits for the new price).
+            let lr2 = lr * lr;
+            let growth = (1.0 + lr) + lr2 * ((0.5 + lr * (1.0 / 6.0)) + lr2 * (1.0 / 24.0));
+            st.spot *= growth;
         } else {
             st.spot = st.log_spot.exp();
         }
     }
 
     /// Mean resting size of depth level `i` (deeper levels are larger).
-    fn level_base(&self, i: usize) -> f64 {
-        self.cfg.level_size * (1.0 + i as f64 * 0.5)
+    fn level_base(cfg: &SyntheticConfig, i: usize) -> f64 {
+        cfg.level_size * (1.0 + i as f64 * 0.5)
     }
 
     fn quote(&mut self, u: usize, stress: bool, out: &mut SourceEvent) -> MarketEvent {
@@ -765,19 +824,27 @@ impl SyntheticSource {
         // One 64-bit draw: new top sizes (16 bits each), a deeper level to refresh, its size.
         let bits = self.rng.next_u64();
         let u16f = |k: u32| ((bits >> (16 * k)) & 0xffff) as f64 * (1.0 / 65536.0);
-        let base0 = self.level_base(0);
+        let base0 = self.level_base[0];
         let deep = if levels > 1 {
             // Multiply-shift instead of a modulo: uniform enough over 256 values.
             1 + ((((bits >> 32) & 0xff) as usize * (levels - 1)) >> 8)
         } else {
             0
         };
-        let deep_size = self.level_base(deep) * (0.5 + u16f(3));
+        let deep_size = self.level_base[deep] * (0.5 + u16f(3));
         let deep_bid = bits & (1 << 40) != 0;
         let size_scale = if stress { self.inv_stress_spread } else { 1.0 };
         let half_spread_bps = self.cfg.half_spread_bps;
-        let whole = |x: f64| ((x * size_scale) as u64).max(1) as f64;
+        // Through i64, not u64: x86-64 converts signed integers in one instruction each way.
+        let whole = |x: f64| ((x * size_scale) as i64).max(1) as f64;
         let st = &mut self.unders[u];
+        // Levels this quote changes (bit i: level i): the top and the refreshed deeper level,
+        // or every level when the sizes or the price ladder moved.
+        let (mut bid_changed, mut ask_changed) = if deep_bid {
+            (1 | 1 << deep, 1)
+        } else {
+            (1, 1 | 1 << deep)
+        };
         if st.out_stress != stress {
             // Stress toggled: every published size changes.
             for i in 0..DEPTH_LEVELS {
@@ -785,6 +852,7 @@ impl SyntheticSource {
                 st.ask_out[i] = whole(st.ask_sizes[i]);
             }
             st.out_stress = stress;
+            (bid_changed, ask_changed) = (Depth::ALL_CHANGED, Depth::ALL_CHANGED);
         }
         st.bid_sizes[0] = base0 * (0.5 + u16f(0));
         st.ask_sizes[0] = base0 * (0.5 + u16f(1));
@@ -808,13 +876,23 @@ impl SyntheticSource {
         let a = in_ticks(mid + half);
         let ai = a as i64;
         let ask = ((if (ai as f64) < a { ai + 1 } else { ai }) as f64 * tick).max(bid + tick);
+        // A new best price moves the whole ladder (NaN before the first quote: unequal).
+        if bid != st.last_bid {
+            bid_changed = Depth::ALL_CHANGED;
+            st.last_bid = bid;
+        }
+        if ask != st.last_ask {
+            ask_changed = Depth::ALL_CHANGED;
+            st.last_ask = ask;
+        }
         let d: &mut Depth = &mut out.depth;
         d.bid_levels = levels as u32;
         d.ask_levels = levels as u32;
+        d.bid_changed = bid_changed;
+        d.ask_changed = ask_changed;
         for i in 0..levels {
-            let off = i as f64 * tick;
-            d.bids[i] = [bid - off, st.bid_out[i]];
-            d.asks[i] = [ask + off, st.ask_out[i]];
+            d.bids[i] = [bid - st.ladder[i], st.bid_out[i]];
+            d.asks[i] = [ask + st.ladder[i], st.ask_out[i]];
         }
         out.has_depth = true;
         MarketEvent::quote(
@@ -924,25 +1002,16 @@ impl Source for SyntheticSource {
 
     #[inline]
     fn next(&mut self, out: &mut SourceEvent) -> bool {
-        // Advance the clock by one event (shorter steps inside a burst).
-        let dt = if self.burst.active(self.now_ns) {
-            self.dt_ns / self.cfg.burst_factor.max(1.0)
+        // Advance the clock by one event (shorter steps inside a burst); at least 1 ns, so time
+        // strictly increases.
+        let step = if self.burst.active(self.now_ns) {
+            self.burst_step
         } else {
-            self.dt_ns
+            self.calm_step
         };
-        self.frac_ns += dt;
-        // Through i64 below 2^62 (one instruction each way; same values as through u64).
-        let whole = if self.frac_ns < 4.0e18 {
-            self.frac_ns as i64 as u64
-        } else {
-            self.frac_ns as u64
-        };
-        self.frac_ns -= if whole < 1 << 62 {
-            whole as i64 as f64
-        } else {
-            whole as f64
-        };
-        self.now_ns += whole.max(1);
+        let frac = self.frac_ns_q32 + step.frac_q32;
+        self.frac_ns_q32 = frac & 0xffff_ffff;
+        self.now_ns += (step.whole_ns + (frac >> 32)).max(1);
         let stress = self.stress.active(self.now_ns);
         self.stress_now = stress;
         let kind = self.pattern[self.pattern_pos];

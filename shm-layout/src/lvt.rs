@@ -77,6 +77,18 @@ pub struct DepthUpdate<'a> {
     pub bids: &'a [[f64; 2]; DEPTH_LEVELS],
     /// Ask depth, best first.
     pub asks: &'a [[f64; 2]; DEPTH_LEVELS],
+    /// Bid levels that may differ from the entry's current ones (bit `i`: level `i`). A clear
+    /// bit is the caller's promise that the level already holds its new value (the single
+    /// writer knows what it published last), so it is not touched;
+    /// [`DepthUpdate::ALL_CHANGED`] promises nothing and each word is compared instead.
+    pub bid_changed: u32,
+    /// Ask levels that may differ, as `bid_changed`.
+    pub ask_changed: u32,
+}
+
+impl DepthUpdate<'_> {
+    /// Every level may have changed (no promise).
+    pub const ALL_CHANGED: u32 = u32::MAX;
 }
 
 /// Bytes per entry for a value of `size` bytes.
@@ -152,6 +164,42 @@ unsafe fn begin_partial(mem: &Mem, off: usize) -> Option<u64> {
     // word stored after this then sees an odd or newer sequence on its re-check and retries).
     fence(Ordering::Release);
     Some(s)
+}
+
+/// Stores one side of a depth update at `off` (its first word) inside a partial write: the
+/// levels named in `changed`, both words of each, without looking; without a promise
+/// ([`DepthUpdate::ALL_CHANGED`]), the words that differ from the stored ones (bit masks from
+/// branch-free compares, then one store per set bit). A word left alone already holds its new
+/// value, so readers see the same old-or-new entry.
+///
+/// # Safety
+/// `mem` holds `2 * DEPTH_LEVELS` words at `off` (8-aligned) inside an entry opened with
+/// [`begin_partial`]; this is the entry's only writer.
+#[inline(always)]
+unsafe fn store_depth_side(mem: &Mem, off: usize, words: &[u64; 2 * DEPTH_LEVELS], changed: u32) {
+    const ALL: u32 = (1 << DEPTH_LEVELS) - 1;
+    let at = |i: usize| {
+        // SAFETY: `i < 2 * DEPTH_LEVELS`: one of the words of the caller contract.
+        unsafe { mem.u64_at(off + 8 * i) }
+    };
+    let mut m = 0u32;
+    if changed & ALL == ALL {
+        for (i, w) in words.iter().enumerate() {
+            // The writer's own earlier stores (single writer: no race).
+            m |= u32::from(at(i).load(Ordering::Relaxed) != *w) << i;
+        }
+    } else {
+        let mut l = changed & ALL;
+        while l != 0 {
+            m |= 3 << (2 * l.trailing_zeros());
+            l &= l - 1;
+        }
+    }
+    while m != 0 {
+        let i = m.trailing_zeros() as usize;
+        at(i).store(words[i], Ordering::Relaxed);
+        m &= m - 1;
+    }
 }
 
 /// Closes a partial write opened by [`begin_partial`] (which returned `s`).
@@ -318,7 +366,7 @@ mod real {
         ///
         /// # Panics
         /// If this handle was opened read-only.
-        #[inline]
+        #[inline(always)]
         pub fn apply(&self, id: u32, e: &MarketEvent, depth: Option<&DepthUpdate<'_>>) -> bool {
             assert!(self.writable, "LastValueTable::apply on a read-only handle");
             if u64::from(id) >= self.seg.capacity {
@@ -376,10 +424,8 @@ mod real {
                     Err(_) => {}
                 }
                 if let Some(d) = depth {
-                    // Only the depth words that differ from the entry's current (stable) ones
-                    // are stored: a book update usually resizes a few levels. A word left alone
-                    // already holds its new value, so readers see the same old-or-new entry.
-                    // The writer's own earlier stores (single writer: no race).
+                    // Only the depth words that changed are stored (`store_depth_side`): a book
+                    // update usually resizes a few levels.
                     let old = |i: usize| {
                         // SAFETY: as for `put`.
                         unsafe { mem.u64_at(p + 8 * i) }.load(Ordering::Relaxed)
@@ -390,22 +436,11 @@ mod real {
                     }
                     let bids: &[u64; 2 * DEPTH_LEVELS] = bytemuck::cast_ref(d.bids);
                     let asks: &[u64; 2 * DEPTH_LEVELS] = bytemuck::cast_ref(d.asks);
-                    // Bit masks of the changed words (branch-free compares), then one store per
-                    // set bit.
-                    let (mut mb, mut ma) = (0u32, 0u32);
-                    for i in 0..2 * DEPTH_LEVELS {
-                        mb |= u32::from(old(word::BID_DEPTH + i) != bids[i]) << i;
-                        ma |= u32::from(old(word::ASK_DEPTH + i) != asks[i]) << i;
-                    }
-                    while mb != 0 {
-                        let i = mb.trailing_zeros() as usize;
-                        put(word::BID_DEPTH + i, bids[i]);
-                        mb &= mb - 1;
-                    }
-                    while ma != 0 {
-                        let i = ma.trailing_zeros() as usize;
-                        put(word::ASK_DEPTH + i, asks[i]);
-                        ma &= ma - 1;
+                    // SAFETY: entry inside the validated region, single writer (as for `put`);
+                    // both sides' words are inside it (checked at compile time in `word`).
+                    unsafe {
+                        store_depth_side(mem, p + 8 * word::BID_DEPTH, bids, d.bid_changed);
+                        store_depth_side(mem, p + 8 * word::ASK_DEPTH, asks, d.ask_changed);
                     }
                 }
                 // SAFETY: as above; `s` from `begin_partial`.

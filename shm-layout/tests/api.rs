@@ -515,3 +515,47 @@ fn producer_reattaches_only_after_the_first_handle_is_gone() {
     drop(p);
     assert!(!c.producer_alive());
 }
+
+#[test]
+fn depth_update_stores_the_promised_levels_and_compares_the_rest() {
+    let d = shm_dir();
+    let t = LastValueTable::create(d.path(), names::LVT, 4, StalePolicy::Fail).unwrap();
+    let q = MarketEvent::quote(1, 10, 10, 99.0, 1.0, 101.0, 2.0);
+    let ladder = |base: f64, step: f64| -> [[f64; 2]; DEPTH_LEVELS] {
+        std::array::from_fn(|i| [base + step * i as f64, 10.0 + i as f64])
+    };
+    let apply = |bids: &[[f64; 2]; DEPTH_LEVELS], asks, bid_changed, ask_changed| {
+        let u = DepthUpdate {
+            bid_levels: DEPTH_LEVELS as u32,
+            ask_levels: DEPTH_LEVELS as u32,
+            bids,
+            asks,
+            bid_changed,
+            ask_changed,
+        };
+        assert!(t.apply(1, &q, Some(&u)));
+        let v = t.read(1).unwrap();
+        (v.bid_depth, v.ask_depth)
+    };
+    // No promise: every word compared, the entry equals the update.
+    let (b0, a0) = (ladder(99.0, -0.5), ladder(101.0, 0.5));
+    let all = DepthUpdate::ALL_CHANGED;
+    assert_eq!(apply(&b0, &a0, all, all), (b0, a0));
+    // A truthful promise (bid levels 0 and 3, ask level 5 changed): the same result as without.
+    let (mut b1, mut a1) = (b0, a0);
+    b1[0][1] = 7.0;
+    b1[3] = [97.0, 3.0];
+    a1[5][1] = 55.0;
+    assert_eq!(apply(&b1, &a1, 1 | 1 << 3, 1 << 5), (b1, a1));
+    // The promise is taken at its word: a level named unchanged is not looked at (the single
+    // writer's contract; the feed handler stops promising after it refuses an event).
+    let mut b2 = b1;
+    b2[0][1] = 8.0;
+    b2[2][1] = 99.0;
+    let (got_b, got_a) = apply(&b2, &a1, 1, 0);
+    assert_eq!(got_b[0][1], 8.0);
+    assert_eq!(got_b[2], b1[2], "level 2 was promised unchanged");
+    assert_eq!(got_a, a1);
+    // Without a promise again, the entry catches up.
+    assert_eq!(apply(&b2, &a1, all, all), (b2, a1));
+}

@@ -288,6 +288,8 @@ fn apply_partial(w: &LastValueTable, i: u64) {
         ask_levels: 8 - *n,
         bids,
         asks,
+        bid_changed: DepthUpdate::ALL_CHANGED,
+        ask_changed: DepthUpdate::ALL_CHANGED,
     });
     assert!(w.apply(1, &e, upd.as_ref()));
 }
