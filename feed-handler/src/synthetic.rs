@@ -247,6 +247,8 @@ impl Default for SyntheticConfig {
 }
 
 const YEAR_S: f64 = 365.0 * 86_400.0;
+/// sqrt(6): the triangular innovation's scale for unit variance.
+const SQRT_6: f64 = 2.449_489_742_783_178;
 /// Shortest time to expiry used in pricing (one hour): an expired synthetic option keeps a
 /// well-defined mark instead of a degenerate one.
 const MIN_T_YEARS: f64 = 3600.0 / YEAR_S;
@@ -354,6 +356,8 @@ struct UnderlyingState {
     ask_out: [f64; DEPTH_LEVELS],
     /// Stress state the published sizes were computed for.
     out_stress: bool,
+    /// Half-spread outside stress for the next quote: `half_spread_bps` of the last quote's mid.
+    half_spread: f64,
     /// Price offset of depth level `i` from the best price: `i * tick`.
     ladder: [f64; DEPTH_LEVELS],
     /// Best bid and ask of the last quote (NaN before the first): with both unchanged, a quote
@@ -635,6 +639,7 @@ impl SyntheticSource {
                 bid_out: [0.0; DEPTH_LEVELS],
                 ask_out: [0.0; DEPTH_LEVELS],
                 out_stress: true,
+                half_spread: spec.spot * cfg.half_spread_bps * 1e-4,
                 ladder: std::array::from_fn(|i| i as f64 * tick),
                 last_bid: f64::NAN,
                 last_ask: f64::NAN,
@@ -780,11 +785,13 @@ impl SyntheticSource {
         // Innovation: triangular with unit variance (sum of two uniforms from one draw). Much
         // cheaper than a normal draw; summed over the many ticks of any horizon that matters it
         // is Gaussian (central limit theorem); jumps supply the fat tails.
+        // z = (u1 + u2 - 1) sqrt(6) with u1, u2 the two 32-bit halves / 2^32: the halves are
+        // summed as integers and converted once, and everything but the draw is folded into
+        // two coefficients (the quote that follows waits for this chain).
         let bits = self.rng.next_u64();
-        let u1 = (bits >> 32) as f64 * (1.0 / 4_294_967_296.0);
-        let u2 = (bits & 0xffff_ffff) as f64 * (1.0 / 4_294_967_296.0);
-        let z = (u1 + u2 - 1.0) * std::f64::consts::SQRT_2 * 3f64.sqrt();
-        let mut lr = -0.5 * sigma * sigma * dt_y + sigma * sqrt_dt_y * z;
+        let halves = ((bits >> 32) + (bits & 0xffff_ffff)) as i64 as f64;
+        let a = sigma * sqrt_dt_y * SQRT_6;
+        let mut lr = (-0.5 * sigma * sigma * dt_y - a) + a * (1.0 / 4_294_967_296.0) * halves;
         // Jumps: a Poisson process on the synthetic clock, drawn as exponential waiting times
         // (one comparison per step instead of a draw; any number of jumps per step).
         while now >= st.next_jump_ns {
@@ -870,12 +877,15 @@ impl SyntheticSource {
         // x / tick, as a multiplication when that is exact (a power-of-two tick).
         let in_ticks = |x: f64| if inv != 0.0 { x * inv } else { x / tick };
         let mid = st.spot;
-        let half = (mid * half_spread_bps * 1e-4 * spread_mult).max(tick);
+        // The half-spread is sized on the previous quote's mid (a relative difference of about
+        // 1e-7), so that it is ready before this quote's price is.
+        let half = (st.half_spread * spread_mult).max(tick);
+        st.half_spread = mid * half_spread_bps * 1e-4;
         // floor/ceil by integer conversion (prices are positive): no libm call.
         let bid = in_ticks(mid - half) as i64 as f64 * tick;
         let a = in_ticks(mid + half);
-        let ai = a as i64;
-        let ask = ((if (ai as f64) < a { ai + 1 } else { ai }) as f64 * tick).max(bid + tick);
+        let at = a as i64 as f64;
+        let ask = ((if at < a { at + 1.0 } else { at }) * tick).max(bid + tick);
         // A new best price moves the whole ladder (NaN before the first quote: unequal).
         if bid != st.last_bid {
             bid_changed = Depth::ALL_CHANGED;
@@ -920,7 +930,6 @@ impl SyntheticSource {
         let st = &self.unders[u];
         let ex = st.expiries[e];
         let f = st.spot * ex.carry_factor;
-        let ln_f = st.log_spot + ex.ln_carry_factor;
         let atm = st.spec.vol
             * st.spike
             * if stress {
@@ -929,9 +938,12 @@ impl SyntheticSource {
                 1.0
             };
         let o = &mut self.options[k];
-        let x = (o.ln_strike - ln_f) * ex.inv_sqrt_t;
-        let iv = (atm * (1.0 + self.cfg.smile_skew * x + self.cfg.smile_curvature * x * x))
-            .clamp(0.05, 5.0);
+        // The mark waits on the price just moved: the expressions below are arranged so that
+        // few operations depend on it in sequence (everything else is ready earlier).
+        // x = (ln K - ln F) / sqrt(T), ln F = ln S + ln(carry).
+        let x = (o.ln_strike - ex.ln_carry_factor) * ex.inv_sqrt_t - st.log_spot * ex.inv_sqrt_t;
+        let (skew, curv) = (atm * self.cfg.smile_skew, atm * self.cfg.smile_curvature);
+        let iv = ((atm + skew * x) + curv * (x * x)).clamp(0.05, 5.0);
         let c = &o.cache;
         let (df, dv, dt) = (f - c.f, iv - c.iv, ex.t - c.t);
         let usd = if c.valid
@@ -939,10 +951,11 @@ impl SyntheticSource {
             && dv.abs() <= REPRICE_DVOL
             && dt.abs() <= REPRICE_DT * c.t
         {
-            c.price
-                + df * (c.delta + df * (0.5 * c.gamma + df * c.speed_6))
-                + dv * (c.vega + 0.5 * c.volga * dv + c.vanna * df)
-                + c.dv_dt * dt
+            // The Taylor expansion of the module docs, in Estrin's form.
+            let df2 = df * df;
+            let in_f = (c.price + df * c.delta) + df2 * (0.5 * c.gamma + df * c.speed_6);
+            let in_v = dv * (c.vega + c.vanna * df) + (dv * dv) * (0.5 * c.volga);
+            (in_f + c.dv_dt * dt) + in_v
         } else {
             let kind = if o.call {
                 engine::pricing::OptionType::Call

@@ -189,10 +189,21 @@ unsafe fn store_depth_side(mem: &Mem, off: usize, words: &[u64; 2 * DEPTH_LEVELS
             m |= u32::from(at(i).load(Ordering::Relaxed) != *w) << i;
         }
     } else {
-        let mut l = changed & ALL;
-        while l != 0 {
-            m |= 3 << (2 * l.trailing_zeros());
-            l &= l - 1;
+        let l = changed & ALL;
+        if l == 0 {
+            return;
+        }
+        // The lowest and the highest named level without a data-dependent branch (a quote
+        // usually names one or two, in a random pattern a loop exit would mispredict on; with
+        // one, the same level is stored twice), then any others.
+        let (lo, hi) = (l.trailing_zeros() as usize, 31 - l.leading_zeros() as usize);
+        for i in [2 * lo, 2 * lo + 1, 2 * hi, 2 * hi + 1] {
+            at(i).store(words[i], Ordering::Relaxed);
+        }
+        let mut rest = l & !(1 << lo) & !(1 << hi);
+        while rest != 0 {
+            m |= 3 << (2 * rest.trailing_zeros());
+            rest &= rest - 1;
         }
     }
     while m != 0 {
