@@ -11,6 +11,6 @@
 # Pin it for steadier numbers: taskset -c 1 scripts/bench-feed.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
+echo "machine: $(nproc --all) cores, running on $(nproc) of them ($(taskset -pc $$ 2>/dev/null | sed "s/.*: //" || echo all)), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 exec cargo run --quiet --release -p feed-handler --example feed_bench -- "$@"

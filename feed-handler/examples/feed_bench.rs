@@ -324,7 +324,7 @@ fn main() {
     );
     let small = full_with_ring(1 << 12);
     row(
-        "same with a 4096-slot ring (256 KiB: stays in cache)",
+        "same with a 4096-slot ring (512 KiB of 128-byte slots)",
         rate(small),
         "ev",
         Some(base),
