@@ -1,4 +1,5 @@
-//! The hot path (push/pop/publish/poll, seqlock write/read, counters, control reads) neither
+//! The hot path (push/pop/publish/poll, seqlock write/read, last-value updates in place with and
+//! without depth, counters, control reads) neither
 //! allocates nor makes system calls.
 //!
 //! - Allocation: a counting global allocator, counting only on the thread under test.
@@ -113,6 +114,26 @@ fn hot_path_round(f: &mut Fixture, i: u64) -> u64 {
     let mut v = LastValue::zeroed();
     v.apply(&e);
     f.lvt_w.write(3, &v);
+    // In-place updates: a price, then a quote with depth, compared word by word and with a
+    // promise of which levels changed (the feed handler's publish path).
+    f.lvt_w.apply(2, &e, None);
+    let q = MarketEvent::quote(2, i, i, 99.0, 1.0, 101.0, 1.0);
+    let levels: [[f64; 2]; DEPTH_LEVELS] = std::array::from_fn(|l| [100.0 - l as f64, i as f64]);
+    for (bid_changed, ask_changed) in [
+        (DepthUpdate::ALL_CHANGED, DepthUpdate::ALL_CHANGED),
+        (1, 1 << 3),
+    ] {
+        let d = DepthUpdate {
+            bid_levels: DEPTH_LEVELS as u32,
+            ask_levels: DEPTH_LEVELS as u32,
+            bids: &levels,
+            asks: &levels,
+            bid_changed,
+            ask_changed,
+        };
+        f.lvt_w.apply(2, &q, Some(&d));
+    }
+    sum = sum.wrapping_add(f.lvt_r.read(2).map_or(0, |v| v.bid_depth[0][1] as u64));
     sum = sum.wrapping_add(f.lvt_r.read(3).map_or(0, |v| v.last_seq));
     f.counter.inc();
     f.gauge.set(i as f64);
