@@ -181,7 +181,7 @@ impl Publisher {
             self.seq + 1,
             w[1],
             recv_ts_ns,
-            std::hint::black_box(w[3]),
+            w[3],
             w[4],
             w[5],
             w[6],
