@@ -22,6 +22,11 @@
 //     OrdStatus=8, OrdRejReason=5)
 // Session state (sequence numbers) lives in a QuickFIX FileStore under --store, so it
 // survives restarts of either side.
+//
+// Listens on 127.0.0.1 only. QuickFIX 1.15 (Debian's) has no setting for the accept address and
+// binds INADDR_ANY; this executable defines `bind`, which the dynamic linker resolves
+// libquickfix's calls to (a definition in the executable comes first), and rewrites a wildcard
+// IPv4 address to loopback before making the system call.
 #include <quickfix/Application.h>
 #include <quickfix/FileLog.h>
 #include <quickfix/FileStore.h>
@@ -37,10 +42,16 @@
 #include <quickfix/fix44/OrderCancelRequest.h>
 #include <quickfix/fix44/OrderStatusRequest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <poll.h>
@@ -49,6 +60,18 @@
 #include <string>
 #include <thread>
 #include <unistd.h>
+
+extern "C" int bind(int fd, const struct sockaddr* addr, socklen_t len) {
+  struct sockaddr_in lo;
+  if (addr != nullptr && addr->sa_family == AF_INET && len >= (socklen_t)sizeof lo) {
+    std::memcpy(&lo, addr, sizeof lo);
+    if (lo.sin_addr.s_addr == htonl(INADDR_ANY)) {
+      lo.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      return (int)::syscall(SYS_bind, fd, (const struct sockaddr*)&lo, (socklen_t)sizeof lo);
+    }
+  }
+  return (int)::syscall(SYS_bind, fd, addr, len);
+}
 
 static std::atomic<bool> g_stop{false};
 static void on_signal(int) { g_stop = true; }
