@@ -9,6 +9,8 @@
 use crate::limits::LimitsConfig;
 use crate::policy::{BandRule, PolicyConfig, RehedgeTarget};
 use serde::Deserialize;
+use shm_layout::process::IdleStrategy;
+use shm_layout::StalePolicy;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -24,33 +26,6 @@ pub struct ConfigError {
     pub msg: String,
 }
 
-/// How the loop waits when there is nothing to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum IdleKind {
-    /// Spin on the rings without ever yielding (lowest latency, burns the core).
-    BusySpin,
-    /// Spin a while, then `sched_yield`.
-    #[default]
-    SpinThenYield,
-    /// Spin, yield, then park with exponentially growing sleeps (up to 1 ms).
-    BackoffPark,
-}
-
-impl std::str::FromStr for IdleKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "busy-spin" => Ok(IdleKind::BusySpin),
-            "spin-then-yield" => Ok(IdleKind::SpinThenYield),
-            "backoff-park" => Ok(IdleKind::BackoffPark),
-            _ => Err(format!(
-                "unknown idle strategy `{s}` (busy-spin, spin-then-yield, backoff-park)"
-            )),
-        }
-    }
-}
-
 /// Which clock gives "now" for time to expiry and the trading day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -63,33 +38,6 @@ pub enum MarketClock {
     /// (a Tardis or LOBSTER replay through the feed handler) to the live hedger, whose options
     /// would otherwise all look expired against today's date.
     Exchange,
-}
-
-/// What to do with a segment the hedger creates (orders, control) whose creator is dead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnStale {
-    /// Refuse to start.
-    Fail,
-    /// Adopt it (a restart: unconsumed orders are kept).
-    #[default]
-    Recover,
-    /// Delete it and create a fresh one.
-    Replace,
-}
-
-impl std::str::FromStr for OnStale {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fail" => Ok(OnStale::Fail),
-            "recover" => Ok(OnStale::Recover),
-            "replace" => Ok(OnStale::Replace),
-            _ => Err(format!(
-                "unknown stale policy `{s}` (fail, recover, replace)"
-            )),
-        }
-    }
 }
 
 /// `[shm]`: where the segments are.
@@ -118,8 +66,10 @@ pub struct ShmSection {
     pub gateway_role: String,
     /// Gateway heartbeat older than this halts hedging, ms.
     pub gateway_heartbeat_timeout_ms: u64,
-    /// What to do with a stale orders/control segment.
-    pub on_stale: OnStale,
+    /// What to do with an orders/control segment whose creator (a previous hedger) is dead:
+    /// `recover` (the default) adopts it, a restart that keeps unconsumed orders; `replace`
+    /// deletes it and creates a fresh one; `fail` refuses to start.
+    pub on_stale: StalePolicy,
 }
 
 impl Default for ShmSection {
@@ -136,7 +86,7 @@ impl Default for ShmSection {
             open_wait_ms: 10_000,
             gateway_role: "gateway".into(),
             gateway_heartbeat_timeout_ms: 1_000,
-            on_stale: OnStale::Recover,
+            on_stale: StalePolicy::Recover,
         }
     }
 }
@@ -147,8 +97,8 @@ impl Default for ShmSection {
 pub struct RuntimeSection {
     /// Core to pin the loop to (none: not pinned).
     pub core: Option<usize>,
-    /// Idle strategy.
-    pub idle: IdleKind,
+    /// Idle strategy (phases: [`crate::hedger::live::IDLE_BACKOFF`]).
+    pub idle: IdleStrategy,
     /// State directory (snapshot of positions, processed exec ids, orders in flight).
     pub state_dir: PathBuf,
     /// HdrHistogram interval log output (none: no latency log).
@@ -175,7 +125,7 @@ impl Default for RuntimeSection {
     fn default() -> Self {
         RuntimeSection {
             core: None,
-            idle: IdleKind::SpinThenYield,
+            idle: IdleStrategy::SpinThenYield,
             state_dir: PathBuf::from("hedger-state"),
             histogram_path: None,
             histogram_interval_ms: 1_000,
@@ -630,7 +580,7 @@ hedge_instrument = "BTC-PERPETUAL"
     fn minimal_config_gets_defaults() {
         let c = HedgerConfig::parse(MIN, "t.toml").unwrap();
         assert_eq!(c.shm.namespace, "hedge");
-        assert_eq!(c.runtime.idle, IdleKind::SpinThenYield);
+        assert_eq!(c.runtime.idle, IdleStrategy::SpinThenYield);
         let u = &c.underlyings["BTC"];
         assert!(matches!(
             u.policy_config().unwrap().rule,
@@ -666,6 +616,11 @@ hedge_instrument = "BTC-PERPETUAL"
         let t = "[runtime]\nidle = \"spin-forever\"\n".to_string() + MIN;
         let e = HedgerConfig::parse(&t, "t.toml").unwrap_err();
         assert_eq!(e.key, "runtime.idle", "{e}");
+        assert!(e.msg.contains(r#""spin-forever""#), "{e}");
+        let t = "[shm]\non_stale = \"keep\"\n".to_string() + MIN;
+        let e = HedgerConfig::parse(&t, "t.toml").unwrap_err();
+        assert_eq!(e.key, "shm.on_stale", "{e}");
+        assert!(e.msg.contains(r#""keep""#), "{e}");
     }
 
     #[test]

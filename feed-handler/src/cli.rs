@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::run::{run, Config, IdleStrategy, OnStale, RunError, SourceSpec};
+use shm_layout::process::IdleStrategy;
+use shm_layout::StalePolicy;
+
+use crate::run::{run, Config, RunError, SourceSpec};
 
 fn parse_rate(s: &str) -> Result<f64, String> {
     if s.eq_ignore_ascii_case("max") {
@@ -59,12 +62,12 @@ pub struct Cli {
     /// `--core` is accepted too, as for the hedger and the order gateway.
     #[arg(long, global = true, visible_alias = "core")]
     pub pin_core: Option<usize>,
-    /// Idle strategy while pacing: busy-spin, spin-then-yield, backoff-park.
-    #[arg(long, global = true)]
+    /// Idle strategy while waiting for the pacing clock [default: spin-then-yield].
+    #[arg(long, global = true, value_enum, value_name = "STRATEGY")]
     pub idle: Option<IdleStrategy>,
-    /// Segments of a dead feed handler: fail, recover (default), replace.
-    #[arg(long, global = true)]
-    pub on_stale: Option<OnStale>,
+    /// Segments of a dead feed handler [default: recover].
+    #[arg(long, global = true, value_enum, value_name = "POLICY")]
+    pub on_stale: Option<StalePolicy>,
     /// Market-data ring slots (power of two).
     #[arg(long, global = true)]
     pub ring_capacity: Option<usize>,

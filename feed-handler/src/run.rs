@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use shm_layout::clock::now_ns;
+use shm_layout::process::{pin_current_thread, Backoff, IdleStrategy, Idler};
 use shm_layout::{namespace_dir, ProcessState, SegmentError, StalePolicy};
 
 use crate::instruments::{InstrumentsFileError, Registry};
@@ -20,69 +21,17 @@ use crate::source::{Rejects, Source, SourceEvent};
 use crate::synthetic::{SyntheticConfig, SyntheticSource};
 use crate::tardis::{TardisError, TardisSource};
 
-/// How the loop waits for the pacing clock. On a dedicated isolated core, `busy-spin`; when
-/// processes share cores (the 2-core demo), `spin-then-yield` or `backoff-park`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum IdleStrategy {
-    /// Spin with `spin_loop` hints: lowest latency, burns the core.
-    BusySpin,
-    /// Spin 1000 times, then `sched_yield` between checks.
-    #[default]
-    SpinThenYield,
-    /// Spin 100 times, yield 100 times, then sleep up to 1 ms (or until the next event is due).
-    BackoffPark,
-}
-
-impl std::str::FromStr for IdleStrategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "busy-spin" => Ok(IdleStrategy::BusySpin),
-            "spin-then-yield" => Ok(IdleStrategy::SpinThenYield),
-            "backoff-park" => Ok(IdleStrategy::BackoffPark),
-            _ => Err(format!(
-                "unknown idle strategy {s:?} (busy-spin, spin-then-yield, backoff-park)"
-            )),
-        }
-    }
-}
-
-/// What to do with segments left by a dead feed handler (`--on-stale`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnStale {
-    /// Refuse to start.
-    Fail,
-    /// Adopt them: the ring continues at its position (sequence numbers continue), the
-    /// last-value table keeps its entries (a restarted feed handler).
-    #[default]
-    Recover,
-    /// Delete and recreate them.
-    Replace,
-}
-
-impl std::str::FromStr for OnStale {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fail" => Ok(OnStale::Fail),
-            "recover" => Ok(OnStale::Recover),
-            "replace" => Ok(OnStale::Replace),
-            _ => Err(format!("unknown --on-stale {s:?} (fail, recover, replace)")),
-        }
-    }
-}
-
-impl From<OnStale> for StalePolicy {
-    fn from(s: OnStale) -> Self {
-        match s {
-            OnStale::Fail => StalePolicy::Fail,
-            OnStale::Recover => StalePolicy::Recover,
-            OnStale::Replace => StalePolicy::Replace,
-        }
-    }
-}
+/// The idle phases while the loop waits for the pacing clock (`idle`): `spin-then-yield` spins
+/// 1000 times, then yields; `backoff-park` spins 100 times, yields 100 times, then sleeps 1 ms
+/// at a time, cut to the time until the next event is due (a fixed sleep, not a growing one:
+/// the wake-up is a deadline, not new work that may come at any time).
+pub const PACING_BACKOFF: Backoff = Backoff {
+    spins_before_yield: 1_000,
+    park_spins: 100,
+    park_yields: 100,
+    first_park: Duration::from_millis(1),
+    max_park: Duration::from_millis(1),
+};
 
 /// Which source to run.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -132,10 +81,12 @@ pub struct Config {
     pub max_events: Option<u64>,
     /// Core to pin the loop to (warn and continue if it does not exist).
     pub pin_core: Option<usize>,
-    /// Idle strategy while waiting for the pacing clock.
+    /// Idle strategy while waiting for the pacing clock (phases: [`PACING_BACKOFF`]).
     pub idle: IdleStrategy,
-    /// Stale segment policy.
-    pub on_stale: OnStale,
+    /// Segments of a dead feed handler: `recover` (the default) adopts them (the ring
+    /// continues at its position, sequence numbers continue; the last-value table keeps its
+    /// entries), `replace` deletes and recreates them, `fail` refuses to start.
+    pub on_stale: StalePolicy,
     /// Slots in the market-data ring (power of two).
     pub ring_capacity: usize,
     /// Seconds between stats lines on stderr (0: none).
@@ -157,7 +108,7 @@ impl Default for Config {
             max_events: None,
             pin_core: None,
             idle: IdleStrategy::default(),
-            on_stale: OnStale::default(),
+            on_stale: StalePolicy::Recover,
             ring_capacity: 1 << 18,
             stats_interval_s: 5.0,
             hold: false,
@@ -314,53 +265,6 @@ fn pace(cfg: &Config) -> Option<f64> {
     }
 }
 
-/// Pins the current thread to `core`; returns a warning if that core is not available.
-pub fn pin(core: usize) -> Result<(), String> {
-    let ids = core_affinity::get_core_ids().unwrap_or_default();
-    match ids.iter().find(|c| c.id == core) {
-        Some(c) if core_affinity::set_for_current(*c) => Ok(()),
-        Some(_) => Err(format!("could not pin to core {core}; running unpinned")),
-        None => Err(format!(
-            "core {core} is not available (this machine has {} cores); running unpinned",
-            ids.len()
-        )),
-    }
-}
-
-struct Idler {
-    strategy: IdleStrategy,
-    n: u32,
-}
-
-impl Idler {
-    #[inline]
-    fn idle(&mut self, remaining_ns: u64) {
-        self.n = self.n.saturating_add(1);
-        match self.strategy {
-            IdleStrategy::BusySpin => std::hint::spin_loop(),
-            IdleStrategy::SpinThenYield => {
-                if self.n < 1000 {
-                    std::hint::spin_loop()
-                } else {
-                    std::thread::yield_now()
-                }
-            }
-            IdleStrategy::BackoffPark => {
-                if self.n < 100 {
-                    std::hint::spin_loop()
-                } else if self.n < 200 {
-                    std::thread::yield_now()
-                } else {
-                    std::thread::sleep(Duration::from_nanos(remaining_ns.min(1_000_000)))
-                }
-            }
-        }
-    }
-    fn reset(&mut self) {
-        self.n = 0;
-    }
-}
-
 /// What a run did (printed at the end).
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
@@ -418,13 +322,12 @@ pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
     let dir = cfg.dir();
     let opts = PublisherOptions {
         ring_capacity: cfg.ring_capacity,
-        stale: cfg.on_stale.into(),
+        stale: cfg.on_stale,
     };
     let mut publ = Publisher::create(&dir, src.as_source().registry(), &opts)?;
-    if let Some(core) = cfg.pin_core {
-        if let Err(w) = pin(core) {
-            eprintln!("feed-handler: warning: {w}");
-        }
+    let pinned = pin_current_thread(cfg.pin_core);
+    if pinned.is_warning() {
+        eprintln!("feed-handler: warning: {pinned}");
     }
     publ.set_state(ProcessState::Running);
     let summary = match &mut src {
@@ -463,10 +366,7 @@ pub fn publish_loop<S: Source + ?Sized>(
     } else {
         u64::MAX
     };
-    let mut idler = Idler {
-        strategy: cfg.idle,
-        n: 0,
-    };
+    let mut idler = Idler::new(cfg.idle, PACING_BACKOFF);
     let mut ev = SourceEvent::default();
     let mut cached_now = start;
     let mut first_src: Option<u64> = None;
@@ -535,7 +435,7 @@ pub fn publish_loop<S: Source + ?Sized>(
                     break 'outer;
                 }
                 housekeeping(publ, src, now, n, 0);
-                idler.idle(target - now);
+                idler.idle_at_most(target - now);
                 now = now_ns();
             }
             lag = now - target;
@@ -586,6 +486,26 @@ mod tests {
     }
 
     #[test]
+    fn backoff_park_sleeps_until_the_next_event_is_due_at_most_1_ms_at_a_time() {
+        use shm_layout::process::IdleAction;
+        let mut idler = Idler::new(IdleStrategy::BackoffPark, PACING_BACKOFF);
+        for _ in 0..200 {
+            assert!(matches!(
+                idler.idle_at_most(5_000),
+                IdleAction::Spin | IdleAction::Yield
+            ));
+        }
+        assert_eq!(
+            idler.idle_at_most(5_000),
+            IdleAction::Park(Duration::from_micros(5))
+        );
+        assert_eq!(
+            idler.idle_at_most(u64::MAX),
+            IdleAction::Park(Duration::from_millis(1))
+        );
+    }
+
+    #[test]
     fn config_errors_name_the_problem() {
         let e = toml::from_str::<Config>("ring_capcity = 3").unwrap_err();
         assert!(e.to_string().contains("ring_capcity"), "{e}");
@@ -598,6 +518,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("power of two"));
+        let e = toml::from_str::<Config>("idle = \"spin\"").unwrap_err();
+        assert!(
+            e.to_string().contains(r#"unknown idle strategy "spin""#),
+            "{e}"
+        );
+        let c: Config = toml::from_str("idle = \"backoff-park\"\non_stale = \"replace\"").unwrap();
+        assert_eq!(
+            (c.idle, c.on_stale),
+            (IdleStrategy::BackoffPark, StalePolicy::Replace)
+        );
         let t: Config = toml::from_str("[source]\nkind = \"tardis\"\nfiles = [\"a.csv\"]").unwrap();
         assert_eq!(
             t.source,

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use shm_layout::process::IdleStrategy;
 
 use crate::hist;
 use crate::metrics::{fmt_num, fmt_opt, Liveness, Snapshot};
@@ -51,8 +52,8 @@ pub struct DemoArgs {
     pub md_rate: u64,
     /// Idle strategy for all three processes, overriding the choice made from the core count:
     /// busy-spin, spin-then-yield or backoff-park.
-    #[arg(long)]
-    pub idle: Option<String>,
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub idle: Option<IdleStrategy>,
     /// Do not pin the processes to cores.
     #[arg(long)]
     pub no_pin: bool,
@@ -88,8 +89,8 @@ pub struct Placement {
     pub role: &'static str,
     /// Core to pin to, if any.
     pub core: Option<usize>,
-    /// Idle strategy name as the binaries accept it.
-    pub idle: &'static str,
+    /// Idle strategy.
+    pub idle: IdleStrategy,
 }
 
 /// The hedger configuration the demo uses unless `--hedger-config` is given. It matches the
@@ -138,6 +139,7 @@ pub fn demo_feed_config() -> String {
 ///   back off (spin, yield, then park briefly) so that three processes share two cores.
 /// - 1: everything on core 0, backing off.
 pub fn plan(ncpu: usize) -> [Placement; 3] {
+    use IdleStrategy::{BackoffPark, BusySpin, SpinThenYield};
     let p = |role, core, idle| Placement {
         role,
         core: Some(core),
@@ -145,24 +147,24 @@ pub fn plan(ncpu: usize) -> [Placement; 3] {
     };
     match ncpu {
         0 | 1 => [
-            p(ROLES[0], 0, "backoff-park"),
-            p(ROLES[1], 0, "backoff-park"),
-            p(ROLES[2], 0, "backoff-park"),
+            p(ROLES[0], 0, BackoffPark),
+            p(ROLES[1], 0, BackoffPark),
+            p(ROLES[2], 0, BackoffPark),
         ],
         2 => [
-            p(ROLES[0], 0, "backoff-park"),
-            p(ROLES[1], 1, "spin-then-yield"),
-            p(ROLES[2], 0, "backoff-park"),
+            p(ROLES[0], 0, BackoffPark),
+            p(ROLES[1], 1, SpinThenYield),
+            p(ROLES[2], 0, BackoffPark),
         ],
         3 => [
-            p(ROLES[0], 0, "spin-then-yield"),
-            p(ROLES[1], 1, "busy-spin"),
-            p(ROLES[2], 2, "spin-then-yield"),
+            p(ROLES[0], 0, SpinThenYield),
+            p(ROLES[1], 1, BusySpin),
+            p(ROLES[2], 2, SpinThenYield),
         ],
         _ => [
-            p(ROLES[0], 1, "busy-spin"),
-            p(ROLES[1], 2, "busy-spin"),
-            p(ROLES[2], 3, "busy-spin"),
+            p(ROLES[0], 1, BusySpin),
+            p(ROLES[1], 2, BusySpin),
+            p(ROLES[2], 3, BusySpin),
         ],
     }
 }
@@ -383,7 +385,7 @@ fn child_command(
     };
     c.arg("--namespace").arg(namespace);
     let core = place.core.filter(|_| !args.no_pin).map(|c| c.to_string());
-    let idle = args.idle.as_deref().unwrap_or(place.idle);
+    let idle = args.idle.unwrap_or(place.idle).as_str();
     match role {
         "feed-handler" => {
             // feed-handler --help: --pin-core, --idle, --seed, --rate (events/s), synthetic
@@ -480,9 +482,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
 
     // The cores this process may run on (affinity mask, cpuset): the plan's core indices map
     // onto them, so that a demo started under `taskset -c 4-7` pins to cores 4..7.
-    let allowed: Vec<usize> = core_affinity::get_core_ids()
-        .map(|ids| ids.into_iter().map(|c| c.id).collect())
-        .unwrap_or_default();
+    let allowed = shm_layout::process::allowed_cores();
     let ncpu = if allowed.is_empty() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -510,7 +510,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
                 (Some(c), false) => c.to_string(),
                 _ => "-".to_string(),
             },
-            args.idle.as_deref().unwrap_or(p.idle)
+            args.idle.unwrap_or(p.idle)
         );
     }
 
@@ -1037,10 +1037,10 @@ mod tests {
         let p = plan(2);
         assert_eq!(p[1].core, Some(1));
         assert_eq!(p[0].core, p[2].core);
-        assert!(p.iter().all(|x| x.idle != "busy-spin"));
+        assert!(p.iter().all(|x| x.idle != IdleStrategy::BusySpin));
         assert!(plan(8)
             .iter()
-            .all(|x| x.idle == "busy-spin" && x.core != Some(0)));
+            .all(|x| x.idle == IdleStrategy::BusySpin && x.core != Some(0)));
     }
 
     #[test]

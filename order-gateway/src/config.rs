@@ -36,43 +36,9 @@ use crate::flow::FlowConfig;
 use crate::sim::SimConfig;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
+use shm_layout::process::IdleStrategy;
 use shm_layout::StalePolicy;
 use std::path::{Path, PathBuf};
-
-/// What the loop does when an iteration found no work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum IdleStrategy {
-    /// Spin on the core (lowest latency; the core is 100% busy). Use with a pinned,
-    /// isolated core.
-    BusySpin,
-    /// Spin a while, then `sched_yield` (shares a core politely).
-    SpinThenYield,
-    /// Spin, yield, then sleep with exponential backoff up to 1 ms (laptops, CI).
-    BackoffPark,
-}
-
-/// What to do with segments left by a dead previous gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnStale {
-    /// Adopt them (a restart: unconsumed execs and positions are kept). The default.
-    Recover,
-    /// Delete and create fresh ones (exec ids still keep increasing via the journal).
-    Replace,
-    /// Refuse to start.
-    Fail,
-}
-
-impl From<OnStale> for StalePolicy {
-    fn from(v: OnStale) -> Self {
-        match v {
-            OnStale::Recover => StalePolicy::Recover,
-            OnStale::Replace => StalePolicy::Replace,
-            OnStale::Fail => StalePolicy::Fail,
-        }
-    }
-}
 
 /// Which venue to trade on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
@@ -97,10 +63,12 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// Core to pin the loop to.
     pub core: Option<usize>,
-    /// Idle strategy.
+    /// Idle strategy (phases: [`shm_layout::process::Backoff::DEFAULT`]).
     pub idle: IdleStrategy,
-    /// Policy for segments of a dead previous gateway.
-    pub on_stale: OnStale,
+    /// Segments of a dead previous gateway: `recover` (the default) adopts them (unconsumed
+    /// execs and positions are kept), `replace` deletes them and creates fresh ones (exec ids
+    /// still keep increasing via the journal), `fail` refuses to start.
+    pub on_stale: StalePolicy,
     /// Bounded wait for the segments other processes create, milliseconds.
     pub open_wait_ms: u64,
     /// At start-up, the longest the gateway waits for the venue to be connected (FIX: Logon
@@ -181,7 +149,7 @@ impl Default for Config {
             state_dir: None,
             core: None,
             idle: IdleStrategy::SpinThenYield,
-            on_stale: OnStale::Recover,
+            on_stale: StalePolicy::Recover,
             open_wait_ms: 10_000,
             venue_connect_wait_ms: 5_000,
             execs_capacity: 65_536,
@@ -316,15 +284,16 @@ pub struct Cli {
     /// Journal directory (default: the segment directory).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// Pin the loop to this core.
+    /// Pin the loop to this core (a missing core is a warning: the gateway runs unpinned).
     #[arg(long)]
     pub core: Option<usize>,
-    /// Idle strategy.
-    #[arg(long, value_enum)]
+    /// Idle strategy when an iteration found no work [default: spin-then-yield].
+    #[arg(long, value_enum, value_name = "STRATEGY")]
     pub idle: Option<IdleStrategy>,
-    /// Segments left by a dead gateway: recover (default), replace, fail.
-    #[arg(long, value_enum)]
-    pub on_stale: Option<OnStale>,
+    /// Segments left by a dead gateway [default: recover]; recover keeps unconsumed execs and
+    /// positions, and after replace exec ids still keep increasing via the journal.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_stale: Option<StalePolicy>,
     /// Venue.
     #[arg(long, value_enum)]
     pub venue: Option<VenueKind>,
@@ -495,6 +464,25 @@ mod tests {
         assert_eq!(c.sim.seed, 9);
         assert_eq!(c.sim.maker_fee_bps, -2.5);
         assert!(!c.flow.enabled);
+        let cli = Cli::parse_from([
+            "order-gateway",
+            "--idle",
+            "backoff-park",
+            "--on-stale",
+            "fail",
+        ]);
+        let c = cli.resolve().unwrap();
+        assert_eq!(
+            (c.idle, c.on_stale),
+            (IdleStrategy::BackoffPark, StalePolicy::Fail)
+        );
+        let e = Cli::try_parse_from(["order-gateway", "--idle", "busyspin"]).unwrap_err();
+        assert!(e.to_string().contains("busyspin"), "{e}");
+        let e = toml::from_str::<Config>("on_stale = \"keep\"").unwrap_err();
+        assert!(
+            e.to_string().contains(r#"unknown stale policy "keep""#),
+            "{e}"
+        );
         let bad: Result<Config, _> = toml::from_str("execs_capacity = 1000\nbogus = 1");
         assert!(bad.unwrap_err().to_string().contains("bogus"));
         let c = Config {

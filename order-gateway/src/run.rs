@@ -1,7 +1,7 @@
 //! The `order-gateway` process: wires shared memory, the journal, the venue and the flow to
 //! [`Gateway`], and runs the loop until SIGINT/SIGTERM.
 
-use crate::config::{Config, IdleStrategy, VenueKind};
+use crate::config::{Config, VenueKind};
 use crate::flow::OptionFlow;
 use crate::gateway::{ExecSink, Gateway, GatewayLimits, GatewayStats, OrderSource};
 use crate::journal::Journal;
@@ -9,6 +9,7 @@ use crate::sim::{MarketView, SimVenue};
 use crate::venue::{Venue, VenueReport};
 use anyhow::Context;
 use shm_layout::clock::now_ns;
+use shm_layout::process::{pin_current_thread, Backoff, Idler, PinOutcome};
 use shm_layout::{
     names, Counter, CountersWriter, ExecEvent, Gauge, HedgeOrder, InstrumentDef, InstrumentTable,
     LastValue, LastValueTable, OpenOptions, ProcessState, RejectReason, SpscConsumer, SpscProducer,
@@ -280,56 +281,6 @@ impl Counters {
 /// How often the venue's counters are copied into the counters segment.
 const VENUE_COUNTERS_NS: u64 = 100_000_000;
 
-/// Idle back-off state.
-struct Idle {
-    strategy: IdleStrategy,
-    idle_iters: u32,
-}
-
-impl Idle {
-    #[inline]
-    fn reset(&mut self) {
-        self.idle_iters = 0;
-    }
-    #[inline]
-    fn idle(&mut self) {
-        self.idle_iters = self.idle_iters.saturating_add(1);
-        match self.strategy {
-            IdleStrategy::BusySpin => std::hint::spin_loop(),
-            IdleStrategy::SpinThenYield => {
-                if self.idle_iters < 1_000 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-            IdleStrategy::BackoffPark => {
-                if self.idle_iters < 100 {
-                    std::hint::spin_loop();
-                } else if self.idle_iters < 200 {
-                    std::thread::yield_now();
-                } else {
-                    let exp = (self.idle_iters - 200).min(10);
-                    std::thread::sleep(Duration::from_micros((1u64 << exp).min(1_000)));
-                }
-            }
-        }
-    }
-}
-
-fn pin(core: Option<usize>) {
-    let Some(core) = core else { return };
-    let ids = core_affinity::get_core_ids().unwrap_or_default();
-    match ids.into_iter().find(|c| c.id == core) {
-        Some(id) if core_affinity::set_for_current(id) => {
-            eprintln!("order-gateway: pinned to core {core}");
-        }
-        _ => eprintln!(
-            "order-gateway: warning: cannot pin to core {core} (not available to this process); running unpinned"
-        ),
-    }
-}
-
 /// Runs the gateway until SIGINT/SIGTERM.
 ///
 /// # Errors
@@ -342,7 +293,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     let dir = cfg.shm_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let wait = OpenOptions::wait(Duration::from_millis(cfg.open_wait_ms));
-    let stale = cfg.on_stale.into();
+    let stale = cfg.on_stale;
 
     let counters = CountersWriter::create(&dir, "gateway", stale)
         .context("creating the gateway's counters segment")?;
@@ -403,12 +354,13 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         gw.flow().map_or(0, |f| f.universe()),
     );
     let counters = Counters::new(counters, gw.venue());
-    pin(cfg.core);
+    match pin_current_thread(cfg.core) {
+        o @ PinOutcome::Pinned(_) => eprintln!("order-gateway: {o}"),
+        o if o.is_warning() => eprintln!("order-gateway: warning: {o}"),
+        _ => {}
+    }
 
-    let mut idle = Idle {
-        strategy: cfg.idle,
-        idle_iters: 0,
-    };
+    let mut idle = Idler::new(cfg.idle, Backoff::DEFAULT);
     let hb_ns = cfg.heartbeat_ms.max(1) * 1_000_000;
     let mut next_hb = 0u64;
     let mut next_venue_counters = 0u64;

@@ -11,6 +11,8 @@
 //! - [`counters`]: per-process liveness and counters (Aeron CnC-like).
 //! - [`control`]: kill switch and trading states.
 //! - [`probe`]: one shared cache line, the raw baseline of the benchmarks.
+//! - [`process`]: what every process shares around its loop: idle strategy, stale-segment
+//!   policy names, pinning to a core.
 //!
 //! ```
 //! use shm_layout::{broadcast::{BroadcastReader, BroadcastWriter, Poll}, OpenOptions, StalePolicy};
@@ -38,6 +40,8 @@ pub mod lvt;
 pub mod messages;
 #[cfg(not(loom))]
 pub mod probe;
+#[cfg(not(loom))]
+pub mod process;
 #[cfg(not(loom))]
 pub mod segment;
 pub mod spsc;

@@ -539,9 +539,9 @@ fn in_process_only(t: &str) -> bool {
 }
 
 fn pin(core: usize) {
-    let ok = core_affinity::set_for_current(core_affinity::CoreId { id: core });
-    if !ok {
-        eprintln!("warning: could not pin to core {core}");
+    let outcome = shm_layout::process::pin_current_thread(Some(core));
+    if outcome.is_warning() {
+        eprintln!("warning: {outcome}");
     }
 }
 

@@ -20,6 +20,16 @@ use serde_json::{json, Value};
 
 use report::{fmt_ns, header, row, write_hgrm, Series, Stats};
 
+/// Pins the calling benchmark thread to `core` (none: leaves it alone). When that is
+/// impossible the thread runs unpinned and a warning says so: its numbers are then not those
+/// of the asked-for cores.
+pub(crate) fn pin(core: Option<usize>) {
+    let outcome = shm_layout::process::pin_current_thread(core);
+    if outcome.is_warning() {
+        eprintln!("bench: warning: {outcome}");
+    }
+}
+
 /// End-to-end tick-to-order benchmark: feed-handler -> hedger -> order-gateway on shared
 /// memory at each offered rate, beside the raw core-to-core ping-pong and the naive
 /// pipeline (threads + crossbeam channels + full delta recomputation per tick).

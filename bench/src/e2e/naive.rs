@@ -15,6 +15,7 @@ use shm_layout::clock::now_ns;
 use shm_layout::{InstrumentKind, MarketEvent, MarketEventKind};
 
 use super::market::option_delta;
+use super::pin;
 use super::report::new_hist;
 
 /// What the naive pipeline measured.
@@ -50,15 +51,6 @@ struct Order {
     read: u64,
     decision: u64,
     publish: u64,
-}
-
-fn pin(core: Option<usize>) {
-    if let Some(c) = core {
-        let ids = core_affinity::get_core_ids().unwrap_or_default();
-        if let Some(id) = ids.into_iter().find(|x| x.id == c) {
-            let _ = core_affinity::set_for_current(id);
-        }
-    }
 }
 
 /// Runs the naive pipeline over `events` events of the market `cfg` (paced at `cfg.rate`, or

@@ -13,6 +13,7 @@ use crossbeam::utils::CachePadded;
 use hdrhistogram::Histogram;
 use shm_layout::clock::now_ns;
 
+use super::pin;
 use super::report::new_hist;
 
 /// What one ping-pong run measured.
@@ -24,15 +25,6 @@ pub struct PingPong {
     pub one_way: Histogram<u64>,
     /// Round trips measured (after warm-up).
     pub round_trips: u64,
-}
-
-fn pin(core: Option<usize>) {
-    if let Some(c) = core {
-        let ids = core_affinity::get_core_ids().unwrap_or_default();
-        if let Some(id) = ids.into_iter().find(|x| x.id == c) {
-            let _ = core_affinity::set_for_current(id);
-        }
-    }
 }
 
 /// Runs `round_trips` round trips (plus a tenth as warm-up) between a thread on `core_a` and

@@ -2,7 +2,9 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use engine::config::{HedgerConfig, IdleKind, OnStale};
+use engine::config::HedgerConfig;
+use shm_layout::process::IdleStrategy;
+use shm_layout::StalePolicy;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -44,16 +46,16 @@ struct Cli {
     /// Execs ring segment name (key shm.execs).
     #[arg(long)]
     execs: Option<String>,
-    /// What to do with an orders/control segment left by a dead hedger: fail, recover (keep
-    /// unconsumed orders; a restart) or replace (key shm.on_stale).
-    #[arg(long, value_name = "POLICY")]
-    on_stale: Option<OnStale>,
+    /// What to do with an orders/control segment left by a dead hedger (key shm.on_stale);
+    /// recover keeps its unconsumed orders (a restart).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    on_stale: Option<StalePolicy>,
     /// Core to pin the loop thread to; a missing core warns and runs unpinned (key runtime.core).
     #[arg(long)]
     core: Option<usize>,
-    /// Idle strategy: busy-spin, spin-then-yield or backoff-park (key runtime.idle).
-    #[arg(long, value_name = "STRATEGY")]
-    idle: Option<IdleKind>,
+    /// Idle strategy when an iteration found no work (key runtime.idle).
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    idle: Option<IdleStrategy>,
     /// State directory for the crash-safe snapshot (key runtime.state_dir).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,

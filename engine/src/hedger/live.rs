@@ -3,20 +3,20 @@
 use super::core::{
     hedge_instrument, HedgerCore, MdReject, SetupError, UnderlyingSetup, HOLD_LABELS,
 };
-use super::idle::Idle;
 use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
 use super::latency::IntervalLogThread;
 use super::risk::{BookRiskAdapter, OptionRisk};
 use super::state::{StateStore, StateWriter};
 use super::Housekeeping;
-use crate::config::{HedgerConfig, OnStale};
+use crate::config::HedgerConfig;
 use crate::limits::{LimitBreach, TradingMode};
 use anyhow::Context as _;
+use shm_layout::process::{pin_current_thread, Backoff, Idler};
 use shm_layout::{
     namespace_dir, BroadcastReader, ControlBlock, Counter, CountersReader, CountersWriter,
     ExecEvent, Gauge, HedgeOrder, InstrumentKind, InstrumentTable, LastValue, LastValueTable,
     Liveness, MarketEvent, OpenOptions, Poll, ProcessState, SegmentError, SpscConsumer,
-    SpscProducer, StalePolicy, TradingState,
+    SpscProducer, TradingState,
 };
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,13 +86,17 @@ impl ControlSource for ControlBlock {
     }
 }
 
-fn stale(p: OnStale) -> StalePolicy {
-    match p {
-        OnStale::Fail => StalePolicy::Fail,
-        OnStale::Recover => StalePolicy::Recover,
-        OnStale::Replace => StalePolicy::Replace,
-    }
-}
+/// The hedger's idle phases (`runtime.idle`), Agrona's `BackoffIdleStrategy` with long spins:
+/// 10 000 spins before `spin-then-yield` yields; `backoff-park` spins 10 000 times, yields 100
+/// times, then sleeps 1, 2, 4 ... 512 us, then 1 ms between polls. The loop resets it whenever
+/// an iteration did work.
+pub const IDLE_BACKOFF: Backoff = Backoff {
+    spins_before_yield: 10_000,
+    park_spins: 10_000,
+    park_yields: 100,
+    first_park: Duration::from_micros(1),
+    max_park: Duration::from_millis(1),
+};
 
 /// The segment directory of a config.
 pub fn segment_dir(cfg: &HedgerConfig) -> PathBuf {
@@ -392,7 +396,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     let dir = segment_dir(cfg);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let wait = OpenOptions::wait(Duration::from_millis(cfg.shm.open_wait_ms));
-    let on_stale = stale(cfg.shm.on_stale);
+    let on_stale = cfg.shm.on_stale;
 
     let mut cnc = CountersWriter::create(&dir, "hedger", on_stale)
         .context("creating the hedger's counters segment")?;
@@ -499,12 +503,9 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
         now,
     );
 
-    if let Some(c) = cfg.runtime.core {
-        let ids = core_affinity::get_core_ids().unwrap_or_default();
-        match ids.into_iter().find(|id| id.id == c) {
-            Some(id) if core_affinity::set_for_current(id) => {}
-            _ => eprintln!("hedger: warning: cannot pin to core {c} (missing or not allowed); continuing unpinned"),
-        }
+    let pinned = pin_current_thread(cfg.runtime.core);
+    if pinned.is_warning() {
+        eprintln!("hedger: warning: {pinned}");
     }
 
     let mut gateway: Option<CountersReader> = None;
@@ -512,7 +513,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     let stats_ns = cfg.runtime.stats_interval_ms * 1_000_000;
     let mut last_stats = 0u64;
     let mut last_gateway_open = 0u64;
-    let mut idle = Idle::new(cfg.runtime.idle);
+    let mut idle = Idler::new(cfg.runtime.idle, IDLE_BACKOFF);
     let mut iter = 0u64;
     // Not before its heartbeat has been seen.
     core.gateway_alive = false;
@@ -549,7 +550,11 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
                 metrics.md_reader_lag.set(market.reader.lag() as f64);
             }
         }
-        idle.idle(work);
+        if work > 0 {
+            idle.reset();
+        } else {
+            idle.idle();
+        }
     }
     cnc.set_state(ProcessState::Stopping);
     let now = shm_layout::clock::now_ns();
@@ -574,6 +579,23 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shm_layout::process::{IdleAction, IdleStrategy};
+    use shm_layout::StalePolicy;
+
+    #[test]
+    fn hedger_idles_10000_spins_then_100_yields_then_parks_from_1_us() {
+        let mut idle = Idler::new(IdleStrategy::BackoffPark, IDLE_BACKOFF);
+        let a: Vec<IdleAction> = (0..10_102).map(|_| idle.idle()).collect();
+        assert!(a[..10_000].iter().all(|x| *x == IdleAction::Spin));
+        assert!(a[10_000..10_100].iter().all(|x| *x == IdleAction::Yield));
+        let us = Duration::from_micros;
+        assert_eq!(
+            a[10_100..],
+            [IdleAction::Park(us(1)), IdleAction::Park(us(2))]
+        );
+        idle.reset();
+        assert_eq!(idle.idle(), IdleAction::Spin, "work resets the backoff");
+    }
 
     #[test]
     fn counter_labels_fit_the_segment_and_are_unique() {

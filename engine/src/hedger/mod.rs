@@ -12,7 +12,9 @@
 //!   ([`state`]), timer decisions
 //!   (safety re-hedge, end of reconciliation), histogram export ([`latency`]).
 //! - [`risk`]: the option book's incremental risk behind a trait.
-//! - [`idle`]: busy-spin, spin-then-yield, backoff-park.
+//! - [`live`]: the process's loop on shared memory; when an iteration finds no work it idles
+//!   with `shm_layout::process::Idler` (busy-spin, spin-then-yield, backoff-park;
+//!   [`live::IDLE_BACKOFF`]).
 //!
 //! # Example: the loop in process (as a replay or a test drives it)
 //! ```
@@ -57,7 +59,6 @@
 //! ```
 
 pub mod core;
-pub mod idle;
 pub mod io;
 pub mod latency;
 pub mod live;
