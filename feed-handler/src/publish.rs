@@ -177,16 +177,8 @@ impl Publisher {
         // Copied as 8-byte words (the source has just stored the event; a wider load spanning
         // two of its stores could not be forwarded from the store buffer and would stall).
         let w: &[u64; 8] = bytemuck::cast_ref(&ev.event);
-        let e: MarketEvent = bytemuck::cast([
-            self.seq + 1,
-            w[1],
-            recv_ts_ns,
-            w[3],
-            w[4],
-            w[5],
-            w[6],
-            w[7],
-        ]);
+        let e: MarketEvent =
+            bytemuck::cast([self.seq + 1, w[1], recv_ts_ns, w[3], w[4], w[5], w[6], w[7]]);
         let id = e.instrument_id as usize;
         if id >= self.n_instruments || !e.is_valid() {
             self.stats.refused += 1;
