@@ -1,6 +1,7 @@
 //! `BookRisk`'s event calls allocate nothing: 1,000,000 mixed events (underlying and forward
-//! moves, fills, vol updates, marks, time, idle steps, reads) under a counting global
-//! allocator. One test in this binary, so no other test thread allocates meanwhile.
+//! moves, fills, vol updates, marks, time and settlement at expiry, idle steps, reads) under a
+//! counting global allocator. One test in this binary, so no other test thread allocates
+//! meanwhile.
 
 use engine::pricing::{Model, OptionType, Settlement};
 use engine::risk::{BookRisk, OptionSpec, RiskConfig};
@@ -77,7 +78,8 @@ fn one_million_risk_events_allocate_nothing() {
                 book.on_price(1 + (k % 4) as u32, px * 1.002);
             }
             8 => {
-                now += 1_000_000;
+                // Half way, two expiries pass: their settlement allocates nothing either.
+                now += if k == 500_008 { 61 * DAY_NS } else { 1_000_000 };
                 book.advance_time(now);
             }
             _ => {
@@ -94,6 +96,9 @@ fn one_million_risk_events_allocate_nothing() {
     }
     let stats = region.change();
     black_box(acc);
+    let settled = book.settlement_totals(0).unwrap().options_settled;
+    assert!(settled > 0, "the 30- and 60-day expiries settled");
+    assert!(book.settlement(16).is_some() && book.settlement(17).is_some());
     assert_eq!(stats.allocations, 0, "{stats:?}");
     assert_eq!(stats.reallocations, 0, "{stats:?}");
 }

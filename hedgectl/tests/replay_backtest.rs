@@ -257,3 +257,81 @@ fn tardis_book_and_quote_samples_hedge_a_perpetual_position() {
         .unwrap();
     assert!(last.abs() <= 0.5 + 1e-9, "{last}");
 }
+
+#[test]
+fn an_option_expiring_during_the_replay_is_settled_and_its_hedge_unwound() {
+    // Deribit rows (from options_chain_2020-05-14.csv) moved around the 14MAY20 08:00 UTC
+    // expiry: long 10 calls 8875, about 475 in the money, marked 100 s before the expiry;
+    // the replay goes on 10 minutes after it on another expiry's marks.
+    let expiry = 1_589_443_200_000_000u64; // us
+    let row = |ts: u64, rest: &str| {
+        format!(
+            "deribit,{},{ts},{ts},{}",
+            rest.split_once(',').unwrap().0,
+            rest.split_once(',').unwrap().1
+        )
+    };
+    let call = "BTC-14MAY20-8875-C,call,8875.0,1589443200000000,24.7,0.041,0.0375,3.3,0.0,0.057,3.0,369.73,0.05088735,116.07,SYN.BTC-14MAY20,9350.14,0.9973,5e-05,0.0126,-0.73116,0.02324";
+    let put = "BTC-22MAY20-9250-P,put,9250.0,1590134400000000,139.3,0.0485,0.042,15.5,80.07,0.045,0.5,85.17,0.04010621,76.87,SYN.BTC-22MAY20,9352.58,-0.43897,0.00037,5.49167,-26.07217,-0.99385";
+    let mut csv = String::from("exchange,symbol,timestamp,local_timestamp,type,strike_price,expiration,open_interest,last_price,bid_price,bid_amount,bid_iv,ask_price,ask_amount,ask_iv,mark_price,mark_iv,underlying_index,underlying_price,delta,gamma,vega,theta,rho\n");
+    csv += &row(expiry - 100_000_000, call);
+    csv.push('\n');
+    for k in 0..20u64 {
+        csv += &row(expiry - 90_000_000 + k * 30_000_000, put);
+        csv.push('\n');
+    }
+    let chain = file(&csv);
+    let pos = file("symbol,qty\nBTC-14MAY20-8875-C,10\n");
+    let out = run(&[
+        "--tardis",
+        chain.path().to_str().unwrap(),
+        "--positions",
+        pos.path().to_str().unwrap(),
+        "--policy",
+        "fixed:band=0.5",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_consistent(&v);
+    let p = &v["policies"][0];
+    assert_eq!(p["source_rejects"], 0);
+    let fills = p["fills"].as_array().unwrap();
+    let settle: Vec<_> = fills.iter().filter(|f| f["kind"] == "settlement").collect();
+    assert_eq!(settle.len(), 1, "{fills:?}");
+    assert_eq!(settle[0]["symbol"], "BTC-14MAY20-8875-C");
+    assert_eq!(settle[0]["qty"], -10.0);
+    // Per contract in coin: (F - K) / F at the forward the book had, about 0.05 BTC.
+    let px = settle[0]["price"].as_f64().unwrap();
+    assert!((px - 475.14 / 9350.14).abs() < 0.005, "{px}");
+    assert!(settle[0]["ts_ns"].as_u64().unwrap() >= expiry * 1000);
+    assert_eq!(p["final_positions"]["BTC-14MAY20-8875-C"], 0.0);
+    // The calls' delta was hedged before the expiry and the hedge unwound after it: the
+    // options' delta ends at 0 and so does the hedge (within the band).
+    let btc = &p["underlyings"]["BTC"];
+    let series = &btc["series"];
+    let last = |k: &str| {
+        series[k]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(last("net_delta_before_hedging"), 0.0);
+    assert!(
+        last("net_delta_after_hedging").abs() <= 0.5,
+        "{}",
+        last("net_delta_after_hedging")
+    );
+    let hedge_fills: Vec<_> = fills.iter().filter(|f| f["kind"] == "hedge").collect();
+    assert!(
+        hedge_fills
+            .iter()
+            .any(|f| f["qty"].as_f64().unwrap() < 0.0
+                && f["ts_ns"].as_u64().unwrap() < expiry * 1000)
+            && hedge_fills.iter().any(|f| f["qty"].as_f64().unwrap() > 0.0
+                && f["ts_ns"].as_u64().unwrap() >= expiry * 1000),
+        "hedged before the expiry, unwound after it: {hedge_fills:?}"
+    );
+}

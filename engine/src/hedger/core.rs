@@ -9,7 +9,7 @@
 use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
 use super::latency::StageHistograms;
 use super::risk::{OptionRisk, OptionSpec};
-use super::state::{InflightRecord, PersistState, UnderlyingRecord};
+use super::state::{InflightRecord, PersistState, SettledRecord, UnderlyingRecord};
 use crate::limits::{CheckContext, LimitBreach, Limits, LimitsConfig, OrderToCheck, TradingMode};
 use crate::policy::{
     BandRule, Decision, HedgeInstrument, HedgePolicy, HedgeReason, HoldReason, PolicyConfig,
@@ -138,6 +138,9 @@ pub struct Stats {
     pub execs_bad: u64,
     /// Client option trades.
     pub option_trades: u64,
+    /// Client option trades for an option already expired (settled or past its expiry on
+    /// the hedger's clock): rejected, not added to risk.
+    pub option_trades_expired: u64,
     /// Orders published.
     pub orders_sent: u64,
     /// Orders completely filled.
@@ -207,6 +210,12 @@ pub struct UnderlyingRuntime {
     pub vega: f64,
     /// Band half-width last computed.
     pub band: f64,
+    /// Option positions settled in cash at expiry (including those restored from the state).
+    pub options_settled: u64,
+    /// Sum of the settled positions, contracts (signed).
+    pub settled_position: f64,
+    /// Sum of the settled values, quote currency (see [`crate::risk::SettledOption`]).
+    pub settled_value: f64,
 }
 
 const fn hold_index(h: HoldReason) -> usize {
@@ -280,6 +289,13 @@ pub struct HedgerCore<R: OptionRisk> {
     wall_minus_mono: i128,
     /// Market time follows the events' exchange timestamps instead of the wall clock.
     exchange_clock: bool,
+    /// Earliest expiry not yet settled by the risk book (wall ns): one comparison per
+    /// decision, settlement once per expiry.
+    next_settle_ns: u64,
+    /// The market clock is known: always with the wall clock; in exchange-clock mode once
+    /// an event with an exchange timestamp was read (until then the risk book's clock does
+    /// not move and nothing settles: today's wall time would expire every recorded option).
+    clock_ready: bool,
     rebuilt_seq: u64,
     /// Counters.
     pub stats: Stats,
@@ -397,6 +413,9 @@ impl<R: OptionRisk> HedgerCore<R> {
                 gamma: 0.0,
                 vega: 0.0,
                 band: 0.0,
+                options_settled: 0,
+                settled_position: 0.0,
+                settled_value: 0.0,
                 setup: s,
             });
         }
@@ -441,7 +460,10 @@ impl<R: OptionRisk> HedgerCore<R> {
                 };
             }
         }
+        let next_settle_ns = risk.next_expiry_ns();
         HedgerCore {
+            next_settle_ns,
+            clock_ready: true,
             defs,
             roles,
             und,
@@ -564,15 +586,61 @@ impl<R: OptionRisk> HedgerCore<R> {
     /// that recorded data replayed through the feed handler is not all expired against today.
     pub fn set_exchange_clock(&mut self, on: bool) {
         self.exchange_clock = on;
+        self.clock_ready = !on;
+    }
+
+    /// Idle-time risk work: exact re-evaluations of a few options, the risk book's clock
+    /// moved to the market clock at monotonic `now_ns`, and the settlement of expiries it
+    /// passed. Nothing (no clock move) before the market clock is known.
+    pub fn idle_risk(&mut self, now_ns: u64) {
+        if !self.clock_ready {
+            return;
+        }
+        let wall = self.wall_ns(now_ns);
+        self.risk.idle_step(wall);
+        if wall >= self.next_settle_ns {
+            self.settle_expired(wall);
+        }
+    }
+
+    /// Settles every option expired at wall time `wall_ns` (see
+    /// [`OptionRisk::settle_expired`]) and updates the per-underlying settlement gauges.
+    /// The loop calls it before a decision once its clock passes the next expiry; the driver
+    /// may call it at any time. No allocation.
+    pub fn settle_expired(&mut self, wall_ns: u64) {
+        if !self.clock_ready {
+            return;
+        }
+        self.risk.settle_expired(wall_ns);
+        self.next_settle_ns = self.risk.next_expiry_ns();
+        self.refresh_settlement_gauges();
+    }
+
+    fn refresh_settlement_gauges(&mut self) {
+        for (u, x) in self.und.iter_mut().enumerate() {
+            let t = self.risk.settlement_totals(u);
+            x.options_settled = t.options_settled;
+            x.settled_position = t.net_contracts;
+            x.settled_value = t.value_quote;
+        }
     }
 
     /// The state to persist.
     pub fn persist_state(&self) -> PersistState {
         let mut options = Vec::new();
+        let mut settled = Vec::new();
         for (opt, &id) in self.opt_ids.iter().enumerate() {
             let q = self.risk.position(opt);
             if q != 0.0 {
                 options.push((self.defs[id as usize].symbol().to_string(), q));
+            }
+            if let Some(s) = self.risk.settlement(opt).filter(|s| s.contracts != 0.0) {
+                settled.push(SettledRecord {
+                    symbol: self.defs[id as usize].symbol().to_string(),
+                    contracts: s.contracts,
+                    settlement_px: s.settlement_px,
+                    settled_at_ns: s.settled_at_ns,
+                });
             }
         }
         PersistState {
@@ -589,6 +657,7 @@ impl<R: OptionRisk> HedgerCore<R> {
                 })
                 .collect(),
             options,
+            settled,
             inflight: self
                 .inflight
                 .iter()
@@ -632,6 +701,29 @@ impl<R: OptionRisk> HedgerCore<R> {
             self.set_option_position(sym, *q)
                 .map_err(|e| SetupError::State(e.to_string()))?;
         }
+        for r in &st.settled {
+            let opt = match self.defs.iter().find(|d| d.symbol() == r.symbol) {
+                Some(d) => match self.roles[d.id as usize] {
+                    Role::Option { opt, .. } => opt as usize,
+                    _ => {
+                        return Err(SetupError::State(format!(
+                            "settled `{}` is not an option of a configured underlying",
+                            r.symbol
+                        )))
+                    }
+                },
+                None => {
+                    return Err(SetupError::State(format!(
+                        "settled option `{}` is not in the instruments segment",
+                        r.symbol
+                    )))
+                }
+            };
+            // `false`: already settled (a duplicate line); never counted twice.
+            self.risk
+                .restore_settlement(opt, r.contracts, r.settlement_px, r.settled_at_ns);
+        }
+        self.refresh_settlement_gauges();
         for o in &st.inflight {
             let u = self
                 .und
@@ -967,6 +1059,11 @@ impl<R: OptionRisk> HedgerCore<R> {
         }
         if self.exchange_clock && e.exch_ts_ns != 0 {
             self.wall_minus_mono = e.exch_ts_ns as i128 - read_ns as i128;
+            if !self.clock_ready {
+                // Once: the risk book's clock starts at the market's.
+                self.clock_ready = true;
+                self.risk.start_clock(e.exch_ts_ns);
+            }
         }
         let u = match role {
             Role::None => {
@@ -1063,6 +1160,14 @@ impl<R: OptionRisk> HedgerCore<R> {
                 };
                 if !(e.qty.is_finite() && e.qty > 0.0) {
                     self.stats.execs_bad += 1;
+                    return;
+                }
+                // Cash-settled at expiry: a trade in it now cannot be risk (it would be a
+                // phantom delta forever). Rejected and counted for the operator to reconcile.
+                if self.defs[e.instrument_id as usize].expiry_ns <= self.wall_ns(now_ns)
+                    || self.risk.settlement(opt as usize).is_some()
+                {
+                    self.stats.option_trades_expired += 1;
                     return;
                 }
                 self.stats.option_trades += 1;
@@ -1188,6 +1293,11 @@ impl<R: OptionRisk> HedgerCore<R> {
         orders: &mut O,
         clock: &T,
     ) {
+        // Settle expiries first: one comparison, settlement O(options of the expiry) once.
+        let wall = self.wall_ns(read_ns);
+        if wall >= self.next_settle_ns && self.clock_ready {
+            self.settle_expired(wall);
+        }
         let option_delta = self.risk.delta(u);
         let gamma = self.risk.gamma(u);
         let tau = self.risk.tau_years(u);

@@ -116,6 +116,9 @@ struct UndGauges {
     trading_state: Gauge,
     held: Counter,
     auto_halts: Counter,
+    options_settled: Counter,
+    settled_position: Gauge,
+    settled_value: Gauge,
 }
 
 struct Metrics {
@@ -130,6 +133,7 @@ struct Metrics {
     execs_duplicate: Counter,
     execs_bad: Counter,
     option_trades: Counter,
+    option_trades_expired: Counter,
     orders_sent: Counter,
     orders_filled: Counter,
     orders_partially_filled: Counter,
@@ -172,6 +176,9 @@ impl Metrics {
                     trading_state: w.gauge(&l("trading_state")),
                     held: w.counter(&l("hedging_held")),
                     auto_halts: w.counter(&l("auto_halts")),
+                    options_settled: w.counter(&l("options_settled")),
+                    settled_position: w.gauge(&l("settled_position")),
+                    settled_value: w.gauge(&l("settled_value")),
                 }
             })
             .collect();
@@ -190,6 +197,7 @@ impl Metrics {
             execs_duplicate: w.counter("execs_duplicate"),
             execs_bad: w.counter("execs_bad"),
             option_trades: w.counter("option_trades"),
+            option_trades_expired: w.counter("option_trades_expired"),
             orders_sent: w.counter("orders_sent"),
             orders_filled: w.counter("orders_filled"),
             orders_partially_filled: w.counter("orders_partially_filled"),
@@ -240,6 +248,7 @@ impl Metrics {
         self.execs_duplicate.set(s.execs_duplicate);
         self.execs_bad.set(s.execs_bad);
         self.option_trades.set(s.option_trades);
+        self.option_trades_expired.set(s.option_trades_expired);
         self.orders_sent.set(s.orders_sent);
         self.orders_filled.set(s.orders_filled);
         self.orders_partially_filled.set(s.orders_partially_filled);
@@ -288,6 +297,9 @@ impl Metrics {
             });
             g.held.set(u.held);
             g.auto_halts.set(u.limits.counters.auto_halts);
+            g.options_settled.set(u.options_settled);
+            g.settled_position.set(u.settled_position);
+            g.settled_value.set(u.settled_value);
         }
     }
 }

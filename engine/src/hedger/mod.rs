@@ -221,7 +221,7 @@ impl Housekeeping {
         if now_ns.saturating_sub(self.last_timer_ns) >= self.timer_interval_ns {
             self.last_timer_ns = now_ns;
             core.on_timer(orders, now_ns);
-            core.risk.idle_step(core.wall_ns(now_ns));
+            core.idle_risk(now_ns);
         }
         if self.hlog.is_some() && now_ns.saturating_sub(self.last_hist_ns) >= self.hist_interval_ns
         {

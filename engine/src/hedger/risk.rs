@@ -66,6 +66,37 @@ pub trait OptionRisk {
     fn forced_reevals(&self) -> u64 {
         0
     }
+    /// Earliest expiry (wall ns) not yet settled; `u64::MAX` when none (or when the book does
+    /// not settle: [`LinearizedBook`]). The loop compares its clock against it, so
+    /// [`OptionRisk::settle_expired`] runs once per expiry, never per event.
+    fn next_expiry_ns(&self) -> u64 {
+        u64::MAX
+    }
+    /// Starts the book's clock at `now_wall_ns`, also backwards (the market clock became
+    /// known: exchange-clock mode on recorded data). Never settles.
+    fn start_clock(&mut self, _now_wall_ns: u64) {}
+    /// Settles, in cash, every option whose expiry is at or before `now_wall_ns`: positions
+    /// become settlement records and stop contributing risk. No allocation.
+    fn settle_expired(&mut self, _now_wall_ns: u64) {}
+    /// How an option settled (None: not settled).
+    fn settlement(&self, _opt: usize) -> Option<crate::risk::SettledOption> {
+        None
+    }
+    /// Settlement totals of an underlying.
+    fn settlement_totals(&self, _underlying: usize) -> crate::risk::SettlementTotals {
+        crate::risk::SettlementTotals::default()
+    }
+    /// Restores a settlement recorded by an earlier run (restart); `false` if the option is
+    /// already settled or unknown (never settles twice).
+    fn restore_settlement(
+        &mut self,
+        _opt: usize,
+        _contracts: f64,
+        _settlement_px: f64,
+        _settled_at_ns: u64,
+    ) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -425,6 +456,53 @@ impl OptionRisk for BookRiskAdapter {
 
     fn forced_reevals(&self) -> u64 {
         self.forced_reevals
+    }
+
+    #[inline]
+    fn next_expiry_ns(&self) -> u64 {
+        self.book.next_expiry_ns().unwrap_or(u64::MAX)
+    }
+
+    fn start_clock(&mut self, now_wall_ns: u64) {
+        self.book.reset_time(now_wall_ns);
+    }
+
+    fn settle_expired(&mut self, now_wall_ns: u64) {
+        self.book.advance_time(now_wall_ns);
+        for &id in &self.und_ids {
+            if self
+                .book
+                .underlying(id)
+                .is_some_and(|r| !r.within_tolerance)
+            {
+                self.book.force_reeval(id);
+                self.forced_reevals += 1;
+            }
+        }
+    }
+
+    #[inline]
+    fn settlement(&self, opt: usize) -> Option<crate::risk::SettledOption> {
+        self.book.settlement(self.opt_ids[opt])
+    }
+
+    #[inline]
+    fn settlement_totals(&self, u: usize) -> crate::risk::SettlementTotals {
+        self.book
+            .settlement_totals(self.und_ids[u])
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn restore_settlement(
+        &mut self,
+        opt: usize,
+        contracts: f64,
+        settlement_px: f64,
+        settled_at_ns: u64,
+    ) -> bool {
+        self.book
+            .restore_settlement(self.opt_ids[opt], contracts, settlement_px, settled_at_ns)
     }
 
     fn idle_step(&mut self, now_wall_ns: u64) {

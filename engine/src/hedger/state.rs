@@ -23,14 +23,19 @@
 //!
 //! # Format (text, one record per line, `f64` printed round-trip exact)
 //! ```text
-//! hedger-state 1
+//! hedger-state 2
 //! epoch 3
 //! last_exec_id 1234
 //! underlying BTC <hedge_position> <utc_day> <filled_today>
 //! option BTC-26JUN20-9000-C <qty>
+//! settled BTC-29MAY20-9000-C <contracts> <settlement_px> <settled_at_ns>
 //! inflight <client_order_id> BTC <signed_leaves> <limit_px>
 //! end
 //! ```
+//! Version 2 added `settled` (option positions settled in cash at expiry, see
+//! [`crate::risk::ExpirySettlement`]): a restart marks them settled again, so they are
+//! neither resurrected nor settled twice. Version 1 files (no `settled` lines) are still
+//! read; this build writes version 2.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -62,6 +67,19 @@ pub struct InflightRecord {
     pub limit_px: f64,
 }
 
+/// An option position settled at expiry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettledRecord {
+    /// Option symbol.
+    pub symbol: String,
+    /// Position settled, contracts (signed).
+    pub contracts: f64,
+    /// Settlement price (the expiry's forward), quote currency.
+    pub settlement_px: f64,
+    /// Wall (or exchange) ns when it was settled.
+    pub settled_at_ns: u64,
+}
+
 /// Everything that must survive a crash.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PersistState {
@@ -73,6 +91,8 @@ pub struct PersistState {
     pub underlyings: Vec<UnderlyingRecord>,
     /// Non-zero option positions by symbol.
     pub options: Vec<(String, f64)>,
+    /// Option positions settled at expiry (version 2).
+    pub settled: Vec<SettledRecord>,
     /// Orders in flight.
     pub inflight: Vec<InflightRecord>,
 }
@@ -103,11 +123,14 @@ pub enum StateError {
     },
 }
 
+/// Version of the state format this build writes.
+pub const STATE_VERSION: u32 = 2;
+
 impl PersistState {
     /// Serializes into `out` (cleared first).
     pub fn encode(&self, out: &mut String) {
         out.clear();
-        let _ = writeln!(out, "hedger-state 1");
+        let _ = writeln!(out, "hedger-state {STATE_VERSION}");
         let _ = writeln!(out, "epoch {}", self.epoch);
         let _ = writeln!(out, "last_exec_id {}", self.last_exec_id);
         for u in &self.underlyings {
@@ -119,6 +142,13 @@ impl PersistState {
         }
         for (s, q) in &self.options {
             let _ = writeln!(out, "option {s} {q:?}");
+        }
+        for r in &self.settled {
+            let _ = writeln!(
+                out,
+                "settled {} {:?} {:?} {}",
+                r.symbol, r.contracts, r.settlement_px, r.settled_at_ns
+            );
         }
         for o in &self.inflight {
             let _ = writeln!(
@@ -158,8 +188,8 @@ impl PersistState {
             };
             match f.first().copied() {
                 Some("hedger-state") if n == 1 => {
-                    if f.get(1) != Some(&"1") {
-                        return Err(err(n, "unsupported version"));
+                    if !matches!(f.get(1), Some(&"1" | &"2")) {
+                        return Err(err(n, "unsupported version (this build reads 1 and 2)"));
                     }
                 }
                 _ if n == 1 => return Err(err(n, "not a hedger state file")),
@@ -172,6 +202,12 @@ impl PersistState {
                     filled_today: num(4)?,
                 }),
                 Some("option") if f.len() == 3 => st.options.push((f[1].into(), num(2)?)),
+                Some("settled") if f.len() == 5 => st.settled.push(SettledRecord {
+                    symbol: f[1].into(),
+                    contracts: num(2)?,
+                    settlement_px: num(3)?,
+                    settled_at_ns: int(4)?,
+                }),
                 Some("inflight") if f.len() == 5 => st.inflight.push(InflightRecord {
                     client_order_id: int(1)?,
                     underlying: f[2].into(),
@@ -384,6 +420,12 @@ mod tests {
                 filled_today: 0.1 + 0.2,
             }],
             options: vec![("BTC-X-C".into(), -3.0)],
+            settled: vec![SettledRecord {
+                symbol: "BTC-Y-P".into(),
+                contracts: -2.5,
+                settlement_px: 9123.456789012345,
+                settled_at_ns: 1_590_739_200_000_000_000,
+            }],
             inflight: vec![InflightRecord {
                 client_order_id: (7 << 32) | 5,
                 underlying: "BTC".into(),
@@ -400,5 +442,18 @@ mod tests {
         st.encode(&mut t);
         let cut = &t[..t.len() - 4];
         assert!(PersistState::decode(cut, Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn version_1_files_still_load_without_settlements() {
+        let v1 = "hedger-state 1\nepoch 2\nlast_exec_id 5\noption BTC-X-C -3.0\nend\n";
+        let st = PersistState::decode(v1, Path::new("x")).unwrap();
+        assert_eq!(st.options, vec![("BTC-X-C".to_string(), -3.0)]);
+        assert!(st.settled.is_empty());
+        let mut t = String::new();
+        st.encode(&mut t);
+        assert!(t.starts_with("hedger-state 2\n"));
+        let v9 = "hedger-state 9\nend\n";
+        assert!(PersistState::decode(v9, Path::new("x")).is_err());
     }
 }

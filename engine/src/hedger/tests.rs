@@ -43,10 +43,20 @@ fn core(limits: LimitsConfig) -> HedgerCore<BookRiskAdapter> {
 
 /// A core whose clocks read `mono_ns` (monotonic) and `wall_ns` (wall) at construction.
 fn core_at(limits: LimitsConfig, mono_ns: u64, wall_ns: u64) -> HedgerCore<BookRiskAdapter> {
+    core_expiring(limits, mono_ns, wall_ns, T0 + 30 * DAY)
+}
+
+/// [`core_at`] with the call expiring at `expiry_ns`.
+fn core_expiring(
+    limits: LimitsConfig,
+    mono_ns: u64,
+    wall_ns: u64,
+    expiry_ns: u64,
+) -> HedgerCore<BookRiskAdapter> {
     let mut call = def(CALL, "BTC-C-10000", InstrumentKind::Option);
     call.option_type = OptionType::Call as u8;
     call.strike = 10_000.0;
-    call.expiry_ns = T0 + 30 * DAY;
+    call.expiry_ns = expiry_ns;
     call.lot_size = 0.1;
     call.min_qty = 0.1;
     let defs = vec![
@@ -358,4 +368,172 @@ fn exchange_clock_lets_recorded_data_through_that_the_wall_clock_calls_expired()
         replay.stats.md_rejected[MdReject::ExpiredOption as usize],
         1
     );
+}
+
+/// The short 40 calls, 1 000 in the money, expire one minute after T0.
+const EXPIRY: u64 = T0 + 60 * SEC;
+
+/// Index at 11 000 and a perpetual book around it, at `t`.
+fn market_at(md: &mut MemMarket, t: u64) {
+    md.events
+        .push(MarketEvent::underlying_price(BTC, t, t, 11_000.0));
+    md.events.push(MarketEvent::quote(
+        PERP, t, t, 10_999.5, 100.0, 11_000.5, 100.0,
+    ));
+}
+
+#[test]
+fn a_settled_position_is_not_hedged_after_expiry() {
+    let mut c = core_expiring(LimitsConfig::default(), T0, T0, EXPIRY);
+    let (mut md, mut execs, mut orders, ctl) = rig();
+    // Before expiry the book knows the index (no hedge book yet): delta of -40 ITM calls.
+    md.events
+        .push(MarketEvent::underlying_price(BTC, T0, T0, 11_000.0));
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, T0 + 30 * SEC) > 0 {}
+    assert!(
+        (c.und[0].option_delta + 40.0).abs() < 1e-3,
+        "{}",
+        c.und[0].option_delta
+    );
+    assert!(orders.buf.is_empty(), "no hedge book yet");
+    assert_eq!(c.und[0].options_settled, 0);
+
+    // Two minutes later, past the expiry, the hedge book arrives: the calls were settled in
+    // cash, so there is nothing to hedge (unsettled, they would read delta -40: buy 40).
+    let t = T0 + 120 * SEC;
+    market_at(&mut md, t);
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, t) > 0 {}
+    c.on_timer_at(&mut orders, t);
+    assert!(
+        orders.buf.is_empty(),
+        "hedged a settled position: {:?}",
+        orders.buf
+    );
+    let u = &c.und[0];
+    assert_eq!(u.option_delta, 0.0);
+    assert_eq!(u.gamma, 0.0);
+    assert_eq!(u.net_delta, 0.0);
+    assert_eq!(c.option_position(CALL), 0.0);
+    assert_eq!(u.options_settled, 1);
+    assert_eq!(u.settled_position, -40.0);
+    assert!(
+        (u.settled_value + 40.0 * 1_000.0).abs() < 1e-6,
+        "{}",
+        u.settled_value
+    );
+}
+
+#[test]
+fn an_option_trade_in_an_expired_option_is_rejected_and_counted() {
+    let mut c = core_expiring(LimitsConfig::default(), T0, T0, EXPIRY);
+    let (mut md, mut execs, mut orders, ctl) = rig();
+    let t = T0 + 120 * SEC;
+    market_at(&mut md, t);
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, t) > 0 {}
+    assert!(orders.buf.is_empty());
+    execs.buf.push(exec(
+        1,
+        0,
+        CALL,
+        ExecKind::OptionTrade,
+        Side::Sell,
+        25.0,
+        0.05,
+        t,
+    ));
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, t + SEC) > 0 {}
+    assert_eq!(c.stats.option_trades_expired, 1);
+    assert_eq!(c.stats.option_trades, 0);
+    assert_eq!(c.stats.execs_processed, 1);
+    assert_eq!(c.option_position(CALL), 0.0, "not added to risk");
+    assert_eq!(c.und[0].option_delta, 0.0);
+    assert!(orders.buf.is_empty(), "no hedge for a rejected trade");
+}
+
+#[test]
+fn a_restart_keeps_a_settled_option_settled() {
+    let mut c = core_expiring(LimitsConfig::default(), T0, T0, EXPIRY);
+    let (mut md, mut execs, mut orders, ctl) = rig();
+    md.events
+        .push(MarketEvent::underlying_price(BTC, T0, T0, 11_000.0));
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, T0 + SEC) > 0 {}
+    // A snapshot from before the expiry, for the crash case below.
+    let before = c.persist_state();
+    assert_eq!(before.options, vec![("BTC-C-10000".to_string(), -40.0)]);
+    let t = T0 + 120 * SEC;
+    market_at(&mut md, t);
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, t) > 0 {}
+    assert_eq!(c.und[0].options_settled, 1);
+    let st = c.persist_state();
+    assert!(st.options.is_empty(), "settled: no position persisted");
+    assert_eq!(st.settled.len(), 1);
+    assert_eq!(st.settled[0].symbol, "BTC-C-10000");
+    assert_eq!(st.settled[0].contracts, -40.0);
+    // Through the file format.
+    let mut text = String::new();
+    st.encode(&mut text);
+    let st = super::state::PersistState::decode(&text, std::path::Path::new("state")).unwrap();
+
+    // Restart later (its config still says short 40 calls): the snapshot wins, the option
+    // stays settled, once, and is not hedged.
+    let t2 = t + 60 * SEC;
+    let mut r = core_expiring(LimitsConfig::default(), t2, t2, EXPIRY);
+    r.restore(&st, t2, 0).unwrap();
+    assert_eq!(r.option_position(CALL), 0.0);
+    assert_eq!(r.und[0].options_settled, 1);
+    assert_eq!(r.und[0].settled_position, -40.0);
+    let (mut md, mut execs, mut orders, ctl) = rig();
+    market_at(&mut md, t2);
+    while r.poll_at(&mut md, &mut execs, &mut orders, &ctl, t2) > 0 {}
+    r.on_timer_at(&mut orders, t2 + SEC);
+    r.on_timer_at(&mut orders, t2 + 2 * SEC);
+    assert!(!r.reconciling());
+    assert!(orders.buf.is_empty(), "{:?}", orders.buf);
+    assert_eq!(r.und[0].options_settled, 1, "not settled twice");
+    assert_eq!(r.und[0].option_delta, 0.0);
+    // The next snapshot still says settled: no resurrection over restarts.
+    assert_eq!(r.persist_state().settled, st.settled);
+    assert!(r.persist_state().options.is_empty());
+
+    // A crash whose last snapshot predates the expiry: the position comes back from it and
+    // settles once when the restarted loop's clock passes the expiry.
+    let mut k = core_expiring(LimitsConfig::default(), t2, t2, EXPIRY);
+    k.restore(&before, t2, 0).unwrap();
+    let (mut md, mut execs, mut orders, ctl) = rig();
+    market_at(&mut md, t2);
+    while k.poll_at(&mut md, &mut execs, &mut orders, &ctl, t2) > 0 {}
+    k.on_timer_at(&mut orders, t2 + SEC);
+    assert_eq!(k.und[0].options_settled, 1);
+    assert_eq!(k.option_position(CALL), 0.0);
+    assert!(orders.buf.is_empty(), "{:?}", orders.buf);
+}
+
+#[test]
+fn exchange_clock_does_not_settle_recorded_options_against_the_wall_clock() {
+    // The host's wall clock is a year after the recording; the call expires 30 days after
+    // the recording's start. Idle work before the first event must not settle it.
+    let mono0 = 1_000 * SEC;
+    let wall_now = T0 + 365 * DAY;
+    let mut c = core_at(LimitsConfig::default(), mono0, wall_now);
+    c.set_exchange_clock(true);
+    c.idle_risk(mono0 + SEC);
+    let (mut md, mut execs, mut orders, ctl) = rig();
+    c.on_timer_at(&mut orders, mono0 + SEC);
+    assert_eq!(c.und[0].options_settled, 0);
+    md.events
+        .push(MarketEvent::underlying_price(BTC, T0, mono0, 10_000.0));
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, mono0 + 2 * SEC) > 0 {}
+    c.idle_risk(mono0 + 3 * SEC);
+    assert_eq!(c.und[0].options_settled, 0);
+    assert_eq!(c.option_position(CALL), -40.0);
+    // Past the expiry on the exchange clock it settles.
+    md.events.push(MarketEvent::underlying_price(
+        BTC,
+        T0 + 31 * DAY,
+        mono0,
+        10_000.0,
+    ));
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, mono0 + 4 * SEC) > 0 {}
+    assert_eq!(c.und[0].options_settled, 1);
+    assert_eq!(c.option_position(CALL), 0.0);
 }

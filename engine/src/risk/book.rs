@@ -183,6 +183,80 @@ pub struct BucketRisk {
     pub delta_error_bound: f64,
 }
 
+/// What an option position becomes at expiry.
+///
+/// The book implements cash settlement only, for every option it holds: Deribit's options (the
+/// synthetic market and the Tardis data) are European and cash-settled. A physically-settled
+/// option would become a position in its underlying (or a future) at expiry, which the book
+/// does not model: do not register such options (they would settle as cash here and their
+/// delivered delta would be missing from the hedge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpirySettlement {
+    /// At expiry the position is replaced by its intrinsic value against the expiry's
+    /// forward (the underlying, for options on the spot); its delta, gamma, vega and theta
+    /// become 0.
+    Cash,
+}
+
+/// One option position settled at expiry ([`BookRisk::settlement`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SettledOption {
+    /// Option instrument id.
+    pub option_id: u32,
+    /// Its underlying's instrument id.
+    pub underlying_id: u32,
+    /// Expiry, ns on the book's clock.
+    pub expiry_ns: u64,
+    /// The book's time when it settled (the first clock update at or after the expiry), ns.
+    pub settled_at_ns: u64,
+    /// How it settled (always [`ExpirySettlement::Cash`]).
+    pub style: ExpirySettlement,
+    /// Premium currency of [`SettledOption::value`]: quote currency (`Linear`) or coin
+    /// (`Inverse`).
+    pub settlement: Settlement,
+    /// Position settled, contracts (signed, negative = short); the book's position is 0 after.
+    pub contracts: f64,
+    /// Settlement price: the expiry's forward as the book knew it when it settled (the last
+    /// underlying price times the expiry's last quoted basis; the underlying itself for
+    /// options on the spot), quote currency. An estimate for operators: the venue's own
+    /// settlement price (Deribit: a 30-minute average of its index) is the accounting figure.
+    pub settlement_px: f64,
+    /// `contracts * multiplier * intrinsic`, in the premium currency: for linear options
+    /// quote currency, `max(w (settlement_px - strike), 0)` per unit of underlying; for
+    /// inverse options coin, that intrinsic divided by `settlement_px`. Positive: the
+    /// holder receives it.
+    pub value: f64,
+    /// The same value in quote currency (`value * settlement_px` for inverse options).
+    pub value_quote: f64,
+}
+
+/// Settlement totals of one underlying ([`BookRisk::settlement_totals`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SettlementTotals {
+    /// Option positions settled (options with a non-zero position at expiry).
+    pub options_settled: u64,
+    /// Sum of the settled positions, contracts (signed).
+    pub net_contracts: f64,
+    /// Sum of the settled values in quote currency.
+    pub value_quote: f64,
+    /// Sum of the settled values of inverse options, in coin.
+    pub value_coin: f64,
+}
+
+impl SettlementTotals {
+    fn add(&mut self, s: &SettledOption) {
+        self.options_settled += 1;
+        self.net_contracts += s.contracts;
+        self.value_quote += s.value_quote;
+        if s.settlement == Settlement::Inverse {
+            self.value_coin += s.value;
+        }
+    }
+}
+
+/// End of a bucket's intrusive list of options.
+const NO_OPTION: u32 = u32::MAX;
+
 /// Net delta of a linear perpetual/future/spot position, units of underlying.
 #[inline]
 pub fn linear_position_delta(qty_contracts: f64, multiplier: f64) -> f64 {
@@ -251,6 +325,11 @@ struct Bucket {
     s_w: f64,
     sqrt_tmax: f64,
     inv_f_lo: f64,
+    /// First option of the bucket (intrusive list through `OptState::next_in_bucket`), so
+    /// that settling an expiry touches only its own options.
+    first_option: u32,
+    /// Settled: its options' positions are cash, its sums are zero.
+    settled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -262,12 +341,22 @@ struct Underlying {
     buckets: Vec<usize>,
     agg: Aggregate,
     risk: UnderlyingRisk,
+    settled: SettlementTotals,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct OptState {
+    id: u32,
     bucket: usize,
     leg: usize,
+    /// Next option of the same bucket (`NO_OPTION`: last).
+    next_in_bucket: u32,
+    settlement: Settlement,
+    /// Settled at expiry: `contracts` is 0 and stays 0; `settled_*` describe it.
+    settled: bool,
+    settled_contracts: f64,
+    settled_px: f64,
+    settled_at_ns: u64,
     kind: OptionType,
     model: Model,
     strike: f64,
@@ -306,6 +395,9 @@ pub struct BookRisk {
     buckets: Vec<Bucket>,
     options: Vec<OptState>,
     cursor: usize,
+    /// Earliest expiry of a bucket not yet settled (`u64::MAX`: none): `advance_time`
+    /// compares against it, so settlement costs nothing until an expiry passes.
+    next_expiry_ns: u64,
 }
 
 #[inline]
@@ -325,6 +417,7 @@ impl BookRisk {
             buckets: Vec::with_capacity(256),
             options: Vec::with_capacity(cfg.max_options),
             cursor: 0,
+            next_expiry_ns: u64::MAX,
         }
     }
 
@@ -363,6 +456,7 @@ impl BookRisk {
             div: 0.0,
             buckets: Vec::with_capacity(64),
             agg: Aggregate::default(),
+            settled: SettlementTotals::default(),
             risk: UnderlyingRisk {
                 underlying_id,
                 price,
@@ -432,7 +526,10 @@ impl BookRisk {
             s_w: 0.0,
             sqrt_tmax: 0.0,
             inv_f_lo: 0.0,
+            first_option: NO_OPTION,
+            settled: false,
         };
+        self.next_expiry_ns = self.next_expiry_ns.min(expiry_ns);
         let idx = self.buckets.len();
         self.buckets.push(b);
         self.underlyings[u].buckets.push(idx);
@@ -525,9 +622,18 @@ impl BookRisk {
             _ => 0,
         };
         let idx = self.options.len();
+        let bucket_settled = self.buckets[bucket].settled;
         self.options.push(OptState {
+            id: spec.id,
             bucket,
             leg,
+            next_in_bucket: self.buckets[bucket].first_option,
+            settlement: spec.settlement,
+            // An option of an expiry already settled is born settled (position 0 forever).
+            settled: bucket_settled,
+            settled_contracts: 0.0,
+            settled_px: 0.0,
+            settled_at_ns: 0,
             kind: spec.kind,
             model: spec.model,
             strike: spec.strike,
@@ -547,6 +653,7 @@ impl BookRisk {
             b_ss: [0.0; 3],
         });
         self.slots[spec.id as usize] = Slot::Option(idx as u32);
+        self.buckets[bucket].first_option = idx as u32;
         self.underlyings[u].risk.n_options += 1;
         self.reeval(idx);
         self.refresh_underlying(u);
@@ -563,12 +670,13 @@ impl BookRisk {
 
     /// Changes an option position by `dqty_contracts` (a fill). O(1) in the number of options
     /// (plus O(expiries) re-aggregation), no allocation.
-    /// Returns `false` (and changes nothing) for an unknown option or a non-finite quantity.
+    /// Returns `false` (and changes nothing) for an unknown option, an option already settled
+    /// at expiry ([`BookRisk::settlement`]) or a non-finite quantity.
     pub fn add_position(&mut self, option_id: u32, dqty_contracts: f64) -> bool {
         let Some(i) = self.option_index(option_id) else {
             return false;
         };
-        if !dqty_contracts.is_finite() {
+        if !dqty_contracts.is_finite() || self.options[i].settled {
             return false;
         }
         let o = self.options[i];
@@ -595,12 +703,13 @@ impl BookRisk {
 
     /// New volatility for an option: it is re-evaluated exactly. O(1) in the number of options
     /// (plus O(expiries) re-aggregation), no allocation.
-    /// Returns `false` (and changes nothing) for an unknown option or an invalid vol.
+    /// Returns `false` (and changes nothing) for an unknown or settled option or an invalid
+    /// vol.
     pub fn on_vol(&mut self, option_id: u32, vol: f64) -> bool {
         let Some(i) = self.option_index(option_id) else {
             return false;
         };
-        if !(MIN_BOOK_VOL..=MAX_VOL).contains(&vol) {
+        if !(MIN_BOOK_VOL..=MAX_VOL).contains(&vol) || self.options[i].settled {
             return false;
         }
         self.options[i].vol = vol;
@@ -655,6 +764,13 @@ impl BookRisk {
 
     /// Moves the book's clock to `now_ns` (never backwards): discounting, carry and the
     /// decay of delta are applied, the bound grows. O(number of buckets), no allocation.
+    ///
+    /// Settlement: every expiry at or before `now_ns` that is not settled yet is settled in
+    /// cash ([`ExpirySettlement::Cash`]): each of its options' positions is recorded as a
+    /// [`SettledOption`] (intrinsic value against the expiry's forward now) and set to 0,
+    /// and the expiry's sums are zeroed, so it contributes exactly nothing to delta, gamma,
+    /// vega and theta from then on. This costs O(options of that expiry), once per expiry;
+    /// a call with no expiry passed costs one comparison more. No allocation.
     pub fn advance_time(&mut self, now_ns: u64) {
         if now_ns < self.now_ns {
             return;
@@ -663,9 +779,145 @@ impl BookRisk {
         for b in 0..self.buckets.len() {
             self.refresh_time(b);
         }
+        if now_ns >= self.next_expiry_ns {
+            let mut next = u64::MAX;
+            for b in 0..self.buckets.len() {
+                if self.buckets[b].settled {
+                    continue;
+                }
+                if self.buckets[b].expiry_ns <= now_ns {
+                    self.settle_bucket(b);
+                } else {
+                    next = next.min(self.buckets[b].expiry_ns);
+                }
+            }
+            self.next_expiry_ns = next;
+        }
         for u in 0..self.underlyings.len() {
             self.refresh_underlying(u);
         }
+    }
+
+    /// Sets the book's clock to `now_ns`, also backwards: for a clock that was provisional
+    /// until the market's own clock was known (the hedger on recorded data, whose exchange
+    /// time is years before the wall clock it started with). Expiries already settled stay
+    /// settled; nothing settles here (the next [`BookRisk::advance_time`] does).
+    /// O(number of buckets), no allocation.
+    pub fn reset_time(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
+        for b in 0..self.buckets.len() {
+            self.refresh_time(b);
+        }
+        for u in 0..self.underlyings.len() {
+            self.refresh_underlying(u);
+        }
+    }
+
+    /// Earliest expiry not yet settled, ns on the book's clock (None: nothing left to
+    /// settle). Settlement happens at the first [`BookRisk::advance_time`] at or after it.
+    pub fn next_expiry_ns(&self) -> Option<u64> {
+        (self.next_expiry_ns != u64::MAX).then_some(self.next_expiry_ns)
+    }
+
+    /// Settles bucket `b` in cash: O(its options). The caller re-aggregates its underlying.
+    fn settle_bucket(&mut self, b: usize) {
+        let (u, expiry_ns, ln_basis) = {
+            let bk = &self.buckets[b];
+            (bk.underlying, bk.expiry_ns, bk.ln_basis)
+        };
+        let fwd = self.underlyings[u].price * ln_basis.exp();
+        let now = self.now_ns;
+        let mut i = self.buckets[b].first_option;
+        while i != NO_OPTION {
+            let o = &mut self.options[i as usize];
+            let next = o.next_in_bucket;
+            if !o.settled {
+                o.settled = true;
+                o.settled_contracts = o.contracts;
+                o.settled_px = fwd;
+                o.settled_at_ns = now;
+                o.contracts = 0.0;
+                if o.settled_contracts != 0.0 {
+                    let s = settled_record(o, self.underlyings[u].risk.underlying_id, expiry_ns);
+                    self.underlyings[u].settled.add(&s);
+                }
+            }
+            // The bucket's sums are zeroed below: forget the old contribution.
+            o.clear_anchor();
+            i = next;
+        }
+        let bk = &mut self.buckets[b];
+        bk.settled = true;
+        bk.legs = [Leg::default(); 2];
+        bk.vega = 0.0;
+        bk.theta = 0.0;
+        bk.y_lo = f64::INFINITY;
+        bk.y_hi = f64::NEG_INFINITY;
+        bk.t_anchor_max = 0.0;
+        bk.sweep_y_lo = f64::INFINITY;
+        bk.sweep_y_hi = f64::NEG_INFINITY;
+        bk.sweep_t_max = 0.0;
+        prepare(bk);
+    }
+
+    /// How an option settled at expiry (None: unknown, or not settled yet). An option of a
+    /// settled expiry that had no position is settled with 0 contracts (and value 0).
+    pub fn settlement(&self, option_id: u32) -> Option<SettledOption> {
+        let o = &self.options[self.option_index(option_id)?];
+        if !o.settled {
+            return None;
+        }
+        let bk = &self.buckets[o.bucket];
+        let und_id = self.underlyings[bk.underlying].risk.underlying_id;
+        Some(settled_record(o, und_id, bk.expiry_ns))
+    }
+
+    /// Settlement totals of an underlying (None: unknown id).
+    pub fn settlement_totals(&self, underlying_id: u32) -> Option<&SettlementTotals> {
+        self.underlying_index(underlying_id)
+            .ok()
+            .map(|u| &self.underlyings[u].settled)
+    }
+
+    /// Marks an option settled as recorded earlier (a restart from a snapshot): its position
+    /// is removed from the sums and set to 0, the record counts in the totals, and no later
+    /// expiry settles it again. Returns `false` (and changes nothing) for an unknown option,
+    /// one already settled, or a record with a non-finite quantity or price.
+    /// O(expiries of its underlying), set-up time.
+    pub fn restore_settlement(
+        &mut self,
+        option_id: u32,
+        contracts: f64,
+        settlement_px: f64,
+        settled_at_ns: u64,
+    ) -> bool {
+        let Some(i) = self.option_index(option_id) else {
+            return false;
+        };
+        if self.options[i].settled || !contracts.is_finite() || !valid_price(settlement_px) {
+            return false;
+        }
+        // Remove any position first, through the ordinary path.
+        let cur = self.options[i].contracts;
+        self.add_position(option_id, -cur);
+        let o = &mut self.options[i];
+        o.contracts = 0.0;
+        o.settled = true;
+        o.settled_contracts = contracts;
+        o.settled_px = settlement_px;
+        o.settled_at_ns = settled_at_ns;
+        let b = o.bucket;
+        let u = self.buckets[b].underlying;
+        if contracts != 0.0 {
+            let s = settled_record(
+                &self.options[i],
+                self.underlyings[u].risk.underlying_id,
+                self.buckets[b].expiry_ns,
+            );
+            self.underlyings[u].settled.add(&s);
+        }
+        self.refresh_underlying(u);
+        true
     }
 
     /// Re-evaluates the next few options exactly (round robin over the whole book,
@@ -839,6 +1091,10 @@ impl BookRisk {
     /// contribution to the bucket sums. O(1).
     fn reeval(&mut self, i: usize) {
         let o = self.options[i];
+        if o.settled {
+            // Cash now: nothing to evaluate, nothing in the sums.
+            return;
+        }
         let b = o.bucket;
         let (ln_s, rate, div, und_price) = {
             let u = &self.underlyings[self.buckets[b].underlying];
@@ -1113,6 +1369,30 @@ fn option_theta(
     match o.model {
         Model::Black76 => black.theta,
         Model::Bsm => gbs_greeks(o.kind, spot, o.strike, t, o.vol, rate, div).theta,
+    }
+}
+
+/// The settlement record of a settled option.
+fn settled_record(o: &OptState, underlying_id: u32, expiry_ns: u64) -> SettledOption {
+    let f = o.settled_px;
+    let per_unit = (o.kind.sign() * (f - o.strike)).max(0.0);
+    let value_quote = o.settled_contracts * o.multiplier * per_unit;
+    let value = match o.settlement {
+        Settlement::Linear => value_quote,
+        Settlement::Inverse if f > 0.0 => value_quote / f,
+        Settlement::Inverse => 0.0,
+    };
+    SettledOption {
+        option_id: o.id,
+        underlying_id,
+        expiry_ns,
+        settled_at_ns: o.settled_at_ns,
+        style: ExpirySettlement::Cash,
+        settlement: o.settlement,
+        contracts: o.settled_contracts,
+        settlement_px: f,
+        value,
+        value_quote,
     }
 }
 

@@ -56,8 +56,18 @@
 //!
 //! Time passes through [`BookRisk::advance_time`]: discounting is exact, the decay of delta
 //! enters through `g_s` (charm in log-deviation time), and the remainder is in the bound.
-//! Expired options (`T = 0`) have an unbounded gamma: the hedger removes them at settlement;
-//! until then their bound is very large and reported as such.
+//! # Expiry and settlement
+//! When the clock passes an expiry, the book settles it in cash ([`ExpirySettlement::Cash`],
+//! the only style implemented: Deribit's options are European and cash-settled; physically
+//! settled options are out of scope). Each of the expiry's positions becomes a
+//! [`SettledOption`] record (contracts, the expiry's forward at that moment, intrinsic value in
+//! the option's premium currency: quote currency for linear options, coin for inverse ones),
+//! its position becomes 0 and stays 0 ([`BookRisk::add_position`] refuses it), and the expiry's
+//! sums are zeroed: it contributes exactly 0 delta, gamma, vega and theta from then on. This
+//! is O(options of that expiry), once per expiry, inside [`BookRisk::advance_time`]; totals per
+//! underlying are in [`BookRisk::settlement_totals`], and a restart restores records with
+//! [`BookRisk::restore_settlement`]. Between the expiry and the first clock update after it an
+//! option has `T = 0` and an unbounded gamma, reported as a very large bound.
 //!
 //! # Example
 //! ```
@@ -82,6 +92,7 @@
 mod book;
 
 pub use book::{
-    inverse_position_delta, linear_position_delta, BookRisk, BucketRisk, InverseDelta, OptionSpec,
-    RiskConfig, RiskError, UnderlyingRisk, MIN_BOOK_VOL, NS_PER_YEAR,
+    inverse_position_delta, linear_position_delta, BookRisk, BucketRisk, ExpirySettlement,
+    InverseDelta, OptionSpec, RiskConfig, RiskError, SettledOption, SettlementTotals,
+    UnderlyingRisk, MIN_BOOK_VOL, NS_PER_YEAR,
 };

@@ -160,6 +160,8 @@ struct Opt {
     pending_qty: f64,
     entered: bool,
     under: Option<usize>,
+    /// Its cash settlement at expiry is booked (cash and a `settlement` fill).
+    settled: bool,
 }
 
 pub(crate) fn hedge_instrument(def: &InstrumentDef) -> HedgeInstrument {
@@ -256,6 +258,8 @@ pub struct Backtest {
     events: u64,
     flow_skipped: u64,
     reevals: u64,
+    /// Option positions the book settled at expiry, all underlyings (to notice new ones).
+    settled_seen: u64,
     venue_rejects: u64,
     limit_rejects: [u64; LimitBreach::ALL.len()],
 }
@@ -432,6 +436,7 @@ impl Backtest {
             events: 0,
             flow_skipped: 0,
             reevals: 0,
+            settled_seen: 0,
             venue_rejects: 0,
             limit_rejects: [0; LimitBreach::ALL.len()],
             defs,
@@ -491,6 +496,7 @@ impl Backtest {
         self.client_flow(ts);
         self.apply_event(ts, ev);
         self.book.advance_time(ts);
+        self.book_settlements(ts);
         self.book.idle_step();
         // As the live hedger: an exact re-evaluation before deciding on a delta whose error
         // bound exceeds the configured tolerance.
@@ -511,6 +517,46 @@ impl Backtest {
         while ts >= self.next_sample_ns {
             self.sample(self.next_sample_ns.max(ts));
             self.next_sample_ns += self.cfg.sample_ns.max(1);
+        }
+    }
+
+    /// Books the cash settlements the risk book made at expiries (as the live hedger: a
+    /// settled position no longer has delta): the intrinsic value goes to the options' cash
+    /// and a `settlement` fill takes the position to 0, so that final = initial + fills
+    /// still holds. O(options) once per expiry with positions.
+    fn book_settlements(&mut self, ts: u64) {
+        let total: u64 = self
+            .unders
+            .iter()
+            .filter_map(|u| self.book.settlement_totals(u.root))
+            .map(|t| t.options_settled)
+            .sum();
+        if total == self.settled_seen {
+            return;
+        }
+        self.settled_seen = total;
+        for i in 0..self.opts.len() {
+            let o = self.opts[i];
+            let (Some(u), true, false) = (o.under, o.registered, o.settled) else {
+                continue;
+            };
+            let Some(s) = self.book.settlement(i as u32) else {
+                continue;
+            };
+            self.opts[i].settled = true;
+            if s.contracts == 0.0 {
+                continue;
+            }
+            self.cash_opt[u] += s.value_quote;
+            self.fills.push(Fill {
+                ts_ns: ts,
+                symbol: self.defs[i].symbol().to_string(),
+                kind: "settlement",
+                qty: -s.contracts,
+                // Per contract, in the option's premium currency (coin for inverse options).
+                price: s.value / s.contracts,
+                fee: 0.0,
+            });
         }
     }
 
@@ -667,6 +713,11 @@ impl Backtest {
             return;
         };
         let d = self.defs[id as usize];
+        // Expired (settled in cash, or about to be at this time): no trade, as in the hedger.
+        if d.expiry_ns <= now || self.book.settlement(id).is_some() {
+            self.flow_skipped += 1;
+            return;
+        }
         let unit = match price {
             Some(p) => {
                 let lv = self.lv(id);
@@ -794,6 +845,10 @@ impl Backtest {
             return;
         }
         let Some(u) = o.under else { return };
+        if self.book.settlement(id).is_some() {
+            // Expired before it could be valued: nothing to enter.
+            return;
+        }
         let Some(unit) = self.option_unit_value(id) else {
             return;
         };

@@ -102,7 +102,9 @@ pub struct Fill {
     pub ts_ns: u64,
     /// Instrument.
     pub symbol: String,
-    /// `hedge` or `option`.
+    /// `hedge`, `option` (a client trade) or `settlement` (an option position settled in cash
+    /// at expiry: `qty` takes it to 0, `price` is the value per contract in the option's
+    /// premium currency).
     pub kind: &'static str,
     /// Contracts, signed (+ = we bought).
     pub qty: f64,
@@ -171,7 +173,7 @@ pub struct PolicyReport {
     pub venue_rejects: u64,
     /// Client option trades applied.
     pub flow_trades: u64,
-    /// Client trades skipped (no mark yet).
+    /// Client trades skipped (no mark yet, or the option expired).
     pub flow_skipped: u64,
     /// Exact re-evaluations of the book risk forced because the incremental delta's error
     /// bound exceeded the tolerance (as the live hedger does).
