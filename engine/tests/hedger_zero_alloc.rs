@@ -1,19 +1,18 @@
 //! The hot path allocates nothing: 1,000,000+ market events (plus option trades, fills,
 //! cancels, rejects and ring laps) through `HedgerCore::poll` and the no-store housekeeping,
-//! under a counting global allocator. One test in this binary, so no other test thread
-//! allocates meanwhile.
+//! under `shm_layout::alloc_count`, which counts only this thread's allocations (a process-wide
+//! count also saw the test harness's threads and failed now and then on a loaded machine).
 
 mod hedger_common;
 
 use engine::hedger::Housekeeping;
 use engine::policy::{BandRule, PolicyConfig};
 use hedger_common::*;
+use shm_layout::alloc_count::{CountingAlloc, Region};
 use shm_layout::{ExecEvent, ExecKind, LastValue, Liquidity, MarketEvent, Side};
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-use std::alloc::System;
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const EVENTS: usize = 1_000_000;
 
@@ -88,7 +87,7 @@ fn drive(policy: PolicyConfig, depth: bool) {
     let mut hk = Housekeeping::new(None, None, 1_000_000, 100_000, u64::MAX, r.now);
     let mut exec_id = r.next_exec_id;
 
-    let region = Region::new(GLOBAL);
+    let region = Region::start();
     let started = std::time::Instant::now();
     let mut polls = 0u64;
     while r.md.next < r.md.events.len() {

@@ -1,54 +1,18 @@
 //! The feed handler's per-event path neither allocates nor frees: the synthetic market's `next`
 //! followed by `Publisher::publish_at` (validate, last-value table in place with depth promises,
 //! ring), over a million events that include stress episodes, bursts, jumps and exact option
-//! reprices. A counting global allocator counts only on this test's thread: a process-wide count
-//! (`stats_alloc`) also sees the test harness's main thread, which allocates while the test
-//! thread starts, and failed that way under load. (That the table and
+//! reprices, under `shm_layout::alloc_count`, which counts only on this test's thread. (That the table and
 //! ring operations make no system call is proven in `shm-layout/tests/hot_path.rs` under seccomp
 //! strict mode; the generator is arithmetic on its own state.)
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use feed_handler::publish::{Publisher, PublisherOptions};
 use feed_handler::source::{Source, SourceEvent};
 use feed_handler::synthetic::{SyntheticConfig, SyntheticSource};
+use shm_layout::alloc_count::{CountingAlloc, Region};
 use shm_layout::StalePolicy;
 
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: forwards to the system allocator; only adds a counter.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 #[test]
 fn synthetic_generate_and_publish_do_not_allocate() {
@@ -77,15 +41,19 @@ fn synthetic_generate_and_publish_do_not_allocate() {
         s.next(&mut ev);
         assert!(p.publish_at(&ev, i));
     }
-    COUNTING.with(|c| c.set(true));
+    let region = Region::start();
     let mut stressed = 0u64;
     for i in 0..1_000_000u64 {
         s.next(&mut ev);
         assert!(p.publish_at(&ev, i));
         stressed += u64::from(s.in_stress());
     }
-    COUNTING.with(|c| c.set(false));
-    assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "allocations per event");
+    let c = region.change();
+    assert_eq!(
+        (c.allocations, c.deallocations, c.reallocations),
+        (0, 0, 0),
+        "allocations per event"
+    );
     assert_eq!(p.stats().published, 1_001_000);
     assert!(stressed > 0, "no stress episode was exercised");
     assert!(

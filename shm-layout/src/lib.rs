@@ -28,6 +28,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod alloc_count;
 pub mod broadcast;
 pub mod clock;
 #[cfg(not(loom))]

@@ -2,7 +2,8 @@
 //! without depth, counters, control reads) neither
 //! allocates nor makes system calls.
 //!
-//! - Allocation: a counting global allocator, counting only on the thread under test.
+//! - Allocation: a counting global allocator (`alloc_count`), counting only on the thread
+//!   under test.
 //! - System calls: the operations run on a thread in `SECCOMP_MODE_STRICT`, where any system
 //!   call other than read/write/exit/sigreturn kills the process with SIGKILL; it runs in a
 //!   child process (this binary re-executed) so that a violation fails the test cleanly.
@@ -11,44 +12,11 @@
 
 use bytemuck::Zeroable;
 use shm_layout::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: forwards to the system allocator; only adds a counter.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+use std::sync::atomic::Ordering;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc_count::CountingAlloc = alloc_count::CountingAlloc;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -147,15 +115,15 @@ fn hot_path_round(f: &mut Fixture, i: u64) -> u64 {
 fn hot_path_does_not_allocate() {
     let mut f = fixture();
     hot_path_round(&mut f, 0); // warm up (first touches of pages, lazy statics)
-    COUNTING.with(|c| c.set(true));
+    let region = alloc_count::Region::start();
     let mut s = 0u64;
     for i in 1..10_000 {
         s = s.wrapping_add(hot_path_round(&mut f, i));
     }
-    COUNTING.with(|c| c.set(false));
+    let c = region.change();
     assert_eq!(
-        ALLOCS.load(Ordering::Relaxed),
-        0,
+        (c.allocations, c.deallocations, c.reallocations),
+        (0, 0, 0),
         "allocations on the hot path"
     );
     assert_ne!(s, 0);
