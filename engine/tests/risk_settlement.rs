@@ -325,3 +325,54 @@ proptest! {
         prop_assert!((t.value_quote - total).abs() <= 1e-9 * (1.0 + total.abs()));
     }
 }
+
+#[test]
+fn a_trade_delivered_after_settlement_joins_the_settlement_record_not_the_risk() {
+    let expiry = T0_NS + DAY_NS;
+    let mut book = BookRisk::new(RiskConfig {
+        max_options: 4,
+        max_instrument_id: 16,
+        ..RiskConfig::default()
+    });
+    book.advance_time(T0_NS);
+    book.add_underlying(UND, 10_000.0).unwrap();
+    book.add_forward(1, UND, expiry, 10_000.0).unwrap();
+    book.add_option(spec(10, 1, expiry, 9_000.0, OptionType::Call), 0.6)
+        .unwrap();
+    book.add_option(spec(11, 1, expiry, 11_000.0, OptionType::Call), 0.6)
+        .unwrap();
+    assert!(book.add_position(10, 10.0));
+    // Not settled yet: nothing to add to.
+    assert!(!book.add_settled_trade(10, 1.0));
+    book.advance_time(expiry + SEC);
+    let t0 = *book.settlement_totals(UND).unwrap();
+    assert_eq!((t0.options_settled, t0.net_contracts), (1, 10.0));
+    assert!((t0.value_quote - 10.0 * 1_000.0).abs() < 1e-6);
+
+    // Sold 4 of the calls before the expiry, delivered after: the record holds 6, at the same
+    // price; the risk is still exactly nothing.
+    assert!(book.add_settled_trade(10, -4.0));
+    let s = book.settlement(10).unwrap();
+    assert_eq!(s.contracts, 6.0);
+    assert!((s.value - 6.0 * 1_000.0).abs() < 1e-6);
+    let t1 = *book.settlement_totals(UND).unwrap();
+    assert_eq!((t1.options_settled, t1.net_contracts), (1, 6.0));
+    assert!((t1.value_quote - 6.0 * 1_000.0).abs() < 1e-6);
+    assert_eq!(book.position(10), Some(0.0));
+    assert_eq!(book.underlying(UND).unwrap().net_delta, 0.0);
+
+    // An option that had no position at expiry starts to count; one taken back to 0 stops.
+    assert!(book.add_settled_trade(11, 2.0));
+    assert_eq!(book.settlement_totals(UND).unwrap().options_settled, 2);
+    assert!(book.add_settled_trade(10, -6.0));
+    let t2 = *book.settlement_totals(UND).unwrap();
+    assert_eq!((t2.options_settled, t2.net_contracts), (1, 2.0));
+    assert_eq!(
+        t2.value_quote, 0.0,
+        "the remaining calls expired out of the money"
+    );
+    // Unknown options and non-finite quantities change nothing.
+    assert!(!book.add_settled_trade(99, 1.0));
+    assert!(!book.add_settled_trade(11, f64::NAN));
+    assert_eq!(*book.settlement_totals(UND).unwrap(), t2);
+}

@@ -139,8 +139,12 @@ pub struct Stats {
     /// Client option trades.
     pub option_trades: u64,
     /// Client option trades for an option already expired (settled or past its expiry on
-    /// the hedger's clock): rejected, not added to risk.
+    /// the hedger's clock), executed before the expiry and delivered after it: kept in the
+    /// option's settlement record at its settlement price, not added to risk.
     pub option_trades_expired: u64,
+    /// Such trades that could not be kept (the option is not settled because the market clock
+    /// is not known yet): not applied; reconcile with the venue.
+    pub option_trades_unrecorded: u64,
     /// Orders published.
     pub orders_sent: u64,
     /// Orders completely filled.
@@ -1163,11 +1167,26 @@ impl<R: OptionRisk> HedgerCore<R> {
                     return;
                 }
                 // Cash-settled at expiry: a trade in it now cannot be risk (it would be a
-                // phantom delta forever). Rejected and counted for the operator to reconcile.
-                if self.defs[e.instrument_id as usize].expiry_ns <= self.wall_ns(now_ns)
+                // phantom delta forever). It was executed before the expiry and delivered
+                // late: kept in the option's settlement record (settled first if the loop has
+                // not yet), counted for the operator to reconcile with the venue.
+                let wall = self.wall_ns(now_ns);
+                if self.defs[e.instrument_id as usize].expiry_ns <= wall
                     || self.risk.settlement(opt as usize).is_some()
                 {
-                    self.stats.option_trades_expired += 1;
+                    if self.risk.settlement(opt as usize).is_none() {
+                        self.settle_expired(wall);
+                    }
+                    if self
+                        .risk
+                        .add_settled_trade(opt as usize, side.sign() * e.qty)
+                    {
+                        self.stats.option_trades_expired += 1;
+                        self.refresh_settlement_gauges();
+                    } else {
+                        // Not settled (the market clock is not known yet): nowhere to keep it.
+                        self.stats.option_trades_unrecorded += 1;
+                    }
                     return;
                 }
                 self.stats.option_trades += 1;

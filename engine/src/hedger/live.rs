@@ -134,6 +134,7 @@ struct Metrics {
     execs_bad: Counter,
     option_trades: Counter,
     option_trades_expired: Counter,
+    option_trades_unrecorded: Counter,
     orders_sent: Counter,
     orders_filled: Counter,
     orders_partially_filled: Counter,
@@ -198,6 +199,7 @@ impl Metrics {
             execs_bad: w.counter("execs_bad"),
             option_trades: w.counter("option_trades"),
             option_trades_expired: w.counter("option_trades_expired"),
+            option_trades_unrecorded: w.counter("option_trades_unrecorded"),
             orders_sent: w.counter("orders_sent"),
             orders_filled: w.counter("orders_filled"),
             orders_partially_filled: w.counter("orders_partially_filled"),
@@ -249,6 +251,8 @@ impl Metrics {
         self.execs_bad.set(s.execs_bad);
         self.option_trades.set(s.option_trades);
         self.option_trades_expired.set(s.option_trades_expired);
+        self.option_trades_unrecorded
+            .set(s.option_trades_unrecorded);
         self.orders_sent.set(s.orders_sent);
         self.orders_filled.set(s.orders_filled);
         self.orders_partially_filled.set(s.orders_partially_filled);

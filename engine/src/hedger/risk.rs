@@ -86,6 +86,11 @@ pub trait OptionRisk {
     fn settlement_totals(&self, _underlying: usize) -> crate::risk::SettlementTotals {
         crate::risk::SettlementTotals::default()
     }
+    /// Adds a trade delivered after its option settled to the settlement record (no risk);
+    /// `false` if the option is not settled.
+    fn add_settled_trade(&mut self, _opt: usize, _dqty_contracts: f64) -> bool {
+        false
+    }
     /// Restores a settlement recorded by an earlier run (restart); `false` if the option is
     /// already settled or unknown (never settles twice).
     fn restore_settlement(
@@ -484,6 +489,11 @@ impl OptionRisk for BookRiskAdapter {
     #[inline]
     fn settlement(&self, opt: usize) -> Option<crate::risk::SettledOption> {
         self.book.settlement(self.opt_ids[opt])
+    }
+
+    fn add_settled_trade(&mut self, opt: usize, dqty_contracts: f64) -> bool {
+        self.book
+            .add_settled_trade(self.opt_ids[opt], dqty_contracts)
     }
 
     #[inline]

@@ -424,13 +424,16 @@ fn a_settled_position_is_not_hedged_after_expiry() {
 }
 
 #[test]
-fn an_option_trade_in_an_expired_option_is_rejected_and_counted() {
+fn a_late_option_trade_in_an_expired_option_is_kept_in_its_settlement_not_in_risk() {
     let mut c = core_expiring(LimitsConfig::default(), T0, T0, EXPIRY);
     let (mut md, mut execs, mut orders, ctl) = rig();
     let t = T0 + 120 * SEC;
     market_at(&mut md, t);
     while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, t) > 0 {}
     assert!(orders.buf.is_empty());
+    // Settled at expiry: the short 40 calls, 1,000 in the money.
+    assert_eq!(c.und[0].settled_position, -40.0);
+    assert!((c.und[0].settled_value + 40.0 * 1_000.0).abs() < 1e-6);
     execs.buf.push(exec(
         1,
         0,
@@ -443,11 +446,22 @@ fn an_option_trade_in_an_expired_option_is_rejected_and_counted() {
     ));
     while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, t + SEC) > 0 {}
     assert_eq!(c.stats.option_trades_expired, 1);
+    assert_eq!(c.stats.option_trades_unrecorded, 0);
     assert_eq!(c.stats.option_trades, 0);
     assert_eq!(c.stats.execs_processed, 1);
     assert_eq!(c.option_position(CALL), 0.0, "not added to risk");
     assert_eq!(c.und[0].option_delta, 0.0);
-    assert!(orders.buf.is_empty(), "no hedge for a rejected trade");
+    assert!(orders.buf.is_empty(), "no hedge for a settled trade");
+    // The fill is not lost: the settlement record and the gauges hold it, at the same
+    // settlement price.
+    assert_eq!(c.und[0].settled_position, -65.0);
+    assert!((c.und[0].settled_value + 65.0 * 1_000.0).abs() < 1e-6);
+    assert_eq!(c.und[0].options_settled, 1, "still one option");
+    // A restart keeps it: the persisted record has the trade in it (and the exec id is
+    // committed with it, so it is not applied twice).
+    let saved = c.persist_state();
+    assert_eq!(saved.settled.len(), 1);
+    assert_eq!(saved.settled[0].contracts, -65.0);
 }
 
 #[test]

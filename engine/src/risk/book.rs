@@ -252,6 +252,15 @@ impl SettlementTotals {
             self.value_coin += s.value;
         }
     }
+
+    fn remove(&mut self, s: &SettledOption) {
+        self.options_settled -= 1;
+        self.net_contracts -= s.contracts;
+        self.value_quote -= s.value_quote;
+        if s.settlement == Settlement::Inverse {
+            self.value_coin -= s.value;
+        }
+    }
 }
 
 /// End of a bucket's intrusive list of options.
@@ -877,6 +886,33 @@ impl BookRisk {
         self.underlying_index(underlying_id)
             .ok()
             .map(|u| &self.underlyings[u].settled)
+    }
+
+    /// Adds a trade that reached the book after its option settled (executed before the expiry,
+    /// delivered after it) to the option's settlement record, at the recorded settlement
+    /// price: the fill is kept, and, like the rest of the settled position, carries no risk.
+    /// The totals follow. O(1), no allocation. Returns `false` (and changes nothing) for an
+    /// unknown option, one not settled, or a non-finite quantity.
+    pub fn add_settled_trade(&mut self, option_id: u32, dqty_contracts: f64) -> bool {
+        let Some(i) = self.option_index(option_id) else {
+            return false;
+        };
+        if !self.options[i].settled || !dqty_contracts.is_finite() {
+            return false;
+        }
+        let b = self.options[i].bucket;
+        let (u, expiry_ns) = (self.buckets[b].underlying, self.buckets[b].expiry_ns);
+        let und_id = self.underlyings[u].risk.underlying_id;
+        if self.options[i].settled_contracts != 0.0 {
+            let before = settled_record(&self.options[i], und_id, expiry_ns);
+            self.underlyings[u].settled.remove(&before);
+        }
+        self.options[i].settled_contracts += dqty_contracts;
+        if self.options[i].settled_contracts != 0.0 {
+            let after = settled_record(&self.options[i], und_id, expiry_ns);
+            self.underlyings[u].settled.add(&after);
+        }
+        true
     }
 
     /// Marks an option settled as recorded earlier (a restart from a snapshot): its position
