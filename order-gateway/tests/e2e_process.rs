@@ -2,60 +2,31 @@
 //! and the hedger (creates the orders ring, reads the execs ring) around the real
 //! `order-gateway` binary. Segments live in a unique temp dir under /dev/shm, removed on drop.
 
+mod common;
+
 use bytemuck::Zeroable;
+use common::{gateway_command, gateway_counters, ioc_order, open_execs, sigterm, Proc, World};
 use shm_layout::{
-    names, CounterValue, CountersReader, ExecEvent, ExecKind, HedgeOrder, InstrumentDef,
-    InstrumentKind, InstrumentTable, LastValue, LastValueTable, OpenOptions, OptionType,
-    OrderAction, OrderType, ProcessState, Settlement, Side, SpscConsumer, SpscProducer,
-    StalePolicy, TimeInForce,
+    CounterValue, CountersReader, ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind,
+    LastValue, OpenOptions, OptionType, ProcessState, Side, SpscConsumer, SpscProducer,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Kills the gateway if the test fails half way.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(dir: &Path, extra: &[&str]) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_order-gateway"))
-        .arg("--shm-dir")
-        .arg(dir)
-        .args(["--idle", "backoff-park", "--open-wait-ms", "20000"])
+    let child = gateway_command(dir)
         .args(["--rate-limit-per-s", "0"])
         .args(extra)
-        .stdin(Stdio::null())
         .spawn()
         .expect("spawn order-gateway");
     Proc(child)
 }
 
-struct World {
-    _dir: tempfile::TempDir,
-    _instruments: InstrumentTable,
-    _lvt: LastValueTable,
-    orders: SpscProducer<HedgeOrder>,
-}
-
+/// A perpetual with a two-level book and a call option with a mark.
 fn world() -> World {
-    let dir = tempfile::Builder::new()
-        .prefix("ogw-e2e-")
-        .tempdir_in("/dev/shm")
-        .unwrap();
-    let mut perp = InstrumentDef::zeroed();
-    perp.id = 0;
-    perp.kind = InstrumentKind::Perpetual as u8;
-    perp.settlement = Settlement::Linear as u8;
-    perp.contract_multiplier = 1.0;
-    perp.tick_size = 0.5;
-    perp.lot_size = 0.001;
-    perp.min_qty = 0.001;
+    let mut perp = common::linear_perp(0.001, 0.001);
     perp.set_symbol("BTC-PERP");
     let mut opt = InstrumentDef::zeroed();
     opt.id = 1;
@@ -66,14 +37,6 @@ fn world() -> World {
     opt.lot_size = 0.1;
     opt.min_qty = 0.1;
     opt.set_symbol("BTC-C-100");
-    let instruments = InstrumentTable::create(
-        dir.path(),
-        names::INSTRUMENTS,
-        &[perp, opt],
-        StalePolicy::Fail,
-    )
-    .unwrap();
-    let lvt = LastValueTable::create(dir.path(), names::LVT, 4, StalePolicy::Fail).unwrap();
     let mut b = LastValue::zeroed();
     b.last_seq = 1;
     b.valid = LastValue::HAS_QUOTE | LastValue::HAS_DEPTH;
@@ -84,40 +47,21 @@ fn world() -> World {
     b.bid_levels = 2;
     b.bid_depth[0] = [99.5, 0.5];
     b.bid_depth[1] = [99.0, 0.7];
-    lvt.write(0, &b);
     let mut m = LastValue::zeroed();
     m.instrument_id = 1;
     m.valid = LastValue::HAS_MARK;
     m.mark_px = 0.05;
     m.mark_iv = 0.6;
     m.mark_underlying_px = 100.0;
-    lvt.write(1, &m);
-    let orders =
-        SpscProducer::<HedgeOrder>::create(dir.path(), names::ORDERS, 1024, StalePolicy::Fail)
-            .unwrap();
-    World {
-        _dir: dir,
-        _instruments: instruments,
-        _lvt: lvt,
-        orders,
-    }
+    World::create("ogw-e2e-", &[perp, opt], &[b, m])
 }
 
 fn order(id: u64) -> HedgeOrder {
     let buy = id.is_multiple_of(2);
-    HedgeOrder {
-        client_order_id: id,
-        instrument_id: 0,
-        side: if buy { Side::Buy } else { Side::Sell } as u8,
-        order_type: OrderType::Limit as u8,
-        tif: TimeInForce::Ioc as u8,
-        action: OrderAction::New as u8,
-        qty: 0.001 * (1 + id % 900) as f64,
-        limit_px: if buy { 100.5 } else { 99.0 },
-        // Every 50th order has a bad tick: rejected.
-        ..HedgeOrder::zeroed()
-    }
-    .with_bad_tick_every(50)
+    let side = if buy { Side::Buy } else { Side::Sell };
+    let px = if buy { 100.5 } else { 99.0 };
+    // Every 50th order has a bad tick: rejected.
+    ioc_order(id, 0, side, 0.001 * (1 + id % 900) as f64, px).with_bad_tick_every(50)
 }
 
 trait BadTick {
@@ -146,12 +90,7 @@ struct Hedger {
 
 impl Hedger {
     fn open(dir: &Path) -> Hedger {
-        let execs = SpscConsumer::open(
-            dir,
-            names::EXECS,
-            OpenOptions::wait(Duration::from_secs(30)),
-        )
-        .expect("the gateway creates the execs ring");
+        let execs = open_execs(dir);
         Hedger {
             execs,
             last_id: 0,
@@ -243,20 +182,10 @@ fn wait_running(dir: &Path, p: &Proc) {
     }
 }
 
-fn sigterm(p: &mut Proc) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &p.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let st = p.0.wait().unwrap();
-    assert!(st.success(), "clean exit on SIGTERM: {st:?}");
-}
-
 #[test]
 fn n_orders_in_exactly_n_terminal_reports_out() {
     let mut w = world();
-    let dir = w._dir.path().to_path_buf();
+    let dir = w.dir.path().to_path_buf();
     let mut gw = spawn(
         &dir,
         &[
@@ -290,7 +219,7 @@ fn n_orders_in_exactly_n_terminal_reports_out() {
     assert_eq!(c["execs_published"], h.received);
     // A fresh journal starts exec ids at (wall-clock second << 32) + 1.
     assert!(h.first_id > 1 << 32);
-    let g = counters_all(&dir);
+    let g = gateway_counters(&dir);
     assert!(g["order_transit_max_ns"] > 0.0, "transit measured: {g:?}");
     assert!(g["order_transit_p50_ns"] <= g["order_transit_max_ns"]);
 }
@@ -309,7 +238,7 @@ fn counters(dir: &Path) -> HashMap<String, u64> {
 #[test]
 fn sigterm_drains_orders_in_flight_so_a_restart_recovers_nothing() {
     let mut w = world();
-    let dir = w._dir.path().to_path_buf();
+    let dir = w.dir.path().to_path_buf();
     let args = ["--no-flow", "--latency-us", "5000", "--jitter-us", "5000"];
     let mut gw = spawn(&dir, &args);
     let mut h = Hedger::open(&dir);
@@ -337,7 +266,7 @@ fn sigterm_drains_orders_in_flight_so_a_restart_recovers_nothing() {
 #[test]
 fn sigkill_and_restart_mid_stream_loses_and_duplicates_nothing() {
     let mut w = world();
-    let dir = w._dir.path().to_path_buf();
+    let dir = w.dir.path().to_path_buf();
     let args = ["--no-flow", "--latency-us", "2000", "--jitter-us", "3000"];
     let mut gw = spawn(&dir, &args);
     let mut h = Hedger::open(&dir);
@@ -377,7 +306,7 @@ fn sigkill_and_restart_mid_stream_loses_and_duplicates_nothing() {
 #[test]
 fn full_execs_ring_holds_reports_until_the_hedger_reads_again() {
     let mut w = world();
-    let dir = w._dir.path().to_path_buf();
+    let dir = w.dir.path().to_path_buf();
     let cfg_dir = tempfile::tempdir().unwrap();
     let cfg = cfg_dir.path().join("gw.toml");
     std::fs::write(&cfg, "execs_capacity = 512\n[flow]\nenabled = false\n").unwrap();
@@ -395,44 +324,26 @@ fn full_execs_ring_holds_reports_until_the_hedger_reads_again() {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let c = counters_all(&dir);
-        if c.get("orders_received") == Some(&(n as f64))
-            && c.get("execs_ring_full").is_some_and(|v| *v >= 1.0)
-            && c.get("outbound_backlog").is_some_and(|v| *v > 0.0)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "gateway never held a backlog: {c:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_for_counters(
+        &dir,
+        "gateway never held a backlog",
+        Duration::from_secs(60),
+        |c| {
+            c.get("orders_received") == Some(&(n as f64))
+                && c.get("execs_ring_full").is_some_and(|v| *v >= 1.0)
+                && c.get("outbound_backlog").is_some_and(|v| *v > 0.0)
+        },
+    );
     h.wait_terminals(n as usize, Instant::now() + Duration::from_secs(120));
     sigterm(&mut gw);
     h.drain();
     assert_eq!(h.terminal.len(), n as usize);
 }
 
-fn counters_all(dir: &Path) -> HashMap<String, f64> {
-    let Ok(r) = CountersReader::open(dir, "gateway", OpenOptions::default()) else {
-        return HashMap::new();
-    };
-    r.snapshot()
-        .into_iter()
-        .map(|(k, v)| match v {
-            CounterValue::Counter(c) => (k, c as f64),
-            CounterValue::Gauge(g) => (k, g),
-        })
-        .collect()
-}
-
 #[test]
 fn a_second_gateway_on_the_same_namespace_refuses_to_start() {
     let w = world();
-    let dir = w._dir.path().to_path_buf();
+    let dir = w.dir.path().to_path_buf();
     let mut first = spawn(&dir, &["--no-flow"]);
     wait_running(&dir, &first);
     let out = Command::new(env!("CARGO_BIN_EXE_order-gateway"))

@@ -7,86 +7,34 @@
 //!
 //! Needs `scripts/setup-quickfix.sh`; `HEDGE_SKIP_QUICKFIX=1` skips it explicitly.
 
+mod common;
+
 use bytemuck::Zeroable;
+use common::{
+    free_port, gateway_command, gateway_counters, ioc_order, open_execs, sigterm,
+    wait_for_counters, Proc, World,
+};
 use shm_layout::{
-    names, CounterValue, CountersReader, ExecEvent, ExecKind, HedgeOrder, InstrumentDef,
-    InstrumentKind, InstrumentTable, LastValue, LastValueTable, OpenOptions, OrderAction,
-    OrderType, ProcessState, RejectReason, Settlement, Side, SpscConsumer, SpscProducer,
-    StalePolicy, TimeInForce,
+    CountersReader, ExecEvent, ExecKind, HedgeOrder, LastValue, OpenOptions, ProcessState,
+    RejectReason, Side, SpscConsumer,
 };
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn acceptor_bin() -> PathBuf {
-    let p = std::env::var_os("HEDGE_FIX_ACCEPTOR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HEDGE_QUICKFIX_DIR")
-                .map(|d| PathBuf::from(d).join("bin/fix_acceptor"))
-        })
-        .unwrap_or_else(|| repo_root().join("target/quickfix/bin/fix_acceptor"));
-    assert!(
-        p.exists(),
-        "QuickFIX test exchange not found at {}: run scripts/setup-quickfix.sh \
-         (or set HEDGE_SKIP_QUICKFIX=1 to skip this test)",
-        p.display()
-    );
-    p
-}
-
 fn start_exchange(store: &Path, port: u16) -> Proc {
-    let mut child = Command::new(acceptor_bin())
-        .args(["--port", &port.to_string()])
-        .arg("--store")
-        .arg(store)
-        .arg("--spec")
-        .arg(repo_root().join("scripts/fix/FIX44.xml"))
-        .args(["--username", "gw-user", "--password", "gw-secret-77"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn fix_acceptor");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("READY"), "fix_acceptor: {line:?}");
-    Proc(child)
+    common::start_acceptor(store, port, "gw-user", "gw-secret-77")
 }
 
 fn spawn_gateway(dir: &Path, config: &Path) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_order-gateway"))
-        .arg("--shm-dir")
-        .arg(dir)
+    let child = gateway_command(dir)
         .arg("--config")
         .arg(config)
-        .args([
-            "--idle",
-            "backoff-park",
-            "--open-wait-ms",
-            "20000",
-            "--no-flow",
-        ])
+        .arg("--no-flow")
         // Credentials from the environment, as in production.
         .env("HEDGE_FIX_USERNAME", "gw-user")
         .env("HEDGE_FIX_PASSWORD", "gw-secret-77")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -104,21 +52,14 @@ fn order(id: u64) -> HedgeOrder {
     } else {
         (1 + id % 7) as f64
     };
+    let side = if id.is_multiple_of(2) {
+        Side::Buy
+    } else {
+        Side::Sell
+    };
     HedgeOrder {
-        client_order_id: id,
-        instrument_id: 0,
-        side: if id.is_multiple_of(2) {
-            Side::Buy
-        } else {
-            Side::Sell
-        } as u8,
-        order_type: OrderType::Limit as u8,
-        tif: TimeInForce::Ioc as u8,
-        action: OrderAction::New as u8,
-        qty,
-        limit_px: 100.0,
         publish_ts_ns: shm_layout::clock::now_ns(),
-        ..HedgeOrder::zeroed()
+        ..ioc_order(id, 0, side, qty, 100.0)
     }
 }
 
@@ -209,63 +150,16 @@ impl Book {
     }
 }
 
-fn skip_quickfix() -> bool {
-    if std::env::var("HEDGE_SKIP_QUICKFIX").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: HEDGE_SKIP_QUICKFIX=1 set, QuickFIX gateway test not run");
-        return true;
-    }
-    false
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The feed's and the hedger's segments: one perpetual `BTC-PERP` with a book, and the
 /// orders ring.
-struct World {
-    dir: tempfile::TempDir,
-    _instruments: InstrumentTable,
-    _lvt: LastValueTable,
-    orders: SpscProducer<HedgeOrder>,
-}
-
 fn world() -> World {
-    let dir = tempfile::Builder::new()
-        .prefix("ogw-fix-e2e-")
-        .tempdir_in("/dev/shm")
-        .unwrap();
-    let mut perp = InstrumentDef::zeroed();
-    perp.id = 0;
-    perp.kind = InstrumentKind::Perpetual as u8;
-    perp.settlement = Settlement::Linear as u8;
-    perp.contract_multiplier = 1.0;
-    perp.tick_size = 0.5;
-    perp.lot_size = 1.0;
-    perp.min_qty = 1.0;
+    let mut perp = common::linear_perp(1.0, 1.0);
     perp.set_symbol("BTC-PERP");
-    let instruments =
-        InstrumentTable::create(dir.path(), names::INSTRUMENTS, &[perp], StalePolicy::Fail)
-            .unwrap();
-    let lvt = LastValueTable::create(dir.path(), names::LVT, 4, StalePolicy::Fail).unwrap();
     let mut b = LastValue::zeroed();
     b.last_seq = 1;
     b.valid = LastValue::HAS_QUOTE;
     (b.bid_px, b.bid_qty, b.ask_px, b.ask_qty) = (99.5, 1000.0, 100.0, 1000.0);
-    lvt.write(0, &b);
-    let orders =
-        SpscProducer::<HedgeOrder>::create(dir.path(), names::ORDERS, 1024, StalePolicy::Fail)
-            .unwrap();
-    World {
-        dir,
-        _instruments: instruments,
-        _lvt: lvt,
-        orders,
-    }
+    World::create("ogw-fix-e2e-", &[perp], &[b])
 }
 
 /// A gateway config with `venue = "fix"` talking to 127.0.0.1:`port`, plus `extra` top-level
@@ -278,20 +172,6 @@ fn write_config(path: &Path, port: u16, extra: &str) {
         ),
     )
     .unwrap();
-}
-
-/// The gateway's counters and gauges (`cnc-gateway`), by label.
-fn gateway_counters(dir: &Path) -> HashMap<String, f64> {
-    let Ok(r) = CountersReader::open(dir, "gateway", OpenOptions::default()) else {
-        return HashMap::new();
-    };
-    r.snapshot()
-        .into_iter()
-        .map(|(k, v)| match v {
-            CounterValue::Counter(c) => (k, c as f64),
-            CounterValue::Gauge(g) => (k, g),
-        })
-        .collect()
 }
 
 fn gateway_state(dir: &Path) -> Option<ProcessState> {
@@ -318,7 +198,7 @@ fn wait_until(
 
 #[test]
 fn gateway_waits_for_the_fix_logon_before_taking_orders_left_in_the_ring() {
-    if skip_quickfix() {
+    if common::skip_quickfix("QuickFIX gateway test") {
         return;
     }
     let mut w = world();
@@ -336,12 +216,7 @@ fn gateway_waits_for_the_fix_logon_before_taking_orders_left_in_the_ring() {
     let config = exch_dir.path().join("gateway.toml");
     write_config(&config, port, "venue_connect_wait_ms = 120000\n");
     let _gw = spawn_gateway(&dir, &config);
-    let mut execs = SpscConsumer::<ExecEvent>::open(
-        &dir,
-        names::EXECS,
-        OpenOptions::wait(Duration::from_secs(30)),
-    )
-    .expect("the gateway creates the execs ring");
+    let mut execs = open_execs(&dir);
     let mut book = Book::default();
     let until = Instant::now() + Duration::from_secs(30);
     let first_hb = loop {
@@ -367,18 +242,12 @@ fn gateway_waits_for_the_fix_logon_before_taking_orders_left_in_the_ring() {
         std::thread::sleep(Duration::from_millis(5));
     }
     // FIX session counters are published into cnc-gateway, while waiting too (every 100 ms).
-    let until = Instant::now() + Duration::from_secs(30);
-    let c = loop {
-        let c = gateway_counters(&dir);
-        if c.get("fix_connect_attempts").is_some_and(|&v| v >= 1.0) {
-            break c;
-        }
-        assert!(
-            Instant::now() < until,
-            "no fix_connect_attempts in cnc-gateway: {c:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let c = wait_for_counters(
+        &dir,
+        "no fix_connect_attempts in cnc-gateway",
+        Duration::from_secs(30),
+        |c| c.get("fix_connect_attempts").is_some_and(|&v| v >= 1.0),
+    );
     assert_eq!(c["fix_logons"], 0.0, "{c:?}");
     assert_eq!(gateway_state(&dir), Some(ProcessState::Starting));
     assert_eq!(c["venue_connected"], 0.0);
@@ -410,21 +279,18 @@ fn gateway_waits_for_the_fix_logon_before_taking_orders_left_in_the_ring() {
         );
     }
     assert_eq!(gateway_state(&dir), Some(ProcessState::Running));
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = gateway_counters(&dir);
-        if c["orders_received"] == n as f64 && c["fix_orders_sent"] == n as f64 {
-            assert_eq!(c["fix_logons"], 1.0, "{c:?}");
-            assert!(c["fix_exec_reports"] >= n as f64, "{c:?}");
-            assert_eq!(c["fix_decode_rejected"], 0.0, "{c:?}");
-            assert_eq!(c["venue_connected"], 1.0, "{c:?}");
-            assert_eq!(c["venue_connect_timeouts"], 0.0, "{c:?}");
-            assert_eq!(c["rejects{reason=\"not_connected\"}"], 0.0, "{c:?}");
-            break;
-        }
-        assert!(Instant::now() < until, "counters not published: {c:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let c = wait_for_counters(
+        &dir,
+        "counters not published",
+        Duration::from_secs(10),
+        |c| c["orders_received"] == n as f64 && c["fix_orders_sent"] == n as f64,
+    );
+    assert_eq!(c["fix_logons"], 1.0, "{c:?}");
+    assert!(c["fix_exec_reports"] >= n as f64, "{c:?}");
+    assert_eq!(c["fix_decode_rejected"], 0.0, "{c:?}");
+    assert_eq!(c["venue_connected"], 1.0, "{c:?}");
+    assert_eq!(c["venue_connect_timeouts"], 0.0, "{c:?}");
+    assert_eq!(c["rejects{reason=\"not_connected\"}"], 0.0, "{c:?}");
 }
 
 #[test]
@@ -440,12 +306,7 @@ fn gateway_stops_waiting_for_the_venue_after_the_bound_and_rejects_not_connected
     let config = cfg_dir.path().join("gateway.toml");
     write_config(&config, free_port(), "venue_connect_wait_ms = 300\n");
     let _gw = spawn_gateway(&dir, &config);
-    let mut execs = SpscConsumer::<ExecEvent>::open(
-        &dir,
-        names::EXECS,
-        OpenOptions::wait(Duration::from_secs(30)),
-    )
-    .expect("the gateway creates the execs ring");
+    let mut execs = open_execs(&dir);
     let mut book = Book::default();
     wait_until("every order to end", &mut book, &mut execs, |b| {
         b.terminal.len() == n as usize
@@ -457,23 +318,17 @@ fn gateway_stops_waiting_for_the_venue_after_the_bound_and_rejects_not_connected
             "order {id}"
         );
     }
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = gateway_counters(&dir);
-        if c.get("rejects{reason=\"not_connected\"}") == Some(&(n as f64)) {
-            assert_eq!(c["venue_connect_timeouts"], 1.0, "{c:?}");
-            assert_eq!(c["venue_connected"], 0.0, "{c:?}");
-            break;
-        }
-        assert!(Instant::now() < until, "rejects not counted: {c:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let c = wait_for_counters(&dir, "rejects not counted", Duration::from_secs(10), |c| {
+        c.get("rejects{reason=\"not_connected\"}") == Some(&(n as f64))
+    });
+    assert_eq!(c["venue_connect_timeouts"], 1.0, "{c:?}");
+    assert_eq!(c["venue_connected"], 0.0, "{c:?}");
     assert_eq!(gateway_state(&dir), Some(ProcessState::Running));
 }
 
 #[test]
 fn gateway_with_fix_venue_survives_sigkill_with_every_order_ending_once_and_seqnums_resumed() {
-    if skip_quickfix() {
+    if common::skip_quickfix("QuickFIX gateway test") {
         return;
     }
     let exch_dir = tempfile::tempdir().unwrap();
@@ -491,12 +346,7 @@ fn gateway_with_fix_venue_survives_sigkill_with_every_order_ending_once_and_seqn
     write_config(&config, port, "venue_connect_wait_ms = 60000\n");
 
     let mut gw = spawn_gateway(dir.path(), &config);
-    let mut execs = SpscConsumer::<ExecEvent>::open(
-        dir.path(),
-        names::EXECS,
-        OpenOptions::wait(Duration::from_secs(30)),
-    )
-    .expect("the gateway creates the execs ring");
+    let mut execs = open_execs(dir.path());
     let mut book = Book::default();
     wait_logons(&store, 1);
     std::thread::sleep(Duration::from_millis(100));
@@ -608,12 +458,7 @@ fn gateway_with_fix_venue_survives_sigkill_with_every_order_ending_once_and_seqn
             .join("\n")
     );
     // Clean stop: the gateway logs out.
-    let st = Command::new("kill")
-        .args(["-TERM", &gw.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    assert!(gw.0.wait().unwrap().success());
+    sigterm(&mut gw);
     // The FIX session counters are in cnc-gateway (published at shutdown at the latest),
     // continuing across runs: a logon per run whose counters were published before its kill.
     let c = gateway_counters(dir.path());

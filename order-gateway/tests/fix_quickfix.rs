@@ -5,97 +5,29 @@
 //! Needs `scripts/setup-quickfix.sh` to have run (CI does). Set `HEDGE_SKIP_QUICKFIX=1` to skip
 //! these tests explicitly; without it a missing acceptor is a failure, not a silent pass.
 
+mod common;
+
 use bytemuck::Zeroable;
+use common::{free_port, ioc_order as order, Proc};
 use order_gateway::fix::{FixConfig, FixVenue, Secret};
 use order_gateway::venue::{Venue, VenueReport};
 use shm_layout::clock::now_ns;
-use shm_layout::{
-    ExecKind, HedgeOrder, InstrumentDef, OrderAction, OrderType, RejectReason, Side, TimeInForce,
-};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use shm_layout::{ExecKind, InstrumentDef, OrderType, RejectReason, Side, TimeInForce};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const USER: &str = "hedger-user";
 const PASS: &str = "hedger-pass-9z";
 
 fn skip() -> bool {
-    if std::env::var("HEDGE_SKIP_QUICKFIX").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: HEDGE_SKIP_QUICKFIX=1 set, QuickFIX integration test not run");
-        return true;
-    }
-    false
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn acceptor_bin() -> PathBuf {
-    let p = std::env::var_os("HEDGE_FIX_ACCEPTOR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HEDGE_QUICKFIX_DIR")
-                .map(|d| PathBuf::from(d).join("bin/fix_acceptor"))
-        })
-        .unwrap_or_else(|| repo_root().join("target/quickfix/bin/fix_acceptor"));
-    assert!(
-        p.exists(),
-        "QuickFIX test exchange not found at {}: run scripts/setup-quickfix.sh \
-         (or set HEDGE_SKIP_QUICKFIX=1 to skip this test)",
-        p.display()
-    );
-    p
+    common::skip_quickfix("QuickFIX integration test")
 }
 
 /// The QuickFIX acceptor child process; killed on drop (and it exits when our stdin pipe
 /// closes, so it never outlives a crashed test).
-struct Acceptor {
-    child: Child,
-    port: u16,
-}
-
-impl Acceptor {
-    fn start(store: &Path, port: u16) -> Acceptor {
-        let mut child = Command::new(acceptor_bin())
-            .args(["--port", &port.to_string()])
-            .arg("--store")
-            .arg(store)
-            .arg("--spec")
-            .arg(repo_root().join("scripts/fix/FIX44.xml"))
-            .args(["--username", USER, "--password", PASS])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn fix_acceptor");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.starts_with("READY"),
-            "fix_acceptor did not start (got {line:?}); see {}/log",
-            store.display()
-        );
-        Acceptor { child, port }
-    }
-}
-
-impl Drop for Acceptor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+fn start_acceptor(store: &Path, port: u16) -> Proc {
+    common::start_acceptor(store, port, USER, PASS)
 }
 
 fn instruments() -> Vec<InstrumentDef> {
@@ -119,19 +51,6 @@ fn config(port: u16, state: &Path) -> FixConfig {
     c.reconnect_min_ms = 50;
     c.reconnect_max_ms = 400;
     c
-}
-
-fn order(id: u64, instrument_id: u32, side: Side, qty: f64, px: f64) -> HedgeOrder {
-    let mut o = HedgeOrder::zeroed();
-    o.client_order_id = id;
-    o.instrument_id = instrument_id;
-    o.side = side as u8;
-    o.order_type = OrderType::Limit as u8;
-    o.tif = TimeInForce::Ioc as u8;
-    o.action = OrderAction::New as u8;
-    o.qty = qty;
-    o.limit_px = px;
-    o
 }
 
 /// Polls `v` until `done(reports)` or the deadline; returns every report seen.
@@ -191,11 +110,11 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
     let exch_store = tmp.path().join("exchange");
     let state = tmp.path().join("gateway-state");
     let port = free_port();
-    let mut exch = Acceptor::start(&exch_store, port);
+    let mut exch = start_acceptor(&exch_store, port);
     let defs = instruments();
 
     // --- Orders and their exec events. ---
-    let mut v = FixVenue::new(config(exch.port, &state), &defs).unwrap();
+    let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
     assert!(!v.is_connected());
     connect(&mut v);
     let mut reps = Vec::new();
@@ -276,7 +195,7 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
 
     // --- Kill our side (no Logout: the socket just closes) and restart from the state dir. ---
     drop(v);
-    let mut v = FixVenue::new(config(exch.port, &state), &defs).unwrap();
+    let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
     assert_eq!(v.session().next_out(), out_before, "next_out persisted");
     assert_eq!(v.session().next_in(), in_before, "next_in persisted");
     connect(&mut v);
@@ -303,7 +222,7 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
     v.shutdown(now_ns());
     assert!(!v.is_connected());
     drop(v);
-    let mut v = FixVenue::new(config(exch.port, &state), &defs).unwrap();
+    let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
     connect(&mut v);
     let mut reps = Vec::new();
     settle(&mut v, &mut reps, 300);
@@ -316,7 +235,7 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
     let (out, inn) = (v.session().next_out(), v.session().next_in());
     drop(v);
     std::fs::write(&seq_file, format!("{:020} {:020}\n", out + 3, inn)).unwrap();
-    let mut v = FixVenue::new(config(exch.port, &state), &defs).unwrap();
+    let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
     connect(&mut v);
     let mut reps = Vec::new();
     settle(&mut v, &mut reps, 500);
@@ -341,7 +260,7 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
     let (out, inn) = (v.session().next_out(), v.session().next_in());
     drop(v);
     std::fs::write(&seq_file, format!("{:020} {:020}\n", out, inn - 3)).unwrap();
-    let mut v = FixVenue::new(config(exch.port, &state), &defs).unwrap();
+    let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
     connect(&mut v);
     let mut reps = Vec::new();
     settle(&mut v, &mut reps, 500);
@@ -365,7 +284,7 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
         terminal_count(r) == 1
     });
     assert_eq!(kinds_of(&reps, 10), [(Rejected, 0.0, 0.0, R::NotConnected)]);
-    exch = Acceptor::start(&exch_store, port);
+    exch = start_acceptor(&exch_store, port);
     connect(&mut v);
     let mut reps = Vec::new();
     settle(&mut v, &mut reps, 300);
@@ -386,7 +305,7 @@ fn a_restarted_gateway_recovers_orders_of_the_killed_run_with_order_status_reque
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let port = free_port();
-    let _exch = Acceptor::start(&tmp.path().join("exchange"), port);
+    let _exch = start_acceptor(&tmp.path().join("exchange"), port);
     let defs = instruments();
     let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
     connect(&mut v);
@@ -448,7 +367,7 @@ fn heartbeats_keep_the_session_up_and_a_silent_exchange_is_detected_by_test_requ
     }
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let exch = Acceptor::start(&tmp.path().join("exchange"), port);
+    let exch = start_acceptor(&tmp.path().join("exchange"), port);
     let mut cfg = config(port, &tmp.path().join("state"));
     cfg.heartbeat_interval_s = 1;
     cfg.logon_timeout_ms = 1_000;
@@ -465,7 +384,7 @@ fn heartbeats_keep_the_session_up_and_a_silent_exchange_is_detected_by_test_requ
     );
     assert!(s.msgs_in >= 3, "logon + heartbeats from QuickFIX: {s:?}");
     // Freeze the exchange: its kernel still holds the socket open, so only the silence tells.
-    let pid = exch.child.id().to_string();
+    let pid = exch.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-STOP", &pid])
         .status()
@@ -521,7 +440,7 @@ fn wrong_password_is_refused_and_never_logged_in() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _exch = Acceptor::start(&tmp.path().join("exchange"), port);
+    let _exch = start_acceptor(&tmp.path().join("exchange"), port);
     let mut cfg = config(port, &tmp.path().join("state"));
     cfg.password = Some(Secret::new("wrong-password"));
     let debug = format!("{cfg:?}");

@@ -2,29 +2,21 @@
 //! grow, and a "kill" at the worst moments (journaled but not pushed, journaled but not
 //! committed, orders in flight at the venue) loses and repeats nothing.
 
+mod common;
+
 use bytemuck::Zeroable;
+use common::{ioc_order, linear_perp};
 use order_gateway::gateway::{Gateway, GatewayLimits, OrderSource, VecExecs, VecOrders};
 use order_gateway::journal::Journal;
 use order_gateway::sim::{SimConfig, SimVenue};
-use shm_layout::{
-    ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, LastValue, OrderAction,
-    OrderType, RejectReason, Settlement, Side, TimeInForce,
-};
+use shm_layout::{ExecEvent, ExecKind, HedgeOrder, InstrumentDef, LastValue, RejectReason, Side};
 use std::collections::HashMap;
 use std::path::Path;
 
 type Market = Vec<Option<LastValue>>;
 
 fn defs() -> Vec<InstrumentDef> {
-    let mut perp = InstrumentDef::zeroed();
-    perp.id = 0;
-    perp.kind = InstrumentKind::Perpetual as u8;
-    perp.settlement = Settlement::Linear as u8;
-    perp.contract_multiplier = 1.0;
-    perp.tick_size = 0.5;
-    perp.lot_size = 0.001;
-    perp.min_qty = 0.001;
-    vec![perp]
+    vec![linear_perp(0.001, 0.001)]
 }
 
 fn market(seq: u64) -> Market {
@@ -36,21 +28,12 @@ fn market(seq: u64) -> Market {
 }
 
 fn order(id: u64) -> HedgeOrder {
-    HedgeOrder {
-        client_order_id: id,
-        instrument_id: 0,
-        side: if id.is_multiple_of(2) {
-            Side::Buy
-        } else {
-            Side::Sell
-        } as u8,
-        order_type: OrderType::Limit as u8,
-        tif: TimeInForce::Ioc as u8,
-        action: OrderAction::New as u8,
-        qty: 0.001 * (1 + id % 700) as f64,
-        limit_px: if id.is_multiple_of(2) { 100.0 } else { 99.5 },
-        ..HedgeOrder::zeroed()
-    }
+    let (side, px) = if id.is_multiple_of(2) {
+        (Side::Buy, 100.0)
+    } else {
+        (Side::Sell, 99.5)
+    };
+    ioc_order(id, 0, side, 0.001 * (1 + id % 700) as f64, px)
 }
 
 fn sim() -> SimVenue<Market> {

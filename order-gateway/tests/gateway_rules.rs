@@ -1,14 +1,16 @@
 //! Gateway-level rules: cancels, duplicate ids, a disconnected venue, invalid actions, and a
 //! venue that recovers orders itself after a restart.
 
+mod common;
+
 use bytemuck::Zeroable;
+use common::{ioc_order, linear_perp};
 use order_gateway::gateway::{Gateway, GatewayLimits, OrderSource, VecExecs, VecOrders};
 use order_gateway::journal::Journal;
 use order_gateway::sim::{SimConfig, SimVenue};
 use order_gateway::{Venue, VenueReport};
 use shm_layout::{
-    ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, LastValue, OrderAction,
-    OrderType, RejectReason, Settlement, Side, TimeInForce,
+    ExecEvent, ExecKind, HedgeOrder, LastValue, OrderAction, RejectReason, Side, TimeInForce,
 };
 use std::path::Path;
 
@@ -22,13 +24,7 @@ fn market() -> Market {
 }
 
 fn sim() -> SimVenue<Market> {
-    let mut perp = InstrumentDef::zeroed();
-    perp.kind = InstrumentKind::Perpetual as u8;
-    perp.settlement = Settlement::Linear as u8;
-    perp.contract_multiplier = 1.0;
-    perp.tick_size = 0.5;
-    perp.lot_size = 0.001;
-    perp.min_qty = 0.001;
+    let perp = linear_perp(0.001, 0.001);
     let cfg = SimConfig {
         latency_us: 10.0,
         jitter_us: 0.0,
@@ -40,14 +36,8 @@ fn sim() -> SimVenue<Market> {
 
 fn order(id: u64, tif: TimeInForce, px: f64) -> HedgeOrder {
     HedgeOrder {
-        client_order_id: id,
-        side: Side::Buy as u8,
-        order_type: OrderType::Limit as u8,
         tif: tif as u8,
-        action: OrderAction::New as u8,
-        qty: 0.5,
-        limit_px: px,
-        ..HedgeOrder::zeroed()
+        ..ioc_order(id, 0, Side::Buy, 0.5, px)
     }
 }
 

@@ -1,5 +1,7 @@
 //! Matching rules of the simulated venue on single orders.
 
+mod common;
+
 use bytemuck::Zeroable;
 use order_gateway::sim::{fee, SimConfig, SimVenue};
 use order_gateway::{Venue, VenueReport};
@@ -14,14 +16,8 @@ fn defs() -> Vec<InstrumentDef> {
     let mut index = InstrumentDef::zeroed();
     index.id = 0;
     index.kind = InstrumentKind::Index as u8;
-    let mut perp = InstrumentDef::zeroed();
+    let mut perp = common::linear_perp(0.001, 0.002);
     perp.id = PERP;
-    perp.kind = InstrumentKind::Perpetual as u8;
-    perp.settlement = Settlement::Linear as u8;
-    perp.contract_multiplier = 1.0;
-    perp.tick_size = 0.5;
-    perp.lot_size = 0.001;
-    perp.min_qty = 0.002;
     let mut inv = perp;
     inv.id = 2;
     inv.settlement = Settlement::Inverse as u8;
