@@ -6,22 +6,11 @@
 //! builds them (each of their packages has integration tests). With `cargo test -p hedgectl`
 //! alone, build them first: `cargo build --bins`.
 
+mod common;
+
+use common::bin_dir;
 use std::path::PathBuf;
 use std::process::Command;
-
-fn bin_dir() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_hedgectl"));
-    let dir = exe.parent().unwrap().to_path_buf();
-    for b in ["feed-handler", "hedger", "order-gateway"] {
-        assert!(
-            dir.join(b).is_file(),
-            "{} is missing: build the engine's binaries first (`cargo build --bins`; \
-             `cargo test --workspace` builds them)",
-            dir.join(b).display()
-        );
-    }
-    dir
-}
 
 /// The number in the summary row starting with `label`.
 fn summary_value(out: &str, label: &str) -> f64 {

@@ -3,15 +3,17 @@
 //! `kill`/`halt`/`reduce-only`/`resume` and `export`, each through the real `hedgectl` binary.
 //! The same commands against the real processes are in `ops_live.rs`.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Zeroable;
+use common::{ok, scrape};
 use shm_layout::control::{ControlBlock, TradingState};
 use shm_layout::counters::{CountersWriter, ProcessState};
 use shm_layout::segment::{names, StalePolicy};
@@ -27,16 +29,6 @@ fn hedgectl(dir: &Path, args: &[&str]) -> Output {
         .arg(dir)
         .output()
         .expect("run hedgectl")
-}
-
-fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "hedgectl failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn def(id: u32, underlying: u32, kind: InstrumentKind, sym: &str) -> InstrumentDef {
@@ -162,7 +154,7 @@ impl Drop for FakeEngine {
 #[test]
 fn stat_once_shows_liveness_counters_rings_and_risk() {
     let e = FakeEngine::start();
-    let out = stdout(&hedgectl(e.dir(), &["stat", "--once"]));
+    let out = ok(hedgectl(e.dir(), &["stat", "--once"]));
     assert!(out.contains("hedger"), "{out}");
     assert!(out.contains("alive") && out.contains("running"), "{out}");
     assert!(
@@ -190,7 +182,7 @@ fn stat_once_shows_liveness_counters_rings_and_risk() {
 #[test]
 fn positions_lists_each_underlying() {
     let e = FakeEngine::start();
-    let out = stdout(&hedgectl(e.dir(), &["positions"]));
+    let out = ok(hedgectl(e.dir(), &["positions"]));
     assert!(out.contains("hedger pid"), "{out}");
     assert!(
         out.lines()
@@ -202,7 +194,7 @@ fn positions_lists_each_underlying() {
 #[test]
 fn tail_decodes_orders_without_consuming_and_md_with_its_own_reader() {
     let e = FakeEngine::start();
-    let out = stdout(&hedgectl(e.dir(), &["tail", "orders", "-n", "10"]));
+    let out = ok(hedgectl(e.dir(), &["tail", "orders", "-n", "10"]));
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("order ")).collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert!(
@@ -214,10 +206,10 @@ fn tail_decodes_orders_without_consuming_and_md_with_its_own_reader() {
         "{out}"
     );
     // Nothing was consumed: a second tail sees the same three.
-    let again = stdout(&hedgectl(e.dir(), &["tail", "orders"]));
+    let again = ok(hedgectl(e.dir(), &["tail", "orders"]));
     assert_eq!(again.lines().filter(|l| l.starts_with("order ")).count(), 3);
 
-    let md = stdout(&hedgectl(e.dir(), &["tail", "md", "-n", "3"]));
+    let md = ok(hedgectl(e.dir(), &["tail", "md", "-n", "3"]));
     let quotes: Vec<&str> = md.lines().filter(|l| l.starts_with("md seq=")).collect();
     assert_eq!(quotes.len(), 3, "{md}");
     assert!(quotes[0].contains("BTC-PERPETUAL quote"), "{md}");
@@ -226,15 +218,15 @@ fn tail_decodes_orders_without_consuming_and_md_with_its_own_reader() {
 #[test]
 fn kill_halt_reduce_only_resume_write_the_control_block() {
     let e = FakeEngine::start();
-    let out = stdout(&hedgectl(e.dir(), &["kill"]));
+    let out = ok(hedgectl(e.dir(), &["kill"]));
     assert!(out.contains("kill switch ON"), "{out}");
     assert!(e.control.kill_switch());
 
-    stdout(&hedgectl(e.dir(), &["halt", "BTC"]));
+    ok(hedgectl(e.dir(), &["halt", "BTC"]));
     assert_eq!(e.control.trading_state(0), TradingState::Halted);
-    stdout(&hedgectl(e.dir(), &["reduce-only", "BTC-PERPETUAL"]));
+    ok(hedgectl(e.dir(), &["reduce-only", "BTC-PERPETUAL"]));
     assert_eq!(e.control.trading_state(0), TradingState::ReduceOnly);
-    let stat = stdout(&hedgectl(e.dir(), &["stat", "--once"]));
+    let stat = ok(hedgectl(e.dir(), &["stat", "--once"]));
     assert!(stat.contains("kill switch: ON"), "{stat}");
     assert!(
         stat.lines()
@@ -242,7 +234,7 @@ fn kill_halt_reduce_only_resume_write_the_control_block() {
         "{stat}"
     );
 
-    let out = stdout(&hedgectl(e.dir(), &["resume"]));
+    let out = ok(hedgectl(e.dir(), &["resume"]));
     assert!(
         out.contains("BTC (id 0): active") && out.contains("kill switch off"),
         "{out}"
@@ -258,35 +250,10 @@ fn kill_halt_reduce_only_resume_write_the_control_block() {
 #[test]
 fn export_serves_prometheus_text_over_loopback() {
     let e = FakeEngine::start();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_hedgectl"))
-        .args([
-            "export",
-            "--listen",
-            &listen,
-            "--max-requests",
-            "1",
-            "--shm-dir",
-        ])
-        .arg(e.dir())
-        .spawn()
-        .unwrap();
-    let mut body = String::new();
-    for _ in 0..500 {
-        if let Ok(mut s) = TcpStream::connect(&listen) {
-            write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-            s.read_to_string(&mut body).unwrap();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let status = server.wait().unwrap();
-    assert!(status.success());
+    let body = scrape(
+        &[OsStr::new("--shm-dir"), e.dir().as_os_str()],
+        Stdio::inherit(),
+    );
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert!(body.contains("text/plain; version=0.0.4"), "{body}");
     assert!(
@@ -331,7 +298,7 @@ fn stat_refreshes_with_rates_until_interrupted() {
     let child = Command::new(env!("CARGO_BIN_EXE_hedgectl"))
         .args(["stat", "--interval-ms", "300", "--shm-dir"])
         .arg(e.dir())
-        .stdout(std::process::Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1200));

@@ -6,27 +6,14 @@
 //!
 //! Needs the engine's binaries beside hedgectl (see demo_run.rs).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use common::{bin_dir, ok};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn bin_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_hedgectl"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    for b in ["feed-handler", "hedger", "order-gateway"] {
-        assert!(
-            dir.join(b).is_file(),
-            "{} is missing: build the engine's binaries first (`cargo build --bins`)",
-            dir.join(b).display()
-        );
-    }
-    dir
-}
 
 /// The background demo; interrupted (and its namespace removed) when dropped.
 struct Demo {
@@ -120,47 +107,8 @@ fn hedgectl(ns: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "hedgectl failed:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn scrape(ns: &str) -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_hedgectl"))
-        .args([
-            "export",
-            "--listen",
-            &listen,
-            "--max-requests",
-            "1",
-            "--namespace",
-            ns,
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut body = String::new();
-    for _ in 0..500 {
-        if let Ok(mut s) = TcpStream::connect(&listen) {
-            write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-            s.read_to_string(&mut body).unwrap();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(server.wait().unwrap().success());
-    body
+    common::scrape(&["--namespace", ns], Stdio::null())
 }
 
 /// Value of the first sample line starting with `prefix` in a Prometheus text body.

@@ -1,30 +1,31 @@
 //! `hedgectl replay` backtests: determinism, the real files, and position consistency.
 
+mod common;
+
+use common::{replay as run, temp_file as file};
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::process::Command;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data");
 
-fn run(args: &[&str]) -> Vec<u8> {
-    let out = Command::new(env!("CARGO_BIN_EXE_hedgectl"))
-        .arg("replay")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+/// A `--json` report, checked for position consistency.
+fn report(args: &[&str]) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(&run(args)).unwrap();
+    assert_consistent(&v);
+    v
 }
 
-fn file(text: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-    f.flush().unwrap();
-    f
+/// Like `report`, and a second run of the same arguments gives the same bytes.
+fn deterministic_report(args: &[&str]) -> serde_json::Value {
+    let a = run(args);
+    assert!(a == run(args));
+    let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
+    assert_consistent(&v);
+    v
+}
+
+/// The last value of a report series.
+fn last(series: &serde_json::Value) -> f64 {
+    series.as_array().unwrap().last().unwrap().as_f64().unwrap()
 }
 
 /// final positions == initial positions + every simulated fill (hedge fills and client
@@ -147,10 +148,7 @@ fn deribit_chain_replay_hedges_on_a_modelled_book_deterministically() {
         "cost-aware:risk_aversion=1e-4",
         "--json",
     ];
-    let a = run(&args);
-    assert!(a == run(&args));
-    let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
-    assert_consistent(&v);
+    let v = deterministic_report(&args);
     let p = &v["policies"][0];
     assert_eq!(p["source_rejects"], 0);
     let btc = &p["underlyings"]["BTC"];
@@ -160,13 +158,7 @@ fn deribit_chain_replay_hedges_on_a_modelled_book_deterministically() {
     // 0.5 BTC.
     let before = btc["max_abs_net_delta"].as_f64().unwrap();
     assert!(before > 5.0 && before < 8.0, "{before}");
-    let last = btc["series"]["net_delta_after_hedging"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .as_f64()
-        .unwrap();
+    let last = last(&btc["series"]["net_delta_after_hedging"]);
     assert!(last.abs() <= 0.5, "{last}");
 }
 
@@ -195,10 +187,7 @@ fn lobster_replay_hedges_model_marked_equity_options() {
         "60000",
         "--json",
     ];
-    let a = run(&args);
-    assert!(a == run(&args));
-    let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
-    assert_consistent(&v);
+    let v = deterministic_report(&args);
     let p = &v["policies"][0];
     assert_eq!(p["flow_trades"], 2);
     let amzn = &p["underlyings"]["AMZN"];
@@ -212,7 +201,7 @@ fn tardis_book_and_quote_samples_hedge_a_perpetual_position() {
     // Binance BTCUSDT book_snapshot_5 (linear, 1 BTC per contract): long 3 BTC, band 0.5.
     let snap = format!("{DATA}/tardis/binance-futures_book_snapshot_5_BTCUSDT.csv");
     let pos = file("symbol,qty\nBTCUSDT,3\n");
-    let out = run(&[
+    let v = report(&[
         "--tardis",
         snap.as_str(),
         "--positions",
@@ -221,8 +210,6 @@ fn tardis_book_and_quote_samples_hedge_a_perpetual_position() {
         "fixed:band=0.5",
         "--json",
     ]);
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_consistent(&v);
     let p = &v["policies"][0];
     assert_eq!(p["source_rejects"], 0);
     let fills = p["fills"].as_array().unwrap();
@@ -236,7 +223,7 @@ fn tardis_book_and_quote_samples_hedge_a_perpetual_position() {
     // Huobi BTC-USD quotes (an inverse swap): short, hedged back inside the band.
     let quotes = format!("{DATA}/tardis/huobi-dm-swap_quotes_BTC-USD.csv");
     let pos = file("symbol,qty\nBTC-USD,-50000\n");
-    let out = run(&[
+    let v = report(&[
         "--tardis",
         quotes.as_str(),
         "--positions",
@@ -245,16 +232,8 @@ fn tardis_book_and_quote_samples_hedge_a_perpetual_position() {
         "fixed:band=0.5",
         "--json",
     ]);
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_consistent(&v);
     let u = &v["policies"][0]["underlyings"]["BTC-USD"];
-    let last = u["series"]["net_delta_after_hedging"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .as_f64()
-        .unwrap();
+    let last = last(&u["series"]["net_delta_after_hedging"]);
     assert!(last.abs() <= 0.5 + 1e-9, "{last}");
 }
 
@@ -282,7 +261,7 @@ fn an_option_expiring_during_the_replay_is_settled_and_its_hedge_unwound() {
     }
     let chain = file(&csv);
     let pos = file("symbol,qty\nBTC-14MAY20-8875-C,10\n");
-    let out = run(&[
+    let v = report(&[
         "--tardis",
         chain.path().to_str().unwrap(),
         "--positions",
@@ -291,8 +270,6 @@ fn an_option_expiring_during_the_replay_is_settled_and_its_hedge_unwound() {
         "fixed:band=0.5",
         "--json",
     ]);
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_consistent(&v);
     let p = &v["policies"][0];
     assert_eq!(p["source_rejects"], 0);
     let fills = p["fills"].as_array().unwrap();
@@ -309,15 +286,7 @@ fn an_option_expiring_during_the_replay_is_settled_and_its_hedge_unwound() {
     // options' delta ends at 0 and so does the hedge (within the band).
     let btc = &p["underlyings"]["BTC"];
     let series = &btc["series"];
-    let last = |k: &str| {
-        series[k]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()
-            .as_f64()
-            .unwrap()
-    };
+    let last = |k: &str| last(&series[k]);
     assert_eq!(last("net_delta_before_hedging"), 0.0);
     assert!(
         last("net_delta_after_hedging").abs() <= 0.5,

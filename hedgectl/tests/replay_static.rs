@@ -1,6 +1,8 @@
 //! `hedgectl replay --options-chain FILE --positions FILE`: the static book's risk on the real
 //! Deribit chain, against the exchange's own greeks and against a hand computation.
 
+mod common;
+
 use std::io::Write as _;
 use std::process::Command;
 
@@ -21,27 +23,27 @@ const BOOK: &[(&str, f64)] = &[
 ];
 
 fn positions_file() -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    writeln!(f, "symbol,qty").unwrap();
+    let mut text = String::from("symbol,qty\n");
     for (s, q) in BOOK {
-        writeln!(f, "{s},{q}").unwrap();
+        text += &format!("{s},{q}\n");
     }
-    f.flush().unwrap();
-    f
+    common::temp_file(&text)
 }
 
 fn run(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hedgectl"))
-        .arg("replay")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(common::replay(args)).unwrap()
+}
+
+/// The `--json` risk report of `chain` with the positions in `pos`.
+fn chain_report(chain: &str, pos: &tempfile::NamedTempFile) -> serde_json::Value {
+    serde_json::from_str(&run(&[
+        "--options-chain",
+        chain,
+        "--positions",
+        pos.path().to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap()
 }
 
 /// Normal CDF by Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7): independent of the engine.
@@ -107,14 +109,7 @@ fn hand_delta() -> f64 {
 #[test]
 fn static_book_delta_matches_exchange_and_hand_computation() {
     let pos = positions_file();
-    let out = run(&[
-        "--options-chain",
-        CHAIN,
-        "--positions",
-        pos.path().to_str().unwrap(),
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = chain_report(CHAIN, &pos);
     let btc = &v["underlyings"]["BTC"];
     let net = btc["net_delta"].as_f64().unwrap();
     let exch = btc["exchange_net_delta"].as_f64().unwrap();
@@ -177,22 +172,8 @@ fn chain_without_exchange_greeks_gives_model_risk_only() {
     }
     cut.flush().unwrap();
     let pos = positions_file();
-    let full: serde_json::Value = serde_json::from_str(&run(&[
-        "--options-chain",
-        CHAIN,
-        "--positions",
-        pos.path().to_str().unwrap(),
-        "--json",
-    ]))
-    .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&run(&[
-        "--options-chain",
-        cut.path().to_str().unwrap(),
-        "--positions",
-        pos.path().to_str().unwrap(),
-        "--json",
-    ]))
-    .unwrap();
+    let full = chain_report(CHAIN, &pos);
+    let v = chain_report(cut.path().to_str().unwrap(), &pos);
     let btc = &v["underlyings"]["BTC"];
     assert!(btc.get("exchange_net_delta").is_none(), "{btc}");
     assert_eq!(btc["net_delta"], full["underlyings"]["BTC"]["net_delta"]);
