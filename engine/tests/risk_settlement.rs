@@ -24,6 +24,20 @@ fn spec(id: u32, fwd: u32, expiry_ns: u64, strike: f64, kind: OptionType) -> Opt
     }
 }
 
+/// A book with one underlying at `price` and one expiry's forward (id 1) at the same price,
+/// the clock at `T0_NS`.
+fn one_expiry_book(max_options: usize, price: f64, expiry_ns: u64) -> BookRisk {
+    let mut book = BookRisk::new(RiskConfig {
+        max_options,
+        max_instrument_id: 16,
+        ..RiskConfig::default()
+    });
+    book.advance_time(T0_NS);
+    book.add_underlying(UND, price).unwrap();
+    book.add_forward(1, UND, expiry_ns, price).unwrap();
+    book
+}
+
 #[test]
 fn itm_call_and_otm_put_settle_at_expiry_to_zero_risk_at_intrinsic_value() {
     let expiry = T0_NS + DAY_NS;
@@ -122,14 +136,7 @@ fn itm_call_and_otm_put_settle_at_expiry_to_zero_risk_at_intrinsic_value() {
 #[test]
 fn inverse_settlement_value_is_in_coin() {
     let expiry = T0_NS + DAY_NS;
-    let mut book = BookRisk::new(RiskConfig {
-        max_options: 2,
-        max_instrument_id: 8,
-        ..RiskConfig::default()
-    });
-    book.advance_time(T0_NS);
-    book.add_underlying(UND, 8_000.0).unwrap();
-    book.add_forward(1, UND, expiry, 8_000.0).unwrap();
+    let mut book = one_expiry_book(2, 8_000.0, expiry);
     book.add_option(
         OptionSpec {
             settlement: Settlement::Inverse,
@@ -152,14 +159,7 @@ fn inverse_settlement_value_is_in_coin() {
 #[test]
 fn a_restored_settlement_is_neither_resurrected_nor_settled_again() {
     let expiry = T0_NS + DAY_NS;
-    let mut book = BookRisk::new(RiskConfig {
-        max_options: 2,
-        max_instrument_id: 8,
-        ..RiskConfig::default()
-    });
-    book.advance_time(T0_NS);
-    book.add_underlying(UND, 10_000.0).unwrap();
-    book.add_forward(1, UND, expiry, 10_000.0).unwrap();
+    let mut book = one_expiry_book(2, 10_000.0, expiry);
     book.add_option(spec(3, 1, expiry, 9_000.0, OptionType::Call), 0.5)
         .unwrap();
     book.add_option(spec(4, 1, expiry, 9_000.0, OptionType::Put), 0.5)
@@ -329,14 +329,7 @@ proptest! {
 #[test]
 fn a_trade_delivered_after_settlement_joins_the_settlement_record_not_the_risk() {
     let expiry = T0_NS + DAY_NS;
-    let mut book = BookRisk::new(RiskConfig {
-        max_options: 4,
-        max_instrument_id: 16,
-        ..RiskConfig::default()
-    });
-    book.advance_time(T0_NS);
-    book.add_underlying(UND, 10_000.0).unwrap();
-    book.add_forward(1, UND, expiry, 10_000.0).unwrap();
+    let mut book = one_expiry_book(4, 10_000.0, expiry);
     book.add_option(spec(10, 1, expiry, 9_000.0, OptionType::Call), 0.6)
         .unwrap();
     book.add_option(spec(11, 1, expiry, 11_000.0, OptionType::Call), 0.6)

@@ -1171,10 +1171,9 @@ impl<R: OptionRisk> HedgerCore<R> {
                 // late: kept in the option's settlement record (settled first if the loop has
                 // not yet), counted for the operator to reconcile with the venue.
                 let wall = self.wall_ns(now_ns);
-                if self.defs[e.instrument_id as usize].expiry_ns <= wall
-                    || self.risk.settlement(opt as usize).is_some()
-                {
-                    if self.risk.settlement(opt as usize).is_none() {
+                let settled = self.risk.settlement(opt as usize).is_some();
+                if settled || self.defs[e.instrument_id as usize].expiry_ns <= wall {
+                    if !settled {
                         self.settle_expired(wall);
                     }
                     if self
