@@ -168,8 +168,11 @@ fn lv(i: u64) -> LastValue {
     v
 }
 
-#[test]
-fn seqlock_readers_never_see_a_torn_last_value() {
+/// Two readers copy entry 1 while the writer stores values `1..=300_000` with `write` (a
+/// whole entry, or an in-place partial update); each copy must equal `model` of its own
+/// `last_seq` (never torn) and never go back in time, and the last value must be `model(N)`.
+fn seqlock_stress(write: impl Fn(&LastValueTable, u64), model: impl Fn(u64) -> LastValue + Sync) {
+    const N: u64 = 300_000;
     let d = shm_dir();
     let w = LastValueTable::create(d.path(), "lvt", 2, StalePolicy::Fail).unwrap();
     let stop = AtomicBool::new(false);
@@ -181,7 +184,7 @@ fn seqlock_readers_never_see_a_torn_last_value() {
                     let (mut reads, mut last) = (0u64, 0u64);
                     while !stop.load(Ordering::Relaxed) {
                         if let Some(v) = r.read(1) {
-                            assert_eq!(v, lv(v.last_seq), "torn read");
+                            assert_eq!(v, model(v.last_seq), "torn read");
                             assert!(v.last_seq >= last, "went back in time");
                             last = v.last_seq;
                             reads += 1;
@@ -191,8 +194,8 @@ fn seqlock_readers_never_see_a_torn_last_value() {
                 })
             })
             .collect();
-        for i in 1..=300_000u64 {
-            w.write(1, &lv(i));
+        for i in 1..=N {
+            write(&w, i);
             if i & 1023 == 0 {
                 std::thread::yield_now();
             }
@@ -203,7 +206,12 @@ fn seqlock_readers_never_see_a_torn_last_value() {
         }
     });
     let r = LastValueTable::open(d.path(), "lvt", OpenOptions::default()).unwrap();
-    assert_eq!(r.read(1), Some(lv(300_000)));
+    assert_eq!(r.read(1), Some(model(N)));
+}
+
+#[test]
+fn seqlock_readers_never_see_a_torn_last_value() {
+    seqlock_stress(|w, i| assert!(w.write(1, &lv(i))), lv);
 }
 
 #[test]
@@ -352,39 +360,5 @@ fn partial_apply_equals_whole_value_apply() {
 
 #[test]
 fn seqlock_readers_never_see_a_torn_partially_updated_last_value() {
-    let d = shm_dir();
-    let w = LastValueTable::create(d.path(), "lvt", 2, StalePolicy::Fail).unwrap();
-    let stop = AtomicBool::new(false);
-    const N: u64 = 300_000;
-    std::thread::scope(|s| {
-        let readers: Vec<_> = (0..2)
-            .map(|_| {
-                s.spawn(|| {
-                    let r = LastValueTable::open(d.path(), "lvt", OpenOptions::default()).unwrap();
-                    let (mut reads, mut last) = (0u64, 0u64);
-                    while !stop.load(Ordering::Relaxed) {
-                        if let Some(v) = r.read(1) {
-                            assert_eq!(v, partial_model(v.last_seq), "torn read");
-                            assert!(v.last_seq >= last, "went back in time");
-                            last = v.last_seq;
-                            reads += 1;
-                        }
-                    }
-                    reads
-                })
-            })
-            .collect();
-        for i in 1..=N {
-            apply_partial(&w, i);
-            if i & 1023 == 0 {
-                std::thread::yield_now();
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-        for h in readers {
-            h.join().unwrap();
-        }
-    });
-    let r = LastValueTable::open(d.path(), "lvt", OpenOptions::default()).unwrap();
-    assert_eq!(r.read(1), Some(partial_model(N)));
+    seqlock_stress(apply_partial, partial_model);
 }
