@@ -13,6 +13,11 @@
 //! Run: `scripts/bench-feed.sh` or
 //! `cargo run --release -p feed-handler --example feed_bench -- [--events N] [--repeat N] [--runs N] [--wall]`.
 //! Prints a table and the ratios; targets: 20 M events/s synthetic, 1 M rows/s CSV.
+//!
+//! `--kinds` prints instead where the synthetic loop's time goes per event kind (quote-only,
+//! price-only and mark-only streams, generator alone and with the publisher), a diagnostic for
+//! tuning: `taskset -c 1 cargo run --release -p feed-handler --example feed_bench -- --kinds
+//! --events 10000000 --runs 15`.
 
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -193,11 +198,89 @@ fn tardis_publish(files: &[PathBuf], tag: &str) -> ((u64, f64), (u64, f64), u64)
     )
 }
 
+/// The synthetic generator alone: (events, seconds) of the fastest of `runs`.
+fn generate_only(cfg: &SyntheticConfig, events: u64, runs: usize) -> (u64, f64) {
+    best_of(runs, || {
+        let mut s = SyntheticSource::new(cfg.clone());
+        let mut ev = SourceEvent::default();
+        let mut x = 0.0;
+        let t = Sw::start();
+        for _ in 0..events {
+            s.next(&mut ev);
+            x += ev.event.v[0];
+        }
+        std::hint::black_box(x);
+        (events, t.secs())
+    })
+}
+
+/// The binary's loop (`publish_loop`, `--rate max`) generating and publishing into a ring of
+/// `slots` slots and the last-value table: (events, seconds) of the fastest of `runs`.
+fn generate_publish(cfg: &SyntheticConfig, events: u64, runs: usize, slots: usize) -> (u64, f64) {
+    best_of(runs, || {
+        let dir = shm_dir("syn");
+        let mut s = SyntheticSource::new(cfg.clone());
+        let mut p = Publisher::create_without_counters(
+            dir.path(),
+            s.registry(),
+            &PublisherOptions {
+                ring_capacity: slots,
+                stale: StalePolicy::Replace,
+            },
+        )
+        .unwrap();
+        let run_cfg = Config {
+            max_events: Some(events),
+            speed: None,
+            stats_interval_s: 0.0,
+            synthetic: cfg.clone(),
+            ..Config::default()
+        };
+        let stop = AtomicBool::new(false);
+        let t = Sw::start();
+        let sum = publish_loop(&run_cfg, &mut s, &mut p, &stop, dir.path());
+        (sum.stats.published, t.secs())
+    })
+}
+
+/// `--kinds`: where the synthetic loop's time goes, per event kind. The default mix, then
+/// streams of one kind only (hedge quotes with depth, index/forward prices, option marks on the
+/// default chain and on a two-option chain), each as the generator alone and as the binary's
+/// loop; their difference is the publisher's share. A diagnostic for tuning, not a target.
+fn per_kind(events: u64, runs: usize) {
+    println!("\nPer event kind, ns per event (generate / generate + publish / publisher's share)");
+    for (name, w) in [
+        ("mix", [0.5, 0.1, 0.4]),
+        ("quote", [1.0, 0.0, 0.0]),
+        ("price", [0.0, 1.0, 0.0]),
+        ("mark", [0.0, 0.0, 1.0]),
+        ("mark2", [0.0, 0.0, 1.0]),
+    ] {
+        let few = name == "mark2";
+        let cfg = SyntheticConfig {
+            strikes_per_expiry: if few { 1 } else { 9 },
+            expiries_days: if few { vec![30] } else { vec![7, 30, 90] },
+            rate: f64::INFINITY,
+            weight_quote: w[0],
+            weight_price: w[1],
+            weight_mark: w[2],
+            ..SyntheticConfig::default()
+        };
+        let gen = 1e9 / rate(generate_only(&cfg, events, runs));
+        let full = 1e9 / rate(generate_publish(&cfg, events, runs, 1 << 18));
+        println!("  {name:6} {gen:6.1} / {full:6.1} / {:6.1}", full - gen);
+    }
+}
+
 fn main() {
     let events = arg("--events", 20_000_000);
     let repeat = arg("--repeat", 2000);
     let runs = arg("--runs", 3) as usize;
     WALL.store(std::env::args().any(|a| a == "--wall"), Ordering::Relaxed);
+    if std::env::args().any(|a| a == "--kinds") {
+        per_kind(events, runs);
+        return;
+    }
     let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "feed_bench: {events} synthetic events, options_chain x{repeat}, best of {runs} runs, {} time; load average at start: {}",
@@ -270,51 +353,14 @@ fn main() {
         "ev",
         Some(base),
     );
-    let gen_only = best_of(runs, || {
-        let mut s = SyntheticSource::new(cfg.clone());
-        let mut ev = SourceEvent::default();
-        let mut x = 0.0;
-        let t = Sw::start();
-        for _ in 0..events {
-            s.next(&mut ev);
-            x += ev.event.v[0];
-        }
-        std::hint::black_box(x);
-        (events, t.secs())
-    });
+    let gen_only = generate_only(&cfg, events, runs);
     row(
         "synthetic generator alone",
         rate(gen_only),
         "ev",
         Some(base),
     );
-    let full_with_ring = |slots: usize| {
-        best_of(runs, || {
-            let dir = shm_dir("syn");
-            let mut s = SyntheticSource::new(cfg.clone());
-            let mut p = Publisher::create_without_counters(
-                dir.path(),
-                s.registry(),
-                &PublisherOptions {
-                    ring_capacity: slots,
-                    stale: StalePolicy::Replace,
-                },
-            )
-            .unwrap();
-            let run_cfg = Config {
-                max_events: Some(events),
-                speed: None,
-                stats_interval_s: 0.0,
-                synthetic: cfg.clone(),
-                ..Config::default()
-            };
-            let stop = AtomicBool::new(false);
-            let t = Sw::start();
-            let sum = publish_loop(&run_cfg, &mut s, &mut p, &stop, dir.path());
-            (sum.stats.published, t.secs())
-        })
-    };
-    let full = full_with_ring(1 << 18);
+    let full = generate_publish(&cfg, events, runs, 1 << 18);
     let syn_rate = rate(full);
     row(
         "synthetic generate + publish (binary's loop, --rate max)",
@@ -322,7 +368,7 @@ fn main() {
         "ev",
         Some(base),
     );
-    let small = full_with_ring(1 << 12);
+    let small = generate_publish(&cfg, events, runs, 1 << 12);
     row(
         "same with a 4096-slot ring (512 KiB of 128-byte slots)",
         rate(small),
