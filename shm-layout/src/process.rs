@@ -397,8 +397,10 @@ fn core_ranges(cores: &[usize]) -> String {
     out
 }
 
-/// The cores this process may run on (its affinity mask, so `taskset` and cpusets narrow it),
-/// ascending; empty if they cannot be read.
+/// The cores the calling thread may run on (its affinity mask, so `taskset` and cpusets
+/// narrow it), ascending; empty if they cannot be read. A thread starts with its creator's
+/// mask: once a thread is pinned, the threads it creates see only its core here, though the
+/// process may still give them another ([`pin_current_thread`] asks the kernel, not this list).
 pub fn allowed_cores() -> Vec<usize> {
     let mut ids: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
@@ -414,16 +416,22 @@ pub fn pin_current_thread(core: Option<usize>) -> PinOutcome {
     let Some(core) = core else {
         return PinOutcome::NotRequested;
     };
-    let allowed = allowed_cores();
-    if !allowed.contains(&core) {
-        return PinOutcome::Unavailable { core, allowed };
+    // The kernel decides (any core of the process's cpuset, even one outside the calling
+    // thread's inherited mask); the mask only explains a refusal. Cores past the affinity
+    // set's size are not asked for (the set cannot hold them).
+    if core < CPU_SET_SIZE && core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        return PinOutcome::Pinned(core);
     }
-    if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-        PinOutcome::Pinned(core)
-    } else {
+    let allowed = allowed_cores();
+    if allowed.contains(&core) {
         PinOutcome::Refused { core }
+    } else {
+        PinOutcome::Unavailable { core, allowed }
     }
 }
+
+/// Cores a Linux affinity set (`cpu_set_t`) can name.
+const CPU_SET_SIZE: usize = 1024;
 
 #[cfg(test)]
 mod tests {
@@ -600,6 +608,27 @@ mod tests {
         assert_eq!(o, PinOutcome::Pinned(core));
         assert!(!o.is_warning());
         assert_eq!(o.to_string(), format!("pinned to core {core}"));
+    }
+
+    #[test]
+    fn a_thread_created_by_a_pinned_thread_can_still_be_pinned_elsewhere() {
+        let allowed = allowed_cores();
+        let (Some(&first), Some(&last)) = (allowed.first(), allowed.last()) else {
+            return;
+        };
+        if first == last {
+            return; // one core: nowhere else to go
+        }
+        let o = std::thread::spawn(move || {
+            assert_eq!(pin_current_thread(Some(first)), PinOutcome::Pinned(first));
+            // Inherits the mask {first}; the process still allows `last`.
+            std::thread::spawn(move || pin_current_thread(Some(last)))
+                .join()
+                .unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(o, PinOutcome::Pinned(last));
     }
 
     #[test]
