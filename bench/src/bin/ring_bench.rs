@@ -607,6 +607,34 @@ fn shm_tempdir() -> Result<tempfile::TempDir> {
         .context("tempdir in /dev/shm")
 }
 
+/// Side B on a thread of its own pinned to `cores.1` with its ends, side A on this thread
+/// pinned to `cores.0` with its ends; both start together at `barrier`.
+fn thread_pair<TA, RA, TB, RB>(
+    test: Test,
+    a: &Args,
+    cores: (usize, usize),
+    barrier: &Arc<Barrier>,
+    (mut ta, mut ra): (TA, RA),
+    (mut tb, mut rb): (TB, RB),
+) -> (Option<Summary>, Report)
+where
+    TA: Tx,
+    RA: Rx,
+    TB: Tx + Send + 'static,
+    RB: Rx + Send + 'static,
+{
+    let (b2, a2) = (barrier.clone(), a.clone());
+    let hb = std::thread::spawn(move || {
+        pin(cores.1);
+        b2.wait();
+        side_b(test, &a2, &mut tb, &mut rb)
+    });
+    pin(cores.0);
+    barrier.wait();
+    let sa = side_a(test, a, &mut ta, &mut ra);
+    (sa, hb.join().expect("side b"))
+}
+
 fn run_threads(transport: &str, test: Test, a: &Args, cores: (usize, usize)) -> Result<Outcome> {
     let barrier = Arc::new(Barrier::new(2));
     if transport == "raw-line" {
@@ -629,34 +657,15 @@ fn run_threads(transport: &str, test: Test, a: &Args, cores: (usize, usize)) -> 
     if in_process_only(transport) {
         let (sa, rb) = match transport {
             "rtrb" => {
-                let (mut ta, mut rb_) = rtrb::RingBuffer::<Msg>::new(CAPACITY);
-                let (mut tb, mut ra) = rtrb::RingBuffer::<Msg>::new(CAPACITY);
-                let (b2, a2) = (barrier.clone(), a.clone());
-                let hb = std::thread::spawn(move || {
-                    pin(cores.1);
-                    b2.wait();
-                    side_b(test, &a2, &mut tb, &mut rb_)
-                });
-                pin(cores.0);
-                barrier.wait();
-                let sa = side_a(test, a, &mut ta, &mut ra);
-                (sa, hb.join().expect("side b"))
+                let (ta, rb_) = rtrb::RingBuffer::<Msg>::new(CAPACITY);
+                let (tb, ra) = rtrb::RingBuffer::<Msg>::new(CAPACITY);
+                thread_pair(test, a, cores, &barrier, (ta, ra), (tb, rb_))
             }
             _ => {
                 let ab = Arc::new(ArrayQueue::<Msg>::new(CAPACITY));
                 let ba = Arc::new(ArrayQueue::<Msg>::new(CAPACITY));
-                let (mut ta, mut ra) = (Aq(ab.clone()), Aq(ba.clone()));
-                let (mut tb, mut rb_) = (Aq(ba), Aq(ab));
-                let (b2, a2) = (barrier.clone(), a.clone());
-                let hb = std::thread::spawn(move || {
-                    pin(cores.1);
-                    b2.wait();
-                    side_b(test, &a2, &mut tb, &mut rb_)
-                });
-                pin(cores.0);
-                barrier.wait();
-                let sa = side_a(test, a, &mut ta, &mut ra);
-                (sa, hb.join().expect("side b"))
+                let a_ends = (Aq(ab.clone()), Aq(ba.clone()));
+                thread_pair(test, a, cores, &barrier, a_ends, (Aq(ba), Aq(ab)))
             }
         };
         return Ok(Outcome::from(sa, rb));
