@@ -29,8 +29,8 @@ pub struct Depth {
 }
 
 impl Depth {
-    /// Every level may have changed.
-    pub const ALL_CHANGED: u32 = u32::MAX;
+    /// Every level may have changed (the table's own "no promise" value).
+    pub const ALL_CHANGED: u32 = shm_layout::DepthUpdate::ALL_CHANGED;
 }
 
 impl Default for Depth {
