@@ -140,67 +140,339 @@ impl Default for RuntimeSection {
 }
 
 /// `[underlyings.<SYMBOL>.policy]`.
+///
+/// Every key is optional; a key that is set must belong to the policy `kind` (a `band` in a
+/// `cost-aware` table is an error naming the key, never silently ignored). Defaults are in
+/// [`PolicySection::DEFAULTS`]. The same table is written on the command line as a policy
+/// spec, `KIND[:key=value,...]` ([`PolicySection::from_spec`]): one grammar for the live
+/// hedger's file and `hedgectl replay`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicySection {
-    /// `fixed`, `whalley-wilmott` or `cost-aware`.
+    /// `none`, `fixed`, `whalley-wilmott` or `cost-aware`.
     pub kind: String,
     /// Fixed band half-width, underlying units.
-    pub band: f64,
+    pub band: Option<f64>,
     /// Fixed band target: `zero` or `edge`.
-    pub target: String,
+    pub target: Option<String>,
     /// Whalley-Wilmott proportional cost (fraction).
-    pub cost: f64,
-    /// Risk aversion (Whalley-Wilmott and cost-aware).
-    pub risk_aversion: f64,
+    pub cost: Option<f64>,
+    /// Risk aversion (Whalley-Wilmott and cost-aware), per unit of quote currency.
+    pub risk_aversion: Option<f64>,
     /// Cost-aware: taker fee (fraction).
-    pub taker_fee: f64,
+    pub taker_fee: Option<f64>,
     /// Cost-aware: stress weight of the realized-vol ratio.
-    pub vol_stress_weight: f64,
+    pub vol_stress_weight: Option<f64>,
     /// Cost-aware: stress weight of the spread ratio.
-    pub spread_stress_weight: f64,
+    pub spread_stress_weight: Option<f64>,
     /// Cost-aware: cap of the stress factor.
-    pub max_stress: f64,
-    /// Band floor, underlying units.
-    pub min_band: f64,
-    /// Band cap, underlying units.
-    pub max_band: f64,
+    pub max_stress: Option<f64>,
+    /// Band floor, underlying units (model bands).
+    pub min_band: Option<f64>,
+    /// Band cap, underlying units (model bands).
+    pub max_band: Option<f64>,
     /// Minimum interval between hedges, ms.
-    pub min_interval_ms: u64,
+    pub min_interval_ms: Option<u64>,
     /// Safety re-hedge after this long without a hedge, ms (0 = off).
-    pub max_interval_ms: u64,
+    pub max_interval_ms: Option<u64>,
     /// Limit offset beyond the touch, ticks.
-    pub offset_ticks: f64,
+    pub offset_ticks: Option<f64>,
     /// Price collar around mid, bps.
-    pub collar_bps: f64,
+    pub collar_bps: Option<f64>,
     /// Fast EWMA weight.
-    pub fast_alpha: f64,
+    pub fast_alpha: Option<f64>,
     /// Slow EWMA weight.
-    pub slow_alpha: f64,
+    pub slow_alpha: Option<f64>,
 }
 
 impl Default for PolicySection {
     fn default() -> Self {
         PolicySection {
             kind: "fixed".into(),
-            band: 1.0,
-            target: "zero".into(),
-            cost: 0.0005,
-            risk_aversion: 1e-4,
-            taker_fee: 0.0005,
-            vol_stress_weight: 1.0,
-            spread_stress_weight: 1.0,
-            max_stress: 5.0,
-            min_band: 0.0,
-            max_band: 1e9,
-            min_interval_ms: 0,
-            max_interval_ms: 0,
-            offset_ticks: 0.0,
-            collar_bps: 50.0,
-            fast_alpha: 0.1,
-            slow_alpha: 0.001,
+            band: None,
+            target: None,
+            cost: None,
+            risk_aversion: None,
+            taker_fee: None,
+            vol_stress_weight: None,
+            spread_stress_weight: None,
+            max_stress: None,
+            min_band: None,
+            max_band: None,
+            min_interval_ms: None,
+            max_interval_ms: None,
+            offset_ticks: None,
+            collar_bps: None,
+            fast_alpha: None,
+            slow_alpha: None,
         }
     }
+}
+
+/// Default values of the policy keys (one place: the example config and the replay's help
+/// quote these).
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyDefaults {
+    /// `band`.
+    pub band: f64,
+    /// `cost`.
+    pub cost: f64,
+    /// `risk_aversion`.
+    pub risk_aversion: f64,
+    /// `taker_fee`.
+    pub taker_fee: f64,
+    /// `vol_stress_weight`.
+    pub vol_stress_weight: f64,
+    /// `spread_stress_weight`.
+    pub spread_stress_weight: f64,
+    /// `max_stress`.
+    pub max_stress: f64,
+    /// `min_band`.
+    pub min_band: f64,
+    /// `max_band`.
+    pub max_band: f64,
+    /// `collar_bps`.
+    pub collar_bps: f64,
+    /// `fast_alpha`.
+    pub fast_alpha: f64,
+    /// `slow_alpha`.
+    pub slow_alpha: f64,
+}
+
+/// Keys every policy kind takes (timing and order pricing).
+const COMMON_POLICY_KEYS: [&str; 6] = [
+    "min_interval_ms",
+    "max_interval_ms",
+    "offset_ticks",
+    "collar_bps",
+    "fast_alpha",
+    "slow_alpha",
+];
+
+/// The keys of a policy kind besides [`COMMON_POLICY_KEYS`] (None: unknown kind).
+fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "none" => &[],
+        "fixed" => &["band", "target"],
+        "whalley-wilmott" => &["cost", "risk_aversion", "min_band", "max_band"],
+        "cost-aware" => &[
+            "risk_aversion",
+            "taker_fee",
+            "vol_stress_weight",
+            "spread_stress_weight",
+            "max_stress",
+            "min_band",
+            "max_band",
+        ],
+        _ => return None,
+    })
+}
+
+impl PolicySection {
+    /// Defaults of the keys not set.
+    pub const DEFAULTS: PolicyDefaults = PolicyDefaults {
+        band: 1.0,
+        cost: 0.0005,
+        risk_aversion: 1e-4,
+        taker_fee: 0.0005,
+        vol_stress_weight: 1.0,
+        spread_stress_weight: 1.0,
+        max_stress: 5.0,
+        min_band: 0.0,
+        max_band: 1e9,
+        collar_bps: 50.0,
+        fast_alpha: 0.1,
+        slow_alpha: 0.001,
+    };
+
+    /// The policy kinds.
+    pub const KINDS: [&'static str; 4] = ["none", "fixed", "whalley-wilmott", "cost-aware"];
+
+    /// The keys that are set, by name.
+    fn set_keys(&self) -> Vec<&'static str> {
+        let f = |n: &'static str, set: bool| set.then_some(n);
+        [
+            f("band", self.band.is_some()),
+            f("target", self.target.is_some()),
+            f("cost", self.cost.is_some()),
+            f("risk_aversion", self.risk_aversion.is_some()),
+            f("taker_fee", self.taker_fee.is_some()),
+            f("vol_stress_weight", self.vol_stress_weight.is_some()),
+            f("spread_stress_weight", self.spread_stress_weight.is_some()),
+            f("max_stress", self.max_stress.is_some()),
+            f("min_band", self.min_band.is_some()),
+            f("max_band", self.max_band.is_some()),
+            f("min_interval_ms", self.min_interval_ms.is_some()),
+            f("max_interval_ms", self.max_interval_ms.is_some()),
+            f("offset_ticks", self.offset_ticks.is_some()),
+            f("collar_bps", self.collar_bps.is_some()),
+            f("fast_alpha", self.fast_alpha.is_some()),
+            f("slow_alpha", self.slow_alpha.is_some()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Parses a policy spec `KIND[:key=value,...]` (the keys of this table; the kind names
+    /// the table's `kind`). Unknown keys and values of the wrong type are errors naming the
+    /// key; range and kind checks happen in [`PolicySection::to_config`].
+    ///
+    /// # Errors
+    /// `(key, message)`.
+    pub fn from_spec(spec: &str) -> Result<Self, (String, String)> {
+        let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
+        let mut table = toml::Table::new();
+        table.insert("kind".into(), toml::Value::String(kind.trim().into()));
+        spec_pairs(rest, &mut table)?;
+        let key = first_key(&table);
+        toml::Value::Table(table)
+            .try_into::<PolicySection>()
+            .map_err(|e| spec_error(e, &key))
+    }
+
+    /// The typed policy configuration; on error `(field, message)`.
+    ///
+    /// # Errors
+    /// The first invalid field: out of range, or a key of another policy kind.
+    pub fn to_config(&self) -> Result<PolicyConfig, (&'static str, String)> {
+        let p = self;
+        let d = Self::DEFAULTS;
+        let Some(own) = kind_keys(&p.kind) else {
+            return Err((
+                "kind",
+                format!(
+                    "must be one of {}, got `{}`",
+                    Self::KINDS.join(", "),
+                    p.kind
+                ),
+            ));
+        };
+        if let Some(k) = p
+            .set_keys()
+            .into_iter()
+            .find(|k| !own.contains(k) && !COMMON_POLICY_KEYS.contains(k))
+        {
+            return Err((
+                k,
+                format!(
+                    "does not apply to policy kind `{}` (its keys: {})",
+                    p.kind,
+                    own.iter()
+                        .chain(COMMON_POLICY_KEYS.iter())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let rule = match p.kind.as_str() {
+            "none" => BandRule::None,
+            "fixed" => BandRule::Fixed {
+                band: positive("band", p.band.unwrap_or(d.band))?,
+                target: match p.target.as_deref().unwrap_or("zero") {
+                    "zero" => RehedgeTarget::Zero,
+                    "edge" => RehedgeTarget::Edge,
+                    t => return Err(("target", format!("must be `zero` or `edge`, got `{t}`"))),
+                },
+            },
+            "whalley-wilmott" => BandRule::WhalleyWilmott {
+                cost: positive("cost", p.cost.unwrap_or(d.cost))?,
+                risk_aversion: positive("risk_aversion", p.risk_aversion.unwrap_or(d.risk_aversion))?,
+            },
+            _ => self.cost_aware_rule()?,
+        };
+        let min_band = non_negative("min_band", p.min_band.unwrap_or(d.min_band))?;
+        let max_band = positive("max_band", p.max_band.unwrap_or(d.max_band))?;
+        if max_band < min_band {
+            return Err((
+                "max_band",
+                format!("must be >= min_band ({min_band}), got {max_band}"),
+            ));
+        }
+        let (min_ms, max_ms) = (p.min_interval_ms.unwrap_or(0), p.max_interval_ms.unwrap_or(0));
+        if max_ms != 0 && max_ms < min_ms {
+            return Err((
+                "max_interval_ms",
+                format!("must be 0 (off) or >= min_interval_ms ({min_ms}), got {max_ms}"),
+            ));
+        }
+        Ok(PolicyConfig {
+            rule,
+            min_band,
+            max_band,
+            min_interval_ns: min_ms.saturating_mul(1_000_000),
+            max_interval_ns: max_ms.saturating_mul(1_000_000),
+            offset_ticks: non_negative("offset_ticks", p.offset_ticks.unwrap_or(0.0))?,
+            collar_bps: positive("collar_bps", p.collar_bps.unwrap_or(d.collar_bps))?,
+            fast_alpha: fraction("fast_alpha", p.fast_alpha.unwrap_or(d.fast_alpha))?,
+            slow_alpha: fraction("slow_alpha", p.slow_alpha.unwrap_or(d.slow_alpha))?,
+        })
+    }
+
+    fn cost_aware_rule(&self) -> Result<BandRule, (&'static str, String)> {
+        let (p, d) = (self, Self::DEFAULTS);
+        let max_stress = positive("max_stress", p.max_stress.unwrap_or(d.max_stress))?;
+        if max_stress < 1.0 {
+            return Err(("max_stress", format!("must be >= 1, got {max_stress}")));
+        }
+        Ok(BandRule::CostAware {
+            taker_fee: non_negative("taker_fee", p.taker_fee.unwrap_or(d.taker_fee))?,
+            risk_aversion: positive("risk_aversion", p.risk_aversion.unwrap_or(d.risk_aversion))?,
+            vol_stress_weight: non_negative(
+                "vol_stress_weight",
+                p.vol_stress_weight.unwrap_or(d.vol_stress_weight),
+            )?,
+            spread_stress_weight: non_negative(
+                "spread_stress_weight",
+                p.spread_stress_weight.unwrap_or(d.spread_stress_weight),
+            )?,
+            max_stress,
+        })
+    }
+}
+
+/// `key=value,...` into a TOML table: numbers and booleans as such, anything else a string.
+fn spec_pairs(s: &str, table: &mut toml::Table) -> Result<(), (String, String)> {
+    for kv in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err((kv.to_string(), format!("`{kv}` is not key=value")));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        let val = if let Ok(i) = v.parse::<i64>() {
+            toml::Value::Integer(i)
+        } else if let Ok(f) = v.parse::<f64>() {
+            toml::Value::Float(f)
+        } else if let Ok(b) = v.parse::<bool>() {
+            toml::Value::Boolean(b)
+        } else {
+            toml::Value::String(v.to_string())
+        };
+        if table.insert(k.to_string(), val).is_some() {
+            return Err((k.to_string(), "given twice".into()));
+        }
+    }
+    Ok(())
+}
+
+/// The key a deserialization error is most likely about: the one it names, else the first.
+fn first_key(t: &toml::Table) -> String {
+    t.keys()
+        .find(|k| *k != "kind")
+        .cloned()
+        .unwrap_or_else(|| "kind".into())
+}
+
+fn spec_error(e: toml::de::Error, fallback: &str) -> (String, String) {
+    let msg = e.message().replace('\n', " ").trim().to_string();
+    // serde names unknown fields as "unknown field `x`"; type errors name no field.
+    let key = msg
+        .split('`')
+        .nth(1)
+        .filter(|_| msg.starts_with("unknown field"))
+        .unwrap_or(fallback)
+        .to_string();
+    (key, msg)
 }
 
 /// `[underlyings.<SYMBOL>.limits]`.
@@ -473,68 +745,7 @@ impl UnderlyingSection {
     /// # Errors
     /// The first invalid field of the policy table.
     pub fn policy_config(&self) -> Result<PolicyConfig, (&'static str, String)> {
-        let p = &self.policy;
-        let rule = match p.kind.as_str() {
-            "fixed" => BandRule::Fixed {
-                band: positive("band", p.band)?,
-                target: match p.target.as_str() {
-                    "zero" => RehedgeTarget::Zero,
-                    "edge" => RehedgeTarget::Edge,
-                    t => return Err(("target", format!("must be `zero` or `edge`, got `{t}`"))),
-                },
-            },
-            "whalley-wilmott" => BandRule::WhalleyWilmott {
-                cost: positive("cost", p.cost)?,
-                risk_aversion: positive("risk_aversion", p.risk_aversion)?,
-            },
-            "cost-aware" => BandRule::CostAware {
-                taker_fee: non_negative("taker_fee", p.taker_fee)?,
-                risk_aversion: positive("risk_aversion", p.risk_aversion)?,
-                vol_stress_weight: non_negative("vol_stress_weight", p.vol_stress_weight)?,
-                spread_stress_weight: non_negative("spread_stress_weight", p.spread_stress_weight)?,
-                max_stress: {
-                    let m = positive("max_stress", p.max_stress)?;
-                    if m < 1.0 {
-                        return Err(("max_stress", format!("must be >= 1, got {m}")));
-                    }
-                    m
-                },
-            },
-            k => {
-                return Err((
-                    "kind",
-                    format!("must be `fixed`, `whalley-wilmott` or `cost-aware`, got `{k}`"),
-                ))
-            }
-        };
-        let min_band = non_negative("min_band", p.min_band)?;
-        let max_band = positive("max_band", p.max_band)?;
-        if max_band < min_band {
-            return Err((
-                "max_band",
-                format!("must be >= min_band ({min_band}), got {max_band}"),
-            ));
-        }
-        if p.max_interval_ms != 0 && p.max_interval_ms < p.min_interval_ms {
-            return Err((
-                "max_interval_ms",
-                format!(
-                    "must be 0 (off) or >= min_interval_ms ({}), got {}",
-                    p.min_interval_ms, p.max_interval_ms
-                ),
-            ));
-        }
-        Ok(PolicyConfig {
-            rule,
-            min_band,
-            max_band,
-            min_interval_ns: p.min_interval_ms.saturating_mul(1_000_000),
-            max_interval_ns: p.max_interval_ms.saturating_mul(1_000_000),
-            offset_ticks: non_negative("offset_ticks", p.offset_ticks)?,
-            collar_bps: positive("collar_bps", p.collar_bps)?,
-            fast_alpha: fraction("fast_alpha", p.fast_alpha)?,
-            slow_alpha: fraction("slow_alpha", p.slow_alpha)?,
-        })
+        self.policy.to_config()
     }
 
     /// The typed limits; on error `(field, message)`.
@@ -542,7 +753,31 @@ impl UnderlyingSection {
     /// # Errors
     /// The first invalid field of the limits table.
     pub fn limits_config(&self) -> Result<LimitsConfig, (&'static str, String)> {
-        let l = &self.limits;
+        self.limits.to_config()
+    }
+}
+
+impl LimitsSection {
+    /// Parses a limits spec `key=value,...` (the keys of this table), as `hedgectl replay
+    /// --limits` takes it.
+    ///
+    /// # Errors
+    /// `(key, message)` for an unknown key or a value of the wrong type.
+    pub fn from_spec(spec: &str) -> Result<Self, (String, String)> {
+        let mut table = toml::Table::new();
+        spec_pairs(spec, &mut table)?;
+        let key = table.keys().next().cloned().unwrap_or_default();
+        toml::Value::Table(table)
+            .try_into::<LimitsSection>()
+            .map_err(|e| spec_error(e, &key))
+    }
+
+    /// The typed limits; on error `(field, message)`.
+    ///
+    /// # Errors
+    /// The first invalid field of the limits table.
+    pub fn to_config(&self) -> Result<LimitsConfig, (&'static str, String)> {
+        let l = self;
         if l.max_data_age_ms == 0 {
             return Err(("max_data_age_ms", "must be > 0".into()));
         }
@@ -627,5 +862,62 @@ hedge_instrument = "BTC-PERPETUAL"
     fn missing_underlyings_is_an_error() {
         let e = HedgerConfig::parse("", "t.toml").unwrap_err();
         assert_eq!(e.key, "underlyings");
+    }
+
+    #[test]
+    fn a_key_of_another_policy_kind_is_an_error_naming_it() {
+        let t = format!("{MIN}[underlyings.BTC.policy]\nkind = \"cost-aware\"\ntarget = \"edge\"\n");
+        let e = HedgerConfig::parse(&t, "t.toml").unwrap_err();
+        assert_eq!(e.key, "underlyings.BTC.policy.target", "{e}");
+        assert!(e.msg.contains("does not apply to policy kind `cost-aware`"), "{e}");
+        let t = format!("{MIN}[underlyings.BTC.policy]\nkind = \"fixed\"\nrisk_aversion = 1e-5\n");
+        let e = HedgerConfig::parse(&t, "t.toml").unwrap_err();
+        assert_eq!(e.key, "underlyings.BTC.policy.risk_aversion", "{e}");
+        let t = format!("{MIN}[underlyings.BTC.policy]\nkind = \"fixed\"\nband = nan\n");
+        let e = HedgerConfig::parse(&t, "t.toml").unwrap_err();
+        assert_eq!(e.key, "underlyings.BTC.policy.band", "{e}");
+    }
+
+    #[test]
+    fn policy_specs_are_the_toml_table_in_one_line() {
+        let p = PolicySection::from_spec("fixed:band=0.5,target=edge,min_interval_ms=250")
+            .unwrap()
+            .to_config()
+            .unwrap();
+        assert_eq!(
+            p.rule,
+            BandRule::Fixed {
+                band: 0.5,
+                target: RehedgeTarget::Edge
+            }
+        );
+        assert_eq!(p.min_interval_ns, 250_000_000);
+        let p = PolicySection::from_spec("cost-aware:risk_aversion=1e-5,max_band=5")
+            .unwrap()
+            .to_config()
+            .unwrap();
+        assert!(matches!(p.rule, BandRule::CostAware { risk_aversion, .. } if risk_aversion == 1e-5));
+        assert_eq!(p.max_band, 5.0);
+        let none = PolicySection::from_spec("none").unwrap().to_config().unwrap();
+        assert_eq!(none.rule, BandRule::None);
+        let (k, m) = PolicySection::from_spec("none:band=1").unwrap().to_config().unwrap_err();
+        assert_eq!((k, m.contains("does not apply")), ("band", true));
+        let (k, _) = PolicySection::from_spec("fixed:bnd=1").unwrap_err();
+        assert_eq!(k, "bnd");
+        let (k, _) = PolicySection::from_spec("fixed:band=x").unwrap_err();
+        assert_eq!(k, "band");
+        let (k, m) = PolicySection::from_spec("fixed:band").unwrap_err();
+        assert!(k == "band" && m.contains("key=value"), "{k} {m}");
+        let (k, _) = PolicySection::from_spec("fixd").unwrap().to_config().unwrap_err();
+        assert_eq!(k, "kind");
+        let l = LimitsSection::from_spec("max_orders_per_sec=5,order_burst=2")
+            .unwrap()
+            .to_config()
+            .unwrap();
+        assert_eq!((l.max_orders_per_sec, l.order_burst), (5.0, 2.0));
+        let (k, _) = LimitsSection::from_spec("order_burst=0.5").unwrap().to_config().unwrap_err();
+        assert_eq!(k, "order_burst");
+        let (k, _) = LimitsSection::from_spec("max_positoin=1").unwrap_err();
+        assert_eq!(k, "max_positoin");
     }
 }

@@ -9,6 +9,8 @@
 //! target net delta of zero. Net delta always includes the hedge position and the hedge
 //! quantity in flight, so an order already sent is never sent twice.
 //!
+//! - **None**: never hedge. The baseline every backtest report can show (what the book's
+//!   risk and PnL are with no hedging at all).
 //! - **Fixed band**: hedge when `|net delta| > band`; trade back to zero or to the band's
 //!   edge ([`RehedgeTarget`]). This is what the public Deribit hedgers and NautilusTrader's
 //!   delta-neutral example do (a fixed threshold checked on a timer).
@@ -158,6 +160,8 @@ pub enum RehedgeTarget {
 /// The band rule of a policy (see the module docs for formulas and sources).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BandRule {
+    /// Never hedge (not even the safety re-hedge): the unhedged baseline.
+    None,
     /// Fixed half-width `band`, underlying units.
     Fixed {
         /// Half-width, underlying units.
@@ -477,6 +481,7 @@ impl HedgePolicy {
         let cfg = &self.cfg;
         let clamp = |h: f64| h.max(cfg.min_band).min(cfg.max_band);
         match cfg.rule {
+            BandRule::None => (f64::INFINITY, 0.0),
             BandRule::Fixed { band, .. } => (band, 0.0),
             BandRule::WhalleyWilmott {
                 cost,
@@ -580,6 +585,9 @@ impl HedgePolicy {
             return Decision::Hold(HoldReason::NoBook);
         }
         let cfg = &self.cfg;
+        if cfg.rule == BandRule::None {
+            return Decision::Hold(HoldReason::InsideBand);
+        }
         let net = risk.net_delta;
         let mid = 0.5 * (bid + ask);
         let dpc = self.instrument.delta_per_contract(mid);

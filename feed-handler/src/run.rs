@@ -17,7 +17,7 @@ use shm_layout::{namespace_dir, ProcessState, SegmentError, StalePolicy};
 use crate::instruments::{InstrumentsFileError, Registry};
 use crate::lobster::{LobsterError, LobsterOptions, LobsterSource};
 use crate::publish::{PublishStats, Publisher, PublisherOptions};
-use crate::source::{Rejects, Source, SourceEvent};
+use crate::source::{Batched, Rejects, Source, SourceEvent};
 use crate::synthetic::{SyntheticConfig, SyntheticSource};
 use crate::tardis::{TardisError, TardisSource};
 
@@ -332,8 +332,11 @@ pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
     publ.set_state(ProcessState::Running);
     let summary = match &mut src {
         AnySource::Synthetic(s) => publish_loop(cfg, s, &mut publ, stop, &dir),
-        AnySource::Tardis(s) => publish_loop(cfg, s, &mut publ, stop, &dir),
-        AnySource::Lobster(s) => publish_loop(cfg, s, &mut publ, stop, &dir),
+        // File sources deliver snapshots as rows sharing a timestamp: marked as batches so
+        // the hedger decides on whole snapshots (the synthetic market stamps every event
+        // apart and is published as it comes).
+        AnySource::Tardis(s) => publish_loop(cfg, &mut Batched::new(s), &mut publ, stop, &dir),
+        AnySource::Lobster(s) => publish_loop(cfg, &mut Batched::new(s), &mut publ, stop, &dir),
     };
     publ.set_state(ProcessState::Stopping);
     publ.flush_counters(&summary.rejects, summary.rows, 0.0, 0.0);

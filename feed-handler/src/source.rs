@@ -215,6 +215,82 @@ impl<S: Source + ?Sized> Source for Box<S> {
     }
 }
 
+/// Marks snapshot batches: an event gets [`MarketEvent::FLAG_BATCH_MORE`] when the next event
+/// of the source has the same non-zero exchange timestamp (one options-chain snapshot is
+/// hundreds of rows with one timestamp). Reads one event ahead. The live publisher and
+/// `hedgectl replay` both wrap file sources in it, so the hedger sees the same batch
+/// boundaries live and in replay (`docs/shm-layout.md`, "Snapshot batches"). The last event a
+/// source yields always has the flag clear.
+#[derive(Debug)]
+pub struct Batched<S> {
+    inner: S,
+    ahead: SourceEvent,
+    has_ahead: bool,
+    primed: bool,
+}
+
+impl<S: Source> Batched<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Batched {
+            inner,
+            ahead: SourceEvent::default(),
+            has_ahead: false,
+            primed: false,
+        }
+    }
+
+    /// The wrapped source.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: Source> Source for Batched<S> {
+    fn registry(&self) -> &Registry {
+        self.inner.registry()
+    }
+    #[inline]
+    fn next(&mut self, out: &mut SourceEvent) -> bool {
+        if !self.primed {
+            self.primed = true;
+            self.has_ahead = self.inner.next(&mut self.ahead);
+        }
+        if !self.has_ahead {
+            return false;
+        }
+        std::mem::swap(out, &mut self.ahead);
+        out.event.flags &= !MarketEvent::FLAG_BATCH_MORE;
+        self.has_ahead = self.inner.next(&mut self.ahead);
+        let ts = out.event.exch_ts_ns;
+        if self.has_ahead && ts != 0 && self.ahead.event.exch_ts_ns == ts {
+            out.event.flags |= MarketEvent::FLAG_BATCH_MORE;
+        }
+        true
+    }
+    fn rejects(&self) -> Rejects {
+        self.inner.rejects()
+    }
+    fn rows_read(&self) -> u64 {
+        self.inner.rows_read()
+    }
+}
+
+impl<S: Source + ?Sized> Source for &mut S {
+    fn registry(&self) -> &Registry {
+        (**self).registry()
+    }
+    fn next(&mut self, out: &mut SourceEvent) -> bool {
+        (**self).next(out)
+    }
+    fn rejects(&self) -> Rejects {
+        (**self).rejects()
+    }
+    fn rows_read(&self) -> u64 {
+        (**self).rows_read()
+    }
+}
+
 /// Checks an event before it leaves a source: valid, or counted as a reject.
 #[inline]
 pub(crate) fn check(e: &MarketEvent, rejects: &mut Rejects) -> bool {
@@ -243,4 +319,49 @@ pub(crate) fn check(e: &MarketEvent, rejects: &mut Rejects) -> bool {
     };
     rejects.add(reason);
     false
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    struct Fixed(Vec<MarketEvent>, usize, Registry);
+
+    impl Source for Fixed {
+        fn registry(&self) -> &Registry {
+            &self.2
+        }
+        fn next(&mut self, out: &mut SourceEvent) -> bool {
+            let Some(e) = self.0.get(self.1) else {
+                return false;
+            };
+            self.1 += 1;
+            out.event = *e;
+            true
+        }
+        fn rejects(&self) -> Rejects {
+            Rejects::default()
+        }
+        fn rows_read(&self) -> u64 {
+            self.1 as u64
+        }
+    }
+
+    #[test]
+    fn every_event_of_a_snapshot_but_its_last_says_more_follow() {
+        let at = |ts| MarketEvent::underlying_price(0, ts, 0, 100.0);
+        let stamps = [5, 5, 5, 6, 0, 0, 7, 7];
+        let src = Fixed(stamps.iter().map(|&t| at(t)).collect(), 0, Registry::new());
+        let mut b = Batched::new(src);
+        let mut ev = SourceEvent::default();
+        let mut flags = Vec::new();
+        while b.next(&mut ev) {
+            flags.push(ev.event.flags & MarketEvent::FLAG_BATCH_MORE != 0);
+        }
+        // Timestamp 0 (unknown) never batches; the last event closes its batch.
+        assert_eq!(
+            flags,
+            [true, true, false, false, false, false, true, false]
+        );
+    }
 }

@@ -142,6 +142,13 @@ impl OptionFlow {
         self.options.len()
     }
 
+    /// When the next client trade is due, monotonic ns (`None`: the flow is off). A
+    /// discrete-event replay jumps its clock here.
+    pub fn next_due_ns(&self) -> Option<u64> {
+        (self.cfg.enabled && !self.options.is_empty() && self.cfg.intensity_per_s > 0.0)
+            .then_some(self.next_ns)
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> FlowStats {
         self.stats

@@ -338,6 +338,14 @@ impl<M: MarketView> SimVenue<M> {
         self.resting.len()
     }
 
+    /// When the next queued entry (an order arriving, a cancel, a report coming back) is due,
+    /// monotonic ns; `None` when nothing is queued. A discrete-event replay jumps its clock
+    /// here. Resting orders fill only when the market moves, so a market event is their due
+    /// time.
+    pub fn next_due_ns(&self) -> Option<u64> {
+        self.queue.peek().map(|e| e.due_ns)
+    }
+
     /// The book source (e.g. to replace books in tests).
     pub fn market_mut(&mut self) -> &mut M {
         &mut self.market

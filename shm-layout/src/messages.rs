@@ -266,7 +266,8 @@ pub struct MarketEvent {
     pub kind: u8,
     /// Trade aggressor [`Side`] as u8 (0 when not a trade).
     pub side: u8,
-    /// Bit flags; [`MarketEvent::FLAG_STRESS`] marks events inside a synthetic stress episode.
+    /// Bit flags: [`MarketEvent::FLAG_STRESS`] (synthetic stress episode),
+    /// [`MarketEvent::FLAG_BATCH_MORE`] (more events of the same snapshot follow).
     pub flags: u16,
     /// Payload; meaning depends on `kind`.
     pub v: [f64; 4],
@@ -277,6 +278,12 @@ const _: () = assert!(align_of::<MarketEvent>() == 8);
 impl MarketEvent {
     /// Set on events generated during a scheduled synthetic stress episode (informational).
     pub const FLAG_STRESS: u16 = 1;
+    /// More events of the same source snapshot follow this one (same exchange timestamp, e.g.
+    /// the hundreds of rows of one options-chain snapshot). A reader that decides on the
+    /// market state (the hedger) applies an event with this flag and decides only at the
+    /// first event without it, so it never acts on a half-applied snapshot. The feed handler
+    /// sets it live and the replay sees the same flags (`feed_handler::source::Batched`).
+    pub const FLAG_BATCH_MORE: u16 = 2;
 
     fn base(instrument_id: u32, kind: MarketEventKind, exch_ts_ns: u64, recv_ts_ns: u64) -> Self {
         MarketEvent {

@@ -214,6 +214,14 @@ pub struct UnderlyingRuntime {
     pub vega: f64,
     /// Band half-width last computed.
     pub band: f64,
+    /// Monotonic ns from which a timer decision may differ from the last one (a hedge held
+    /// by the minimum interval or the order-rate limit, an exec that changed what is held or
+    /// in flight); `u64::MAX`: only a market event or a control change can. See
+    /// [`HedgerCore::timer_due_ns`].
+    pub retry_at_ns: u64,
+    /// Touched by an event of a snapshot batch not yet complete
+    /// ([`MarketEvent::FLAG_BATCH_MORE`]): decided at the batch's last event.
+    pub batch_pending: bool,
     /// Option positions settled in cash at expiry (including those restored from the state).
     pub options_settled: u64,
     /// Sum of the settled positions, contracts (signed).
@@ -301,6 +309,8 @@ pub struct HedgerCore<R: OptionRisk> {
     /// not move and nothing settles: today's wall time would expire every recorded option).
     clock_ready: bool,
     rebuilt_seq: u64,
+    /// Some underlying has `batch_pending` set.
+    batch_open: bool,
     /// Counters.
     pub stats: Stats,
     /// Stage latency histograms.
@@ -417,6 +427,8 @@ impl<R: OptionRisk> HedgerCore<R> {
                 gamma: 0.0,
                 vega: 0.0,
                 band: 0.0,
+                retry_at_ns: u64::MAX,
+                batch_pending: false,
                 options_settled: 0,
                 settled_position: 0.0,
                 settled_value: 0.0,
@@ -489,6 +501,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             wall_minus_mono: wall_ns as i128 - mono_ns as i128,
             exchange_clock: false,
             rebuilt_seq: 0,
+            batch_open: false,
             stats: Stats::default(),
             latency: StageHistograms::new(),
         }
@@ -809,6 +822,8 @@ impl<R: OptionRisk> HedgerCore<R> {
         self.kill = ctl.kill_switch();
         for u in &mut self.und {
             u.mode = ctl.trading_mode(u.setup.index_id);
+            // A kill switch lifted or a mode changed: the next timer decides again.
+            u.retry_at_ns = 0;
         }
     }
 
@@ -1032,6 +1047,9 @@ impl<R: OptionRisk> HedgerCore<R> {
         }
     }
 
+    /// Applies one market event and decides: at once, or, inside a snapshot batch
+    /// ([`MarketEvent::FLAG_BATCH_MORE`]), at the batch's last event for every underlying the
+    /// batch touched, so no decision sees a half-applied snapshot.
     #[inline]
     fn on_market<O: OrderSink, T: Stamps>(
         &mut self,
@@ -1040,6 +1058,31 @@ impl<R: OptionRisk> HedgerCore<R> {
         orders: &mut O,
         clock: &T,
     ) {
+        let touched = self.apply_market(e, read_ns);
+        if e.flags & MarketEvent::FLAG_BATCH_MORE != 0 {
+            if let Some(u) = touched {
+                self.und[u as usize].batch_pending = true;
+                self.batch_open = true;
+            }
+            return;
+        }
+        if self.batch_open {
+            self.batch_open = false;
+            for u in 0..self.und.len() {
+                if self.und[u].batch_pending || touched == Some(u as u16) {
+                    self.und[u].batch_pending = false;
+                    self.maybe_hedge(u, e.recv_ts_ns, read_ns, orders, clock);
+                }
+            }
+        } else if let Some(u) = touched {
+            self.maybe_hedge(u as usize, e.recv_ts_ns, read_ns, orders, clock);
+        }
+    }
+
+    /// Applies one market event to prices, book and risk; returns the underlying it moved
+    /// (None: rejected, ignored or not this hedger's).
+    #[inline]
+    fn apply_market(&mut self, e: &MarketEvent, read_ns: u64) -> Option<u16> {
         self.stats.md_events += 1;
         self.latency.record_read(e.recv_ts_ns, read_ns);
         // After a rebuild the ring still holds events older than the last values just read:
@@ -1048,18 +1091,18 @@ impl<R: OptionRisk> HedgerCore<R> {
         if self.rebuilt_seq != 0 && e.seq != 0 {
             if e.seq <= self.rebuilt_seq {
                 self.stats.md_older_than_rebuild += 1;
-                return;
+                return None;
             }
             self.rebuilt_seq = 0;
         }
         let Some(&role) = self.roles.get(e.instrument_id as usize) else {
             self.reject_md(MdReject::UnknownInstrument);
-            return;
+            return None;
         };
         if !e.is_valid() {
             let r = Self::classify_invalid(e);
             self.reject_md(r);
-            return;
+            return None;
         }
         if self.exchange_clock && e.exch_ts_ns != 0 {
             self.wall_minus_mono = e.exch_ts_ns as i128 - read_ns as i128;
@@ -1072,7 +1115,7 @@ impl<R: OptionRisk> HedgerCore<R> {
         let u = match role {
             Role::None => {
                 self.stats.md_ignored += 1;
-                return;
+                return None;
             }
             Role::Index(u) => {
                 if let Some(px) = e.as_underlying_price() {
@@ -1082,14 +1125,14 @@ impl<R: OptionRisk> HedgerCore<R> {
                     self.risk.on_underlying(u as usize, px);
                 } else {
                     self.stats.md_ignored += 1;
-                    return;
+                    return None;
                 }
                 u
             }
             Role::Forward(u) => {
                 let Some(px) = e.as_underlying_price() else {
                     self.stats.md_ignored += 1;
-                    return;
+                    return None;
                 };
                 self.risk.on_forward(e.instrument_id, px);
                 u
@@ -1102,25 +1145,25 @@ impl<R: OptionRisk> HedgerCore<R> {
                     x.pstate.observe_book(&x.policy.cfg, e.v[0], e.v[2]);
                 } else {
                     self.stats.md_ignored += 1;
-                    return;
+                    return None;
                 }
                 u
             }
             Role::Option { und, opt } => {
                 let Some((_, iv, fwd)) = e.as_option_mark() else {
                     self.stats.md_ignored += 1;
-                    return;
+                    return None;
                 };
                 let wall = self.wall_ns(read_ns);
                 if self.defs[e.instrument_id as usize].expiry_ns <= wall {
                     self.reject_md(MdReject::ExpiredOption);
-                    return;
+                    return None;
                 }
                 self.risk.on_mark(opt as usize, iv, fwd, wall);
                 und
             }
         };
-        self.maybe_hedge(u as usize, e.recv_ts_ns, read_ns, orders, clock);
+        Some(u)
     }
 
     #[inline]
@@ -1191,8 +1234,13 @@ impl<R: OptionRisk> HedgerCore<R> {
                 self.stats.option_trades += 1;
                 let q = self.risk.position(opt as usize) + side.sign() * e.qty;
                 self.risk.set_position(opt as usize, q);
-                let read = clock.now();
-                self.maybe_hedge(und as usize, e.ts_ns, read, orders, clock);
+                if self.batch_open {
+                    // Mid-snapshot: decided with the rest of the batch.
+                    self.und[und as usize].batch_pending = true;
+                } else {
+                    let read = clock.now();
+                    self.maybe_hedge(und as usize, e.ts_ns, read, orders, clock);
+                }
             }
             ExecKind::Ack => {
                 if self.find_inflight(e.client_order_id).is_none() && prev_epoch {
@@ -1219,6 +1267,7 @@ impl<R: OptionRisk> HedgerCore<R> {
                 let day = self.wall_ns(now_ns) / 86_400_000_000_000;
                 let x = &mut self.und[u as usize];
                 x.hedge_position += side.sign() * e.qty;
+                x.retry_at_ns = 0;
                 let notional = x.policy.instrument.notional(e.qty, e.price);
                 x.limits.on_fill(day, notional);
                 let terminal = kind == ExecKind::Fill;
@@ -1258,10 +1307,49 @@ impl<R: OptionRisk> HedgerCore<R> {
                     self.stats.orders_cancelled += 1;
                 }
                 if let Some(i) = self.find_inflight(e.client_order_id) {
+                    // What was in flight is not any more: the next timer decides again.
+                    let u = self.inflight[i].und as usize;
+                    self.und[u].retry_at_ns = 0;
                     self.set_leaves(i, 0.0);
                 }
             }
         }
+    }
+
+    /// Earliest monotonic time at which [`HedgerCore::on_timer`] (with
+    /// [`HedgerCore::idle_risk`]) may act differently from the decisions already taken:
+    /// `0` for "at the next timer", `u64::MAX` when only a market event, an exec or a
+    /// control change can make a difference. The live loop runs its timer every millisecond
+    /// regardless; a discrete-event replay jumps to this time instead of stepping through
+    /// timers that cannot act. Covers: a hedge held by the minimum interval or the order
+    /// rate, an exec that changed the position or what is in flight, the safety re-hedge
+    /// (`max_interval`), reconciliation (quiet period and deadline), a full orders ring,
+    /// and the next expiry to settle. Not covered: the slow drift of the options' delta with
+    /// time alone between events (the replay takes it at the next event).
+    pub fn timer_due_ns(&self) -> u64 {
+        if self.ring_blocked {
+            return 0;
+        }
+        let mut due = u64::MAX;
+        if self.reconciling {
+            due = due.min(self.reconcile_deadline_ns).min(
+                self.last_prev_epoch_activity_ns
+                    .saturating_add(self.reconcile_quiet_ns),
+            );
+        }
+        if self.clock_ready && self.next_settle_ns != u64::MAX {
+            let mono = self.next_settle_ns as i128 - self.wall_minus_mono;
+            due = due.min(mono.clamp(0, u64::MAX as i128) as u64);
+        }
+        for x in &self.und {
+            due = due.min(x.retry_at_ns);
+            let cfg = &x.policy.cfg;
+            if cfg.max_interval_ns > 0 && cfg.rule != BandRule::None {
+                let since = x.pstate.last_hedge_ns.unwrap_or(x.pstate.started_ns);
+                due = due.min(since.saturating_add(cfg.max_interval_ns));
+            }
+        }
+        due
     }
 
     /// Timer-driven decisions (safety re-hedge, reconciliation end): call in idle time.
@@ -1333,6 +1421,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             0.0
         };
         x.net_delta = option_delta + (x.hedge_position + x.inflight_qty) * dpc;
+        x.retry_at_ns = u64::MAX;
         if x.rebuilding || self.reconciling || self.ring_blocked {
             x.held += 1;
             return;
@@ -1350,6 +1439,10 @@ impl<R: OptionRisk> HedgerCore<R> {
         let d = match decision {
             Decision::Hold(h) => {
                 x.holds[hold_index(h)] += 1;
+                if h == HoldReason::MinInterval {
+                    let last = x.pstate.last_hedge_ns.unwrap_or(0);
+                    x.retry_at_ns = last.saturating_add(x.policy.cfg.min_interval_ns);
+                }
                 if matches!(x.policy.cfg.rule, BandRule::Fixed { .. })
                     || h == HoldReason::InsideBand
                 {
@@ -1382,7 +1475,12 @@ impl<R: OptionRisk> HedgerCore<R> {
             signed_qty: signed,
             notional: x.policy.instrument.notional(d.qty_contracts, d.limit_px),
         };
-        if let Err(_b) = x.limits.check(&ctx, &check) {
+        if let Err(b) = x.limits.check(&ctx, &check) {
+            // Time alone lifts these (tokens refill, the reject halt ends); the rest need
+            // new data, a fill or a control change.
+            if matches!(b, LimitBreach::Rate | LimitBreach::RejectRate) {
+                x.retry_at_ns = 0;
+            }
             return;
         }
         if self.inflight.len() >= MAX_INFLIGHT {
