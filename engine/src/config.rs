@@ -378,7 +378,10 @@ impl PolicySection {
             },
             "whalley-wilmott" => BandRule::WhalleyWilmott {
                 cost: positive("cost", p.cost.unwrap_or(d.cost))?,
-                risk_aversion: positive("risk_aversion", p.risk_aversion.unwrap_or(d.risk_aversion))?,
+                risk_aversion: positive(
+                    "risk_aversion",
+                    p.risk_aversion.unwrap_or(d.risk_aversion),
+                )?,
             },
             _ => self.cost_aware_rule()?,
         };
@@ -390,7 +393,10 @@ impl PolicySection {
                 format!("must be >= min_band ({min_band}), got {max_band}"),
             ));
         }
-        let (min_ms, max_ms) = (p.min_interval_ms.unwrap_or(0), p.max_interval_ms.unwrap_or(0));
+        let (min_ms, max_ms) = (
+            p.min_interval_ms.unwrap_or(0),
+            p.max_interval_ms.unwrap_or(0),
+        );
         if max_ms != 0 && max_ms < min_ms {
             return Err((
                 "max_interval_ms",
@@ -866,10 +872,14 @@ hedge_instrument = "BTC-PERPETUAL"
 
     #[test]
     fn a_key_of_another_policy_kind_is_an_error_naming_it() {
-        let t = format!("{MIN}[underlyings.BTC.policy]\nkind = \"cost-aware\"\ntarget = \"edge\"\n");
+        let t =
+            format!("{MIN}[underlyings.BTC.policy]\nkind = \"cost-aware\"\ntarget = \"edge\"\n");
         let e = HedgerConfig::parse(&t, "t.toml").unwrap_err();
         assert_eq!(e.key, "underlyings.BTC.policy.target", "{e}");
-        assert!(e.msg.contains("does not apply to policy kind `cost-aware`"), "{e}");
+        assert!(
+            e.msg.contains("does not apply to policy kind `cost-aware`"),
+            "{e}"
+        );
         let t = format!("{MIN}[underlyings.BTC.policy]\nkind = \"fixed\"\nrisk_aversion = 1e-5\n");
         let e = HedgerConfig::parse(&t, "t.toml").unwrap_err();
         assert_eq!(e.key, "underlyings.BTC.policy.risk_aversion", "{e}");
@@ -896,11 +906,19 @@ hedge_instrument = "BTC-PERPETUAL"
             .unwrap()
             .to_config()
             .unwrap();
-        assert!(matches!(p.rule, BandRule::CostAware { risk_aversion, .. } if risk_aversion == 1e-5));
+        assert!(
+            matches!(p.rule, BandRule::CostAware { risk_aversion, .. } if risk_aversion == 1e-5)
+        );
         assert_eq!(p.max_band, 5.0);
-        let none = PolicySection::from_spec("none").unwrap().to_config().unwrap();
+        let none = PolicySection::from_spec("none")
+            .unwrap()
+            .to_config()
+            .unwrap();
         assert_eq!(none.rule, BandRule::None);
-        let (k, m) = PolicySection::from_spec("none:band=1").unwrap().to_config().unwrap_err();
+        let (k, m) = PolicySection::from_spec("none:band=1")
+            .unwrap()
+            .to_config()
+            .unwrap_err();
         assert_eq!((k, m.contains("does not apply")), ("band", true));
         let (k, _) = PolicySection::from_spec("fixed:bnd=1").unwrap_err();
         assert_eq!(k, "bnd");
@@ -908,14 +926,20 @@ hedge_instrument = "BTC-PERPETUAL"
         assert_eq!(k, "band");
         let (k, m) = PolicySection::from_spec("fixed:band").unwrap_err();
         assert!(k == "band" && m.contains("key=value"), "{k} {m}");
-        let (k, _) = PolicySection::from_spec("fixd").unwrap().to_config().unwrap_err();
+        let (k, _) = PolicySection::from_spec("fixd")
+            .unwrap()
+            .to_config()
+            .unwrap_err();
         assert_eq!(k, "kind");
         let l = LimitsSection::from_spec("max_orders_per_sec=5,order_burst=2")
             .unwrap()
             .to_config()
             .unwrap();
         assert_eq!((l.max_orders_per_sec, l.order_burst), (5.0, 2.0));
-        let (k, _) = LimitsSection::from_spec("order_burst=0.5").unwrap().to_config().unwrap_err();
+        let (k, _) = LimitsSection::from_spec("order_burst=0.5")
+            .unwrap()
+            .to_config()
+            .unwrap_err();
         assert_eq!(k, "order_burst");
         let (k, _) = LimitsSection::from_spec("max_positoin=1").unwrap_err();
         assert_eq!(k, "max_positoin");

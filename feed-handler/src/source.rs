@@ -359,9 +359,6 @@ mod batch_tests {
             flags.push(ev.event.flags & MarketEvent::FLAG_BATCH_MORE != 0);
         }
         // Timestamp 0 (unknown) never batches; the last event closes its batch.
-        assert_eq!(
-            flags,
-            [true, true, false, false, false, false, true, false]
-        );
+        assert_eq!(flags, [true, true, false, false, false, false, true, false]);
     }
 }

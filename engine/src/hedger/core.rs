@@ -544,6 +544,14 @@ impl<R: OptionRisk> HedgerCore<R> {
         }
     }
 
+    /// How an option settled at expiry (None: not settled, or not an option of this book).
+    pub fn option_settlement(&self, instrument_id: u32) -> Option<crate::risk::SettledOption> {
+        match self.roles.get(instrument_id as usize) {
+            Some(Role::Option { opt, .. }) => self.risk.settlement(*opt as usize),
+            _ => None,
+        }
+    }
+
     /// Client order id epoch (bumped on every start).
     pub fn epoch(&self) -> u64 {
         self.epoch
@@ -1143,6 +1151,14 @@ impl<R: OptionRisk> HedgerCore<R> {
                     x.book.apply(e);
                     x.book_ts_ns = e.recv_ts_ns;
                     x.pstate.observe_book(&x.policy.cfg, e.v[0], e.v[2]);
+                    if x.setup.index_id == e.instrument_id {
+                        // Hedged with the underlying itself (a spot or perpetual with no
+                        // separate index): its mid is the underlying price.
+                        let mid = 0.5 * (e.v[0] + e.v[2]);
+                        x.index_px = mid;
+                        x.index_ts_ns = e.recv_ts_ns;
+                        self.risk.on_underlying(u as usize, mid);
+                    }
                 } else {
                     self.stats.md_ignored += 1;
                     return None;

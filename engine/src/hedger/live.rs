@@ -339,12 +339,20 @@ pub fn resolve(
     let mut out = Vec::new();
     for (name, u) in &cfg.underlyings {
         let idx = find(name, format!("underlyings.{name}"))?;
-        if idx.kind() != Ok(InstrumentKind::Index) {
+        // An index, or an instrument that is its own underlying (a spot equity, a perpetual
+        // with no separate index in the data).
+        if !matches!(
+            idx.kind(),
+            Ok(InstrumentKind::Index
+                | InstrumentKind::Spot
+                | InstrumentKind::Perpetual
+                | InstrumentKind::Future)
+        ) {
             return Err(SetupError::WrongKind {
                 key: format!("underlyings.{name}"),
                 symbol: name.clone(),
                 kind: idx.kind().map_or("unknown kind", |k| k.name()),
-                expected: "index",
+                expected: "index, spot, perpetual or future",
             });
         }
         let hkey = format!("underlyings.{name}.hedge_instrument");

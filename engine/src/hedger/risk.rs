@@ -285,7 +285,12 @@ pub struct BookRiskAdapter {
     /// The book.
     pub book: crate::risk::BookRisk,
     und_ids: Vec<u32>,
+    /// Whether each underlying has had a real price (until then it holds a placeholder).
+    priced: Vec<bool>,
+    all_priced: bool,
     opt_ids: Vec<u32>,
+    /// Underlying slot of each option.
+    opt_und: Vec<usize>,
     forwards: Vec<(u32, u64, u32)>, // (underlying id, expiry, forward id)
     next_virtual_forward: u32,
     tau: Vec<f64>,
@@ -318,6 +323,9 @@ impl BookRiskAdapter {
         BookRiskAdapter {
             book,
             und_ids: underlying_ids.to_vec(),
+            priced: vec![false; underlying_ids.len()],
+            all_priced: underlying_ids.is_empty(),
+            opt_und: Vec::new(),
             opt_ids: Vec::new(),
             forwards: Vec::new(),
             next_virtual_forward: max_instrument_id,
@@ -369,6 +377,23 @@ impl BookRiskAdapter {
     fn risk(&self, u: usize) -> Option<&crate::risk::UnderlyingRisk> {
         self.book.underlying(self.und_ids[u])
     }
+
+    /// Forces the exact path for every underlying whose delta error bound exceeds the
+    /// tolerance (one flag test each; O(options) only when forced, which is rare).
+    #[inline]
+    fn enforce_tolerance(&mut self) {
+        for i in 0..self.und_ids.len() {
+            let id = self.und_ids[i];
+            if self
+                .book
+                .underlying(id)
+                .is_some_and(|r| !r.within_tolerance)
+            {
+                self.book.force_reeval(id);
+                self.forced_reevals += 1;
+            }
+        }
+    }
 }
 
 impl OptionRisk for BookRiskAdapter {
@@ -398,6 +423,7 @@ impl OptionRisk for BookRiskAdapter {
             self.setup_errors += 1;
         }
         self.opt_ids.push(spec.instrument_id);
+        self.opt_und.push(spec.underlying);
         self.opt_ids.len() - 1
     }
 
@@ -415,12 +441,25 @@ impl OptionRisk for BookRiskAdapter {
 
     #[inline]
     fn on_mark(&mut self, opt: usize, iv: f64, forward: f64, _now_wall_ns: u64) {
+        if !self.all_priced && forward > 0.0 && forward.is_finite() {
+            // As in `on_forward`: a real price before the placeholder is ever used.
+            let u = self.opt_und[opt];
+            if !self.priced[u] {
+                self.on_underlying(u, forward);
+            }
+        }
         self.book
             .on_mark(self.opt_ids[opt], iv.clamp(0.001, 10.0), forward);
+        // A mark may move its expiry's forward: the bound holds after it too.
+        self.enforce_tolerance();
     }
 
     #[inline]
     fn on_underlying(&mut self, u: usize, price: f64) {
+        if !self.all_priced {
+            self.priced[u] = true;
+            self.all_priced = self.priced.iter().all(|&p| p);
+        }
         let id = self.und_ids[u];
         self.book.on_price(id, price);
         // The bound must never exceed the tolerance: force the exact path (O(n), rare).
@@ -436,7 +475,21 @@ impl OptionRisk for BookRiskAdapter {
 
     #[inline]
     fn on_forward(&mut self, forward_id: u32, price: f64) {
+        if !self.all_priced {
+            // An underlying seen only through its forwards so far (an options chain without
+            // index prices): it takes its first forward's price, never the placeholder, so
+            // that deltas are per unit of a real price (dV/dS = dV/dF x F/S).
+            if let Some(&(und, _, _)) = self.forwards.iter().find(|f| f.2 == forward_id) {
+                if let Some(u) = self.und_ids.iter().position(|&x| x == und) {
+                    if !self.priced[u] {
+                        self.on_underlying(u, price);
+                    }
+                }
+            }
+        }
         self.book.on_price(forward_id, price);
+        // A forward move is a price move of its expiry: the bound holds there too.
+        self.enforce_tolerance();
     }
 
     #[inline]

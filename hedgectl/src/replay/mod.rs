@@ -8,21 +8,22 @@
 //! latency, depth walk, fees, rejects) and client flow (`OptionFlow`), and the engine's
 //! Black-76 pricing. See `docs/replay.md` for a worked example.
 
+mod accounts;
 mod backtest;
 mod plot;
 mod positions;
 mod report;
 mod static_risk;
+mod world;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use engine::config::{LimitsSection, PolicySection, UnderlyingSection};
-use engine::risk::InverseDelta;
+use engine::config::{HedgerConfig, LimitsSection, PolicySection};
 use feed_handler::instruments::Registry;
 use feed_handler::lobster::{LobsterOptions, LobsterSource};
-use feed_handler::source::Source;
+use feed_handler::source::{Batched, Source};
 use feed_handler::synthetic::{SyntheticConfig, SyntheticSource};
 use feed_handler::tardis::{scan_instruments, TardisSource};
 use order_gateway::flow::{BiasPhase, FlowConfig};
@@ -38,6 +39,17 @@ hedgectl replay --options-chain chain.csv --positions pos.csv --json\n  \
 hedgectl replay --tardis chain.csv --positions pos.csv --policy fixed:band=0.5 --policy cost-aware:risk_aversion=1e-5\n  \
 hedgectl replay --synthetic-seed 7 --duration-s 600 --flow-sim --policy fixed:band=1 --plot out.svg")]
 pub struct ReplayArgs {
+    /// The live hedger's configuration (`hedger.toml`): its underlyings, hedge instruments,
+    /// policies, limits and positions. Without it every underlying of the data is hedged with
+    /// its perpetual under `--policy` and `--limits`; with it, `--policy`/`--limits` given on
+    /// the command line override the file's for every underlying.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The order gateway's configuration: its `[sim]` table sets the venue (latency, fees,
+    /// rate limit, price band); `--latency-us`, `--jitter-us`, `--taker-fee-bps` and
+    /// `--sim-seed` given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub venue_config: Option<PathBuf>,
     /// Tardis `options_chain` CSV: with --positions and no market-data source, prints the static
     /// book's risk (Black-76 and, where present, the exchange's greeks) and exits.
     #[arg(long, value_name = "FILE")]
@@ -69,11 +81,11 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "N")]
     pub max_events: Option<u64>,
     /// Hedge policy, repeatable for a side-by-side comparison: `KIND[:key=value,...]` with
-    /// KIND `fixed`, `whalley-wilmott` or `cost-aware` and the keys of the hedger config's
-    /// `[underlyings.X.policy]` table (band, target, cost, risk_aversion, taker_fee,
-    /// vol_stress_weight, spread_stress_weight, max_stress, min_band, max_band,
-    /// min_interval_ms, max_interval_ms, offset_ticks, collar_bps, fast_alpha, slow_alpha).
-    #[arg(long, value_name = "SPEC", default_value = "fixed:band=1")]
+    /// KIND `none` (never hedge: the baseline), `fixed`, `whalley-wilmott` or `cost-aware`
+    /// and the keys of the hedger config's `[underlyings.X.policy]` table, parsed by the
+    /// hedger's own parser (a key of another kind is an error). Default: the `--config`
+    /// file's policies, else `fixed:band=1`.
+    #[arg(long, value_name = "SPEC")]
     pub policy: Vec<String>,
     /// Limits, `key=value,...` with the keys of `[underlyings.X.limits]` (max_order_qty,
     /// max_position, max_orders_per_sec, order_burst, max_data_age_ms, ...).
@@ -105,18 +117,18 @@ pub struct ReplayArgs {
     /// Flow simulator: length of each bias phase, seconds.
     #[arg(long, default_value_t = 120.0)]
     pub flow_bias_secs: f64,
-    /// Venue one-way latency, microseconds.
-    #[arg(long, default_value_t = 50.0)]
-    pub latency_us: f64,
-    /// Venue latency jitter (uniform), microseconds.
-    #[arg(long, default_value_t = 20.0)]
-    pub jitter_us: f64,
-    /// Venue taker fee, basis points.
-    #[arg(long, default_value_t = 5.0)]
-    pub taker_fee_bps: f64,
-    /// Venue PRNG seed (latency jitter).
-    #[arg(long, default_value_t = 1)]
-    pub sim_seed: u64,
+    /// Venue one-way latency, microseconds (default: the gateway's, 50).
+    #[arg(long)]
+    pub latency_us: Option<f64>,
+    /// Venue latency jitter (uniform), microseconds (default: the gateway's, 20).
+    #[arg(long)]
+    pub jitter_us: Option<f64>,
+    /// Venue taker fee, basis points (default: the gateway's, 5).
+    #[arg(long)]
+    pub taker_fee_bps: Option<f64>,
+    /// Venue PRNG seed (latency jitter) (default: the gateway's, 1).
+    #[arg(long)]
+    pub sim_seed: Option<u64>,
     /// Modelled hedge book (when the data has no quotes for the hedge instrument): half-spread
     /// in bps of the reference price.
     #[arg(long, default_value_t = 2.5)]
@@ -134,13 +146,14 @@ pub struct ReplayArgs {
     /// Contract multiplier of such options.
     #[arg(long, default_value_t = 100.0)]
     pub option_multiplier: f64,
-    /// Delta of inverse options: `model` (dV/dF, consistent with the report's USD PnL) or
-    /// `premium-adjusted` (the live hedger's default, coin-flat).
-    #[arg(long, default_value = "model")]
-    pub inverse_delta: String,
-    /// Sampling interval of the report's time series, ms of replay time.
+    /// Sampling interval of the report's plotted time series, ms of replay time (every
+    /// summary figure is taken after every event, whatever this is).
     #[arg(long, default_value_t = 1000)]
     pub sample_ms: u64,
+    /// Bound of the plotted series: at most twice this many points per underlying (the
+    /// sampling interval doubles when full).
+    #[arg(long, default_value_t = 1000)]
+    pub max_points: usize,
     /// Write the JSON report to stdout (instead of the human summary).
     #[arg(long)]
     pub json: bool,
@@ -152,56 +165,21 @@ pub struct ReplayArgs {
     pub plot: Option<PathBuf>,
 }
 
-/// Parses `KIND[:k=v,...]` into the hedger config's policy section.
+/// Parses `KIND[:k=v,...]` with the hedger config's own grammar
+/// (`engine::config::PolicySection::from_spec`): the same keys, defaults and checks.
 fn parse_policy(spec: &str) -> Result<engine::policy::PolicyConfig> {
-    let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
-    let mut obj = serde_json::Map::new();
-    obj.insert("kind".into(), serde_json::Value::String(kind.trim().into()));
-    kv_into(rest, &mut obj).with_context(|| format!("--policy {spec}"))?;
-    let section: PolicySection = serde_json::from_value(serde_json::Value::Object(obj))
-        .with_context(|| format!("--policy {spec}"))?;
-    let u = UnderlyingSection {
-        hedge_instrument: String::new(),
-        initial_hedge_position: 0.0,
-        rate: 0.0,
-        policy: section,
-        limits: LimitsSection::default(),
-    };
-    u.policy_config()
+    PolicySection::from_spec(spec)
+        .map_err(|(k, m)| anyhow::anyhow!("--policy {spec}: {k}: {m}"))?
+        .to_config()
         .map_err(|(k, m)| anyhow::anyhow!("--policy {spec}: {k}: {m}"))
 }
 
 fn parse_limits(spec: Option<&str>) -> Result<engine::limits::LimitsConfig> {
-    let mut obj = serde_json::Map::new();
-    if let Some(s) = spec {
-        kv_into(s, &mut obj).with_context(|| format!("--limits {s}"))?;
-    }
-    let limits: LimitsSection = serde_json::from_value(serde_json::Value::Object(obj))
-        .with_context(|| format!("--limits {}", spec.unwrap_or("")))?;
-    let u = UnderlyingSection {
-        hedge_instrument: String::new(),
-        initial_hedge_position: 0.0,
-        rate: 0.0,
-        policy: PolicySection::default(),
-        limits,
-    };
-    u.limits_config()
+    let s = spec.unwrap_or("");
+    LimitsSection::from_spec(s)
+        .map_err(|(k, m)| anyhow::anyhow!("--limits {s}: {k}: {m}"))?
+        .to_config()
         .map_err(|(k, m)| anyhow::anyhow!("--limits: {k}: {m}"))
-}
-
-fn kv_into(s: &str, obj: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
-    for kv in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("`{kv}` is not key=value"))?;
-        let v = v.trim();
-        let val = match serde_json::from_str::<serde_json::Value>(v) {
-            Ok(n @ serde_json::Value::Number(_)) => n,
-            _ => serde_json::Value::String(v.to_string()),
-        };
-        obj.insert(k.trim().to_string(), val);
-    }
-    Ok(())
 }
 
 fn open_source(a: &ReplayArgs, extra_symbols: &[String]) -> Result<Box<dyn Source>> {
@@ -221,18 +199,21 @@ fn open_source(a: &ReplayArgs, extra_symbols: &[String]) -> Result<Box<dyn Sourc
                 let _ = reg.resolve_deribit(s);
             }
         }
-        return Ok(Box::new(TardisSource::open(&a.tardis, Some(reg))?));
+        return Ok(Box::new(Batched::new(TardisSource::open(
+            &a.tardis,
+            Some(reg),
+        )?)));
     }
     if let Some(m) = &a.lobster_messages {
         let ob = a
             .lobster_orderbook
             .as_ref()
             .context("--lobster-orderbook missing")?;
-        return Ok(Box::new(LobsterSource::open(
+        return Ok(Box::new(Batched::new(LobsterSource::open(
             m,
             ob,
             LobsterOptions::default(),
-        )?));
+        )?)));
     }
     let mut cfg = match &a.synthetic_config {
         Some(p) => {
@@ -280,10 +261,9 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let inverse_delta = match a.inverse_delta.as_str() {
-        "model" => InverseDelta::Model,
-        "premium-adjusted" => InverseDelta::PremiumAdjusted,
-        o => bail!("--inverse-delta must be `model` or `premium-adjusted`, got `{o}`"),
+    let hedger = match &a.config {
+        Some(p) => Some(HedgerConfig::load(p).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
     };
     let mut hedge_symbols = BTreeMap::new();
     for h in &a.hedge {
@@ -296,22 +276,36 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         Some(p) => positions::read_flow(p)?,
         None => Vec::new(),
     };
-    let limits = parse_limits(a.limits.as_deref())?;
-    let policies = a
-        .policy
-        .iter()
-        .map(|s| Ok((s.clone(), parse_policy(s)?)))
-        .collect::<Result<Vec<_>>>()?;
-    let sim = SimConfig {
-        latency_us: a.latency_us,
-        jitter_us: a.jitter_us,
-        seed: a.sim_seed,
-        taker_fee_bps: a.taker_fee_bps,
-        // The policies' limit orders cross the book: no resting; no venue rate limit beyond
-        // the hedger's own limits.
-        rate_limit_per_s: 0.0,
-        ..SimConfig::default()
+    let limits = match &a.limits {
+        Some(spec) => {
+            parse_limits(Some(spec))?;
+            Some(
+                LimitsSection::from_spec(spec)
+                    .map_err(|(k, m)| anyhow::anyhow!("--limits {spec}: {k}: {m}"))?,
+            )
+        }
+        None => None,
     };
+    let mut policies: Vec<(String, Option<PolicySection>)> = Vec::new();
+    for spec in &a.policy {
+        parse_policy(spec)?;
+        let section = PolicySection::from_spec(spec)
+            .map_err(|(k, m)| anyhow::anyhow!("--policy {spec}: {k}: {m}"))?;
+        policies.push((spec.clone(), Some(section)));
+    }
+    if policies.is_empty() {
+        match &a.config {
+            Some(p) => policies.push((format!("config {}", file_name(p)), None)),
+            None => policies.push((
+                "fixed:band=1".into(),
+                Some(
+                    PolicySection::from_spec("fixed:band=1")
+                        .map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?,
+                ),
+            )),
+        }
+    }
+    let sim = venue_config(a)?;
     let flow_sim = a.flow_sim.then(|| FlowConfig {
         enabled: true,
         intensity_per_s: a.flow_intensity,
@@ -329,72 +323,20 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         ],
         ..FlowConfig::default()
     });
-    // Hedge symbols to pre-register for a Tardis replay: explicit ones, and the Deribit
-    // perpetual of every option currency in the files.
-    let mut extra: Vec<String> = hedge_symbols.values().cloned().collect();
-    if !a.tardis.is_empty() {
-        let mut reg = Registry::new();
-        scan_instruments(&a.tardis, &mut reg)?;
-        for d in reg.defs() {
-            if d.kind() == Ok(shm_layout::InstrumentKind::Option) {
-                if let Some(root) = reg.get(d.underlying_id) {
-                    let p = format!("{}-PERPETUAL", root.symbol());
-                    if !extra.contains(&p) && !hedge_symbols.contains_key(root.symbol()) {
-                        extra.push(p);
-                    }
-                }
-            }
-        }
-    }
-    let mut inputs = BTreeMap::new();
-    let src_desc = if !a.tardis.is_empty() {
-        format!(
-            "tardis {}",
-            a.tardis
-                .iter()
-                .map(|p| file_name(p))
-                .collect::<Vec<_>>()
-                .join(" ")
-        )
-    } else if let Some(m) = &a.lobster_messages {
-        format!("lobster {}", file_name(m))
-    } else {
-        format!("synthetic seed {}", a.synthetic_seed.unwrap_or(0))
-    };
-    inputs.insert("source".to_string(), src_desc);
-    if let Some(p) = &a.positions {
-        inputs.insert("positions".into(), file_name(p));
-    }
-    if let Some(p) = &a.flow {
-        inputs.insert("flow".into(), file_name(p));
-    }
-    if a.flow_sim {
-        inputs.insert(
-            "flow_sim".into(),
-            format!(
-                "seed {} intensity {}/s size {} bias +-{} every {} s",
-                a.flow_seed, a.flow_intensity, a.flow_size_mean, a.flow_bias, a.flow_bias_secs
-            ),
-        );
-    }
-    inputs.insert(
-        "venue".into(),
-        format!(
-            "latency {} us + jitter {} us, taker fee {} bps",
-            a.latency_us, a.jitter_us, a.taker_fee_bps
-        ),
-    );
+    let extra = hedge_symbols_to_register(a, &hedge_symbols, hedger.as_ref())?;
     let mut report = Report {
-        inputs,
+        inputs: describe_inputs(a, &sim),
+        source: report::SourceCounts::default(),
         comparison: Vec::new(),
         policies: Vec::new(),
     };
-    for (label, policy) in policies {
+    for (i, (label, policy)) in policies.into_iter().enumerate() {
         let mut src = open_source(a, &extra)?;
         let cfg = RunConfig {
             policy_label: label,
+            hedger: hedger.clone(),
             policy,
-            limits,
+            limits: limits.clone(),
             sim: sim.clone(),
             flow_sim: flow_sim.clone(),
             flow_file: flow_file.clone(),
@@ -406,13 +348,25 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
             option_vol: a.option_vol,
             option_multiplier: a.option_multiplier,
             sample_ns: a.sample_ms.max(1) * 1_000_000,
+            max_points: a.max_points.max(2),
             duration_ns: a.duration_s.map_or(0, |d| (d * 1e9) as u64),
             max_events: a.max_events.unwrap_or(0),
-            inverse_delta,
         };
         let bt = Backtest::new(src.registry().defs(), cfg)?;
         let t0 = std::time::Instant::now();
         let pr = bt.run(&mut *src)?;
+        if i == 0 {
+            report.source = report::SourceCounts {
+                rows: src.rows_read(),
+                rejected: src
+                    .rejects()
+                    .nonzero()
+                    .into_iter()
+                    .map(|(r, n)| (r.name().to_string(), n))
+                    .collect(),
+                used: pr.events,
+            };
+        }
         // Wall time goes to stderr only: the report stays byte-identical between runs.
         let secs = t0.elapsed().as_secs_f64();
         eprintln!(
@@ -441,6 +395,114 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The venue: the gateway's `[sim]` table (or its defaults), command-line overrides.
+fn venue_config(a: &ReplayArgs) -> Result<SimConfig> {
+    let mut sim = match &a.venue_config {
+        Some(p) => {
+            order_gateway::config::Config::from_file(p)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+                .sim
+        }
+        None => SimConfig {
+            // No venue rate limit beyond the hedger's own limits unless configured.
+            rate_limit_per_s: 0.0,
+            ..SimConfig::default()
+        },
+    };
+    if let Some(v) = a.latency_us {
+        sim.latency_us = v;
+    }
+    if let Some(v) = a.jitter_us {
+        sim.jitter_us = v;
+    }
+    if let Some(v) = a.taker_fee_bps {
+        sim.taker_fee_bps = v;
+    }
+    if let Some(v) = a.sim_seed {
+        sim.seed = v;
+    }
+    Ok(sim)
+}
+
+/// Hedge symbols to pre-register for a Tardis replay: explicit ones, the config's, and the
+/// Deribit perpetual of every option currency in the files.
+fn hedge_symbols_to_register(
+    a: &ReplayArgs,
+    hedge_symbols: &BTreeMap<String, String>,
+    hedger: Option<&HedgerConfig>,
+) -> Result<Vec<String>> {
+    let mut extra: Vec<String> = hedge_symbols.values().cloned().collect();
+    if let Some(h) = hedger {
+        extra.extend(h.underlyings.values().map(|u| u.hedge_instrument.clone()));
+    }
+    if !a.tardis.is_empty() {
+        let mut reg = Registry::new();
+        scan_instruments(&a.tardis, &mut reg)?;
+        for d in reg.defs() {
+            if d.kind() == Ok(shm_layout::InstrumentKind::Option) {
+                if let Some(root) = reg.get(d.underlying_id) {
+                    let p = format!("{}-PERPETUAL", root.symbol());
+                    if !extra.contains(&p) && !hedge_symbols.contains_key(root.symbol()) {
+                        extra.push(p);
+                    }
+                }
+            }
+        }
+    }
+    Ok(extra)
+}
+
+fn describe_inputs(a: &ReplayArgs, sim: &SimConfig) -> BTreeMap<String, String> {
+    let mut inputs = BTreeMap::new();
+    let src_desc = if !a.tardis.is_empty() {
+        format!(
+            "tardis {}",
+            a.tardis
+                .iter()
+                .map(|p| file_name(p))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    } else if let Some(m) = &a.lobster_messages {
+        format!("lobster {}", file_name(m))
+    } else {
+        format!("synthetic seed {}", a.synthetic_seed.unwrap_or(0))
+    };
+    inputs.insert("source".to_string(), src_desc);
+    if let Some(p) = &a.config {
+        inputs.insert("config".into(), file_name(p));
+    }
+    if let Some(p) = &a.positions {
+        inputs.insert("positions".into(), file_name(p));
+    }
+    if let Some(p) = &a.flow {
+        inputs.insert("flow".into(), file_name(p));
+    }
+    if a.flow_sim {
+        inputs.insert(
+            "flow_sim".into(),
+            format!(
+                "seed {} intensity {}/s size {} bias +-{} every {} s",
+                a.flow_seed, a.flow_intensity, a.flow_size_mean, a.flow_bias, a.flow_bias_secs
+            ),
+        );
+    }
+    inputs.insert(
+        "venue".into(),
+        format!(
+            "latency {} us + jitter {} us, taker fee {} bps, maker fee {} bps; IOC remainder cancelled; modelled hedge book {} bps half-spread x {} levels x {} contracts",
+            sim.latency_us,
+            sim.jitter_us,
+            sim.taker_fee_bps,
+            sim.maker_fee_bps,
+            a.model_half_spread_bps,
+            a.model_levels,
+            a.model_level_qty
+        ),
+    );
+    inputs
+}
+
 fn file_name(p: &std::path::Path) -> String {
     p.file_name().map_or_else(
         || p.display().to_string(),
@@ -454,46 +516,5 @@ fn out(text: &str) -> Result<()> {
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use engine::policy::{BandRule, RehedgeTarget};
-
-    #[test]
-    fn policy_specs_parse_into_the_hedger_config_types() {
-        let p = parse_policy("fixed:band=0.5,target=edge,min_interval_ms=250").unwrap();
-        assert_eq!(
-            p.rule,
-            BandRule::Fixed {
-                band: 0.5,
-                target: RehedgeTarget::Edge
-            }
-        );
-        assert_eq!(p.min_interval_ns, 250_000_000);
-        let p = parse_policy("cost-aware:risk_aversion=1e-5,max_band=5").unwrap();
-        assert!(
-            matches!(p.rule, BandRule::CostAware { risk_aversion, .. } if risk_aversion == 1e-5)
-        );
-        assert_eq!(p.max_band, 5.0);
-        assert!(parse_policy("whalley-wilmott").is_ok());
-    }
-
-    #[test]
-    fn bad_policy_and_limit_specs_name_the_key() {
-        let e = parse_policy("fixed:band=-1").unwrap_err().to_string();
-        assert!(e.contains("band"), "{e}");
-        let e = format!("{:#}", parse_policy("fixed:bnd=1").unwrap_err());
-        assert!(e.contains("bnd"), "{e}");
-        let e = format!("{:#}", parse_policy("fixed:band").unwrap_err());
-        assert!(e.contains("key=value"), "{e}");
-        let l = parse_limits(Some("max_orders_per_sec=5,order_burst=2")).unwrap();
-        assert_eq!((l.max_orders_per_sec, l.order_burst), (5.0, 2.0));
-        let e = parse_limits(Some("order_burst=0.5"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("order_burst"), "{e}");
     }
 }

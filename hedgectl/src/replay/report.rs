@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-/// Time series of one underlying, sampled every `--sample-ms` of replay time (columns).
+/// Time series of one underlying, sampled every `--sample-ms` of replay time (columns), at
+/// most `2 x --max-points` points (the interval doubles when full). For the plot only: every
+/// figure of the summary is taken after every event, whatever the sampling.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Series {
     /// Seconds since the first event.
@@ -15,8 +17,13 @@ pub struct Series {
     pub underlying_px: Vec<f64>,
     /// Options' net delta (before hedging), underlying units.
     pub net_delta_before_hedging: Vec<f64>,
-    /// Options + hedge position + hedge in flight, underlying units.
+    /// Options + filled hedge position, underlying units: the risk actually held.
+    pub net_delta: Vec<f64>,
+    /// Options + hedge position + hedge in flight, underlying units (what the hedger
+    /// decides on).
     pub net_delta_after_hedging: Vec<f64>,
+    /// Hedge orders in flight, underlying units.
+    pub hedge_inflight: Vec<f64>,
     /// The policy's band half-width at the last decision, underlying units.
     pub band: Vec<f64>,
     /// Options' gamma (delta per 1.0 of the underlying).
@@ -46,31 +53,78 @@ pub struct Series {
     pub pnl_residual_delta: Vec<f64>,
 }
 
+impl Series {
+    /// Drops every other point (keeps the first and the odd-numbered ones' neighbours).
+    pub fn keep_every_other(&mut self) {
+        fn half<T: Copy>(v: &mut Vec<T>) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+        }
+        half(&mut self.t_s);
+        half(&mut self.underlying_px);
+        half(&mut self.net_delta_before_hedging);
+        half(&mut self.net_delta);
+        half(&mut self.net_delta_after_hedging);
+        half(&mut self.hedge_inflight);
+        half(&mut self.band);
+        half(&mut self.gamma);
+        half(&mut self.vega);
+        half(&mut self.hedge_position);
+        half(&mut self.hedge_delta);
+        half(&mut self.hedge_trades);
+        half(&mut self.fees);
+        half(&mut self.slippage);
+        half(&mut self.pnl_options);
+        half(&mut self.pnl_hedge);
+        half(&mut self.pnl_costs);
+        half(&mut self.pnl_total);
+        half(&mut self.pnl_residual_delta);
+    }
+}
+
+/// The headline figures of one underlying under one policy (names kept stable for tools).
+#[derive(Debug, Clone, Serialize)]
+pub struct Headline {
+    /// Net delta at the end: options + filled hedge, underlying units (in flight excluded).
+    pub final_net_delta: f64,
+    /// Largest |options + filled hedge| after any event, underlying units.
+    pub max_abs_net_delta: f64,
+    /// Fees + slippage (incl. half-spread) paid, quote currency.
+    pub total_hedge_cost: f64,
+    /// Hedge orders the core sent.
+    pub hedge_trades: u64,
+    /// Total PnL: options + hedge - costs, quote currency.
+    pub pnl_total: f64,
+}
+
 /// Results of one underlying under one policy.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnderlyingSummary {
+    /// The headline figures.
+    pub summary: Headline,
+    /// Options' delta at the end, underlying units.
+    pub final_option_delta: f64,
+    /// Hedge in flight at the end, underlying units (0 once the venue answered everything).
+    pub final_hedge_inflight: f64,
     /// Hedge instrument symbol.
     pub hedge_instrument: String,
     /// `recorded` (from the data) or `modelled` (around the reference price).
     pub hedge_book: &'static str,
-    /// Hedge orders sent.
-    pub hedge_trades: u64,
     /// Filled notional, quote currency.
     pub hedge_volume_notional: f64,
     /// Fees, quote currency.
     pub fees: f64,
     /// Slippage against the decision mid, quote currency.
     pub slippage: f64,
-    /// fees + slippage.
-    pub total_hedge_cost: f64,
     /// Final options PnL.
     pub pnl_options: f64,
     /// Final hedge PnL (at decision mids).
     pub pnl_hedge: f64,
     /// Final costs.
     pub pnl_costs: f64,
-    /// Final total PnL.
-    pub pnl_total: f64,
     /// Standard deviation of the total PnL's change per sample interval (includes the
     /// options' vega and theta PnL, which no delta hedge removes).
     pub pnl_std: f64,
@@ -79,10 +133,8 @@ pub struct UnderlyingSummary {
     /// Standard deviation per sample interval of the residual-delta PnL: the hedging risk a
     /// policy controls (without the options' vol PnL and without costs, reported apart).
     pub hedge_error_std: f64,
-    /// Largest |net delta| seen before a decision, underlying units.
-    pub max_abs_net_delta: f64,
-    /// Largest |net delta| after decisions (incl. orders in flight).
-    pub max_abs_net_delta_after_hedging: f64,
+    /// Largest |net delta incl. orders in flight| after any event, underlying units.
+    pub max_abs_net_delta_incl_inflight: f64,
     /// Replay time with |net delta| (after decisions) outside the band, seconds.
     pub time_outside_band_s: f64,
     /// The same as a fraction of the replay's duration.
@@ -106,6 +158,8 @@ pub struct Fill {
     /// at expiry: `qty` takes it to 0, `price` is the value per contract in the option's
     /// premium currency).
     pub kind: &'static str,
+    /// `buy` or `sell` (the market maker's side).
+    pub side: &'static str,
     /// Contracts, signed (+ = we bought).
     pub qty: f64,
     /// Price in the instrument's quote units.
@@ -140,12 +194,15 @@ impl Comparison {
     pub fn from_underlyings(policy: &str, u: &BTreeMap<String, UnderlyingSummary>) -> Self {
         Comparison {
             policy: policy.to_string(),
-            hedge_trades: u.values().map(|x| x.hedge_trades).sum(),
-            total_hedge_cost: u.values().map(|x| x.total_hedge_cost).sum(),
+            hedge_trades: u.values().map(|x| x.summary.hedge_trades).sum(),
+            total_hedge_cost: u.values().map(|x| x.summary.total_hedge_cost).sum(),
             pnl_std: u.values().map(|x| x.pnl_std).sum(),
             hedge_error_std: u.values().map(|x| x.hedge_error_std).sum(),
-            pnl_total: u.values().map(|x| x.pnl_total).sum(),
-            max_abs_net_delta: u.values().map(|x| x.max_abs_net_delta).fold(0.0, f64::max),
+            pnl_total: u.values().map(|x| x.summary.pnl_total).sum(),
+            max_abs_net_delta: u
+                .values()
+                .map(|x| x.summary.max_abs_net_delta)
+                .fold(0.0, f64::max),
             time_outside_band_s: u
                 .values()
                 .map(|x| x.time_outside_band_s)
@@ -161,8 +218,12 @@ pub struct PolicyReport {
     pub policy: String,
     /// Source events replayed.
     pub events: u64,
+    /// Timers the core ran (the live loop's 1 ms timer, skipped where it cannot act).
+    pub timers: u64,
     /// Source rows rejected (bad input), all reasons.
     pub source_rejects: u64,
+    /// Market events the core rejected or ignored, by reason (its own counters).
+    pub core_md_rejects: BTreeMap<String, u64>,
     /// Replay time covered, seconds.
     pub duration_s: f64,
     /// First event, ns since the epoch.
@@ -190,11 +251,24 @@ pub struct PolicyReport {
     pub fills: Vec<Fill>,
 }
 
+/// What the source read (the first policy's run; every run reads the same data).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceCounts {
+    /// Data rows read.
+    pub rows: u64,
+    /// Rows rejected, by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Events the source yielded (published to the hedger).
+    pub used: u64,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// What was replayed (the command's inputs).
     pub inputs: BTreeMap<String, String>,
+    /// What the source read.
+    pub source: SourceCounts,
     /// Side by side: one line per policy.
     pub comparison: Vec<Comparison>,
     /// Per policy.
@@ -207,6 +281,22 @@ pub fn summary(r: &Report) -> String {
     for (k, v) in &r.inputs {
         let _ = writeln!(s, "{k}: {v}");
     }
+    let _ = writeln!(
+        s,
+        "source: {} rows read, {} events used, rejected {}",
+        r.source.rows,
+        r.source.used,
+        if r.source.rejected.is_empty() {
+            "none".to_string()
+        } else {
+            r.source
+                .rejected
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
     for p in &r.policies {
         let _ = writeln!(
             s,
@@ -226,22 +316,23 @@ pub fn summary(r: &Report) -> String {
                 "  {name} (hedge {} on a {} book): {} hedges, volume {:.0}, fees {:.2}, slippage {:.2}, cost {:.2}",
                 u.hedge_instrument,
                 u.hedge_book,
-                u.hedge_trades,
+                u.summary.hedge_trades,
                 u.hedge_volume_notional,
                 u.fees,
                 u.slippage,
-                u.total_hedge_cost
+                u.summary.total_hedge_cost
             );
             let _ = writeln!(
                 s,
                 "    PnL: options {:.2} + hedge {:.2} - costs {:.2} = {:.2}; std per sample {:.2}; hedging error std {:.2}",
-                u.pnl_options, u.pnl_hedge, u.pnl_costs, u.pnl_total, u.pnl_std, u.hedge_error_std
+                u.pnl_options, u.pnl_hedge, u.pnl_costs, u.summary.pnl_total, u.pnl_std, u.hedge_error_std
             );
             let _ = writeln!(
                 s,
-                "    max |net delta| {:.4} (after hedging {:.4}); outside the band {:.1} s ({:.1}%); final hedge {:.4} contracts",
-                u.max_abs_net_delta,
-                u.max_abs_net_delta_after_hedging,
+                "    net delta (options + filled hedge): final {:.4}, max |.| {:.4} (incl. in flight {:.4}); outside the band {:.1} s ({:.1}%); final hedge {:.4} contracts",
+                u.summary.final_net_delta,
+                u.summary.max_abs_net_delta,
+                u.max_abs_net_delta_incl_inflight,
                 u.time_outside_band_s,
                 100.0 * u.time_outside_band_frac,
                 u.final_hedge_position
