@@ -3,7 +3,7 @@
 
 use super::core::{hedge_instrument, HedgerCore, MdReject, Stats, UnderlyingSetup};
 use super::io::{MemControl, MemExecs, MemMarket, MemOrders};
-use super::risk::BookRiskAdapter;
+use super::risk::{BookRiskAdapter, OptionRisk};
 use crate::limits::{LimitBreach, LimitsConfig};
 use crate::policy::{BandRule, PolicyConfig, RehedgeTarget};
 use bytemuck::Zeroable;
@@ -550,4 +550,73 @@ fn exchange_clock_does_not_settle_recorded_options_against_the_wall_clock() {
     while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, mono0 + 4 * SEC) > 0 {}
     assert_eq!(c.und[0].options_settled, 1);
     assert_eq!(c.option_position(CALL), 0.0);
+}
+
+/// A snapshot's events carry `FLAG_BATCH_MORE` on all but the last: the core applies them all
+/// and decides once, on the whole snapshot, never on a half-applied one.
+#[test]
+fn a_snapshot_batch_is_decided_once_at_its_last_event() {
+    let run = |batched: bool| {
+        let mut c = core(LimitsConfig::default());
+        let (mut md, mut execs, mut orders, ctl) = rig();
+        let more = |mut e: MarketEvent| {
+            if batched {
+                e.flags |= MarketEvent::FLAG_BATCH_MORE;
+            }
+            e
+        };
+        // One snapshot: the perp book, the index, then the call's mark. The half-applied view
+        // (book only: the call still at its placeholder vol, the index unknown) is a
+        // different delta from the whole snapshot's.
+        md.events.push(more(MarketEvent::quote(PERP, T0, T0, 9_999.5, 500.0, 10_000.0, 500.0)));
+        md.events.push(more(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0)));
+        md.events.push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.2, 10_000.0));
+        while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, T0) > 0 {}
+        let whole_delta = c.risk.delta(0);
+        (orders.buf.iter().copied().collect::<Vec<_>>(), whole_delta)
+    };
+    let (whole, delta) = run(true);
+    assert_eq!(whole.len(), 1, "one decision for the whole snapshot: {whole:?}");
+    // Linear perp, 1 BTC per contract: the order is the whole snapshot's delta, to the lot.
+    assert!(
+        (whole[0].qty - delta.abs()).abs() <= 0.001 + 1e-9,
+        "{} vs {delta}",
+        whole[0].qty
+    );
+    let (piecewise, _) = run(false);
+    assert!(
+        (piecewise[0].qty - whole[0].qty).abs() > 0.1,
+        "without the flag the first, half-applied view is hedged: {} vs {}",
+        piecewise[0].qty,
+        whole[0].qty
+    );
+}
+
+/// `timer_due_ns` says when a timer can act: never while nothing is pending, at the end of
+/// the minimum interval when a hedge was held by it.
+#[test]
+fn timer_due_follows_what_is_pending() {
+    let mut c = core(LimitsConfig::default());
+    let (mut md, mut execs, mut orders, ctl) = rig();
+    md.events.push(MarketEvent::quote(PERP, T0, T0, 9_999.5, 500.0, 10_000.0, 500.0));
+    md.events.push(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0));
+    md.events.push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.6, 10_000.0));
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, T0) > 0 {}
+    let sent = orders.buf.pop_front().expect("short 40 calls: hedged");
+    assert!(orders.buf.is_empty());
+    // Only the safety re-hedge (30 s after the hedge) is pending.
+    assert_eq!(c.timer_due_ns(), sent.decision_ts_ns + 30 * SEC);
+    // The order is cancelled unfilled: the next timer decides again at once (0)...
+    let side = sent.side().unwrap();
+    let cancel = exec(1, sent.client_order_id, PERP, ExecKind::Cancelled, side, 0.0, 0.0, T0);
+    execs.buf.push(cancel);
+    let t1 = T0 + SEC / 2;
+    while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, t1) > 0 {}
+    assert_eq!(c.timer_due_ns(), 0);
+    // ...and is held by the 2 s minimum interval: due at its end, not before.
+    c.on_timer_at(&mut orders, t1);
+    assert!(orders.buf.is_empty());
+    assert_eq!(c.timer_due_ns(), sent.decision_ts_ns + 2 * SEC);
+    c.on_timer_at(&mut orders, sent.decision_ts_ns + 2 * SEC);
+    assert_eq!(orders.buf.len(), 1, "re-sent once the interval passed");
 }
