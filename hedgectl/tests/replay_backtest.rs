@@ -326,3 +326,82 @@ fn an_option_expiring_during_the_replay_is_settled_and_its_hedge_unwound() {
         "hedged before the expiry, unwound after it: {hedge_fills:?}"
     );
 }
+
+/// The 2026 Deribit path to the 27MAR26 expiry, a short BTC and ETH straddle, a fixed 1-unit
+/// band: the book ends hedged within the band plus one lot, and the net delta is recomputed
+/// here independently: option deltas with Black-76 (premium-adjusted, in coin, as the live
+/// hedger) from the last snapshot's rows, hedge positions from the report's fills.
+#[test]
+fn deribit_2026_short_straddles_end_within_the_band_recomputed_from_the_fills() {
+    use engine::pricing::{black76_greeks, inverse_greeks, OptionType};
+    let chain = format!("{DATA}/deribit-2026/options_chain_BTC_ETH_27MAR26.csv");
+    let book = [
+        ("BTC-27MAR26-70000-C", -10.0),
+        ("BTC-27MAR26-70000-P", -10.0),
+        ("ETH-27MAR26-2000-C", -100.0),
+        ("ETH-27MAR26-2000-P", -100.0),
+    ];
+    let pos = file(&book.iter().fold("symbol,qty\n".to_string(), |s, (sym, q)| {
+        s + &format!("{sym},{q}\n")
+    }));
+    let v = report(&[
+        "--tardis",
+        chain.as_str(),
+        "--positions",
+        pos.path().to_str().unwrap(),
+        "--policy",
+        "fixed:band=1",
+        "--json",
+    ]);
+    let p = &v["policies"][0];
+    // The last snapshot's rows of the book's options: (mark_iv, underlying_price, T).
+    let text = std::fs::read_to_string(&chain).unwrap();
+    let last_ts = text.lines().last().unwrap().split(',').nth(2).unwrap().to_string();
+    let mut marks = BTreeMap::new();
+    for l in text.lines().filter(|l| l.split(',').nth(2) == Some(last_ts.as_str())) {
+        let c: Vec<&str> = l.split(',').collect();
+        let t = (c[6].parse::<f64>().unwrap() - c[2].parse::<f64>().unwrap()) * 1e-6
+            / (365.0 * 86_400.0);
+        marks.insert(c[1].to_string(), (c[16].parse::<f64>().unwrap() / 100.0, c[18].parse::<f64>().unwrap(), t));
+    }
+    for (under, perp, face) in [("BTC", "BTC-PERPETUAL", 10.0), ("ETH", "ETH-PERPETUAL", 1.0)] {
+        let mut option_delta = 0.0;
+        let mut fwd = 0.0;
+        for (sym, q) in book.iter().filter(|(s, _)| s.starts_with(under)) {
+            let (iv, f, t) = marks[*sym];
+            let kind = if sym.ends_with("-C") { OptionType::Call } else { OptionType::Put };
+            let strike: f64 = sym.split('-').nth(2).unwrap().parse().unwrap();
+            let g = black76_greeks(kind, f, strike, t, iv, 0.0).unwrap();
+            option_delta += q * inverse_greeks(&g, f).delta_premium_adjusted;
+            fwd = f;
+        }
+        let hedge: f64 = p["fills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["symbol"] == perp)
+            .map(|f| f["qty"].as_f64().unwrap())
+            .sum();
+        let u = &p["underlyings"][under];
+        assert_eq!(u["final_hedge_position"].as_f64().unwrap(), hedge);
+        let (dpc, lot) = (face / fwd, face / fwd);
+        let net = option_delta + hedge * dpc;
+        let reported = u["summary"]["final_net_delta"].as_f64().unwrap();
+        assert!(
+            (net - reported).abs() < 0.02,
+            "{under}: recomputed net delta {net}, reported {reported}"
+        );
+        assert!(net.abs() <= 1.0 + lot, "{under}: net delta {net} outside the band");
+        assert_eq!(u["final_hedge_inflight"], 0.0);
+        assert!(u["summary"]["hedge_trades"].as_u64().unwrap() > 0);
+    }
+    // At most 5% of the rows rejected (partial rows keep their valid parts).
+    let rows = v["source"]["rows"].as_f64().unwrap();
+    let rejected: f64 = v["source"]["rejected"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_f64().unwrap())
+        .sum();
+    assert!(rejected <= 0.05 * rows, "{rejected} of {rows} rows rejected");
+}
