@@ -341,9 +341,11 @@ fn deribit_2026_short_straddles_end_within_the_band_recomputed_from_the_fills() 
         ("ETH-27MAR26-2000-C", -100.0),
         ("ETH-27MAR26-2000-P", -100.0),
     ];
-    let pos = file(&book.iter().fold("symbol,qty\n".to_string(), |s, (sym, q)| {
-        s + &format!("{sym},{q}\n")
-    }));
+    let pos = file(
+        &book.iter().fold("symbol,qty\n".to_string(), |s, (sym, q)| {
+            s + &format!("{sym},{q}\n")
+        }),
+    );
     let v = report(&[
         "--tardis",
         chain.as_str(),
@@ -356,20 +358,44 @@ fn deribit_2026_short_straddles_end_within_the_band_recomputed_from_the_fills() 
     let p = &v["policies"][0];
     // The last snapshot's rows of the book's options: (mark_iv, underlying_price, T).
     let text = std::fs::read_to_string(&chain).unwrap();
-    let last_ts = text.lines().last().unwrap().split(',').nth(2).unwrap().to_string();
+    let last_ts = text
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .nth(2)
+        .unwrap()
+        .to_string();
     let mut marks = BTreeMap::new();
-    for l in text.lines().filter(|l| l.split(',').nth(2) == Some(last_ts.as_str())) {
+    for l in text
+        .lines()
+        .filter(|l| l.split(',').nth(2) == Some(last_ts.as_str()))
+    {
         let c: Vec<&str> = l.split(',').collect();
         let t = (c[6].parse::<f64>().unwrap() - c[2].parse::<f64>().unwrap()) * 1e-6
             / (365.0 * 86_400.0);
-        marks.insert(c[1].to_string(), (c[16].parse::<f64>().unwrap() / 100.0, c[18].parse::<f64>().unwrap(), t));
+        marks.insert(
+            c[1].to_string(),
+            (
+                c[16].parse::<f64>().unwrap() / 100.0,
+                c[18].parse::<f64>().unwrap(),
+                t,
+            ),
+        );
     }
-    for (under, perp, face) in [("BTC", "BTC-PERPETUAL", 10.0), ("ETH", "ETH-PERPETUAL", 1.0)] {
+    for (under, perp, face) in [
+        ("BTC", "BTC-PERPETUAL", 10.0),
+        ("ETH", "ETH-PERPETUAL", 1.0),
+    ] {
         let mut option_delta = 0.0;
         let mut fwd = 0.0;
         for (sym, q) in book.iter().filter(|(s, _)| s.starts_with(under)) {
             let (iv, f, t) = marks[*sym];
-            let kind = if sym.ends_with("-C") { OptionType::Call } else { OptionType::Put };
+            let kind = if sym.ends_with("-C") {
+                OptionType::Call
+            } else {
+                OptionType::Put
+            };
             let strike: f64 = sym.split('-').nth(2).unwrap().parse().unwrap();
             let g = black76_greeks(kind, f, strike, t, iv, 0.0).unwrap();
             option_delta += q * inverse_greeks(&g, f).delta_premium_adjusted;
@@ -391,7 +417,10 @@ fn deribit_2026_short_straddles_end_within_the_band_recomputed_from_the_fills() 
             (net - reported).abs() < 0.02,
             "{under}: recomputed net delta {net}, reported {reported}"
         );
-        assert!(net.abs() <= 1.0 + lot, "{under}: net delta {net} outside the band");
+        assert!(
+            net.abs() <= 1.0 + lot,
+            "{under}: net delta {net} outside the band"
+        );
         assert_eq!(u["final_hedge_inflight"], 0.0);
         assert!(u["summary"]["hedge_trades"].as_u64().unwrap() > 0);
     }
@@ -403,5 +432,61 @@ fn deribit_2026_short_straddles_end_within_the_band_recomputed_from_the_fills() 
         .values()
         .map(|n| n.as_f64().unwrap())
         .sum();
-    assert!(rejected <= 0.05 * rows, "{rejected} of {rows} rows rejected");
+    assert!(
+        rejected <= 0.05 * rows,
+        "{rejected} of {rows} rows rejected"
+    );
+}
+
+/// A sweep runs every configuration of its grid over the same data, adds the `none`
+/// baseline, and the frontier flags exactly the dominated ones.
+#[test]
+fn a_sweep_puts_every_configuration_on_the_cost_risk_frontier() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("f.svg");
+    let v: serde_json::Value = serde_json::from_slice(&run(&[
+        "--synthetic-seed",
+        "5",
+        "--duration-s",
+        "30",
+        "--flow-sim",
+        "--sweep",
+        "fixed:band=0.25,1,target=zero,edge",
+        "--frontier-plot",
+        svg.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let f = v["frontier"].as_array().unwrap();
+    let specs: Vec<&str> = f.iter().map(|p| p["spec"].as_str().unwrap()).collect();
+    assert_eq!(
+        specs,
+        [
+            "none",
+            "fixed:band=0.25,target=zero",
+            "fixed:band=0.25,target=edge",
+            "fixed:band=1,target=zero",
+            "fixed:band=1,target=edge"
+        ]
+    );
+    assert_eq!(f[0]["family"], "none");
+    assert_eq!(f[0]["hedging_cost"], 0.0);
+    let pt = |p: &serde_json::Value| {
+        (
+            p["hedging_cost"].as_f64().unwrap(),
+            p["tracking_error"].as_f64().unwrap(),
+        )
+    };
+    for p in f {
+        let (c, t) = pt(p);
+        let dominated = f.iter().any(|o| {
+            let (oc, ot) = pt(o);
+            oc <= c && ot <= t && (oc < c || ot < t)
+        });
+        assert_eq!(p["dominated"].as_bool().unwrap(), dominated, "{p}");
+    }
+    // Hedging reduces the tracking error of the unhedged book.
+    assert!(f.iter().skip(1).all(|p| pt(p).1 < pt(&f[0]).1));
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.starts_with("<svg") && s.matches("<circle").count() >= f.len());
 }

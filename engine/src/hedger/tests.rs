@@ -568,15 +568,23 @@ fn a_snapshot_batch_is_decided_once_at_its_last_event() {
         // One snapshot: the perp book, the index, then the call's mark. The half-applied view
         // (book only: the call still at its placeholder vol, the index unknown) is a
         // different delta from the whole snapshot's.
-        md.events.push(more(MarketEvent::quote(PERP, T0, T0, 9_999.5, 500.0, 10_000.0, 500.0)));
-        md.events.push(more(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0)));
-        md.events.push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.2, 10_000.0));
+        md.events.push(more(MarketEvent::quote(
+            PERP, T0, T0, 9_999.5, 500.0, 10_000.0, 500.0,
+        )));
+        md.events
+            .push(more(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0)));
+        md.events
+            .push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.2, 10_000.0));
         while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, T0) > 0 {}
         let whole_delta = c.risk.delta(0);
         (orders.buf.iter().copied().collect::<Vec<_>>(), whole_delta)
     };
     let (whole, delta) = run(true);
-    assert_eq!(whole.len(), 1, "one decision for the whole snapshot: {whole:?}");
+    assert_eq!(
+        whole.len(),
+        1,
+        "one decision for the whole snapshot: {whole:?}"
+    );
     // Linear perp, 1 BTC per contract: the order is the whole snapshot's delta, to the lot.
     assert!(
         (whole[0].qty - delta.abs()).abs() <= 0.001 + 1e-9,
@@ -598,9 +606,13 @@ fn a_snapshot_batch_is_decided_once_at_its_last_event() {
 fn timer_due_follows_what_is_pending() {
     let mut c = core(LimitsConfig::default());
     let (mut md, mut execs, mut orders, ctl) = rig();
-    md.events.push(MarketEvent::quote(PERP, T0, T0, 9_999.5, 500.0, 10_000.0, 500.0));
-    md.events.push(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0));
-    md.events.push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.6, 10_000.0));
+    md.events.push(MarketEvent::quote(
+        PERP, T0, T0, 9_999.5, 500.0, 10_000.0, 500.0,
+    ));
+    md.events
+        .push(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0));
+    md.events
+        .push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.6, 10_000.0));
     while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, T0) > 0 {}
     let sent = orders.buf.pop_front().expect("short 40 calls: hedged");
     assert!(orders.buf.is_empty());
@@ -608,7 +620,16 @@ fn timer_due_follows_what_is_pending() {
     assert_eq!(c.timer_due_ns(), sent.decision_ts_ns + 30 * SEC);
     // The order is cancelled unfilled: the next timer decides again at once (0)...
     let side = sent.side().unwrap();
-    let cancel = exec(1, sent.client_order_id, PERP, ExecKind::Cancelled, side, 0.0, 0.0, T0);
+    let cancel = exec(
+        1,
+        sent.client_order_id,
+        PERP,
+        ExecKind::Cancelled,
+        side,
+        0.0,
+        0.0,
+        T0,
+    );
     execs.buf.push(cancel);
     let t1 = T0 + SEC / 2;
     while c.poll_at(&mut md, &mut execs, &mut orders, &ctl, t1) > 0 {}

@@ -63,6 +63,8 @@ pub struct Account {
     /// Cumulative PnL of the residual net delta (net delta times the next move of the
     /// reference price), quote currency.
     pub delta_pnl: f64,
+    te_sum_sq: f64,
+    te_n: u64,
     err_steps: Welford,
     pnl_steps: Welford,
     prev_pnl: Option<f64>,
@@ -153,6 +155,8 @@ impl Account {
             ref_px: 0.0,
             last_net: 0.0,
             delta_pnl: 0.0,
+            te_sum_sq: 0.0,
+            te_n: 0,
             err_steps: Welford::default(),
             pnl_steps: Welford::default(),
             prev_pnl: None,
@@ -246,6 +250,10 @@ impl Account {
         if s.ref_px > 0.0 {
             self.ref_px = s.ref_px;
         }
+        // Tracking error: the hedged book's PnL before costs minus a costless continuous
+        // delta hedge's is the residual delta's PnL so far.
+        self.te_sum_sq += self.delta_pnl * self.delta_pnl;
+        self.te_n += 1;
         self.last_net = s.net_delta;
         self.max_abs_net = self.max_abs_net.max(s.net_delta.abs());
         self.max_abs_net_incl = self
@@ -319,6 +327,11 @@ impl Account {
             pnl_std: self.pnl_steps.std(),
             pnl_residual_delta: self.delta_pnl,
             hedge_error_std: self.err_steps.std(),
+            tracking_error: if self.te_n > 0 {
+                (self.te_sum_sq / self.te_n as f64).sqrt()
+            } else {
+                0.0
+            },
             max_abs_net_delta_incl_inflight: self.max_abs_net_incl,
             time_outside_band_s: self.outside_ns as f64 * 1e-9,
             time_outside_band_frac: if elapsed_ns > 0 {

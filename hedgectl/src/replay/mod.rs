@@ -10,6 +10,7 @@
 
 mod accounts;
 mod backtest;
+mod frontier;
 mod plot;
 mod positions;
 mod report;
@@ -87,6 +88,15 @@ pub struct ReplayArgs {
     /// file's policies, else `fixed:band=1`.
     #[arg(long, value_name = "SPEC")]
     pub policy: Vec<String>,
+    /// A grid of policies, repeatable: `KIND:key=v1,v2,...[,key2=w1,w2]` (any key may take a
+    /// list; lists multiply). Every configuration runs over the same data, in parallel across
+    /// cores, and the report's `frontier` puts hedging cost against tracking error; the
+    /// `none` policy is added as the baseline.
+    #[arg(long, value_name = "GRID")]
+    pub sweep: Vec<String>,
+    /// Write the cost / tracking-error frontier as an SVG plot to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub frontier_plot: Option<PathBuf>,
     /// Limits, `key=value,...` with the keys of `[underlyings.X.limits]` (max_order_qty,
     /// max_position, max_orders_per_sec, order_burst, max_data_age_ms, ...).
     #[arg(long, value_name = "SPEC")]
@@ -287,7 +297,14 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         None => None,
     };
     let mut policies: Vec<(String, Option<PolicySection>)> = Vec::new();
-    for spec in &a.policy {
+    let mut specs: Vec<String> = a.policy.clone();
+    for grid in &a.sweep {
+        specs.extend(frontier::expand(grid)?);
+    }
+    if !a.sweep.is_empty() && !specs.iter().any(|s| s.trim() == "none") {
+        specs.insert(0, "none".into());
+    }
+    for spec in &specs {
         parse_policy(spec)?;
         let section = PolicySection::from_spec(spec)
             .map_err(|(k, m)| anyhow::anyhow!("--policy {spec}: {k}: {m}"))?;
@@ -327,57 +344,42 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
     let mut report = Report {
         inputs: describe_inputs(a, &sim),
         source: report::SourceCounts::default(),
+        frontier: Vec::new(),
         comparison: Vec::new(),
         policies: Vec::new(),
     };
-    for (i, (label, policy)) in policies.into_iter().enumerate() {
-        let mut src = open_source(a, &extra)?;
-        let cfg = RunConfig {
-            policy_label: label,
-            hedger: hedger.clone(),
-            policy,
-            limits: limits.clone(),
-            sim: sim.clone(),
-            flow_sim: flow_sim.clone(),
-            flow_file: flow_file.clone(),
-            positions: positions.clone(),
-            hedge_symbols: hedge_symbols.clone(),
-            model_half_spread_bps: a.model_half_spread_bps,
-            model_levels: a.model_levels,
-            model_level_qty: a.model_level_qty,
-            option_vol: a.option_vol,
-            option_multiplier: a.option_multiplier,
-            sample_ns: a.sample_ms.max(1) * 1_000_000,
-            max_points: a.max_points.max(2),
-            duration_ns: a.duration_s.map_or(0, |d| (d * 1e9) as u64),
-            max_events: a.max_events.unwrap_or(0),
-        };
-        let bt = Backtest::new(src.registry().defs(), cfg)?;
-        let t0 = std::time::Instant::now();
-        let pr = bt.run(&mut *src)?;
+    let base = RunConfig {
+        policy_label: String::new(),
+        hedger: hedger.clone(),
+        policy: None,
+        limits: limits.clone(),
+        sim: sim.clone(),
+        flow_sim: flow_sim.clone(),
+        flow_file: flow_file.clone(),
+        positions: positions.clone(),
+        hedge_symbols: hedge_symbols.clone(),
+        model_half_spread_bps: a.model_half_spread_bps,
+        model_levels: a.model_levels,
+        model_level_qty: a.model_level_qty,
+        option_vol: a.option_vol,
+        option_multiplier: a.option_multiplier,
+        sample_ns: a.sample_ms.max(1) * 1_000_000,
+        max_points: a.max_points.max(2),
+        duration_ns: a.duration_s.map_or(0, |d| (d * 1e9) as u64),
+        max_events: a.max_events.unwrap_or(0),
+    };
+    let runs = run_all(a, &extra, &base, policies)?;
+    for (i, (pr, counts)) in runs.into_iter().enumerate() {
         if i == 0 {
-            report.source = report::SourceCounts {
-                rows: src.rows_read(),
-                rejected: src
-                    .rejects()
-                    .nonzero()
-                    .into_iter()
-                    .map(|(r, n)| (r.name().to_string(), n))
-                    .collect(),
-                used: pr.events,
-            };
+            report.source = counts;
         }
-        // Wall time goes to stderr only: the report stays byte-identical between runs.
-        let secs = t0.elapsed().as_secs_f64();
-        eprintln!(
-            "replay {}: {} events in {:.2} s ({:.0} events/s)",
-            pr.policy,
-            pr.events,
-            secs,
-            pr.events as f64 / secs.max(1e-9)
-        );
         report.comparison.push(pr.comparison.clone());
         report.policies.push(pr);
+    }
+    report.frontier = frontier::frontier(&report.policies);
+    if let Some(path) = &a.frontier_plot {
+        std::fs::write(path, frontier::svg(&report.frontier))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let json = serde_json::to_string_pretty(&report)? + "\n";
     if let Some(path) = &a.report {
@@ -393,6 +395,87 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         out(&report::summary(&report))?;
     }
     Ok(0)
+}
+
+/// One policy's run over its own copy of the source.
+fn run_one(
+    a: &ReplayArgs,
+    extra: &[String],
+    base: &RunConfig,
+    label: String,
+    policy: Option<PolicySection>,
+) -> Result<(report::PolicyReport, report::SourceCounts)> {
+    let mut src = open_source(a, extra)?;
+    let cfg = RunConfig {
+        policy_label: label,
+        policy,
+        ..base.clone()
+    };
+    let bt = Backtest::new(src.registry().defs(), cfg)?;
+    let t0 = std::time::Instant::now();
+    let pr = bt.run(&mut *src)?;
+    let counts = report::SourceCounts {
+        rows: src.rows_read(),
+        rejected: src
+            .rejects()
+            .nonzero()
+            .into_iter()
+            .map(|(r, n)| (r.name().to_string(), n))
+            .collect(),
+        used: pr.events,
+    };
+    // Wall time goes to stderr only: the report stays byte-identical between runs.
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "replay {}: {} events in {:.2} s ({:.0} events/s)",
+        pr.policy,
+        pr.events,
+        secs,
+        pr.events as f64 / secs.max(1e-9)
+    );
+    Ok((pr, counts))
+}
+
+/// Runs every policy, in parallel across the machine's cores (each run is one thread over
+/// its own copy of the source); results in the order given.
+fn run_all(
+    a: &ReplayArgs,
+    extra: &[String],
+    base: &RunConfig,
+    policies: Vec<(String, Option<PolicySection>)>,
+) -> Result<Vec<(report::PolicyReport, report::SourceCounts)>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(policies.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Result<_>>>> = policies
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    std::thread::scope(|sc| {
+        for _ in 0..workers {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((label, policy)) = policies.get(i) else {
+                    break;
+                };
+                let r = run_one(a, extra, base, label.clone(), policy.clone());
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(anyhow::anyhow!("a replay run did not finish")))
+        })
+        .collect()
 }
 
 /// The venue: the gateway's `[sim]` table (or its defaults), command-line overrides.

@@ -133,6 +133,9 @@ pub struct UnderlyingSummary {
     /// Standard deviation per sample interval of the residual-delta PnL: the hedging risk a
     /// policy controls (without the options' vol PnL and without costs, reported apart).
     pub hedge_error_std: f64,
+    /// RMS over events of the hedged book's PnL (before costs) minus a costless continuous
+    /// delta hedge's, i.e. of the cumulative residual-delta PnL, quote currency.
+    pub tracking_error: f64,
     /// Largest |net delta incl. orders in flight| after any event, underlying units.
     pub max_abs_net_delta_incl_inflight: f64,
     /// Replay time with |net delta| (after decisions) outside the band, seconds.
@@ -269,6 +272,8 @@ pub struct Report {
     pub inputs: BTreeMap<String, String>,
     /// What the source read.
     pub source: SourceCounts,
+    /// Each run's hedging cost against its tracking error, dominated ones flagged.
+    pub frontier: Vec<super::frontier::Point>,
     /// Side by side: one line per policy.
     pub comparison: Vec<Comparison>,
     /// Per policy.
