@@ -490,3 +490,56 @@ fn a_sweep_puts_every_configuration_on_the_cost_risk_frontier() {
     let s = std::fs::read_to_string(&svg).unwrap();
     assert!(s.starts_with("<svg") && s.matches("<circle").count() >= f.len());
 }
+
+/// The PnL attribution's parts add up to the total PnL, for every policy and underlying, and
+/// the costs parts are exactly the fees and slippage the fills paid.
+#[test]
+fn pnl_attribution_parts_sum_to_the_total() {
+    let chain = format!("{DATA}/deribit/options_chain_2020-05-14.csv");
+    let pos = file("symbol,qty\nBTC-22MAY20-9250-P,-10\nBTC-26JUN20-10000-C,-5\n");
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("a.svg");
+    let v = report(&[
+        "--tardis",
+        chain.as_str(),
+        "--positions",
+        pos.path().to_str().unwrap(),
+        "--policy",
+        "fixed:band=0.2",
+        "--policy",
+        "none",
+        "--attribution-plot",
+        svg.to_str().unwrap(),
+        "--json",
+    ]);
+    for p in v["policies"].as_array().unwrap() {
+        for u in p["underlyings"].as_object().unwrap().values() {
+            let a = &u["attribution"];
+            let f = |k: &str| a[k].as_f64().unwrap();
+            let parts = [
+                "delta",
+                "gamma",
+                "vega",
+                "theta",
+                "residual",
+                "fees",
+                "half_spread",
+                "slippage",
+                "funding",
+            ];
+            let sum: f64 = parts.iter().map(|k| f(k)).sum();
+            assert!(
+                (sum - f("total")).abs() < 1e-6 * f("total").abs().max(1.0),
+                "{a}"
+            );
+            assert!((f("total") - u["summary"]["pnl_total"].as_f64().unwrap()).abs() < 1e-9);
+            let paid = f("fees") + f("half_spread") + f("slippage");
+            let cost = u["summary"]["total_hedge_cost"].as_f64().unwrap();
+            assert!((paid + cost).abs() < 1e-6, "{paid} vs {cost}");
+        }
+    }
+    let hedged = &v["policies"][0]["underlyings"]["BTC"]["attribution"];
+    assert!(hedged["half_spread"].as_f64().unwrap() < 0.0, "{hedged}");
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.starts_with("<svg") && s.contains("residual"));
+}

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use engine::policy::HedgeInstrument;
 use shm_layout::{InstrumentDef, Settlement};
 
-use super::report::{Headline, Series, UnderlyingSummary};
+use super::report::{Attribution, Headline, Series, UnderlyingSummary};
 
 /// Running statistics and cash of one hedged underlying.
 #[derive(Debug)]
@@ -65,6 +65,10 @@ pub struct Account {
     pub delta_pnl: f64,
     te_sum_sq: f64,
     te_n: u64,
+    /// PnL attribution so far (residual and total filled in at the end).
+    pub attr: Attribution,
+    prev_gamma: f64,
+    prev_theta: f64,
     err_steps: Welford,
     pnl_steps: Welford,
     prev_pnl: Option<f64>,
@@ -96,6 +100,8 @@ pub struct Sample {
     pub gamma: f64,
     /// Options' vega per vol point.
     pub vega: f64,
+    /// Options' theta, quote currency per year.
+    pub theta: f64,
     /// Hedge position in underlying units.
     pub hedge_delta: f64,
 }
@@ -157,6 +163,9 @@ impl Account {
             delta_pnl: 0.0,
             te_sum_sq: 0.0,
             te_n: 0,
+            attr: Attribution::default(),
+            prev_gamma: 0.0,
+            prev_theta: 0.0,
             err_steps: Welford::default(),
             pnl_steps: Welford::default(),
             prev_pnl: None,
@@ -195,9 +204,23 @@ impl Account {
     }
 
     /// A hedge fill: `signed_qty` contracts at `price`, fee in the settlement currency, the
-    /// mid when the order was sent.
-    pub fn on_fill(&mut self, signed_qty: f64, price: f64, fee: f64, decision_mid: f64) {
+    /// mid and the half spread (price units) of the hedge book when the order was sent.
+    pub fn on_fill(
+        &mut self,
+        signed_qty: f64,
+        price: f64,
+        fee: f64,
+        decision_mid: f64,
+        half_spread: f64,
+    ) {
         let m = self.mult();
+        let half_cost = if self.inverse() {
+            signed_qty.abs() * m * half_spread / price
+        } else {
+            signed_qty.abs() * m * half_spread
+        };
+        let slip_before = self.slippage;
+        let fees_before = self.fees;
         self.position += signed_qty;
         let (fee_q, slip, notional) = if self.inverse() {
             self.inv_a += signed_qty * m / price;
@@ -218,6 +241,17 @@ impl Account {
         self.fees += fee_q;
         self.slippage += slip;
         self.volume += notional;
+        self.attr.fees -= self.fees - fees_before;
+        self.attr.half_spread -= half_cost;
+        self.attr.slippage -= (self.slippage - slip_before) - half_cost;
+    }
+
+    /// Vega PnL of an option mark: `dvalue` = position x vega per vol point x change of its
+    /// implied vol in points, quote currency.
+    pub fn add_vega_pnl(&mut self, dvalue: f64) {
+        if dvalue.is_finite() {
+            self.attr.vega += dvalue;
+        }
     }
 
     /// The hedge's value at `mid` plus the slippage (its PnL at decision mids), quote ccy.
@@ -240,13 +274,24 @@ impl Account {
     /// Records the state after an event: extremes, time outside the band, residual-delta
     /// PnL. Called after every event, so nothing depends on the sampling interval.
     pub fn observe(&mut self, s: Sample) {
-        if self.last_ts > 0 && self.outside {
-            self.outside_ns += s.ts_ns.saturating_sub(self.last_ts);
+        let dt_ns = if self.last_ts > 0 {
+            s.ts_ns.saturating_sub(self.last_ts)
+        } else {
+            0
+        };
+        if self.outside {
+            self.outside_ns += dt_ns;
         }
         self.last_ts = s.ts_ns;
         if self.ref_px > 0.0 && s.ref_px > 0.0 {
-            self.delta_pnl += self.last_net * (s.ref_px - self.ref_px);
+            let ds = s.ref_px - self.ref_px;
+            self.delta_pnl += self.last_net * ds;
+            self.attr.delta += self.last_net * ds;
+            self.attr.gamma += 0.5 * self.prev_gamma * ds * ds;
         }
+        self.attr.theta += self.prev_theta * dt_ns as f64 / (365.0 * 86_400e9);
+        self.prev_gamma = s.gamma;
+        self.prev_theta = s.theta;
         if s.ref_px > 0.0 {
             self.ref_px = s.ref_px;
         }
@@ -296,6 +341,15 @@ impl Account {
         x.pnl_costs.push(pc);
         x.pnl_total.push(total);
         x.pnl_residual_delta.push(self.delta_pnl);
+        let a = &self.attr;
+        x.attr_delta.push(a.delta);
+        x.attr_gamma.push(a.gamma);
+        x.attr_vega.push(a.vega);
+        x.attr_theta.push(a.theta);
+        x.attr_costs.push(a.fees + a.half_spread + a.slippage);
+        x.attr_residual.push(
+            total - (a.delta + a.gamma + a.vega + a.theta + a.fees + a.half_spread + a.slippage),
+        );
     }
 
     /// The summary of this underlying (`pnl` = options, hedge, costs at the end).
@@ -326,6 +380,15 @@ impl Account {
             pnl_costs: pc,
             pnl_std: self.pnl_steps.std(),
             pnl_residual_delta: self.delta_pnl,
+            attribution: {
+                let mut a = self.attr;
+                a.funding = 0.0;
+                a.total = po + ph - pc;
+                a.residual = a.total
+                    - (a.delta + a.gamma + a.vega + a.theta + a.fees + a.half_spread)
+                    - (a.slippage + a.funding);
+                a
+            },
             hedge_error_std: self.err_steps.std(),
             tracking_error: if self.te_n > 0 {
                 (self.te_sum_sq / self.te_n as f64).sqrt()

@@ -121,7 +121,8 @@ pub struct Backtest {
     entered: Vec<bool>,
     settled_booked: Vec<bool>,
     settled_seen: u64,
-    order_mid: HashMap<u64, (usize, f64)>,
+    /// Per order in flight: underlying, mid and half spread of the hedge book when sent.
+    order_mid: HashMap<u64, (usize, f64, f64)>,
     fills: Vec<Fill>,
     flow_trades: u64,
     flow_skipped: u64,
@@ -493,6 +494,9 @@ impl Backtest {
         if !extra.is_empty() {
             first.flags |= MarketEvent::FLAG_BATCH_MORE;
         }
+        if e.kind == MarketEventKind::OptionMark as u8 {
+            self.vega_pnl(&e);
+        }
         let depth = ev.has_depth.then_some(&ev.depth);
         let w = self.world_mut();
         w.publish(first, depth);
@@ -691,6 +695,33 @@ impl Backtest {
         Some(m * mult(d))
     }
 
+    /// The vega part of a new mark for a held option: position x vega per vol point (at the
+    /// previous mark's vol and the current forward) x the change of vol in points.
+    fn vega_pnl(&mut self, e: &MarketEvent) {
+        let id = e.instrument_id;
+        let Some(u) = self.under_of.get(id as usize).copied().flatten() else {
+            return;
+        };
+        let w = self.world();
+        let q = w.core.option_position(id);
+        let Some(prev) = w.md.lv(id).filter(|l| l.valid & LastValue::HAS_MARK != 0) else {
+            return;
+        };
+        if q == 0.0 {
+            return;
+        }
+        let d = &self.defs[id as usize];
+        let t = d.expiry_ns.saturating_sub(w.now_ns) as f64 / YEAR_NS;
+        let fwd = e.v[2];
+        let Ok(g) =
+            engine::pricing::black76_greeks(px_type(d), fwd, d.strike, t, prev.mark_iv, 0.0)
+        else {
+            return;
+        };
+        let dvol_points = (e.v[1] - prev.mark_iv) * 100.0;
+        self.accounts[u].add_vega_pnl(q * mult(d) * g.vega_per_vol_point() * dvol_points);
+    }
+
     /// Enters an initial option position at its first value.
     fn enter_initial(&mut self, id: u32) {
         let i = id as usize;
@@ -721,7 +752,8 @@ impl Backtest {
             {
                 self.accounts[u].trades += 1;
                 let mid = book.and_then(|b| b.mid()).unwrap_or(o.limit_px);
-                self.order_mid.insert(o.client_order_id, (u, mid));
+                let half = book.map_or(0.0, |b| 0.5 * (b.ask_px - b.bid_px).max(0.0));
+                self.order_mid.insert(o.client_order_id, (u, mid, half));
             }
         }
         for u in 0..self.accounts.len() {
@@ -757,10 +789,10 @@ impl Backtest {
         let now = self.world().now_ns;
         match kind {
             ExecKind::Fill | ExecKind::PartialFill => {
-                let Some(&(u, mid)) = self.order_mid.get(&e.client_order_id) else {
+                let Some(&(u, mid, half)) = self.order_mid.get(&e.client_order_id) else {
                     return;
                 };
-                self.accounts[u].on_fill(side.sign() * e.qty, e.price, e.fee, mid);
+                self.accounts[u].on_fill(side.sign() * e.qty, e.price, e.fee, mid, half);
                 if kind == ExecKind::Fill {
                     self.order_mid.remove(&e.client_order_id);
                 }
@@ -894,6 +926,12 @@ impl Backtest {
             lot_delta: inst.lot_size * dpc,
             gamma: w.core.risk.gamma(u),
             vega: w.core.risk.vega(u),
+            theta: w
+                .core
+                .risk
+                .book
+                .underlying(self.setups[u].index_id)
+                .map_or(0.0, |r| r.theta),
             hedge_delta,
         }
     }

@@ -94,6 +94,10 @@ pub struct ReplayArgs {
     /// `none` policy is added as the baseline.
     #[arg(long, value_name = "GRID")]
     pub sweep: Vec<String>,
+    /// Write the PnL attribution over time (delta, gamma, vega, theta, costs, residual) as an
+    /// SVG plot to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub attribution_plot: Option<PathBuf>,
     /// Write the cost / tracking-error frontier as an SVG plot to FILE.
     #[arg(long, value_name = "FILE")]
     pub frontier_plot: Option<PathBuf>,
@@ -377,6 +381,10 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         report.policies.push(pr);
     }
     report.frontier = frontier::frontier(&report.policies);
+    if let Some(path) = &a.attribution_plot {
+        std::fs::write(path, plot::attribution_svg(&report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if let Some(path) = &a.frontier_plot {
         std::fs::write(path, frontier::svg(&report.frontier))
             .with_context(|| format!("cannot write {}", path.display()))?;

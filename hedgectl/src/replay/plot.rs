@@ -12,8 +12,8 @@ const LEFT: f64 = 80.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 30.0;
 const GAP: f64 = 45.0;
-const COLORS: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+const COLORS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#7f7f7f", "#17becf",
 ];
 
 fn esc(s: &str) -> String {
@@ -212,6 +212,78 @@ pub fn svg(r: &Report) -> String {
             COLORS[i % COLORS.len()],
             LEFT + 20.0,
             esc(&p.policy)
+        );
+    }
+    for (k, p) in panels.iter().enumerate() {
+        draw(
+            &mut out,
+            TOP + legend_h + GAP * 0.5 + k as f64 * (PANEL_H + GAP),
+            p,
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The PnL attribution over time: one panel per policy and underlying, one line per part
+/// (cumulative, quote currency).
+pub fn attribution_svg(r: &Report) -> String {
+    const PARTS: [&str; 7] = [
+        "delta", "gamma", "vega", "theta", "costs", "residual", "total",
+    ];
+    let mut panels = Vec::new();
+    for p in &r.policies {
+        for (name, u) in &p.underlyings {
+            let s = &u.series;
+            let cols = [
+                &s.attr_delta,
+                &s.attr_gamma,
+                &s.attr_vega,
+                &s.attr_theta,
+                &s.attr_costs,
+                &s.attr_residual,
+                &s.pnl_total,
+            ];
+            let lines = cols
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let pts = s.t_s.iter().copied().zip(v.iter().copied()).collect();
+                    (PARTS[i].to_string(), i, PARTS[i] == "total", pts)
+                })
+                .collect();
+            panels.push(Panel {
+                title: format!(
+                    "{} / {name}: PnL by cause, cumulative, quote currency",
+                    p.policy
+                ),
+                lines,
+                _p: std::marker::PhantomData,
+            });
+        }
+    }
+    let legend_h = 28.0;
+    let h = TOP + legend_h + panels.len() as f64 * (PANEL_H + GAP) + 10.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h:.0}" viewBox="0 0 {W} {h:.0}" font-family="sans-serif">"#
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="20" font-size="15" font-weight="bold">PnL attribution: {}</text>"#,
+        esc(r.inputs.get("source").map_or("", |s| s.as_str()))
+    );
+    for (i, part) in PARTS.iter().enumerate() {
+        let x = LEFT + 95.0 * i as f64;
+        let _ = writeln!(
+            out,
+            r#"<rect x="{x:.1}" y="{:.1}" width="14" height="4" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="12">{part}</text>"#,
+            TOP + 9.0,
+            COLORS[i % COLORS.len()],
+            x + 18.0,
+            TOP + 14.0
         );
     }
     for (k, p) in panels.iter().enumerate() {

@@ -51,6 +51,46 @@ pub struct Series {
     /// Cumulative PnL of the residual net delta (net delta after decisions times the
     /// underlying's next move), quote currency.
     pub pnl_residual_delta: Vec<f64>,
+    /// Cumulative attribution (see [`Attribution`]): delta, quote currency.
+    pub attr_delta: Vec<f64>,
+    /// Gamma.
+    pub attr_gamma: Vec<f64>,
+    /// Vega.
+    pub attr_vega: Vec<f64>,
+    /// Theta.
+    pub attr_theta: Vec<f64>,
+    /// Fees + half-spread + slippage (negative: paid).
+    pub attr_costs: Vec<f64>,
+    /// Residual: total PnL minus every part.
+    pub attr_residual: Vec<f64>,
+}
+
+/// The PnL of one underlying under one policy, by cause, quote currency; the parts add up to
+/// `total` exactly (the residual is what the others do not explain: higher-order terms,
+/// moves of the forwards against the index, marks that move the value without a vol change,
+/// the premium-adjusted delta of coin options hedged for a coin-flat book, settlement).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Attribution {
+    /// Net delta (options + filled hedge) before each move x the move of the reference price.
+    pub delta: f64,
+    /// 1/2 x options' gamma x (move)^2.
+    pub gamma: f64,
+    /// Position x vega per vol point x change of implied vol (points), at each mark.
+    pub vega: f64,
+    /// Options' theta (per year) x elapsed years.
+    pub theta: f64,
+    /// Total PnL minus the other parts.
+    pub residual: f64,
+    /// Fees paid (negative).
+    pub fees: f64,
+    /// Half the hedge book's spread when each order was sent, times its fills (negative).
+    pub half_spread: f64,
+    /// Fill prices beyond the touch: depth walked, latency (negative when paid).
+    pub slippage: f64,
+    /// Funding on the hedge position (0: the data gives no funding rate).
+    pub funding: f64,
+    /// Total PnL: options + hedge - costs.
+    pub total: f64,
 }
 
 impl Series {
@@ -82,6 +122,12 @@ impl Series {
         half(&mut self.pnl_costs);
         half(&mut self.pnl_total);
         half(&mut self.pnl_residual_delta);
+        half(&mut self.attr_delta);
+        half(&mut self.attr_gamma);
+        half(&mut self.attr_vega);
+        half(&mut self.attr_theta);
+        half(&mut self.attr_costs);
+        half(&mut self.attr_residual);
     }
 }
 
@@ -107,6 +153,8 @@ pub struct UnderlyingSummary {
     pub summary: Headline,
     /// Options' delta at the end, underlying units.
     pub final_option_delta: f64,
+    /// The PnL by cause.
+    pub attribution: Attribution,
     /// Hedge in flight at the end, underlying units (0 once the venue answered everything).
     pub final_hedge_inflight: f64,
     /// Hedge instrument symbol.
