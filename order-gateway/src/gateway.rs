@@ -160,7 +160,9 @@ pub struct Gateway<V: Venue> {
 /// Largest order transit time recorded (larger values are clamped), ns.
 const TRANSIT_MAX_NS: u64 = 10_000_000_000;
 
-fn to_exec(r: &VenueReport) -> ExecEvent {
+/// The exec report of a venue report, before the gateway gives it an exec id and a time
+/// (also how `hedgectl replay` turns the simulator's reports into the hedger's execs).
+pub fn to_exec(r: &VenueReport) -> ExecEvent {
     ExecEvent {
         exec_id: 0,
         client_order_id: r.client_order_id,

@@ -463,14 +463,7 @@ impl OptionRisk for BookRiskAdapter {
         let id = self.und_ids[u];
         self.book.on_price(id, price);
         // The bound must never exceed the tolerance: force the exact path (O(n), rare).
-        if self
-            .book
-            .underlying(id)
-            .is_some_and(|r| !r.within_tolerance)
-        {
-            self.book.force_reeval(id);
-            self.forced_reevals += 1;
-        }
+        self.enforce_tolerance();
     }
 
     #[inline]
@@ -527,16 +520,7 @@ impl OptionRisk for BookRiskAdapter {
 
     fn settle_expired(&mut self, now_wall_ns: u64) {
         self.book.advance_time(now_wall_ns);
-        for &id in &self.und_ids {
-            if self
-                .book
-                .underlying(id)
-                .is_some_and(|r| !r.within_tolerance)
-            {
-                self.book.force_reeval(id);
-                self.forced_reevals += 1;
-            }
-        }
+        self.enforce_tolerance();
     }
 
     #[inline]
@@ -571,16 +555,9 @@ impl OptionRisk for BookRiskAdapter {
     fn idle_step(&mut self, now_wall_ns: u64) {
         self.book.advance_time(now_wall_ns);
         self.book.idle_step();
+        self.enforce_tolerance();
         for u in 0..self.und_ids.len() {
             let id = self.und_ids[u];
-            if self
-                .book
-                .underlying(id)
-                .is_some_and(|r| !r.within_tolerance)
-            {
-                self.book.force_reeval(id);
-                self.forced_reevals += 1;
-            }
             let (mut gt, mut g) = (0.0, 0.0);
             for b in self.book.buckets(id) {
                 gt += b.gamma.abs() * b.t_years;

@@ -244,20 +244,7 @@ impl World {
         let mut reports = Vec::new();
         self.venue.poll(now, &mut |r| reports.push(r));
         for r in reports {
-            self.push_exec(ExecEvent {
-                exec_id: 0,
-                client_order_id: r.client_order_id,
-                instrument_id: r.instrument_id,
-                kind: r.kind as u8,
-                side: r.side as u8,
-                liquidity: r.liquidity as u8,
-                reject_reason: r.reject_reason as u8,
-                qty: r.qty,
-                price: r.price,
-                fee: r.fee,
-                leaves_qty: r.leaves_qty,
-                ts_ns: 0,
-            });
+            self.push_exec(order_gateway::gateway::to_exec(&r));
         }
         if now <= flow_until_ns {
             let mut trades = Vec::new();
