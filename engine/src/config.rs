@@ -183,6 +183,9 @@ pub struct PolicySection {
     pub fast_alpha: Option<f64>,
     /// Slow EWMA weight.
     pub slow_alpha: Option<f64>,
+    /// Cost-aware: holding horizon, ms (0 = off): within it after a hedge the band does not
+    /// shrink below that hedge's and nothing is traded back unless delta leaves the outer band (2 x band, at most `max_band`).
+    pub holding_horizon_ms: Option<u64>,
 }
 
 impl Default for PolicySection {
@@ -205,6 +208,7 @@ impl Default for PolicySection {
             collar_bps: None,
             fast_alpha: None,
             slow_alpha: None,
+            holding_horizon_ms: None,
         }
     }
 }
@@ -237,6 +241,8 @@ pub struct PolicyDefaults {
     pub fast_alpha: f64,
     /// `slow_alpha`.
     pub slow_alpha: f64,
+    /// `holding_horizon_ms` (cost-aware).
+    pub holding_horizon_ms: u64,
 }
 
 /// Keys every policy kind takes (timing and order pricing).
@@ -263,6 +269,7 @@ fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
             "max_stress",
             "min_band",
             "max_band",
+            "holding_horizon_ms",
         ],
         _ => return None,
     })
@@ -283,6 +290,7 @@ impl PolicySection {
         collar_bps: 50.0,
         fast_alpha: 0.1,
         slow_alpha: 0.001,
+        holding_horizon_ms: 30_000,
     };
 
     /// The policy kinds.
@@ -308,6 +316,7 @@ impl PolicySection {
             f("collar_bps", self.collar_bps.is_some()),
             f("fast_alpha", self.fast_alpha.is_some()),
             f("slow_alpha", self.slow_alpha.is_some()),
+            f("holding_horizon_ms", self.holding_horizon_ms.is_some()),
         ]
         .into_iter()
         .flatten()
@@ -413,6 +422,18 @@ impl PolicySection {
             collar_bps: positive("collar_bps", p.collar_bps.unwrap_or(d.collar_bps))?,
             fast_alpha: fraction("fast_alpha", p.fast_alpha.unwrap_or(d.fast_alpha))?,
             slow_alpha: fraction("slow_alpha", p.slow_alpha.unwrap_or(d.slow_alpha))?,
+            holding_horizon_ns: if p.kind == "cost-aware" {
+                let ms = p.holding_horizon_ms.unwrap_or(d.holding_horizon_ms);
+                if ms > 86_400_000 {
+                    return Err((
+                        "holding_horizon_ms",
+                        format!("must be at most 86400000 (one day), got {ms}"),
+                    ));
+                }
+                ms * 1_000_000
+            } else {
+                0
+            },
         })
     }
 

@@ -213,6 +213,10 @@ pub struct PolicyConfig {
     pub fast_alpha: f64,
     /// EWMA weight of a new observation for the slow (reference) statistics.
     pub slow_alpha: f64,
+    /// Cost-aware: within this long after a hedge, the band is at least the band that hedge
+    /// was sent at, and no hedge goes the other way unless delta leaves `max_band`, ns
+    /// (0 = off). Stops a band that breathes with the spread from re-trading the same risk.
+    pub holding_horizon_ns: u64,
 }
 
 impl Default for PolicyConfig {
@@ -230,6 +234,7 @@ impl Default for PolicyConfig {
             collar_bps: 50.0,
             fast_alpha: 0.1,
             slow_alpha: 0.001,
+            holding_horizon_ns: 0,
         }
     }
 }
@@ -326,6 +331,10 @@ pub struct PolicyState {
     pub started_ns: u64,
     /// Hedge book statistics.
     pub stats: MarketStats,
+    /// Side of the last hedge: +1 bought, -1 sold, 0 none.
+    pub last_hedge_sign: f64,
+    /// Band half-width the last hedge was sent at, underlying units.
+    pub last_hedge_band: f64,
 }
 
 impl PolicyState {
@@ -339,6 +348,13 @@ impl PolicyState {
     #[inline]
     pub fn on_hedge_sent(&mut self, now_ns: u64) {
         self.last_hedge_ns = Some(now_ns);
+    }
+
+    /// Records the side and band of the hedge just sent (the holding horizon's memory).
+    #[inline]
+    pub fn on_hedge_decision(&mut self, d: &HedgeDecision) {
+        self.last_hedge_sign = d.side.sign();
+        self.last_hedge_band = d.band;
     }
 }
 
@@ -364,7 +380,15 @@ pub enum HoldReason {
     NoBook,
     /// The touch is outside the price collar: the market is too wide to hedge now.
     Collar,
+    /// Cost-aware: the trade would take back risk traded the other way within the holding
+    /// horizon: held until the horizon ends or delta leaves the outer band ([`OUTER_BAND`]
+    /// times the band, at most `max_band`).
+    Horizon,
 }
+
+/// Within the cost-aware holding horizon, a hedge the other way is new risk (and sent) only
+/// beyond this multiple of the band.
+pub const OUTER_BAND: f64 = 2.0;
 
 /// A hedge to send.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -593,8 +617,15 @@ impl HedgePolicy {
         let dpc = self.instrument.delta_per_contract(mid);
 
         // The trade we would make if we hedged to zero sizes the slippage estimate.
-        let (band, lambda) = self.band(state, risk, book, -net);
+        let (mut band, lambda) = self.band(state, risk, book, -net);
         let since = now_ns.saturating_sub(state.last_hedge_ns.unwrap_or(state.started_ns));
+        let holding = matches!(cfg.rule, BandRule::CostAware { .. })
+            && state.last_hedge_ns.is_some()
+            && since < cfg.holding_horizon_ns;
+        if holding {
+            // Within the horizon the band does not shrink below the last hedge's.
+            band = band.max(state.last_hedge_band);
+        }
         let (target, reason) = if net.abs() > band {
             let target = match cfg.rule {
                 BandRule::Fixed {
@@ -623,6 +654,14 @@ impl HedgePolicy {
         } else {
             Side::Sell
         };
+        if holding
+            && side.sign() == -state.last_hedge_sign
+            && net.abs() <= (OUTER_BAND * band).min(cfg.max_band)
+        {
+            // Trading back what was just traded: not within the horizon, unless delta leaves
+            // the outer band (twice the band, at most `max_band`): then it is new risk.
+            return Decision::Hold(HoldReason::Horizon);
+        }
         let qty = self.instrument.round_down_to_lot(delta_change.abs() / dpc);
         if qty.is_nan() || qty <= 0.0 || qty < self.instrument.min_qty {
             return Decision::Hold(HoldReason::BelowMinSize);
@@ -954,5 +993,54 @@ mod tests {
             p.decide(&s, &risk(2.0, 0.0), &LastValue::zeroed(), 0),
             Decision::Hold(HoldReason::NoBook)
         );
+    }
+
+    /// Cost-aware with a holding horizon: a hedge is not traded back within the horizon
+    /// unless delta leaves twice the band; after the horizon it is.
+    #[test]
+    fn cost_aware_does_not_trade_back_within_its_holding_horizon() {
+        let p = HedgePolicy::new(
+            PolicyConfig {
+                rule: BandRule::CostAware {
+                    taker_fee: 5e-4,
+                    risk_aversion: 1e-4,
+                    vol_stress_weight: 0.0,
+                    spread_stress_weight: 0.0,
+                    max_stress: 1.0,
+                },
+                // Zero gamma: the model band is 0, floored at 0.5.
+                min_band: 0.5,
+                max_band: 5.0,
+                holding_horizon_ns: 10_000_000_000,
+                ..PolicyConfig::default()
+            },
+            linear(),
+        );
+        let b = book(9_999.5, 10_000.0);
+        let mut st = PolicyState::default();
+        let first = p.decide(&st, &risk(-0.8, 0.0), &b, 1_000).hedge().unwrap();
+        assert_eq!(first.side, Side::Buy);
+        st.on_hedge_sent(1_000);
+        st.on_hedge_decision(&first);
+        // Delta swings to +0.8: outside the 0.5 band, inside twice it: held.
+        assert_eq!(
+            p.decide(&st, &risk(0.8, 0.0), &b, 2_000),
+            Decision::Hold(HoldReason::Horizon)
+        );
+        // Beyond twice the band it is new risk: hedged.
+        assert_eq!(
+            p.decide(&st, &risk(1.2, 0.0), &b, 2_000)
+                .hedge()
+                .unwrap()
+                .side,
+            Side::Sell
+        );
+        // More of the same direction is not held.
+        assert!(p.decide(&st, &risk(-0.8, 0.0), &b, 2_000).hedge().is_some());
+        // After the horizon, trading back is allowed.
+        assert!(p
+            .decide(&st, &risk(0.8, 0.0), &b, 1_000 + 10_000_000_000)
+            .hedge()
+            .is_some());
     }
 }

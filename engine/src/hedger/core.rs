@@ -201,7 +201,7 @@ pub struct UnderlyingRuntime {
     pub hedges_safety: u64,
     /// Policy holds by [`HoldReason`] (inside band, min interval, below min size, no book,
     /// collar).
-    pub holds: [u64; 5],
+    pub holds: [u64; 6],
     /// Decisions not evaluated because hedging was held (rebuild, reconcile, ring full).
     pub held: u64,
     /// Options' delta (before hedging), underlying units.
@@ -237,16 +237,18 @@ const fn hold_index(h: HoldReason) -> usize {
         HoldReason::BelowMinSize => 2,
         HoldReason::NoBook => 3,
         HoldReason::Collar => 4,
+        HoldReason::Horizon => 5,
     }
 }
 
 /// Labels of [`UnderlyingRuntime::holds`].
-pub const HOLD_LABELS: [&str; 5] = [
+pub const HOLD_LABELS: [&str; 6] = [
     "inside_band",
     "min_interval",
     "below_min_size",
     "no_book",
     "collar",
+    "holding_horizon",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -420,7 +422,7 @@ impl<R: OptionRisk> HedgerCore<R> {
                 mode: TradingMode::Active,
                 hedges_band: 0,
                 hedges_safety: 0,
-                holds: [0; 5],
+                holds: [0; 6],
                 held: 0,
                 option_delta: 0.0,
                 net_delta: 0.0,
@@ -1455,9 +1457,15 @@ impl<R: OptionRisk> HedgerCore<R> {
         let d = match decision {
             Decision::Hold(h) => {
                 x.holds[hold_index(h)] += 1;
-                if h == HoldReason::MinInterval {
-                    let last = x.pstate.last_hedge_ns.unwrap_or(0);
-                    x.retry_at_ns = last.saturating_add(x.policy.cfg.min_interval_ns);
+                let last = x.pstate.last_hedge_ns.unwrap_or(0);
+                match h {
+                    HoldReason::MinInterval => {
+                        x.retry_at_ns = last.saturating_add(x.policy.cfg.min_interval_ns);
+                    }
+                    HoldReason::Horizon => {
+                        x.retry_at_ns = last.saturating_add(x.policy.cfg.holding_horizon_ns);
+                    }
+                    _ => {}
                 }
                 if matches!(x.policy.cfg.rule, BandRule::Fixed { .. })
                     || h == HoldReason::InsideBand
@@ -1531,6 +1539,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             HedgeReason::Safety => x.hedges_safety += 1,
         }
         x.pstate.on_hedge_sent(decision_ns);
+        x.pstate.on_hedge_decision(&d);
         self.latency.record_order(&order);
         self.add_inflight(coid, u as u16, signed, d.limit_px);
         let x = &mut self.und[u];

@@ -134,7 +134,7 @@ struct Outcome {
     stats: Stats,
     hedge_position: f64,
     net_delta: f64,
-    holds: [u64; 5],
+    holds: [u64; 6],
     hedges: (u64, u64),
     limit_rejects: Vec<u64>,
     read_count: u64,
