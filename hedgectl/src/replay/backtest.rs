@@ -83,27 +83,31 @@ pub struct RunConfig {
     pub max_events: u64,
 }
 
-/// Where an underlying's reference price (for a modelled hedge book) comes from, best last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-enum RefRank {
-    #[default]
-    None,
-    /// The nearest expiry's forward (an options chain has no index or perpetual price).
-    Forward,
-    /// The index.
-    Index,
-    /// The hedge instrument's own price (a ticker's last or mark).
-    Hedge,
-}
-
 /// The market the recording lacks, per underlying.
 #[derive(Debug, Clone, Copy, Default)]
 struct Model {
+    /// The data quotes the hedge instrument: its book is recorded, not modelled.
     recorded_quotes: bool,
-    rank: RefRank,
+    /// The data prices the index itself: no modelled index.
+    index_seen: bool,
+    /// The underlying's reference price: the index, or the nearest expiry's forward.
     ref_px: f64,
+    /// Expiry of the forward `ref_px` came from (0: the index).
     fwd_expiry_ns: u64,
+    /// The hedge instrument's own price (a ticker's mark or last), 0 if none yet.
+    hedge_px: f64,
     marks_done: bool,
+}
+
+impl Model {
+    /// The price a modelled hedge book is quoted around.
+    fn book_px(&self) -> f64 {
+        if self.hedge_px > 0.0 {
+            self.hedge_px
+        } else {
+            self.ref_px
+        }
+    }
 }
 
 /// One policy run.
@@ -522,63 +526,66 @@ impl Backtest {
         e: &MarketEvent,
         out: &mut Vec<(MarketEvent, Option<Depth>)>,
     ) {
-        let s = &self.setups[u];
+        let (hedge_id, index_id) = (self.setups[u].hedge.instrument_id, self.setups[u].index_id);
         let id = e.instrument_id;
         let d = self.defs[id as usize];
         let now = self.world().now_ns;
         let m = &mut self.models[u];
-        let (rank, px) = if id == s.hedge.instrument_id {
+        let mut book_moved = false;
+        if id == hedge_id {
             match e.kind() {
-                Ok(MarketEventKind::Quote) => {
-                    m.recorded_quotes = true;
-                    (RefRank::Hedge, 0.5 * (e.v[0] + e.v[2]))
+                Ok(MarketEventKind::Quote) => m.recorded_quotes = true,
+                Ok(MarketEventKind::UnderlyingPrice | MarketEventKind::Trade)
+                    if e.v[0] > 0.0 && e.v[0].is_finite() =>
+                {
+                    m.hedge_px = e.v[0];
+                    book_moved = true;
                 }
-                Ok(MarketEventKind::UnderlyingPrice | MarketEventKind::Trade) => {
-                    (RefRank::Hedge, e.v[0])
-                }
-                _ => return,
+                _ => {}
             }
-        } else if id == s.index_id {
-            match e.as_underlying_price() {
-                Some(p) => (RefRank::Index, p),
-                None => return,
+            if index_id == hedge_id && e.kind == MarketEventKind::Quote as u8 {
+                m.ref_px = 0.5 * (e.v[0] + e.v[2]);
             }
-        } else if d.kind() != Ok(InstrumentKind::Option) {
-            // A forward of this underlying: the nearest unexpired expiry is the reference.
-            let Some(p) = e.as_underlying_price() else {
+        } else if id == index_id {
+            if let Some(p) = e.as_underlying_price().filter(|p| *p > 0.0) {
+                m.index_seen = true;
+                m.ref_px = p;
+                m.fwd_expiry_ns = 0;
+                book_moved = m.hedge_px == 0.0;
+            }
+        } else if d.kind() != Ok(InstrumentKind::Option) && !m.index_seen {
+            // A forward of this underlying and no index in the data (an options chain): the
+            // nearest unexpired expiry's forward stands for the index, published as such, so
+            // that the core's deltas are per unit of a price that moves.
+            let Some(p) = e
+                .as_underlying_price()
+                .filter(|p| *p > 0.0 && p.is_finite())
+            else {
                 return;
             };
-            let nearer = d.expiry_ns <= m.fwd_expiry_ns
-                || m.fwd_expiry_ns <= now
-                || m.rank != RefRank::Forward;
+            let nearer = d.expiry_ns <= m.fwd_expiry_ns || m.fwd_expiry_ns <= now;
             if d.expiry_ns <= now || !nearer {
                 return;
             }
             m.fwd_expiry_ns = d.expiry_ns;
-            (RefRank::Forward, p)
+            m.ref_px = p;
+            book_moved = m.hedge_px == 0.0;
+            if index_id != hedge_id {
+                out.push((
+                    MarketEvent::underlying_price(index_id, e.exch_ts_ns, 0, p),
+                    None,
+                ));
+            }
         } else {
             return;
-        };
-        if rank < m.rank || !(px > 0.0 && px.is_finite()) {
-            return;
         }
-        m.rank = rank;
-        m.ref_px = px;
-        let (hedge_id, index_id) = (s.hedge.instrument_id, s.index_id);
-        if rank == RefRank::Forward && index_id != hedge_id {
-            // No index in the data (an options chain): the nearest expiry's forward stands
-            // for it, so that the core's deltas are per unit of a price that moves.
-            out.push((
-                MarketEvent::underlying_price(index_id, e.exch_ts_ns, 0, px),
-                None,
-            ));
+        let m = self.models[u];
+        if book_moved && !m.recorded_quotes && m.book_px() > 0.0 {
+            out.push(self.model_quote(hedge_id, m.book_px(), e.exch_ts_ns));
         }
-        if !m.recorded_quotes {
-            out.push(self.model_quote(hedge_id, px, e.exch_ts_ns));
-        }
-        if self.cfg.option_vol.is_some() && !self.models[u].marks_done {
+        if self.cfg.option_vol.is_some() && !m.marks_done && m.ref_px > 0.0 {
             self.models[u].marks_done = true;
-            self.model_marks(u, px, e.exch_ts_ns, out);
+            self.model_marks(u, m.ref_px, e.exch_ts_ns, out);
         }
     }
 
@@ -601,9 +608,12 @@ impl Backtest {
             }
         }
         for (u, r) in refresh.into_iter().enumerate() {
-            if r && self.models[u].ref_px > 0.0 {
-                let (e, d) =
-                    self.model_quote(self.setups[u].hedge.instrument_id, self.models[u].ref_px, 0);
+            if r && self.models[u].book_px() > 0.0 {
+                let (e, d) = self.model_quote(
+                    self.setups[u].hedge.instrument_id,
+                    self.models[u].book_px(),
+                    0,
+                );
                 self.world_mut().publish(e, d.as_ref());
             }
         }
