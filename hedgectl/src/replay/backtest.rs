@@ -914,7 +914,7 @@ impl Backtest {
         let mid =
             w.md.lv(inst.instrument_id)
                 .and_then(|l| l.mid())
-                .unwrap_or(self.models[u].ref_px);
+                .unwrap_or(self.models[u].book_px());
         let dpc = if mid > 0.0 {
             inst.delta_per_contract(mid)
         } else {
@@ -963,7 +963,7 @@ impl Backtest {
         let mid =
             w.md.lv(a.hedge.id)
                 .and_then(|l| l.mid())
-                .unwrap_or(self.models[u].ref_px);
+                .unwrap_or(self.models[u].book_px());
         (value + a.cash_opt, a.hedge_pnl(mid), a.costs())
     }
 
