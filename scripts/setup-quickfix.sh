@@ -16,12 +16,22 @@ src="$root/scripts/fix/fix_acceptor.cpp"
 bin="$out/bin/fix_acceptor"
 
 missing=()
-dpkg -s libquickfix-dev >/dev/null 2>&1 || missing+=(libquickfix-dev)
+# pkg-config rather than dpkg: a QuickFIX built from source (or another distro's) counts too.
+pkg-config --exists quickfix 2>/dev/null || missing+=(libquickfix-dev)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 if ((${#missing[@]} > 0)); then
+    # One clear line, not a confusing failure, when this host cannot install them.
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "setup-quickfix: ${missing[*]} missing and apt-get not found: install QuickFIX (C++ library with pkg-config 'quickfix'), g++ and pkg-config yourself, or set HEDGE_SKIP_QUICKFIX=1" >&2
+        exit 1
+    fi
     sudo=()
     if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || {
+            echo "setup-quickfix: ${missing[*]} missing and not root without sudo: run 'apt-get install ${missing[*]}' as root, or set HEDGE_SKIP_QUICKFIX=1" >&2
+            exit 1
+        }
         sudo=(sudo)
     fi
     echo "setup-quickfix: installing ${missing[*]} from Debian" >&2

@@ -5,7 +5,7 @@
 //! every order still ends exactly once, and the FIX session resumes its sequence numbers (the
 //! exchange's own event log shows no rejected logon, no sequence error, no resend storm).
 //!
-//! Needs `scripts/setup-quickfix.sh`; `HEDGE_SKIP_QUICKFIX=1` skips it explicitly.
+//! Needs QuickFIX, which `scripts/test.sh` sets up; `HEDGE_SKIP_QUICKFIX=1` skips it explicitly.
 
 mod common;
 

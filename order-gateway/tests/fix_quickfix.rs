@@ -2,7 +2,7 @@
 //! exchange in `scripts/fix/fix_acceptor.cpp` on loopback, validating every message against the
 //! FIX 4.4 data dictionary.
 //!
-//! Needs `scripts/setup-quickfix.sh` to have run (CI does). Set `HEDGE_SKIP_QUICKFIX=1` to skip
+//! `scripts/test.sh` sets QuickFIX up first (CI runs it). Set `HEDGE_SKIP_QUICKFIX=1` to skip
 //! these tests explicitly; without it a missing acceptor is a failure, not a silent pass.
 
 mod common;
@@ -453,4 +453,52 @@ fn wrong_password_is_refused_and_never_logged_in() {
     assert!(!v.is_connected());
     assert_eq!(v.session().stats().logons, 0);
     assert!(!format!("{v:?}").contains("wrong-password"));
+}
+
+/// Runs this test binary's `wrong_password_is_refused_and_never_logged_in` in a child process,
+/// pointed at a QuickFIX acceptor that does not exist, with `HEDGE_SKIP_QUICKFIX` as given.
+fn run_without_acceptor(absent: &Path, skip: Option<&str>) -> (bool, String) {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["--exact", "wrong_password_is_refused_and_never_logged_in"])
+        .args(["--nocapture", "--test-threads", "1"])
+        .env("HEDGE_FIX_ACCEPTOR", absent)
+        .env_remove("HEDGE_SKIP_QUICKFIX");
+    if let Some(v) = skip {
+        c.env("HEDGE_SKIP_QUICKFIX", v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A newcomer's plain `cargo test` without the QuickFIX exchange: each FIX test fails with one
+/// line that names the command that installs it; `HEDGE_SKIP_QUICKFIX=1` skips it, saying so.
+/// Needs no QuickFIX itself, so it runs (and is checked) on every machine.
+#[test]
+fn without_quickfix_a_fix_test_fails_in_one_line_naming_scripts_test_sh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let absent = tmp.path().join("no-such-fix-acceptor");
+
+    let (passed, stderr) = run_without_acceptor(&absent, None);
+    assert!(!passed, "a missing exchange must fail the test: {stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("QuickFIX test exchange"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains(&absent.display().to_string()), "{stderr}");
+    assert!(
+        lines[0].contains("run the tests with scripts/test.sh"),
+        "{stderr}"
+    );
+    assert!(lines[0].contains("HEDGE_SKIP_QUICKFIX=1"), "{stderr}");
+
+    let (passed, stderr) = run_without_acceptor(&absent, Some("1"));
+    assert!(passed, "HEDGE_SKIP_QUICKFIX=1 skips: {stderr}");
+    assert!(
+        stderr.contains("SKIPPED: HEDGE_SKIP_QUICKFIX=1 set, QuickFIX integration test not run"),
+        "{stderr}"
+    );
 }

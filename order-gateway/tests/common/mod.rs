@@ -28,7 +28,8 @@ impl Drop for Proc {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
 pub fn free_port() -> u16 {
@@ -39,12 +40,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// True (after saying so on stderr) when `HEDGE_SKIP_QUICKFIX=1` asks to skip `what`.
+/// Call first in every test that needs the QuickFIX test exchange. True (after saying so on
+/// stderr) when `HEDGE_SKIP_QUICKFIX=1` asks to skip `what`; otherwise the exchange must be
+/// there, and a missing one fails the test here, at its top, in one line naming the command
+/// that installs it (never a silent pass, never a panic deep inside the test).
 pub fn skip_quickfix(what: &str) -> bool {
     if std::env::var("HEDGE_SKIP_QUICKFIX").as_deref() == Ok("1") {
         eprintln!("SKIPPED: HEDGE_SKIP_QUICKFIX=1 set, {what} not run");
         return true;
     }
+    acceptor_bin();
     false
 }
 
@@ -60,8 +65,9 @@ pub fn acceptor_bin() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target/quickfix/bin/fix_acceptor"));
     assert!(
         p.exists(),
-        "QuickFIX test exchange not found at {}: run scripts/setup-quickfix.sh \
-         (or set HEDGE_SKIP_QUICKFIX=1 to skip this test)",
+        "QuickFIX test exchange not found at {}: run the tests with scripts/test.sh \
+         (it installs it with scripts/setup-quickfix.sh), or set HEDGE_SKIP_QUICKFIX=1 to skip \
+         the FIX tests",
         p.display()
     );
     p
@@ -89,7 +95,7 @@ pub fn start_acceptor(store: &Path, port: u16, username: &str, password: &str) -
         .unwrap();
     assert!(
         line.starts_with("READY"),
-        "fix_acceptor did not start (got {line:?}); see {}/log",
+        "fix_acceptor did not start (got {line:?}); see {}/log, or rerun scripts/test.sh to rebuild it",
         store.display()
     );
     Proc(child)
