@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate engine/tests/data/quantlib_reference.csv with QuantLib's Python package.
+# Regenerate pricing/tests/data/quantlib_reference.csv with QuantLib's Python package.
 # Creates a virtual environment in scripts/.venv (gitignored) on first use.
 # Usage: scripts/gen-quantlib-reference.sh
 set -euo pipefail
@@ -11,6 +11,6 @@ if [[ ! -x "$venv/bin/python" ]]; then
     "$venv/bin/pip" install --quiet --upgrade pip
     "$venv/bin/pip" install --quiet 'QuantLib>=1.30'
 fi
-"$venv/bin/python" "$here/quantlib_reference.py" > "$repo/engine/tests/data/quantlib_reference.csv.tmp"
-mv "$repo/engine/tests/data/quantlib_reference.csv.tmp" "$repo/engine/tests/data/quantlib_reference.csv"
-echo "wrote $(($(wc -l < "$repo/engine/tests/data/quantlib_reference.csv") - 1)) cases to engine/tests/data/quantlib_reference.csv" >&2
+"$venv/bin/python" "$here/quantlib_reference.py" > "$repo/pricing/tests/data/quantlib_reference.csv.tmp"
+mv "$repo/pricing/tests/data/quantlib_reference.csv.tmp" "$repo/pricing/tests/data/quantlib_reference.csv"
+echo "wrote $(($(wc -l < "$repo/pricing/tests/data/quantlib_reference.csv") - 1)) cases to pricing/tests/data/quantlib_reference.csv" >&2

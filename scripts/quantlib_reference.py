@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference prices and Greeks from QuantLib for engine/tests/pricing_quantlib.rs.
+"""Reference prices and Greeks from QuantLib for pricing/tests/quantlib.rs.
 
 Run through scripts/gen-quantlib-reference.sh (creates the virtual environment).
 

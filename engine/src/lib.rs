@@ -1,5 +1,5 @@
-//! The engine: pricing and risk core (Greeks, implied volatility, incremental portfolio
-//! risk), hedge policy and limits, and the `hedger` binary's library side.
+//! The engine: risk core (incremental portfolio risk on the leaf `pricing` crate, re-exported
+//! here as `engine::pricing`), hedge policy and limits, and the `hedger` binary's library side.
 //!
 //! The pricing and risk modules know nothing about shared memory: the hedger's event loop
 //! adapts rings to them, so the same code runs live, in replay and in tests.
@@ -12,7 +12,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod pricing;
+/// The leaf `pricing` crate, re-exported so that `engine::pricing::...` paths keep working.
+pub use pricing;
 pub mod risk;
 
 pub mod config;

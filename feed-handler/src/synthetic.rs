@@ -20,7 +20,7 @@
 //!   stress.
 //! - Option marks (`<CUR>-<DDMMMYY>-<K>-C|P`, options on the `SYN.<CUR>-<DDMMMYY>` forward):
 //!   vol from a smile in normalized moneyness ln(K/F)/sqrt(T) around the ATM vol, so it moves
-//!   with the underlying; price Black-76 (the engine's pricing module, r = 0) divided by the
+//!   with the underlying; price Black-76 (the `pricing` crate, r = 0) divided by the
 //!   forward, as Deribit quotes coin-settled options. For speed, a mark is a Taylor expansion
 //!   around the option's last exact Black-76 valuation, repriced exactly past 0.5% in the
 //!   forward, 1 vol point or 0.2% in time to expiry (within 5e-7 coin of exact; tested).
@@ -958,12 +958,12 @@ impl SyntheticSource {
             (in_f + c.dv_dt * dt) + in_v
         } else {
             let kind = if o.call {
-                engine::pricing::OptionType::Call
+                pricing::OptionType::Call
             } else {
-                engine::pricing::OptionType::Put
+                pricing::OptionType::Put
             };
             self.exact_reprices += 1;
-            match engine::pricing::black76_greeks(kind, f, o.strike, ex.t, iv, 0.0) {
+            match pricing::black76_greeks(kind, f, o.strike, ex.t, iv, 0.0) {
                 Ok(g) => {
                     let sd = iv * ex.t.sqrt();
                     let d1 = ((f / o.strike).ln() + 0.5 * sd * sd) / sd;
@@ -1227,13 +1227,13 @@ mod tests {
             marks += 1;
             let d = *s.registry().get(e.event.instrument_id).unwrap();
             let kind = if d.option_type == OptionType::Call as u8 {
-                engine::pricing::OptionType::Call
+                pricing::OptionType::Call
             } else {
-                engine::pricing::OptionType::Put
+                pricing::OptionType::Put
             };
             let t =
                 s.unders[0].expiries[s.expiry_ns.iter().position(|&x| x == d.expiry_ns).unwrap()].t;
-            let exact = engine::pricing::black76_price(kind, f, d.strike, t, iv, 0.0).unwrap() / f;
+            let exact = pricing::black76_price(kind, f, d.strike, t, iv, 0.0).unwrap() / f;
             worst = worst.max((coin - exact.max(0.0)).abs());
         }
         assert!(marks > 20_000);

@@ -13,7 +13,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use engine::pricing::{Model, OptionInputs, OptionType};
+use pricing::{Model, OptionInputs, OptionType};
 
 /// Arguments of `hedgectl greeks`.
 #[derive(Debug, clap::Args)]

@@ -5,7 +5,7 @@
 //! as the "spot" and a carry yield equal to the rate, so the forward does not drift.
 //!
 //! # Conventions (every value is per option on 1 unit of underlying, in the premium currency
-//! of the formula, i.e. the quote currency; see [`crate::pricing::settlement`] for inverse
+//! of the formula, i.e. the quote currency; see [`crate::settlement`] for inverse
 //! options)
 //! - `delta` = dV/dS (BSM, spot delta) or dV/dF (Black-76, the discounted forward delta
 //!   `exp(-rT) N(d1)`), in units of the underlying.
@@ -23,7 +23,7 @@
 //! (the discounted indicator of being in the money, half of it exactly at the money), and
 //! `gamma`, `vega`, `speed`, `vanna` are 0 (their limits are concentrated at the strike).
 //! Deep in or out of the money, the normal tails are computed without cancellation
-//! ([`crate::pricing::normal`]), so prices and Greeks go smoothly to their limits and are never
+//! ([`crate::normal`]), so prices and Greeks go smoothly to their limits and are never
 //! NaN or infinite for inputs accepted by [`OptionInputs::validate`].
 
 use super::error::PricingError;
@@ -222,7 +222,7 @@ pub(crate) fn validate_common(
 ///
 /// # Examples
 /// ```
-/// use engine::pricing::{black76_price, OptionType};
+/// use pricing::{black76_price, OptionType};
 /// let p = black76_price(OptionType::Call, 100.0, 100.0, 1.0, 0.2, 0.0).unwrap();
 /// assert!((p - 7.965567455405804).abs() < 1e-12);
 /// ```
@@ -359,17 +359,15 @@ pub(crate) fn gbs_price(kind: OptionType, s: f64, k: f64, t: f64, vol: f64, r: f
     p.max(0.0)
 }
 
-/// Generalized Black-Scholes price and Greeks (unchecked inputs; Black-76 is `q = r`).
+/// Generalized Black-Scholes price and Greeks, with the conventions of [`Greeks`].
+///
+/// `s` is the spot (or forward), `k` the strike, `t` the time to expiry in years, `vol` the
+/// annual volatility (0.25 = 25%), `r` and `q` the continuously compounded rate and carry
+/// yield per year; Black-76 is `q = r`. The inputs are NOT validated: this is the unchecked
+/// kernel that [`bsm_greeks`] and [`black76_greeks`] call after validation, exposed for the
+/// engine's incremental risk, which validates once per option and then reprices in its loop.
 #[inline]
-pub(crate) fn gbs_greeks(
-    kind: OptionType,
-    s: f64,
-    k: f64,
-    t: f64,
-    vol: f64,
-    r: f64,
-    q: f64,
-) -> Greeks {
+pub fn gbs_greeks(kind: OptionType, s: f64, k: f64, t: f64, vol: f64, r: f64, q: f64) -> Greeks {
     let dr = (-r * t).exp();
     let dq = (-q * t).exp();
     let sqrt_t = t.sqrt();

@@ -4,7 +4,7 @@
 //! Tolerance: relative error at most 1e-9, or absolute error at most 1e-12 near zero
 //! (scaled by the underlying for quantities that scale with it, see `abs_floor`).
 
-use engine::pricing::{Model, OptionInputs, OptionType};
+use pricing::{Model, OptionInputs, OptionType};
 
 const REL_TOL: f64 = 1e-9;
 

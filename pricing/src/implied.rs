@@ -159,7 +159,7 @@ impl OptionInputs {
 ///
 /// # Examples
 /// ```
-/// use engine::pricing::{black76_implied_vol, black76_price, OptionType};
+/// use pricing::{black76_implied_vol, black76_price, OptionType};
 /// let p = black76_price(OptionType::Put, 9000.0, 8000.0, 0.25, 0.8, 0.0).unwrap();
 /// let iv = black76_implied_vol(OptionType::Put, 9000.0, 8000.0, 0.25, 0.0, p).unwrap();
 /// assert!((iv - 0.8).abs() < 1e-12);

@@ -14,7 +14,7 @@
 //! every row; the 2.3-hour expiry is the most sensitive to it). Degenerate rows: the 12 rows of
 //! the expiry 2.3 hours from settlement whose greeks Deribit zeroes (delta 0 or +-1).
 
-use engine::pricing::{black76_greeks, OptionType};
+use pricing::{black76_greeks, OptionType};
 
 const US_PER_YEAR: f64 = 365.0 * 86_400.0 * 1e6;
 const TIME_SLACK_YEARS: f64 = 30.0 / (365.0 * 86_400.0);

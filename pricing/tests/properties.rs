@@ -3,7 +3,7 @@
 //! invalid inputs, finite-difference checks of the higher-order Greeks, put-call parity,
 //! implied-vol round trips, inverse (coin) deltas.
 
-use engine::pricing::{
+use pricing::{
     black76_greeks, black76_implied_vol, black76_price, bsm_greeks, inverse_greeks, Greeks, Model,
     OptionInputs, OptionType, PricingError,
 };

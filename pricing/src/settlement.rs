@@ -13,10 +13,10 @@
 //!   than the model delta (for a long call, by the premium).
 //!
 //! The hedger uses the premium-adjusted delta for inverse options by default
-//! ([`crate::risk::InverseDelta::PremiumAdjusted`]): on a coin-margined venue the collateral,
+//! (`engine::risk::InverseDelta::PremiumAdjusted`): on a coin-margined venue the collateral,
 //! the premium, the fees and the inverse perpetual used as hedge all live in coin, and the book
 //! is flat when its coin value does not move. A desk that measures its P&L in USD and treats
-//! its coin balance separately selects [`crate::risk::InverseDelta::Model`].
+//! its coin balance separately selects `engine::risk::InverseDelta::Model`.
 
 use super::black::Greeks;
 
