@@ -47,12 +47,23 @@ class SegmentInvalid(Exception):
     pass
 
 
+# Atomic words are read whole (docs/shm-layout.md, "Whole-word loads"): struct's "<Q" builds
+# the value byte by byte, so a word changing meanwhile could read half old, half new. A
+# native-format memoryview item is copied with one fixed-size memcpy: one aligned load. Native
+# order is little-endian on every supported host.
+assert sys.byteorder == "little"
+
+
 def u64(m, off):
-    return struct.unpack_from("<Q", m, off)[0]
+    assert off % 8 == 0
+    with memoryview(m) as mv, mv[off:off + 8] as b, b.cast("Q") as w:
+        return w[0]
 
 
 def u32(m, off):
-    return struct.unpack_from("<I", m, off)[0]
+    assert off % 4 == 0
+    with memoryview(m) as mv, mv[off:off + 4] as b, b.cast("I") as w:
+        return w[0]
 
 
 def decode_market_event(b):
@@ -117,8 +128,10 @@ def read_header(m, path):
     # The creator stores `initialized` last (release): read it first.
     init = u32(m, 52)
     h = HEADER.unpack_from(m, 0)
-    (magic, version, kind, fingerprint, capacity, msg_size, msg_align, total_size, pid, _init,
-     start_ticks, created_wall_ns, heartbeat_ns, msg_type, _reserved) = h
+    (magic, version, kind, fingerprint, capacity, msg_size, msg_align, total_size, _pid, _init,
+     _start_ticks, created_wall_ns, _heartbeat_ns, msg_type, _reserved) = h
+    # Words the owner updates while we read: whole-word loads.
+    pid, start_ticks, heartbeat_ns = u32(m, 48), u64(m, 56), u64(m, 72)
     if magic != MAGIC:
         raise SegmentInvalid(f"{path}: bad magic {magic:#018x}")
     if init != INITIALIZED:
@@ -210,7 +223,7 @@ def dump_counters(m, h):
     counters = []
     for i in range(n):
         r = 256 + 64 * i
-        value, kind, label_len = struct.unpack_from("<QII", m, r)
+        value, kind, label_len = u64(m, r), u32(m, r + 8), u32(m, r + 12)
         label = bytes(m[r + 16: r + 16 + min(label_len, 48)]).decode("utf-8", "replace")
         if kind == 2:
             counters.append({"label": label, "kind": "gauge",

@@ -13,6 +13,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read as _, Seek as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -220,11 +221,13 @@ impl NamespaceLock {
             }
         }
         create_private_dir(dir)?;
+        // Owner-only from creation (0600), like every file the engine makes.
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
         if file.try_lock().is_err() {
@@ -1052,6 +1055,16 @@ mod tests {
         let err = NamespaceLock::acquire(&ns).unwrap_err().to_string();
         assert!(err.contains("no hedgectl demo created"), "{err}");
         assert!(ns.join("orders").exists());
+    }
+
+    #[test]
+    fn the_lock_file_is_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::TempDir::new().unwrap();
+        let ns = dir.path().join("ns");
+        let lock = NamespaceLock::acquire(&ns).unwrap();
+        let mode = fs::metadata(lock.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{:o}", mode);
     }
 
     #[test]

@@ -33,7 +33,12 @@ pub const KIND_COUNTER: u32 = 1;
 /// Record kind: f64 gauge stored as bits.
 pub const KIND_GAUGE: u32 = 2;
 
+/// Only [`CAPACITY`] records is valid: readers index records `0..num_counters.min(CAPACITY)`,
+/// so a smaller segment (written by another implementation) must be refused at open.
 fn size_for(cap: u64, msg_size: u32) -> Option<usize> {
+    if cap != CAPACITY as u64 {
+        return None;
+    }
     usize::try_from(cap)
         .ok()?
         .checked_mul(msg_size as usize)?

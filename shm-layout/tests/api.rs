@@ -495,6 +495,41 @@ fn non_power_of_two_capacity_is_refused() {
     ));
 }
 
+/// Shrinks `file` to `capacity` entries of `entry` bytes after `region` bytes, with a header
+/// that agrees (capacity and total size): what another implementation could write.
+fn shrink_consistently(file: &Path, region: usize, entry: usize, capacity: u64) {
+    let total = (region + entry * capacity as usize) as u64;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_len(total)
+        .unwrap();
+    poke(file, header::CAPACITY, &capacity.to_le_bytes());
+    poke(file, header::TOTAL_SIZE, &total.to_le_bytes());
+}
+
+/// Counters and control segments have one valid capacity (256 records, 4096 ids): their
+/// readers index up to it, so a smaller but self-consistent segment is refused at open
+/// instead of being read past its end.
+#[test]
+fn counters_and_control_of_another_capacity_are_refused() {
+    let d = shm_dir();
+    let mut w = CountersWriter::create(d.path(), "feed", StalePolicy::Fail).unwrap();
+    w.counter("events_published").inc();
+    shrink_consistently(&d.path().join("cnc-feed"), 256, 64, 1);
+    assert!(matches!(
+        CountersReader::open(d.path(), "feed", OpenOptions::default()),
+        Err(SegmentError::SizeMismatch { .. })
+    ));
+    let _c = ControlBlock::create(d.path(), StalePolicy::Fail).unwrap();
+    shrink_consistently(&d.path().join("control"), 320, 1, 16);
+    assert!(matches!(
+        ControlBlock::open(d.path(), OpenOptions::default()),
+        Err(SegmentError::SizeMismatch { .. })
+    ));
+}
+
 #[test]
 fn producer_reattaches_only_after_the_first_handle_is_gone() {
     let d = shm_dir();
