@@ -170,8 +170,11 @@ pub struct SyntheticConfig {
     pub strikes_per_expiry: usize,
     /// Distance between strikes as a fraction of spot (rounded to a round number).
     pub strike_step: f64,
-    /// Events per second of the synthetic clock (the nominal rate); `inf` publishes as fast
-    /// as possible with timestamps 100 ns apart.
+    /// Events per second of the synthetic clock, on average over each burst period: calm
+    /// periods run at [`calm_rate`] and bursts `burst_factor` times faster, so that a run
+    /// publishes `rate` events per second overall (a run shorter than one burst period, which
+    /// begins calm, publishes less). `inf` publishes as fast as possible with timestamps
+    /// 100 ns apart.
     pub rate: f64,
     /// Start of the synthetic clock, ns since the epoch (default 2026-01-02 00:00 UTC).
     pub start_ns: u64,
@@ -406,6 +409,23 @@ impl Schedule {
     }
 }
 
+/// Events per second of the synthetic clock outside bursts: the configured `rate` (an
+/// average) divided by `1 + duty (burst_factor - 1)`, where `duty = burst_len_s /
+/// burst_every_s` is the fraction of time in a burst; `rate` itself when bursts are disabled,
+/// and 1e7 (100 ns apart) for an `inf` rate.
+pub fn calm_rate(cfg: &SyntheticConfig) -> f64 {
+    if !(cfg.rate.is_finite() && cfg.rate > 0.0) {
+        return 1e7;
+    }
+    let bursts = cfg.burst_every_s > 0.0 && cfg.burst_len_s > 0.0;
+    let duty = if bursts {
+        (cfg.burst_len_s / cfg.burst_every_s).min(1.0)
+    } else {
+        0.0
+    };
+    cfg.rate / (1.0 + duty * (cfg.burst_factor.max(1.0) - 1.0))
+}
+
 /// A clock step of `whole_ns + frac_q32 / 2^32` ns: the clock advances in 32.32 fixed point,
 /// integer operations only (a float accumulator costs two int<->float conversions per event),
 /// and a fractional step such as 1e9 / 3 ns per event does not drift (error < 2^-32 ns per event).
@@ -554,11 +574,7 @@ impl SyntheticSource {
             cfg.underlyings.push(UnderlyingSpec::default());
         }
         cfg.depth_levels = cfg.depth_levels.clamp(1, DEPTH_LEVELS);
-        let rate = if cfg.rate.is_finite() && cfg.rate > 0.0 {
-            cfg.rate
-        } else {
-            1e7
-        };
+        let rate = calm_rate(&cfg);
         let mut reg = Registry::new();
         let start_day = cfg.start_ns / 86_400_000_000_000;
         let expiry_ns: Vec<u64> = cfg
@@ -1175,6 +1191,46 @@ mod tests {
         }
         assert!(stress > 0);
         assert!(kinds[1] > 0 && kinds[2] > 0 && kinds[3] > 0);
+    }
+
+    /// `hedgectl demo --md-rate 20000` published 38.5k events/s: bursts (20x for 0.5 s every
+    /// 10 s) came on top of the asked rate. Counted over whole burst periods (by the synthetic
+    /// timestamps the runner paces by), the source keeps the asked rate, with or without bursts.
+    #[test]
+    fn the_asked_rate_is_kept_on_average_over_whole_burst_periods() {
+        for (burst_factor, rate) in [(20.0, 2000.0), (1.0, 3000.0), (5.0, 777.0)] {
+            let cfg = SyntheticConfig {
+                rate,
+                burst_factor,
+                ..SyntheticConfig::default()
+            };
+            let every_ns = (cfg.burst_every_s * 1e9) as u64;
+            // Bursts start after one calm period: count two whole periods after it.
+            let (from, to) = (cfg.start_ns + every_ns, cfg.start_ns + 3 * every_ns);
+            let mut s = SyntheticSource::new(cfg.clone());
+            let mut e = SourceEvent::default();
+            let (mut in_window, mut in_bursts) = (0u64, 0u64);
+            while s.next(&mut e) && e.source_ts_ns < to {
+                if e.source_ts_ns >= from {
+                    in_window += 1;
+                    let into_period = (e.source_ts_ns - cfg.start_ns) % every_ns;
+                    in_bursts += u64::from(into_period < (cfg.burst_len_s * 1e9) as u64);
+                }
+            }
+            let expected = rate * 2.0 * cfg.burst_every_s;
+            assert!(
+                (in_window as f64 - expected).abs() <= expected * 1e-3 + 1.0,
+                "factor {burst_factor}: {in_window} events in 2 periods, asked {expected}"
+            );
+            // Bursts still burst: their share of events is factor x their share of time.
+            let duty = cfg.burst_len_s / cfg.burst_every_s;
+            let share = burst_factor * duty / (1.0 + duty * (burst_factor - 1.0));
+            let got = in_bursts as f64 / in_window as f64;
+            assert!(
+                (got - share).abs() < 1e-3,
+                "factor {burst_factor}: burst share {got}"
+            );
+        }
     }
 
     #[test]
