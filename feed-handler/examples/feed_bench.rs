@@ -168,14 +168,11 @@ fn csv_split(p: &Path) -> (u64, f64) {
     (n, t.secs())
 }
 
-/// Parse and publish every row; returns (rows, seconds) with and without the instrument scan.
-fn tardis_publish(files: &[PathBuf], tag: &str) -> ((u64, f64), (u64, f64), u64) {
-    let dir = shm_dir(tag);
-    let t0 = Sw::start();
-    let mut src = TardisSource::open(files, None).unwrap();
-    let opened = t0.secs();
+/// Publishes every event of `src` into fresh segments in `dir` (no counters): the publisher,
+/// for its stats, and the seconds of the publish loop alone (the publisher's set-up excluded).
+fn publish_all<S: Source>(dir: &Path, src: &mut S) -> (Publisher, f64) {
     let mut publ = Publisher::create_without_counters(
-        dir.path(),
+        dir,
         src.registry(),
         &PublisherOptions {
             ring_capacity: 1 << 16,
@@ -184,11 +181,20 @@ fn tardis_publish(files: &[PathBuf], tag: &str) -> ((u64, f64), (u64, f64), u64)
     )
     .unwrap();
     let mut ev = SourceEvent::default();
-    let t1 = Sw::start();
+    let t = Sw::start();
     while src.next(&mut ev) {
         publ.publish(&ev);
     }
-    let loop_s = t1.secs();
+    (publ, t.secs())
+}
+
+/// Parse and publish every row; returns (rows, seconds) with and without the instrument scan.
+fn tardis_publish(files: &[PathBuf], tag: &str) -> ((u64, f64), (u64, f64), u64) {
+    let dir = shm_dir(tag);
+    let t0 = Sw::start();
+    let mut src = TardisSource::open(files, None).unwrap();
+    let opened = t0.secs();
+    let (publ, loop_s) = publish_all(dir.path(), &mut src);
     assert_eq!(src.rejects().total(), 0, "{}", src.rejects());
     let rows = src.rows_read();
     (
@@ -468,21 +474,8 @@ fn main() {
             LobsterOptions::default(),
         )
         .unwrap();
-        let mut p = Publisher::create_without_counters(
-            dir.path(),
-            src.registry(),
-            &PublisherOptions {
-                ring_capacity: 1 << 16,
-                stale: StalePolicy::Replace,
-            },
-        )
-        .unwrap();
-        let mut ev = SourceEvent::default();
-        let t = Sw::start();
-        while src.next(&mut ev) {
-            p.publish(&ev);
-        }
-        (src.rows_read(), t.secs())
+        let (_publ, secs) = publish_all(dir.path(), &mut src);
+        (src.rows_read(), secs)
     });
     let lob_plain = {
         let m = plain_read(&data(

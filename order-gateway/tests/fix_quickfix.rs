@@ -30,6 +30,16 @@ fn start_acceptor(store: &Path, port: u16) -> Proc {
     common::start_acceptor(store, port, USER, PASS)
 }
 
+/// A QuickFIX exchange on a free port, its store in a fresh temp dir (`<tmp>/exchange`), and
+/// the gateway's FIX config against it with its state in `<tmp>/state`.
+fn exchange() -> (tempfile::TempDir, Proc, FixConfig) {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let exch = start_acceptor(&tmp.path().join("exchange"), port);
+    let cfg = config(port, &tmp.path().join("state"));
+    (tmp, exch, cfg)
+}
+
 fn instruments() -> Vec<InstrumentDef> {
     ["BTC-PERPETUAL", "UNKNOWN"]
         .iter()
@@ -302,12 +312,9 @@ fn a_restarted_gateway_recovers_orders_of_the_killed_run_with_order_status_reque
     if skip() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let port = free_port();
-    let _exch = start_acceptor(&tmp.path().join("exchange"), port);
+    let (_tmp, _exch, cfg) = exchange();
     let defs = instruments();
-    let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
+    let mut v = FixVenue::new(cfg.clone(), &defs).unwrap();
     connect(&mut v);
     // Orders 20 (150: partial fill then IOC cancel), 21 (10: full fill), 22 (150, of which the
     // killed run had already published the 100 partial fill) go out; the venue executes them,
@@ -326,7 +333,7 @@ fn a_restarted_gateway_recovers_orders_of_the_killed_run_with_order_status_reque
     // Order 23 was accepted by the killed gateway but never sent.
     let o23 = order(23, 0, Side::Buy, 1.0, 100.0);
 
-    let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
+    let mut v = FixVenue::new(cfg, &defs).unwrap();
     assert!(v.recover_order(&o20, 0.0, now_ns()));
     assert!(v.recover_order(&o21, 0.0, now_ns()));
     assert!(v.recover_order(&o22, 100.0, now_ns()));
@@ -365,10 +372,7 @@ fn heartbeats_keep_the_session_up_and_a_silent_exchange_is_detected_by_test_requ
     if skip() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let exch = start_acceptor(&tmp.path().join("exchange"), port);
-    let mut cfg = config(port, &tmp.path().join("state"));
+    let (_tmp, exch, mut cfg) = exchange();
     cfg.heartbeat_interval_s = 1;
     cfg.logon_timeout_ms = 1_000;
     let mut v = FixVenue::new(cfg, &instruments()).unwrap();
@@ -438,10 +442,7 @@ fn wrong_password_is_refused_and_never_logged_in() {
     if skip() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _exch = start_acceptor(&tmp.path().join("exchange"), port);
-    let mut cfg = config(port, &tmp.path().join("state"));
+    let (_tmp, _exch, mut cfg) = exchange();
     cfg.password = Some(Secret::new("wrong-password"));
     let debug = format!("{cfg:?}");
     assert!(!debug.contains("wrong-password") && !debug.contains(USER));

@@ -42,25 +42,21 @@ fn assert_no_secret(what: &str, out: &Output) -> String {
     text
 }
 
-fn fix_table(port: u16, state_dir: &Path, password: &str) -> String {
-    format!(
+/// Writes the gateway config `config`: the FIX venue on 127.0.0.1:`port`, its state in
+/// `state_dir`, and `password` as it stands in the file (quoted or not).
+fn write_fix_config(config: &Path, port: u16, state_dir: &Path, password: &str) {
+    let table = format!(
         "[fix]\nhost = \"127.0.0.1\"\nport = {port}\nsender_comp_id = \"HEDGER\"\ntarget_comp_id = \"EXCH\"\nstate_dir = \"{}\"\nusername = \"{FILE_USERNAME}\"\npassword = {password}\nconnect_timeout_ms = 50\nreconnect_min_ms = 20\nreconnect_max_ms = 100\n",
         state_dir.display()
-    )
+    );
+    std::fs::write(config, format!("venue = \"fix\"\n{table}")).unwrap();
 }
 
 #[test]
 fn print_config_redacts_fix_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gw.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "venue = \"fix\"\n{}",
-            fix_table(9876, dir.path(), &format!("\"{FILE_PASSWORD}\""))
-        ),
-    )
-    .unwrap();
+    write_fix_config(&config, 9876, dir.path(), &format!("\"{FILE_PASSWORD}\""));
     let out = gateway(&["--config", config.to_str().unwrap(), "--print-config"])
         .output()
         .unwrap();
@@ -78,14 +74,7 @@ fn config_syntax_error_on_a_credential_line_does_not_quote_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gw.toml");
     // Unquoted: a TOML syntax error on the password's line (toml's own message shows the line).
-    std::fs::write(
-        &config,
-        format!(
-            "venue = \"fix\"\n{}",
-            fix_table(9876, dir.path(), FILE_PASSWORD)
-        ),
-    )
-    .unwrap();
+    write_fix_config(&config, 9876, dir.path(), FILE_PASSWORD);
     for extra in [&["--print-config"][..], &[]] {
         let mut args = vec!["--config", config.to_str().unwrap()];
         args.extend_from_slice(extra);
@@ -150,14 +139,7 @@ fn run_logs_and_fix_table_errors_do_not_show_credentials() {
 
     // 1. A mistyped (numeric) password: the [fix] table is refused when the venue is built;
     //    the deserializer's message would quote the number.
-    std::fs::write(
-        &config,
-        format!(
-            "venue = \"fix\"\n{}",
-            fix_table(port, state.path(), "8675309")
-        ),
-    )
-    .unwrap();
+    write_fix_config(&config, port, state.path(), "8675309");
     let out = gateway(&common).output().unwrap();
     let text = assert_no_secret("numeric password", &out);
     assert!(!text.contains("8675309"), "{text}");
@@ -167,14 +149,7 @@ fn run_logs_and_fix_table_errors_do_not_show_credentials() {
     );
 
     // 2. A valid config: start-up, a run with connect attempts, SIGTERM, shutdown logs.
-    std::fs::write(
-        &config,
-        format!(
-            "venue = \"fix\"\n{}",
-            fix_table(port, state.path(), &format!("\"{FILE_PASSWORD}\""))
-        ),
-    )
-    .unwrap();
+    write_fix_config(&config, port, state.path(), &format!("\"{FILE_PASSWORD}\""));
     let child = gateway(&common).spawn().unwrap();
     let pid = child.id();
     // Wait for the gateway to be up (its counters segment says Running), then stop it.
