@@ -55,6 +55,15 @@ fn one_bad_quote_row(bad: &str) -> (usize, Rejects) {
     run(&mut TardisSource::open(&[p], None).unwrap())
 }
 
+/// One bad row between two good quotes: both good rows published, the bad one counted once,
+/// under `reason` only.
+fn assert_rejected_alone(bad: &str, reason: RejectReason) {
+    let (n, r) = one_bad_quote_row(bad);
+    assert_eq!(n, 2, "the good rows around {bad:?} are published");
+    assert_eq!(r.get(reason), 1, "{bad:?}: {r}");
+    assert_eq!(r.total(), 1, "{bad:?}: {r}");
+}
+
 fn assert_only(r: &Rejects, reason: RejectReason) {
     assert_eq!(r.get(reason), 1, "{r}");
     assert_eq!(r.total(), 1, "{r}");
@@ -67,9 +76,7 @@ fn malformed_numbers_and_timestamps_are_counted_malformed() {
         "deribit,BTC-PERPETUAL,12x,2000,10,100.5,100,20\n".to_string(),
         quote(2000, "BTC-PERPETUAL", "", "100.5", "100", "20"),
     ] {
-        let (n, r) = one_bad_quote_row(&bad);
-        assert_eq!(n, 2);
-        assert_only(&r, RejectReason::Malformed);
+        assert_rejected_alone(&bad, RejectReason::Malformed);
     }
 }
 
@@ -80,18 +87,17 @@ fn wrong_column_counts_are_counted() {
         "deribit,BTC-PERPETUAL,2000,2000,10,100.5,100,20,extra\n",
         "garbage\n",
     ] {
-        let (n, r) = one_bad_quote_row(bad);
-        assert_eq!(n, 2);
-        assert_only(&r, RejectReason::ColumnCount);
+        assert_rejected_alone(bad, RejectReason::ColumnCount);
     }
 }
 
 #[test]
 fn nan_and_infinite_prices_are_counted_non_finite() {
     for px in ["NaN", "inf", "-inf"] {
-        let (n, r) = one_bad_quote_row(&quote(2000, "BTC-PERPETUAL", "10", px, "100", "20"));
-        assert_eq!(n, 2);
-        assert_only(&r, RejectReason::NonFinite);
+        assert_rejected_alone(
+            &quote(2000, "BTC-PERPETUAL", "10", px, "100", "20"),
+            RejectReason::NonFinite,
+        );
     }
 }
 
@@ -101,33 +107,34 @@ fn negative_prices_and_quantities_are_counted() {
         quote(2000, "BTC-PERPETUAL", "10", "100.5", "-100", "20"),
         quote(2000, "BTC-PERPETUAL", "-10", "100.5", "100", "20"),
     ] {
-        let (n, r) = one_bad_quote_row(&row);
-        assert_eq!(n, 2);
-        assert_only(&r, RejectReason::NegativePrice);
+        assert_rejected_alone(&row, RejectReason::NegativePrice);
     }
 }
 
 #[test]
 fn crossed_and_locked_quotes_are_counted() {
     for (ask, bid) in [("100", "100.5"), ("100", "100")] {
-        let (n, r) = one_bad_quote_row(&quote(2000, "BTC-PERPETUAL", "10", ask, bid, "20"));
-        assert_eq!(n, 2);
-        assert_only(&r, RejectReason::Crossed);
+        assert_rejected_alone(
+            &quote(2000, "BTC-PERPETUAL", "10", ask, bid, "20"),
+            RejectReason::Crossed,
+        );
     }
 }
 
 #[test]
 fn one_sided_quotes_are_counted() {
-    let (n, r) = one_bad_quote_row(&quote(2000, "BTC-PERPETUAL", "10", "100.5", "", ""));
-    assert_eq!(n, 2);
-    assert_only(&r, RejectReason::OneSided);
+    assert_rejected_alone(
+        &quote(2000, "BTC-PERPETUAL", "10", "100.5", "", ""),
+        RejectReason::OneSided,
+    );
 }
 
 #[test]
 fn timestamps_going_backwards_are_counted() {
-    let (n, r) = one_bad_quote_row(&quote(500, "BTC-PERPETUAL", "10", "100.5", "100", "20"));
-    assert_eq!(n, 2);
-    assert_only(&r, RejectReason::TimeBackwards);
+    assert_rejected_alone(
+        &quote(500, "BTC-PERPETUAL", "10", "100.5", "100", "20"),
+        RejectReason::TimeBackwards,
+    );
 }
 
 #[test]
@@ -138,9 +145,10 @@ fn unparsable_deribit_symbols_are_counted() {
         "BTC-22MAY20-abc-P",
         "",
     ] {
-        let (n, r) = one_bad_quote_row(&quote(2000, sym, "10", "100.5", "100", "20"));
-        assert_eq!(n, 2, "{sym}");
-        assert_only(&r, RejectReason::UnparsableSymbol);
+        assert_rejected_alone(
+            &quote(2000, sym, "10", "100.5", "100", "20"),
+            RejectReason::UnparsableSymbol,
+        );
     }
 }
 

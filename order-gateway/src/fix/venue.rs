@@ -78,6 +78,21 @@ const EMPTY_SLOT: OrderSlot = OrderSlot {
     status_requested: false,
 };
 
+impl OrderSlot {
+    /// A live slot for `order` on `side`, nothing filled, sent or acknowledged yet.
+    #[inline]
+    fn for_order(order: &HedgeOrder, side: Side) -> Self {
+        OrderSlot {
+            live: true,
+            cl_ord_id: order.client_order_id,
+            instrument_id: order.instrument_id,
+            side,
+            qty: order.qty,
+            ..EMPTY_SLOT
+        }
+    }
+}
+
 /// Quantities below this are treated as zero (contracts are multiples of lot sizes far above).
 const QTY_EPS: f64 = 1e-9;
 
@@ -542,16 +557,8 @@ impl Venue for FixVenue {
             Ok(seq) => {
                 self.app.stats.orders_sent += 1;
                 self.app.orders[slot] = OrderSlot {
-                    live: true,
-                    cl_ord_id: order.client_order_id,
-                    instrument_id: order.instrument_id,
-                    side,
-                    qty: order.qty,
-                    cum_qty: 0.0,
                     out_seq: seq,
-                    acked: false,
-                    recovering: false,
-                    status_requested: false,
+                    ..OrderSlot::for_order(order, side)
                 };
                 // Out now, not at the next poll: the order is latency-critical.
                 let app = &mut self.app;
@@ -626,16 +633,10 @@ impl Venue for FixVenue {
             return false;
         };
         self.app.orders[slot] = OrderSlot {
-            live: true,
-            cl_ord_id: order.client_order_id,
-            instrument_id: order.instrument_id,
-            side,
-            qty: order.qty,
             cum_qty: filled_qty.max(0.0),
-            out_seq: 0,
             acked: true,
             recovering: true,
-            status_requested: false,
+            ..OrderSlot::for_order(order, side)
         };
         self.app.stats.recovered_orders += 1;
         if self.session.is_active() {
