@@ -91,7 +91,7 @@ impl Bridge {
             );
             let mut headers = HeaderMap::new();
             headers.insert(
-                "Nats-Msg-Id",
+                async_nats::header::NATS_MESSAGE_ID,
                 format!("{}.{}", self.cfg.host, e.exec_id).as_str(),
             );
             let body = serde_json::to_vec(&exec_msg(&self.cfg.host, e, sym)).expect("serializes");

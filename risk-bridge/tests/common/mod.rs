@@ -293,7 +293,11 @@ pub async fn stream_execs(url: &str) -> Vec<(String, risk_bridge::schema::ExecMs
     let mut out = Vec::new();
     for seq in 1..=last {
         let m = stream.get_raw_message(seq).await.unwrap();
-        let id = m.headers.get("Nats-Msg-Id").unwrap().to_string();
+        let id = m
+            .headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .map(|v| v.to_string());
+        let id = id.unwrap_or_else(|| panic!("no Nats-Msg-Id on message {seq}: {:?}", m.headers));
         out.push((id, serde_json::from_slice(&m.payload).unwrap()));
     }
     out
