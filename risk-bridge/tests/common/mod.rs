@@ -204,7 +204,7 @@ impl SimHost {
             let e = ExecEvent {
                 exec_id: id,
                 client_order_id: id,
-                instrument_id: if id % 2 == 0 { 1 } else { 3 },
+                instrument_id: if id.is_multiple_of(2) { 1 } else { 3 },
                 kind: ExecKind::Fill as u8,
                 side: shm_layout::Side::Buy as u8,
                 qty: 1.0,
