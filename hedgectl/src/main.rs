@@ -2,7 +2,7 @@
 //!
 //! Subcommands: `greeks` (calculator, see README); operator subcommands (see
 //! `docs/operations.md`): `demo`, `stat`, `positions`, `kill`,
-//! `halt`, `reduce-only`, `resume`, `tail`, `export`.
+//! `halt`, `reduce-only`, `resume`, `tail`, `export`; `firm` (docs/firm-risk.md).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -43,6 +43,9 @@ enum Cmd {
     Greeks(greeks::GreeksArgs),
     /// Backtest hedge policies on recorded or synthetic data; static book risk (docs/replay.md).
     Replay(Box<replay::ReplayArgs>),
+    /// Firm-wide risk and control over NATS JetStream, through every host's risk-bridge
+    /// (docs/firm-risk.md): stat, kill, halt, reduce-only, resume, limits.
+    Firm(risk_bridge::cli::FirmArgs),
     #[command(flatten)]
     Ops(ops::OpsCommand),
 }
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let result = match &cli.cmd {
         Cmd::Greeks(a) => greeks::run(a),
         Cmd::Replay(a) => replay::run(a),
+        Cmd::Firm(a) => risk_bridge::cli::run(a),
         Cmd::Ops(c) => ops::run(c),
     };
     match result {

@@ -145,33 +145,9 @@ fn process(dir: &Path, role: &str, now: u64) -> Option<ProcessSnap> {
 
 /// Symbols of the underlyings (index instruments) in the instruments table: `(id, symbol)`.
 pub fn underlyings(dir: &Path) -> Vec<(u32, String)> {
-    let Ok(t) = shm_layout::instruments::InstrumentTable::open(
-        dir,
-        names::INSTRUMENTS,
-        OpenOptions::default(),
-    ) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(u32, String)> = t
-        .defs()
-        .iter()
-        .filter(|d| d.kind() == Ok(shm_layout::InstrumentKind::Index) && d.underlying_id == d.id)
-        .map(|d| (d.id, d.symbol().to_string()))
-        .collect();
-    if out.is_empty() {
-        // No index instruments: every distinct underlying id named by an instrument.
-        let mut ids: Vec<u32> = t.defs().iter().map(|d| d.underlying_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        out = ids
-            .into_iter()
-            .map(|id| {
-                let sym = t.get(id).map_or(id.to_string(), |d| d.symbol().to_string());
-                (id, sym)
-            })
-            .collect();
-    }
-    out
+    shm_layout::instruments::InstrumentTable::open(dir, names::INSTRUMENTS, OpenOptions::default())
+        .map(|t| t.underlyings())
+        .unwrap_or_default()
 }
 
 /// The control block's words for the known underlyings.

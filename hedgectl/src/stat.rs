@@ -40,6 +40,21 @@ fn fmt_age(ns: u64) -> String {
     }
 }
 
+/// Why the host is reduce-only by itself, if the risk bridge says it holds it there (its
+/// `failsafe_reduce_only{reason=...}` gauge is 1).
+fn failsafe(snap: &Snapshot) -> Option<String> {
+    let bridge = procs::find_role(snap, "risk-bridge")?;
+    let m = bridge
+        .metrics
+        .iter()
+        .find(|m| m.name == "failsafe_reduce_only" && m.value.as_f64() != 0.0)?;
+    let reason = m.label_value("reason").unwrap_or("unknown");
+    Some(format!(
+        "risk-bridge holds every underlying reduce-only (reason: {reason}, past its bus timeout); \
+         `hedgectl resume` or `hedgectl firm resume` clears it"
+    ))
+}
+
 /// Renders one snapshot; rates are computed against `prev` when given.
 pub fn render(snap: &Snapshot, prev: Option<&Snapshot>, all: bool) -> String {
     let mut s = String::new();
@@ -49,6 +64,9 @@ pub fn render(snap: &Snapshot, prev: Option<&Snapshot>, all: bool) -> String {
         None => "- (no control block)",
     };
     let _ = writeln!(s, "namespace {}    kill switch: {kill}", snap.dir);
+    if let Some(why) = failsafe(snap) {
+        let _ = writeln!(s, "FAIL-SAFE: {why}");
+    }
     let _ = writeln!(
         s,
         "\n{:<16} {:>8} {:<9} {:<10} {:>10}",
@@ -226,6 +244,30 @@ mod tests {
             rings: vec![],
             control: None,
         }
+    }
+
+    #[test]
+    fn a_bridge_fail_safe_is_named_with_its_reason() {
+        let mut s = snap(1, 1);
+        assert!(!render(&s, None, false).contains("FAIL-SAFE"));
+        s.processes.push(ProcessSnap {
+            role: "risk-bridge".into(),
+            pid: 2,
+            liveness: Liveness::Alive,
+            state: "running".into(),
+            heartbeat_age_ns: 0,
+            metrics: vec![Metric::new(
+                "failsafe_reduce_only{reason=\"bus_lost\"}",
+                Value::Gauge(1.0),
+            )],
+        });
+        let text = render(&s, None, false);
+        assert!(
+            text.contains(
+                "FAIL-SAFE: risk-bridge holds every underlying reduce-only (reason: bus_lost"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

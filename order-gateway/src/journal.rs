@@ -183,6 +183,60 @@ impl Replay {
     }
 }
 
+/// What [`read_execs`] found past a byte offset of the journal, read without its lock.
+#[derive(Debug, Clone, Default)]
+pub struct ExecTail {
+    /// Exec records in journal order (an exec pushed again after a gateway restart appears
+    /// twice with the same id: readers deduplicate by `exec_id`).
+    pub execs: Vec<ExecEvent>,
+    /// Byte offset one past the last whole, valid record read: the next call starts here.
+    pub next_offset: u64,
+    /// Identity of the file read (its inode): a different value means the gateway compacted
+    /// the journal (renamed a new file over it), so offsets restart at 0.
+    pub file_id: u64,
+}
+
+/// Reads the exec records of the journal at `path` from byte `offset` on, for a drop-copy
+/// reader in another process (the risk bridge). Takes no lock and writes nothing: a record
+/// still being written (short or bad checksum) ends the read, and the next call retries it.
+/// `offset` must be a record boundary returned by an earlier call on the same `file_id`;
+/// pass 0 after a change of `file_id` or when the file is shorter than `offset`.
+///
+/// # Errors
+/// The file cannot be opened or read (a missing journal is an empty tail, not an error).
+pub fn read_execs(path: &Path, offset: u64) -> io::Result<ExecTail> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt as _;
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ExecTail::default()),
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    let start = if meta.len() < offset { 0 } else { offset };
+    f.seek(SeekFrom::Start(start))?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
+    let mut tail = ExecTail {
+        execs: Vec::new(),
+        next_offset: start,
+        file_id: meta.ino(),
+    };
+    for rec in data.chunks_exact(RECORD) {
+        let mut aux_b = [0u8; 8];
+        aux_b.copy_from_slice(&rec[8..16]);
+        let sum = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
+        if checksum(rec[0], u64::from_le_bytes(aux_b), &rec[16..]) != sum {
+            break;
+        }
+        if rec[0] == KIND_EXEC {
+            tail.execs.push(pod_read_unaligned(&rec[16..]));
+        }
+        tail.next_offset += RECORD as u64;
+    }
+    Ok(tail)
+}
+
 /// The journal file, open for appending.
 pub struct Journal {
     path: PathBuf,
@@ -450,6 +504,34 @@ mod tests {
         assert_eq!(r.open.len(), 1);
         assert!((r.open[&2].filled_qty - 0.4).abs() < 1e-12);
         assert_eq!(r.execs.len(), 3);
+    }
+
+    #[test]
+    fn read_execs_tails_without_the_lock_and_stops_at_a_torn_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        assert!(read_execs(&p, 0).unwrap().execs.is_empty());
+        let (mut j, _) = Journal::open(&p).unwrap();
+        j.append_order(0, &order(1));
+        j.append_exec(&exec(1, 1, ExecKind::Fill, 1.0));
+        j.flush().unwrap();
+        let first = read_execs(&p, 0).unwrap();
+        assert_eq!(first.execs.len(), 1);
+        assert_eq!(first.next_offset, 2 * RECORD as u64);
+        j.append_exec(&exec(2, 0, ExecKind::OptionTrade, 3.0));
+        j.flush().unwrap();
+        // A torn record (half written) after it: read up to it, not past it.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(&[KIND_EXEC; RECORD / 2])
+            .unwrap();
+        let second = read_execs(&p, first.next_offset).unwrap();
+        assert_eq!(second.execs.len(), 1);
+        assert_eq!(second.execs[0].exec_id, 2);
+        assert_eq!(second.next_offset, 3 * RECORD as u64);
+        assert_eq!(second.file_id, first.file_id);
     }
 
     #[test]

@@ -101,6 +101,33 @@ impl InstrumentTable {
         self.defs().get(id as usize).copied()
     }
 
+    /// The underlyings named by the table, `(id, symbol)`: its index instruments (an index is
+    /// its own underlying), or, when it has none, every distinct underlying id an instrument
+    /// names (with that id's symbol, or the id as text).
+    pub fn underlyings(&self) -> Vec<(u32, String)> {
+        let defs = self.defs();
+        let mut out: Vec<(u32, String)> = defs
+            .iter()
+            .filter(|d| d.kind() == Ok(crate::InstrumentKind::Index) && d.underlying_id == d.id)
+            .map(|d| (d.id, d.symbol().to_string()))
+            .collect();
+        if out.is_empty() {
+            let mut ids: Vec<u32> = defs.iter().map(|d| d.underlying_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            out = ids
+                .into_iter()
+                .map(|id| {
+                    let sym = self
+                        .get(id)
+                        .map_or(id.to_string(), |d| d.symbol().to_string());
+                    (id, sym)
+                })
+                .collect();
+        }
+        out
+    }
+
     /// Number of definitions.
     pub fn len(&self) -> usize {
         self.seg.capacity as usize
