@@ -52,6 +52,10 @@ pub struct Cli {
     /// Replay speed factor over the recorded timestamps, or `max` [default: 1].
     #[arg(long, global = true, value_parser = parse_rate)]
     pub speed: Option<f64>,
+    /// Paced replay: a gap in the recording that would make the replay wait longer than this
+    /// many wall-clock seconds is skipped with a warning [default: 60].
+    #[arg(long, global = true)]
+    pub max_gap: Option<f64>,
     /// Stop after this many seconds.
     #[arg(long, global = true)]
     pub duration: Option<f64>,
@@ -133,6 +137,9 @@ impl Cli {
         }
         if let Some(v) = self.speed {
             c.speed = v.is_finite().then_some(v);
+        }
+        if let Some(v) = self.max_gap {
+            c.max_gap_s = v;
         }
         if self.duration.is_some() {
             c.duration_s = self.duration;

@@ -48,6 +48,7 @@
 pub mod cli;
 pub mod instruments;
 pub mod lobster;
+pub mod partial;
 pub mod publish;
 pub mod run;
 pub mod source;

@@ -16,6 +16,7 @@ use shm_layout::{namespace_dir, ProcessState, SegmentError, StalePolicy};
 
 use crate::instruments::{InstrumentsFileError, Registry};
 use crate::lobster::{LobsterError, LobsterOptions, LobsterSource};
+use crate::partial::Partials;
 use crate::publish::{PublishStats, Publisher, PublisherOptions};
 use crate::source::{Batched, Rejects, Source, SourceEvent};
 use crate::synthetic::{SyntheticConfig, SyntheticSource};
@@ -93,6 +94,11 @@ pub struct Config {
     pub stats_interval_s: f64,
     /// After the source ends, keep the process (and its heartbeat) alive until SIGINT/SIGTERM.
     pub hold: bool,
+    /// Paced replay: longest wait for the next event, in wall-clock seconds. A longer gap in
+    /// the recording (a day between two rows at `--speed 1`) is skipped: the next event is
+    /// published at once and the pacing clock continues from it; each skip is counted and
+    /// warned about on stderr (off the publish path). Default 60 s; must be > 0.
+    pub max_gap_s: f64,
 }
 
 impl Default for Config {
@@ -112,6 +118,7 @@ impl Default for Config {
             ring_capacity: 1 << 18,
             stats_interval_s: 5.0,
             hold: false,
+            max_gap_s: 60.0,
         }
     }
 }
@@ -155,6 +162,12 @@ impl Config {
             return bad(format!(
                 "synthetic rate {} must be > 0 (or max)",
                 self.synthetic.rate
+            ));
+        }
+        if !(self.max_gap_s.is_finite() && self.max_gap_s > 0.0) {
+            return bad(format!(
+                "max_gap_s {} must be a finite number of seconds > 0",
+                self.max_gap_s
             ));
         }
         if self.namespace.is_empty() || self.namespace.contains('/') {
@@ -272,6 +285,12 @@ pub struct Summary {
     pub stats: PublishStats,
     /// Source rejects by reason.
     pub rejects: Rejects,
+    /// Parts of used rows dropped or degraded, by reason ([`Source::partials`]).
+    pub partials: Partials,
+    /// Underlying renames (`SYN.X -> X`), each once: `old -> new`.
+    pub renames: Vec<String>,
+    /// Paced replay: gaps longer than `max_gap_s` skipped, and the longest, source ns.
+    pub gaps_skipped: (u64, u64),
     /// Input rows (or synthetic events) read.
     pub rows: u64,
     /// Wall seconds of the publish loop.
@@ -291,7 +310,8 @@ impl std::fmt::Display for Summary {
         write!(
             f,
             "feed-handler: stopped ({}); published {} events (quote {}, option_mark {}, underlying_price {}, trade {}) \
-             from {} rows in {:.3} s ({:.0} events/s) into {}; rejected {} ({}); refused at publish {}; max lag {:.1} us",
+             from {} rows in {:.3} s ({:.0} events/s) into {}; rows used {} ({} in part: {}); rejected {} ({}); \
+             renames {} [{}]; gaps skipped {} (longest {:.0} s); refused at publish {}; max lag {:.1} us",
             self.stopped_by,
             s.published,
             s.by_kind[1],
@@ -302,8 +322,15 @@ impl std::fmt::Display for Summary {
             self.elapsed_s,
             rate,
             self.dir.display(),
+            self.rows.saturating_sub(self.rejects.total()),
+            self.partials.rows(),
+            self.partials,
             self.rejects.total(),
             self.rejects,
+            self.renames.len(),
+            self.renames.join(", "),
+            self.gaps_skipped.0,
+            self.gaps_skipped.1 as f64 * 1e-9,
             s.refused,
             self.max_lag_ns as f64 / 1e3
         )
@@ -330,7 +357,7 @@ pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
         eprintln!("feed-handler: warning: {pinned}");
     }
     publ.set_state(ProcessState::Running);
-    let summary = match &mut src {
+    let mut summary = match &mut src {
         AnySource::Synthetic(s) => publish_loop(cfg, s, &mut publ, stop, &dir),
         // File sources deliver snapshots as rows sharing a timestamp: marked as batches so
         // the hedger decides on whole snapshots (the synthetic market stamps every event
@@ -338,6 +365,13 @@ pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
         AnySource::Tardis(s) => publish_loop(cfg, &mut Batched::new(s), &mut publ, stop, &dir),
         AnySource::Lobster(s) => publish_loop(cfg, &mut Batched::new(s), &mut publ, stop, &dir),
     };
+    if let AnySource::Tardis(s) = &src {
+        summary.renames = s
+            .renames()
+            .into_iter()
+            .map(|(old, new, _)| format!("{old} -> {new}"))
+            .collect();
+    }
     publ.set_state(ProcessState::Stopping);
     publ.flush_counters(&summary.rejects, summary.rows, 0.0, 0.0);
     publ.set_state(ProcessState::Stopped);
@@ -378,7 +412,25 @@ pub fn publish_loop<S: Source + ?Sized>(
     let mut last_flush = start;
     let mut last_stats = (start, 0u64);
     let mut stopped_by = "end of source";
-    let mut housekeeping = |publ: &Publisher, src: &S, now: u64, n: u64, lag: u64| {
+    let max_gap_ns = (cfg.max_gap_s * 1e9) as u64;
+    // Source time skipped in long gaps, source ns; (gaps skipped, longest gap source ns).
+    let (mut skipped_src_ns, mut gaps, mut prev_src) = (0u64, (0u64, 0u64), 0u64);
+    let mut gaps_warned = 0u64;
+    let mut housekeeping = |publ: &Publisher,
+                            src: &S,
+                            now: u64,
+                            n: u64,
+                            lag: u64,
+                            gaps: (u64, u64)| {
+        if gaps.0 != gaps_warned {
+            eprintln!(
+                "feed-handler: warning: {} gap(s) in the recording longer than max_gap_s {} s skipped so far (longest {:.0} s of source time)",
+                gaps.0,
+                cfg.max_gap_s,
+                gaps.1 as f64 * 1e-9
+            );
+            gaps_warned = gaps.0;
+        }
         let dt = now.saturating_sub(last_flush);
         if dt >= 1_000_000 {
             let rate =
@@ -410,7 +462,7 @@ pub fn publish_loop<S: Source + ?Sized>(
                     if now >= deadline {
                         break;
                     }
-                    housekeeping(publ, src, now, n, 0);
+                    housekeeping(publ, src, now, n, 0, gaps);
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 stopped_by = "end of source, then stop";
@@ -425,7 +477,14 @@ pub fn publish_loop<S: Source + ?Sized>(
         };
         if let Some(sp) = speed {
             let first = *first_src.get_or_insert(ev.source_ts_ns);
-            let offset = (ev.source_ts_ns.saturating_sub(first) as f64 / sp) as u64;
+            let gap = ev.source_ts_ns.saturating_sub(prev_src.max(first));
+            if (gap as f64 / sp) as u64 > max_gap_ns {
+                skipped_src_ns += gap;
+                gaps = (gaps.0 + 1, gaps.1.max(gap));
+            }
+            prev_src = ev.source_ts_ns;
+            let since = ev.source_ts_ns.saturating_sub(first);
+            let offset = (since.saturating_sub(skipped_src_ns) as f64 / sp) as u64;
             let target = start.saturating_add(offset);
             idler.reset();
             while now < target {
@@ -437,7 +496,7 @@ pub fn publish_loop<S: Source + ?Sized>(
                     stopped_by = "duration";
                     break 'outer;
                 }
-                housekeeping(publ, src, now, n, 0);
+                housekeeping(publ, src, now, n, 0, gaps);
                 idler.idle_at_most(target - now);
                 now = now_ns();
             }
@@ -451,7 +510,7 @@ pub fn publish_loop<S: Source + ?Sized>(
                 stopped_by = "duration";
                 break;
             }
-            housekeeping(publ, src, now, n, lag);
+            housekeeping(publ, src, now, n, lag, gaps);
         }
         if stop.load(Ordering::Relaxed) {
             stopped_by = "signal";
@@ -462,6 +521,9 @@ pub fn publish_loop<S: Source + ?Sized>(
     Summary {
         stats: publ.stats(),
         rejects: src.rejects(),
+        partials: src.partials(),
+        renames: Vec::new(),
+        gaps_skipped: gaps,
         rows: src.rows_read(),
         elapsed_s: end.saturating_sub(start) as f64 * 1e-9,
         max_lag_ns: max_lag,

@@ -96,11 +96,14 @@ pub enum RejectReason {
     OneSided = 8,
     /// The event failed `MarketEvent::is_valid` for another reason (e.g. a zero implied vol).
     InvalidEvent = 9,
+    /// A timestamp is outside the supported range (before 2000 or from 2100 on, in the
+    /// source's unit), e.g. a 19-digit microsecond value whose nanoseconds would not fit.
+    TimestampRange = 10,
 }
 
 impl RejectReason {
     /// Every reason, in counter order.
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::Malformed,
         RejectReason::ColumnCount,
         RejectReason::NonFinite,
@@ -111,6 +114,7 @@ impl RejectReason {
         RejectReason::TimeBackwards,
         RejectReason::OneSided,
         RejectReason::InvalidEvent,
+        RejectReason::TimestampRange,
     ];
 
     /// Snake-case name (counter labels, summaries).
@@ -126,6 +130,7 @@ impl RejectReason {
             RejectReason::TimeBackwards => "time_backwards",
             RejectReason::OneSided => "one_sided",
             RejectReason::InvalidEvent => "invalid_event",
+            RejectReason::TimestampRange => "timestamp_range",
         }
     }
 }
@@ -196,6 +201,11 @@ pub trait Source {
     fn next(&mut self, out: &mut SourceEvent) -> bool;
     /// Rows or events skipped so far, by reason.
     fn rejects(&self) -> Rejects;
+    /// Parts of used rows dropped or degraded so far, by reason, and how many rows were used
+    /// only in part (sources whose rows are all-or-nothing keep the default: none).
+    fn partials(&self) -> crate::partial::Partials {
+        crate::partial::Partials::default()
+    }
     /// Input rows read so far (for rate reporting; synthetic sources report events).
     fn rows_read(&self) -> u64;
 }
@@ -209,6 +219,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
     }
     fn rejects(&self) -> Rejects {
         (**self).rejects()
+    }
+    fn partials(&self) -> crate::partial::Partials {
+        (**self).partials()
     }
     fn rows_read(&self) -> u64 {
         (**self).rows_read()

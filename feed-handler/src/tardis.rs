@@ -1,15 +1,35 @@
-//! Tardis.dev CSV replay: `options_chain`, `quotes`, `book_snapshot_N` and
-//! `incremental_book_L2`, plain or gzip, several files merged in timestamp order.
+//! Tardis.dev CSV replay: `options_chain`, `quotes`, `book_snapshot_N`, `incremental_book_L2`
+//! and `derivative_ticker`, plain or gzip, several files merged in timestamp order.
 //!
 //! The layout of each file is recognised from its header. Rows are ordered and paced by
 //! `local_timestamp` (when Tardis saw the message: the replay clock, as Tardis recommends);
 //! `timestamp` becomes the event's `exch_ts_ns`. Both are microseconds since the epoch.
 //!
+//! Timestamps must lie in [2000-01-01, 2100-01-01) (microseconds); others are rejected as
+//! [`RejectReason::TimestampRange`], and the conversion to nanoseconds is checked, so a
+//! 19-digit value can neither wrap nor poison the time order of the rows after it.
+//!
 //! What each row becomes:
-//! - `options_chain`: an `UnderlyingPrice` for the row's `underlying_index` (Deribit's per-expiry
-//!   forward `SYN.BTC-22MAY20`, or the future itself), then an `OptionMark`
-//!   (`mark_price`, `mark_iv / 100`, `underlying_price`), then a `Quote` when both `bid_price`
-//!   and `ask_price` are positive (Deribit writes 0 for an empty side).
+//! - `options_chain`: a row is taken apart and each valid part published, each invalid part
+//!   counted by [`PartialReason`] (see [`crate::partial`]): an `UnderlyingPrice` for the row's
+//!   `underlying_index` (Deribit's per-expiry forward `SYN.BTC-22MAY20`, or the future itself)
+//!   when `underlying_price` is valid; an `OptionMark` (`mark_price`, `mark_iv / 100`,
+//!   `underlying_price`) when all three are; a `Quote` when both `bid_price` and `ask_price` are
+//!   positive and bid < ask (Deribit writes 0 or nothing for an empty side). A quote whose
+//!   `bid_amount`/`ask_amount` are empty (or invalid) is published with sizes 0 and
+//!   `MarketEvent::FLAG_SIZE_UNKNOWN`. The row is rejected only when none of these parts is valid.
+//!   Exchange greeks do not travel in market events (static risk reads them from the file); an
+//!   unparsable one is counted.
+//! - Renames: an option's forward is the first underlying its rows name (`SYN.BTC-16JAN26`). When
+//!   a later row names another underlying of the same expiry (`BTC-16JAN26`, once the future
+//!   lists), its price is published for both, so the expiry's forward continues from the new
+//!   underlying's first valid price; each switch is counted once and listed by
+//!   [`TardisSource::renames`] (the feed handler prints it at the end, off the hot path).
+//! - `derivative_ticker` (perpetuals and futures): one `UnderlyingPrice` for the instrument with
+//!   `v = [mark_price (or last_price, flagged FLAG_LAST_PRICE, when there is no mark),
+//!   funding_rate (fraction per 8 h, FLAG_FUNDING when present), index_price (0: absent),
+//!   open_interest (0: absent)]`, and a `Quote` when optional `bid_price`/`ask_price` columns are
+//!   filled (size-unknown unless `bid_amount`/`ask_amount` are).
 //! - `quotes`: a `Quote`.
 //! - `book_snapshot_N`: a `Quote` plus up to 8 depth levels per side.
 //! - `incremental_book_L2`: updates a book per instrument; a `Quote` with depth after each batch
@@ -20,8 +40,8 @@
 //! (divided by the contract multiplier, 10 USD for BTC) so that every quantity the feed publishes
 //! is in contracts.
 //!
-//! Rows that are wrong are skipped and counted ([`RejectReason`]); a row yields either all its
-//! events or none.
+//! Rows that are wrong are skipped and counted ([`RejectReason`]); other layouts' rows yield
+//! either all their events or none.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -31,6 +51,7 @@ use csv::ByteRecord;
 use shm_layout::{InstrumentKind, MarketEvent, Settlement, DEPTH_LEVELS};
 
 use crate::instruments::Registry;
+use crate::partial::{PartialReason, Partials};
 use crate::source::{check, Depth, RejectReason, Rejects, Source, SourceEvent};
 
 /// Opening a Tardis file failed. Row-level problems are never errors (they are rejects).
@@ -65,6 +86,8 @@ pub enum Layout {
     BookSnapshot(usize),
     /// `incremental_book_L2`.
     IncrementalL2,
+    /// `derivative_ticker` (perpetuals and futures: mark, index, last, funding, open interest).
+    DerivativeTicker,
 }
 
 /// Opens a file as buffered bytes, decompressing gzip (recognised by its magic bytes).
@@ -114,6 +137,16 @@ struct Cols {
     mark_iv: usize,
     underlying_index: usize,
     underlying_price: usize,
+    // options_chain exchange greeks present in the header
+    greeks: Vec<usize>,
+    // derivative_ticker (None: no such column)
+    funding_rate: usize,
+    open_interest: Option<usize>,
+    last_price: Option<usize>,
+    index_price: Option<usize>,
+    ticker_mark: Option<usize>,
+    ticker_bid: Option<(usize, Option<usize>)>,
+    ticker_ask: Option<(usize, Option<usize>)>,
     // incremental
     is_snapshot: usize,
     side: usize,
@@ -152,7 +185,26 @@ fn detect(header: &ByteRecord, path: &Path) -> Result<(Layout, Cols), TardisErro
         c.mark_iv = need("mark_iv")?;
         c.underlying_index = need("underlying_index")?;
         c.underlying_price = need("underlying_price")?;
+        c.greeks = ["delta", "gamma", "vega", "theta", "rho"]
+            .iter()
+            .filter_map(|g| pos(g))
+            .collect();
         return Ok((Layout::OptionsChain, c));
+    }
+    if pos("funding_rate").is_some() {
+        c.funding_rate = need("funding_rate")?;
+        c.open_interest = pos("open_interest");
+        c.last_price = pos("last_price");
+        c.index_price = pos("index_price");
+        c.ticker_mark = pos("mark_price");
+        c.ticker_bid = pos("bid_price").map(|p| (p, pos("bid_amount")));
+        c.ticker_ask = pos("ask_price").map(|p| (p, pos("ask_amount")));
+        if c.ticker_mark.is_none() && c.last_price.is_none() {
+            return Err(bad(
+                "derivative_ticker header has neither `mark_price` nor `last_price`".into(),
+            ));
+        }
+        return Ok((Layout::DerivativeTicker, c));
     }
     if pos("is_snapshot").is_some() {
         c.is_snapshot = need("is_snapshot")?;
@@ -184,15 +236,16 @@ fn detect(header: &ByteRecord, path: &Path) -> Result<(Layout, Cols), TardisErro
         return Ok((Layout::Quotes, c));
     }
     Err(bad(format!(
-        "header is not a known Tardis layout (options_chain, quotes, book_snapshot_N, incremental_book_L2): {}",
+        "header is not a known Tardis layout (options_chain, quotes, book_snapshot_N, incremental_book_L2, derivative_ticker): {}",
         names.join(",")
     )))
 }
 
-/// Parses an unsigned decimal integer (timestamps); `None` if empty or not all digits.
+/// Parses an unsigned decimal integer (timestamps); `None` if empty, not all digits, or over
+/// `u64::MAX` (checked: never wraps).
 #[inline]
 pub(crate) fn parse_u64(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 19 {
+    if b.is_empty() || b.len() > 20 {
         return None;
     }
     let mut v: u64 = 0;
@@ -200,9 +253,30 @@ pub(crate) fn parse_u64(b: &[u8]) -> Option<u64> {
         if !c.is_ascii_digit() {
             return None;
         }
-        v = v * 10 + u64::from(c - b'0');
+        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
     }
     Some(v)
+}
+
+/// First accepted Tardis timestamp: 2000-01-01T00:00:00Z in microseconds since the epoch.
+pub const MIN_TS_US: u64 = 946_684_800_000_000;
+/// First rejected Tardis timestamp: 2100-01-01T00:00:00Z in microseconds since the epoch.
+pub const MAX_TS_US: u64 = 4_102_444_800_000_000;
+
+/// A Tardis timestamp (microseconds since the epoch) as nanoseconds since the epoch:
+/// [`RejectReason::Malformed`] if it does not parse, [`RejectReason::TimestampRange`] outside
+/// [`MIN_TS_US`]..[`MAX_TS_US`] (which also keeps the x1000 far from overflow).
+#[inline]
+pub(crate) fn ts_us_to_ns(b: &[u8]) -> Result<u64, RejectReason> {
+    let us = parse_u64(b).ok_or(if !b.is_empty() && b.iter().all(u8::is_ascii_digit) {
+        RejectReason::TimestampRange
+    } else {
+        RejectReason::Malformed
+    })?;
+    if !(MIN_TS_US..MAX_TS_US).contains(&us) {
+        return Err(RejectReason::TimestampRange);
+    }
+    us.checked_mul(1000).ok_or(RejectReason::TimestampRange)
 }
 
 /// Parses a float field: `Ok(None)` when empty, `Err(Malformed)` when unparsable. NaN and
@@ -332,6 +406,9 @@ struct FileReader {
     batch: Option<(u32, u64, u64, f64)>,
     books: Vec<Book>,
     rows: u64,
+    partials: Partials,
+    /// `(old forward id, new underlying id, first exch ts ns)` per rename seen, in order.
+    renames: Vec<(u32, u32, u64)>,
 }
 
 impl FileReader {
@@ -365,6 +442,8 @@ impl FileReader {
             batch: None,
             books: Vec::new(),
             rows: 0,
+            partials: Partials::default(),
+            renames: Vec::with_capacity(64),
         })
     }
 
@@ -406,8 +485,8 @@ impl FileReader {
         if r.len() != c.n {
             return Err(RejectReason::ColumnCount);
         }
-        let exch_ts = parse_u64(&r[c.timestamp]).ok_or(RejectReason::Malformed)? * 1000;
-        let local_ts = parse_u64(&r[c.local_timestamp]).ok_or(RejectReason::Malformed)? * 1000;
+        let exch_ts = ts_us_to_ns(&r[c.timestamp])?;
+        let local_ts = ts_us_to_ns(&r[c.local_timestamp])?;
         if local_ts < self.last_local_ts {
             return Err(RejectReason::TimeBackwards);
         }
@@ -417,43 +496,8 @@ impl FileReader {
             ..SourceEvent::default()
         };
         match self.layout {
-            Layout::OptionsChain => {
-                let fwd = Self::resolve(reg, &r[c.underlying_index])?;
-                let under_px = price(&r[c.underlying_price])?;
-                let mark_px = match parse_f64(&r[c.mark_price])? {
-                    None => return Err(RejectReason::Malformed),
-                    Some(v) => v,
-                };
-                let iv_pct = parse_f64(&r[c.mark_iv])?.ok_or(RejectReason::Malformed)?;
-                let bid = optional_price(&r[c.bid_price])?;
-                let ask = optional_price(&r[c.ask_price])?;
-                let mut rj = Rejects::default();
-                let u = MarketEvent::underlying_price(fwd, exch_ts, 0, under_px);
-                let m = MarketEvent::option_mark(id, exch_ts, 0, mark_px, iv_pct / 100.0, under_px);
-                if !check(&m, &mut rj) {
-                    return Err(rj.nonzero()[0].0);
-                }
-                let q = match (bid, ask) {
-                    (Some(b), Some(a)) => {
-                        let bq = qty(&r[c.bid_amount])?;
-                        let aq = qty(&r[c.ask_amount])?;
-                        let q = MarketEvent::quote(id, exch_ts, 0, b, bq, a, aq);
-                        if !check(&q, &mut rj) {
-                            return Err(rj.nonzero()[0].0);
-                        }
-                        Some(q)
-                    }
-                    _ => None,
-                };
-                ev.event = u;
-                self.push(ev);
-                ev.event = m;
-                self.push(ev);
-                if let Some(q) = q {
-                    ev.event = q;
-                    self.push(ev);
-                }
-            }
+            Layout::OptionsChain => self.options_row(reg, id, exch_ts, ev)?,
+            Layout::DerivativeTicker => self.ticker_row(reg, id, exch_ts, ev)?,
             Layout::Quotes => {
                 let scale = Self::qty_scale(reg, id, &r[c.exchange]);
                 let b = side_price(&r[c.bid_price])?;
@@ -584,6 +628,270 @@ impl FileReader {
     }
 }
 
+/// A field that must be a finite number, > 0 (or >= 0 with `zero_ok`); `Ok(None)` when empty.
+#[inline]
+fn field(b: &[u8], zero_ok: bool) -> Result<Option<f64>, RejectReason> {
+    match parse_f64(b)? {
+        None => Ok(None),
+        Some(v) if !v.is_finite() => Err(RejectReason::NonFinite),
+        Some(v) if v < 0.0 || (!zero_ok && v == 0.0) => Err(RejectReason::NegativePrice),
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+/// The quote part of a row: `Some(quote)` when both sides are priced and bid < ask, with the
+/// sizes (x `scale`) when both are given and valid, else sizes 0 and
+/// [`MarketEvent::FLAG_SIZE_UNKNOWN`]. Every dropped or degraded part is counted in `part`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn quote_part(
+    id: u32,
+    exch_ts: u64,
+    (bid, bid_amt): (&[u8], Option<&[u8]>),
+    (ask, ask_amt): (&[u8], Option<&[u8]>),
+    scale: f64,
+    part: &mut Partials,
+) -> Option<MarketEvent> {
+    let (b, a) = match (optional_price(bid), optional_price(ask)) {
+        (Ok(Some(b)), Ok(Some(a))) => (b, a),
+        (Err(_), _) | (_, Err(_)) => {
+            part.add(PartialReason::QuotePriceInvalid);
+            return None;
+        }
+        _ => {
+            part.add(PartialReason::QuoteOneSided);
+            return None;
+        }
+    };
+    if b >= a {
+        part.add(PartialReason::QuoteCrossed);
+        return None;
+    }
+    let size = |x: Option<&[u8]>| x.map_or(Ok(None), |x| field(x, true));
+    let mut q = match (size(bid_amt), size(ask_amt)) {
+        (Ok(Some(bq)), Ok(Some(aq))) => {
+            return Some(MarketEvent::quote(
+                id,
+                exch_ts,
+                0,
+                b,
+                bq * scale,
+                a,
+                aq * scale,
+            ))
+        }
+        (Err(_), _) | (_, Err(_)) => {
+            part.add(PartialReason::QuoteSizeInvalid);
+            MarketEvent::quote(id, exch_ts, 0, b, 0.0, a, 0.0)
+        }
+        _ => MarketEvent::quote(id, exch_ts, 0, b, 0.0, a, 0.0),
+    };
+    part.add(PartialReason::QuoteSizeUnknown);
+    q.flags |= MarketEvent::FLAG_SIZE_UNKNOWN;
+    Some(q)
+}
+
+impl FileReader {
+    /// Counts the row's dropped parts (when it was used at all).
+    #[inline]
+    fn commit_partials(&mut self, mut part: Partials) {
+        if part.total() > 0 {
+            part.add_row();
+            self.partials.merge(&part);
+        }
+    }
+
+    /// The mark part of an options_chain row (needs a valid underlying price `under`).
+    #[inline]
+    fn mark_part(
+        &self,
+        id: u32,
+        exch_ts: u64,
+        under: Option<f64>,
+        part: &mut Partials,
+    ) -> Option<MarketEvent> {
+        let (r, c) = (&self.record, &self.cols);
+        let (mp, iv) = match (field(&r[c.mark_price], true), field(&r[c.mark_iv], false)) {
+            (Ok(Some(mp)), Ok(Some(iv))) => (mp, iv),
+            (Err(_), _) | (_, Err(_)) => {
+                part.add(PartialReason::MarkInvalid);
+                return None;
+            }
+            _ => {
+                part.add(PartialReason::MarkMissing);
+                return None;
+            }
+        };
+        let m = MarketEvent::option_mark(id, exch_ts, 0, mp, iv / 100.0, under?);
+        if m.is_valid() {
+            Some(m)
+        } else {
+            part.add(PartialReason::MarkInvalid);
+            None
+        }
+    }
+
+    /// An options_chain row: each valid part published, each invalid one counted; rejected only
+    /// when no part is valid.
+    fn options_row(
+        &mut self,
+        reg: &Registry,
+        id: u32,
+        exch_ts: u64,
+        mut ev: SourceEvent,
+    ) -> Result<(), RejectReason> {
+        let fwd = Self::resolve(reg, &self.record[self.cols.underlying_index])?;
+        let mut part = Partials::default();
+        let under = match field(&self.record[self.cols.underlying_price], false) {
+            Ok(Some(u)) => Ok(u),
+            Ok(None) => {
+                part.add(PartialReason::UnderlyingMissing);
+                Err(RejectReason::Malformed)
+            }
+            Err(e) => {
+                part.add(PartialReason::UnderlyingInvalid);
+                Err(e)
+            }
+        };
+        let mark = self.mark_part(id, exch_ts, under.ok(), &mut part);
+        let (r, c) = (&self.record, &self.cols);
+        let quote = quote_part(
+            id,
+            exch_ts,
+            (&r[c.bid_price], Some(&r[c.bid_amount])),
+            (&r[c.ask_price], Some(&r[c.ask_amount])),
+            1.0,
+            &mut part,
+        );
+        for &g in &c.greeks {
+            if !matches!(parse_f64(&r[g]), Ok(None))
+                && !matches!(parse_f64(&r[g]), Ok(Some(v)) if v.is_finite())
+            {
+                part.add(PartialReason::GreekInvalid);
+            }
+        }
+        let under = match (under, quote) {
+            (Err(e), None) => return Err(e),
+            (u, _) => u.ok(),
+        };
+        if let Some(u) = under {
+            ev.event = MarketEvent::underlying_price(fwd, exch_ts, 0, u);
+            self.push(ev);
+            if let Some(f) = self.renamed_forward(reg, id, fwd, exch_ts) {
+                ev.event = MarketEvent::underlying_price(f, exch_ts, 0, u);
+                self.push(ev);
+            }
+        }
+        for e in [mark, quote].into_iter().flatten() {
+            ev.event = e;
+            self.push(ev);
+        }
+        self.commit_partials(part);
+        Ok(())
+    }
+
+    /// The option's registered forward when this row names another underlying of the same
+    /// expiry (a rename such as `SYN.BTC-16JAN26` -> `BTC-16JAN26`); records the first sight.
+    #[inline]
+    fn renamed_forward(
+        &mut self,
+        reg: &Registry,
+        id: u32,
+        under: u32,
+        exch_ts: u64,
+    ) -> Option<u32> {
+        let opt = reg.get(id)?;
+        let f = opt.forward_id;
+        if f == under || f == shm_layout::NO_FORWARD {
+            return None;
+        }
+        let fdef = reg.get(f)?;
+        if fdef.expiry_ns == 0 || fdef.expiry_ns != opt.expiry_ns {
+            return None;
+        }
+        if !self.renames.iter().any(|&(o, n, _)| o == f && n == under) {
+            self.renames.push((f, under, exch_ts));
+        }
+        Some(f)
+    }
+
+    /// A derivative_ticker row: one underlying price (mark, else last) carrying funding, index
+    /// and open interest, plus a quote when bid/ask columns are filled.
+    fn ticker_row(
+        &mut self,
+        reg: &Registry,
+        id: u32,
+        exch_ts: u64,
+        mut ev: SourceEvent,
+    ) -> Result<(), RejectReason> {
+        let (r, c) = (&self.record, &self.cols);
+        let scale = Self::qty_scale(reg, id, &r[c.exchange]);
+        let mut part = Partials::default();
+        let opt = |i: Option<usize>, zero_ok: bool, part: &mut Partials| match i
+            .map(|i| field(&r[i], zero_ok))
+        {
+            Some(Ok(v)) => v,
+            None => None,
+            Some(Err(_)) => {
+                part.add(PartialReason::TickerFieldInvalid);
+                None
+            }
+        };
+        let mark = opt(c.ticker_mark, false, &mut part);
+        let last = opt(c.last_price, false, &mut part);
+        let index = opt(c.index_price, false, &mut part).unwrap_or(0.0);
+        let oi = opt(c.open_interest, true, &mut part).unwrap_or(0.0) * scale;
+        let mut price = match (mark, last) {
+            (Some(m), l) => {
+                if l.is_some() {
+                    part.add(PartialReason::TickerLastUnused);
+                }
+                Some(MarketEvent::underlying_price(id, exch_ts, 0, m))
+            }
+            (None, Some(l)) => {
+                let mut e = MarketEvent::underlying_price(id, exch_ts, 0, l);
+                e.flags |= MarketEvent::FLAG_LAST_PRICE;
+                Some(e)
+            }
+            (None, None) => None,
+        };
+        if let Some(e) = price.as_mut() {
+            e.v[2] = index;
+            e.v[3] = oi;
+            match parse_f64(&r[c.funding_rate]) {
+                Ok(None) => {}
+                Ok(Some(f)) if f.is_finite() && f.abs() < 1.0 => {
+                    e.v[1] = f;
+                    e.flags |= MarketEvent::FLAG_FUNDING;
+                }
+                _ => part.add(PartialReason::TickerFieldInvalid),
+            }
+        }
+        let quote = match (c.ticker_bid, c.ticker_ask) {
+            (Some((bp, ba)), Some((ap, aa))) if !(r[bp].is_empty() && r[ap].is_empty()) => {
+                quote_part(
+                    id,
+                    exch_ts,
+                    (&r[bp], ba.map(|i| &r[i])),
+                    (&r[ap], aa.map(|i| &r[i])),
+                    scale,
+                    &mut part,
+                )
+            }
+            _ => None,
+        };
+        if price.is_none() && quote.is_none() {
+            return Err(RejectReason::Malformed);
+        }
+        for e in [price, quote].into_iter().flatten() {
+            ev.event = e;
+            self.push(ev);
+        }
+        self.commit_partials(part);
+        Ok(())
+    }
+}
+
 /// A quote side's price: empty means the side is missing ([`RejectReason::OneSided`]).
 #[inline]
 fn side_price(b: &[u8]) -> Result<f64, RejectReason> {
@@ -604,7 +912,7 @@ impl FileReader {
                 let r = &self.record;
                 let c = &self.cols;
                 let same = r.len() == c.n
-                    && parse_u64(&r[c.local_timestamp]).map(|t| t * 1000) == Some(bts)
+                    && ts_us_to_ns(&r[c.local_timestamp]).ok() == Some(bts)
                     && reg.id(&r[c.symbol]) == Some(bid_id);
                 if !same {
                     self.flush_batch(rejects);
@@ -693,7 +1001,12 @@ pub fn scan_instruments(paths: &[PathBuf], reg: &mut Registry) -> Result<(), Tar
             if layout == Layout::OptionsChain {
                 if let Ok(u) = std::str::from_utf8(fields[2]) {
                     if let Ok(fwd) = reg.resolve(ex, u) {
-                        if reg.get(id).and_then(|d| d.kind().ok()) == Some(InstrumentKind::Option) {
+                        // The first underlying named is the option's forward; a later one
+                        // of the same expiry is a rename (see the module docs).
+                        if reg.get(id).is_some_and(|d| {
+                            d.kind() == Ok(InstrumentKind::Option)
+                                && d.forward_id == shm_layout::NO_FORWARD
+                        }) {
                             reg.set_forward(id, fwd);
                         }
                     }
@@ -740,6 +1053,26 @@ impl TardisSource {
             registry,
             rejects: Rejects::default(),
         })
+    }
+
+    /// Underlying renames seen so far, each once, in the order first seen:
+    /// `(old forward symbol, new underlying symbol, exchange time of the first row, ns)`.
+    pub fn renames(&self) -> Vec<(String, String, u64)> {
+        let name = |id: u32| {
+            self.registry
+                .get(id)
+                .map_or_else(|| format!("#{id}"), |d| d.symbol().to_string())
+        };
+        let mut out: Vec<(String, String, u64)> = Vec::new();
+        for f in &self.files {
+            for &(o, n, ts) in &f.renames {
+                let (o, n) = (name(o), name(n));
+                if !out.iter().any(|(a, b, _)| *a == o && *b == n) {
+                    out.push((o, n, ts));
+                }
+            }
+        }
+        out
     }
 
     /// Layout of each file, in the order given.
@@ -800,6 +1133,14 @@ impl Source for TardisSource {
 
     fn rejects(&self) -> Rejects {
         self.rejects
+    }
+
+    fn partials(&self) -> Partials {
+        let mut p = Partials::default();
+        for f in &self.files {
+            p.merge(&f.partials);
+        }
+        p
     }
 
     fn rows_read(&self) -> u64 {

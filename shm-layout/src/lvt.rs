@@ -390,6 +390,10 @@ mod real {
             let w3 = unsafe { mem.u64_at(off + 8 + 8 * word::ID_VALID) }.load(Ordering::Relaxed);
             let [_, mut valid]: [u32; 2] = bytemuck::cast(w3);
             let kind = e.kind();
+            valid = match kind {
+                Ok(MarketEventKind::Quote) => LastValue::valid_after_quote(valid, e.flags),
+                _ => valid,
+            };
             valid |= match kind {
                 Ok(MarketEventKind::Quote) => LastValue::HAS_QUOTE,
                 Ok(MarketEventKind::OptionMark) => LastValue::HAS_MARK,

@@ -267,7 +267,9 @@ pub struct MarketEvent {
     /// Trade aggressor [`Side`] as u8 (0 when not a trade).
     pub side: u8,
     /// Bit flags: [`MarketEvent::FLAG_STRESS`] (synthetic stress episode),
-    /// [`MarketEvent::FLAG_BATCH_MORE`] (more events of the same snapshot follow).
+    /// [`MarketEvent::FLAG_BATCH_MORE`] (more events of the same snapshot follow),
+    /// [`MarketEvent::FLAG_SIZE_UNKNOWN`] (quote sizes unknown), [`MarketEvent::FLAG_FUNDING`]
+    /// and [`MarketEvent::FLAG_LAST_PRICE`] (derivative_ticker prices).
     pub flags: u16,
     /// Payload; meaning depends on `kind`.
     pub v: [f64; 4],
@@ -284,6 +286,18 @@ impl MarketEvent {
     /// first event without it, so it never acts on a half-applied snapshot. The feed handler
     /// sets it live and the replay sees the same flags (`feed_handler::source::Batched`).
     pub const FLAG_BATCH_MORE: u16 = 2;
+    /// On a quote: the source gave prices without sizes (Deribit's book summary, Tardis
+    /// `options_chain` rows with empty `bid_amount`/`ask_amount`). `bid_qty`/`ask_qty` are 0 and
+    /// mean "unknown", not "empty": a consumer must not read it as liquidity of any depth (the
+    /// simulator fills it only up to a configured default size; the cost model prices the whole
+    /// trade through the spread). Mirrored in [`LastValue::QUOTE_SIZE_UNKNOWN`].
+    pub const FLAG_SIZE_UNKNOWN: u16 = 4;
+    /// On an underlying price from a `derivative_ticker` row: `v[1]` is a funding rate, a
+    /// fraction per 8 hours (0.0001 = 0.01% per 8 h), paid by longs to shorts when positive.
+    pub const FLAG_FUNDING: u16 = 8;
+    /// On an underlying price from a `derivative_ticker` row: `v[0]` is the last trade price
+    /// (the row had no mark price), not the venue's mark.
+    pub const FLAG_LAST_PRICE: u16 = 16;
 
     fn base(instrument_id: u32, kind: MarketEventKind, exch_ts_ns: u64, recv_ts_ns: u64) -> Self {
         MarketEvent {
@@ -394,10 +408,26 @@ impl MarketEvent {
             .then_some((self.v[0], self.v[1], self.v[2]))
     }
 
-    /// Price of an index/forward update.
+    /// Price of an index/forward update (`v[0]`; the ticker fields are in
+    /// [`MarketEvent::as_ticker`]).
     #[inline]
     pub fn as_underlying_price(&self) -> Option<f64> {
         (self.kind == MarketEventKind::UnderlyingPrice as u8).then_some(self.v[0])
+    }
+
+    /// `(funding_rate_per_8h, index_px, open_interest)` of an underlying price that came from a
+    /// `derivative_ticker` row: the funding rate only with [`MarketEvent::FLAG_FUNDING`], the
+    /// index price and open interest (contracts) only when non-zero.
+    #[inline]
+    pub fn as_ticker(&self) -> Option<(Option<f64>, Option<f64>, Option<f64>)> {
+        (self.kind == MarketEventKind::UnderlyingPrice as u8).then(|| {
+            let nz = |x: f64| (x > 0.0).then_some(x);
+            (
+                (self.flags & Self::FLAG_FUNDING != 0).then_some(self.v[1]),
+                nz(self.v[2]),
+                nz(self.v[3]),
+            )
+        })
     }
 
     /// `(price, qty, aggressor)` of a trade.
@@ -422,7 +452,10 @@ impl MarketEvent {
                 let [m, iv, u, _] = self.v;
                 m.is_finite() && m >= 0.0 && iv.is_finite() && iv > 0.0 && ok_px(u)
             }
-            Ok(MarketEventKind::UnderlyingPrice) => ok_px(self.v[0]),
+            Ok(MarketEventKind::UnderlyingPrice) => {
+                let [p, funding, index, oi] = self.v;
+                ok_px(p) && funding.is_finite() && ok_qty(index) && ok_qty(oi)
+            }
             Ok(MarketEventKind::Trade) => ok_px(self.v[0]) && ok_qty(self.v[1]) && self.v[1] > 0.0,
             Err(_) => false,
         }
@@ -691,6 +724,27 @@ impl LastValue {
     pub const HAS_TRADE: u32 = 8;
     /// Depth (`*_depth`, `*_levels`) is set.
     pub const HAS_DEPTH: u32 = 16;
+    /// The top of book came from a quote with [`MarketEvent::FLAG_SIZE_UNKNOWN`]: `bid_qty` and
+    /// `ask_qty` are unknown, not zero. Set and cleared by every quote.
+    pub const QUOTE_SIZE_UNKNOWN: u32 = 32;
+
+    /// `valid` after a quote event: `HAS_QUOTE` set, `QUOTE_SIZE_UNKNOWN` as the quote says.
+    #[inline]
+    pub const fn valid_after_quote(valid: u32, flags: u16) -> u32 {
+        let v = (valid | Self::HAS_QUOTE) & !Self::QUOTE_SIZE_UNKNOWN;
+        if flags & MarketEvent::FLAG_SIZE_UNKNOWN != 0 {
+            v | Self::QUOTE_SIZE_UNKNOWN
+        } else {
+            v
+        }
+    }
+
+    /// Whether the top of book's sizes are known (a quote without
+    /// [`MarketEvent::FLAG_SIZE_UNKNOWN`]).
+    #[inline]
+    pub const fn quote_size_known(&self) -> bool {
+        self.valid & Self::QUOTE_SIZE_UNKNOWN == 0
+    }
 
     /// Applies a (valid) market event to this entry. Depth is not touched; the publisher
     /// sets it separately when its source has depth.
@@ -702,7 +756,7 @@ impl LastValue {
         match e.kind() {
             Ok(MarketEventKind::Quote) => {
                 [self.bid_px, self.bid_qty, self.ask_px, self.ask_qty] = e.v;
-                self.valid |= Self::HAS_QUOTE;
+                self.valid = Self::valid_after_quote(self.valid, e.flags);
             }
             Ok(MarketEventKind::OptionMark) => {
                 self.mark_px = e.v[0];

@@ -1,0 +1,168 @@
+//! Partial rows: rows that were used, but not whole.
+//!
+//! A recorded row carries several independent parts (an options_chain row: the underlying
+//! price, the mark with its implied vol, the bid, the ask, their sizes, the exchange's greeks).
+//! A source publishes every valid part of a row and counts each part it dropped or degraded
+//! here, by [`PartialReason`]; the row itself counts as rejected
+//! ([`crate::source::RejectReason`]) only when no part of it could be used or the row as a whole
+//! is unusable (wrong column count, bad timestamp, unknown symbol).
+
+/// Why a part of a used row was dropped or degraded. Every reason is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PartialReason {
+    /// A quote was published with a price and no size (empty `bid_amount`/`ask_amount`): it
+    /// carries `MarketEvent::FLAG_SIZE_UNKNOWN`.
+    QuoteSizeUnknown = 0,
+    /// A size was present but not a finite non-negative number: the quote was published as
+    /// size-unknown.
+    QuoteSizeInvalid = 1,
+    /// No quote: the bid or the ask is empty (or 0, Deribit's "no order").
+    QuoteOneSided = 2,
+    /// No quote: the bid is at or above the ask.
+    QuoteCrossed = 3,
+    /// No quote: a bid or ask price is unparsable, NaN, infinite or negative.
+    QuotePriceInvalid = 4,
+    /// No mark: `mark_price` or `mark_iv` is empty.
+    MarkMissing = 5,
+    /// No mark: `mark_price` or `mark_iv` is unparsable, non-finite, negative, or the vol zero.
+    MarkInvalid = 6,
+    /// No underlying price (and so no mark, which needs it): `underlying_price` is empty.
+    UnderlyingMissing = 7,
+    /// No underlying price (and so no mark): `underlying_price` is unparsable, non-finite or
+    /// not positive.
+    UnderlyingInvalid = 8,
+    /// An exchange greek (`delta`, `gamma`, `vega`, `theta`, `rho`) is present but unparsable
+    /// or non-finite (greeks do not travel in market events; static risk reads them).
+    GreekInvalid = 9,
+    /// A `derivative_ticker` field (index price, open interest, funding rate, last price) is
+    /// present but unparsable, non-finite or negative: the row was published without it.
+    TickerFieldInvalid = 10,
+    /// A `derivative_ticker` row had both a mark and a last price: the event carries the mark,
+    /// the last price is not published.
+    TickerLastUnused = 11,
+}
+
+impl PartialReason {
+    /// Every reason, in counter order.
+    pub const ALL: [PartialReason; 12] = [
+        PartialReason::QuoteSizeUnknown,
+        PartialReason::QuoteSizeInvalid,
+        PartialReason::QuoteOneSided,
+        PartialReason::QuoteCrossed,
+        PartialReason::QuotePriceInvalid,
+        PartialReason::MarkMissing,
+        PartialReason::MarkInvalid,
+        PartialReason::UnderlyingMissing,
+        PartialReason::UnderlyingInvalid,
+        PartialReason::GreekInvalid,
+        PartialReason::TickerFieldInvalid,
+        PartialReason::TickerLastUnused,
+    ];
+
+    /// Snake-case name (counter labels, summaries, JSON keys).
+    pub const fn name(self) -> &'static str {
+        match self {
+            PartialReason::QuoteSizeUnknown => "quote_size_unknown",
+            PartialReason::QuoteSizeInvalid => "quote_size_invalid",
+            PartialReason::QuoteOneSided => "quote_one_sided",
+            PartialReason::QuoteCrossed => "quote_crossed",
+            PartialReason::QuotePriceInvalid => "quote_price_invalid",
+            PartialReason::MarkMissing => "mark_missing",
+            PartialReason::MarkInvalid => "mark_invalid",
+            PartialReason::UnderlyingMissing => "underlying_missing",
+            PartialReason::UnderlyingInvalid => "underlying_invalid",
+            PartialReason::GreekInvalid => "greek_invalid",
+            PartialReason::TickerFieldInvalid => "ticker_field_invalid",
+            PartialReason::TickerLastUnused => "ticker_last_unused",
+        }
+    }
+}
+
+/// Counts of dropped or degraded parts by reason, and of rows used only in part (plain
+/// integers: a source is single-threaded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Partials {
+    counts: [u64; PartialReason::ALL.len()],
+    rows: u64,
+}
+
+impl Partials {
+    /// Counts one dropped or degraded part.
+    #[inline]
+    pub fn add(&mut self, r: PartialReason) {
+        self.counts[r as usize] += 1;
+    }
+    /// Counts one row that was used with at least one part dropped or degraded.
+    #[inline]
+    pub fn add_row(&mut self) {
+        self.rows += 1;
+    }
+    /// Count for one reason.
+    pub fn get(&self, r: PartialReason) -> u64 {
+        self.counts[r as usize]
+    }
+    /// Rows used in part (each counted once, however many of its parts were dropped).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+    /// Parts dropped or degraded, all reasons.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+    /// Adds another set of counts.
+    pub fn merge(&mut self, o: &Partials) {
+        for (a, b) in self.counts.iter_mut().zip(o.counts) {
+            *a += b;
+        }
+        self.rows += o.rows;
+    }
+    /// `(reason, count)` for every reason with a non-zero count.
+    pub fn nonzero(&self) -> Vec<(PartialReason, u64)> {
+        PartialReason::ALL
+            .iter()
+            .map(|&r| (r, self.get(r)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Partials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nz = self.nonzero();
+        if nz.is_empty() {
+            return write!(f, "none");
+        }
+        for (i, (r, n)) in nz.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{}={n}", r.name())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_counts_add_merge_and_name_every_reason() {
+        let mut a = Partials::default();
+        a.add(PartialReason::QuoteSizeUnknown);
+        a.add(PartialReason::QuoteSizeUnknown);
+        a.add_row();
+        let mut b = Partials::default();
+        b.add(PartialReason::GreekInvalid);
+        b.add_row();
+        a.merge(&b);
+        assert_eq!(a.get(PartialReason::QuoteSizeUnknown), 2);
+        assert_eq!(a.total(), 3);
+        assert_eq!(a.rows(), 2);
+        assert_eq!(a.to_string(), "quote_size_unknown=2, greek_invalid=1");
+        for (i, r) in PartialReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+}
