@@ -460,6 +460,18 @@ pub fn slippage_fraction(depth: &[[f64; 2]], touch_px: f64, qty: f64, mid: f64) 
     cost / qty / mid
 }
 
+/// Slippage (fraction of `mid`) charged when the touch's size is unknown: one full spread,
+/// `(ask - bid) / mid`, whatever the quantity, so a size-unknown quote never looks deeper than
+/// a one-level book whose next level is a spread away.
+#[inline]
+pub fn unknown_size_slippage(bid: f64, ask: f64, mid: f64) -> f64 {
+    if mid > 0.0 && ask > bid {
+        (ask - bid) / mid
+    } else {
+        0.0
+    }
+}
+
 /// Whalley-Wilmott half-width `(3/2 * exp(-r*tau) * lambda * S * Gamma^2 / gamma)^(1/3)`.
 #[inline]
 pub fn whalley_wilmott_band(
@@ -567,7 +579,12 @@ impl HedgePolicy {
         let mid = 0.5 * (bid + ask);
         let half_spread = 0.5 * (ask - bid) / mid;
         let qty = (trade_delta / self.instrument.delta_per_contract(mid)).abs();
-        let slippage = if book.valid & LastValue::HAS_DEPTH != 0 {
+        let slippage = if !book.quote_size_known() {
+            // Recorded prices without sizes (`LastValue::QUOTE_SIZE_UNKNOWN`): no depth may be
+            // assumed, so the whole trade is priced one full spread beyond the touch, as if the
+            // touch were empty and the next level a spread away ([`unknown_size_slippage`]).
+            unknown_size_slippage(bid, ask, mid)
+        } else if book.valid & LastValue::HAS_DEPTH != 0 {
             if trade_delta >= 0.0 {
                 let n = (book.ask_levels as usize).min(book.ask_depth.len());
                 slippage_fraction(&book.ask_depth[..n], ask, qty, mid)
@@ -839,6 +856,29 @@ mod tests {
             },
             linear(),
         )
+    }
+
+    #[test]
+    fn size_unknown_quote_costs_a_full_spread_and_never_looks_deep() {
+        let p = cost_aware();
+        let mut s = PolicyState::default();
+        for i in 0..200 {
+            let m = 10_000.0 + if i % 2 == 0 { 1.0 } else { -1.0 };
+            s.observe_book(&p.cfg, m - 0.5, m + 0.5);
+        }
+        // A known top of book without depth: no slippage charged.
+        let deep = book(9999.5, 10000.5);
+        let (_, l_deep) = p.band(&s, &risk(0.0, 0.002), &deep, -1.0);
+        // The same prices with unknown sizes (recorded without amounts).
+        let mut unknown = deep;
+        unknown.valid |= LastValue::QUOTE_SIZE_UNKNOWN;
+        let (_, l_unknown) = p.band(&s, &risk(0.0, 0.002), &unknown, -1.0);
+        let spread = 1.0 / 10_000.0;
+        assert!(
+            (l_unknown - l_deep - spread).abs() < 1e-9,
+            "{l_unknown} vs {l_deep}"
+        );
+        assert_eq!(unknown_size_slippage(9999.5, 10000.5, 10_000.0), spread);
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub enum PartialReason {
     MarkMissing = 5,
     /// No mark: `mark_price` or `mark_iv` is unparsable, non-finite, negative, or the vol zero.
     MarkInvalid = 6,
-    /// No underlying price (and so no mark, which needs it): `underlying_price` is empty.
+    /// No underlying price (and so no mark, which needs it: counted as `mark_no_underlying`
+    /// when its own fields were valid): `underlying_price` is empty.
     UnderlyingMissing = 7,
     /// No underlying price (and so no mark): `underlying_price` is unparsable, non-finite or
     /// not positive.
@@ -41,11 +42,14 @@ pub enum PartialReason {
     /// A `derivative_ticker` row had both a mark and a last price: the event carries the mark,
     /// the last price is not published.
     TickerLastUnused = 11,
+    /// No mark: its own fields were valid, but the row's underlying price (which the mark
+    /// carries) was not (that part is counted under `underlying_*`).
+    MarkNoUnderlying = 12,
 }
 
 impl PartialReason {
     /// Every reason, in counter order.
-    pub const ALL: [PartialReason; 12] = [
+    pub const ALL: [PartialReason; 13] = [
         PartialReason::QuoteSizeUnknown,
         PartialReason::QuoteSizeInvalid,
         PartialReason::QuoteOneSided,
@@ -58,6 +62,7 @@ impl PartialReason {
         PartialReason::GreekInvalid,
         PartialReason::TickerFieldInvalid,
         PartialReason::TickerLastUnused,
+        PartialReason::MarkNoUnderlying,
     ];
 
     /// Snake-case name (counter labels, summaries, JSON keys).
@@ -75,6 +80,7 @@ impl PartialReason {
             PartialReason::GreekInvalid => "greek_invalid",
             PartialReason::TickerFieldInvalid => "ticker_field_invalid",
             PartialReason::TickerLastUnused => "ticker_last_unused",
+            PartialReason::MarkNoUnderlying => "mark_no_underlying",
         }
     }
 }

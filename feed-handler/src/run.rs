@@ -384,6 +384,16 @@ pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
 /// Paced runs read the clock for every event (they need it to pace).
 pub const CLOCK_BATCH: u64 = 16;
 
+/// The warning for gaps skipped in paced replay (stderr, off the publish path: from the
+/// housekeeping between events and at the end).
+fn warn_gaps(cfg: &Config, (n, longest_ns): (u64, u64)) {
+    eprintln!(
+        "feed-handler: warning: {n} gap(s) in the recording longer than max_gap_s {} s skipped so far (longest {:.0} s of source time)",
+        cfg.max_gap_s,
+        longest_ns as f64 * 1e-9
+    );
+}
+
 /// The publish loop over any source and publisher (also used by benchmarks and tests).
 pub fn publish_loop<S: Source + ?Sized>(
     cfg: &Config,
@@ -416,39 +426,30 @@ pub fn publish_loop<S: Source + ?Sized>(
     // Source time skipped in long gaps, source ns; (gaps skipped, longest gap source ns).
     let (mut skipped_src_ns, mut gaps, mut prev_src) = (0u64, (0u64, 0u64), 0u64);
     let mut gaps_warned = 0u64;
-    let mut housekeeping = |publ: &Publisher,
-                            src: &S,
-                            now: u64,
-                            n: u64,
-                            lag: u64,
-                            gaps: (u64, u64)| {
-        if gaps.0 != gaps_warned {
-            eprintln!(
-                "feed-handler: warning: {} gap(s) in the recording longer than max_gap_s {} s skipped so far (longest {:.0} s of source time)",
-                gaps.0,
-                cfg.max_gap_s,
-                gaps.1 as f64 * 1e-9
-            );
-            gaps_warned = gaps.0;
-        }
-        let dt = now.saturating_sub(last_flush);
-        if dt >= 1_000_000 {
-            let rate =
-                (n - last_stats.1) as f64 * 1e9 / now.saturating_sub(last_stats.0).max(1) as f64;
-            publ.flush_counters(&src.rejects(), src.rows_read(), rate, lag as f64);
-            last_flush = now;
-            if now.saturating_sub(last_stats.0) >= stats_every {
-                eprintln!(
-                    "feed-handler: {} events, {:.0}/s, rejects {}, lag {:.1} us",
-                    n,
-                    rate,
-                    src.rejects().total(),
-                    lag as f64 / 1e3
-                );
-                last_stats = (now, n);
+    let mut housekeeping =
+        |publ: &Publisher, src: &S, now: u64, n: u64, lag: u64, gaps: (u64, u64)| {
+            if gaps.0 != gaps_warned {
+                warn_gaps(cfg, gaps);
+                gaps_warned = gaps.0;
             }
-        }
-    };
+            let dt = now.saturating_sub(last_flush);
+            if dt >= 1_000_000 {
+                let rate = (n - last_stats.1) as f64 * 1e9
+                    / now.saturating_sub(last_stats.0).max(1) as f64;
+                publ.flush_counters(&src.rejects(), src.rows_read(), rate, lag as f64);
+                last_flush = now;
+                if now.saturating_sub(last_stats.0) >= stats_every {
+                    eprintln!(
+                        "feed-handler: {} events, {:.0}/s, rejects {}, lag {:.1} us",
+                        n,
+                        rate,
+                        src.rejects().total(),
+                        lag as f64 / 1e3
+                    );
+                    last_stats = (now, n);
+                }
+            }
+        };
     'outer: loop {
         if n >= max_events {
             stopped_by = "max events";
@@ -516,6 +517,9 @@ pub fn publish_loop<S: Source + ?Sized>(
             stopped_by = "signal";
             break;
         }
+    }
+    if gaps.0 != gaps_warned {
+        warn_gaps(cfg, gaps);
     }
     let end = now_ns();
     Summary {

@@ -96,8 +96,8 @@ pub enum RejectReason {
     OneSided = 8,
     /// The event failed `MarketEvent::is_valid` for another reason (e.g. a zero implied vol).
     InvalidEvent = 9,
-    /// A timestamp is outside the supported range (before 2000 or from 2100 on, in the
-    /// source's unit), e.g. a 19-digit microsecond value whose nanoseconds would not fit.
+    /// A timestamp is outside the supported range (from 2100-01-01 on), e.g. a 19-digit
+    /// microsecond value whose nanoseconds would not fit in a u64.
     TimestampRange = 10,
 }
 

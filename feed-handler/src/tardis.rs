@@ -5,7 +5,7 @@
 //! `local_timestamp` (when Tardis saw the message: the replay clock, as Tardis recommends);
 //! `timestamp` becomes the event's `exch_ts_ns`. Both are microseconds since the epoch.
 //!
-//! Timestamps must lie in [2000-01-01, 2100-01-01) (microseconds); others are rejected as
+//! Timestamps must be before 2100-01-01 (4.1e15 microseconds); others are rejected as
 //! [`RejectReason::TimestampRange`], and the conversion to nanoseconds is checked, so a
 //! 19-digit value can neither wrap nor poison the time order of the rows after it.
 //!
@@ -258,14 +258,12 @@ pub(crate) fn parse_u64(b: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-/// First accepted Tardis timestamp: 2000-01-01T00:00:00Z in microseconds since the epoch.
-pub const MIN_TS_US: u64 = 946_684_800_000_000;
 /// First rejected Tardis timestamp: 2100-01-01T00:00:00Z in microseconds since the epoch.
 pub const MAX_TS_US: u64 = 4_102_444_800_000_000;
 
 /// A Tardis timestamp (microseconds since the epoch) as nanoseconds since the epoch:
-/// [`RejectReason::Malformed`] if it does not parse, [`RejectReason::TimestampRange`] outside
-/// [`MIN_TS_US`]..[`MAX_TS_US`] (which also keeps the x1000 far from overflow).
+/// [`RejectReason::Malformed`] if it does not parse, [`RejectReason::TimestampRange`] from
+/// [`MAX_TS_US`] on (which also keeps the x1000 far from overflow).
 #[inline]
 pub(crate) fn ts_us_to_ns(b: &[u8]) -> Result<u64, RejectReason> {
     let us = parse_u64(b).ok_or(if !b.is_empty() && b.iter().all(u8::is_ascii_digit) {
@@ -273,7 +271,7 @@ pub(crate) fn ts_us_to_ns(b: &[u8]) -> Result<u64, RejectReason> {
     } else {
         RejectReason::Malformed
     })?;
-    if !(MIN_TS_US..MAX_TS_US).contains(&us) {
+    if us >= MAX_TS_US {
         return Err(RejectReason::TimestampRange);
     }
     us.checked_mul(1000).ok_or(RejectReason::TimestampRange)
@@ -722,7 +720,11 @@ impl FileReader {
                 return None;
             }
         };
-        let m = MarketEvent::option_mark(id, exch_ts, 0, mp, iv / 100.0, under?);
+        let Some(under) = under else {
+            part.add(PartialReason::MarkNoUnderlying);
+            return None;
+        };
+        let m = MarketEvent::option_mark(id, exch_ts, 0, mp, iv / 100.0, under);
         if m.is_valid() {
             Some(m)
         } else {

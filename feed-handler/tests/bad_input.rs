@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use feed_handler::instruments::Registry;
 use feed_handler::lobster::{LobsterOptions, LobsterSource};
+use feed_handler::partial::PartialReason;
 use feed_handler::source::{RejectReason, Rejects, Source, SourceEvent};
 use feed_handler::tardis::{TardisError, TardisSource};
 use proptest::prelude::*;
@@ -171,26 +172,33 @@ fn symbols_missing_from_the_instruments_file_are_counted_unknown() {
 }
 
 #[test]
-fn option_rows_with_zero_vol_or_bad_underlying_are_rejected_whole() {
+fn option_rows_with_zero_vol_or_bad_underlying_keep_their_valid_parts() {
     let dir = tempfile::tempdir().unwrap();
     let row = |ts: u64, iv: &str, under: &str| {
         format!("deribit,BTC-22MAY20-9250-P,{ts},{ts},put,9250.0,1590134400000000,139.3,0.0485,0.042,15.5,80.07,0.045,0.5,85.17,0.04010621,{iv},SYN.BTC-22MAY20,{under},-0.43897,0.00037,5.49167,-26.07217,-0.99385\n")
     };
     let text = format!(
-        "{CHAIN_HEADER}\n{}{}{}{}{}",
+        "{CHAIN_HEADER}\n{}{}{}{}{}{}",
         row(1, "76.87", "9352.58"),
-        row(2, "0", "9352.58"),   // zero vol: invalid mark
-        row(3, "76.87", "-1"),    // negative underlying
-        row(4, "NaN", "9352.58"), // NaN vol
+        row(2, "0", "9352.58"),   // zero vol: no mark; forward and quote kept
+        row(3, "76.87", "-1"),    // negative underlying: no forward, no mark; quote kept
+        row(4, "NaN", "9352.58"), // NaN vol: no mark; forward and quote kept
         row(5, "76.87", "9352.58"),
+        // nothing valid: no underlying, no quote -> the row is rejected
+        "deribit,BTC-22MAY20-9250-P,6,6,put,9250.0,1590134400000000,139.3,0.0485,0,15.5,80.07,0,0.5,85.17,0.04,76.87,SYN.BTC-22MAY20,,-0.4,0.00037,5.49167,-26.07217,-0.99385\n",
     );
     let p = write(dir.path(), "c.csv", &text);
-    let (n, r) = run(&mut TardisSource::open(&[p], None).unwrap());
-    assert_eq!(n, 2 * 3, "two good rows, three events each");
-    assert_eq!(r.get(RejectReason::InvalidEvent), 1, "{r}");
-    assert_eq!(r.get(RejectReason::NegativePrice), 1, "{r}");
-    assert_eq!(r.get(RejectReason::NonFinite), 1, "{r}");
-    assert_eq!(r.total(), 3);
+    let mut src = TardisSource::open(&[p], None).unwrap();
+    let (n, r) = run(&mut src);
+    assert_eq!(n, 3 + 2 + 1 + 2 + 3, "every valid part published");
+    assert_eq!(r.get(RejectReason::Malformed), 1, "{r}");
+    assert_eq!(r.total(), 1, "{r}");
+    let p = src.partials();
+    assert_eq!(p.get(PartialReason::MarkInvalid), 2, "{p}");
+    assert_eq!(p.get(PartialReason::UnderlyingInvalid), 1, "{p}");
+    assert_eq!(p.get(PartialReason::MarkNoUnderlying), 1, "{p}");
+    assert_eq!(p.total(), 4, "{p}");
+    assert_eq!(p.rows(), 3);
 }
 
 #[test]

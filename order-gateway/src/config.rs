@@ -209,6 +209,7 @@ impl Config {
             ("sim.price_band_bps", s.price_band_bps),
             ("sim.rate_limit_per_s", s.rate_limit_per_s),
             ("sim.rate_limit_burst", s.rate_limit_burst),
+            ("sim.unknown_size_qty", s.unknown_size_qty),
             ("flow.intensity_per_s", self.flow.intensity_per_s),
             ("flow.size_mean", self.flow.size_mean),
             ("flow.size_max", self.flow.size_max),

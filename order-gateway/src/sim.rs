@@ -8,7 +8,9 @@
 //!   gateway's loop never blocks.
 //! - Matching walks the opposite side: the top of book, then the depth levels that are worse
 //!   than it (`LastValue::HAS_DEPTH`), filling at each level's price up to its displayed size,
-//!   rounded down to the lot size. Liquidity taken from a book snapshot stays taken until the
+//!   rounded down to the lot size. A top of book whose sizes are unknown (the feed's
+//!   `FLAG_SIZE_UNKNOWN`, `LastValue::QUOTE_SIZE_UNKNOWN`: recorded prices without sizes) is
+//!   taken as `unknown_size_qty` contracts at its price, never as deep liquidity. Liquidity taken from a book snapshot stays taken until the
 //!   feed updates that instrument (`last_seq` / `recv_ts_ns` change), so two orders cannot both
 //!   take the same displayed size.
 //! - IOC: the remainder is cancelled. FOK: filled in full or cancelled without fills. GTC: the
@@ -73,6 +75,10 @@ pub struct SimConfig {
     pub max_resting: usize,
     /// Pre-sized capacity of the latency queue (entries); it grows past it if it must.
     pub queue_capacity: usize,
+    /// Size, in contracts, assumed at the touch of a quote whose sizes are unknown (recorded
+    /// prices without sizes, `LastValue::QUOTE_SIZE_UNKNOWN`): an order fills at most this much
+    /// there per book update, then walks the depth, if any. 0 = such a quote fills nothing.
+    pub unknown_size_qty: f64,
 }
 
 impl Default for SimConfig {
@@ -89,6 +95,7 @@ impl Default for SimConfig {
             send_acks: false,
             max_resting: 256,
             queue_capacity: 4096,
+            unknown_size_qty: 1.0,
         }
     }
 }
@@ -137,8 +144,14 @@ struct Level {
 }
 
 /// The levels an aggressive `side` order can take, best first: the top of book, then depth
-/// levels strictly worse than the previous one. Returns how many were written.
-fn opposite_levels(book: &LastValue, side: Side, out: &mut [Level; DEPTH_LEVELS + 1]) -> usize {
+/// levels strictly worse than the previous one. Returns how many were written. A top of book
+/// of unknown size counts as `unknown_size_qty` contracts.
+fn opposite_levels(
+    book: &LastValue,
+    side: Side,
+    unknown_size_qty: f64,
+    out: &mut [Level; DEPTH_LEVELS + 1],
+) -> usize {
     let (top_px, top_qty, depth, n_depth) = match side {
         Side::Buy => (
             book.ask_px,
@@ -159,10 +172,12 @@ fn opposite_levels(book: &LastValue, side: Side, out: &mut [Level; DEPTH_LEVELS 
     };
     let mut n = 0;
     if book.valid & LastValue::HAS_QUOTE != 0 && top_px > 0.0 && top_px.is_finite() {
-        out[0] = Level {
-            px: top_px,
-            qty: top_qty,
+        let qty = if book.quote_size_known() {
+            top_qty
+        } else {
+            unknown_size_qty
         };
+        out[0] = Level { px: top_px, qty };
         n = 1;
     }
     if book.valid & LastValue::HAS_DEPTH != 0 {
@@ -499,7 +514,7 @@ impl<M: MarketView> SimVenue<M> {
         };
 
         let mut levels = [Level::default(); DEPTH_LEVELS + 1];
-        let n = opposite_levels(&book, side, &mut levels);
+        let n = opposite_levels(&book, side, self.cfg.unknown_size_qty, &mut levels);
         let slot = o.instrument_id as usize;
         self.taken[slot].refresh(&book);
         let crosses = |px: f64| match side {
@@ -621,7 +636,7 @@ impl<M: MarketView> SimVenue<M> {
                 1.0
             };
             let mut levels = [Level::default(); DEPTH_LEVELS + 1];
-            let n = opposite_levels(&book, r.side, &mut levels);
+            let n = opposite_levels(&book, r.side, self.cfg.unknown_size_qty, &mut levels);
             let slot = r.order.instrument_id as usize;
             self.taken[slot].refresh(&book);
             let mut leaves = r.leaves_lots;

@@ -306,3 +306,43 @@ fn same_seed_gives_same_latencies() {
     assert_eq!(times(42), times(42));
     assert_ne!(times(42), times(43));
 }
+
+/// Bid 99.5 / ask 100.0 from a recording without sizes: quantities 0 meaning "unknown".
+fn size_unknown_book(seq: u64) -> LastValue {
+    let mut b = LastValue::zeroed();
+    b.last_seq = seq;
+    b.instrument_id = PERP;
+    b.valid = LastValue::HAS_QUOTE | LastValue::QUOTE_SIZE_UNKNOWN;
+    (b.bid_px, b.bid_qty, b.ask_px, b.ask_qty) = (99.5, 0.0, 100.0, 0.0);
+    b
+}
+
+#[test]
+fn size_unknown_touch_fills_only_the_configured_default_size() {
+    let c = SimConfig {
+        unknown_size_qty: 2.0,
+        ..cfg()
+    };
+    let mut v = SimVenue::new(c, defs(), vec![None, Some(size_unknown_book(1)), None]);
+    let r = run(&mut v, &order(1, Side::Buy, 5.0, 100.0), 0);
+    let kinds: Vec<_> = r.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [ExecKind::PartialFill, ExecKind::Cancelled]);
+    assert!(close(r[0].qty, 2.0) && close(r[0].price, 100.0), "{r:?}");
+    // The 2 contracts stay taken until the feed updates the instrument.
+    let r = run(&mut v, &order(2, Side::Buy, 1.0, 100.0), 0);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].kind, ExecKind::Cancelled);
+    assert!(close(r[0].leaves_qty, 0.0) && r[0].qty == 0.0);
+}
+
+#[test]
+fn size_unknown_touch_with_zero_default_fills_nothing() {
+    let c = SimConfig {
+        unknown_size_qty: 0.0,
+        ..cfg()
+    };
+    let mut v = SimVenue::new(c, defs(), vec![None, Some(size_unknown_book(1)), None]);
+    let r = run(&mut v, &order(1, Side::Sell, 1.0, 99.5), 0);
+    assert!(r.iter().all(|x| x.qty == 0.0), "{r:?}");
+    assert_eq!(r.last().map(|x| x.kind), Some(ExecKind::Cancelled));
+}
