@@ -874,8 +874,9 @@ mod tests {
         unknown.valid |= LastValue::QUOTE_SIZE_UNKNOWN;
         let (_, l_unknown) = p.band(&s, &risk(0.0, 0.002), &unknown, -1.0);
         let spread = 1.0 / 10_000.0;
+        // One spread more, times the (near 1) stress factor of the calm state.
         assert!(
-            (l_unknown - l_deep - spread).abs() < 1e-9,
+            (l_unknown - l_deep - spread).abs() < 1e-8,
             "{l_unknown} vs {l_deep}"
         );
         assert_eq!(unknown_size_slippage(9999.5, 10000.5, 10_000.0), spread);
