@@ -178,3 +178,199 @@ fn chain_without_exchange_greeks_gives_model_risk_only() {
     assert!(btc.get("exchange_net_delta").is_none(), "{btc}");
     assert_eq!(btc["net_delta"], full["underlyings"]["BTC"]["net_delta"]);
 }
+
+const FULL_2026: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/deribit-2026/options_chain_2026-02-02_full.csv"
+);
+const CHAIN_27MAR26: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/deribit-2026/options_chain_BTC_ETH_27MAR26.csv"
+);
+
+/// Standard normal CDF by Marsaglia's Taylor series ("Evaluating the Normal Distribution",
+/// J. Stat. Software 11(4), 2004): about 1e-15 absolute, independent of the engine's erfc.
+fn phi(x: f64) -> f64 {
+    if x < -12.0 {
+        return 0.0;
+    }
+    if x > 12.0 {
+        return 1.0;
+    }
+    let (mut s, mut t, mut b, q, mut i) = (x, 0.0, x, x * x, 1.0);
+    while s != t {
+        t = s;
+        i += 2.0;
+        b *= q / i;
+        s = t + b;
+    }
+    0.5 + s * (-0.5 * q - 0.918_938_533_204_672_7).exp()
+}
+
+/// Every 7th option of the full 2026-02-02 chain (BTC and ETH, all 12 expiries), with
+/// quantities from -4 to +4 contracts: (symbol, qty, coin, Black-76 delta per contract).
+fn full_chain_book() -> Vec<(String, f64, String, f64)> {
+    let text = std::fs::read_to_string(FULL_2026).unwrap();
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| head.iter().position(|h| *h == n).unwrap();
+    let (sym, ts, ty, k, exp, iv, f) = (
+        col("symbol"),
+        col("timestamp"),
+        col("type"),
+        col("strike_price"),
+        col("expiration"),
+        col("mark_iv"),
+        col("underlying_price"),
+    );
+    let mut book = Vec::new();
+    for (i, l) in lines.enumerate().filter(|(i, _)| i % 7 == 0) {
+        let r: Vec<&str> = l.split(',').collect();
+        let p = |i: usize| r[i].parse::<f64>().unwrap();
+        let t_years = (p(exp) - p(ts)) / 1e6 / (365.0 * 86_400.0);
+        let sigma = p(iv) / 100.0;
+        let d1 = ((p(f) / p(k)).ln() + 0.5 * sigma * sigma * t_years) / (sigma * t_years.sqrt());
+        let delta = if r[ty] == "call" {
+            phi(d1)
+        } else {
+            phi(d1) - 1.0
+        };
+        let qty = [-4.0, -2.5, -1.0, 0.5, 1.5, 3.0, 4.0][(i / 7) % 7];
+        let coin = r[sym].split('-').next().unwrap().to_string();
+        book.push((r[sym].to_string(), qty, coin, delta));
+    }
+    book
+}
+
+fn book_file(book: &[(String, f64, String, f64)], extra: &[&str]) -> tempfile::NamedTempFile {
+    let mut text = String::from("symbol,qty\n");
+    for (s, q, _, _) in book {
+        text += &format!("{s},{q}\n");
+    }
+    for s in extra {
+        text += &format!("{s},1\n");
+    }
+    common::temp_file(&text)
+}
+
+#[test]
+fn btc_eth_book_on_the_full_2026_chain_matches_black76_recomputed_by_hand() {
+    let book = full_chain_book();
+    assert!(book.len() >= 200, "{}", book.len());
+    let pos = book_file(&book, &[]);
+    let v = chain_report(FULL_2026, &pos);
+    for coin in ["BTC", "ETH"] {
+        let mine: Vec<_> = book.iter().filter(|b| b.2 == coin).collect();
+        // Deribit BTC and ETH options: 1 coin per contract.
+        let hand: f64 = mine.iter().map(|b| b.1 * b.3).sum();
+        let u = &v["underlyings"][coin];
+        let net = u["net_delta"].as_f64().unwrap();
+        assert!(
+            (net - hand).abs() <= 1e-6 * hand.abs(),
+            "{coin}: net {net} hand {hand}"
+        );
+        assert_eq!(u["positions"].as_u64().unwrap(), mine.len() as u64);
+        // The file has Deribit's delta and vega in every row but no gamma: coverage says so.
+        assert_eq!(
+            u["exchange_delta_positions"].as_u64().unwrap(),
+            mine.len() as u64
+        );
+        assert_eq!(
+            u["exchange_vega_positions"].as_u64().unwrap(),
+            mine.len() as u64
+        );
+        assert_eq!(u["exchange_gamma_positions"].as_u64().unwrap(), 0);
+        assert!(u.get("exchange_gamma").is_none(), "{u}");
+        // PROVENANCE.md: Deribit's delta is Black-76's to 0.011 at most per contract here.
+        let exch = u["exchange_net_delta"].as_f64().unwrap();
+        let gross: f64 = mine.iter().map(|b| b.1.abs()).sum();
+        assert!(
+            (net - exch).abs() <= 0.011 * gross,
+            "{coin}: {net} vs {exch}"
+        );
+    }
+    assert_eq!(v["skipped"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn positions_that_cannot_be_valued_are_all_listed_in_one_error_or_skipped() {
+    let book = full_chain_book();
+    let missing = ["BTC-20FEB26-1-C", "ETH-99ZZZ26-1000-P", "BTC-27MAR26"];
+    let pos = book_file(&book, &missing);
+    let out = Command::new(env!("CARGO_BIN_EXE_hedgectl"))
+        .args(["replay", "--options-chain", FULL_2026, "--positions"])
+        .arg(pos.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for m in missing {
+        assert!(err.contains(m), "{err}");
+    }
+    assert!(
+        err.contains("3 of") && err.contains("--skip-missing"),
+        "{err}"
+    );
+    assert!(err.contains("not an option"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&run(&[
+        "--options-chain",
+        FULL_2026,
+        "--positions",
+        pos.path().to_str().unwrap(),
+        "--skip-missing",
+        "--json",
+    ]))
+    .unwrap();
+    let skipped: Vec<&str> = v["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped, missing);
+    let valued = v["underlyings"]["BTC"]["positions"].as_u64().unwrap()
+        + v["underlyings"]["ETH"]["positions"].as_u64().unwrap();
+    assert_eq!(valued, book.len() as u64);
+}
+
+#[test]
+fn each_snapshot_reports_every_snapshot_and_at_picks_one() {
+    let pos = common::temp_file(
+        "symbol,qty\nBTC-27MAR26-80000-C,2\nETH-27MAR26-2500-P,-3\nBTC-27FEB26-80000-P,1\n",
+    );
+    let p = pos.path().to_str().unwrap();
+    let each: serde_json::Value = serde_json::from_str(&run(&[
+        "--options-chain",
+        CHAIN_27MAR26,
+        "--positions",
+        p,
+        "--each-snapshot",
+        "--skip-missing",
+        "--json",
+    ]))
+    .unwrap();
+    let snaps = each["snapshots"].as_array().unwrap();
+    assert_eq!(snaps.len(), 215, "PROVENANCE.md: 215 snapshot times");
+    let times: Vec<u64> = snaps
+        .iter()
+        .map(|s| s["as_of_us"].as_u64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]));
+    // After 27FEB26 08:00 the 27FEB26 put is listed as expired, never valued.
+    let last = &snaps[214];
+    assert_eq!(last["skipped"][0]["symbol"], "BTC-27FEB26-80000-P");
+    assert_eq!(last["skipped"][0]["reason"], "expired");
+    let at = times[100].to_string();
+    let one: serde_json::Value = serde_json::from_str(&run(&[
+        "--options-chain",
+        CHAIN_27MAR26,
+        "--positions",
+        p,
+        "--at",
+        &at,
+        "--skip-missing",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(one, snaps[100]);
+}

@@ -55,6 +55,22 @@ pub struct ReplayArgs {
     /// book's risk (Black-76 and, where present, the exchange's greeks) and exits.
     #[arg(long, value_name = "FILE")]
     pub options_chain: Option<PathBuf>,
+    /// With --options-chain: value the book as of TIME (microseconds since the epoch or UTC
+    /// `YYYY-MM-DDTHH:MM[:SS]Z`): each position's latest row at or before it.
+    #[arg(
+        long,
+        value_name = "TIME",
+        requires = "options_chain",
+        conflicts_with = "each_snapshot"
+    )]
+    pub at: Option<String>,
+    /// With --options-chain: one report per snapshot (distinct exchange timestamp) of the file.
+    #[arg(long, requires = "options_chain")]
+    pub each_snapshot: bool,
+    /// With --options-chain: skip positions that cannot be valued and list them, instead of
+    /// failing with the list.
+    #[arg(long, requires = "options_chain")]
+    pub skip_missing: bool,
     /// Initial positions, CSV `symbol,qty` (contracts, negative = short).
     #[arg(long, value_name = "FILE")]
     pub positions: Option<PathBuf>,
@@ -263,7 +279,16 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         if positions.is_empty() {
             bail!("--options-chain needs --positions FILE (CSV symbol,qty)");
         }
-        let r = static_risk::static_risk(chain, &positions)?;
+        let opts = static_risk::StaticOptions {
+            at_us: a
+                .at
+                .as_deref()
+                .map(static_risk::parse_time_us)
+                .transpose()?,
+            each_snapshot: a.each_snapshot,
+            skip_missing: a.skip_missing,
+        };
+        let r = static_risk::static_risk(chain, &positions, &opts)?;
         if a.json {
             out(&(serde_json::to_string_pretty(&r)? + "\n"))?;
         } else {
