@@ -99,7 +99,24 @@ pub fn format_md(e: &MarketEvent, s: &HashMap<u32, String>) -> String {
             let [m, iv, u, _] = e.v;
             format!("mark   {} iv {:.2}% und {}", n(m), iv * 100.0, n(u))
         }
-        Ok(MarketEventKind::UnderlyingPrice) => format!("price  {}", n(e.v[0])),
+        Ok(MarketEventKind::UnderlyingPrice) => {
+            let mut s = format!("price  {}", n(e.v[0]));
+            if e.flags & MarketEvent::FLAG_LAST_PRICE != 0 {
+                s += " (last)";
+            }
+            if let Some((funding, index, oi)) = e.as_ticker() {
+                if let Some(f) = funding {
+                    s += &format!(" funding {:.6}%/8h", f * 100.0);
+                }
+                if let Some(x) = index {
+                    s += &format!(" index {}", n(x));
+                }
+                if let Some(x) = oi {
+                    s += &format!(" oi {}", n(x));
+                }
+            }
+            s
+        }
         Ok(MarketEventKind::Trade) => format!(
             "trade  {} x {} {}",
             n(e.v[0]),
@@ -113,7 +130,14 @@ pub fn format_md(e: &MarketEvent, s: &HashMap<u32, String>) -> String {
     } else {
         ""
     };
-    format!("md seq={} {name} {body}{stress}", e.seq)
+    let size = if e.kind() == Ok(MarketEventKind::Quote)
+        && e.flags & MarketEvent::FLAG_SIZE_UNKNOWN != 0
+    {
+        " [size unknown]"
+    } else {
+        ""
+    };
+    format!("md seq={} {name} {body}{stress}{size}", e.seq)
 }
 
 /// One hedge order as a line; `state` says whether the gateway has consumed it yet.
@@ -273,4 +297,24 @@ fn tail_spsc<T: bytemuck::Pod>(
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(printed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_shows_ticker_funding_and_size_unknown_quotes() {
+        let names = HashMap::from([(1, "BTC-PERPETUAL".to_string())]);
+        let mut p = MarketEvent::underlying_price(1, 0, 0, 78_926.0);
+        p.v[1..].copy_from_slice(&[0.0001, 78_900.5, 50_000.0]);
+        p.flags = MarketEvent::FLAG_FUNDING | MarketEvent::FLAG_LAST_PRICE;
+        let line = format_md(&p, &names);
+        assert!(line.contains("(last)"), "{line}");
+        assert!(line.contains("funding 0.010000%/8h"), "{line}");
+        assert!(line.contains("oi 50000"), "{line}");
+        let mut q = MarketEvent::quote(1, 0, 0, 99.0, 0.0, 100.0, 0.0);
+        q.flags = MarketEvent::FLAG_SIZE_UNKNOWN;
+        assert!(format_md(&q, &names).ends_with("[size unknown]"));
+    }
 }

@@ -97,7 +97,13 @@ fn main() {
                     3.0,
                 ),
                 1 => MarketEvent::option_mark(5, 0, 1000 + i, 0.0125, 0.7687, 91_234.5),
-                2 => MarketEvent::underlying_price(1, 0, 1000 + i, 91_000.25 + i as f64),
+                // A derivative_ticker price: funding per 8 h, index price, open interest.
+                2 => {
+                    let mut e = MarketEvent::underlying_price(1, 0, 1000 + i, 91_000.25 + i as f64);
+                    e.v[1..].copy_from_slice(&[0.0001, 90_990.5, 52_000.0]);
+                    e.flags = MarketEvent::FLAG_FUNDING;
+                    e
+                }
                 _ => MarketEvent::trade(3, 0, 1000 + i, 100.0, 0.1, Side::Sell),
             };
             e.seq = i + 1;
