@@ -21,6 +21,7 @@ use shm_layout::{
 };
 
 use crate::instruments::Registry;
+use crate::partial::{PartialReason, Partials};
 use crate::source::{RejectReason, Rejects, SourceEvent};
 
 /// Counters role of the feed handler: its segment is `cnc-feed-handler`.
@@ -42,6 +43,10 @@ pub struct FeedCounters {
     published: Counter,
     by_kind: [Counter; 5],
     rejected: [Counter; RejectReason::ALL.len()],
+    partial: [Counter; PartialReason::ALL.len()],
+    rows_partial: Counter,
+    renames: Counter,
+    gaps_skipped: Counter,
     rows: Counter,
     rate: Gauge,
     lag: Gauge,
@@ -58,10 +63,16 @@ impl FeedCounters {
         });
         let rejected = RejectReason::ALL
             .map(|r| cnc.counter(&format!("events_rejected{{reason=\"{}\"}}", r.name())));
+        let partial = PartialReason::ALL
+            .map(|r| cnc.counter(&format!("parts_dropped{{reason=\"{}\"}}", r.name())));
         FeedCounters {
             published,
             by_kind,
             rejected,
+            partial,
+            rows_partial: cnc.counter("rows_partial"),
+            renames: cnc.counter("underlying_renames"),
+            gaps_skipped: cnc.counter("replay_gaps_skipped"),
             rows: cnc.counter("rows_read"),
             rate: cnc.gauge("publish_rate_per_s"),
             lag: cnc.gauge("source_lag_ns"),
@@ -212,6 +223,28 @@ impl Publisher {
     #[inline]
     pub fn publish(&mut self, ev: &SourceEvent) -> bool {
         self.publish_at(ev, now_ns())
+    }
+
+    /// Copies a source's partial-row counts (`parts_dropped{reason="..."}`, the
+    /// [`PartialReason`] names, degraded parts such as `quote_size_unknown` included;
+    /// `rows_partial`) and the paced-replay gaps skipped (`replay_gaps_skipped`) into the shared
+    /// counters. Off the hot path, beside [`Publisher::flush_counters`].
+    pub fn flush_partials(&self, partials: &Partials, gaps_skipped: u64) {
+        let Some(c) = &self.counters else {
+            return;
+        };
+        for (i, r) in PartialReason::ALL.iter().enumerate() {
+            c.partial[i].set(partials.get(*r));
+        }
+        c.rows_partial.set(partials.rows());
+        c.gaps_skipped.set(gaps_skipped);
+    }
+
+    /// Sets `underlying_renames`: the renames (`SYN.X -> X`) the source reported, each once.
+    pub fn flush_renames(&self, renames: u64) {
+        if let Some(c) = &self.counters {
+            c.renames.set(renames);
+        }
     }
 
     /// Copies the counts into the shared counters (and the rejects of the source), sets the

@@ -374,6 +374,8 @@ pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
     }
     publ.set_state(ProcessState::Stopping);
     publ.flush_counters(&summary.rejects, summary.rows, 0.0, 0.0);
+    publ.flush_partials(&summary.partials, summary.gaps_skipped.0);
+    publ.flush_renames(summary.renames.len() as u64);
     publ.set_state(ProcessState::Stopped);
     Ok(summary)
 }
@@ -437,6 +439,7 @@ pub fn publish_loop<S: Source + ?Sized>(
                 let rate = (n - last_stats.1) as f64 * 1e9
                     / now.saturating_sub(last_stats.0).max(1) as f64;
                 publ.flush_counters(&src.rejects(), src.rows_read(), rate, lag as f64);
+                publ.flush_partials(&src.partials(), gaps.0);
                 last_flush = now;
                 if now.saturating_sub(last_stats.0) >= stats_every {
                     eprintln!(

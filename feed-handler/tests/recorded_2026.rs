@@ -297,3 +297,45 @@ fn a_day_long_gap_in_paced_replay_is_skipped_with_a_warning() {
     );
     assert!(stderr.contains("gap(s) in the recording"), "{stderr}");
 }
+
+#[test]
+fn the_binary_reports_rows_used_in_part_by_reason_in_its_summary_and_counters() {
+    use shm_layout::{CounterValue, CountersReader, OpenOptions};
+    let shm = tempfile::Builder::new()
+        .prefix("fh-partial-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let out = Command::new(BIN)
+        .arg("--shm-dir")
+        .arg(shm.path())
+        .args(["--speed", "max", "tardis"])
+        .arg(data("deribit-2026/options_chain_2026-02-02_full.csv"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("from 1556 rows"), "{stdout}");
+    assert!(
+        stdout.contains("rows used 1556 (1556 in part: quote_size_unknown="),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rejected 0 (none)"), "{stdout}");
+    let c = CountersReader::open(shm.path(), "feed-handler", OpenOptions::default()).unwrap();
+    let get = |label: &str| {
+        c.snapshot()
+            .into_iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, v)| v)
+    };
+    assert_eq!(get("rows_partial"), Some(CounterValue::Counter(1556)));
+    let unknown = match get("parts_dropped{reason=\"quote_size_unknown\"}") {
+        Some(CounterValue::Counter(n)) => n,
+        other => panic!("{other:?}"),
+    };
+    let one_sided = match get("parts_dropped{reason=\"quote_one_sided\"}") {
+        Some(CounterValue::Counter(n)) => n,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(unknown + one_sided, 1556);
+    assert_eq!(get("underlying_renames"), Some(CounterValue::Counter(0)));
+}
