@@ -284,6 +284,9 @@ impl<S: Source> Source for Batched<S> {
     fn rejects(&self) -> Rejects {
         self.inner.rejects()
     }
+    fn partials(&self) -> crate::partial::Partials {
+        self.inner.partials()
+    }
     fn rows_read(&self) -> u64 {
         self.inner.rows_read()
     }
@@ -298,6 +301,9 @@ impl<S: Source + ?Sized> Source for &mut S {
     }
     fn rejects(&self) -> Rejects {
         (**self).rejects()
+    }
+    fn partials(&self) -> crate::partial::Partials {
+        (**self).partials()
     }
     fn rows_read(&self) -> u64 {
         (**self).rows_read()
