@@ -386,6 +386,44 @@ pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
 /// Paced runs read the clock for every event (they need it to pace).
 pub const CLOCK_BATCH: u64 = 16;
 
+/// Paced replay's skipping of long gaps in the recording.
+struct GapSkip {
+    /// Longest wait for one event, wall ns.
+    max_gap_ns: u64,
+    /// Source time skipped so far, source ns.
+    skipped_src_ns: u64,
+    /// Previous event's source time, ns (0: none yet).
+    prev_src_ns: u64,
+    /// (gaps skipped, longest skipped gap in source ns).
+    gaps: (u64, u64),
+}
+
+impl GapSkip {
+    fn new(max_gap_s: f64) -> Self {
+        GapSkip {
+            max_gap_ns: (max_gap_s * 1e9) as u64,
+            skipped_src_ns: 0,
+            prev_src_ns: 0,
+            gaps: (0, 0),
+        }
+    }
+
+    /// When the event at `src_ns` is due, wall ns after the start (`first_ns`: the first
+    /// event's source time) at `speed`, with every gap whose wait would exceed the limit cut
+    /// out: such an event is due at once after its predecessor.
+    #[inline]
+    fn offset_ns(&mut self, src_ns: u64, first_ns: u64, speed: f64) -> u64 {
+        let gap = src_ns.saturating_sub(self.prev_src_ns.max(first_ns));
+        if (gap as f64 / speed) as u64 > self.max_gap_ns {
+            self.skipped_src_ns += gap;
+            self.gaps = (self.gaps.0 + 1, self.gaps.1.max(gap));
+        }
+        self.prev_src_ns = src_ns;
+        let since = src_ns.saturating_sub(first_ns);
+        (since.saturating_sub(self.skipped_src_ns) as f64 / speed) as u64
+    }
+}
+
 /// The warning for gaps skipped in paced replay (stderr, off the publish path: from the
 /// housekeeping between events and at the end).
 fn warn_gaps(cfg: &Config, (n, longest_ns): (u64, u64)) {
@@ -424,9 +462,8 @@ pub fn publish_loop<S: Source + ?Sized>(
     let mut last_flush = start;
     let mut last_stats = (start, 0u64);
     let mut stopped_by = "end of source";
-    let max_gap_ns = (cfg.max_gap_s * 1e9) as u64;
-    // Source time skipped in long gaps, source ns; (gaps skipped, longest gap source ns).
-    let (mut skipped_src_ns, mut gaps, mut prev_src) = (0u64, (0u64, 0u64), 0u64);
+    let mut gap_skip = GapSkip::new(cfg.max_gap_s);
+    let mut gaps = (0u64, 0u64);
     let mut gaps_warned = 0u64;
     let mut housekeeping =
         |publ: &Publisher, src: &S, now: u64, n: u64, lag: u64, gaps: (u64, u64)| {
@@ -481,14 +518,8 @@ pub fn publish_loop<S: Source + ?Sized>(
         };
         if let Some(sp) = speed {
             let first = *first_src.get_or_insert(ev.source_ts_ns);
-            let gap = ev.source_ts_ns.saturating_sub(prev_src.max(first));
-            if (gap as f64 / sp) as u64 > max_gap_ns {
-                skipped_src_ns += gap;
-                gaps = (gaps.0 + 1, gaps.1.max(gap));
-            }
-            prev_src = ev.source_ts_ns;
-            let since = ev.source_ts_ns.saturating_sub(first);
-            let offset = (since.saturating_sub(skipped_src_ns) as f64 / sp) as u64;
+            let offset = gap_skip.offset_ns(ev.source_ts_ns, first, sp);
+            gaps = gap_skip.gaps;
             let target = start.saturating_add(offset);
             idler.reset();
             while now < target {

@@ -191,20 +191,11 @@ fn detect(header: &ByteRecord, path: &Path) -> Result<(Layout, Cols), TardisErro
             .collect();
         return Ok((Layout::OptionsChain, c));
     }
-    if pos("funding_rate").is_some() {
-        c.funding_rate = need("funding_rate")?;
-        c.open_interest = pos("open_interest");
-        c.last_price = pos("last_price");
-        c.index_price = pos("index_price");
-        c.ticker_mark = pos("mark_price");
-        c.ticker_bid = pos("bid_price").map(|p| (p, pos("bid_amount")));
-        c.ticker_ask = pos("ask_price").map(|p| (p, pos("ask_amount")));
-        if c.ticker_mark.is_none() && c.last_price.is_none() {
-            return Err(bad(
-                "derivative_ticker header has neither `mark_price` nor `last_price`".into(),
-            ));
-        }
-        return Ok((Layout::DerivativeTicker, c));
+    if let Some(f) = pos("funding_rate") {
+        c.funding_rate = f;
+        return ticker_cols(c, &pos).ok_or_else(|| {
+            bad("derivative_ticker header has neither `mark_price` nor `last_price`".into())
+        });
     }
     if pos("is_snapshot").is_some() {
         c.is_snapshot = need("is_snapshot")?;
@@ -239,6 +230,17 @@ fn detect(header: &ByteRecord, path: &Path) -> Result<(Layout, Cols), TardisErro
         "header is not a known Tardis layout (options_chain, quotes, book_snapshot_N, incremental_book_L2, derivative_ticker): {}",
         names.join(",")
     )))
+}
+
+/// The optional columns of a `derivative_ticker` header; `None` without a price column.
+fn ticker_cols(mut c: Cols, pos: &dyn Fn(&str) -> Option<usize>) -> Option<(Layout, Cols)> {
+    c.open_interest = pos("open_interest");
+    c.last_price = pos("last_price");
+    c.index_price = pos("index_price");
+    c.ticker_mark = pos("mark_price");
+    c.ticker_bid = pos("bid_price").map(|p| (p, pos("bid_amount")));
+    c.ticker_ask = pos("ask_price").map(|p| (p, pos("ask_amount")));
+    (c.ticker_mark.is_some() || c.last_price.is_some()).then_some((Layout::DerivativeTicker, c))
 }
 
 /// Parses an unsigned decimal integer (timestamps); `None` if empty, not all digits, or over
@@ -640,7 +642,6 @@ fn field(b: &[u8], zero_ok: bool) -> Result<Option<f64>, RejectReason> {
 /// The quote part of a row: `Some(quote)` when both sides are priced and bid < ask, with the
 /// sizes (x `scale`) when both are given and valid, else sizes 0 and
 /// [`MarketEvent::FLAG_SIZE_UNKNOWN`]. Every dropped or degraded part is counted in `part`.
-#[allow(clippy::too_many_arguments)]
 #[inline]
 fn quote_part(
     id: u32,
@@ -766,10 +767,10 @@ impl FileReader {
             &mut part,
         );
         for &g in &c.greeks {
-            if !matches!(parse_f64(&r[g]), Ok(None))
-                && !matches!(parse_f64(&r[g]), Ok(Some(v)) if v.is_finite())
-            {
-                part.add(PartialReason::GreekInvalid);
+            match parse_f64(&r[g]) {
+                Ok(None) => {}
+                Ok(Some(v)) if v.is_finite() => {}
+                _ => part.add(PartialReason::GreekInvalid),
             }
         }
         let under = match (under, quote) {
@@ -1001,22 +1002,28 @@ pub fn scan_instruments(paths: &[PathBuf], reg: &mut Registry) -> Result<(), Tar
                 continue;
             };
             if layout == Layout::OptionsChain {
-                if let Ok(u) = std::str::from_utf8(fields[2]) {
-                    if let Ok(fwd) = reg.resolve(ex, u) {
-                        // The first underlying named is the option's forward; a later one
-                        // of the same expiry is a rename (see the module docs).
-                        if reg.get(id).is_some_and(|d| {
-                            d.kind() == Ok(InstrumentKind::Option)
-                                && d.forward_id == shm_layout::NO_FORWARD
-                        }) {
-                            reg.set_forward(id, fwd);
-                        }
-                    }
-                }
+                set_first_forward(reg, ex, id, fields[2]);
             }
         }
     }
     Ok(())
+}
+
+/// Registers an option's underlying (`underlying_index`) as its forward unless it has one: the
+/// first underlying named is the option's forward; a later one of the same expiry is a rename
+/// (see the module docs).
+fn set_first_forward(reg: &mut Registry, exchange: &str, id: u32, underlying: &[u8]) {
+    let Ok(u) = std::str::from_utf8(underlying) else {
+        return;
+    };
+    let Ok(fwd) = reg.resolve(exchange, u) else {
+        return;
+    };
+    if reg.get(id).is_some_and(|d| {
+        d.kind() == Ok(InstrumentKind::Option) && d.forward_id == shm_layout::NO_FORWARD
+    }) {
+        reg.set_forward(id, fwd);
+    }
 }
 
 /// Several Tardis files merged in `local_timestamp` order (ties: file order).
