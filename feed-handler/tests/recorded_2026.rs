@@ -338,4 +338,17 @@ fn the_binary_reports_rows_used_in_part_by_reason_in_its_summary_and_counters() 
     };
     assert_eq!(unknown + one_sided, 1556);
     assert_eq!(get("underlying_renames"), Some(CounterValue::Counter(0)));
+    // The last-value table (what the simulator and a lapped hedger read) keeps the flag.
+    let lvt = shm_layout::LastValueTable::open(
+        shm.path(),
+        shm_layout::names::LVT,
+        OpenOptions::default(),
+    )
+    .unwrap();
+    let quoted: Vec<LastValue> = (0..lvt.capacity() as u32)
+        .filter_map(|id| lvt.read(id))
+        .filter(|lv| lv.valid & LastValue::HAS_QUOTE != 0)
+        .collect();
+    assert!(!quoted.is_empty());
+    assert!(quoted.iter().all(|lv| !lv.quote_size_known()));
 }
