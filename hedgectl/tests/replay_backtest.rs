@@ -543,3 +543,32 @@ fn pnl_attribution_parts_sum_to_the_total() {
     let s = std::fs::read_to_string(&svg).unwrap();
     assert!(s.starts_with("<svg") && s.contains("residual"));
 }
+
+/// Funding from a `derivative_ticker` file is charged on the hedge position: long 10,000
+/// BTC-PERPETUAL contracts (10 USD face each: 100,000 USD) for 8 hours at 0.01% per 8 h pays
+/// 10 USD, and the attribution's funding part says so.
+#[test]
+fn ticker_funding_is_charged_on_the_hedge_position() {
+    let t0: u64 = 1_770_000_000_000_000; // us
+    let h4: u64 = 4 * 3_600_000_000;
+    let mut csv = String::from("exchange,symbol,timestamp,local_timestamp,funding_timestamp,funding_rate,predicted_funding_rate,open_interest,last_price,index_price,mark_price\n");
+    for k in 0..3 {
+        let t = t0 + k * h4;
+        csv += &format!("deribit,BTC-PERPETUAL,{t},{t},,0.0001,,1000,50000,50000,50000\n");
+    }
+    let ticker = file(&csv);
+    let pos = file("symbol,qty\nBTC-PERPETUAL,10000\n");
+    let v = report(&[
+        "--tardis",
+        ticker.path().to_str().unwrap(),
+        "--positions",
+        pos.path().to_str().unwrap(),
+        "--policy",
+        "none",
+        "--json",
+    ]);
+    let u = &v["policies"][0]["underlyings"]["BTC-PERPETUAL"];
+    let funding = u["funding"].as_f64().unwrap();
+    assert!((funding + 10.0).abs() < 1e-6, "{funding}");
+    assert!((u["attribution"]["funding"].as_f64().unwrap() - funding).abs() < 1e-9);
+}

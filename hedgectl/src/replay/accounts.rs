@@ -67,6 +67,11 @@ pub struct Account {
     te_n: u64,
     /// PnL attribution so far (residual and total filled in at the end).
     pub attr: Attribution,
+    /// Funding rate of the hedge instrument, fraction per 8 hours (positive: longs pay), from
+    /// the data's ticker; 0 until it gives one.
+    pub funding_rate_8h: f64,
+    /// Funding received (negative: paid) on the hedge position, quote currency.
+    pub funding: f64,
     prev_gamma: f64,
     prev_theta: f64,
     err_steps: Welford,
@@ -104,6 +109,8 @@ pub struct Sample {
     pub theta: f64,
     /// Hedge position in underlying units.
     pub hedge_delta: f64,
+    /// Hedge position's notional, quote currency, signed (funding accrues on it).
+    pub hedge_notional: f64,
 }
 
 /// Mean and variance in one pass (Welford), so no per-step vector is kept.
@@ -164,6 +171,8 @@ impl Account {
             te_sum_sq: 0.0,
             te_n: 0,
             attr: Attribution::default(),
+            funding_rate_8h: 0.0,
+            funding: 0.0,
             prev_gamma: 0.0,
             prev_theta: 0.0,
             err_steps: Welford::default(),
@@ -263,7 +272,7 @@ impl Account {
         } else {
             self.cash_h + self.position * self.mult() * mid
         };
-        v + self.slippage
+        v + self.slippage + self.funding
     }
 
     /// Costs so far: fees + slippage, quote currency.
@@ -290,6 +299,11 @@ impl Account {
             self.attr.gamma += 0.5 * self.prev_gamma * ds * ds;
         }
         self.attr.theta += self.prev_theta * dt_ns as f64 / (365.0 * 86_400e9);
+        // Funding over the interval on the position held through it (longs pay a positive
+        // rate), at the rate in force.
+        let paid = self.last.hedge_notional * self.funding_rate_8h * dt_ns as f64 / 28_800e9;
+        self.funding -= paid;
+        self.attr.funding -= paid;
         self.prev_gamma = s.gamma;
         self.prev_theta = s.theta;
         if s.ref_px > 0.0 {
@@ -380,9 +394,9 @@ impl Account {
             pnl_costs: pc,
             pnl_std: self.pnl_steps.std(),
             pnl_residual_delta: self.delta_pnl,
+            funding: self.funding,
             attribution: {
                 let mut a = self.attr;
-                a.funding = 0.0;
                 a.total = po + ph - pc;
                 a.residual = a.total
                     - (a.delta + a.gamma + a.vega + a.theta + a.fees + a.half_spread)

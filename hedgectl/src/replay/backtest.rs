@@ -540,6 +540,13 @@ impl Backtest {
                 {
                     m.hedge_px = e.v[0];
                     book_moved = true;
+                    if e.kind == MarketEventKind::UnderlyingPrice as u8
+                        && e.flags & MarketEvent::FLAG_FUNDING != 0
+                        && e.v[1].is_finite()
+                    {
+                        // A ticker's funding rate, fraction per 8 h: charged on the position.
+                        self.accounts[u].funding_rate_8h = e.v[1];
+                    }
                 }
                 _ => {}
             }
@@ -922,6 +929,8 @@ impl Backtest {
         };
         let option_delta = w.core.risk.delta(u);
         let hedge_delta = x.hedge_position * dpc;
+        // The notional is the one the limits use: linear qty x size x price, inverse face.
+        let hedge_notional = x.hedge_position.signum() * inst.notional(x.hedge_position.abs(), mid);
         Sample {
             ts_ns: now,
             ref_px: if x.index_px > 0.0 {
@@ -943,6 +952,7 @@ impl Backtest {
                 .underlying(self.setups[u].index_id)
                 .map_or(0.0, |r| r.theta),
             hedge_delta,
+            hedge_notional,
         }
     }
 

@@ -87,7 +87,7 @@ pub struct Attribution {
     pub half_spread: f64,
     /// Fill prices beyond the touch: depth walked, latency (negative when paid).
     pub slippage: f64,
-    /// Funding on the hedge position (0: the data gives no funding rate).
+    /// Funding on the hedge position (0 when the data gives no funding rate).
     pub funding: f64,
     /// Total PnL: options + hedge - costs.
     pub total: f64,
@@ -155,6 +155,9 @@ pub struct UnderlyingSummary {
     pub final_option_delta: f64,
     /// The PnL by cause.
     pub attribution: Attribution,
+    /// Funding received (negative: paid) on the hedge position, quote currency (0 when the
+    /// data gives no funding rate).
+    pub funding: f64,
     /// Hedge in flight at the end, underlying units (0 once the venue answered everything).
     pub final_hedge_inflight: f64,
     /// Hedge instrument symbol.
