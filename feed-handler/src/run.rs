@@ -127,11 +127,15 @@ impl Config {
         toml::from_str(&text).map_err(|e| RunError::Config(format!("{}: {e}", path.display())))
     }
 
-    /// The segment directory.
-    pub fn dir(&self) -> PathBuf {
-        self.shm_dir
-            .clone()
-            .unwrap_or_else(|| namespace_dir(&self.namespace))
+    /// The segment directory: `shm_dir`, else `/dev/shm/<namespace>`.
+    ///
+    /// # Errors
+    /// [`RunError::Config`] for a namespace that is not `[A-Za-z0-9_-]{1,64}`.
+    pub fn dir(&self) -> Result<PathBuf, RunError> {
+        match &self.shm_dir {
+            Some(d) => Ok(d.clone()),
+            None => namespace_dir(&self.namespace).map_err(|e| RunError::Config(e.to_string())),
+        }
     }
 
     /// Checks values that serde cannot.
@@ -157,11 +161,8 @@ impl Config {
                 self.synthetic.rate
             ));
         }
-        if self.namespace.is_empty() || self.namespace.contains('/') {
-            return bad(format!(
-                "namespace {:?} must be a non-empty name without '/'",
-                self.namespace
-            ));
+        if let Err(e) = shm_layout::validate_namespace(&self.namespace) {
+            return bad(e.to_string());
         }
         Ok(())
     }
@@ -319,7 +320,7 @@ impl std::fmt::Display for Summary {
 pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
     cfg.validate()?;
     let mut src = build_any_source(cfg)?;
-    let dir = cfg.dir();
+    let dir = cfg.dir()?;
     let opts = PublisherOptions {
         ring_capacity: cfg.ring_capacity,
         stale: cfg.on_stale,
@@ -473,6 +474,19 @@ pub fn publish_loop<S: Source + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_outside_dev_shm_are_refused() {
+        for bad in [".", "..", "", "../../tmp/X"] {
+            let c = Config {
+                namespace: bad.into(),
+                ..Config::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("is not allowed"), "{bad:?}: {e}");
+            assert!(c.dir().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn example_config_and_instruments_file_parse() {

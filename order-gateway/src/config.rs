@@ -165,19 +165,27 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The segment directory.
-    pub fn shm_dir(&self) -> PathBuf {
-        self.shm_dir
-            .clone()
-            .unwrap_or_else(|| shm_layout::namespace_dir(&self.namespace))
+    /// The segment directory: `--shm-dir`, else `/dev/shm/<namespace>`.
+    ///
+    /// # Errors
+    /// A namespace that is not `[A-Za-z0-9_-]{1,64}` (it could point outside /dev/shm).
+    pub fn shm_dir(&self) -> Result<PathBuf, shm_layout::NamespaceError> {
+        match &self.shm_dir {
+            Some(d) => Ok(d.clone()),
+            None => shm_layout::namespace_dir(&self.namespace),
+        }
     }
 
     /// The journal file.
-    pub fn journal_path(&self) -> PathBuf {
-        self.state_dir
-            .clone()
-            .unwrap_or_else(|| self.shm_dir())
-            .join("order-gateway.journal")
+    ///
+    /// # Errors
+    /// As [`Config::shm_dir`] when no state directory is set.
+    pub fn journal_path(&self) -> Result<PathBuf, shm_layout::NamespaceError> {
+        let dir = match &self.state_dir {
+            Some(d) => d.clone(),
+            None => self.shm_dir()?,
+        };
+        Ok(dir.join("order-gateway.journal"))
     }
 
     /// Reads a TOML file.
@@ -196,6 +204,7 @@ impl Config {
     /// # Errors
     /// A message naming the key.
     pub fn validate(&self) -> Result<(), String> {
+        shm_layout::validate_namespace(&self.namespace).map_err(|e| e.to_string())?;
         if !self.execs_capacity.is_power_of_two() || self.execs_capacity < 2 * 256 {
             return Err(format!(
                 "execs_capacity = {}: use a power of two of at least 512",
@@ -390,6 +399,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn namespaces_outside_dev_shm_are_refused() {
+        for bad in ["../../tmp/X", "", ".", ".."] {
+            let cli = Cli::parse_from(["order-gateway", "--namespace", bad]);
+            let e = cli.resolve().unwrap_err();
+            assert!(e.contains("namespace") && e.contains("is not allowed"), "{bad:?}: {e}");
+            let c = Config {
+                namespace: bad.into(),
+                ..Config::default()
+            };
+            assert!(c.shm_dir().is_err() && c.journal_path().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn example_config_in_the_docs_parses() {
         let doc = include_str!("config.rs");
         let toml: String = doc
@@ -456,9 +479,9 @@ mod tests {
         ]);
         let c = cli.resolve().unwrap();
         assert_eq!(c.venue_connect_wait_ms, 250);
-        assert_eq!(c.shm_dir(), PathBuf::from("/tmp/x"));
+        assert_eq!(c.shm_dir().unwrap(), PathBuf::from("/tmp/x"));
         assert_eq!(
-            c.journal_path(),
+            c.journal_path().unwrap(),
             PathBuf::from("/tmp/x/order-gateway.journal")
         );
         assert_eq!(c.sim.seed, 9);

@@ -260,10 +260,10 @@ impl Journal {
             source,
         };
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(io_err)?;
+            shm_layout::private::create_dir_all(dir).map_err(io_err)?;
         }
         let lock_path = path.with_extension("lock");
-        let lock = OpenOptions::new()
+        let lock = shm_layout::private::file_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -283,7 +283,7 @@ impl Journal {
             Err(e) => return Err(io_err(e)),
         }
         let (replay, good) = Self::replay(&data);
-        let file = OpenOptions::new()
+        let file = shm_layout::private::file_options()
             .create(true)
             .append(true)
             .open(path)
@@ -447,7 +447,7 @@ impl Journal {
         }
         let tmp = self.path.with_extension("compact");
         {
-            let mut f = File::create(&tmp).map_err(io_err)?;
+            let mut f = shm_layout::private::create_file(&tmp).map_err(io_err)?;
             f.write_all(&buf).map_err(io_err)?;
         }
         fs::rename(&tmp, &self.path).map_err(io_err)?;
@@ -532,6 +532,22 @@ mod tests {
         assert_eq!(second.execs[0].exec_id, 2);
         assert_eq!(second.next_offset, 3 * RECORD as u64);
         assert_eq!(second.file_id, first.file_id);
+    }
+
+    #[test]
+    fn journal_lock_and_directories_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path().join("state").join("j");
+        let (mut j, _) = Journal::open(&p).unwrap();
+        j.append_order(0, &order(1));
+        j.flush().unwrap();
+        assert_eq!(mode(&root.path().join("state")), 0o700);
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(mode(&p.with_extension("lock")), 0o600);
+        j.compact(&Base::default(), std::iter::empty()).unwrap();
+        assert_eq!(mode(&p), 0o600, "the compacted journal replaces the file");
     }
 
     #[test]

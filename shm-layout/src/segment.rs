@@ -33,9 +33,74 @@ pub const INITIALIZED: u32 = u32::from_le_bytes(*b"INIT");
 /// Size of the common header.
 pub const HEADER_SIZE: usize = 128;
 
-/// Directory of a namespace: `/dev/shm/<namespace>`.
-pub fn namespace_dir(namespace: &str) -> PathBuf {
-    Path::new("/dev/shm").join(namespace)
+/// Longest namespace accepted by [`validate_namespace`], bytes.
+pub const NAMESPACE_MAX_LEN: usize = 64;
+
+/// A namespace that [`validate_namespace`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("namespace {name:?} is not allowed: {why}; a namespace is 1 to 64 characters from A-Z a-z 0-9 _ - (it names a directory under /dev/shm)")]
+pub struct NamespaceError {
+    /// The namespace as given.
+    pub name: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+/// Checks that `namespace` is `[A-Za-z0-9_-]{1,64}`: one path component that can never be
+/// `.`, `..`, empty, absolute or contain `/`, so `/dev/shm/<namespace>` stays under
+/// `/dev/shm`. Every binary and hedgectl call this (through [`namespace_dir`]).
+///
+/// # Errors
+/// [`NamespaceError`] naming the namespace and the rule it breaks.
+pub fn validate_namespace(namespace: &str) -> Result<(), NamespaceError> {
+    let why = if namespace.is_empty() {
+        "it is empty"
+    } else if namespace.len() > NAMESPACE_MAX_LEN {
+        "it is longer than 64 bytes"
+    } else if !namespace
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        "it contains a character other than A-Z a-z 0-9 _ -"
+    } else {
+        return Ok(());
+    };
+    Err(NamespaceError {
+        name: namespace.to_string(),
+        why,
+    })
+}
+
+/// Directory of a namespace: `/dev/shm/<namespace>`, once [`validate_namespace`] accepts it.
+///
+/// # Errors
+/// [`NamespaceError`] for a namespace that could leave `/dev/shm` (`..`, `a/b`, ``) or is
+/// otherwise not `[A-Za-z0-9_-]{1,64}`.
+pub fn namespace_dir(namespace: &str) -> Result<PathBuf, NamespaceError> {
+    validate_namespace(namespace)?;
+    Ok(Path::new("/dev/shm").join(namespace))
+}
+
+#[cfg(test)]
+mod namespace_tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_that_could_leave_dev_shm_are_refused() {
+        for bad in ["", ".", "..", "../../tmp/X", "a/b", "/abs", "a b", "ns\0", "é"] {
+            let e = namespace_dir(bad).unwrap_err();
+            assert_eq!(e.name, bad);
+            assert!(e.to_string().contains("A-Z a-z 0-9 _ -"), "{e}");
+        }
+        assert!(namespace_dir(&"x".repeat(65)).is_err());
+        assert_eq!(
+            namespace_dir(&"x".repeat(64)).unwrap(),
+            Path::new("/dev/shm").join("x".repeat(64))
+        );
+        for good in ["hedge", "hedge-demo-42", "A_b-9"] {
+            assert_eq!(namespace_dir(good).unwrap(), Path::new("/dev/shm").join(good));
+        }
+    }
 }
 
 /// Well-known segment names inside a namespace directory.

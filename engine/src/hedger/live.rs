@@ -98,12 +98,15 @@ pub const IDLE_BACKOFF: Backoff = Backoff {
     max_park: Duration::from_millis(1),
 };
 
-/// The segment directory of a config.
-pub fn segment_dir(cfg: &HedgerConfig) -> PathBuf {
-    cfg.shm
-        .dir
-        .clone()
-        .unwrap_or_else(|| namespace_dir(&cfg.shm.namespace))
+/// The segment directory of a config: `[shm] dir`, else `/dev/shm/<namespace>`.
+///
+/// # Errors
+/// A namespace that is not `[A-Za-z0-9_-]{1,64}`.
+pub fn segment_dir(cfg: &HedgerConfig) -> Result<PathBuf, shm_layout::NamespaceError> {
+    match &cfg.shm.dir {
+        Some(d) => Ok(d.clone()),
+        None => namespace_dir(&cfg.shm.namespace),
+    }
 }
 
 struct UndGauges {
@@ -417,8 +420,9 @@ fn wait_open<T>(
 /// # Errors
 /// Segments missing or incompatible, config symbols unknown, state unreadable or unwritable.
 pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
-    let dir = segment_dir(cfg);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = segment_dir(cfg)?;
+    shm_layout::private::create_dir_all(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     let wait = OpenOptions::wait(Duration::from_millis(cfg.shm.open_wait_ms));
     let on_stale = cfg.shm.on_stale;
 

@@ -240,7 +240,7 @@ impl StateStore {
     /// # Errors
     /// The directory cannot be created.
     pub fn open(dir: &Path, fsync: bool) -> Result<Self, StateError> {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+        shm_layout::private::create_dir_all(dir).map_err(|source| StateError::Io {
             path: dir.into(),
             source,
         })?;
@@ -282,7 +282,8 @@ impl StateStore {
             path: self.tmp.clone(),
             source,
         };
-        let mut f = std::fs::File::create(&self.tmp).map_err(io)?;
+        // Mode 0600 at creation: positions and orders are nobody else's business.
+        let mut f = shm_layout::private::create_file(&self.tmp).map_err(io)?;
         f.write_all(self.buf.as_bytes()).map_err(io)?;
         if self.fsync {
             f.sync_all().map_err(io)?;
@@ -407,6 +408,22 @@ impl Drop for StateWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn state_files_and_directories_are_created_owner_only() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a").join("state");
+        let mut store = StateStore::open(&dir, false).unwrap();
+        store.save(&PersistState::default()).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&root.path().join("a")), 0o700);
+        assert_eq!(mode(store.path()), 0o600);
+    }
 
     #[test]
     fn state_round_trips_exactly_and_truncation_is_detected() {
