@@ -720,7 +720,10 @@ fn duration_ms(key: &'static str, v: u64, lo: u64) -> Result<u64, (&'static str,
     if (lo..=MAX_DURATION_MS).contains(&v) {
         Ok(v)
     } else {
-        Err((key, format!("must be in {lo}..={MAX_DURATION_MS} ms, got {v}")))
+        Err((
+            key,
+            format!("must be in {lo}..={MAX_DURATION_MS} ms, got {v}"),
+        ))
     }
 }
 
@@ -738,7 +741,10 @@ fn validate_shm(s: &ShmSection) -> Result<(), (&'static str, String)> {
         // A segment name is a path component too: the namespace rule keeps `..` and `a/b`
         // from leaving the segment directory.
         if let Err(e) = shm_layout::validate_namespace(v) {
-            return Err((k, format!("{}: got {v:?}, allowed [A-Za-z0-9_-]{{1,64}}", e.why)));
+            return Err((
+                k,
+                format!("{}: got {v:?}, allowed [A-Za-z0-9_-]{{1,64}}", e.why),
+            ));
         }
     }
     if !s.orders_capacity.is_power_of_two() || !(2..=1 << 24).contains(&s.orders_capacity) {

@@ -537,6 +537,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     }
 
     let mut gateway: Option<CountersReader> = None;
+    let mut gateway_error: Option<String> = None;
     let gw_timeout = Duration::from_millis(cfg.shm.gateway_heartbeat_timeout_ms);
     let stats_ns = cfg.runtime.stats_interval_ms * 1_000_000;
     let mut last_stats = 0u64;
@@ -560,9 +561,28 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
                 // A missing gateway is retried once a second (open is a few system calls).
                 if gateway.is_none() && now.saturating_sub(last_gateway_open) >= 1_000_000_000 {
                     last_gateway_open = now;
-                    gateway =
-                        CountersReader::open(&dir, &cfg.shm.gateway_role, OpenOptions::default())
-                            .ok();
+                    gateway = match CountersReader::open(
+                        &dir,
+                        &cfg.shm.gateway_role,
+                        OpenOptions::default(),
+                    ) {
+                        Ok(g) => Some(g),
+                        // Not up yet: normal at start-up. Anything else (a corrupt or foreign
+                        // cnc segment) keeps hedging halted and says why, once per distinct error.
+                        Err(SegmentError::Missing { .. } | SegmentError::NotInitialized { .. }) => {
+                            None
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            if gateway_error.as_deref() != Some(msg.as_str()) {
+                                eprintln!(
+                                    "hedger: gateway counters refused, hedging stays halted: {msg}"
+                                );
+                                gateway_error = Some(msg);
+                            }
+                            None
+                        }
+                    };
                 }
                 core.gateway_alive = gateway
                     .as_ref()
