@@ -403,7 +403,10 @@ mod tests {
         for bad in ["../../tmp/X", "", ".", ".."] {
             let cli = Cli::parse_from(["order-gateway", "--namespace", bad]);
             let e = cli.resolve().unwrap_err();
-            assert!(e.contains("namespace") && e.contains("is not allowed"), "{bad:?}: {e}");
+            assert!(
+                e.contains("namespace") && e.contains("is not allowed"),
+                "{bad:?}: {e}"
+            );
             let c = Config {
                 namespace: bad.into(),
                 ..Config::default()

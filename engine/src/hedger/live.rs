@@ -500,6 +500,18 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
             );
         }
         None => {
+            // No snapshot, yet a hedger consumed execs or wrote orders in these rings: the
+            // state was lost. Starting at position 0 / epoch 1 would hedge a wrong book and
+            // reuse client order ids, so refuse (issue 21, finding 6).
+            if orders.position() > 0 || execs.position() > 0 {
+                anyhow::bail!(
+                    "hedger state {} is missing, but the rings in {} show a previous hedger's history ({} orders written, {} execs consumed): the state was lost; restore it, or start every process on a fresh namespace (--on-stale replace), never at position 0",
+                    store.path().display(),
+                    dir.display(),
+                    orders.position(),
+                    execs.position()
+                );
+            }
             for p in &cfg.positions {
                 core.set_option_position(&p.symbol, p.qty)?;
             }
