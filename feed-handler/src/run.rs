@@ -342,6 +342,12 @@ pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
     publ.set_state(ProcessState::Stopping);
     publ.flush_counters(&summary.rejects, summary.rows, 0.0, 0.0);
     publ.set_state(ProcessState::Stopped);
+    // Files out of step: what was published before the mismatch stands, but the run failed.
+    if let AnySource::Lobster(s) = &mut src {
+        if let Some(e) = s.take_pairing_error() {
+            return Err(RunError::Lobster(e));
+        }
+    }
     Ok(summary)
 }
 
