@@ -305,6 +305,17 @@ impl LobsterSource {
         Ok(())
     }
 
+    /// Whether a limit order (type 1) is missing from its book row; if so the source stops.
+    fn submission_out_of_step(&mut self, px: f64, size: f64, dir: Side) -> bool {
+        match self.check_submission(px, size, dir) {
+            Ok(()) => false,
+            Err(detail) => {
+                self.out_of_step(detail);
+                true
+            }
+        }
+    }
+
     /// A limit order (type 1) at `px` on side `dir` must be in the book row after it, with at
     /// least `size`, unless it lies beyond the levels the file shows. `Err(detail)` if not.
     fn check_submission(&self, px: f64, size: f64, dir: Side) -> Result<(), String> {
@@ -406,11 +417,8 @@ impl LobsterSource {
         if !check(&q, &mut rj) {
             return Err(rj.nonzero()[0].0);
         }
-        if typ == 1 {
-            if let Err(detail) = self.check_submission(px, size, dir) {
-                self.out_of_step(detail);
-                return Ok(());
-            }
+        if typ == 1 && self.submission_out_of_step(px, size, dir) {
+            return Ok(());
         }
         let trade = if typ == 4 || typ == 5 {
             let t = MarketEvent::trade(self.id, ts, 0, px / PRICE_SCALE, size, dir.opposite());

@@ -598,6 +598,15 @@ fn map_file(path: &Path, writable: bool) -> Result<(Mem, usize), SegmentError> {
     Ok((Mem::new(map), len))
 }
 
+/// The error for a mapped header whose `initialized` word is not set, with its creator pid.
+fn not_initialized(mem: &Mem, path: &Path) -> SegmentError {
+    SegmentError::NotInitialized {
+        path: path.to_path_buf(),
+        // SAFETY: inside the header, 4-aligned; the caller checked len >= HEADER_SIZE.
+        creator_pid: unsafe { mem.u32_at(header::CREATOR_PID) }.load(Ordering::Relaxed),
+    }
+}
+
 /// Validates the header of a mapped file against `spec`. `Ok(capacity)`.
 fn validate(mem: &Mem, len: usize, path: &Path, spec: &Spec) -> Result<u64, SegmentError> {
     let p = || path.to_path_buf();
@@ -615,11 +624,7 @@ fn validate(mem: &Mem, len: usize, path: &Path, spec: &Spec) -> Result<u64, Segm
         });
     }
     if init != INITIALIZED {
-        return Err(SegmentError::NotInitialized {
-            path: p(),
-            // SAFETY: inside the header, 4-aligned.
-            creator_pid: unsafe { mem.u32_at(header::CREATOR_PID) }.load(Ordering::Relaxed),
-        });
+        return Err(not_initialized(mem, path));
     }
     // SAFETY: see above.
     let rd32 = |off| unsafe { mem.u32_at(off) }.load(Ordering::Relaxed);
@@ -794,12 +799,17 @@ pub(crate) fn create(
             Err(e) => return Err(SegmentError::io(&path, e)),
         }
     }
-    Err(SegmentError::Corrupt {
+    Err(kept_reappearing(path))
+}
+
+/// Four creation attempts each lost the race for the name (was "in use by live process 0").
+fn kept_reappearing(path: PathBuf) -> SegmentError {
+    SegmentError::Corrupt {
         path,
         detail: "its name was created anew by another process four times while this one \
                  tried to create it (another instance starting in this namespace?)"
             .into(),
-    })
+    }
 }
 
 fn write_header(mem: &Mem, spec: &Spec, capacity: u64, total: usize, pid: u32, start: u64) {
