@@ -392,6 +392,7 @@ fn lost_state_with_history_in_the_rings_is_refused_not_restarted_at_zero() {
     );
     assert!(h.sigterm().success());
     std::fs::remove_dir_all(tmp.path().join("state")).unwrap();
+    w.gateway(&seg); // orders the first run sent just before it stopped
     let orders_before = w.coids.len();
 
     let log = tmp.path().join("run2.log");
