@@ -669,39 +669,8 @@ impl HedgerConfig {
             key,
             msg,
         };
-        let s = &self.shm;
-        for (k, v) in [
-            ("namespace", &s.namespace),
-            ("md", &s.md),
-            ("lvt", &s.lvt),
-            ("instruments", &s.instruments),
-            ("orders", &s.orders),
-            ("execs", &s.execs),
-            ("gateway_role", &s.gateway_role),
-        ] {
-            if v.is_empty() || v.contains('/') {
-                return Err(err(
-                    format!("shm.{k}"),
-                    format!("must be a non-empty name without '/', got {v:?}"),
-                ));
-            }
-        }
-        if !s.orders_capacity.is_power_of_two() || s.orders_capacity < 2 {
-            return Err(err(
-                "shm.orders_capacity".into(),
-                format!("must be a power of two >= 2, got {}", s.orders_capacity),
-            ));
-        }
-        let r = &self.runtime;
-        for (k, v) in [
-            ("histogram_interval_ms", r.histogram_interval_ms),
-            ("snapshot_interval_ms", r.snapshot_interval_ms),
-            ("stats_interval_ms", r.stats_interval_ms),
-        ] {
-            if v == 0 {
-                return Err(err(format!("runtime.{k}"), "must be > 0".into()));
-            }
-        }
+        validate_shm(&self.shm).map_err(|(k, m)| err(format!("shm.{k}"), m))?;
+        validate_runtime(&self.runtime).map_err(|(k, m)| err(format!("runtime.{k}"), m))?;
         if self.underlyings.is_empty() {
             return Err(err(
                 "underlyings".into(),
@@ -740,6 +709,73 @@ impl HedgerConfig {
         }
         Ok(())
     }
+}
+
+/// Longest duration any `*_ms` key accepts: 7 days, ms. Bounds every `ms * 1_000_000` (no
+/// overflow to a wrapped, tiny or zero timeout) and catches typos such as `2^63`.
+pub const MAX_DURATION_MS: u64 = 7 * 24 * 3_600 * 1_000;
+
+/// `v` in `lo..=MAX_DURATION_MS`, else `(key, message)` naming value and range.
+fn duration_ms(key: &'static str, v: u64, lo: u64) -> Result<u64, (&'static str, String)> {
+    if (lo..=MAX_DURATION_MS).contains(&v) {
+        Ok(v)
+    } else {
+        Err((
+            key,
+            format!("must be in {lo}..={MAX_DURATION_MS} ms, got {v}"),
+        ))
+    }
+}
+
+/// Range and kind checks of `[shm]`; on error `(key, message)`.
+fn validate_shm(s: &ShmSection) -> Result<(), (&'static str, String)> {
+    for (k, v) in [
+        ("namespace", &s.namespace),
+        ("md", &s.md),
+        ("lvt", &s.lvt),
+        ("instruments", &s.instruments),
+        ("orders", &s.orders),
+        ("execs", &s.execs),
+        ("gateway_role", &s.gateway_role),
+    ] {
+        // A segment name is a path component too: the namespace rule keeps `..` and `a/b`
+        // from leaving the segment directory.
+        if let Err(e) = shm_layout::validate_namespace(v) {
+            return Err((
+                k,
+                format!("{}: got {v:?}, allowed [A-Za-z0-9_-]{{1,64}}", e.why),
+            ));
+        }
+    }
+    if !s.orders_capacity.is_power_of_two() || !(2..=1 << 24).contains(&s.orders_capacity) {
+        return Err((
+            "orders_capacity",
+            format!(
+                "must be a power of two in 2..=16777216, got {}",
+                s.orders_capacity
+            ),
+        ));
+    }
+    duration_ms("open_wait_ms", s.open_wait_ms, 0)?;
+    duration_ms(
+        "gateway_heartbeat_timeout_ms",
+        s.gateway_heartbeat_timeout_ms,
+        1,
+    )?;
+    Ok(())
+}
+
+/// Range checks of `[runtime]`; on error `(key, message)`.
+fn validate_runtime(r: &RuntimeSection) -> Result<(), (&'static str, String)> {
+    duration_ms("histogram_interval_ms", r.histogram_interval_ms, 1)?;
+    duration_ms("snapshot_interval_ms", r.snapshot_interval_ms, 1)?;
+    duration_ms("stats_interval_ms", r.stats_interval_ms, 1)?;
+    duration_ms("reconcile_quiet_ms", r.reconcile_quiet_ms, 0)?;
+    duration_ms("reconcile_timeout_ms", r.reconcile_timeout_ms, 0)?;
+    if r.state_dir.as_os_str().is_empty() {
+        return Err(("state_dir", "must not be empty".into()));
+    }
+    Ok(())
 }
 
 fn positive(name: &'static str, v: f64) -> Result<f64, (&'static str, String)> {
@@ -805,9 +841,9 @@ impl LimitsSection {
     /// The first invalid field of the limits table.
     pub fn to_config(&self) -> Result<LimitsConfig, (&'static str, String)> {
         let l = self;
-        if l.max_data_age_ms == 0 {
-            return Err(("max_data_age_ms", "must be > 0".into()));
-        }
+        duration_ms("max_data_age_ms", l.max_data_age_ms, 1)?;
+        duration_ms("reject_window_ms", l.reject_window_ms, 0)?;
+        duration_ms("reject_halt_ms", l.reject_halt_ms, 0)?;
         Ok(LimitsConfig {
             max_order_qty: positive("max_order_qty", l.max_order_qty)?,
             max_order_notional: positive("max_order_notional", l.max_order_notional)?,
@@ -855,6 +891,45 @@ hedge_instrument = "BTC-PERPETUAL"
         let p = concat!(env!("CARGO_MANIFEST_DIR"), "/config/hedger.example.toml");
         let c = HedgerConfig::load(Path::new(p)).unwrap();
         assert!(!c.underlyings.is_empty());
+    }
+
+    #[test]
+    fn namespaces_and_segment_names_outside_the_directory_are_refused() {
+        for (key, bad) in [
+            ("namespace", ".."),
+            ("namespace", "."),
+            ("namespace", ""),
+            ("namespace", "../../tmp/X"),
+            ("orders", ".."),
+        ] {
+            let t = format!("[shm]\n{key} = {bad:?}\n{MIN}");
+            let e = HedgerConfig::parse(&t, "h.toml").unwrap_err();
+            assert_eq!(e.key, format!("shm.{key}"), "{e}");
+            assert!(e.msg.contains("[A-Za-z0-9_-]{1,64}"), "{e}");
+        }
+    }
+
+    #[test]
+    fn durations_beyond_7_days_are_refused_with_key_value_and_range() {
+        for (table, key) in [
+            ("shm", "open_wait_ms"),
+            ("shm", "gateway_heartbeat_timeout_ms"),
+            ("runtime", "reconcile_quiet_ms"),
+            ("runtime", "reconcile_timeout_ms"),
+            ("runtime", "snapshot_interval_ms"),
+        ] {
+            let t = format!("[{table}]\n{key} = 9223372036854775807\n{MIN}");
+            let e = HedgerConfig::parse(&t, "h.toml").unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("config h.toml: {table}.{key}: must be in "))
+                    && e.contains("..=604800000 ms, got 9223372036854775807")
+                    && !e.contains('\n'),
+                "{e}"
+            );
+        }
+        let t = format!("{MIN}[underlyings.BTC.limits]\nreject_halt_ms = 9223372036854775807\n");
+        let e = HedgerConfig::parse(&t, "h.toml").unwrap_err();
+        assert_eq!(e.key, "underlyings.BTC.limits.reject_halt_ms");
     }
 
     #[test]

@@ -226,10 +226,11 @@ impl World {
     }
 }
 
-#[test]
-fn sigkill_and_restart_lose_nothing_and_apply_nothing_twice() {
+/// A temporary directory (segments `seg/`, state `state/`, `hedger.toml`) and the world
+/// playing the feed and the gateway in it.
+fn setup(prefix: &str) -> (tempfile::TempDir, World, InstrumentTable) {
     let tmp = tempfile::Builder::new()
-        .prefix("hedger-crash-")
+        .prefix(prefix)
         .tempdir_in("/dev/shm")
         .or_else(|_| tempfile::tempdir())
         .unwrap();
@@ -275,7 +276,7 @@ qty = -20.0
 
     let wall = shm_layout::clock::wall_ns();
     let defs = defs(wall);
-    let _instruments =
+    let instruments =
         InstrumentTable::create(&seg, "instruments", &defs, StalePolicy::Replace).unwrap();
     let mut w = World {
         md: BroadcastWriter::create(&seg, "md", 1 << 12, StalePolicy::Replace).unwrap(),
@@ -291,6 +292,16 @@ qty = -20.0
         coids: Vec::new(),
     };
     w.market_tick(0);
+    (tmp, w, instruments)
+}
+
+#[test]
+fn sigkill_and_restart_lose_nothing_and_apply_nothing_twice() {
+    let (tmp, mut w, _instruments) = setup("hedger-crash-");
+    let seg = tmp.path().join("seg");
+    let state = tmp.path().join("state");
+    let hlog = tmp.path().join("lat.hlog");
+    let cfg = tmp.path().join("hedger.toml");
 
     let mut h = Proc::spawn(&cfg, &tmp.path().join("run1.log"));
     w.run_for(&seg, 1500, true);
@@ -365,5 +376,47 @@ qty = -20.0
     assert!(
         hl.contains("#[StartTime:") && hl.contains("Tag=recv_to_read"),
         "{hl}"
+    );
+}
+
+#[test]
+fn lost_state_with_history_in_the_rings_is_refused_not_restarted_at_zero() {
+    let (tmp, mut w, _instruments) = setup("hedger-lost-state-");
+    let seg = tmp.path().join("seg");
+    let cfg = tmp.path().join("hedger.toml");
+    let mut h = Proc::spawn(&cfg, &tmp.path().join("run1.log"));
+    w.run_for(&seg, 1500, true);
+    assert!(
+        !w.coids.is_empty(),
+        "the hedger hedged before its state was lost"
+    );
+    assert!(h.sigterm().success());
+    std::fs::remove_dir_all(tmp.path().join("state")).unwrap();
+    w.gateway(&seg); // orders the first run sent just before it stopped
+    let orders_before = w.coids.len();
+
+    let log = tmp.path().join("run2.log");
+    let mut h = Proc::spawn(&cfg, &log);
+    let t0 = Instant::now();
+    let st = loop {
+        w.run_for(&seg, 20, true);
+        if let Some(st) = h.0.as_mut().unwrap().try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the hedger neither refused nor stopped"
+        );
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!st.success(), "{text}");
+    assert!(
+        text.contains("is missing, but the rings in") && text.contains("the state was lost"),
+        "{text}"
+    );
+    assert_eq!(
+        w.coids.len(),
+        orders_before,
+        "no order (and no reused client order id) was sent"
     );
 }

@@ -9,6 +9,17 @@
 //! Header rows (present in some uploads, absent from LOBSTER's own files) are skipped.
 //! Dummy levels (price ±9999999999) are empty levels; a book without both sides gives no
 //! quote, and the row is counted as [`RejectReason::OneSided`].
+//!
+//! # Pairing
+//! Row k of the orderbook file is the book *after* message k, so a lost or split line in one
+//! file (a bare CR inside a row, say) shifts every later pair and quietly publishes wrong
+//! books. The source therefore checks that the files stay paired and stops at the first
+//! mismatch ([`LobsterSource::pairing_error`], [`LobsterError::Pairing`]; the feed handler
+//! exits with it): a message row without exactly 6 columns, an orderbook row with another
+//! column count than the first, one file ending before the other, or a published limit
+//! order (type 1) at a price inside the visible book that its book row does not show with at
+//! least its size. Rows that are merely bad (a number that does not parse, a crossed book)
+//! are still counted by reason and skipped.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -34,6 +45,18 @@ pub enum LobsterError {
         path: PathBuf,
         /// Cause.
         source: std::io::Error,
+    },
+    /// The message and orderbook files are out of step (see the module docs, "Pairing").
+    #[error("LOBSTER files {} and {} are out of step at row {row}: {detail}; stopped there (the rows before it were published): a bare CR or a lost line in one file shifts every later pair, so fix the files", message.display(), orderbook.display())]
+    Pairing {
+        /// Message file.
+        message: PathBuf,
+        /// Orderbook file.
+        orderbook: PathBuf,
+        /// 1-based data row (header excluded) of the mismatch.
+        row: u64,
+        /// What does not match.
+        detail: String,
     },
     /// The first row is not a LOBSTER row or header.
     #[error("{path}: {msg}")]
@@ -137,6 +160,11 @@ pub struct LobsterSource {
     len: usize,
     rejects: Rejects,
     rows: u64,
+    /// Orderbook columns of the first row (every row must have as many).
+    book_cols: usize,
+    paths: [PathBuf; 2],
+    /// Set at the first mismatch; the source then ends.
+    pairing: Option<Box<LobsterError>>,
 }
 
 impl LobsterSource {
@@ -192,6 +220,9 @@ impl LobsterSource {
             len: 0,
             rejects: Rejects::default(),
             rows: 0,
+            book_cols: 0,
+            paths: [message.to_path_buf(), orderbook.to_path_buf()],
+            pairing: None,
         };
         // An empty or unreadable first line is a clear error, as for Tardis.
         for (path, rec_ok) in [
@@ -229,15 +260,108 @@ impl LobsterSource {
                 msg: format!("expected 4 x levels columns, found {}", s.brec.len()),
             });
         }
+        s.book_cols = s.brec.len();
         Ok(s)
+    }
+
+    /// The mismatch that stopped the source, if it stopped on one (check it once
+    /// [`Source::next`] returns `false`).
+    pub fn pairing_error(&self) -> Option<&LobsterError> {
+        self.pairing.as_deref()
+    }
+
+    /// Takes the mismatch that stopped the source (for the caller to return it).
+    pub fn take_pairing_error(&mut self) -> Option<LobsterError> {
+        self.pairing.take().map(|b| *b)
+    }
+
+    /// Records the first mismatch and ends the source (cold: once per run).
+    #[cold]
+    fn out_of_step(&mut self, detail: String) {
+        self.done = true;
+        self.pairing = Some(Box::new(LobsterError::Pairing {
+            message: self.paths[0].clone(),
+            orderbook: self.paths[1].clone(),
+            row: self.rows,
+            detail,
+        }));
+    }
+
+    /// Column counts of the current pair; `Err(detail)` if they cannot belong together.
+    fn check_columns(&self) -> Result<(), String> {
+        if self.mrec.len() != 6 {
+            return Err(format!(
+                "the message row has {} columns, not 6 (a split or joined line)",
+                self.mrec.len()
+            ));
+        }
+        if self.brec.len() != self.book_cols {
+            return Err(format!(
+                "the orderbook row has {} columns, not {} like the first (a split or joined line)",
+                self.brec.len(),
+                self.book_cols
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a limit order (type 1) is missing from its book row; if so the source stops.
+    fn submission_out_of_step(&mut self, px: f64, size: f64, dir: Side) -> bool {
+        match self.check_submission(px, size, dir) {
+            Ok(()) => false,
+            Err(detail) => {
+                self.out_of_step(detail);
+                true
+            }
+        }
+    }
+
+    /// A limit order (type 1) at `px` on side `dir` must be in the book row after it, with at
+    /// least `size`, unless it lies beyond the levels the file shows. `Err(detail)` if not.
+    fn check_submission(&self, px: f64, size: f64, dir: Side) -> Result<(), String> {
+        let b = &self.brec;
+        let col = if dir == Side::Buy { 2 } else { 0 };
+        let mut worst: Option<f64> = None;
+        let mut full = true;
+        for l in 0..b.len() / 4 {
+            let p = parse_f64(&b[4 * l + col])
+                .ok()
+                .flatten()
+                .unwrap_or(f64::NAN);
+            let q = parse_f64(&b[4 * l + col + 1]).ok().flatten().unwrap_or(0.0);
+            if p.abs() >= DUMMY || !p.is_finite() {
+                full = false;
+                continue;
+            }
+            if p == px {
+                return if q >= size {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "a limit order of {size} at {px} is shown with {q} only"
+                    ))
+                };
+            }
+            worst = Some(p);
+        }
+        // Beyond the deepest level shown: invisible in an N-level file.
+        let beyond = match (worst, dir) {
+            (Some(w), Side::Buy) => px < w,
+            (Some(w), Side::Sell) => px > w,
+            (None, _) => false,
+        };
+        if full && beyond {
+            return Ok(());
+        }
+        let side = if dir == Side::Buy { "a bid" } else { "an ask" };
+        Err(format!(
+            "{side} limit order of {size} at {px} is missing from the book row after it"
+        ))
     }
 
     fn row(&mut self) -> Result<(), RejectReason> {
         let m = &self.mrec;
         let b = &self.brec;
-        if m.len() != 6 || b.len() < 4 || b.len() & 3 != 0 {
-            return Err(RejectReason::ColumnCount);
-        }
         let t = parse_time_ns(&m[0]).ok_or(RejectReason::Malformed)?;
         let ts = (self.midnight_ns as i64 + t as i64 + self.utc_offset_ns).max(0) as u64;
         if ts < self.last_ts {
@@ -292,6 +416,9 @@ impl LobsterSource {
         );
         if !check(&q, &mut rj) {
             return Err(rj.nonzero()[0].0);
+        }
+        if typ == 1 && self.submission_out_of_step(px, size, dir) {
+            return Ok(());
         }
         let trade = if typ == 4 || typ == 5 {
             let t = MarketEvent::trade(self.id, ts, 0, px / PRICE_SCALE, size, dir.opposite());
@@ -366,15 +493,25 @@ impl Source for LobsterSource {
                         }
                         continue;
                     }
-                    _ => {
-                        // One file is longer than the other: its extra rows have no partner.
+                    (Ok(m), _) => {
                         self.rows += 1;
-                        self.rejects.add(RejectReason::ColumnCount);
-                        continue;
+                        let (ended, longer) = if m {
+                            ("orderbook", "message")
+                        } else {
+                            ("message", "orderbook")
+                        };
+                        self.out_of_step(format!(
+                            "the {ended} file ended, the {longer} file has more rows"
+                        ));
+                        return false;
                     }
                 }
             }
             self.rows += 1;
+            if let Err(detail) = self.check_columns() {
+                self.out_of_step(detail);
+                return false;
+            }
             if let Err(r) = self.row() {
                 self.rejects.add(r);
             }

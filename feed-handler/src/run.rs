@@ -131,14 +131,18 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, RunError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| RunError::Config(format!("cannot read {}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| RunError::Config(format!("{}: {e}", path.display())))
+        Self::parse(&text, &path.display().to_string())
     }
 
-    /// The segment directory.
-    pub fn dir(&self) -> PathBuf {
-        self.shm_dir
-            .clone()
-            .unwrap_or_else(|| namespace_dir(&self.namespace))
+    /// The segment directory: `shm_dir`, else `/dev/shm/<namespace>`.
+    ///
+    /// # Errors
+    /// [`RunError::Config`] for a namespace that is not `[A-Za-z0-9_-]{1,64}`.
+    pub fn dir(&self) -> Result<PathBuf, RunError> {
+        match &self.shm_dir {
+            Some(d) => Ok(d.clone()),
+            None => namespace_dir(&self.namespace).map_err(|e| RunError::Config(e.to_string())),
+        }
     }
 
     /// Checks values that serde cannot.
@@ -170,13 +174,83 @@ impl Config {
                 self.max_gap_s
             ));
         }
-        if self.namespace.is_empty() || self.namespace.contains('/') {
+        if let Err(e) = shm_layout::validate_namespace(&self.namespace) {
+            return bad(e.to_string());
+        }
+        for (k, v, hi) in [
+            ("duration_s", self.duration_s, 1e9),
+            ("speed", self.speed, 1e9),
+        ] {
+            if v.is_some_and(|v| !(v.is_finite() && v > 0.0 && v <= hi)) {
+                return bad(format!("{k} = {}: must be in (0, {hi}]", v.unwrap_or(0.0)));
+            }
+        }
+        if !(self.stats_interval_s.is_finite() && (0.0..=1e6).contains(&self.stats_interval_s)) {
             return bad(format!(
-                "namespace {:?} must be a non-empty name without '/'",
-                self.namespace
+                "stats_interval_s = {}: must be in 0..=1000000 s (0: none)",
+                self.stats_interval_s
             ));
         }
-        Ok(())
+        if self.ring_capacity > 1 << 30 {
+            return bad(format!(
+                "ring_capacity = {}: must be at most 2^30 slots",
+                self.ring_capacity
+            ));
+        }
+        self.synthetic.validate().map_err(RunError::Config)
+    }
+
+    /// Parses TOML `text`; `file` names it in errors. Every error is one line naming the file,
+    /// the line and the key (toml's own message quotes the source in several lines).
+    ///
+    /// # Errors
+    /// [`RunError::Config`].
+    pub fn parse(text: &str, file: &str) -> Result<Config, RunError> {
+        let one_line = |e: toml::de::Error| {
+            let at = e.span().map_or(String::new(), |sp| {
+                let before = text.get(..sp.start).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                let src = text.lines().nth(line - 1).unwrap_or("").trim();
+                let key = src.split('=').next().unwrap_or("").trim();
+                format!(" line {line}, key `{key}`:")
+            });
+            let msg = e.message().replace('\n', " ");
+            RunError::Config(format!("{file}:{at} {}", msg.trim()))
+        };
+        let value: toml::Table = toml::from_str(text).map_err(one_line)?;
+        check_source_keys(&value).map_err(|m| RunError::Config(format!("{file}: {m}")))?;
+        let cfg: Config = toml::from_str(text).map_err(one_line)?;
+        cfg.validate().map_err(|e| {
+            RunError::Config(format!(
+                "{file}: {}",
+                e.to_string().trim_start_matches("config: ")
+            ))
+        })?;
+        Ok(cfg)
+    }
+}
+
+/// Keys each `[source] kind` accepts (serde ignores `deny_unknown_fields` on an internally
+/// tagged enum, so a misspelt `[source]` key used to be dropped silently).
+fn check_source_keys(t: &toml::Table) -> Result<(), String> {
+    let Some(src) = t.get("source").and_then(|v| v.as_table()) else {
+        return Ok(());
+    };
+    let kind = src
+        .get("kind")
+        .and_then(|v| v.as_str())
+        .unwrap_or("synthetic");
+    let allowed: &[&str] = match kind {
+        "tardis" => &["kind", "files"],
+        "lobster" => &["kind", "message", "orderbook", "utc_offset_s"],
+        _ => &["kind"],
+    };
+    match src.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!(
+            "source.{k}: unknown key for kind = {kind:?} (allowed: {})",
+            allowed.join(", ")
+        )),
+        None => Ok(()),
     }
 }
 
@@ -346,7 +420,7 @@ impl std::fmt::Display for Summary {
 pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
     cfg.validate()?;
     let mut src = build_any_source(cfg)?;
-    let dir = cfg.dir();
+    let dir = cfg.dir()?;
     let opts = PublisherOptions {
         ring_capacity: cfg.ring_capacity,
         stale: cfg.on_stale,
@@ -377,6 +451,12 @@ pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
     publ.flush_partials(&summary.partials, summary.gaps_skipped.0);
     publ.flush_renames(summary.renames.len() as u64);
     publ.set_state(ProcessState::Stopped);
+    // Files out of step: what was published before the mismatch stands, but the run failed.
+    if let AnySource::Lobster(s) = &mut src {
+        if let Some(e) = s.take_pairing_error() {
+            return Err(RunError::Lobster(e));
+        }
+    }
     Ok(summary)
 }
 
@@ -573,6 +653,62 @@ pub fn publish_loop<S: Source + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_errors_are_one_line_naming_file_key_value_and_range() {
+        let err = |text: &str| Config::parse(text, "f.toml").unwrap_err().to_string();
+        let e = err("[source]\nkind = \"synthetic\"\nfiles = [\"a.csv\"]\n");
+        assert_eq!(
+            e,
+            "config: f.toml: source.files: unknown key for kind = \"synthetic\" (allowed: kind)"
+        );
+        let e = err(
+            "[source]\nkind = \"lobster\"\nmessage = \"m\"\norderbook = \"o\"\nutc_ofset_s = 1\n",
+        );
+        assert!(
+            e.contains("source.utc_ofset_s: unknown key for kind = \"lobster\""),
+            "{e}"
+        );
+        for (text, want) in [
+            (
+                "[synthetic]\nhalf_spread_bps = nan\n",
+                "synthetic.half_spread_bps = NaN: must be in",
+            ),
+            (
+                "[synthetic]\nlevel_size = -inf\n",
+                "synthetic.level_size = -inf: must be in",
+            ),
+            (
+                "[synthetic]\nstress_every_s = 1e11\n",
+                "synthetic.stress_every_s = 100000000000",
+            ),
+            (
+                "ring_capcity = 3\n",
+                "f.toml: line 1, key `ring_capcity`: unknown field",
+            ),
+            (
+                "[synthetic]\nrate = \"fast\"\n",
+                "f.toml: line 2, key `rate`: invalid type",
+            ),
+        ] {
+            let e = err(text);
+            assert!(e.contains(want) && !e.contains('\n'), "{text:?}: {e}");
+        }
+        assert!(Config::parse("[source]\nkind = \"tardis\"\nfiles = [\"a.csv\"]\n", "f").is_ok());
+    }
+
+    #[test]
+    fn namespaces_outside_dev_shm_are_refused() {
+        for bad in [".", "..", "", "../../tmp/X"] {
+            let c = Config {
+                namespace: bad.into(),
+                ..Config::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("is not allowed"), "{bad:?}: {e}");
+            assert!(c.dir().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn example_config_and_instruments_file_parse() {

@@ -249,6 +249,127 @@ impl Default for SyntheticConfig {
     }
 }
 
+/// Longest period or length of any synthetic schedule (bursts, stress, spike half-life), s:
+/// about 11.6 days, far beyond any run, and small enough that start + period stays in u64 ns.
+pub const MAX_PERIOD_S: f64 = 1e6;
+/// Highest nominal event rate, events/s (one event per ns).
+pub const MAX_RATE_PER_S: f64 = 1e9;
+
+/// `Err("synthetic.<key> = <v>: must be in <range>")` unless `lo <= v <= hi` (finite).
+fn in_range(key: &str, v: f64, lo: f64, hi: f64, unit: &str) -> Result<(), String> {
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!(
+            "synthetic.{key} = {v}: must be in {lo}..={hi}{unit}"
+        ))
+    }
+}
+
+/// A period that may be 0 (off).
+fn period(key: &str, v: f64) -> Result<(), String> {
+    if v == 0.0 {
+        return Ok(());
+    }
+    in_range(key, v, 1e-3, MAX_PERIOD_S, " s (or 0: off)")
+}
+
+impl SyntheticConfig {
+    /// Checks every parameter's kind and range, so that no value makes the source spin,
+    /// overflow its clock or publish invalid events (issue 21: `stress_every_s = 1e11` spun at
+    /// 100% CPU, ignoring `--max-events` and SIGTERM).
+    ///
+    /// # Errors
+    /// One line naming the first bad key, its value and the allowed range.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.rate == f64::INFINITY || (self.rate > 0.0 && self.rate <= MAX_RATE_PER_S)) {
+            return Err(format!(
+                "synthetic.rate = {}: must be in (0, {MAX_RATE_PER_S}] events/s, or inf (max)",
+                self.rate
+            ));
+        }
+        if self.start_ns > 1 << 62 {
+            return Err(format!(
+                "synthetic.start_ns = {}: must be at most 2^62 ns (year 2116)",
+                self.start_ns
+            ));
+        }
+        in_range("time_warp", self.time_warp, 1e-6, 1e6, "")?;
+        in_range("spike_mult", self.spike_mult, 1.0, 100.0, "")?;
+        in_range(
+            "spike_half_life_s",
+            self.spike_half_life_s,
+            1e-3,
+            MAX_PERIOD_S,
+            " s",
+        )?;
+        period("burst_every_s", self.burst_every_s)?;
+        in_range("burst_len_s", self.burst_len_s, 0.0, MAX_PERIOD_S, " s")?;
+        in_range("burst_factor", self.burst_factor, 1.0, 1e4, "")?;
+        period("stress_every_s", self.stress_every_s)?;
+        in_range("stress_len_s", self.stress_len_s, 0.0, MAX_PERIOD_S, " s")?;
+        in_range("stress_vol_mult", self.stress_vol_mult, 1e-3, 100.0, "")?;
+        in_range("stress_spread_mult", self.stress_spread_mult, 1.0, 1e3, "")?;
+        in_range("half_spread_bps", self.half_spread_bps, 1e-6, 1e4, " bps")?;
+        in_range("level_size", self.level_size, 1e-9, 1e12, " contracts")?;
+        in_range("strike_step", self.strike_step, 1e-4, 0.5, "")?;
+        in_range("smile_skew", self.smile_skew, -10.0, 10.0, "")?;
+        in_range("smile_curvature", self.smile_curvature, -10.0, 10.0, "")?;
+        for (k, w) in [
+            ("weight_quote", self.weight_quote),
+            ("weight_price", self.weight_price),
+            ("weight_mark", self.weight_mark),
+        ] {
+            in_range(k, w, 0.0, 1e6, "")?;
+        }
+        if self.weight_quote + self.weight_price + self.weight_mark <= 0.0 {
+            return Err("synthetic.weight_*: at least one weight must be > 0".into());
+        }
+        if !(1..=DEPTH_LEVELS).contains(&self.depth_levels) {
+            return Err(format!(
+                "synthetic.depth_levels = {}: must be in 1..={DEPTH_LEVELS}",
+                self.depth_levels
+            ));
+        }
+        if !(1..=1000).contains(&self.strikes_per_expiry) {
+            return Err(format!(
+                "synthetic.strikes_per_expiry = {}: must be in 1..=1000",
+                self.strikes_per_expiry
+            ));
+        }
+        if self.expiries_days.len() > 64 || self.expiries_days.iter().any(|&d| d > 3650) {
+            return Err(format!(
+                "synthetic.expiries_days = {:?}: at most 64 expiries, each 0..=3650 days",
+                self.expiries_days
+            ));
+        }
+        self.validate_underlyings()
+    }
+
+    fn validate_underlyings(&self) -> Result<(), String> {
+        if self.underlyings.is_empty() || self.underlyings.len() > 64 {
+            return Err("synthetic.underlyings: 1 to 64 [[synthetic.underlyings]] tables".into());
+        }
+        for (i, u) in self.underlyings.iter().enumerate() {
+            let k = |f: &str| format!("underlyings[{i}].{f}");
+            if u.currency.is_empty() || !u.currency.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(format!(
+                    "synthetic.{} = {:?}: must be 1 or more of A-Z a-z 0-9",
+                    k("currency"),
+                    u.currency
+                ));
+            }
+            in_range(&k("spot"), u.spot, 1e-6, 1e12, " USD")?;
+            in_range(&k("vol"), u.vol, 1e-4, 10.0, " (annualized)")?;
+            in_range(&k("jumps_per_minute"), u.jumps_per_minute, 0.0, 1e4, "")?;
+            in_range(&k("jump_mean"), u.jump_mean, -1.0, 1.0, " (log-return)")?;
+            in_range(&k("jump_std"), u.jump_std, 0.0, 1.0, " (log-return)")?;
+            in_range(&k("carry"), u.carry, -1.0, 1.0, " (annualized)")?;
+        }
+        Ok(())
+    }
+}
+
 const YEAR_S: f64 = 365.0 * 86_400.0;
 /// sqrt(6): the triangular innovation's scale for unit variance.
 const SQRT_6: f64 = 2.449_489_742_783_178;
@@ -389,9 +510,10 @@ impl Schedule {
         Schedule {
             every_ns,
             len_ns: (len_s.max(0.0) * 1e9) as u64,
-            // The first episode starts after one period: runs begin calm.
+            // The first episode starts after one period: runs begin calm. Saturating: a period
+            // past the end of u64 ns never starts (it used to wrap and spin, issue 21).
             next_start_ns: if every_ns > 0 {
-                start_ns + every_ns
+                start_ns.saturating_add(every_ns)
             } else {
                 u64::MAX
             },
@@ -401,9 +523,11 @@ impl Schedule {
 
     #[inline]
     fn active(&mut self, now: u64) -> bool {
-        while now >= self.next_start_ns {
-            self.active_until_ns = self.next_start_ns + self.len_ns;
-            self.next_start_ns += self.every_ns;
+        // Ends: `next_start_ns` grows by `every_ns > 0` each turn and saturates at u64::MAX,
+        // which `now` (a u64 clock below it) never reaches.
+        while now >= self.next_start_ns && self.next_start_ns != u64::MAX {
+            self.active_until_ns = self.next_start_ns.saturating_add(self.len_ns);
+            self.next_start_ns = self.next_start_ns.saturating_add(self.every_ns);
         }
         now < self.active_until_ns
     }
@@ -1115,6 +1239,77 @@ impl SyntheticSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedules_past_the_end_of_the_clock_never_start_and_never_spin() {
+        // Not validated (a library user may build any config): the source must still publish.
+        for (every, len) in [(1e11, 10.0), (1.7e10, 0.5), (1e300, 1e300), (f64::MAX, 1.0)] {
+            let cfg = SyntheticConfig {
+                stress_every_s: every,
+                stress_len_s: len,
+                burst_every_s: every,
+                burst_len_s: len,
+                ..SyntheticConfig::default()
+            };
+            let mut src = SyntheticSource::new(cfg);
+            let mut ev = SourceEvent::default();
+            for _ in 0..1_000 {
+                assert!(src.next(&mut ev));
+                assert!(ev.event.is_valid());
+            }
+            assert!(!src.in_stress());
+        }
+    }
+
+    #[test]
+    fn out_of_range_parameters_are_refused_naming_key_value_and_range() {
+        let bad = |f: fn(&mut SyntheticConfig), want: &str| {
+            let mut c = SyntheticConfig::default();
+            f(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(e.starts_with(want) && !e.contains('\n'), "{e}");
+        };
+        bad(
+            |c| c.stress_every_s = 1e11,
+            "synthetic.stress_every_s = 100000000000: must be in 0.001..=1000000 s (or 0: off)",
+        );
+        bad(
+            |c| c.burst_every_s = 1.7e10,
+            "synthetic.burst_every_s = 17000000000: must be in",
+        );
+        bad(
+            |c| c.half_spread_bps = f64::NAN,
+            "synthetic.half_spread_bps = NaN: must be in",
+        );
+        bad(
+            |c| c.half_spread_bps = -1.0,
+            "synthetic.half_spread_bps = -1: must be in",
+        );
+        bad(
+            |c| c.level_size = f64::INFINITY,
+            "synthetic.level_size = inf: must be in",
+        );
+        bad(
+            |c| c.rate = f64::NAN,
+            "synthetic.rate = NaN: must be in (0, 1000000000] events/s",
+        );
+        bad(
+            |c| c.depth_levels = 0,
+            "synthetic.depth_levels = 0: must be in 1..=8",
+        );
+        bad(
+            |c| c.underlyings[0].vol = -0.5,
+            "synthetic.underlyings[0].vol = -0.5: must be in",
+        );
+        assert!(SyntheticConfig::default().validate().is_ok());
+        let off = SyntheticConfig {
+            stress_every_s: 0.0,
+            burst_every_s: 0.0,
+            rate: f64::INFINITY,
+            ..SyntheticConfig::default()
+        };
+        assert!(off.validate().is_ok());
+    }
 
     #[test]
     fn xoshiro_matches_reference_vector() {

@@ -292,7 +292,6 @@ fn lobster_bad_rows_are_counted() {
          34200.3,1,3,10,abc,-1\n\
          34200.4,1,4,10,1000100,-1\n\
          34200.5,1,5,10,1000100,-1\n\
-         34200.6,1,6,10,1000100\n\
          34200.7,1,7,10,1000100,-1\n",
     );
     let book = write(
@@ -305,19 +304,119 @@ fn lobster_bad_rows_are_counted() {
          1000100,10,1000000,5\n\
          9999999999,0,1000000,5\n\
          1000000,10,1000100,5\n\
-         1000100,10,1000000,5\n\
          1000100,10,1000000,5\n",
     );
     let mut src = LobsterSource::open(&msg, &book, LobsterOptions::default()).unwrap();
     let (n, r) = run(&mut src);
-    // Good rows: 1 (quote), 2 (trade + quote), 8 (quote).
+    // Good rows: 1 (quote), 2 (trade + quote), 7 (quote).
     assert_eq!(n, 4, "{r}");
     assert_eq!(r.get(RejectReason::TimeBackwards), 1, "{r}");
     assert_eq!(r.get(RejectReason::Malformed), 1, "{r}");
     assert_eq!(r.get(RejectReason::OneSided), 1, "{r}");
     assert_eq!(r.get(RejectReason::Crossed), 1, "{r}");
-    assert_eq!(r.get(RejectReason::ColumnCount), 1, "{r}");
-    assert_eq!(r.total(), 5);
+    assert_eq!(r.total(), 4);
+    assert!(src.pairing_error().is_none());
+}
+
+/// Five paired rows: new bid, new ask, a trade, a new bid at a second level, a cancel.
+const PAIRED_MSG: [&str; 5] = [
+    "34200.1,1,1,10,1000000,1",
+    "34200.2,1,2,20,1000500,-1",
+    "34200.3,4,2,5,1000500,-1",
+    "34200.4,1,3,7,999900,1",
+    "34200.5,3,3,7,999900,1",
+];
+const PAIRED_BOOK: [&str; 5] = [
+    "9999999999,0,1000000,10,9999999999,0,-9999999999,0",
+    "1000500,20,1000000,10,9999999999,0,-9999999999,0",
+    "1000500,15,1000000,10,9999999999,0,-9999999999,0",
+    "1000500,15,1000000,10,9999999999,0,999900,7",
+    "1000500,15,1000000,10,9999999999,0,-9999999999,0",
+];
+
+fn lobster_pair(dir: &Path, msg: &str, book: &str) -> LobsterSource {
+    let m = write(dir, "X_2012-06-21_34200000_57600000_message_2.csv", msg);
+    let b = write(dir, "X_2012-06-21_34200000_57600000_orderbook_2.csv", book);
+    LobsterSource::open(&m, &b, LobsterOptions::default()).unwrap()
+}
+
+fn pairing_detail(src: &LobsterSource) -> String {
+    src.pairing_error()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn lobster_files_in_step_publish_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = lobster_pair(
+        dir.path(),
+        &(PAIRED_MSG.join("\n") + "\n"),
+        &(PAIRED_BOOK.join("\n") + "\n"),
+    );
+    let (n, r) = run(&mut src);
+    // Row 1 is one-sided; rows 2, 4, 5 give a quote, row 3 a trade and a quote.
+    assert_eq!((n, r.total()), (5, 1), "{r}");
+    assert!(src.pairing_error().is_none());
+}
+
+#[test]
+fn a_bare_cr_splitting_a_message_row_stops_at_that_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut msg = PAIRED_MSG.map(String::from);
+    msg[1] = "34200.2,1,2\r,20,1000500,-1".into();
+    let mut src = lobster_pair(
+        dir.path(),
+        &(msg.join("\n") + "\n"),
+        &(PAIRED_BOOK.join("\n") + "\n"),
+    );
+    let (n, _) = run(&mut src);
+    assert_eq!(n, 0, "nothing after the split is published");
+    let e = pairing_detail(&src);
+    assert!(
+        e.contains("out of step at row 2: the message row has 3 columns, not 6"),
+        "{e}"
+    );
+    assert!(
+        e.contains("message_2.csv") && e.contains("orderbook_2.csv"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_lost_line_is_caught_by_the_books_or_the_row_count() {
+    let dir = tempfile::tempdir().unwrap();
+    // Message 2 is lost: message 3 (a trade) meets book 2, message 4 meets book 3, which
+    // lacks its bid at 999900.
+    let msg: Vec<&str> = PAIRED_MSG
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, m)| *m)
+        .collect();
+    let mut src = lobster_pair(
+        dir.path(),
+        &(msg.join("\n") + "\n"),
+        &(PAIRED_BOOK.join("\n") + "\n"),
+    );
+    run(&mut src);
+    let e = pairing_detail(&src);
+    assert!(
+        e.contains("row 3: a bid limit order of 7 at 999900 is missing from the book row after it"),
+        "{e}"
+    );
+    // A book row lost at the end: the files end apart.
+    let mut src = lobster_pair(
+        dir.path(),
+        &(PAIRED_MSG.join("\n") + "\n"),
+        &(PAIRED_BOOK[..4].join("\n") + "\n"),
+    );
+    run(&mut src);
+    let e = pairing_detail(&src);
+    assert!(
+        e.contains("row 5: the orderbook file ended, the message file has more rows"),
+        "{e}"
+    );
 }
 
 proptest! {

@@ -309,6 +309,7 @@ fn lobster_rows_become_quotes_and_trades_in_dollars() {
     let evs = drain(&mut src);
     assert_eq!(src.rejects().total(), 0, "{}", src.rejects());
     assert_eq!(src.rows_read(), 57_515);
+    assert!(src.pairing_error().is_none(), "{:?}", src.pairing_error());
     let quotes = evs
         .iter()
         .filter(|e| e.event.kind == MarketEventKind::Quote as u8)
@@ -334,4 +335,71 @@ fn lobster_rows_become_quotes_and_trades_in_dollars() {
     assert!(evs
         .windows(2)
         .all(|w| w[0].source_ts_ns <= w[1].source_ts_ns));
+}
+
+/// The first 3,000 rows of the real LOBSTER pair, with `damage` applied to the message rows,
+/// written to a temporary directory (never into the project).
+fn damaged_real_lobster(
+    damage: impl FnOnce(&mut Vec<String>),
+) -> (tempfile::TempDir, LobsterSource) {
+    let dir = tempfile::tempdir().unwrap();
+    let read = |rel: &str| -> Vec<String> {
+        std::fs::read_to_string(data(rel))
+            .unwrap()
+            .lines()
+            .take(3_001)
+            .map(String::from)
+            .collect()
+    };
+    let mut msg = read(LOB_MSG);
+    damage(&mut msg);
+    let book = read(LOB_BOOK);
+    let m = dir
+        .path()
+        .join("AMZN_2012-06-21_34200000_57600000_message_1.csv");
+    let b = dir
+        .path()
+        .join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv");
+    std::fs::write(&m, msg.join("\n") + "\n").unwrap();
+    std::fs::write(&b, book.join("\n") + "\n").unwrap();
+    let src = LobsterSource::open(&m, &b, LobsterOptions::default()).unwrap();
+    (dir, src)
+}
+
+#[test]
+fn real_lobster_rows_split_by_a_bare_cr_stop_at_that_row_not_2452_wrong_quotes_later() {
+    // Row 500 (line 501 after the header) gets a CR inside its OrderId field.
+    let (_d, mut src) = damaged_real_lobster(|m| m[500] = m[500].replacen(',', ",1\r", 2));
+    let evs = drain(&mut src);
+    let e = src
+        .pairing_error()
+        .expect("stopped on the mismatch")
+        .to_string();
+    assert!(
+        e.contains("out of step at row 500: the message row has"),
+        "{e}"
+    );
+    assert!(evs.len() < 500 + 500, "nothing after row 500 is published");
+}
+
+#[test]
+fn a_real_lobster_message_row_lost_is_caught_within_a_few_rows() {
+    let (_d, mut src) = damaged_real_lobster(|m| {
+        m.remove(1_000);
+    });
+    drain(&mut src);
+    let e = src
+        .pairing_error()
+        .expect("stopped on the mismatch")
+        .to_string();
+    let row: u64 = e
+        .split("at row ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("{e}"));
+    // Every row from 1,000 on is paired with the wrong book: the first limit order the next
+    // book does not show stops it (at the latest, the files end apart at row 3,000).
+    assert!((1_000..=3_000).contains(&row), "{e}");
+    println!("lost message row 1000 detected at row {row}: {e}");
 }

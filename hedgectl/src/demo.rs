@@ -464,7 +464,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         .namespace
         .clone()
         .unwrap_or_else(|| format!("hedge-demo-{}", std::process::id()));
-    let dir = shm_layout::segment::namespace_dir(&namespace);
+    let dir = shm_layout::namespace_dir(&namespace)?;
     let out = args
         .out
         .clone()

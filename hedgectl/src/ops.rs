@@ -73,7 +73,7 @@ pub fn run(cmd: &OpsCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         OpsCommand::Export(a) => {
-            let dir = a.ns.dir();
+            let dir = a.ns.dir()?;
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(sig, Arc::clone(&stop))?;

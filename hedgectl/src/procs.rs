@@ -30,10 +30,14 @@ pub struct NsArgs {
 
 impl NsArgs {
     /// The namespace directory.
-    pub fn dir(&self) -> PathBuf {
-        self.shm_dir
-            .clone()
-            .unwrap_or_else(|| shm_layout::segment::namespace_dir(&self.namespace))
+    ///
+    /// # Errors
+    /// A namespace that is not `[A-Za-z0-9_-]{1,64}`.
+    pub fn dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.shm_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(shm_layout::namespace_dir(&self.namespace)?),
+        }
     }
 
     /// The directory, or an error saying that nothing runs there.
@@ -41,7 +45,7 @@ impl NsArgs {
     /// # Errors
     /// The directory does not exist.
     pub fn existing_dir(&self) -> anyhow::Result<PathBuf> {
-        let d = self.dir();
+        let d = self.dir()?;
         if !d.is_dir() {
             anyhow::bail!(
                 "namespace directory {} does not exist: nothing runs in this namespace (start the \
@@ -224,6 +228,18 @@ pub fn snapshot(dir: &Path) -> Result<Snapshot, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_outside_dev_shm_are_refused() {
+        for bad in ["..", ".", "", "../../tmp/X"] {
+            let ns = NsArgs {
+                namespace: bad.into(),
+                shm_dir: None,
+            };
+            let e = ns.existing_dir().unwrap_err().to_string();
+            assert!(e.contains("is not allowed"), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn roles_match_binary_names_and_short_names() {

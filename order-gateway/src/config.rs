@@ -165,19 +165,27 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The segment directory.
-    pub fn shm_dir(&self) -> PathBuf {
-        self.shm_dir
-            .clone()
-            .unwrap_or_else(|| shm_layout::namespace_dir(&self.namespace))
+    /// The segment directory: `--shm-dir`, else `/dev/shm/<namespace>`.
+    ///
+    /// # Errors
+    /// A namespace that is not `[A-Za-z0-9_-]{1,64}` (it could point outside /dev/shm).
+    pub fn shm_dir(&self) -> Result<PathBuf, shm_layout::NamespaceError> {
+        match &self.shm_dir {
+            Some(d) => Ok(d.clone()),
+            None => shm_layout::namespace_dir(&self.namespace),
+        }
     }
 
     /// The journal file.
-    pub fn journal_path(&self) -> PathBuf {
-        self.state_dir
-            .clone()
-            .unwrap_or_else(|| self.shm_dir())
-            .join("order-gateway.journal")
+    ///
+    /// # Errors
+    /// As [`Config::shm_dir`] when no state directory is set.
+    pub fn journal_path(&self) -> Result<PathBuf, shm_layout::NamespaceError> {
+        let dir = match &self.state_dir {
+            Some(d) => d.clone(),
+            None => self.shm_dir()?,
+        };
+        Ok(dir.join("order-gateway.journal"))
     }
 
     /// Reads a TOML file.
@@ -191,48 +199,99 @@ impl Config {
             .map_err(|e| format!("config {}: {}", path.display(), toml_error(&text, &e)))
     }
 
-    /// Checks values that would fail later and less clearly.
+    /// Checks the kind and range of every key, so that no value wraps a timer, spins a loop
+    /// or prices flow with NaN.
     ///
     /// # Errors
-    /// A message naming the key.
+    /// One line naming the first bad key, its value and the allowed range.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.execs_capacity.is_power_of_two() || self.execs_capacity < 2 * 256 {
+        shm_layout::validate_namespace(&self.namespace).map_err(|e| format!("namespace: {e}"))?;
+        if !self.execs_capacity.is_power_of_two() || !(512..=1 << 24).contains(&self.execs_capacity)
+        {
             return Err(format!(
-                "execs_capacity = {}: use a power of two of at least 512",
+                "execs_capacity = {}: must be a power of two in 512..=16777216",
                 self.execs_capacity
             ));
         }
-        let s = &self.sim;
-        for (k, v) in [
-            ("sim.latency_us", s.latency_us),
-            ("sim.jitter_us", s.jitter_us),
-            ("sim.price_band_bps", s.price_band_bps),
-            ("sim.rate_limit_per_s", s.rate_limit_per_s),
-            ("sim.rate_limit_burst", s.rate_limit_burst),
-            ("sim.unknown_size_qty", s.unknown_size_qty),
-            ("flow.intensity_per_s", self.flow.intensity_per_s),
-            ("flow.size_mean", self.flow.size_mean),
-            ("flow.size_max", self.flow.size_max),
+        for (k, v, lo) in [
+            ("open_wait_ms", self.open_wait_ms, 0),
+            ("venue_connect_wait_ms", self.venue_connect_wait_ms, 0),
+            ("drain_ms", self.drain_ms, 0),
         ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("{k} = {v}: must be a finite number >= 0"));
-            }
+            in_range_u64(k, v, lo, MAX_DURATION_MS)?;
         }
-        if !(s.taker_fee_bps.is_finite() && s.maker_fee_bps.is_finite()) {
-            return Err("sim.taker_fee_bps / sim.maker_fee_bps must be finite".into());
-        }
-        if self
-            .flow
-            .bias_schedule
-            .iter()
-            .any(|p| !(p.secs.is_finite() && p.secs >= 0.0 && p.bias.abs() <= 1.0))
-        {
-            return Err("flow.bias_schedule: secs >= 0 and bias in [-1, 1]".into());
-        }
+        in_range_u64("heartbeat_ms", self.heartbeat_ms, 1, 60_000)?;
+        self.validate_sim()?;
+        self.validate_flow()?;
         if self.venue == VenueKind::Fix && self.fix.is_none() {
             return Err("venue = \"fix\" needs a [fix] table".into());
         }
         Ok(())
+    }
+
+    fn validate_sim(&self) -> Result<(), String> {
+        let s = &self.sim;
+        for (k, v, lo, hi) in [
+            ("sim.latency_us", s.latency_us, 0.0, 1e7),
+            ("sim.jitter_us", s.jitter_us, 0.0, 1e7),
+            ("sim.taker_fee_bps", s.taker_fee_bps, -1e4, 1e4),
+            ("sim.maker_fee_bps", s.maker_fee_bps, -1e4, 1e4),
+            ("sim.price_band_bps", s.price_band_bps, 0.0, 1e5),
+            ("sim.rate_limit_per_s", s.rate_limit_per_s, 0.0, 1e9),
+            ("sim.rate_limit_burst", s.rate_limit_burst, 0.0, 1e9),
+            ("sim.unknown_size_qty", s.unknown_size_qty, 0.0, 1e12),
+        ] {
+            in_range_f64(k, v, lo, hi)?;
+        }
+        in_range_u64("sim.max_resting", s.max_resting as u64, 0, 1 << 20)?;
+        in_range_u64("sim.queue_capacity", s.queue_capacity as u64, 0, 1 << 24)
+    }
+
+    fn validate_flow(&self) -> Result<(), String> {
+        let f = &self.flow;
+        for (k, v, lo, hi) in [
+            ("flow.intensity_per_s", f.intensity_per_s, 0.0, 1e6),
+            ("flow.size_mean", f.size_mean, 0.0, 1e9),
+            ("flow.size_max", f.size_max, 0.0, 1e12),
+            ("flow.edge_bps", f.edge_bps, 0.0, 1e4),
+        ] {
+            in_range_f64(k, v, lo, hi)?;
+        }
+        if let Some(m) = f.max_abs_log_moneyness {
+            in_range_f64("flow.max_abs_log_moneyness", m, 0.0, 100.0)?;
+        }
+        if let Some(p) = f
+            .bias_schedule
+            .iter()
+            .find(|p| !(p.secs.is_finite() && (0.0..=1e9).contains(&p.secs) && p.bias.abs() <= 1.0))
+        {
+            return Err(format!(
+                "flow.bias_schedule: {{ secs = {}, bias = {} }}: secs must be in 0..=1000000000, bias in -1..=1",
+                p.secs, p.bias
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Longest duration any `*_ms` key accepts: 7 days, ms (so `ms * 1_000_000` cannot wrap).
+pub const MAX_DURATION_MS: u64 = 7 * 24 * 3_600 * 1_000;
+
+fn in_range_u64(key: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("{key} = {v}: must be in {lo}..={hi}"))
+    }
+}
+
+fn in_range_f64(key: &str, v: f64, lo: f64, hi: f64) -> Result<(), String> {
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} = {v}: must be a finite number in {lo}..={hi}"
+        ))
     }
 }
 
@@ -259,10 +318,39 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
             let before = text.get(..span.start).unwrap_or(text);
             let line = before.matches('\n').count() + 1;
             let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {col}: {msg}")
+            match key_of_line(text, line) {
+                Some(key) => format!("line {line}, column {col}, key {key}: {msg}"),
+                None => format!("line {line}, column {col}: {msg}"),
+            }
         }
         None => msg,
     }
+}
+
+/// The dotted key (`flow.edge_bps`) set on 1-based `line`, if that line is `key = ...` with a
+/// plain key (never a fragment of a malformed line, which might be a credential).
+fn key_of_line(text: &str, line: usize) -> Option<String> {
+    let plain = |k: &str| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    let src = text.lines().nth(line.checked_sub(1)?)?;
+    let key = src.split_once('=')?.0.trim();
+    if !plain(key) {
+        return None;
+    }
+    let table = text
+        .lines()
+        .take(line - 1)
+        .filter_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']'))
+        .last()
+        .map(|t| t.trim_matches(['[', ']']).trim())
+        .filter(|t| plain(t));
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
 }
 
 /// Command line of `order-gateway`; flags override the config file.
@@ -381,7 +469,10 @@ impl Cli {
         if let Some(v) = &self.latency_log {
             c.latency_log = Some(v.clone());
         }
-        c.validate()?;
+        c.validate().map_err(|e| match &self.config {
+            Some(p) => format!("config {}: {e}", p.display()),
+            None => e,
+        })?;
         Ok(c)
     }
 }
@@ -389,6 +480,52 @@ impl Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_range_values_are_refused_naming_file_key_value_and_range() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, want) in [
+            (
+                "[flow]\nedge_bps = nan\n",
+                "flow.edge_bps = NaN: must be a finite number in 0..=10000",
+            ),
+            ("[flow]\nedge_bps = -5.0\n", "flow.edge_bps = -5: must be"),
+            ("[flow]\nedge_bps = inf\n", "flow.edge_bps = inf: must be"),
+            (
+                "heartbeat_ms = 9223372036854775807\n",
+                "heartbeat_ms = 9223372036854775807: must be in 1..=60000",
+            ),
+            (
+                "drain_ms = 9223372036854775807\n",
+                "drain_ms = 9223372036854775807: must be in 0..=604800000",
+            ),
+            ("[sim]\nlatency_us = -1.0\n", "sim.latency_us = -1: must be"),
+        ] {
+            let p = dir.path().join("gw.toml");
+            std::fs::write(&p, text).unwrap();
+            let cli = Cli::parse_from(["order-gateway", "--config", p.to_str().unwrap()]);
+            let e = cli.resolve().unwrap_err();
+            let head = format!("config {}: {want}", p.display());
+            assert!(e.starts_with(&head) && !e.contains('\n'), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn namespaces_outside_dev_shm_are_refused() {
+        for bad in ["../../tmp/X", "", ".", ".."] {
+            let cli = Cli::parse_from(["order-gateway", "--namespace", bad]);
+            let e = cli.resolve().unwrap_err();
+            assert!(
+                e.contains("namespace") && e.contains("is not allowed"),
+                "{bad:?}: {e}"
+            );
+            let c = Config {
+                namespace: bad.into(),
+                ..Config::default()
+            };
+            assert!(c.shm_dir().is_err() && c.journal_path().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn example_config_in_the_docs_parses() {
@@ -457,9 +594,9 @@ mod tests {
         ]);
         let c = cli.resolve().unwrap();
         assert_eq!(c.venue_connect_wait_ms, 250);
-        assert_eq!(c.shm_dir(), PathBuf::from("/tmp/x"));
+        assert_eq!(c.shm_dir().unwrap(), PathBuf::from("/tmp/x"));
         assert_eq!(
-            c.journal_path(),
+            c.journal_path().unwrap(),
             PathBuf::from("/tmp/x/order-gateway.journal")
         );
         assert_eq!(c.sim.seed, 9);

@@ -5,8 +5,13 @@
 //! # Format
 //! One append-only file of fixed 80-byte records (all little-endian): a 16-byte header
 //! `[kind: u8, 0, 0, 0, checksum: u32, aux: u64]` and a 64-byte payload. The checksum is
-//! an FNV-1a-style hash of kind, aux and the payload's 8-byte words; replay stops at the first short or bad record
-//! (a write torn by the kill) and truncates the file there.
+//! an FNV-1a-style hash of kind, aux and the payload's 8-byte words (the three pad bytes must be
+//! zero). Replay cuts off a short tail (a write torn by the kill: appends are whole records,
+//! so a kill can only leave a partial last record) and truncates the file there. A whole
+//! record that fails its checksum cannot come from a kill: the journal is refused
+//! ([`JournalError::Corrupt`], naming the file, the record's byte offset and how many valid
+//! records follow it), never cut there, since that would silently drop every later order and
+//! report.
 //!
 //! | kind | payload | aux |
 //! |---|---|---|
@@ -59,6 +64,21 @@ pub enum JournalError {
         /// Cause.
         source: io::Error,
     },
+    /// A whole record in the journal is corrupt (bad checksum, pad or kind). Nothing is
+    /// dropped: the gateway refuses to start.
+    #[error("gateway journal {path}: record {index} at byte offset {offset} is corrupt ({why}), {valid_after} valid records follow it; refusing to start rather than drop them: inspect the file, restore it, or truncate it to {offset} bytes to give up that record and all after it")]
+    Corrupt {
+        /// Journal path.
+        path: PathBuf,
+        /// Byte offset of the bad record.
+        offset: u64,
+        /// Index of the bad record (0-based).
+        index: u64,
+        /// What is wrong with it.
+        why: &'static str,
+        /// Records after it whose checksums are valid (what a cut there would lose).
+        valid_after: u64,
+    },
     /// Another process holds the journal's lock.
     #[error("gateway journal {path} is in use by another order-gateway (its .lock is held): stop it first, or give this one its own --state-dir")]
     InUse {
@@ -81,6 +101,25 @@ fn checksum(kind: u8, aux: u64, payload: &[u8]) -> u32 {
             .rotate_left(29);
     }
     (h ^ (h >> 32)) as u32
+}
+
+/// `(kind, aux)` of a record whose pad bytes are zero and whose checksum matches.
+fn check_record(rec: &[u8]) -> Result<(u8, u64), &'static str> {
+    let kind = rec[0];
+    if rec[1..4] != [0, 0, 0] {
+        return Err("non-zero pad bytes");
+    }
+    let sum = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
+    let mut aux_b = [0u8; 8];
+    aux_b.copy_from_slice(&rec[8..16]);
+    let aux = u64::from_le_bytes(aux_b);
+    if checksum(kind, aux, &rec[16..]) != sum {
+        return Err("checksum mismatch");
+    }
+    if !(KIND_ORDER..=KIND_OPEN).contains(&kind) {
+        return Err("unknown record kind");
+    }
+    Ok((kind, aux))
 }
 
 fn encode(kind: u8, aux: u64, payload: &[u8; 64], out: &mut Vec<u8>) {
@@ -260,10 +299,10 @@ impl Journal {
             source,
         };
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(io_err)?;
+            shm_layout::private::create_dir_all(dir).map_err(io_err)?;
         }
         let lock_path = path.with_extension("lock");
-        let lock = OpenOptions::new()
+        let lock = shm_layout::private::file_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -283,7 +322,10 @@ impl Journal {
             Err(e) => return Err(io_err(e)),
         }
         let (replay, good) = Self::replay(&data);
-        let file = OpenOptions::new()
+        if data.len() - good >= RECORD {
+            return Err(Self::corrupt(path, &data, good));
+        }
+        let file = shm_layout::private::file_options()
             .create(true)
             .append(true)
             .open(path)
@@ -309,21 +351,34 @@ impl Journal {
         ))
     }
 
-    /// Replays records; returns the state and the length of the valid prefix.
+    /// The error for a bad whole record at `off`.
+    fn corrupt(path: &Path, data: &[u8], off: usize) -> JournalError {
+        let valid_after = data[off + RECORD..]
+            .chunks_exact(RECORD)
+            .filter(|rec| check_record(rec).is_ok())
+            .count() as u64;
+        JournalError::Corrupt {
+            path: path.to_path_buf(),
+            offset: off as u64,
+            index: (off / RECORD) as u64,
+            why: check_record(&data[off..off + RECORD])
+                .err()
+                .unwrap_or("unknown record kind"),
+            valid_after,
+        }
+    }
+
+    /// Replays records; returns the state and the length of the valid prefix (a bad whole
+    /// record ends it: the caller refuses the journal if one follows the prefix).
     fn replay(data: &[u8]) -> (Replay, usize) {
         let mut r = Replay::default();
         let mut off = 0;
         while off + RECORD <= data.len() {
             let rec = &data[off..off + RECORD];
-            let kind = rec[0];
-            let sum = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
-            let mut aux_b = [0u8; 8];
-            aux_b.copy_from_slice(&rec[8..16]);
-            let aux = u64::from_le_bytes(aux_b);
-            let payload = &rec[16..];
-            if checksum(kind, aux, payload) != sum {
+            let Ok((kind, aux)) = check_record(rec) else {
                 break;
-            }
+            };
+            let payload = &rec[16..];
             match kind {
                 KIND_ORDER | KIND_OPEN => {
                     let o: HedgeOrder = pod_read_unaligned(payload);
@@ -447,7 +502,7 @@ impl Journal {
         }
         let tmp = self.path.with_extension("compact");
         {
-            let mut f = File::create(&tmp).map_err(io_err)?;
+            let mut f = shm_layout::private::create_file(&tmp).map_err(io_err)?;
             f.write_all(&buf).map_err(io_err)?;
         }
         fs::rename(&tmp, &self.path).map_err(io_err)?;
@@ -535,6 +590,22 @@ mod tests {
     }
 
     #[test]
+    fn journal_lock_and_directories_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path().join("state").join("j");
+        let (mut j, _) = Journal::open(&p).unwrap();
+        j.append_order(0, &order(1));
+        j.flush().unwrap();
+        assert_eq!(mode(&root.path().join("state")), 0o700);
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(mode(&p.with_extension("lock")), 0o600);
+        j.compact(&Base::default(), std::iter::empty()).unwrap();
+        assert_eq!(mode(&p), 0o600, "the compacted journal replaces the file");
+    }
+
+    #[test]
     fn a_second_handle_on_the_same_journal_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j");
@@ -566,12 +637,49 @@ mod tests {
         let (_, r) = Journal::open(&p).unwrap();
         assert_eq!(r.open.len(), 2);
         assert!(r.open.contains_key(&3));
-        // A flipped bit ends the replay there too.
-        let mut bytes = fs::read(&p).unwrap();
-        bytes[RECORD + 20] ^= 1;
+    }
+
+    #[test]
+    fn a_corrupt_record_mid_journal_is_refused_naming_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        {
+            let (mut j, _) = Journal::open(&p).unwrap();
+            for i in 0..5 {
+                j.append_order(i, &order(i + 1));
+            }
+            j.flush().unwrap();
+        }
+        let good = fs::read(&p).unwrap();
+        for (at, why) in [
+            (2 * RECORD + 20, "checksum mismatch"),
+            (2 * RECORD + 1, "non-zero pad bytes"),
+            (4 * RECORD + 5, "checksum mismatch"), // the last record: not a torn write either
+        ] {
+            let mut bytes = good.clone();
+            bytes[at] ^= 1;
+            fs::write(&p, &bytes).unwrap();
+            let e = Journal::open(&p)
+                .err()
+                .expect("a corrupt record is refused");
+            let rec = (at / RECORD * RECORD) as u64;
+            assert!(
+                matches!(&e, JournalError::Corrupt { offset, why: w, .. } if *offset == rec && *w == why),
+                "{e}"
+            );
+            let msg = e.to_string();
+            assert!(msg.contains(&p.display().to_string()), "{msg}");
+            assert!(msg.contains(&format!("byte offset {rec}")), "{msg}");
+            assert_eq!(fs::read(&p).unwrap(), bytes, "nothing is cut off");
+        }
+        let mut bytes = good.clone();
+        bytes[RECORD + 30] ^= 1;
         fs::write(&p, &bytes).unwrap();
-        let (_, r) = Journal::open(&p).unwrap();
-        assert_eq!(r.open.len(), 1);
+        assert!(Journal::open(&p)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("3 valid records follow it"));
     }
 
     #[test]

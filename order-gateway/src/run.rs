@@ -27,12 +27,12 @@ use std::time::Duration;
 pub fn fix_venue(cfg: &Config, defs: &[InstrumentDef]) -> anyhow::Result<Box<dyn Venue>> {
     let mut table = cfg.fix.clone().unwrap_or_default();
     if !table.contains_key("state_dir") {
-        let dir = cfg
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| cfg.shm_dir())
-            .to_string_lossy()
-            .into_owned();
+        let dir = match &cfg.state_dir {
+            Some(d) => d.clone(),
+            None => cfg.shm_dir()?,
+        }
+        .to_string_lossy()
+        .into_owned();
         table.insert("state_dir".into(), toml::Value::String(dir));
     }
     // A deserialization error may quote a value (`invalid type: integer `1234`, expected a
@@ -290,8 +290,9 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
     }
-    let dir = cfg.shm_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = cfg.shm_dir()?;
+    shm_layout::private::create_dir_all(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     let wait = OpenOptions::wait(Duration::from_millis(cfg.open_wait_ms));
     let stale = cfg.on_stale;
 
@@ -326,7 +327,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         .flow
         .enabled
         .then(|| OptionFlow::new(cfg.flow.clone(), &defs, now));
-    let (journal, replay) = Journal::open(&cfg.journal_path())?;
+    let (journal, replay) = Journal::open(&cfg.journal_path()?)?;
     let (mut gw, summary) = Gateway::recover(
         venue,
         flow,
@@ -489,7 +490,7 @@ fn write_latency_log(
     use hdrhistogram::serialization::V2DeflateSerializer;
     use std::io::Write as _;
     let length = start.elapsed().unwrap_or_default();
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut out = std::io::BufWriter::new(shm_layout::private::create_file(path)?);
     let mut ser = V2DeflateSerializer::new();
     {
         let mut log = IntervalLogWriterBuilder::new()

@@ -2,7 +2,7 @@
 //! damage.
 
 use bytemuck::Zeroable;
-use order_gateway::journal::{Journal, RECORD};
+use order_gateway::journal::{Journal, JournalError, RECORD};
 use order_gateway::sim::{SimConfig, SimVenue};
 use order_gateway::{Venue, VenueReport};
 use proptest::prelude::*;
@@ -144,7 +144,20 @@ proptest! {
             }
         }
         std::fs::write(&p, &bytes).unwrap();
-        let (j, r) = Journal::open(&p).unwrap();
+        let whole = bytes.len() / RECORD * RECORD;
+        let (j, r) = match Journal::open(&p) {
+            Ok(x) => x,
+            // A flipped bit in a whole record refuses the journal, naming that record.
+            Err(JournalError::Corrupt { offset, .. }) => {
+                let at = flip.map(|(at, _)| at % bytes.len().max(1));
+                prop_assert!(at.is_some_and(|at| at < whole), "refused without a flip in a whole record");
+                prop_assert_eq!(Some(offset as usize), at.map(|a| a / RECORD * RECORD));
+                return Ok(());
+            }
+            Err(e) => return Err(TestCaseError::fail(e.to_string())),
+        };
+        // Otherwise no whole record was damaged (a flip in the cut-off tail at most).
+        prop_assert!(flip.is_none() || bytes.is_empty() || flip.unwrap().0 % bytes.len() >= whole);
         // What is replayed is a whole-record prefix of what was written.
         prop_assert_eq!(j.bytes() % RECORD as u64, 0);
         prop_assert!(j.bytes() <= bytes.len() as u64);

@@ -57,10 +57,17 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let dir = a
-        .shm_dir
-        .clone()
-        .unwrap_or_else(|| shm_layout::segment::namespace_dir(&a.namespace));
+    let dir = match a.shm_dir.clone() {
+        Some(d) => d,
+        // The one namespace rule: `..` or `a/b` would leave /dev/shm (issue 21).
+        None => match shm_layout::namespace_dir(&a.namespace) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("risk-bridge: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let cfg = Config {
         host: a.host.clone(),
         journal: a

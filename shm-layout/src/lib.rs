@@ -11,6 +11,7 @@
 //! - [`counters`]: per-process liveness and counters (Aeron CnC-like).
 //! - [`control`]: kill switch and trading states.
 //! - [`probe`]: one shared cache line, the raw baseline of the benchmarks.
+//! - [`private`]: owner-only (0600/0700) creation of the files and directories processes make.
 //! - [`process`]: what every process shares around its loop: idle strategy, stale-segment
 //!   policy names, pinning to a core.
 //!
@@ -40,6 +41,8 @@ pub mod instruments;
 pub mod lvt;
 pub mod messages;
 #[cfg(not(loom))]
+pub mod private;
+#[cfg(not(loom))]
 pub mod probe;
 #[cfg(not(loom))]
 pub mod process;
@@ -67,6 +70,9 @@ pub use instruments::InstrumentTable;
 #[cfg(not(loom))]
 pub use lvt::{DepthUpdate, LastValueTable};
 #[cfg(not(loom))]
-pub use segment::{names, namespace_dir, OpenOptions, SegmentError, SegmentKind, StalePolicy};
+pub use segment::{
+    names, namespace_dir, validate_namespace, NamespaceError, OpenOptions, SegmentError,
+    SegmentKind, StalePolicy,
+};
 #[cfg(not(loom))]
 pub use spsc::{SpscConsumer, SpscProducer};

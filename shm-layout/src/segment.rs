@@ -33,9 +33,87 @@ pub const INITIALIZED: u32 = u32::from_le_bytes(*b"INIT");
 /// Size of the common header.
 pub const HEADER_SIZE: usize = 128;
 
-/// Directory of a namespace: `/dev/shm/<namespace>`.
-pub fn namespace_dir(namespace: &str) -> PathBuf {
-    Path::new("/dev/shm").join(namespace)
+/// Longest namespace accepted by [`validate_namespace`], bytes.
+pub const NAMESPACE_MAX_LEN: usize = 64;
+
+/// A namespace that [`validate_namespace`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("namespace {name:?} is not allowed: {why}; a namespace is 1 to 64 characters from A-Z a-z 0-9 _ - (it names a directory under /dev/shm)")]
+pub struct NamespaceError {
+    /// The namespace as given.
+    pub name: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+/// Checks that `namespace` is `[A-Za-z0-9_-]{1,64}`: one path component that can never be
+/// `.`, `..`, empty, absolute or contain `/`, so `/dev/shm/<namespace>` stays under
+/// `/dev/shm`. Every binary and hedgectl call this (through [`namespace_dir`]).
+///
+/// # Errors
+/// [`NamespaceError`] naming the namespace and the rule it breaks.
+pub fn validate_namespace(namespace: &str) -> Result<(), NamespaceError> {
+    let why = if namespace.is_empty() {
+        "it is empty"
+    } else if namespace.len() > NAMESPACE_MAX_LEN {
+        "it is longer than 64 bytes"
+    } else if !namespace
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        "it contains a character other than A-Z a-z 0-9 _ -"
+    } else {
+        return Ok(());
+    };
+    Err(NamespaceError {
+        name: namespace.to_string(),
+        why,
+    })
+}
+
+/// Directory of a namespace: `/dev/shm/<namespace>`, once [`validate_namespace`] accepts it.
+///
+/// # Errors
+/// [`NamespaceError`] for a namespace that could leave `/dev/shm` (`..`, `a/b`, ``) or is
+/// otherwise not `[A-Za-z0-9_-]{1,64}`.
+pub fn namespace_dir(namespace: &str) -> Result<PathBuf, NamespaceError> {
+    validate_namespace(namespace)?;
+    Ok(Path::new("/dev/shm").join(namespace))
+}
+
+#[cfg(test)]
+mod namespace_tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_that_could_leave_dev_shm_are_refused() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../../tmp/X",
+            "a/b",
+            "/abs",
+            "a b",
+            "ns\0",
+            "é",
+        ] {
+            let e = namespace_dir(bad).unwrap_err();
+            assert_eq!(e.name, bad);
+            assert!(e.to_string().contains("A-Z a-z 0-9 _ -"), "{e}");
+        }
+        assert!(namespace_dir(&"x".repeat(65)).is_err());
+        assert_eq!(
+            namespace_dir(&"x".repeat(64)).unwrap(),
+            Path::new("/dev/shm").join("x".repeat(64))
+        );
+        for good in ["hedge", "hedge-demo-42", "A_b-9"] {
+            assert_eq!(
+                namespace_dir(good).unwrap(),
+                Path::new("/dev/shm").join(good)
+            );
+        }
+    }
 }
 
 /// Well-known segment names inside a namespace directory.
@@ -94,11 +172,24 @@ pub enum SegmentError {
         /// Segment path.
         path: PathBuf,
     },
-    /// The file exists but its creator has not written the `initialized` word (yet).
-    #[error("segment {} exists but is not initialized: its creator is still starting (open with a longer OpenOptions::wait) or died while creating it (remove the file)", path.display())]
+    /// The file exists but its creator has not written the `initialized` word (yet), or it is
+    /// shorter than a header.
+    #[error("segment {} exists but is not initialized: {}", path.display(), not_initialized_why(*creator_pid))]
     NotInitialized {
         /// Segment path.
         path: PathBuf,
+        /// Creator pid recorded in the header (0: none, e.g. a zeroed or short file).
+        creator_pid: u32,
+    },
+    /// The name is not a regular file owned by this user with mode 0600 (a FIFO, directory,
+    /// symbolic link, device, another user's file, or a file others may read or write).
+    /// Opened with `O_NONBLOCK | O_NOFOLLOW`, so a FIFO or a link never blocks or redirects.
+    #[error("segment {} {detail}: refusing to use it; remove it and let its creator recreate it", path.display())]
+    Unsafe {
+        /// Segment path.
+        path: PathBuf,
+        /// What it is, e.g. `is a FIFO` or `has mode 0666 (others may read or write it; a segment is 0600)`.
+        detail: String,
     },
     /// The file is not a segment of this project.
     #[error("{} is not a hedge-engine segment (magic {found:#018x}, expected {expected:#018x}): wrong directory or foreign file; remove it", path.display())]
@@ -149,7 +240,7 @@ pub enum SegmentError {
         detail: String,
     },
     /// The creator is dead and the policy is [`StalePolicy::Fail`].
-    #[error("segment {} was created by process {pid}, which is no longer running: create it with StalePolicy::Recover (keep its contents) or Replace, or remove the file", path.display())]
+    #[error("segment {} {}: create it with StalePolicy::Recover (keep its contents) or Replace, or remove the file", path.display(), stale_why(*pid))]
     Stale {
         /// Segment path.
         path: PathBuf,
@@ -181,6 +272,24 @@ pub enum SegmentError {
         /// The error.
         source: io::Error,
     },
+}
+
+fn not_initialized_why(creator_pid: u32) -> String {
+    if creator_pid != 0 && pid_alive(creator_pid, 0) {
+        format!("its creator (pid {creator_pid}) is still starting: open it with a longer wait")
+    } else {
+        format!(
+            "no live process is creating it (creator pid {creator_pid}): a creator that died half-way, or a file this engine did not make; remove it"
+        )
+    }
+}
+
+fn stale_why(pid: u32) -> String {
+    if pid == 0 {
+        "names no creator process (a file left half-made, or not made by this engine)".into()
+    } else {
+        format!("was created by process {pid}, which is no longer running")
+    }
 }
 
 impl SegmentError {
@@ -393,20 +502,83 @@ pub(crate) fn pid_alive(pid: u32, start_ticks: u64) -> bool {
     }
 }
 
-fn map_file(path: &Path, writable: bool) -> Result<(Mem, usize), SegmentError> {
+/// The effective user id of this process.
+fn my_uid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions, cannot fail and touches no memory of ours.
+    unsafe { libc::geteuid() }
+}
+
+/// Refuses anything but a regular file owned by this user that no one else may access.
+fn check_file(path: &Path, meta: &fs::Metadata) -> Result<(), SegmentError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        None
+    } else if t.is_fifo() {
+        Some("is a FIFO, not a regular file".to_string())
+    } else if t.is_dir() {
+        Some("is a directory, not a regular file".to_string())
+    } else if t.is_socket() {
+        Some("is a socket, not a regular file".to_string())
+    } else if t.is_char_device() || t.is_block_device() {
+        Some("is a device, not a regular file".to_string())
+    } else {
+        Some("is not a regular file".to_string())
+    };
+    let what = what.or_else(|| {
+        (meta.uid() != my_uid()).then(|| {
+            format!(
+                "is owned by uid {}, not by this user (uid {})",
+                meta.uid(),
+                my_uid()
+            )
+        })
+    });
+    let what = what.or_else(|| {
+        let mode = meta.mode() & 0o777;
+        (mode & 0o077 != 0).then(|| {
+            format!("has mode {mode:04o}: other users may read or write it (a segment is 0600)")
+        })
+    });
+    match what {
+        None => Ok(()),
+        Some(detail) => Err(SegmentError::Unsafe {
+            path: path.to_path_buf(),
+            detail,
+        }),
+    }
+}
+
+/// Opens `path` without following a final symbolic link and without blocking (a FIFO would
+/// block `open(2)` until a writer came), then checks what it is with `fstat(2)`.
+fn open_checked(path: &Path, writable: bool) -> Result<fs::File, SegmentError> {
     let file = fs::OpenOptions::new()
         .read(true)
         .write(writable)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                SegmentError::Missing {
+            let unsafe_file = |detail: &str| SegmentError::Unsafe {
+                path: path.to_path_buf(),
+                detail: detail.into(),
+            };
+            match e.raw_os_error() {
+                _ if e.kind() == io::ErrorKind::NotFound => SegmentError::Missing {
                     path: path.to_path_buf(),
-                }
-            } else {
-                SegmentError::io(path, e)
+                },
+                Some(libc::ELOOP) => unsafe_file("is a symbolic link (never followed)"),
+                Some(libc::EISDIR) => unsafe_file("is a directory, not a regular file"),
+                Some(libc::ENXIO) => unsafe_file("is a FIFO or socket, not a regular file"),
+                _ => SegmentError::io(path, e),
             }
         })?;
+    let meta = file.metadata().map_err(|e| SegmentError::io(path, e))?;
+    check_file(path, &meta)?;
+    Ok(file)
+}
+
+fn map_file(path: &Path, writable: bool) -> Result<(Mem, usize), SegmentError> {
+    let file = open_checked(path, writable)?;
     let len = file
         .metadata()
         .map_err(|e| SegmentError::io(path, e))?
@@ -414,6 +586,7 @@ fn map_file(path: &Path, writable: bool) -> Result<(Mem, usize), SegmentError> {
     if len < HEADER_SIZE {
         return Err(SegmentError::NotInitialized {
             path: path.to_path_buf(),
+            creator_pid: 0,
         });
     }
     let map = if writable {
@@ -423,6 +596,15 @@ fn map_file(path: &Path, writable: bool) -> Result<(Mem, usize), SegmentError> {
     }
     .map_err(|e| SegmentError::io(path, e))?;
     Ok((Mem::new(map), len))
+}
+
+/// The error for a mapped header whose `initialized` word is not set, with its creator pid.
+fn not_initialized(mem: &Mem, path: &Path) -> SegmentError {
+    SegmentError::NotInitialized {
+        path: path.to_path_buf(),
+        // SAFETY: inside the header, 4-aligned; the caller checked len >= HEADER_SIZE.
+        creator_pid: unsafe { mem.u32_at(header::CREATOR_PID) }.load(Ordering::Relaxed),
+    }
 }
 
 /// Validates the header of a mapped file against `spec`. `Ok(capacity)`.
@@ -442,7 +624,7 @@ fn validate(mem: &Mem, len: usize, path: &Path, spec: &Spec) -> Result<u64, Segm
         });
     }
     if init != INITIALIZED {
-        return Err(SegmentError::NotInitialized { path: p() });
+        return Err(not_initialized(mem, path));
     }
     // SAFETY: see above.
     let rd32 = |off| unsafe { mem.u32_at(off) }.load(Ordering::Relaxed);
@@ -617,7 +799,17 @@ pub(crate) fn create(
             Err(e) => return Err(SegmentError::io(&path, e)),
         }
     }
-    Err(SegmentError::InUse { pid: 0, path })
+    Err(kept_reappearing(path))
+}
+
+/// Four creation attempts each lost the race for the name (was "in use by live process 0").
+fn kept_reappearing(path: PathBuf) -> SegmentError {
+    SegmentError::Corrupt {
+        path,
+        detail: "its name was created anew by another process four times while this one \
+                 tried to create it (another instance starting in this namespace?)"
+            .into(),
+    }
 }
 
 fn write_header(mem: &Mem, spec: &Spec, capacity: u64, total: usize, pid: u32, start: u64) {
@@ -673,6 +865,13 @@ fn handle_existing(
             )
         },
         Err(SegmentError::Missing { .. }) => return Ok(None),
+        // Not a private regular file: only an explicit Replace removes it.
+        Err(SegmentError::Unsafe { path, detail }) if stale != StalePolicy::Replace => {
+            return Err(SegmentError::Unsafe {
+                path: path.clone(),
+                detail: detail.clone(),
+            })
+        }
         Err(SegmentError::NotInitialized { .. }) => (0, 0), // shorter than a header: garbage
         Err(SegmentError::Io { source, .. }) => {
             return Err(SegmentError::io(

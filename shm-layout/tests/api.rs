@@ -27,6 +27,12 @@ fn order(i: u64) -> HedgeOrder {
     o
 }
 
+/// Writes a private (0600) file, as a segment creator would.
+fn write_private(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn poke(path: &Path, off: usize, bytes: &[u8]) {
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     f.write_all_at(bytes, off as u64).unwrap();
@@ -313,7 +319,7 @@ fn open_waits_then_reports_not_initialized() {
     assert!(matches!(r, Err(SegmentError::NotInitialized { .. })));
     assert!(t.elapsed() >= Duration::from_millis(30));
     // A file shorter than a header is also "not initialized".
-    std::fs::write(d.path().join("short"), b"abc").unwrap();
+    write_private(&d.path().join("short"), b"abc");
     assert!(matches!(
         BroadcastReader::<MarketEvent>::open(d.path(), "short", OpenOptions::default()),
         Err(SegmentError::NotInitialized { .. })
@@ -340,7 +346,7 @@ fn open_waits_for_a_segment_created_later() {
 #[test]
 fn open_foreign_file_is_bad_magic() {
     let d = shm_dir();
-    std::fs::write(d.path().join("md"), vec![0xAB; 4096]).unwrap();
+    write_private(&d.path().join("md"), &[0xAB; 4096]);
     assert!(matches!(
         open_md(d.path()),
         Err(SegmentError::BadMagic { .. })
@@ -593,4 +599,127 @@ fn depth_update_stores_the_promised_levels_and_compares_the_rest() {
     assert_eq!(got_a, a1);
     // Without a promise again, the entry catches up.
     assert_eq!(apply(&b2, &a1, all, all), (b2, a1));
+}
+
+fn unsafe_detail<T>(r: Result<T, SegmentError>) -> String {
+    match r {
+        Err(e @ SegmentError::Unsafe { .. }) => e.to_string(),
+        Err(e) => panic!("expected Unsafe, got {e}"),
+        Ok(_) => panic!("expected Unsafe, got a segment"),
+    }
+}
+
+#[test]
+fn a_fifo_at_a_segment_path_is_refused_without_blocking() {
+    let d = shm_dir();
+    let path = d.path().join("md");
+    let st = std::process::Command::new("mkfifo")
+        .arg("-m")
+        .arg("600")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // A blocking open(2) of a FIFO without a writer never returns: this would hang.
+    let e = unsafe_detail(open_md(d.path()));
+    assert!(e.contains("is a FIFO"), "{e}");
+    let e = unsafe_detail(BroadcastWriter::<MarketEvent>::create(
+        d.path(),
+        "md",
+        1024,
+        StalePolicy::Fail,
+    ));
+    assert!(e.contains("is a FIFO"), "{e}");
+    let e = unsafe_detail(SpscConsumer::<HedgeOrder>::open(
+        d.path(),
+        "md",
+        OpenOptions::wait(Duration::from_millis(10)),
+    ));
+    assert!(e.contains("is a FIFO"), "{e}");
+}
+
+#[test]
+fn directories_and_symlinks_at_a_segment_path_are_refused_by_name() {
+    let d = shm_dir();
+    std::fs::create_dir(d.path().join("md")).unwrap();
+    let e = unsafe_detail(open_md(d.path()));
+    assert!(e.contains("is a directory"), "{e}");
+    // A dangling link used to read "in use by live process 0".
+    std::os::unix::fs::symlink(d.path().join("nowhere"), d.path().join("lvt")).unwrap();
+    let e = unsafe_detail(BroadcastWriter::<MarketEvent>::create(
+        d.path(),
+        "lvt",
+        1024,
+        StalePolicy::Fail,
+    ));
+    assert!(e.contains("symbolic link"), "{e}");
+    // A link to a real segment is not followed either.
+    let _w = make_md(&d.path().join("real"));
+    std::os::unix::fs::symlink(d.path().join("real/md"), d.path().join("link")).unwrap();
+    let e = unsafe_detail(BroadcastReader::<MarketEvent>::open(
+        d.path(),
+        "link",
+        OpenOptions::default(),
+    ));
+    assert!(e.contains("symbolic link"), "{e}");
+    // Replace is the explicit way to clear such a name.
+    let w = BroadcastWriter::<MarketEvent>::create(d.path(), "lvt", 1024, StalePolicy::Replace);
+    assert!(w.is_ok());
+}
+
+#[test]
+fn a_segment_others_may_write_is_refused_not_reused() {
+    let d = shm_dir();
+    let w = make_md(d.path());
+    let path = d.path().join("md");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let e = unsafe_detail(open_md(d.path()));
+    assert!(e.contains("has mode 0666"), "{e}");
+    drop(w);
+    let e = unsafe_detail(BroadcastWriter::<MarketEvent>::create(
+        d.path(),
+        "md",
+        1024,
+        StalePolicy::Recover,
+    ));
+    assert!(e.contains("has mode 0666"), "{e}");
+}
+
+#[test]
+fn a_zeroed_file_is_not_reported_as_still_starting() {
+    let d = shm_dir();
+    write_private(&d.path().join("md"), &[0; 4096]);
+    let e = open_md(d.path()).err().expect("refused").to_string();
+    assert!(
+        e.contains("no live process is creating it (creator pid 0)")
+            && !e.contains("still starting"),
+        "{e}"
+    );
+    let e = BroadcastWriter::<MarketEvent>::create(d.path(), "md", 1024, StalePolicy::Fail)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("names no creator process") && !e.contains("process 0"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_corrupted_counters_header_is_refused() {
+    let d = shm_dir();
+    let w = CountersWriter::create(d.path(), "gateway", StalePolicy::Fail).unwrap();
+    let path = d.path().join("cnc-gateway");
+    poke(&path, header::FINGERPRINT, &[0x5a; 8]);
+    assert!(matches!(
+        CountersReader::open(d.path(), "gateway", OpenOptions::default()),
+        Err(SegmentError::FingerprintMismatch { .. })
+    ));
+    drop(w);
+    poke(&path, header::CREATOR_PID, &0u32.to_le_bytes()); // its creator is gone
+    poke(&path, header::MAGIC, &[0x5a; 8]);
+    assert!(matches!(
+        CountersWriter::create(d.path(), "gateway", StalePolicy::Recover),
+        Err(SegmentError::BadMagic { .. })
+    ));
 }

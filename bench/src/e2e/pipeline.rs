@@ -234,7 +234,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
         out.file_name()
             .map_or_else(|| "run".into(), |f| f.to_string_lossy().into_owned())
     );
-    let dir = shm_layout::namespace_dir(&ns);
+    let dir = shm_layout::namespace_dir(&ns)?;
     let _ = std::fs::remove_dir_all(&dir);
     let _ns_guard = NsGuard(dir.clone());
     let bin = |n: &str| spec.bin_dir.join(n);

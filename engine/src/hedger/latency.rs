@@ -129,7 +129,7 @@ impl IntervalLogThread {
     /// # Errors
     /// The file cannot be created.
     pub fn start(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::File::create(path)?;
+        let file = shm_layout::private::create_file(path)?;
         let (tx, rx) = mpsc::channel::<Interval>();
         let start = SystemTime::now();
         let handle = std::thread::Builder::new()

@@ -98,12 +98,15 @@ pub const IDLE_BACKOFF: Backoff = Backoff {
     max_park: Duration::from_millis(1),
 };
 
-/// The segment directory of a config.
-pub fn segment_dir(cfg: &HedgerConfig) -> PathBuf {
-    cfg.shm
-        .dir
-        .clone()
-        .unwrap_or_else(|| namespace_dir(&cfg.shm.namespace))
+/// The segment directory of a config: `[shm] dir`, else `/dev/shm/<namespace>`.
+///
+/// # Errors
+/// A namespace that is not `[A-Za-z0-9_-]{1,64}`.
+pub fn segment_dir(cfg: &HedgerConfig) -> Result<PathBuf, shm_layout::NamespaceError> {
+    match &cfg.shm.dir {
+        Some(d) => Ok(d.clone()),
+        None => namespace_dir(&cfg.shm.namespace),
+    }
 }
 
 struct UndGauges {
@@ -417,8 +420,9 @@ fn wait_open<T>(
 /// # Errors
 /// Segments missing or incompatible, config symbols unknown, state unreadable or unwritable.
 pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
-    let dir = segment_dir(cfg);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = segment_dir(cfg)?;
+    shm_layout::private::create_dir_all(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     let wait = OpenOptions::wait(Duration::from_millis(cfg.shm.open_wait_ms));
     let on_stale = cfg.shm.on_stale;
 
@@ -496,6 +500,18 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
             );
         }
         None => {
+            // No snapshot, yet a hedger consumed execs or wrote orders in these rings: the
+            // state was lost. Starting at position 0 / epoch 1 would hedge a wrong book and
+            // reuse client order ids, so refuse (issue 21, finding 6).
+            if orders.position() > 0 || execs.position() > 0 {
+                anyhow::bail!(
+                    "hedger state {} is missing, but the rings in {} show a previous hedger's history ({} orders written, {} execs consumed): the state was lost; restore it, or start every process on a fresh namespace (--on-stale replace), never at position 0",
+                    store.path().display(),
+                    dir.display(),
+                    orders.position(),
+                    execs.position()
+                );
+            }
             for p in &cfg.positions {
                 core.set_option_position(&p.symbol, p.qty)?;
             }
@@ -533,6 +549,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     }
 
     let mut gateway: Option<CountersReader> = None;
+    let mut gateway_error: Option<String> = None;
     let gw_timeout = Duration::from_millis(cfg.shm.gateway_heartbeat_timeout_ms);
     let stats_ns = cfg.runtime.stats_interval_ms * 1_000_000;
     let mut last_stats = 0u64;
@@ -556,9 +573,28 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
                 // A missing gateway is retried once a second (open is a few system calls).
                 if gateway.is_none() && now.saturating_sub(last_gateway_open) >= 1_000_000_000 {
                     last_gateway_open = now;
-                    gateway =
-                        CountersReader::open(&dir, &cfg.shm.gateway_role, OpenOptions::default())
-                            .ok();
+                    gateway = match CountersReader::open(
+                        &dir,
+                        &cfg.shm.gateway_role,
+                        OpenOptions::default(),
+                    ) {
+                        Ok(g) => Some(g),
+                        // Not up yet: normal at start-up. Anything else (a corrupt or foreign
+                        // cnc segment) keeps hedging halted and says why, once per distinct error.
+                        Err(SegmentError::Missing { .. } | SegmentError::NotInitialized { .. }) => {
+                            None
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            if gateway_error.as_deref() != Some(msg.as_str()) {
+                                eprintln!(
+                                    "hedger: gateway counters refused, hedging stays halted: {msg}"
+                                );
+                                gateway_error = Some(msg);
+                            }
+                            None
+                        }
+                    };
                 }
                 core.gateway_alive = gateway
                     .as_ref()

@@ -23,19 +23,23 @@
 //!
 //! # Format (text, one record per line, `f64` printed round-trip exact)
 //! ```text
-//! hedger-state 2
+//! hedger-state 3
 //! epoch 3
 //! last_exec_id 1234
 //! underlying BTC <hedge_position> <utc_day> <filled_today>
 //! option BTC-26JUN20-9000-C <qty>
 //! settled BTC-29MAY20-9000-C <contracts> <settlement_px> <settled_at_ns>
 //! inflight <client_order_id> BTC <signed_leaves> <limit_px>
-//! end
+//! end <checksum>
 //! ```
+//! Version 3 added `<checksum>`: FNV-1a 64 (16 hex digits) of every byte before the `end`
+//! line. The snapshot is one record, replaced atomically, so one checksum covers all of it: a
+//! flipped digit in a position (which would still parse) is refused, naming the file, never
+//! loaded as a different book.
 //! Version 2 added `settled` (option positions settled in cash at expiry, see
 //! [`crate::risk::ExpirySettlement`]): a restart marks them settled again, so they are
 //! neither resurrected nor settled twice. Version 1 files (no `settled` lines) are still
-//! read; this build writes version 2.
+//! read (without a checksum); this build writes version 3.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -124,7 +128,14 @@ pub enum StateError {
 }
 
 /// Version of the state format this build writes.
-pub const STATE_VERSION: u32 = 2;
+pub const STATE_VERSION: u32 = 3;
+
+/// FNV-1a 64 of `bytes`: the snapshot checksum (detects damage, not an adversary).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
 
 impl PersistState {
     /// Serializes into `out` (cleared first).
@@ -157,7 +168,8 @@ impl PersistState {
                 o.client_order_id, o.underlying, o.signed_leaves, o.limit_px
             );
         }
-        let _ = writeln!(out, "end");
+        let sum = fnv1a64(out.as_bytes());
+        let _ = writeln!(out, "end {sum:016x}");
     }
 
     /// Parses [`PersistState::encode`]'s output.
@@ -172,7 +184,11 @@ impl PersistState {
         };
         let mut st = PersistState::default();
         let mut ended = false;
+        let mut version = 0;
+        let mut line_start = 0;
         for (i, l) in text.lines().enumerate() {
+            let start = line_start;
+            line_start += l.len() + 1;
             let n = i + 1;
             let f: Vec<&str> = l.split_whitespace().collect();
             let num = |k: usize| -> Result<f64, StateError> {
@@ -186,11 +202,17 @@ impl PersistState {
                     .and_then(|s| s.parse::<u64>().ok())
                     .ok_or_else(|| err(n, "bad integer"))
             };
+            if ended {
+                return Err(err(n, "a record after `end`"));
+            }
             match f.first().copied() {
                 Some("hedger-state") if n == 1 => {
-                    if !matches!(f.get(1), Some(&"1" | &"2")) {
-                        return Err(err(n, "unsupported version (this build reads 1 and 2)"));
-                    }
+                    version = match f.get(1) {
+                        Some(&"1") => 1,
+                        Some(&"2") => 2,
+                        Some(&"3") => 3,
+                        _ => return Err(err(n, "unsupported version (this build reads 1 to 3)")),
+                    };
                 }
                 _ if n == 1 => return Err(err(n, "not a hedger state file")),
                 Some("epoch") => st.epoch = int(1)?,
@@ -214,7 +236,18 @@ impl PersistState {
                     signed_leaves: num(3)?,
                     limit_px: num(4)?,
                 }),
-                Some("end") => ended = true,
+                Some("end") => {
+                    ended = true;
+                    if version >= 3 {
+                        let want = format!("{:016x}", fnv1a64(&text.as_bytes()[..start]));
+                        if f.get(1) != Some(&want.as_str()) || f.len() != 2 {
+                            return Err(err(
+                                n,
+                                "checksum mismatch: the file was damaged or edited after the hedger wrote it; restore it (never edit a snapshot by hand)",
+                            ));
+                        }
+                    }
+                }
                 _ => return Err(err(n, "unknown record")),
             }
         }
@@ -240,7 +273,7 @@ impl StateStore {
     /// # Errors
     /// The directory cannot be created.
     pub fn open(dir: &Path, fsync: bool) -> Result<Self, StateError> {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+        shm_layout::private::create_dir_all(dir).map_err(|source| StateError::Io {
             path: dir.into(),
             source,
         })?;
@@ -282,7 +315,8 @@ impl StateStore {
             path: self.tmp.clone(),
             source,
         };
-        let mut f = std::fs::File::create(&self.tmp).map_err(io)?;
+        // Mode 0600 at creation: positions and orders are nobody else's business.
+        let mut f = shm_layout::private::create_file(&self.tmp).map_err(io)?;
         f.write_all(self.buf.as_bytes()).map_err(io)?;
         if self.fsync {
             f.sync_all().map_err(io)?;
@@ -408,6 +442,22 @@ impl Drop for StateWriter {
 mod tests {
     use super::*;
 
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn state_files_and_directories_are_created_owner_only() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a").join("state");
+        let mut store = StateStore::open(&dir, false).unwrap();
+        store.save(&PersistState::default()).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&root.path().join("a")), 0o700);
+        assert_eq!(mode(store.path()), 0o600);
+    }
+
     #[test]
     fn state_round_trips_exactly_and_truncation_is_detected() {
         let st = PersistState {
@@ -452,8 +502,33 @@ mod tests {
         assert!(st.settled.is_empty());
         let mut t = String::new();
         st.encode(&mut t);
-        assert!(t.starts_with("hedger-state 2\n"));
+        assert!(t.starts_with("hedger-state 3\n"));
         let v9 = "hedger-state 9\nend\n";
         assert!(PersistState::decode(v9, Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_damaged_after_writing_is_refused_naming_file_and_line() {
+        let st = PersistState {
+            epoch: 4,
+            last_exec_id: 1234,
+            options: vec![("BTC-X-C".into(), -30.0)],
+            ..PersistState::default()
+        };
+        let mut t = String::new();
+        st.encode(&mut t);
+        assert_eq!(PersistState::decode(&t, Path::new("x")).unwrap(), st);
+        // One flipped digit still parses as a valid, different book.
+        let bad = t.replace("-30.0", "-80.0");
+        let e = PersistState::decode(&bad, Path::new("/s/state")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("state file /s/state: line 5: checksum mismatch"),
+            "{msg}"
+        );
+        let extra = format!("{t}option BTC-Y-C 1.0\n");
+        assert!(PersistState::decode(&extra, Path::new("x")).is_err());
+        let no_sum = t.replace(&t[t.find("end").unwrap()..], "end\n");
+        assert!(PersistState::decode(&no_sum, Path::new("x")).is_err());
     }
 }

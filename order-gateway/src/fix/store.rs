@@ -14,7 +14,7 @@
 //! Without `fsync` the state survives a process crash (the page cache keeps it), not a power
 //! loss; `FixConfig::fsync_seqnums` adds an `fdatasync` per change.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -65,8 +65,8 @@ impl SeqStore {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io_err)?;
-        let mut file = OpenOptions::new()
+        shm_layout::private::create_dir_all(dir).map_err(io_err)?;
+        let mut file = shm_layout::private::file_options()
             .read(true)
             .write(true)
             .create(true)
