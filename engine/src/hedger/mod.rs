@@ -60,6 +60,7 @@
 
 pub mod core;
 pub mod io;
+pub mod journal;
 pub mod latency;
 pub mod live;
 pub mod risk;
@@ -67,7 +68,7 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
-use self::core::HedgerCore;
+use self::core::{HedgerCore, MonotonicClock, StageClock};
 use self::io::{ExecSource, OrderSink};
 use self::latency::{Interval, IntervalLogThread};
 use self::risk::OptionRisk;
@@ -209,6 +210,24 @@ impl Housekeeping {
         orders: &mut O,
         now_ns: u64,
     ) -> Result<(), StateError> {
+        self.run_with(core, execs, orders, now_ns, &MonotonicClock, |_| {})
+    }
+
+    /// [`Housekeeping::run`] with the timer's stage stamps from `clock`
+    /// ([`HedgerCore::on_timer_with`]); `on_timer(now_ns)` is called just before the timer
+    /// runs (the session recorder writes its `Timer` record there).
+    ///
+    /// # Errors
+    /// A snapshot write failed.
+    pub fn run_with<R: OptionRisk, E: ExecSource, O: OrderSink, T: StageClock>(
+        &mut self,
+        core: &mut HedgerCore<R>,
+        execs: &mut E,
+        orders: &mut O,
+        now_ns: u64,
+        clock: &T,
+        on_timer: impl FnOnce(u64),
+    ) -> Result<(), StateError> {
         self.commit_written(execs)?;
         let pending = core.uncommitted_execs();
         if pending > 0
@@ -220,7 +239,8 @@ impl Housekeeping {
         }
         if now_ns.saturating_sub(self.last_timer_ns) >= self.timer_interval_ns {
             self.last_timer_ns = now_ns;
-            core.on_timer(orders, now_ns);
+            on_timer(now_ns);
+            core.on_timer_with(orders, now_ns, clock);
             core.idle_risk(now_ns);
         }
         if self.hlog.is_some() && now_ns.saturating_sub(self.last_hist_ns) >= self.hist_interval_ns
