@@ -549,3 +549,202 @@ pub fn run(dir: &Path, json: bool) -> Result<i32> {
     }
     Ok(if r.divergence.is_some() { 1 } else { 0 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytemuck::Zeroable;
+    use engine::hedger::io::{MemControl, MemExecs, MemMarket, MemOrders};
+    use engine::hedger::journal::{
+        header_records, Header, JournalConfig, RecordingClock, RecordingControl, RecordingExecs,
+        RecordingMarket, RecordingOrders, Recorder, JOURNAL_VERSION,
+    };
+    use shm_layout::{clock, ExecKind, InstrumentDef, InstrumentKind};
+
+    const CONFIG: &str = r#"
+[underlyings.BTC]
+hedge_instrument = "BTC-PERPETUAL"
+initial_hedge_position = 2.5
+[underlyings.BTC.policy]
+kind = "fixed"
+band = 1.0
+min_interval_ms = 0
+[underlyings.BTC.limits]
+max_orders_per_sec = 100000.0
+order_burst = 100000.0
+"#;
+
+    fn defs() -> Vec<InstrumentDef> {
+        let mut index = InstrumentDef::zeroed();
+        index.kind = InstrumentKind::Index as u8;
+        index.set_symbol("BTC");
+        let mut perp = InstrumentDef::zeroed();
+        (perp.id, perp.kind, perp.settlement) = (1, InstrumentKind::Perpetual as u8, 1);
+        (perp.contract_multiplier, perp.lot_size) = (1.0, 0.001);
+        (perp.min_qty, perp.tick_size) = (0.001, 0.5);
+        perp.set_symbol("BTC-PERPETUAL");
+        vec![index, perp]
+    }
+
+    /// Runs a core in process on recording wrappers, as the live loop does: market events,
+    /// every order cancelled by the "venue" (so the next event hedges again), a timer after
+    /// each event. Returns the orders sent.
+    fn record_session(dir: &Path) -> usize {
+        let cfg = HedgerConfig::parse(CONFIG, "test").unwrap();
+        let rec = Recorder::start(&JournalConfig {
+            dir: dir.into(),
+            file_max_bytes: 1 << 20,
+            files_kept: 4,
+            queue_records: 1 << 12,
+        })
+        .unwrap();
+        let tap = RefCell::new(rec.tap());
+        // Blocking: this test must not drop records.
+        tap.borrow_mut().set_blocking(true);
+        let (mono, wall) = (clock::now_ns(), clock::wall_ns());
+        let start = StartPoint {
+            defs: defs(),
+            state: None,
+            mono_ns: mono,
+            wall_ns: wall,
+            orders_pending: false,
+        };
+        let mut core = build_core(&cfg, start).unwrap();
+        let header = Header {
+            journal_version: JOURNAL_VERSION,
+            config_text: cfg.source_text.clone(),
+            state_text: None,
+            start_mono_ns: mono,
+            start_wall_ns: wall,
+            orders_pending_at_start: false,
+            n_defs: 2,
+        };
+        for r in header_records(&header, &defs()) {
+            tap.borrow_mut().push(r);
+        }
+        let mut md = RecordingMarket::new(
+            MemMarket {
+                lvt: vec![None; 2],
+                ..MemMarket::default()
+            },
+            &tap,
+        );
+        let mut execs = RecordingExecs::new(MemExecs::default(), &tap);
+        let mut orders = RecordingOrders::new(MemOrders::new(64), &tap);
+        let ctl = RecordingControl::new(MemControl::default(), &tap);
+        let clk = RecordingClock::new(&tap);
+        let t = clock::now_ns();
+        tap.borrow_mut()
+            .push_driver(Record::new(RecordKind::Rebuild, 0, t));
+        core.rebuild_at(&md, t);
+        let mut sent = 0;
+        for i in 0..30u64 {
+            let px = 10_000.0 + i as f64;
+            let now = clock::now_ns();
+            md.inner
+                .events
+                .push(MarketEvent::underlying_price(0, 0, now, px));
+            md.inner
+                .events
+                .push(MarketEvent::quote(1, 0, now, px - 0.5, 5.0, px + 0.5, 5.0));
+            for _ in 0..3 {
+                let now = clock::now_ns();
+                tap.borrow_mut().begin_poll(now);
+                core.poll_with(&mut md, &mut execs, &mut orders, &ctl, now, &clk);
+            }
+            while let Some(o) = orders.inner.buf.pop_front() {
+                sent += 1;
+                let mut e = ExecEvent::zeroed();
+                (e.exec_id, e.client_order_id) = (sent as u64, o.client_order_id);
+                (e.instrument_id, e.kind, e.side) = (1, ExecKind::Cancelled as u8, o.side);
+                execs.inner.buf.push(e);
+            }
+            let now = clock::now_ns();
+            tap.borrow_mut()
+                .push_driver(Record::new(RecordKind::Timer, 0, now));
+            core.on_timer_with(&mut orders, now, &clk);
+            core.idle_risk(now);
+        }
+        tap.borrow_mut()
+            .push_driver(Record::new(RecordKind::End, 0, 0));
+        rec.finish().unwrap();
+        sent
+    }
+
+    /// The index of the `n`th record of kind `k` in the session's only file.
+    fn nth(dir: &Path, k: RecordKind, n: usize) -> usize {
+        let s = read_session(dir).unwrap();
+        s.records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.kind() == Some(k))
+            .nth(n)
+            .unwrap()
+            .0
+    }
+
+    fn alter(dir: &Path, index: usize, f: impl FnOnce(&mut Record)) {
+        let files = engine::hedger::journal::journal_files(dir).unwrap();
+        assert_eq!(files.len(), 1);
+        let mut bytes = std::fs::read(&files[0]).unwrap();
+        let at = index * engine::hedger::journal::RECORD_SIZE;
+        let mut r: Record = bytemuck::pod_read_unaligned(&bytes[at..at + 80]);
+        f(&mut r);
+        bytes[at..at + 80].copy_from_slice(bytemuck::bytes_of(&r));
+        std::fs::write(&files[0], bytes).unwrap();
+    }
+
+    #[test]
+    fn an_in_process_session_replays_every_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("session");
+        let sent = record_session(&dir);
+        assert!(sent >= 10, "the recorded session must trade: {sent}");
+        let r = replay_session(&dir).unwrap();
+        assert_eq!(r.divergence, None, "{}", summary(&r));
+        assert_eq!(r.orders_recorded, sent as u64);
+        assert_eq!(r.orders_reproduced, sent as u64);
+        assert_eq!(r.runs[0].end, RunEnd::Clean);
+    }
+
+    #[test]
+    fn an_altered_order_record_is_the_first_divergence() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("session");
+        record_session(&dir);
+        let i = nth(&dir, RecordKind::Order, 3);
+        alter(&dir, i, |r| {
+            let mut o: HedgeOrder = r.msg();
+            o.qty += 0.001;
+            r.payload.copy_from_slice(bytemuck::bytes_of(&o));
+        });
+        let r = replay_session(&dir).unwrap();
+        let d = r.divergence.clone().expect("an altered order diverges");
+        assert_eq!(d.record, i);
+        let (live, replay) = (d.live.unwrap(), d.replay.unwrap());
+        assert!((live.qty - replay.qty - 0.001).abs() < 1e-12, "{}", summary(&r));
+        assert_eq!(live.client_order_id, replay.client_order_id);
+        assert_eq!(r.orders_reproduced, 3);
+        assert_eq!(r.runs[0].end, RunEnd::Diverged);
+    }
+
+    #[test]
+    fn an_altered_market_event_changes_the_next_order_and_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("session");
+        record_session(&dir);
+        // The 11th hedge quote, moved up by 1000: the next order's limit price differs.
+        let i = nth(&dir, RecordKind::Md, 21);
+        alter(&dir, i, |r| {
+            let mut e: MarketEvent = r.msg();
+            e.v[0] += 1000.0;
+            e.v[2] += 1000.0;
+            r.payload.copy_from_slice(bytemuck::bytes_of(&e));
+        });
+        let r = replay_session(&dir).unwrap();
+        let d = r.divergence.expect("an altered market event diverges");
+        assert!(d.record > i, "{d:?}");
+        assert!(d.live.is_some() && d.replay.is_some(), "{d:?}");
+        assert_ne!(d.live.unwrap().limit_px, d.replay.unwrap().limit_px);
+    }
+}
