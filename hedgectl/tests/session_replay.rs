@@ -208,6 +208,9 @@ fn live_session_with_restart_and_kill_switch_replays_with_zero_divergences() {
         );
         assert!(run["orders_recorded"].as_u64().unwrap() >= 3, "{stdout}");
     }
-    assert_eq!(runs[1]["epoch"], 2, "the restart restored the state: {stdout}");
+    assert_eq!(
+        runs[1]["epoch"], 2,
+        "the restart restored the state: {stdout}"
+    );
     assert!(r["orders_reproduced"].as_u64().unwrap() >= 8, "{stdout}");
 }

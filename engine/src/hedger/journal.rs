@@ -581,7 +581,11 @@ pub fn parse_header(
     let bad = |msg: String| JournalError::BadHeader { index, msg };
     let len = recs.first().map_or(0, |r| r.value as usize);
     let n = len.div_ceil(64);
-    if n == 0 || recs.len() < n || recs[..n].iter().any(|r| r.kind() != Some(RecordKind::Header))
+    if n == 0
+        || recs.len() < n
+        || recs[..n]
+            .iter()
+            .any(|r| r.kind() != Some(RecordKind::Header))
     {
         return Err(bad("truncated header".into()));
     }
@@ -598,7 +602,9 @@ pub fn parse_header(
         )));
     }
     let nd = h.n_defs as usize * 2;
-    let defs_recs = recs.get(n..n + nd).ok_or_else(|| bad("truncated definitions".into()))?;
+    let defs_recs = recs
+        .get(n..n + nd)
+        .ok_or_else(|| bad("truncated definitions".into()))?;
     let mut defs = Vec::with_capacity(h.n_defs as usize);
     for pair in defs_recs.chunks_exact(2) {
         if pair.iter().any(|r| r.kind() != Some(RecordKind::Def)) {
@@ -726,8 +732,13 @@ impl FileWriter {
         Ok(w)
     }
 
-    fn create(cfg: &JournalConfig, index: u64) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
-        let path = cfg.dir.join(format!("{FILE_PREFIX}{index:010}{FILE_SUFFIX}"));
+    fn create(
+        cfg: &JournalConfig,
+        index: u64,
+    ) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+        let path = cfg
+            .dir
+            .join(format!("{FILE_PREFIX}{index:010}{FILE_SUFFIX}"));
         let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

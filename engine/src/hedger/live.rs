@@ -5,8 +5,8 @@ use super::core::{
 };
 use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
 use super::journal::{
-    header_records, Header, JournalConfig, Record, RecordKind, RecordingClock, RecordingControl,
-    RecordingExecs, RecordingMarket, RecordingOrders, Recorder, Tap, JOURNAL_VERSION,
+    header_records, Header, JournalConfig, Record, RecordKind, Recorder, RecordingClock,
+    RecordingControl, RecordingExecs, RecordingMarket, RecordingOrders, Tap, JOURNAL_VERSION,
 };
 use super::latency::IntervalLogThread;
 use super::risk::{BookRiskAdapter, OptionRisk};
@@ -568,9 +568,11 @@ impl Io<'_> {
     /// Sets the core's view of the gateway's liveness, recording a change.
     fn set_gateway_alive(&self, core: &mut HedgerCore<BookRiskAdapter>, alive: bool) {
         if core.gateway_alive != alive {
-            self.tap
-                .borrow_mut()
-                .push_driver(Record::new(RecordKind::GatewayAlive, alive as u32, 0));
+            self.tap.borrow_mut().push_driver(Record::new(
+                RecordKind::GatewayAlive,
+                alive as u32,
+                0,
+            ));
             core.gateway_alive = alive;
         }
     }
@@ -660,7 +662,9 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
 
     let names: Vec<String> = core.und.iter().map(|u| u.setup.name.clone()).collect();
     let metrics = Metrics::new(&mut cnc, &names);
-    let summary = run_loop(cfg, stop, &mut core, &mut io, &mut cnc, &metrics, store, now)?;
+    let summary = run_loop(
+        cfg, stop, &mut core, &mut io, &mut cnc, &metrics, store, now,
+    )?;
     tap.borrow_mut().set_blocking(true);
     tap.borrow_mut()
         .push_driver(Record::new(RecordKind::End, 0, 0));
@@ -750,7 +754,7 @@ fn run_loop(
         h.finish().context("writing the histogram log")?;
     }
     Ok(RunSummary {
-        stats: core.stats.clone(),
+        stats: core.stats,
         epoch: core.epoch(),
         positions: core
             .und

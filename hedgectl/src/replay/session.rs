@@ -137,7 +137,7 @@ pub struct SessionReport {
 /// Why playback stopped inside a run.
 #[derive(Debug)]
 enum Stop {
-    Divergence(Divergence),
+    Divergence(Box<Divergence>),
     /// The journal ended inside an iteration (a crash cut its tail).
     Truncated,
 }
@@ -191,12 +191,12 @@ impl Cursor<'_> {
             (None, Some(_)) => format!("the replay sent an order; live recorded {r:?} here"),
             _ => format!("the replay read {wanted}; live recorded {r:?} here"),
         };
-        self.stop = Some(Stop::Divergence(Divergence {
+        self.stop = Some(Stop::Divergence(Box::new(Divergence {
             record: self.base + self.pos,
             live,
             replay: replay.map(OrderView::of),
             detail,
-        }));
+        })));
     }
 }
 
@@ -215,9 +215,10 @@ impl MarketSource for PlayMarket<'_, '_> {
     }
     fn last_value(&self, id: u32) -> Option<LastValue> {
         let mut c = self.0.borrow_mut();
-        if c.recs.get(c.pos).is_some_and(|r| {
-            r.kind() == Some(RecordKind::LvNone) && r.small == id
-        }) {
+        if c.recs
+            .get(c.pos)
+            .is_some_and(|r| r.kind() == Some(RecordKind::LvNone) && r.small == id)
+        {
             c.pos += 1;
             return None;
         }
@@ -263,12 +264,12 @@ impl OrderSink for PlayOrders<'_, '_> {
         let r = c.recs[c.pos];
         let live: HedgeOrder = r.msg();
         if bytemuck::bytes_of(&live) != bytemuck::bytes_of(&order) {
-            c.stop = Some(Stop::Divergence(Divergence {
+            c.stop = Some(Stop::Divergence(Box::new(Divergence {
                 record: c.base + c.pos,
                 live: Some(OrderView::of(&live)),
                 replay: Some(OrderView::of(&order)),
                 detail: "the orders differ".into(),
-            }));
+            })));
             return Err(order);
         }
         c.pos += 1;
@@ -412,7 +413,7 @@ pub fn replay_run(recs: &[Record], base: usize) -> Result<(RunResult, Option<Div
     let divergence = match c.stop {
         Some(Stop::Divergence(d)) => {
             end = RunEnd::Diverged;
-            Some(d)
+            Some(*d)
         }
         Some(Stop::Truncated) | None => None,
     };
@@ -556,8 +557,8 @@ mod tests {
     use bytemuck::Zeroable;
     use engine::hedger::io::{MemControl, MemExecs, MemMarket, MemOrders};
     use engine::hedger::journal::{
-        header_records, Header, JournalConfig, RecordingClock, RecordingControl, RecordingExecs,
-        RecordingMarket, RecordingOrders, Recorder, JOURNAL_VERSION,
+        header_records, Header, JournalConfig, Recorder, RecordingClock, RecordingControl,
+        RecordingExecs, RecordingMarket, RecordingOrders, JOURNAL_VERSION,
     };
     use shm_layout::{clock, ExecKind, InstrumentDef, InstrumentKind};
 
@@ -722,7 +723,11 @@ order_burst = 100000.0
         let d = r.divergence.clone().expect("an altered order diverges");
         assert_eq!(d.record, i);
         let (live, replay) = (d.live.unwrap(), d.replay.unwrap());
-        assert!((live.qty - replay.qty - 0.001).abs() < 1e-12, "{}", summary(&r));
+        assert!(
+            (live.qty - replay.qty - 0.001).abs() < 1e-12,
+            "{}",
+            summary(&r)
+        );
         assert_eq!(live.client_order_id, replay.client_order_id);
         assert_eq!(r.orders_reproduced, 3);
         assert_eq!(r.runs[0].end, RunEnd::Diverged);
