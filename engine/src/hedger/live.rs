@@ -603,7 +603,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
         wall_ns: wall,
         orders_pending,
     };
-    let mut core = build_core(cfg, start)?;
+    let mut core = build_core(cfg, start.clone())?;
     if core.risk.setup_errors > 0 {
         eprintln!(
             "hedger: warning: the risk book refused {} option/forward definitions (bad strike or expiry); their positions read 0",
@@ -624,22 +624,8 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     let recorder = start_recorder(cfg)?;
     let tap = RefCell::new(recorder.as_ref().map_or_else(Tap::off, Recorder::tap));
     tap.borrow_mut().set_blocking(true);
-    let state_text = restored.as_ref().map(|st| {
-        let mut s = String::new();
-        st.encode(&mut s);
-        s
-    });
-    let header = Header {
-        journal_version: JOURNAL_VERSION,
-        config_text: cfg.source_text.clone(),
-        state_text,
-        start_mono_ns: now,
-        start_wall_ns: wall,
-        orders_pending_at_start: orders_pending,
-        n_defs: seg.defs.len() as u32,
-    };
     if tap.borrow().is_on() {
-        for r in header_records(&header, &seg.defs) {
+        for r in header_records(&session_header(cfg, &start), &seg.defs) {
             tap.borrow_mut().push(r);
         }
     }
@@ -665,21 +651,44 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     let summary = run_loop(
         cfg, stop, &mut core, &mut io, &mut cnc, &metrics, store, now,
     )?;
+    finish_recording(&tap, recorder);
+    cnc.set_state(ProcessState::Stopped);
+    Ok(summary)
+}
+
+/// The journal header of a start.
+fn session_header(cfg: &HedgerConfig, start: &StartPoint<'_>) -> Header {
+    let state_text = start.state.map(|st| {
+        let mut s = String::new();
+        st.encode(&mut s);
+        s
+    });
+    Header {
+        journal_version: JOURNAL_VERSION,
+        config_text: cfg.source_text.clone(),
+        state_text,
+        start_mono_ns: start.mono_ns,
+        start_wall_ns: start.wall_ns,
+        orders_pending_at_start: start.orders_pending,
+        n_defs: start.defs.len() as u32,
+    }
+}
+
+/// Records the clean end of the run and stops the journal writer (waiting for room: the loop
+/// has stopped).
+fn finish_recording(tap: &RefCell<Tap>, recorder: Option<Recorder>) {
     tap.borrow_mut().set_blocking(true);
     tap.borrow_mut()
         .push_driver(Record::new(RecordKind::End, 0, 0));
-    if let Some(r) = recorder {
-        let dropped = r.dropped();
-        match r.finish() {
-            Ok(_) if dropped > 0 => eprintln!(
-                "hedger: warning: the session journal dropped {dropped} records (recording queue full): not reproducible past the first gap"
-            ),
-            Ok(_) => {}
-            Err(e) => eprintln!("hedger: warning: the session journal could not be written: {e}"),
-        }
+    let Some(r) = recorder else { return };
+    let dropped = r.dropped();
+    match r.finish() {
+        Ok(_) if dropped > 0 => eprintln!(
+            "hedger: warning: the session journal dropped {dropped} records (recording queue full): not reproducible past the first gap"
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("hedger: warning: the session journal could not be written: {e}"),
     }
-    cnc.set_state(ProcessState::Stopped);
-    Ok(summary)
 }
 
 /// The loop, until `stop`; then the final snapshot and histogram flush.
