@@ -87,7 +87,8 @@ pub enum RecordKind {
     Def = 2,
     /// A loop iteration at monotonic `value` ns.
     Poll = 10,
-    /// A market event (payload).
+    /// A market event (payload); `small` = [`MD_WITH_STAMP`]: `value` is the stamp of its
+    /// read (the next clock read), which then has no `Stamp` record of its own.
     Md = 11,
     /// The md reader was lapped and lost `value` events.
     Lapped = 12,
@@ -153,6 +154,9 @@ impl RecordKind {
     }
 }
 
+/// `small` of an `Md` record whose `value` is the stage stamp read right after it.
+pub const MD_WITH_STAMP: u32 = 1;
+
 /// 64-byte parts of a `LastValue`.
 pub const LV_PARTS: usize = core::mem::size_of::<LastValue>() / 64;
 const _: () = assert!(LV_PARTS * 64 == core::mem::size_of::<LastValue>());
@@ -212,6 +216,9 @@ fn mode_code(m: TradingMode) -> u64 {
 pub struct Tap {
     queue: Option<Arc<ArrayQueue<Record>>>,
     pending_poll: Option<u64>,
+    /// A market event held back until the next record: the loop stamps its read at once,
+    /// and that stamp goes into the event's record (one record instead of two).
+    staged_md: Option<Record>,
     gap: u64,
     blocking: bool,
     /// Records dropped because the queue was full (the session is not reproducible past the
@@ -226,6 +233,7 @@ impl Tap {
         Tap {
             queue: None,
             pending_poll: None,
+            staged_md: None,
             gap: 0,
             blocking: false,
             dropped: 0,
@@ -259,13 +267,29 @@ impl Tap {
     }
 
     /// Records `r` (after the pending `Poll`, if any). Never blocks on the hot path.
+    ///
+    /// An `Md` record is held until the next record; when that is the stage stamp of its
+    /// read (always, in the loop), the stamp is stored in the `Md` record (`small` =
+    /// [`MD_WITH_STAMP`], `value` = the stamp) and no `Stamp` record is written.
     #[inline]
     pub fn push(&mut self, r: Record) {
         if self.queue.is_none() {
             return;
         }
+        if let Some(mut md) = self.staged_md.take() {
+            if r.kind == RecordKind::Stamp as u32 {
+                (md.small, md.value) = (MD_WITH_STAMP, r.value);
+                self.push_raw(md);
+                return;
+            }
+            self.push_raw(md);
+        }
         if let Some(now) = self.pending_poll.take() {
             self.push_raw(Record::new(RecordKind::Poll, 0, now));
+        }
+        if r.kind == RecordKind::Md as u32 {
+            self.staged_md = Some(r);
+            return;
         }
         self.push_raw(r);
     }
@@ -818,6 +842,7 @@ impl Recorder {
         Tap {
             queue: Some(Arc::clone(&self.queue)),
             pending_poll: None,
+            staged_md: None,
             gap: 0,
             blocking: false,
             dropped: 0,
@@ -914,6 +939,29 @@ mod tests {
         tap.push(Record::new(RecordKind::Stamp, 0, 99));
         assert_eq!(q.pop().unwrap(), Record::new(RecordKind::Gap, 0, 3));
         assert_eq!(q.pop().unwrap().value, 99);
+    }
+
+    #[test]
+    fn a_market_event_and_its_read_stamp_share_one_record() {
+        let q = Arc::new(ArrayQueue::new(64));
+        let mut tap = Tap {
+            queue: Some(Arc::clone(&q)),
+            ..Tap::off()
+        };
+        let e = shm_layout::MarketEvent::underlying_price(0, 1, 2, 3.0);
+        tap.begin_poll(5);
+        tap.push(Record::with(RecordKind::Md, 0, 0, &e));
+        tap.push(Record::new(RecordKind::Stamp, 0, 7));
+        tap.push(Record::new(RecordKind::Stamp, 0, 8));
+        tap.push(Record::with(RecordKind::Md, 0, 0, &e));
+        tap.push_driver(Record::new(RecordKind::End, 0, 0));
+        let got: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        let kinds: Vec<_> = got.iter().map(|r| r.kind().unwrap()).collect();
+        use RecordKind::*;
+        assert_eq!(kinds, [Poll, Md, Stamp, Md, End]);
+        assert_eq!((got[1].small, got[1].value), (MD_WITH_STAMP, 7));
+        assert_eq!(got[1].msg::<shm_layout::MarketEvent>(), e);
+        assert_eq!((got[3].small, got[3].value), (0, 0), "no stamp followed");
     }
 
     #[test]

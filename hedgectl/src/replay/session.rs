@@ -19,7 +19,7 @@ use engine::config::HedgerConfig;
 use engine::hedger::core::{HedgerCore, StageClock};
 use engine::hedger::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
 use engine::hedger::journal::{
-    lv_from_parts, parse_header, read_session, Record, RecordKind, LV_PARTS,
+    lv_from_parts, parse_header, read_session, Record, RecordKind, LV_PARTS, MD_WITH_STAMP,
 };
 use engine::hedger::live::{build_core, StartPoint};
 use engine::hedger::risk::BookRiskAdapter;
@@ -149,6 +149,8 @@ struct Cursor<'r> {
     base: usize,
     stop: Option<Stop>,
     reproduced: u64,
+    /// The read stamp carried by the last `Md` record, for the next clock read.
+    stamp: Option<u64>,
 }
 
 impl Cursor<'_> {
@@ -206,6 +208,9 @@ impl MarketSource for PlayMarket<'_, '_> {
     fn poll(&mut self) -> MdPoll {
         let mut c = self.0.borrow_mut();
         if let Some(r) = c.optional(RecordKind::Md) {
+            if r.small == MD_WITH_STAMP {
+                c.stamp = Some(r.value);
+            }
             return MdPoll::Event(r.msg::<MarketEvent>());
         }
         match c.optional(RecordKind::Lapped) {
@@ -315,10 +320,11 @@ struct PlayClock<'c, 'r>(&'c RefCell<Cursor<'r>>);
 
 impl StageClock for PlayClock<'_, '_> {
     fn now(&self) -> u64 {
-        self.0
-            .borrow_mut()
-            .required(RecordKind::Stamp)
-            .map_or(0, |r| r.value)
+        let mut c = self.0.borrow_mut();
+        match c.stamp.take() {
+            Some(t) => t,
+            None => c.required(RecordKind::Stamp).map_or(0, |r| r.value),
+        }
     }
 }
 
@@ -361,6 +367,7 @@ pub fn replay_run(recs: &[Record], base: usize) -> Result<(RunResult, Option<Div
         base,
         stop: None,
         reproduced: 0,
+        stamp: None,
     });
     let (mut md, mut execs, mut orders) = (PlayMarket(&cur), PlayExecs(&cur), PlayOrders(&cur));
     let ctl = PlayControl(&cur, Cell::new(u64::MAX));
