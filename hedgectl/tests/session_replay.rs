@@ -90,18 +90,25 @@ impl Drop for Namespace {
     }
 }
 
-/// Order records in the journal so far (kind 23 at each 80-byte record's start).
-fn journal_orders(dir: &Path) -> usize {
+/// Records of the journal so far with this kind and `small` field (None: any), read as
+/// docs/operations.md lays them out (80 bytes: kind u32, small u32, value u64, payload).
+fn journal_count(dir: &Path, kind: u32, small: Option<u32>) -> usize {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
+    let word = |r: &[u8], at: usize| u32::from_le_bytes(r[at..at + 4].try_into().unwrap());
     rd.filter_map(|e| std::fs::read(e.ok()?.path()).ok())
         .map(|b| {
             b.chunks_exact(80)
-                .filter(|r| u32::from_le_bytes(r[..4].try_into().unwrap()) == 23)
+                .filter(|r| word(r, 0) == kind && small.is_none_or(|s| word(r, 4) == s))
                 .count()
         })
         .sum()
+}
+
+/// Order records in the journal so far.
+fn journal_orders(dir: &Path) -> usize {
+    journal_count(dir, 23, None)
 }
 
 /// Waits until the journal holds at least `n` orders (the hedger is trading).
@@ -213,4 +220,13 @@ fn live_session_with_restart_and_kill_switch_replays_with_zero_divergences() {
         "the restart restored the state: {stdout}"
     );
     assert!(r["orders_reproduced"].as_u64().unwrap() >= 8, "{stdout}");
+    // The hedger read the kill switch on, then off (Kill records, small = 1 / 0).
+    assert!(
+        journal_count(&session, 19, Some(1)) >= 1,
+        "kill switch seen"
+    );
+    assert!(
+        journal_count(&session, 19, Some(0)) >= 2,
+        "kill switch cleared"
+    );
 }

@@ -1,4 +1,8 @@
 //! The live hedger: shared-memory adapters for [`super::io`] and the process's run loop.
+//!
+//! The loop drives the core through the session recorder's wrappers
+//! ([`super::journal`]); [`build_core`] is how a core starts, shared with the session
+//! replay so that both start identically.
 
 use super::core::{
     hedge_instrument, HedgerCore, MdReject, SetupError, UnderlyingSetup, HOLD_LABELS,

@@ -12,6 +12,10 @@
 //!   ([`state`]), timer decisions
 //!   (safety re-hedge, end of reconciliation), histogram export ([`latency`]).
 //! - [`risk`]: the option book's incremental risk behind a trait.
+//! - [`journal`]: the session journal: what the live loop's core consumed, in order, copied
+//!   into fixed-size records on the hot path and written to `<state_dir>/session/` by a side
+//!   thread, so that `hedgectl replay --session` reproduces every order bit for bit
+//!   ([`core::HedgerCore::poll_with`] takes the recording or playback clock).
 //! - [`live`]: the process's loop on shared memory; when an iteration finds no work it idles
 //!   with `shm_layout::process::Idler` (busy-spin, spin-then-yield, backoff-park;
 //!   [`live::IDLE_BACKOFF`]).
