@@ -188,9 +188,16 @@ impl Cursor<'_> {
             return;
         };
         let live = (r.kind() == Some(RecordKind::Order)).then(|| OrderView::of(&r.msg()));
+        let clock_live = r.kind() == Some(RecordKind::Stamp);
         let detail = match (&live, replay) {
             (Some(_), None) => format!("live sent an order here; the replay read {wanted}"),
             (None, Some(_)) => format!("the replay sent an order; live recorded {r:?} here"),
+            _ if clock_live => format!(
+                "live read the stage clock here (a decision the replay did not take); the replay read {wanted}"
+            ),
+            _ if wanted == "Stamp" => format!(
+                "the replay read the stage clock (a decision live did not take); live recorded {r:?} here"
+            ),
             _ => format!("the replay read {wanted}; live recorded {r:?} here"),
         };
         self.stop = Some(Stop::Divergence(Box::new(Divergence {
