@@ -119,6 +119,16 @@ pub struct RuntimeSection {
     pub fsync: bool,
     /// `wall` (live) or `exchange` (recorded data replayed through the feed handler).
     pub market_clock: MarketClock,
+    /// Record what the loop consumed into `<state_dir>/session/` so that
+    /// `hedgectl replay --session` can reproduce its orders (`hedger::journal`).
+    pub session_record: bool,
+    /// A session journal file is closed at this size, MiB (then the next one is opened).
+    pub session_file_max_mb: u64,
+    /// Session journal files kept; the oldest are deleted beyond this.
+    pub session_files_kept: usize,
+    /// In-process recording queue between the loop and the journal writer thread, records
+    /// of 80 bytes; when full, records are dropped and counted, never waited for.
+    pub session_queue_records: usize,
 }
 
 impl Default for RuntimeSection {
@@ -135,6 +145,10 @@ impl Default for RuntimeSection {
             reconcile_timeout_ms: 10_000,
             fsync: false,
             market_clock: MarketClock::Wall,
+            session_record: true,
+            session_file_max_mb: 64,
+            session_files_kept: 16,
+            session_queue_records: 1 << 16,
         }
     }
 }
@@ -592,6 +606,10 @@ pub struct HedgerConfig {
     /// Initial option positions.
     #[serde(default)]
     pub positions: Vec<PositionSection>,
+    /// The text this was parsed from (not a key): the session journal's header carries it so
+    /// that a replay resolves the same configuration.
+    #[serde(skip)]
+    pub source_text: String,
 }
 
 /// The dotted key of the TOML line at byte `offset`: the last `[table]` header before it
@@ -630,7 +648,7 @@ impl HedgerConfig {
     /// # Errors
     /// A [`ConfigError`] naming the key.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        let cfg: HedgerConfig = toml::from_str(text).map_err(|e| {
+        let mut cfg: HedgerConfig = toml::from_str(text).map_err(|e| {
             let key = e
                 .span()
                 .map(|s| key_at(text, s.start))
@@ -642,6 +660,7 @@ impl HedgerConfig {
             }
         })?;
         cfg.validate(file)?;
+        cfg.source_text = text.to_string();
         Ok(cfg)
     }
 
@@ -774,6 +793,24 @@ fn validate_runtime(r: &RuntimeSection) -> Result<(), (&'static str, String)> {
     duration_ms("reconcile_timeout_ms", r.reconcile_timeout_ms, 0)?;
     if r.state_dir.as_os_str().is_empty() {
         return Err(("state_dir", "must not be empty".into()));
+    }
+    if r.session_file_max_mb == 0 || r.session_file_max_mb > 1 << 20 {
+        return Err((
+            "session_file_max_mb",
+            format!("must be in 1..=1048576, got {}", r.session_file_max_mb),
+        ));
+    }
+    if r.session_files_kept == 0 || r.session_files_kept > 1 << 16 {
+        return Err((
+            "session_files_kept",
+            format!("must be in 1..=65536, got {}", r.session_files_kept),
+        ));
+    }
+    if !(64..=1 << 26).contains(&r.session_queue_records) {
+        return Err((
+            "session_queue_records",
+            format!("must be in 64..=67108864, got {}", r.session_queue_records),
+        ));
     }
     Ok(())
 }

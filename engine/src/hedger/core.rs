@@ -20,30 +20,35 @@ use shm_layout::{
     MarketEventKind, OrderAction, OrderType, TimeInForce,
 };
 
-/// Where the loop takes its time stamps from (read, decision, publish; wall time for expiry
-/// and the trading day).
+/// Where the loop takes its stage time stamps from (read, decision, publish).
 ///
-/// [`HedgerCore::poll`] reads the monotonic clock at each stage (so the stage histograms
-/// measure real latency); [`HedgerCore::poll_at`] uses one injected time for every stamp, so a
-/// replay on a recorded clock is deterministic.
-trait Stamps {
+/// [`HedgerCore::poll`] reads the monotonic clock at each stage ([`MonotonicClock`], so the
+/// stage histograms measure real latency); [`HedgerCore::poll_at`] uses one injected time for
+/// every stamp ([`FixedClock`]), so a replay on a recorded clock is deterministic. A session
+/// recorder wraps the monotonic clock and records every value it returns; a session replay
+/// plays those values back in order ([`HedgerCore::poll_with`]).
+pub trait StageClock {
+    /// The current monotonic time, ns. Called on the hot path: no allocation, lock or
+    /// system call beyond the vDSO clock read.
     fn now(&self) -> u64;
 }
 
-/// The vDSO monotonic clock (live loop).
-struct LiveClock;
+/// The vDSO monotonic clock (the live loop's stage stamps).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MonotonicClock;
 
-impl Stamps for LiveClock {
+impl StageClock for MonotonicClock {
     #[inline(always)]
     fn now(&self) -> u64 {
         shm_layout::clock::now_ns()
     }
 }
 
-/// A fixed, injected time (replay, tests).
-struct AtTime(u64);
+/// A fixed, injected time, ns (replay, tests).
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub u64);
 
-impl Stamps for AtTime {
+impl StageClock for FixedClock {
     #[inline(always)]
     fn now(&self) -> u64 {
         self.0
@@ -859,7 +864,7 @@ impl<R: OptionRisk> HedgerCore<R> {
         O: OrderSink,
         C: ControlSource,
     {
-        self.poll_impl(md, execs, orders, ctl, now_ns, &LiveClock)
+        self.poll_with(md, execs, orders, ctl, now_ns, &MonotonicClock)
     }
 
     /// [`HedgerCore::poll`] on an injected clock: every time-dependent step of this iteration
@@ -885,11 +890,15 @@ impl<R: OptionRisk> HedgerCore<R> {
         O: OrderSink,
         C: ControlSource,
     {
-        self.poll_impl(md, execs, orders, ctl, now_ns, &AtTime(now_ns))
+        self.poll_with(md, execs, orders, ctl, now_ns, &FixedClock(now_ns))
     }
 
+    /// [`HedgerCore::poll`] with the stage stamps (read, decision, publish) taken from
+    /// `clock`: the one implementation behind `poll` ([`MonotonicClock`]) and `poll_at`
+    /// ([`FixedClock`]); a session recorder passes a clock that records what it returns and
+    /// a session replay one that plays it back. Allocation-free when `clock` is.
     #[inline(always)]
-    fn poll_impl<M, E, O, C, T>(
+    pub fn poll_with<M, E, O, C, T>(
         &mut self,
         md: &mut M,
         execs: &mut E,
@@ -903,7 +912,7 @@ impl<R: OptionRisk> HedgerCore<R> {
         E: ExecSource,
         O: OrderSink,
         C: ControlSource,
-        T: Stamps,
+        T: StageClock,
     {
         self.read_control(ctl);
         let mut work = 0;
@@ -946,7 +955,7 @@ impl<R: OptionRisk> HedgerCore<R> {
     }
 
     /// Lapped: rebuild every underlying from the last-value table, holding hedging meanwhile.
-    fn on_lapped<M: MarketSource, T: Stamps>(&mut self, lost: u64, md: &M, clock: &T) {
+    fn on_lapped<M: MarketSource, T: StageClock>(&mut self, lost: u64, md: &M, clock: &T) {
         self.stats.md_lapped += 1;
         self.stats.md_lost += lost;
         for u in &mut self.und {
@@ -1061,7 +1070,7 @@ impl<R: OptionRisk> HedgerCore<R> {
     /// ([`MarketEvent::FLAG_BATCH_MORE`]), at the batch's last event for every underlying the
     /// batch touched, so no decision sees a half-applied snapshot.
     #[inline]
-    fn on_market<O: OrderSink, T: Stamps>(
+    fn on_market<O: OrderSink, T: StageClock>(
         &mut self,
         e: &MarketEvent,
         read_ns: u64,
@@ -1190,7 +1199,7 @@ impl<R: OptionRisk> HedgerCore<R> {
     }
 
     #[inline]
-    fn on_exec<O: OrderSink, T: Stamps>(
+    fn on_exec<O: OrderSink, T: StageClock>(
         &mut self,
         e: &ExecEvent,
         now_ns: u64,
@@ -1374,16 +1383,23 @@ impl<R: OptionRisk> HedgerCore<R> {
     /// `now_ns` times the timers and the decisions' read stamp; decision and publish stamps
     /// come from the monotonic clock (see [`HedgerCore::on_timer_at`]).
     pub fn on_timer<O: OrderSink>(&mut self, orders: &mut O, now_ns: u64) {
-        self.on_timer_impl(orders, now_ns, &LiveClock);
+        self.on_timer_with(orders, now_ns, &MonotonicClock);
     }
 
     /// [`HedgerCore::on_timer`] on an injected clock: every stamp is `now_ns` (see
     /// [`HedgerCore::poll_at`]).
     pub fn on_timer_at<O: OrderSink>(&mut self, orders: &mut O, now_ns: u64) {
-        self.on_timer_impl(orders, now_ns, &AtTime(now_ns));
+        self.on_timer_with(orders, now_ns, &FixedClock(now_ns));
     }
 
-    fn on_timer_impl<O: OrderSink, T: Stamps>(&mut self, orders: &mut O, now_ns: u64, clock: &T) {
+    /// [`HedgerCore::on_timer`] with the decision and publish stamps taken from `clock` (see
+    /// [`HedgerCore::poll_with`]); `now_ns` times the timers and the decisions' read stamp.
+    pub fn on_timer_with<O: OrderSink, T: StageClock>(
+        &mut self,
+        orders: &mut O,
+        now_ns: u64,
+        clock: &T,
+    ) {
         if self.ring_blocked && orders.pending() == 0 {
             self.ring_blocked = false;
         }
@@ -1409,7 +1425,7 @@ impl<R: OptionRisk> HedgerCore<R> {
 
     /// Evaluates one underlying: risk, decision, limits, publish.
     #[inline]
-    fn maybe_hedge<O: OrderSink, T: Stamps>(
+    fn maybe_hedge<O: OrderSink, T: StageClock>(
         &mut self,
         u: usize,
         feed_recv_ns: u64,

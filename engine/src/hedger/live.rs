@@ -1,12 +1,20 @@
 //! The live hedger: shared-memory adapters for [`super::io`] and the process's run loop.
+//!
+//! The loop drives the core through the session recorder's wrappers
+//! ([`super::journal`]); [`build_core`] is how a core starts, shared with the session
+//! replay so that both start identically.
 
 use super::core::{
     hedge_instrument, HedgerCore, MdReject, SetupError, UnderlyingSetup, HOLD_LABELS,
 };
 use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
+use super::journal::{
+    header_records, Header, JournalConfig, Record, RecordKind, Recorder, RecordingClock,
+    RecordingControl, RecordingExecs, RecordingMarket, RecordingOrders, Tap, JOURNAL_VERSION,
+};
 use super::latency::IntervalLogThread;
 use super::risk::{BookRiskAdapter, OptionRisk};
-use super::state::{StateStore, StateWriter};
+use super::state::{PersistState, StateStore, StateWriter};
 use super::Housekeeping;
 use crate::config::HedgerConfig;
 use crate::limits::{LimitBreach, TradingMode};
@@ -18,6 +26,7 @@ use shm_layout::{
     Liveness, MarketEvent, OpenOptions, Poll, ProcessState, SegmentError, SpscConsumer,
     SpscProducer, TradingState,
 };
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -155,6 +164,7 @@ struct Metrics {
     risk_forced_reevals: Counter,
     tick_to_order: [Gauge; 3],
     md_reader_lag: Gauge,
+    session_dropped: Counter,
     // Summed over underlyings: counter labels hold at most 48 bytes (shm-layout's LABEL_LEN),
     // too short for two labels; the per-underlying split is in the gauges and the state.
     hedges_band: Counter,
@@ -219,6 +229,7 @@ impl Metrics {
             snapshots: w.counter("state_snapshots"),
             risk_forced_reevals: w.counter("risk_forced_reevals"),
             md_reader_lag: w.gauge("md_reader_lag"),
+            session_dropped: w.counter("session_records_dropped"),
             tick_to_order: [
                 w.gauge("tick_to_order_p50_ns"),
                 w.gauge("tick_to_order_p99_ns"),
@@ -414,118 +425,304 @@ fn wait_open<T>(
     }
 }
 
+/// What a core starts from: the instruments, the restored state (None: a first start), the
+/// clocks read together at start and whether the orders ring held unconsumed orders.
+#[derive(Debug, Clone)]
+pub struct StartPoint<'a> {
+    /// Instrument definitions (the instruments segment).
+    pub defs: Vec<shm_layout::InstrumentDef>,
+    /// The state snapshot to restore.
+    pub state: Option<&'a PersistState>,
+    /// Monotonic ns at start.
+    pub mono_ns: u64,
+    /// Wall ns at start.
+    pub wall_ns: u64,
+    /// The orders ring was not empty at a first start (reconcile before hedging).
+    pub orders_pending: bool,
+}
+
+/// Builds the core as the live hedger starts it: config resolution, risk book, market clock,
+/// then the restored state (and reconciliation) or the config's initial positions. The
+/// session replay calls this too, with the journal's header, so both start identically.
+///
+/// # Errors
+/// Config symbols unknown, a state naming what this configuration does not have.
+pub fn build_core(
+    cfg: &HedgerConfig,
+    start: StartPoint<'_>,
+) -> anyhow::Result<HedgerCore<BookRiskAdapter>> {
+    let setups = resolve(cfg, &start.defs)?;
+    let index_ids: Vec<u32> = setups.iter().map(|s| s.index_id).collect();
+    let n_options = start
+        .defs
+        .iter()
+        .filter(|d| d.kind() == Ok(InstrumentKind::Option))
+        .count();
+    let (now, wall) = (start.mono_ns, start.wall_ns);
+    let risk = BookRiskAdapter::new(&index_ids, start.defs.len() as u32, n_options, wall);
+    let mut core = HedgerCore::new(start.defs, setups, risk, now, wall);
+    core.set_exchange_clock(cfg.runtime.market_clock == crate::config::MarketClock::Exchange);
+    let quiet_ns = cfg.runtime.reconcile_quiet_ms * 1_000_000;
+    let timeout_ns = cfg.runtime.reconcile_timeout_ms * 1_000_000;
+    match start.state {
+        Some(st) => {
+            core.restore(st, now, quiet_ns)?;
+            core.set_reconcile_timeout(now, timeout_ns);
+        }
+        None => {
+            for p in &cfg.positions {
+                core.set_option_position(&p.symbol, p.qty)?;
+            }
+            if start.orders_pending {
+                core.begin_reconcile(now, quiet_ns);
+                core.set_reconcile_timeout(now, timeout_ns);
+            }
+        }
+    }
+    Ok(core)
+}
+
+/// The segments the loop reads and writes.
+struct Segments {
+    cnc: CountersWriter,
+    control: ControlBlock,
+    orders: SpscProducer<HedgeOrder>,
+    defs: Vec<shm_layout::InstrumentDef>,
+    market: ShmMarket,
+    execs: SpscConsumer<ExecEvent>,
+}
+
+/// Creates the hedger's segments and opens the feed's and the gateway's (None: stopped
+/// while waiting).
+fn open_segments(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<Option<Segments>> {
+    let dir = segment_dir(cfg)?;
+    shm_layout::private::create_dir_all(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let wait = OpenOptions::wait(Duration::from_millis(cfg.shm.open_wait_ms));
+    let on_stale = cfg.shm.on_stale;
+    let cnc = CountersWriter::create(&dir, "hedger", on_stale)
+        .context("creating the hedger's counters segment")?;
+    cnc.set_state(ProcessState::Starting);
+    cnc.heartbeat();
+    let control = ControlBlock::create(&dir, on_stale).context("creating the control block")?;
+    let orders = SpscProducer::create(&dir, &cfg.shm.orders, cfg.shm.orders_capacity, on_stale)
+        .context("creating the orders ring")?;
+    let Some(instruments) = wait_open(stop, wait, |o| {
+        InstrumentTable::open(&dir, &cfg.shm.instruments, o)
+    })
+    .context("opening the instruments segment (is the feed handler running?)")?
+    else {
+        return Ok(None);
+    };
+    let defs: Vec<_> = instruments.defs().to_vec();
+    let Some(lvt) = wait_open(stop, wait, |o| LastValueTable::open(&dir, &cfg.shm.lvt, o))
+        .context("opening the last-value table")?
+    else {
+        return Ok(None);
+    };
+    let Some(reader) = wait_open(stop, wait, |o| BroadcastReader::open(&dir, &cfg.shm.md, o))
+        .context("opening the md ring")?
+    else {
+        return Ok(None);
+    };
+    let Some(execs) = wait_open(stop, wait, |o| {
+        SpscConsumer::<ExecEvent>::open(&dir, &cfg.shm.execs, o)
+    })
+    .context("opening the execs ring (is the order gateway running?)")?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Segments {
+        cnc,
+        control,
+        orders,
+        defs,
+        market: ShmMarket { reader, lvt },
+        execs,
+    }))
+}
+
+/// The session recorder of a config (None: `runtime.session_record = false`).
+///
+/// # Errors
+/// The session directory or its first file cannot be created.
+pub fn start_recorder(cfg: &HedgerConfig) -> anyhow::Result<Option<Recorder>> {
+    let r = &cfg.runtime;
+    if !r.session_record {
+        return Ok(None);
+    }
+    let jc = JournalConfig {
+        dir: r.state_dir.join("session"),
+        file_max_bytes: r.session_file_max_mb.saturating_mul(1 << 20),
+        files_kept: r.session_files_kept,
+        queue_records: r.session_queue_records,
+    };
+    Recorder::start(&jc)
+        .map(Some)
+        .with_context(|| format!("starting the session journal in {}", jc.dir.display()))
+}
+
+/// The loop's inputs and outputs, each recording into the session journal.
+struct Io<'t> {
+    md: RecordingMarket<'t, ShmMarket>,
+    execs: RecordingExecs<'t, SpscConsumer<ExecEvent>>,
+    orders: RecordingOrders<'t, SpscProducer<HedgeOrder>>,
+    ctl: RecordingControl<'t, ControlBlock>,
+    clock: RecordingClock<'t>,
+    tap: &'t RefCell<Tap>,
+}
+
+impl Io<'_> {
+    /// Sets the core's view of the gateway's liveness, recording a change.
+    fn set_gateway_alive(&self, core: &mut HedgerCore<BookRiskAdapter>, alive: bool) {
+        if core.gateway_alive != alive {
+            self.tap.borrow_mut().push_driver(Record::new(
+                RecordKind::GatewayAlive,
+                alive as u32,
+                0,
+            ));
+            core.gateway_alive = alive;
+        }
+    }
+}
+
 /// Runs the hedger until `stop` is set. Startup errors and state-write errors are returned;
 /// bad market data and rejects are counted, never fatal.
 ///
 /// # Errors
 /// Segments missing or incompatible, config symbols unknown, state unreadable or unwritable.
 pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
-    let dir = segment_dir(cfg)?;
-    shm_layout::private::create_dir_all(&dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
-    let wait = OpenOptions::wait(Duration::from_millis(cfg.shm.open_wait_ms));
-    let on_stale = cfg.shm.on_stale;
-
-    let mut cnc = CountersWriter::create(&dir, "hedger", on_stale)
-        .context("creating the hedger's counters segment")?;
-    cnc.set_state(ProcessState::Starting);
-    cnc.heartbeat();
-    let control = ControlBlock::create(&dir, on_stale).context("creating the control block")?;
-    let mut orders: SpscProducer<HedgeOrder> =
-        SpscProducer::create(&dir, &cfg.shm.orders, cfg.shm.orders_capacity, on_stale)
-            .context("creating the orders ring")?;
-
-    let stopped = || RunSummary {
-        stats: Default::default(),
-        epoch: 0,
-        positions: Vec::new(),
+    let Some(seg) = open_segments(cfg, stop)? else {
+        return Ok(RunSummary {
+            stats: Default::default(),
+            epoch: 0,
+            positions: Vec::new(),
+        });
     };
-    let Some(instruments) = wait_open(stop, wait, |o| {
-        InstrumentTable::open(&dir, &cfg.shm.instruments, o)
-    })
-    .context("opening the instruments segment (is the feed handler running?)")?
-    else {
-        return Ok(stopped());
-    };
-    let defs: Vec<_> = instruments.defs().to_vec();
-    let Some(lvt) = wait_open(stop, wait, |o| LastValueTable::open(&dir, &cfg.shm.lvt, o))
-        .context("opening the last-value table")?
-    else {
-        return Ok(stopped());
-    };
-    let Some(reader) = wait_open(stop, wait, |o| BroadcastReader::open(&dir, &cfg.shm.md, o))
-        .context("opening the md ring")?
-    else {
-        return Ok(stopped());
-    };
-    let Some(mut execs) = wait_open(stop, wait, |o| {
-        SpscConsumer::<ExecEvent>::open(&dir, &cfg.shm.execs, o)
-    })
-    .context("opening the execs ring (is the order gateway running?)")?
-    else {
-        return Ok(stopped());
-    };
-    let mut market = ShmMarket { reader, lvt };
-
-    let setups = resolve(cfg, &defs)?;
-    let names: Vec<String> = setups.iter().map(|s| s.name.clone()).collect();
     let now = shm_layout::clock::now_ns();
     let wall = shm_layout::clock::wall_ns();
-    let index_ids: Vec<u32> = setups.iter().map(|s| s.index_id).collect();
-    let n_options = defs
-        .iter()
-        .filter(|d| d.kind() == Ok(InstrumentKind::Option))
-        .count();
-    let risk = BookRiskAdapter::new(&index_ids, defs.len() as u32, n_options, wall);
-    let mut core = HedgerCore::new(defs, setups, risk, now, wall);
+    let mut store = StateStore::open(&cfg.runtime.state_dir, cfg.runtime.fsync)?;
+    let restored = store.load()?;
+    if restored.is_none() && (seg.orders.position() > 0 || seg.execs.position() > 0) {
+        // No snapshot, yet a hedger consumed execs or wrote orders in these rings: the state
+        // was lost. Starting at position 0 / epoch 1 would hedge a wrong book and reuse client
+        // order ids, so refuse (issue 21, finding 6).
+        anyhow::bail!(
+            "hedger state {} is missing, but the rings in {} show a previous hedger's history ({} orders written, {} execs consumed): the state was lost; restore it, or start every process on a fresh namespace (--on-stale replace), never at position 0",
+            store.path().display(),
+            segment_dir(cfg)?.display(),
+            seg.orders.position(),
+            seg.execs.position()
+        );
+    }
+    let orders_pending = restored.is_none() && !seg.orders.is_empty();
+    let start = StartPoint {
+        defs: seg.defs.clone(),
+        state: restored.as_ref(),
+        mono_ns: now,
+        wall_ns: wall,
+        orders_pending,
+    };
+    let mut core = build_core(cfg, start.clone())?;
     if core.risk.setup_errors > 0 {
         eprintln!(
             "hedger: warning: the risk book refused {} option/forward definitions (bad strike or expiry); their positions read 0",
             core.risk.setup_errors
         );
     }
-
-    core.set_exchange_clock(cfg.runtime.market_clock == crate::config::MarketClock::Exchange);
-    let mut store = StateStore::open(&cfg.runtime.state_dir, cfg.runtime.fsync)?;
-    let quiet_ns = cfg.runtime.reconcile_quiet_ms * 1_000_000;
-    match store.load()? {
-        Some(st) => {
-            core.restore(&st, now, quiet_ns)?;
-            core.set_reconcile_timeout(now, cfg.runtime.reconcile_timeout_ms * 1_000_000);
-            eprintln!(
-                "hedger: restored state from {} (last exec id {}, {} orders in flight); reconciling before hedging",
-                store.path().display(),
-                st.last_exec_id,
-                st.inflight.len()
-            );
-        }
-        None => {
-            // No snapshot, yet a hedger consumed execs or wrote orders in these rings: the
-            // state was lost. Starting at position 0 / epoch 1 would hedge a wrong book and
-            // reuse client order ids, so refuse (issue 21, finding 6).
-            if orders.position() > 0 || execs.position() > 0 {
-                anyhow::bail!(
-                    "hedger state {} is missing, but the rings in {} show a previous hedger's history ({} orders written, {} execs consumed): the state was lost; restore it, or start every process on a fresh namespace (--on-stale replace), never at position 0",
-                    store.path().display(),
-                    dir.display(),
-                    orders.position(),
-                    execs.position()
-                );
-            }
-            for p in &cfg.positions {
-                core.set_option_position(&p.symbol, p.qty)?;
-            }
-            if !orders.is_empty() {
-                core.begin_reconcile(now, quiet_ns);
-                core.set_reconcile_timeout(now, cfg.runtime.reconcile_timeout_ms * 1_000_000);
-            }
-        }
+    if let Some(st) = &restored {
+        eprintln!(
+            "hedger: restored state from {} (last exec id {}, {} orders in flight); reconciling before hedging",
+            store.path().display(),
+            st.last_exec_id,
+            st.inflight.len()
+        );
     }
     // Persist the new epoch before the first order: client order ids stay unique.
     store.save(&core.persist_state())?;
-    core.rebuild(&market);
 
+    let recorder = start_recorder(cfg)?;
+    let tap = RefCell::new(recorder.as_ref().map_or_else(Tap::off, Recorder::tap));
+    tap.borrow_mut().set_blocking(true);
+    if tap.borrow().is_on() {
+        for r in header_records(&session_header(cfg, &start), &seg.defs) {
+            tap.borrow_mut().push(r);
+        }
+    }
+    let mut cnc = seg.cnc;
+    let mut io = Io {
+        md: RecordingMarket::new(seg.market, &tap),
+        execs: RecordingExecs::new(seg.execs, &tap),
+        orders: RecordingOrders::new(seg.orders, &tap),
+        ctl: RecordingControl::new(seg.control, &tap),
+        clock: RecordingClock::new(&tap),
+        tap: &tap,
+    };
+    let t = shm_layout::clock::now_ns();
+    tap.borrow_mut()
+        .push_driver(Record::new(RecordKind::Rebuild, 0, t));
+    core.rebuild_at(&io.md, t);
+    // Not before its heartbeat has been seen.
+    io.set_gateway_alive(&mut core, false);
+    tap.borrow_mut().set_blocking(false);
+
+    let names: Vec<String> = core.und.iter().map(|u| u.setup.name.clone()).collect();
     let metrics = Metrics::new(&mut cnc, &names);
+    let summary = run_loop(
+        cfg, stop, &mut core, &mut io, &mut cnc, &metrics, store, now,
+    )?;
+    finish_recording(&tap, recorder);
+    cnc.set_state(ProcessState::Stopped);
+    Ok(summary)
+}
+
+/// The journal header of a start.
+fn session_header(cfg: &HedgerConfig, start: &StartPoint<'_>) -> Header {
+    let state_text = start.state.map(|st| {
+        let mut s = String::new();
+        st.encode(&mut s);
+        s
+    });
+    Header {
+        journal_version: JOURNAL_VERSION,
+        config_text: cfg.source_text.clone(),
+        state_text,
+        start_mono_ns: start.mono_ns,
+        start_wall_ns: start.wall_ns,
+        orders_pending_at_start: start.orders_pending,
+        n_defs: start.defs.len() as u32,
+    }
+}
+
+/// Records the clean end of the run and stops the journal writer (waiting for room: the loop
+/// has stopped).
+fn finish_recording(tap: &RefCell<Tap>, recorder: Option<Recorder>) {
+    tap.borrow_mut().set_blocking(true);
+    tap.borrow_mut()
+        .push_driver(Record::new(RecordKind::End, 0, 0));
+    let Some(r) = recorder else { return };
+    let dropped = r.dropped();
+    match r.finish() {
+        Ok(_) if dropped > 0 => eprintln!(
+            "hedger: warning: the session journal dropped {dropped} records (recording queue full): not reproducible past the first gap"
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("hedger: warning: the session journal could not be written: {e}"),
+    }
+}
+
+/// The loop, until `stop`; then the final snapshot and histogram flush.
+#[allow(clippy::too_many_arguments)]
+fn run_loop(
+    cfg: &HedgerConfig,
+    stop: &AtomicBool,
+    core: &mut HedgerCore<BookRiskAdapter>,
+    io: &mut Io<'_>,
+    cnc: &mut CountersWriter,
+    metrics: &Metrics,
+    store: StateStore,
+    start_ns: u64,
+) -> anyhow::Result<RunSummary> {
     let hlog = match &cfg.runtime.histogram_path {
         Some(p) => Some(
             IntervalLogThread::start(p)
@@ -540,75 +737,36 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
         cfg.runtime.snapshot_interval_ms * 1_000_000,
         1_000_000,
         cfg.runtime.histogram_interval_ms * 1_000_000,
-        now,
+        start_ns,
     );
-
     let pinned = pin_current_thread(cfg.runtime.core);
     if pinned.is_warning() {
         eprintln!("hedger: warning: {pinned}");
     }
-
-    let mut gateway: Option<CountersReader> = None;
-    let mut gateway_error: Option<String> = None;
-    let gw_timeout = Duration::from_millis(cfg.shm.gateway_heartbeat_timeout_ms);
-    let stats_ns = cfg.runtime.stats_interval_ms * 1_000_000;
-    let mut last_stats = 0u64;
-    let mut last_gateway_open = 0u64;
+    let mut driver = Driver::new(cfg, segment_dir(cfg)?);
     let mut idle = Idler::new(cfg.runtime.idle, IDLE_BACKOFF);
     let mut iter = 0u64;
-    // Not before its heartbeat has been seen.
-    core.gateway_alive = false;
     cnc.set_state(ProcessState::Running);
     while !stop.load(Ordering::Relaxed) {
         let now = shm_layout::clock::now_ns();
-        let work = core.poll(&mut market, &mut execs, &mut orders, &control, now);
+        io.tap.borrow_mut().begin_poll(now);
+        let work = core.poll_with(
+            &mut io.md,
+            &mut io.execs,
+            &mut io.orders,
+            &io.ctl,
+            now,
+            &io.clock,
+        );
         iter += 1;
         if work == 0 || iter.is_multiple_of(256) {
             let now = shm_layout::clock::now_ns();
-            hk.run(&mut core, &mut execs, &mut orders, now)?;
-            if now.saturating_sub(last_stats) >= stats_ns {
-                last_stats = now;
-                cnc.heartbeat();
-                control.heartbeat();
-                // A missing gateway is retried once a second (open is a few system calls).
-                if gateway.is_none() && now.saturating_sub(last_gateway_open) >= 1_000_000_000 {
-                    last_gateway_open = now;
-                    gateway = match CountersReader::open(
-                        &dir,
-                        &cfg.shm.gateway_role,
-                        OpenOptions::default(),
-                    ) {
-                        Ok(g) => Some(g),
-                        // Not up yet: normal at start-up. Anything else (a corrupt or foreign
-                        // cnc segment) keeps hedging halted and says why, once per distinct error.
-                        Err(SegmentError::Missing { .. } | SegmentError::NotInitialized { .. }) => {
-                            None
-                        }
-                        Err(e) => {
-                            let msg = e.to_string();
-                            if gateway_error.as_deref() != Some(msg.as_str()) {
-                                eprintln!(
-                                    "hedger: gateway counters refused, hedging stays halted: {msg}"
-                                );
-                                gateway_error = Some(msg);
-                            }
-                            None
-                        }
-                    };
-                }
-                core.gateway_alive = gateway
-                    .as_ref()
-                    .is_some_and(|g| g.liveness(now, gw_timeout) == Liveness::Alive);
-                if gateway
-                    .as_ref()
-                    .is_some_and(|g| g.liveness(now, gw_timeout) == Liveness::Dead)
-                {
-                    gateway = None; // a restarted gateway creates a new segment
-                }
-                core.calibrate_wall(now, shm_layout::clock::wall_ns());
-                metrics.publish(&core, &hk, now);
-                metrics.md_reader_lag.set(market.reader.lag() as f64);
-            }
+            let tap = io.tap;
+            hk.run_with(core, &mut io.execs, &mut io.orders, now, &io.clock, |t| {
+                tap.borrow_mut()
+                    .push_driver(Record::new(RecordKind::Timer, 0, t));
+            })?;
+            driver.stats(core, io, &hk, cnc, metrics, now);
         }
         if work > 0 {
             idle.reset();
@@ -618,13 +776,12 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     }
     cnc.set_state(ProcessState::Stopping);
     let now = shm_layout::clock::now_ns();
-    hk.finish(&mut core, &mut execs, now)?;
-    hk.export_histograms(&mut core, now);
-    metrics.publish(&core, &hk, now);
+    hk.finish(core, &mut io.execs, now)?;
+    hk.export_histograms(core, now);
+    metrics.publish(core, &hk, now);
     if let Some(h) = hk.hlog.take() {
         h.finish().context("writing the histogram log")?;
     }
-    cnc.set_state(ProcessState::Stopped);
     Ok(RunSummary {
         stats: core.stats,
         epoch: core.epoch(),
@@ -634,6 +791,105 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
             .map(|u| (u.setup.name.clone(), u.hedge_position))
             .collect(),
     })
+}
+
+/// The loop's idle-time duties besides housekeeping: heartbeats, the gateway's liveness,
+/// the wall-clock calibration (once a second: the offset moves only with NTP slewing, and
+/// each calibration is a journal record) and the counters.
+struct Driver {
+    dir: PathBuf,
+    gateway_role: String,
+    gateway: Option<CountersReader>,
+    /// The last refusal of the gateway's counters segment, said once per distinct error.
+    gateway_error: Option<String>,
+    gw_timeout: Duration,
+    stats_ns: u64,
+    last_stats: u64,
+    last_gateway_open: u64,
+    last_calibrate: u64,
+    journal_warned: bool,
+}
+
+/// Wall-clock calibration cadence, ns.
+const CALIBRATE_INTERVAL_NS: u64 = 1_000_000_000;
+
+impl Driver {
+    fn new(cfg: &HedgerConfig, dir: PathBuf) -> Self {
+        Driver {
+            dir,
+            gateway_role: cfg.shm.gateway_role.clone(),
+            gateway: None,
+            gateway_error: None,
+            gw_timeout: Duration::from_millis(cfg.shm.gateway_heartbeat_timeout_ms),
+            stats_ns: cfg.runtime.stats_interval_ms * 1_000_000,
+            last_stats: 0,
+            last_gateway_open: 0,
+            last_calibrate: 0,
+            journal_warned: false,
+        }
+    }
+
+    fn stats(
+        &mut self,
+        core: &mut HedgerCore<BookRiskAdapter>,
+        io: &mut Io<'_>,
+        hk: &Housekeeping,
+        cnc: &mut CountersWriter,
+        metrics: &Metrics,
+        now: u64,
+    ) {
+        if now.saturating_sub(self.last_stats) < self.stats_ns {
+            return;
+        }
+        self.last_stats = now;
+        cnc.heartbeat();
+        io.ctl.inner.heartbeat();
+        // A missing gateway is retried once a second (open is a few system calls).
+        if self.gateway.is_none() && now.saturating_sub(self.last_gateway_open) >= 1_000_000_000 {
+            self.last_gateway_open = now;
+            self.gateway =
+                match CountersReader::open(&self.dir, &self.gateway_role, OpenOptions::default()) {
+                    Ok(g) => Some(g),
+                    // Not up yet: normal at start-up. Anything else (a corrupt or foreign cnc
+                    // segment) keeps hedging halted and says why, once per distinct error.
+                    Err(SegmentError::Missing { .. } | SegmentError::NotInitialized { .. }) => None,
+                    Err(e) => {
+                        let msg = e.to_string();
+                        if self.gateway_error.as_deref() != Some(msg.as_str()) {
+                            eprintln!(
+                                "hedger: gateway counters refused, hedging stays halted: {msg}"
+                            );
+                            self.gateway_error = Some(msg);
+                        }
+                        None
+                    }
+                };
+        }
+        let liveness = self
+            .gateway
+            .as_ref()
+            .map(|g| g.liveness(now, self.gw_timeout));
+        io.set_gateway_alive(core, liveness == Some(Liveness::Alive));
+        if liveness == Some(Liveness::Dead) {
+            self.gateway = None; // a restarted gateway creates a new segment
+        }
+        if now.saturating_sub(self.last_calibrate) >= CALIBRATE_INTERVAL_NS {
+            self.last_calibrate = now;
+            let wall = shm_layout::clock::wall_ns();
+            let mut r = Record::new(RecordKind::Calibrate, 0, now);
+            r.payload[..8].copy_from_slice(&wall.to_le_bytes());
+            io.tap.borrow_mut().push_driver(r);
+            core.calibrate_wall(now, wall);
+        }
+        metrics.publish(core, hk, now);
+        metrics.md_reader_lag.set(io.md.inner.reader.lag() as f64);
+        let dropped = io.tap.borrow().dropped;
+        metrics.session_dropped.set(dropped);
+        if dropped > 0 && !self.journal_warned {
+            self.journal_warned = true;
+            eprintln!("hedger: warning: session journal queue full, records dropped (counter session_records_dropped): the session is not reproducible past this point");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,10 @@
 //!   ([`state`]), timer decisions
 //!   (safety re-hedge, end of reconciliation), histogram export ([`latency`]).
 //! - [`risk`]: the option book's incremental risk behind a trait.
+//! - [`journal`]: the session journal: what the live loop's core consumed, in order, copied
+//!   into fixed-size records on the hot path and written to `<state_dir>/session/` by a side
+//!   thread, so that `hedgectl replay --session` reproduces every order bit for bit
+//!   ([`core::HedgerCore::poll_with`] takes the recording or playback clock).
 //! - [`live`]: the process's loop on shared memory; when an iteration finds no work it idles
 //!   with `shm_layout::process::Idler` (busy-spin, spin-then-yield, backoff-park;
 //!   [`live::IDLE_BACKOFF`]).
@@ -60,6 +64,7 @@
 
 pub mod core;
 pub mod io;
+pub mod journal;
 pub mod latency;
 pub mod live;
 pub mod risk;
@@ -67,7 +72,7 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
-use self::core::HedgerCore;
+use self::core::{HedgerCore, MonotonicClock, StageClock};
 use self::io::{ExecSource, OrderSink};
 use self::latency::{Interval, IntervalLogThread};
 use self::risk::OptionRisk;
@@ -209,6 +214,24 @@ impl Housekeeping {
         orders: &mut O,
         now_ns: u64,
     ) -> Result<(), StateError> {
+        self.run_with(core, execs, orders, now_ns, &MonotonicClock, |_| {})
+    }
+
+    /// [`Housekeeping::run`] with the timer's stage stamps from `clock`
+    /// ([`HedgerCore::on_timer_with`]); `on_timer(now_ns)` is called just before the timer
+    /// runs (the session recorder writes its `Timer` record there).
+    ///
+    /// # Errors
+    /// A snapshot write failed.
+    pub fn run_with<R: OptionRisk, E: ExecSource, O: OrderSink, T: StageClock>(
+        &mut self,
+        core: &mut HedgerCore<R>,
+        execs: &mut E,
+        orders: &mut O,
+        now_ns: u64,
+        clock: &T,
+        on_timer: impl FnOnce(u64),
+    ) -> Result<(), StateError> {
         self.commit_written(execs)?;
         let pending = core.uncommitted_execs();
         if pending > 0
@@ -220,7 +243,8 @@ impl Housekeeping {
         }
         if now_ns.saturating_sub(self.last_timer_ns) >= self.timer_interval_ns {
             self.last_timer_ns = now_ns;
-            core.on_timer(orders, now_ns);
+            on_timer(now_ns);
+            core.on_timer_with(orders, now_ns, clock);
             core.idle_risk(now_ns);
         }
         if self.hlog.is_some() && now_ns.saturating_sub(self.last_hist_ns) >= self.hist_interval_ns

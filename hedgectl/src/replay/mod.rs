@@ -14,6 +14,7 @@ mod frontier;
 mod plot;
 mod positions;
 mod report;
+mod session;
 mod static_risk;
 mod world;
 
@@ -40,6 +41,12 @@ hedgectl replay --options-chain chain.csv --positions pos.csv --json\n  \
 hedgectl replay --tardis chain.csv --positions pos.csv --policy fixed:band=0.5 --policy cost-aware:risk_aversion=1e-5\n  \
 hedgectl replay --synthetic-seed 7 --duration-s 600 --flow-sim --policy fixed:band=1 --plot out.svg")]
 pub struct ReplayArgs {
+    /// Replay a live hedger's session journal (`<state_dir>/session`): rebuild each run from
+    /// its header, feed the recorded inputs back through the hedger's core and compare every
+    /// order with the one sent live. Prints the orders reproduced and the first divergence;
+    /// exit code 1 on a divergence. Takes only `--json` besides.
+    #[arg(long, value_name = "DIR")]
+    pub session: Option<PathBuf>,
     /// The live hedger's configuration (`hedger.toml`): its underlyings, hedge instruments,
     /// policies, limits and positions. Without it every underlying of the data is hedged with
     /// its perpetual under `--policy` and `--limits`; with it, `--policy`/`--limits` given on
@@ -266,6 +273,9 @@ fn open_source(a: &ReplayArgs, extra_symbols: &[String]) -> Result<Box<dyn Sourc
 /// # Errors
 /// Bad arguments or unreadable inputs (one line for the user).
 pub fn run(a: &ReplayArgs) -> Result<i32> {
+    if let Some(dir) = &a.session {
+        return session::run(dir, a.json);
+    }
     let positions = match &a.positions {
         Some(p) => positions::read_positions(p)?,
         None => Vec::new(),

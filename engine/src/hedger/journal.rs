@@ -1,0 +1,994 @@
+//! The session journal: what the live hedger's [`HedgerCore`] consumed, in order, so that
+//! `hedgectl replay --session DIR` can feed it back through the same core and reproduce every
+//! order bit for bit.
+//!
+//! # Recording, off the hot path
+//! The loop's inputs are wrapped ([`RecordingMarket`], [`RecordingExecs`],
+//! [`RecordingOrders`], [`RecordingControl`], [`RecordingClock`]); each wrapper copies what
+//! the core read into a fixed-size [`Record`] and pushes it into a bounded in-process queue
+//! (crossbeam's `ArrayQueue`: no allocation, no lock, no system call) through a [`Tap`] held
+//! in a `RefCell`. A side thread ([`Recorder`]) drains the queue into files. A full queue
+//! never blocks the hot path: the record is dropped, counted ([`Tap::dropped`]) and, as soon
+//! as there is room again, a [`RecordKind::Gap`] record says how many were lost, so a replay
+//! knows the session is not reproducible from there.
+//!
+//! # What is recorded (in the order the core consumed it)
+//! - a header at start (not hot path): journal version, the hedger's config text, the
+//!   instrument definitions, the state the core started from, the clocks read at start;
+//! - `Poll{now}` before the first other record of a loop iteration (empty polls leave
+//!   nothing), `Md`, `Lapped`, `Exec`, every last-value read (`Lv`: the cost-aware band's
+//!   depth, the rebuilds), every stage clock read (`Stamp`), control-word reads (only when the
+//!   generation changed), `Pending` (orders ring occupancy the core asked for);
+//! - the driver's calls: `Timer{now}` (`on_timer` then `idle_risk`), `Rebuild{now}`,
+//!   `GatewayAlive` (on change), `Calibrate{mono, wall}` (once a second);
+//! - `Order`: every order the core pushed and whether the ring took it, for comparison;
+//! - `End` at a clean stop. A run that crashed has no `End`: its tail may be missing.
+//!
+//! # Files
+//! `<state_dir>/session/journal-NNNNNNNNNN.bin` (0600, directory 0700, created with that
+//! mode): a flat sequence of 80-byte little-endian [`Record`]s. Every run (process start)
+//! begins a new file with its header; a file is closed at `session_file_max_mb` and the next
+//! one opened; the oldest are deleted beyond `session_files_kept`. A run whose header was
+//! rotated away cannot be replayed (the replay says so). Layout: `docs/operations.md`.
+
+use super::core::StageClock;
+use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
+use crate::limits::TradingMode;
+use bytemuck::{Pod, Zeroable};
+use crossbeam::queue::ArrayQueue;
+use shm_layout::{ExecEvent, HedgeOrder, InstrumentDef, LastValue};
+use std::cell::{Cell, RefCell};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Version of the journal layout this build writes and reads.
+pub const JOURNAL_VERSION: u32 = 1;
+
+/// Size of one record, bytes.
+pub const RECORD_SIZE: usize = 80;
+
+/// One journal record: a kind, a small and a 64-bit argument, a 64-byte payload.
+#[derive(Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+#[repr(C)]
+pub struct Record {
+    /// [`RecordKind`] as an integer.
+    pub kind: u32,
+    /// Kind-specific small argument (instrument id, flag, chunk index).
+    pub small: u32,
+    /// Kind-specific 64-bit argument (time ns, count, generation, length).
+    pub value: u64,
+    /// Kind-specific payload: a `MarketEvent`, `ExecEvent` or `HedgeOrder` (64 bytes each),
+    /// a sixth of a `LastValue`, half an `InstrumentDef`, or 64 bytes of header text.
+    pub payload: [u8; 64],
+}
+
+const _: () = assert!(core::mem::size_of::<Record>() == RECORD_SIZE);
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match RecordKind::from_u32(self.kind) {
+            Some(k) => write!(f, "{k:?}(small {}, value {})", self.small, self.value),
+            None => write!(f, "unknown kind {}", self.kind),
+        }
+    }
+}
+
+/// What a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum RecordKind {
+    /// Header text (JSON): `value` total bytes, `small` chunk index.
+    Header = 1,
+    /// Half an instrument definition: `small` = index * 2 + half.
+    Def = 2,
+    /// A loop iteration at monotonic `value` ns.
+    Poll = 10,
+    /// A market event (payload); `small` = [`MD_WITH_STAMP`]: `value` is the stamp of its
+    /// read (the next clock read), which then has no `Stamp` record of its own.
+    Md = 11,
+    /// The md reader was lapped and lost `value` events.
+    Lapped = 12,
+    /// Part `value` (0..6) of instrument `small`'s last value.
+    Lv = 13,
+    /// Instrument `small` has no last value.
+    LvNone = 14,
+    /// An exec report (payload).
+    Exec = 15,
+    /// A stage clock read: `value` ns.
+    Stamp = 16,
+    /// `on_timer` then `idle_risk` at monotonic `value` ns.
+    Timer = 17,
+    /// Control-block generation `value` (recorded when it changed).
+    Generation = 18,
+    /// Kill switch read: `small` 1 = on.
+    Kill = 19,
+    /// Trading mode of underlying `small`: `value` 0 active, 1 reduce-only, 2 halted.
+    Mode = 20,
+    /// The driver set the gateway's liveness: `small` 1 = alive.
+    GatewayAlive = 21,
+    /// Wall-clock calibration: monotonic `value`, wall ns in the payload's first 8 bytes.
+    Calibrate = 22,
+    /// An order the core pushed (payload); `small` 1 = the ring took it, 0 = full.
+    Order = 23,
+    /// Orders ring occupancy the core read: `value`.
+    Pending = 24,
+    /// Rebuild from the last-value table at monotonic `value` ns.
+    Rebuild = 25,
+    /// `value` records were dropped here (the recording queue was full).
+    Gap = 26,
+    /// Clean end of the run.
+    End = 27,
+}
+
+impl RecordKind {
+    /// Checked conversion; unknown values are `None`.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        use RecordKind::*;
+        Some(match v {
+            1 => Header,
+            2 => Def,
+            10 => Poll,
+            11 => Md,
+            12 => Lapped,
+            13 => Lv,
+            14 => LvNone,
+            15 => Exec,
+            16 => Stamp,
+            17 => Timer,
+            18 => Generation,
+            19 => Kill,
+            20 => Mode,
+            21 => GatewayAlive,
+            22 => Calibrate,
+            23 => Order,
+            24 => Pending,
+            25 => Rebuild,
+            26 => Gap,
+            27 => End,
+            _ => return None,
+        })
+    }
+}
+
+/// `small` of an `Md` record whose `value` is the stage stamp read right after it.
+pub const MD_WITH_STAMP: u32 = 1;
+
+/// 64-byte parts of a `LastValue`.
+pub const LV_PARTS: usize = core::mem::size_of::<LastValue>() / 64;
+const _: () = assert!(LV_PARTS * 64 == core::mem::size_of::<LastValue>());
+
+impl Record {
+    /// A record with an empty payload.
+    #[inline]
+    pub fn new(kind: RecordKind, small: u32, value: u64) -> Self {
+        Record {
+            kind: kind as u32,
+            small,
+            value,
+            payload: [0; 64],
+        }
+    }
+
+    /// A record carrying a 64-byte message.
+    #[inline]
+    pub fn with<T: Pod>(kind: RecordKind, small: u32, value: u64, msg: &T) -> Self {
+        let mut r = Record::new(kind, small, value);
+        r.payload.copy_from_slice(bytemuck::bytes_of(msg));
+        r
+    }
+
+    /// The kind (None: unknown).
+    #[inline]
+    pub fn kind(&self) -> Option<RecordKind> {
+        RecordKind::from_u32(self.kind)
+    }
+
+    /// The payload as a 64-byte message.
+    #[inline]
+    pub fn msg<T: Pod>(&self) -> T {
+        bytemuck::pod_read_unaligned(&self.payload)
+    }
+
+    /// A trading mode as recorded.
+    pub fn mode(&self) -> TradingMode {
+        match self.value {
+            1 => TradingMode::ReduceOnly,
+            2 => TradingMode::Halted,
+            _ => TradingMode::Active,
+        }
+    }
+}
+
+fn mode_code(m: TradingMode) -> u64 {
+    match m {
+        TradingMode::Active => 0,
+        TradingMode::ReduceOnly => 1,
+        TradingMode::Halted => 2,
+    }
+}
+
+/// The hot path's end of the recording queue (held in a `RefCell` shared by the wrappers).
+#[derive(Debug)]
+pub struct Tap {
+    queue: Option<Arc<ArrayQueue<Record>>>,
+    pending_poll: Option<u64>,
+    /// A market event held back until the next record: the loop stamps its read at once,
+    /// and that stamp goes into the event's record (one record instead of two).
+    staged_md: Option<Record>,
+    gap: u64,
+    blocking: bool,
+    /// Records dropped because the queue was full (the session is not reproducible past the
+    /// first one).
+    pub dropped: u64,
+    dropped_shared: Option<Arc<AtomicU64>>,
+}
+
+impl Tap {
+    /// A tap that records nothing (recording off).
+    pub fn off() -> Self {
+        Tap {
+            queue: None,
+            pending_poll: None,
+            staged_md: None,
+            gap: 0,
+            blocking: false,
+            dropped: 0,
+            dropped_shared: None,
+        }
+    }
+
+    /// Whether records go anywhere.
+    pub fn is_on(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Startup (not hot path): wait for room instead of dropping when the queue is full.
+    pub fn set_blocking(&mut self, on: bool) {
+        self.blocking = on;
+    }
+
+    /// A loop iteration at monotonic `now_ns` begins: its `Poll` record is written before
+    /// the first other record of the iteration, if any.
+    #[inline]
+    pub fn begin_poll(&mut self, now_ns: u64) {
+        self.pending_poll = Some(now_ns);
+    }
+
+    /// Records a call of the driver (timer, rebuild, calibration...) made between loop
+    /// iterations: the previous iteration recorded nothing, so its `Poll` is not written.
+    #[inline]
+    pub fn push_driver(&mut self, r: Record) {
+        self.pending_poll = None;
+        self.push(r);
+    }
+
+    /// Records `r` (after the pending `Poll`, if any). Never blocks on the hot path.
+    ///
+    /// An `Md` record is held until the next record; when that is the stage stamp of its
+    /// read (always, in the loop), the stamp is stored in the `Md` record (`small` =
+    /// [`MD_WITH_STAMP`], `value` = the stamp) and no `Stamp` record is written.
+    #[inline]
+    pub fn push(&mut self, r: Record) {
+        if self.queue.is_none() {
+            return;
+        }
+        if let Some(mut md) = self.staged_md.take() {
+            if r.kind == RecordKind::Stamp as u32 {
+                (md.small, md.value) = (MD_WITH_STAMP, r.value);
+                self.push_raw(md);
+                return;
+            }
+            self.push_raw(md);
+        }
+        if let Some(now) = self.pending_poll.take() {
+            self.push_raw(Record::new(RecordKind::Poll, 0, now));
+        }
+        if r.kind == RecordKind::Md as u32 {
+            self.staged_md = Some(r);
+            return;
+        }
+        self.push_raw(r);
+    }
+
+    #[inline]
+    fn push_raw(&mut self, r: Record) {
+        let Some(q) = &self.queue else { return };
+        if self.blocking {
+            let mut r = r;
+            while let Err(back) = q.push(r) {
+                r = back;
+                std::thread::yield_now();
+            }
+            return;
+        }
+        if self.gap > 0 {
+            if q.push(Record::new(RecordKind::Gap, 0, self.gap)).is_err() {
+                self.lost();
+                return;
+            }
+            self.gap = 0;
+        }
+        if q.push(r).is_err() {
+            self.lost();
+        }
+    }
+
+    #[cold]
+    fn lost(&mut self) {
+        self.gap += 1;
+        self.dropped += 1;
+        if let Some(d) = &self.dropped_shared {
+            d.store(self.dropped, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a last-value read.
+    #[inline]
+    pub fn push_lv(&mut self, id: u32, v: Option<LastValue>) {
+        match v {
+            None => self.push(Record::new(RecordKind::LvNone, id, 0)),
+            Some(lv) => {
+                let bytes = bytemuck::bytes_of(&lv);
+                for (part, chunk) in bytes.chunks_exact(64).enumerate() {
+                    let mut r = Record::new(RecordKind::Lv, id, part as u64);
+                    r.payload.copy_from_slice(chunk);
+                    self.push(r);
+                }
+            }
+        }
+    }
+}
+
+/// Rebuilds a last value from its [`LV_PARTS`] `Lv` records.
+pub fn lv_from_parts(parts: &[Record]) -> Option<LastValue> {
+    if parts.len() != LV_PARTS {
+        return None;
+    }
+    let mut bytes = [0u8; core::mem::size_of::<LastValue>()];
+    for (i, r) in parts.iter().enumerate() {
+        if r.kind() != Some(RecordKind::Lv) || r.value != i as u64 {
+            return None;
+        }
+        bytes[i * 64..(i + 1) * 64].copy_from_slice(&r.payload);
+    }
+    Some(bytemuck::pod_read_unaligned(&bytes))
+}
+
+/// A [`MarketSource`] that records what it returns.
+pub struct RecordingMarket<'t, M> {
+    /// The source.
+    pub inner: M,
+    tap: &'t RefCell<Tap>,
+}
+
+impl<'t, M> RecordingMarket<'t, M> {
+    /// Wraps `inner`.
+    pub fn new(inner: M, tap: &'t RefCell<Tap>) -> Self {
+        RecordingMarket { inner, tap }
+    }
+}
+
+impl<M: MarketSource> MarketSource for RecordingMarket<'_, M> {
+    #[inline]
+    fn poll(&mut self) -> MdPoll {
+        let p = self.inner.poll();
+        match p {
+            MdPoll::Empty => {}
+            MdPoll::Event(e) => self
+                .tap
+                .borrow_mut()
+                .push(Record::with(RecordKind::Md, 0, 0, &e)),
+            MdPoll::Lapped(n) => self
+                .tap
+                .borrow_mut()
+                .push(Record::new(RecordKind::Lapped, 0, n)),
+        }
+        p
+    }
+    #[inline]
+    fn last_value(&self, id: u32) -> Option<LastValue> {
+        let v = self.inner.last_value(id);
+        self.tap.borrow_mut().push_lv(id, v);
+        v
+    }
+}
+
+/// An [`ExecSource`] that records every report it hands out.
+pub struct RecordingExecs<'t, E> {
+    /// The source.
+    pub inner: E,
+    tap: &'t RefCell<Tap>,
+}
+
+impl<'t, E> RecordingExecs<'t, E> {
+    /// Wraps `inner`.
+    pub fn new(inner: E, tap: &'t RefCell<Tap>) -> Self {
+        RecordingExecs { inner, tap }
+    }
+}
+
+impl<E: ExecSource> ExecSource for RecordingExecs<'_, E> {
+    #[inline]
+    fn peek(&mut self) -> Option<ExecEvent> {
+        let e = self.inner.peek();
+        if let Some(e) = &e {
+            self.tap
+                .borrow_mut()
+                .push(Record::with(RecordKind::Exec, 0, 0, e));
+        }
+        e
+    }
+    #[inline]
+    fn commit(&mut self, n: usize) {
+        self.inner.commit(n);
+    }
+}
+
+/// An [`OrderSink`] that records every order pushed (and whether it was taken) and every
+/// occupancy read.
+pub struct RecordingOrders<'t, O> {
+    /// The sink.
+    pub inner: O,
+    tap: &'t RefCell<Tap>,
+}
+
+impl<'t, O> RecordingOrders<'t, O> {
+    /// Wraps `inner`.
+    pub fn new(inner: O, tap: &'t RefCell<Tap>) -> Self {
+        RecordingOrders { inner, tap }
+    }
+}
+
+impl<O: OrderSink> OrderSink for RecordingOrders<'_, O> {
+    #[inline]
+    fn push(&mut self, order: HedgeOrder) -> Result<(), HedgeOrder> {
+        let r = self.inner.push(order);
+        self.tap
+            .borrow_mut()
+            .push(Record::with(RecordKind::Order, r.is_ok() as u32, 0, &order));
+        r
+    }
+    #[inline]
+    fn pending(&self) -> usize {
+        let n = self.inner.pending();
+        self.tap
+            .borrow_mut()
+            .push(Record::new(RecordKind::Pending, 0, n as u64));
+        n
+    }
+}
+
+/// A [`ControlSource`] that records the generation when it changes and every word read.
+pub struct RecordingControl<'t, C> {
+    /// The control words.
+    pub inner: C,
+    tap: &'t RefCell<Tap>,
+    last_generation: Cell<u64>,
+}
+
+impl<'t, C> RecordingControl<'t, C> {
+    /// Wraps `inner`.
+    pub fn new(inner: C, tap: &'t RefCell<Tap>) -> Self {
+        RecordingControl {
+            inner,
+            tap,
+            last_generation: Cell::new(u64::MAX),
+        }
+    }
+}
+
+impl<C: ControlSource> ControlSource for RecordingControl<'_, C> {
+    #[inline]
+    fn generation(&self) -> u64 {
+        let g = self.inner.generation();
+        if g != self.last_generation.get() {
+            self.last_generation.set(g);
+            self.tap
+                .borrow_mut()
+                .push(Record::new(RecordKind::Generation, 0, g));
+        }
+        g
+    }
+    fn kill_switch(&self) -> bool {
+        let k = self.inner.kill_switch();
+        self.tap
+            .borrow_mut()
+            .push(Record::new(RecordKind::Kill, k as u32, 0));
+        k
+    }
+    fn trading_mode(&self, id: u32) -> TradingMode {
+        let m = self.inner.trading_mode(id);
+        self.tap
+            .borrow_mut()
+            .push(Record::new(RecordKind::Mode, id, mode_code(m)));
+        m
+    }
+}
+
+/// The vDSO monotonic clock, recording every value it returns.
+pub struct RecordingClock<'t> {
+    tap: &'t RefCell<Tap>,
+}
+
+impl<'t> RecordingClock<'t> {
+    /// Records into `tap`.
+    pub fn new(tap: &'t RefCell<Tap>) -> Self {
+        RecordingClock { tap }
+    }
+}
+
+impl StageClock for RecordingClock<'_> {
+    #[inline]
+    fn now(&self) -> u64 {
+        let t = shm_layout::clock::now_ns();
+        self.tap
+            .borrow_mut()
+            .push(Record::new(RecordKind::Stamp, 0, t));
+        t
+    }
+}
+
+/// What a run started from: everything a replay needs besides the records.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Header {
+    /// [`JOURNAL_VERSION`] of the writer.
+    pub journal_version: u32,
+    /// The hedger's configuration file, as read (CLI overrides change only segment names,
+    /// directories, pinning and logging, none of which the core sees).
+    pub config_text: String,
+    /// The restored state ([`super::state::PersistState::encode`] text); None on a first
+    /// start (the config's positions are used).
+    pub state_text: Option<String>,
+    /// Monotonic ns read at start (the core's origin).
+    pub start_mono_ns: u64,
+    /// Wall ns read at start.
+    pub start_wall_ns: u64,
+    /// Whether the orders ring held unconsumed orders at a first start (reconcile first).
+    pub orders_pending_at_start: bool,
+    /// Number of instrument definitions (the `Def` records after the header).
+    pub n_defs: u32,
+}
+
+/// The records of a header and the definitions.
+pub fn header_records(h: &Header, defs: &[InstrumentDef]) -> Vec<Record> {
+    let text = serde_json::to_vec(h).expect("a header serializes");
+    let mut out = Vec::new();
+    for (i, chunk) in text.chunks(64).enumerate() {
+        let mut r = Record::new(RecordKind::Header, i as u32, text.len() as u64);
+        r.payload[..chunk.len()].copy_from_slice(chunk);
+        out.push(r);
+    }
+    for (i, d) in defs.iter().enumerate() {
+        for (half, chunk) in bytemuck::bytes_of(d).chunks_exact(64).enumerate() {
+            let mut r = Record::new(RecordKind::Def, (i * 2 + half) as u32, 0);
+            r.payload.copy_from_slice(chunk);
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// Errors reading a journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// A file or directory could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A run's header is malformed.
+    #[error("record {index}: bad header: {msg}")]
+    BadHeader {
+        /// Record index (in the whole session).
+        index: usize,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+/// Parses the header starting at `recs[0]`; returns it, the definitions and the number of
+/// records used.
+///
+/// # Errors
+/// Truncated or malformed header records, another journal version.
+pub fn parse_header(
+    recs: &[Record],
+    index: usize,
+) -> Result<(Header, Vec<InstrumentDef>, usize), JournalError> {
+    let bad = |msg: String| JournalError::BadHeader { index, msg };
+    let len = recs.first().map_or(0, |r| r.value as usize);
+    let n = len.div_ceil(64);
+    if n == 0
+        || recs.len() < n
+        || recs[..n]
+            .iter()
+            .any(|r| r.kind() != Some(RecordKind::Header))
+    {
+        return Err(bad("truncated header".into()));
+    }
+    let mut text = Vec::with_capacity(n * 64);
+    for r in &recs[..n] {
+        text.extend_from_slice(&r.payload);
+    }
+    text.truncate(len);
+    let h: Header = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    if h.journal_version != JOURNAL_VERSION {
+        return Err(bad(format!(
+            "journal version {}, this build reads {JOURNAL_VERSION}",
+            h.journal_version
+        )));
+    }
+    let nd = h.n_defs as usize * 2;
+    let defs_recs = recs
+        .get(n..n + nd)
+        .ok_or_else(|| bad("truncated definitions".into()))?;
+    let mut defs = Vec::with_capacity(h.n_defs as usize);
+    for pair in defs_recs.chunks_exact(2) {
+        if pair.iter().any(|r| r.kind() != Some(RecordKind::Def)) {
+            return Err(bad("definition records expected".into()));
+        }
+        let mut bytes = [0u8; 128];
+        bytes[..64].copy_from_slice(&pair[0].payload);
+        bytes[64..].copy_from_slice(&pair[1].payload);
+        defs.push(bytemuck::pod_read_unaligned(&bytes));
+    }
+    Ok((h, defs, n + nd))
+}
+
+/// Where and how much to record (`[runtime]` keys `session_*`).
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// Directory (`<state_dir>/session`).
+    pub dir: PathBuf,
+    /// A file is closed once it holds this many bytes.
+    pub file_max_bytes: u64,
+    /// Files kept (the oldest are deleted beyond this).
+    pub files_kept: usize,
+    /// Capacity of the in-process queue, records (80 bytes each).
+    pub queue_records: usize,
+}
+
+const FILE_PREFIX: &str = "journal-";
+const FILE_SUFFIX: &str = ".bin";
+
+/// The journal files of `dir`, oldest first.
+///
+/// # Errors
+/// The directory cannot be read.
+pub fn journal_files(dir: &Path) -> Result<Vec<PathBuf>, JournalError> {
+    let io = |source| JournalError::Io {
+        path: dir.into(),
+        source,
+    };
+    let mut files: Vec<(u64, PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        let p = e.map_err(io)?.path();
+        let idx = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(FILE_PREFIX))
+            .and_then(|n| n.strip_suffix(FILE_SUFFIX))
+            .and_then(|n| n.parse().ok());
+        if let Some(i) = idx {
+            files.push((i, p));
+        }
+    }
+    files.sort();
+    Ok(files.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Every record of a session directory, in order, and where each file starts.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// Records of every file, oldest file first.
+    pub records: Vec<Record>,
+    /// (first record index, path) of each file.
+    pub files: Vec<(usize, PathBuf)>,
+    /// Bytes of a torn last record ignored (a crash mid-write), summed over files.
+    pub torn_bytes: usize,
+}
+
+/// Reads every journal file of `dir`.
+///
+/// # Errors
+/// Unreadable directory or file.
+pub fn read_session(dir: &Path) -> Result<Session, JournalError> {
+    let mut s = Session::default();
+    for p in journal_files(dir)? {
+        let bytes = std::fs::read(&p).map_err(|source| JournalError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        s.files.push((s.records.len(), p));
+        let whole = bytes.len() / RECORD_SIZE * RECORD_SIZE;
+        s.torn_bytes += bytes.len() - whole;
+        s.records.extend(
+            bytes[..whole]
+                .chunks_exact(RECORD_SIZE)
+                .map(bytemuck::pod_read_unaligned::<Record>),
+        );
+    }
+    Ok(s)
+}
+
+/// The side thread that writes the recording queue to files.
+#[derive(Debug)]
+pub struct Recorder {
+    queue: Arc<ArrayQueue<Record>>,
+    stop: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<u64>>>,
+}
+
+struct FileWriter {
+    cfg: JournalConfig,
+    next_index: u64,
+    out: std::io::BufWriter<std::fs::File>,
+    bytes: u64,
+}
+
+impl FileWriter {
+    fn open(cfg: JournalConfig) -> std::io::Result<Self> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.dir)?;
+        let last = journal_files(&cfg.dir)
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .last()
+            .and_then(|p| p.file_name()?.to_str()?.get(8..18)?.parse::<u64>().ok());
+        let next_index = last.map_or(1, |i| i + 1);
+        let out = Self::create(&cfg, next_index)?;
+        let w = FileWriter {
+            cfg,
+            next_index: next_index + 1,
+            out,
+            bytes: 0,
+        };
+        w.prune()?;
+        Ok(w)
+    }
+
+    fn create(
+        cfg: &JournalConfig,
+        index: u64,
+    ) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+        let path = cfg
+            .dir
+            .join(format!("{FILE_PREFIX}{index:010}{FILE_SUFFIX}"));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(std::io::BufWriter::with_capacity(1 << 16, f))
+    }
+
+    fn prune(&self) -> std::io::Result<()> {
+        let files =
+            journal_files(&self.cfg.dir).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let excess = files.len().saturating_sub(self.cfg.files_kept.max(1));
+        for p in &files[..excess] {
+            std::fs::remove_file(p)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, r: &Record) -> std::io::Result<()> {
+        if self.bytes >= self.cfg.file_max_bytes {
+            self.out.flush()?;
+            self.out = Self::create(&self.cfg, self.next_index)?;
+            self.next_index += 1;
+            self.bytes = 0;
+            self.prune()?;
+        }
+        self.out.write_all(bytemuck::bytes_of(r))?;
+        self.bytes += RECORD_SIZE as u64;
+        Ok(())
+    }
+}
+
+impl Recorder {
+    /// Creates the directory and a new file (this run's first) and starts the writer thread.
+    ///
+    /// # Errors
+    /// The directory or file cannot be created.
+    pub fn start(cfg: &JournalConfig) -> std::io::Result<Self> {
+        let queue = Arc::new(ArrayQueue::new(cfg.queue_records.max(64)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut w = FileWriter::open(cfg.clone())?;
+        let (q, s) = (Arc::clone(&queue), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("hedger-journal".into())
+            .spawn(move || -> std::io::Result<u64> {
+                let mut written = 0u64;
+                loop {
+                    // Acquire: pairs with the Release store in `finish`, after the last push.
+                    let stopping = s.load(Ordering::Acquire);
+                    let mut n = 0;
+                    while let Some(r) = q.pop() {
+                        w.write(&r)?;
+                        n += 1;
+                    }
+                    written += n;
+                    if n == 0 || stopping {
+                        w.out.flush()?;
+                    }
+                    if stopping {
+                        return Ok(written);
+                    }
+                    if n == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            })?;
+        Ok(Recorder {
+            queue,
+            stop,
+            dropped: Arc::new(AtomicU64::new(0)),
+            thread: Some(thread),
+        })
+    }
+
+    /// The hot path's end of the queue.
+    pub fn tap(&self) -> Tap {
+        Tap {
+            queue: Some(Arc::clone(&self.queue)),
+            pending_poll: None,
+            staged_md: None,
+            gap: 0,
+            blocking: false,
+            dropped: 0,
+            dropped_shared: Some(Arc::clone(&self.dropped)),
+        }
+    }
+
+    /// Records dropped so far (queue full).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Whether the writer thread stopped (an I/O error; [`Recorder::finish`] returns it).
+    pub fn failed(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Writes what is queued and stops the thread; returns the records written.
+    ///
+    /// # Errors
+    /// A write error of the thread.
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        // Release: pairs with the writer's Acquire load; every push before it is drained.
+        self.stop.store(true, Ordering::Release);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| std::io::Error::other("journal writer panicked"))?,
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &Path, file_max_bytes: u64, files_kept: usize) -> JournalConfig {
+        JournalConfig {
+            dir: dir.join("session"),
+            file_max_bytes,
+            files_kept,
+            queue_records: 1024,
+        }
+    }
+
+    #[test]
+    fn files_are_owner_only_rotated_and_pruned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cfg(tmp.path(), 10 * RECORD_SIZE as u64, 3);
+        let rec = Recorder::start(&c).unwrap();
+        let mut tap = rec.tap();
+        tap.set_blocking(true);
+        for i in 0..45 {
+            tap.push(Record::new(RecordKind::Stamp, 0, i));
+        }
+        assert_eq!(rec.finish().unwrap(), 45);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&c.dir), 0o700);
+        let files = journal_files(&c.dir).unwrap();
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert!(files.iter().all(|f| mode(f) == 0o600));
+        let s = read_session(&c.dir).unwrap();
+        // 45 records, 10 per file: files 3, 4, 5 kept (20..45).
+        let values: Vec<u64> = s.records.iter().map(|r| r.value).collect();
+        assert_eq!(values, (20..45).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_full_queue_drops_counts_and_marks_a_gap() {
+        let q = Arc::new(ArrayQueue::new(4));
+        let mut tap = Tap {
+            queue: Some(Arc::clone(&q)),
+            ..Tap::off()
+        };
+        tap.begin_poll(7);
+        for i in 0..6 {
+            tap.push(Record::new(RecordKind::Stamp, 0, i));
+        }
+        // Poll + 3 stamps fit; 3 dropped.
+        assert_eq!(tap.dropped, 3);
+        let got: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(got[0].kind(), Some(RecordKind::Poll));
+        tap.push(Record::new(RecordKind::Stamp, 0, 99));
+        assert_eq!(q.pop().unwrap(), Record::new(RecordKind::Gap, 0, 3));
+        assert_eq!(q.pop().unwrap().value, 99);
+    }
+
+    #[test]
+    fn a_market_event_and_its_read_stamp_share_one_record() {
+        let q = Arc::new(ArrayQueue::new(64));
+        let mut tap = Tap {
+            queue: Some(Arc::clone(&q)),
+            ..Tap::off()
+        };
+        let e = shm_layout::MarketEvent::underlying_price(0, 1, 2, 3.0);
+        tap.begin_poll(5);
+        tap.push(Record::with(RecordKind::Md, 0, 0, &e));
+        tap.push(Record::new(RecordKind::Stamp, 0, 7));
+        tap.push(Record::new(RecordKind::Stamp, 0, 8));
+        tap.push(Record::with(RecordKind::Md, 0, 0, &e));
+        tap.push_driver(Record::new(RecordKind::End, 0, 0));
+        let got: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        let kinds: Vec<_> = got.iter().map(|r| r.kind().unwrap()).collect();
+        use RecordKind::*;
+        assert_eq!(kinds, [Poll, Md, Stamp, Md, End]);
+        assert_eq!((got[1].small, got[1].value), (MD_WITH_STAMP, 7));
+        assert_eq!(got[1].msg::<shm_layout::MarketEvent>(), e);
+        assert_eq!((got[3].small, got[3].value), (0, 0), "no stamp followed");
+    }
+
+    #[test]
+    fn empty_polls_leave_nothing_and_header_round_trips() {
+        let q = Arc::new(ArrayQueue::new(64));
+        let mut tap = Tap {
+            queue: Some(Arc::clone(&q)),
+            ..Tap::off()
+        };
+        tap.begin_poll(1);
+        tap.begin_poll(2);
+        assert!(q.is_empty());
+        let h = Header {
+            journal_version: JOURNAL_VERSION,
+            config_text: "[underlyings.BTC]\nhedge_instrument = \"P\"\n".repeat(5),
+            state_text: None,
+            start_mono_ns: 5,
+            start_wall_ns: 6,
+            orders_pending_at_start: true,
+            n_defs: 2,
+        };
+        let mut d = InstrumentDef::zeroed();
+        d.set_symbol("BTC");
+        let recs = header_records(&h, &[d, d]);
+        let (h2, defs, n) = parse_header(&recs, 0).unwrap();
+        assert_eq!((h2, n), (h, recs.len()));
+        assert_eq!(defs[1].symbol(), "BTC");
+        assert!(parse_header(&recs[..recs.len() - 1], 0).is_err());
+    }
+}
