@@ -408,6 +408,15 @@ fn deribit_2026_short_straddles_end_within_the_band_recomputed_from_the_fills() 
             .filter(|f| f["symbol"] == perp)
             .map(|f| f["qty"].as_f64().unwrap())
             .sum();
+        // Every hedge fill says why its order was sent.
+        for f in p["fills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["symbol"] == perp)
+        {
+            assert!(f["reason"] == "band" || f["reason"] == "safety", "{f}");
+        }
         let u = &p["underlyings"][under];
         assert_eq!(u["final_hedge_position"].as_f64().unwrap(), hedge);
         let (dpc, lot) = (face / fwd, face / fwd);

@@ -279,6 +279,9 @@ struct Inflight {
     px: f64,
 }
 
+/// Orders whose reason [`HedgerCore::sent_reason`] remembers.
+pub const SENT_REASONS: usize = 64;
+
 /// Maximum orders in flight at once (all underlyings).
 pub const MAX_INFLIGHT: usize = 256;
 
@@ -318,6 +321,9 @@ pub struct HedgerCore<R: OptionRisk> {
     rebuilt_seq: u64,
     /// Some underlying has `batch_pending` set.
     batch_open: bool,
+    /// Why each of the last [`SENT_REASONS`] orders was sent, by client order id (one store
+    /// per order; read by reports off the hot path).
+    sent_reasons: [(u64, HedgeReason); SENT_REASONS],
     /// Counters.
     pub stats: Stats,
     /// Stage latency histograms.
@@ -509,6 +515,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             exchange_clock: false,
             rebuilt_seq: 0,
             batch_open: false,
+            sent_reasons: [(0, HedgeReason::Band); SENT_REASONS],
             stats: Stats::default(),
             latency: StageHistograms::new(),
         }
@@ -549,6 +556,14 @@ impl<R: OptionRisk> HedgerCore<R> {
             Some(Role::Option { opt, .. }) => self.risk.position(*opt as usize),
             _ => 0.0,
         }
+    }
+
+    /// Why the order `client_order_id` was sent, if it is one of the last [`SENT_REASONS`].
+    pub fn sent_reason(&self, client_order_id: u64) -> Option<HedgeReason> {
+        self.sent_reasons
+            .iter()
+            .find(|(c, _)| *c == client_order_id && *c != 0)
+            .map(|(_, r)| *r)
     }
 
     /// How an option settled at expiry (None: not settled, or not an option of this book).
@@ -1548,6 +1563,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             self.ring_blocked = true;
             return;
         }
+        self.sent_reasons[(self.next_seq as usize) % SENT_REASONS] = (coid, d.reason);
         self.next_seq += 1;
         self.stats.orders_sent += 1;
         match d.reason {

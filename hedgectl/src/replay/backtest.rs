@@ -125,8 +125,9 @@ pub struct Backtest {
     entered: Vec<bool>,
     settled_booked: Vec<bool>,
     settled_seen: u64,
-    /// Per order in flight: underlying, mid and half spread of the hedge book when sent.
-    order_mid: HashMap<u64, (usize, f64, f64)>,
+    /// Per order in flight: underlying, mid and half spread of the hedge book when sent, and
+    /// why the core sent it.
+    order_mid: HashMap<u64, (usize, f64, f64, &'static str)>,
     fills: Vec<Fill>,
     flow_trades: u64,
     flow_skipped: u64,
@@ -760,7 +761,7 @@ impl Backtest {
     /// the risk after the event; samples the series when due.
     fn account_step(&mut self) {
         let happened = std::mem::take(&mut self.world_mut().happened);
-        for (o, book) in &happened.orders {
+        for (o, book, reason) in &happened.orders {
             if let Some(u) = self
                 .under_of
                 .get(o.instrument_id as usize)
@@ -770,7 +771,13 @@ impl Backtest {
                 self.accounts[u].trades += 1;
                 let mid = book.and_then(|b| b.mid()).unwrap_or(o.limit_px);
                 let half = book.map_or(0.0, |b| 0.5 * (b.ask_px - b.bid_px).max(0.0));
-                self.order_mid.insert(o.client_order_id, (u, mid, half));
+                let why = match reason {
+                    Some(engine::policy::HedgeReason::Band) => "band",
+                    Some(engine::policy::HedgeReason::Safety) => "safety",
+                    None => "unknown",
+                };
+                self.order_mid
+                    .insert(o.client_order_id, (u, mid, half, why));
             }
         }
         for u in 0..self.accounts.len() {
@@ -806,7 +813,7 @@ impl Backtest {
         let now = self.world().now_ns;
         match kind {
             ExecKind::Fill | ExecKind::PartialFill => {
-                let Some(&(u, mid, half)) = self.order_mid.get(&e.client_order_id) else {
+                let Some(&(u, mid, half, why)) = self.order_mid.get(&e.client_order_id) else {
                     return;
                 };
                 self.accounts[u].on_fill(side.sign() * e.qty, e.price, e.fee, mid, half);
@@ -821,6 +828,7 @@ impl Backtest {
                     qty: side.sign() * e.qty,
                     price: e.price,
                     fee: e.fee,
+                    reason: Some(why),
                 });
             }
             ExecKind::Cancelled | ExecKind::Rejected => {
@@ -868,6 +876,7 @@ impl Backtest {
             qty: q,
             price: unit / mult(&d),
             fee: 0.0,
+            reason: None,
         });
     }
 
@@ -909,6 +918,7 @@ impl Backtest {
                 qty: -s.contracts,
                 price: s.value / s.contracts,
                 fee: 0.0,
+                reason: None,
             });
         }
     }

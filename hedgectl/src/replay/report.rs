@@ -220,6 +220,10 @@ pub struct Fill {
     pub price: f64,
     /// Fee in the settlement currency.
     pub fee: f64,
+    /// Hedge fills: why the hedger sent the order (`band`: net delta outside the band;
+    /// `safety`: the safety re-hedge after `max_interval_ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 /// One line of the side-by-side comparison (all underlyings added up).

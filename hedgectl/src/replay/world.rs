@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use engine::hedger::core::HedgerCore;
 use engine::hedger::io::{ExecSource, MarketSource, MdPoll, MemControl, MemExecs, MemOrders};
 use engine::hedger::risk::BookRiskAdapter;
+use engine::policy::HedgeReason;
 use feed_handler::source::Depth;
 use order_gateway::flow::OptionFlow;
 use order_gateway::sim::SimVenue;
@@ -107,8 +108,9 @@ impl ReplayMarket {
 /// What happened in one step, for the accounting (drained by the caller).
 #[derive(Debug, Default)]
 pub struct Happened {
-    /// Orders the core sent, with the hedge book's last value when it sent them.
-    pub orders: Vec<(HedgeOrder, Option<LastValue>)>,
+    /// Orders the core sent, with the hedge book's last value when it sent them and why the
+    /// core sent them.
+    pub orders: Vec<(HedgeOrder, Option<LastValue>, Option<HedgeReason>)>,
     /// Execution reports delivered to the core (venue reports and client option trades).
     pub execs: Vec<ExecEvent>,
 }
@@ -295,8 +297,9 @@ impl World {
         }
         while let Some(o) = self.orders.buf.pop_front() {
             let book = self.md.lv(o.instrument_id);
+            let reason = self.core.sent_reason(o.client_order_id);
             self.venue.submit(&o, now);
-            self.happened.orders.push((o, book));
+            self.happened.orders.push((o, book, reason));
         }
     }
 }
@@ -494,7 +497,7 @@ mod tests {
             }
             w.run_core();
         }
-        w.happened.orders.into_iter().map(|(o, _)| o).collect()
+        w.happened.orders.into_iter().map(|(o, ..)| o).collect()
     }
 
     proptest! {
