@@ -203,20 +203,25 @@ pub struct ReplayArgs {
 }
 
 /// Parses `KIND[:k=v,...]` with the hedger config's own grammar
-/// (`engine::config::PolicySection::from_spec`): the same keys, defaults and checks.
-fn parse_policy(spec: &str) -> Result<engine::policy::PolicyConfig> {
-    PolicySection::from_spec(spec)
-        .map_err(|(k, m)| anyhow::anyhow!("--policy {spec}: {k}: {m}"))?
+/// (`engine::config::PolicySection::from_spec`): the same keys, defaults and checks. Returns
+/// the section (the run applies it to every underlying), checked once here.
+fn parse_policy(spec: &str) -> Result<PolicySection> {
+    let section = PolicySection::from_spec(spec)
+        .map_err(|(k, m)| anyhow::anyhow!("--policy {spec}: {k}: {m}"))?;
+    section
         .to_config()
-        .map_err(|(k, m)| anyhow::anyhow!("--policy {spec}: {k}: {m}"))
+        .map_err(|(k, m)| anyhow::anyhow!("--policy {spec}: {k}: {m}"))?;
+    Ok(section)
 }
 
-fn parse_limits(spec: Option<&str>) -> Result<engine::limits::LimitsConfig> {
-    let s = spec.unwrap_or("");
-    LimitsSection::from_spec(s)
-        .map_err(|(k, m)| anyhow::anyhow!("--limits {s}: {k}: {m}"))?
+/// Parses `key=value,...` with the hedger config's limits grammar, checked once here.
+fn parse_limits(spec: &str) -> Result<LimitsSection> {
+    let section = LimitsSection::from_spec(spec)
+        .map_err(|(k, m)| anyhow::anyhow!("--limits {spec}: {k}: {m}"))?;
+    section
         .to_config()
-        .map_err(|(k, m)| anyhow::anyhow!("--limits: {k}: {m}"))
+        .map_err(|(k, m)| anyhow::anyhow!("--limits: {k}: {m}"))?;
+    Ok(section)
 }
 
 fn open_source(a: &ReplayArgs, extra_symbols: &[String]) -> Result<Box<dyn Source>> {
@@ -325,16 +330,7 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         Some(p) => positions::read_flow(p)?,
         None => Vec::new(),
     };
-    let limits = match &a.limits {
-        Some(spec) => {
-            parse_limits(Some(spec))?;
-            Some(
-                LimitsSection::from_spec(spec)
-                    .map_err(|(k, m)| anyhow::anyhow!("--limits {spec}: {k}: {m}"))?,
-            )
-        }
-        None => None,
-    };
+    let limits = a.limits.as_deref().map(parse_limits).transpose()?;
     let mut policies: Vec<(String, Option<PolicySection>)> = Vec::new();
     let mut specs: Vec<String> = a.policy.clone();
     for grid in &a.sweep {
@@ -344,21 +340,12 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         specs.insert(0, "none".into());
     }
     for spec in &specs {
-        parse_policy(spec)?;
-        let section = PolicySection::from_spec(spec)
-            .map_err(|(k, m)| anyhow::anyhow!("--policy {spec}: {k}: {m}"))?;
-        policies.push((spec.clone(), Some(section)));
+        policies.push((spec.clone(), Some(parse_policy(spec)?)));
     }
     if policies.is_empty() {
         match &a.config {
             Some(p) => policies.push((format!("config {}", file_name(p)), None)),
-            None => policies.push((
-                "fixed:band=1".into(),
-                Some(
-                    PolicySection::from_spec("fixed:band=1")
-                        .map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?,
-                ),
-            )),
+            None => policies.push(("fixed:band=1".into(), Some(parse_policy("fixed:band=1")?))),
         }
     }
     let sim = venue_config(a)?;
