@@ -191,6 +191,34 @@ pub fn svg(r: &Report) -> String {
         ));
     }
     let legend_h = 18.0 * r.policies.len() as f64 + 10.0;
+    let legend = r
+        .policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                LEFT,
+                LEFT + 20.0,
+                TOP + 14.0 + 18.0 * i as f64,
+                p.policy.as_str(),
+            )
+        })
+        .collect::<Vec<_>>();
+    let title = format!(
+        "hedgectl replay: {}",
+        r.inputs.get("source").map_or("", |s| s.as_str())
+    );
+    page(&title, &legend, legend_h, &panels)
+}
+
+/// One SVG page: a title, a legend (colour `i` for item `i`: rect x, text x, text baseline,
+/// label) and the panels below it.
+fn page(
+    title: &str,
+    legend: &[(f64, f64, f64, &str)],
+    legend_h: f64,
+    panels: &[Panel<'_>],
+) -> String {
     let h = TOP + legend_h + panels.len() as f64 * (PANEL_H + GAP) + 10.0;
     let mut out = String::new();
     let _ = writeln!(
@@ -200,18 +228,16 @@ pub fn svg(r: &Report) -> String {
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         out,
-        r#"<text x="{LEFT}" y="20" font-size="15" font-weight="bold">hedgectl replay: {}</text>"#,
-        esc(r.inputs.get("source").map_or("", |s| s.as_str()))
+        r#"<text x="{LEFT}" y="20" font-size="15" font-weight="bold">{}</text>"#,
+        esc(title)
     );
-    for (i, p) in r.policies.iter().enumerate() {
-        let y = TOP + 14.0 + 18.0 * i as f64;
+    for (i, &(rx, tx, y, label)) in legend.iter().enumerate() {
         let _ = writeln!(
             out,
-            r#"<rect x="{LEFT}" y="{:.1}" width="14" height="4" fill="{}"/><text x="{:.1}" y="{y:.1}" font-size="12">{}</text>"#,
+            r#"<rect x="{rx:.1}" y="{:.1}" width="14" height="4" fill="{}"/><text x="{tx:.1}" y="{y:.1}" font-size="12">{}</text>"#,
             y - 5.0,
             COLORS[i % COLORS.len()],
-            LEFT + 20.0,
-            esc(&p.policy)
+            esc(label)
         );
     }
     for (k, p) in panels.iter().enumerate() {
@@ -262,37 +288,17 @@ pub fn attribution_svg(r: &Report) -> String {
             });
         }
     }
-    let legend_h = 28.0;
-    let h = TOP + legend_h + panels.len() as f64 * (PANEL_H + GAP) + 10.0;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h:.0}" viewBox="0 0 {W} {h:.0}" font-family="sans-serif">"#
+    let legend = PARTS
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let x = LEFT + 95.0 * i as f64;
+            (x, x + 18.0, TOP + 14.0, *part)
+        })
+        .collect::<Vec<_>>();
+    let title = format!(
+        "PnL attribution: {}",
+        r.inputs.get("source").map_or("", |s| s.as_str())
     );
-    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        out,
-        r#"<text x="{LEFT}" y="20" font-size="15" font-weight="bold">PnL attribution: {}</text>"#,
-        esc(r.inputs.get("source").map_or("", |s| s.as_str()))
-    );
-    for (i, part) in PARTS.iter().enumerate() {
-        let x = LEFT + 95.0 * i as f64;
-        let _ = writeln!(
-            out,
-            r#"<rect x="{x:.1}" y="{:.1}" width="14" height="4" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="12">{part}</text>"#,
-            TOP + 9.0,
-            COLORS[i % COLORS.len()],
-            x + 18.0,
-            TOP + 14.0
-        );
-    }
-    for (k, p) in panels.iter().enumerate() {
-        draw(
-            &mut out,
-            TOP + legend_h + GAP * 0.5 + k as f64 * (PANEL_H + GAP),
-            p,
-        );
-    }
-    out.push_str("</svg>\n");
-    out
+    page(&title, &legend, 28.0, &panels)
 }
