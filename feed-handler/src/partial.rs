@@ -7,6 +7,8 @@
 //! ([`crate::source::RejectReason`]) only when no part of it could be used or the row as a whole
 //! is unusable (wrong column count, bad timestamp, unknown symbol).
 
+use crate::source::{Counts, Reason};
+
 /// Why a part of a used row was dropped or degraded. Every reason is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -85,67 +87,57 @@ impl PartialReason {
     }
 }
 
-/// Counts of dropped or degraded parts by reason, and of rows used only in part (plain
-/// integers: a source is single-threaded).
+impl Reason for PartialReason {
+    const ALL: &'static [Self] = &PartialReason::ALL;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn name(self) -> &'static str {
+        PartialReason::name(self)
+    }
+}
+
+/// Counts of dropped or degraded parts by reason (`add`, `get`, `total`, `nonzero` through
+/// [`Counts`]), and of rows used only in part.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Partials {
-    counts: [u64; PartialReason::ALL.len()],
+    parts: Counts<PartialReason, { PartialReason::ALL.len() }>,
     rows: u64,
 }
 
-impl Partials {
-    /// Counts one dropped or degraded part.
-    #[inline]
-    pub fn add(&mut self, r: PartialReason) {
-        self.counts[r as usize] += 1;
+impl std::ops::Deref for Partials {
+    type Target = Counts<PartialReason, { PartialReason::ALL.len() }>;
+    fn deref(&self) -> &Self::Target {
+        &self.parts
     }
+}
+
+impl std::ops::DerefMut for Partials {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.parts
+    }
+}
+
+impl Partials {
     /// Counts one row that was used with at least one part dropped or degraded.
     #[inline]
     pub fn add_row(&mut self) {
         self.rows += 1;
     }
-    /// Count for one reason.
-    pub fn get(&self, r: PartialReason) -> u64 {
-        self.counts[r as usize]
-    }
     /// Rows used in part (each counted once, however many of its parts were dropped).
     pub fn rows(&self) -> u64 {
         self.rows
     }
-    /// Parts dropped or degraded, all reasons.
-    pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-    /// Adds another set of counts.
+    /// Adds another set of counts, rows included.
     pub fn merge(&mut self, o: &Partials) {
-        for (a, b) in self.counts.iter_mut().zip(o.counts) {
-            *a += b;
-        }
+        self.parts.merge(&o.parts);
         self.rows += o.rows;
-    }
-    /// `(reason, count)` for every reason with a non-zero count.
-    pub fn nonzero(&self) -> Vec<(PartialReason, u64)> {
-        PartialReason::ALL
-            .iter()
-            .map(|&r| (r, self.get(r)))
-            .filter(|&(_, n)| n > 0)
-            .collect()
     }
 }
 
 impl std::fmt::Display for Partials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let nz = self.nonzero();
-        if nz.is_empty() {
-            return write!(f, "none");
-        }
-        for (i, (r, n)) in nz.iter().enumerate() {
-            if i > 0 {
-                write!(f, ", ")?;
-            }
-            write!(f, "{}={n}", r.name())?;
-        }
-        Ok(())
+        self.parts.fmt(f)
     }
 }
 

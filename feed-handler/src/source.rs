@@ -135,35 +135,67 @@ impl RejectReason {
     }
 }
 
-/// Reject counts by reason (plain integers: a source is single-threaded).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Rejects {
-    counts: [u64; RejectReason::ALL.len()],
+/// A reason a row or a part of one was dropped: dense indices from 0 (`as usize`) and a
+/// counter name. Implemented by [`RejectReason`] and [`crate::partial::PartialReason`].
+pub trait Reason: Copy + 'static {
+    /// Every reason, in counter order (index `i` is the reason whose `index()` is `i`).
+    const ALL: &'static [Self];
+    /// Dense index.
+    fn index(self) -> usize;
+    /// Snake-case name (counter labels, summaries, JSON keys).
+    fn name(self) -> &'static str;
 }
 
-impl Rejects {
-    /// Counts one reject.
+impl Reason for RejectReason {
+    const ALL: &'static [Self] = &RejectReason::ALL;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn name(self) -> &'static str {
+        RejectReason::name(self)
+    }
+}
+
+/// Counts by reason (plain integers: a source is single-threaded). `N` is the number of
+/// reasons of `R`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts<R: Reason, const N: usize> {
+    counts: [u64; N],
+    _reason: std::marker::PhantomData<R>,
+}
+
+impl<R: Reason, const N: usize> Default for Counts<R, N> {
+    fn default() -> Self {
+        Counts {
+            counts: [0; N],
+            _reason: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<R: Reason, const N: usize> Counts<R, N> {
+    /// Counts one.
     #[inline]
-    pub fn add(&mut self, r: RejectReason) {
-        self.counts[r as usize] += 1;
+    pub fn add(&mut self, r: R) {
+        self.counts[r.index()] += 1;
     }
     /// Count for one reason.
-    pub fn get(&self, r: RejectReason) -> u64 {
-        self.counts[r as usize]
+    pub fn get(&self, r: R) -> u64 {
+        self.counts[r.index()]
     }
-    /// Total rejects.
+    /// Total, all reasons.
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }
     /// Adds another set of counts.
-    pub fn merge(&mut self, o: &Rejects) {
+    pub fn merge(&mut self, o: &Self) {
         for (a, b) in self.counts.iter_mut().zip(o.counts) {
             *a += b;
         }
     }
     /// `(reason, count)` for every reason with a non-zero count.
-    pub fn nonzero(&self) -> Vec<(RejectReason, u64)> {
-        RejectReason::ALL
+    pub fn nonzero(&self) -> Vec<(R, u64)> {
+        R::ALL
             .iter()
             .map(|&r| (r, self.get(r)))
             .filter(|&(_, n)| n > 0)
@@ -171,7 +203,7 @@ impl Rejects {
     }
 }
 
-impl std::fmt::Display for Rejects {
+impl<R: Reason, const N: usize> std::fmt::Display for Counts<R, N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let nz = self.nonzero();
         if nz.is_empty() {
@@ -186,6 +218,9 @@ impl std::fmt::Display for Rejects {
         Ok(())
     }
 }
+
+/// Reject counts by reason.
+pub type Rejects = Counts<RejectReason, { RejectReason::ALL.len() }>;
 
 /// A market data source: yields normalized events in source-time order.
 ///
@@ -210,23 +245,30 @@ pub trait Source {
     fn rows_read(&self) -> u64;
 }
 
-impl<S: Source + ?Sized> Source for Box<S> {
-    fn registry(&self) -> &Registry {
-        (**self).registry()
-    }
-    fn next(&mut self, out: &mut SourceEvent) -> bool {
-        (**self).next(out)
-    }
-    fn rejects(&self) -> Rejects {
-        (**self).rejects()
-    }
-    fn partials(&self) -> crate::partial::Partials {
-        (**self).partials()
-    }
-    fn rows_read(&self) -> u64 {
-        (**self).rows_read()
-    }
+/// `Source` for a pointer to a source (`Box<dyn Source>`, `&mut S`): every method forwards.
+macro_rules! forward_source {
+    ($($ptr:ty),*) => {$(
+        impl<S: Source + ?Sized> Source for $ptr {
+            fn registry(&self) -> &Registry {
+                (**self).registry()
+            }
+            fn next(&mut self, out: &mut SourceEvent) -> bool {
+                (**self).next(out)
+            }
+            fn rejects(&self) -> Rejects {
+                (**self).rejects()
+            }
+            fn partials(&self) -> crate::partial::Partials {
+                (**self).partials()
+            }
+            fn rows_read(&self) -> u64 {
+                (**self).rows_read()
+            }
+        }
+    )*};
 }
+
+forward_source!(Box<S>, &mut S);
 
 /// Marks snapshot batches: an event gets [`MarketEvent::FLAG_BATCH_MORE`] when the next event
 /// of the source has the same non-zero exchange timestamp (one options-chain snapshot is
@@ -289,24 +331,6 @@ impl<S: Source> Source for Batched<S> {
     }
     fn rows_read(&self) -> u64 {
         self.inner.rows_read()
-    }
-}
-
-impl<S: Source + ?Sized> Source for &mut S {
-    fn registry(&self) -> &Registry {
-        (**self).registry()
-    }
-    fn next(&mut self, out: &mut SourceEvent) -> bool {
-        (**self).next(out)
-    }
-    fn rejects(&self) -> Rejects {
-        (**self).rejects()
-    }
-    fn partials(&self) -> crate::partial::Partials {
-        (**self).partials()
-    }
-    fn rows_read(&self) -> u64 {
-        (**self).rows_read()
     }
 }
 
