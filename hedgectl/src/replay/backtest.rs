@@ -601,6 +601,9 @@ impl Backtest {
     /// same book is quoted again (the venue keeps liquidity it filled taken until the
     /// instrument's next update).
     fn refresh_model_books(&mut self) {
+        if self.world().happened.execs.is_empty() {
+            return;
+        }
         let mut refresh = vec![false; self.setups.len()];
         for e in &self.world().happened.execs {
             if matches!(e.kind(), Ok(ExecKind::Fill | ExecKind::PartialFill)) {

@@ -224,26 +224,19 @@ fn parse_limits(spec: &str) -> Result<LimitsSection> {
     Ok(section)
 }
 
-fn open_source(a: &ReplayArgs, extra_symbols: &[String]) -> Result<Box<dyn Source>> {
+/// Opens the run's market data source. `tardis_registry` is the Tardis files' instruments,
+/// scanned once for all runs ([`tardis_registry`]).
+fn open_source(a: &ReplayArgs, tardis_registry: Option<&Registry>) -> Result<Box<dyn Source>> {
     let n = usize::from(!a.tardis.is_empty())
         + usize::from(a.lobster_messages.is_some())
         + usize::from(a.synthetic_seed.is_some());
     if n != 1 {
         bail!("give exactly one market data source: --tardis FILE..., --lobster-messages/--lobster-orderbook, or --synthetic-seed N");
     }
-    if !a.tardis.is_empty() {
-        let mut reg = Registry::new();
-        scan_instruments(&a.tardis, &mut reg)?;
-        // Hedge instruments the files do not quote (the options chain has no perpetual) are
-        // registered so that a modelled book can stand in.
-        for s in extra_symbols {
-            if reg.id_of(s).is_none() {
-                let _ = reg.resolve_deribit(s);
-            }
-        }
+    if let Some(reg) = tardis_registry.filter(|_| !a.tardis.is_empty()) {
         return Ok(Box::new(Batched::new(TardisSource::open(
             &a.tardis,
-            Some(reg),
+            Some(reg.clone()),
         )?)));
     }
     if let Some(m) = &a.lobster_messages {
@@ -366,7 +359,7 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         ],
         ..FlowConfig::default()
     });
-    let extra = hedge_symbols_to_register(a, &hedge_symbols, hedger.as_ref())?;
+    let registry = tardis_registry(a, &hedge_symbols, hedger.as_ref())?;
     let mut report = Report {
         inputs: describe_inputs(a, &sim),
         source: report::SourceCounts::default(),
@@ -394,7 +387,7 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         duration_ns: a.duration_s.map_or(0, |d| (d * 1e9) as u64),
         max_events: a.max_events.unwrap_or(0),
     };
-    let runs = run_all(a, &extra, &base, policies)?;
+    let runs = run_all(a, registry.as_ref(), &base, policies)?;
     for (i, (pr, counts)) in runs.into_iter().enumerate() {
         if i == 0 {
             report.source = counts;
@@ -430,12 +423,12 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
 /// One policy's run over its own copy of the source.
 fn run_one(
     a: &ReplayArgs,
-    extra: &[String],
+    registry: Option<&Registry>,
     base: &RunConfig,
     label: String,
     policy: Option<PolicySection>,
 ) -> Result<(report::PolicyReport, report::SourceCounts)> {
-    let mut src = open_source(a, extra)?;
+    let mut src = open_source(a, registry)?;
     let cfg = RunConfig {
         policy_label: label,
         policy,
@@ -470,7 +463,7 @@ fn run_one(
 /// its own copy of the source); results in the order given.
 fn run_all(
     a: &ReplayArgs,
-    extra: &[String],
+    registry: Option<&Registry>,
     base: &RunConfig,
     policies: Vec<(String, Option<PolicySection>)>,
 ) -> Result<Vec<(report::PolicyReport, report::SourceCounts)>> {
@@ -490,7 +483,7 @@ fn run_all(
                 let Some((label, policy)) = policies.get(i) else {
                     break;
                 };
-                let r = run_one(a, extra, base, label.clone(), policy.clone());
+                let r = run_one(a, registry, base, label.clone(), policy.clone());
                 if let Ok(mut slot) = slots[i].lock() {
                     *slot = Some(r);
                 }
@@ -539,30 +532,40 @@ fn venue_config(a: &ReplayArgs) -> Result<SimConfig> {
 
 /// Hedge symbols to pre-register for a Tardis replay: explicit ones, the config's, and the
 /// Deribit perpetual of every option currency in the files.
-fn hedge_symbols_to_register(
+/// The Tardis files' instruments (None without `--tardis`), scanned once for every run, with
+/// the hedge instruments the files do not quote registered so that a modelled book can stand
+/// in (the options chain has no perpetual): explicit ones, the config's, and the Deribit
+/// perpetual of every option currency in the files.
+fn tardis_registry(
     a: &ReplayArgs,
     hedge_symbols: &BTreeMap<String, String>,
     hedger: Option<&HedgerConfig>,
-) -> Result<Vec<String>> {
+) -> Result<Option<Registry>> {
+    if a.tardis.is_empty() {
+        return Ok(None);
+    }
+    let mut reg = Registry::new();
+    scan_instruments(&a.tardis, &mut reg)?;
     let mut extra: Vec<String> = hedge_symbols.values().cloned().collect();
     if let Some(h) = hedger {
         extra.extend(h.underlyings.values().map(|u| u.hedge_instrument.clone()));
     }
-    if !a.tardis.is_empty() {
-        let mut reg = Registry::new();
-        scan_instruments(&a.tardis, &mut reg)?;
-        for d in reg.defs() {
-            if d.kind() == Ok(shm_layout::InstrumentKind::Option) {
-                if let Some(root) = reg.get(d.underlying_id) {
-                    let p = format!("{}-PERPETUAL", root.symbol());
-                    if !extra.contains(&p) && !hedge_symbols.contains_key(root.symbol()) {
-                        extra.push(p);
-                    }
+    for d in reg.defs() {
+        if d.kind() == Ok(shm_layout::InstrumentKind::Option) {
+            if let Some(root) = reg.get(d.underlying_id) {
+                let p = format!("{}-PERPETUAL", root.symbol());
+                if !extra.contains(&p) && !hedge_symbols.contains_key(root.symbol()) {
+                    extra.push(p);
                 }
             }
         }
     }
-    Ok(extra)
+    for s in &extra {
+        if reg.id_of(s).is_none() {
+            let _ = reg.resolve_deribit(s);
+        }
+    }
+    Ok(Some(reg))
 }
 
 fn describe_inputs(a: &ReplayArgs, sim: &SimConfig) -> BTreeMap<String, String> {
