@@ -123,11 +123,7 @@ fn lots_down(qty: f64, lot: f64) -> u64 {
 
 /// Fee of one fill in the settlement currency, rounded to 1e-10.
 pub fn fee(def: &InstrumentDef, qty: f64, price: f64, bps: f64) -> f64 {
-    let mult = if def.contract_multiplier > 0.0 {
-        def.contract_multiplier
-    } else {
-        1.0
-    };
+    let mult = def.multiplier();
     let notional = match def.settlement() {
         Ok(Settlement::Inverse) if price > 0.0 => qty * mult / price,
         _ => qty * mult * price,

@@ -622,6 +622,17 @@ const _: () = assert!(size_of::<InstrumentDef>() == 128);
 pub const NO_FORWARD: u32 = u32::MAX;
 
 impl InstrumentDef {
+    /// Contract multiplier: `contract_multiplier`, or 1 when the definition leaves it 0 (the
+    /// one place this default is decided).
+    #[inline]
+    pub fn multiplier(&self) -> f64 {
+        if self.contract_multiplier > 0.0 {
+            self.contract_multiplier
+        } else {
+            1.0
+        }
+    }
+
     /// The symbol as a string (up to the first NUL; lossy on non-UTF-8 bytes is avoided by
     /// returning `"?"`).
     pub fn symbol(&self) -> &str {

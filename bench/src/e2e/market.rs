@@ -79,11 +79,7 @@ pub fn option_delta(d: &InstrumentDef, f: f64, t_years: f64, vol: f64) -> f64 {
     } else {
         PxType::Call
     };
-    let mult = if d.contract_multiplier > 0.0 {
-        d.contract_multiplier
-    } else {
-        1.0
-    };
+    let mult = d.multiplier();
     match black76_greeks(kind, f, d.strike, t_years.max(1e-6), vol, 0.0) {
         Ok(g) if d.settlement() == Ok(shm_layout::Settlement::Inverse) => {
             (g.delta - g.price / f) * mult

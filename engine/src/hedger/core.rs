@@ -378,11 +378,7 @@ pub fn hedge_instrument(d: &InstrumentDef, key: &str) -> Result<HedgeInstrument,
             })
         }
     }
-    let cs = if d.contract_multiplier > 0.0 {
-        d.contract_multiplier
-    } else {
-        1.0
-    };
+    let cs = d.multiplier();
     Ok(match d.settlement() {
         Ok(shm_layout::Settlement::Inverse) => {
             HedgeInstrument::inverse(d.id, cs, d.lot_size, d.min_qty, d.tick_size)
@@ -468,11 +464,7 @@ impl<R: OptionRisk> HedgerCore<R> {
                 kind,
                 strike: d.strike,
                 expiry_ns: d.expiry_ns,
-                multiplier: if d.contract_multiplier > 0.0 {
-                    d.contract_multiplier
-                } else {
-                    1.0
-                },
+                multiplier: d.multiplier(),
                 inverse: d.settlement() == Ok(shm_layout::Settlement::Inverse),
             });
             debug_assert_eq!(opt, opt_ids.len());

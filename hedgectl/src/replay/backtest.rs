@@ -141,19 +141,11 @@ pub struct Backtest {
     mid_batch: bool,
 }
 
-pub(crate) fn px_type(def: &InstrumentDef) -> PxType {
+fn px_type(def: &InstrumentDef) -> PxType {
     if def.option_type() == Ok(OptionType::Call) {
         PxType::Call
     } else {
         PxType::Put
-    }
-}
-
-fn mult(d: &InstrumentDef) -> f64 {
-    if d.contract_multiplier > 0.0 {
-        d.contract_multiplier
-    } else {
-        1.0
     }
 }
 
@@ -706,14 +698,14 @@ impl Backtest {
             .filter(|f| f.valid & LastValue::HAS_PRICE != 0)
             .map_or(lv.mark_underlying_px, |f| f.price);
         if let Ok(p) = black76_price(px_type(d), fwd, d.strike, t, lv.mark_iv, 0.0) {
-            return Some(p * mult(d));
+            return Some(p * d.multiplier());
         }
         let m = if d.settlement() == Ok(Settlement::Inverse) {
             lv.mark_px * lv.mark_underlying_px
         } else {
             lv.mark_px
         };
-        Some(m * mult(d))
+        Some(m * d.multiplier())
     }
 
     /// The vega part of a new mark for a held option: position x vega per vol point (at the
@@ -740,7 +732,7 @@ impl Backtest {
             return;
         };
         let dvol_points = (e.v[1] - prev.mark_iv) * 100.0;
-        self.accounts[u].add_vega_pnl(q * mult(d) * g.vega_per_vol_point() * dvol_points);
+        self.accounts[u].add_vega_pnl(q * d.multiplier() * g.vega_per_vol_point() * dvol_points);
     }
 
     /// Enters an initial option position at its first value.
@@ -864,7 +856,7 @@ impl Backtest {
             } else {
                 1.0
             };
-            e.price * conv * mult(&d)
+            e.price * conv * d.multiplier()
         } else {
             self.unit_value(id).unwrap_or(0.0)
         };
@@ -877,7 +869,7 @@ impl Backtest {
             kind: "option",
             side: side_name(side),
             qty: q,
-            price: unit / mult(&d),
+            price: unit / d.multiplier(),
             fee: 0.0,
             reason: None,
         });
