@@ -581,3 +581,49 @@ fn ticker_funding_is_charged_on_the_hedge_position() {
     assert!((funding + 10.0).abs() < 1e-6, "{funding}");
     assert!((u["attribution"]["funding"].as_f64().unwrap() - funding).abs() < 1e-9);
 }
+
+/// `--from`/`--to` replay a window of the 2026 path (the week of 2026-02-04, BTC -6% in one
+/// snapshot): every fill is inside the window, the snapshots before it are read and skipped
+/// (counted), and the window's used events are fewer than the whole path's. A window that ends
+/// before it starts is an error.
+#[test]
+fn a_time_window_replays_only_its_snapshots() {
+    let chain = format!("{DATA}/deribit-2026/options_chain_BTC_ETH_27MAR26.csv");
+    let pos = file("symbol,qty\nBTC-27MAR26-80000-C,-20\nBTC-27MAR26-80000-P,-20\n");
+    let base = [
+        "--tardis",
+        chain.as_str(),
+        "--positions",
+        pos.path().to_str().unwrap(),
+        "--policy",
+        "fixed:band=0.5",
+        "--json",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--from", "2026-02-04T00:00Z", "--to", "2026-02-09T00:00Z"]);
+    let v = report(&args);
+    let (from_ns, to_ns) = (1_770_163_200_000_000_000u64, 1_770_595_200_000_000_000u64);
+    let before = v["source"]["before_window"].as_u64().unwrap();
+    let used = v["source"]["used"].as_u64().unwrap();
+    assert!(before > 0, "{}", v["source"]);
+    let fills = v["policies"][0]["fills"].as_array().unwrap();
+    assert!(!fills.is_empty());
+    for f in fills {
+        let t = f["ts_ns"].as_u64().unwrap();
+        assert!(
+            (from_ns..to_ns).contains(&t),
+            "fill at {t} outside the window"
+        );
+    }
+    let whole = report(&base);
+    assert!(whole["source"].get("before_window").is_none());
+    assert!(used + before < whole["source"]["used"].as_u64().unwrap());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hedgectl"))
+        .arg("replay")
+        .args(&base)
+        .args(["--from", "2026-02-09T00:00Z", "--to", "2026-02-04T00:00Z"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--from must be before --to"));
+}

@@ -16,6 +16,7 @@ mod positions;
 mod report;
 mod session;
 mod static_risk;
+mod window;
 mod world;
 
 use std::collections::BTreeMap;
@@ -104,6 +105,14 @@ pub struct ReplayArgs {
     /// Stop after this many events.
     #[arg(long, value_name = "N")]
     pub max_events: Option<u64>,
+    /// Start the replay at this exchange time (microseconds since the epoch or UTC
+    /// `YYYY-MM-DDTHH:MM[:SS]Z`): earlier events are read and skipped, and the first snapshot
+    /// at or after it starts the run (for snapshot data: options chains, tickers).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End the replay before this exchange time (same forms as --from).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
     /// Hedge policy, repeatable for a side-by-side comparison: `KIND[:key=value,...]` with
     /// KIND `none` (never hedge: the baseline), `fixed`, `whalley-wilmott` or `cost-aware`
     /// and the keys of the hedger config's `[underlyings.X.policy]` table, parsed by the
@@ -428,7 +437,8 @@ fn run_one(
     label: String,
     policy: Option<PolicySection>,
 ) -> Result<(report::PolicyReport, report::SourceCounts)> {
-    let mut src = open_source(a, registry)?;
+    let (from_ns, to_ns) = window_ns(a)?;
+    let mut src = window::Window::new(open_source(a, registry)?, from_ns, to_ns);
     let cfg = RunConfig {
         policy_label: label,
         policy,
@@ -436,7 +446,7 @@ fn run_one(
     };
     let bt = Backtest::new(src.registry().defs(), cfg)?;
     let t0 = std::time::Instant::now();
-    let pr = bt.run(&mut *src)?;
+    let pr = bt.run(&mut src)?;
     let counts = report::SourceCounts {
         rows: src.rows_read(),
         rejected: src
@@ -446,6 +456,7 @@ fn run_one(
             .map(|(r, n)| (r.name().to_string(), n))
             .collect(),
         used: pr.events,
+        before_window: src.before,
     };
     // Wall time goes to stderr only: the report stays byte-identical between runs.
     let secs = t0.elapsed().as_secs_f64();
@@ -457,6 +468,25 @@ fn run_one(
         pr.events as f64 / secs.max(1e-9)
     );
     Ok((pr, counts))
+}
+
+/// `--from` / `--to` as exchange-time ns (`0` and `u64::MAX` when absent).
+fn window_ns(a: &ReplayArgs) -> Result<(u64, u64)> {
+    let ns = |t: &Option<String>, flag: &str| -> Result<Option<u64>> {
+        t.as_deref()
+            .map(|s| {
+                static_risk::parse_time_us(s)
+                    .map(|us| us.saturating_mul(1_000))
+                    .with_context(|| format!("{flag} {s}"))
+            })
+            .transpose()
+    };
+    let from = ns(&a.from, "--from")?.unwrap_or(0);
+    let to = ns(&a.to, "--to")?.unwrap_or(u64::MAX);
+    if from >= to {
+        bail!("--from must be before --to");
+    }
+    Ok((from, to))
 }
 
 /// Runs every policy, in parallel across the machine's cores (each run is one thread over
@@ -593,6 +623,12 @@ fn describe_inputs(a: &ReplayArgs, sim: &SimConfig) -> BTreeMap<String, String> 
     }
     if let Some(p) = &a.flow {
         inputs.insert("flow".into(), file_name(p));
+    }
+    if let Some(t) = &a.from {
+        inputs.insert("from".into(), t.clone());
+    }
+    if let Some(t) = &a.to {
+        inputs.insert("to".into(), t.clone());
     }
     if a.flow_sim {
         inputs.insert(

@@ -318,6 +318,13 @@ pub struct SourceCounts {
     pub rejected: BTreeMap<String, u64>,
     /// Events the source yielded (published to the hedger).
     pub used: u64,
+    /// Events read and skipped before `--from`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub before_window: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The whole report.
