@@ -620,7 +620,7 @@ fn a_time_window_replays_only_its_snapshots() {
     assert!(used + before < whole["source"]["used"].as_u64().unwrap());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hedgectl"))
         .arg("replay")
-        .args(&base)
+        .args(base)
         .args(["--from", "2026-02-09T00:00Z", "--to", "2026-02-04T00:00Z"])
         .output()
         .unwrap();
