@@ -453,6 +453,7 @@ fn deribit_2026_short_straddles_end_within_the_band_recomputed_from_the_fills() 
 fn a_sweep_puts_every_configuration_on_the_cost_risk_frontier() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("f.svg");
+    let png = dir.path().join("a.png");
     let v: serde_json::Value = serde_json::from_slice(&run(&[
         "--synthetic-seed",
         "5",
@@ -463,9 +464,22 @@ fn a_sweep_puts_every_configuration_on_the_cost_risk_frontier() {
         "fixed:band=0.25,1,target=zero,edge",
         "--frontier-plot",
         svg.to_str().unwrap(),
+        "--attribution-plot",
+        png.to_str().unwrap(),
         "--json",
     ]))
     .unwrap();
+    // The PNG is the attribution SVG rasterized: it decodes, and it is not blank.
+    let img = resvg::tiny_skia::Pixmap::load_png(&png).unwrap();
+    let inked = img
+        .pixels()
+        .iter()
+        .filter(|p| (p.red(), p.green(), p.blue()) != (255, 255, 255))
+        .count();
+    assert!(
+        img.width() >= 400 && inked * 100 > img.pixels().len(),
+        "{inked}"
+    );
     let f = v["frontier"].as_array().unwrap();
     let specs: Vec<&str> = f.iter().map(|p| p["spec"].as_str().unwrap()).collect();
     assert_eq!(

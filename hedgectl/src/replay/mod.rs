@@ -130,7 +130,8 @@ pub struct ReplayArgs {
     /// SVG plot to FILE.
     #[arg(long, value_name = "FILE")]
     pub attribution_plot: Option<PathBuf>,
-    /// Write the cost / tracking-error frontier as an SVG plot to FILE.
+    /// Write the cost / tracking-error frontier as a plot to FILE: SVG, or PNG when FILE ends
+    /// in `.png` (the same for --plot and --attribution-plot).
     #[arg(long, value_name = "FILE")]
     pub frontier_plot: Option<PathBuf>,
     /// Limits, `key=value,...` with the keys of `[underlyings.X.limits]` (max_order_qty,
@@ -406,20 +407,17 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
     }
     report.frontier = frontier::frontier(&report.policies);
     if let Some(path) = &a.attribution_plot {
-        std::fs::write(path, plot::attribution_svg(&report))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        plot::write_plot(path, &plot::attribution_svg(&report))?;
     }
     if let Some(path) = &a.frontier_plot {
-        std::fs::write(path, frontier::svg(&report.frontier))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        plot::write_plot(path, &frontier::svg(&report.frontier))?;
     }
     let json = serde_json::to_string_pretty(&report)? + "\n";
     if let Some(path) = &a.report {
         std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &a.plot {
-        std::fs::write(path, plot::svg(&report))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        plot::write_plot(path, &plot::svg(&report))?;
     }
     if a.json {
         out(&json)?;

@@ -302,3 +302,66 @@ pub fn attribution_svg(r: &Report) -> String {
     );
     page(&title, &legend, 28.0, &panels)
 }
+
+/// Writes a plot to `path`: the SVG itself, or, when `path` ends in `.png`, the SVG rasterized
+/// (resvg, text in the system's fonts; without any font the PNG has no text, and this says so
+/// on stderr).
+///
+/// # Errors
+/// The file cannot be written, or the SVG does not render.
+pub fn write_plot(path: &std::path::Path, svg: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let is_png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let bytes = if is_png {
+        png(svg)?
+    } else {
+        svg.as_bytes().to_vec()
+    };
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The SVG rasterized to PNG at 2 pixels per SVG unit, on a white background.
+fn png(svg: &str) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    use resvg::{tiny_skia, usvg};
+    let mut opt = usvg::Options::default();
+    opt.fontdb_mut().load_system_fonts();
+    // The plots ask for `sans-serif`, which usvg maps to Arial: take the system's first sans
+    // family instead (DejaVu Sans, Liberation Sans, ...), else any family.
+    let family = {
+        let families = || {
+            opt.fontdb
+                .faces()
+                .flat_map(|f| f.families.iter().map(|(n, _)| n))
+        };
+        families()
+            .find(|n| n.contains("Sans") && !n.contains("Mono"))
+            .or_else(|| families().next())
+            .cloned()
+    };
+    match family {
+        Some(f) => {
+            opt.fontdb_mut().set_sans_serif_family(f.clone());
+            opt.font_family = f;
+        }
+        None => eprintln!("hedgectl: no system fonts found: the PNG plot has no text (install a font package such as fonts-dejavu-core, or write .svg)"),
+    }
+    let tree = usvg::Tree::from_str(svg, &opt).context("the plot's SVG does not parse")?;
+    let scale = 2.0;
+    let size = tree
+        .size()
+        .to_int_size()
+        .scale_by(scale)
+        .context("empty plot")?;
+    let mut pixmap =
+        tiny_skia::Pixmap::new(size.width(), size.height()).context("plot too large")?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(
+        &tree,
+        tiny_skia::Transform::from_scale(scale, scale),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().context("PNG encoding failed")
+}
