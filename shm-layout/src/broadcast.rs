@@ -168,22 +168,11 @@ mod real {
     use std::path::Path;
 
     fn size_for(cap: u64, msg_size: u32) -> Option<usize> {
-        let cap = usize::try_from(cap).ok()?;
-        if !cap.is_power_of_two() {
-            return None;
-        }
-        cap.checked_mul(slot_stride(msg_size as usize))?
-            .checked_add(SLOTS_OFFSET)
+        segment::ring_size(cap, slot_stride(msg_size as usize), SLOTS_OFFSET)
     }
 
     fn spec<T: Pod>() -> segment::Spec {
-        segment::Spec {
-            kind: SegmentKind::Broadcast,
-            msg_type: segment::short_type_name::<T>(),
-            msg_size: core::mem::size_of::<T>() as u32,
-            msg_align: core::mem::align_of::<T>() as u32,
-            size_for,
-        }
+        segment::Spec::of::<T>(SegmentKind::Broadcast, size_for)
     }
 
     /// The single writer of a broadcast ring. Never waits for readers.
@@ -212,16 +201,7 @@ mod real {
             capacity_pow2: usize,
             stale: StalePolicy,
         ) -> Result<Self, SegmentError> {
-            #[allow(clippy::let_unit_value)]
-            let () = crate::sync::WordSized::<T>::OK;
-            let (seg, _recovered) = segment::create(
-                dir,
-                name,
-                &spec::<T>(),
-                capacity_pow2 as u64,
-                stale,
-                &|_| {},
-            )?;
+            let seg = segment::create_ring::<T>(dir, name, &spec::<T>(), capacity_pow2, stale)?;
             let g = Geometry::new(seg.capacity, core::mem::size_of::<T>());
             // SAFETY: validated broadcast region.
             let pos = unsafe { tail(&seg.mem) };

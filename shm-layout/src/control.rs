@@ -27,20 +27,11 @@ fn size_for(cap: u64, msg_size: u32) -> Option<usize> {
     if cap != CAPACITY as u64 {
         return None;
     }
-    usize::try_from(cap)
-        .ok()?
-        .checked_mul(msg_size as usize)?
-        .checked_add(TRADING_STATE_OFFSET)
+    segment::records_size(cap, msg_size as usize, TRADING_STATE_OFFSET)
 }
 
 fn spec() -> segment::Spec {
-    segment::Spec {
-        kind: SegmentKind::Control,
-        msg_type: "TradingState",
-        msg_size: 1,
-        msg_align: 1,
-        size_for,
-    }
+    segment::Spec::of::<TradingState>(SegmentKind::Control, size_for)
 }
 
 /// Trading state of one underlying.

@@ -16,20 +16,11 @@ use std::path::Path;
 pub const DEFS_OFFSET: usize = 128;
 
 fn size_for(cap: u64, msg_size: u32) -> Option<usize> {
-    usize::try_from(cap)
-        .ok()?
-        .checked_mul(msg_size as usize)?
-        .checked_add(DEFS_OFFSET)
+    segment::records_size(cap, msg_size as usize, DEFS_OFFSET)
 }
 
 fn spec() -> segment::Spec {
-    segment::Spec {
-        kind: SegmentKind::Instruments,
-        msg_type: "InstrumentDef",
-        msg_size: core::mem::size_of::<InstrumentDef>() as u32,
-        msg_align: core::mem::align_of::<InstrumentDef>() as u32,
-        size_for,
-    }
+    segment::Spec::of::<InstrumentDef>(SegmentKind::Instruments, size_for)
 }
 
 /// The instruments table.

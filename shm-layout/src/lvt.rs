@@ -277,20 +277,11 @@ mod real {
     use std::path::Path;
 
     fn size_for(cap: u64, msg_size: u32) -> Option<usize> {
-        usize::try_from(cap)
-            .ok()?
-            .checked_mul(entry_stride(msg_size as usize))?
-            .checked_add(ENTRIES_OFFSET)
+        segment::records_size(cap, entry_stride(msg_size as usize), ENTRIES_OFFSET)
     }
 
     fn spec() -> segment::Spec {
-        segment::Spec {
-            kind: SegmentKind::LastValue,
-            msg_type: "LastValue",
-            msg_size: core::mem::size_of::<LastValue>() as u32,
-            msg_align: core::mem::align_of::<LastValue>() as u32,
-            size_for,
-        }
+        segment::Spec::of::<LastValue>(SegmentKind::LastValue, size_for)
     }
 
     /// A last-value table, either created (writer) or opened (read-only mapping).

@@ -437,34 +437,34 @@ const CPU_SET_SIZE: usize = 1024;
 mod tests {
     use super::*;
 
+    /// Each `(spelling, value)`: the spelling parses to the value, prints back, and is its
+    /// serde (JSON string) form both ways.
+    fn assert_spellings<T>(pairs: &[(&str, T)])
+    where
+        T: std::str::FromStr + std::fmt::Display + serde::Serialize + serde::de::DeserializeOwned,
+        T: PartialEq + std::fmt::Debug,
+        T::Err: std::fmt::Debug,
+    {
+        for (s, v) in pairs {
+            assert_eq!(&s.parse::<T>().unwrap(), v);
+            assert_eq!(&v.to_string(), s);
+            assert_eq!(&serde_json::from_str::<T>(&format!("{s:?}")).unwrap(), v);
+            assert_eq!(serde_json::to_string(v).unwrap(), format!("{s:?}"));
+        }
+    }
+
     #[test]
     fn every_spelling_parses_and_prints_back() {
-        for (s, v) in [
+        assert_spellings(&[
             ("busy-spin", IdleStrategy::BusySpin),
             ("spin-then-yield", IdleStrategy::SpinThenYield),
             ("backoff-park", IdleStrategy::BackoffPark),
-        ] {
-            assert_eq!(s.parse::<IdleStrategy>().unwrap(), v);
-            assert_eq!(v.to_string(), s);
-            assert_eq!(
-                serde_json::from_str::<IdleStrategy>(&format!("{s:?}")).unwrap(),
-                v
-            );
-            assert_eq!(serde_json::to_string(&v).unwrap(), format!("{s:?}"));
-        }
-        for (s, v) in [
+        ]);
+        assert_spellings(&[
             ("fail", StalePolicy::Fail),
             ("recover", StalePolicy::Recover),
             ("replace", StalePolicy::Replace),
-        ] {
-            assert_eq!(s.parse::<StalePolicy>().unwrap(), v);
-            assert_eq!(v.to_string(), s);
-            assert_eq!(
-                serde_json::from_str::<StalePolicy>(&format!("{s:?}")).unwrap(),
-                v
-            );
-            assert_eq!(serde_json::to_string(&v).unwrap(), format!("{s:?}"));
-        }
+        ]);
         assert_eq!(IdleStrategy::NAMES.len(), IdleStrategy::ALL.len());
         assert_eq!(StalePolicy::NAMES.len(), StalePolicy::ALL.len());
         assert_eq!(IdleStrategy::default(), IdleStrategy::SpinThenYield);

@@ -418,9 +418,55 @@ pub(crate) struct Spec {
 }
 
 impl Spec {
+    /// The spec of a segment of `T` records (type named by its short name, size and alignment
+    /// those of `T`).
+    pub(crate) fn of<T>(kind: SegmentKind, size_for: fn(u64, u32) -> Option<usize>) -> Spec {
+        Spec {
+            kind,
+            msg_type: short_type_name::<T>(),
+            msg_size: core::mem::size_of::<T>() as u32,
+            msg_align: core::mem::align_of::<T>() as u32,
+            size_for,
+        }
+    }
+
     fn describe(&self) -> String {
         format!("{}<{}>", self.kind.name(), self.msg_type)
     }
+}
+
+/// Bytes of a segment holding `cap` records of `stride` bytes after its first `offset` bytes;
+/// `None` on overflow. The `size_for` of the tables.
+pub(crate) fn records_size(cap: u64, stride: usize, offset: usize) -> Option<usize> {
+    usize::try_from(cap)
+        .ok()?
+        .checked_mul(stride)?
+        .checked_add(offset)
+}
+
+/// [`records_size`] for a ring: `None` also unless `cap` is a power of two (the rings index
+/// slots by masking).
+pub(crate) fn ring_size(cap: u64, stride: usize, offset: usize) -> Option<usize> {
+    if !cap.is_power_of_two() {
+        return None;
+    }
+    records_size(cap, stride, offset)
+}
+
+/// Creates the ring segment `dir/name` of `T` messages with `capacity_pow2` slots, for its
+/// single writer (broadcast writer or SPSC producer); the region is left zeroed, or as the
+/// dead writer left it when `stale` recovers it.
+pub(crate) fn create_ring<T: bytemuck::Pod>(
+    dir: &Path,
+    name: &str,
+    spec: &Spec,
+    capacity_pow2: usize,
+    stale: StalePolicy,
+) -> Result<Segment, SegmentError> {
+    #[allow(clippy::let_unit_value)]
+    let () = crate::sync::WordSized::<T>::OK;
+    let (seg, _recovered) = create(dir, name, spec, capacity_pow2 as u64, stale, &|_| {})?;
+    Ok(seg)
 }
 
 /// Short name of a type (`shm_layout::messages::MarketEvent` -> `MarketEvent`).

@@ -214,22 +214,11 @@ mod real {
     use std::path::Path;
 
     fn size_for(cap: u64, msg_size: u32) -> Option<usize> {
-        let cap = usize::try_from(cap).ok()?;
-        if !cap.is_power_of_two() {
-            return None;
-        }
-        cap.checked_mul(msg_size as usize)?
-            .checked_add(SLOTS_OFFSET)
+        segment::ring_size(cap, msg_size as usize, SLOTS_OFFSET)
     }
 
     fn spec<T: Pod>() -> segment::Spec {
-        segment::Spec {
-            kind: SegmentKind::Spsc,
-            msg_type: segment::short_type_name::<T>(),
-            msg_size: core::mem::size_of::<T>() as u32,
-            msg_align: core::mem::align_of::<T>() as u32,
-            size_for,
-        }
+        segment::Spec::of::<T>(SegmentKind::Spsc, size_for)
     }
 
     fn positions(seg: &Segment) -> Result<(u64, u64), SegmentError> {
@@ -279,17 +268,13 @@ mod real {
             capacity_pow2: usize,
             stale: StalePolicy,
         ) -> Result<Self, SegmentError> {
-            #[allow(clippy::let_unit_value)]
-            let () = crate::sync::WordSized::<T>::OK;
-            let (seg, _) = segment::create(
+            Self::attach(segment::create_ring::<T>(
                 dir,
                 name,
                 &spec::<T>(),
-                capacity_pow2 as u64,
+                capacity_pow2,
                 stale,
-                &|_| {},
-            )?;
-            Self::attach(seg)
+            )?)
         }
 
         /// Re-attaches to an existing queue as its producer (its previous producer must be

@@ -1,18 +1,14 @@
 //! Behaviour of the public API in one process: rings, tables, counters, control, header errors.
 
+mod common;
+
 use bytemuck::Zeroable;
+use common::shm_dir;
 use shm_layout::segment::header;
 use shm_layout::*;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
-
-fn shm_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("shm-layout-test-")
-        .tempdir_in("/dev/shm")
-        .expect("tempdir in /dev/shm")
-}
 
 fn ev(i: u64) -> MarketEvent {
     let mut e = MarketEvent::underlying_price(7, i, i, 100.0 + i as f64);
@@ -292,6 +288,13 @@ fn make_md(dir: &Path) -> BroadcastWriter<MarketEvent> {
     BroadcastWriter::<MarketEvent>::create(dir, "md", 8, StalePolicy::Fail).unwrap()
 }
 
+/// A valid `md` ring whose header bytes at `off` are then overwritten with `bytes`.
+fn make_md_poked(dir: &Path, off: usize, bytes: &[u8]) -> BroadcastWriter<MarketEvent> {
+    let w = make_md(dir);
+    poke(&dir.join("md"), off, bytes);
+    w
+}
+
 #[test]
 fn open_missing_segment_is_missing() {
     let d = shm_dir();
@@ -304,12 +307,7 @@ fn open_missing_segment_is_missing() {
 #[test]
 fn open_waits_then_reports_not_initialized() {
     let d = shm_dir();
-    let _w = make_md(d.path());
-    poke(
-        &d.path().join("md"),
-        header::INITIALIZED,
-        &0u32.to_le_bytes(),
-    );
+    let _w = make_md_poked(d.path(), header::INITIALIZED, &0u32.to_le_bytes());
     let t = std::time::Instant::now();
     let r = BroadcastReader::<MarketEvent>::open(
         d.path(),
@@ -356,12 +354,7 @@ fn open_foreign_file_is_bad_magic() {
 #[test]
 fn open_other_version_is_version_mismatch() {
     let d = shm_dir();
-    let _w = make_md(d.path());
-    poke(
-        &d.path().join("md"),
-        header::LAYOUT_VERSION,
-        &99u32.to_le_bytes(),
-    );
+    let _w = make_md_poked(d.path(), header::LAYOUT_VERSION, &99u32.to_le_bytes());
     let e = open_md(d.path()).err().unwrap();
     assert!(matches!(e, SegmentError::VersionMismatch { found: 99, .. }));
     assert!(e.to_string().contains("layout version 99"));
@@ -370,12 +363,7 @@ fn open_other_version_is_version_mismatch() {
 #[test]
 fn open_other_layouts_is_fingerprint_mismatch() {
     let d = shm_dir();
-    let _w = make_md(d.path());
-    poke(
-        &d.path().join("md"),
-        header::FINGERPRINT,
-        &1u64.to_le_bytes(),
-    );
+    let _w = make_md_poked(d.path(), header::FINGERPRINT, &1u64.to_le_bytes());
     assert!(matches!(
         open_md(d.path()),
         Err(SegmentError::FingerprintMismatch { found: 1, .. })

@@ -32,21 +32,27 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
+/// Spawns the producer of messages `0..n` into the queue `mem` of geometry `g`, retrying
+/// while it is full.
+fn spawn_producer(mem: &Arc<Mem>, g: spsc::Geometry, n: u64) -> thread::JoinHandle<()> {
+    let mem = mem.clone();
+    thread::spawn(move || {
+        let mut st = ProducerState::default();
+        for i in 0..n {
+            // SAFETY: region of geometry `g` for Msg; only producer.
+            while !unsafe { spsc::push(&mem, &g, &mut st, &msg(i)) } {
+                thread::yield_now();
+            }
+        }
+    })
+}
+
 #[test]
 fn spsc_delivers_in_order_through_full_and_empty_with_wrap_around() {
     model(|| {
         let g = spsc::Geometry::new(2, 16);
         let mem = Arc::new(Mem::zeroed(g.region_len()));
-        let m2 = mem.clone();
-        let producer = thread::spawn(move || {
-            let mut st = ProducerState::default();
-            for i in 0..3u64 {
-                // SAFETY: region of geometry `g` for Msg; only producer.
-                while !unsafe { spsc::push(&m2, &g, &mut st, &msg(i)) } {
-                    thread::yield_now();
-                }
-            }
-        });
+        let producer = spawn_producer(&mem, g, 3);
         let mut st = ConsumerState::default();
         let mut next = 0;
         while next < 3 {
@@ -70,16 +76,7 @@ fn spsc_restarted_consumer_resumes_at_committed_position() {
     model(|| {
         let g = spsc::Geometry::new(2, 16);
         let mem = Arc::new(Mem::zeroed(g.region_len()));
-        let m2 = mem.clone();
-        let producer = thread::spawn(move || {
-            let mut st = ProducerState::default();
-            for i in 0..3u64 {
-                // SAFETY: region of geometry `g` for Msg; only producer.
-                while !unsafe { spsc::push(&m2, &g, &mut st, &msg(i)) } {
-                    thread::yield_now();
-                }
-            }
-        });
+        let producer = spawn_producer(&mem, g, 3);
         let mut got = vec![];
         // First consumer life: reads one message and commits it, peeks another without
         // committing, then "dies" (its local state is dropped).

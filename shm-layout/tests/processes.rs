@@ -1,7 +1,10 @@
 //! Cross-process behaviour with real child processes: the test binary re-executes itself with
 //! `SHM_CHILD=<role>` and runs `child_process_entry`, which plays the other end of a segment.
 
+mod common;
+
 use bytemuck::Zeroable;
+use common::shm_dir;
 use shm_layout::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,13 +13,6 @@ use std::time::Duration;
 const OPEN: OpenOptions = OpenOptions {
     wait: Duration::from_secs(20),
 };
-
-fn shm_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("shm-layout-proc-")
-        .tempdir_in("/dev/shm")
-        .expect("tempdir in /dev/shm")
-}
 
 /// Message `i` of the stream: every field derived from `i`, so corruption is detected.
 fn order(i: u64) -> HedgeOrder {

@@ -1,18 +1,14 @@
 //! Property tests of wrap-around at arbitrary capacities, and torn-read stress tests of the
 //! seqlock protocols with real threads.
 
+mod common;
+
 use bytemuck::Zeroable;
+use common::shm_dir;
 use proptest::prelude::*;
 use shm_layout::*;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-fn shm_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("shm-layout-prop-")
-        .tempdir_in("/dev/shm")
-        .unwrap()
-}
 
 fn order(i: u64) -> HedgeOrder {
     let mut o = HedgeOrder::zeroed();
