@@ -134,6 +134,28 @@ pub struct OptionInputs {
 }
 
 impl OptionInputs {
+    /// A Black-76 option on `forward` (quote currency), strike in the quote currency,
+    /// `t_years` in years, `vol` 1.00 = 100%, discounted at `rate` per year; no yield.
+    pub const fn black76(
+        kind: OptionType,
+        forward: f64,
+        strike: f64,
+        t_years: f64,
+        vol: f64,
+        rate: f64,
+    ) -> OptionInputs {
+        OptionInputs {
+            model: Model::Black76,
+            kind,
+            underlying: forward,
+            strike,
+            t_years,
+            vol,
+            rate,
+            div: 0.0,
+        }
+    }
+
     /// Checks every input; see [`PricingError`] for the accepted ranges.
     ///
     /// # Errors
@@ -234,17 +256,7 @@ pub fn black76_price(
     vol: f64,
     rate: f64,
 ) -> Result<f64, PricingError> {
-    OptionInputs {
-        model: Model::Black76,
-        kind,
-        underlying: forward,
-        strike,
-        t_years,
-        vol,
-        rate,
-        div: 0.0,
-    }
-    .price()
+    OptionInputs::black76(kind, forward, strike, t_years, vol, rate).price()
 }
 
 /// Black-76 price and Greeks (delta = dV/dF, the discounted forward delta).
@@ -259,17 +271,7 @@ pub fn black76_greeks(
     vol: f64,
     rate: f64,
 ) -> Result<Greeks, PricingError> {
-    OptionInputs {
-        model: Model::Black76,
-        kind,
-        underlying: forward,
-        strike,
-        t_years,
-        vol,
-        rate,
-        div: 0.0,
-    }
-    .greeks()
+    OptionInputs::black76(kind, forward, strike, t_years, vol, rate).greeks()
 }
 
 /// Black-Scholes-Merton price and Greeks on a spot with rate `rate` and yield `div`.

@@ -172,15 +172,6 @@ pub fn black76_implied_vol(
     rate: f64,
     price: f64,
 ) -> Result<f64, PricingError> {
-    OptionInputs {
-        model: Model::Black76,
-        kind,
-        underlying: forward,
-        strike,
-        t_years,
-        vol: 0.0,
-        rate,
-        div: 0.0,
-    }
-    .implied_vol(price)
+    // The vol is what is solved for: the input's is ignored.
+    OptionInputs::black76(kind, forward, strike, t_years, 0.0, rate).implied_vol(price)
 }
