@@ -7,93 +7,47 @@
 //! ([`crate::source::RejectReason`]) only when no part of it could be used or the row as a whole
 //! is unusable (wrong column count, bad timestamp, unknown symbol).
 
-use crate::source::{Counts, Reason};
+use crate::source::Counts;
 
-/// Why a part of a used row was dropped or degraded. Every reason is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum PartialReason {
-    /// A quote was published with a price and no size (empty `bid_amount`/`ask_amount`): it
-    /// carries `MarketEvent::FLAG_SIZE_UNKNOWN`.
-    QuoteSizeUnknown = 0,
-    /// A size was present but not a finite non-negative number: the quote was published as
-    /// size-unknown.
-    QuoteSizeInvalid = 1,
-    /// No quote: the bid or the ask is empty (or 0, Deribit's "no order").
-    QuoteOneSided = 2,
-    /// No quote: the bid is at or above the ask.
-    QuoteCrossed = 3,
-    /// No quote: a bid or ask price is unparsable, NaN, infinite or negative.
-    QuotePriceInvalid = 4,
-    /// No mark: `mark_price` or `mark_iv` is empty.
-    MarkMissing = 5,
-    /// No mark: `mark_price` or `mark_iv` is unparsable, non-finite, negative, or the vol zero.
-    MarkInvalid = 6,
-    /// No underlying price (and so no mark, which needs it: counted as `mark_no_underlying`
-    /// when its own fields were valid): `underlying_price` is empty.
-    UnderlyingMissing = 7,
-    /// No underlying price (and so no mark): `underlying_price` is unparsable, non-finite or
-    /// not positive.
-    UnderlyingInvalid = 8,
-    /// An exchange greek (`delta`, `gamma`, `vega`, `theta`, `rho`) is present but unparsable
-    /// or non-finite (greeks do not travel in market events; static risk reads them).
-    GreekInvalid = 9,
-    /// A `derivative_ticker` field (index price, open interest, funding rate, last price) is
-    /// present but unparsable, non-finite or negative: the row was published without it.
-    TickerFieldInvalid = 10,
-    /// A `derivative_ticker` row had both a mark and a last price: the event carries the mark,
-    /// the last price is not published.
-    TickerLastUnused = 11,
-    /// No mark: its own fields were valid, but the row's underlying price (which the mark
-    /// carries) was not (that part is counted under `underlying_*`).
-    MarkNoUnderlying = 12,
-}
-
-impl PartialReason {
-    /// Every reason, in counter order.
-    pub const ALL: [PartialReason; 13] = [
-        PartialReason::QuoteSizeUnknown,
-        PartialReason::QuoteSizeInvalid,
-        PartialReason::QuoteOneSided,
-        PartialReason::QuoteCrossed,
-        PartialReason::QuotePriceInvalid,
-        PartialReason::MarkMissing,
-        PartialReason::MarkInvalid,
-        PartialReason::UnderlyingMissing,
-        PartialReason::UnderlyingInvalid,
-        PartialReason::GreekInvalid,
-        PartialReason::TickerFieldInvalid,
-        PartialReason::TickerLastUnused,
-        PartialReason::MarkNoUnderlying,
-    ];
-
-    /// Snake-case name (counter labels, summaries, JSON keys).
-    pub const fn name(self) -> &'static str {
-        match self {
-            PartialReason::QuoteSizeUnknown => "quote_size_unknown",
-            PartialReason::QuoteSizeInvalid => "quote_size_invalid",
-            PartialReason::QuoteOneSided => "quote_one_sided",
-            PartialReason::QuoteCrossed => "quote_crossed",
-            PartialReason::QuotePriceInvalid => "quote_price_invalid",
-            PartialReason::MarkMissing => "mark_missing",
-            PartialReason::MarkInvalid => "mark_invalid",
-            PartialReason::UnderlyingMissing => "underlying_missing",
-            PartialReason::UnderlyingInvalid => "underlying_invalid",
-            PartialReason::GreekInvalid => "greek_invalid",
-            PartialReason::TickerFieldInvalid => "ticker_field_invalid",
-            PartialReason::TickerLastUnused => "ticker_last_unused",
-            PartialReason::MarkNoUnderlying => "mark_no_underlying",
-        }
-    }
-}
-
-impl Reason for PartialReason {
-    const ALL: &'static [Self] = &PartialReason::ALL;
-    fn index(self) -> usize {
-        self as usize
-    }
-    fn name(self) -> &'static str {
-        PartialReason::name(self)
+crate::source::reasons! {
+    /// Why a part of a used row was dropped or degraded. Every reason is counted.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[repr(u8)]
+    pub enum PartialReason {
+        /// A quote was published with a price and no size (empty `bid_amount`/`ask_amount`): it
+        /// carries `MarketEvent::FLAG_SIZE_UNKNOWN`.
+        QuoteSizeUnknown = 0 => "quote_size_unknown",
+        /// A size was present but not a finite non-negative number: the quote was published as
+        /// size-unknown.
+        QuoteSizeInvalid = 1 => "quote_size_invalid",
+        /// No quote: the bid or the ask is empty (or 0, Deribit's "no order").
+        QuoteOneSided = 2 => "quote_one_sided",
+        /// No quote: the bid is at or above the ask.
+        QuoteCrossed = 3 => "quote_crossed",
+        /// No quote: a bid or ask price is unparsable, NaN, infinite or negative.
+        QuotePriceInvalid = 4 => "quote_price_invalid",
+        /// No mark: `mark_price` or `mark_iv` is empty.
+        MarkMissing = 5 => "mark_missing",
+        /// No mark: `mark_price` or `mark_iv` is unparsable, non-finite, negative, or the vol zero.
+        MarkInvalid = 6 => "mark_invalid",
+        /// No underlying price (and so no mark, which needs it: counted as `mark_no_underlying`
+        /// when its own fields were valid): `underlying_price` is empty.
+        UnderlyingMissing = 7 => "underlying_missing",
+        /// No underlying price (and so no mark): `underlying_price` is unparsable, non-finite or
+        /// not positive.
+        UnderlyingInvalid = 8 => "underlying_invalid",
+        /// An exchange greek (`delta`, `gamma`, `vega`, `theta`, `rho`) is present but unparsable
+        /// or non-finite (greeks do not travel in market events; static risk reads them).
+        GreekInvalid = 9 => "greek_invalid",
+        /// A `derivative_ticker` field (index price, open interest, funding rate, last price) is
+        /// present but unparsable, non-finite or negative: the row was published without it.
+        TickerFieldInvalid = 10 => "ticker_field_invalid",
+        /// A `derivative_ticker` row had both a mark and a last price: the event carries the mark,
+        /// the last price is not published.
+        TickerLastUnused = 11 => "ticker_last_unused",
+        /// No mark: its own fields were valid, but the row's underlying price (which the mark
+        /// carries) was not (that part is counted under `underlying_*`).
+        MarkNoUnderlying = 12 => "mark_no_underlying",
     }
 }
 

@@ -72,66 +72,75 @@ impl Default for SourceEvent {
     }
 }
 
-/// Why an input row (or generated event) was skipped. Every reason is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum RejectReason {
-    /// Not parsable: a CSV error, bad UTF-8, a number, boolean or side that does not parse.
-    Malformed = 0,
-    /// The row has a different number of columns than the header.
-    ColumnCount = 1,
-    /// A price or quantity is NaN or infinite.
-    NonFinite = 2,
-    /// A price is zero or negative, or a quantity negative.
-    NegativePrice = 3,
-    /// Best bid at or above best ask.
-    Crossed = 4,
-    /// The symbol is not in the (fixed) instruments registry.
-    UnknownSymbol = 5,
-    /// The symbol cannot be parsed into an instrument.
-    UnparsableSymbol = 6,
-    /// The row's timestamp is earlier than the previous row's of the same file.
-    TimeBackwards = 7,
-    /// No two-sided top of book to publish (an empty side, LOBSTER dummy levels).
-    OneSided = 8,
-    /// The event failed `MarketEvent::is_valid` for another reason (e.g. a zero implied vol).
-    InvalidEvent = 9,
-    /// A timestamp is outside the supported range (from 2100-01-01 on), e.g. a 19-digit
-    /// microsecond value whose nanoseconds would not fit in a u64.
-    TimestampRange = 10,
-}
-
-impl RejectReason {
-    /// Every reason, in counter order.
-    pub const ALL: [RejectReason; 11] = [
-        RejectReason::Malformed,
-        RejectReason::ColumnCount,
-        RejectReason::NonFinite,
-        RejectReason::NegativePrice,
-        RejectReason::Crossed,
-        RejectReason::UnknownSymbol,
-        RejectReason::UnparsableSymbol,
-        RejectReason::TimeBackwards,
-        RejectReason::OneSided,
-        RejectReason::InvalidEvent,
-        RejectReason::TimestampRange,
-    ];
-
-    /// Snake-case name (counter labels, summaries).
-    pub const fn name(self) -> &'static str {
-        match self {
-            RejectReason::Malformed => "malformed",
-            RejectReason::ColumnCount => "column_count",
-            RejectReason::NonFinite => "non_finite",
-            RejectReason::NegativePrice => "negative_price",
-            RejectReason::Crossed => "crossed",
-            RejectReason::UnknownSymbol => "unknown_symbol",
-            RejectReason::UnparsableSymbol => "unparsable_symbol",
-            RejectReason::TimeBackwards => "time_backwards",
-            RejectReason::OneSided => "one_sided",
-            RejectReason::InvalidEvent => "invalid_event",
-            RejectReason::TimestampRange => "timestamp_range",
+/// Declares a reason enum from one list: each variant with its doc, its dense index from 0
+/// (counter order) and its snake-case counter name. Generates the enum, `ALL` (every reason in
+/// counter order), `name()` (counter labels, summaries, JSON keys) and its [`Reason`] impl, so
+/// that the order, the names and the count cannot disagree.
+macro_rules! reasons {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $index:literal => $label:literal, )+
         }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant = $index, )+
+        }
+
+        impl $name {
+            /// Every reason, in counter order.
+            pub const ALL: [$name; [$($label),+].len()] = [$($name::$variant),+];
+
+            /// Snake-case name (counter labels, summaries, JSON keys).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $label, )+
+                }
+            }
+        }
+
+        impl $crate::source::Reason for $name {
+            const ALL: &'static [Self] = &$name::ALL;
+            fn index(self) -> usize {
+                self as usize
+            }
+            fn name(self) -> &'static str {
+                $name::name(self)
+            }
+        }
+    };
+}
+pub(crate) use reasons;
+
+reasons! {
+    /// Why an input row (or generated event) was skipped. Every reason is counted.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[repr(u8)]
+    pub enum RejectReason {
+        /// Not parsable: a CSV error, bad UTF-8, a number, boolean or side that does not parse.
+        Malformed = 0 => "malformed",
+        /// The row has a different number of columns than the header.
+        ColumnCount = 1 => "column_count",
+        /// A price or quantity is NaN or infinite.
+        NonFinite = 2 => "non_finite",
+        /// A price is zero or negative, or a quantity negative.
+        NegativePrice = 3 => "negative_price",
+        /// Best bid at or above best ask.
+        Crossed = 4 => "crossed",
+        /// The symbol is not in the (fixed) instruments registry.
+        UnknownSymbol = 5 => "unknown_symbol",
+        /// The symbol cannot be parsed into an instrument.
+        UnparsableSymbol = 6 => "unparsable_symbol",
+        /// The row's timestamp is earlier than the previous row's of the same file.
+        TimeBackwards = 7 => "time_backwards",
+        /// No two-sided top of book to publish (an empty side, LOBSTER dummy levels).
+        OneSided = 8 => "one_sided",
+        /// The event failed `MarketEvent::is_valid` for another reason (e.g. a zero implied vol).
+        InvalidEvent = 9 => "invalid_event",
+        /// A timestamp is outside the supported range (from 2100-01-01 on), e.g. a 19-digit
+        /// microsecond value whose nanoseconds would not fit in a u64.
+        TimestampRange = 10 => "timestamp_range",
     }
 }
 
@@ -144,16 +153,6 @@ pub trait Reason: Copy + 'static {
     fn index(self) -> usize;
     /// Snake-case name (counter labels, summaries, JSON keys).
     fn name(self) -> &'static str;
-}
-
-impl Reason for RejectReason {
-    const ALL: &'static [Self] = &RejectReason::ALL;
-    fn index(self) -> usize {
-        self as usize
-    }
-    fn name(self) -> &'static str {
-        RejectReason::name(self)
-    }
 }
 
 /// Counts by reason (plain integers: a source is single-threaded). `N` is the number of

@@ -639,6 +639,28 @@ fn field(b: &[u8], zero_ok: bool) -> Result<Option<f64>, RejectReason> {
     }
 }
 
+/// Both values of a two-field part, or `None` with the part counted in `part`: as `invalid`
+/// when either field does not parse, else as `missing` when either is empty.
+#[inline]
+fn both_fields<E1, E2>(
+    fields: (Result<Option<f64>, E1>, Result<Option<f64>, E2>),
+    invalid: PartialReason,
+    missing: PartialReason,
+    part: &mut Partials,
+) -> Option<(f64, f64)> {
+    match fields {
+        (Ok(Some(x)), Ok(Some(y))) => Some((x, y)),
+        (Err(_), _) | (_, Err(_)) => {
+            part.add(invalid);
+            None
+        }
+        _ => {
+            part.add(missing);
+            None
+        }
+    }
+}
+
 /// The quote part of a row: `Some(quote)` when both sides are priced and bid < ask, with the
 /// sizes (x `scale`) when both are given and valid, else sizes 0 and
 /// [`MarketEvent::FLAG_SIZE_UNKNOWN`]. Every dropped or degraded part is counted in `part`.
@@ -651,17 +673,12 @@ fn quote_part(
     scale: f64,
     part: &mut Partials,
 ) -> Option<MarketEvent> {
-    let (b, a) = match (optional_price(bid), optional_price(ask)) {
-        (Ok(Some(b)), Ok(Some(a))) => (b, a),
-        (Err(_), _) | (_, Err(_)) => {
-            part.add(PartialReason::QuotePriceInvalid);
-            return None;
-        }
-        _ => {
-            part.add(PartialReason::QuoteOneSided);
-            return None;
-        }
-    };
+    let (b, a) = both_fields(
+        (optional_price(bid), optional_price(ask)),
+        PartialReason::QuotePriceInvalid,
+        PartialReason::QuoteOneSided,
+        part,
+    )?;
     if b >= a {
         part.add(PartialReason::QuoteCrossed);
         return None;
@@ -691,6 +708,22 @@ fn quote_part(
 }
 
 impl FileReader {
+    /// The end of a row that is published: its present events in order, then its partial
+    /// counts.
+    #[inline]
+    fn finish_row(
+        &mut self,
+        mut ev: SourceEvent,
+        events: [Option<MarketEvent>; 2],
+        part: Partials,
+    ) {
+        for e in events.into_iter().flatten() {
+            ev.event = e;
+            self.push(ev);
+        }
+        self.commit_partials(part);
+    }
+
     /// Counts the row's dropped parts (when it was used at all).
     #[inline]
     fn commit_partials(&mut self, mut part: Partials) {
@@ -710,17 +743,12 @@ impl FileReader {
         part: &mut Partials,
     ) -> Option<MarketEvent> {
         let (r, c) = (&self.record, &self.cols);
-        let (mp, iv) = match (field(&r[c.mark_price], true), field(&r[c.mark_iv], false)) {
-            (Ok(Some(mp)), Ok(Some(iv))) => (mp, iv),
-            (Err(_), _) | (_, Err(_)) => {
-                part.add(PartialReason::MarkInvalid);
-                return None;
-            }
-            _ => {
-                part.add(PartialReason::MarkMissing);
-                return None;
-            }
-        };
+        let (mp, iv) = both_fields(
+            (field(&r[c.mark_price], true), field(&r[c.mark_iv], false)),
+            PartialReason::MarkInvalid,
+            PartialReason::MarkMissing,
+            part,
+        )?;
         let Some(under) = under else {
             part.add(PartialReason::MarkNoUnderlying);
             return None;
@@ -785,11 +813,7 @@ impl FileReader {
                 self.push(ev);
             }
         }
-        for e in [mark, quote].into_iter().flatten() {
-            ev.event = e;
-            self.push(ev);
-        }
-        self.commit_partials(part);
+        self.finish_row(ev, [mark, quote], part);
         Ok(())
     }
 
@@ -825,7 +849,7 @@ impl FileReader {
         reg: &Registry,
         id: u32,
         exch_ts: u64,
-        mut ev: SourceEvent,
+        ev: SourceEvent,
     ) -> Result<(), RejectReason> {
         let (r, c) = (&self.record, &self.cols);
         let scale = Self::qty_scale(reg, id, &r[c.exchange]);
@@ -886,11 +910,7 @@ impl FileReader {
         if price.is_none() && quote.is_none() {
             return Err(RejectReason::Malformed);
         }
-        for e in [price, quote].into_iter().flatten() {
-            ev.event = e;
-            self.push(ev);
-        }
-        self.commit_partials(part);
+        self.finish_row(ev, [price, quote], part);
         Ok(())
     }
 }

@@ -2,8 +2,10 @@
 //! around it are published, nothing invalid comes out, and nothing panics. Missing files and
 //! unreadable headers are one clear error.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::write;
+use std::path::Path;
 
 use feed_handler::instruments::Registry;
 use feed_handler::lobster::{LobsterOptions, LobsterSource};
@@ -16,15 +18,6 @@ const QUOTES_HEADER: &str =
     "exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount";
 const CHAIN_HEADER: &str = "exchange,symbol,timestamp,local_timestamp,type,strike_price,expiration,open_interest,last_price,bid_price,bid_amount,bid_iv,ask_price,ask_amount,ask_iv,mark_price,mark_iv,underlying_index,underlying_price,delta,gamma,vega,theta,rho";
 const L2_HEADER: &str = "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount";
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::File::create(&p)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    p
-}
 
 fn run(src: &mut dyn Source) -> (usize, Rejects) {
     let mut ev = SourceEvent::default();

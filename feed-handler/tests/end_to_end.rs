@@ -16,6 +16,17 @@ fn data(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/")).join(rel)
 }
 
+/// The stdout of a run that must have exited 0 (else the test fails showing both streams).
+fn success_stdout(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn shm_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("fh-e2e-")
@@ -57,12 +68,7 @@ fn tardis_replay_publishes_every_valid_row_into_the_ring_and_tables() {
         .arg(data("tardis/deribit_incremental_book_L2_BTC-PERPETUAL.csv"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = success_stdout(&out);
     assert!(stdout.contains("published 889 events"), "{stdout}");
     let evs = read_all(dir.path());
     assert_eq!(evs.len(), 889);
@@ -87,23 +93,19 @@ fn tardis_replay_publishes_every_valid_row_into_the_ring_and_tables() {
         .find(|e| e.instrument_id == perp.id)
         .unwrap();
     assert_eq!(lv.last_seq, last.seq);
-    assert_eq!(
-        counter(dir.path(), "events_published"),
-        Some(CounterValue::Counter(889))
-    );
-    assert_eq!(
-        counter(dir.path(), "events_published{kind=\"option_mark\"}"),
-        Some(CounterValue::Counter(310))
-    );
-    // The incremental sample holds only asks: its one batch is counted one-sided.
-    assert_eq!(
-        counter(dir.path(), "events_rejected{reason=\"one_sided\"}"),
-        Some(CounterValue::Counter(1))
-    );
-    assert_eq!(
-        counter(dir.path(), "rows_read"),
-        Some(CounterValue::Counter(335))
-    );
+    for (name, want) in [
+        ("events_published", 889),
+        ("events_published{kind=\"option_mark\"}", 310),
+        // The incremental sample holds only asks: its one batch is counted one-sided.
+        ("events_rejected{reason=\"one_sided\"}", 1),
+        ("rows_read", 335),
+    ] {
+        assert_eq!(
+            counter(dir.path(), name),
+            Some(CounterValue::Counter(want)),
+            "{name}"
+        );
+    }
     assert!(stdout.contains("rejected 1 (one_sided=1)"), "{stdout}");
     let c = CountersReader::open(dir.path(), "feed-handler", OpenOptions::default()).unwrap();
     assert_eq!(c.state(), Some(ProcessState::Stopped));
@@ -202,12 +204,7 @@ fn sigterm_stops_cleanly_with_a_summary() {
     };
     assert!(st.success());
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = success_stdout(&out);
     assert!(stdout.contains("stopped (signal)"), "{stdout}");
     let c = CountersReader::open(dir.path(), "feed-handler", OpenOptions::default()).unwrap();
     assert_eq!(c.state(), Some(ProcessState::Stopped));

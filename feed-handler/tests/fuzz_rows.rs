@@ -3,8 +3,7 @@
 //! nothing invalid is published, and every part of every row is accounted for: published, or
 //! counted as dropped by reason, or the whole row counted as rejected by reason.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod common;
 
 use feed_handler::partial::{PartialReason, Partials};
 use feed_handler::source::{Source, SourceEvent};
@@ -112,13 +111,17 @@ fn row(n_cols: usize) -> impl Strategy<Value = (Vec<String>, Option<String>, usi
     )
 }
 
-fn write(dir: &Path, text: &str) -> PathBuf {
-    let p = dir.join("fuzz.csv");
-    std::fs::File::create(&p)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    p
+/// The fuzzed rows written as a Tardis file (columns in `order`) in a fresh directory, opened.
+fn fuzzed_source(
+    cols: &[&str],
+    order: &[usize],
+    rows: &[(Vec<String>, Option<String>, usize)],
+    fixed: &dyn Fn(&str, usize) -> Option<String>,
+) -> (tempfile::TempDir, TardisSource) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = common::write(dir.path(), "fuzz.csv", &file_text(cols, order, rows, fixed));
+    let src = TardisSource::open(&[p], None).unwrap();
+    (dir, src)
 }
 
 /// The file: header in `order`, rows with their fixed columns filled in.
@@ -174,9 +177,7 @@ proptest! {
             "type" => Some("call".to_string()),
             _ => None,
         };
-        let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), &file_text(CHAIN_COLS, &order, &rows, &fixed));
-        let mut src = TardisSource::open(&[p], None).unwrap();
+        let (_dir, mut src) = fuzzed_source(CHAIN_COLS, &order, &rows, &fixed);
         let events = drain(&mut src);
         let rejected = src.rejects().total();
         let read = src.rows_read();
@@ -207,9 +208,7 @@ proptest! {
             "symbol" => Some("BTC-PERPETUAL".to_string()),
             _ => None,
         };
-        let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), &file_text(TICKER_COLS, &order, &rows, &fixed));
-        let mut src = TardisSource::open(&[p], None).unwrap();
+        let (_dir, mut src) = fuzzed_source(TICKER_COLS, &order, &rows, &fixed);
         let events = drain(&mut src);
         let used = src.rows_read() - src.rejects().total();
         // A used row is one price event, a quote, or both.

@@ -2,8 +2,10 @@
 //! `SYN.` underlyings that are renamed when the future lists, `derivative_ticker` files with
 //! most columns empty) and Tardis timestamps out of range. See `../shared/data/PROVENANCE.md`.
 
+mod common;
+
+use common::write;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,15 +18,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_feed-handler");
 
 fn data(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/")).join(rel)
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::File::create(&p)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    p
 }
 
 fn drain(src: &mut dyn Source) -> Vec<MarketEvent> {
