@@ -52,22 +52,14 @@ fn short_demo_sends_and_fills_hedge_orders_and_cleans_up() {
     assert!(stdout.contains("BTC net delta"), "{stdout}");
 
     // The summary: market data flowed, client flow traded, orders were sent and filled.
-    assert!(
-        summary_value(&stdout, "market events published") > 0.0,
-        "{stdout}"
-    );
-    assert!(
-        summary_value(&stdout, "client option trades") > 0.0,
-        "{stdout}"
-    );
-    assert!(
-        summary_value(&stdout, "hedge orders sent") > 0.0,
-        "{stdout}"
-    );
-    assert!(
-        summary_value(&stdout, "hedge orders filled") > 0.0,
-        "{stdout}"
-    );
+    for line in [
+        "market events published",
+        "client option trades",
+        "hedge orders sent",
+        "hedge orders filled",
+    ] {
+        assert!(summary_value(&stdout, line) > 0.0, "{line}: {stdout}");
+    }
     assert!(
         stdout.contains("process exits: feed-handler exit 0, hedger exit 0, order-gateway exit 0"),
         "{stdout}"

@@ -65,23 +65,16 @@ fn bad_rows_are_named_on_stderr_others_still_written_exit_nonzero() {
         .unwrap()
         .starts_with("black76,put,100,120,"));
     let errs: Vec<&str> = err.lines().collect();
-    assert_eq!(errs.len(), 4, "{err}");
-    assert!(
-        errs[0].contains("row 2") && errs[0].contains("underlying"),
-        "{err}"
-    );
-    assert!(
-        errs[1].contains("row 3") && errs[1].contains("type"),
-        "{err}"
-    );
-    assert!(
-        errs[2].contains("row 4") && errs[2].contains("time"),
-        "{err}"
-    );
-    assert!(
-        errs[3].contains("row 5") && errs[3].contains("columns"),
-        "{err}"
-    );
+    let want = [
+        ("row 2", "underlying"),
+        ("row 3", "type"),
+        ("row 4", "time"),
+        ("row 5", "columns"),
+    ];
+    assert_eq!(errs.len(), want.len(), "{err}");
+    for (e, (row, what)) in errs.iter().zip(want) {
+        assert!(e.contains(row) && e.contains(what), "{err}");
+    }
 }
 
 #[test]

@@ -14,6 +14,16 @@ fn report(args: &[&str]) -> serde_json::Value {
     v
 }
 
+/// The `--json` report of a replay of the Tardis file `tardis` with the positions file `pos`,
+/// and `args` (the policies, plots).
+fn tardis_report(tardis: &str, pos: &tempfile::NamedTempFile, args: &[&str]) -> serde_json::Value {
+    let pos = pos.path().to_str().unwrap();
+    let mut all = vec!["--tardis", tardis, "--positions", pos];
+    all.extend_from_slice(args);
+    all.push("--json");
+    report(&all)
+}
+
 /// Like `report`, and a second run of the same arguments gives the same bytes.
 fn deterministic_report(args: &[&str]) -> serde_json::Value {
     let a = run(args);
@@ -204,15 +214,7 @@ fn tardis_book_and_quote_samples_hedge_a_perpetual_position() {
     // Binance BTCUSDT book_snapshot_5 (linear, 1 BTC per contract): long 3 BTC, band 0.5.
     let snap = format!("{DATA}/tardis/binance-futures_book_snapshot_5_BTCUSDT.csv");
     let pos = file("symbol,qty\nBTCUSDT,3\n");
-    let v = report(&[
-        "--tardis",
-        snap.as_str(),
-        "--positions",
-        pos.path().to_str().unwrap(),
-        "--policy",
-        "fixed:band=0.5",
-        "--json",
-    ]);
+    let v = tardis_report(&snap, &pos, &["--policy", "fixed:band=0.5"]);
     let p = &v["policies"][0];
     assert_eq!(p["source_rejects"], 0);
     let fills = p["fills"].as_array().unwrap();
@@ -229,15 +231,7 @@ fn tardis_book_and_quote_samples_hedge_a_perpetual_position() {
     // says so instead of counting unfilled remainders as hedged.
     let quotes = format!("{DATA}/tardis/huobi-dm-swap_quotes_BTC-USD.csv");
     let pos = file("symbol,qty\nBTC-USD,-50000\n");
-    let v = report(&[
-        "--tardis",
-        quotes.as_str(),
-        "--positions",
-        pos.path().to_str().unwrap(),
-        "--policy",
-        "fixed:band=0.5",
-        "--json",
-    ]);
+    let v = tardis_report(&quotes, &pos, &["--policy", "fixed:band=0.5"]);
     let p = &v["policies"][0];
     let u = &p["underlyings"]["BTC-USD"];
     let fills = p["fills"].as_array().unwrap();
@@ -283,15 +277,11 @@ fn an_option_expiring_during_the_replay_is_settled_and_its_hedge_unwound() {
     }
     let chain = file(&csv);
     let pos = file("symbol,qty\nBTC-14MAY20-8875-C,10\n");
-    let v = report(&[
-        "--tardis",
+    let v = tardis_report(
         chain.path().to_str().unwrap(),
-        "--positions",
-        pos.path().to_str().unwrap(),
-        "--policy",
-        "fixed:band=0.5",
-        "--json",
-    ]);
+        &pos,
+        &["--policy", "fixed:band=0.5"],
+    );
     let p = &v["policies"][0];
     assert_eq!(p["source_rejects"], 0);
     let fills = p["fills"].as_array().unwrap();
@@ -346,15 +336,7 @@ fn deribit_2026_short_straddles_end_within_the_band_recomputed_from_the_fills() 
             s + &format!("{sym},{q}\n")
         }),
     );
-    let v = report(&[
-        "--tardis",
-        chain.as_str(),
-        "--positions",
-        pos.path().to_str().unwrap(),
-        "--policy",
-        "fixed:band=1",
-        "--json",
-    ]);
+    let v = tardis_report(&chain, &pos, &["--policy", "fixed:band=1"]);
     let p = &v["policies"][0];
     // The last snapshot's rows of the book's options: (mark_iv, underlying_price, T).
     let text = std::fs::read_to_string(&chain).unwrap();
@@ -522,19 +504,18 @@ fn pnl_attribution_parts_sum_to_the_total() {
     let pos = file("symbol,qty\nBTC-22MAY20-9250-P,-10\nBTC-26JUN20-10000-C,-5\n");
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("a.svg");
-    let v = report(&[
-        "--tardis",
-        chain.as_str(),
-        "--positions",
-        pos.path().to_str().unwrap(),
-        "--policy",
-        "fixed:band=0.2",
-        "--policy",
-        "none",
-        "--attribution-plot",
-        svg.to_str().unwrap(),
-        "--json",
-    ]);
+    let v = tardis_report(
+        &chain,
+        &pos,
+        &[
+            "--policy",
+            "fixed:band=0.2",
+            "--policy",
+            "none",
+            "--attribution-plot",
+            svg.to_str().unwrap(),
+        ],
+    );
     for p in v["policies"].as_array().unwrap() {
         for u in p["underlyings"].as_object().unwrap().values() {
             let a = &u["attribution"];
@@ -581,15 +562,7 @@ fn ticker_funding_is_charged_on_the_hedge_position() {
     }
     let ticker = file(&csv);
     let pos = file("symbol,qty\nBTC-PERPETUAL,10000\n");
-    let v = report(&[
-        "--tardis",
-        ticker.path().to_str().unwrap(),
-        "--positions",
-        pos.path().to_str().unwrap(),
-        "--policy",
-        "none",
-        "--json",
-    ]);
+    let v = tardis_report(ticker.path().to_str().unwrap(), &pos, &["--policy", "none"]);
     let u = &v["policies"][0]["underlyings"]["BTC-PERPETUAL"];
     let funding = u["funding"].as_f64().unwrap();
     assert!((funding + 10.0).abs() < 1e-6, "{funding}");

@@ -22,6 +22,17 @@ const BOOK: &[(&str, f64)] = &[
     ("BTC-29MAY20-9000-P", 12.0),
 ];
 
+/// The stderr of a static replay of `chain` with the positions file `pos` that must fail.
+fn refused_replay(chain: &str, pos: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hedgectl"))
+        .args(["replay", "--options-chain", chain, "--positions"])
+        .arg(pos)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn positions_file() -> tempfile::NamedTempFile {
     let mut text = String::from("symbol,qty\n");
     for (s, q) in BOOK {
@@ -47,6 +58,22 @@ fn chain_report(chain: &str, pos: &tempfile::NamedTempFile) -> serde_json::Value
 }
 
 /// Normal CDF by Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7): independent of the engine.
+/// The Black-76 delta per contract of a Deribit options_chain row `r`, by hand with the normal
+/// CDF `cdf`; `cols` are the row's timestamp, expiration (both us), mark_iv (%), underlying
+/// price, strike and type columns.
+fn row_delta<S: AsRef<str>>(r: &[S], cols: [usize; 6], cdf: fn(f64) -> f64) -> f64 {
+    let [ts, exp, iv, f, k, ty] = cols;
+    let p = |i: usize| r[i].as_ref().parse::<f64>().unwrap();
+    let t_years = (p(exp) - p(ts)) / 1e6 / (365.0 * 86_400.0);
+    let sigma = p(iv) / 100.0;
+    let d1 = ((p(f) / p(k)).ln() + 0.5 * sigma * sigma * t_years) / (sigma * t_years.sqrt());
+    if r[ty].as_ref() == "call" {
+        cdf(d1)
+    } else {
+        cdf(d1) - 1.0
+    }
+}
+
 fn norm_cdf(x: f64) -> f64 {
     let z = x.abs() / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.327_591_1 * z);
@@ -92,15 +119,7 @@ fn hand_delta() -> f64 {
             }
         }
         let r = best.unwrap().1;
-        let p = |i: usize| r[i].parse::<f64>().unwrap();
-        let t_years = (p(exp) - p(ts)) / 1e6 / (365.0 * 86_400.0);
-        let sigma = p(iv) / 100.0;
-        let d1 = ((p(f) / p(k)).ln() + 0.5 * sigma * sigma * t_years) / (sigma * t_years.sqrt());
-        let delta = if r[ty] == "call" {
-            norm_cdf(d1)
-        } else {
-            norm_cdf(d1) - 1.0
-        };
+        let delta = row_delta(&r, [ts, exp, iv, f, k, ty], norm_cdf);
         total += q * delta; // BTC options: 1 BTC per contract.
     }
     total
@@ -151,13 +170,7 @@ fn static_book_table_without_json_lists_every_position() {
 fn unknown_position_symbol_is_one_clear_error() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     writeln!(f, "symbol,qty\nBTC-22MAY20-1-C,1").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hedgectl"))
-        .args(["replay", "--options-chain", CHAIN, "--positions"])
-        .arg(f.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_replay(CHAIN, f.path());
     assert!(err.contains("BTC-22MAY20-1-C"), "{err}");
 }
 
@@ -226,15 +239,7 @@ fn full_chain_book() -> Vec<(String, f64, String, f64)> {
     let mut book = Vec::new();
     for (i, l) in lines.enumerate().filter(|(i, _)| i % 7 == 0) {
         let r: Vec<&str> = l.split(',').collect();
-        let p = |i: usize| r[i].parse::<f64>().unwrap();
-        let t_years = (p(exp) - p(ts)) / 1e6 / (365.0 * 86_400.0);
-        let sigma = p(iv) / 100.0;
-        let d1 = ((p(f) / p(k)).ln() + 0.5 * sigma * sigma * t_years) / (sigma * t_years.sqrt());
-        let delta = if r[ty] == "call" {
-            phi(d1)
-        } else {
-            phi(d1) - 1.0
-        };
+        let delta = row_delta(&r, [ts, exp, iv, f, k, ty], phi);
         let qty = [-4.0, -2.5, -1.0, 0.5, 1.5, 3.0, 4.0][(i / 7) % 7];
         let coin = r[sym].split('-').next().unwrap().to_string();
         book.push((r[sym].to_string(), qty, coin, delta));
@@ -297,13 +302,7 @@ fn positions_that_cannot_be_valued_are_all_listed_in_one_error_or_skipped() {
     let book = full_chain_book();
     let missing = ["BTC-20FEB26-1-C", "ETH-99ZZZ26-1000-P", "BTC-27MAR26"];
     let pos = book_file(&book, &missing);
-    let out = Command::new(env!("CARGO_BIN_EXE_hedgectl"))
-        .args(["replay", "--options-chain", FULL_2026, "--positions"])
-        .arg(pos.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_replay(FULL_2026, pos.path());
     for m in missing {
         assert!(err.contains(m), "{err}");
     }

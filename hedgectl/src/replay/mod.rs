@@ -216,21 +216,28 @@ pub struct ReplayArgs {
 /// (`engine::config::PolicySection::from_spec`): the same keys, defaults and checks. Returns
 /// the section (the run applies it to every underlying), checked once here.
 fn parse_policy(spec: &str) -> Result<PolicySection> {
-    let section = PolicySection::from_spec(spec)
-        .map_err(|(k, m)| anyhow::anyhow!("--policy {spec}: {k}: {m}"))?;
-    section
-        .to_config()
-        .map_err(|(k, m)| anyhow::anyhow!("--policy {spec}: {k}: {m}"))?;
-    Ok(section)
+    parse_section("--policy", spec, PolicySection::from_spec, |s| {
+        s.to_config().map(drop)
+    })
 }
 
 /// Parses `key=value,...` with the hedger config's limits grammar, checked once here.
 fn parse_limits(spec: &str) -> Result<LimitsSection> {
-    let section = LimitsSection::from_spec(spec)
-        .map_err(|(k, m)| anyhow::anyhow!("--limits {spec}: {k}: {m}"))?;
-    section
-        .to_config()
-        .map_err(|(k, m)| anyhow::anyhow!("--limits: {k}: {m}"))?;
+    parse_section("--limits", spec, LimitsSection::from_spec, |s| {
+        s.to_config().map(drop)
+    })
+}
+
+/// A config section parsed from the `spec` of option `flag` and checked (`check`: it converts
+/// to its config); either error names the option, the spec and the offending key.
+fn parse_section<S>(
+    flag: &str,
+    spec: &str,
+    parse: fn(&str) -> Result<S, (String, String)>,
+    check: fn(&S) -> Result<(), (&'static str, String)>,
+) -> Result<S> {
+    let section = parse(spec).map_err(|(k, m)| anyhow::anyhow!("{flag} {spec}: {k}: {m}"))?;
+    check(&section).map_err(|(k, m)| anyhow::anyhow!("{flag} {spec}: {k}: {m}"))?;
     Ok(section)
 }
 

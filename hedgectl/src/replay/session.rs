@@ -709,6 +709,25 @@ order_burst = 100000.0
         std::fs::write(&files[0], bytes).unwrap();
     }
 
+    /// Records a session, changes the payload (a `T`) of its `n`-th record of kind `k`, and
+    /// replays it: that record's index and the replay's report.
+    fn replay_altered<T: bytemuck::Pod>(
+        k: RecordKind,
+        n: usize,
+        change: impl FnOnce(&mut T),
+    ) -> (usize, SessionReport) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("session");
+        record_session(&dir);
+        let i = nth(&dir, k, n);
+        alter(&dir, i, |r| {
+            let mut m: T = r.msg();
+            change(&mut m);
+            r.payload.copy_from_slice(bytemuck::bytes_of(&m));
+        });
+        (i, replay_session(&dir).unwrap())
+    }
+
     #[test]
     fn an_in_process_session_replays_every_order() {
         let tmp = tempfile::tempdir().unwrap();
@@ -724,16 +743,7 @@ order_burst = 100000.0
 
     #[test]
     fn an_altered_order_record_is_the_first_divergence() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("session");
-        record_session(&dir);
-        let i = nth(&dir, RecordKind::Order, 3);
-        alter(&dir, i, |r| {
-            let mut o: HedgeOrder = r.msg();
-            o.qty += 0.001;
-            r.payload.copy_from_slice(bytemuck::bytes_of(&o));
-        });
-        let r = replay_session(&dir).unwrap();
+        let (i, r) = replay_altered(RecordKind::Order, 3, |o: &mut HedgeOrder| o.qty += 0.001);
         let d = r.divergence.clone().expect("an altered order diverges");
         assert_eq!(d.record, i);
         let (live, replay) = (d.live.unwrap(), d.replay.unwrap());
@@ -749,18 +759,11 @@ order_burst = 100000.0
 
     #[test]
     fn an_altered_market_event_changes_the_next_order_and_is_reported() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("session");
-        record_session(&dir);
         // The 11th hedge quote, moved up by 1000: the next order's limit price differs.
-        let i = nth(&dir, RecordKind::Md, 21);
-        alter(&dir, i, |r| {
-            let mut e: MarketEvent = r.msg();
+        let (i, r) = replay_altered(RecordKind::Md, 21, |e: &mut MarketEvent| {
             e.v[0] += 1000.0;
             e.v[2] += 1000.0;
-            r.payload.copy_from_slice(bytemuck::bytes_of(&e));
         });
-        let r = replay_session(&dir).unwrap();
         let d = r.divergence.expect("an altered market event diverges");
         assert!(d.record > i, "{d:?}");
         assert!(d.live.is_some() && d.replay.is_some(), "{d:?}");
