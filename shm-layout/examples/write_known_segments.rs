@@ -34,6 +34,22 @@ fn file_len(dir: &Path, name: &str) -> u64 {
     std::fs::metadata(dir.join(name)).unwrap().len()
 }
 
+/// What a reader must see in the SPSC queue `name` (kind 4, 64-byte messages, released by its
+/// producer): `(capacity, message type)`, `(head, tail)` and the unconsumed `messages`.
+fn spsc_json(
+    dir: &Path,
+    name: &str,
+    (cap, msg_type): (u64, &str),
+    (head, tail): (u64, u64),
+    messages: Vec<Value>,
+) -> Value {
+    json!({
+        "header": header_with_pid(4, cap, 64, msg_type, file_len(dir, name), 0),
+        "head": head, "tail": tail, "consumer_pid": 0,
+        "messages": messages,
+    })
+}
+
 fn market_event(e: &MarketEvent) -> Value {
     json!({"seq": e.seq, "exch_ts_ns": e.exch_ts_ns, "recv_ts_ns": e.recv_ts_ns,
            "instrument_id": e.instrument_id, "kind": e.kind, "side": e.side, "flags": e.flags,
@@ -214,13 +230,19 @@ fn main() {
     // A dropped producer releases ownership (creator_pid -> 0); drop it now so that the file
     // the reader sees matches what is printed.
     drop(p);
+    let messages = orders[3..]
+        .iter()
+        .enumerate()
+        .map(|(k, o)| json!({"position": 3 + k, "msg": hedge_order(o)}));
     out.insert(
         names::ORDERS.into(),
-        json!({
-            "header": header_with_pid(4, 4, 64, "HedgeOrder", file_len(dir, names::ORDERS), 0),
-            "head": 3, "tail": 6, "consumer_pid": 0,
-            "messages": orders[3..].iter().enumerate().map(|(k, o)| json!({"position": 3 + k, "msg": hedge_order(o)})).collect::<Vec<_>>(),
-        }),
+        spsc_json(
+            dir,
+            names::ORDERS,
+            (4, "HedgeOrder"),
+            (3, 6),
+            messages.collect(),
+        ),
     );
 
     // Execs queue: empty except one fill.
@@ -240,11 +262,13 @@ fn main() {
     drop(px);
     out.insert(
         names::EXECS.into(),
-        json!({
-            "header": header_with_pid(4, 8, 64, "ExecEvent", file_len(dir, names::EXECS), 0),
-            "head": 0, "tail": 1, "consumer_pid": 0,
-            "messages": [{"position": 0, "msg": exec_event(&fill)}],
-        }),
+        spsc_json(
+            dir,
+            names::EXECS,
+            (8, "ExecEvent"),
+            (0, 1),
+            vec![json!({"position": 0, "msg": exec_event(&fill)})],
+        ),
     );
 
     // Counters.

@@ -12,6 +12,7 @@
 //! - [`control`]: kill switch and trading states.
 //! - [`probe`]: one shared cache line, the raw baseline of the benchmarks.
 //! - [`private`]: owner-only (0600/0700) creation of the files and directories processes make.
+//! - [`ascii`]: checked ASCII number parsing for the input codecs.
 //! - [`process`]: what every process shares around its loop: idle strategy, stale-segment
 //!   policy names, pinning to a core.
 //!
@@ -30,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod alloc_count;
+pub mod ascii;
 pub mod broadcast;
 pub mod clock;
 #[cfg(not(loom))]
