@@ -472,15 +472,6 @@ mod tests {
     }
 
     #[test]
-    fn halted_state_blocks_everything() {
-        let mut l = limits();
-        let mut c = ctx(S);
-        c.mode = TradingMode::Halted;
-        assert_eq!(l.check(&c, &order(1.0)), Err(LimitBreach::Halted));
-        assert_counted(&l, LimitBreach::Halted, 1);
-    }
-
-    #[test]
     fn reduce_only_allows_reductions_without_flipping() {
         let mut l = limits();
         let mut c = ctx(S);
@@ -495,21 +486,20 @@ mod tests {
     }
 
     #[test]
-    fn kill_switch_blocks_and_counts() {
-        let mut l = limits();
-        let mut c = ctx(S);
-        c.kill_switch = true;
-        assert_eq!(l.check(&c, &order(1.0)), Err(LimitBreach::KillSwitch));
-        assert_counted(&l, LimitBreach::KillSwitch, 1);
-    }
-
-    #[test]
-    fn gateway_heartbeat_loss_halts() {
-        let mut l = limits();
-        let mut c = ctx(S);
-        c.gateway_alive = false;
-        assert_eq!(l.check(&c, &order(1.0)), Err(LimitBreach::GatewayDown));
-        assert_counted(&l, LimitBreach::GatewayDown, 1);
+    fn halted_state_kill_switch_or_gateway_heartbeat_loss_blocks_and_counts() {
+        type SetState = fn(&mut CheckContext);
+        let blocking: [(SetState, LimitBreach); 3] = [
+            (|c| c.mode = TradingMode::Halted, LimitBreach::Halted),
+            (|c| c.kill_switch = true, LimitBreach::KillSwitch),
+            (|c| c.gateway_alive = false, LimitBreach::GatewayDown),
+        ];
+        for (set, breach) in blocking {
+            let mut l = limits();
+            let mut c = ctx(S);
+            set(&mut c);
+            assert_eq!(l.check(&c, &order(1.0)), Err(breach));
+            assert_counted(&l, breach, 1);
+        }
     }
 
     #[test]

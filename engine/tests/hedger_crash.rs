@@ -11,8 +11,7 @@ use engine::hedger::state::StateStore;
 use hedger_common::*;
 use shm_layout::{
     BroadcastWriter, CountersWriter, ExecEvent, ExecKind, HedgeOrder, InstrumentTable, LastValue,
-    LastValueTable, Liquidity, MarketEvent, OpenOptions, Side, SpscConsumer, SpscProducer,
-    StalePolicy,
+    LastValueTable, MarketEvent, OpenOptions, Side, SpscConsumer, SpscProducer, StalePolicy,
 };
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -109,20 +108,7 @@ impl World {
         leaves: f64,
     ) {
         self.exec_id += 1;
-        let e = ExecEvent {
-            exec_id: self.exec_id,
-            client_order_id: coid,
-            instrument_id: instr,
-            kind: kind as u8,
-            side: side as u8,
-            liquidity: Liquidity::Taker as u8,
-            reject_reason: 0,
-            qty,
-            price: px,
-            fee: 0.0,
-            leaves_qty: leaves,
-            ts_ns: shm_layout::clock::now_ns(),
-        };
+        let e = exec_event(self.exec_id, kind, coid, instr, side, (qty, px, leaves));
         let t0 = Instant::now();
         while self.execs.push(e).is_err() {
             assert!(t0.elapsed() < Duration::from_secs(10), "execs ring stuck");
@@ -295,6 +281,20 @@ qty = -20.0
     (tmp, w, instruments)
 }
 
+/// Starts the hedger on `tmp`'s `hedger.toml` (its log `run1.log`) and plays 1.5 s of market
+/// and client flow into `tmp`'s segments, the gateway answering: the hedger must have hedged.
+fn first_run(tmp: &Path, w: &mut World) -> Proc {
+    let log = tmp.join("run1.log");
+    let h = Proc::spawn(&tmp.join("hedger.toml"), &log);
+    w.run_for(&tmp.join("seg"), 1500, true);
+    assert!(
+        !w.coids.is_empty(),
+        "the hedger hedged in its first run: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    h
+}
+
 #[test]
 fn sigkill_and_restart_lose_nothing_and_apply_nothing_twice() {
     let (tmp, mut w, _instruments) = setup("hedger-crash-");
@@ -303,13 +303,7 @@ fn sigkill_and_restart_lose_nothing_and_apply_nothing_twice() {
     let hlog = tmp.path().join("lat.hlog");
     let cfg = tmp.path().join("hedger.toml");
 
-    let mut h = Proc::spawn(&cfg, &tmp.path().join("run1.log"));
-    w.run_for(&seg, 1500, true);
-    assert!(
-        !w.coids.is_empty(),
-        "the hedger hedged before the crash: {}",
-        std::fs::read_to_string(tmp.path().join("run1.log")).unwrap()
-    );
+    let mut h = first_run(tmp.path(), &mut w);
     let before_crash = w.coids.len();
     // Crash with execs in flight; flow keeps coming while it is down.
     for i in 0..20 {
@@ -384,12 +378,7 @@ fn lost_state_with_history_in_the_rings_is_refused_not_restarted_at_zero() {
     let (tmp, mut w, _instruments) = setup("hedger-lost-state-");
     let seg = tmp.path().join("seg");
     let cfg = tmp.path().join("hedger.toml");
-    let mut h = Proc::spawn(&cfg, &tmp.path().join("run1.log"));
-    w.run_for(&seg, 1500, true);
-    assert!(
-        !w.coids.is_empty(),
-        "the hedger hedged before its state was lost"
-    );
+    let mut h = first_run(tmp.path(), &mut w);
     assert!(h.sigterm().success());
     std::fs::remove_dir_all(tmp.path().join("state")).unwrap();
     w.gateway(&seg); // orders the first run sent just before it stopped

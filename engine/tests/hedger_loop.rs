@@ -51,15 +51,7 @@ fn rejects_partial_fills_and_cancels_release_in_flight_quantity() {
     let mut r = rig(fixed_policy(0.5), open_limits());
     short_calls(&mut r);
     let o = r.pop_order().unwrap();
-    r.exec(
-        ExecKind::Rejected,
-        o.client_order_id,
-        PERP,
-        Side::Buy,
-        0.0,
-        0.0,
-        0.0,
-    );
+    r.reject(&o);
     assert_eq!(r.core.stats.orders_rejected, 1);
     assert_eq!(r.core.und[0].inflight_qty, 0.0);
     r.feed(&[index(10_000.0)]);
@@ -133,18 +125,9 @@ fn whalley_wilmott_band_comes_from_gamma_and_trades_to_the_edge() {
 #[test]
 fn cost_aware_band_widens_when_the_market_is_stressed() {
     let p = PolicyConfig {
-        rule: BandRule::CostAware {
-            taker_fee: 0.0005,
-            risk_aversion: 1e-3,
-            vol_stress_weight: 1.0,
-            spread_stress_weight: 1.0,
-            max_stress: 5.0,
-        },
-        min_band: 0.01,
-        max_band: 100.0,
         fast_alpha: 0.5,
         slow_alpha: 0.01,
-        ..fixed_policy(1.0)
+        ..cost_aware_policy(0.01, 100.0)
     };
     let mut r = rig(p, open_limits());
     short_calls(&mut r);
@@ -295,15 +278,7 @@ fn every_limit_blocks_and_counts_through_the_loop() {
     );
     short_calls(&mut r);
     let o = r.pop_order().unwrap();
-    r.exec(
-        ExecKind::Rejected,
-        o.client_order_id,
-        PERP,
-        Side::Buy,
-        0.0,
-        0.0,
-        0.0,
-    );
+    r.reject(&o);
     r.feed(&[index(10_000.0)]);
     assert!(r.pop_order().is_none());
     assert!(r.core.limit_rejects(0, LimitBreach::Rate) >= 1);
@@ -374,15 +349,7 @@ fn full_orders_ring_stops_hedging_and_alarms_until_drained() {
     r.orders = engine::hedger::io::MemOrders::new(1);
     short_calls(&mut r);
     let o = r.orders.buf[0];
-    r.exec(
-        ExecKind::Rejected,
-        o.client_order_id,
-        PERP,
-        Side::Buy,
-        0.0,
-        0.0,
-        0.0,
-    );
+    r.reject(&o);
     r.feed(&[index(10_000.0)]);
     assert_eq!(r.core.stats.orders_ring_full, 1);
     assert!(r.core.ring_blocked());

@@ -6,10 +6,10 @@
 mod hedger_common;
 
 use engine::hedger::Housekeeping;
-use engine::policy::{BandRule, PolicyConfig};
+use engine::policy::PolicyConfig;
 use hedger_common::*;
 use shm_layout::alloc_count::{CountingAlloc, Region};
-use shm_layout::{ExecEvent, ExecKind, LastValue, Liquidity, MarketEvent, Side};
+use shm_layout::{ExecEvent, ExecKind, Liquidity, MarketEvent, Side};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -21,40 +21,12 @@ fn one_million_events_through_the_loop_allocate_nothing() {
     // The fixed band, and the cost-aware band that reads the hedge book's depth from the
     // last-value table and walks it on every decision.
     drive(fixed_policy(0.5), false);
-    let cost_aware = PolicyConfig {
-        rule: BandRule::CostAware {
-            taker_fee: 0.0005,
-            risk_aversion: 1e-3,
-            vol_stress_weight: 1.0,
-            spread_stress_weight: 1.0,
-            max_stress: 5.0,
-        },
-        min_band: 0.05,
-        max_band: 3.0,
-        ..fixed_policy(0.5)
-    };
-    drive(cost_aware, true);
+    drive(cost_aware_policy(0.05, 3.0), true);
 }
 
 fn drive(policy: PolicyConfig, depth: bool) {
     let mut r = rig(policy, open_limits());
-    for e in [
-        index(10_000.0),
-        quote(9_999.5, 10_000.5),
-        mark(CALL, 0.8, 10_000.0),
-        mark(PUT, 0.8, 10_000.0),
-    ] {
-        r.lv(e.instrument_id, &e);
-    }
-    if depth {
-        let lv = r.md.lvt[PERP as usize].as_mut().unwrap();
-        lv.valid |= LastValue::HAS_DEPTH;
-        (lv.bid_levels, lv.ask_levels) = (8, 8);
-        for k in 0..8 {
-            lv.bid_depth[k] = [9_999.5 - k as f64, 300.0];
-            lv.ask_depth[k] = [10_000.5 + k as f64, 300.0];
-        }
-    }
+    r.seed_last_values(depth);
     r.warm();
     // Everything the loop will read is allocated up front.
     let t0 = shm_layout::clock::now_ns();

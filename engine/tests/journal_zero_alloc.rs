@@ -12,31 +12,15 @@ use engine::hedger::journal::{
     RecordingExecs, RecordingMarket, RecordingOrders,
 };
 use engine::hedger::Housekeeping;
-use engine::policy::{BandRule, PolicyConfig};
 use hedger_common::*;
 use shm_layout::alloc_count::{CountingAlloc, Region};
-use shm_layout::{ExecEvent, ExecKind, LastValue, Liquidity, MarketEvent};
+use shm_layout::{ExecEvent, ExecKind, Liquidity, MarketEvent};
 use std::cell::RefCell;
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
 const EVENTS: usize = 200_000;
-
-fn cost_aware() -> PolicyConfig {
-    PolicyConfig {
-        rule: BandRule::CostAware {
-            taker_fee: 0.0005,
-            risk_aversion: 1e-3,
-            vol_stress_weight: 1.0,
-            spread_stress_weight: 1.0,
-            max_stress: 5.0,
-        },
-        min_band: 0.05,
-        max_band: 3.0,
-        ..fixed_policy(0.5)
-    }
-}
 
 fn events(t0: u64) -> Vec<MarketEvent> {
     (0..EVENTS)
@@ -56,22 +40,8 @@ fn events(t0: u64) -> Vec<MarketEvent> {
 #[test]
 fn recording_the_loop_allocates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut r = rig(cost_aware(), open_limits());
-    for e in [
-        index(10_000.0),
-        quote(9_999.5, 10_000.5),
-        mark(CALL, 0.8, 10_000.0),
-        mark(PUT, 0.8, 10_000.0),
-    ] {
-        r.lv(e.instrument_id, &e);
-    }
-    let lv = r.md.lvt[PERP as usize].as_mut().unwrap();
-    lv.valid |= LastValue::HAS_DEPTH;
-    (lv.bid_levels, lv.ask_levels) = (8, 8);
-    for k in 0..8 {
-        lv.bid_depth[k] = [9_999.5 - k as f64, 300.0];
-        lv.ask_depth[k] = [10_000.5 + k as f64, 300.0];
-    }
+    let mut r = rig(cost_aware_policy(0.05, 3.0), open_limits());
+    r.seed_last_values(true);
     r.warm();
     r.client_buys_calls(40.0);
     r.md.events = events(shm_layout::clock::now_ns());

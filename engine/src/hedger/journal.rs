@@ -921,13 +921,19 @@ mod tests {
         assert_eq!(values, (20..45).collect::<Vec<_>>());
     }
 
-    #[test]
-    fn a_full_queue_drops_counts_and_marks_a_gap() {
-        let q = Arc::new(ArrayQueue::new(4));
-        let mut tap = Tap {
+    /// A tap feeding a queue of `cap` records that the test reads instead of a writer thread.
+    fn queued_tap(cap: usize) -> (Arc<ArrayQueue<Record>>, Tap) {
+        let q = Arc::new(ArrayQueue::new(cap));
+        let tap = Tap {
             queue: Some(Arc::clone(&q)),
             ..Tap::off()
         };
+        (q, tap)
+    }
+
+    #[test]
+    fn a_full_queue_drops_counts_and_marks_a_gap() {
+        let (q, mut tap) = queued_tap(4);
         tap.begin_poll(7);
         for i in 0..6 {
             tap.push(Record::new(RecordKind::Stamp, 0, i));
@@ -943,11 +949,7 @@ mod tests {
 
     #[test]
     fn a_market_event_and_its_read_stamp_share_one_record() {
-        let q = Arc::new(ArrayQueue::new(64));
-        let mut tap = Tap {
-            queue: Some(Arc::clone(&q)),
-            ..Tap::off()
-        };
+        let (q, mut tap) = queued_tap(64);
         let e = shm_layout::MarketEvent::underlying_price(0, 1, 2, 3.0);
         tap.begin_poll(5);
         tap.push(Record::with(RecordKind::Md, 0, 0, &e));
@@ -966,11 +968,7 @@ mod tests {
 
     #[test]
     fn empty_polls_leave_nothing_and_header_round_trips() {
-        let q = Arc::new(ArrayQueue::new(64));
-        let mut tap = Tap {
-            queue: Some(Arc::clone(&q)),
-            ..Tap::off()
-        };
+        let (q, mut tap) = queued_tap(64);
         tap.begin_poll(1);
         tap.begin_poll(2);
         assert!(q.is_empty());

@@ -9,12 +9,12 @@
 //! log in HdrHistogram's format (V2 compressed), readable by `HistogramLogProcessor` and the
 //! other standard tools.
 
+use super::worker::ChannelThread;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 use std::io::Write;
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 /// Stage names, in the order of [`StageHistograms::all`].
@@ -119,8 +119,7 @@ pub struct Interval {
 /// A thread that appends intervals to an HdrHistogram interval log.
 #[derive(Debug)]
 pub struct IntervalLogThread {
-    tx: Option<mpsc::Sender<Interval>>,
-    handle: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    worker: ChannelThread<Interval, std::io::Result<()>>,
 }
 
 impl IntervalLogThread {
@@ -130,11 +129,10 @@ impl IntervalLogThread {
     /// The file cannot be created.
     pub fn start(path: &Path) -> std::io::Result<Self> {
         let file = shm_layout::private::create_file(path)?;
-        let (tx, rx) = mpsc::channel::<Interval>();
         let start = SystemTime::now();
-        let handle = std::thread::Builder::new()
-            .name("hedger-hlog".into())
-            .spawn(move || -> std::io::Result<()> {
+        let worker = ChannelThread::spawn(
+            "hedger-hlog",
+            move |rx: std::sync::mpsc::Receiver<Interval>| -> std::io::Result<()> {
                 let mut out = std::io::BufWriter::new(file);
                 let mut ser = V2DeflateSerializer::new();
                 {
@@ -155,18 +153,14 @@ impl IntervalLogThread {
                     }
                 }
                 out.flush()
-            })?;
-        Ok(IntervalLogThread {
-            tx: Some(tx),
-            handle: Some(handle),
-        })
+            },
+        )?;
+        Ok(IntervalLogThread { worker })
     }
 
     /// Queues an interval (allocation happens here, off the hot path).
     pub fn send(&self, iv: Interval) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(iv);
-        }
+        self.worker.send(iv);
     }
 
     /// Flushes and stops the thread.
@@ -174,22 +168,9 @@ impl IntervalLogThread {
     /// # Errors
     /// A write error of the log.
     pub fn finish(mut self) -> std::io::Result<()> {
-        self.tx.take();
-        match self.handle.take() {
-            Some(h) => h
-                .join()
-                .map_err(|_| std::io::Error::other("hlog thread panicked"))?,
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for IntervalLogThread {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        self.worker
+            .join()
+            .unwrap_or_else(|| Err(std::io::Error::other("hlog thread panicked")))
     }
 }
 

@@ -71,6 +71,7 @@ pub mod risk;
 pub mod state;
 #[cfg(test)]
 mod tests;
+mod worker;
 
 use self::core::{HedgerCore, MonotonicClock, StageClock};
 use self::io::{ExecSource, OrderSink};

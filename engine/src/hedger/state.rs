@@ -41,6 +41,7 @@
 //! neither resurrected nor settled twice. Version 1 files (no `settled` lines) are still
 //! read (without a checksum); this build writes version 3.
 
+use super::worker::ChannelThread;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -336,11 +337,10 @@ impl StateStore {
 /// written in submission order).
 #[derive(Debug)]
 pub struct StateWriter {
-    tx: Option<std::sync::mpsc::Sender<PersistState>>,
+    worker: ChannelThread<PersistState, ()>,
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
     error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
 }
 
 impl StateWriter {
@@ -350,45 +350,39 @@ impl StateWriter {
     /// The thread cannot be spawned.
     pub fn start(mut store: StateStore) -> std::io::Result<Self> {
         use std::sync::atomic::Ordering;
-        let (tx, rx) = std::sync::mpsc::channel::<PersistState>();
         let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let error = std::sync::Arc::new(std::sync::Mutex::new(None));
         let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (w, e, f) = (written.clone(), error.clone(), failed.clone());
-        let handle = std::thread::Builder::new()
-            .name("hedger-state".into())
-            .spawn(move || {
-                for st in rx {
-                    match store.save(&st) {
-                        // Release: pairs with the Acquire in `written`: the file is renamed
-                        // before the loop may commit the execs it covers.
-                        Ok(()) => {
-                            w.fetch_add(1, Ordering::Release);
+        let worker = ChannelThread::spawn("hedger-state", move |rx| {
+            for st in rx {
+                match store.save(&st) {
+                    // Release: pairs with the Acquire in `written`: the file is renamed
+                    // before the loop may commit the execs it covers.
+                    Ok(()) => {
+                        w.fetch_add(1, Ordering::Release);
+                    }
+                    Err(err) => {
+                        if let Ok(mut g) = e.lock() {
+                            *g = Some(err.to_string());
                         }
-                        Err(err) => {
-                            if let Ok(mut g) = e.lock() {
-                                *g = Some(err.to_string());
-                            }
-                            f.store(true, Ordering::Release);
-                            return;
-                        }
+                        f.store(true, Ordering::Release);
+                        return;
                     }
                 }
-            })?;
+            }
+        })?;
         Ok(StateWriter {
-            tx: Some(tx),
+            worker,
             written,
             error,
             failed,
-            handle: Some(handle),
         })
     }
 
     /// Queues a snapshot.
     pub fn submit(&self, st: PersistState) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(st);
-        }
+        self.worker.send(st);
     }
 
     /// Snapshots written so far.
@@ -421,20 +415,8 @@ impl StateWriter {
     /// # Errors
     /// A write error.
     pub fn finish(mut self) -> Result<(), StateError> {
-        self.tx.take();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        self.worker.join();
         self.check()
-    }
-}
-
-impl Drop for StateWriter {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 

@@ -294,12 +294,35 @@ struct Leg {
     c2: f64,
     s1: f64,
     s2: f64,
-    // Bound coefficients (times |q|): yyy by powers sigma^-3, ^-2, ^-1, ^0, and K (inverse puts).
-    b_yyy: [f64; 5],
-    // sy: sigma^-1, sigma^0.
-    b_sy: [f64; 2],
-    // ss: sigma^0, sigma^1, sigma^2.
-    b_ss: [f64; 3],
+    // Sums of the options' bound coefficients, each times its |q|.
+    bound: BoundCoeffs,
+}
+
+/// Bound coefficients of an option (a leg holds their sums, each times |q|): `yyy` by powers
+/// sigma^-3, ^-2, ^-1, ^0, and K (inverse puts); `sy`: sigma^-1, sigma^0; `ss`: sigma^0,
+/// sigma^1, sigma^2.
+#[derive(Debug, Clone, Copy, Default)]
+struct BoundCoeffs {
+    yyy: [f64; 5],
+    sy: [f64; 2],
+    ss: [f64; 3],
+}
+
+impl BoundCoeffs {
+    /// Adds `k` times `o`, element by element (a leg adds an option's coefficients times its
+    /// |change of quantity|).
+    #[inline]
+    fn add_scaled(&mut self, o: &BoundCoeffs, k: f64) {
+        for (a, b) in self.yyy.iter_mut().zip(&o.yyy) {
+            *a += k * b;
+        }
+        for (a, b) in self.sy.iter_mut().zip(&o.sy) {
+            *a += k * b;
+        }
+        for (a, b) in self.ss.iter_mut().zip(&o.ss) {
+            *a += k * b;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -381,9 +404,7 @@ struct OptState {
     half_ln_t0: f64,
     vega: f64,
     theta: f64,
-    b_yyy: [f64; 5],
-    b_sy: [f64; 2],
-    b_ss: [f64; 3],
+    bound: BoundCoeffs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -657,9 +678,7 @@ impl BookRisk {
             half_ln_t0: 0.0,
             vega: 0.0,
             theta: 0.0,
-            b_yyy: [0.0; 5],
-            b_sy: [0.0; 2],
-            b_ss: [0.0; 3],
+            bound: BoundCoeffs::default(),
         });
         self.slots[spec.id as usize] = Slot::Option(idx as u32);
         self.buckets[bucket].first_option = idx as u32;
@@ -1228,9 +1247,11 @@ impl BookRisk {
         o.half_ln_t0 = half_ln_t0;
         o.vega = greeks.vega;
         o.theta = theta;
-        o.b_yyy = b_yyy;
-        o.b_sy = b_sy;
-        o.b_ss = b_ss;
+        o.bound = BoundCoeffs {
+            yyy: b_yyy,
+            sy: b_sy,
+            ss: b_ss,
+        };
         let o = *o;
         let bk = &mut self.buckets[b];
         apply(bk, &o, q, q.abs());
@@ -1369,15 +1390,15 @@ fn bucket_terms(bk: &Bucket, ln_s: f64, s: f64) -> BucketTerms {
             bk.disc * g0 / ratio
         };
         t.gamma += scale * g1 / s;
-        let yyy = leg.b_yyy[0].max(0.0) * bk.inv_t15
-            + leg.b_yyy[1].max(0.0) * bk.inv_t10
-            + leg.b_yyy[2].max(0.0) * bk.inv_t05
-            + leg.b_yyy[3].max(0.0);
-        let yyy_k = leg.b_yyy[4].max(0.0) * inv_f_min;
-        let sy = leg.b_sy[0].max(0.0) * bk.inv_t05 + leg.b_sy[1].max(0.0);
-        let ss = leg.b_ss[0].max(0.0)
-            + leg.b_ss[1].max(0.0) * sqrt_tmax
-            + leg.b_ss[2].max(0.0) * bk.t_anchor_max;
+        let yyy = leg.bound.yyy[0].max(0.0) * bk.inv_t15
+            + leg.bound.yyy[1].max(0.0) * bk.inv_t10
+            + leg.bound.yyy[2].max(0.0) * bk.inv_t05
+            + leg.bound.yyy[3].max(0.0);
+        let yyy_k = leg.bound.yyy[4].max(0.0) * inv_f_min;
+        let sy = leg.bound.sy[0].max(0.0) * bk.inv_t05 + leg.bound.sy[1].max(0.0);
+        let ss = leg.bound.ss[0].max(0.0)
+            + leg.bound.ss[1].max(0.0) * sqrt_tmax
+            + leg.bound.ss[2].max(0.0) * bk.t_anchor_max;
         // (|a| + w)^3 = w^3 + 3 w^2 |a| + 3 w |a|^2 + |a|^3.
         let k0 = scale * yyy;
         let kk = scale * yyy_k;
@@ -1446,15 +1467,7 @@ fn apply(bk: &mut Bucket, o: &OptState, dq: f64, dabs: f64) {
     leg.c2 += dq * 0.5 * o.gyy;
     leg.s1 += dq * o.gs;
     leg.s2 += dq * o.gs * o.half_ln_t0;
-    for k in 0..5 {
-        leg.b_yyy[k] += dabs * o.b_yyy[k];
-    }
-    for k in 0..2 {
-        leg.b_sy[k] += dabs * o.b_sy[k];
-    }
-    for k in 0..3 {
-        leg.b_ss[k] += dabs * o.b_ss[k];
-    }
+    leg.bound.add_scaled(&o.bound, dabs);
     bk.vega += dq * o.vega;
     bk.theta += dq * o.theta;
 }
@@ -1471,8 +1484,6 @@ impl OptState {
         self.half_ln_t0 = 0.0;
         self.vega = 0.0;
         self.theta = 0.0;
-        self.b_yyy = [0.0; 5];
-        self.b_sy = [0.0; 2];
-        self.b_ss = [0.0; 3];
+        self.bound = BoundCoeffs::default();
     }
 }

@@ -100,6 +100,23 @@ pub fn fixed_policy(band: f64) -> PolicyConfig {
     }
 }
 
+/// The cost-aware band of the tests (Deribit-like taker fee, stress weights 1, at most 5x),
+/// between `min_band` and `max_band` contracts.
+pub fn cost_aware_policy(min_band: f64, max_band: f64) -> PolicyConfig {
+    PolicyConfig {
+        rule: BandRule::CostAware {
+            taker_fee: 0.0005,
+            risk_aversion: 1e-3,
+            vol_stress_weight: 1.0,
+            spread_stress_weight: 1.0,
+            max_stress: 5.0,
+        },
+        min_band,
+        max_band,
+        ..fixed_policy(0.5)
+    }
+}
+
 pub fn open_limits() -> LimitsConfig {
     LimitsConfig {
         max_orders_per_sec: 1e9,
@@ -107,6 +124,40 @@ pub fn open_limits() -> LimitsConfig {
         max_data_age_ns: 600_000_000_000,
         max_rejects: u32::MAX,
         ..LimitsConfig::default()
+    }
+}
+
+/// Execution report `exec_id` as the gateway sends it: `(qty, px, leaves)` in contracts and
+/// quote currency; a fill is taker liquidity, a reject for no liquidity; stamped now.
+pub fn exec_event(
+    exec_id: u64,
+    kind: ExecKind,
+    coid: u64,
+    instr: u32,
+    side: Side,
+    (qty, px, leaves): (f64, f64, f64),
+) -> ExecEvent {
+    ExecEvent {
+        exec_id,
+        client_order_id: coid,
+        instrument_id: instr,
+        kind: kind as u8,
+        side: side as u8,
+        liquidity: if matches!(kind, ExecKind::Fill | ExecKind::PartialFill) {
+            Liquidity::Taker as u8
+        } else {
+            Liquidity::None as u8
+        },
+        reject_reason: if kind == ExecKind::Rejected {
+            RejectReason::NoLiquidity as u8
+        } else {
+            0
+        },
+        qty,
+        price: px,
+        fee: 0.0,
+        leaves_qty: leaves,
+        ts_ns: shm_layout::clock::now_ns(),
     }
 }
 
@@ -211,31 +262,24 @@ impl Rig {
         px: f64,
         leaves: f64,
     ) {
-        let e = ExecEvent {
-            exec_id: self.next_exec_id,
-            client_order_id: coid,
-            instrument_id: instr,
-            kind: kind as u8,
-            side: side as u8,
-            liquidity: if matches!(kind, ExecKind::Fill | ExecKind::PartialFill) {
-                Liquidity::Taker as u8
-            } else {
-                Liquidity::None as u8
-            },
-            reject_reason: if kind == ExecKind::Rejected {
-                RejectReason::NoLiquidity as u8
-            } else {
-                0
-            },
-            qty,
-            price: px,
-            fee: 0.0,
-            leaves_qty: leaves,
-            ts_ns: shm_layout::clock::now_ns(),
-        };
+        let e = exec_event(
+            self.next_exec_id,
+            kind,
+            coid,
+            instr,
+            side,
+            (qty, px, leaves),
+        );
         self.next_exec_id += 1;
         self.execs.buf.push(e);
         self.step();
+    }
+
+    /// The venue rejects order `o` (no liquidity).
+    pub fn reject(&mut self, o: &HedgeOrder) {
+        let side = o.side().unwrap();
+        let (coid, instr) = (o.client_order_id, o.instrument_id);
+        self.exec(ExecKind::Rejected, coid, instr, side, 0.0, 0.0, 0.0);
     }
 
     /// The market maker sells `qty` calls to a client (short calls: negative delta).
@@ -259,6 +303,28 @@ impl Rig {
             o.limit_px,
             0.0,
         );
+    }
+
+    /// The last-value table holds the index, the hedge quote and both marks; with `depth`,
+    /// also eight levels of 300 contracts a side on the perpetual.
+    pub fn seed_last_values(&mut self, depth: bool) {
+        for e in [
+            index(10_000.0),
+            quote(9_999.5, 10_000.5),
+            mark(CALL, 0.8, 10_000.0),
+            mark(PUT, 0.8, 10_000.0),
+        ] {
+            self.lv(e.instrument_id, &e);
+        }
+        if depth {
+            let lv = self.md.lvt[PERP as usize].as_mut().unwrap();
+            lv.valid |= LastValue::HAS_DEPTH;
+            (lv.bid_levels, lv.ask_levels) = (8, 8);
+            for k in 0..8 {
+                lv.bid_depth[k] = [9_999.5 - k as f64, 300.0];
+                lv.ask_depth[k] = [10_000.5 + k as f64, 300.0];
+            }
+        }
     }
 
     pub fn lv(&mut self, id: u32, e: &MarketEvent) {
