@@ -243,22 +243,8 @@ fn ticker_cols(mut c: Cols, pos: &dyn Fn(&str) -> Option<usize>) -> Option<(Layo
     (c.ticker_mark.is_some() || c.last_price.is_some()).then_some((Layout::DerivativeTicker, c))
 }
 
-/// Parses an unsigned decimal integer (timestamps); `None` if empty, not all digits, or over
-/// `u64::MAX` (checked: never wraps).
-#[inline]
-pub(crate) fn parse_u64(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 20 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &c in b {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-    }
-    Some(v)
-}
+/// Unsigned decimal integers (timestamps): the workspace's one checked parser.
+pub(crate) use shm_layout::ascii::parse_u64;
 
 /// First rejected Tardis timestamp: 2100-01-01T00:00:00Z in microseconds since the epoch.
 pub const MAX_TS_US: u64 = 4_102_444_800_000_000;

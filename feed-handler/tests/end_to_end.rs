@@ -27,6 +27,13 @@ fn success_stdout(out: &std::process::Output) -> String {
     stdout
 }
 
+/// The feed-handler binary writing into the segment directory `shm_dir`.
+fn feed_handler(shm_dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--shm-dir").arg(shm_dir);
+    c
+}
+
 fn shm_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("fh-e2e-")
@@ -59,9 +66,7 @@ fn counter(dir: &Path, label: &str) -> Option<CounterValue> {
 #[test]
 fn tardis_replay_publishes_every_valid_row_into_the_ring_and_tables() {
     let dir = shm_dir();
-    let out = Command::new(BIN)
-        .args(["--shm-dir"])
-        .arg(dir.path())
+    let out = feed_handler(dir.path())
         .args(["--speed", "max", "tardis"])
         .arg(data("deribit/options_chain_2020-05-14.csv"))
         .arg(data("tardis/binance-futures_book_snapshot_5_BTCUSDT.csv"))
@@ -114,9 +119,7 @@ fn tardis_replay_publishes_every_valid_row_into_the_ring_and_tables() {
 #[test]
 fn synthetic_run_is_deterministic_and_a_restart_recovers_the_sequence() {
     let run = |dir: &Path| {
-        let st = Command::new(BIN)
-            .arg("--shm-dir")
-            .arg(dir)
+        let st = feed_handler(dir)
             .args([
                 "--seed",
                 "11",
@@ -156,9 +159,7 @@ fn synthetic_run_is_deterministic_and_a_restart_recovers_the_sequence() {
 #[test]
 fn sigterm_stops_cleanly_with_a_summary() {
     let dir = shm_dir();
-    let child = Command::new(BIN)
-        .arg("--shm-dir")
-        .arg(dir.path())
+    let child = feed_handler(dir.path())
         .args([
             "--rate",
             "2000",
@@ -213,9 +214,7 @@ fn sigterm_stops_cleanly_with_a_summary() {
 #[test]
 fn a_missing_file_is_one_error_line_and_a_failure_exit() {
     let dir = shm_dir();
-    let out = Command::new(BIN)
-        .arg("--shm-dir")
-        .arg(dir.path())
+    let out = feed_handler(dir.path())
         .args(["tardis", "/nonexistent/options_chain.csv"])
         .output()
         .unwrap();
