@@ -521,6 +521,13 @@ mod tests {
     use super::*;
     use bytemuck::Zeroable;
 
+    /// A journal path in a fresh directory (removed with the returned guard).
+    fn temp_journal() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        (dir, p)
+    }
+
     fn order(id: u64) -> HedgeOrder {
         HedgeOrder {
             client_order_id: id,
@@ -541,8 +548,7 @@ mod tests {
 
     #[test]
     fn replay_finds_open_orders_and_last_exec() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("j");
+        let (_dir, p) = temp_journal();
         {
             let (mut j, r) = Journal::open(&p).unwrap();
             assert!(r.open.is_empty() && r.last_exec_id == 0);
@@ -563,8 +569,7 @@ mod tests {
 
     #[test]
     fn read_execs_tails_without_the_lock_and_stops_at_a_torn_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("j");
+        let (_dir, p) = temp_journal();
         assert!(read_execs(&p, 0).unwrap().execs.is_empty());
         let (mut j, _) = Journal::open(&p).unwrap();
         j.append_order(0, &order(1));
@@ -607,8 +612,7 @@ mod tests {
 
     #[test]
     fn a_second_handle_on_the_same_journal_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("j");
+        let (_dir, p) = temp_journal();
         let (j, _) = Journal::open(&p).unwrap();
         assert!(matches!(Journal::open(&p), Err(JournalError::InUse { .. })));
         drop(j);
@@ -617,8 +621,7 @@ mod tests {
 
     #[test]
     fn torn_tail_is_cut_off() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("j");
+        let (_dir, p) = temp_journal();
         {
             let (mut j, _) = Journal::open(&p).unwrap();
             j.append_order(0, &order(1));
@@ -641,8 +644,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_record_mid_journal_is_refused_naming_file_and_offset() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("j");
+        let (_dir, p) = temp_journal();
         {
             let (mut j, _) = Journal::open(&p).unwrap();
             for i in 0..5 {
@@ -684,8 +686,7 @@ mod tests {
 
     #[test]
     fn compaction_keeps_open_orders_and_ids() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("j");
+        let (_dir, p) = temp_journal();
         let (mut j, _) = Journal::open(&p).unwrap();
         for i in 0..100 {
             j.append_order(i, &order(i + 1));

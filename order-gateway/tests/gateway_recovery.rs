@@ -63,6 +63,21 @@ fn start(
         .0
 }
 
+/// Steps the gateway `steps` times, `dt_ns` apart from `now` on; the last step's time.
+fn run_steps(
+    gw: &mut Gateway<SimVenue<Market>>,
+    (mut now, dt_ns, steps): (u64, u64, u32),
+    orders: &mut VecOrders,
+    execs: &mut VecExecs,
+    m: &Market,
+) -> u64 {
+    for _ in 0..steps {
+        now += dt_ns;
+        gw.step(now, true, orders, execs, m).unwrap();
+    }
+    now
+}
+
 /// Checks: ids strictly increasing, exactly one terminal per order id in `1..=n`.
 fn check(execs: &[ExecEvent], n: u64) -> HashMap<u64, ExecKind> {
     for w in execs.windows(2) {
@@ -86,8 +101,7 @@ fn check(execs: &[ExecEvent], n: u64) -> HashMap<u64, ExecKind> {
 
 #[test]
 fn every_order_ends_exactly_once_with_increasing_exec_ids() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gw.journal");
+    let (_dir, path) = common::temp_path("gw.journal");
     let mut orders = VecOrders::default();
     let mut execs = VecExecs::default();
     let mut gw = start(&path, &mut orders, &mut execs, 0);
@@ -99,10 +113,7 @@ fn every_order_ends_exactly_once_with_increasing_exec_ids() {
         now += 7_000;
         gw.step(now, true, &mut orders, &mut execs, &m).unwrap();
     }
-    for _ in 0..100 {
-        now += 100_000;
-        gw.step(now, true, &mut orders, &mut execs, &m).unwrap();
-    }
+    run_steps(&mut gw, (now, 100_000, 100), &mut orders, &mut execs, &m);
     assert_eq!(gw.open_orders(), 0);
     assert_eq!(execs.all[0].exec_id, 1);
     check(&execs.all, n);
@@ -111,8 +122,7 @@ fn every_order_ends_exactly_once_with_increasing_exec_ids() {
 
 #[test]
 fn kill_at_every_bad_moment_loses_and_repeats_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gw.journal");
+    let (_dir, path) = common::temp_path("gw.journal");
     let mut orders = VecOrders::default();
     let mut execs = VecExecs::default();
     let m = market(1);
@@ -169,8 +179,7 @@ fn kill_at_every_bad_moment_loses_and_repeats_nothing() {
 
 #[test]
 fn full_execs_ring_holds_reports_and_counts_backpressure() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gw.journal");
+    let (_dir, path) = common::temp_path("gw.journal");
     let mut orders = VecOrders::default();
     let mut execs = VecExecs {
         free: 10,
@@ -181,27 +190,19 @@ fn full_execs_ring_holds_reports_and_counts_backpressure() {
     for id in 1..=50 {
         orders.all.push(order(id));
     }
-    let mut now = 0;
-    for _ in 0..50 {
-        now += 1_000_000;
-        gw.step(now, true, &mut orders, &mut execs, &m).unwrap();
-    }
+    let now = run_steps(&mut gw, (0, 1_000_000, 50), &mut orders, &mut execs, &m);
     assert_eq!(execs.all.len(), 10);
     assert!(gw.backlog() >= 40);
     assert_eq!(gw.stats().execs_ring_full, 1);
     execs.free = usize::MAX;
-    for _ in 0..5 {
-        now += 1_000_000;
-        gw.step(now, true, &mut orders, &mut execs, &m).unwrap();
-    }
+    run_steps(&mut gw, (now, 1_000_000, 5), &mut orders, &mut execs, &m);
     assert_eq!(gw.backlog(), 0);
     check(&execs.all, 50);
 }
 
 #[test]
 fn replaced_execs_ring_gets_no_old_reports_and_ids_keep_increasing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gw.journal");
+    let (_dir, path) = common::temp_path("gw.journal");
     let mut orders = VecOrders::default();
     let mut execs = VecExecs::default();
     let m = market(1);
@@ -209,11 +210,7 @@ fn replaced_execs_ring_gets_no_old_reports_and_ids_keep_increasing() {
     for id in 1..=20 {
         orders.all.push(order(id));
     }
-    let mut now = 0;
-    for _ in 0..20 {
-        now += 1_000_000;
-        gw.step(now, true, &mut orders, &mut execs, &m).unwrap();
-    }
+    let now = run_steps(&mut gw, (0, 1_000_000, 20), &mut orders, &mut execs, &m);
     drop(gw);
     let old_last = execs.all.last().unwrap().exec_id;
     // The execs ring is replaced by a fresh, empty one while the gateway is down.
@@ -223,10 +220,7 @@ fn replaced_execs_ring_gets_no_old_reports_and_ids_keep_increasing() {
     };
     orders.all.push(order(21));
     let mut gw = start(&path, &mut orders, &mut fresh, now);
-    for _ in 0..5 {
-        now += 1_000_000;
-        gw.step(now, true, &mut orders, &mut fresh, &m).unwrap();
-    }
+    run_steps(&mut gw, (now, 1_000_000, 5), &mut orders, &mut fresh, &m);
     assert!(!fresh.all.is_empty());
     assert!(fresh.all.iter().all(|e| e.client_order_id == 21));
     assert_eq!(fresh.all[0].exec_id, old_last + 1);

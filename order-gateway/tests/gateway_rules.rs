@@ -99,8 +99,7 @@ fn cancel_request_ends_a_resting_order() {
 
 #[test]
 fn duplicate_id_is_rejected_without_touching_the_open_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j");
+    let (_dir, path) = common::temp_path("j");
     let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
     let (mut gw, _) = start(sim(), &path, &mut o, &mut e);
     o.all.push(order(5, TimeInForce::Gtc, 99.0));
@@ -183,8 +182,7 @@ impl Venue for Recovering {
 
 #[test]
 fn a_venue_may_recover_open_orders_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j");
+    let (_dir, path) = common::temp_path("j");
     let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
     let (mut gw, _) = start(Recovering::default(), &path, &mut o, &mut e);
     o.all.push(order(3, TimeInForce::Ioc, 100.0));
@@ -200,8 +198,7 @@ fn a_venue_may_recover_open_orders_itself() {
 
 #[test]
 fn a_batch_journaled_but_not_committed_is_taken_once_even_with_cancels_and_duplicates() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j");
+    let (_dir, path) = common::temp_path("j");
     let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
     let (mut gw, _) = start(sim(), &path, &mut o, &mut e);
     o.all.push(order(1, TimeInForce::Gtc, 99.0));

@@ -76,6 +76,14 @@ fn order(id: u64, side: Side, qty: f64, px: f64) -> HedgeOrder {
     }
 }
 
+/// Like [`order`], with time in force `tif`.
+fn order_with(tif: TimeInForce, id: u64, side: Side, qty: f64, px: f64) -> HedgeOrder {
+    HedgeOrder {
+        tif: tif as u8,
+        ..order(id, side, qty, px)
+    }
+}
+
 fn run(v: &mut SimVenue<Vec<Option<LastValue>>>, o: &HedgeOrder, now: u64) -> Vec<VenueReport> {
     v.submit(o, now);
     let mut out = Vec::new();
@@ -162,13 +170,11 @@ fn liquidity_taken_stays_taken_until_the_book_updates() {
 #[test]
 fn fok_fills_all_or_nothing() {
     let mut v = venue(cfg());
-    let mut o = order(1, Side::Buy, 9.0, 101.0);
-    o.tif = TimeInForce::Fok as u8;
+    let o = order_with(TimeInForce::Fok, 1, Side::Buy, 9.0, 101.0);
     let r = run(&mut v, &o, 0);
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].kind, ExecKind::Cancelled);
-    let mut o = order(2, Side::Buy, 8.0, 101.0);
-    o.tif = TimeInForce::Fok as u8;
+    let o = order_with(TimeInForce::Fok, 2, Side::Buy, 8.0, 101.0);
     let r = run(&mut v, &o, 0);
     assert_eq!(r.last().unwrap().kind, ExecKind::Fill);
     assert!(close(r.iter().map(|r| r.qty).sum::<f64>(), 8.0));
@@ -190,8 +196,7 @@ fn market_order_is_collared_at_the_band() {
 #[test]
 fn gtc_remainder_rests_and_fills_as_maker_when_the_book_crosses() {
     let mut v = venue(cfg());
-    let mut o = order(1, Side::Buy, 1.0, 99.5);
-    o.tif = TimeInForce::Gtc as u8;
+    let o = order_with(TimeInForce::Gtc, 1, Side::Buy, 1.0, 99.5);
     let r = run(&mut v, &o, 0);
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].kind, ExecKind::Ack);
@@ -308,6 +313,16 @@ fn same_seed_gives_same_latencies() {
 }
 
 /// Bid 99.5 / ask 100.0 from a recording without sizes: quantities 0 meaning "unknown".
+/// A venue whose perpetual's book has prices without sizes; a touch fills at most
+/// `unknown_size_qty` contracts.
+fn size_unknown_venue(unknown_size_qty: f64) -> SimVenue<Vec<Option<LastValue>>> {
+    let c = SimConfig {
+        unknown_size_qty,
+        ..cfg()
+    };
+    SimVenue::new(c, defs(), vec![None, Some(size_unknown_book(1)), None])
+}
+
 fn size_unknown_book(seq: u64) -> LastValue {
     let mut b = LastValue::zeroed();
     b.last_seq = seq;
@@ -319,11 +334,7 @@ fn size_unknown_book(seq: u64) -> LastValue {
 
 #[test]
 fn size_unknown_touch_fills_only_the_configured_default_size() {
-    let c = SimConfig {
-        unknown_size_qty: 2.0,
-        ..cfg()
-    };
-    let mut v = SimVenue::new(c, defs(), vec![None, Some(size_unknown_book(1)), None]);
+    let mut v = size_unknown_venue(2.0);
     let r = run(&mut v, &order(1, Side::Buy, 5.0, 100.0), 0);
     let kinds: Vec<_> = r.iter().map(|r| r.kind).collect();
     assert_eq!(kinds, [ExecKind::PartialFill, ExecKind::Cancelled]);
@@ -337,11 +348,7 @@ fn size_unknown_touch_fills_only_the_configured_default_size() {
 
 #[test]
 fn size_unknown_touch_with_zero_default_fills_nothing() {
-    let c = SimConfig {
-        unknown_size_qty: 0.0,
-        ..cfg()
-    };
-    let mut v = SimVenue::new(c, defs(), vec![None, Some(size_unknown_book(1)), None]);
+    let mut v = size_unknown_venue(0.0);
     let r = run(&mut v, &order(1, Side::Sell, 1.0, 99.5), 0);
     assert!(r.iter().all(|x| x.qty == 0.0), "{r:?}");
     assert_eq!(r.last().map(|x| x.kind), Some(ExecKind::Cancelled));

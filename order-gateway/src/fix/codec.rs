@@ -323,20 +323,22 @@ impl<'a> Message<'a> {
     }
     /// The value of `tag` as an unsigned integer; `Err` if present but not numeric.
     pub fn get_u64(&self, tag: u32) -> Result<Option<u64>, DecodeError> {
-        match self.get(tag) {
-            None => Ok(None),
-            Some(v) => parse_u64(v)
-                .map(Some)
-                .ok_or(DecodeError::NotNumeric { tag }),
-        }
+        self.get_parsed(tag, parse_u64)
     }
     /// The value of `tag` as a decimal; `Err` if present but not a decimal.
     pub fn get_f64(&self, tag: u32) -> Result<Option<f64>, DecodeError> {
+        self.get_parsed(tag, parse_decimal)
+    }
+    /// The value of `tag` read by `parse`; `Err` if present but `parse` refuses it.
+    #[inline]
+    fn get_parsed<T>(
+        &self,
+        tag: u32,
+        parse: fn(&[u8]) -> Option<T>,
+    ) -> Result<Option<T>, DecodeError> {
         match self.get(tag) {
             None => Ok(None),
-            Some(v) => parse_decimal(v)
-                .map(Some)
-                .ok_or(DecodeError::NotNumeric { tag }),
+            Some(v) => parse(v).map(Some).ok_or(DecodeError::NotNumeric { tag }),
         }
     }
     /// The single-character value of `tag` (`None` if absent or longer than one byte).
@@ -598,21 +600,8 @@ pub fn resync_offset(buf: &[u8]) -> usize {
     buf.len()
 }
 
-/// Parses 1..=20 ASCII digits into a `u64`; `None` for anything else or an overflow.
-#[inline]
-pub fn parse_u64(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 20 {
-        return None;
-    }
-    let mut x: u64 = 0;
-    for &c in v {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        x = x.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-    }
-    Some(x)
-}
+/// Parses 1..=20 ASCII digits into a `u64` (the workspace's one checked parser).
+pub use shm_layout::ascii::parse_u64;
 
 /// Parses a FIX decimal (`-?digits[.digits]`, at most 18 significant digits) to the nearest
 /// `f64` (one correctly rounded division of two exactly representable numbers).
@@ -921,7 +910,7 @@ pub fn fmt_utc_timestamp(epoch_ns: u64, out: &mut [u8; 21]) {
     let secs = ms_total / 1000;
     let days = (secs / 86_400) as i64;
     let sod = (secs % 86_400) as u32;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = shm_layout::clock::civil_from_days(days);
     let mut put = |at: usize, v: u32, w: usize| {
         let mut x = v;
         for k in (0..w).rev() {
@@ -942,20 +931,6 @@ pub fn fmt_utc_timestamp(epoch_ns: u64, out: &mut [u8; 21]) {
     out[17] = b'.';
 }
 
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -973,6 +948,21 @@ mod tests {
             .char(tag::ORD_TYPE, b'2')
             .decimal(tag::PRICE, 43_210.5)
             .char(tag::TIME_IN_FORCE, b'3');
+        w.finish().unwrap().to_vec()
+    }
+
+    /// A `msg_type` message from A to B (seq 1, a fixed sending time) with the string
+    /// fields `body`.
+    fn with_test_header(msg_type: &[u8], body: &[(u32, &[u8])]) -> Vec<u8> {
+        let mut buf = [0u8; MAX_MSG_LEN];
+        let mut w = MsgWriter::new(&mut buf, msg_type);
+        w.str(tag::SENDER_COMP_ID, b"A")
+            .str(tag::TARGET_COMP_ID, b"B")
+            .u64(tag::MSG_SEQ_NUM, 1)
+            .str(tag::SENDING_TIME, b"20240101-00:00:00.000");
+        for (t, v) in body {
+            w.str(*t, v);
+        }
         w.finish().unwrap().to_vec()
     }
 
@@ -1009,16 +999,14 @@ mod tests {
 
     #[test]
     fn lookups_find_colliding_tags() {
-        let mut buf = [0u8; MAX_MSG_LEN];
-        let mut w = MsgWriter::new(&mut buf, b"8");
-        w.str(tag::SENDER_COMP_ID, b"A")
-            .str(tag::TARGET_COMP_ID, b"B")
-            .u64(tag::MSG_SEQ_NUM, 1)
-            .str(tag::SENDING_TIME, b"20240101-00:00:00.000")
-            .str(tag::CL_ORD_ID, b"c11")
-            .str(75, b"c75") // 75 % 64 == 11
-            .str(139, b"c139"); // 139 % 64 == 11
-        let m = w.finish().unwrap().to_vec();
+        let m = with_test_header(
+            b"8",
+            &[
+                (tag::CL_ORD_ID, b"c11"),
+                (75, b"c75"),   // 75 % 64 == 11
+                (139, b"c139"), // 139 % 64 == 11
+            ],
+        );
         let (msg, _) = decode(&m).unwrap();
         assert_eq!(msg.get(11), Some(&b"c11"[..]));
         assert_eq!(msg.get(75), Some(&b"c75"[..]));
@@ -1064,15 +1052,10 @@ mod tests {
 
     #[test]
     fn debug_redacts_credentials() {
-        let mut buf = [0u8; MAX_MSG_LEN];
-        let mut w = MsgWriter::new(&mut buf, b"A");
-        w.str(tag::SENDER_COMP_ID, b"A")
-            .str(tag::TARGET_COMP_ID, b"B")
-            .u64(tag::MSG_SEQ_NUM, 1)
-            .str(tag::SENDING_TIME, b"20240101-00:00:00.000")
-            .str(tag::USERNAME, b"alice")
-            .str(tag::PASSWORD, b"s3cret");
-        let m = w.finish().unwrap().to_vec();
+        let m = with_test_header(
+            b"A",
+            &[(tag::USERNAME, b"alice"), (tag::PASSWORD, b"s3cret")],
+        );
         let (msg, _) = decode(&m).unwrap();
         let d = format!("{msg:?}");
         assert!(!d.contains("s3cret") && !d.contains("alice"), "{d}");

@@ -123,6 +123,14 @@ pub fn sigterm(p: &mut Proc) {
     assert!(st.success(), "clean exit on SIGTERM: {st:?}");
 }
 
+/// The path `name` in a fresh temporary directory (removed with the returned guard, also when
+/// the test fails).
+pub fn temp_path(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
 /// A linear perpetual, 1 per contract, tick 0.5, id 0, no symbol.
 pub fn linear_perp(lot_size: f64, min_qty: f64) -> InstrumentDef {
     let mut perp = InstrumentDef::zeroed();
