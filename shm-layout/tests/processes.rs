@@ -42,7 +42,9 @@ fn fold(h: u64, o: &HedgeOrder) -> u64 {
 }
 const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
 
-/// A child's tag: one marker file per child in the segment directory.
+/// Parent side: starts the child `role` (this test binary, entry `child_process_entry`) on
+/// `dir` and waits until it reports ready. A child's tag: one marker file per child in the
+/// segment directory.
 fn spawn_child(role: &str, tag: &str, dir: &Path, extra: &[(&str, String)]) -> Child {
     let mut c = Command::new(std::env::current_exe().unwrap());
     c.args([
@@ -58,7 +60,16 @@ fn spawn_child(role: &str, tag: &str, dir: &Path, extra: &[(&str, String)]) -> C
     for (k, v) in extra {
         c.env(k, v);
     }
-    c.spawn().unwrap()
+    let mut child = c.spawn().unwrap();
+    wait_marker(&mut child, dir, tag, "ready");
+    child
+}
+
+/// Parent side: the child's result marker, once it exited successfully.
+fn child_result(child: &mut Child, dir: &Path, tag: &str) -> String {
+    let res = wait_marker(child, dir, tag, "result");
+    assert!(child.wait().unwrap().success());
+    res
 }
 
 /// Child side: writes `dir/<tag>.<marker>` atomically (write then rename).
@@ -188,7 +199,6 @@ fn spsc_ten_million_messages_cross_processes_in_order_with_checksum() {
         d.path(),
         &[("SHM_N", N.to_string()), ("SHM_PROGRESS", "0".into())],
     );
-    wait_marker(&mut child, d.path(), "c", "ready");
     let mut h = FNV0;
     let mut i = 0u64;
     let mut batch = [HedgeOrder::zeroed(); 32];
@@ -220,8 +230,7 @@ fn spsc_ten_million_messages_cross_processes_in_order_with_checksum() {
             }
         }
     }
-    let res = wait_marker(&mut child, d.path(), "c", "result");
-    assert!(child.wait().unwrap().success());
+    let res = child_result(&mut child, d.path(), "c");
     assert_eq!(res, format!("0 {N} {h}"), "start, count, checksum");
     assert_eq!(p.len(), 0);
 }
@@ -238,7 +247,6 @@ fn broadcast_slow_reader_counted_loss_equals_true_loss() {
         d.path(),
         &[("SHM_N", N.to_string())],
     );
-    wait_marker(&mut child, d.path(), "r", "ready");
     for i in 0..N {
         let mut e = MarketEvent::underlying_price(1, i, i, i as f64);
         e.seq = i;
@@ -247,8 +255,7 @@ fn broadcast_slow_reader_counted_loss_equals_true_loss() {
             std::thread::yield_now();
         }
     }
-    let res = wait_marker(&mut child, d.path(), "r", "result");
-    assert!(child.wait().unwrap().success());
+    let res = child_result(&mut child, d.path(), "r");
     let v: Vec<u64> = res.split(' ').map(|x| x.parse().unwrap()).collect();
     let (delivered, lost) = (v[0], v[1]);
     // Delivered messages are distinct and in order (checked in the child), so the true loss is
@@ -266,7 +273,6 @@ fn spsc_consumer_killed_mid_stream_resumes_exactly() {
         SpscProducer::<HedgeOrder>::create(d.path(), "orders", 1024, StalePolicy::Fail).unwrap();
     let extra = [("SHM_N", N.to_string()), ("SHM_PROGRESS", "1".into())];
     let mut first = spawn_child("spsc-consumer", "c1", d.path(), &extra);
-    wait_marker(&mut first, d.path(), "c1", "ready");
     let dir = d.path().to_path_buf();
     let mut killed_at = None;
     let mut i = 0u64;
@@ -297,11 +303,9 @@ fn spsc_consumer_killed_mid_stream_resumes_exactly() {
                 "{progress} vs {head}"
             );
             first = spawn_child("spsc-consumer", "c2", d.path(), &extra);
-            wait_marker(&mut first, d.path(), "c2", "ready");
         }
     }
-    let res = wait_marker(&mut first, d.path(), "c2", "result");
-    assert!(first.wait().unwrap().success());
+    let res = child_result(&mut first, d.path(), "c2");
     let head = killed_at.expect("consumer was killed");
     let v: Vec<u64> = res.split(' ').map(|x| x.parse().unwrap()).collect();
     assert_eq!(
