@@ -62,6 +62,19 @@ fn invalid_config_prints_one_line_naming_the_key_and_fails() {
     }
 }
 
+/// The hedger binary with config `cfg`, its segments in `dir/seg` and its state in
+/// `dir/state` (the test's own directory).
+fn hedger_in(dir: &std::path::Path, cfg: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hedger"));
+    c.arg("--config")
+        .arg(cfg)
+        .arg("--shm-dir")
+        .arg(dir.join("seg"))
+        .arg("--state-dir")
+        .arg(dir.join("state"));
+    c
+}
+
 #[test]
 fn example_config_with_missing_segments_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,14 +90,7 @@ fn example_config_with_missing_segments_fails_clearly() {
         example.replace("open_wait_ms = 10000", "open_wait_ms = 100"),
     )
     .unwrap();
-    let seg = dir.path().join("seg");
-    let out = Command::new(env!("CARGO_BIN_EXE_hedger"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--shm-dir")
-        .arg(&seg)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
+    let out = hedger_in(dir.path(), &cfg)
         .arg("--histogram-path")
         .arg(dir.path().join("h.hlog"))
         .output()
@@ -104,13 +110,7 @@ fn sigterm_while_waiting_for_segments_stops_at_once() {
         "[shm]\nopen_wait_ms = 30000\n[underlyings.BTC]\nhedge_instrument = \"BTC-PERPETUAL\"\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hedger"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--shm-dir")
-        .arg(dir.path().join("seg"))
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
+    let mut child = hedger_in(dir.path(), &cfg)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
