@@ -272,28 +272,27 @@ fn sigkill_and_restart_mid_stream_loses_and_duplicates_nothing() {
     let mut h = Hedger::open(&dir);
     let n = 4000u64;
     let chunk = 500u64;
-    let mut next = 1u64;
-    let mut kills = 0;
-    while next <= n {
-        let end = (next + chunk - 1).min(n);
-        push_all(&mut w.orders, next..=end, &mut h);
-        next = end + 1;
-        // Wait until the gateway is busy with this chunk (some of it ended, the rest in
-        // flight at the venue or still in the ring), then kill -9 without warning.
-        let before = h.terminal.len();
-        let until = Instant::now() + Duration::from_secs(20);
-        while h.terminal.len() < before + (chunk as usize) / 4 && Instant::now() < until {
-            if h.drain() == 0 {
-                std::thread::sleep(Duration::from_micros(200));
+    let kills = common::send_in_chunks_with_restarts(
+        n,
+        chunk,
+        |ids| {
+            push_all(&mut w.orders, ids, &mut h);
+            // Wait until the gateway is busy with this chunk (some of it ended, the rest in
+            // flight at the venue or still in the ring), then kill -9 without warning.
+            let before = h.terminal.len();
+            let until = Instant::now() + Duration::from_secs(20);
+            while h.terminal.len() < before + (chunk as usize) / 4 && Instant::now() < until {
+                if h.drain() == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
             }
-        }
-        if next <= n {
+        },
+        |_| {
             gw.0.kill().unwrap();
             gw.0.wait().unwrap();
-            kills += 1;
             gw = spawn(&dir, &args);
-        }
-    }
+        },
+    );
     h.wait_terminals(n as usize, Instant::now() + Duration::from_secs(120));
     std::thread::sleep(Duration::from_millis(50));
     h.drain();

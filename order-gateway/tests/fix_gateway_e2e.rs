@@ -352,35 +352,34 @@ fn gateway_with_fix_venue_survives_sigkill_with_every_order_ending_once_and_seqn
     std::thread::sleep(Duration::from_millis(100));
     let n = 600u64;
     let chunk = 100u64;
-    let mut next = 1u64;
-    let mut kills = 0;
-    while next <= n {
-        let end = (next + chunk - 1).min(n);
-        for id in next..=end {
-            let mut o = order(id);
-            while let Err(back) = orders.push(o) {
-                o = back;
-                book.drain(&mut execs);
-                std::thread::sleep(Duration::from_micros(200));
+    let kills = common::send_in_chunks_with_restarts(
+        n,
+        chunk,
+        |ids| {
+            for id in ids {
+                let mut o = order(id);
+                while let Err(back) = orders.push(o) {
+                    o = back;
+                    book.drain(&mut execs);
+                    std::thread::sleep(Duration::from_micros(200));
+                }
             }
-        }
-        next = end + 1;
-        // Let the gateway take the whole chunk from the ring (a gateway just (re)started takes
-        // them only once its FIX session is logged on) and part of it finish, then kill -9
-        // with the rest in flight between the gateway and the exchange.
-        let before = book.terminal.len();
-        let until = Instant::now() + Duration::from_secs(30);
-        while (!orders.is_empty() || book.terminal.len() < before + (chunk as usize) / 3)
-            && Instant::now() < until
-        {
-            if book.drain(&mut execs) == 0 {
-                std::thread::sleep(Duration::from_micros(200));
+            // Let the gateway take the whole chunk from the ring (a gateway just (re)started
+            // takes them only once its FIX session is logged on) and part of it finish, then
+            // kill -9 with the rest in flight between the gateway and the exchange.
+            let before = book.terminal.len();
+            let until = Instant::now() + Duration::from_secs(30);
+            while (!orders.is_empty() || book.terminal.len() < before + (chunk as usize) / 3)
+                && Instant::now() < until
+            {
+                if book.drain(&mut execs) == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
             }
-        }
-        if next <= n {
+        },
+        |kills| {
             gw.0.kill().unwrap();
             gw.0.wait().unwrap();
-            kills += 1;
             gw = spawn_gateway(dir.path(), &config);
             // The gateway would wait for its Logon before taking the next chunk anyway
             // (venue_connect_wait_ms; tested above). Also let the post-crash resend exchange
@@ -389,8 +388,8 @@ fn gateway_with_fix_venue_survives_sigkill_with_every_order_ending_once_and_seqn
             // NotConnected, allowed below), which is not what this test is about.
             wait_logons(&store, kills + 1);
             std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+        },
+    );
     let until = Instant::now() + Duration::from_secs(120);
     while book.terminal.len() < n as usize {
         assert!(

@@ -131,6 +131,29 @@ pub fn temp_path(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, path)
 }
 
+/// Sends orders `1..=n` in chunks of `chunk` ids: `send(ids)` for each chunk, and after every
+/// chunk but the last `restart(k)`, the `k`-th kill and restart of the gateway. Returns the
+/// number of restarts.
+pub fn send_in_chunks_with_restarts(
+    n: u64,
+    chunk: u64,
+    mut send: impl FnMut(std::ops::RangeInclusive<u64>),
+    mut restart: impl FnMut(usize),
+) -> usize {
+    let mut next = 1u64;
+    let mut kills = 0;
+    while next <= n {
+        let end = (next + chunk - 1).min(n);
+        send(next..=end);
+        next = end + 1;
+        if next <= n {
+            kills += 1;
+            restart(kills);
+        }
+    }
+    kills
+}
+
 /// A linear perpetual, 1 per contract, tick 0.5, id 0, no symbol.
 pub fn linear_perp(lot_size: f64, min_qty: f64) -> InstrumentDef {
     let mut perp = InstrumentDef::zeroed();
