@@ -17,11 +17,25 @@ fn report(args: &[&str]) -> serde_json::Value {
 /// The `--json` report of a replay of the Tardis file `tardis` with the positions file `pos`,
 /// and `args` (the policies, plots).
 fn tardis_report(tardis: &str, pos: &tempfile::NamedTempFile, args: &[&str]) -> serde_json::Value {
-    let pos = pos.path().to_str().unwrap();
-    let mut all = vec!["--tardis", tardis, "--positions", pos];
+    report(&tardis_args(tardis, pos, args))
+}
+
+/// The arguments of a `--json` replay of the Tardis file `tardis` with the positions file
+/// `pos`, and `args`.
+fn tardis_args<'a>(
+    tardis: &'a str,
+    pos: &'a tempfile::NamedTempFile,
+    args: &[&'a str],
+) -> Vec<&'a str> {
+    let mut all = vec![
+        "--tardis",
+        tardis,
+        "--positions",
+        pos.path().to_str().unwrap(),
+    ];
     all.extend_from_slice(args);
     all.push("--json");
-    report(&all)
+    all
 }
 
 /// Like `report`, and a second run of the same arguments gives the same bytes.
@@ -147,18 +161,13 @@ fn deribit_chain_replay_hedges_on_a_modelled_book_deterministically() {
     let pos = file(
         "symbol,qty\nBTC-22MAY20-9250-P,-10\nBTC-22MAY20-12000-C,25\nBTC-26JUN20-10000-C,-5\nBTC-25SEP20-8000-P,3.5\n",
     );
-    let args = [
-        "--tardis",
-        chain.as_str(),
-        "--positions",
-        pos.path().to_str().unwrap(),
+    let policies = [
         "--policy",
         "fixed:band=0.5",
         "--policy",
         "cost-aware:risk_aversion=1e-4",
-        "--json",
     ];
-    let v = deterministic_report(&args);
+    let v = deterministic_report(&tardis_args(&chain, &pos, &policies));
     let p = &v["policies"][0];
     assert_eq!(p["source_rejects"], 0);
     let btc = &p["underlyings"]["BTC"];
@@ -577,16 +586,8 @@ fn ticker_funding_is_charged_on_the_hedge_position() {
 fn a_time_window_replays_only_its_snapshots() {
     let chain = format!("{DATA}/deribit-2026/options_chain_BTC_ETH_27MAR26.csv");
     let pos = file("symbol,qty\nBTC-27MAR26-80000-C,-20\nBTC-27MAR26-80000-P,-20\n");
-    let base = [
-        "--tardis",
-        chain.as_str(),
-        "--positions",
-        pos.path().to_str().unwrap(),
-        "--policy",
-        "fixed:band=0.5",
-        "--json",
-    ];
-    let mut args = base.to_vec();
+    let base = tardis_args(&chain, &pos, &["--policy", "fixed:band=0.5"]);
+    let mut args = base.clone();
     args.extend(["--from", "2026-02-04T00:00Z", "--to", "2026-02-09T00:00Z"]);
     let v = report(&args);
     let (from_ns, to_ns) = (1_770_163_200_000_000_000u64, 1_770_595_200_000_000_000u64);
@@ -607,7 +608,7 @@ fn a_time_window_replays_only_its_snapshots() {
     assert!(used + before < whole["source"]["used"].as_u64().unwrap());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hedgectl"))
         .arg("replay")
-        .args(base)
+        .args(&base)
         .args(["--from", "2026-02-09T00:00Z", "--to", "2026-02-04T00:00Z"])
         .output()
         .unwrap();
