@@ -14,8 +14,7 @@ use order_gateway::journal::Journal;
 use order_gateway::sim::{SimConfig, SimVenue};
 use order_gateway::Venue;
 use shm_layout::{
-    HedgeOrder, InstrumentDef, InstrumentKind, LastValue, OrderAction, OrderType, Settlement, Side,
-    TimeInForce,
+    HedgeOrder, InstrumentDef, InstrumentKind, LastValue, OrderAction, OrderType, Side, TimeInForce,
 };
 use std::path::Path;
 use std::time::Instant;
@@ -23,13 +22,7 @@ use std::time::Instant;
 type Market = Vec<Option<LastValue>>;
 
 fn setup() -> (Vec<InstrumentDef>, Market) {
-    let mut perp = InstrumentDef::zeroed();
-    perp.kind = InstrumentKind::Perpetual as u8;
-    perp.settlement = Settlement::Linear as u8;
-    perp.contract_multiplier = 1.0;
-    perp.tick_size = 0.5;
-    perp.lot_size = 0.001;
-    perp.min_qty = 0.001;
+    let perp = InstrumentDef::linear(0, InstrumentKind::Perpetual, 0, 0.5, 0.001);
     let mut b = LastValue::zeroed();
     b.valid = LastValue::HAS_QUOTE | LastValue::HAS_DEPTH;
     (b.bid_px, b.bid_qty, b.ask_px, b.ask_qty) = (99.5, 1e9, 100.0, 1e9);

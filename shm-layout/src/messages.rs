@@ -622,6 +622,30 @@ const _: () = assert!(size_of::<InstrumentDef>() == 128);
 pub const NO_FORWARD: u32 = u32::MAX;
 
 impl InstrumentDef {
+    /// A linear instrument (settled in the quote currency, multiplier 1, no separate
+    /// forward): `id` of `kind` on the underlying `underlying_id`, price increments of
+    /// `tick_size` (quote currency), quantities in `lot_size` steps (contracts) from one lot
+    /// up; no symbol, no expiry.
+    pub fn linear(
+        id: u32,
+        kind: InstrumentKind,
+        underlying_id: u32,
+        tick_size: f64,
+        lot_size: f64,
+    ) -> InstrumentDef {
+        let mut d = InstrumentDef::zeroed();
+        d.id = id;
+        d.kind = kind as u8;
+        d.settlement = Settlement::Linear as u8;
+        d.underlying_id = underlying_id;
+        d.forward_id = NO_FORWARD;
+        d.contract_multiplier = 1.0;
+        d.tick_size = tick_size;
+        d.lot_size = lot_size;
+        d.min_qty = lot_size;
+        d
+    }
+
     /// Contract multiplier: `contract_multiplier`, or 1 when the definition leaves it 0 (the
     /// one place this default is decided).
     #[inline]

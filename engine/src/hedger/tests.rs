@@ -6,10 +6,9 @@ use super::io::{MemControl, MemExecs, MemMarket, MemOrders};
 use super::risk::{BookRiskAdapter, OptionRisk};
 use crate::limits::{LimitBreach, LimitsConfig};
 use crate::policy::{BandRule, PolicyConfig, RehedgeTarget};
-use bytemuck::Zeroable;
 use shm_layout::{
     ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, Liquidity, MarketEvent,
-    OptionType, Settlement, Side, NO_FORWARD,
+    OptionType, Side,
 };
 
 /// 2026-01-02T00:00:00Z: in the past, so a loop that read the real clock would call the
@@ -22,16 +21,7 @@ const PERP: u32 = 1;
 const CALL: u32 = 2;
 
 fn def(id: u32, sym: &str, kind: InstrumentKind) -> InstrumentDef {
-    let mut d = InstrumentDef::zeroed();
-    d.id = id;
-    d.kind = kind as u8;
-    d.settlement = Settlement::Linear as u8;
-    d.underlying_id = BTC;
-    d.forward_id = NO_FORWARD;
-    d.contract_multiplier = 1.0;
-    d.tick_size = 0.5;
-    d.lot_size = 0.001;
-    d.min_qty = 0.001;
+    let mut d = InstrumentDef::linear(id, kind, BTC, 0.5, 0.001);
     assert!(d.set_symbol(sym));
     d
 }

@@ -9,7 +9,7 @@ use engine::limits::LimitsConfig;
 use engine::policy::{BandRule, PolicyConfig, RehedgeTarget};
 use shm_layout::{
     ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, LastValue, Liquidity,
-    MarketEvent, OptionType, RejectReason, Settlement, Side, NO_FORWARD,
+    MarketEvent, OptionType, RejectReason, Settlement, Side,
 };
 
 pub const BTC: u32 = 0;
@@ -23,16 +23,7 @@ pub const FWD: u32 = 6;
 pub const DAY_NS: u64 = 86_400_000_000_000;
 
 fn def(id: u32, sym: &str, kind: InstrumentKind) -> InstrumentDef {
-    let mut d = InstrumentDef::zeroed();
-    d.id = id;
-    d.kind = kind as u8;
-    d.settlement = Settlement::Linear as u8;
-    d.underlying_id = id;
-    d.forward_id = NO_FORWARD;
-    d.contract_multiplier = 1.0;
-    d.tick_size = 0.5;
-    d.lot_size = 1.0;
-    d.min_qty = 1.0;
+    let mut d = InstrumentDef::linear(id, kind, id, 0.5, 1.0);
     assert!(d.set_symbol(sym));
     d
 }

@@ -8,8 +8,8 @@
 use bytemuck::Zeroable;
 use shm_layout::{
     names, CounterValue, CountersReader, ExecEvent, HedgeOrder, InstrumentDef, InstrumentKind,
-    InstrumentTable, LastValue, LastValueTable, OpenOptions, OrderAction, OrderType, Settlement,
-    Side, SpscConsumer, SpscProducer, StalePolicy, TimeInForce,
+    InstrumentTable, LastValue, LastValueTable, OpenOptions, OrderAction, OrderType, Side,
+    SpscConsumer, SpscProducer, StalePolicy, TimeInForce,
 };
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -156,15 +156,10 @@ pub fn send_in_chunks_with_restarts(
 
 /// A linear perpetual, 1 per contract, tick 0.5, id 0, no symbol.
 pub fn linear_perp(lot_size: f64, min_qty: f64) -> InstrumentDef {
-    let mut perp = InstrumentDef::zeroed();
-    perp.id = 0;
-    perp.kind = InstrumentKind::Perpetual as u8;
-    perp.settlement = Settlement::Linear as u8;
-    perp.contract_multiplier = 1.0;
-    perp.tick_size = 0.5;
-    perp.lot_size = lot_size;
-    perp.min_qty = min_qty;
-    perp
+    InstrumentDef {
+        min_qty,
+        ..InstrumentDef::linear(0, InstrumentKind::Perpetual, 0, 0.5, lot_size)
+    }
 }
 
 /// A new limit IOC order.
