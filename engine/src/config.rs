@@ -7,7 +7,7 @@
 //! The committed example `engine/config/hedger.example.toml` documents every key.
 
 use crate::limits::LimitsConfig;
-use crate::policy::{BandRule, PolicyConfig, RehedgeTarget};
+use crate::policy::{BandRule, ExecConfig, ExecStyle, PolicyConfig, RehedgeTarget, Trigger};
 use serde::Deserialize;
 use shm_layout::process::IdleStrategy;
 use shm_layout::StalePolicy;
@@ -200,6 +200,24 @@ pub struct PolicySection {
     /// Cost-aware: holding horizon, ms (0 = off): within it after a hedge the band does not
     /// shrink below that hedge's and nothing is traded back unless delta leaves the outer band (2 x band, at most `max_band`).
     pub holding_horizon_ms: Option<u64>,
+    /// Execution style: `ioc` (default), `passive` or `slices`.
+    pub style: Option<String>,
+    /// Passive: cross after the order rested this long, ms (default 2000).
+    pub passive_timeout_ms: Option<u64>,
+    /// Passive: cross at once when |delta without the resting order| exceeds this multiple of
+    /// the band (default 2, > 1).
+    pub cross_band: Option<f64>,
+    /// Slices: child orders per hedge (default 4, 1..=100).
+    pub slices: Option<u64>,
+    /// Slices: time between child orders, ms (default 1000).
+    pub slice_interval_ms: Option<u64>,
+    /// Trigger besides the band breach: `band` (default, none besides), `fill`,
+    /// `accumulated` or `timer`.
+    pub trigger: Option<String>,
+    /// Accumulated trigger: threshold, underlying units (default 1).
+    pub accumulated: Option<f64>,
+    /// Timer trigger: period, ms (default 10000).
+    pub interval_ms: Option<u64>,
 }
 
 impl Default for PolicySection {
@@ -223,6 +241,14 @@ impl Default for PolicySection {
             fast_alpha: None,
             slow_alpha: None,
             holding_horizon_ms: None,
+            style: None,
+            passive_timeout_ms: None,
+            cross_band: None,
+            slices: None,
+            slice_interval_ms: None,
+            trigger: None,
+            accumulated: None,
+            interval_ms: None,
         }
     }
 }
@@ -259,14 +285,22 @@ pub struct PolicyDefaults {
     pub holding_horizon_ms: u64,
 }
 
-/// Keys every policy kind takes (timing and order pricing).
-const COMMON_POLICY_KEYS: [&str; 6] = [
+/// Keys every policy kind takes (timing, order pricing, execution style and trigger).
+const COMMON_POLICY_KEYS: [&str; 14] = [
     "min_interval_ms",
     "max_interval_ms",
     "offset_ticks",
     "collar_bps",
     "fast_alpha",
     "slow_alpha",
+    "style",
+    "passive_timeout_ms",
+    "cross_band",
+    "slices",
+    "slice_interval_ms",
+    "trigger",
+    "accumulated",
+    "interval_ms",
 ];
 
 /// The keys of a policy kind besides [`COMMON_POLICY_KEYS`] (None: unknown kind).
@@ -331,6 +365,14 @@ impl PolicySection {
             f("fast_alpha", self.fast_alpha.is_some()),
             f("slow_alpha", self.slow_alpha.is_some()),
             f("holding_horizon_ms", self.holding_horizon_ms.is_some()),
+            f("style", self.style.is_some()),
+            f("passive_timeout_ms", self.passive_timeout_ms.is_some()),
+            f("cross_band", self.cross_band.is_some()),
+            f("slices", self.slices.is_some()),
+            f("slice_interval_ms", self.slice_interval_ms.is_some()),
+            f("trigger", self.trigger.is_some()),
+            f("accumulated", self.accumulated.is_some()),
+            f("interval_ms", self.interval_ms.is_some()),
         ]
         .into_iter()
         .flatten()
@@ -448,6 +490,65 @@ impl PolicySection {
             } else {
                 0
             },
+            exec: self.exec_config()?,
+        })
+    }
+
+    /// The execution keys (style and trigger), checked.
+    fn exec_config(&self) -> Result<ExecConfig, (&'static str, String)> {
+        let (p, d) = (self, ExecConfig::default());
+        let ms = |key: &'static str, v: Option<u64>, dflt: u64| match v {
+            None => Ok(dflt),
+            Some(v) => duration_ms(key, v, 1).map(|v| v * 1_000_000),
+        };
+        let style = match p.style.as_deref().unwrap_or("ioc") {
+            "ioc" => ExecStyle::Ioc,
+            "passive" => ExecStyle::Passive,
+            "slices" => ExecStyle::Slices,
+            s => {
+                return Err((
+                    "style",
+                    format!("must be `ioc`, `passive` or `slices`, got `{s}`"),
+                ))
+            }
+        };
+        let trigger = match p.trigger.as_deref().unwrap_or("band") {
+            "band" => Trigger::Band,
+            "fill" => Trigger::Fill,
+            "accumulated" => Trigger::Accumulated,
+            "timer" => Trigger::Timer,
+            t => {
+                return Err((
+                    "trigger",
+                    format!("must be `band`, `fill`, `accumulated` or `timer`, got `{t}`"),
+                ))
+            }
+        };
+        let cross_band = positive("cross_band", p.cross_band.unwrap_or(d.cross_band))?;
+        if cross_band <= 1.0 {
+            return Err(("cross_band", format!("must be > 1, got {cross_band}")));
+        }
+        let slices = p.slices.unwrap_or(u64::from(d.slices));
+        if !(1..=100).contains(&slices) {
+            return Err(("slices", format!("must be in 1..=100, got {slices}")));
+        }
+        Ok(ExecConfig {
+            style,
+            passive_timeout_ns: ms(
+                "passive_timeout_ms",
+                p.passive_timeout_ms,
+                d.passive_timeout_ns,
+            )?,
+            cross_band,
+            slices: slices as u32,
+            slice_interval_ns: ms(
+                "slice_interval_ms",
+                p.slice_interval_ms,
+                d.slice_interval_ns,
+            )?,
+            trigger,
+            accumulated: positive("accumulated", p.accumulated.unwrap_or(d.accumulated))?,
+            interval_ns: ms("interval_ms", p.interval_ms, d.interval_ns)?,
         })
     }
 

@@ -217,6 +217,77 @@ pub struct PolicyConfig {
     /// was sent at, and no hedge goes the other way unless delta leaves `max_band`, ns
     /// (0 = off). Stops a band that breathes with the spread from re-trading the same risk.
     pub holding_horizon_ns: u64,
+    /// How a hedge is executed (IOC, passive then cross, slices) and what triggers it.
+    pub exec: ExecConfig,
+}
+
+/// How the hedger works a hedge order (`style` in the policy table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecStyle {
+    /// An IOC limit at the touch (plus `offset_ticks`): today's, the default.
+    Ioc,
+    /// A GTC limit at our own side's touch (the bid when buying), cancelled and replaced when
+    /// the touch moves away from it, crossed (cancelled, then an IOC at the far touch) after
+    /// `passive_timeout_ns` or at once when the delta it leaves uncovered is beyond
+    /// `cross_band` times the band.
+    Passive,
+    /// The hedge split into `slices` IOC child orders, `slice_interval_ns` apart.
+    Slices,
+}
+
+/// What makes the hedger consider a hedge (`trigger` in the policy table). Whatever the
+/// trigger, a hedge goes to the policy's target (zero or the band's edge) and the safety
+/// re-hedge (`max_interval`) still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Net delta outside the band (the default).
+    Band,
+    /// Each client option trade: hedge the book back to the target when it moves delta by at
+    /// least one lot, band or not.
+    Fill,
+    /// Delta accumulated since the last hedge (|net delta - the last hedge's target|) above
+    /// `accumulated`, underlying units.
+    Accumulated,
+    /// Every `interval_ns`, whatever the delta (at least one lot).
+    Timer,
+}
+
+/// Execution settings of a policy (keys `style`, `passive_timeout_ms`, `cross_band`,
+/// `slices`, `slice_interval_ms`, `trigger`, `accumulated`, `interval_ms`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExecConfig {
+    /// Order style.
+    pub style: ExecStyle,
+    /// Passive: cross after a passive order rested this long, ns.
+    pub passive_timeout_ns: u64,
+    /// Passive: cross at once when |net delta without the resting order| exceeds this
+    /// multiple of the band (> 1).
+    pub cross_band: f64,
+    /// Slices: child orders per hedge (>= 1).
+    pub slices: u32,
+    /// Slices: time between child orders, ns.
+    pub slice_interval_ns: u64,
+    /// Trigger.
+    pub trigger: Trigger,
+    /// Accumulated trigger: threshold, underlying units.
+    pub accumulated: f64,
+    /// Timer trigger: period, ns.
+    pub interval_ns: u64,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig {
+            style: ExecStyle::Ioc,
+            passive_timeout_ns: 2_000_000_000,
+            cross_band: 2.0,
+            slices: 4,
+            slice_interval_ns: 1_000_000_000,
+            trigger: Trigger::Band,
+            accumulated: 1.0,
+            interval_ns: 10_000_000_000,
+        }
+    }
 }
 
 impl Default for PolicyConfig {
@@ -235,6 +306,7 @@ impl Default for PolicyConfig {
             fast_alpha: 0.1,
             slow_alpha: 0.001,
             holding_horizon_ns: 0,
+            exec: ExecConfig::default(),
         }
     }
 }
@@ -335,6 +407,11 @@ pub struct PolicyState {
     pub last_hedge_sign: f64,
     /// Band half-width the last hedge was sent at, underlying units.
     pub last_hedge_band: f64,
+    /// Target net delta of the last hedge (the accumulated trigger's reference), underlying
+    /// units.
+    pub last_hedge_target: f64,
+    /// A client option trade arrived since the last decision (the fill trigger).
+    pub option_fill_pending: bool,
 }
 
 impl PolicyState {
@@ -355,16 +432,60 @@ impl PolicyState {
     pub fn on_hedge_decision(&mut self, d: &HedgeDecision) {
         self.last_hedge_sign = d.side.sign();
         self.last_hedge_band = d.band;
+        self.last_hedge_target = d.target_delta;
     }
 }
 
-/// Why a hedge was sent.
+/// Why a hedge order was sent (one per order; the replay's `fills[].reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HedgeReason {
     /// Net delta outside the band.
     Band,
     /// Safety re-hedge after the maximum interval.
     Safety,
+    /// A passive order at our touch (first, or a replacement after the touch moved away).
+    Passive,
+    /// The IOC that crossed after a passive order rested `passive_timeout`.
+    CrossTimeout,
+    /// The IOC that crossed because delta left the hard outer band (`cross_band`).
+    CrossBand,
+    /// Fill trigger: a client option trade.
+    Fill,
+    /// Accumulated-delta trigger.
+    Accumulated,
+    /// Timer trigger.
+    Timer,
+    /// A later child order of a sliced hedge.
+    Slice,
+}
+
+impl HedgeReason {
+    /// Every reason.
+    pub const ALL: [HedgeReason; 9] = [
+        HedgeReason::Band,
+        HedgeReason::Safety,
+        HedgeReason::Passive,
+        HedgeReason::CrossTimeout,
+        HedgeReason::CrossBand,
+        HedgeReason::Fill,
+        HedgeReason::Accumulated,
+        HedgeReason::Timer,
+        HedgeReason::Slice,
+    ];
+    /// Label (reports, counters).
+    pub const fn name(self) -> &'static str {
+        match self {
+            HedgeReason::Band => "band",
+            HedgeReason::Safety => "safety",
+            HedgeReason::Passive => "passive",
+            HedgeReason::CrossTimeout => "cross_timeout",
+            HedgeReason::CrossBand => "cross_band",
+            HedgeReason::Fill => "fill",
+            HedgeReason::Accumulated => "accumulated",
+            HedgeReason::Timer => "timer",
+            HedgeReason::Slice => "slice",
+        }
+    }
 }
 
 /// Why no hedge is sent now (each is counted by the hedger).
@@ -603,6 +724,20 @@ impl HedgePolicy {
         (half_spread + taker_fee + slippage) * stress
     }
 
+    /// The trigger other than the band that fires now, if any (the band breach is checked
+    /// first by [`HedgePolicy::decide`] whatever the trigger).
+    #[inline]
+    fn triggered(&self, state: &PolicyState, net: f64, since_ns: u64) -> Option<HedgeReason> {
+        let e = &self.cfg.exec;
+        match e.trigger {
+            Trigger::Band => None,
+            Trigger::Fill => state.option_fill_pending.then_some(HedgeReason::Fill),
+            Trigger::Accumulated => ((net - state.last_hedge_target).abs() > e.accumulated)
+                .then_some(HedgeReason::Accumulated),
+            Trigger::Timer => (since_ns >= e.interval_ns).then_some(HedgeReason::Timer),
+        }
+    }
+
     /// Decides whether to hedge now. Pure: same inputs, same answer.
     ///
     /// `risk.net_delta` must already include the hedge position and the quantity in flight.
@@ -657,6 +792,9 @@ impl HedgePolicy {
             && net.abs() >= self.instrument.min_qty.max(self.instrument.lot_size) * dpc
         {
             (0.0, HedgeReason::Safety)
+        } else if let Some(reason) = self.triggered(state, net, since) {
+            // Inside the band: a trigger hedges back to zero (the edge is outward from here).
+            (0.0, reason)
         } else {
             return Decision::Hold(HoldReason::InsideBand);
         };

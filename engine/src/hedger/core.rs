@@ -10,15 +10,18 @@ use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
 use super::latency::StageHistograms;
 use super::risk::{OptionRisk, OptionSpec};
 use super::state::{InflightRecord, PersistState, SettledRecord, UnderlyingRecord};
-use crate::limits::{CheckContext, LimitBreach, Limits, LimitsConfig, OrderToCheck, TradingMode};
+use crate::limits::{LimitBreach, Limits, LimitsConfig, TradingMode};
 use crate::policy::{
     BandRule, Decision, HedgeInstrument, HedgePolicy, HedgeReason, HoldReason, PolicyConfig,
-    PolicyState, RiskSnapshot,
+    PolicyState, RiskSnapshot, Trigger,
 };
 use shm_layout::{
-    ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, LastValue, MarketEvent,
-    MarketEventKind, OrderAction, OrderType, TimeInForce,
+    ExecEvent, ExecKind, InstrumentDef, InstrumentKind, LastValue, MarketEvent, MarketEventKind,
 };
+
+mod exec;
+pub use exec::ExecState;
+use exec::Stamps;
 
 /// Where the loop takes its stage time stamps from (read, decision, publish).
 ///
@@ -233,6 +236,8 @@ pub struct UnderlyingRuntime {
     pub settled_position: f64,
     /// Sum of the settled values, quote currency (see [`crate::risk::SettledOption`]).
     pub settled_value: f64,
+    /// Execution state: the passive order resting, the slice program, orders by reason.
+    pub exec: ExecState,
 }
 
 const fn hold_index(h: HoldReason) -> usize {
@@ -441,6 +446,7 @@ impl<R: OptionRisk> HedgerCore<R> {
                 options_settled: 0,
                 settled_position: 0.0,
                 settled_value: 0.0,
+                exec: ExecState::default(),
                 setup: s,
             });
         }
@@ -1205,6 +1211,7 @@ impl<R: OptionRisk> HedgerCore<R> {
         self.inflight.iter().position(|o| o.coid == coid)
     }
 
+    /// One exec report: deduplicated by exec id, decoded, then applied by kind.
     #[inline]
     fn on_exec<O: OrderSink, T: StageClock>(
         &mut self,
@@ -1234,48 +1241,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             self.last_prev_epoch_activity_ns = now_ns;
         }
         match kind {
-            ExecKind::OptionTrade => {
-                let Role::Option { und, opt } = role else {
-                    self.stats.execs_bad += 1;
-                    return;
-                };
-                if !(e.qty.is_finite() && e.qty > 0.0) {
-                    self.stats.execs_bad += 1;
-                    return;
-                }
-                // Cash-settled at expiry: a trade in it now cannot be risk (it would be a
-                // phantom delta forever). It was executed before the expiry and delivered
-                // late: kept in the option's settlement record (settled first if the loop has
-                // not yet), counted for the operator to reconcile with the venue.
-                let wall = self.wall_ns(now_ns);
-                let settled = self.risk.settlement(opt as usize).is_some();
-                if settled || self.defs[e.instrument_id as usize].expiry_ns <= wall {
-                    if !settled {
-                        self.settle_expired(wall);
-                    }
-                    if self
-                        .risk
-                        .add_settled_trade(opt as usize, side.sign() * e.qty)
-                    {
-                        self.stats.option_trades_expired += 1;
-                        self.refresh_settlement_gauges();
-                    } else {
-                        // Not settled (the market clock is not known yet): nowhere to keep it.
-                        self.stats.option_trades_unrecorded += 1;
-                    }
-                    return;
-                }
-                self.stats.option_trades += 1;
-                let q = self.risk.position(opt as usize) + side.sign() * e.qty;
-                self.risk.set_position(opt as usize, q);
-                if self.batch_open {
-                    // Mid-snapshot: decided with the rest of the batch.
-                    self.und[und as usize].batch_pending = true;
-                } else {
-                    let read = clock.now();
-                    self.maybe_hedge(und as usize, e.ts_ns, read, orders, clock);
-                }
-            }
+            ExecKind::OptionTrade => self.on_option_trade(e, side, role, now_ns, orders, clock),
             ExecKind::Ack => {
                 if self.find_inflight(e.client_order_id).is_none() && prev_epoch {
                     if let Role::Hedge(u) = role {
@@ -1290,63 +1256,135 @@ impl<R: OptionRisk> HedgerCore<R> {
                 }
             }
             ExecKind::Fill | ExecKind::PartialFill => {
-                let Role::Hedge(u) = role else {
-                    self.stats.execs_bad += 1;
-                    return;
-                };
-                if !(e.qty.is_finite() && e.qty >= 0.0) {
-                    self.stats.execs_bad += 1;
-                    return;
-                }
-                let day = self.wall_ns(now_ns) / 86_400_000_000_000;
-                let x = &mut self.und[u as usize];
-                x.hedge_position += side.sign() * e.qty;
-                x.retry_at_ns = 0;
-                let notional = x.policy.instrument.notional(e.qty, e.price);
-                x.limits.on_fill(day, notional);
-                let terminal = kind == ExecKind::Fill;
-                if terminal {
-                    self.stats.orders_filled += 1;
-                } else {
-                    self.stats.orders_partially_filled += 1;
-                }
-                match self.find_inflight(e.client_order_id) {
-                    Some(i) => {
-                        let leaves = if terminal { 0.0 } else { e.leaves_qty };
-                        self.set_leaves(i, leaves);
-                    }
-                    None => {
-                        if !terminal && prev_epoch && e.leaves_qty > 0.0 {
-                            self.stats.reconciled_orders += 1;
-                            self.add_inflight(
-                                e.client_order_id,
-                                u,
-                                side.sign() * e.leaves_qty,
-                                e.price,
-                            );
-                        }
-                    }
+                self.on_hedge_fill(e, kind, side, role, prev_epoch, now_ns);
+            }
+            ExecKind::Cancelled | ExecKind::Rejected => self.on_order_end(e, kind, role, now_ns),
+        }
+    }
+
+    /// A client option trade: inventory (or the settlement record of an expired option),
+    /// then a decision (the fill trigger's).
+    #[inline]
+    fn on_option_trade<O: OrderSink, T: StageClock>(
+        &mut self,
+        e: &ExecEvent,
+        side: shm_layout::Side,
+        role: Role,
+        now_ns: u64,
+        orders: &mut O,
+        clock: &T,
+    ) {
+        let Role::Option { und, opt } = role else {
+            self.stats.execs_bad += 1;
+            return;
+        };
+        if !(e.qty.is_finite() && e.qty > 0.0) {
+            self.stats.execs_bad += 1;
+            return;
+        }
+        // Cash-settled at expiry: a trade in it now cannot be risk (it would be a phantom
+        // delta forever). It was executed before the expiry and delivered late: kept in the
+        // option's settlement record (settled first if the loop has not yet), counted for the
+        // operator to reconcile with the venue.
+        let wall = self.wall_ns(now_ns);
+        let settled = self.risk.settlement(opt as usize).is_some();
+        if settled || self.defs[e.instrument_id as usize].expiry_ns <= wall {
+            if !settled {
+                self.settle_expired(wall);
+            }
+            if self
+                .risk
+                .add_settled_trade(opt as usize, side.sign() * e.qty)
+            {
+                self.stats.option_trades_expired += 1;
+                self.refresh_settlement_gauges();
+            } else {
+                // Not settled (the market clock is not known yet): nowhere to keep it.
+                self.stats.option_trades_unrecorded += 1;
+            }
+            return;
+        }
+        self.stats.option_trades += 1;
+        let q = self.risk.position(opt as usize) + side.sign() * e.qty;
+        self.risk.set_position(opt as usize, q);
+        self.und[und as usize].pstate.option_fill_pending = true;
+        if self.batch_open {
+            // Mid-snapshot: decided with the rest of the batch.
+            self.und[und as usize].batch_pending = true;
+        } else {
+            let read = clock.now();
+            self.maybe_hedge(und as usize, e.ts_ns, read, orders, clock);
+        }
+    }
+
+    /// A fill of a hedge order: position (once per exec id), fill limits, the order's
+    /// leaves in flight, and the passive order's episode.
+    #[inline]
+    fn on_hedge_fill(
+        &mut self,
+        e: &ExecEvent,
+        kind: ExecKind,
+        side: shm_layout::Side,
+        role: Role,
+        prev_epoch: bool,
+        now_ns: u64,
+    ) {
+        let Role::Hedge(u) = role else {
+            self.stats.execs_bad += 1;
+            return;
+        };
+        if !(e.qty.is_finite() && e.qty >= 0.0) {
+            self.stats.execs_bad += 1;
+            return;
+        }
+        let day = self.wall_ns(now_ns) / 86_400_000_000_000;
+        let x = &mut self.und[u as usize];
+        x.hedge_position += side.sign() * e.qty;
+        x.retry_at_ns = 0;
+        let notional = x.policy.instrument.notional(e.qty, e.price);
+        x.limits.on_fill(day, notional);
+        let terminal = kind == ExecKind::Fill;
+        if terminal {
+            self.stats.orders_filled += 1;
+        } else {
+            self.stats.orders_partially_filled += 1;
+        }
+        match self.find_inflight(e.client_order_id) {
+            Some(i) => {
+                let leaves = if terminal { 0.0 } else { e.leaves_qty };
+                self.set_leaves(i, leaves);
+            }
+            None => {
+                if !terminal && prev_epoch && e.leaves_qty > 0.0 {
+                    self.stats.reconciled_orders += 1;
+                    self.add_inflight(e.client_order_id, u, side.sign() * e.leaves_qty, e.price);
                 }
             }
-            ExecKind::Cancelled | ExecKind::Rejected => {
-                if kind == ExecKind::Rejected {
-                    self.stats.orders_rejected += 1;
-                    if let Role::Hedge(u) = role {
-                        self.und[u as usize].limits.on_reject(now_ns);
-                    } else if let Some(i) = self.find_inflight(e.client_order_id) {
-                        let u = self.inflight[i].und;
-                        self.und[u as usize].limits.on_reject(now_ns);
-                    }
-                } else {
-                    self.stats.orders_cancelled += 1;
-                }
-                if let Some(i) = self.find_inflight(e.client_order_id) {
-                    // What was in flight is not any more: the next timer decides again.
-                    let u = self.inflight[i].und as usize;
-                    self.und[u].retry_at_ns = 0;
-                    self.set_leaves(i, 0.0);
-                }
+        }
+        self.after_order_report(u as usize, e.client_order_id, true);
+    }
+
+    /// A cancel (IOC remainder, a passive order cancelled) or a reject: what was in flight
+    /// is not any more.
+    #[inline]
+    fn on_order_end(&mut self, e: &ExecEvent, kind: ExecKind, role: Role, now_ns: u64) {
+        if kind == ExecKind::Rejected {
+            self.stats.orders_rejected += 1;
+            if let Role::Hedge(u) = role {
+                self.und[u as usize].limits.on_reject(now_ns);
+            } else if let Some(i) = self.find_inflight(e.client_order_id) {
+                let u = self.inflight[i].und;
+                self.und[u as usize].limits.on_reject(now_ns);
             }
+        } else {
+            self.stats.orders_cancelled += 1;
+        }
+        if let Some(i) = self.find_inflight(e.client_order_id) {
+            // What was in flight is not any more: the next timer decides again.
+            let u = self.inflight[i].und as usize;
+            self.und[u].retry_at_ns = 0;
+            self.set_leaves(i, 0.0);
+            self.after_order_report(u, e.client_order_id, false);
         }
     }
 
@@ -1375,12 +1413,16 @@ impl<R: OptionRisk> HedgerCore<R> {
             let mono = self.next_settle_ns as i128 - self.wall_minus_mono;
             due = due.min(mono.clamp(0, u64::MAX as i128) as u64);
         }
-        for x in &self.und {
-            due = due.min(x.retry_at_ns);
+        for (u, x) in self.und.iter().enumerate() {
+            due = due.min(x.retry_at_ns).min(self.exec_due_ns(u));
             let cfg = &x.policy.cfg;
             if cfg.max_interval_ns > 0 && cfg.rule != BandRule::None {
                 let since = x.pstate.last_hedge_ns.unwrap_or(x.pstate.started_ns);
                 due = due.min(since.saturating_add(cfg.max_interval_ns));
+            }
+            if cfg.exec.trigger == Trigger::Timer && cfg.rule != BandRule::None {
+                let since = x.pstate.last_hedge_ns.unwrap_or(x.pstate.started_ns);
+                due = due.min(since.saturating_add(cfg.exec.interval_ns));
             }
         }
         due
@@ -1430,7 +1472,8 @@ impl<R: OptionRisk> HedgerCore<R> {
         }
     }
 
-    /// Evaluates one underlying: risk, decision, limits, publish.
+    /// Evaluates one underlying: risk, then the working order (a resting passive order, a
+    /// slice program) or a new decision, limits, publish.
     #[inline]
     fn maybe_hedge<O: OrderSink, T: StageClock>(
         &mut self,
@@ -1440,6 +1483,57 @@ impl<R: OptionRisk> HedgerCore<R> {
         orders: &mut O,
         clock: &T,
     ) {
+        let dpc = self.refresh_net_delta(u, read_ns);
+        let x = &mut self.und[u];
+        x.retry_at_ns = u64::MAX;
+        if x.rebuilding || self.reconciling || self.ring_blocked {
+            x.held += 1;
+            return;
+        }
+        if self.work_passive(u, dpc, read_ns, orders) {
+            return;
+        }
+        let mut st = Stamps {
+            feed_recv_ns,
+            read_ns,
+            decision_ns: read_ns,
+        };
+        if self.work_slices(u, dpc, st, orders, clock) {
+            return;
+        }
+        let x = &mut self.und[u];
+        let s = if x.index_px > 0.0 {
+            x.index_px
+        } else {
+            0.5 * (x.book.bid_px + x.book.ask_px)
+        };
+        let snap = RiskSnapshot {
+            net_delta: x.net_delta,
+            gamma: x.gamma,
+            underlying_px: s,
+            tau_years: self.risk.tau_years(u),
+            rate: x.setup.rate,
+        };
+        let decision = x.policy.decide(&x.pstate, &snap, &x.book, read_ns);
+        st.decision_ns = clock.now();
+        match decision {
+            Decision::Hold(h) => self.on_hold(u, h, &snap),
+            Decision::Hedge(d) => {
+                let x = &mut self.und[u];
+                x.band = d.band;
+                x.pstate.option_fill_pending = false;
+                self.execute_decision(u, &d, st, orders, clock);
+                let x = &mut self.und[u];
+                x.net_delta = x.option_delta + (x.hedge_position + x.inflight_qty) * dpc;
+            }
+        }
+    }
+
+    /// Settles expiries due, then refreshes the options' greeks and net delta (with the
+    /// hedge position and what is in flight) of `u`; returns the hedge's delta per contract
+    /// (0 without a usable book).
+    #[inline]
+    fn refresh_net_delta(&mut self, u: usize, read_ns: u64) -> f64 {
         // Settle expiries first: one comparison, settlement O(options of the expiry) once.
         let wall = self.wall_ns(read_ns);
         if wall >= self.next_settle_ns && self.clock_ready {
@@ -1447,127 +1541,53 @@ impl<R: OptionRisk> HedgerCore<R> {
         }
         let option_delta = self.risk.delta(u);
         let gamma = self.risk.gamma(u);
-        let tau = self.risk.tau_years(u);
         let vega = self.risk.vega(u);
         let x = &mut self.und[u];
         x.option_delta = option_delta;
         x.gamma = gamma;
         x.vega = vega;
         let (bid, ask) = (x.book.bid_px, x.book.ask_px);
-        let mid = 0.5 * (bid + ask);
         let book_ok = x.book.valid & LastValue::HAS_QUOTE != 0 && bid > 0.0 && ask > bid;
         let dpc = if book_ok {
-            x.policy.instrument.delta_per_contract(mid)
+            x.policy.instrument.delta_per_contract(0.5 * (bid + ask))
         } else {
             0.0
         };
         x.net_delta = option_delta + (x.hedge_position + x.inflight_qty) * dpc;
-        x.retry_at_ns = u64::MAX;
-        if x.rebuilding || self.reconciling || self.ring_blocked {
-            x.held += 1;
-            return;
-        }
-        let s = if x.index_px > 0.0 { x.index_px } else { mid };
-        let snap = RiskSnapshot {
-            net_delta: x.net_delta,
-            gamma,
-            underlying_px: s,
-            tau_years: tau,
-            rate: x.setup.rate,
-        };
-        let decision = x.policy.decide(&x.pstate, &snap, &x.book, read_ns);
-        let decision_ns = clock.now();
-        let d = match decision {
-            Decision::Hold(h) => {
-                x.holds[hold_index(h)] += 1;
-                let last = x.pstate.last_hedge_ns.unwrap_or(0);
-                match h {
-                    HoldReason::MinInterval => {
-                        x.retry_at_ns = last.saturating_add(x.policy.cfg.min_interval_ns);
-                    }
-                    HoldReason::Horizon => {
-                        x.retry_at_ns = last.saturating_add(x.policy.cfg.holding_horizon_ns);
-                    }
-                    _ => {}
-                }
-                if matches!(x.policy.cfg.rule, BandRule::Fixed { .. })
-                    || h == HoldReason::InsideBand
-                {
-                    x.band = x.policy.band(&x.pstate, &snap, &x.book, -x.net_delta).0;
-                }
-                return;
-            }
-            Decision::Hedge(d) => d,
-        };
-        x.band = d.band;
-        let signed = d.side.sign() * d.qty_contracts;
-        let ctx = CheckContext {
-            now_ns: decision_ns,
-            utc_day: ((decision_ns as i128 + self.wall_minus_mono).max(0) as u64)
-                / 86_400_000_000_000,
-            kill_switch: self.kill,
-            gateway_alive: self.gateway_alive,
-            mode: x.mode,
-            underlying_ts_ns: if x.index_ts_ns != 0 {
-                x.index_ts_ns
-            } else {
-                x.book_ts_ns
-            },
-            hedge_book_ts_ns: x.book_ts_ns,
-            hedge_book_ok: book_ok,
-            position_contracts: x.hedge_position + x.inflight_qty,
-            inflight_notional: x.inflight_notional,
-        };
-        let check = OrderToCheck {
-            signed_qty: signed,
-            notional: x.policy.instrument.notional(d.qty_contracts, d.limit_px),
-        };
-        if let Err(b) = x.limits.check(&ctx, &check) {
-            // Time alone lifts these (tokens refill, the reject halt ends); the rest need
-            // new data, a fill or a control change.
-            if matches!(b, LimitBreach::Rate | LimitBreach::RejectRate) {
-                x.retry_at_ns = 0;
-            }
-            return;
-        }
-        if self.inflight.len() >= MAX_INFLIGHT {
-            self.stats.inflight_full += 1;
-            return;
-        }
-        let coid = (self.epoch << 32) | (self.next_seq & 0xFFFF_FFFF);
-        let mut order = HedgeOrder {
-            client_order_id: coid,
-            instrument_id: x.policy.instrument.instrument_id,
-            side: d.side as u8,
-            order_type: OrderType::Limit as u8,
-            tif: TimeInForce::Ioc as u8,
-            action: OrderAction::New as u8,
-            qty: d.qty_contracts,
-            limit_px: d.limit_px,
-            feed_recv_ts_ns: feed_recv_ns,
-            hedger_read_ts_ns: read_ns,
-            decision_ts_ns: decision_ns,
-            publish_ts_ns: 0,
-        };
-        order.publish_ts_ns = clock.now();
-        if orders.push(order).is_err() {
-            self.stats.orders_ring_full += 1;
-            self.ring_blocked = true;
-            return;
-        }
-        self.sent_reasons[(self.next_seq as usize) % SENT_REASONS] = (coid, d.reason);
-        self.next_seq += 1;
-        self.stats.orders_sent += 1;
-        match d.reason {
-            HedgeReason::Band => x.hedges_band += 1,
-            HedgeReason::Safety => x.hedges_safety += 1,
-        }
-        x.pstate.on_hedge_sent(decision_ns);
-        x.pstate.on_hedge_decision(&d);
-        self.latency.record_order(&order);
-        self.add_inflight(coid, u as u16, signed, d.limit_px);
+        dpc
+    }
+
+    /// A decision to hold: counted by reason; when the timer should look again; the band
+    /// shown; a passive episode or a trigger that no longer applies is dropped.
+    #[inline]
+    fn on_hold(&mut self, u: usize, h: HoldReason, snap: &RiskSnapshot) {
         let x = &mut self.und[u];
-        x.net_delta = option_delta + (x.hedge_position + x.inflight_qty) * dpc;
+        x.holds[hold_index(h)] += 1;
+        let last = x.pstate.last_hedge_ns.unwrap_or(0);
+        match h {
+            HoldReason::MinInterval => {
+                x.retry_at_ns = last.saturating_add(x.policy.cfg.min_interval_ns);
+            }
+            HoldReason::Horizon => {
+                x.retry_at_ns = last.saturating_add(x.policy.cfg.holding_horizon_ns);
+            }
+            HoldReason::InsideBand | HoldReason::BelowMinSize => {
+                // Nothing left to hedge: no cross or replacement pending, no fill trigger.
+                x.exec.cancel_for = None;
+                x.exec.episode_start_ns = 0;
+                x.pstate.option_fill_pending = false;
+            }
+            _ => {}
+        }
+        if matches!(x.policy.cfg.rule, BandRule::Fixed { .. }) || h == HoldReason::InsideBand {
+            x.band = x.policy.band(&x.pstate, snap, &x.book, -x.net_delta).0;
+        }
+        if x.policy.cfg.exec.trigger == Trigger::Timer && x.policy.cfg.rule != BandRule::None {
+            let since = x.pstate.last_hedge_ns.unwrap_or(x.pstate.started_ns);
+            x.retry_at_ns = x
+                .retry_at_ns
+                .min(since.saturating_add(x.policy.cfg.exec.interval_ns));
+        }
     }
 
     /// The breach counters of an underlying, by [`LimitBreach`].

@@ -1,0 +1,466 @@
+//! Execution styles: how a hedge decision becomes orders (IOC, passive then cross, slices),
+//! and the one place orders and cancels are written to the orders ring.
+//!
+//! # Passive then cross
+//! A passive hedge is a GTC limit at our own side's touch (the bid when buying). While it
+//! rests the core takes no new decision for that underlying; it only works the order, on
+//! every hedge-book update and timer:
+//! - the touch moved away (a better bid than ours when buying, a better ask when selling),
+//!   or the order no longer brings net delta inside the band (more flow came): cancel, and
+//!   when the cancel's report arrives decide afresh and post again (reason `passive`). The
+//!   timeout runs from the first passive order of the episode, not from the replacement, so
+//!   a market running away from us cannot keep us waiting forever.
+//! - it rested `passive_timeout` since the episode began: cancel, then cross with an IOC at
+//!   the far touch (reason `cross_timeout`).
+//! - the delta it leaves uncovered (net delta without the resting quantity) is beyond
+//!   `cross_band` times the band: cancel, then cross at once (reason `cross_band`).
+//!
+//! The resting order is in the in-flight table like an IOC (its leaves count in net delta
+//! and in-flight notional). A cancel changes nothing there: only the venue's reports do
+//! (fills reduce the leaves, the `Cancelled` report removes the rest). A fill that races the
+//! cancel (the order filled before the cancel reached the venue) is applied once, like any
+//! fill, and ends the order; the venue then answers the cancel "unknown order" and sends
+//! nothing. A cancel that overtakes its order (jitter) and is lost is re-sent every
+//! `passive_timeout` while the order lives.
+//!
+//! # Slices
+//! The hedge's quantity is split into `slices` IOC children `slice_interval` apart; each
+//! later child takes `1/k` of what is still between net delta (with what is in flight) and
+//! the first decision's target, `k` the children left; the program ends early when delta
+//! reached the target. No new decision is taken while a program runs.
+
+use super::{HedgerCore, StageClock};
+use crate::hedger::io::OrderSink;
+use crate::hedger::risk::OptionRisk;
+use crate::limits::{CheckContext, LimitBreach, OrderToCheck};
+use crate::policy::{ExecStyle, HedgeDecision, HedgeReason};
+use shm_layout::{HedgeOrder, LastValue, OrderAction, OrderType, Side, TimeInForce};
+
+/// Per-underlying execution state (plain fields, no allocation).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ExecState {
+    /// Client order id of the passive order resting (0: none).
+    pub passive_coid: u64,
+    /// Its side (+1 buy, -1 sell) and limit price.
+    pub passive_sign: f64,
+    /// Its limit price.
+    pub passive_px: f64,
+    /// When the first passive order of this episode was sent, ns (0: no episode); the
+    /// timeout runs from here across replacements.
+    pub episode_start_ns: u64,
+    /// When the last cancel of the passive order was sent, ns (0: none).
+    pub cancel_sent_ns: u64,
+    /// Why the resting order is being cancelled: `CrossTimeout`/`CrossBand` (the next order
+    /// is the crossing IOC) or `Passive` (replace). Meaningful while `cancel_sent_ns != 0`,
+    /// and carried to the next decision after the order ended.
+    pub cancel_for: Option<HedgeReason>,
+    /// Slices: child orders still to send.
+    pub slices_left: u32,
+    /// Slices: when the next child is due, ns.
+    pub next_slice_ns: u64,
+    /// Slices: the program's target net delta, underlying units.
+    pub slice_target: f64,
+    /// Slices: side of the program (+1 buy, -1 sell).
+    pub slice_sign: f64,
+    /// Orders sent by [`HedgeReason`] (index of [`HedgeReason::ALL`]).
+    pub sent_by_reason: [u64; 9],
+    /// Cancels sent (replacements, crosses, re-sent cancels).
+    pub cancels_sent: u64,
+    /// Passive orders that ended with a fill while their cancel was on its way.
+    pub fill_raced_cancel: u64,
+}
+
+impl ExecState {
+    /// Whether a passive order rests (or its cancel is on its way).
+    #[inline]
+    pub fn passive_live(&self) -> bool {
+        self.passive_coid != 0
+    }
+}
+
+/// Index of a reason in [`HedgeReason::ALL`].
+const fn reason_index(r: HedgeReason) -> usize {
+    match r {
+        HedgeReason::Band => 0,
+        HedgeReason::Safety => 1,
+        HedgeReason::Passive => 2,
+        HedgeReason::CrossTimeout => 3,
+        HedgeReason::CrossBand => 4,
+        HedgeReason::Fill => 5,
+        HedgeReason::Accumulated => 6,
+        HedgeReason::Timer => 7,
+        HedgeReason::Slice => 8,
+    }
+}
+
+/// One order to send: what [`HedgerCore::send_order`] needs besides the underlying.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OrderPlan {
+    pub side: Side,
+    pub qty: f64,
+    pub px: f64,
+    pub tif: TimeInForce,
+    pub reason: HedgeReason,
+}
+
+/// The stage stamps of one decision.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Stamps {
+    pub feed_recv_ns: u64,
+    pub read_ns: u64,
+    pub decision_ns: u64,
+}
+
+/// Our own side's touch (bid when buying, ask when selling).
+#[inline]
+fn own_touch(book: &LastValue, side: Side) -> f64 {
+    match side {
+        Side::Buy => book.bid_px,
+        Side::Sell => book.ask_px,
+    }
+}
+
+impl<R: OptionRisk> HedgerCore<R> {
+    /// Turns a policy decision into the first order of its style and sends it.
+    pub(super) fn execute_decision<O: OrderSink, T: StageClock>(
+        &mut self,
+        u: usize,
+        d: &HedgeDecision,
+        st: Stamps,
+        orders: &mut O,
+        clock: &T,
+    ) {
+        let x = &mut self.und[u];
+        let cfg = x.policy.cfg.exec;
+        // A passive order cancelled to cross: this decision is the crossing IOC.
+        let crossing = x.exec.cancel_for.take();
+        let mut plan = OrderPlan {
+            side: d.side,
+            qty: d.qty_contracts,
+            px: d.limit_px,
+            tif: TimeInForce::Ioc,
+            reason: d.reason,
+        };
+        match (crossing, cfg.style) {
+            (Some(r @ (HedgeReason::CrossTimeout | HedgeReason::CrossBand)), _) => {
+                plan.reason = r;
+            }
+            (_, ExecStyle::Passive) => {
+                plan.px = own_touch(&x.book, d.side);
+                plan.tif = TimeInForce::Gtc;
+                plan.reason = HedgeReason::Passive;
+            }
+            (_, ExecStyle::Slices) if cfg.slices > 1 => {
+                let child = x
+                    .policy
+                    .instrument
+                    .round_down_to_lot(d.qty_contracts / f64::from(cfg.slices));
+                if child >= x.policy.instrument.min_qty && child > 0.0 {
+                    plan.qty = child;
+                    x.exec.slices_left = cfg.slices - 1;
+                    x.exec.next_slice_ns = st.decision_ns.saturating_add(cfg.slice_interval_ns);
+                    x.exec.slice_target = d.target_delta;
+                    x.exec.slice_sign = d.side.sign();
+                }
+            }
+            _ => {}
+        }
+        if crossing.is_none() && plan.tif == TimeInForce::Ioc {
+            // Not part of a passive episode.
+            x.exec.episode_start_ns = 0;
+        }
+        let Some(coid) = self.send_order(u, &plan, st, orders, clock) else {
+            self.und[u].exec.slices_left = 0;
+            return;
+        };
+        let x = &mut self.und[u];
+        x.pstate.on_hedge_decision(d);
+        if plan.tif == TimeInForce::Gtc {
+            x.exec.passive_coid = coid;
+            x.exec.passive_sign = plan.side.sign();
+            x.exec.passive_px = plan.px;
+            x.exec.cancel_sent_ns = 0;
+            if x.exec.episode_start_ns == 0 {
+                x.exec.episode_start_ns = st.decision_ns;
+            }
+        }
+    }
+
+    /// Works the resting passive order of `u` (cancel to replace or to cross). Returns
+    /// whether one is live (then no new decision is taken).
+    pub(super) fn work_passive<O: OrderSink>(
+        &mut self,
+        u: usize,
+        dpc: f64,
+        now_ns: u64,
+        orders: &mut O,
+    ) -> bool {
+        let x = &self.und[u];
+        let e = x.exec;
+        if !e.passive_live() {
+            return false;
+        }
+        let cfg = x.policy.cfg.exec;
+        if e.cancel_sent_ns != 0 {
+            // Waiting for the venue's answer; re-send a cancel that may have been lost.
+            if now_ns.saturating_sub(e.cancel_sent_ns) >= cfg.passive_timeout_ns {
+                self.send_cancel(u, now_ns, orders);
+            }
+            return true;
+        }
+        let leaves = self
+            .find_inflight(e.passive_coid)
+            .map_or(0.0, |i| self.inflight[i].leaves);
+        let uncovered = x.net_delta - e.passive_sign * leaves * dpc;
+        let touch = own_touch(
+            &x.book,
+            if e.passive_sign > 0.0 {
+                Side::Buy
+            } else {
+                Side::Sell
+            },
+        );
+        let band = x.band;
+        let why = if band > 0.0 && uncovered.abs() > cfg.cross_band * band {
+            Some(HedgeReason::CrossBand)
+        } else if now_ns.saturating_sub(e.episode_start_ns) >= cfg.passive_timeout_ns {
+            Some(HedgeReason::CrossTimeout)
+        } else if (touch - e.passive_px) * e.passive_sign > 0.0
+            || (band > 0.0 && x.net_delta.abs() > band)
+        {
+            // The touch moved away from us, or the order is no longer enough: replace.
+            Some(HedgeReason::Passive)
+        } else {
+            None
+        };
+        if let Some(r) = why {
+            self.und[u].exec.cancel_for = Some(r);
+            self.send_cancel(u, now_ns, orders);
+        }
+        true
+    }
+
+    /// Sends the next child of a running slice program when it is due. Returns whether a
+    /// program runs (then no new decision is taken).
+    pub(super) fn work_slices<O: OrderSink, T: StageClock>(
+        &mut self,
+        u: usize,
+        dpc: f64,
+        st: Stamps,
+        orders: &mut O,
+        clock: &T,
+    ) -> bool {
+        let x = &mut self.und[u];
+        let e = x.exec;
+        if e.slices_left == 0 {
+            return false;
+        }
+        if st.read_ns < e.next_slice_ns {
+            x.retry_at_ns = x.retry_at_ns.min(e.next_slice_ns);
+            return true;
+        }
+        let side = if e.slice_sign > 0.0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let left = (e.slice_target - x.net_delta) * e.slice_sign;
+        let inst = x.policy.instrument;
+        let qty = if dpc > 0.0 && left > 0.0 {
+            let per = left / dpc / f64::from(e.slices_left);
+            inst.round_down_to_lot(per.max(inst.min_qty).max(inst.lot_size).min(left / dpc))
+        } else {
+            0.0
+        };
+        if qty <= 0.0 || qty < inst.min_qty {
+            // Delta reached the target: the program ends.
+            x.exec.slices_left = 0;
+            return false;
+        }
+        x.exec.slices_left -= 1;
+        x.exec.next_slice_ns = st
+            .read_ns
+            .saturating_add(x.policy.cfg.exec.slice_interval_ns);
+        x.retry_at_ns = x.retry_at_ns.min(x.exec.next_slice_ns);
+        let px = match side {
+            Side::Buy => x.book.ask_px,
+            Side::Sell => x.book.bid_px,
+        };
+        let plan = OrderPlan {
+            side,
+            qty,
+            px,
+            tif: TimeInForce::Ioc,
+            reason: HedgeReason::Slice,
+        };
+        if self.send_order(u, &plan, st, orders, clock).is_none() {
+            self.und[u].exec.slices_left = 0;
+        }
+        true
+    }
+
+    /// Checks limits and writes one new order (any style); records it in the in-flight
+    /// table, the reason table and the counters. Returns its client order id, or `None`
+    /// when a limit, the in-flight table or the ring refused it.
+    pub(super) fn send_order<O: OrderSink, T: StageClock>(
+        &mut self,
+        u: usize,
+        p: &OrderPlan,
+        st: Stamps,
+        orders: &mut O,
+        clock: &T,
+    ) -> Option<u64> {
+        let x = &mut self.und[u];
+        let signed = p.side.sign() * p.qty;
+        let (bid, ask) = (x.book.bid_px, x.book.ask_px);
+        let book_ok = x.book.valid & LastValue::HAS_QUOTE != 0 && bid > 0.0 && ask > bid;
+        let ctx = CheckContext {
+            now_ns: st.decision_ns,
+            utc_day: ((st.decision_ns as i128 + self.wall_minus_mono).max(0) as u64)
+                / 86_400_000_000_000,
+            kill_switch: self.kill,
+            gateway_alive: self.gateway_alive,
+            mode: x.mode,
+            underlying_ts_ns: if x.index_ts_ns != 0 {
+                x.index_ts_ns
+            } else {
+                x.book_ts_ns
+            },
+            hedge_book_ts_ns: x.book_ts_ns,
+            hedge_book_ok: book_ok,
+            position_contracts: x.hedge_position + x.inflight_qty,
+            inflight_notional: x.inflight_notional,
+        };
+        let check = OrderToCheck {
+            signed_qty: signed,
+            notional: x.policy.instrument.notional(p.qty, p.px),
+        };
+        if let Err(b) = x.limits.check(&ctx, &check) {
+            // Time alone lifts these (tokens refill, the reject halt ends); the rest need
+            // new data, a fill or a control change.
+            if matches!(b, LimitBreach::Rate | LimitBreach::RejectRate) {
+                x.retry_at_ns = 0;
+            }
+            return None;
+        }
+        if self.inflight.len() >= super::MAX_INFLIGHT {
+            self.stats.inflight_full += 1;
+            return None;
+        }
+        let coid = (self.epoch << 32) | (self.next_seq & 0xFFFF_FFFF);
+        let mut order = HedgeOrder {
+            client_order_id: coid,
+            instrument_id: x.policy.instrument.instrument_id,
+            side: p.side as u8,
+            order_type: OrderType::Limit as u8,
+            tif: p.tif as u8,
+            action: OrderAction::New as u8,
+            qty: p.qty,
+            limit_px: p.px,
+            feed_recv_ts_ns: st.feed_recv_ns,
+            hedger_read_ts_ns: st.read_ns,
+            decision_ts_ns: st.decision_ns,
+            publish_ts_ns: 0,
+        };
+        order.publish_ts_ns = clock.now();
+        if orders.push(order).is_err() {
+            self.stats.orders_ring_full += 1;
+            self.ring_blocked = true;
+            return None;
+        }
+        self.record_sent(u, coid, p.reason, st.decision_ns);
+        self.latency.record_order(&order);
+        self.add_inflight(coid, u as u16, signed, p.px);
+        Some(coid)
+    }
+
+    /// Bookkeeping of an order just written: reason, sequence, counters, policy clock.
+    fn record_sent(&mut self, u: usize, coid: u64, reason: HedgeReason, decision_ns: u64) {
+        self.sent_reasons[(self.next_seq as usize) % super::SENT_REASONS] = (coid, reason);
+        self.next_seq += 1;
+        self.stats.orders_sent += 1;
+        let x = &mut self.und[u];
+        match reason {
+            HedgeReason::Band => x.hedges_band += 1,
+            HedgeReason::Safety => x.hedges_safety += 1,
+            _ => {}
+        }
+        x.exec.sent_by_reason[reason_index(reason)] += 1;
+        x.pstate.on_hedge_sent(decision_ns);
+    }
+
+    /// Writes a cancel of the passive order of `u`. A full ring blocks hedging as for
+    /// orders; the cancel is then re-sent by [`HedgerCore::work_passive`] after the timeout.
+    fn send_cancel<O: OrderSink>(&mut self, u: usize, now_ns: u64, orders: &mut O) {
+        let x = &mut self.und[u];
+        let e = x.exec;
+        let side = if e.passive_sign > 0.0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let order = HedgeOrder {
+            client_order_id: e.passive_coid,
+            instrument_id: x.policy.instrument.instrument_id,
+            side: side as u8,
+            order_type: OrderType::Limit as u8,
+            tif: TimeInForce::Gtc as u8,
+            action: OrderAction::Cancel as u8,
+            qty: 0.0,
+            limit_px: e.passive_px,
+            feed_recv_ts_ns: 0,
+            hedger_read_ts_ns: now_ns,
+            decision_ts_ns: now_ns,
+            publish_ts_ns: now_ns,
+        };
+        // Counted as sent even when the ring is full: the re-send clock starts either way.
+        x.exec.cancel_sent_ns = now_ns.max(1);
+        x.exec.cancels_sent += 1;
+        x.retry_at_ns = x
+            .retry_at_ns
+            .min(now_ns.saturating_add(x.policy.cfg.exec.passive_timeout_ns));
+        if orders.push(order).is_err() {
+            self.stats.orders_ring_full += 1;
+            self.ring_blocked = true;
+        }
+    }
+
+    /// After a report of `coid` was applied: if it ended the passive order of `u`, the
+    /// episode moves on (cross, replace, or done) at the next decision.
+    pub(super) fn after_order_report(&mut self, u: usize, coid: u64, filled: bool) {
+        if self.und[u].exec.passive_coid != coid || self.find_inflight(coid).is_some() {
+            return;
+        }
+        let x = &mut self.und[u];
+        if filled && x.exec.cancel_sent_ns != 0 {
+            x.exec.fill_raced_cancel += 1;
+        }
+        if filled && x.exec.cancel_for.is_none() {
+            // Filled in full at our price: the episode is over.
+            x.exec.episode_start_ns = 0;
+        }
+        x.exec.passive_coid = 0;
+        x.exec.cancel_sent_ns = 0;
+        x.retry_at_ns = 0;
+    }
+
+    /// When the execution state of `u` next needs the timer (passive timeout, a cancel to
+    /// re-send, the next slice), ns; `u64::MAX`: none.
+    pub(super) fn exec_due_ns(&self, u: usize) -> u64 {
+        let x = &self.und[u];
+        let (e, cfg) = (&x.exec, &x.policy.cfg.exec);
+        let mut due = u64::MAX;
+        if e.passive_live() {
+            let from = if e.cancel_sent_ns != 0 {
+                e.cancel_sent_ns
+            } else {
+                e.episode_start_ns
+            };
+            due = from.saturating_add(cfg.passive_timeout_ns);
+        }
+        if e.slices_left > 0 {
+            due = due.min(e.next_slice_ns);
+        }
+        due
+    }
+}
