@@ -79,6 +79,30 @@ pub struct SimConfig {
     /// prices without sizes, `LastValue::QUOTE_SIZE_UNKNOWN`): an order fills at most this much
     /// there per book update, then walks the depth, if any. 0 = such a quote fills nothing.
     pub unknown_size_qty: f64,
+    /// Where a decrease of the displayed size at a resting order's price comes from (see
+    /// [`QueueModel`]): `risk_averse` (default) or `prob`.
+    pub queue_model: QueueModel,
+    /// `prob` model: the exponent `n` of `f(x) = x^n` in the share of a decrease taken from
+    /// behind us, `f(behind) / (f(behind) + f(ahead))`.
+    pub queue_prob_power: f64,
+}
+
+/// Queue-position model of a resting order (`[sim] queue_model`). A resting order joins the
+/// back of the queue at its price (queue ahead = the displayed size there when it arrives);
+/// a trade at its price advances it by the trade's size, and fills it by what the trade
+/// leaves beyond the queue ahead; a trade at a worse price (the level was swept) or a quote
+/// crossing its limit fills it. The models differ only in what a *decrease* of the
+/// displayed size at its price, beyond the trades seen there, does:
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueModel {
+    /// Decreases come from behind us: the queue ahead only shrinks to the displayed size
+    /// when the level falls below it (hftbacktest's `RiskAdverseQueueModel`).
+    RiskAverse,
+    /// A decrease comes from behind us with probability `f(behind) / (f(behind) +
+    /// f(ahead))`, `f(x) = x^queue_prob_power`, and the queue ahead advances by the rest
+    /// (hftbacktest's `ProbQueueModel` with `PowerProbQueueFunc`).
+    Prob,
 }
 
 impl Default for SimConfig {
@@ -96,6 +120,8 @@ impl Default for SimConfig {
             max_resting: 256,
             queue_capacity: 4096,
             unknown_size_qty: 1.0,
+            queue_model: QueueModel::RiskAverse,
+            queue_prob_power: 2.0,
         }
     }
 }
@@ -242,6 +268,50 @@ struct Resting {
     side: Side,
     limit_px: f64,
     leaves_lots: u64,
+    /// Size ahead of us at our price, contracts.
+    queue_ahead: f64,
+    /// Displayed size at our price at the last book we saw (NaN: not known).
+    level_qty: f64,
+    /// Traded at our price since that book (so a decrease they explain is not a cancel).
+    traded_since_book: f64,
+    /// `last_seq` of the book last seen.
+    seen_seq: u64,
+    /// The last trade of the book last seen (`[price, qty]`): how a venue without a trade
+    /// feed ([`SimVenue::on_trade`] never called) notices a new one in the last-value table.
+    seen_trade: [f64; 2],
+}
+
+/// Displayed size on `side` at price `px`: the top or a depth level; 0 when `px` is better
+/// than the best (nobody is there) or falls in a gap of the displayed ladder; NaN when the
+/// sizes are unknown or `px` is beyond the last displayed level.
+fn qty_at(book: &LastValue, side: Side, px: f64) -> f64 {
+    let (top_px, top_qty, depth, n) = match side {
+        Side::Buy => (book.bid_px, book.bid_qty, &book.bid_depth, book.bid_levels),
+        Side::Sell => (book.ask_px, book.ask_qty, &book.ask_depth, book.ask_levels),
+    };
+    if book.valid & LastValue::HAS_QUOTE == 0 || !book.quote_size_known() {
+        return f64::NAN;
+    }
+    let tol = 1e-9 * px.abs();
+    // Positive when `a` is a better price than `b` for this side.
+    let better = |a: f64, b: f64| (a - b) * side.sign();
+    if (top_px - px).abs() <= tol {
+        return top_qty;
+    }
+    if better(px, top_px) > tol {
+        return 0.0;
+    }
+    if book.valid & LastValue::HAS_DEPTH == 0 {
+        return f64::NAN;
+    }
+    let levels = &depth[..(n as usize).min(DEPTH_LEVELS)];
+    if let Some(l) = levels.iter().find(|l| (l[0] - px).abs() <= tol) {
+        return l[1];
+    }
+    match levels.last() {
+        Some(last) if better(px, last[0]) > tol => 0.0,
+        _ => f64::NAN,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -311,6 +381,8 @@ pub struct SimVenue<M: MarketView> {
     tokens_ts_ns: u64,
     resting: Vec<Resting>,
     stats: SimStats,
+    /// [`SimVenue::on_trade`] was called: trades come from the feed, not the table.
+    trade_feed: bool,
 }
 
 impl<M: MarketView> SimVenue<M> {
@@ -331,6 +403,7 @@ impl<M: MarketView> SimVenue<M> {
             market,
             cfg,
             stats: SimStats::default(),
+            trade_feed: false,
         }
     }
 
@@ -589,11 +662,22 @@ impl<M: MarketView> SimVenue<M> {
                     }),
                 );
             }
+            let at = qty_at(&book, side, limit);
+            let ahead = if at.is_nan() {
+                self.cfg.unknown_size_qty
+            } else {
+                at
+            };
             self.resting.push(Resting {
                 order: *o,
                 side,
                 limit_px: limit,
                 leaves_lots: leaves,
+                queue_ahead: ahead,
+                level_qty: at,
+                traded_since_book: 0.0,
+                seen_seq: book.last_seq,
+                seen_trade: [book.last_trade_px, book.last_trade_qty],
             });
         } else {
             self.stats.cancels += 1;
@@ -616,7 +700,166 @@ impl<M: MarketView> SimVenue<M> {
         }
     }
 
-    /// Fills resting orders the market has traded through, as maker at their limit.
+    /// A trade printed on the venue (price, size, aggressor if known): advances the queue of
+    /// the resting orders it can reach and fills them as the queue model says. A driver that
+    /// has the trade feed (the replay) calls this for every trade of an instrument; without
+    /// it, the venue notices trades from the last-value table's last trade (see
+    /// [`SimVenue::poll`]), missing those the table overwrote between two polls.
+    pub fn on_trade(
+        &mut self,
+        instrument_id: u32,
+        px: f64,
+        qty: f64,
+        aggressor: Option<Side>,
+        now_ns: u64,
+    ) {
+        self.trade_feed = true;
+        self.apply_trade(instrument_id, px, qty, aggressor, now_ns);
+    }
+
+    fn apply_trade(
+        &mut self,
+        instrument_id: u32,
+        px: f64,
+        qty: f64,
+        aggressor: Option<Side>,
+        now_ns: u64,
+    ) {
+        if !(px.is_finite() && px > 0.0 && qty.is_finite() && qty > 0.0) {
+            return;
+        }
+        let mut i = 0;
+        while i < self.resting.len() {
+            let r = &mut self.resting[i];
+            // A buy aggressor lifts asks: it cannot reach a resting bid (and the reverse).
+            if r.order.instrument_id != instrument_id || aggressor == Some(r.side) {
+                i += 1;
+                continue;
+            }
+            let tol = 1e-9 * px;
+            let through = (r.limit_px - px) * r.side.sign() > tol;
+            let fill_qty = if through {
+                f64::INFINITY
+            } else if (px - r.limit_px).abs() <= tol {
+                r.queue_ahead -= qty;
+                r.traded_since_book += qty;
+                (-r.queue_ahead).max(0.0)
+            } else {
+                0.0
+            };
+            if fill_qty > 0.0 && self.fill_resting(i, fill_qty, now_ns) {
+                continue;
+            }
+            i += 1;
+        }
+    }
+
+    /// Fills up to `qty` contracts (whole lots) of resting order `i` as maker at its limit;
+    /// returns whether the order ended (and was removed).
+    fn fill_resting(&mut self, i: usize, qty: f64, now_ns: u64) -> bool {
+        let r = self.resting[i];
+        let def = self.defs[r.order.instrument_id as usize];
+        let lot = if def.lot_size > 0.0 {
+            def.lot_size
+        } else {
+            1.0
+        };
+        let lots = if qty.is_infinite() {
+            r.leaves_lots
+        } else {
+            lots_down(qty, lot).min(r.leaves_lots)
+        };
+        self.resting[i].queue_ahead = 0.0;
+        if lots == 0 {
+            return false;
+        }
+        self.report_resting_fill(&r, lots, now_ns);
+        let leaves = r.leaves_lots - lots;
+        if leaves == 0 {
+            self.resting.swap_remove(i);
+            true
+        } else {
+            self.resting[i].leaves_lots = leaves;
+            false
+        }
+    }
+
+    /// Queues the maker fill report of `lots` of resting order `r`.
+    fn report_resting_fill(&mut self, r: &Resting, lots: u64, now_ns: u64) {
+        let def = self.defs[r.order.instrument_id as usize];
+        let lot = if def.lot_size > 0.0 {
+            def.lot_size
+        } else {
+            1.0
+        };
+        let leaves = r.leaves_lots - lots;
+        let qty = lots as f64 * lot;
+        let kind = if leaves == 0 {
+            ExecKind::Fill
+        } else {
+            ExecKind::PartialFill
+        };
+        self.stats.fills += 1;
+        let rep = VenueReport {
+            liquidity: Liquidity::Maker,
+            qty,
+            price: r.limit_px,
+            fee: fee(&def, qty, r.limit_px, self.cfg.maker_fee_bps),
+            leaves_qty: leaves as f64 * lot,
+            ..VenueReport::status(&r.order, r.side, kind, RejectReason::None)
+        };
+        let back = now_ns + self.one_way_ns();
+        self.enqueue(back, Pending::Report(rep));
+    }
+
+    /// Moves the queue of resting order `i` with a new book: a trade noticed in the table
+    /// (without a trade feed), then a decrease of the displayed size at its price beyond
+    /// the trades seen there, as [`SimConfig::queue_model`] says. Sizes unknown: only
+    /// trades move the queue. Returns whether the order ended.
+    fn requeue(&mut self, i: usize, book: &LastValue, now_ns: u64) -> bool {
+        let r = self.resting[i];
+        self.resting[i].seen_seq = book.last_seq;
+        let trade = [book.last_trade_px, book.last_trade_qty];
+        if !self.trade_feed && book.valid & LastValue::HAS_TRADE != 0 && trade != r.seen_trade {
+            self.resting[i].seen_trade = trade;
+            let before = self.resting.len();
+            self.apply_trade(r.order.instrument_id, trade[0], trade[1], None, now_ns);
+            if self.resting.len() < before {
+                return true;
+            }
+        }
+        let r = &mut self.resting[i];
+        let new_qty = qty_at(book, r.side, r.limit_px);
+        if new_qty.is_nan() {
+            r.traded_since_book = 0.0;
+            return false;
+        }
+        let prev = if r.level_qty.is_nan() {
+            new_qty
+        } else {
+            r.level_qty
+        };
+        let cancelled = prev - new_qty - r.traded_since_book;
+        r.traded_since_book = 0.0;
+        r.level_qty = new_qty;
+        if cancelled > 0.0 && self.cfg.queue_model == QueueModel::Prob {
+            let n = self.cfg.queue_prob_power;
+            let ahead = r.queue_ahead.max(0.0);
+            let behind = (prev - ahead).max(0.0);
+            let (fa, fb) = (ahead.powf(n), behind.powf(n));
+            let from_behind = if fa + fb > 0.0 { fb / (fa + fb) } else { 1.0 };
+            // What behind us cannot hold came from ahead too.
+            let from_ahead =
+                (1.0 - from_behind) * cancelled + (from_behind * cancelled - behind).max(0.0);
+            r.queue_ahead = ahead - from_ahead;
+        }
+        r.queue_ahead = r.queue_ahead.min(new_qty).max(0.0);
+        false
+    }
+
+    /// Resting orders against the current books: queue positions move with each new book
+    /// ([`SimVenue::requeue`]), and an order the opposite side now crosses fills as maker at
+    /// its limit against the displayed liquidity.
     fn check_resting(&mut self, now_ns: u64) {
         let mut i = 0;
         while i < self.resting.len() {
@@ -625,59 +868,55 @@ impl<M: MarketView> SimVenue<M> {
                 i += 1;
                 continue;
             };
-            let def = self.defs[r.order.instrument_id as usize];
-            let lot = if def.lot_size > 0.0 {
-                def.lot_size
-            } else {
-                1.0
-            };
-            let mut levels = [Level::default(); DEPTH_LEVELS + 1];
-            let n = opposite_levels(&book, r.side, self.cfg.unknown_size_qty, &mut levels);
-            let slot = r.order.instrument_id as usize;
-            self.taken[slot].refresh(&book);
-            let mut leaves = r.leaves_lots;
-            let mut filled = 0u64;
-            for lvl in &levels[..n] {
-                let through = match r.side {
-                    Side::Buy => lvl.px <= r.limit_px,
-                    Side::Sell => lvl.px >= r.limit_px,
-                };
-                if !through || leaves == 0 {
-                    break;
-                }
-                let take =
-                    lots_down(lvl.qty - self.taken[slot].get(r.side, lvl.px), lot).min(leaves);
-                self.taken[slot].add(r.side, lvl.px, take as f64 * lot);
-                leaves -= take;
-                filled += take;
-            }
-            if filled == 0 {
-                i += 1;
+            if book.last_seq != r.seen_seq && self.requeue(i, &book, now_ns) {
                 continue;
             }
-            let qty = filled as f64 * lot;
-            let kind = if leaves == 0 {
-                ExecKind::Fill
-            } else {
-                ExecKind::PartialFill
-            };
-            self.stats.fills += 1;
-            let rep = VenueReport {
-                liquidity: Liquidity::Maker,
-                qty,
-                price: r.limit_px,
-                fee: fee(&def, qty, r.limit_px, self.cfg.maker_fee_bps),
-                leaves_qty: leaves as f64 * lot,
-                ..VenueReport::status(&r.order, r.side, kind, RejectReason::None)
-            };
-            let back = now_ns + self.one_way_ns();
-            self.enqueue(back, Pending::Report(rep));
-            if leaves == 0 {
-                self.resting.swap_remove(i);
-            } else {
-                self.resting[i].leaves_lots = leaves;
-                i += 1;
+            if self.cross_resting(i, &book, now_ns) {
+                continue;
             }
+            i += 1;
+        }
+    }
+
+    /// Fills resting order `i` against the opposite side when it crosses its limit (the
+    /// market traded through us); returns whether the order ended.
+    fn cross_resting(&mut self, i: usize, book: &LastValue, now_ns: u64) -> bool {
+        let r = self.resting[i];
+        let def = self.defs[r.order.instrument_id as usize];
+        let lot = if def.lot_size > 0.0 {
+            def.lot_size
+        } else {
+            1.0
+        };
+        let mut levels = [Level::default(); DEPTH_LEVELS + 1];
+        let n = opposite_levels(book, r.side, self.cfg.unknown_size_qty, &mut levels);
+        let slot = r.order.instrument_id as usize;
+        self.taken[slot].refresh(book);
+        let mut leaves = r.leaves_lots;
+        let mut filled = 0u64;
+        for lvl in &levels[..n] {
+            let through = match r.side {
+                Side::Buy => lvl.px <= r.limit_px,
+                Side::Sell => lvl.px >= r.limit_px,
+            };
+            if !through || leaves == 0 {
+                break;
+            }
+            let take = lots_down(lvl.qty - self.taken[slot].get(r.side, lvl.px), lot).min(leaves);
+            self.taken[slot].add(r.side, lvl.px, take as f64 * lot);
+            leaves -= take;
+            filled += take;
+        }
+        if filled == 0 {
+            return false;
+        }
+        self.report_resting_fill(&r, filled, now_ns);
+        if leaves == 0 {
+            self.resting.swap_remove(i);
+            true
+        } else {
+            self.resting[i].leaves_lots = leaves;
+            false
         }
     }
 }
