@@ -170,7 +170,8 @@ pub struct SyntheticConfig {
     pub strikes_per_expiry: usize,
     /// Distance between strikes as a fraction of spot (rounded to a round number).
     pub strike_step: f64,
-    /// Events per second of the synthetic clock, on average over each burst period: calm
+    /// Events per second of the synthetic clock (trade prints, see `trade_prob`, come on top),
+    /// on average over each burst period: calm
     /// periods run at [`calm_rate`] and bursts `burst_factor` times faster, so that a run
     /// publishes `rate` events per second overall (a run shorter than one burst period, which
     /// begins calm, publishes less). `inf` publishes as fast as possible with timestamps
@@ -215,6 +216,14 @@ pub struct SyntheticConfig {
     pub weight_price: f64,
     /// Event mix: weight of option marks.
     pub weight_mark: f64,
+    /// Probability that a hedge quote is followed by a trade print at its touch (0 = no
+    /// trades). Trades come from their own PRNG stream (seeded from `seed`), so the quotes,
+    /// prices and marks of a seed do not depend on them beyond the 1 ns each trade takes.
+    pub trade_prob: f64,
+    /// Mean size of a trade print as a fraction of the touch's displayed size (sizes are
+    /// uniform in `(0, 2 x trade_size_frac]` of it, whole contracts, at least 1, at most the
+    /// touch: a print never sweeps the level).
+    pub trade_size_frac: f64,
 }
 
 impl Default for SyntheticConfig {
@@ -245,6 +254,8 @@ impl Default for SyntheticConfig {
             weight_quote: 0.5,
             weight_price: 0.1,
             weight_mark: 0.4,
+            trade_prob: 0.5,
+            trade_size_frac: 0.25,
         }
     }
 }
@@ -312,6 +323,8 @@ impl SyntheticConfig {
         in_range("stress_spread_mult", self.stress_spread_mult, 1.0, 1e3, "")?;
         in_range("half_spread_bps", self.half_spread_bps, 1e-6, 1e4, " bps")?;
         in_range("level_size", self.level_size, 1e-9, 1e12, " contracts")?;
+        in_range("trade_prob", self.trade_prob, 0.0, 1.0, "")?;
+        in_range("trade_size_frac", self.trade_size_frac, 1e-6, 0.5, "")?;
         in_range("strike_step", self.strike_step, 1e-4, 0.5, "")?;
         in_range("smile_skew", self.smile_skew, -10.0, 10.0, "")?;
         in_range("smile_curvature", self.smile_curvature, -10.0, 10.0, "")?;
@@ -601,6 +614,12 @@ pub struct SyntheticSource {
     /// weight; cycled in order.
     pattern: Vec<u8>,
     pattern_pos: usize,
+    /// Trade prints' own PRNG stream (aggressor, size, whether a quote prints one).
+    trade_rng: Xoshiro256,
+    /// The trade print to publish next (after the quote it follows), if any.
+    pending_trade: Option<MarketEvent>,
+    /// Trade prints published.
+    trades: u64,
 }
 
 /// Length of the event-mix cycle: weights are resolved to 1/20.
@@ -813,6 +832,9 @@ impl SyntheticSource {
             exact_reprices: 0,
             pattern,
             pattern_pos: 0,
+            trade_rng: Xoshiro256::new(cfg.seed ^ 0x7472_6164_6573),
+            pending_trade: None,
+            trades: 0,
             cfg,
         };
         for u in 0..s.unders.len() {
@@ -1056,6 +1078,34 @@ impl SyntheticSource {
         )
     }
 
+    /// The trade print that follows quote `q`, if its draw says so: at the bid (a seller
+    /// hits it) or the ask (a buyer lifts it), for a part of the displayed size there.
+    fn trade_after(&mut self, q: &MarketEvent, stress: bool) -> Option<MarketEvent> {
+        if self.cfg.trade_prob <= 0.0 || self.trade_rng.uniform() >= self.cfg.trade_prob {
+            return None;
+        }
+        let bits = self.trade_rng.next_u64();
+        let buyer = bits & 1 == 1;
+        let frac =
+            2.0 * self.cfg.trade_size_frac * (((bits >> 11) as f64 + 1.0) / (1u64 << 53) as f64);
+        let (px, touch_qty, aggressor) = if buyer {
+            (q.v[2], q.v[3], shm_layout::Side::Buy)
+        } else {
+            (q.v[0], q.v[1], shm_layout::Side::Sell)
+        };
+        let qty = (touch_qty * frac).floor().clamp(1.0, touch_qty.max(1.0));
+        let mut t = MarketEvent::trade(q.instrument_id, q.exch_ts_ns, 0, px, qty, aggressor);
+        if stress {
+            t.flags |= MarketEvent::FLAG_STRESS;
+        }
+        Some(t)
+    }
+
+    /// Trade prints published so far.
+    pub fn trades(&self) -> u64 {
+        self.trades
+    }
+
     fn mark(&mut self, stress: bool, out: &mut SourceEvent) -> MarketEvent {
         let k = self.rr_mark;
         self.rr_mark = if k + 1 == self.options.len() {
@@ -1155,6 +1205,17 @@ impl Source for SyntheticSource {
 
     #[inline]
     fn next(&mut self, out: &mut SourceEvent) -> bool {
+        if let Some(mut t) = self.pending_trade.take() {
+            // The print that follows the last quote, 1 ns after it.
+            self.now_ns += 1;
+            t.exch_ts_ns = self.now_ns;
+            out.has_depth = false;
+            store_event(&mut out.event, &t);
+            out.source_ts_ns = self.now_ns;
+            self.events += 1;
+            self.trades += 1;
+            return true;
+        }
         // Advance the clock by one event (shorter steps inside a burst); at least 1 ns, so time
         // strictly increases.
         let step = if self.burst.active(self.now_ns) {
@@ -1178,7 +1239,9 @@ impl Source for SyntheticSource {
             let u = self.rr_quote;
             self.rr_quote = if u + 1 == n_under { 0 } else { u + 1 };
             self.advance(u, stress);
-            self.quote(u, stress, out)
+            let q = self.quote(u, stress, out);
+            self.pending_trade = self.trade_after(&q, stress);
+            q
         } else if kind == 1 {
             // Index, then each expiry's forward, round robin over all underlyings.
             let per = 1 + self.expiry_ns.len();
@@ -1239,6 +1302,7 @@ impl SyntheticSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shm_layout::Side;
 
     #[test]
     fn schedules_past_the_end_of_the_clock_never_start_and_never_spin() {
@@ -1397,6 +1461,8 @@ mod tests {
             let cfg = SyntheticConfig {
                 rate,
                 burst_factor,
+                // Trade prints come on top of the asked rate.
+                trade_prob: 0.0,
                 ..SyntheticConfig::default()
             };
             let every_ns = (cfg.burst_every_s * 1e9) as u64;
@@ -1445,7 +1511,10 @@ mod tests {
         let (mut calm, mut nc, mut hot, mut nh) = (0.0, 0, 0.0, 0);
         for _ in 0..20_000 {
             s.next(&mut e);
-            let (b, _, a, _) = e.event.as_quote().unwrap();
+            let Some((b, _, a, _)) = e.event.as_quote() else {
+                assert!(e.event.as_trade().is_some());
+                continue;
+            };
             if e.event.flags & MarketEvent::FLAG_STRESS != 0 {
                 hot += a - b;
                 nh += 1;
@@ -1464,6 +1533,7 @@ mod tests {
             rate: 1000.0,
             stress_every_s: 5.0,
             stress_len_s: 1.0,
+            trade_prob: 0.0,
             ..SyntheticConfig::default()
         };
         let mut s = SyntheticSource::new(cfg);
@@ -1529,6 +1599,56 @@ mod tests {
         assert!((vol - 0.6).abs() < 0.01, "realized vol {vol}");
         // The series-updated price stays on the log price.
         assert!((s.spot(0).ln() - s.unders[0].log_spot).abs() < 1e-12);
+    }
+
+    #[test]
+    fn trades_print_at_the_touch_of_the_quote_before_them_deterministically() {
+        let run = |trade_prob: f64| {
+            let cfg = SyntheticConfig {
+                seed: 11,
+                trade_prob,
+                ..SyntheticConfig::default()
+            };
+            let mut s = SyntheticSource::new(cfg);
+            let mut e = SourceEvent::default();
+            let mut out = Vec::new();
+            for _ in 0..20_000 {
+                assert!(s.next(&mut e));
+                out.push(e.event);
+            }
+            (out, s.trades())
+        };
+        let (a, trades) = run(0.5);
+        assert_eq!(run(0.5).0, a, "same seed, same prints");
+        assert!(trades > 3_000, "{trades} trades");
+        let (mut buys, mut sells) = (0, 0);
+        for w in a.windows(2) {
+            let Some((px, qty, side)) = w[1].as_trade() else {
+                continue;
+            };
+            let (bid, bid_qty, ask, ask_qty) = w[0].as_quote().expect("a trade follows a quote");
+            assert_eq!(w[1].instrument_id, w[0].instrument_id);
+            assert_eq!(w[1].exch_ts_ns, w[0].exch_ts_ns + 1);
+            match side {
+                Some(Side::Buy) => {
+                    buys += 1;
+                    assert!(px == ask && qty >= 1.0 && qty <= ask_qty);
+                }
+                Some(Side::Sell) => {
+                    sells += 1;
+                    assert!(px == bid && qty >= 1.0 && qty <= bid_qty);
+                }
+                None => panic!("a synthetic trade has an aggressor"),
+            }
+        }
+        assert!(buys > 1_000 && sells > 1_000, "{buys} buys, {sells} sells");
+        // Without trades, the other events are those of the same seed (1 ns apart per print).
+        let (plain, none) = run(0.0);
+        assert_eq!(none, 0);
+        let others: Vec<_> = a.iter().filter(|e| e.as_trade().is_none()).collect();
+        for (x, y) in others.iter().zip(&plain).take(1000) {
+            assert_eq!((x.instrument_id, x.kind), (y.instrument_id, y.kind));
+        }
     }
 
     #[test]
