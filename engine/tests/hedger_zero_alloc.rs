@@ -6,10 +6,10 @@
 mod hedger_common;
 
 use engine::hedger::Housekeeping;
-use engine::policy::PolicyConfig;
+use engine::policy::{ExecConfig, ExecStyle, PolicyConfig};
 use hedger_common::*;
 use shm_layout::alloc_count::{CountingAlloc, Region};
-use shm_layout::{ExecEvent, ExecKind, Liquidity, MarketEvent, Side};
+use shm_layout::{ExecEvent, ExecKind, Liquidity, MarketEvent, OrderAction, Side, TimeInForce};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -22,6 +22,19 @@ fn one_million_events_through_the_loop_allocate_nothing() {
     // last-value table and walks it on every decision.
     drive(fixed_policy(0.5), false);
     drive(cost_aware_policy(0.05, 3.0), true);
+    // Passive then cross: GTC orders rest, are cancelled and replaced as the touch moves,
+    // cross after a 1 ms timeout; the test's gateway answers cancels with `Cancelled` or
+    // with a fill that raced the cancel.
+    let passive = PolicyConfig {
+        exec: ExecConfig {
+            style: ExecStyle::Passive,
+            passive_timeout_ns: 1_000_000,
+            cross_band: 4.0,
+            ..ExecConfig::default()
+        },
+        ..fixed_policy(0.5)
+    };
+    drive(passive, false);
 }
 
 fn drive(policy: PolicyConfig, depth: bool) {
@@ -62,6 +75,7 @@ fn drive(policy: PolicyConfig, depth: bool) {
     let region = Region::start();
     let started = std::time::Instant::now();
     let mut polls = 0u64;
+    let mut resting_qty = 0.0;
     while r.md.next < r.md.events.len() {
         let now = shm_layout::clock::now_ns();
         let work = r
@@ -69,8 +83,17 @@ fn drive(policy: PolicyConfig, depth: bool) {
             .poll(&mut r.md, &mut r.execs, &mut r.orders, &r.ctl, now);
         polls += 1;
         // The test plays the gateway: fill, partially fill + cancel, or reject each order.
-        if let Some(o) = r.orders.buf.pop_front() {
+        if let Some(mut o) = r.orders.buf.pop_front() {
             let side = o.side().unwrap();
+            let cancel = o.action() == Ok(OrderAction::Cancel);
+            if cancel {
+                // The quantity resting is what the core sent (no partial fills of GTCs here).
+                o.qty = resting_qty;
+            } else if o.tif() == Ok(TimeInForce::Gtc) {
+                // A passive order rests until the core cancels it.
+                resting_qty = o.qty;
+                continue;
+            }
             let mut push = |kind: ExecKind, qty: f64, leaves: f64| {
                 r.execs.buf.push(ExecEvent {
                     exec_id,
@@ -89,6 +112,8 @@ fn drive(policy: PolicyConfig, depth: bool) {
                 exec_id += 1;
             };
             match o.client_order_id % 4 {
+                _ if cancel && polls % 2 == 0 => push(ExecKind::Cancelled, 0.0, 0.0),
+                _ if cancel => push(ExecKind::Fill, o.qty, 0.0),
                 0 => {
                     let half = (o.qty * 0.5).floor();
                     push(ExecKind::PartialFill, half, o.qty - half);
@@ -152,8 +177,15 @@ fn drive(policy: PolicyConfig, depth: bool) {
         u.inflight_qty
     );
     assert!(s.md_events >= EVENTS as u64, "{s:?}");
+    if policy.exec.style == ExecStyle::Passive {
+        let e = &r.core.und[0].exec;
+        println!("passive: {e:?}");
+        assert!(e.cancels_sent > 100 && e.sent_by_reason[2] > 100, "{e:?}");
+        assert!(e.fill_raced_cancel > 10, "{e:?}");
+    }
     assert!(s.orders_sent > 1_000, "the loop really hedged: {s:?}");
-    assert!(s.orders_filled > 100 && s.orders_rejected > 100 && s.orders_cancelled > 100);
+    assert!(s.orders_filled > 100 && s.orders_cancelled > 100, "{s:?}");
+    assert!(s.orders_rejected > 100 || policy.exec.style == ExecStyle::Passive);
     assert!(s.option_trades > 100);
     assert_eq!(s.md_lapped, 5);
     assert!(s.md_rejected.iter().sum::<u64>() > 1_000);

@@ -1256,9 +1256,35 @@ impl<R: OptionRisk> HedgerCore<R> {
                 }
             }
             ExecKind::Fill | ExecKind::PartialFill => {
-                self.on_hedge_fill(e, kind, side, role, prev_epoch, now_ns);
+                let u = self.on_hedge_fill(e, kind, side, role, prev_epoch, now_ns);
+                self.decide_after_order(u, e, orders, clock);
             }
-            ExecKind::Cancelled | ExecKind::Rejected => self.on_order_end(e, kind, role, now_ns),
+            ExecKind::Cancelled | ExecKind::Rejected => {
+                let u = self.on_order_end(e, kind, role, now_ns);
+                self.decide_after_order(u, e, orders, clock);
+            }
+        }
+    }
+
+    /// A report that ended a passive order being cancelled: decide now (the cross or the
+    /// replacement), unless a snapshot batch is open (then the batch's end decides).
+    #[inline]
+    fn decide_after_order<O: OrderSink, T: StageClock>(
+        &mut self,
+        u: Option<usize>,
+        e: &ExecEvent,
+        orders: &mut O,
+        clock: &T,
+    ) {
+        let Some(u) = u else { return };
+        if !self.after_order_report(u, e.client_order_id, e.kind == ExecKind::Fill as u8) {
+            return;
+        }
+        if self.batch_open {
+            self.und[u].batch_pending = true;
+        } else {
+            let read = clock.now();
+            self.maybe_hedge(u, e.ts_ns, read, orders, clock);
         }
     }
 
@@ -1328,14 +1354,14 @@ impl<R: OptionRisk> HedgerCore<R> {
         role: Role,
         prev_epoch: bool,
         now_ns: u64,
-    ) {
+    ) -> Option<usize> {
         let Role::Hedge(u) = role else {
             self.stats.execs_bad += 1;
-            return;
+            return None;
         };
         if !(e.qty.is_finite() && e.qty >= 0.0) {
             self.stats.execs_bad += 1;
-            return;
+            return None;
         }
         let day = self.wall_ns(now_ns) / 86_400_000_000_000;
         let x = &mut self.und[u as usize];
@@ -1361,13 +1387,19 @@ impl<R: OptionRisk> HedgerCore<R> {
                 }
             }
         }
-        self.after_order_report(u as usize, e.client_order_id, true);
+        Some(u as usize)
     }
 
     /// A cancel (IOC remainder, a passive order cancelled) or a reject: what was in flight
     /// is not any more.
     #[inline]
-    fn on_order_end(&mut self, e: &ExecEvent, kind: ExecKind, role: Role, now_ns: u64) {
+    fn on_order_end(
+        &mut self,
+        e: &ExecEvent,
+        kind: ExecKind,
+        role: Role,
+        now_ns: u64,
+    ) -> Option<usize> {
         if kind == ExecKind::Rejected {
             self.stats.orders_rejected += 1;
             if let Role::Hedge(u) = role {
@@ -1384,8 +1416,9 @@ impl<R: OptionRisk> HedgerCore<R> {
             let u = self.inflight[i].und as usize;
             self.und[u].retry_at_ns = 0;
             self.set_leaves(i, 0.0);
-            self.after_order_report(u, e.client_order_id, false);
+            return Some(u);
         }
+        None
     }
 
     /// Earliest monotonic time at which [`HedgerCore::on_timer`] (with

@@ -13,7 +13,13 @@
 //! - it rested `passive_timeout` since the episode began: cancel, then cross with an IOC at
 //!   the far touch (reason `cross_timeout`).
 //! - the delta it leaves uncovered (net delta without the resting quantity) is beyond
-//!   `cross_band` times the band: cancel, then cross at once (reason `cross_band`).
+//!   `cross_band` times the band: cancel, then cross at once (reason `cross_band`). A
+//!   decision taken with delta already beyond that outer band is not posted passive at all:
+//!   it crosses at once (reason `cross_band`).
+//!
+//! The report that ends a passive order being cancelled (its `Cancelled`, or a fill that
+//! raced the cancel) triggers the next decision at once, so the crossing IOC or the
+//! replacement follows the venue's answer without waiting for the timer.
 //!
 //! The resting order is in the in-flight table like an IOC (its leaves count in net delta
 //! and in-flight notional). A cancel changes nothing there: only the venue's reports do
@@ -141,10 +147,13 @@ impl<R: OptionRisk> HedgerCore<R> {
             tif: TimeInForce::Ioc,
             reason: d.reason,
         };
+        // Delta already beyond the hard outer band: no time to wait at our touch.
+        let beyond_outer = d.band > 0.0 && x.net_delta.abs() > cfg.cross_band * d.band;
         match (crossing, cfg.style) {
             (Some(r @ (HedgeReason::CrossTimeout | HedgeReason::CrossBand)), _) => {
                 plan.reason = r;
             }
+            (_, ExecStyle::Passive) if beyond_outer => plan.reason = HedgeReason::CrossBand,
             (_, ExecStyle::Passive) => {
                 plan.px = own_touch(&x.book, d.side);
                 plan.tif = TimeInForce::Gtc;
@@ -427,9 +436,10 @@ impl<R: OptionRisk> HedgerCore<R> {
 
     /// After a report of `coid` was applied: if it ended the passive order of `u`, the
     /// episode moves on (cross, replace, or done) at the next decision.
-    pub(super) fn after_order_report(&mut self, u: usize, coid: u64, filled: bool) {
+    /// Returns whether to decide at once (a cross or a replacement is waiting for it).
+    pub(super) fn after_order_report(&mut self, u: usize, coid: u64, filled: bool) -> bool {
         if self.und[u].exec.passive_coid != coid || self.find_inflight(coid).is_some() {
-            return;
+            return false;
         }
         let x = &mut self.und[u];
         if filled && x.exec.cancel_sent_ns != 0 {
@@ -442,6 +452,7 @@ impl<R: OptionRisk> HedgerCore<R> {
         x.exec.passive_coid = 0;
         x.exec.cancel_sent_ns = 0;
         x.retry_at_ns = 0;
+        x.exec.cancel_for.is_some()
     }
 
     /// When the execution state of `u` next needs the timer (passive timeout, a cancel to

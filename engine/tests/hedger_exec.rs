@@ -1,0 +1,215 @@
+//! Execution styles in the live core: a passive order rests in the in-flight table, is
+//! replaced when the touch moves away, crosses after its timeout; a fill that races the
+//! cancel is applied exactly once, whatever order the venue's answers come in.
+
+mod hedger_common;
+
+use engine::policy::{ExecConfig, ExecStyle, HedgeReason, PolicyConfig};
+use hedger_common::*;
+use proptest::prelude::*;
+use shm_layout::{ExecKind, HedgeOrder, OrderAction, Side, TimeInForce};
+
+fn passive_policy() -> PolicyConfig {
+    PolicyConfig {
+        exec: ExecConfig {
+            style: ExecStyle::Passive,
+            passive_timeout_ns: 1_000_000_000,
+            // Far: the tests below cross by timeout; the outer band has its own test.
+            cross_band: 100.0,
+            ..ExecConfig::default()
+        },
+        ..fixed_policy(0.5)
+    }
+}
+
+/// A rig with a short call position (delta about -5.5 BTC) and the passive buy it posted.
+fn rig_with_passive_buy() -> (Rig, HedgeOrder) {
+    let mut r = rig(passive_policy(), open_limits());
+    r.warm();
+    r.client_buys_calls(10.0);
+    let o = r.pop_order().expect("a hedge");
+    (r, o)
+}
+
+#[test]
+fn a_passive_hedge_rests_at_our_touch_and_counts_in_flight() {
+    let (r, o) = rig_with_passive_buy();
+    assert_eq!(o.side(), Ok(Side::Buy));
+    assert_eq!(o.tif(), Ok(TimeInForce::Gtc));
+    assert_eq!(o.limit_px, 9_999.5, "at the bid, not the ask");
+    assert_eq!(
+        r.core.sent_reason(o.client_order_id),
+        Some(HedgeReason::Passive)
+    );
+    let u = &r.core.und[0];
+    assert_eq!(u.inflight_qty, o.qty);
+    assert!(
+        u.net_delta.abs() <= 0.5,
+        "in flight counts: {}",
+        u.net_delta
+    );
+    assert_eq!(r.core.inflight_count(), 1);
+}
+
+#[test]
+fn the_touch_moving_away_cancels_and_the_cancel_report_brings_a_new_passive_order() {
+    let (mut r, o) = rig_with_passive_buy();
+    r.feed(&[quote(10_001.0, 10_002.0)]);
+    let c = r.pop_order().expect("a cancel");
+    assert_eq!(c.action(), Ok(OrderAction::Cancel));
+    assert_eq!(c.client_order_id, o.client_order_id);
+    assert!(
+        r.pop_order().is_none(),
+        "nothing new before the venue answers"
+    );
+    assert_eq!(
+        r.core.und[0].inflight_qty, o.qty,
+        "a cancel changes nothing in flight"
+    );
+    r.exec(
+        ExecKind::Cancelled,
+        o.client_order_id,
+        PERP,
+        Side::Buy,
+        0.0,
+        0.0,
+        0.0,
+    );
+    let n = r.pop_order().expect("the replacement");
+    assert_eq!((n.tif(), n.limit_px), (Ok(TimeInForce::Gtc), 10_001.0));
+    assert_eq!(
+        r.core.sent_reason(n.client_order_id),
+        Some(HedgeReason::Passive)
+    );
+    assert_eq!(r.core.inflight_count(), 1);
+}
+
+#[test]
+fn after_the_timeout_the_passive_order_is_cancelled_then_crossed_with_an_ioc() {
+    let (mut r, o) = rig_with_passive_buy();
+    let later = r.now + 2_000_000_000;
+    r.core.on_timer_at(&mut r.orders, later);
+    let c = r.pop_order().expect("a cancel at the timeout");
+    assert_eq!(c.action(), Ok(OrderAction::Cancel));
+    r.exec(
+        ExecKind::Cancelled,
+        o.client_order_id,
+        PERP,
+        Side::Buy,
+        0.0,
+        0.0,
+        0.0,
+    );
+    let x = r.pop_order().expect("the crossing IOC");
+    assert_eq!((x.tif(), x.limit_px), (Ok(TimeInForce::Ioc), 10_000.5));
+    assert_eq!(
+        r.core.sent_reason(x.client_order_id),
+        Some(HedgeReason::CrossTimeout)
+    );
+    assert_eq!(x.qty, o.qty);
+}
+
+#[test]
+fn a_breach_beyond_the_outer_band_crosses_at_once_and_a_small_one_rests() {
+    let mut p = passive_policy();
+    p.exec.cross_band = 5.0;
+    let mut r = rig(p, open_limits());
+    r.warm();
+    // About -5.5 BTC of delta against a 0.5 band: beyond 5 x 0.5.
+    r.client_buys_calls(10.0);
+    let x = r.pop_order().unwrap();
+    assert_eq!((x.tif(), x.limit_px), (Ok(TimeInForce::Ioc), 10_000.5));
+    assert_eq!(
+        r.core.sent_reason(x.client_order_id),
+        Some(HedgeReason::CrossBand)
+    );
+    r.fill(&x);
+    // About -1.1 BTC: outside the band, inside the outer band: rests.
+    r.client_buys_calls(2.0);
+    let o = r.pop_order().unwrap();
+    assert_eq!((o.tif(), o.limit_px), (Ok(TimeInForce::Gtc), 9_999.5));
+}
+
+/// How the venue answers a passive order whose cancel is on its way.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// Filled in full before the cancel arrived (no `Cancelled` follows).
+    FillRaces,
+    /// Part filled, then the rest cancelled.
+    PartialThenCancelled(u8),
+    /// Cancelled without fills.
+    Cancelled,
+}
+
+fn answer() -> impl Strategy<Value = (Answer, bool, bool)> {
+    let a = prop_oneof![
+        Just(Answer::FillRaces),
+        (1u8..100).prop_map(Answer::PartialThenCancelled),
+        Just(Answer::Cancelled),
+    ];
+    // Whether the gateway re-delivers the reports (same exec ids) after a restart of its
+    // reader, and whether a stray late `Cancelled` for the order follows everything.
+    (a, any::<bool>(), any::<bool>())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_fill_racing_a_cancel_is_applied_exactly_once((ans, redeliver, stray) in answer()) {
+        let (mut r, o) = rig_with_passive_buy();
+        // The touch moves away: the core cancels (to replace).
+        r.feed(&[quote(10_001.0, 10_002.0)]);
+        let c = r.pop_order().unwrap();
+        prop_assert_eq!(c.action(), Ok(OrderAction::Cancel));
+        let first = r.execs.buf.len();
+        let filled = match ans {
+            Answer::FillRaces => {
+                r.exec(ExecKind::Fill, o.client_order_id, PERP, Side::Buy, o.qty, o.limit_px, 0.0);
+                o.qty
+            }
+            Answer::PartialThenCancelled(pct) => {
+                let q = (o.qty * f64::from(pct) / 100.0).floor().max(1.0).min(o.qty - 1.0);
+                r.exec(ExecKind::PartialFill, o.client_order_id, PERP, Side::Buy, q, o.limit_px, o.qty - q);
+                r.exec(ExecKind::Cancelled, o.client_order_id, PERP, Side::Buy, 0.0, 0.0, 0.0);
+                q
+            }
+            Answer::Cancelled => {
+                r.exec(ExecKind::Cancelled, o.client_order_id, PERP, Side::Buy, 0.0, 0.0, 0.0);
+                0.0
+            }
+        };
+        if redeliver {
+            // The same reports again (exec ids not above the last one): skipped.
+            let again: Vec<_> = r.execs.buf[first..].to_vec();
+            for mut e in again {
+                e.exec_id = e.exec_id.min(r.core.last_exec_id());
+                r.execs.buf.push(e);
+            }
+            r.step();
+        }
+        if stray {
+            r.exec(ExecKind::Cancelled, o.client_order_id, PERP, Side::Buy, 0.0, 0.0, 0.0);
+        }
+        // The timer decides again (as the live loop's 1 ms timer does).
+        let now = r.now;
+        r.core.on_timer_at(&mut r.orders, now);
+        prop_assert_eq!(r.core.und[0].hedge_position, filled);
+        // The resting order is gone from the in-flight table exactly once; what is in
+        // flight now is only what the core sent after it (its replacement, at most one).
+        let mut later = Vec::new();
+        while let Some(n) = r.pop_order() {
+            later.push(n);
+        }
+        prop_assert!(later.len() <= 1, "{later:?}");
+        let sent: f64 = later.iter().map(|n| n.qty).sum();
+        prop_assert_eq!(r.core.und[0].inflight_qty, sent);
+        prop_assert_eq!(r.core.inflight_count(), later.len());
+        prop_assert!(!r.core.und[0].exec.passive_live() || later.len() == 1);
+        if let Some(n) = later.first() {
+            // The replacement covers what the fills did not.
+            prop_assert!((n.qty + filled - o.qty).abs() <= 1.0, "{} + {filled} vs {}", n.qty, o.qty);
+            prop_assert_eq!(n.limit_px, 10_001.0);
+        }
+    }
+}
