@@ -614,4 +614,69 @@ fn a_time_window_replays_only_its_snapshots() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--from must be before --to"));
+
+/// Passive then cross on the synthetic market (which prints trades, so queues move): the
+/// hedger ends within its band, every hedge fill says why its order was sent, and the
+/// report's execution figures add up with the fills.
+#[test]
+fn passive_then_cross_ends_within_the_band_and_its_fills_carry_the_reasons() {
+    let v = deterministic_report(&[
+        "--synthetic-seed",
+        "11",
+        "--duration-s",
+        "60",
+        "--flow-sim",
+        "--flow-size-mean",
+        "1",
+        "--policy",
+        "fixed:band=1,style=passive,passive_timeout_ms=500,cross_band=3",
+        "--json",
+    ]);
+    let p = &v["policies"][0];
+    let u = &p["underlyings"]["BTC"];
+    let final_net = u["summary"]["final_net_delta"].as_f64().unwrap()
+        + u["final_hedge_inflight"].as_f64().unwrap();
+    // One lot of the inverse perpetual (10 USD) is far below 0.01 BTC.
+    assert!(final_net.abs() <= 1.01, "final net delta {final_net}");
+    let hedge_fills: Vec<_> = p["fills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "hedge")
+        .collect();
+    let count = |r: &str| hedge_fills.iter().filter(|f| f["reason"] == r).count();
+    assert!(count("passive") > 0, "passive orders filled");
+    assert!(
+        count("cross_band") + count("cross_timeout") > 0,
+        "and crosses filled"
+    );
+    for f in &hedge_fills {
+        let r = f["reason"].as_str().unwrap();
+        assert!(
+            ["passive", "cross_band", "cross_timeout", "safety"].contains(&r),
+            "{f}"
+        );
+    }
+    let e = &u["execution"];
+    let by_reason: u64 = e["orders_by_reason"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_reason, u["summary"]["hedge_trades"].as_u64().unwrap());
+    let passive_filled: f64 = hedge_fills
+        .iter()
+        .filter(|f| f["reason"] == "passive")
+        .map(|f| f["qty"].as_f64().unwrap().abs())
+        .sum();
+    assert_eq!(e["passive_filled_qty"].as_f64().unwrap(), passive_filled);
+    let rate = e["passive_fill_rate"].as_f64().unwrap();
+    assert!(rate > 0.0 && rate <= 1.0, "{rate}");
+    assert!(e["passive_resting_s"].as_f64().unwrap() > 0.0);
+    assert!(
+        e["carried_abs_delta_max"].as_f64().unwrap()
+            >= e["carried_abs_delta_mean"].as_f64().unwrap()
+    );
+    assert_eq!(v["frontier"][0]["style"], "passive");
 }

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use engine::policy::HedgeInstrument;
 use shm_layout::{InstrumentDef, Settlement};
 
-use super::report::{Attribution, Headline, Series, UnderlyingSummary};
+use super::report::{Attribution, ExecSummary, Headline, Series, UnderlyingSummary};
 
 /// Running statistics and cash of one hedged underlying.
 #[derive(Debug)]
@@ -82,6 +82,13 @@ pub struct Account {
     pub last: Sample,
     /// Sampled series (bounded).
     pub series: Series,
+    /// Execution figures so far (the carried-delta mean is finished in the summary).
+    pub exec: ExecSummary,
+    /// Passive orders resting now (sent, no terminal report yet).
+    pub passive_live: usize,
+    passive_live_before: bool,
+    carried_int: f64,
+    passive_ns: u64,
 }
 
 /// One observation of an underlying's risk after an event.
@@ -181,6 +188,11 @@ impl Account {
             prev_err: None,
             last: Sample::default(),
             series: Series::default(),
+            exec: ExecSummary::default(),
+            passive_live: 0,
+            passive_live_before: false,
+            carried_int: 0.0,
+            passive_ns: 0,
         }
     }
 
@@ -313,6 +325,15 @@ impl Account {
         // delta hedge's is the residual delta's PnL so far.
         self.te_sum_sq += self.delta_pnl * self.delta_pnl;
         self.te_n += 1;
+        if self.passive_live_before {
+            self.passive_ns += dt_ns;
+            self.carried_int += self.last_net.abs() * dt_ns as f64;
+        }
+        self.passive_live_before = self.passive_live > 0;
+        if self.passive_live > 0 {
+            self.exec.carried_abs_delta_max =
+                self.exec.carried_abs_delta_max.max(s.net_delta.abs());
+        }
         self.last_net = s.net_delta;
         self.max_abs_net = self.max_abs_net.max(s.net_delta.abs());
         self.max_abs_net_incl = self
@@ -418,6 +439,17 @@ impl Account {
             },
             final_hedge_position: self.position,
             holds,
+            execution: {
+                let mut e = std::mem::take(&mut self.exec);
+                e.passive_resting_s = self.passive_ns as f64 * 1e-9;
+                if self.passive_ns > 0 {
+                    e.carried_abs_delta_mean = self.carried_int / self.passive_ns as f64;
+                }
+                if e.passive_sent_qty > 0.0 {
+                    e.passive_fill_rate = e.passive_filled_qty / e.passive_sent_qty;
+                }
+                e
+            },
             series: std::mem::take(&mut self.series),
         }
     }

@@ -21,6 +21,7 @@ use engine::config::{
 use engine::hedger::core::{HedgerCore, UnderlyingSetup, HOLD_LABELS};
 use engine::hedger::risk::{BookRiskAdapter, OptionRisk};
 use engine::limits::LimitBreach;
+use engine::policy::HedgeReason;
 use engine::pricing::{black76_price, bsm_price, OptionType as PxType};
 use feed_handler::instruments::parse_deribit_symbol;
 use feed_handler::source::{Depth, Source, SourceEvent};
@@ -763,14 +764,22 @@ impl Backtest {
                 .copied()
                 .flatten()
             {
-                self.accounts[u].trades += 1;
                 let mid = book.and_then(|b| b.mid()).unwrap_or(o.limit_px);
                 let half = book.map_or(0.0, |b| 0.5 * (b.ask_px - b.bid_px).max(0.0));
-                let why = match reason {
-                    Some(engine::policy::HedgeReason::Band) => "band",
-                    Some(engine::policy::HedgeReason::Safety) => "safety",
-                    None => "unknown",
-                };
+                let why = reason.map_or("unknown", HedgeReason::name);
+                let a = &mut self.accounts[u];
+                a.trades += 1;
+                *a.exec.orders_by_reason.entry(why.to_string()).or_insert(0) += 1;
+                match reason {
+                    Some(HedgeReason::Passive) => {
+                        a.exec.passive_orders += 1;
+                        a.exec.passive_sent_qty += o.qty;
+                        a.passive_live += 1;
+                    }
+                    Some(HedgeReason::CrossTimeout) => a.exec.crossed_timeout += 1,
+                    Some(HedgeReason::CrossBand) => a.exec.crossed_band += 1,
+                    _ => {}
+                }
                 self.order_mid
                     .insert(o.client_order_id, (u, mid, half, why));
             }
@@ -811,9 +820,13 @@ impl Backtest {
                 let Some(&(u, mid, half, why)) = self.order_mid.get(&e.client_order_id) else {
                     return;
                 };
-                self.accounts[u].on_fill(side.sign() * e.qty, e.price, e.fee, mid, half);
+                let a = &mut self.accounts[u];
+                a.on_fill(side.sign() * e.qty, e.price, e.fee, mid, half);
+                if why == HedgeReason::Passive.name() {
+                    a.exec.passive_filled_qty += e.qty;
+                }
                 if kind == ExecKind::Fill {
-                    self.order_mid.remove(&e.client_order_id);
+                    self.end_order(e.client_order_id);
                 }
                 self.fills.push(Fill {
                     ts_ns: now,
@@ -830,10 +843,20 @@ impl Backtest {
                 if kind == ExecKind::Rejected {
                     self.venue_rejects += 1;
                 }
-                self.order_mid.remove(&e.client_order_id);
+                self.end_order(e.client_order_id);
             }
             ExecKind::OptionTrade => self.account_option_trade(e, side),
             ExecKind::Ack => {}
+        }
+    }
+
+    /// An order's terminal report: it is no longer live (a passive one stops resting).
+    fn end_order(&mut self, client_order_id: u64) {
+        if let Some((u, _, _, why)) = self.order_mid.remove(&client_order_id) {
+            if why == HedgeReason::Passive.name() {
+                let a = &mut self.accounts[u];
+                a.passive_live = a.passive_live.saturating_sub(1);
+            }
         }
     }
 

@@ -60,6 +60,8 @@ pub struct Point {
     pub family: String,
     /// The policy spec.
     pub spec: String,
+    /// Execution style (`ioc`, `passive`, `slices`: the spec's `style`, `ioc` when unset).
+    pub style: String,
     /// Fees + half-spread + slippage, all underlyings, quote currency.
     pub hedging_cost: f64,
     /// RMS over events of hedged PnL minus a cost-free continuous hedge's PnL, quote currency
@@ -69,6 +71,17 @@ pub struct Point {
     pub dominated: bool,
 }
 
+/// The `style` of a policy spec (`ioc` when unset).
+fn spec_style(spec: &str) -> &str {
+    spec.split_once(':')
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| k.trim() == "style")
+        .map_or("ioc", |(_, v)| v.trim())
+}
+
 /// The frontier of a set of runs.
 pub fn frontier(runs: &[PolicyReport]) -> Vec<Point> {
     let mut pts: Vec<Point> = runs
@@ -76,6 +89,7 @@ pub fn frontier(runs: &[PolicyReport]) -> Vec<Point> {
         .map(|r| Point {
             family: r.policy.split(':').next().unwrap_or("").trim().to_string(),
             spec: r.policy.clone(),
+            style: spec_style(&r.policy).to_string(),
             hedging_cost: r
                 .underlyings
                 .values()

@@ -197,8 +197,40 @@ pub struct UnderlyingSummary {
     pub final_hedge_position: f64,
     /// Policy hold reasons, counted per decision.
     pub holds: BTreeMap<String, u64>,
+    /// How the hedges were executed: orders by reason, passive fill rate, crosses, the delta
+    /// carried while a passive order rested.
+    pub execution: ExecSummary,
     /// Time series.
     pub series: Series,
+}
+
+/// Execution figures of one underlying (all styles; the passive ones are 0 without passive
+/// orders).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExecSummary {
+    /// Orders sent by reason (`band`, `safety`, `passive`, `cross_timeout`, `cross_band`,
+    /// `fill`, `accumulated`, `timer`, `slice`).
+    pub orders_by_reason: BTreeMap<String, u64>,
+    /// Passive orders sent (first posts and replacements).
+    pub passive_orders: u64,
+    /// Contracts sent in passive orders.
+    pub passive_sent_qty: f64,
+    /// Contracts of passive orders filled (as maker).
+    pub passive_filled_qty: f64,
+    /// `passive_filled_qty / passive_sent_qty` (0 without passive orders). A replacement
+    /// sends its quantity again, so this is per contract posted, not per hedge.
+    pub passive_fill_rate: f64,
+    /// Crossing IOCs after the passive timeout.
+    pub crossed_timeout: u64,
+    /// Crossing IOCs because delta left the outer band.
+    pub crossed_band: u64,
+    /// Replay time with a passive order resting, seconds.
+    pub passive_resting_s: f64,
+    /// Time-weighted mean |net delta| (options + filled hedge) while a passive order rested,
+    /// underlying units: the delta carried while waiting.
+    pub carried_abs_delta_mean: f64,
+    /// Largest |net delta| while a passive order rested, underlying units.
+    pub carried_abs_delta_max: f64,
 }
 
 /// One hedge fill or client option trade.
@@ -221,7 +253,10 @@ pub struct Fill {
     /// Fee in the settlement currency.
     pub fee: f64,
     /// Hedge fills: why the hedger sent the order (`band`: net delta outside the band;
-    /// `safety`: the safety re-hedge after `max_interval_ms`).
+    /// `safety`: the safety re-hedge after `max_interval_ms`; `passive`: a passive order at
+    /// our touch; `cross_timeout`/`cross_band`: the IOC that crossed after a passive order
+    /// timed out / when delta left the outer band; `fill`, `accumulated`, `timer`: the
+    /// trigger; `slice`: a later child of a sliced hedge).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
 }

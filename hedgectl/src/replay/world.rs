@@ -26,7 +26,7 @@ use feed_handler::source::Depth;
 use order_gateway::flow::OptionFlow;
 use order_gateway::sim::SimVenue;
 use order_gateway::venue::Venue;
-use shm_layout::{ExecEvent, HedgeOrder, LastValue, MarketEvent, MarketEventKind};
+use shm_layout::{ExecEvent, HedgeOrder, LastValue, MarketEvent, MarketEventKind, OrderAction};
 
 /// The live hedger's timer cadence (`Housekeeping` runs `on_timer` every millisecond).
 pub const TIMER_INTERVAL_NS: u64 = 1_000_000;
@@ -188,6 +188,11 @@ impl World {
         if let (Some(dst), Some(src)) = (self.venue.market_mut().get_mut(id), self.md.lvt.get(id)) {
             *dst = *src;
         }
+        if let Some((px, qty, aggressor)) = e.as_trade() {
+            // Trades move the queues of resting orders (the venue's queue model).
+            self.venue
+                .on_trade(e.instrument_id, px, qty, aggressor, self.now_ns);
+        }
         e
     }
 
@@ -296,6 +301,11 @@ impl World {
             (self.execs.head, self.execs.read) = (0, 0);
         }
         while let Some(o) = self.orders.buf.pop_front() {
+            if o.action() == Ok(OrderAction::Cancel) {
+                // As the gateway does: a cancel goes to the venue, it is not an order.
+                self.venue.cancel(o.client_order_id, now);
+                continue;
+            }
             let book = self.md.lv(o.instrument_id);
             let reason = self.core.sent_reason(o.client_order_id);
             self.venue.submit(&o, now);
