@@ -112,7 +112,7 @@ fn drive(policy: PolicyConfig, depth: bool) {
                 exec_id += 1;
             };
             match o.client_order_id % 4 {
-                _ if cancel && polls % 2 == 0 => push(ExecKind::Cancelled, 0.0, 0.0),
+                _ if cancel && polls.is_multiple_of(2) => push(ExecKind::Cancelled, 0.0, 0.0),
                 _ if cancel => push(ExecKind::Fill, o.qty, 0.0),
                 0 => {
                     let half = (o.qty * 0.5).floor();

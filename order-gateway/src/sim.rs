@@ -14,8 +14,11 @@
 //!   feed updates that instrument (`last_seq` / `recv_ts_ns` change), so two orders cannot both
 //!   take the same displayed size.
 //! - IOC: the remainder is cancelled. FOK: filled in full or cancelled without fills. GTC: the
-//!   remainder rests at its limit (acked) and fills as maker, at its limit, when the book
-//!   crosses it. Market orders are IOC with a collar at the price band.
+//!   remainder rests at its limit (acked) at the back of the queue there, and fills as maker,
+//!   at its limit: when trades at its price exhaust the queue ahead of it, when a trade prints
+//!   through its price, or when the book crosses it ([`QueueModel`]; trades arrive through
+//!   [`SimVenue::on_trade`], or from the last-value table's last trade without a trade feed).
+//!   Market orders are IOC with a collar at the price band.
 //! - Fees: taker fee on aggressive fills, maker fee on resting fills (negative = rebate), in the
 //!   settlement currency: linear `qty * multiplier * price * bps`, inverse
 //!   `qty * multiplier / price * bps` (coin), rounded to 1e-10.
@@ -650,6 +653,23 @@ impl<M: MarketView> SimVenue<M> {
         if leaves == 0 {
             return;
         }
+        self.rest_or_cancel(o, side, tif, limit, leaves, lot, &book, back_ns);
+    }
+
+    /// The remainder of an order after matching: a GTC rests at the back of the queue at its
+    /// price (acked), anything else is cancelled.
+    #[allow(clippy::too_many_arguments)]
+    fn rest_or_cancel(
+        &mut self,
+        o: &HedgeOrder,
+        side: Side,
+        tif: TimeInForce,
+        limit: f64,
+        leaves: u64,
+        lot: f64,
+        book: &LastValue,
+        back_ns: u64,
+    ) {
         if tif == TimeInForce::Gtc && self.resting.len() < self.cfg.max_resting {
             self.stats.rested += 1;
             if !self.cfg.send_acks {
@@ -662,7 +682,7 @@ impl<M: MarketView> SimVenue<M> {
                     }),
                 );
             }
-            let at = qty_at(&book, side, limit);
+            let at = qty_at(book, side, limit);
             let ahead = if at.is_nan() {
                 self.cfg.unknown_size_qty
             } else {
