@@ -1123,6 +1123,45 @@ hedge_instrument = "BTC-PERPETUAL"
     }
 
     #[test]
+    fn execution_keys_apply_to_every_kind_and_are_checked() {
+        let c = PolicySection::from_spec(
+            "cost-aware:style=passive,passive_timeout_ms=500,cross_band=3,trigger=accumulated,accumulated=0.5",
+        )
+        .unwrap()
+        .to_config()
+        .unwrap();
+        assert_eq!(c.exec.style, ExecStyle::Passive);
+        assert_eq!(c.exec.passive_timeout_ns, 500_000_000);
+        assert_eq!(c.exec.cross_band, 3.0);
+        assert_eq!(
+            (c.exec.trigger, c.exec.accumulated),
+            (Trigger::Accumulated, 0.5)
+        );
+        let d = PolicySection::from_spec("fixed")
+            .unwrap()
+            .to_config()
+            .unwrap();
+        assert_eq!(d.exec, ExecConfig::default());
+        assert_eq!(d.exec.style, ExecStyle::Ioc);
+        for (spec, key) in [
+            ("fixed:style=fok", "style"),
+            ("fixed:trigger=often", "trigger"),
+            ("fixed:style=passive,cross_band=1", "cross_band"),
+            ("fixed:style=slices,slices=0", "slices"),
+            (
+                "fixed:style=passive,passive_timeout_ms=0",
+                "passive_timeout_ms",
+            ),
+        ] {
+            let (k, msg) = PolicySection::from_spec(spec)
+                .unwrap()
+                .to_config()
+                .unwrap_err();
+            assert_eq!(k, key, "{spec}: {msg}");
+        }
+    }
+
+    #[test]
     fn policy_specs_are_the_toml_table_in_one_line() {
         let p = PolicySection::from_spec("fixed:band=0.5,target=edge,min_interval_ms=250")
             .unwrap()

@@ -22,7 +22,7 @@ fn passive_policy() -> PolicyConfig {
     }
 }
 
-/// A rig with a short call position (delta about -5.5 BTC) and the passive buy it posted.
+/// A rig with a short call position (delta about -4.5 BTC) and the passive buy it posted.
 fn rig_with_passive_buy() -> (Rig, HedgeOrder) {
     let mut r = rig(passive_policy(), open_limits());
     r.warm();
@@ -115,7 +115,7 @@ fn a_breach_beyond_the_outer_band_crosses_at_once_and_a_small_one_rests() {
     p.exec.cross_band = 5.0;
     let mut r = rig(p, open_limits());
     r.warm();
-    // About -5.5 BTC of delta against a 0.5 band: beyond 5 x 0.5.
+    // About -4.5 BTC of delta against a 0.5 band: beyond 5 x 0.5.
     r.client_buys_calls(10.0);
     let x = r.pop_order().unwrap();
     assert_eq!((x.tif(), x.limit_px), (Ok(TimeInForce::Ioc), 10_000.5));
@@ -124,7 +124,7 @@ fn a_breach_beyond_the_outer_band_crosses_at_once_and_a_small_one_rests() {
         Some(HedgeReason::CrossBand)
     );
     r.fill(&x);
-    // About -1.1 BTC: outside the band, inside the outer band: rests.
+    // About -0.9 BTC: outside the band, inside the outer band: rests.
     r.client_buys_calls(2.0);
     let o = r.pop_order().unwrap();
     assert_eq!((o.tif(), o.limit_px), (Ok(TimeInForce::Gtc), 9_999.5));
@@ -212,4 +212,117 @@ proptest! {
             prop_assert_eq!(n.limit_px, 10_001.0);
         }
     }
+}
+
+#[test]
+fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
+    let p = PolicyConfig {
+        exec: ExecConfig {
+            style: ExecStyle::Slices,
+            slices: 4,
+            slice_interval_ns: 1_000_000_000,
+            ..ExecConfig::default()
+        },
+        ..fixed_policy(0.5)
+    };
+    let mut r = rig(p, open_limits());
+    r.warm();
+    r.client_buys_calls(10.0);
+    let first = r.pop_order().unwrap();
+    assert_eq!(
+        r.core.sent_reason(first.client_order_id),
+        Some(HedgeReason::Band)
+    );
+    r.fill(&first);
+    // Delta is still outside the band, but the next child waits for its time.
+    r.feed(&[quote(9_999.5, 10_000.5)]);
+    assert!(r.pop_order().is_none());
+    let mut t = r.now;
+    let mut children = vec![first];
+    for _ in 0..3 {
+        t += 1_000_000_000;
+        r.core.on_timer_at(&mut r.orders, t);
+        let c = r.pop_order().expect("the next child at its time");
+        assert_eq!(
+            r.core.sent_reason(c.client_order_id),
+            Some(HedgeReason::Slice)
+        );
+        assert_eq!(c.tif(), Ok(TimeInForce::Ioc));
+        r.fill(&c);
+        children.push(c);
+    }
+    let total: f64 = children.iter().map(|c| c.qty).sum();
+    assert!(
+        children.iter().all(|c| c.qty <= total / 4.0 + 1.0),
+        "{children:?}"
+    );
+    t += 1_000_000_000;
+    r.core.on_timer_at(&mut r.orders, t);
+    assert!(r.pop_order().is_none(), "the program ended");
+    assert!(
+        r.core.und[0].net_delta.abs() <= 0.01,
+        "{}",
+        r.core.und[0].net_delta
+    );
+}
+
+#[test]
+fn the_fill_trigger_hedges_a_client_trade_inside_the_band() {
+    let trig = |trigger| PolicyConfig {
+        exec: ExecConfig {
+            trigger,
+            ..ExecConfig::default()
+        },
+        ..fixed_policy(5.0)
+    };
+    // About -0.9 BTC: inside a 5 BTC band.
+    let mut band = rig(trig(engine::policy::Trigger::Band), open_limits());
+    band.warm();
+    band.client_buys_calls(2.0);
+    assert!(band.pop_order().is_none());
+    let mut fill = rig(trig(engine::policy::Trigger::Fill), open_limits());
+    fill.warm();
+    fill.client_buys_calls(2.0);
+    let o = fill.pop_order().expect("hedged on the fill");
+    assert_eq!(
+        fill.core.sent_reason(o.client_order_id),
+        Some(HedgeReason::Fill)
+    );
+    fill.fill(&o);
+    // A market event alone does not trigger again.
+    fill.feed(&[quote(9_999.5, 10_000.5)]);
+    assert!(fill.pop_order().is_none());
+}
+
+#[test]
+fn the_accumulated_and_timer_triggers_fire_inside_the_band() {
+    let mut p = fixed_policy(5.0);
+    p.exec.trigger = engine::policy::Trigger::Accumulated;
+    p.exec.accumulated = 1.5;
+    let mut r = rig(p, open_limits());
+    r.warm();
+    r.client_buys_calls(2.0); // about -0.9: below the threshold
+    assert!(r.pop_order().is_none());
+    r.client_buys_calls(2.0); // about -1.8: above it
+    let o = r.pop_order().expect("accumulated");
+    assert_eq!(
+        r.core.sent_reason(o.client_order_id),
+        Some(HedgeReason::Accumulated)
+    );
+
+    let mut p = fixed_policy(5.0);
+    p.exec.trigger = engine::policy::Trigger::Timer;
+    p.exec.interval_ns = 10_000_000_000;
+    let mut r = rig(p, open_limits());
+    r.warm();
+    r.client_buys_calls(2.0);
+    assert!(r.pop_order().is_none());
+    let due = r.core.timer_due_ns();
+    assert!(due > r.now && due <= r.now + 10_000_000_000, "{due}");
+    r.core.on_timer_at(&mut r.orders, due);
+    let o = r.pop_order().expect("timer");
+    assert_eq!(
+        r.core.sent_reason(o.client_order_id),
+        Some(HedgeReason::Timer)
+    );
 }
