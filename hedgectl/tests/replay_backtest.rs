@@ -614,6 +614,7 @@ fn a_time_window_replays_only_its_snapshots() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--from must be before --to"));
+}
 
 /// Passive then cross on the synthetic market (which prints trades, so queues move): the
 /// hedger ends within its band, every hedge fill says why its order was sent, and the
