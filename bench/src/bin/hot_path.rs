@@ -1,0 +1,397 @@
+//! `hot_path`: where the hedger's time goes, per event kind (issue 22, item 1).
+//!
+//! Drives the real [`HedgerCore`] (built by the live hedger's own `build_core` from the same
+//! configuration the e2e benchmark writes: a 10,000-option book, long one contract of every
+//! option, hedged with BTC-PERPETUAL, fixed band) with the feed handler's synthetic market,
+//! one event per `poll`, in process: no rings, no other process, so the figures are the
+//! core's own cost. Every hedge order it sends comes back as a fill on the next step, a client
+//! option trade arrives every [`TRADE_EVERY`] events and the timer runs every
+//! [`TIMER_EVERY`], so the seven kinds of work the loop does are all measured:
+//!
+//! | kind | what the step is |
+//! |---|---|
+//! | `index` | underlying (index) price: incremental aggregate update + decision |
+//! | `forward` | an expiry's forward price |
+//! | `quote` | hedge instrument quote (book, policy state) + decision |
+//! | `mark` | option mark: exact re-evaluation of that option + decision |
+//! | `trade` | client option trade (exec ring): position change + decision |
+//! | `fill` | fill of our hedge order (exec ring) |
+//! | `timer` | timer decisions (`on_timer`) |
+//!
+//! Each step is one `#[inline(never)]` function named `step_<kind>`, so that
+//! `valgrind --tool=callgrind --toggle-collect='*step_*'` counts exactly the instructions of
+//! the measured steps (`scripts/bench-hot.sh` divides them by the counts printed here).
+//! Wall time: every step is timed with `CLOCK_MONOTONIC` (read -> decision, including the
+//! order write when one is sent) into an HdrHistogram per kind: every event, not a sample.
+//! The clock pair's own cost is measured and printed beside it.
+#![forbid(unsafe_code)]
+
+#[path = "../e2e/market.rs"]
+#[allow(dead_code)]
+mod market;
+
+use clap::Parser;
+use engine::config::HedgerConfig;
+use engine::hedger::core::HedgerCore;
+use engine::hedger::io::{ExecSource, MdPoll, MemControl, MemOrders, MarketSource};
+use engine::hedger::live::{build_core, StartPoint};
+use engine::hedger::risk::BookRiskAdapter;
+use feed_handler::source::{Source, SourceEvent};
+use feed_handler::synthetic::SyntheticSource;
+use hdrhistogram::Histogram;
+use shm_layout::{clock, ExecEvent, ExecKind, InstrumentKind, LastValue, Liquidity, MarketEvent};
+use shm_layout::{HedgeOrder, MarketEventKind, Side};
+use std::process::ExitCode;
+
+/// A client option trade every this many market events.
+const TRADE_EVERY: u64 = 50;
+/// The timer every this many market events.
+const TIMER_EVERY: u64 = 1000;
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(about = "Per-event-kind cost of the hedger core on a large option book")]
+struct Args {
+    /// Options in the book.
+    #[arg(long, default_value_t = 10_000)]
+    options: usize,
+    /// Market events measured (after the warm-up).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Market events applied before measuring (default: 4 per option, so every option has a
+    /// mark).
+    #[arg(long)]
+    warmup: Option<u64>,
+    /// Fixed hedge band, BTC.
+    #[arg(long, default_value_t = 0.15)]
+    band: f64,
+    /// Market seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Skip the per-step clock reads (for callgrind: instructions of the core only).
+    #[arg(long)]
+    no_clock: bool,
+}
+
+/// Kinds of step, in table order; `step_<name>` is the function that runs it.
+const KINDS: [&str; 7] = ["index", "forward", "quote", "mark", "trade", "fill", "timer"];
+
+/// One market event at a time: what the step hands the core.
+#[derive(Debug, Default)]
+struct Slot(Option<MarketEvent>);
+
+impl MarketSource for Slot {
+    #[inline]
+    fn poll(&mut self) -> MdPoll {
+        self.0.take().map_or(MdPoll::Empty, MdPoll::Event)
+    }
+    fn last_value(&self, _id: u32) -> Option<LastValue> {
+        None
+    }
+}
+
+/// One exec at a time, committed at once (a backtest without persistence does the same).
+#[derive(Debug, Default)]
+struct ExecSlot(Option<ExecEvent>);
+
+impl ExecSource for ExecSlot {
+    #[inline]
+    fn peek(&mut self) -> Option<ExecEvent> {
+        self.0.take()
+    }
+    #[inline]
+    fn commit(&mut self, _n: usize) {}
+}
+
+/// The core and its in-process inputs.
+struct Rig {
+    core: HedgerCore<BookRiskAdapter>,
+    md: Slot,
+    execs: ExecSlot,
+    orders: MemOrders,
+    ctl: MemControl,
+    next_exec_id: u64,
+    steps: [u64; 7],
+}
+
+impl Rig {
+    #[inline(always)]
+    fn poll(&mut self) -> usize {
+        let now = clock::now_ns();
+        self.core
+            .poll(&mut self.md, &mut self.execs, &mut self.orders, &self.ctl, now)
+    }
+}
+
+/// Defines `step_<kind>`: one poll, counted in `Rig::steps[$k]` (which also keeps the
+/// bodies distinct, so the linker cannot fold them into one symbol and callgrind sees each).
+macro_rules! poll_steps {
+    ($($name:ident = $k:literal),*) => {$(
+        #[inline(never)]
+        fn $name(r: &mut Rig) -> usize {
+            r.steps[$k] += 1;
+            r.poll()
+        }
+    )*};
+}
+poll_steps!(step_index = 0, step_forward = 1, step_quote = 2, step_mark = 3, step_trade = 4, step_fill = 5);
+
+#[inline(never)]
+fn step_timer(r: &mut Rig) -> usize {
+    r.steps[6] += 1;
+    let now = clock::now_ns();
+    r.core.on_timer(&mut r.orders, now);
+    1
+}
+
+/// The market: pre-generated events, and each instrument's role for the table.
+struct Market {
+    events: Vec<MarketEvent>,
+    kind_of: Vec<u8>,
+    options: Vec<u32>,
+}
+
+/// Generates `n` synthetic events for the book and classifies each by instrument role.
+fn market(args: &Args, start_ns: u64, n: u64) -> (Market, Vec<shm_layout::InstrumentDef>, f64) {
+    let cfg = market::synthetic_config(args.options, f64::INFINITY, start_ns, args.seed);
+    let (defs, spot) = market::instruments(&cfg);
+    let mut src = SyntheticSource::new(cfg);
+    let mut out = SourceEvent::default();
+    let mut events = Vec::with_capacity(n as usize);
+    for seq in 1..=n {
+        if !src.next(&mut out) {
+            break;
+        }
+        let mut e = out.event;
+        e.seq = seq;
+        events.push(e);
+    }
+    let hedge = defs.iter().position(|d| d.symbol() == "BTC-PERPETUAL");
+    let index = defs
+        .iter()
+        .position(|d| d.kind() == Ok(InstrumentKind::Index));
+    let kind_of = events
+        .iter()
+        .map(|e| {
+            let id = Some(e.instrument_id as usize);
+            match e.kind() {
+                Ok(MarketEventKind::OptionMark) => 3,
+                Ok(MarketEventKind::Quote) if id == hedge => 2,
+                Ok(MarketEventKind::UnderlyingPrice) if id == index => 0,
+                _ => 1,
+            }
+        })
+        .collect();
+    let options = market::options(&defs).map(|d| d.id).collect();
+    let m = Market {
+        events,
+        kind_of,
+        options,
+    };
+    (m, defs, spot)
+}
+
+/// Builds the core the way the live hedger does, from the e2e benchmark's configuration.
+fn rig(args: &Args, defs: Vec<shm_layout::InstrumentDef>, spot: f64, start_ns: u64) -> anyhow::Result<Rig> {
+    let toml = market::hedger_toml(&defs, spot, start_ns, args.band);
+    let cfg = HedgerConfig::parse(&toml, "hot_path.toml")?;
+    let start = StartPoint {
+        defs,
+        state: None,
+        mono_ns: clock::now_ns(),
+        wall_ns: start_ns,
+        orders_pending: false,
+    };
+    Ok(Rig {
+        core: build_core(&cfg, start)?,
+        md: Slot::default(),
+        execs: ExecSlot::default(),
+        orders: MemOrders::new(1 << 16),
+        ctl: MemControl::default(),
+        next_exec_id: 1,
+        steps: [0; 7],
+    })
+}
+
+/// An exec report for the rig's next exec id.
+fn exec(r: &mut Rig, kind: ExecKind, coid: u64, instr: u32, side: Side, qty: f64, px: f64) -> ExecEvent {
+    r.next_exec_id += 1;
+    ExecEvent {
+        exec_id: r.next_exec_id,
+        client_order_id: coid,
+        instrument_id: instr,
+        kind: kind as u8,
+        side: side as u8,
+        liquidity: Liquidity::Taker as u8,
+        reject_reason: 0,
+        qty,
+        price: px,
+        fee: 0.0,
+        leaves_qty: 0.0,
+        ts_ns: clock::now_ns(),
+    }
+}
+
+/// The complete fill of hedge order `o` at its limit price.
+fn fill_of(r: &mut Rig, o: &HedgeOrder) -> ExecEvent {
+    let side = o.side().unwrap_or(Side::Buy);
+    let (coid, id) = (o.client_order_id, o.instrument_id);
+    exec(r, ExecKind::Fill, coid, id, side, o.qty, o.limit_px)
+}
+
+/// Per-kind results.
+struct Tally {
+    count: [u64; 7],
+    hist: Vec<Histogram<u64>>,
+    sent: [u64; 7],
+    with_order: Histogram<u64>,
+    without_order: Histogram<u64>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        let h = || Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("static bounds");
+        Tally {
+            count: [0; 7],
+            hist: (0..7).map(|_| h()).collect(),
+            sent: [0; 7],
+            with_order: h(),
+            without_order: h(),
+        }
+    }
+}
+
+/// Runs one step of kind `k`, timed unless `no_clock`; returns the orders it sent.
+fn timed(r: &mut Rig, k: usize, t: &mut Tally, no_clock: bool) -> u64 {
+    let sent0 = r.core.stats.orders_sent;
+    let t0 = if no_clock { 0 } else { clock::now_ns() };
+    match k {
+        0 => step_index(r),
+        1 => step_forward(r),
+        2 => step_quote(r),
+        3 => step_mark(r),
+        4 => step_trade(r),
+        5 => step_fill(r),
+        _ => step_timer(r),
+    };
+    let sent = r.core.stats.orders_sent - sent0;
+    if !no_clock {
+        let ns = clock::now_ns().saturating_sub(t0).max(1);
+        t.hist[k].saturating_record(ns);
+        if k != 6 {
+            let h = if sent > 0 { &mut t.with_order } else { &mut t.without_order };
+            h.saturating_record(ns);
+        }
+    }
+    t.count[k] += 1;
+    t.sent[k] += sent;
+    sent
+}
+
+/// Hands every order the core sent back to it as a complete fill, one step each.
+fn fill_orders(r: &mut Rig, t: &mut Tally, no_clock: bool) {
+    while let Some(o) = r.orders.buf.pop_front() {
+        r.execs.0 = Some(fill_of(r, &o));
+        timed(r, 5, t, no_clock);
+        r.core.execs_committed();
+    }
+}
+
+/// The measured run: every market event, then the fills of what it sent, a client option
+/// trade every [`TRADE_EVERY`] events and the timer every [`TIMER_EVERY`].
+fn measure(r: &mut Rig, m: &Market, from: usize, no_clock: bool) -> Tally {
+    let mut t = Tally::new();
+    for (i, e) in m.events.iter().enumerate().skip(from) {
+        let mut e = *e;
+        e.recv_ts_ns = clock::now_ns();
+        r.md.0 = Some(e);
+        timed(r, m.kind_of[i] as usize, &mut t, no_clock);
+        fill_orders(r, &mut t, no_clock);
+        let n = i as u64 + 1;
+        if n % TRADE_EVERY == 0 {
+            let id = m.options[(n / TRADE_EVERY) as usize * 7919 % m.options.len()];
+            let side = if n % (2 * TRADE_EVERY) == 0 { Side::Buy } else { Side::Sell };
+            r.execs.0 = Some(exec(r, ExecKind::OptionTrade, 0, id, side, 1.0, 0.01));
+            timed(r, 4, &mut t, no_clock);
+            r.core.execs_committed();
+            fill_orders(r, &mut t, no_clock);
+        }
+        if n % TIMER_EVERY == 0 {
+            timed(r, 6, &mut t, no_clock);
+            fill_orders(r, &mut t, no_clock);
+        }
+    }
+    t
+}
+
+/// Median cost of one back-to-back pair of clock reads, ns.
+fn clock_pair_ns() -> u64 {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 1_000_000_000, 3).expect("static bounds");
+    for _ in 0..100_000 {
+        let a = clock::now_ns();
+        let b = clock::now_ns();
+        h.saturating_record(b.saturating_sub(a).max(1));
+    }
+    h.value_at_quantile(0.5)
+}
+
+fn print(t: &Tally, args: &Args, wall_s: f64) {
+    println!("hot_path: {} options, {} market events measured, clock pair {} ns (median, included in every figure below)", args.options, args.events, clock_pair_ns());
+    println!("| kind | count | orders sent | mean ns | p50 | p90 | p99 | p99.9 | max |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let row = |name: &str, c: u64, s: u64, h: &Histogram<u64>| {
+        println!(
+            "| {name} | {c} | {s} | {:.0} | {} | {} | {} | {} | {} |",
+            h.mean(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.9),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max()
+        );
+    };
+    for (k, name) in KINDS.iter().enumerate() {
+        row(name, t.count[k], t.sent[k], &t.hist[k]);
+    }
+    let sent: u64 = t.sent.iter().sum();
+    row("events that sent an order", t.with_order.len(), sent, &t.with_order);
+    row("events that sent none", t.without_order.len(), 0, &t.without_order);
+    let steps: u64 = t.count.iter().sum();
+    println!("wall {wall_s:.3} s for {steps} steps: {:.0} ns per step incl. the bench's own work", wall_s * 1e9 / steps as f64);
+    for (k, name) in KINDS.iter().enumerate() {
+        println!("count {name} {}", t.count[k]);
+    }
+
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let start_ns = clock::wall_ns();
+    let warmup = args.warmup.unwrap_or(4 * args.options as u64);
+    let (m, defs, spot) = market(args, start_ns, warmup + args.events);
+    let mut r = rig(args, defs, spot, start_ns)?;
+    // Warm-up: not through the step functions, so callgrind does not count it.
+    for e in &m.events[..warmup as usize] {
+        r.md.0 = Some(*e);
+        r.poll();
+        while let Some(o) = r.orders.buf.pop_front() {
+            r.execs.0 = Some(fill_of(&mut r, &o));
+            r.poll();
+            r.core.execs_committed();
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let t = measure(&mut r, &m, warmup as usize, args.no_clock);
+    print(&t, args, t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hot_path: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
