@@ -41,7 +41,7 @@ if [ "$callgrind" = 1 ]; then
     echo "## instructions: valgrind --tool=callgrind --toggle-collect='*step_*' $bin --events $cg_events --no-clock"
     valgrind --tool=callgrind --callgrind-out-file="$out/cg" --toggle-collect='*step_*' \
         "$bin" --events "$cg_events" --no-clock >"$out/counts" 2>"$out/valgrind.log"
-    callgrind_annotate --inclusive=yes "$out/cg" >"$out/annotate"
+    callgrind_annotate --inclusive=yes --threshold=100 "$out/cg" >"$out/annotate"
     echo "| kind | events | instructions per event |"
     echo "|---|---:|---:|"
     for kind in index forward quote mark trade fill timer; do
