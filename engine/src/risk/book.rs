@@ -362,6 +362,9 @@ struct Bucket {
     first_option: u32,
     /// Settled: its options' positions are cash, its sums are zero.
     settled: bool,
+    /// This bucket's terms at the underlying's `terms_ln_price` (see
+    /// [`BookRisk::refresh_bucket`]): only a changed bucket is expanded again.
+    terms: BucketTerms,
 }
 
 #[derive(Debug, Clone)]
@@ -372,6 +375,9 @@ struct Underlying {
     div: f64,
     buckets: Vec<usize>,
     agg: Aggregate,
+    /// Log-price at which every bucket's cached `terms` were computed (NaN: none are), so a
+    /// change to one expiry re-expands that expiry only while the underlying has not moved.
+    terms_ln_price: f64,
     risk: UnderlyingRisk,
     settled: SettlementTotals,
 }
@@ -428,6 +434,10 @@ pub struct BookRisk {
     /// Earliest expiry of a bucket not yet settled (`u64::MAX`: none): `advance_time`
     /// compares against it, so settlement costs nothing until an expiry passes.
     next_expiry_ns: u64,
+    /// Tests only: every change re-expands every bucket (the behaviour before
+    /// `refresh_bucket`), the reference the one-bucket refresh is compared with.
+    #[cfg(test)]
+    full_refresh_only: bool,
 }
 
 #[inline]
@@ -448,6 +458,8 @@ impl BookRisk {
             options: Vec::with_capacity(cfg.max_options),
             cursor: 0,
             next_expiry_ns: u64::MAX,
+            #[cfg(test)]
+            full_refresh_only: false,
         }
     }
 
@@ -486,6 +498,7 @@ impl BookRisk {
             div: 0.0,
             buckets: Vec::with_capacity(64),
             agg: Aggregate::default(),
+            terms_ln_price: f64::NAN,
             settled: SettlementTotals::default(),
             risk: UnderlyingRisk {
                 underlying_id,
@@ -558,6 +571,7 @@ impl BookRisk {
             inv_f_lo: 0.0,
             first_option: NO_OPTION,
             settled: false,
+            terms: BucketTerms::default(),
         };
         self.next_expiry_ns = self.next_expiry_ns.min(expiry_ns);
         let idx = self.buckets.len();
@@ -719,7 +733,7 @@ impl BookRisk {
             q_new - q_old,
             q_new.abs() - q_old.abs(),
         );
-        self.refresh_underlying(self.buckets[b].underlying);
+        self.refresh_bucket(b);
         true
     }
 
@@ -742,7 +756,7 @@ impl BookRisk {
         }
         self.options[i].vol = vol;
         self.reeval(i);
-        self.refresh_underlying(self.buckets[self.options[i].bucket].underlying);
+        self.refresh_bucket(self.options[i].bucket);
         true
     }
 
@@ -757,6 +771,12 @@ impl BookRisk {
             let u = self.buckets[b].underlying;
             self.buckets[b].ln_basis = forward_px.ln() - self.underlyings[u].ln_price;
             prepare(&mut self.buckets[b]);
+            if !self.on_vol(option_id, vol) {
+                // The forward moved even though the vol was refused.
+                self.refresh_bucket(b);
+                return false;
+            }
+            return true;
         }
         self.on_vol(option_id, vol)
     }
@@ -783,7 +803,7 @@ impl BookRisk {
                 let u = self.buckets[b].underlying;
                 self.buckets[b].ln_basis = px.ln() - self.underlyings[u].ln_price;
                 prepare(&mut self.buckets[b]);
-                self.refresh_underlying(u);
+                self.refresh_bucket(b);
                 true
             }
             _ => false,
@@ -991,8 +1011,7 @@ impl BookRisk {
             let i = self.cursor;
             self.reeval(i);
             self.cursor += 1;
-            let u = self.buckets[self.options[i].bucket].underlying;
-            self.refresh_underlying(u);
+            self.refresh_bucket(self.options[i].bucket);
         }
         if self.cursor >= n {
             self.end_sweep();
@@ -1269,10 +1288,47 @@ impl BookRisk {
     /// expiries); called after anything but an underlying price changed.
     fn refresh_underlying(&mut self, u: usize) {
         let und = &mut self.underlyings[u];
+        for &b in &und.buckets {
+            let bk = &mut self.buckets[b];
+            bk.terms = bucket_terms(bk, und.ln_price, und.price);
+        }
+        und.terms_ln_price = und.ln_price;
+        self.sum_terms(u);
+    }
+
+    /// Re-aggregates after a change to bucket `b` only (a fill, a mark, a forward price, an
+    /// idle re-evaluation): while the underlying has not moved since the other buckets'
+    /// terms were expanded, only `b` is expanded again (the expansion costs a few dozen
+    /// flops per leg; the sum is the same, in the same order, as
+    /// [`BookRisk::refresh_underlying`]'s, so the result is bit for bit the same).
+    /// O(expiries) additions, one expansion.
+    #[inline]
+    fn refresh_bucket(&mut self, b: usize) {
+        let u = self.buckets[b].underlying;
+        let und = &self.underlyings[u];
+        #[cfg(test)]
+        if self.full_refresh_only {
+            self.refresh_underlying(u);
+            return;
+        }
+        // Bitwise: NaN (no terms yet) never matches.
+        if und.terms_ln_price.to_bits() != und.ln_price.to_bits() {
+            self.refresh_underlying(u);
+            return;
+        }
+        let bk = &mut self.buckets[b];
+        bk.terms = bucket_terms(bk, und.ln_price, und.price);
+        self.sum_terms(u);
+    }
+
+    /// Sums the buckets' cached terms into the underlying's aggregate and evaluates it.
+    #[inline]
+    fn sum_terms(&mut self, u: usize) {
+        let und = &mut self.underlyings[u];
         let mut agg = Aggregate::default();
         for &b in &und.buckets {
             let bk = &self.buckets[b];
-            let t = bucket_terms(bk, und.ln_price, und.price);
+            let t = &bk.terms;
             agg.a[0] += t.a[0];
             agg.a[1] += t.a[1];
             agg.a[2] += t.a[2];
@@ -1485,5 +1541,131 @@ impl OptState {
         self.vega = 0.0;
         self.theta = 0.0;
         self.bound = BoundCoeffs::default();
+    }
+}
+
+#[cfg(test)]
+mod cached_terms {
+    //! `refresh_bucket` re-expands only the changed expiry: after every kind of change, the
+    //! aggregate must be bit for bit what a full re-expansion of every bucket gives.
+    use super::*;
+    use crate::pricing::{Model, OptionType, Settlement};
+    use proptest::prelude::*;
+
+    const DAY_NS: u64 = 86_400_000_000_000;
+    const T0_NS: u64 = 1_600_000_000_000_000_000;
+    const EXPIRIES_DAYS: [u64; 4] = [2, 7, 30, 90];
+
+    /// Four forwards (ids 1-4), 16 options (ids 8-23: two BSM expiries too), positions held.
+    fn book() -> BookRisk {
+        let mut b = BookRisk::new(RiskConfig {
+            delta_tolerance: 0.01,
+            reeval_per_idle_step: 3,
+            inverse_delta: InverseDelta::PremiumAdjusted,
+            max_options: 32,
+            max_instrument_id: 32,
+        });
+        b.advance_time(T0_NS);
+        b.add_underlying(0, 9000.0).unwrap();
+        for (j, days) in EXPIRIES_DAYS.iter().enumerate() {
+            let px = 9000.0 * (1.0 + 0.002 * j as f64);
+            b.add_forward(1 + j as u32, 0, T0_NS + days * DAY_NS, px)
+                .unwrap();
+        }
+        for i in 0..16u32 {
+            let j = (i % 4) as usize;
+            let black = i < 12;
+            let spec = OptionSpec {
+                id: 8 + i,
+                underlying_id: 0,
+                forward_id: black.then_some(1 + j as u32),
+                strike: 8000.0 + 250.0 * f64::from(i),
+                expiry_ns: T0_NS + EXPIRIES_DAYS[if black { j } else { j % 2 }] * DAY_NS,
+                kind: if i % 2 == 0 {
+                    OptionType::Call
+                } else {
+                    OptionType::Put
+                },
+                model: if black { Model::Black76 } else { Model::Bsm },
+                settlement: if i % 3 == 0 {
+                    Settlement::Linear
+                } else {
+                    Settlement::Inverse
+                },
+                multiplier: 1.0,
+            };
+            b.add_option(spec, 0.5 + 0.05 * f64::from(i)).unwrap();
+            b.add_position(8 + i, f64::from(i % 5) - 2.0);
+        }
+        b
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Move(f64),
+        Forward(u32, f64),
+        /// A mark; vols outside the book's range are refused (the forward still moves).
+        Mark(u32, f64, f64),
+        Vol(u32, f64),
+        Fill(u32, f64),
+        Idle,
+        Time(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (-0.01f64..0.01).prop_map(Op::Move),
+            (1u32..5, -0.01f64..0.01).prop_map(|(f, r)| Op::Forward(f, r)),
+            (
+                8u32..24,
+                prop::sample::select(vec![0.3, 0.8, 1.5, 0.0, 50.0]),
+                -0.01f64..0.01
+            )
+                .prop_map(|(i, v, r)| Op::Mark(i, v, r)),
+            (8u32..24, 0.1f64..2.0).prop_map(|(i, v)| Op::Vol(i, v)),
+            (8u32..24, -3.0f64..3.0).prop_map(|(i, q)| Op::Fill(i, q)),
+            Just(Op::Idle),
+            (1u64..3600).prop_map(Op::Time),
+        ]
+    }
+
+    fn apply_op(b: &mut BookRisk, op: &Op) {
+        let spot = b.underlyings[0].price;
+        match *op {
+            Op::Move(r) => _ = b.on_price(0, spot * r.exp()),
+            Op::Forward(f, r) => _ = b.on_price(f, spot * 1.001 * r.exp()),
+            Op::Mark(i, v, r) => _ = b.on_mark(i, v, spot * r.exp()),
+            Op::Vol(i, v) => _ = b.on_vol(i, v),
+            Op::Fill(i, q) => _ = b.add_position(i, q),
+            Op::Idle => _ = b.idle_step(),
+            Op::Time(s) => b.advance_time(b.now_ns() + s * 1_000_000_000),
+        }
+    }
+
+    fn bits(r: &UnderlyingRisk) -> [u64; 6] {
+        [
+            r.price,
+            r.net_delta,
+            r.gamma,
+            r.vega,
+            r.theta,
+            r.delta_error_bound,
+        ]
+        .map(f64::to_bits)
+    }
+
+    proptest! {
+        #[test]
+        fn one_bucket_refresh_equals_full_reexpansion(ops in prop::collection::vec(op(), 1..80)) {
+            let mut b = book();
+            let mut reference = book();
+            reference.full_refresh_only = true;
+            for (k, op) in ops.iter().enumerate() {
+                apply_op(&mut b, op);
+                apply_op(&mut reference, op);
+                let (got, want) = (bits(b.underlying(0).unwrap()), bits(reference.underlying(0).unwrap()));
+                prop_assert_eq!(got, want, "after op {} {:?}", k, op);
+            }
+        }
     }
 }
