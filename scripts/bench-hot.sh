@@ -44,7 +44,7 @@ if [ "$callgrind" = 1 ]; then
     callgrind_annotate --inclusive=yes --threshold=100 "$out/cg" >"$out/annotate"
     echo "| kind | events | instructions per event |"
     echo "|---|---:|---:|"
-    for kind in index forward quote mark trade fill timer; do
+    for kind in index forward quote mark trade fill timer rebuild; do
         n="$(awk -v k="$kind" '$1 == "count" && $2 == k { print $3 }' "$out/counts")"
         ir="$(grep -E "hot_path::step_${kind}( |\$)" "$out/annotate" | head -1 | awk '{ gsub(",", "", $1); print $1 }')"
         awk -v k="$kind" -v n="${n:-0}" -v ir="${ir:-0}" \

@@ -6,7 +6,7 @@
 //! one event per `poll`, in process: no rings, no other process, so the figures are the
 //! core's own cost. Every hedge order it sends comes back as a fill on the next step, a client
 //! option trade arrives every [`TRADE_EVERY`] events and the timer runs every
-//! [`TIMER_EVERY`], so the seven kinds of work the loop does are all measured:
+//! [`TIMER_EVERY`], so the eight kinds of work the loop does are all measured:
 //!
 //! | kind | what the step is |
 //! |---|---|
@@ -17,6 +17,7 @@
 //! | `trade` | client option trade (exec ring): position change + decision |
 //! | `fill` | fill of our hedge order (exec ring) |
 //! | `timer` | timer decisions (`on_timer`) |
+//! | `rebuild` | a lap: every instrument rebuilt from the last-value table (every [`LAP_EVERY`]) |
 //!
 //! Each step is one `#[inline(never)]` function named `step_<kind>`, so that
 //! `valgrind --tool=callgrind --toggle-collect='*step_*'` counts exactly the instructions of
@@ -33,7 +34,7 @@ mod market;
 use clap::Parser;
 use engine::config::HedgerConfig;
 use engine::hedger::core::HedgerCore;
-use engine::hedger::io::{ExecSource, MdPoll, MemControl, MemOrders, MarketSource};
+use engine::hedger::io::{ExecSource, MarketSource, MdPoll, MemControl, MemOrders};
 use engine::hedger::live::{build_core, StartPoint};
 use engine::hedger::risk::BookRiskAdapter;
 use feed_handler::source::{Source, SourceEvent};
@@ -74,19 +75,46 @@ struct Args {
 }
 
 /// Kinds of step, in table order; `step_<name>` is the function that runs it.
-const KINDS: [&str; 7] = ["index", "forward", "quote", "mark", "trade", "fill", "timer"];
+const KINDS: [&str; NK] = [
+    "index", "forward", "quote", "mark", "trade", "fill", "timer", "rebuild",
+];
+/// Number of kinds.
+const NK: usize = 8;
+/// A lap (and the rebuild of every instrument from the last values) every this many events.
+const LAP_EVERY: u64 = 10_000;
 
-/// One market event at a time: what the step hands the core.
+/// One market event at a time (or a lap), and the last-value table the feed would keep.
 #[derive(Debug, Default)]
-struct Slot(Option<MarketEvent>);
+struct Slot {
+    next: Option<MarketEvent>,
+    lap: bool,
+    lvt: Vec<Option<LastValue>>,
+}
+
+impl Slot {
+    /// Hands the core `e` next, and applies it to the last values (as the feed does).
+    fn set(&mut self, e: MarketEvent) {
+        let id = e.instrument_id as usize;
+        if id >= self.lvt.len() {
+            self.lvt.resize(id + 1, None);
+        }
+        self.lvt[id]
+            .get_or_insert_with(bytemuck::Zeroable::zeroed)
+            .apply(&e);
+        self.next = Some(e);
+    }
+}
 
 impl MarketSource for Slot {
     #[inline]
     fn poll(&mut self) -> MdPoll {
-        self.0.take().map_or(MdPoll::Empty, MdPoll::Event)
+        if std::mem::take(&mut self.lap) {
+            return MdPoll::Lapped(1);
+        }
+        self.next.take().map_or(MdPoll::Empty, MdPoll::Event)
     }
-    fn last_value(&self, _id: u32) -> Option<LastValue> {
-        None
+    fn last_value(&self, id: u32) -> Option<LastValue> {
+        self.lvt.get(id as usize).copied().flatten()
     }
 }
 
@@ -111,15 +139,20 @@ struct Rig {
     orders: MemOrders,
     ctl: MemControl,
     next_exec_id: u64,
-    steps: [u64; 7],
+    steps: [u64; NK],
 }
 
 impl Rig {
     #[inline(always)]
     fn poll(&mut self) -> usize {
         let now = clock::now_ns();
-        self.core
-            .poll(&mut self.md, &mut self.execs, &mut self.orders, &self.ctl, now)
+        self.core.poll(
+            &mut self.md,
+            &mut self.execs,
+            &mut self.orders,
+            &self.ctl,
+            now,
+        )
     }
 }
 
@@ -134,7 +167,15 @@ macro_rules! poll_steps {
         }
     )*};
 }
-poll_steps!(step_index = 0, step_forward = 1, step_quote = 2, step_mark = 3, step_trade = 4, step_fill = 5);
+poll_steps!(
+    step_index = 0,
+    step_forward = 1,
+    step_quote = 2,
+    step_mark = 3,
+    step_trade = 4,
+    step_fill = 5,
+    step_rebuild = 7
+);
 
 #[inline(never)]
 fn step_timer(r: &mut Rig) -> usize {
@@ -192,7 +233,12 @@ fn market(args: &Args, start_ns: u64, n: u64) -> (Market, Vec<shm_layout::Instru
 }
 
 /// Builds the core the way the live hedger does, from the e2e benchmark's configuration.
-fn rig(args: &Args, defs: Vec<shm_layout::InstrumentDef>, spot: f64, start_ns: u64) -> anyhow::Result<Rig> {
+fn rig(
+    args: &Args,
+    defs: Vec<shm_layout::InstrumentDef>,
+    spot: f64,
+    start_ns: u64,
+) -> anyhow::Result<Rig> {
     let toml = market::hedger_toml(&defs, spot, start_ns, args.band);
     let cfg = HedgerConfig::parse(&toml, "hot_path.toml")?;
     let start = StartPoint {
@@ -209,12 +255,20 @@ fn rig(args: &Args, defs: Vec<shm_layout::InstrumentDef>, spot: f64, start_ns: u
         orders: MemOrders::new(1 << 16),
         ctl: MemControl::default(),
         next_exec_id: 1,
-        steps: [0; 7],
+        steps: [0; NK],
     })
 }
 
 /// An exec report for the rig's next exec id.
-fn exec(r: &mut Rig, kind: ExecKind, coid: u64, instr: u32, side: Side, qty: f64, px: f64) -> ExecEvent {
+fn exec(
+    r: &mut Rig,
+    kind: ExecKind,
+    coid: u64,
+    instr: u32,
+    side: Side,
+    qty: f64,
+    px: f64,
+) -> ExecEvent {
     r.next_exec_id += 1;
     ExecEvent {
         exec_id: r.next_exec_id,
@@ -241,9 +295,9 @@ fn fill_of(r: &mut Rig, o: &HedgeOrder) -> ExecEvent {
 
 /// Per-kind results.
 struct Tally {
-    count: [u64; 7],
+    count: [u64; NK],
     hist: Vec<Histogram<u64>>,
-    sent: [u64; 7],
+    sent: [u64; NK],
     with_order: Histogram<u64>,
     without_order: Histogram<u64>,
 }
@@ -252,9 +306,9 @@ impl Tally {
     fn new() -> Self {
         let h = || Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("static bounds");
         Tally {
-            count: [0; 7],
-            hist: (0..7).map(|_| h()).collect(),
-            sent: [0; 7],
+            count: [0; NK],
+            hist: (0..NK).map(|_| h()).collect(),
+            sent: [0; NK],
             with_order: h(),
             without_order: h(),
         }
@@ -272,14 +326,19 @@ fn timed(r: &mut Rig, k: usize, t: &mut Tally, no_clock: bool) -> u64 {
         3 => step_mark(r),
         4 => step_trade(r),
         5 => step_fill(r),
+        7 => step_rebuild(r),
         _ => step_timer(r),
     };
     let sent = r.core.stats.orders_sent - sent0;
     if !no_clock {
         let ns = clock::now_ns().saturating_sub(t0).max(1);
         t.hist[k].saturating_record(ns);
-        if k != 6 {
-            let h = if sent > 0 { &mut t.with_order } else { &mut t.without_order };
+        if k < 6 {
+            let h = if sent > 0 {
+                &mut t.with_order
+            } else {
+                &mut t.without_order
+            };
             h.saturating_record(ns);
         }
     }
@@ -304,13 +363,17 @@ fn measure(r: &mut Rig, m: &Market, from: usize, no_clock: bool) -> Tally {
     for (i, e) in m.events.iter().enumerate().skip(from) {
         let mut e = *e;
         e.recv_ts_ns = clock::now_ns();
-        r.md.0 = Some(e);
+        r.md.set(e);
         timed(r, m.kind_of[i] as usize, &mut t, no_clock);
         fill_orders(r, &mut t, no_clock);
         let n = i as u64 + 1;
         if n % TRADE_EVERY == 0 {
             let id = m.options[(n / TRADE_EVERY) as usize * 7919 % m.options.len()];
-            let side = if n % (2 * TRADE_EVERY) == 0 { Side::Buy } else { Side::Sell };
+            let side = if n % (2 * TRADE_EVERY) == 0 {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
             r.execs.0 = Some(exec(r, ExecKind::OptionTrade, 0, id, side, 1.0, 0.01));
             timed(r, 4, &mut t, no_clock);
             r.core.execs_committed();
@@ -319,6 +382,10 @@ fn measure(r: &mut Rig, m: &Market, from: usize, no_clock: bool) -> Tally {
         if n % TIMER_EVERY == 0 {
             timed(r, 6, &mut t, no_clock);
             fill_orders(r, &mut t, no_clock);
+        }
+        if n % LAP_EVERY == 0 {
+            r.md.lap = true;
+            timed(r, 7, &mut t, no_clock);
         }
     }
     t
@@ -354,14 +421,26 @@ fn print(t: &Tally, args: &Args, wall_s: f64) {
         row(name, t.count[k], t.sent[k], &t.hist[k]);
     }
     let sent: u64 = t.sent.iter().sum();
-    row("events that sent an order", t.with_order.len(), sent, &t.with_order);
-    row("events that sent none", t.without_order.len(), 0, &t.without_order);
+    row(
+        "events that sent an order",
+        t.with_order.len(),
+        sent,
+        &t.with_order,
+    );
+    row(
+        "events that sent none",
+        t.without_order.len(),
+        0,
+        &t.without_order,
+    );
     let steps: u64 = t.count.iter().sum();
-    println!("wall {wall_s:.3} s for {steps} steps: {:.0} ns per step incl. the bench's own work", wall_s * 1e9 / steps as f64);
+    println!(
+        "wall {wall_s:.3} s for {steps} steps: {:.0} ns per step incl. the bench's own work",
+        wall_s * 1e9 / steps as f64
+    );
     for (k, name) in KINDS.iter().enumerate() {
         println!("count {name} {}", t.count[k]);
     }
-
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
@@ -371,7 +450,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let mut r = rig(args, defs, spot, start_ns)?;
     // Warm-up: not through the step functions, so callgrind does not count it.
     for e in &m.events[..warmup as usize] {
-        r.md.0 = Some(*e);
+        r.md.set(*e);
         r.poll();
         while let Some(o) = r.orders.buf.pop_front() {
             r.execs.0 = Some(fill_of(&mut r, &o));

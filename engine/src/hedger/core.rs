@@ -989,6 +989,8 @@ impl<R: OptionRisk> HedgerCore<R> {
 
     fn rebuild_impl<M: MarketSource>(&mut self, md: &M, now_ns: u64) {
         let wall = self.wall_ns(now_ns);
+        // Every mark at once: one re-aggregation at the end instead of one per option.
+        self.risk.begin_rebuild();
         for id in 0..self.roles.len() as u32 {
             let role = self.roles[id as usize];
             if role == Role::None {
@@ -1045,6 +1047,7 @@ impl<R: OptionRisk> HedgerCore<R> {
                 Role::None => {}
             }
         }
+        self.risk.end_rebuild();
         for u in &mut self.und {
             u.rebuilding = false;
         }

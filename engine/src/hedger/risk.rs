@@ -61,6 +61,11 @@ pub trait OptionRisk {
     fn tau_years(&self, underlying: usize) -> f64;
     /// Exact re-evaluation of a few options (idle time).
     fn idle_step(&mut self, now_wall_ns: u64);
+    /// A rebuild of every mark starts (after a lap): the risk read before
+    /// [`OptionRisk::end_rebuild`] may be stale (the core holds hedging meanwhile).
+    fn begin_rebuild(&mut self) {}
+    /// The rebuild is over: the risk is current again.
+    fn end_rebuild(&mut self) {}
     /// Times an exact re-evaluation had to be forced on the event path (error bound above
     /// tolerance).
     fn forced_reevals(&self) -> u64 {
@@ -298,6 +303,8 @@ pub struct BookRiskAdapter {
     pub forced_reevals: u64,
     /// Options or forwards the book refused at set-up (bad definitions).
     pub setup_errors: u64,
+    /// Between `begin_rebuild` and `end_rebuild` (the book batches its re-aggregation).
+    rebuilding: bool,
 }
 
 impl BookRiskAdapter {
@@ -331,6 +338,7 @@ impl BookRiskAdapter {
             next_virtual_forward: max_instrument_id,
             tau: vec![0.0; underlying_ids.len()],
             forced_reevals: 0,
+            rebuilding: false,
             setup_errors: 0,
         }
     }
@@ -382,6 +390,10 @@ impl BookRiskAdapter {
     /// tolerance (one flag test each; O(options) only when forced, which is rare).
     #[inline]
     fn enforce_tolerance(&mut self) {
+        if self.rebuilding {
+            // The aggregate is stale until `end_rebuild`, which checks.
+            return;
+        }
         for i in 0..self.und_ids.len() {
             let id = self.und_ids[i];
             if self
@@ -550,6 +562,17 @@ impl OptionRisk for BookRiskAdapter {
     ) -> bool {
         self.book
             .restore_settlement(self.opt_ids[opt], contracts, settlement_px, settled_at_ns)
+    }
+
+    fn begin_rebuild(&mut self) {
+        self.rebuilding = true;
+        self.book.begin_batch();
+    }
+
+    fn end_rebuild(&mut self) {
+        self.rebuilding = false;
+        self.book.end_batch();
+        self.enforce_tolerance();
     }
 
     fn idle_step(&mut self, now_wall_ns: u64) {
