@@ -367,9 +367,9 @@ fn measure(r: &mut Rig, m: &Market, from: usize, no_clock: bool) -> Tally {
         timed(r, m.kind_of[i] as usize, &mut t, no_clock);
         fill_orders(r, &mut t, no_clock);
         let n = i as u64 + 1;
-        if n % TRADE_EVERY == 0 {
+        if n.is_multiple_of(TRADE_EVERY) {
             let id = m.options[(n / TRADE_EVERY) as usize * 7919 % m.options.len()];
-            let side = if n % (2 * TRADE_EVERY) == 0 {
+            let side = if n.is_multiple_of(2 * TRADE_EVERY) {
                 Side::Buy
             } else {
                 Side::Sell
@@ -379,11 +379,11 @@ fn measure(r: &mut Rig, m: &Market, from: usize, no_clock: bool) -> Tally {
             r.core.execs_committed();
             fill_orders(r, &mut t, no_clock);
         }
-        if n % TIMER_EVERY == 0 {
+        if n.is_multiple_of(TIMER_EVERY) {
             timed(r, 6, &mut t, no_clock);
             fill_orders(r, &mut t, no_clock);
         }
-        if n % LAP_EVERY == 0 {
+        if n.is_multiple_of(LAP_EVERY) {
             r.md.lap = true;
             timed(r, 7, &mut t, no_clock);
         }
