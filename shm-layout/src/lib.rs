@@ -48,6 +48,7 @@ pub mod private;
 pub mod probe;
 #[cfg(not(loom))]
 pub mod process;
+pub mod queue;
 #[cfg(not(loom))]
 pub mod segment;
 pub mod spsc;

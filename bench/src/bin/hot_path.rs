@@ -34,7 +34,7 @@ mod market;
 use clap::Parser;
 use engine::config::HedgerConfig;
 use engine::hedger::core::HedgerCore;
-use engine::hedger::io::{ExecSource, MarketSource, MdPoll, MemControl, MemOrders};
+use engine::hedger::io::{Consumer, MarketSource, MdPoll, MemControl, MemOrders};
 use engine::hedger::live::{build_core, StartPoint};
 use engine::hedger::risk::BookRiskAdapter;
 use feed_handler::source::{Source, SourceEvent};
@@ -122,7 +122,7 @@ impl MarketSource for Slot {
 #[derive(Debug, Default)]
 struct ExecSlot(Option<ExecEvent>);
 
-impl ExecSource for ExecSlot {
+impl Consumer<ExecEvent> for ExecSlot {
     #[inline]
     fn peek(&mut self) -> Option<ExecEvent> {
         self.0.take()

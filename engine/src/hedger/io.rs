@@ -24,24 +24,19 @@ pub trait MarketSource {
     fn last_value(&self, instrument_id: u32) -> Option<LastValue>;
 }
 
-/// Execution reports, consumed with an explicit commit so that state is persisted first.
-pub trait ExecSource {
-    /// Next report not yet read (advances a read cursor, does not commit).
-    fn peek(&mut self) -> Option<ExecEvent>;
-    /// Commits the `n` oldest read reports: they will not be delivered again after a restart.
-    fn commit(&mut self, n: usize);
-}
+pub use shm_layout::queue::{Consumer, Producer};
 
-/// Where orders go.
-pub trait OrderSink {
-    /// Publishes an order; hands it back when the ring is full.
-    ///
-    /// # Errors
-    /// The order itself, when there is no room.
-    fn push(&mut self, order: HedgeOrder) -> Result<(), HedgeOrder>;
-    /// Orders published but not yet consumed by the gateway.
-    fn pending(&self) -> usize;
-}
+/// Execution reports: a [`Consumer`] of [`ExecEvent`], committed once the state that applied
+/// them is persisted. Implemented by every such consumer: the execs ring
+/// ([`shm_layout::SpscConsumer`]) and [`MemExecs`].
+pub trait ExecSource: Consumer<ExecEvent> {}
+impl<C: Consumer<ExecEvent> + ?Sized> ExecSource for C {}
+
+/// Where orders go: a [`Producer`] of [`HedgeOrder`] (`pending` = published, not yet consumed
+/// by the gateway). Implemented by every such producer: the orders ring
+/// ([`shm_layout::SpscProducer`]) and [`MemOrders`].
+pub trait OrderSink: Producer<HedgeOrder> {}
+impl<P: Producer<HedgeOrder> + ?Sized> OrderSink for P {}
 
 /// Operator control words.
 pub trait ControlSource {
@@ -96,7 +91,7 @@ pub struct MemExecs {
     pub read: usize,
 }
 
-impl ExecSource for MemExecs {
+impl Consumer<ExecEvent> for MemExecs {
     #[inline]
     fn peek(&mut self) -> Option<ExecEvent> {
         let e = self.buf.get(self.read).copied();
@@ -130,7 +125,7 @@ impl MemOrders {
     }
 }
 
-impl OrderSink for MemOrders {
+impl Producer<HedgeOrder> for MemOrders {
     #[inline]
     fn push(&mut self, order: HedgeOrder) -> Result<(), HedgeOrder> {
         if self.buf.len() >= self.capacity {

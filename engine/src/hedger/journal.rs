@@ -32,7 +32,7 @@
 //! rotated away cannot be replayed (the replay says so). Layout: `docs/operations.md`.
 
 use super::core::StageClock;
-use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
+use super::io::{Consumer, ControlSource, ExecSource, MarketSource, MdPoll, OrderSink, Producer};
 use crate::limits::TradingMode;
 use bytemuck::{Pod, Zeroable};
 use crossbeam::queue::ArrayQueue;
@@ -411,7 +411,7 @@ impl<'t, E> RecordingExecs<'t, E> {
     }
 }
 
-impl<E: ExecSource> ExecSource for RecordingExecs<'_, E> {
+impl<E: ExecSource> Consumer<ExecEvent> for RecordingExecs<'_, E> {
     #[inline]
     fn peek(&mut self) -> Option<ExecEvent> {
         let e = self.inner.peek();
@@ -443,7 +443,7 @@ impl<'t, O> RecordingOrders<'t, O> {
     }
 }
 
-impl<O: OrderSink> OrderSink for RecordingOrders<'_, O> {
+impl<O: OrderSink> Producer<HedgeOrder> for RecordingOrders<'_, O> {
     #[inline]
     fn push(&mut self, order: HedgeOrder) -> Result<(), HedgeOrder> {
         let r = self.inner.push(order);

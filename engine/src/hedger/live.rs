@@ -7,7 +7,7 @@
 use super::core::{
     hedge_instrument, HedgerCore, MdReject, SetupError, UnderlyingSetup, HOLD_LABELS,
 };
-use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
+use super::io::{ControlSource, MarketSource, MdPoll};
 use super::journal::{
     header_records, Header, JournalConfig, Record, RecordKind, Recorder, RecordingClock,
     RecordingControl, RecordingExecs, RecordingMarket, RecordingOrders, Tap, JOURNAL_VERSION,
@@ -51,28 +51,6 @@ impl MarketSource for ShmMarket {
     #[inline]
     fn last_value(&self, id: u32) -> Option<LastValue> {
         self.lvt.read(id)
-    }
-}
-
-impl ExecSource for SpscConsumer<ExecEvent> {
-    #[inline]
-    fn peek(&mut self) -> Option<ExecEvent> {
-        SpscConsumer::peek(self)
-    }
-    #[inline]
-    fn commit(&mut self, n: usize) {
-        SpscConsumer::commit(self, n)
-    }
-}
-
-impl OrderSink for SpscProducer<HedgeOrder> {
-    #[inline]
-    fn push(&mut self, order: HedgeOrder) -> Result<(), HedgeOrder> {
-        SpscProducer::push(self, order)
-    }
-    #[inline]
-    fn pending(&self) -> usize {
-        self.len()
     }
 }
 

@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use engine::config::HedgerConfig;
 use engine::hedger::core::{HedgerCore, StageClock};
-use engine::hedger::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
+use engine::hedger::io::{Consumer, ControlSource, MarketSource, MdPoll, Producer};
 use engine::hedger::journal::{
     lv_from_parts, parse_header, read_session, Record, RecordKind, LV_PARTS, MD_WITH_STAMP,
 };
@@ -251,7 +251,7 @@ impl MarketSource for PlayMarket<'_, '_> {
 
 struct PlayExecs<'c, 'r>(&'c RefCell<Cursor<'r>>);
 
-impl ExecSource for PlayExecs<'_, '_> {
+impl Consumer<ExecEvent> for PlayExecs<'_, '_> {
     fn peek(&mut self) -> Option<ExecEvent> {
         self.0
             .borrow_mut()
@@ -263,7 +263,7 @@ impl ExecSource for PlayExecs<'_, '_> {
 
 struct PlayOrders<'c, 'r>(&'c RefCell<Cursor<'r>>);
 
-impl OrderSink for PlayOrders<'_, '_> {
+impl Producer<HedgeOrder> for PlayOrders<'_, '_> {
     fn push(&mut self, order: HedgeOrder) -> Result<(), HedgeOrder> {
         let mut c = self.0.borrow_mut();
         if c.stop.is_some() {

@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 
 use engine::hedger::core::HedgerCore;
-use engine::hedger::io::{ExecSource, MarketSource, MdPoll, MemControl, MemExecs, MemOrders};
+use engine::hedger::io::{Consumer, MarketSource, MdPoll, MemControl, MemExecs, MemOrders};
 use engine::hedger::risk::BookRiskAdapter;
 use engine::policy::HedgeReason;
 use feed_handler::source::Depth;
