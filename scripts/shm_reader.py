@@ -20,7 +20,7 @@ import sys
 
 MAGIC = int.from_bytes(b"HEDGESHM", "little")
 INITIALIZED = int.from_bytes(b"INIT", "little")
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 HEADER_SIZE = 128
 
 KINDS = {1: "broadcast", 2: "lvt", 3: "instruments", 4: "spsc", 5: "counters", 6: "control",
@@ -221,15 +221,22 @@ def dump_counters(m, h):
     state = u32(m, 128)
     n = min(u32(m, 132), h["capacity"])
     counters = []
+    def text(len_at, at, cap):
+        return bytes(m[at: at + min(u32(m, len_at), cap)]).decode("utf-8", "replace")
+
     for i in range(n):
-        r = 256 + 64 * i
-        value, kind, label_len = u64(m, r), u32(m, r + 8), u32(m, r + 12)
-        label = bytes(m[r + 16: r + 16 + min(label_len, 48)]).decode("utf-8", "replace")
+        r = 256 + 256 * i
+        value, kind = u64(m, r), u32(m, r + 8)
+        rec = {"label": text(r + 12, r + 16, 112), "unit": text(r + 128, r + 136, 24),
+               "help": text(r + 132, r + 160, 96)}
         if kind == 2:
-            counters.append({"label": label, "kind": "gauge",
-                             "value": struct.unpack("<d", struct.pack("<Q", value))[0]})
+            rec.update(kind="gauge", value=struct.unpack("<d", struct.pack("<Q", value))[0])
+        elif kind == 1:
+            rec.update(kind="counter", value=value)
         else:
-            counters.append({"label": label, "kind": "counter", "value": value})
+            # A kind this reader does not know: shown with its raw word, never dropped.
+            rec.update(kind=f"unknown({kind})", value=value)
+        counters.append(rec)
     return {"state": PROCESS_STATES.get(state, f"unknown({state})"), "counters": counters}
 
 

@@ -275,16 +275,25 @@ fn main() {
     let mut cnc = CountersWriter::create(dir, "example", fail).unwrap();
     cnc.counter("events_published").add(13);
     cnc.gauge("net_delta").set(-0.25);
+    cnc.record_meta(shm_layout::RecordMeta {
+        label: r#"orders{underlying="BTC"}"#,
+        kind: shm_layout::counters::KIND_COUNTER,
+        unit: "orders",
+        help: "Hedge orders sent",
+    })
+    .add(2);
     cnc.set_state(ProcessState::Running);
     let name = names::counters("example");
     out.insert(
         name.clone(),
         json!({
-            "header": header(5, 256, 64, "CounterRecord", file_len(dir, &name)),
+            "header": header(5, 1024, 256, "CounterRecord", file_len(dir, &name)),
             "state": "running",
             "counters": [
-                {"label": "events_published", "kind": "counter", "value": 13},
-                {"label": "net_delta", "kind": "gauge", "value": -0.25},
+                {"label": "events_published", "kind": "counter", "value": 13, "unit": "", "help": ""},
+                {"label": "net_delta", "kind": "gauge", "value": -0.25, "unit": "", "help": ""},
+                {"label": "orders{underlying=\"BTC\"}", "kind": "counter", "value": 2,
+                 "unit": "orders", "help": "Hedge orders sent"},
             ],
         }),
     );

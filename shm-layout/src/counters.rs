@@ -4,10 +4,16 @@
 //! One segment per process, named `cnc-<role>`. Layout (after the 128-byte header, whose
 //! `creator_pid` and `heartbeat_ns` are the process's liveness): at 128 `state` u32
 //! ([`ProcessState`]), at 132 `num_counters` u32 (records allocated; Release after the record's
-//! label is written), then at 256 `capacity` records of 64 bytes: `value` u64 at +0 (counter:
-//! u64; gauge: f64 bits), `kind` u32 at +8 (1 counter, 2 gauge), `label_len` u32 at +12,
-//! `label` 48 bytes of UTF-8 at +16. One record per cache line, so counters updated by
-//! different threads do not share a line.
+//! metadata is written), then at 256 `capacity` records of 256 bytes: `value` u64 at +0
+//! (counter: u64; gauge: f64 bits), `kind` u32 at +8 (1 counter, 2 gauge), `label_len` u32 at
+//! +12, `label` 112 bytes of UTF-8 at +16 (`name` or `name{key="value",...}`), `unit_len` u32
+//! at +128, `help_len` u32 at +132, `unit` 24 bytes at +136, `help` 96 bytes at +160. The value
+//! word is alone in its cache line (the metadata after it is written once, at registration),
+//! so counters updated by different threads do not share a line.
+//!
+//! Processes declare their counters once, as a [`crate::counter_schema::CounterSchema`]
+//! (see [`crate::counter_schema!`]); [`CountersWriter::register`] writes the labels, units and
+//! help texts into the segment and returns the hot-path handles.
 
 use crate::segment::{self, OpenOptions, Segment, SegmentError, SegmentKind, StalePolicy};
 use crate::sync::{AtomicU64, Ordering};
@@ -23,11 +29,26 @@ pub const NUM_COUNTERS_OFFSET: usize = 132;
 /// Offset of record 0.
 pub const RECORDS_OFFSET: usize = 256;
 /// Bytes per record.
-pub const RECORD_SIZE: usize = 64;
+pub const RECORD_SIZE: usize = 256;
+/// Offset of `kind` in a record.
+const KIND_AT: usize = 8;
+/// Offset of `label_len` in a record (the label follows at [`LABEL_AT`]).
+const LABEL_LEN_AT: usize = 12;
+const LABEL_AT: usize = 16;
+/// Offset of `unit_len` in a record.
+const UNIT_LEN_AT: usize = 128;
+/// Offset of `help_len` in a record.
+const HELP_LEN_AT: usize = 132;
+const UNIT_AT: usize = 136;
+const HELP_AT: usize = 160;
 /// Maximum label length in bytes (longer labels are truncated at a char boundary).
-pub const LABEL_LEN: usize = 48;
+pub const LABEL_LEN: usize = 112;
+/// Maximum unit length in bytes.
+pub const UNIT_LEN: usize = 24;
+/// Maximum help text length in bytes.
+pub const HELP_LEN: usize = 96;
 /// Records per counters segment.
-pub const CAPACITY: usize = 256;
+pub const CAPACITY: usize = 1024;
 /// Record kind: monotonically counted u64.
 pub const KIND_COUNTER: u32 = 1;
 /// Record kind: f64 gauge stored as bits.
@@ -196,12 +217,70 @@ unsafe impl Send for CountersWriter {}
 // SAFETY: as above; allocation (`counter`) takes `&mut self`.
 unsafe impl Sync for CountersWriter {}
 
-fn truncate_label(label: &str) -> &str {
-    let mut end = label.len().min(LABEL_LEN);
-    while !label.is_char_boundary(end) {
+/// `s` cut to at most `max` bytes at a char boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
         end -= 1;
     }
-    &label[..end]
+    &s[..end]
+}
+
+/// What a record describes besides its value: written once, at registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMeta<'a> {
+    /// `name` or `name{key="value",...}` (Prometheus syntax).
+    pub label: &'a str,
+    /// [`KIND_COUNTER`] or [`KIND_GAUGE`].
+    pub kind: u32,
+    /// Unit of the value (`events`, `ns`, `lots`, ...; empty when dimensionless).
+    pub unit: &'a str,
+    /// One line for operators (Prometheus `# HELP`).
+    pub help: &'a str,
+}
+
+/// One record as a reader sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterRecord {
+    /// `name` or `name{key="value",...}`.
+    pub label: String,
+    /// The `kind` word as written: [`KIND_COUNTER`], [`KIND_GAUGE`], or a value this build does
+    /// not know (then [`CounterRecord::value`] holds the raw word as a counter).
+    pub kind: u32,
+    /// The value, decoded by `kind`.
+    pub value: CounterValue,
+    /// Unit (empty if the writer gave none).
+    pub unit: String,
+    /// Help text (empty if the writer gave none).
+    pub help: String,
+}
+
+/// Stores the length of `s` at `len_at` and its bytes from `at`.
+///
+/// # Safety
+/// `len_at` is 4-aligned and `len_at + 4` and `at + s.len()` are inside the mapping (a record
+/// `< CAPACITY` and `s` cut to its field's length).
+unsafe fn store_str(mem: &crate::sync::Mem, len_at: usize, at: usize, s: &str) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        mem.u32_at(len_at).store(s.len() as u32, Ordering::Relaxed);
+        for (j, b) in s.bytes().enumerate() {
+            mem.u8_at(at + j).store(b, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Loads the string of at most `max` bytes whose length is at `len_at` and bytes from `at`.
+///
+/// # Safety
+/// `len_at` is 4-aligned and `len_at + 4` and `at + max` are inside the mapping.
+unsafe fn load_str(mem: &crate::sync::Mem, len_at: usize, at: usize, max: usize) -> Vec<u8> {
+    // SAFETY: the caller's contract; the length is clamped to the field's size.
+    let len = unsafe { mem.u32_at(len_at) }.load(Ordering::Relaxed) as usize;
+    (0..len.min(max))
+        // SAFETY: byte `j < max` of the field, inside the record.
+        .map(|j| unsafe { mem.u8_at(at + j) }.load(Ordering::Relaxed))
+        .collect()
 }
 
 impl CountersWriter {
@@ -228,55 +307,66 @@ impl CountersWriter {
         RECORDS_OFFSET + i * RECORD_SIZE
     }
 
-    fn allocate(&mut self, label: &str, kind: u32) -> Counter {
-        let label = truncate_label(label);
+    /// The index of the record with this label and kind among the first `n`, if any.
+    fn find(&self, n: usize, label: &str, kind: u32) -> Option<usize> {
+        let mem = &self.seg.mem;
+        (0..n.min(CAPACITY)).find(|&i| {
+            let r = self.record(i);
+            // SAFETY: record `i < CAPACITY` inside the region.
+            let k = unsafe { mem.u32_at(r + KIND_AT) }.load(Ordering::Relaxed);
+            // SAFETY: the label field of record `i < CAPACITY`.
+            k == kind
+                && unsafe { load_str(mem, r + LABEL_LEN_AT, r + LABEL_AT, LABEL_LEN) }
+                    == label.as_bytes()
+        })
+    }
+
+    /// Finds the record of `meta` (same label and kind, left by a previous run) or appends
+    /// it; a found record gets this build's unit and help. Startup only.
+    fn allocate(&mut self, meta: RecordMeta<'_>) -> Counter {
+        let label = truncate(meta.label, LABEL_LEN);
         let mem = &self.seg.mem;
         // SAFETY: offset inside the validated region.
         let num = unsafe { mem.u32_at(NUM_COUNTERS_OFFSET) };
         let n = num.load(Ordering::Acquire) as usize;
-        let mut slot = None;
-        for i in 0..n.min(CAPACITY) {
-            let r = self.record(i);
-            // SAFETY: record `i < CAPACITY` inside the region.
-            let (k, len) = unsafe {
-                (
-                    mem.u32_at(r + 8).load(Ordering::Relaxed),
-                    mem.u32_at(r + 12).load(Ordering::Relaxed) as usize,
-                )
-            };
-            let mut buf = [0u8; LABEL_LEN];
-            for (j, b) in buf.iter_mut().enumerate().take(len.min(LABEL_LEN)) {
-                // SAFETY: label bytes inside the record.
-                *b = unsafe { mem.u8_at(r + 16 + j) }.load(Ordering::Relaxed);
-            }
-            if k == kind && &buf[..len.min(LABEL_LEN)] == label.as_bytes() {
-                slot = Some(i);
-                break;
-            }
-        }
-        let i = match slot {
+        let i = match self.find(n, label, meta.kind) {
             Some(i) => i,
-            None if n < CAPACITY => {
-                let r = self.record(n);
-                // SAFETY: record `n < CAPACITY` inside the region; not yet visible to readers
-                // (num_counters is still n).
-                unsafe {
-                    mem.u64_at(r).store(0, Ordering::Relaxed);
-                    mem.u32_at(r + 8).store(kind, Ordering::Relaxed);
-                    mem.u32_at(r + 12)
-                        .store(label.len() as u32, Ordering::Relaxed);
-                    for (j, b) in label.bytes().enumerate() {
-                        mem.u8_at(r + 16 + j).store(b, Ordering::Relaxed);
-                    }
-                }
-                // SYNC POINT: Release; pairs with the Acquire load of num_counters in
-                // `CountersReader::snapshot`: the label is visible before the record is.
-                num.store(n as u32 + 1, Ordering::Release);
-                n
-            }
+            None if n < CAPACITY => n,
             None => return Counter::detached(),
         };
         let r = self.record(i);
+        if i == n {
+            // SAFETY: record `n < CAPACITY` inside the region; not yet visible to readers
+            // (num_counters is still n).
+            unsafe {
+                mem.u64_at(r).store(0, Ordering::Relaxed);
+                mem.u32_at(r + KIND_AT).store(meta.kind, Ordering::Relaxed);
+            }
+            // SAFETY: the label field of record `n`, the label cut to LABEL_LEN.
+            unsafe { store_str(mem, r + LABEL_LEN_AT, r + LABEL_AT, label) };
+        }
+        // SAFETY: the unit and help fields of record `i < CAPACITY`, each string cut to its
+        // field. A found record is already visible: a reader may see a torn unit or help
+        // while a restarted process rewrites them (tools only; the values are unaffected).
+        unsafe {
+            store_str(
+                mem,
+                r + UNIT_LEN_AT,
+                r + UNIT_AT,
+                truncate(meta.unit, UNIT_LEN),
+            );
+            store_str(
+                mem,
+                r + HELP_LEN_AT,
+                r + HELP_AT,
+                truncate(meta.help, HELP_LEN),
+            );
+        }
+        if i == n {
+            // SYNC POINT: Release; pairs with the Acquire load of num_counters in
+            // `CountersReader::records`: the metadata is visible before the record is.
+            num.store(n as u32 + 1, Ordering::Release);
+        }
         // SAFETY: record inside the region, 8-aligned; kept alive by the Arc in the Counter.
         let word = NonNull::from(unsafe { mem.u64_at(r) });
         Counter {
@@ -285,15 +375,42 @@ impl CountersWriter {
         }
     }
 
-    /// Allocates (or finds) the counter `label` (startup, not hot path). When the segment is
-    /// full the counter still works but is not visible to other processes.
+    /// Allocates (or finds) the record `meta` (startup, not hot path). When the segment is
+    /// full the counter still works but is not visible to other processes. Processes declare
+    /// their counters as a schema and call [`CountersWriter::register`]; this is for values
+    /// only known at run time (e.g. a venue's own counters) and for tools.
+    pub fn record_meta(&mut self, meta: RecordMeta<'_>) -> Counter {
+        self.allocate(meta)
+    }
+
+    /// Registers every counter of schema `S`, once per underlying of `underlyings` for
+    /// per-underlying ones, and returns their hot-path handles (startup, not hot path).
+    pub fn register<S: crate::counter_schema::CounterSchema>(
+        &mut self,
+        underlyings: &[&str],
+    ) -> crate::counter_schema::CounterSet<S> {
+        crate::counter_schema::CounterSet::build(underlyings, &mut |meta| self.allocate(meta))
+    }
+
+    /// Allocates (or finds) the counter `label`, without unit or help (tests and ad-hoc tools;
+    /// processes declare a schema and call [`CountersWriter::register`]).
     pub fn counter(&mut self, label: &str) -> Counter {
-        self.allocate(label, KIND_COUNTER)
+        self.allocate(RecordMeta {
+            label,
+            kind: KIND_COUNTER,
+            unit: "",
+            help: "",
+        })
     }
 
     /// Allocates (or finds) the gauge `label`.
     pub fn gauge(&mut self, label: &str) -> Gauge {
-        Gauge(self.allocate(label, KIND_GAUGE))
+        Gauge(self.allocate(RecordMeta {
+            label,
+            kind: KIND_GAUGE,
+            unit: "",
+            help: "",
+        }))
     }
 
     /// Stores `now_ns()` in the heartbeat word (call every 1-10 ms of idle).
@@ -365,34 +482,52 @@ impl CountersReader {
 
     /// Every counter and gauge with its label (allocates; for tools, not the hot path).
     pub fn snapshot(&self) -> Vec<(String, CounterValue)> {
+        self.records()
+            .into_iter()
+            .map(|r| (r.label, r.value))
+            .collect()
+    }
+
+    /// Every record with its label, kind, unit and help (allocates; for tools, not the hot
+    /// path). Records of a kind this build does not know are kept, their raw word a counter.
+    pub fn records(&self) -> Vec<CounterRecord> {
         let mem = &self.seg.mem;
         // SAFETY: offset inside the validated region.
         // SYNC POINT: Acquire; pairs with the Release store in `CountersWriter::allocate`.
         let n = unsafe { mem.u32_at(NUM_COUNTERS_OFFSET) }.load(Ordering::Acquire) as usize;
-        let mut out = Vec::with_capacity(n.min(CAPACITY));
-        for i in 0..n.min(CAPACITY) {
-            let r = RECORDS_OFFSET + i * RECORD_SIZE;
-            // SAFETY: record `i < CAPACITY` inside the region.
-            let (v, k, len) = unsafe {
-                (
-                    mem.u64_at(r).load(Ordering::Relaxed),
-                    mem.u32_at(r + 8).load(Ordering::Relaxed),
-                    mem.u32_at(r + 12).load(Ordering::Relaxed) as usize,
-                )
-            };
-            let label: Vec<u8> = (0..len.min(LABEL_LEN))
-                // SAFETY: label bytes inside the record.
-                .map(|j| unsafe { mem.u8_at(r + 16 + j) }.load(Ordering::Relaxed))
-                .collect();
-            let label = String::from_utf8_lossy(&label).into_owned();
-            let value = if k == KIND_GAUGE {
-                CounterValue::Gauge(f64::from_bits(v))
-            } else {
-                CounterValue::Counter(v)
-            };
-            out.push((label, value));
-        }
-        out
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+        (0..n.min(CAPACITY))
+            .map(|i| {
+                let r = RECORDS_OFFSET + i * RECORD_SIZE;
+                // SAFETY: record `i < CAPACITY` inside the region.
+                let (v, kind) = unsafe {
+                    (
+                        mem.u64_at(r).load(Ordering::Relaxed),
+                        mem.u32_at(r + KIND_AT).load(Ordering::Relaxed),
+                    )
+                };
+                let value = if kind == KIND_GAUGE {
+                    CounterValue::Gauge(f64::from_bits(v))
+                } else {
+                    CounterValue::Counter(v)
+                };
+                // SAFETY: the three string fields of record `i < CAPACITY`.
+                let (label, unit, help) = unsafe {
+                    (
+                        load_str(mem, r + LABEL_LEN_AT, r + LABEL_AT, LABEL_LEN),
+                        load_str(mem, r + UNIT_LEN_AT, r + UNIT_AT, UNIT_LEN),
+                        load_str(mem, r + HELP_LEN_AT, r + HELP_AT, HELP_LEN),
+                    )
+                };
+                CounterRecord {
+                    label: text(label),
+                    kind,
+                    value,
+                    unit: text(unit),
+                    help: text(help),
+                }
+            })
+            .collect()
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`instruments`]: instrument definitions.
 //! - [`spsc`]: bounded queues for orders and execs, positions persisted in the segment.
 //! - [`counters`]: per-process liveness and counters (Aeron CnC-like).
+//! - [`counter_schema`]: counters declared once per process (name, kind, unit, scope, help).
 //! - [`control`]: kill switch and trading states.
 //! - [`probe`]: one shared cache line, the raw baseline of the benchmarks.
 //! - [`private`]: owner-only (0600/0700) creation of the files and directories processes make.
@@ -37,6 +38,8 @@ pub mod clock;
 #[cfg(not(loom))]
 pub mod control;
 #[cfg(not(loom))]
+pub mod counter_schema;
+#[cfg(not(loom))]
 pub mod counters;
 #[cfg(not(loom))]
 pub mod instruments;
@@ -64,9 +67,11 @@ pub use broadcast::{BroadcastReader, BroadcastWriter, Poll};
 #[cfg(not(loom))]
 pub use control::{ControlBlock, TradingState};
 #[cfg(not(loom))]
+pub use counter_schema::{CounterDef, CounterKind, CounterSchema, CounterSet, Scope};
+#[cfg(not(loom))]
 pub use counters::{
-    list_roles, Counter, CounterValue, CountersReader, CountersWriter, Gauge, Liveness,
-    ProcessState,
+    list_roles, Counter, CounterRecord, CounterValue, CountersReader, CountersWriter, Gauge,
+    Liveness, ProcessState, RecordMeta,
 };
 #[cfg(not(loom))]
 pub use instruments::InstrumentTable;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"HEDGESHM");
 /// Layout version of this build; bumped on any incompatible change of any header, ring or
 /// message layout (see the versioning rules in `docs/shm-layout.md`).
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Value of the `initialized` word once the creator has finished (`b"INIT"` little-endian).
 pub const INITIALIZED: u32 = u32::from_le_bytes(*b"INIT");
 /// Size of the common header.

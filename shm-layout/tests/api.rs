@@ -205,6 +205,78 @@ fn instrument_table_round_trips_definitions() {
     ));
 }
 
+shm_layout::counter_schema! {
+    /// A schema with each scope and a label set.
+    enum TestSchema {
+        /// Global counter.
+        Sent = CounterDef::counter("orders_sent", "orders", "Hedge orders written to the ring"),
+        /// Per-underlying gauge.
+        Delta = CounterDef::gauge("net_delta", "contracts", "Net delta").per_underlying(),
+        /// Per underlying and reason.
+        Holds = CounterDef::counter("holds", "decisions", "Held decisions by reason")
+            .per_underlying()
+            .by("reason", &["band", "rate"]),
+    }
+}
+
+/// The schema is the only declaration: the segment carries every label, kind, unit and help
+/// text, and the handles index the right records.
+#[test]
+fn a_schema_registers_labels_units_and_help_and_indexes_its_records() {
+    let d = shm_dir();
+    let mut w = CountersWriter::create(d.path(), "hedger", StalePolicy::Fail).unwrap();
+    let set = w.register::<TestSchema>(&["BTC", "ETH"]);
+    set.add(TestSchema::Sent, 3);
+    set.set_f64_at(TestSchema::Delta, 1, 0, -2.5);
+    set.set_at(TestSchema::Holds, 1, 1, 9);
+    let r = CountersReader::open(d.path(), "hedger", OpenOptions::default()).unwrap();
+    let recs = r.records();
+    let labels: Vec<&str> = recs.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "orders_sent",
+            r#"net_delta{underlying="BTC"}"#,
+            r#"net_delta{underlying="ETH"}"#,
+            r#"holds{underlying="BTC",reason="band"}"#,
+            r#"holds{underlying="BTC",reason="rate"}"#,
+            r#"holds{underlying="ETH",reason="band"}"#,
+            r#"holds{underlying="ETH",reason="rate"}"#,
+        ]
+    );
+    assert_eq!(recs[0].value, CounterValue::Counter(3));
+    assert_eq!((recs[0].unit.as_str(), recs[0].kind), ("orders", 1));
+    assert_eq!(recs[0].help, "Hedge orders written to the ring");
+    assert_eq!(recs[2].value, CounterValue::Gauge(-2.5));
+    assert_eq!((recs[2].unit.as_str(), recs[2].kind), ("contracts", 2));
+    assert_eq!(recs[6].value, CounterValue::Counter(9));
+    assert_eq!(recs[1].value, CounterValue::Gauge(0.0));
+    // Registering again (as a restarted process does) finds the same records and values.
+    let again = w.register::<TestSchema>(&["BTC", "ETH"]);
+    assert_eq!(again.get_at(TestSchema::Holds, 1, 1), 9);
+    assert_eq!(r.records().len(), 7);
+}
+
+/// A record whose kind this build does not know is still listed (raw word, its kind kept),
+/// so a newer writer's counters are shown, not dropped.
+#[test]
+fn a_record_of_unknown_kind_is_listed_with_its_kind() {
+    let d = shm_dir();
+    let mut w = CountersWriter::create(d.path(), "gateway", StalePolicy::Fail).unwrap();
+    w.counter("fills").add(4);
+    w.counter("future_thing").add(11);
+    let rec1 = shm_layout::counters::RECORDS_OFFSET + shm_layout::counters::RECORD_SIZE;
+    poke(&d.path().join("cnc-gateway"), rec1 + 8, &7u32.to_le_bytes());
+    let r = CountersReader::open(d.path(), "gateway", OpenOptions::default()).unwrap();
+    let recs = r.records();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[1].label, "future_thing");
+    assert_eq!(
+        (recs[1].kind, recs[1].value),
+        (7, CounterValue::Counter(11))
+    );
+}
+
 #[test]
 fn counters_are_visible_to_a_reader() {
     let d = shm_dir();
@@ -503,7 +575,7 @@ fn shrink_consistently(file: &Path, region: usize, entry: usize, capacity: u64) 
     poke(file, header::TOTAL_SIZE, &total.to_le_bytes());
 }
 
-/// Counters and control segments have one valid capacity (256 records, 4096 ids): their
+/// Counters and control segments have one valid capacity (1024 records, 4096 ids): their
 /// readers index up to it, so a smaller but self-consistent segment is refused at open
 /// instead of being read past its end.
 #[test]
