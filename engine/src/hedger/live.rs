@@ -4,27 +4,25 @@
 //! ([`super::journal`]); [`build_core`] is how a core starts, shared with the session
 //! replay so that both start identically.
 
-use super::core::{
-    hedge_instrument, HedgerCore, MdReject, SetupError, UnderlyingSetup, HOLD_LABELS,
-};
+use super::core::{hedge_instrument, HedgerCore, SetupError, UnderlyingSetup};
+use super::counters::{HedgerCounter, Metrics};
 use super::io::{ControlSource, MarketSource, MdPoll};
 use super::journal::{
     header_records, Header, JournalConfig, Record, RecordKind, Recorder, RecordingClock,
     RecordingControl, RecordingExecs, RecordingMarket, RecordingOrders, Tap, JOURNAL_VERSION,
 };
 use super::latency::IntervalLogThread;
-use super::risk::{BookRiskAdapter, OptionRisk};
+use super::risk::BookRiskAdapter;
 use super::state::{PersistState, StateStore, StateWriter};
 use super::Housekeeping;
 use crate::config::HedgerConfig;
-use crate::limits::{LimitBreach, TradingMode};
+use crate::limits::TradingMode;
 use anyhow::Context as _;
 use shm_layout::process::{pin_current_thread, Backoff, Idler};
 use shm_layout::{
-    namespace_dir, BroadcastReader, ControlBlock, Counter, CountersReader, CountersWriter,
-    ExecEvent, Gauge, HedgeOrder, InstrumentKind, InstrumentTable, LastValue, LastValueTable,
-    Liveness, MarketEvent, OpenOptions, Poll, ProcessState, SegmentError, SpscConsumer,
-    SpscProducer, TradingState,
+    namespace_dir, BroadcastReader, ControlBlock, CountersReader, CountersWriter, ExecEvent,
+    HedgeOrder, InstrumentKind, InstrumentTable, LastValue, LastValueTable, Liveness, MarketEvent,
+    OpenOptions, Poll, ProcessState, SegmentError, SpscConsumer, SpscProducer, TradingState,
 };
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -93,210 +91,6 @@ pub fn segment_dir(cfg: &HedgerConfig) -> Result<PathBuf, shm_layout::NamespaceE
     match &cfg.shm.dir {
         Some(d) => Ok(d.clone()),
         None => namespace_dir(&cfg.shm.namespace),
-    }
-}
-
-struct UndGauges {
-    option_delta: Gauge,
-    net_delta: Gauge,
-    hedge_position: Gauge,
-    gamma: Gauge,
-    vega: Gauge,
-    band: Gauge,
-    trading_state: Gauge,
-    held: Counter,
-    auto_halts: Counter,
-    options_settled: Counter,
-    settled_position: Gauge,
-    settled_value: Gauge,
-}
-
-struct Metrics {
-    md_events: Counter,
-    md_lapped: Counter,
-    md_lost: Counter,
-    md_ignored: Counter,
-    md_rejected: Vec<Counter>,
-    rebuilds: Counter,
-    md_older_than_rebuild: Counter,
-    execs_processed: Counter,
-    execs_duplicate: Counter,
-    execs_bad: Counter,
-    option_trades: Counter,
-    option_trades_expired: Counter,
-    option_trades_unrecorded: Counter,
-    orders_sent: Counter,
-    orders_filled: Counter,
-    orders_partially_filled: Counter,
-    orders_cancelled: Counter,
-    orders_rejected: Counter,
-    orders_ring_full: Counter,
-    inflight_full: Counter,
-    reconciled_orders: Counter,
-    reconcile_timeouts: Counter,
-    orders_inflight: Gauge,
-    kill_switch: Gauge,
-    gateway_alive: Gauge,
-    reconciling: Gauge,
-    snapshots: Counter,
-    risk_forced_reevals: Counter,
-    tick_to_order: [Gauge; 3],
-    md_reader_lag: Gauge,
-    session_dropped: Counter,
-    // Summed over underlyings: counter labels hold at most 48 bytes (shm-layout's LABEL_LEN),
-    // too short for two labels; the per-underlying split is in the gauges and the state.
-    hedges_band: Counter,
-    hedges_safety: Counter,
-    holds: Vec<Counter>,
-    limit_rejects: Vec<Counter>,
-    und: Vec<UndGauges>,
-}
-
-impl Metrics {
-    fn new(w: &mut CountersWriter, names: &[String]) -> Self {
-        let und = names
-            .iter()
-            .map(|n| {
-                let l = |m: &str| format!("{m}{{underlying=\"{n}\"}}");
-                UndGauges {
-                    option_delta: w.gauge(&l("option_delta")),
-                    net_delta: w.gauge(&l("net_delta")),
-                    hedge_position: w.gauge(&l("hedge_position")),
-                    gamma: w.gauge(&l("gamma")),
-                    vega: w.gauge(&l("vega")),
-                    band: w.gauge(&l("band")),
-                    trading_state: w.gauge(&l("trading_state")),
-                    held: w.counter(&l("hedging_held")),
-                    auto_halts: w.counter(&l("auto_halts")),
-                    options_settled: w.counter(&l("options_settled")),
-                    settled_position: w.gauge(&l("settled_position")),
-                    settled_value: w.gauge(&l("settled_value")),
-                }
-            })
-            .collect();
-        Metrics {
-            md_events: w.counter("md_events"),
-            md_lapped: w.counter("md_lapped"),
-            md_lost: w.counter("md_lost"),
-            md_ignored: w.counter("md_ignored"),
-            md_rejected: MdReject::ALL
-                .iter()
-                .map(|r| w.counter(&format!("md_rejected{{reason=\"{}\"}}", r.name())))
-                .collect(),
-            rebuilds: w.counter("md_rebuilds"),
-            md_older_than_rebuild: w.counter("md_older_than_rebuild"),
-            execs_processed: w.counter("execs_processed"),
-            execs_duplicate: w.counter("execs_duplicate"),
-            execs_bad: w.counter("execs_bad"),
-            option_trades: w.counter("option_trades"),
-            option_trades_expired: w.counter("option_trades_expired"),
-            option_trades_unrecorded: w.counter("option_trades_unrecorded"),
-            orders_sent: w.counter("orders_sent"),
-            orders_filled: w.counter("orders_filled"),
-            orders_partially_filled: w.counter("orders_partially_filled"),
-            orders_cancelled: w.counter("orders_cancelled"),
-            orders_rejected: w.counter("orders_rejected"),
-            orders_ring_full: w.counter("orders_ring_full"),
-            inflight_full: w.counter("inflight_full"),
-            reconciled_orders: w.counter("reconciled_orders"),
-            reconcile_timeouts: w.counter("reconcile_timeouts"),
-            orders_inflight: w.gauge("orders_inflight"),
-            kill_switch: w.gauge("kill_switch"),
-            gateway_alive: w.gauge("gateway_alive"),
-            reconciling: w.gauge("reconciling"),
-            snapshots: w.counter("state_snapshots"),
-            risk_forced_reevals: w.counter("risk_forced_reevals"),
-            md_reader_lag: w.gauge("md_reader_lag"),
-            session_dropped: w.counter("session_records_dropped"),
-            tick_to_order: [
-                w.gauge("tick_to_order_p50_ns"),
-                w.gauge("tick_to_order_p99_ns"),
-                w.gauge("tick_to_order_p999_ns"),
-            ],
-            hedges_band: w.counter("hedges{reason=\"band\"}"),
-            hedges_safety: w.counter("hedges{reason=\"safety\"}"),
-            holds: HOLD_LABELS
-                .iter()
-                .map(|h| w.counter(&format!("policy_holds{{reason=\"{h}\"}}")))
-                .collect(),
-            limit_rejects: LimitBreach::ALL
-                .iter()
-                .map(|b| w.counter(&format!("limit_rejects{{limit=\"{}\"}}", b.name())))
-                .collect(),
-            und,
-        }
-    }
-
-    fn publish(&self, c: &HedgerCore<BookRiskAdapter>, hk: &Housekeeping, now_ns: u64) {
-        let s = &c.stats;
-        self.md_events.set(s.md_events);
-        self.md_lapped.set(s.md_lapped);
-        self.md_lost.set(s.md_lost);
-        self.md_ignored.set(s.md_ignored);
-        for (k, v) in self.md_rejected.iter().zip(s.md_rejected) {
-            k.set(v);
-        }
-        self.rebuilds.set(s.rebuilds);
-        self.md_older_than_rebuild.set(s.md_older_than_rebuild);
-        self.execs_processed.set(s.execs_processed);
-        self.execs_duplicate.set(s.execs_duplicate);
-        self.execs_bad.set(s.execs_bad);
-        self.option_trades.set(s.option_trades);
-        self.option_trades_expired.set(s.option_trades_expired);
-        self.option_trades_unrecorded
-            .set(s.option_trades_unrecorded);
-        self.orders_sent.set(s.orders_sent);
-        self.orders_filled.set(s.orders_filled);
-        self.orders_partially_filled.set(s.orders_partially_filled);
-        self.orders_cancelled.set(s.orders_cancelled);
-        self.orders_rejected.set(s.orders_rejected);
-        self.orders_ring_full.set(s.orders_ring_full);
-        self.inflight_full.set(s.inflight_full);
-        self.reconciled_orders.set(s.reconciled_orders);
-        self.reconcile_timeouts.set(s.reconcile_timeouts);
-        self.orders_inflight.set(c.inflight_count() as f64);
-        self.kill_switch
-            .set(if c.kill_switch() { 1.0 } else { 0.0 });
-        self.gateway_alive
-            .set(if c.gateway_alive { 1.0 } else { 0.0 });
-        self.reconciling
-            .set(if c.reconciling() { 1.0 } else { 0.0 });
-        self.snapshots.set(hk.snapshots);
-        self.risk_forced_reevals.set(c.risk.forced_reevals());
-        for (g, v) in self.tick_to_order.iter().zip(hk.tick_to_order_ns) {
-            g.set(v as f64);
-        }
-        let sum = |f: &dyn Fn(&super::core::UnderlyingRuntime) -> u64| c.und.iter().map(f).sum();
-        self.hedges_band.set(sum(&|u| u.hedges_band));
-        self.hedges_safety.set(sum(&|u| u.hedges_safety));
-        for (i, k) in self.holds.iter().enumerate() {
-            k.set(sum(&|u| u.holds[i]));
-        }
-        for (i, k) in self.limit_rejects.iter().enumerate() {
-            k.set(sum(&|u| u.limits.counters.rejected[i]));
-        }
-        for (g, u) in self.und.iter().zip(&c.und) {
-            g.option_delta.set(u.option_delta);
-            g.net_delta.set(u.net_delta);
-            g.hedge_position.set(u.hedge_position);
-            g.gamma.set(u.gamma);
-            g.vega.set(u.vega);
-            g.band.set(u.band);
-            // What the hedger does, not only what the operator asked: halted by itself when
-            // the gateway's heartbeat stopped or rejects exceeded their rate.
-            let auto_halted = !c.gateway_alive || u.limits.auto_halted(now_ns);
-            g.trading_state.set(match u.mode {
-                _ if auto_halted => 2.0,
-                TradingMode::Active => 0.0,
-                TradingMode::ReduceOnly => 1.0,
-                TradingMode::Halted => 2.0,
-            });
-            g.held.set(u.held);
-            g.auto_halts.set(u.limits.counters.auto_halts);
-            g.options_settled.set(u.options_settled);
-            g.settled_position.set(u.settled_position);
-            g.settled_value.set(u.settled_value);
-        }
     }
 }
 
@@ -860,9 +654,10 @@ impl Driver {
             core.calibrate_wall(now, wall);
         }
         metrics.publish(core, hk, now);
-        metrics.md_reader_lag.set(io.md.inner.reader.lag() as f64);
+        let lag = io.md.inner.reader.lag() as f64;
+        metrics.0.set_f64(HedgerCounter::MdReaderLag, lag);
         let dropped = io.tap.borrow().dropped;
-        metrics.session_dropped.set(dropped);
+        metrics.0.set(HedgerCounter::SessionRecordsDropped, dropped);
         if dropped > 0 && !self.journal_warned {
             self.journal_warned = true;
             eprintln!("hedger: warning: session journal queue full, records dropped (counter session_records_dropped): the session is not reproducible past this point");

@@ -63,6 +63,7 @@
 //! ```
 
 pub mod core;
+pub mod counters;
 pub mod io;
 pub mod journal;
 pub mod latency;
