@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod counters;
 pub mod instruments;
 pub mod lobster;
 pub mod partial;

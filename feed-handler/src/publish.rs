@@ -16,10 +16,12 @@ use std::path::Path;
 
 use shm_layout::clock::{now_ns, wall_ns};
 use shm_layout::{
-    names, BroadcastWriter, Counter, CountersWriter, DepthUpdate, Gauge, InstrumentTable,
-    LastValue, LastValueTable, MarketEvent, ProcessState, SegmentError, StalePolicy,
+    names, BroadcastWriter, CounterSet, CountersWriter, DepthUpdate, InstrumentTable, LastValue,
+    LastValueTable, MarketEvent, ProcessState, SegmentError, StalePolicy,
 };
 
+use crate::counters::FeedCounter as F;
+use crate::counters::FeedCounter;
 use crate::instruments::Registry;
 use crate::partial::{PartialReason, Partials};
 use crate::source::{RejectReason, Rejects, SourceEvent};
@@ -27,59 +29,18 @@ use crate::source::{RejectReason, Rejects, SourceEvent};
 /// Counters role of the feed handler: its segment is `cnc-feed-handler`.
 pub const ROLE: &str = "feed-handler";
 
-/// Label of each `MarketEventKind` value (index = wire value).
-const KIND_LABELS: [Option<&str>; 5] = [
-    None,
-    Some("quote"),
-    Some("option_mark"),
-    Some("underlying_price"),
-    Some("trade"),
-];
-
-/// Shared-memory counters of the feed handler (labels as in `docs/operations.md`).
+/// Shared-memory counters of the feed handler ([`FeedCounter`], labels as in
+/// `docs/operations.md`).
 pub struct FeedCounters {
     /// The counters segment (heartbeat, state).
     pub cnc: CountersWriter,
-    published: Counter,
-    by_kind: [Counter; 5],
-    rejected: [Counter; RejectReason::ALL.len()],
-    partial: [Counter; PartialReason::ALL.len()],
-    rows_partial: Counter,
-    renames: Counter,
-    gaps_skipped: Counter,
-    rows: Counter,
-    rate: Gauge,
-    lag: Gauge,
-    lag_max: Gauge,
-    exch_lag: Gauge,
+    set: CounterSet<FeedCounter>,
 }
 
 impl FeedCounters {
     fn new(mut cnc: CountersWriter) -> Self {
-        let published = cnc.counter("events_published");
-        let by_kind = KIND_LABELS.map(|k| match k {
-            Some(name) => cnc.counter(&format!("events_published{{kind=\"{name}\"}}")),
-            None => Counter::detached(),
-        });
-        let rejected = RejectReason::ALL
-            .map(|r| cnc.counter(&format!("events_rejected{{reason=\"{}\"}}", r.name())));
-        let partial = PartialReason::ALL
-            .map(|r| cnc.counter(&format!("parts_dropped{{reason=\"{}\"}}", r.name())));
-        FeedCounters {
-            published,
-            by_kind,
-            rejected,
-            partial,
-            rows_partial: cnc.counter("rows_partial"),
-            renames: cnc.counter("underlying_renames"),
-            gaps_skipped: cnc.counter("replay_gaps_skipped"),
-            rows: cnc.counter("rows_read"),
-            rate: cnc.gauge("publish_rate_per_s"),
-            lag: cnc.gauge("source_lag_ns"),
-            lag_max: cnc.gauge("source_lag_max_ns"),
-            exch_lag: cnc.gauge("exchange_lag_ns"),
-            cnc,
-        }
+        let set = cnc.register(&[]);
+        FeedCounters { cnc, set }
     }
 }
 
@@ -234,22 +195,22 @@ impl Publisher {
             return;
         };
         for (i, r) in PartialReason::ALL.iter().enumerate() {
-            c.partial[i].set(partials.get(*r));
+            c.set.set_at(F::PartsDropped, 0, i, partials.get(*r));
         }
-        c.rows_partial.set(partials.rows());
-        c.gaps_skipped.set(gaps_skipped);
+        c.set.set(F::RowsPartial, partials.rows());
+        c.set.set(F::ReplayGapsSkipped, gaps_skipped);
     }
 
     /// Sets `underlying_renames`: the renames (`SYN.X -> X`) the source reported, each once.
     pub fn flush_renames(&self, renames: u64) {
         if let Some(c) = &self.counters {
-            c.renames.set(renames);
+            c.set.set(F::UnderlyingRenames, renames);
         }
     }
 
     /// Copies the counts into the shared counters (and the rejects of the source), sets the
     /// rate and lag gauges, and beats the heartbeat. Counters: `events_published`,
-    /// `events_published{kind="quote"|"option_mark"|"underlying_price"|"trade"}`,
+    /// `events_by_kind{kind="quote"|"option_mark"|"underlying_price"|"trade"}`,
     /// `events_rejected{reason="..."}` (the [`RejectReason`] names; `invalid_event` includes
     /// events refused at publish), `rows_read`; gauges: `publish_rate_per_s`,
     /// `source_lag_ns` and `source_lag_max_ns` (publish time behind the pacing schedule),
@@ -259,9 +220,10 @@ impl Publisher {
         let Some(c) = &self.counters else {
             return;
         };
-        c.published.set(self.stats.published);
-        for (k, ctr) in c.by_kind.iter().enumerate() {
-            ctr.set(self.stats.by_kind[k]);
+        c.set.set(F::EventsPublished, self.stats.published);
+        // by_kind[0] is no kind (never published).
+        for (k, n) in self.stats.by_kind[1..].iter().enumerate() {
+            c.set.set_at(F::EventsByKind, 0, k, *n);
         }
         for (i, r) in RejectReason::ALL.iter().enumerate() {
             let extra = if *r == RejectReason::InvalidEvent {
@@ -269,20 +231,21 @@ impl Publisher {
             } else {
                 0
             };
-            c.rejected[i].set(rejects.get(*r) + extra);
+            c.set
+                .set_at(F::EventsRejected, 0, i, rejects.get(*r) + extra);
         }
-        c.rows.set(rows);
-        c.rate.set(rate_per_s);
-        c.lag.set(lag_ns);
-        if lag_ns > c.lag_max.get() {
-            c.lag_max.set(lag_ns);
+        c.set.set(F::RowsRead, rows);
+        c.set.set_f64(F::PublishRate, rate_per_s);
+        c.set.set_f64(F::SourceLag, lag_ns);
+        if lag_ns > c.set.get_f64(F::SourceLagMax) {
+            c.set.set_f64(F::SourceLagMax, lag_ns);
         }
         // Wall clock minus the last event's exchange time: the feed's delay for a live or
         // live-like source (a synthetic market started now); for replays of old files it is
         // just the files' age.
         if self.last_exch_ts_ns > 0 {
-            c.exch_lag
-                .set(wall_ns().saturating_sub(self.last_exch_ts_ns) as f64);
+            let lag = wall_ns().saturating_sub(self.last_exch_ts_ns) as f64;
+            c.set.set_f64(F::ExchangeLag, lag);
         }
         self.heartbeat();
     }

@@ -100,7 +100,7 @@ fn tardis_replay_publishes_every_valid_row_into_the_ring_and_tables() {
     assert_eq!(lv.last_seq, last.seq);
     for (name, want) in [
         ("events_published", 889),
-        ("events_published{kind=\"option_mark\"}", 310),
+        ("events_by_kind{kind=\"option_mark\"}", 310),
         // The incremental sample holds only asks: its one batch is counted one-sided.
         ("events_rejected{reason=\"one_sided\"}", 1),
         ("rows_read", 335),
