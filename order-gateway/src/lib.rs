@@ -43,6 +43,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod counters;
 pub mod fix;
 pub mod flow;
 pub mod gateway;

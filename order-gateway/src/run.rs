@@ -2,8 +2,9 @@
 //! [`Gateway`], and runs the loop until SIGINT/SIGTERM.
 
 use crate::config::{Config, VenueKind};
+use crate::counters::Counters;
 use crate::flow::OptionFlow;
-use crate::gateway::{ExecSink, Gateway, GatewayLimits, GatewayStats, OrderSource};
+use crate::gateway::{ExecSink, Gateway, GatewayLimits, OrderSource};
 use crate::journal::Journal;
 use crate::sim::{MarketView, SimVenue};
 use crate::venue::{Venue, VenueReport};
@@ -11,8 +12,8 @@ use anyhow::Context;
 use shm_layout::clock::now_ns;
 use shm_layout::process::{pin_current_thread, Backoff, Idler, PinOutcome};
 use shm_layout::{
-    names, Counter, CountersWriter, ExecEvent, Gauge, HedgeOrder, InstrumentDef, InstrumentTable,
-    LastValue, LastValueTable, OpenOptions, ProcessState, RejectReason, SpscConsumer, SpscProducer,
+    names, CountersWriter, ExecEvent, HedgeOrder, InstrumentDef, InstrumentTable, LastValue,
+    LastValueTable, OpenOptions, ProcessState, SpscConsumer, SpscProducer,
 };
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,153 +132,6 @@ impl ExecSink for Execs {
     }
 }
 
-/// `BadTick` -> `bad_tick`.
-fn snake(name: &str) -> String {
-    let mut s = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                s.push('_');
-            }
-            s.push(c.to_ascii_lowercase());
-        } else {
-            s.push(c);
-        }
-    }
-    s
-}
-
-/// Reads one counter out of the stats.
-type StatFn = fn(&GatewayStats) -> u64;
-
-/// Shared-memory counters, continuing from the values a previous run left.
-struct Counters {
-    w: CountersWriter,
-    list: Vec<(Counter, u64, StatFn)>,
-    rejects: Vec<(Counter, u64, usize)>,
-    open_orders: Gauge,
-    backlog: Gauge,
-    journal_records: Gauge,
-    transit_p50: Gauge,
-    transit_p99: Gauge,
-    transit_max: Gauge,
-    /// A counter, not a gauge: exec ids exceed f64's 53-bit mantissa.
-    last_exec_id: Counter,
-    /// Start-ups that stopped waiting for the venue to connect (`venue_connect_wait_ms`).
-    venue_connect_timeouts: Counter,
-    /// 1 while the venue takes orders (FIX: logged on), else 0.
-    venue_connected: Gauge,
-    /// The venue's own counters ([`Venue::for_each_counter`], e.g. `fix_*`), in the order the
-    /// venue gives them, with the value a previous run left.
-    venue: Vec<(&'static str, Counter, u64)>,
-}
-
-impl Counters {
-    fn new<V: Venue>(mut w: CountersWriter, venue: &V) -> Self {
-        let mut list = Vec::new();
-        let items: [(&str, StatFn); 14] = [
-            ("orders_received", |s| s.orders_received),
-            ("cancel_requests", |s| s.cancel_requests),
-            ("acks", |s| s.acks),
-            ("fills", |s| s.fills),
-            ("partial_fills", |s| s.partial_fills),
-            ("cancels", |s| s.cancels),
-            ("option_trades", |s| s.option_trades),
-            ("execs_published", |s| s.execs_published),
-            ("execs_ring_full", |s| s.execs_ring_full),
-            ("recovered_orders", |s| s.recovered_orders),
-            ("venue_recovered_orders", |s| s.venue_recovered_orders),
-            ("republished_execs", |s| s.republished_execs),
-            ("replayed_orders_skipped", |s| s.replayed_orders_skipped),
-            ("unknown_order_reports", |s| s.unknown_order_reports),
-        ];
-        for (label, f) in items {
-            let c = w.counter(label);
-            let base = c.get();
-            list.push((c, base, f));
-        }
-        let mut rejects = Vec::new();
-        for &r in RejectReason::ALL {
-            if r == RejectReason::None {
-                continue;
-            }
-            let c = w.counter(&format!("rejects{{reason=\"{}\"}}", snake(r.name())));
-            let base = c.get();
-            rejects.push((c, base, r as usize));
-        }
-        let mut venue_list: Vec<(&'static str, Counter, u64)> = Vec::new();
-        venue.for_each_counter(&mut |label, _| {
-            if !venue_list.iter().any(|e| e.0 == label) {
-                let c = w.counter(label);
-                let base = c.get();
-                venue_list.push((label, c, base));
-            }
-        });
-        Counters {
-            venue: venue_list,
-            open_orders: w.gauge("open_orders"),
-            backlog: w.gauge("outbound_backlog"),
-            journal_records: w.gauge("journal_records"),
-            transit_p50: w.gauge("order_transit_p50_ns"),
-            transit_p99: w.gauge("order_transit_p99_ns"),
-            transit_max: w.gauge("order_transit_max_ns"),
-            last_exec_id: w.counter("last_exec_id"),
-            venue_connect_timeouts: w.counter("venue_connect_timeouts"),
-            venue_connected: w.gauge("venue_connected"),
-            w,
-            list,
-            rejects,
-        }
-    }
-
-    /// Copies the stats (a few relaxed stores; done once per heartbeat, not per order).
-    fn publish<V: Venue>(&self, gw: &Gateway<V>) {
-        let s = gw.stats();
-        for (c, base, f) in &self.list {
-            c.set(base + f(s));
-        }
-        for (c, base, i) in &self.rejects {
-            c.set(base + s.rejects[*i & 15]);
-        }
-        self.open_orders.set(gw.open_orders() as f64);
-        self.backlog.set(gw.backlog() as f64);
-        self.journal_records.set(gw.journal().records() as f64);
-        self.last_exec_id.set(gw.last_exec_id());
-        self.venue_connected
-            .set(if gw.venue().is_connected() { 1.0 } else { 0.0 });
-        self.w.heartbeat();
-    }
-
-    /// Copies the venue's counters (a virtual call and a few dozen relaxed stores: done every
-    /// [`VENUE_COUNTERS_NS`], off the per-order path). Labels come in the order they came at
-    /// start-up, so each is found at its index; a label out of place is searched for, an
-    /// unknown one is ignored (no allocation here).
-    fn publish_venue<V: Venue>(&self, venue: &V) {
-        let mut i = 0usize;
-        venue.for_each_counter(&mut |label, v| {
-            let entry = match self.venue.get(i) {
-                Some(e) if e.0 == label => Some(e),
-                _ => self.venue.iter().find(|e| e.0 == label),
-            };
-            if let Some((_, c, base)) = entry {
-                c.set(base.saturating_add(v));
-            }
-            i += 1;
-        });
-    }
-
-    /// Publishes the order transit percentiles of the interval that just ended (if it saw
-    /// orders; otherwise the previous interval's values stay).
-    fn publish_transit(&self, h: &hdrhistogram::Histogram<u64>) {
-        if h.is_empty() {
-            return;
-        }
-        self.transit_p50.set(h.value_at_quantile(0.5) as f64);
-        self.transit_p99.set(h.value_at_quantile(0.99) as f64);
-        self.transit_max.set(h.max() as f64);
-    }
-}
-
 /// How often the venue's counters are copied into the counters segment.
 const VENUE_COUNTERS_NS: u64 = 100_000_000;
 
@@ -388,7 +242,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
             break;
         }
         if now >= wait_until {
-            counters.venue_connect_timeouts.inc();
+            counters.venue_connect_timeout();
             eprintln!(
                 "order-gateway: warning: venue {} not connected after {} ms (venue_connect_wait_ms); taking orders anyway: new orders are rejected NotConnected until it connects",
                 gw.venue().name(),
@@ -556,75 +410,5 @@ mod tests {
                 assert!(!d.contains(s), "{s} in {d}");
             }
         }
-    }
-
-    /// A venue with counters whose values (and, to test the fallback, order) can be changed.
-    struct CountingVenue(std::cell::Cell<u64>, std::cell::Cell<bool>);
-    impl Venue for CountingVenue {
-        fn name(&self) -> &'static str {
-            "counting"
-        }
-        fn submit(&mut self, _: &HedgeOrder, _: u64) {}
-        fn cancel(&mut self, _: u64, _: u64) {}
-        fn poll(&mut self, _: u64, _: &mut dyn FnMut(VenueReport)) {}
-        fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
-            let v = self.0.get();
-            if self.1.get() {
-                f("x_two", 2 * v);
-                f("x_one", v);
-            } else {
-                f("x_one", v);
-                f("x_two", 2 * v);
-            }
-            f("x_one", v); // a repeated label gets one counter
-        }
-    }
-
-    #[test]
-    fn venue_counters_are_published_into_the_counters_segment() {
-        let dir = tempfile::Builder::new()
-            .prefix("ogw-run-cnc-")
-            .tempdir_in("/dev/shm")
-            .unwrap();
-        let read = || -> std::collections::HashMap<String, u64> {
-            let r = shm_layout::CountersReader::open(dir.path(), "gateway", OpenOptions::default())
-                .unwrap();
-            r.snapshot()
-                .into_iter()
-                .filter_map(|(k, v)| match v {
-                    shm_layout::CounterValue::Counter(c) => Some((k, c)),
-                    shm_layout::CounterValue::Gauge(_) => None,
-                })
-                .collect()
-        };
-        let venue = CountingVenue(std::cell::Cell::new(0), std::cell::Cell::new(false));
-        {
-            let w = CountersWriter::create(dir.path(), "gateway", shm_layout::StalePolicy::Fail)
-                .unwrap();
-            let c = Counters::new(w, &venue);
-            assert_eq!(c.venue.len(), 2);
-            venue.0.set(5);
-            c.publish_venue(&venue);
-            assert_eq!((read()["x_one"], read()["x_two"]), (5, 10));
-            venue.1.set(true); // out of order: still found by label
-            venue.0.set(6);
-            c.publish_venue(&venue);
-            assert_eq!((read()["x_one"], read()["x_two"]), (6, 12));
-        }
-        // The simulator has none (the trait's default).
-        let sim = SimVenue::new(
-            crate::sim::SimConfig::default(),
-            Vec::new(),
-            Vec::<Option<LastValue>>::new(),
-        );
-        let mut n = 0;
-        sim.for_each_counter(&mut |_, _| n += 1);
-        assert_eq!(n, 0);
-    }
-
-    #[test]
-    fn reject_reasons_become_snake_case_labels() {
-        assert_eq!(snake("BadTick"), "bad_tick");
-        assert_eq!(snake("PriceOutsideBand"), "price_outside_band");
     }
 }
