@@ -23,6 +23,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use shm_layout::process::IdleStrategy;
 
+use engine::hedger::counters::HedgerCounter as H;
+use feed_handler::counters::FeedCounter as F;
+use feed_handler::publish::ROLE as FEED_ROLE;
+use order_gateway::counters::GatewayCounter as G;
+use shm_layout::CounterSchema;
+
 use crate::hist;
 use crate::metrics::{fmt_num, fmt_opt, Liveness, Snapshot};
 use crate::procs;
@@ -681,11 +687,11 @@ fn check_children(children: &mut Children, out: &Path) -> Option<String> {
 /// them, else its histogram log so far.
 fn latency_now(snap: &Snapshot, out: &Path) -> Option<(f64, f64, f64)> {
     if let Some(h) = procs::find_role(snap, "hedger") {
-        let g = |n| h.get(n, None).filter(|v| *v > 0.0);
+        let g = |id: H| h.get(id.def().name, None).filter(|v| *v > 0.0);
         if let (Some(a), Some(b), Some(c)) = (
-            g("tick_to_order_p50_ns"),
-            g("tick_to_order_p99_ns"),
-            g("tick_to_order_p999_ns"),
+            g(H::TickToOrderP50),
+            g(H::TickToOrderP99),
+            g(H::TickToOrderP999),
         ) {
             return Some((a, b, c));
         }
@@ -735,25 +741,23 @@ fn fmt_rate(r: f64) -> String {
 }
 
 /// Order rejects by reason over the hedger and the gateway: `(reason, count)` for non-zero
-/// counters named `*reject*` (not market-data rejects), reason from the `reason` or `limit`
-/// label (hedger limits are shown as `limit:<name>`).
+/// instances of the gateway's `rejects{reason}` and the hedger's `limit_rejects{limit}`
+/// (shown as `limit:<name>`, summed over underlyings), names from their schemas.
 fn rejects_by_reason(snap: &Snapshot) -> Vec<(String, f64)> {
     let mut out: Vec<(String, f64)> = Vec::new();
-    for p in &snap.processes {
-        if procs::role_matches(&p.role, "feed") {
-            continue; // the feed's rejects are bad market data, not orders
-        }
-        for m in &p.metrics {
-            if !m.name.contains("reject") || m.name.starts_with("md_") {
-                continue;
-            }
-            let reason = if let Some(r) = m.label_value("reason") {
-                r.to_string()
-            } else if let Some(l) = m.label_value("limit") {
-                format!("limit:{l}")
-            } else {
+    let sources = [
+        ("gateway", G::Rejects.def(), ""),
+        ("hedger", H::LimitRejects.def(), "limit:"),
+    ];
+    for (role, def, prefix) in sources {
+        let (Some(p), Some(by)) = (procs::find_role(snap, role), def.by) else {
+            continue;
+        };
+        for m in p.metrics.iter().filter(|m| m.name == def.name) {
+            let Some(r) = m.label_value(by.key) else {
                 continue;
             };
+            let reason = format!("{prefix}{r}");
             let v = m.value.as_f64();
             if v > 0.0 {
                 match out.iter_mut().find(|(r, _)| *r == reason) {
@@ -777,26 +781,19 @@ struct Totals {
     option_trades: Option<f64>,
 }
 
-fn first_sum(snap: &Snapshot, role: &str, names: &[&str]) -> Option<f64> {
-    let p = procs::find_role(snap, role)?;
-    names.iter().find_map(|n| p.sum(n))
+/// The total of counter `id` of process family `role` (its unlabelled value, or the sum over
+/// its instances), as declared by that process's schema.
+fn total<S: CounterSchema>(snap: &Snapshot, role: &str, id: S) -> Option<f64> {
+    procs::find_role(snap, role)?.sum(id.def().name)
 }
 
 fn totals(snap: &Snapshot) -> Totals {
     Totals {
-        events: first_sum(
-            snap,
-            "feed",
-            &["events_published", "events", "published", "md_published"],
-        ),
-        orders: first_sum(snap, "hedger", &["orders_sent", "hedge_orders", "orders"])
-            .or_else(|| first_sum(snap, "gateway", &["orders_received", "orders"])),
-        fills: first_sum(snap, "gateway", &["fills", "orders_filled", "filled"])
-            .or_else(|| first_sum(snap, "hedger", &["orders_filled", "fills"])),
-        rejects: first_sum(snap, "gateway", &["rejects", "orders_rejected"])
-            .or_else(|| first_sum(snap, "hedger", &["orders_rejected", "rejects"])),
-        option_trades: first_sum(snap, "gateway", &["option_trades", "client_trades"])
-            .or_else(|| first_sum(snap, "hedger", &["option_trades"])),
+        events: total(snap, FEED_ROLE, F::EventsPublished),
+        orders: total(snap, "hedger", H::OrdersSent),
+        fills: total(snap, "gateway", G::Fills),
+        rejects: total(snap, "gateway", G::Rejects),
+        option_trades: total(snap, "gateway", G::OptionTrades),
     }
 }
 
@@ -1093,7 +1090,7 @@ mod tests {
                 heartbeat_age_ns: 0,
                 metrics: vec![
                     metric("events_published", events_published),
-                    metric("events_published{kind=\"quote\"}", events_published),
+                    metric("events_by_kind{kind=\"quote\"}", events_published),
                 ],
             }],
             rings: Vec::new(),

@@ -5,8 +5,10 @@
 //! rest of `hedgectl` (stat, positions, export, the demo's status line) only formats snapshots,
 //! so it is tested without any process running.
 //!
-//! Counter labels follow Prometheus syntax, `name` or `name{key="value",...}` (the convention in
-//! the team contract); any other label is kept, sanitized, as a plain name.
+//! Counter labels follow Prometheus syntax, `name` or `name{key="value",...}` (what every
+//! process's counter schema writes, `shm_layout::counter_schema`); any other label is kept,
+//! sanitized, as a plain name. Units and help texts come from the segment too: nothing here
+//! knows a process's counters by heart, so a counter of a newer build is shown like any other.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,13 +20,15 @@ pub enum Value {
     Counter(u64),
     /// Instantaneous value.
     Gauge(f64),
+    /// A record of a kind this build does not know (its raw word): shown, never dropped.
+    Untyped(u64),
 }
 
 impl Value {
     /// The value for tables: counters exactly (u64 ids exceed f64 precision), gauges compact.
     pub fn display(self) -> String {
         match self {
-            Value::Counter(c) => c.to_string(),
+            Value::Counter(c) | Value::Untyped(c) => c.to_string(),
             Value::Gauge(g) => fmt_num(g),
         }
     }
@@ -32,7 +36,7 @@ impl Value {
     /// The value as f64 (counters converted).
     pub fn as_f64(self) -> f64 {
         match self {
-            Value::Counter(c) => c as f64,
+            Value::Counter(c) | Value::Untyped(c) => c as f64,
             Value::Gauge(g) => g,
         }
     }
@@ -49,10 +53,14 @@ pub struct Metric {
     pub labels: Vec<(String, String)>,
     /// Current value.
     pub value: Value,
+    /// Unit as the process declared it (empty if none).
+    pub unit: String,
+    /// Help text as the process declared it (empty if none).
+    pub help: String,
 }
 
 impl Metric {
-    /// Parses `label` (`name` or `name{k="v",...}`) into a metric.
+    /// Parses `label` (`name` or `name{k="v",...}`) into a metric without unit or help.
     pub fn new(label: &str, value: Value) -> Metric {
         let (name, labels) = parse_label(label);
         Metric {
@@ -60,6 +68,31 @@ impl Metric {
             name,
             labels,
             value,
+            unit: String::new(),
+            help: String::new(),
+        }
+    }
+
+    /// The same, with the unit and help text its segment record carries.
+    pub fn described(mut self, unit: &str, help: &str) -> Metric {
+        self.unit = unit.to_string();
+        self.help = help.to_string();
+        self
+    }
+
+    /// The label without its `underlying` pair (`hedges{reason="band"}` for
+    /// `hedges{underlying="BTC",reason="band"}`), for tables grouped by underlying.
+    pub fn label_without_underlying(&self) -> String {
+        let rest: Vec<String> = self
+            .labels
+            .iter()
+            .filter(|(k, _)| k != "underlying")
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect();
+        if rest.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}{{{}}}", self.name, rest.join(","))
         }
     }
 
@@ -302,18 +335,18 @@ impl Snapshot {
                     ..RiskRow::default()
                 });
                 let v = m.value.as_f64();
-                match m.name.as_str() {
-                    "net_delta" => row.net_delta = Some(v),
-                    "option_delta" => row.option_delta = Some(v),
-                    "hedge_position" => row.hedge_position = Some(v),
-                    "gamma" => row.gamma = Some(v),
-                    "vega" => row.vega = Some(v),
-                    "band" => row.band = Some(v),
-                    "trading_state" => row.state = Some(state_name(v as u8).to_string()),
-                    _ => {
-                        row.other.push((m.name.clone(), v));
-                    }
+                if m.name == H::TradingState.def().name {
+                    row.state = Some(state_name(v as u8).to_string());
+                    continue;
                 }
+                let field = match RISK_GAUGES.iter().find(|(id, _)| id.def().name == m.name) {
+                    Some((_, f)) => f(row),
+                    None => {
+                        row.other.push((m.name.clone(), v));
+                        continue;
+                    }
+                };
+                *field = Some(v);
             }
         }
         if let Some(c) = &self.control {
@@ -335,6 +368,20 @@ impl Snapshot {
         rows.into_values().collect()
     }
 }
+
+use engine::hedger::counters::HedgerCounter as H;
+use shm_layout::CounterSchema as _;
+
+/// The hedger's per-underlying gauges that make a [`RiskRow`] (names from its schema).
+type RiskField = fn(&mut RiskRow) -> &mut Option<f64>;
+const RISK_GAUGES: [(H, RiskField); 6] = [
+    (H::NetDelta, |r| &mut r.net_delta),
+    (H::OptionDelta, |r| &mut r.option_delta),
+    (H::HedgePosition, |r| &mut r.hedge_position),
+    (H::Gamma, |r| &mut r.gamma),
+    (H::Vega, |r| &mut r.vega),
+    (H::Band, |r| &mut r.band),
+];
 
 /// Name of a trading-state code.
 pub fn state_name(code: u8) -> &'static str {
@@ -395,16 +442,27 @@ pub fn fmt_num(x: f64) -> String {
     }
 }
 
-/// Renders the snapshot in the Prometheus text exposition format (version 0.0.4).
-///
-/// Every process metric becomes `hedge_<name>{role="<role>",<labels>}`; counters get
-/// `# TYPE ... counter`, gauges `gauge`. Liveness, heartbeat age, ring positions, the kill
-/// switch and trading states are added as `hedge_process_up`, `hedge_heartbeat_age_seconds`,
-/// `hedge_ring_*`, `hedge_kill_switch`, `hedge_trading_state`.
-pub fn render_prometheus(s: &Snapshot) -> String {
-    // Group samples by metric name: the format wants one TYPE line per name.
-    let mut families: BTreeMap<String, (&'static str, Vec<String>)> = BTreeMap::new();
-    let mut add = |name: String, kind: &'static str, labels: &[(String, String)], v: Sample| {
+/// Samples of one Prometheus metric family.
+struct Family {
+    kind: &'static str,
+    help: String,
+    lines: Vec<String>,
+}
+
+/// Families by name (the format wants one HELP and one TYPE line per name).
+#[derive(Default)]
+struct Families(BTreeMap<String, Family>);
+
+impl Families {
+    /// Adds one sample; the family's help is the first non-empty one given.
+    fn add(
+        &mut self,
+        name: String,
+        kind: &'static str,
+        help: &str,
+        labels: &[(String, String)],
+        v: Sample,
+    ) {
         let mut line = name.clone();
         if !labels.is_empty() {
             line.push('{');
@@ -420,84 +478,142 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             Sample::Exact(n) => write!(line, " {n}"),
             Sample::Float(f) => write!(line, " {}", prom_float(f)),
         };
-        families
-            .entry(name)
-            .or_insert_with(|| (kind, Vec::new()))
-            .1
-            .push(line);
+        let f = self.0.entry(name).or_insert_with(|| Family {
+            kind,
+            help: String::new(),
+            lines: Vec::new(),
+        });
+        if f.help.is_empty() {
+            f.help = help.to_string();
+        }
+        f.lines.push(line);
+    }
+
+    fn render(self) -> String {
+        let mut out = String::new();
+        for (name, f) in self.0 {
+            if !f.help.is_empty() {
+                let _ = writeln!(out, "# HELP {name} {}", escape_help(&f.help));
+            }
+            let _ = writeln!(out, "# TYPE {name} {}", f.kind);
+            for l in f.lines {
+                out.push_str(&l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// A process metric's family name, type, help and sample. Counters are `hedge_<name>_total`,
+/// gauges `hedge_<name>`, records of an unknown kind `hedge_<name>` typed `untyped`. The help
+/// is the process's own, with its unit.
+fn family_of(m: &Metric) -> (String, &'static str, String, Sample) {
+    let (name, kind, sample) = match m.value {
+        Value::Counter(n) => (
+            format!("hedge_{}_total", m.name),
+            "counter",
+            Sample::Exact(n),
+        ),
+        Value::Gauge(g) => (format!("hedge_{}", m.name), "gauge", Sample::Float(g)),
+        Value::Untyped(n) => (format!("hedge_{}", m.name), "untyped", Sample::Exact(n)),
     };
+    let help = match (m.help.is_empty(), m.unit.is_empty()) {
+        (_, true) => m.help.clone(),
+        (true, false) => format!("({})", m.unit),
+        (false, false) => format!("{} ({})", m.help, m.unit),
+    };
+    (name.replace("_total_total", "_total"), kind, help, sample)
+}
+
+/// Renders the snapshot in the Prometheus text exposition format (version 0.0.4).
+///
+/// Every process metric becomes `hedge_<name>{role="<role>",<labels>}` (per-underlying ones
+/// carry `underlying="<symbol>"`), with the `# HELP` (help and unit) and `# TYPE` its process
+/// wrote into its counters segment: counters `counter`, gauges `gauge`, kinds this build does
+/// not know `untyped`. Liveness, heartbeat age, ring positions, the kill switch and trading
+/// states are added as `hedge_process_up`, `hedge_heartbeat_age_seconds`, `hedge_ring_*`,
+/// `hedge_kill_switch`, `hedge_trading_state`.
+pub fn render_prometheus(s: &Snapshot) -> String {
+    let mut fams = Families::default();
     let role_label = |role: &str| vec![("role".to_string(), role.to_string())];
     for p in &s.processes {
-        add(
+        let role = role_label(&p.role);
+        let up = "1 alive, 0.5 heartbeat stale, 0 dead";
+        fams.add(
             "hedge_process_up".into(),
             "gauge",
-            &role_label(&p.role),
+            up,
+            &role,
             Sample::Float(p.liveness.as_gauge()),
         );
-        add(
+        let age = "Age of the process's heartbeat (seconds)";
+        let secs = Sample::Float(p.heartbeat_age_ns as f64 / 1e9);
+        fams.add(
             "hedge_heartbeat_age_seconds".into(),
             "gauge",
-            &role_label(&p.role),
-            Sample::Float(p.heartbeat_age_ns as f64 / 1e9),
+            age,
+            &role,
+            secs,
         );
         for m in &p.metrics {
-            let mut labels = role_label(&p.role);
+            let mut labels = role.clone();
             labels.extend(m.labels.iter().cloned());
-            let (kind, name) = match m.value {
-                Value::Counter(_) => ("counter", format!("hedge_{}_total", m.name)),
-                Value::Gauge(_) => ("gauge", format!("hedge_{}", m.name)),
-            };
-            let name = name.replace("_total_total", "_total");
-            let v = match m.value {
-                Value::Counter(n) => Sample::Exact(n),
-                Value::Gauge(g) => Sample::Float(g),
-            };
-            add(name, kind, &labels, v);
+            let (name, kind, help, v) = family_of(m);
+            fams.add(name, kind, &help, &labels, v);
         }
     }
     for r in &s.rings {
         let l = vec![("ring".to_string(), r.name.clone())];
-        add(
+        let pos = Sample::Exact(r.producer_position);
+        fams.add(
             "hedge_ring_producer_position".into(),
             "gauge",
+            "Messages ever written (messages)",
             &l,
-            Sample::Exact(r.producer_position),
+            pos,
         );
-        add(
+        let cap = Sample::Exact(r.capacity);
+        fams.add(
             "hedge_ring_capacity".into(),
             "gauge",
+            "Slots (messages)",
             &l,
-            Sample::Exact(r.capacity),
+            cap,
         );
         if let Some(len) = r.queued() {
-            add("hedge_ring_len".into(), "gauge", &l, Sample::Exact(len));
-        }
-    }
-    if let Some(c) = &s.control {
-        add(
-            "hedge_kill_switch".into(),
-            "gauge",
-            &[],
-            Sample::Exact(u64::from(c.kill_switch)),
-        );
-        for u in &c.underlyings {
-            add(
-                "hedge_trading_state".into(),
+            let help = "Messages written and not yet consumed (messages)";
+            fams.add(
+                "hedge_ring_len".into(),
                 "gauge",
-                &[("underlying".to_string(), u.symbol.clone())],
-                Sample::Exact(u64::from(u.state_code)),
+                help,
+                &l,
+                Sample::Exact(len),
             );
         }
     }
-    let mut out = String::new();
-    for (name, (kind, lines)) in families {
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for l in lines {
-            out.push_str(&l);
-            out.push('\n');
+    if let Some(c) = &s.control {
+        let on = Sample::Exact(u64::from(c.kill_switch));
+        fams.add(
+            "hedge_kill_switch".into(),
+            "gauge",
+            "1 while the kill switch is on",
+            &[],
+            on,
+        );
+        for u in &c.underlyings {
+            let l = [("underlying".to_string(), u.symbol.clone())];
+            let help = "Asked trading state: 0 active, 1 reduce-only, 2 halted";
+            let v = Sample::Exact(u64::from(u.state_code));
+            fams.add("hedge_trading_state".into(), "gauge", help, &l, v);
         }
     }
-    out
+    fams.render()
+}
+
+/// `# HELP` text escaping (backslash and newline).
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
 /// One sample's value: exact integers for counters and positions, floats for gauges.

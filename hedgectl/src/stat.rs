@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metrics::{fmt_opt, Liveness, Snapshot, Value};
+use crate::metrics::{fmt_opt, Liveness, Metric, ProcessSnap, Snapshot, Value};
 use crate::procs::{self, NsArgs};
 
 /// Options of `hedgectl stat`.
@@ -55,6 +55,79 @@ fn failsafe(snap: &Snapshot) -> Option<String> {
     ))
 }
 
+/// Counts per second of counter `m` of `p` since `prev` (`-` without a previous value; empty
+/// for gauges).
+fn rate(m: &Metric, before: Option<&ProcessSnap>, dt: Option<f64>) -> String {
+    let (Value::Counter(now), Some(b), Some(dt)) = (m.value, before, dt) else {
+        return match m.value {
+            Value::Gauge(_) => String::new(),
+            _ => "-".into(),
+        };
+    };
+    b.metrics
+        .iter()
+        .find(|x| x.label == m.label)
+        .and_then(|x| match x.value {
+            Value::Counter(then) if now >= then => Some((now - then) as f64 / dt),
+            _ => None,
+        })
+        .map_or_else(|| "-".into(), |r| format!("{r:.0}"))
+}
+
+/// The counters table: each process's global counters, then the per-underlying ones grouped
+/// by underlying (label shown without its `underlying` pair). Names, units and help come from
+/// the segments; a counter no schema here knows is listed like any other.
+fn render_counters(s: &mut String, snap: &Snapshot, prev: Option<&Snapshot>, all: bool) {
+    let dt = prev
+        .map(|p| snap.taken_ns.saturating_sub(p.taken_ns) as f64 / 1e9)
+        .filter(|d| *d > 0.0);
+    let shown = |m: &Metric| all || m.value.as_f64() != 0.0;
+    let before =
+        |p: &ProcessSnap| prev.and_then(|pr| pr.processes.iter().find(|x| x.role == p.role));
+    let _ = writeln!(
+        s,
+        "\n{:<16} {:<52} {:>16} {:<16} {:>10}",
+        "ROLE", "COUNTER", "VALUE", "UNIT", "RATE/s"
+    );
+    let mut underlyings: Vec<&str> = Vec::new();
+    for p in &snap.processes {
+        for m in p.metrics.iter().filter(|m| shown(m)) {
+            if let Some(u) = m.label_value("underlying") {
+                if !underlyings.contains(&u) {
+                    underlyings.push(u);
+                }
+                continue;
+            }
+            let r = rate(m, before(p), dt);
+            let v = m.value.display();
+            let _ = writeln!(
+                s,
+                "{:<16} {:<52} {v:>16} {:<16} {r:>10}",
+                p.role, m.label, m.unit
+            );
+        }
+    }
+    underlyings.sort_unstable();
+    for u in underlyings {
+        let _ = writeln!(s, "\n{u}");
+        for p in &snap.processes {
+            let mine = p
+                .metrics
+                .iter()
+                .filter(|m| shown(m) && m.label_value("underlying") == Some(u));
+            for m in mine {
+                let (r, v) = (rate(m, before(p), dt), m.value.display());
+                let label = m.label_without_underlying();
+                let _ = writeln!(
+                    s,
+                    "  {:<14} {label:<52} {v:>16} {:<16} {r:>10}",
+                    p.role, m.unit
+                );
+            }
+        }
+    }
+}
+
 /// Renders one snapshot; rates are computed against `prev` when given.
 pub fn render(snap: &Snapshot, prev: Option<&Snapshot>, all: bool) -> String {
     let mut s = String::new();
@@ -94,44 +167,7 @@ pub fn render(snap: &Snapshot, prev: Option<&Snapshot>, all: bool) -> String {
             fmt_age(p.heartbeat_age_ns)
         );
     }
-    let dt = prev
-        .map(|p| snap.taken_ns.saturating_sub(p.taken_ns) as f64 / 1e9)
-        .filter(|d| *d > 0.0);
-    let _ = writeln!(
-        s,
-        "\n{:<16} {:<44} {:>16} {:>12}",
-        "ROLE", "COUNTER", "VALUE", "RATE/s"
-    );
-    for p in &snap.processes {
-        let before = prev.and_then(|pr| pr.processes.iter().find(|x| x.role == p.role));
-        for m in &p.metrics {
-            if !all && m.value.as_f64() == 0.0 {
-                continue;
-            }
-            let rate = match (m.value, before, dt) {
-                (Value::Counter(now), Some(b), Some(dt)) => b
-                    .metrics
-                    .iter()
-                    .find(|x| x.label == m.label)
-                    .and_then(|x| match x.value {
-                        Value::Counter(then) if now >= then => Some((now - then) as f64 / dt),
-                        _ => None,
-                    })
-                    .map(|r| format!("{r:.0}"))
-                    .unwrap_or_else(|| "-".into()),
-                (Value::Counter(_), _, _) => "-".into(),
-                (Value::Gauge(_), _, _) => "".into(),
-            };
-            let _ = writeln!(
-                s,
-                "{:<16} {:<44} {:>16} {:>12}",
-                p.role,
-                m.label,
-                m.value.display(),
-                rate
-            );
-        }
-    }
+    render_counters(&mut s, snap, prev, all);
     if !snap.rings.is_empty() {
         let _ = writeln!(
             s,
@@ -227,7 +263,6 @@ fn watch(dir: &Path, args: &StatArgs) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{Metric, ProcessSnap};
 
     fn snap(t: u64, n: u64) -> Snapshot {
         Snapshot {
