@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use risk_bridge::bridge::BridgeCounter::FailsafeReduceOnly as FAILSAFE;
+use shm_layout::CounterSchema as _;
+
 use crate::metrics::{fmt_opt, Liveness, Metric, ProcessSnap, Snapshot, Value};
 use crate::procs::{self, NsArgs};
 
@@ -47,7 +50,7 @@ fn failsafe(snap: &Snapshot) -> Option<String> {
     let m = bridge
         .metrics
         .iter()
-        .find(|m| m.name == "failsafe_reduce_only" && m.value.as_f64() != 0.0)?;
+        .find(|m| m.name == FAILSAFE.def().name && m.value.as_f64() != 0.0)?;
     let reason = m.label_value("reason").unwrap_or("unknown");
     Some(format!(
         "risk-bridge holds every underlying reduce-only (reason: {reason}, past its bus timeout); \

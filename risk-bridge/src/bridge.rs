@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::kv;
 use futures::StreamExt as _;
 use shm_layout::control::ControlBlock;
+use shm_layout::counter_schema::{CounterDef as D, CounterSet};
 use shm_layout::counters::{Counter, CountersWriter, Gauge, ProcessState};
 use shm_layout::segment::OpenOptions;
 use shm_layout::StalePolicy;
@@ -68,30 +69,59 @@ struct Metrics {
     last_acked_exec_id: Gauge,
 }
 
+shm_layout::counter_schema! {
+    /// Every counter and gauge of the risk bridge (`cnc-risk-bridge`), declared once.
+    pub enum BridgeCounter {
+        /// Execs published to the bus.
+        ExecsPublished = D::counter("execs_published", "execs", "Journal execs published to the bus (drop copy)"),
+        /// Duplicates.
+        ExecsDuplicate = D::counter("execs_duplicate", "execs", "Execs the bus already had (same exec id), not published twice"),
+        /// Gaps.
+        ExecIdGaps = D::counter("exec_id_gaps", "gaps", "Gaps in the journal's exec ids"),
+        /// Risk updates.
+        RiskUpdates = D::counter("risk_updates", "updates", "Risk snapshots published to the bus"),
+        /// Control applied.
+        ControlApplied = D::counter("control_applied", "commands", "Firm control commands applied to the control block"),
+        /// Control rejected.
+        ControlRejected = D::counter("control_rejected", "commands", "Firm control commands rejected as invalid"),
+        /// Budget breaches.
+        BudgetBreaches = D::counter("budget_breaches", "breaches", "Host net delta outside its firm budget"),
+        /// Bus errors.
+        BusErrors = D::counter("bus_errors", "errors", "Bus requests that failed"),
+        /// Bus connected.
+        BusConnected = D::gauge("bus_connected", "", "1 while connected to the bus"),
+        /// Fail-safe.
+        FailsafeReduceOnly = D::gauge("failsafe_reduce_only", "", "1 while the bridge holds the host reduce-only, by reason")
+            .by("reason", &["bus_lost"]),
+        /// Last acked exec id.
+        LastAckedExecId = D::gauge("last_acked_exec_id", "", "Last exec id the bus acknowledged"),
+    }
+}
+
 impl Metrics {
     fn new(cfg: &Config) -> anyhow::Result<Self> {
+        use BridgeCounter as B;
         let mut w = CountersWriter::create(&cfg.dir, ROLE, cfg.on_stale)?;
+        let set: CounterSet<BridgeCounter> = w.register(&[]);
+        let c = |id| set.counter_at(id, 0, 0);
+        let g = |id| set.gauge_at(id, 0, 0);
         let m = Metrics {
-            execs_published: w.counter("execs_published"),
-            execs_duplicate: w.counter("execs_duplicate"),
-            exec_id_gaps: w.counter("exec_id_gaps"),
-            risk_updates: w.counter("risk_updates"),
-            control_applied: w.counter("control_applied"),
-            control_rejected: w.counter("control_rejected"),
-            budget_breaches: w.counter("budget_breaches"),
-            bus_errors: w.counter("bus_errors"),
-            bus_connected: w.gauge("bus_connected"),
-            failsafe: w.gauge(FAILSAFE_GAUGE),
-            last_acked_exec_id: w.gauge("last_acked_exec_id"),
+            execs_published: c(B::ExecsPublished),
+            execs_duplicate: c(B::ExecsDuplicate),
+            exec_id_gaps: c(B::ExecIdGaps),
+            risk_updates: c(B::RiskUpdates),
+            control_applied: c(B::ControlApplied),
+            control_rejected: c(B::ControlRejected),
+            budget_breaches: c(B::BudgetBreaches),
+            bus_errors: c(B::BusErrors),
+            bus_connected: g(B::BusConnected),
+            failsafe: g(B::FailsafeReduceOnly),
+            last_acked_exec_id: g(B::LastAckedExecId),
             writer: w,
         };
         Ok(m)
     }
 }
-
-/// Gauge set to 1 while the bridge holds the host reduce-only because the bus was lost;
-/// `hedgectl stat` prints the reason when it sees it.
-pub const FAILSAFE_GAUGE: &str = "failsafe_reduce_only{reason=\"bus_lost\"}";
 
 struct Bridge {
     cfg: Config,

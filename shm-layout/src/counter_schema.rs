@@ -36,7 +36,7 @@
 //! ```
 
 use crate::counters::{
-    Counter, RecordMeta, HELP_LEN, KIND_COUNTER, KIND_GAUGE, LABEL_LEN, UNIT_LEN,
+    Counter, Gauge, RecordMeta, HELP_LEN, KIND_COUNTER, KIND_GAUGE, LABEL_LEN, UNIT_LEN,
 };
 use std::marker::PhantomData;
 
@@ -297,6 +297,22 @@ impl<S: CounterSchema> CounterSet<S> {
             d.name
         );
         &self.slots[self.base[id.index()] + underlying * width + by]
+    }
+
+    /// A handle on counter instance (`underlying`, `by`) of `id`, for code that keeps its
+    /// handles in fields (startup; the handle is the same word the set stores into).
+    pub fn counter_at(&self, id: S, underlying: usize, by: usize) -> Counter {
+        self.slot(id, underlying, by).clone()
+    }
+
+    /// A handle on gauge instance (`underlying`, `by`) of `id`.
+    pub fn gauge_at(&self, id: S, underlying: usize, by: usize) -> Gauge {
+        debug_assert!(
+            id.def().kind == CounterKind::Gauge,
+            "{} is not a gauge",
+            id.def().name
+        );
+        Gauge::from_word(self.slot(id, underlying, by).clone())
     }
 
     /// Adds `n` to global counter `id`.

@@ -205,6 +205,10 @@ impl Gauge {
     pub fn detached() -> Self {
         Gauge(Counter::detached())
     }
+    /// The gauge stored in `word` (f64 bits).
+    pub(crate) fn from_word(word: Counter) -> Self {
+        Gauge(word)
+    }
 }
 
 /// The writer of one process's counters segment.
