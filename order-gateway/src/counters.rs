@@ -5,8 +5,7 @@
 
 use crate::gateway::{Gateway, GatewayStats};
 use crate::venue::Venue;
-use shm_layout::counter_schema::{CounterDef as D, CounterSet};
-use shm_layout::counters::KIND_COUNTER;
+use shm_layout::counter_schema::{CounterDef, CounterDef as D, CounterSet};
 use shm_layout::{Counter, CountersWriter, RecordMeta};
 
 /// `reason` values of `rejects`: [`shm_layout::RejectReason`] 1..=12 (wire order, `None` excluded), in
@@ -113,9 +112,9 @@ pub(crate) struct Counters {
     stat_base: [u64; FROM_STATS.len()],
     /// Values a previous run left, per [`REJECT_REASONS`] entry.
     reject_base: [u64; REJECT_REASONS.len()],
-    /// The venue's own counters ([`Venue::for_each_counter`], e.g. `fix_*`), in the order the
-    /// venue gives them, with the value a previous run left.
-    pub(crate) venue: Vec<(&'static str, Counter, u64)>,
+    /// The venue's own counters ([`Venue::for_each_counter`], e.g. `fix_*`): declaration,
+    /// label index, handle and the value a previous run left, in the order the venue gives them.
+    pub(crate) venue: Vec<(&'static CounterDef, usize, Counter, u64)>,
 }
 
 impl Counters {
@@ -126,17 +125,18 @@ impl Counters {
         for (i, b) in reject_base.iter_mut().enumerate() {
             *b = set.get_at(G::Rejects, 0, i);
         }
-        let mut venue_list: Vec<(&'static str, Counter, u64)> = Vec::new();
-        venue.for_each_counter(&mut |label, _| {
-            if !venue_list.iter().any(|e| e.0 == label) {
+        let mut venue_list: Vec<(&'static CounterDef, usize, Counter, u64)> = Vec::new();
+        venue.for_each_counter(&mut |def, by, _| {
+            if !venue_list.iter().any(|e| same(e.0, e.1, def, by)) {
+                let value = def.by.and_then(|b| b.values.get(by).copied());
                 let c = w.record_meta(RecordMeta {
-                    label,
-                    kind: KIND_COUNTER,
-                    unit: "",
-                    help: "Counter of the venue adapter (docs/operations.md)",
+                    label: &def.label(None, value),
+                    kind: def.kind.word(),
+                    unit: def.unit,
+                    help: def.help,
                 });
                 let base = c.get();
-                venue_list.push((label, c, base));
+                venue_list.push((def, by, c, base));
             }
         });
         Counters {
@@ -180,12 +180,12 @@ impl Counters {
     /// unknown one is ignored (no allocation here).
     pub(crate) fn publish_venue<V: Venue>(&self, venue: &V) {
         let mut i = 0usize;
-        venue.for_each_counter(&mut |label, v| {
+        venue.for_each_counter(&mut |def, by, v| {
             let entry = match self.venue.get(i) {
-                Some(e) if e.0 == label => Some(e),
-                _ => self.venue.iter().find(|e| e.0 == label),
+                Some(e) if same(e.0, e.1, def, by) => Some(e),
+                _ => self.venue.iter().find(|e| same(e.0, e.1, def, by)),
             };
-            if let Some((_, c, base)) = entry {
+            if let Some((_, _, c, base)) = entry {
                 c.set(base.saturating_add(v));
             }
             i += 1;
@@ -204,6 +204,11 @@ impl Counters {
             .set_f64(G::OrderTransitP99, h.value_at_quantile(0.99) as f64);
         self.set.set_f64(G::OrderTransitMax, h.max() as f64);
     }
+}
+
+/// Whether two venue counter instances are the same (same name and label index).
+fn same(a: &CounterDef, a_by: usize, b: &CounterDef, b_by: usize) -> bool {
+    a_by == b_by && a.name == b.name
 }
 
 /// `BadTick` -> `bad_tick`.
@@ -228,8 +233,19 @@ mod tests {
     use super::*;
     use crate::sim::SimVenue;
     use crate::venue::VenueReport;
+    use shm_layout::CounterSchema as _;
     use shm_layout::RejectReason;
     use shm_layout::{HedgeOrder, LastValue, OpenOptions};
+
+    shm_layout::counter_schema! {
+        /// A venue's schema.
+        enum X {
+            /// One.
+            One = D::counter("x_one", "things", "First venue counter"),
+            /// Two, by side.
+            Two = D::counter("x_two", "things", "Second venue counter").by("side", &["a", "b"]),
+        }
+    }
 
     /// A venue with counters whose values (and, to test the fallback, order) can be changed.
     struct CountingVenue(std::cell::Cell<u64>, std::cell::Cell<bool>);
@@ -240,16 +256,17 @@ mod tests {
         fn submit(&mut self, _: &HedgeOrder, _: u64) {}
         fn cancel(&mut self, _: u64, _: u64) {}
         fn poll(&mut self, _: u64, _: &mut dyn FnMut(VenueReport)) {}
-        fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        fn for_each_counter(&self, f: &mut dyn FnMut(&'static CounterDef, usize, u64)) {
+            let (one, two) = (X::One.def(), X::Two.def());
             let v = self.0.get();
             if self.1.get() {
-                f("x_two", 2 * v);
-                f("x_one", v);
+                f(two, 1, 2 * v);
+                f(one, 0, v);
             } else {
-                f("x_one", v);
-                f("x_two", 2 * v);
+                f(one, 0, v);
+                f(two, 1, 2 * v);
             }
-            f("x_one", v); // a repeated label gets one counter
+            f(one, 0, v); // a repeated instance gets one counter
         }
     }
 
@@ -278,11 +295,11 @@ mod tests {
             assert_eq!(c.venue.len(), 2);
             venue.0.set(5);
             c.publish_venue(&venue);
-            assert_eq!((read()["x_one"], read()["x_two"]), (5, 10));
+            assert_eq!((read()["x_one"], read()[r#"x_two{side="b"}"#]), (5, 10));
             venue.1.set(true); // out of order: still found by label
             venue.0.set(6);
             c.publish_venue(&venue);
-            assert_eq!((read()["x_one"], read()["x_two"]), (6, 12));
+            assert_eq!((read()["x_one"], read()[r#"x_two{side="b"}"#]), (6, 12));
         }
         // The simulator has none (the trait's default).
         let sim = SimVenue::new(
@@ -291,7 +308,7 @@ mod tests {
             Vec::<Option<LastValue>>::new(),
         );
         let mut n = 0;
-        sim.for_each_counter(&mut |_, _| n += 1);
+        sim.for_each_counter(&mut |_, _, _| n += 1);
         assert_eq!(n, 0);
     }
 

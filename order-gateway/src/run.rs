@@ -71,7 +71,10 @@ impl Venue for Box<dyn Venue> {
     fn shutdown(&mut self, now_ns: u64) {
         (**self).shutdown(now_ns)
     }
-    fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
+    fn for_each_counter(
+        &self,
+        f: &mut dyn FnMut(&'static shm_layout::counter_schema::CounterDef, usize, u64),
+    ) {
         (**self).for_each_counter(f)
     }
 }

@@ -23,6 +23,7 @@
 //! - The venue never invents `client_order_id`s: it echoes the order's.
 //! - [`ExecKind::OptionTrade`] is never produced by a venue (client option flow is separate).
 
+use shm_layout::counter_schema::CounterDef;
 use shm_layout::{ExecKind, HedgeOrder, Liquidity, RejectReason, Side};
 
 /// One execution report from a venue, before the gateway gives it an `exec_id`.
@@ -128,16 +129,18 @@ pub trait Venue {
         let _ = now_ns;
     }
 
-    /// Hands every venue counter to `f` as `(label, value)`, for the gateway's counters
-    /// segment (`cnc-gateway`). Called off the per-order path (the process does it every
-    /// 100 ms of its heartbeat), so it may loop over a few dozen values, but must not block.
+    /// Hands every venue counter to `f` as `(declaration, label index, value)`, for the
+    /// gateway's counters segment (`cnc-gateway`). Called off the per-order path (the process
+    /// does it every 100 ms of its heartbeat), so it may loop over a few dozen values, but must
+    /// not block.
     ///
-    /// Labels are stable, unique, at most 48 bytes, in the counters label convention
-    /// (`snake_case`, prefixed by the venue, e.g. `fix_logons`); the same labels in the same
-    /// order on every call (the gateway allocates a counter per label at start-up). Values
-    /// count since the venue was created. Default: no counters (the simulator's outcomes are
-    /// the gateway's own counters).
-    fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
+    /// The declarations come from the venue's own counter schema
+    /// ([`shm_layout::counter_schema!`]; names prefixed by the venue, e.g. `fix_logons`), so
+    /// their units and help reach the segment; the label index is 0, or the value's index in
+    /// the declaration's label set. The same instances in the same order on every call (the
+    /// gateway registers one record per instance at start-up). Values count since the venue
+    /// was created. Default: no counters (the simulator's outcomes are the gateway's own).
+    fn for_each_counter(&self, f: &mut dyn FnMut(&'static CounterDef, usize, u64)) {
         let _ = f;
     }
 }

@@ -34,6 +34,7 @@
 //! ```
 pub mod codec;
 pub mod config;
+pub mod counters;
 pub mod session;
 pub mod store;
 pub mod venue;

@@ -1,11 +1,13 @@
 //! [`FixVenue`]: hedge orders to NewOrderSingle/OrderCancelRequest, ExecutionReports and
 //! rejects back to [`VenueReport`]s.
 
-use super::codec::{self, tag, Message, MsgWriter};
+use super::codec::{tag, Message, MsgWriter};
 use super::config::FixConfig;
+use super::counters::FixCounter;
 use super::session::{SendError, Session, SessionEvent};
 use super::store::StoreError;
 use crate::venue::{Venue, VenueReport};
+use shm_layout::counter_schema::{CounterDef, CounterSchema as _};
 use shm_layout::{
     ExecKind, HedgeOrder, InstrumentDef, Liquidity, OrderType, RejectReason, Side, TimeInForce,
     SYMBOL_LEN,
@@ -652,49 +654,49 @@ impl Venue for FixVenue {
             .logout("gateway shutdown", &mut |s, ev| app.on_event(s, ev));
     }
 
-    /// Every counter (session, decoder, application) as `(label, value)`, for the gateway's
-    /// counters segment. Labels are stable snake_case names prefixed `fix_`.
-    fn for_each_counter(&self, f: &mut dyn FnMut(&'static str, u64)) {
+    /// Every counter (session, decoder, application) of [`FixCounter`], by index.
+    fn for_each_counter(&self, f: &mut dyn FnMut(&'static CounterDef, usize, u64)) {
+        use FixCounter as X;
         let s = self.session.stats();
         let a = &self.app.stats;
-        for (label, v) in [
-            ("fix_msgs_in", s.msgs_in),
-            ("fix_msgs_out", s.msgs_out),
-            ("fix_decode_rejected", s.decode.total_rejected()),
-            ("fix_connect_attempts", s.connect_attempts),
-            ("fix_connect_failures", s.connect_failures),
-            ("fix_logons", s.logons),
-            ("fix_disconnects", s.disconnects),
-            ("fix_resend_requests_sent", s.resend_requests_sent),
-            ("fix_resend_requests_received", s.resend_requests_received),
-            ("fix_gap_fills_sent", s.gap_fills_sent),
-            ("fix_sequence_resets_received", s.sequence_resets_received),
-            ("fix_duplicates_ignored", s.duplicates_ignored),
-            ("fix_out_of_order_dropped", s.out_of_order_dropped),
-            ("fix_seq_too_low", s.seq_too_low),
-            ("fix_wrong_comp_id", s.wrong_comp_id),
-            ("fix_test_requests_sent", s.test_requests_sent),
-            ("fix_logouts_received", s.logouts_received),
-            ("fix_send_overflows", s.send_overflows),
-            ("fix_store_errors", s.store_errors),
-            ("fix_orders_sent", a.orders_sent),
-            ("fix_cancels_sent", a.cancels_sent),
-            ("fix_exec_reports", a.exec_reports),
-            ("fix_venue_rejects", a.venue_rejects),
-            ("fix_business_rejects", a.business_rejects),
-            ("fix_session_rejects", a.session_rejects),
-            ("fix_cancel_rejects", a.cancel_rejects),
-            ("fix_local_rejects", a.local_rejects),
-            ("fix_gap_filled_orders", a.gap_filled_orders),
-            ("fix_unknown_order_reports", a.unknown_order_reports),
-            ("fix_malformed_app_messages", a.malformed_app_messages),
-            ("fix_recovered_orders", a.recovered_orders),
-            ("fix_status_requests_sent", a.status_requests_sent),
+        for (id, v) in [
+            (X::MsgsIn, s.msgs_in),
+            (X::MsgsOut, s.msgs_out),
+            (X::DecodeRejected, s.decode.total_rejected()),
+            (X::ConnectAttempts, s.connect_attempts),
+            (X::ConnectFailures, s.connect_failures),
+            (X::Logons, s.logons),
+            (X::Disconnects, s.disconnects),
+            (X::ResendRequestsSent, s.resend_requests_sent),
+            (X::ResendRequestsReceived, s.resend_requests_received),
+            (X::GapFillsSent, s.gap_fills_sent),
+            (X::SequenceResetsReceived, s.sequence_resets_received),
+            (X::DuplicatesIgnored, s.duplicates_ignored),
+            (X::OutOfOrderDropped, s.out_of_order_dropped),
+            (X::SeqTooLow, s.seq_too_low),
+            (X::WrongCompId, s.wrong_comp_id),
+            (X::TestRequestsSent, s.test_requests_sent),
+            (X::LogoutsReceived, s.logouts_received),
+            (X::SendOverflows, s.send_overflows),
+            (X::StoreErrors, s.store_errors),
+            (X::OrdersSent, a.orders_sent),
+            (X::CancelsSent, a.cancels_sent),
+            (X::ExecReports, a.exec_reports),
+            (X::VenueRejects, a.venue_rejects),
+            (X::BusinessRejects, a.business_rejects),
+            (X::SessionRejects, a.session_rejects),
+            (X::CancelRejects, a.cancel_rejects),
+            (X::LocalRejects, a.local_rejects),
+            (X::GapFilledOrders, a.gap_filled_orders),
+            (X::UnknownOrderReports, a.unknown_order_reports),
+            (X::MalformedAppMessages, a.malformed_app_messages),
+            (X::RecoveredOrders, a.recovered_orders),
+            (X::StatusRequestsSent, a.status_requests_sent),
         ] {
-            f(label, v);
+            f(id.def(), 0, v);
         }
-        for (label, v) in codec::DecodeError::LABELS.iter().zip(s.decode.rejected) {
-            f(label, v);
+        for (i, v) in s.decode.rejected.iter().enumerate() {
+            f(X::DecodeErrors.def(), i, *v);
         }
     }
 }
