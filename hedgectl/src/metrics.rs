@@ -128,7 +128,7 @@ pub fn sanitize_name(s: &str) -> String {
 pub fn parse_label(label: &str) -> (String, Vec<(String, String)>) {
     let label = label.trim();
     if let Some(open) = label.find('{') {
-        // A label cut at the counters segment's 48 bytes loses its closing `"}`: keep what is
+        // A label cut at the counters segment's 112 bytes loses its closing `"}`: keep what is
         // there (`reason="inside_ban`) rather than mangling the whole name.
         let (inner, cut) = match label.strip_suffix('}') {
             Some(l) => (&l[open + 1..], false),
