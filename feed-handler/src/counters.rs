@@ -7,30 +7,10 @@ use crate::partial::PartialReason;
 use crate::source::RejectReason;
 use shm_layout::counter_schema::CounterDef as D;
 
-const fn reject_names() -> [&'static str; RejectReason::ALL.len()] {
-    let mut out = [""; RejectReason::ALL.len()];
-    let mut i = 0;
-    while i < out.len() {
-        out[i] = RejectReason::ALL[i].name();
-        i += 1;
-    }
-    out
-}
-
-const fn partial_names() -> [&'static str; PartialReason::ALL.len()] {
-    let mut out = [""; PartialReason::ALL.len()];
-    let mut i = 0;
-    while i < out.len() {
-        out[i] = PartialReason::ALL[i].name();
-        i += 1;
-    }
-    out
-}
-
 /// `reason` values of `events_rejected` ([`RejectReason::ALL`] order).
-const REJECT_NAMES: [&str; RejectReason::ALL.len()] = reject_names();
+const REJECT_NAMES: [&str; RejectReason::ALL.len()] = shm_layout::label_values!(RejectReason);
 /// `reason` values of `parts_dropped` ([`PartialReason::ALL`] order).
-const PARTIAL_NAMES: [&str; PartialReason::ALL.len()] = partial_names();
+const PARTIAL_NAMES: [&str; PartialReason::ALL.len()] = shm_layout::label_values!(PartialReason);
 /// `kind` values of `events_by_kind`: `MarketEventKind` wire values 1..=4, in order.
 pub const EVENT_KINDS: [&str; 4] = ["quote", "option_mark", "underlying_price", "trade"];
 

@@ -219,6 +219,34 @@ macro_rules! counter_schema {
     };
 }
 
+/// The label values of a wire enum with a `const ALL: [Self; N]` and a `const fn name(self)`,
+/// as a `[&str; N]` usable in a schema's `.by(...)` (evaluated at compile time).
+///
+/// ```
+/// #[derive(Clone, Copy)]
+/// enum Side { Buy, Sell }
+/// impl Side {
+///     const ALL: [Side; 2] = [Side::Buy, Side::Sell];
+///     const fn name(self) -> &'static str {
+///         match self { Side::Buy => "buy", Side::Sell => "sell" }
+///     }
+/// }
+/// const SIDES: [&str; 2] = shm_layout::label_values!(Side);
+/// assert_eq!(SIDES, ["buy", "sell"]);
+/// ```
+#[macro_export]
+macro_rules! label_values {
+    ($ty:ty) => {{
+        let mut out = [""; <$ty>::ALL.len()];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = <$ty>::ALL[i].name();
+            i += 1;
+        }
+        out
+    }};
+}
+
 /// The hot-path handles of one schema: one slot per instance, found by index.
 pub struct CounterSet<S> {
     slots: Box<[Counter]>,

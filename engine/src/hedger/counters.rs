@@ -10,30 +10,10 @@ use crate::limits::{LimitBreach, TradingMode};
 use shm_layout::counter_schema::{CounterDef as D, CounterSet};
 use shm_layout::CountersWriter;
 
-const fn md_reject_names() -> [&'static str; MdReject::ALL.len()] {
-    let mut out = [""; MdReject::ALL.len()];
-    let mut i = 0;
-    while i < out.len() {
-        out[i] = MdReject::ALL[i].name();
-        i += 1;
-    }
-    out
-}
-
-const fn limit_names() -> [&'static str; LimitBreach::ALL.len()] {
-    let mut out = [""; LimitBreach::ALL.len()];
-    let mut i = 0;
-    while i < out.len() {
-        out[i] = LimitBreach::ALL[i].name();
-        i += 1;
-    }
-    out
-}
-
 /// `reason` values of `md_rejected` ([`MdReject::ALL`] order).
-const MD_REJECT_NAMES: [&str; MdReject::ALL.len()] = md_reject_names();
+const MD_REJECT_NAMES: [&str; MdReject::ALL.len()] = shm_layout::label_values!(MdReject);
 /// `limit` values of `limit_rejects` ([`LimitBreach::ALL`] order).
-const LIMIT_NAMES: [&str; LimitBreach::ALL.len()] = limit_names();
+const LIMIT_NAMES: [&str; LimitBreach::ALL.len()] = shm_layout::label_values!(LimitBreach);
 /// `reason` values of `hedges`.
 const HEDGE_REASONS: [&str; 2] = ["band", "safety"];
 

@@ -669,7 +669,6 @@ impl Driver {
 mod tests {
     use super::*;
     use shm_layout::process::{IdleAction, IdleStrategy};
-    use shm_layout::StalePolicy;
 
     #[test]
     fn hedger_idles_10000_spins_then_100_yields_then_parks_from_1_us() {
@@ -684,26 +683,5 @@ mod tests {
         );
         idle.reset();
         assert_eq!(idle.idle(), IdleAction::Spin, "work resets the backoff");
-    }
-
-    #[test]
-    fn counter_labels_fit_the_segment_and_are_unique() {
-        let dir = tempfile::Builder::new()
-            .prefix("hedger-labels-")
-            .tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::tempdir())
-            .unwrap();
-        let mut w = CountersWriter::create(dir.path(), "hedger", StalePolicy::Replace).unwrap();
-        let _m = Metrics::new(&mut w, &["BTC-USD-IDX".to_string()]);
-        let r = CountersReader::open(dir.path(), "hedger", OpenOptions::default()).unwrap();
-        let labels: Vec<String> = r.snapshot().into_iter().map(|(l, _)| l).collect();
-        assert!(labels.len() > 40);
-        for l in &labels {
-            assert!(!l.contains('{') || l.ends_with('}'), "truncated label {l}");
-        }
-        let mut u = labels.clone();
-        u.sort();
-        u.dedup();
-        assert_eq!(u.len(), labels.len(), "duplicate labels");
     }
 }
