@@ -326,3 +326,53 @@ fn the_accumulated_and_timer_triggers_fire_inside_the_band() {
         Some(HedgeReason::Timer)
     );
 }
+
+/// A passive order of the previous run still rests at the venue after a restart: the new run
+/// does not know why it was sent, so it cancels it while reconciling (once, re-sent only
+/// after `PREV_RUN_CANCEL_RESEND_NS`); the venue's `Cancelled` ends it, and hedging resumes
+/// after the quiet period instead of at the reconcile deadline (which would drop the order
+/// from the in-flight table while it could still fill).
+#[test]
+fn a_restart_cancels_the_previous_runs_resting_order_and_resumes_hedging() {
+    let (r, o) = rig_with_passive_buy();
+    let st = r.core.persist_state();
+    let mut r2 = rig(passive_policy(), open_limits());
+    r2.next_exec_id = r.next_exec_id;
+    let now = r2.now;
+    r2.core.restore(&st, now, 1_000_000).unwrap();
+    r2.core.set_reconcile_timeout(now, 60_000_000_000);
+    r2.warm();
+    assert_eq!(r2.core.timer_due_ns(), 0, "the cancel is due at once");
+    r2.core.on_timer_at(&mut r2.orders, now + 1_000);
+    let c = r2
+        .pop_order()
+        .expect("a cancel of the previous run's order");
+    assert_eq!(c.action(), Ok(OrderAction::Cancel));
+    assert_eq!(
+        (c.client_order_id, c.side()),
+        (o.client_order_id, Ok(Side::Buy))
+    );
+    assert_eq!(r2.core.stats.prev_run_cancels, 1);
+    r2.core.on_timer_at(&mut r2.orders, now + 2_000);
+    assert!(
+        r2.pop_order().is_none(),
+        "not re-sent before the re-send interval"
+    );
+    assert!(r2.core.reconciling());
+    r2.exec(
+        ExecKind::Cancelled,
+        o.client_order_id,
+        PERP,
+        Side::Buy,
+        0.0,
+        0.0,
+        0.0,
+    );
+    assert_eq!(r2.core.inflight_count(), 0);
+    r2.core.on_timer_at(&mut r2.orders, now + 10_000_000);
+    assert!(!r2.core.reconciling());
+    let n = r2.pop_order().expect("hedging resumed");
+    assert_eq!(n.action(), Ok(OrderAction::New));
+    assert!(n.client_order_id > o.client_order_id);
+    assert_eq!(r2.core.stats.reconcile_timeouts, 0);
+}

@@ -172,6 +172,8 @@ pub struct Stats {
     /// Orders of a previous run dropped from the in-flight table when reconciliation timed
     /// out (no terminal report arrived).
     pub reconcile_timeouts: u64,
+    /// Cancels sent for orders of a previous run still in flight while reconciling.
+    pub prev_run_cancels: u64,
 }
 
 /// Per-underlying runtime state (public for gauges and tests).
@@ -282,7 +284,15 @@ struct Inflight {
     sign: f64,
     leaves: f64,
     px: f64,
+    /// When a cancel of this order was last sent, ns (0: never). Only orders of a previous
+    /// run are cancelled from here ([`HedgerCore::cancel_previous_run`]); the passive order
+    /// of this run is cancelled through its execution state.
+    cancel_sent_ns: u64,
 }
+
+/// While reconciling, a cancel of a previous run's order that got no terminal report is
+/// re-sent after this long (or after the reconcile quiet period, if longer).
+pub const PREV_RUN_CANCEL_RESEND_NS: u64 = 100_000_000;
 
 /// Orders whose reason [`HedgerCore::sent_reason`] remembers.
 pub const SENT_REASONS: usize = 64;
@@ -799,6 +809,38 @@ impl<R: OptionRisk> HedgerCore<R> {
         self.last_prev_epoch_activity_ns = now_ns;
     }
 
+    fn prev_run_cancel_resend_ns(&self) -> u64 {
+        PREV_RUN_CANCEL_RESEND_NS.max(self.reconcile_quiet_ns)
+    }
+
+    /// Cancels every order of a previous run still in flight (restored from the state, or
+    /// learnt from its reports), re-sending after [`PREV_RUN_CANCEL_RESEND_NS`]. This run does
+    /// not know why those orders were sent: a passive order of the previous run would
+    /// otherwise rest at the venue, holding hedging until the reconcile deadline and then
+    /// leaving the in-flight table while it can still fill. The venue's answer (`Cancelled`,
+    /// or the fill that raced the cancel) ends it as for any order; a cancel of an order that
+    /// already ended is ignored by the gateway.
+    fn cancel_previous_run<O: OrderSink>(&mut self, now_ns: u64, orders: &mut O) {
+        let resend_ns = self.prev_run_cancel_resend_ns();
+        for i in 0..self.inflight.len() {
+            let o = self.inflight[i];
+            if o.coid >> 32 >= self.epoch
+                || (o.cancel_sent_ns != 0 && now_ns.saturating_sub(o.cancel_sent_ns) < resend_ns)
+            {
+                continue;
+            }
+            let instrument_id = self.und[o.und as usize].policy.instrument.instrument_id;
+            let cancel = exec::cancel_of(o.coid, instrument_id, o.sign, o.px, now_ns);
+            if orders.push(cancel).is_err() {
+                self.stats.orders_ring_full += 1;
+                self.ring_blocked = true;
+                return;
+            }
+            self.inflight[i].cancel_sent_ns = now_ns.max(1);
+            self.stats.prev_run_cancels += 1;
+        }
+    }
+
     #[inline]
     fn add_inflight(&mut self, coid: u64, und: u16, signed_leaves: f64, px: f64) -> bool {
         if self.inflight.len() >= MAX_INFLIGHT {
@@ -812,6 +854,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             sign,
             leaves,
             px,
+            cancel_sent_ns: 0,
         });
         let u = &mut self.und[und as usize];
         u.inflight_qty += signed_leaves;
@@ -1444,6 +1487,12 @@ impl<R: OptionRisk> HedgerCore<R> {
                 self.last_prev_epoch_activity_ns
                     .saturating_add(self.reconcile_quiet_ns),
             );
+            for o in self.inflight.iter().filter(|o| o.coid >> 32 < self.epoch) {
+                due = due.min(match o.cancel_sent_ns {
+                    0 => 0,
+                    t => t.saturating_add(self.prev_run_cancel_resend_ns()),
+                });
+            }
         }
         if self.clock_ready && self.next_settle_ns != u64::MAX {
             let mono = self.next_settle_ns as i128 - self.wall_minus_mono;
@@ -1487,6 +1536,9 @@ impl<R: OptionRisk> HedgerCore<R> {
     ) {
         if self.ring_blocked && orders.pending() == 0 {
             self.ring_blocked = false;
+        }
+        if self.reconciling {
+            self.cancel_previous_run(now_ns, orders);
         }
         if self.reconciling && now_ns >= self.reconcile_deadline_ns {
             let epoch = self.epoch;

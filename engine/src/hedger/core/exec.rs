@@ -117,6 +117,30 @@ pub(super) struct Stamps {
     pub decision_ns: u64,
 }
 
+/// A cancel request for order `coid` (side from `sign`: +1 buy, -1 sell; its limit `px`).
+pub(super) fn cancel_of(
+    coid: u64,
+    instrument_id: u32,
+    sign: f64,
+    px: f64,
+    now_ns: u64,
+) -> HedgeOrder {
+    HedgeOrder {
+        client_order_id: coid,
+        instrument_id,
+        side: if sign > 0.0 { Side::Buy } else { Side::Sell } as u8,
+        order_type: OrderType::Limit as u8,
+        tif: TimeInForce::Gtc as u8,
+        action: OrderAction::Cancel as u8,
+        qty: 0.0,
+        limit_px: px,
+        feed_recv_ts_ns: 0,
+        hedger_read_ts_ns: now_ns,
+        decision_ts_ns: now_ns,
+        publish_ts_ns: now_ns,
+    }
+}
+
 /// Our own side's touch (bid when buying, ask when selling).
 #[inline]
 fn own_touch(book: &LastValue, side: Side) -> f64 {
@@ -403,25 +427,13 @@ impl<R: OptionRisk> HedgerCore<R> {
     fn send_cancel<O: OrderSink>(&mut self, u: usize, now_ns: u64, orders: &mut O) {
         let x = &mut self.und[u];
         let e = x.exec;
-        let side = if e.passive_sign > 0.0 {
-            Side::Buy
-        } else {
-            Side::Sell
-        };
-        let order = HedgeOrder {
-            client_order_id: e.passive_coid,
-            instrument_id: x.policy.instrument.instrument_id,
-            side: side as u8,
-            order_type: OrderType::Limit as u8,
-            tif: TimeInForce::Gtc as u8,
-            action: OrderAction::Cancel as u8,
-            qty: 0.0,
-            limit_px: e.passive_px,
-            feed_recv_ts_ns: 0,
-            hedger_read_ts_ns: now_ns,
-            decision_ts_ns: now_ns,
-            publish_ts_ns: now_ns,
-        };
+        let order = cancel_of(
+            e.passive_coid,
+            x.policy.instrument.instrument_id,
+            e.passive_sign,
+            e.passive_px,
+            now_ns,
+        );
         // Counted as sent even when the ring is full: the re-send clock starts either way.
         x.exec.cancel_sent_ns = now_ns.max(1);
         x.exec.cancels_sent += 1;
