@@ -65,6 +65,7 @@ shm_layout::counter_schema! {
         ReconciledOrders = D::counter("reconciled_orders", "orders", "In-flight orders settled by reconciliation at start"),
         /// Reconcile timeouts.
         ReconcileTimeouts = D::counter("reconcile_timeouts", "timeouts", "Reconciliations that timed out"),
+        PrevRunCancels = D::counter("prev_run_cancels", "cancels", "Cancels sent at start for orders of the previous run still in flight"),
         /// Orders in flight.
         OrdersInflight = D::gauge("orders_inflight", "orders", "Hedge orders sent and not yet final"),
         /// Kill switch.
@@ -165,6 +166,7 @@ impl Metrics {
             (H::InflightFull, s.inflight_full),
             (H::ReconciledOrders, s.reconciled_orders),
             (H::ReconcileTimeouts, s.reconcile_timeouts),
+            (H::PrevRunCancels, s.prev_run_cancels),
             (H::StateSnapshots, hk.snapshots),
             (H::RiskForcedReevals, c.risk.forced_reevals()),
         ] {
