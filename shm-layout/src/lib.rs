@@ -31,6 +31,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+#[cfg(not(loom))]
+pub mod agent;
 pub mod alloc_count;
 pub mod ascii;
 pub mod broadcast;
