@@ -9,15 +9,14 @@ use crate::journal::Journal;
 use crate::sim::{MarketView, SimVenue};
 use crate::venue::{Venue, VenueReport};
 use anyhow::Context;
+use shm_layout::agent::{stop_on_signals, Agent, AgentRunner, RunnerConfig};
 use shm_layout::clock::now_ns;
-use shm_layout::process::{pin_current_thread, Backoff, Idler, PinOutcome};
+use shm_layout::process::Backoff;
 use shm_layout::{
     names, CountersWriter, ExecEvent, HedgeOrder, InstrumentDef, InstrumentTable, LastValue,
-    LastValueTable, OpenOptions, ProcessState, SpscConsumer, SpscProducer,
+    LastValueTable, OpenOptions, SpscConsumer, SpscProducer,
 };
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Builds the FIX venue from the `[fix]` table (its `state_dir` defaults to the gateway's
@@ -138,66 +137,288 @@ impl ExecSink for Execs {
 /// How often the venue's counters are copied into the counters segment.
 const VENUE_COUNTERS_NS: u64 = 100_000_000;
 
-/// Runs the gateway until SIGINT/SIGTERM.
+/// Runs the gateway until SIGINT/SIGTERM: [`GatewayAgent`] on the [`AgentRunner`].
 ///
 /// # Errors
 /// Segments that cannot be created or opened, journal errors, a bad `[fix]` table.
 pub fn run(cfg: &Config) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
+    let stop = stop_on_signals(None).context("installing signal handler")?;
+    let mut agent = GatewayAgent::start(cfg)?;
+    AgentRunner::new(runner_config(cfg)).run(&mut agent, &stop)
+}
+
+/// The runner's settings from the config: the gateway's core, idle strategy, heartbeat and
+/// drain.
+pub fn runner_config(cfg: &Config) -> RunnerConfig {
+    RunnerConfig {
+        core: cfg.core,
+        idle: cfg.idle,
+        backoff: Backoff::DEFAULT,
+        heartbeat_interval_ns: cfg.heartbeat_ms.max(1) * 1_000_000,
+        status_interval_ns: 0,
+        drain_timeout_ns: cfg.drain_ms.saturating_mul(1_000_000),
+        duty_every_cycles: 64,
     }
-    let dir = cfg.shm_dir()?;
-    shm_layout::private::create_dir_all(&dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
+}
+
+/// The order gateway as an [`Agent`]: each duty cycle is one [`Gateway::step`] (orders in,
+/// venue polled, execs out).
+///
+/// At start-up it waits, bounded by `venue_connect_wait_ms`, for the venue (FIX: the Logon)
+/// before taking orders, so that orders left in the ring (by a killed run, or sent while the
+/// gateway was down) are not rejected NotConnected for nothing: the venue is polled (it
+/// connects), recovery reports are published, the heartbeat goes on (state stays `Starting`);
+/// orders stay in the ring. On stop it takes no new orders and drains (`drain_ms`) until no
+/// order is open and nothing waits to be published.
+pub struct GatewayAgent {
+    gw: Gateway<Box<dyn Venue>>,
+    orders: Orders,
+    execs: Execs,
+    market: Rc<LvtView>,
+    counters: Counters,
+    /// Until when the start-up waits for the venue, ns (None: taking orders).
+    venue_wait: Option<VenueWait>,
+    accepting: bool,
+    next_venue_counters: u64,
+    next_interval: u64,
+    /// Whole-run transit for --latency-log (the gateway's own histogram is reset per
+    /// interval); merged once per interval, off the per-order path.
+    run_transit: hdrhistogram::Histogram<u64>,
+    run_start: std::time::SystemTime,
+    latency_log: Option<std::path::PathBuf>,
+}
+
+struct VenueWait {
+    start_ns: u64,
+    until_ns: u64,
+    wait_ms: u64,
+}
+
+impl GatewayAgent {
+    /// Creates and opens the segments, opens the journal, builds the venue and the flow and
+    /// recovers the previous run's orders (printing one line about it).
+    ///
+    /// # Errors
+    /// As [`run`].
+    pub fn start(cfg: &Config) -> anyhow::Result<Self> {
+        let dir = cfg.shm_dir()?;
+        shm_layout::private::create_dir_all(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let seg = open_segments(cfg, &dir)?;
+        let (mut orders, mut execs) = (seg.orders, seg.execs);
+        let venue: Box<dyn Venue> = match cfg.venue {
+            VenueKind::Sim => Box::new(SimVenue::new(
+                cfg.sim.clone(),
+                seg.defs.clone(),
+                seg.lvt.clone(),
+            )),
+            VenueKind::Fix => fix_venue(cfg, &seg.defs)?,
+        };
+        let now = now_ns();
+        let flow = cfg
+            .flow
+            .enabled
+            .then(|| OptionFlow::new(cfg.flow.clone(), &seg.defs, now));
+        let (journal, replay) = Journal::open(&cfg.journal_path()?)?;
+        let limits = GatewayLimits {
+            id_epoch: shm_layout::clock::wall_ns() / 1_000_000_000,
+            ..GatewayLimits::default()
+        };
+        let (gw, summary) = Gateway::recover(
+            venue,
+            flow,
+            journal,
+            replay,
+            limits,
+            &mut orders,
+            &mut execs,
+            now,
+        )?;
+        print_start(&dir, &gw, &summary);
+        let counters = Counters::new(seg.counters, gw.venue());
+        let wait_start = now_ns();
+        Ok(GatewayAgent {
+            run_transit: gw.transit().clone(),
+            gw,
+            orders,
+            execs,
+            market: seg.lvt,
+            counters,
+            venue_wait: Some(VenueWait {
+                start_ns: wait_start,
+                until_ns: wait_start + cfg.venue_connect_wait_ms.saturating_mul(1_000_000),
+                wait_ms: cfg.venue_connect_wait_ms,
+            }),
+            accepting: true,
+            next_venue_counters: 0,
+            next_interval: 0,
+            run_start: std::time::SystemTime::now(),
+            latency_log: cfg.latency_log.clone(),
+        })
+    }
+
+    /// Ends the start-up wait when the venue is connected or the wait is over.
+    fn check_venue_wait(&mut self, now: u64) {
+        let Some(w) = &self.venue_wait else { return };
+        if self.gw.venue().is_connected() {
+            if now - w.start_ns >= 1_000_000 {
+                eprintln!(
+                    "order-gateway: venue {} connected after {} ms",
+                    self.gw.venue().name(),
+                    (now - w.start_ns) / 1_000_000
+                );
+            }
+        } else if now >= w.until_ns {
+            self.counters.venue_connect_timeout();
+            eprintln!(
+                "order-gateway: warning: venue {} not connected after {} ms (venue_connect_wait_ms); taking orders anyway: new orders are rejected NotConnected until it connects",
+                self.gw.venue().name(),
+                w.wait_ms
+            );
+        } else {
+            return;
+        }
+        self.venue_wait = None;
+        // The first transit interval starts when orders are taken.
+        self.next_interval = now_ns() + 1_000_000_000;
+    }
+
+    /// The final transit interval, the whole-run latency log.
+    fn write_latency_log(&mut self) -> anyhow::Result<()> {
+        self.counters.publish_transit(self.gw.transit());
+        let _ = self.run_transit.add(self.gw.transit());
+        let Some(path) = &self.latency_log else {
+            return Ok(());
+        };
+        write_latency_log(
+            path,
+            self.run_start,
+            &[
+                ("recv_to_gateway", self.gw.tick_to_order()),
+                ("publish_to_gateway", &self.run_transit),
+            ],
+        )
+        .with_context(|| format!("writing the latency log {}", path.display()))
+    }
+}
+
+impl Agent for GatewayAgent {
+    type Error = anyhow::Error;
+
+    fn name(&self) -> &str {
+        "order-gateway"
+    }
+
+    fn counters(&self) -> Option<&CountersWriter> {
+        Some(&self.counters.w)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.venue_wait.is_none()
+    }
+
+    #[inline]
+    fn do_work(&mut self) -> anyhow::Result<usize> {
+        let now = now_ns();
+        if self.venue_wait.is_some() {
+            self.check_venue_wait(now);
+        }
+        let accept_new = self.accepting && self.venue_wait.is_none();
+        let worked = self.gw.step(
+            now,
+            accept_new,
+            &mut self.orders,
+            &mut self.execs,
+            &self.market,
+        )?;
+        Ok(usize::from(worked))
+    }
+
+    fn publish_counters(&mut self, now: u64) {
+        self.counters.publish(&self.gw);
+        if now >= self.next_venue_counters {
+            self.next_venue_counters = now + VENUE_COUNTERS_NS;
+            self.counters.publish_venue(self.gw.venue());
+        }
+        if self.venue_wait.is_none() && now >= self.next_interval {
+            self.next_interval = now + 1_000_000_000;
+            self.counters.publish_transit(self.gw.transit());
+            let _ = self.run_transit.add(self.gw.transit());
+            self.gw.reset_transit();
+        }
+        self.execs.0.heartbeat();
+    }
+
+    fn on_stop(&mut self, _now: u64, _by_signal: bool) {
+        self.accepting = false;
+        self.venue_wait = None;
+    }
+
+    fn is_drained(&mut self) -> bool {
+        self.gw.open_orders() == 0 && self.gw.backlog() == 0
+    }
+
+    fn on_close(&mut self, now: u64) -> anyhow::Result<()> {
+        self.gw.shutdown(now);
+        self.counters.publish(&self.gw);
+        self.counters.publish_venue(self.gw.venue());
+        self.write_latency_log()?;
+        eprintln!(
+            "order-gateway: stopped; {} orders, {} execs published, {} still open (recovered at next start)",
+            self.gw.stats().orders_received,
+            self.gw.stats().execs_published,
+            self.gw.open_orders()
+        );
+        Ok(())
+    }
+}
+
+/// The gateway's segments: what it creates (counters, execs) and what it opens (instruments,
+/// last values, orders).
+struct Segments {
+    counters: CountersWriter,
+    execs: Execs,
+    defs: Vec<InstrumentDef>,
+    lvt: Rc<LvtView>,
+    orders: Orders,
+}
+
+fn open_segments(cfg: &Config, dir: &std::path::Path) -> anyhow::Result<Segments> {
     let wait = OpenOptions::wait(Duration::from_millis(cfg.open_wait_ms));
     let stale = cfg.on_stale;
-
-    let counters = CountersWriter::create(&dir, "gateway", stale)
+    let counters = CountersWriter::create(dir, "gateway", stale)
         .context("creating the gateway's counters segment")?;
     // Create the execs ring first: the hedger waits for it.
-    let execs = SpscProducer::<ExecEvent>::create(&dir, names::EXECS, cfg.execs_capacity, stale)
+    let execs = SpscProducer::<ExecEvent>::create(dir, names::EXECS, cfg.execs_capacity, stale)
         .context("creating the execs ring")?;
     // The ring file's inode tells a replaced ring from the one the journal refers to.
     let ring_id = std::fs::metadata(dir.join(names::EXECS)).map_or(0, |m| {
         use std::os::unix::fs::MetadataExt;
         m.ino()
     });
-    let mut execs = Execs(execs, ring_id);
-    let instruments = InstrumentTable::open(&dir, names::INSTRUMENTS, wait)
+    let instruments = InstrumentTable::open(dir, names::INSTRUMENTS, wait)
         .context("opening the instruments segment (start the feed handler)")?;
-    let defs: Vec<InstrumentDef> = instruments.defs().to_vec();
     let lvt = Rc::new(LvtView(
-        LastValueTable::open(&dir, names::LVT, wait)
+        LastValueTable::open(dir, names::LVT, wait)
             .context("opening the last-value table (start the feed handler)")?,
     ));
-    let orders = SpscConsumer::<HedgeOrder>::open(&dir, names::ORDERS, wait)
+    let orders = SpscConsumer::<HedgeOrder>::open(dir, names::ORDERS, wait)
         .context("opening the orders ring (start the hedger)")?;
-    let mut orders = Orders(orders);
+    Ok(Segments {
+        counters,
+        execs: Execs(execs, ring_id),
+        defs: instruments.defs().to_vec(),
+        lvt,
+        orders: Orders(orders),
+    })
+}
 
-    let venue: Box<dyn Venue> = match cfg.venue {
-        VenueKind::Sim => Box::new(SimVenue::new(cfg.sim.clone(), defs.clone(), lvt.clone())),
-        VenueKind::Fix => fix_venue(cfg, &defs)?,
-    };
-    let now = now_ns();
-    let flow = cfg
-        .flow
-        .enabled
-        .then(|| OptionFlow::new(cfg.flow.clone(), &defs, now));
-    let (journal, replay) = Journal::open(&cfg.journal_path()?)?;
-    let (mut gw, summary) = Gateway::recover(
-        venue,
-        flow,
-        journal,
-        replay,
-        GatewayLimits {
-            id_epoch: shm_layout::clock::wall_ns() / 1_000_000_000,
-            ..GatewayLimits::default()
-        },
-        &mut orders,
-        &mut execs,
-        now,
-    )?;
+/// The start-up line: where, which venue and journal, what recovery did.
+fn print_start(
+    dir: &std::path::Path,
+    gw: &Gateway<Box<dyn Venue>>,
+    summary: &crate::gateway::RecoverySummary,
+) {
     eprintln!(
         "order-gateway: dir {} venue {} journal {} | recovery: {} open orders cancelled, {} handed to venue, {} execs republished, {} orders skipped{}{} | flow: {} options",
         dir.display(),
@@ -211,129 +432,6 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         if summary.journal_truncated_bytes > 0 { ", torn journal tail cut" } else { "" },
         gw.flow().map_or(0, |f| f.universe()),
     );
-    let counters = Counters::new(counters, gw.venue());
-    match pin_current_thread(cfg.core) {
-        o @ PinOutcome::Pinned(_) => eprintln!("order-gateway: {o}"),
-        o if o.is_warning() => eprintln!("order-gateway: warning: {o}"),
-        _ => {}
-    }
-
-    let mut idle = Idler::new(cfg.idle, Backoff::DEFAULT);
-    let hb_ns = cfg.heartbeat_ms.max(1) * 1_000_000;
-    let mut next_hb = 0u64;
-    let mut next_venue_counters = 0u64;
-    let market: Rc<LvtView> = lvt;
-    // Bounded wait for the venue (FIX: the Logon) before taking orders, so that orders left in
-    // the ring (by a killed run, or sent while the gateway was down) are not rejected
-    // NotConnected for nothing. The venue is polled (it connects), recovery reports are
-    // published, the heartbeat goes on (state stays Starting); orders stay in the ring.
-    let wait_start = now_ns();
-    let wait_until = wait_start + cfg.venue_connect_wait_ms.saturating_mul(1_000_000);
-    loop {
-        let now = now_ns();
-        if gw.venue().is_connected() {
-            if now - wait_start >= 1_000_000 {
-                eprintln!(
-                    "order-gateway: venue {} connected after {} ms",
-                    gw.venue().name(),
-                    (now - wait_start) / 1_000_000
-                );
-            }
-            break;
-        }
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        if now >= wait_until {
-            counters.venue_connect_timeout();
-            eprintln!(
-                "order-gateway: warning: venue {} not connected after {} ms (venue_connect_wait_ms); taking orders anyway: new orders are rejected NotConnected until it connects",
-                gw.venue().name(),
-                cfg.venue_connect_wait_ms
-            );
-            break;
-        }
-        let worked = gw.step(now, false, &mut orders, &mut execs, &market)?;
-        if now >= next_hb {
-            next_hb = now + hb_ns;
-            counters.publish(&gw);
-            if now >= next_venue_counters {
-                next_venue_counters = now + VENUE_COUNTERS_NS;
-                counters.publish_venue(gw.venue());
-            }
-            execs.0.heartbeat();
-        }
-        if worked {
-            idle.reset();
-        } else {
-            idle.idle();
-        }
-    }
-    counters.w.set_state(ProcessState::Running);
-    let mut next_interval = now_ns() + 1_000_000_000;
-    let mut drain_until: Option<u64> = None;
-    // Whole-run transit for --latency-log (the gateway's own histogram is reset per interval);
-    // merged once per interval, off the per-order path.
-    let mut run_transit = gw.transit().clone();
-    let run_start = std::time::SystemTime::now();
-    loop {
-        let now = now_ns();
-        let stopping = stop.load(Ordering::Relaxed);
-        if stopping && drain_until.is_none() {
-            counters.w.set_state(ProcessState::Stopping);
-            drain_until = Some(now + cfg.drain_ms * 1_000_000);
-        }
-        let worked = gw.step(now, !stopping, &mut orders, &mut execs, &market)?;
-        if now >= next_hb {
-            next_hb = now + hb_ns;
-            counters.publish(&gw);
-            if now >= next_venue_counters {
-                next_venue_counters = now + VENUE_COUNTERS_NS;
-                counters.publish_venue(gw.venue());
-            }
-            if now >= next_interval {
-                next_interval = now + 1_000_000_000;
-                counters.publish_transit(gw.transit());
-                let _ = run_transit.add(gw.transit());
-                gw.reset_transit();
-            }
-            execs.0.heartbeat();
-        }
-        if let Some(until) = drain_until {
-            if (gw.open_orders() == 0 && gw.backlog() == 0) || now >= until {
-                break;
-            }
-        }
-        if worked {
-            idle.reset();
-        } else {
-            idle.idle();
-        }
-    }
-    gw.shutdown(now_ns());
-    counters.publish(&gw);
-    counters.publish_venue(gw.venue());
-    counters.publish_transit(gw.transit());
-    let _ = run_transit.add(gw.transit());
-    if let Some(path) = &cfg.latency_log {
-        write_latency_log(
-            path,
-            run_start,
-            &[
-                ("recv_to_gateway", gw.tick_to_order()),
-                ("publish_to_gateway", &run_transit),
-            ],
-        )
-        .with_context(|| format!("writing the latency log {}", path.display()))?;
-    }
-    counters.w.set_state(ProcessState::Stopped);
-    eprintln!(
-        "order-gateway: stopped; {} orders, {} execs published, {} still open (recovered at next start)",
-        gw.stats().orders_received,
-        gw.stats().execs_published,
-        gw.open_orders()
-    );
-    Ok(())
 }
 
 /// Writes tagged whole-run histograms (ns) as one HdrHistogram interval log (V2 deflate),

@@ -218,7 +218,7 @@ impl AgentRunner {
                     drain_until = Some(self.begin_stop(agent, by_signal));
                 }
             }
-            if !ready && agent.is_ready() {
+            if !ready && drain_until.is_none() && agent.is_ready() {
                 ready = true;
                 set_state(agent, ProcessState::Running);
             }
