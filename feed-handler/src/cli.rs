@@ -10,8 +10,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -203,18 +201,15 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // First signal: set the flag (clean stop with the summary). A second one while the flag
-        // is still set (e.g. stuck opening a huge file): exit at once with 128 + signal.
-        let installed =
-            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop))
-                .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)));
-        if let Err(e) = installed {
+    // First signal: set the flag (clean stop with the summary). A second one while the flag
+    // is still set (e.g. stuck opening a huge file): exit at once with 128 + signal.
+    let stop = match shm_layout::agent::stop_on_signals(Some(|sig| 128 + sig)) {
+        Ok(s) => s,
+        Err(e) => {
             eprintln!("feed-handler: error: cannot install signal handler: {e}");
             return ExitCode::from(1);
         }
-    }
+    };
     match run(&cfg, &stop) {
         Ok(summary) => {
             println!("{summary}");

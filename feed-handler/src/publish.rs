@@ -259,6 +259,12 @@ impl Publisher {
         self.lvt.heartbeat();
     }
 
+    /// The counters segment (None: a publisher without one), whose heartbeat and process
+    /// state the agent runner keeps.
+    pub fn counters_writer(&self) -> Option<&CountersWriter> {
+        self.counters.as_ref().map(|c| &c.cnc)
+    }
+
     /// Publishes the process state (starting, running, stopping, stopped).
     pub fn set_state(&self, s: ProcessState) {
         if let Some(c) = &self.counters {

@@ -6,13 +6,14 @@
 //! whenever the loop waits for the pacing clock, never per event.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde::Deserialize;
+use shm_layout::agent::{Agent, AgentRunner, RunnerConfig};
 use shm_layout::clock::now_ns;
-use shm_layout::process::{pin_current_thread, Backoff, IdleStrategy, Idler};
-use shm_layout::{namespace_dir, ProcessState, SegmentError, StalePolicy};
+use shm_layout::process::{Backoff, IdleStrategy, Idler};
+use shm_layout::{namespace_dir, SegmentError, StalePolicy};
 
 use crate::instruments::{InstrumentsFileError, Registry};
 use crate::lobster::{LobsterError, LobsterOptions, LobsterSource};
@@ -426,11 +427,6 @@ pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
         stale: cfg.on_stale,
     };
     let mut publ = Publisher::create(&dir, src.as_source().registry(), &opts)?;
-    let pinned = pin_current_thread(cfg.pin_core);
-    if pinned.is_warning() {
-        eprintln!("feed-handler: warning: {pinned}");
-    }
-    publ.set_state(ProcessState::Running);
     let mut summary = match &mut src {
         AnySource::Synthetic(s) => publish_loop(cfg, s, &mut publ, stop, &dir),
         // File sources deliver snapshots as rows sharing a timestamp: marked as batches so
@@ -446,11 +442,6 @@ pub fn run(cfg: &Config, stop: &AtomicBool) -> Result<Summary, RunError> {
             .map(|(old, new, _)| format!("{old} -> {new}"))
             .collect();
     }
-    publ.set_state(ProcessState::Stopping);
-    publ.flush_counters(&summary.rejects, summary.rows, 0.0, 0.0);
-    publ.flush_partials(&summary.partials, summary.gaps_skipped.0);
-    publ.flush_renames(summary.renames.len() as u64);
-    publ.set_state(ProcessState::Stopped);
     // Files out of step: what was published before the mismatch stands, but the run failed.
     if let AnySource::Lobster(s) = &mut src {
         if let Some(e) = s.take_pairing_error() {
@@ -514,7 +505,10 @@ fn warn_gaps(cfg: &Config, (n, longest_ns): (u64, u64)) {
     );
 }
 
-/// The publish loop over any source and publisher (also used by benchmarks and tests).
+/// The publish loop over any source and publisher (also used by benchmarks and tests):
+/// [`FeedAgent`] on the [`AgentRunner`], pinned to `pin_core`, idling as `idle`
+/// ([`PACING_BACKOFF`]), counters and heartbeat every millisecond, the stats line every
+/// `stats_interval_s`.
 pub fn publish_loop<S: Source + ?Sized>(
     cfg: &Config,
     src: &mut S,
@@ -522,131 +516,257 @@ pub fn publish_loop<S: Source + ?Sized>(
     stop: &AtomicBool,
     dir: &Path,
 ) -> Summary {
-    let speed = pace(cfg);
-    let max_events = cfg.max_events.unwrap_or(u64::MAX);
-    let start = now_ns();
-    let deadline = cfg
-        .duration_s
-        .map_or(u64::MAX, |d| start.saturating_add((d * 1e9) as u64));
-    let stats_every = if cfg.stats_interval_s > 0.0 {
-        (cfg.stats_interval_s * 1e9) as u64
-    } else {
-        u64::MAX
-    };
-    let mut idler = Idler::new(cfg.idle, PACING_BACKOFF);
-    let mut ev = SourceEvent::default();
-    let mut cached_now = start;
-    let mut first_src: Option<u64> = None;
-    let mut n: u64 = 0;
-    let (mut lag, mut max_lag) = (0u64, 0u64);
-    let mut last_flush = start;
-    let mut last_stats = (start, 0u64);
-    let mut stopped_by = "end of source";
-    let mut gap_skip = GapSkip::new(cfg.max_gap_s);
-    let mut gaps = (0u64, 0u64);
-    let mut gaps_warned = 0u64;
-    let mut housekeeping =
-        |publ: &Publisher, src: &S, now: u64, n: u64, lag: u64, gaps: (u64, u64)| {
-            if gaps.0 != gaps_warned {
-                warn_gaps(cfg, gaps);
-                gaps_warned = gaps.0;
-            }
-            let dt = now.saturating_sub(last_flush);
-            if dt >= 1_000_000 {
-                let rate = (n - last_stats.1) as f64 * 1e9
-                    / now.saturating_sub(last_stats.0).max(1) as f64;
-                publ.flush_counters(&src.rejects(), src.rows_read(), rate, lag as f64);
-                publ.flush_partials(&src.partials(), gaps.0);
-                last_flush = now;
-                if now.saturating_sub(last_stats.0) >= stats_every {
-                    eprintln!(
-                        "feed-handler: {} events, {:.0}/s, rejects {}, lag {:.1} us",
-                        n,
-                        rate,
-                        src.rejects().total(),
-                        lag as f64 / 1e3
-                    );
-                    last_stats = (now, n);
-                }
-            }
-        };
-    'outer: loop {
-        if n >= max_events {
-            stopped_by = "max events";
-            break;
-        }
-        if !src.next(&mut ev) {
-            if cfg.hold {
-                // Keep heartbeating until told to stop.
-                while !stop.load(Ordering::Relaxed) {
-                    let now = now_ns();
-                    if now >= deadline {
-                        break;
-                    }
-                    housekeeping(publ, src, now, n, 0, gaps);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                stopped_by = "end of source, then stop";
-            }
-            break;
-        }
-        let mut now = if speed.is_some() || n & (CLOCK_BATCH - 1) == 0 {
-            cached_now = now_ns();
-            cached_now
+    let runner = AgentRunner::new(RunnerConfig {
+        core: cfg.pin_core,
+        idle: cfg.idle,
+        backoff: PACING_BACKOFF,
+        heartbeat_interval_ns: 1_000_000,
+        status_interval_ns: if cfg.stats_interval_s > 0.0 {
+            (cfg.stats_interval_s * 1e9) as u64
         } else {
-            cached_now
+            0
+        },
+        drain_timeout_ns: 0,
+        duty_every_cycles: 1024,
+    });
+    let mut agent = FeedAgent::new(cfg, src, publ);
+    match runner.run(&mut agent, stop) {
+        Ok(()) => {}
+        Err(never) => match never {},
+    }
+    agent.summary(dir)
+}
+
+/// The feed handler as an [`Agent`]: each duty cycle reads one event from the source and
+/// publishes it when it is due (paced replay: the recorded time x speed; unpaced: at once).
+/// A paced event that is not yet due is held and the cycle reports no work, so the runner
+/// idles, at most until the event is due ([`Idler::idle_at_most`]). Duties check the duration,
+/// warn about skipped gaps and (through the runner) flush the counters and print the stats
+/// line.
+pub struct FeedAgent<'a, S: Source + ?Sized> {
+    cfg: &'a Config,
+    src: &'a mut S,
+    publ: &'a mut Publisher,
+    speed: Option<f64>,
+    max_events: u64,
+    start: u64,
+    deadline: u64,
+    ev: SourceEvent,
+    /// `ev` is read and waits for `due_ns` (paced replay).
+    pending: bool,
+    due_ns: u64,
+    cached_now: u64,
+    first_src: Option<u64>,
+    published: u64,
+    lag_ns: u64,
+    max_lag_ns: u64,
+    /// The last stats line: (time ns, events published then).
+    last_stats: (u64, u64),
+    gap_skip: GapSkip,
+    gaps_warned: u64,
+    /// The source ended and `hold` keeps the process alive until stop.
+    holding: bool,
+    /// Why the run ends (None: still running).
+    stopped_by: Option<&'static str>,
+}
+
+impl<'a, S: Source + ?Sized> FeedAgent<'a, S> {
+    /// An agent publishing `src` through `publ` as `cfg` says, starting now.
+    pub fn new(cfg: &'a Config, src: &'a mut S, publ: &'a mut Publisher) -> Self {
+        let start = now_ns();
+        FeedAgent {
+            speed: pace(cfg),
+            max_events: cfg.max_events.unwrap_or(u64::MAX),
+            start,
+            deadline: cfg
+                .duration_s
+                .map_or(u64::MAX, |d| start.saturating_add((d * 1e9) as u64)),
+            ev: SourceEvent::default(),
+            pending: false,
+            due_ns: 0,
+            cached_now: start,
+            first_src: None,
+            published: 0,
+            lag_ns: 0,
+            max_lag_ns: 0,
+            last_stats: (start, 0),
+            gap_skip: GapSkip::new(cfg.max_gap_s),
+            gaps_warned: 0,
+            holding: false,
+            stopped_by: None,
+            cfg,
+            src,
+            publ,
+        }
+    }
+
+    /// Reads the next event: publishes it if unpaced, else computes when it is due. Returns
+    /// the work done.
+    #[inline]
+    fn read_next(&mut self) -> usize {
+        if self.published >= self.max_events {
+            self.stopped_by = Some("max events");
+            return 0;
+        }
+        if !self.src.next(&mut self.ev) {
+            if self.cfg.hold {
+                self.holding = true; // keep heartbeating until told to stop
+            } else {
+                self.stopped_by = Some("end of source");
+            }
+            return 0;
+        }
+        let Some(speed) = self.speed else {
+            if self.published & (CLOCK_BATCH - 1) == 0 {
+                self.cached_now = now_ns();
+            }
+            self.publ.publish_at(&self.ev, self.cached_now);
+            self.published += 1;
+            return 1;
         };
-        if let Some(sp) = speed {
-            let first = *first_src.get_or_insert(ev.source_ts_ns);
-            let offset = gap_skip.offset_ns(ev.source_ts_ns, first, sp);
-            gaps = gap_skip.gaps;
-            let target = start.saturating_add(offset);
-            idler.reset();
-            while now < target {
-                if stop.load(Ordering::Relaxed) {
-                    stopped_by = "signal";
-                    break 'outer;
-                }
-                if now >= deadline {
-                    stopped_by = "duration";
-                    break 'outer;
-                }
-                housekeeping(publ, src, now, n, 0, gaps);
-                idler.idle_at_most(target - now);
-                now = now_ns();
-            }
-            lag = now - target;
-            max_lag = max_lag.max(lag);
+        let first = *self.first_src.get_or_insert(self.ev.source_ts_ns);
+        let offset = self.gap_skip.offset_ns(self.ev.source_ts_ns, first, speed);
+        self.due_ns = self.start.saturating_add(offset);
+        self.pending = true;
+        self.publish_if_due(now_ns())
+    }
+
+    /// Publishes the held event if it is due at `now`.
+    #[inline]
+    fn publish_if_due(&mut self, now: u64) -> usize {
+        if now < self.due_ns {
+            return 0;
         }
-        publ.publish_at(&ev, now);
-        n += 1;
-        if n & 1023 == 0 {
-            if now >= deadline {
-                stopped_by = "duration";
-                break;
-            }
-            housekeeping(publ, src, now, n, lag, gaps);
-        }
-        if stop.load(Ordering::Relaxed) {
-            stopped_by = "signal";
-            break;
+        self.lag_ns = now - self.due_ns;
+        self.max_lag_ns = self.max_lag_ns.max(self.lag_ns);
+        self.publ.publish_at(&self.ev, now);
+        self.published += 1;
+        self.pending = false;
+        1
+    }
+
+    /// Events per second since the last stats line (since the start before the first).
+    fn rate_per_s(&self, now: u64) -> f64 {
+        (self.published - self.last_stats.1) as f64 * 1e9
+            / now.saturating_sub(self.last_stats.0).max(1) as f64
+    }
+
+    fn warn_new_gaps(&mut self) {
+        let gaps = self.gap_skip.gaps;
+        if gaps.0 != self.gaps_warned {
+            warn_gaps(self.cfg, gaps);
+            self.gaps_warned = gaps.0;
         }
     }
-    if gaps.0 != gaps_warned {
-        warn_gaps(cfg, gaps);
+
+    /// What the run did.
+    pub fn summary(&self, dir: &Path) -> Summary {
+        Summary {
+            stats: self.publ.stats(),
+            rejects: self.src.rejects(),
+            partials: self.src.partials(),
+            renames: Vec::new(),
+            gaps_skipped: self.gap_skip.gaps,
+            rows: self.src.rows_read(),
+            elapsed_s: now_ns().saturating_sub(self.start) as f64 * 1e-9,
+            max_lag_ns: self.max_lag_ns,
+            stopped_by: self.stopped_by.unwrap_or("end of source"),
+            dir: dir.to_path_buf(),
+        }
     }
-    let end = now_ns();
-    Summary {
-        stats: publ.stats(),
-        rejects: src.rejects(),
-        partials: src.partials(),
-        renames: Vec::new(),
-        gaps_skipped: gaps,
-        rows: src.rows_read(),
-        elapsed_s: end.saturating_sub(start) as f64 * 1e-9,
-        max_lag_ns: max_lag,
-        stopped_by,
-        dir: dir.to_path_buf(),
+}
+
+impl<S: Source + ?Sized> Agent for FeedAgent<'_, S> {
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &str {
+        "feed-handler"
+    }
+
+    fn counters(&self) -> Option<&shm_layout::CountersWriter> {
+        self.publ.counters_writer()
+    }
+
+    #[inline]
+    fn do_work(&mut self) -> Result<usize, Self::Error> {
+        if self.stopped_by.is_some() || self.holding {
+            return Ok(0);
+        }
+        if self.pending {
+            return Ok(self.publish_if_due(now_ns()));
+        }
+        Ok(self.read_next())
+    }
+
+    #[inline]
+    fn is_done(&self) -> bool {
+        self.stopped_by.is_some()
+    }
+
+    fn on_duty(&mut self, now: u64) -> Result<(), Self::Error> {
+        self.warn_new_gaps();
+        if now >= self.deadline && self.stopped_by.is_none() {
+            self.stopped_by = Some(if self.holding {
+                "end of source, then stop"
+            } else {
+                "duration"
+            });
+        }
+        Ok(())
+    }
+
+    fn publish_counters(&mut self, now: u64) {
+        let lag = if self.pending || self.holding {
+            0 // waiting: no event is late
+        } else {
+            self.lag_ns
+        };
+        let gaps = self.gap_skip.gaps.0;
+        let rate = self.rate_per_s(now);
+        let publ = &self.publ;
+        publ.flush_counters(&self.src.rejects(), self.src.rows_read(), rate, lag as f64);
+        publ.flush_partials(&self.src.partials(), gaps);
+    }
+
+    fn status_line(&mut self, now: u64) -> Option<String> {
+        let line = format!(
+            "{} events, {:.0}/s, rejects {}, lag {:.1} us",
+            self.published,
+            self.rate_per_s(now),
+            self.src.rejects().total(),
+            self.lag_ns as f64 / 1e3
+        );
+        self.last_stats = (now, self.published);
+        Some(line)
+    }
+
+    fn idle(&mut self, idler: &mut Idler) {
+        if self.holding {
+            std::thread::sleep(Duration::from_millis(1));
+        } else if self.pending {
+            idler.idle_at_most(self.due_ns.saturating_sub(now_ns()).max(1));
+        } else {
+            idler.idle();
+        }
+    }
+
+    fn on_stop(&mut self, _now: u64, by_signal: bool) {
+        if by_signal && self.stopped_by.is_none() {
+            self.stopped_by = Some(if self.holding {
+                "end of source, then stop"
+            } else {
+                "signal"
+            });
+        }
+    }
+
+    fn on_close(&mut self, _now: u64) -> Result<(), Self::Error> {
+        self.warn_new_gaps();
+        let publ = &self.publ;
+        publ.flush_counters(&self.src.rejects(), self.src.rows_read(), 0.0, 0.0);
+        publ.flush_partials(&self.src.partials(), self.gap_skip.gaps.0);
+        publ.flush_renames(self.src.renames_seen());
+        Ok(())
     }
 }
 

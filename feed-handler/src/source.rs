@@ -242,6 +242,11 @@ pub trait Source {
     }
     /// Input rows read so far (for rate reporting; synthetic sources report events).
     fn rows_read(&self) -> u64;
+    /// Underlyings renamed mid-file so far, each pair once (counter `underlying_renames`;
+    /// only Tardis files rename). Called once, at the end: it may allocate.
+    fn renames_seen(&self) -> u64 {
+        0
+    }
 }
 
 /// `Source` for a pointer to a source (`Box<dyn Source>`, `&mut S`): every method forwards.
@@ -262,6 +267,9 @@ macro_rules! forward_source {
             }
             fn rows_read(&self) -> u64 {
                 (**self).rows_read()
+            }
+            fn renames_seen(&self) -> u64 {
+                (**self).renames_seen()
             }
         }
     )*};
@@ -330,6 +338,9 @@ impl<S: Source> Source for Batched<S> {
     }
     fn rows_read(&self) -> u64 {
         self.inner.rows_read()
+    }
+    fn renames_seen(&self) -> u64 {
+        self.inner.renames_seen()
     }
 }
 

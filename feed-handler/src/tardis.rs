@@ -1158,6 +1158,9 @@ impl Source for TardisSource {
         p
     }
 
+    fn renames_seen(&self) -> u64 {
+        self.renames().len() as u64
+    }
     fn rows_read(&self) -> u64 {
         self.files.iter().map(|f| f.rows).sum()
     }

@@ -3,12 +3,11 @@
 
 use clap::Parser;
 use engine::config::HedgerConfig;
+use shm_layout::agent::stop_on_signals;
 use shm_layout::process::IdleStrategy;
 use shm_layout::StalePolicy;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -69,63 +68,28 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut cfg = match HedgerConfig::load(&cli.config) {
-        Ok(c) => c,
+    let cfg = match HedgerConfig::load(&cli.config) {
+        Ok(mut c) => {
+            cli.apply(&mut c);
+            c
+        }
         Err(e) => {
             eprintln!("hedger: {e}");
             return ExitCode::from(2);
         }
     };
-    let s = &mut cfg.shm;
-    if let Some(v) = cli.namespace {
-        s.namespace = v;
-    }
-    if let Some(v) = cli.shm_dir {
-        s.dir = Some(v);
-    }
-    for (dst, v) in [
-        (&mut s.md, cli.md),
-        (&mut s.lvt, cli.lvt),
-        (&mut s.instruments, cli.instruments),
-        (&mut s.orders, cli.orders),
-        (&mut s.execs, cli.execs),
-    ] {
-        if let Some(v) = v {
-            *dst = v;
-        }
-    }
-    if let Some(v) = cli.on_stale {
-        s.on_stale = v;
-    }
-    let r = &mut cfg.runtime;
-    if cli.core.is_some() {
-        r.core = cli.core;
-    }
-    if let Some(v) = cli.idle {
-        r.idle = v;
-    }
-    if let Some(v) = cli.state_dir {
-        r.state_dir = v;
-    }
-    if cli.histogram_path.is_some() {
-        r.histogram_path = cli.histogram_path;
-    }
-    if let Some(v) = cli.histogram_interval_ms {
-        r.histogram_interval_ms = v;
-    }
     if let Err(e) = cfg.validate("<cli>") {
         eprintln!("hedger: {e}");
         return ExitCode::from(2);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // A second signal while the first is being handled terminates at once.
-        let second = signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop));
-        if let Err(e) = second.and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop))) {
+    // A second signal while the first is being handled terminates at once (exit code 1).
+    let stop = match stop_on_signals(Some(|_| 1)) {
+        Ok(s) => s,
+        Err(e) => {
             eprintln!("hedger: cannot install signal handler: {e}");
             return ExitCode::FAILURE;
         }
-    }
+    };
     match engine::hedger::live::run(&cfg, &stop) {
         Ok(s) if s.epoch == 0 => {
             eprintln!("hedger: stopped by a signal during startup");
@@ -141,6 +105,49 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("hedger: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+impl Cli {
+    /// Overrides the config's keys with the flags given.
+    fn apply(self, cfg: &mut HedgerConfig) {
+        let s = &mut cfg.shm;
+        if let Some(v) = self.namespace {
+            s.namespace = v;
+        }
+        if let Some(v) = self.shm_dir {
+            s.dir = Some(v);
+        }
+        for (dst, v) in [
+            (&mut s.md, self.md),
+            (&mut s.lvt, self.lvt),
+            (&mut s.instruments, self.instruments),
+            (&mut s.orders, self.orders),
+            (&mut s.execs, self.execs),
+        ] {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        }
+        if let Some(v) = self.on_stale {
+            s.on_stale = v;
+        }
+        let r = &mut cfg.runtime;
+        if self.core.is_some() {
+            r.core = self.core;
+        }
+        if let Some(v) = self.idle {
+            r.idle = v;
+        }
+        if let Some(v) = self.state_dir {
+            r.state_dir = v;
+        }
+        if self.histogram_path.is_some() {
+            r.histogram_path = self.histogram_path;
+        }
+        if let Some(v) = self.histogram_interval_ms {
+            r.histogram_interval_ms = v;
         }
     }
 }

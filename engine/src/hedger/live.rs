@@ -18,7 +18,8 @@ use super::Housekeeping;
 use crate::config::HedgerConfig;
 use crate::limits::TradingMode;
 use anyhow::Context as _;
-use shm_layout::process::{pin_current_thread, Backoff, Idler};
+use shm_layout::agent::{Agent, AgentRunner, RunnerConfig};
+use shm_layout::process::Backoff;
 use shm_layout::{
     namespace_dir, BroadcastReader, ControlBlock, CountersReader, CountersWriter, ExecEvent,
     HedgeOrder, InstrumentKind, InstrumentTable, LastValue, LastValueTable, Liveness, MarketEvent,
@@ -358,8 +359,9 @@ impl Io<'_> {
     }
 }
 
-/// Runs the hedger until `stop` is set. Startup errors and state-write errors are returned;
-/// bad market data and rejects are counted, never fatal.
+/// Runs the hedger until `stop` is set: [`HedgerAgent`] on the [`AgentRunner`]. Startup
+/// errors and state-write errors are returned; bad market data and rejects are counted, never
+/// fatal.
 ///
 /// # Errors
 /// Segments missing or incompatible, config symbols unknown, state unreadable or unwritable.
@@ -375,41 +377,16 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     let wall = shm_layout::clock::wall_ns();
     let mut store = StateStore::open(&cfg.runtime.state_dir, cfg.runtime.fsync)?;
     let restored = store.load()?;
-    if restored.is_none() && (seg.orders.position() > 0 || seg.execs.position() > 0) {
-        // No snapshot, yet a hedger consumed execs or wrote orders in these rings: the state
-        // was lost. Starting at position 0 / epoch 1 would hedge a wrong book and reuse client
-        // order ids, so refuse (issue 21, finding 6).
-        anyhow::bail!(
-            "hedger state {} is missing, but the rings in {} show a previous hedger's history ({} orders written, {} execs consumed): the state was lost; restore it, or start every process on a fresh namespace (--on-stale replace), never at position 0",
-            store.path().display(),
-            segment_dir(cfg)?.display(),
-            seg.orders.position(),
-            seg.execs.position()
-        );
-    }
-    let orders_pending = restored.is_none() && !seg.orders.is_empty();
+    refuse_lost_state(cfg, &store, &seg, restored.is_some())?;
     let start = StartPoint {
         defs: seg.defs.clone(),
         state: restored.as_ref(),
         mono_ns: now,
         wall_ns: wall,
-        orders_pending,
+        orders_pending: restored.is_none() && !seg.orders.is_empty(),
     };
-    let mut core = build_core(cfg, start.clone())?;
-    if core.risk.setup_errors > 0 {
-        eprintln!(
-            "hedger: warning: the risk book refused {} option/forward definitions (bad strike or expiry); their positions read 0",
-            core.risk.setup_errors
-        );
-    }
-    if let Some(st) = &restored {
-        eprintln!(
-            "hedger: restored state from {} (last exec id {}, {} orders in flight); reconciling before hedging",
-            store.path().display(),
-            st.last_exec_id,
-            st.inflight.len()
-        );
-    }
+    let core = build_core(cfg, start.clone())?;
+    warn_at_start(&core, &store, restored.as_ref());
     // Persist the new epoch before the first order: client order ids stay unique.
     store.save(&core.persist_state())?;
 
@@ -421,31 +398,242 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
             tap.borrow_mut().push(r);
         }
     }
-    let mut cnc = seg.cnc;
-    let mut io = Io {
-        md: RecordingMarket::new(seg.market, &tap),
-        execs: RecordingExecs::new(seg.execs, &tap),
-        orders: RecordingOrders::new(seg.orders, &tap),
-        ctl: RecordingControl::new(seg.control, &tap),
-        clock: RecordingClock::new(&tap),
-        tap: &tap,
-    };
-    let t = shm_layout::clock::now_ns();
-    tap.borrow_mut()
-        .push_driver(Record::new(RecordKind::Rebuild, 0, t));
-    core.rebuild_at(&io.md, t);
-    // Not before its heartbeat has been seen.
-    io.set_gateway_alive(&mut core, false);
-    tap.borrow_mut().set_blocking(false);
+    let mut agent = HedgerAgent::new(cfg, core, seg, &tap, recorder, store, now)?;
+    AgentRunner::new(runner_config(cfg)).run(&mut agent, stop)?;
+    Ok(agent.summary())
+}
 
-    let names: Vec<String> = core.und.iter().map(|u| u.setup.name.clone()).collect();
-    let metrics = Metrics::new(&mut cnc, &names);
-    let summary = run_loop(
-        cfg, stop, &mut core, &mut io, &mut cnc, &metrics, store, now,
-    )?;
-    finish_recording(&tap, recorder);
-    cnc.set_state(ProcessState::Stopped);
-    Ok(summary)
+/// The runner's settings from the config: the hedger's core and idle strategy
+/// ([`IDLE_BACKOFF`]), the heartbeat and counters every `stats_interval_ms`, duties every 256
+/// busy cycles; no drain (orders in flight are reconciled at the next start).
+pub fn runner_config(cfg: &HedgerConfig) -> RunnerConfig {
+    RunnerConfig {
+        core: cfg.runtime.core,
+        idle: cfg.runtime.idle,
+        backoff: IDLE_BACKOFF,
+        heartbeat_interval_ns: cfg.runtime.stats_interval_ms * 1_000_000,
+        status_interval_ns: 0,
+        drain_timeout_ns: 0,
+        duty_every_cycles: 256,
+    }
+}
+
+/// No snapshot, yet a hedger consumed execs or wrote orders in these rings: the state was
+/// lost. Starting at position 0 / epoch 1 would hedge a wrong book and reuse client order ids,
+/// so refuse (issue 21, finding 6).
+fn refuse_lost_state(
+    cfg: &HedgerConfig,
+    store: &StateStore,
+    seg: &Segments,
+    restored: bool,
+) -> anyhow::Result<()> {
+    if restored || (seg.orders.position() == 0 && seg.execs.position() == 0) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "hedger state {} is missing, but the rings in {} show a previous hedger's history ({} orders written, {} execs consumed): the state was lost; restore it, or start every process on a fresh namespace (--on-stale replace), never at position 0",
+        store.path().display(),
+        segment_dir(cfg)?.display(),
+        seg.orders.position(),
+        seg.execs.position()
+    )
+}
+
+/// The start-up lines: refused definitions, the restored state.
+fn warn_at_start(
+    core: &HedgerCore<BookRiskAdapter>,
+    store: &StateStore,
+    restored: Option<&PersistState>,
+) {
+    if core.risk.setup_errors > 0 {
+        eprintln!(
+            "hedger: warning: the risk book refused {} option/forward definitions (bad strike or expiry); their positions read 0",
+            core.risk.setup_errors
+        );
+    }
+    if let Some(st) = restored {
+        eprintln!(
+            "hedger: restored state from {} (last exec id {}, {} orders in flight); reconciling before hedging",
+            store.path().display(),
+            st.last_exec_id,
+            st.inflight.len()
+        );
+    }
+}
+
+/// The hedger as an [`Agent`]: each duty cycle is one [`HedgerCore::poll_with`] (execs, then
+/// market data, decisions, orders); duties are the housekeeping (snapshots, timers, histogram
+/// export) and the driver's (heartbeats, gateway liveness, wall-clock calibration). On stop it
+/// polls no more; closing writes the final snapshot, the histograms and the session journal's
+/// end.
+pub struct HedgerAgent<'t> {
+    core: HedgerCore<BookRiskAdapter>,
+    io: Io<'t>,
+    cnc: CountersWriter,
+    metrics: Metrics,
+    hk: Housekeeping,
+    driver: Driver,
+    recorder: Option<Recorder>,
+    stopping: bool,
+}
+
+impl<'t> HedgerAgent<'t> {
+    /// Wraps the segments in the session recorder's adapters, rebuilds the core's market view,
+    /// registers the counters and starts the state writer and histogram log threads.
+    fn new(
+        cfg: &HedgerConfig,
+        mut core: HedgerCore<BookRiskAdapter>,
+        seg: Segments,
+        tap: &'t RefCell<Tap>,
+        recorder: Option<Recorder>,
+        store: StateStore,
+        start_ns: u64,
+    ) -> anyhow::Result<Self> {
+        let mut cnc = seg.cnc;
+        let io = Io {
+            md: RecordingMarket::new(seg.market, tap),
+            execs: RecordingExecs::new(seg.execs, tap),
+            orders: RecordingOrders::new(seg.orders, tap),
+            ctl: RecordingControl::new(seg.control, tap),
+            clock: RecordingClock::new(tap),
+            tap,
+        };
+        let t = shm_layout::clock::now_ns();
+        tap.borrow_mut()
+            .push_driver(Record::new(RecordKind::Rebuild, 0, t));
+        core.rebuild_at(&io.md, t);
+        // Not before its heartbeat has been seen.
+        io.set_gateway_alive(&mut core, false);
+        tap.borrow_mut().set_blocking(false);
+        let names: Vec<String> = core.und.iter().map(|u| u.setup.name.clone()).collect();
+        let metrics = Metrics::new(&mut cnc, &names);
+        Ok(HedgerAgent {
+            hk: start_housekeeping(cfg, store, start_ns)?,
+            driver: Driver::new(cfg, segment_dir(cfg)?),
+            core,
+            io,
+            cnc,
+            metrics,
+            recorder,
+            stopping: false,
+        })
+    }
+
+    /// What the run did.
+    fn summary(&self) -> RunSummary {
+        RunSummary {
+            stats: self.core.stats,
+            epoch: self.core.epoch(),
+            positions: self
+                .core
+                .und
+                .iter()
+                .map(|u| (u.setup.name.clone(), u.hedge_position))
+                .collect(),
+        }
+    }
+}
+
+/// The housekeeping schedule with its state writer and histogram log threads.
+fn start_housekeeping(
+    cfg: &HedgerConfig,
+    store: StateStore,
+    start_ns: u64,
+) -> anyhow::Result<Housekeeping> {
+    let hlog = match &cfg.runtime.histogram_path {
+        Some(p) => Some(
+            IntervalLogThread::start(p)
+                .with_context(|| format!("creating histogram log {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let writer = StateWriter::start(store).context("starting the state writer thread")?;
+    Ok(Housekeeping::new(
+        Some(writer),
+        hlog,
+        cfg.runtime.snapshot_interval_ms * 1_000_000,
+        1_000_000,
+        cfg.runtime.histogram_interval_ms * 1_000_000,
+        start_ns,
+    ))
+}
+
+impl Agent for HedgerAgent<'_> {
+    type Error = anyhow::Error;
+
+    fn name(&self) -> &str {
+        "hedger"
+    }
+
+    fn counters(&self) -> Option<&CountersWriter> {
+        Some(&self.cnc)
+    }
+
+    #[inline]
+    fn do_work(&mut self) -> anyhow::Result<usize> {
+        if self.stopping {
+            return Ok(0); // no poll after the stop request
+        }
+        let now = shm_layout::clock::now_ns();
+        let io = &mut self.io;
+        io.tap.borrow_mut().begin_poll(now);
+        Ok(self.core.poll_with(
+            &mut io.md,
+            &mut io.execs,
+            &mut io.orders,
+            &io.ctl,
+            now,
+            &io.clock,
+        ))
+    }
+
+    fn on_duty(&mut self, now: u64) -> anyhow::Result<()> {
+        let io = &mut self.io;
+        let tap = io.tap;
+        self.hk.run_with(
+            &mut self.core,
+            &mut io.execs,
+            &mut io.orders,
+            now,
+            &io.clock,
+            |t| {
+                tap.borrow_mut()
+                    .push_driver(Record::new(RecordKind::Timer, 0, t));
+            },
+        )?;
+        self.driver.duties(&mut self.core, io, now);
+        Ok(())
+    }
+
+    fn publish_counters(&mut self, now: u64) {
+        self.metrics.publish(&self.core, &self.hk, now);
+        let lag = self.io.md.inner.reader.lag() as f64;
+        self.metrics.0.set_f64(HedgerCounter::MdReaderLag, lag);
+        let dropped = self.io.tap.borrow().dropped;
+        self.metrics
+            .0
+            .set(HedgerCounter::SessionRecordsDropped, dropped);
+        if dropped > 0 && !self.driver.journal_warned {
+            self.driver.journal_warned = true;
+            eprintln!("hedger: warning: session journal queue full, records dropped (counter session_records_dropped): the session is not reproducible past this point");
+        }
+    }
+
+    fn on_stop(&mut self, _now: u64, _by_signal: bool) {
+        self.stopping = true;
+    }
+
+    fn on_close(&mut self, _now: u64) -> anyhow::Result<()> {
+        let now = shm_layout::clock::now_ns();
+        self.hk.finish(&mut self.core, &mut self.io.execs, now)?;
+        self.hk.export_histograms(&mut self.core, now);
+        self.metrics.publish(&self.core, &self.hk, now);
+        if let Some(h) = self.hk.hlog.take() {
+            h.finish().context("writing the histogram log")?;
+        }
+        finish_recording(self.io.tap, self.recorder.take());
+        Ok(())
+    }
 }
 
 /// The journal header of a start.
@@ -481,88 +669,6 @@ fn finish_recording(tap: &RefCell<Tap>, recorder: Option<Recorder>) {
         Ok(_) => {}
         Err(e) => eprintln!("hedger: warning: the session journal could not be written: {e}"),
     }
-}
-
-/// The loop, until `stop`; then the final snapshot and histogram flush.
-#[allow(clippy::too_many_arguments)]
-fn run_loop(
-    cfg: &HedgerConfig,
-    stop: &AtomicBool,
-    core: &mut HedgerCore<BookRiskAdapter>,
-    io: &mut Io<'_>,
-    cnc: &mut CountersWriter,
-    metrics: &Metrics,
-    store: StateStore,
-    start_ns: u64,
-) -> anyhow::Result<RunSummary> {
-    let hlog = match &cfg.runtime.histogram_path {
-        Some(p) => Some(
-            IntervalLogThread::start(p)
-                .with_context(|| format!("creating histogram log {}", p.display()))?,
-        ),
-        None => None,
-    };
-    let writer = StateWriter::start(store).context("starting the state writer thread")?;
-    let mut hk = Housekeeping::new(
-        Some(writer),
-        hlog,
-        cfg.runtime.snapshot_interval_ms * 1_000_000,
-        1_000_000,
-        cfg.runtime.histogram_interval_ms * 1_000_000,
-        start_ns,
-    );
-    let pinned = pin_current_thread(cfg.runtime.core);
-    if pinned.is_warning() {
-        eprintln!("hedger: warning: {pinned}");
-    }
-    let mut driver = Driver::new(cfg, segment_dir(cfg)?);
-    let mut idle = Idler::new(cfg.runtime.idle, IDLE_BACKOFF);
-    let mut iter = 0u64;
-    cnc.set_state(ProcessState::Running);
-    while !stop.load(Ordering::Relaxed) {
-        let now = shm_layout::clock::now_ns();
-        io.tap.borrow_mut().begin_poll(now);
-        let work = core.poll_with(
-            &mut io.md,
-            &mut io.execs,
-            &mut io.orders,
-            &io.ctl,
-            now,
-            &io.clock,
-        );
-        iter += 1;
-        if work == 0 || iter.is_multiple_of(256) {
-            let now = shm_layout::clock::now_ns();
-            let tap = io.tap;
-            hk.run_with(core, &mut io.execs, &mut io.orders, now, &io.clock, |t| {
-                tap.borrow_mut()
-                    .push_driver(Record::new(RecordKind::Timer, 0, t));
-            })?;
-            driver.stats(core, io, &hk, cnc, metrics, now);
-        }
-        if work > 0 {
-            idle.reset();
-        } else {
-            idle.idle();
-        }
-    }
-    cnc.set_state(ProcessState::Stopping);
-    let now = shm_layout::clock::now_ns();
-    hk.finish(core, &mut io.execs, now)?;
-    hk.export_histograms(core, now);
-    metrics.publish(core, &hk, now);
-    if let Some(h) = hk.hlog.take() {
-        h.finish().context("writing the histogram log")?;
-    }
-    Ok(RunSummary {
-        stats: core.stats,
-        epoch: core.epoch(),
-        positions: core
-            .und
-            .iter()
-            .map(|u| (u.setup.name.clone(), u.hedge_position))
-            .collect(),
-    })
 }
 
 /// The loop's idle-time duties besides housekeeping: heartbeats, the gateway's liveness,
@@ -601,41 +707,20 @@ impl Driver {
         }
     }
 
-    fn stats(
-        &mut self,
-        core: &mut HedgerCore<BookRiskAdapter>,
-        io: &mut Io<'_>,
-        hk: &Housekeeping,
-        cnc: &mut CountersWriter,
-        metrics: &Metrics,
-        now: u64,
-    ) {
+    /// At the stats cadence: the control block's heartbeat, the gateway's liveness (its
+    /// counters segment opened, retried once a second), the wall-clock calibration. The
+    /// counters segment's heartbeat and the counters are the runner's
+    /// ([`HedgerAgent::publish_counters`]).
+    fn duties(&mut self, core: &mut HedgerCore<BookRiskAdapter>, io: &mut Io<'_>, now: u64) {
         if now.saturating_sub(self.last_stats) < self.stats_ns {
             return;
         }
         self.last_stats = now;
-        cnc.heartbeat();
         io.ctl.inner.heartbeat();
         // A missing gateway is retried once a second (open is a few system calls).
         if self.gateway.is_none() && now.saturating_sub(self.last_gateway_open) >= 1_000_000_000 {
             self.last_gateway_open = now;
-            self.gateway =
-                match CountersReader::open(&self.dir, &self.gateway_role, OpenOptions::default()) {
-                    Ok(g) => Some(g),
-                    // Not up yet: normal at start-up. Anything else (a corrupt or foreign cnc
-                    // segment) keeps hedging halted and says why, once per distinct error.
-                    Err(SegmentError::Missing { .. } | SegmentError::NotInitialized { .. }) => None,
-                    Err(e) => {
-                        let msg = e.to_string();
-                        if self.gateway_error.as_deref() != Some(msg.as_str()) {
-                            eprintln!(
-                                "hedger: gateway counters refused, hedging stays halted: {msg}"
-                            );
-                            self.gateway_error = Some(msg);
-                        }
-                        None
-                    }
-                };
+            self.gateway = self.open_gateway();
         }
         let liveness = self
             .gateway
@@ -653,14 +738,23 @@ impl Driver {
             io.tap.borrow_mut().push_driver(r);
             core.calibrate_wall(now, wall);
         }
-        metrics.publish(core, hk, now);
-        let lag = io.md.inner.reader.lag() as f64;
-        metrics.0.set_f64(HedgerCounter::MdReaderLag, lag);
-        let dropped = io.tap.borrow().dropped;
-        metrics.0.set(HedgerCounter::SessionRecordsDropped, dropped);
-        if dropped > 0 && !self.journal_warned {
-            self.journal_warned = true;
-            eprintln!("hedger: warning: session journal queue full, records dropped (counter session_records_dropped): the session is not reproducible past this point");
+    }
+
+    /// The gateway's counters segment, if it is there.
+    fn open_gateway(&mut self) -> Option<CountersReader> {
+        match CountersReader::open(&self.dir, &self.gateway_role, OpenOptions::default()) {
+            Ok(g) => Some(g),
+            // Not up yet: normal at start-up. Anything else (a corrupt or foreign cnc
+            // segment) keeps hedging halted and says why, once per distinct error.
+            Err(SegmentError::Missing { .. } | SegmentError::NotInitialized { .. }) => None,
+            Err(e) => {
+                let msg = e.to_string();
+                if self.gateway_error.as_deref() != Some(msg.as_str()) {
+                    eprintln!("hedger: gateway counters refused, hedging stays halted: {msg}");
+                    self.gateway_error = Some(msg);
+                }
+                None
+            }
         }
     }
 }
@@ -668,7 +762,7 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shm_layout::process::{IdleAction, IdleStrategy};
+    use shm_layout::process::{IdleAction, IdleStrategy, Idler};
 
     #[test]
     fn hedger_idles_10000_spins_then_100_yields_then_parks_from_1_us() {
