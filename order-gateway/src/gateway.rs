@@ -236,90 +236,32 @@ impl<V: Venue> Gateway<V> {
         };
         let cap = limits.outbound_capacity.max(EXEC_BATCH * 2);
         let mut outbound = VecDeque::with_capacity(cap * 2);
-        let mut exec_id_offset = if replay.records == 0 {
-            limits.id_epoch << 32
-        } else {
-            replay.exec_id_offset
-        };
-        let ring_id = execs.ring_id();
-        let same_ring =
-            replay.execs_ring_id == 0 || ring_id == 0 || replay.execs_ring_id == ring_id;
-        let last_pub = exec_id_offset + execs.position();
-        let mut last_exec_id = replay.last_exec_id.max(last_pub);
-        if replay.last_exec_id > last_pub {
-            let unpushed: Vec<&ExecEvent> = replay
-                .execs
-                .iter()
-                .filter(|e| e.exec_id > last_pub)
-                .collect();
-            let contiguous = unpushed.first().map(|e| e.exec_id) == Some(last_pub + 1)
-                && unpushed.len() <= EXEC_BATCH
-                && unpushed.len() as u64 == replay.last_exec_id - last_pub;
-            if same_ring && contiguous {
-                // Same ids again: id = offset + ring position + 1 and the position has not moved.
-                for e in unpushed {
-                    outbound.push_back(ExecEvent { exec_id: 0, ..*e });
-                }
-                summary.execs_republished = outbound.len() as u64;
-                last_exec_id = last_pub;
-            } else {
-                // The execs ring is not the one the journal wrote to (replaced): keep ids
-                // increasing above everything journaled; push nothing old into the new ring.
-                exec_id_offset = replay.last_exec_id - execs.position();
-                last_exec_id = replay.last_exec_id;
-                summary.execs_ring_reset = true;
-            }
-        } else if !same_ring && execs.position() == 0 && replay.last_exec_id > 0 {
-            exec_id_offset = replay.last_exec_id;
-            summary.execs_ring_reset = true;
-        }
+        let ids = recover_exec_ids(&replay, &limits, execs, &mut outbound, &mut summary);
         journal.append_base(&Base {
-            exec_id_offset,
-            last_exec_id,
+            exec_id_offset: ids.exec_id_offset,
+            last_exec_id: ids.last_exec_id,
             orders_next_pos: replay.orders_next_pos.max(orders.position()),
-            execs_ring_id: ring_id,
+            execs_ring_id: ids.ring_id,
         });
         journal.flush()?;
-
-        // Orders journaled but not committed when the previous run died.
-        let start = orders.position();
-        let mut skipped = 0usize;
-        for pos in start..replay.orders_next_pos {
-            match orders.peek() {
-                Some(o) if replay.orders_by_pos.get(&pos) == Some(&o) => skipped += 1,
-                _ => break,
-            }
-        }
-        orders.commit(skipped);
-        orders.rewind();
-        summary.orders_skipped = skipped as u64;
-
+        summary.orders_skipped = skip_journaled_orders(&replay, orders);
         let mut stats = GatewayStats {
             republished_execs: summary.execs_republished,
             replayed_orders_skipped: summary.orders_skipped,
             ..GatewayStats::default()
         };
-        let mut open: HashMap<u64, OpenOrder> = HashMap::with_capacity(4096);
-        let mut left: Vec<OpenOrder> = replay.open.values().copied().collect();
-        left.sort_by_key(|o| o.order.client_order_id);
-        for o in left {
-            open.insert(o.order.client_order_id, o);
-            if venue.recover_order(&o.order, o.filled_qty, now_ns) {
-                summary.orders_to_venue += 1;
-            } else {
-                summary.orders_cancelled += 1;
-                let side = o.order.side().unwrap_or(shm_layout::Side::Buy);
-                let r = VenueReport::status(
-                    &o.order,
-                    side,
-                    ExecKind::Cancelled,
-                    RejectReason::GatewayRecovery,
-                );
-                queue_report(&mut open, &mut outbound, &mut stats, &r);
-            }
-        }
+        let open = reopen_orders(
+            &mut venue,
+            &replay,
+            now_ns,
+            &mut outbound,
+            &mut stats,
+            &mut summary,
+        );
         stats.recovered_orders = summary.orders_cancelled;
         stats.venue_recovered_orders = summary.orders_to_venue;
+        let (exec_id_offset, last_exec_id, ring_id) =
+            (ids.exec_id_offset, ids.last_exec_id, ids.ring_id);
         Ok((
             Gateway {
                 venue,
@@ -622,4 +564,113 @@ impl Default for VecExecs {
             ring_id: 1,
         }
     }
+}
+
+/// The exec ids a recovered gateway continues from.
+struct RecoveredIds {
+    exec_id_offset: u64,
+    last_exec_id: u64,
+    /// The execs ring's identity (its file's inode; 0: unknown).
+    ring_id: u64,
+}
+
+/// Reconciles the journal's exec ids with the execs ring: execs journaled but not pushed go
+/// out again with the same ids when the ring is the same one and they follow on; otherwise
+/// (a replaced ring) ids continue above everything journaled and nothing old is pushed.
+fn recover_exec_ids(
+    replay: &Replay,
+    limits: &GatewayLimits,
+    execs: &mut dyn ExecSink,
+    outbound: &mut VecDeque<ExecEvent>,
+    summary: &mut RecoverySummary,
+) -> RecoveredIds {
+    let mut exec_id_offset = if replay.records == 0 {
+        limits.id_epoch << 32
+    } else {
+        replay.exec_id_offset
+    };
+    let ring_id = execs.ring_id();
+    let same_ring = replay.execs_ring_id == 0 || ring_id == 0 || replay.execs_ring_id == ring_id;
+    let last_pub = exec_id_offset + execs.position();
+    let mut last_exec_id = replay.last_exec_id.max(last_pub);
+    if replay.last_exec_id > last_pub {
+        let unpushed: Vec<&ExecEvent> = replay
+            .execs
+            .iter()
+            .filter(|e| e.exec_id > last_pub)
+            .collect();
+        let contiguous = unpushed.first().map(|e| e.exec_id) == Some(last_pub + 1)
+            && unpushed.len() <= EXEC_BATCH
+            && unpushed.len() as u64 == replay.last_exec_id - last_pub;
+        if same_ring && contiguous {
+            // Same ids again: id = offset + ring position + 1 and the position has not moved.
+            for e in unpushed {
+                outbound.push_back(ExecEvent { exec_id: 0, ..*e });
+            }
+            summary.execs_republished = outbound.len() as u64;
+            last_exec_id = last_pub;
+        } else {
+            // The execs ring is not the one the journal wrote to (replaced): keep ids
+            // increasing above everything journaled; push nothing old into the new ring.
+            exec_id_offset = replay.last_exec_id - execs.position();
+            last_exec_id = replay.last_exec_id;
+            summary.execs_ring_reset = true;
+        }
+    } else if !same_ring && execs.position() == 0 && replay.last_exec_id > 0 {
+        exec_id_offset = replay.last_exec_id;
+        summary.execs_ring_reset = true;
+    }
+    RecoveredIds {
+        exec_id_offset,
+        last_exec_id,
+        ring_id,
+    }
+}
+
+/// Skips the orders journaled but not committed when the previous run died (they are
+/// already handled); returns how many.
+fn skip_journaled_orders(replay: &Replay, orders: &mut dyn OrderSource) -> u64 {
+    let start = orders.position();
+    let mut skipped = 0usize;
+    for pos in start..replay.orders_next_pos {
+        match orders.peek() {
+            Some(o) if replay.orders_by_pos.get(&pos) == Some(&o) => skipped += 1,
+            _ => break,
+        }
+    }
+    orders.commit(skipped);
+    orders.rewind();
+    skipped as u64
+}
+
+/// The orders a killed run left open, in client order id order: handed back to the venue
+/// when it can take them over, else cancelled (`GatewayRecovery`) with a queued report.
+fn reopen_orders<V: Venue>(
+    venue: &mut V,
+    replay: &Replay,
+    now_ns: u64,
+    outbound: &mut VecDeque<ExecEvent>,
+    stats: &mut GatewayStats,
+    summary: &mut RecoverySummary,
+) -> HashMap<u64, OpenOrder> {
+    let mut open: HashMap<u64, OpenOrder> = HashMap::with_capacity(4096);
+    let mut left: Vec<OpenOrder> = replay.open.values().copied().collect();
+    left.sort_by_key(|o| o.order.client_order_id);
+    for o in left {
+        open.insert(o.order.client_order_id, o);
+        if venue.recover_order(&o.order, o.filled_qty, now_ns) {
+            summary.orders_to_venue += 1;
+        } else {
+            summary.orders_cancelled += 1;
+            let side = o.order.side().unwrap_or(shm_layout::Side::Buy);
+            let r = VenueReport::status(
+                &o.order,
+                side,
+                ExecKind::Cancelled,
+                RejectReason::GatewayRecovery,
+            );
+            queue_report(&mut open, outbound, stats, &r);
+        }
+    }
+    open
 }

@@ -264,6 +264,16 @@ impl Taken {
     }
 }
 
+/// An order being matched against the book.
+struct Taking<'a> {
+    o: &'a HedgeOrder,
+    side: Side,
+    def: &'a InstrumentDef,
+    /// Lot size, in contracts.
+    lot: f64,
+    back_ns: u64,
+}
+
 /// A GTC order resting on the simulated book.
 #[derive(Debug, Clone, Copy)]
 struct Resting {
@@ -539,8 +549,7 @@ impl<M: MarketView> SimVenue<M> {
         let (side, ot, tif, def, lots) = match self.validate(o, t_ns) {
             Ok(v) => v,
             Err(reason) => {
-                self.stats.rejects += 1;
-                self.enqueue(back_ns, Pending::Report(VenueReport::reject(o, reason)));
+                self.reject(o, reason, back_ns);
                 return;
             }
         };
@@ -549,8 +558,71 @@ impl<M: MarketView> SimVenue<M> {
         } else {
             1.0
         };
-        let book = self.market.book(o.instrument_id);
-        let (book, mid) = match book {
+        let Some((book, limit)) = self.priced(o, side, ot, back_ns) else {
+            return;
+        };
+        let tif = if ot == OrderType::Market && tif == TimeInForce::Gtc {
+            TimeInForce::Ioc
+        } else {
+            tif
+        };
+        let mut levels = [Level::default(); DEPTH_LEVELS + 1];
+        let n = opposite_levels(&book, side, self.cfg.unknown_size_qty, &mut levels);
+        let levels = &levels[..n];
+        let slot = o.instrument_id as usize;
+        self.taken[slot].refresh(&book);
+        let (avail, total) = self.available(levels, side, limit, slot, lot);
+        if self.cfg.send_acks {
+            self.ack(o, side, o.qty, back_ns);
+        }
+        if tif == TimeInForce::Fok && total < lots {
+            self.cancel_report(o, side, back_ns);
+            return;
+        }
+        let fill = Taking {
+            o,
+            side,
+            def: &def,
+            lot,
+            back_ns,
+        };
+        let leaves = self.take(&fill, levels, &avail, lots);
+        if leaves == 0 {
+            return;
+        }
+        self.rest_or_cancel(o, side, tif, limit, leaves, lot, &book, back_ns);
+    }
+
+    /// Queues a reject.
+    fn reject(&mut self, o: &HedgeOrder, reason: RejectReason, back_ns: u64) {
+        self.stats.rejects += 1;
+        self.enqueue(back_ns, Pending::Report(VenueReport::reject(o, reason)));
+    }
+
+    /// Queues an ack with `leaves_qty` left.
+    fn ack(&mut self, o: &HedgeOrder, side: Side, leaves_qty: f64, back_ns: u64) {
+        let ack = VenueReport::status(o, side, ExecKind::Ack, RejectReason::None);
+        self.enqueue(back_ns, Pending::Report(VenueReport { leaves_qty, ..ack }));
+    }
+
+    /// Queues the cancel of the order's remainder.
+    fn cancel_report(&mut self, o: &HedgeOrder, side: Side, back_ns: u64) {
+        self.stats.cancels += 1;
+        let r = VenueReport::status(o, side, ExecKind::Cancelled, RejectReason::None);
+        self.enqueue(back_ns, Pending::Report(r));
+    }
+
+    /// The book and the order's limit price: its own for a limit order inside the price band
+    /// around the mid, the band's edge for a market order. None (the reject queued): no
+    /// two-sided quote, or a limit outside the band.
+    fn priced(
+        &mut self,
+        o: &HedgeOrder,
+        side: Side,
+        ot: OrderType,
+        back_ns: u64,
+    ) -> Option<(LastValue, f64)> {
+        let (book, mid) = match self.market.book(o.instrument_id) {
             Some(b)
                 if b.valid & LastValue::HAS_QUOTE != 0
                     && b.bid_px > 0.0
@@ -560,78 +632,68 @@ impl<M: MarketView> SimVenue<M> {
                 (b, 0.5 * (b.bid_px + b.ask_px))
             }
             _ => {
-                self.stats.rejects += 1;
-                let r = VenueReport::reject(o, RejectReason::NoLiquidity);
-                self.enqueue(back_ns, Pending::Report(r));
-                return;
+                self.reject(o, RejectReason::NoLiquidity, back_ns);
+                return None;
             }
         };
         let band = mid * self.cfg.price_band_bps * 1e-4;
         let limit = match ot {
             OrderType::Limit => {
                 if (o.limit_px - mid).abs() > band + 1e-12 * mid {
-                    self.stats.rejects += 1;
-                    let r = VenueReport::reject(o, RejectReason::PriceOutsideBand);
-                    self.enqueue(back_ns, Pending::Report(r));
-                    return;
+                    self.reject(o, RejectReason::PriceOutsideBand, back_ns);
+                    return None;
                 }
                 o.limit_px
             }
             OrderType::Market => mid + side.sign() * band,
         };
-        let tif = if ot == OrderType::Market && tif == TimeInForce::Gtc {
-            TimeInForce::Ioc
-        } else {
-            tif
-        };
+        Some((book, limit))
+    }
 
-        let mut levels = [Level::default(); DEPTH_LEVELS + 1];
-        let n = opposite_levels(&book, side, self.cfg.unknown_size_qty, &mut levels);
-        let slot = o.instrument_id as usize;
-        self.taken[slot].refresh(&book);
+    /// Lots available per level within `limit` (minus what earlier orders took), and their
+    /// sum.
+    fn available(
+        &self,
+        levels: &[Level],
+        side: Side,
+        limit: f64,
+        slot: usize,
+        lot: f64,
+    ) -> ([u64; DEPTH_LEVELS + 1], u64) {
         let crosses = |px: f64| match side {
             Side::Buy => px <= limit * (1.0 + 1e-12),
             Side::Sell => px >= limit * (1.0 - 1e-12),
         };
-        // Lots available per level within the limit.
         let mut avail = [0u64; DEPTH_LEVELS + 1];
         let mut total = 0u64;
-        for i in 0..n {
-            if !crosses(levels[i].px) {
+        for (i, level) in levels.iter().enumerate() {
+            if !crosses(level.px) {
                 break;
             }
-            let left = levels[i].qty - self.taken[slot].get(side, levels[i].px);
+            let left = level.qty - self.taken[slot].get(side, level.px);
             avail[i] = lots_down(left, lot);
             total += avail[i];
         }
-        if self.cfg.send_acks {
-            let ack = VenueReport::status(o, side, ExecKind::Ack, RejectReason::None);
-            self.enqueue(
-                back_ns,
-                Pending::Report(VenueReport {
-                    leaves_qty: o.qty,
-                    ..ack
-                }),
-            );
-        }
-        if tif == TimeInForce::Fok && total < lots {
-            self.stats.cancels += 1;
-            let r = VenueReport::status(o, side, ExecKind::Cancelled, RejectReason::None);
-            self.enqueue(back_ns, Pending::Report(r));
-            return;
-        }
+        (avail, total)
+    }
+
+    /// Takes up to `lots` from the levels, best first, queueing a fill per level; returns
+    /// the lots left.
+    fn take(&mut self, t: &Taking<'_>, levels: &[Level], avail: &[u64], lots: u64) -> u64 {
+        let (o, side, lot) = (t.o, t.side, t.lot);
+        let slot = o.instrument_id as usize;
         let mut leaves = lots;
-        for i in 0..n {
+        for (level, &avail) in levels.iter().zip(avail) {
             if leaves == 0 {
                 break;
             }
-            if avail[i] == 0 {
+            if avail == 0 {
                 continue;
             }
-            let take = avail[i].min(leaves);
+            let take = avail.min(leaves);
             leaves -= take;
             let qty = take as f64 * lot;
-            let px = levels[i].px;
+            let px = level.px;
             self.taken[slot].add(side, px, qty);
             self.stats.fills += 1;
             let kind = if leaves == 0 {
@@ -644,16 +706,13 @@ impl<M: MarketView> SimVenue<M> {
                 liquidity: Liquidity::Taker,
                 qty,
                 price: px,
-                fee: fee(&def, qty, px, self.cfg.taker_fee_bps),
+                fee: fee(t.def, qty, px, self.cfg.taker_fee_bps),
                 leaves_qty: leaves as f64 * lot,
                 ..VenueReport::status(o, side, kind, RejectReason::None)
             };
-            self.enqueue(back_ns, Pending::Report(rep));
+            self.enqueue(t.back_ns, Pending::Report(rep));
         }
-        if leaves == 0 {
-            return;
-        }
-        self.rest_or_cancel(o, side, tif, limit, leaves, lot, &book, back_ns);
+        leaves
     }
 
     /// The remainder of an order after matching: a GTC rests at the back of the queue at its

@@ -482,43 +482,13 @@ pub fn decode(buf: &[u8]) -> Result<(Message<'_>, usize), DecodeError> {
     i += 1;
     let body_end = total - 7;
     while i < body_end {
-        let field_start = i;
-        let mut t: u32 = 0;
-        let mut nd = 0;
-        while i < body_end && bytes[i].is_ascii_digit() {
-            if nd == 9 {
-                return Err(DecodeError::MalformedField {
-                    offset: field_start as u32,
-                });
-            }
-            t = t * 10 + u32::from(bytes[i] - b'0');
-            nd += 1;
-            i += 1;
-        }
-        if nd == 0 || bytes[field_start] == b'0' || i >= body_end || bytes[i] != b'=' {
-            return Err(DecodeError::MalformedField {
-                offset: field_start as u32,
-            });
-        }
-        i += 1;
-        let vstart = i;
+        let (t, vstart) = parse_tag(bytes, i, body_end)?;
         // body_end - 1 is SOH (checked by frame_len), so the value ends inside the body.
-        i = find_soh(bytes, i, body_end);
+        i = find_soh(bytes, vstart, body_end);
         if i == vstart {
             return Err(DecodeError::EmptyValue { tag: t });
         }
-        if t == tag::BEGIN_STRING || t == tag::BODY_LENGTH || t == tag::CHECK_SUM {
-            return Err(DecodeError::DuplicateTag { tag: t });
-        }
-        if t < 1024 {
-            let (w, b) = ((t / 64) as usize, t % 64);
-            if seen[w] & (1 << b) != 0 {
-                return Err(DecodeError::DuplicateTag { tag: t });
-            }
-            seen[w] |= 1 << b;
-        } else if msg.fields[..msg.len].iter().any(|f| f.tag == t) {
-            return Err(DecodeError::DuplicateTag { tag: t });
-        }
+        check_new_tag(&mut seen, &msg.fields[..msg.len], t)?;
         if msg.len == MAX_FIELDS {
             return Err(DecodeError::TooManyFields);
         }
@@ -537,25 +507,75 @@ pub fn decode(buf: &[u8]) -> Result<(Message<'_>, usize), DecodeError> {
         }
         i += 1;
     }
+    msg.seq_num = required_header(&msg, &seen)?;
+    Ok((msg, total))
+}
+
+/// Parses the `tag=` of the field starting at `field_start`; returns the tag and where its
+/// value starts.
+#[inline]
+fn parse_tag(
+    bytes: &[u8],
+    field_start: usize,
+    body_end: usize,
+) -> Result<(u32, usize), DecodeError> {
+    let malformed = DecodeError::MalformedField {
+        offset: field_start as u32,
+    };
+    let mut i = field_start;
+    let mut t: u32 = 0;
+    let mut nd = 0;
+    while i < body_end && bytes[i].is_ascii_digit() {
+        if nd == 9 {
+            return Err(malformed);
+        }
+        t = t * 10 + u32::from(bytes[i] - b'0');
+        nd += 1;
+        i += 1;
+    }
+    if nd == 0 || bytes[field_start] == b'0' || i >= body_end || bytes[i] != b'=' {
+        return Err(malformed);
+    }
+    Ok((t, i + 1))
+}
+
+/// Refuses a tag seen before in this message (a bitset for tags below 1024, a scan of
+/// `fields` for the rest) or a second BeginString/BodyLength/CheckSum; marks it seen.
+#[inline]
+fn check_new_tag(seen: &mut [u64; 16], fields: &[FieldRef], t: u32) -> Result<(), DecodeError> {
+    if t == tag::BEGIN_STRING || t == tag::BODY_LENGTH || t == tag::CHECK_SUM {
+        return Err(DecodeError::DuplicateTag { tag: t });
+    }
+    if t < 1024 {
+        let (w, b) = ((t / 64) as usize, t % 64);
+        if seen[w] & (1 << b) != 0 {
+            return Err(DecodeError::DuplicateTag { tag: t });
+        }
+        seen[w] |= 1 << b;
+    } else if fields.iter().any(|f| f.tag == t) {
+        return Err(DecodeError::DuplicateTag { tag: t });
+    }
+    Ok(())
+}
+
+/// Checks the required header tags are there; returns MsgSeqNum (> 0).
+fn required_header(msg: &Message<'_>, seen: &[u64; 16]) -> Result<u64, DecodeError> {
     for required in [tag::SENDER_COMP_ID, tag::TARGET_COMP_ID, tag::SENDING_TIME] {
-        if !is_seen(&seen, required) {
+        if !is_seen(seen, required) {
             return Err(DecodeError::MissingTag { tag: required });
         }
     }
-    if !is_seen(&seen, tag::MSG_SEQ_NUM) {
+    if !is_seen(seen, tag::MSG_SEQ_NUM) {
         return Err(DecodeError::MissingTag {
             tag: tag::MSG_SEQ_NUM,
         });
     }
-    msg.seq_num = match msg.get(tag::MSG_SEQ_NUM).and_then(parse_u64) {
-        Some(s) if s > 0 => s,
-        _ => {
-            return Err(DecodeError::NotNumeric {
-                tag: tag::MSG_SEQ_NUM,
-            })
-        }
-    };
-    Ok((msg, total))
+    match msg.get(tag::MSG_SEQ_NUM).and_then(parse_u64) {
+        Some(s) if s > 0 => Ok(s),
+        _ => Err(DecodeError::NotNumeric {
+            tag: tag::MSG_SEQ_NUM,
+        }),
+    }
 }
 
 /// Index of the first SOH in `b[i..end]` (or `end`), eight bytes per step: a word XOR

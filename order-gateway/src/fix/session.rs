@@ -617,55 +617,79 @@ impl Session {
             return;
         }
         if seq > expected {
-            match mt {
-                b"A" => self.on_logon(now_ns, on_event),
-                b"5" => {
-                    self.record_logout(msg);
-                    self.on_logout(now_ns, on_event);
-                    return;
-                }
-                b"2" => self.on_resend_request(msg, now_ns, on_event),
-                _ => self.stats.out_of_order_dropped += 1,
-            }
-            if self.stream.is_some() {
-                self.request_resend(expected, seq, now_ns);
-            }
-            return;
+            self.on_seq_gap(msg, expected, now_ns, on_event);
+        } else if seq < expected {
+            self.on_seq_too_low(msg, expected, now_ns, on_event);
+        } else {
+            self.on_in_sequence(msg, now_ns, on_event);
         }
-        if seq < expected {
-            if msg.flag(tag::POSS_DUP_FLAG) {
-                self.stats.duplicates_ignored += 1;
+    }
+
+    /// A message above the expected sequence number: Logon, Logout and ResendRequest are
+    /// still acted on; anything else is dropped; then a resend of the gap is asked for.
+    fn on_seq_gap(
+        &mut self,
+        msg: &Message,
+        expected: u64,
+        now_ns: u64,
+        on_event: &mut dyn FnMut(&mut Session, SessionEvent),
+    ) {
+        match msg.msg_type() {
+            b"A" => self.on_logon(now_ns, on_event),
+            b"5" => {
+                self.record_logout(msg);
+                self.on_logout(now_ns, on_event);
                 return;
             }
-            self.stats.seq_too_low += 1;
-            let mut text = [0u8; 96];
-            let t = too_low_text(expected, seq, &mut text);
-            let _ = self.send_admin(b"5", now_ns, |w| {
-                w.str(tag::TEXT, t);
-            });
-            self.flush(now_ns, on_event);
-            self.disconnect(now_ns, on_event);
+            b"2" => self.on_resend_request(msg, now_ns, on_event),
+            _ => self.stats.out_of_order_dropped += 1,
+        }
+        if self.stream.is_some() {
+            self.request_resend(expected, msg.seq_num(), now_ns);
+        }
+    }
+
+    /// A message below the expected sequence number: a possible duplicate is ignored,
+    /// anything else is a fatal error (Logout with the reason, then disconnect).
+    fn on_seq_too_low(
+        &mut self,
+        msg: &Message,
+        expected: u64,
+        now_ns: u64,
+        on_event: &mut dyn FnMut(&mut Session, SessionEvent),
+    ) {
+        if msg.flag(tag::POSS_DUP_FLAG) {
+            self.stats.duplicates_ignored += 1;
             return;
         }
-        // In sequence.
+        self.stats.seq_too_low += 1;
+        let mut text = [0u8; 96];
+        let t = too_low_text(expected, msg.seq_num(), &mut text);
+        let _ = self.send_admin(b"5", now_ns, |w| {
+            w.str(tag::TEXT, t);
+        });
+        self.flush(now_ns, on_event);
+        self.disconnect(now_ns, on_event);
+    }
+
+    /// A message in sequence: admin messages are handled here, application messages go to
+    /// `on_event`; the next expected number is persisted after handling (see `store`).
+    fn on_in_sequence(
+        &mut self,
+        msg: &Message,
+        now_ns: u64,
+        on_event: &mut dyn FnMut(&mut Session, SessionEvent),
+    ) {
+        let seq = msg.seq_num();
         if let Some(until) = self.resend_until {
             if seq >= until {
                 self.resend_until = None;
             }
         }
         let mut next = seq + 1;
-        match mt {
+        match msg.msg_type() {
             b"A" => self.on_logon(now_ns, on_event),
-            b"0" => {
-                if let Some(id) = msg.get(tag::TEST_REQ_ID) {
-                    let mut tmp = [0u8; 20];
-                    if self.test_req_sent_ns.is_some()
-                        && id == codec::fmt_u64(self.test_req_id, &mut tmp)
-                    {
-                        self.test_req_sent_ns = None;
-                    }
-                }
-            }
+            b"0" => self.on_heartbeat(msg),
             b"1" => {
                 let id = msg.get(tag::TEST_REQ_ID).unwrap_or(b"0");
                 self.stats.heartbeats_sent += 1;
@@ -695,6 +719,16 @@ impl Session {
         }
         // Persist after handling (see `store`).
         self.set_next_in(next);
+    }
+
+    /// A Heartbeat: one that answers our TestRequest clears it.
+    fn on_heartbeat(&mut self, msg: &Message) {
+        if let Some(id) = msg.get(tag::TEST_REQ_ID) {
+            let mut tmp = [0u8; 20];
+            if self.test_req_sent_ns.is_some() && id == codec::fmt_u64(self.test_req_id, &mut tmp) {
+                self.test_req_sent_ns = None;
+            }
+        }
     }
 
     fn set_next_in(&mut self, v: u64) {

@@ -288,62 +288,7 @@ impl App {
                     self.report(i, ExecKind::Ack, RejectReason::None, (0.0, 0.0));
                 }
             }
-            b'F' | b'1' | b'2' => {
-                let (Ok(Some(last_qty)), Ok(Some(last_px))) =
-                    (msg.get_f64(tag::LAST_QTY), msg.get_f64(tag::LAST_PX))
-                else {
-                    self.stats.malformed_app_messages += 1;
-                    return;
-                };
-                if !(last_qty > 0.0 && last_qty.is_finite() && last_px.is_finite()) {
-                    self.stats.malformed_app_messages += 1;
-                    return;
-                }
-                self.orders[i].acked = true;
-                self.orders[i].cum_qty += last_qty;
-                let o = self.orders[i];
-                // LastLiquidityInd (851): 1 = we added liquidity (maker), else taker (an IOC
-                // hedge crosses the spread). Commission (12) is the fee when given as an
-                // absolute amount (CommType 13 = 3, or absent).
-                let liquidity = match msg.get_char(tag::LAST_LIQUIDITY_IND) {
-                    Some(b'1') => Liquidity::Maker,
-                    _ => Liquidity::Taker,
-                };
-                let fee = match (msg.get_f64(tag::COMMISSION), msg.get_char(tag::COMM_TYPE)) {
-                    (Ok(Some(c)), None | Some(b'3')) if c.is_finite() => c,
-                    _ => 0.0,
-                };
-                let first_new = self.reports.len();
-                let leaves = match msg.get_f64(tag::LEAVES_QTY) {
-                    Ok(Some(l)) => l,
-                    _ => o.qty - o.cum_qty,
-                };
-                let done_status = matches!(ord_status, Some(b'2' | b'4' | b'C' | b'3'));
-                if leaves <= QTY_EPS && o.cum_qty >= o.qty - QTY_EPS {
-                    self.report(i, ExecKind::Fill, RejectReason::None, (last_qty, last_px));
-                } else if leaves <= QTY_EPS || done_status {
-                    // The venue ended the order with quantity unfilled (IOC remainder reported
-                    // on the fill itself): a partial fill, then the cancel of the rest.
-                    self.report(
-                        i,
-                        ExecKind::PartialFill,
-                        RejectReason::None,
-                        (last_qty, last_px),
-                    );
-                    self.report(i, ExecKind::Cancelled, RejectReason::None, (0.0, 0.0));
-                } else {
-                    self.report(
-                        i,
-                        ExecKind::PartialFill,
-                        RejectReason::None,
-                        (last_qty, last_px),
-                    );
-                }
-                if let Some(r) = self.reports.get_mut(first_new) {
-                    r.liquidity = liquidity;
-                    r.fee = fee;
-                }
-            }
+            b'F' | b'1' | b'2' => self.on_fill(i, msg, ord_status),
             b'4' | b'C' | b'3' => {
                 self.report(i, ExecKind::Cancelled, RejectReason::None, (0.0, 0.0))
             }
@@ -354,6 +299,57 @@ impl App {
             }
             b'I' => self.on_status(i, msg, ord_status),
             _ => self.stats.ignored_app_messages += 1,
+        }
+    }
+
+    /// A fill report (ExecType F, or 1/2 of FIX 4.2 venues) for order slot `i`: a fill, a
+    /// partial fill, or a partial fill then the cancel of the rest when the venue ended the
+    /// order unfilled. A missing or non-finite LastQty/LastPx is malformed.
+    fn on_fill(&mut self, i: usize, msg: &Message, ord_status: Option<u8>) {
+        let (Ok(Some(last_qty)), Ok(Some(last_px))) =
+            (msg.get_f64(tag::LAST_QTY), msg.get_f64(tag::LAST_PX))
+        else {
+            self.stats.malformed_app_messages += 1;
+            return;
+        };
+        if !(last_qty > 0.0 && last_qty.is_finite() && last_px.is_finite()) {
+            self.stats.malformed_app_messages += 1;
+            return;
+        }
+        self.orders[i].acked = true;
+        self.orders[i].cum_qty += last_qty;
+        let o = self.orders[i];
+        // LastLiquidityInd (851): 1 = we added liquidity (maker), else taker (an IOC
+        // hedge crosses the spread). Commission (12) is the fee when given as an
+        // absolute amount (CommType 13 = 3, or absent).
+        let liquidity = match msg.get_char(tag::LAST_LIQUIDITY_IND) {
+            Some(b'1') => Liquidity::Maker,
+            _ => Liquidity::Taker,
+        };
+        let fee = match (msg.get_f64(tag::COMMISSION), msg.get_char(tag::COMM_TYPE)) {
+            (Ok(Some(c)), None | Some(b'3')) if c.is_finite() => c,
+            _ => 0.0,
+        };
+        let first_new = self.reports.len();
+        let leaves = match msg.get_f64(tag::LEAVES_QTY) {
+            Ok(Some(l)) => l,
+            _ => o.qty - o.cum_qty,
+        };
+        let done_status = matches!(ord_status, Some(b'2' | b'4' | b'C' | b'3'));
+        let fill = (last_qty, last_px);
+        if leaves <= QTY_EPS && o.cum_qty >= o.qty - QTY_EPS {
+            self.report(i, ExecKind::Fill, RejectReason::None, fill);
+        } else if leaves <= QTY_EPS || done_status {
+            // The venue ended the order with quantity unfilled (IOC remainder reported
+            // on the fill itself): a partial fill, then the cancel of the rest.
+            self.report(i, ExecKind::PartialFill, RejectReason::None, fill);
+            self.report(i, ExecKind::Cancelled, RejectReason::None, (0.0, 0.0));
+        } else {
+            self.report(i, ExecKind::PartialFill, RejectReason::None, fill);
+        }
+        if let Some(r) = self.reports.get_mut(first_new) {
+            r.liquidity = liquidity;
+            r.fee = fee;
         }
     }
 
