@@ -531,95 +531,40 @@ impl Registry {
                     .map_err(|e| err(ln, e.to_string()))?;
                 continue;
             }
-            let num = |i: Option<usize>, name: &str| -> Result<f64, InstrumentsFileError> {
-                let s = get(i);
-                if s.is_empty() {
-                    return Ok(0.0);
-                }
-                match s.parse::<f64>() {
-                    Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-                    _ => Err(err(
-                        ln,
-                        format!("{name} {s:?} is not a non-negative number"),
-                    )),
-                }
-            };
-            let mut d: InstrumentDef = bytemuck::Zeroable::zeroed();
-            d.kind = match get(idx[0]).to_ascii_lowercase().as_str() {
-                "option" => InstrumentKind::Option,
-                "future" => InstrumentKind::Future,
-                "perpetual" => InstrumentKind::Perpetual,
-                "spot" => InstrumentKind::Spot,
-                "index" => InstrumentKind::Index,
-                k => return Err(err(ln, format!("unknown kind {k:?}"))),
-            } as u8;
-            d.option_type = match get(idx[1]).to_ascii_lowercase().as_str() {
-                "" | "none" => OptionType::None,
-                "call" | "c" => OptionType::Call,
-                "put" | "p" => OptionType::Put,
-                k => return Err(err(ln, format!("unknown option_type {k:?}"))),
-            } as u8;
-            d.settlement = match get(idx[2]).to_ascii_lowercase().as_str() {
-                "" | "linear" => Settlement::Linear,
-                "inverse" => Settlement::Inverse,
-                k => return Err(err(ln, format!("unknown settlement {k:?}"))),
-            } as u8;
-            if (d.kind == InstrumentKind::Option as u8) != (d.option_type != 0) {
-                return Err(err(
-                    ln,
-                    "options need option_type call|put, others none".into(),
-                ));
-            }
-            d.strike = num(idx[5], "strike")?;
-            let exp = get(idx[6]);
-            d.expiry_ns = if exp.is_empty() {
-                0
-            } else if let Ok(v) = exp.parse::<u64>() {
-                v
-            } else {
-                parse_deribit_date(exp)
-                    .ok_or_else(|| err(ln, format!("expiry {exp:?} is neither ns nor DDMMMYY")))?
-            };
-            d.contract_multiplier = num(idx[7], "contract_multiplier")?;
-            if d.contract_multiplier == 0.0 {
-                d.contract_multiplier = 1.0;
-            }
-            d.tick_size = num(idx[8], "tick_size")?;
-            d.lot_size = num(idx[9], "lot_size")?;
-            d.min_qty = num(idx[10], "min_qty")?;
-            d.forward_id = NO_FORWARD;
-            if !d.set_symbol(sym) || sym.is_empty() {
-                return Err(err(
-                    ln,
-                    format!("symbol {sym:?} empty, non-ASCII or over 48 bytes"),
-                ));
-            }
+            let d = row_def(sym, &get, &idx).map_err(|m| err(ln, m))?;
             if reg.id_of(sym).is_some() {
                 return Err(err(ln, format!("duplicate symbol {sym}")));
             }
             let id = reg.insert(d).map_err(|e| err(ln, e.to_string()))?;
             links.push((ln, id, get(idx[3]).to_string(), get(idx[4]).to_string()));
         }
-        for (ln, id, under, fwd) in links {
-            let u = if under.is_empty() {
-                id
-            } else {
-                reg.id_of(&under)
-                    .ok_or_else(|| err(ln, format!("underlying {under:?} is not defined")))?
-            };
-            reg.set_underlying(id, u);
-            if !fwd.is_empty() {
-                let f = reg
-                    .id_of(&fwd)
-                    .ok_or_else(|| err(ln, format!("forward {fwd:?} is not defined")))?;
-                reg.set_forward(id, f);
-            }
-        }
+        reg.link(links).map_err(|(ln, m)| err(ln, m))?;
         if reg.is_empty() {
             return Err(err(hl, "no instruments defined".into()));
         }
         reg.fix();
         Ok(reg)
+    }
+
+    /// Pass 2 of [`Registry::parse_csv`]: each `(line, id, underlying, forward)` link
+    /// resolved by symbol (an empty underlying: the instrument is its own).
+    fn link(&mut self, links: Vec<(usize, u32, String, String)>) -> Result<(), (usize, String)> {
+        for (ln, id, under, fwd) in links {
+            let u = if under.is_empty() {
+                id
+            } else {
+                self.id_of(&under)
+                    .ok_or_else(|| (ln, format!("underlying {under:?} is not defined")))?
+            };
+            self.set_underlying(id, u);
+            if !fwd.is_empty() {
+                let f = self
+                    .id_of(&fwd)
+                    .ok_or_else(|| (ln, format!("forward {fwd:?} is not defined")))?;
+                self.set_forward(id, f);
+            }
+        }
+        Ok(())
     }
 
     /// Writes the registry in the instruments file format ([`Registry::load_csv`]).
@@ -656,6 +601,74 @@ impl Registry {
         }
         s
     }
+}
+
+/// One definition row of an instruments file (the columns after `symbol`, found through
+/// `get` at the header's indices `idx`: kind, option_type, settlement, underlying, forward,
+/// strike, expiry_ns, contract_multiplier, tick_size, lot_size, min_qty), without its links.
+///
+/// # Errors
+/// The message naming the bad column and value.
+fn row_def<'a>(
+    sym: &str,
+    get: &dyn Fn(Option<usize>) -> &'a str,
+    idx: &[Option<usize>],
+) -> Result<InstrumentDef, String> {
+    let num = |i: Option<usize>, name: &str| -> Result<f64, String> {
+        let s = get(i);
+        if s.is_empty() {
+            return Ok(0.0);
+        }
+        match s.parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+            _ => Err(format!("{name} {s:?} is not a non-negative number")),
+        }
+    };
+    let mut d: InstrumentDef = bytemuck::Zeroable::zeroed();
+    d.kind = match get(idx[0]).to_ascii_lowercase().as_str() {
+        "option" => InstrumentKind::Option,
+        "future" => InstrumentKind::Future,
+        "perpetual" => InstrumentKind::Perpetual,
+        "spot" => InstrumentKind::Spot,
+        "index" => InstrumentKind::Index,
+        k => return Err(format!("unknown kind {k:?}")),
+    } as u8;
+    d.option_type = match get(idx[1]).to_ascii_lowercase().as_str() {
+        "" | "none" => OptionType::None,
+        "call" | "c" => OptionType::Call,
+        "put" | "p" => OptionType::Put,
+        k => return Err(format!("unknown option_type {k:?}")),
+    } as u8;
+    d.settlement = match get(idx[2]).to_ascii_lowercase().as_str() {
+        "" | "linear" => Settlement::Linear,
+        "inverse" => Settlement::Inverse,
+        k => return Err(format!("unknown settlement {k:?}")),
+    } as u8;
+    if (d.kind == InstrumentKind::Option as u8) != (d.option_type != 0) {
+        return Err("options need option_type call|put, others none".into());
+    }
+    d.strike = num(idx[5], "strike")?;
+    let exp = get(idx[6]);
+    d.expiry_ns = if exp.is_empty() {
+        0
+    } else if let Ok(v) = exp.parse::<u64>() {
+        v
+    } else {
+        parse_deribit_date(exp)
+            .ok_or_else(|| format!("expiry {exp:?} is neither ns nor DDMMMYY"))?
+    };
+    d.contract_multiplier = num(idx[7], "contract_multiplier")?;
+    if d.contract_multiplier == 0.0 {
+        d.contract_multiplier = 1.0;
+    }
+    d.tick_size = num(idx[8], "tick_size")?;
+    d.lot_size = num(idx[9], "lot_size")?;
+    d.min_qty = num(idx[10], "min_qty")?;
+    d.forward_id = NO_FORWARD;
+    if !d.set_symbol(sym) || sym.is_empty() {
+        return Err(format!("symbol {sym:?} empty, non-ASCII or over 48 bytes"));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

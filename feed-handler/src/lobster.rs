@@ -181,28 +181,11 @@ impl LobsterSource {
         let book = open_csv(orderbook)?;
         let (ticker, midnight_ns) = parse_file_name(message).unwrap_or(("LOBSTER".into(), 0));
         let symbol = opts.symbol.unwrap_or(ticker);
-        let mut def: InstrumentDef = bytemuck::Zeroable::zeroed();
-        def.kind = InstrumentKind::Spot as u8;
-        def.option_type = OptionType::None as u8;
-        def.settlement = Settlement::Linear as u8;
-        def.forward_id = NO_FORWARD;
-        def.contract_multiplier = 1.0;
-        def.tick_size = opts.tick_size;
-        def.lot_size = 1.0;
-        def.min_qty = 1.0;
-        if !def.set_symbol(&symbol) || symbol.is_empty() {
-            return Err(LobsterError::Header {
+        let (registry, id) =
+            single_spot_registry(&symbol, opts.tick_size).map_err(|msg| LobsterError::Header {
                 path: message.to_path_buf(),
-                msg: format!("symbol {symbol:?} is empty, not ASCII or over 48 bytes"),
-            });
-        }
-        let mut registry = Registry::new();
-        let id = registry.insert(def).map_err(|e| LobsterError::Header {
-            path: message.to_path_buf(),
-            msg: e.to_string(),
-        })?;
-        registry.set_underlying(id, id);
-        registry.fix();
+                msg,
+            })?;
         let mut s = LobsterSource {
             msgs,
             book,
@@ -224,44 +207,45 @@ impl LobsterSource {
             paths: [message.to_path_buf(), orderbook.to_path_buf()],
             pairing: None,
         };
-        // An empty or unreadable first line is a clear error, as for Tardis.
+        s.read_headers()?;
+        s.book_cols = s.brec.len();
+        Ok(s)
+    }
+
+    /// Reads the first row of each file and checks its column count. An empty or
+    /// unreadable first line is a clear error, as for Tardis.
+    fn read_headers(&mut self) -> Result<(), LobsterError> {
+        let [message, orderbook] = self.paths.clone();
         for (path, rec_ok) in [
-            (message, s.msgs.read_byte_record(&mut s.mrec)),
-            (orderbook, s.book.read_byte_record(&mut s.brec)),
+            (&message, self.msgs.read_byte_record(&mut self.mrec)),
+            (&orderbook, self.book.read_byte_record(&mut self.brec)),
         ] {
-            match rec_ok {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(LobsterError::Header {
-                        path: path.to_path_buf(),
-                        msg: "empty file".into(),
-                    })
-                }
-                Err(e) => {
-                    return Err(LobsterError::Header {
-                        path: path.to_path_buf(),
-                        msg: format!("unreadable first row: {e}"),
-                    })
-                }
-            }
-        }
-        if s.mrec.len() != 6 {
+            let msg = match rec_ok {
+                Ok(true) => continue,
+                Ok(false) => "empty file".to_string(),
+                Err(e) => format!("unreadable first row: {e}"),
+            };
             return Err(LobsterError::Header {
-                path: message.to_path_buf(),
+                path: path.clone(),
+                msg,
+            });
+        }
+        if self.mrec.len() != 6 {
+            return Err(LobsterError::Header {
+                path: message,
                 msg: format!(
                     "expected 6 columns (Time,Type,OrderId,Size,Price,Direction), found {}",
-                    s.mrec.len()
+                    self.mrec.len()
                 ),
             });
         }
-        if s.brec.len() < 4 || s.brec.len() & 3 != 0 {
+        if self.brec.len() < 4 || self.brec.len() & 3 != 0 {
             return Err(LobsterError::Header {
-                path: orderbook.to_path_buf(),
-                msg: format!("expected 4 x levels columns, found {}", s.brec.len()),
+                path: orderbook,
+                msg: format!("expected 4 x levels columns, found {}", self.brec.len()),
             });
         }
-        s.book_cols = s.brec.len();
-        Ok(s)
+        Ok(())
     }
 
     /// The mismatch that stopped the source, if it stopped on one (check it once
@@ -375,35 +359,7 @@ impl LobsterSource {
             b"-1" => Side::Sell,
             _ => return Err(RejectReason::Malformed),
         };
-        let mut d = Depth::default();
-        let levels = b.len() / 4;
-        for l in 0..levels {
-            let ap = parse_f64(&b[4 * l])?.ok_or(RejectReason::Malformed)?;
-            let aq = parse_f64(&b[4 * l + 1])?.ok_or(RejectReason::Malformed)?;
-            let bp = parse_f64(&b[4 * l + 2])?.ok_or(RejectReason::Malformed)?;
-            let bq = parse_f64(&b[4 * l + 3])?.ok_or(RejectReason::Malformed)?;
-            for (p, q, n, out) in [
-                (ap, aq, &mut d.ask_levels, &mut d.asks),
-                (bp, bq, &mut d.bid_levels, &mut d.bids),
-            ] {
-                if !p.is_finite() || !q.is_finite() {
-                    return Err(RejectReason::NonFinite);
-                }
-                if p.abs() >= DUMMY {
-                    continue;
-                }
-                if p <= 0.0 || q < 0.0 {
-                    return Err(RejectReason::NegativePrice);
-                }
-                if (*n as usize) < DEPTH_LEVELS && *n as usize == l {
-                    out[l] = [p / PRICE_SCALE, q];
-                    *n += 1;
-                }
-            }
-        }
-        if d.bid_levels == 0 || d.ask_levels == 0 {
-            return Err(RejectReason::OneSided);
-        }
+        let d = book_row(b)?;
         let mut rj = Rejects::default();
         let q = MarketEvent::quote(
             self.id,
@@ -529,4 +485,72 @@ impl Source for LobsterSource {
     fn rows_read(&self) -> u64 {
         self.rows
     }
+}
+
+/// A registry holding one spot instrument, its own underlying: what a LOBSTER file pair
+/// trades. Returns it and the instrument's id.
+///
+/// # Errors
+/// A symbol that is empty, not ASCII or over 48 bytes.
+fn single_spot_registry(symbol: &str, tick_size: f64) -> Result<(Registry, u32), String> {
+    let mut def: InstrumentDef = bytemuck::Zeroable::zeroed();
+    def.kind = InstrumentKind::Spot as u8;
+    def.option_type = OptionType::None as u8;
+    def.settlement = Settlement::Linear as u8;
+    def.forward_id = NO_FORWARD;
+    def.contract_multiplier = 1.0;
+    def.tick_size = tick_size;
+    def.lot_size = 1.0;
+    def.min_qty = 1.0;
+    if !def.set_symbol(symbol) || symbol.is_empty() {
+        return Err(format!(
+            "symbol {symbol:?} is empty, not ASCII or over 48 bytes"
+        ));
+    }
+    let mut registry = Registry::new();
+    let id = registry.insert(def).map_err(|e| e.to_string())?;
+    registry.set_underlying(id, id);
+    registry.fix();
+    Ok((registry, id))
+}
+
+/// The depth of one orderbook row (ask price, ask size, bid price, bid size per level; prices
+/// x 10 000; a dummy price marks an empty level), up to [`DEPTH_LEVELS`] contiguous levels
+/// per side.
+///
+/// # Errors
+/// A field that is not a number, not finite, or a non-positive price or negative size; a
+/// side without a level.
+#[inline]
+fn book_row(b: &ByteRecord) -> Result<Depth, RejectReason> {
+    let mut d = Depth::default();
+    let levels = b.len() / 4;
+    for l in 0..levels {
+        let ap = parse_f64(&b[4 * l])?.ok_or(RejectReason::Malformed)?;
+        let aq = parse_f64(&b[4 * l + 1])?.ok_or(RejectReason::Malformed)?;
+        let bp = parse_f64(&b[4 * l + 2])?.ok_or(RejectReason::Malformed)?;
+        let bq = parse_f64(&b[4 * l + 3])?.ok_or(RejectReason::Malformed)?;
+        for (p, q, n, out) in [
+            (ap, aq, &mut d.ask_levels, &mut d.asks),
+            (bp, bq, &mut d.bid_levels, &mut d.bids),
+        ] {
+            if !p.is_finite() || !q.is_finite() {
+                return Err(RejectReason::NonFinite);
+            }
+            if p.abs() >= DUMMY {
+                continue;
+            }
+            if p <= 0.0 || q < 0.0 {
+                return Err(RejectReason::NegativePrice);
+            }
+            if (*n as usize) < DEPTH_LEVELS && *n as usize == l {
+                out[l] = [p / PRICE_SCALE, q];
+                *n += 1;
+            }
+        }
+    }
+    if d.bid_levels == 0 || d.ask_levels == 0 {
+        return Err(RejectReason::OneSided);
+    }
+    Ok(d)
 }

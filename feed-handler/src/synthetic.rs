@@ -732,77 +732,16 @@ impl SyntheticSource {
         let mut unders = Vec::new();
         let mut options = Vec::new();
         for (ui, spec) in cfg.underlyings.iter().enumerate() {
-            let cur = spec.currency.clone();
-            let index_id = reg.resolve_deribit(&cur).unwrap_or(0);
+            let cur = &spec.currency;
+            let index_id = reg.resolve_deribit(cur).unwrap_or(0);
             let perp_id = reg
                 .resolve_deribit(&format!("{cur}-PERPETUAL"))
                 .unwrap_or(0);
             let tick = reg.get(perp_id).map_or(0.5, |d| d.tick_size);
-            let step = round_step(spec.spot * cfg.strike_step.max(1e-4));
-            let mut forward_ids = Vec::new();
-            for (ei, &exp) in expiry_ns.iter().enumerate() {
-                let code = format_deribit_date(exp);
-                let fwd = reg
-                    .resolve_deribit(&format!("SYN.{cur}-{code}"))
-                    .unwrap_or(0);
-                forward_ids.push(fwd);
-                let atm = (spec.spot / step).round() * step;
-                let n = cfg.strikes_per_expiry as i64;
-                for k in 0..n {
-                    let strike = atm + (k - n / 2) as f64 * step;
-                    if strike <= 0.0 {
-                        continue;
-                    }
-                    for call in [true, false] {
-                        let cp = if call { "C" } else { "P" };
-                        let sym = format!("{cur}-{code}-{strike}-{cp}");
-                        if let Ok(id) = reg.resolve_deribit(&sym) {
-                            reg.set_forward(id, fwd);
-                            options.push(OptionSlot {
-                                id,
-                                under: ui,
-                                expiry: ei,
-                                strike,
-                                ln_strike: strike.ln(),
-                                call,
-                                cache: MarkCache::default(),
-                            });
-                        }
-                    }
-                }
-            }
-            unders.push(UnderlyingState {
-                spec: spec.clone(),
-                index_id,
-                perp_id,
-                forward_ids,
-                expiries: vec![ExpiryState::default(); expiry_ns.len()],
-                spot: spec.spot,
-                log_spot: spec.spot.ln(),
-                last_ns: cfg.start_ns,
-                spike: 1.0,
-                tick,
-                inv_tick_pow2: if tick > 0.0
-                    && tick.is_normal()
-                    && tick.to_bits() & ((1 << 52) - 1) == 0
-                {
-                    1.0 / tick
-                } else {
-                    0.0
-                },
-                step_cache: [StepCache::default(); STEP_CACHE],
-                steps: 0,
-                next_jump_ns: u64::MAX,
-                bid_sizes: [0.0; DEPTH_LEVELS],
-                ask_sizes: [0.0; DEPTH_LEVELS],
-                bid_out: [0.0; DEPTH_LEVELS],
-                ask_out: [0.0; DEPTH_LEVELS],
-                out_stress: true,
-                half_spread: spec.spot * cfg.half_spread_bps * 1e-4,
-                ladder: std::array::from_fn(|i| i as f64 * tick),
-                last_bid: f64::NAN,
-                last_ask: f64::NAN,
-            });
+            let forward_ids = add_chain(&mut reg, &cfg, ui, &expiry_ns, &mut options);
+            let mut u = UnderlyingState::new(spec, &cfg, tick, expiry_ns.len());
+            (u.index_id, u.perp_id, u.forward_ids) = (index_id, perp_id, forward_ids);
+            unders.push(u);
         }
         let mark_weight = if options.is_empty() {
             0.0
@@ -837,20 +776,26 @@ impl SyntheticSource {
             trades: 0,
             cfg,
         };
-        for u in 0..s.unders.len() {
-            let wait = jump_wait_ns(&mut s.rng, s.unders[u].spec.jumps_per_minute);
-            s.unders[u].next_jump_ns = s.cfg.start_ns.saturating_add(wait);
-            for e in 0..s.expiry_ns.len() {
-                s.refresh_expiry(u, e);
+        s.seed_underlyings();
+        s
+    }
+
+    /// Each underlying's first jump time, expiry state and book sizes (random, from the
+    /// seed).
+    fn seed_underlyings(&mut self) {
+        for u in 0..self.unders.len() {
+            let wait = jump_wait_ns(&mut self.rng, self.unders[u].spec.jumps_per_minute);
+            self.unders[u].next_jump_ns = self.cfg.start_ns.saturating_add(wait);
+            for e in 0..self.expiry_ns.len() {
+                self.refresh_expiry(u, e);
             }
             for i in 0..DEPTH_LEVELS {
-                let b = s.level_base[i] * (0.5 + s.rng.uniform());
-                let a = s.level_base[i] * (0.5 + s.rng.uniform());
-                s.unders[u].bid_sizes[i] = b;
-                s.unders[u].ask_sizes[i] = a;
+                let b = self.level_base[i] * (0.5 + self.rng.uniform());
+                let a = self.level_base[i] * (0.5 + self.rng.uniform());
+                self.unders[u].bid_sizes[i] = b;
+                self.unders[u].ask_sizes[i] = a;
             }
         }
-        s
     }
 
     /// The configuration in use.
@@ -1034,20 +979,7 @@ impl SyntheticSource {
             st.ask_sizes[deep] = deep_size;
             st.ask_out[deep] = whole(deep_size);
         }
-        let tick = st.tick;
-        let inv = st.inv_tick_pow2;
-        // x / tick, as a multiplication when that is exact (a power-of-two tick).
-        let in_ticks = |x: f64| if inv != 0.0 { x * inv } else { x / tick };
-        let mid = st.spot;
-        // The half-spread is sized on the previous quote's mid (a relative difference of about
-        // 1e-7), so that it is ready before this quote's price is.
-        let half = (st.half_spread * spread_mult).max(tick);
-        st.half_spread = mid * half_spread_bps * 1e-4;
-        // floor/ceil by integer conversion (prices are positive): no libm call.
-        let bid = in_ticks(mid - half) as i64 as f64 * tick;
-        let a = in_ticks(mid + half);
-        let at = a as i64 as f64;
-        let ask = ((if at < a { at + 1.0 } else { at }) * tick).max(bid + tick);
+        let (bid, ask) = st.quote_prices(spread_mult, half_spread_bps);
         // A new best price moves the whole ladder (NaN before the first quote: unequal).
         if bid != st.last_bid {
             bid_changed = Depth::ALL_CHANGED;
@@ -1057,24 +989,15 @@ impl SyntheticSource {
             ask_changed = Depth::ALL_CHANGED;
             st.last_ask = ask;
         }
-        let d: &mut Depth = &mut out.depth;
-        d.bid_levels = levels as u32;
-        d.ask_levels = levels as u32;
-        d.bid_changed = bid_changed;
-        d.ask_changed = ask_changed;
-        for i in 0..levels {
-            d.bids[i] = [bid - st.ladder[i], st.bid_out[i]];
-            d.asks[i] = [ask + st.ladder[i], st.ask_out[i]];
-        }
-        out.has_depth = true;
+        st.write_depth(out, levels, [bid, ask], [bid_changed, ask_changed]);
         MarketEvent::quote(
             st.perp_id,
             self.now_ns,
             0,
             bid,
-            d.bids[0][1],
+            out.depth.bids[0][1],
             ask,
-            d.asks[0][1],
+            out.depth.asks[0][1],
         )
     }
 
@@ -1147,40 +1070,8 @@ impl SyntheticSource {
             let in_v = dv * (c.vega + c.vanna * df) + (dv * dv) * (0.5 * c.volga);
             (in_f + c.dv_dt * dt) + in_v
         } else {
-            let kind = if o.call {
-                pricing::OptionType::Call
-            } else {
-                pricing::OptionType::Put
-            };
             self.exact_reprices += 1;
-            match pricing::black76_greeks(kind, f, o.strike, ex.t, iv, 0.0) {
-                Ok(g) => {
-                    let sd = iv * ex.t.sqrt();
-                    let d1 = ((f / o.strike).ln() + 0.5 * sd * sd) / sd;
-                    let d2 = d1 - sd;
-                    o.cache = MarkCache {
-                        valid: true,
-                        f,
-                        iv,
-                        t: ex.t,
-                        price: g.price,
-                        delta: g.delta,
-                        gamma: g.gamma,
-                        speed_6: g.speed / 6.0,
-                        inv_f: 1.0 / f,
-                        vega: g.vega,
-                        vanna: g.vanna,
-                        volga: g.vega * d1 * d2 / iv,
-                        // Greeks.theta is dV/d(calendar time) = -dV/dT.
-                        dv_dt: -g.theta,
-                    };
-                    g.price
-                }
-                Err(_) => {
-                    o.cache.valid = false;
-                    0.0
-                }
-            }
+            exact_mark(o, f, iv, ex.t)
         };
         // Inverse options are quoted in coin: premium / forward. 1/f by its series around the
         // cached 1/f (|r| <= REPRICE_DF = 0.005 after a Taylor mark, 0 after an exact one:
@@ -1296,6 +1187,180 @@ impl SyntheticSource {
             .iter()
             .filter(|d| d.option_type == t as u8)
             .count()
+    }
+}
+
+/// Registers underlying `ui`'s forwards (one per expiry) and its options (calls and puts by
+/// strike around the money), appending the options to `options`; returns the forward ids.
+fn add_chain(
+    reg: &mut Registry,
+    cfg: &SyntheticConfig,
+    ui: usize,
+    expiry_ns: &[u64],
+    options: &mut Vec<OptionSlot>,
+) -> Vec<u32> {
+    let spec = &cfg.underlyings[ui];
+    let cur = &spec.currency;
+    let step = round_step(spec.spot * cfg.strike_step.max(1e-4));
+    let mut forward_ids = Vec::new();
+    for (ei, &exp) in expiry_ns.iter().enumerate() {
+        let code = format_deribit_date(exp);
+        let fwd = reg
+            .resolve_deribit(&format!("SYN.{cur}-{code}"))
+            .unwrap_or(0);
+        forward_ids.push(fwd);
+        let atm = (spec.spot / step).round() * step;
+        let n = cfg.strikes_per_expiry as i64;
+        for k in 0..n {
+            let strike = atm + (k - n / 2) as f64 * step;
+            if strike <= 0.0 {
+                continue;
+            }
+            for call in [true, false] {
+                let cp = if call { "C" } else { "P" };
+                let sym = format!("{cur}-{code}-{strike}-{cp}");
+                if let Ok(id) = reg.resolve_deribit(&sym) {
+                    reg.set_forward(id, fwd);
+                    options.push(OptionSlot {
+                        id,
+                        under: ui,
+                        expiry: ei,
+                        strike,
+                        ln_strike: strike.ln(),
+                        call,
+                        cache: MarkCache::default(),
+                    });
+                }
+            }
+        }
+    }
+    forward_ids
+}
+
+impl UnderlyingState {
+    /// An underlying at its starting spot, with `n_expiries` expiries and the perpetual's
+    /// tick; its instrument ids are set by the caller.
+    fn new(spec: &UnderlyingSpec, cfg: &SyntheticConfig, tick: f64, n_expiries: usize) -> Self {
+        UnderlyingState {
+            spec: spec.clone(),
+            index_id: 0,
+            perp_id: 0,
+            forward_ids: Vec::new(),
+            expiries: vec![ExpiryState::default(); n_expiries],
+            spot: spec.spot,
+            log_spot: spec.spot.ln(),
+            last_ns: cfg.start_ns,
+            spike: 1.0,
+            tick,
+            inv_tick_pow2: if tick > 0.0
+                && tick.is_normal()
+                && tick.to_bits() & ((1 << 52) - 1) == 0
+            {
+                1.0 / tick
+            } else {
+                0.0
+            },
+            step_cache: [StepCache::default(); STEP_CACHE],
+            steps: 0,
+            next_jump_ns: u64::MAX,
+            bid_sizes: [0.0; DEPTH_LEVELS],
+            ask_sizes: [0.0; DEPTH_LEVELS],
+            bid_out: [0.0; DEPTH_LEVELS],
+            ask_out: [0.0; DEPTH_LEVELS],
+            out_stress: true,
+            half_spread: spec.spot * cfg.half_spread_bps * 1e-4,
+            ladder: std::array::from_fn(|i| i as f64 * tick),
+            last_bid: f64::NAN,
+            last_ask: f64::NAN,
+        }
+    }
+}
+
+impl UnderlyingState {
+    /// Writes the book of a quote at `bid`/`ask` ([best bid, best ask]) into `out`: `levels`
+    /// levels per side on the tick ladder with the published sizes, and which levels changed
+    /// (bit i: level i, per side).
+    #[inline]
+    fn write_depth(
+        &self,
+        out: &mut SourceEvent,
+        levels: usize,
+        [bid, ask]: [f64; 2],
+        [bid_changed, ask_changed]: [u32; 2],
+    ) {
+        let d: &mut Depth = &mut out.depth;
+        d.bid_levels = levels as u32;
+        d.ask_levels = levels as u32;
+        d.bid_changed = bid_changed;
+        d.ask_changed = ask_changed;
+        for i in 0..levels {
+            d.bids[i] = [bid - self.ladder[i], self.bid_out[i]];
+            d.asks[i] = [ask + self.ladder[i], self.ask_out[i]];
+        }
+        out.has_depth = true;
+    }
+}
+
+/// An option's exact Black-76 price (quote currency) at forward `f`, vol `iv` and `t_years`,
+/// refreshing its Taylor cache (the module docs); 0 with the cache invalid when the inputs
+/// have no price.
+#[inline]
+fn exact_mark(o: &mut OptionSlot, f: f64, iv: f64, t_years: f64) -> f64 {
+    let kind = if o.call {
+        pricing::OptionType::Call
+    } else {
+        pricing::OptionType::Put
+    };
+    match pricing::black76_greeks(kind, f, o.strike, t_years, iv, 0.0) {
+        Ok(g) => {
+            let sd = iv * t_years.sqrt();
+            let d1 = ((f / o.strike).ln() + 0.5 * sd * sd) / sd;
+            let d2 = d1 - sd;
+            o.cache = MarkCache {
+                valid: true,
+                f,
+                iv,
+                t: t_years,
+                price: g.price,
+                delta: g.delta,
+                gamma: g.gamma,
+                speed_6: g.speed / 6.0,
+                inv_f: 1.0 / f,
+                vega: g.vega,
+                vanna: g.vanna,
+                volga: g.vega * d1 * d2 / iv,
+                // Greeks.theta is dV/d(calendar time) = -dV/dT.
+                dv_dt: -g.theta,
+            };
+            g.price
+        }
+        Err(_) => {
+            o.cache.valid = false;
+            0.0
+        }
+    }
+}
+
+impl UnderlyingState {
+    /// The best bid and ask of the next quote around the spot, on the tick grid, at least a
+    /// tick apart; updates the half-spread for the quote after.
+    #[inline]
+    fn quote_prices(&mut self, spread_mult: f64, half_spread_bps: f64) -> (f64, f64) {
+        let tick = self.tick;
+        let inv = self.inv_tick_pow2;
+        // x / tick, as a multiplication when that is exact (a power-of-two tick).
+        let in_ticks = |x: f64| if inv != 0.0 { x * inv } else { x / tick };
+        let mid = self.spot;
+        // The half-spread is sized on the previous quote's mid (a relative difference of about
+        // 1e-7), so that it is ready before this quote's price is.
+        let half = (self.half_spread * spread_mult).max(tick);
+        self.half_spread = mid * half_spread_bps * 1e-4;
+        // floor/ceil by integer conversion (prices are positive): no libm call.
+        let bid = in_ticks(mid - half) as i64 as f64 * tick;
+        let a = in_ticks(mid + half);
+        let at = a as i64 as f64;
+        let ask = ((if at < a { at + 1.0 } else { at }) * tick).max(bid + tick);
+        (bid, ask)
     }
 }
 

@@ -477,98 +477,132 @@ impl FileReader {
             return Err(RejectReason::TimeBackwards);
         }
         let id = Self::resolve(reg, &r[c.symbol])?;
-        let mut ev = SourceEvent {
+        let ev = SourceEvent {
             source_ts_ns: local_ts,
             ..SourceEvent::default()
         };
         match self.layout {
             Layout::OptionsChain => self.options_row(reg, id, exch_ts, ev)?,
             Layout::DerivativeTicker => self.ticker_row(reg, id, exch_ts, ev)?,
-            Layout::Quotes => {
-                let scale = Self::qty_scale(reg, id, &r[c.exchange]);
-                let b = side_price(&r[c.bid_price])?;
-                let a = side_price(&r[c.ask_price])?;
-                let bq = qty(&r[c.bid_amount])? * scale;
-                let aq = qty(&r[c.ask_amount])? * scale;
-                ev.event = MarketEvent::quote(id, exch_ts, 0, b, bq, a, aq);
-                let mut rj = Rejects::default();
-                if !check(&ev.event, &mut rj) {
-                    return Err(rj.nonzero()[0].0);
-                }
-                self.push(ev);
-            }
-            Layout::BookSnapshot(_) => {
-                let scale = Self::qty_scale(reg, id, &r[c.exchange]);
-                let mut d = Depth::default();
-                for (side, out, n) in [
-                    (&c.bids, &mut d.bids, &mut d.bid_levels),
-                    (&c.asks, &mut d.asks, &mut d.ask_levels),
-                ] {
-                    for &(pi, ai) in side.iter() {
-                        if r[pi].is_empty() {
-                            break;
-                        }
-                        let p = price(&r[pi])?;
-                        let q = qty(&r[ai])?;
-                        if (*n as usize) < DEPTH_LEVELS {
-                            out[*n as usize] = [p, q * scale];
-                            *n += 1;
-                        }
-                    }
-                }
-                if d.bid_levels == 0 || d.ask_levels == 0 {
-                    return Err(RejectReason::OneSided);
-                }
-                ev.event = MarketEvent::quote(
-                    id,
-                    exch_ts,
-                    0,
-                    d.bids[0][0],
-                    d.bids[0][1],
-                    d.asks[0][0],
-                    d.asks[0][1],
-                );
-                let mut rj = Rejects::default();
-                if !check(&ev.event, &mut rj) {
-                    return Err(rj.nonzero()[0].0);
-                }
-                ev.has_depth = true;
-                ev.depth = d;
-                self.push(ev);
-            }
-            Layout::IncrementalL2 => {
-                let snap = match &r[c.is_snapshot] {
-                    b"true" | b"True" | b"1" => true,
-                    b"false" | b"False" | b"0" => false,
-                    _ => return Err(RejectReason::Malformed),
-                };
-                let bid = match &r[c.side] {
-                    b"bid" | b"buy" => true,
-                    b"ask" | b"sell" => false,
-                    _ => return Err(RejectReason::Malformed),
-                };
-                let p = price(&r[c.price])?;
-                let q = qty(&r[c.amount])?;
-                let scale = Self::qty_scale(reg, id, &r[c.exchange]);
-                // `row_counting` closed the previous batch if this row starts a new message.
-                if self.books.len() <= id as usize {
-                    self.books.resize_with(id as usize + 1, Book::default);
-                }
-                let book = &mut self.books[id as usize];
-                if snap && !book.in_snapshot {
-                    book.bids.levels.clear();
-                    book.asks.levels.clear();
-                }
-                book.in_snapshot = snap;
-                if bid {
-                    book.bids.set(p, q);
-                } else {
-                    book.asks.set(p, q);
-                }
-                self.batch = Some((id, local_ts, exch_ts, scale));
-            }
+            Layout::Quotes => self.quotes_row(reg, id, exch_ts, ev)?,
+            Layout::BookSnapshot(_) => self.snapshot_row(reg, id, exch_ts, ev)?,
+            Layout::IncrementalL2 => self.incremental_row(reg, id, exch_ts, local_ts)?,
         }
         self.last_local_ts = local_ts;
+        Ok(())
+    }
+
+    /// A `quotes` row: one top-of-book quote.
+    fn quotes_row(
+        &mut self,
+        reg: &Registry,
+        id: u32,
+        exch_ts: u64,
+        mut ev: SourceEvent,
+    ) -> Result<(), RejectReason> {
+        let (r, c) = (&self.record, &self.cols);
+        let scale = Self::qty_scale(reg, id, &r[c.exchange]);
+        let b = side_price(&r[c.bid_price])?;
+        let a = side_price(&r[c.ask_price])?;
+        let bq = qty(&r[c.bid_amount])? * scale;
+        let aq = qty(&r[c.ask_amount])? * scale;
+        ev.event = MarketEvent::quote(id, exch_ts, 0, b, bq, a, aq);
+        let mut rj = Rejects::default();
+        if !check(&ev.event, &mut rj) {
+            return Err(rj.nonzero()[0].0);
+        }
+        self.push(ev);
+        Ok(())
+    }
+
+    /// A `book_snapshot_N` row: the top of book with its depth.
+    fn snapshot_row(
+        &mut self,
+        reg: &Registry,
+        id: u32,
+        exch_ts: u64,
+        mut ev: SourceEvent,
+    ) -> Result<(), RejectReason> {
+        let (r, c) = (&self.record, &self.cols);
+        let scale = Self::qty_scale(reg, id, &r[c.exchange]);
+        let mut d = Depth::default();
+        for (side, out, n) in [
+            (&c.bids, &mut d.bids, &mut d.bid_levels),
+            (&c.asks, &mut d.asks, &mut d.ask_levels),
+        ] {
+            for &(pi, ai) in side.iter() {
+                if r[pi].is_empty() {
+                    break;
+                }
+                let p = price(&r[pi])?;
+                let q = qty(&r[ai])?;
+                if (*n as usize) < DEPTH_LEVELS {
+                    out[*n as usize] = [p, q * scale];
+                    *n += 1;
+                }
+            }
+        }
+        if d.bid_levels == 0 || d.ask_levels == 0 {
+            return Err(RejectReason::OneSided);
+        }
+        ev.event = MarketEvent::quote(
+            id,
+            exch_ts,
+            0,
+            d.bids[0][0],
+            d.bids[0][1],
+            d.asks[0][0],
+            d.asks[0][1],
+        );
+        let mut rj = Rejects::default();
+        if !check(&ev.event, &mut rj) {
+            return Err(rj.nonzero()[0].0);
+        }
+        ev.has_depth = true;
+        ev.depth = d;
+        self.push(ev);
+        Ok(())
+    }
+
+    /// An `incremental_book_L2` row: one level change applied to the instrument's book; the
+    /// batch is published when it closes ([`Self::close_batch`]).
+    fn incremental_row(
+        &mut self,
+        reg: &Registry,
+        id: u32,
+        exch_ts: u64,
+        local_ts: u64,
+    ) -> Result<(), RejectReason> {
+        let (r, c) = (&self.record, &self.cols);
+        let snap = match &r[c.is_snapshot] {
+            b"true" | b"True" | b"1" => true,
+            b"false" | b"False" | b"0" => false,
+            _ => return Err(RejectReason::Malformed),
+        };
+        let bid = match &r[c.side] {
+            b"bid" | b"buy" => true,
+            b"ask" | b"sell" => false,
+            _ => return Err(RejectReason::Malformed),
+        };
+        let p = price(&r[c.price])?;
+        let q = qty(&r[c.amount])?;
+        let scale = Self::qty_scale(reg, id, &r[c.exchange]);
+        // `row_counting` closed the previous batch if this row starts a new message.
+        if self.books.len() <= id as usize {
+            self.books.resize_with(id as usize + 1, Book::default);
+        }
+        let book = &mut self.books[id as usize];
+        if snap && !book.in_snapshot {
+            book.bids.levels.clear();
+            book.asks.levels.clear();
+        }
+        book.in_snapshot = snap;
+        if bid {
+            book.bids.set(p, q);
+        } else {
+            book.asks.set(p, q);
+        }
+        self.batch = Some((id, local_ts, exch_ts, scale));
         Ok(())
     }
 
