@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use shm_layout::process::IdleStrategy;
+use shm_layout::agent::{stop_on_signals, Agent, AgentRunner, RunnerConfig};
+use shm_layout::process::{Backoff, IdleStrategy};
 
 use engine::hedger::counters::HedgerCounter as H;
 use feed_handler::counters::FeedCounter as F;
@@ -453,19 +454,7 @@ fn child_command(
 /// Missing binaries, a namespace in use, a child failing to start or dying early.
 pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let bins = bin_dir(args.bin_dir.as_deref())?;
-    let missing: Vec<String> = ROLES
-        .iter()
-        .filter(|r| !bins.join(r).is_file())
-        .map(|r| r.to_string())
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "binaries not found in {}: {} (build them with `cargo build --release --bins`, or set \
-             HEDGE_BIN_DIR / --bin-dir)",
-            bins.display(),
-            missing.join(", ")
-        );
-    }
+    check_bins(&bins)?;
     let namespace = args
         .namespace
         .clone()
@@ -485,12 +474,65 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         armed: !args.keep,
     };
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("cannot install the Ctrl-C handler")?;
-    }
+    let stop = stop_on_signals(None).context("cannot install the Ctrl-C handler")?;
 
+    let placement = place(args, &namespace, &dir, &out);
+    prepare_out(args, &out)?;
+    let children = start_children(args, &bins, &namespace, &placement, &dir, &out, &stop)?;
+    let mut sup = Supervisor::new(&dir, &out, children, Arc::clone(&stop), args.duration);
+    AgentRunner::new(Supervisor::RUNNER).run(&mut sup, &stop)?;
+    let Supervisor {
+        mut children,
+        t0,
+        events_at_start,
+        early_exit,
+        ..
+    } = sup;
+    let interrupted = stop.load(Ordering::Relaxed);
+    let elapsed = t0.elapsed();
+    let exits = children.stop_all(Duration::from_secs(5));
+    let final_snap = procs::snapshot(&dir).ok();
+
+    let report = summary(
+        final_snap.as_ref(),
+        elapsed,
+        events_at_start,
+        &exits,
+        &out,
+        interrupted,
+        early_exit.as_deref(),
+    );
+    print!("{report}");
+    fs::write(out.join("summary.txt"), &report)?;
+    if args.keep {
+        cleanup.armed = false;
+        println!("segments kept in {} (--keep)", dir.display());
+    }
+    drop(lock);
+    drop(cleanup);
+    Ok(if early_exit.is_some() { 1 } else { 0 })
+}
+
+/// Refuses to start when a process binary is missing from `bins`.
+fn check_bins(bins: &Path) -> anyhow::Result<()> {
+    let missing: Vec<String> = ROLES
+        .iter()
+        .filter(|r| !bins.join(r).is_file())
+        .map(|r| r.to_string())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "binaries not found in {}: {} (build them with `cargo build --release --bins`, or set \
+             HEDGE_BIN_DIR / --bin-dir)",
+            bins.display(),
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Where each process runs (the plan for the cores this process may use), printed.
+fn place(args: &DemoArgs, namespace: &str, dir: &Path, out: &Path) -> [Placement; 3] {
     // The cores this process may run on (affinity mask, cpuset): the plan's core indices map
     // onto them, so that a demo started under `taskset -c 4-7` pins to cores 4..7.
     let allowed = shm_layout::process::allowed_cores();
@@ -525,6 +567,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         );
     }
 
+    placement
+}
+
+/// Writes the demo configs (unless given) and empties the state directories and the
+/// histogram log of an earlier run.
+fn prepare_out(args: &DemoArgs, out: &Path) -> anyhow::Result<()> {
     if args.hedger_config.is_none() {
         fs::write(out.join("hedger.toml"), DEMO_HEDGER_CONFIG)?;
     }
@@ -537,18 +585,32 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     }
     let _ = fs::remove_file(out.join("hedger.hlog"));
 
+    Ok(())
+}
+
+/// Starts the three processes, each logging to `<out>/<role>.log`, and waits until each
+/// reports running.
+fn start_children(
+    args: &DemoArgs,
+    bins: &Path,
+    namespace: &str,
+    placement: &[Placement; 3],
+    dir: &Path,
+    out: &Path,
+    stop: &AtomicBool,
+) -> anyhow::Result<Children> {
     // The feed handler first (it creates the market-data segments); then the hedger and the
     // gateway together, since each waits (bounded) for the other's ring.
     let mut children = Children { procs: Vec::new() };
-    for place in &placement {
+    for place in placement {
         let log = File::create(out.join(format!("{}.log", place.role)))?;
         let mut cmd = child_command(
             &bins.join(place.role),
             place.role,
-            &namespace,
+            namespace,
             place,
             args,
-            &out,
+            out,
         );
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -558,80 +620,138 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("cannot start {}", bins.join(place.role).display()))?;
         children.procs.push((place.role, child));
         if place.role == "feed-handler" {
-            wait_ready(&dir, place.role, &mut children, &out, &stop)?;
+            wait_ready(dir, place.role, &mut children, out, stop)?;
         }
     }
     for role in ["hedger", "order-gateway"] {
-        wait_ready(&dir, role, &mut children, &out, &stop)?;
+        wait_ready(dir, role, &mut children, out, stop)?;
     }
     println!("  all three processes running; Ctrl-C stops the demo");
+    Ok(children)
+}
 
-    let t0 = Instant::now();
-    // Market events published before all three ran (the feed starts first) are not part of the
-    // run's rate.
-    let start_snap = procs::snapshot(&dir).ok();
-    let events_at_start = start_snap
-        .as_ref()
-        .and_then(|s| totals(s).events)
-        .unwrap_or(0.0);
-    let mut prev: Option<Snapshot> = None;
-    let mut early_exit: Option<String> = None;
-    let mut next = t0 + Duration::from_secs(1);
-    while !stop.load(Ordering::Relaxed) {
-        if args.duration > 0 && t0.elapsed() >= Duration::from_secs(args.duration) {
-            break;
+/// The demo's watch over its children as an [`Agent`] on the same runner as the processes:
+/// each duty cycle checks that the children still run (one that stopped early ends the demo
+/// with its log's tail) and, once a second, prints the status line; the runner parks 20 ms
+/// between cycles and stops on Ctrl-C/SIGTERM; the duration makes the agent done.
+struct Supervisor<'a> {
+    dir: &'a Path,
+    out: &'a Path,
+    children: Children,
+    stop: Arc<AtomicBool>,
+    duration_s: u64,
+    t0: Instant,
+    next_status: Instant,
+    /// Market events published before all three ran (the feed starts first): not part of
+    /// the run's rate.
+    start_snap: Option<Snapshot>,
+    events_at_start: f64,
+    prev: Option<Snapshot>,
+    early_exit: Option<String>,
+    done: bool,
+}
+
+impl<'a> Supervisor<'a> {
+    /// Sleeps 20 ms between checks, no pinning, no counters segment.
+    const RUNNER: RunnerConfig = RunnerConfig {
+        core: None,
+        idle: IdleStrategy::BackoffPark,
+        backoff: Backoff {
+            spins_before_yield: 0,
+            park_spins: 0,
+            park_yields: 0,
+            first_park: Duration::from_millis(20),
+            max_park: Duration::from_millis(20),
+        },
+        heartbeat_interval_ns: u64::MAX,
+        status_interval_ns: 0,
+        drain_timeout_ns: 0,
+        duty_every_cycles: 1,
+    };
+
+    fn new(
+        dir: &'a Path,
+        out: &'a Path,
+        children: Children,
+        stop: Arc<AtomicBool>,
+        duration_s: u64,
+    ) -> Self {
+        let t0 = Instant::now();
+        let start_snap = procs::snapshot(dir).ok();
+        let events_at_start = start_snap
+            .as_ref()
+            .and_then(|s| totals(s).events)
+            .unwrap_or(0.0);
+        Supervisor {
+            dir,
+            out,
+            children,
+            stop,
+            duration_s,
+            t0,
+            next_status: t0 + Duration::from_secs(1),
+            start_snap,
+            events_at_start,
+            prev: None,
+            early_exit: None,
+            done: false,
         }
-        if let Some(msg) = check_children(&mut children, &out) {
+    }
+}
+
+impl Agent for Supervisor<'_> {
+    type Error = anyhow::Error;
+
+    fn name(&self) -> &str {
+        "hedgectl demo"
+    }
+
+    fn counters(&self) -> Option<&shm_layout::CountersWriter> {
+        None
+    }
+
+    fn do_work(&mut self) -> anyhow::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        if self.duration_s > 0 && self.t0.elapsed() >= Duration::from_secs(self.duration_s) {
+            self.done = true;
+        } else if let Some(msg) = check_children(&mut self.children, self.out) {
             // A Ctrl-C in a terminal reaches the children too (same process group): they
             // stopping then is not a failure.
-            if !stop.load(Ordering::Relaxed) {
-                early_exit = Some(msg);
+            if !self.stop.load(Ordering::Relaxed) {
+                self.early_exit = Some(msg);
             }
-            break;
+            self.done = true;
         }
-        let now = Instant::now();
-        if now >= next {
-            next += Duration::from_secs(1);
-            if let Ok(snap) = procs::snapshot(&dir) {
-                let lat = latency_now(&snap, &out);
-                println!(
-                    "{}",
-                    status_line(
-                        t0.elapsed().as_secs(),
-                        &snap,
-                        prev.as_ref(),
-                        start_snap.as_ref(),
-                        lat
-                    )
-                );
-                prev = Some(snap);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        Ok(0)
     }
-    let interrupted = stop.load(Ordering::Relaxed);
-    let elapsed = t0.elapsed();
-    let exits = children.stop_all(Duration::from_secs(5));
-    let final_snap = procs::snapshot(&dir).ok();
 
-    let report = summary(
-        final_snap.as_ref(),
-        elapsed,
-        events_at_start,
-        &exits,
-        &out,
-        interrupted,
-        early_exit.as_deref(),
-    );
-    print!("{report}");
-    fs::write(out.join("summary.txt"), &report)?;
-    if args.keep {
-        cleanup.armed = false;
-        println!("segments kept in {} (--keep)", dir.display());
+    fn is_done(&self) -> bool {
+        self.done
     }
-    drop(lock);
-    drop(cleanup);
-    Ok(if early_exit.is_some() { 1 } else { 0 })
+
+    fn on_duty(&mut self, _now_ns: u64) -> anyhow::Result<()> {
+        if self.done || Instant::now() < self.next_status {
+            return Ok(());
+        }
+        self.next_status += Duration::from_secs(1);
+        if let Ok(snap) = procs::snapshot(self.dir) {
+            let lat = latency_now(&snap, self.out);
+            println!(
+                "{}",
+                status_line(
+                    self.t0.elapsed().as_secs(),
+                    &snap,
+                    self.prev.as_ref(),
+                    self.start_snap.as_ref(),
+                    lat
+                )
+            );
+            self.prev = Some(snap);
+        }
+        Ok(())
+    }
 }
 
 fn wait_ready(
