@@ -19,6 +19,13 @@
 //!   until [`Agent::is_drained`] or [`RunnerConfig::drain_timeout_ns`], then counters once more,
 //!   [`Agent::on_close`] and state `Stopped`.
 //!
+//! Who runs on it: the feed handler (`FeedAgent`), the hedger (`HedgerAgent`), the order
+//! gateway (`GatewayAgent`) and `hedgectl demo`'s watch over its children. Not the replay
+//! (`hedgectl replay`): its world is a discrete-event simulation whose clock jumps to the next
+//! event, so there is nothing to idle, pin, heartbeat or drain, and a stop flag would make a
+//! backtest non-deterministic; it shares the hedger's core and its construction
+//! (`build_core`) instead of the loop.
+//!
 //! ```
 //! use shm_layout::agent::{Agent, AgentRunner, RunnerConfig};
 //! use shm_layout::CountersWriter;
