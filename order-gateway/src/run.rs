@@ -179,6 +179,8 @@ pub struct GatewayAgent {
     /// Until when the start-up waits for the venue, ns (None: taking orders).
     venue_wait: Option<VenueWait>,
     accepting: bool,
+    /// A step has run since the stop (it publishes what the venue reported meanwhile).
+    stepped_since_stop: bool,
     next_venue_counters: u64,
     next_interval: u64,
     /// Whole-run transit for --latency-log (the gateway's own histogram is reset per
@@ -250,6 +252,7 @@ impl GatewayAgent {
                 wait_ms: cfg.venue_connect_wait_ms,
             }),
             accepting: true,
+            stepped_since_stop: false,
             next_venue_counters: 0,
             next_interval: 0,
             run_start: std::time::SystemTime::now(),
@@ -331,6 +334,7 @@ impl Agent for GatewayAgent {
             &mut self.execs,
             &self.market,
         )?;
+        self.stepped_since_stop = !self.accepting;
         Ok(usize::from(worked))
     }
 
@@ -354,8 +358,10 @@ impl Agent for GatewayAgent {
         self.venue_wait = None;
     }
 
+    /// After at least one step without new orders, as before the runner: nothing open and
+    /// nothing waiting to be published.
     fn is_drained(&mut self) -> bool {
-        self.gw.open_orders() == 0 && self.gw.backlog() == 0
+        self.stepped_since_stop && self.gw.open_orders() == 0 && self.gw.backlog() == 0
     }
 
     fn on_close(&mut self, now: u64) -> anyhow::Result<()> {

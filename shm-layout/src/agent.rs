@@ -16,8 +16,9 @@
 //!   an agent copies its statistics into the counters segment - and at the status cadence
 //!   [`Agent::status_line`] on stderr;
 //! - stop (signal, or the agent is done): state `Stopping`, [`Agent::on_stop`], then duty cycles
-//!   until [`Agent::is_drained`] or [`RunnerConfig::drain_timeout_ns`], then counters once more,
-//!   [`Agent::on_close`] and state `Stopped`.
+//!   while not [`Agent::is_drained`] (checked before each) and within
+//!   [`RunnerConfig::drain_timeout_ns`] (an agent not drained gets at least one), then counters once more, [`Agent::on_close`] and state
+//!   `Stopped`. An agent with nothing to drain (the default) gets no cycle after stop.
 //!
 //! Who runs on it: the feed handler (`FeedAgent`), the hedger (`HedgerAgent`), the order
 //! gateway (`GatewayAgent`) and `hedgectl demo`'s watch over its children. Not the replay
@@ -132,8 +133,8 @@ pub trait Agent {
         let _ = (now_ns, by_signal);
     }
 
-    /// After [`Agent::on_stop`]: whether nothing is left in flight (the runner then closes;
-    /// it closes anyway at the drain timeout).
+    /// After [`Agent::on_stop`], before each further cycle: whether nothing is left in flight
+    /// (the runner then closes; it closes anyway at the drain timeout).
     fn is_drained(&mut self) -> bool {
         true
     }
@@ -218,14 +219,21 @@ impl AgentRunner {
         let mut cycles = 0u64;
         let duty_mask = self.cfg.duty_every_cycles.max(1).next_power_of_two() - 1;
         let mut drain_until: Option<u64> = None;
+        let mut cycles_at_stop = 0u64;
         loop {
             if drain_until.is_none() {
                 let by_signal = stop.load(Ordering::Relaxed);
                 if by_signal || agent.is_done() {
                     drain_until = Some(self.begin_stop(agent, by_signal));
+                    cycles_at_stop = cycles;
                 }
             }
-            if !ready && drain_until.is_none() && agent.is_ready() {
+            if let Some(until) = drain_until {
+                // An agent not drained gets at least one cycle, even with no drain time.
+                if agent.is_drained() || (cycles != cycles_at_stop && now_ns() >= until) {
+                    break;
+                }
+            } else if !ready && agent.is_ready() {
                 ready = true;
                 set_state(agent, ProcessState::Running);
             }
@@ -235,11 +243,6 @@ impl AgentRunner {
                 let now = now_ns();
                 agent.on_duty(now)?;
                 self.timers(agent, &mut due, now);
-            }
-            if let Some(until) = drain_until {
-                if agent.is_drained() || now_ns() >= until {
-                    break;
-                }
             }
             if work > 0 {
                 idler.reset();
@@ -439,6 +442,12 @@ mod tests {
             .unwrap();
         assert!(a.calls.contains(&"stop-signal"));
         assert_eq!(a.calls.last(), Some(&"close"));
+        assert_eq!(a.work_left, u32::MAX, "no new work after the stop");
+        assert_eq!(
+            a.inflight,
+            u32::MAX - 1,
+            "an agent not drained gets one cycle even with no drain time"
+        );
     }
 
     #[test]
