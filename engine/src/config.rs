@@ -403,34 +403,7 @@ impl PolicySection {
     pub fn to_config(&self) -> Result<PolicyConfig, (&'static str, String)> {
         let p = self;
         let d = Self::DEFAULTS;
-        let Some(own) = kind_keys(&p.kind) else {
-            return Err((
-                "kind",
-                format!(
-                    "must be one of {}, got `{}`",
-                    Self::KINDS.join(", "),
-                    p.kind
-                ),
-            ));
-        };
-        if let Some(k) = p
-            .set_keys()
-            .into_iter()
-            .find(|k| !own.contains(k) && !COMMON_POLICY_KEYS.contains(k))
-        {
-            return Err((
-                k,
-                format!(
-                    "does not apply to policy kind `{}` (its keys: {})",
-                    p.kind,
-                    own.iter()
-                        .chain(COMMON_POLICY_KEYS.iter())
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
+        self.check_kind_and_keys()?;
         let rule = match p.kind.as_str() {
             "none" => BandRule::None,
             "fixed" => BandRule::Fixed {
@@ -478,20 +451,60 @@ impl PolicySection {
             collar_bps: positive("collar_bps", p.collar_bps.unwrap_or(d.collar_bps))?,
             fast_alpha: fraction("fast_alpha", p.fast_alpha.unwrap_or(d.fast_alpha))?,
             slow_alpha: fraction("slow_alpha", p.slow_alpha.unwrap_or(d.slow_alpha))?,
-            holding_horizon_ns: if p.kind == "cost-aware" {
-                let ms = p.holding_horizon_ms.unwrap_or(d.holding_horizon_ms);
-                if ms > 86_400_000 {
-                    return Err((
-                        "holding_horizon_ms",
-                        format!("must be at most 86400000 (one day), got {ms}"),
-                    ));
-                }
-                ms * 1_000_000
-            } else {
-                0
-            },
+            holding_horizon_ns: self.holding_horizon_ns()?,
             exec: self.exec_config()?,
         })
+    }
+
+    /// A known kind, and no key of another kind.
+    fn check_kind_and_keys(&self) -> Result<(), (&'static str, String)> {
+        let p = self;
+        let Some(own) = kind_keys(&p.kind) else {
+            return Err((
+                "kind",
+                format!(
+                    "must be one of {}, got `{}`",
+                    Self::KINDS.join(", "),
+                    p.kind
+                ),
+            ));
+        };
+        if let Some(k) = p
+            .set_keys()
+            .into_iter()
+            .find(|k| !own.contains(k) && !COMMON_POLICY_KEYS.contains(k))
+        {
+            return Err((
+                k,
+                format!(
+                    "does not apply to policy kind `{}` (its keys: {})",
+                    p.kind,
+                    own.iter()
+                        .chain(COMMON_POLICY_KEYS.iter())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `holding_horizon_ms` in ns (cost-aware only; at most a day), else 0.
+    fn holding_horizon_ns(&self) -> Result<u64, (&'static str, String)> {
+        if self.kind != "cost-aware" {
+            return Ok(0);
+        }
+        let ms = self
+            .holding_horizon_ms
+            .unwrap_or(Self::DEFAULTS.holding_horizon_ms);
+        if ms > 86_400_000 {
+            return Err((
+                "holding_horizon_ms",
+                format!("must be at most 86400000 (one day), got {ms}"),
+            ));
+        }
+        Ok(ms * 1_000_000)
     }
 
     /// The execution keys (style and trigger), checked.

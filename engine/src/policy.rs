@@ -778,24 +778,7 @@ impl HedgePolicy {
             // Within the horizon the band does not shrink below the last hedge's.
             band = band.max(state.last_hedge_band);
         }
-        let (target, reason) = if net.abs() > band {
-            let target = match cfg.rule {
-                BandRule::Fixed {
-                    target: RehedgeTarget::Zero,
-                    ..
-                } => 0.0,
-                _ => band.copysign(net),
-            };
-            (target, HedgeReason::Band)
-        } else if cfg.max_interval_ns > 0
-            && since >= cfg.max_interval_ns
-            && net.abs() >= self.instrument.min_qty.max(self.instrument.lot_size) * dpc
-        {
-            (0.0, HedgeReason::Safety)
-        } else if let Some(reason) = self.triggered(state, net, since) {
-            // Inside the band: a trigger hedges back to zero (the edge is outward from here).
-            (0.0, reason)
-        } else {
+        let Some((target, reason)) = self.target(state, net, band, since, dpc) else {
             return Decision::Hold(HoldReason::InsideBand);
         };
         if let Some(last) = state.last_hedge_ns {
@@ -821,11 +804,66 @@ impl HedgePolicy {
         if qty.is_nan() || qty <= 0.0 || qty < self.instrument.min_qty {
             return Decision::Hold(HoldReason::BelowMinSize);
         }
+        let Some(limit_px) = self.limit_px(side, bid, ask) else {
+            return Decision::Hold(HoldReason::Collar);
+        };
+        Decision::Hedge(HedgeDecision {
+            side,
+            qty_contracts: qty,
+            delta_change: side.sign() * qty * dpc,
+            limit_px,
+            reason,
+            band,
+            target_delta: target,
+            lambda,
+        })
+    }
+
+    /// Where to hedge to: with net delta `net` outside the `band`, to zero or the band's edge;
+    /// `since` the last hedge past `max_interval_ns`, a safety hedge to zero of at least one
+    /// minimum order (`dpc`: delta per contract); inside the band, to zero when a trigger
+    /// fires. None: hold inside the band.
+    #[inline]
+    fn target(
+        &self,
+        state: &PolicyState,
+        net: f64,
+        band: f64,
+        since: u64,
+        dpc: f64,
+    ) -> Option<(f64, HedgeReason)> {
+        let cfg = &self.cfg;
+        if net.abs() > band {
+            let target = match cfg.rule {
+                BandRule::Fixed {
+                    target: RehedgeTarget::Zero,
+                    ..
+                } => 0.0,
+                _ => band.copysign(net),
+            };
+            Some((target, HedgeReason::Band))
+        } else if cfg.max_interval_ns > 0
+            && since >= cfg.max_interval_ns
+            && net.abs() >= self.instrument.min_qty.max(self.instrument.lot_size) * dpc
+        {
+            Some((0.0, HedgeReason::Safety))
+        } else {
+            // Inside the band: a trigger hedges back to zero (the edge is outward from here).
+            self.triggered(state, net, since)
+                .map(|reason| (0.0, reason))
+        }
+    }
+
+    /// The order's limit price: the touch plus `offset_ticks`, within the collar around the
+    /// mid, on the tick grid. Rounded to the tick on the passive side (stays inside the
+    /// collar); if that no longer reaches the touch (an off-grid touch), the touch itself is
+    /// rounded aggressively. None: even that is outside the collar.
+    #[inline]
+    fn limit_px(&self, side: Side, bid: f64, ask: f64) -> Option<f64> {
+        let cfg = &self.cfg;
+        let mid = 0.5 * (bid + ask);
         let tick = self.instrument.tick_size;
         let collar = cfg.collar_bps * 1e-4 * mid;
-        // Round to the tick on the passive side (stays inside the collar); if that no longer
-        // reaches the touch (an off-grid touch), round the touch itself aggressively, and hold
-        // when even that is outside the collar.
         let floor_tick = |p: f64| {
             if tick > 0.0 {
                 ((p / tick) + 1e-9).floor() * tick
@@ -840,40 +878,26 @@ impl HedgePolicy {
                 p
             }
         };
-        let limit_px = match side {
+        match side {
             Side::Buy => {
                 let cap = mid + collar;
-                let mut px = floor_tick((ask + cfg.offset_ticks * tick).min(cap));
-                if px < ask {
-                    px = ceil_tick(ask);
-                    if px > cap {
-                        return Decision::Hold(HoldReason::Collar);
-                    }
+                let px = floor_tick((ask + cfg.offset_ticks * tick).min(cap));
+                if px >= ask {
+                    return Some(px);
                 }
-                px
+                let px = ceil_tick(ask);
+                (px <= cap).then_some(px)
             }
             Side::Sell => {
                 let floor = mid - collar;
-                let mut px = ceil_tick((bid - cfg.offset_ticks * tick).max(floor));
-                if px > bid {
-                    px = floor_tick(bid);
-                    if px < floor {
-                        return Decision::Hold(HoldReason::Collar);
-                    }
+                let px = ceil_tick((bid - cfg.offset_ticks * tick).max(floor));
+                if px <= bid {
+                    return Some(px);
                 }
-                px
+                let px = floor_tick(bid);
+                (px >= floor).then_some(px)
             }
-        };
-        Decision::Hedge(HedgeDecision {
-            side,
-            qty_contracts: qty,
-            delta_change: side.sign() * qty * dpc,
-            limit_px,
-            reason,
-            band,
-            target_delta: target,
-            lambda,
-        })
+        }
     }
 }
 

@@ -646,42 +646,7 @@ impl BookRisk {
         if self.options.len() >= self.cfg.max_options {
             return Err(RiskError::CapacityExceeded(self.options.len()));
         }
-        let bucket = match (spec.model, spec.forward_id) {
-            (Model::Black76, Some(f)) => {
-                let b = match self.slots.get(f as usize) {
-                    Some(Slot::Forward(b)) if self.buckets[*b as usize].underlying == u => {
-                        *b as usize
-                    }
-                    _ => return Err(RiskError::UnknownForward(f)),
-                };
-                if self.buckets[b].expiry_ns != spec.expiry_ns {
-                    return Err(RiskError::ExpiryMismatch {
-                        option: spec.id,
-                        option_expiry_ns: spec.expiry_ns,
-                        forward_expiry_ns: self.buckets[b].expiry_ns,
-                    });
-                }
-                b
-            }
-            (Model::Bsm, None) => {
-                let existing = self.underlyings[u].buckets.iter().copied().find(|&b| {
-                    self.buckets[b].forward_id.is_none()
-                        && self.buckets[b].expiry_ns == spec.expiry_ns
-                });
-                match existing {
-                    Some(b) => b,
-                    None => {
-                        let b = self.new_bucket(u, None, spec.expiry_ns, 0.0);
-                        // The basis of a spot bucket is the carry (set by refresh_time).
-                        let ln_basis = self.buckets[b].ln_basis;
-                        self.buckets[b].ln_fref = self.underlyings[u].ln_price + ln_basis;
-                        prepare(&mut self.buckets[b]);
-                        b
-                    }
-                }
-            }
-            _ => return Err(RiskError::ModelForwardMismatch(spec.id)),
-        };
+        let bucket = self.option_bucket(&spec, u)?;
         let leg = match (spec.settlement, self.cfg.inverse_delta) {
             (Settlement::Inverse, InverseDelta::PremiumAdjusted) => 1,
             _ => 0,
@@ -721,6 +686,48 @@ impl BookRisk {
         self.reeval(idx);
         self.refresh_underlying(u);
         Ok(())
+    }
+
+    /// The expiry bucket of a new option on underlying `u`: its forward's (Black-76), or
+    /// the underlying's spot bucket of that expiry (Black-Scholes-Merton), created when new.
+    fn option_bucket(&mut self, spec: &OptionSpec, u: usize) -> Result<usize, RiskError> {
+        let bucket = match (spec.model, spec.forward_id) {
+            (Model::Black76, Some(f)) => {
+                let b = match self.slots.get(f as usize) {
+                    Some(Slot::Forward(b)) if self.buckets[*b as usize].underlying == u => {
+                        *b as usize
+                    }
+                    _ => return Err(RiskError::UnknownForward(f)),
+                };
+                if self.buckets[b].expiry_ns != spec.expiry_ns {
+                    return Err(RiskError::ExpiryMismatch {
+                        option: spec.id,
+                        option_expiry_ns: spec.expiry_ns,
+                        forward_expiry_ns: self.buckets[b].expiry_ns,
+                    });
+                }
+                b
+            }
+            (Model::Bsm, None) => {
+                let existing = self.underlyings[u].buckets.iter().copied().find(|&b| {
+                    self.buckets[b].forward_id.is_none()
+                        && self.buckets[b].expiry_ns == spec.expiry_ns
+                });
+                match existing {
+                    Some(b) => b,
+                    None => {
+                        let b = self.new_bucket(u, None, spec.expiry_ns, 0.0);
+                        // The basis of a spot bucket is the carry (set by refresh_time).
+                        let ln_basis = self.buckets[b].ln_basis;
+                        self.buckets[b].ln_fref = self.underlyings[u].ln_price + ln_basis;
+                        prepare(&mut self.buckets[b]);
+                        b
+                    }
+                }
+            }
+            _ => return Err(RiskError::ModelForwardMismatch(spec.id)),
+        };
+        Ok(bucket)
     }
 
     #[inline]
@@ -1206,75 +1213,8 @@ impl BookRisk {
         let sqrt_t = t.sqrt();
         let v = o.vol * sqrt_t;
         let x = (f / o.strike).ln();
-        let w = o.kind.sign();
-        let leg_pa = o.leg == 1;
-        let (g0, gy, gyy, gs);
-        if v < MIN_STDDEV {
-            let ind = if x > 0.0 {
-                1.0
-            } else if x < 0.0 {
-                0.0
-            } else {
-                0.5
-            };
-            // Delta / disc of the deterministic option.
-            let call_ind = ind;
-            let base = if o.kind == OptionType::Call {
-                call_ind
-            } else {
-                call_ind - 1.0
-            };
-            g0 = if leg_pa { base * o.strike / f } else { base };
-            // PA leg: u = w e^{-x} N(w d2): derivative -u in Y.
-            gy = if leg_pa { -g0 } else { 0.0 };
-            gyy = if leg_pa { g0 } else { 0.0 };
-            gs = 0.0;
-        } else {
-            let d1 = x / v + 0.5 * v;
-            let d2 = d1 - v;
-            let n1 = norm_pdf(d1);
-            if leg_pa {
-                let u = w * (o.strike / f) * norm_cdf(w * d2);
-                g0 = u;
-                gy = -u + n1 / v;
-                gyy = u - n1 / v - d1 * n1 / (v * v);
-                gs = -d1 * n1;
-            } else {
-                g0 = if o.kind == OptionType::Call {
-                    norm_cdf(d1)
-                } else {
-                    -norm_cdf(-d1)
-                };
-                gy = n1 / v;
-                gyy = -d1 * n1 / (v * v);
-                gs = -d2 * n1;
-            }
-        }
-        let sig = o.vol.max(MIN_BOOK_VOL);
-        let (b_yyy, b_sy, b_ss) = if leg_pa {
-            let put_k = if o.kind == OptionType::Put {
-                o.strike
-            } else {
-                0.0
-            };
-            (
-                [
-                    SUP_D2M1_N / (sig * sig * sig),
-                    SUP_D_N / (sig * sig),
-                    SUP_D2M1_N / sig,
-                    1.0,
-                    put_k,
-                ],
-                [SUP_D2M1_N / sig, 0.0],
-                [SUP_D3MD_N, SUP_D2M1_N * sig, 0.0],
-            )
-        } else {
-            (
-                [SUP_D2M1_N / (sig * sig * sig), 0.0, 0.0, 0.0, 0.0],
-                [SUP_D2M1_N / sig, SUP_D_N],
-                [2.0 * SUP_D3_N + SUP_D_N, 0.0, 2.0 * SUP_D_N * sig * sig],
-            )
-        };
+        let (g0, gy, gyy, gs) = delta_terms(&o, x, v, f);
+        let (b_yyy, b_sy, b_ss) = bound_coefficients(&o);
         let greeks = gbs_greeks(o.kind, f, o.strike, t, o.vol, rate, rate);
         let theta = option_theta(&o, und_price, rate, div, t, &greeks);
         let half_ln_t0 = self.buckets[b].half_ln_t;
@@ -1566,6 +1506,82 @@ impl OptState {
         self.vega = 0.0;
         self.theta = 0.0;
         self.bound = BoundCoeffs::default();
+    }
+}
+
+/// The delta polynomial's terms of option `o` at log-moneyness `x` = ln(F/K), total
+/// standard deviation `v` = vol x sqrt(T) and forward `f`: `(g0, gy, gyy, gs)` (the value and
+/// its derivatives in the log-move Y, twice, and in the stddev), for the plain leg or the
+/// premium-adjusted (inverse) one; the deterministic limit below `MIN_STDDEV`.
+#[inline]
+fn delta_terms(o: &OptState, x: f64, v: f64, f: f64) -> (f64, f64, f64, f64) {
+    let w = o.kind.sign();
+    let leg_pa = o.leg == 1;
+    if v < MIN_STDDEV {
+        let ind = if x > 0.0 {
+            1.0
+        } else if x < 0.0 {
+            0.0
+        } else {
+            0.5
+        };
+        // Delta / disc of the deterministic option.
+        let call_ind = ind;
+        let base = if o.kind == OptionType::Call {
+            call_ind
+        } else {
+            call_ind - 1.0
+        };
+        let g0 = if leg_pa { base * o.strike / f } else { base };
+        // PA leg: u = w e^{-x} N(w d2): derivative -u in Y.
+        let gy = if leg_pa { -g0 } else { 0.0 };
+        let gyy = if leg_pa { g0 } else { 0.0 };
+        return (g0, gy, gyy, 0.0);
+    }
+    let d1 = x / v + 0.5 * v;
+    let d2 = d1 - v;
+    let n1 = norm_pdf(d1);
+    if leg_pa {
+        let u = w * (o.strike / f) * norm_cdf(w * d2);
+        (u, -u + n1 / v, u - n1 / v - d1 * n1 / (v * v), -d1 * n1)
+    } else {
+        let g0 = if o.kind == OptionType::Call {
+            norm_cdf(d1)
+        } else {
+            -norm_cdf(-d1)
+        };
+        (g0, n1 / v, -d1 * n1 / (v * v), -d2 * n1)
+    }
+}
+
+/// The coefficients of option `o`'s error-bound polynomials `(b_yyy, b_sy, b_ss)`, from the
+/// suprema of the normal density's derivatives at its vol (at least `MIN_BOOK_VOL`).
+#[inline]
+fn bound_coefficients(o: &OptState) -> ([f64; 5], [f64; 2], [f64; 3]) {
+    let sig = o.vol.max(MIN_BOOK_VOL);
+    if o.leg == 1 {
+        let put_k = if o.kind == OptionType::Put {
+            o.strike
+        } else {
+            0.0
+        };
+        (
+            [
+                SUP_D2M1_N / (sig * sig * sig),
+                SUP_D_N / (sig * sig),
+                SUP_D2M1_N / sig,
+                1.0,
+                put_k,
+            ],
+            [SUP_D2M1_N / sig, 0.0],
+            [SUP_D3MD_N, SUP_D2M1_N * sig, 0.0],
+        )
+    } else {
+        (
+            [SUP_D2M1_N / (sig * sig * sig), 0.0, 0.0, 0.0, 0.0],
+            [SUP_D2M1_N / sig, SUP_D_N],
+            [2.0 * SUP_D3_N + SUP_D_N, 0.0, 2.0 * SUP_D_N * sig * sig],
+        )
     }
 }
 
