@@ -20,6 +20,7 @@ use shm_layout::{
 };
 
 mod exec;
+mod rebuild;
 pub use exec::ExecState;
 use exec::Stamps;
 
@@ -334,6 +335,8 @@ pub struct HedgerCore<R: OptionRisk> {
     /// not move and nothing settles: today's wall time would expire every recorded option).
     clock_ready: bool,
     rebuilt_seq: u64,
+    /// Which marks the core holds, to reprice only changed options after a lap.
+    memo: rebuild::RebuildMemo,
     /// Some underlying has `batch_pending` set.
     batch_open: bool,
     /// Why each of the last [`SENT_REASONS`] orders was sent, by client order id (one store
@@ -498,7 +501,9 @@ impl<R: OptionRisk> HedgerCore<R> {
             }
         }
         let next_settle_ns = risk.next_expiry_ns();
+        let memo = rebuild::RebuildMemo::new(&defs, &roles, &risk);
         HedgerCore {
+            memo,
             next_settle_ns,
             clock_ready: true,
             defs,
@@ -1030,73 +1035,6 @@ impl<R: OptionRisk> HedgerCore<R> {
         self.rebuild_impl(md, now_ns);
     }
 
-    fn rebuild_impl<M: MarketSource>(&mut self, md: &M, now_ns: u64) {
-        let wall = self.wall_ns(now_ns);
-        // Every mark at once: one re-aggregation at the end instead of one per option.
-        self.risk.begin_rebuild();
-        for id in 0..self.roles.len() as u32 {
-            let role = self.roles[id as usize];
-            if role == Role::None {
-                continue;
-            }
-            let Some(lv) = md.last_value(id) else {
-                continue;
-            };
-            self.rebuilt_seq = self.rebuilt_seq.max(lv.last_seq);
-            match role {
-                Role::Index(u) => {
-                    if lv.valid & LastValue::HAS_PRICE != 0
-                        && lv.price > 0.0
-                        && lv.price.is_finite()
-                    {
-                        let x = &mut self.und[u as usize];
-                        x.index_px = lv.price;
-                        x.index_ts_ns = lv.recv_ts_ns;
-                        self.risk.on_underlying(u as usize, lv.price);
-                    }
-                }
-                Role::Forward(_) => {
-                    if lv.valid & LastValue::HAS_PRICE != 0
-                        && lv.price > 0.0
-                        && lv.price.is_finite()
-                    {
-                        self.risk.on_forward(id, lv.price);
-                    }
-                }
-                Role::Hedge(u) => {
-                    let x = &mut self.und[u as usize];
-                    if lv.valid & LastValue::HAS_QUOTE != 0
-                        && lv.bid_px > 0.0
-                        && lv.ask_px > lv.bid_px
-                    {
-                        x.book = lv;
-                        x.book_ts_ns = lv.recv_ts_ns;
-                        x.pstate.observe_book(&x.policy.cfg, lv.bid_px, lv.ask_px);
-                    }
-                }
-                Role::Option { opt, .. } => {
-                    let d = &self.defs[id as usize];
-                    if lv.valid & LastValue::HAS_MARK != 0
-                        && lv.mark_iv > 0.0
-                        && lv.mark_iv.is_finite()
-                        && lv.mark_underlying_px > 0.0
-                        && lv.mark_underlying_px.is_finite()
-                        && d.expiry_ns > wall
-                    {
-                        self.risk
-                            .on_mark(opt as usize, lv.mark_iv, lv.mark_underlying_px, wall);
-                    }
-                }
-                Role::None => {}
-            }
-        }
-        self.risk.end_rebuild();
-        for u in &mut self.und {
-            u.rebuilding = false;
-        }
-        self.stats.rebuilds += 1;
-    }
-
     #[inline]
     fn reject_md(&mut self, r: MdReject) {
         self.stats.md_rejected[r as usize] += 1;
@@ -1246,6 +1184,7 @@ impl<R: OptionRisk> HedgerCore<R> {
                     return None;
                 }
                 self.risk.on_mark(opt as usize, iv, fwd, wall);
+                self.memo.applied(e.instrument_id, e.seq);
                 und
             }
         };

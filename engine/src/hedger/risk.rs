@@ -45,6 +45,11 @@ pub trait OptionRisk {
     fn set_position(&mut self, opt: usize, qty: f64);
     /// Current position of an option.
     fn position(&self, opt: usize) -> f64;
+    /// Whether the risk holds the option (`false`: its definition was refused at
+    /// [`OptionRisk::add_option`], so its marks change nothing).
+    fn holds_option(&self, _opt: usize) -> bool {
+        true
+    }
     /// A new mark: implied vol (fraction) and the forward for the option's expiry.
     fn on_mark(&mut self, opt: usize, iv: f64, forward: f64, now_wall_ns: u64);
     /// The underlying (index) moved.
@@ -444,6 +449,10 @@ impl OptionRisk for BookRiskAdapter {
         let id = self.opt_ids[opt];
         let cur = self.book.position(id).unwrap_or(0.0);
         self.book.add_position(id, qty - cur);
+    }
+
+    fn holds_option(&self, opt: usize) -> bool {
+        self.book.position(self.opt_ids[opt]).is_some()
     }
 
     #[inline]
