@@ -8,6 +8,8 @@
 #   scripts/bench-hot.sh                     # 1M events timed, 50k under callgrind
 #   scripts/bench-hot.sh --events 200000 --cg-events 20000
 #   scripts/bench-hot.sh --no-callgrind
+#   scripts/bench-hot.sh --cg-events 20000 -- --lap-lost 262144 [--full-rebuild]
+#                                            # after --: passed to hot_path (both runs)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -20,7 +22,8 @@ while [ $# -gt 0 ]; do
         --events) events="$2"; shift 2 ;;
         --cg-events) cg_events="$2"; shift 2 ;;
         --no-callgrind) callgrind=0; shift ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        --) shift; break ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "bench-hot.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -30,17 +33,18 @@ echo "bench-hot.sh: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short 
 cargo build --release --quiet -p bench --bin hot_path
 bin="$target_dir/release/hot_path"
 
-echo "## wall clock: $bin --events $events"
-"$bin" --events "$events"
+echo "## wall clock: $bin --events $events $*"
+"$bin" --events "$events" "$@"
 echo "bench-hot.sh: load after the timed run $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ "$callgrind" = 1 ]; then
     command -v valgrind >/dev/null || { echo "bench-hot.sh: valgrind not installed (apt-get install valgrind), or pass --no-callgrind" >&2; exit 1; }
     out="$(mktemp -d)"
     trap 'rm -rf "$out"' EXIT
-    echo "## instructions: valgrind --tool=callgrind --toggle-collect='*step_*' $bin --events $cg_events --no-clock"
+    echo "## instructions: valgrind --tool=callgrind --toggle-collect='*step_*' $bin --events $cg_events --no-clock $*"
     valgrind --tool=callgrind --callgrind-out-file="$out/cg" --toggle-collect='*step_*' \
-        "$bin" --events "$cg_events" --no-clock >"$out/counts" 2>"$out/valgrind.log"
+        "$bin" --events "$cg_events" --no-clock "$@" >"$out/counts" 2>"$out/valgrind.log"
+    grep '^laps' "$out/counts" || true
     callgrind_annotate --inclusive=yes --threshold=100 "$out/cg" >"$out/annotate"
     echo "| kind | events | instructions per event |"
     echo "|---|---:|---:|"

@@ -17,7 +17,7 @@
 //! | `trade` | client option trade (exec ring): position change + decision |
 //! | `fill` | fill of our hedge order (exec ring) |
 //! | `timer` | timer decisions (`on_timer`) |
-//! | `rebuild` | a lap: every instrument rebuilt from the last-value table (every [`LAP_EVERY`]) |
+//! | `rebuild` | a lap (every [`LAP_EVERY`]): `--lap-lost` events lost, then the rebuild from the last-value table (only the changed options; every one with `--full-rebuild`) |
 //!
 //! Each step is one `#[inline(never)]` function named `step_<kind>`, so that
 //! `valgrind --tool=callgrind --toggle-collect='*step_*'` counts exactly the instructions of
@@ -72,6 +72,14 @@ struct Args {
     /// Skip the per-step clock reads (for callgrind: instructions of the core only).
     #[arg(long)]
     no_clock: bool,
+    /// Market events lost in each lap: written to the last-value table only, never read
+    /// (an independent synthetic path of the same book, seed + 1). A lapped reader of the
+    /// e2e feed's ring loses at least its capacity, 262,144; 0: the lap loses nothing.
+    #[arg(long, default_value_t = 0)]
+    lap_lost: u64,
+    /// Make every lap a full rebuild (every option repriced), as before the selective one.
+    #[arg(long)]
+    full_rebuild: bool,
 }
 
 /// Kinds of step, in table order; `step_<name>` is the function that runs it.
@@ -94,14 +102,19 @@ struct Slot {
 impl Slot {
     /// Hands the core `e` next, and applies it to the last values (as the feed does).
     fn set(&mut self, e: MarketEvent) {
+        self.lose(&e);
+        self.next = Some(e);
+    }
+
+    /// Applies `e` to the last values only: an event the reader never sees (lost in a lap).
+    fn lose(&mut self, e: &MarketEvent) {
         let id = e.instrument_id as usize;
         if id >= self.lvt.len() {
             self.lvt.resize(id + 1, None);
         }
         self.lvt[id]
             .get_or_insert_with(bytemuck::Zeroable::zeroed)
-            .apply(&e);
-        self.next = Some(e);
+            .apply(e);
     }
 }
 
@@ -140,9 +153,27 @@ struct Rig {
     ctl: MemControl,
     next_exec_id: u64,
     steps: [u64; NK],
+    /// Sequence number of the last market event (delivered or lost).
+    seq: u64,
+    /// Where the events lost in a lap come from.
+    lost_src: SyntheticSource,
 }
 
 impl Rig {
+    /// `n` market events reach the last-value table but not the core, then the lap.
+    fn lose(&mut self, n: u64) {
+        let mut out = SourceEvent::default();
+        for _ in 0..n {
+            if !self.lost_src.next(&mut out) {
+                break;
+            }
+            self.seq += 1;
+            out.event.seq = self.seq;
+            self.md.lose(&out.event);
+        }
+        self.md.lap = true;
+    }
+
     #[inline(always)]
     fn poll(&mut self) -> usize {
         let now = clock::now_ns();
@@ -256,6 +287,13 @@ fn rig(
         ctl: MemControl::default(),
         next_exec_id: 1,
         steps: [0; NK],
+        seq: 0,
+        lost_src: SyntheticSource::new(market::synthetic_config(
+            args.options,
+            f64::INFINITY,
+            start_ns,
+            args.seed + 1,
+        )),
     })
 }
 
@@ -358,11 +396,14 @@ fn fill_orders(r: &mut Rig, t: &mut Tally, no_clock: bool) {
 
 /// The measured run: every market event, then the fills of what it sent, a client option
 /// trade every [`TRADE_EVERY`] events and the timer every [`TIMER_EVERY`].
-fn measure(r: &mut Rig, m: &Market, from: usize, no_clock: bool) -> Tally {
+fn measure(r: &mut Rig, m: &Market, from: usize, args: &Args) -> Tally {
+    let no_clock = args.no_clock;
     let mut t = Tally::new();
     for (i, e) in m.events.iter().enumerate().skip(from) {
         let mut e = *e;
         e.recv_ts_ns = clock::now_ns();
+        r.seq += 1;
+        e.seq = r.seq;
         r.md.set(e);
         timed(r, m.kind_of[i] as usize, &mut t, no_clock);
         fill_orders(r, &mut t, no_clock);
@@ -384,7 +425,10 @@ fn measure(r: &mut Rig, m: &Market, from: usize, no_clock: bool) -> Tally {
             fill_orders(r, &mut t, no_clock);
         }
         if n.is_multiple_of(LAP_EVERY) {
-            r.md.lap = true;
+            r.lose(args.lap_lost);
+            if args.full_rebuild {
+                r.core.forget_applied_marks();
+            }
             timed(r, 7, &mut t, no_clock);
         }
     }
@@ -450,6 +494,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let mut r = rig(args, defs, spot, start_ns)?;
     // Warm-up: not through the step functions, so callgrind does not count it.
     for e in &m.events[..warmup as usize] {
+        r.seq = e.seq;
         r.md.set(*e);
         r.poll();
         while let Some(o) = r.orders.buf.pop_front() {
@@ -459,7 +504,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     let t0 = std::time::Instant::now();
-    let t = measure(&mut r, &m, warmup as usize, args.no_clock);
+    let t = measure(&mut r, &m, warmup as usize, args);
+    println!(
+        "laps {}: {} events lost each, {} options repriced by rebuilds{}",
+        t.count[7],
+        args.lap_lost,
+        r.core.rebuild_repriced(),
+        if args.full_rebuild {
+            " (full rebuilds)"
+        } else {
+            ""
+        }
+    );
     print(&t, args, t0.elapsed().as_secs_f64());
     Ok(())
 }
