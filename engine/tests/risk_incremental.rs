@@ -214,6 +214,18 @@ fn run(
             }
         }
         check_within_bound(&book, n, &format!("event {k} {ev:?}"))?;
+        if !book.underlying(UND).unwrap().within_tolerance {
+            // What the hedger does then: re-evaluate the expiries over their share.
+            let mut forced = book.clone();
+            forced.force_reeval_over_bound(UND);
+            let r = *forced.underlying(UND).unwrap();
+            prop_assert!(
+                r.within_tolerance,
+                "bound {} after forcing",
+                r.delta_error_bound
+            );
+            check_within_bound(&forced, n, &format!("force_reeval_over_bound after {k}"))?;
+        }
     }
     // A whole idle sweep re-anchors every option at the current state: exact again.
     for _ in 0..(n / 16 + 2) {

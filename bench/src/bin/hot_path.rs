@@ -36,7 +36,7 @@ use engine::config::HedgerConfig;
 use engine::hedger::core::HedgerCore;
 use engine::hedger::io::{Consumer, MarketSource, MdPoll, MemControl, MemOrders};
 use engine::hedger::live::{build_core, StartPoint};
-use engine::hedger::risk::BookRiskAdapter;
+use engine::hedger::risk::{BookRiskAdapter, OptionRisk};
 use feed_handler::source::{Source, SourceEvent};
 use feed_handler::synthetic::SyntheticSource;
 use hdrhistogram::Histogram;
@@ -506,7 +506,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let t = measure(&mut r, &m, warmup as usize, args);
     println!(
-        "laps {}: {} events lost each, {} options repriced by rebuilds{}",
+        "laps {}: {} events lost each, {} options repriced by rebuilds{}; {} forced re-evaluations",
         t.count[7],
         args.lap_lost,
         r.core.rebuild_repriced(),
@@ -514,7 +514,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
             " (full rebuilds)"
         } else {
             ""
-        }
+        },
+        r.core.risk.forced_reevals()
     );
     print(&t, args, t0.elapsed().as_secs_f64());
     Ok(())

@@ -406,7 +406,7 @@ impl BookRiskAdapter {
                 .underlying(id)
                 .is_some_and(|r| !r.within_tolerance)
             {
-                self.book.force_reeval(id);
+                self.book.force_reeval_over_bound(id);
                 self.forced_reevals += 1;
             }
         }

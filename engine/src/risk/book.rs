@@ -360,6 +360,8 @@ struct Bucket {
     /// First option of the bucket (intrusive list through `OptState::next_in_bucket`), so
     /// that settling an expiry touches only its own options.
     first_option: u32,
+    /// Scratch of [`BookRisk::force_reeval_over_bound`]: re-evaluated in the current call.
+    reevaluated_now: bool,
     /// Settled: its options' positions are cash, its sums are zero.
     settled: bool,
     /// This bucket's terms at the underlying's `terms_ln_price` (see
@@ -422,7 +424,7 @@ enum Slot {
 }
 
 /// Incremental risk of all the underlyings of one hedger. See [`crate::risk`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BookRisk {
     cfg: RiskConfig,
     now_ns: u64,
@@ -591,6 +593,7 @@ impl BookRisk {
             sqrt_tmax: 0.0,
             inv_f_lo: 0.0,
             first_option: NO_OPTION,
+            reevaluated_now: false,
             settled: false,
             terms: BucketTerms::default(),
         };
@@ -1093,6 +1096,77 @@ impl BookRisk {
         self.refresh_underlying(u);
     }
 
+    /// [`BookRisk::force_reeval`] of only the expiries that carry most of the delta error
+    /// bound: each expiry's share of the bound (its terms at the underlying's move since
+    /// they were expanded) is computed, and the largest shares are re-evaluated exactly
+    /// until what the others carry is at most half the tolerance. When the bound is still
+    /// above the tolerance after that (it cannot be, short of rounding), every expiry is
+    /// re-evaluated. O(expiries^2 + options of the expiries re-evaluated), no allocation.
+    pub fn force_reeval_over_bound(&mut self, underlying_id: u32) {
+        let Ok(u) = self.underlying_index(underlying_id) else {
+            return;
+        };
+        let al = (self.underlyings[u].ln_price - self.underlyings[u].agg.ln_ref).abs();
+        let mut rest: f64 = self.underlyings[u]
+            .buckets
+            .iter()
+            .map(|&b| terms_bound(&self.buckets[b].terms, al))
+            .sum();
+        let target = 0.5 * self.cfg.delta_tolerance;
+        let n = self.underlyings[u].buckets.len();
+        // Largest share first; a bucket re-evaluated is marked by a negative share.
+        let mut done = 0;
+        while rest > target && done < n {
+            let mut best = (usize::MAX, f64::NEG_INFINITY);
+            for bi in 0..n {
+                let b = self.underlyings[u].buckets[bi];
+                if self.buckets[b].reevaluated_now {
+                    continue;
+                }
+                let share = terms_bound(&self.buckets[b].terms, al);
+                if share > best.1 {
+                    best = (b, share);
+                }
+            }
+            if best.0 == usize::MAX {
+                break;
+            }
+            self.reeval_bucket(best.0);
+            rest -= best.1;
+            done += 1;
+        }
+        for bi in 0..n {
+            let b = self.underlyings[u].buckets[bi];
+            self.buckets[b].reevaluated_now = false;
+        }
+        self.refresh_underlying(u);
+        if !self.underlyings[u].risk.within_tolerance {
+            self.force_reeval(underlying_id);
+        }
+    }
+
+    /// Re-evaluates every option of bucket `b` exactly, at the current time and price (the
+    /// caller re-aggregates). Marks the bucket `reevaluated_now`.
+    fn reeval_bucket(&mut self, b: usize) {
+        self.refresh_time(b);
+        let bk = &mut self.buckets[b];
+        bk.legs = [Leg::default(); 2];
+        bk.vega = 0.0;
+        bk.theta = 0.0;
+        bk.y_lo = f64::INFINITY;
+        bk.y_hi = f64::NEG_INFINITY;
+        bk.t_anchor_max = 0.0;
+        bk.reevaluated_now = true;
+        prepare(bk);
+        let mut i = bk.first_option;
+        while i != NO_OPTION {
+            let next = self.options[i as usize].next_in_bucket;
+            self.options[i as usize].clear_anchor();
+            self.reeval(i as usize);
+            i = next;
+        }
+    }
+
     /// The risk of an underlying as last updated (None: unknown id).
     pub fn underlying(&self, id: u32) -> Option<&UnderlyingRisk> {
         self.underlying_index(id)
@@ -1346,6 +1420,18 @@ struct Aggregate {
     r: [f64; 2],
     vega: f64,
     theta: f64,
+}
+
+/// A bucket's share of its underlying's delta error bound at the log-move `al` (absolute)
+/// since its terms were expanded: [`BookRisk::evaluate`]'s bound on its terms alone (the
+/// `q` part whenever any `q` term is set, so the shares add up to at least the bound).
+fn terms_bound(t: &BucketTerms, al: f64) -> f64 {
+    let mut bound =
+        (t.p[0] + al * (t.p[1] + al * (t.p[2] + al * t.p[3]))) / 6.0 + t.r[0] + t.r[1] * al;
+    if t.q.iter().any(|&q| q != 0.0) {
+        bound += al.exp() * (t.q[0] + al * (t.q[1] + al * (t.q[2] + al * t.q[3]))) / 6.0;
+    }
+    bound
 }
 
 /// One bucket's contribution at the underlying's log-price `ln_s`, expanded in the
