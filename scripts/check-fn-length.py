@@ -26,14 +26,9 @@ import sys
 MAX_LINES = 80
 DEFAULT_CRATES = ["feed-handler", "engine", "order-gateway"]
 
-# Known offenders, each with the reason it is not split here. Only ever remove entries.
-ALLOWED = {
-    # engine/src/hedger/core.rs is being reworked by other branches (h-hot; h-exec has already
-    # split `maybe_hedge` and `on_exec`): until they split these two, its remaining offenders
-    # are listed here instead of failing.
-    ("engine/src/hedger/core.rs", "new"),
-    ("engine/src/hedger/core.rs", "apply_market"),
-}
+# Known offenders, each with the reason it is not split here (none left). Only ever remove
+# entries.
+ALLOWED: set = set()
 
 FN_RE = re.compile(r"\bfn\s+([A-Za-z_][A-Za-z0-9_]*)")
 

@@ -405,6 +405,96 @@ pub fn hedge_instrument(d: &InstrumentDef, key: &str) -> Result<HedgeInstrument,
     })
 }
 
+/// Registers with `risk` every option of a configured underlying, in instrument order, and
+/// gives the options and their forwards their [`Role`]; returns the option index -> instrument
+/// id table.
+fn register_options<R: OptionRisk>(
+    defs: &[InstrumentDef],
+    und: &[UnderlyingRuntime],
+    roles: &mut [Role],
+    risk: &mut R,
+) -> Vec<u32> {
+    let mut opt_ids = Vec::new();
+    for d in defs {
+        if d.kind() != Ok(InstrumentKind::Option) {
+            continue;
+        }
+        let Some(u) = und.iter().position(|x| x.setup.index_id == d.underlying_id) else {
+            continue;
+        };
+        let kind = match d.option_type() {
+            Ok(shm_layout::OptionType::Put) => crate::pricing::OptionType::Put,
+            _ => crate::pricing::OptionType::Call,
+        };
+        let opt = risk.add_option(OptionSpec {
+            instrument_id: d.id,
+            underlying_id: d.underlying_id,
+            forward_id: d.forward_id,
+            underlying: u,
+            kind,
+            strike: d.strike,
+            expiry_ns: d.expiry_ns,
+            multiplier: d.multiplier(),
+            inverse: d.settlement() == Ok(shm_layout::Settlement::Inverse),
+        });
+        debug_assert_eq!(opt, opt_ids.len());
+        opt_ids.push(d.id);
+        if d.forward_id != shm_layout::NO_FORWARD {
+            if let Some(r @ Role::None) = roles.get_mut(d.forward_id as usize) {
+                *r = Role::Forward(u as u16);
+            }
+        }
+        if let Some(r) = roles.get_mut(d.id as usize) {
+            *r = Role::Option {
+                und: u as u16,
+                opt: opt as u32,
+            };
+        }
+    }
+    opt_ids
+}
+
+impl UnderlyingRuntime {
+    /// The runtime state of one configured underlying at start-up (`mono_ns`: the clock then).
+    fn new(s: UnderlyingSetup, mono_ns: u64) -> Self {
+        let mut pstate = PolicyState {
+            started_ns: mono_ns,
+            ..PolicyState::default()
+        };
+        pstate.last_hedge_ns = None;
+        UnderlyingRuntime {
+            policy: HedgePolicy::new(s.policy, s.hedge),
+            pstate,
+            limits: Limits::new(s.limits),
+            hedge_position: s.initial_hedge_position,
+            inflight_qty: 0.0,
+            inflight_notional: 0.0,
+            index_px: 0.0,
+            index_ts_ns: 0,
+            book: bytemuck::Zeroable::zeroed(),
+            book_ts_ns: 0,
+            rebuilding: false,
+            mode: TradingMode::Active,
+            hedges_band: 0,
+            hedges_safety: 0,
+            holds: [0; 6],
+            held: 0,
+            option_delta: 0.0,
+            net_delta: 0.0,
+            gamma: 0.0,
+            vega: 0.0,
+            band: 0.0,
+            retry_at_ns: u64::MAX,
+            batch_pending: false,
+            options_settled: 0,
+            settled_position: 0.0,
+            settled_value: 0.0,
+            exec: ExecState::default(),
+            setup: s,
+        }
+    }
+}
+
 impl<R: OptionRisk> HedgerCore<R> {
     /// Builds the loop state from the instruments table and the underlyings' setup.
     /// Every option of a configured underlying is registered with `risk`.
@@ -427,79 +517,9 @@ impl<R: OptionRisk> HedgerCore<R> {
             if let Some(r) = roles.get_mut(s.hedge.instrument_id as usize) {
                 *r = Role::Hedge(u as u16);
             }
-            let mut pstate = PolicyState {
-                started_ns: mono_ns,
-                ..PolicyState::default()
-            };
-            pstate.last_hedge_ns = None;
-            und.push(UnderlyingRuntime {
-                policy: HedgePolicy::new(s.policy, s.hedge),
-                pstate,
-                limits: Limits::new(s.limits),
-                hedge_position: s.initial_hedge_position,
-                inflight_qty: 0.0,
-                inflight_notional: 0.0,
-                index_px: 0.0,
-                index_ts_ns: 0,
-                book: bytemuck::Zeroable::zeroed(),
-                book_ts_ns: 0,
-                rebuilding: false,
-                mode: TradingMode::Active,
-                hedges_band: 0,
-                hedges_safety: 0,
-                holds: [0; 6],
-                held: 0,
-                option_delta: 0.0,
-                net_delta: 0.0,
-                gamma: 0.0,
-                vega: 0.0,
-                band: 0.0,
-                retry_at_ns: u64::MAX,
-                batch_pending: false,
-                options_settled: 0,
-                settled_position: 0.0,
-                settled_value: 0.0,
-                exec: ExecState::default(),
-                setup: s,
-            });
+            und.push(UnderlyingRuntime::new(s, mono_ns));
         }
-        let mut opt_ids = Vec::new();
-        for d in &defs {
-            if d.kind() != Ok(InstrumentKind::Option) {
-                continue;
-            }
-            let Some(u) = und.iter().position(|x| x.setup.index_id == d.underlying_id) else {
-                continue;
-            };
-            let kind = match d.option_type() {
-                Ok(shm_layout::OptionType::Put) => crate::pricing::OptionType::Put,
-                _ => crate::pricing::OptionType::Call,
-            };
-            let opt = risk.add_option(OptionSpec {
-                instrument_id: d.id,
-                underlying_id: d.underlying_id,
-                forward_id: d.forward_id,
-                underlying: u,
-                kind,
-                strike: d.strike,
-                expiry_ns: d.expiry_ns,
-                multiplier: d.multiplier(),
-                inverse: d.settlement() == Ok(shm_layout::Settlement::Inverse),
-            });
-            debug_assert_eq!(opt, opt_ids.len());
-            opt_ids.push(d.id);
-            if d.forward_id != shm_layout::NO_FORWARD {
-                if let Some(r @ Role::None) = roles.get_mut(d.forward_id as usize) {
-                    *r = Role::Forward(u as u16);
-                }
-            }
-            if let Some(r) = roles.get_mut(d.id as usize) {
-                *r = Role::Option {
-                    und: u as u16,
-                    opt: opt as u32,
-                };
-            }
-        }
+        let opt_ids = register_options(&defs, &und, &mut roles, &mut risk);
         let next_settle_ns = risk.next_expiry_ns();
         let memo = rebuild::RebuildMemo::new(&defs, &roles, &risk);
         HedgerCore {
@@ -1128,6 +1148,13 @@ impl<R: OptionRisk> HedgerCore<R> {
                 self.risk.start_clock(e.exch_ts_ns);
             }
         }
+        self.apply_role(role, e, read_ns)
+    }
+
+    /// Applies a valid event of an instrument with role `role`; returns its underlying, or
+    /// `None` when the event means nothing for the book (ignored or rejected, counted).
+    #[inline]
+    fn apply_role(&mut self, role: Role, e: &MarketEvent, read_ns: u64) -> Option<u16> {
         let u = match role {
             Role::None => {
                 self.stats.md_ignored += 1;
