@@ -472,6 +472,12 @@ impl HedgeReason {
         HedgeReason::Timer,
         HedgeReason::Slice,
     ];
+    /// Position in [`HedgeReason::ALL`] (which lists the variants in declaration order, so
+    /// the position is the discriminant; checked at compile time below).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Label (reports, counters).
     pub const fn name(self) -> &'static str {
         match self {
@@ -487,6 +493,15 @@ impl HedgeReason {
         }
     }
 }
+
+// `HedgeReason::index` is the discriminant: `ALL` must list the variants in declaration order.
+const _: () = {
+    let mut i = 0;
+    while i < HedgeReason::ALL.len() {
+        assert!(HedgeReason::ALL[i] as usize == i);
+        i += 1;
+    }
+};
 
 /// Why no hedge is sent now (each is counted by the hedger).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

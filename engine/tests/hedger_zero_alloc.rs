@@ -6,7 +6,7 @@
 mod hedger_common;
 
 use engine::hedger::Housekeeping;
-use engine::policy::{ExecConfig, ExecStyle, PolicyConfig};
+use engine::policy::{ExecConfig, ExecStyle, HedgeReason, PolicyConfig};
 use hedger_common::*;
 use shm_layout::alloc_count::{CountingAlloc, Region};
 use shm_layout::{ExecEvent, ExecKind, Liquidity, MarketEvent, OrderAction, Side, TimeInForce};
@@ -180,7 +180,10 @@ fn drive(policy: PolicyConfig, depth: bool) {
     if policy.exec.style == ExecStyle::Passive {
         let e = &r.core.und[0].exec;
         println!("passive: {e:?}");
-        assert!(e.cancels_sent > 100 && e.sent_by_reason[2] > 100, "{e:?}");
+        assert!(
+            e.cancels_sent > 100 && e.sent_by_reason[HedgeReason::Passive.index()] > 100,
+            "{e:?}"
+        );
         assert!(e.fill_raced_cancel > 10, "{e:?}");
     }
     assert!(s.orders_sent > 1_000, "the loop really hedged: {s:?}");

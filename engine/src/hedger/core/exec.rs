@@ -69,7 +69,7 @@ pub struct ExecState {
     /// Slices: side of the program (+1 buy, -1 sell).
     pub slice_sign: f64,
     /// Orders sent by [`HedgeReason`] (index of [`HedgeReason::ALL`]).
-    pub sent_by_reason: [u64; 9],
+    pub sent_by_reason: [u64; HedgeReason::ALL.len()],
     /// Cancels sent (replacements, crosses, re-sent cancels).
     pub cancels_sent: u64,
     /// Passive orders that ended with a fill while their cancel was on its way.
@@ -81,21 +81,6 @@ impl ExecState {
     #[inline]
     pub fn passive_live(&self) -> bool {
         self.passive_coid != 0
-    }
-}
-
-/// Index of a reason in [`HedgeReason::ALL`].
-const fn reason_index(r: HedgeReason) -> usize {
-    match r {
-        HedgeReason::Band => 0,
-        HedgeReason::Safety => 1,
-        HedgeReason::Passive => 2,
-        HedgeReason::CrossTimeout => 3,
-        HedgeReason::CrossBand => 4,
-        HedgeReason::Fill => 5,
-        HedgeReason::Accumulated => 6,
-        HedgeReason::Timer => 7,
-        HedgeReason::Slice => 8,
     }
 }
 
@@ -418,7 +403,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             HedgeReason::Safety => x.hedges_safety += 1,
             _ => {}
         }
-        x.exec.sent_by_reason[reason_index(reason)] += 1;
+        x.exec.sent_by_reason[reason.index()] += 1;
         x.pstate.on_hedge_sent(decision_ns);
     }
 
