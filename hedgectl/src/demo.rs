@@ -11,9 +11,8 @@
 //! `<namespace dir>/.hedgectl.lock` and refuses (naming the holder's pid) when it is taken, or
 //! when a live process already owns segments in the namespace.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read as _, Seek as _, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +27,7 @@ use engine::hedger::counters::HedgerCounter as H;
 use feed_handler::counters::FeedCounter as F;
 use feed_handler::publish::ROLE as FEED_ROLE;
 use order_gateway::counters::GatewayCounter as G;
-use shm_layout::CounterSchema;
+use shm_layout::{private, CounterSchema};
 
 use crate::hist;
 use crate::metrics::{fmt_num, fmt_opt, Liveness, Snapshot};
@@ -229,14 +228,14 @@ impl NamespaceLock {
                 );
             }
         }
-        create_private_dir(dir)?;
+        private::create_dir_all(dir)
+            .with_context(|| format!("cannot create namespace directory {}", dir.display()))?;
         // Owner-only from creation (0600), like every file the engine makes.
-        let mut file = OpenOptions::new()
+        let mut file = private::file_options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
         if file.try_lock().is_err() {
@@ -282,18 +281,6 @@ impl IfEmpty for str {
             self
         }
     }
-}
-
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    if !dir.exists() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create namespace directory {}", dir.display()))?;
-    }
-    Ok(())
 }
 
 /// Children of the demo; stopped (SIGTERM, then SIGKILL) when dropped.
@@ -464,7 +451,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         .out
         .clone()
         .unwrap_or_else(|| bins.parent().unwrap_or(&bins).join("demo").join(&namespace));
-    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    private::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
 
     let lock = NamespaceLock::acquire(&dir)?;
     // Segments of a dead earlier run in this namespace are stale: a demo starts fresh.
@@ -503,7 +490,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         early_exit.as_deref(),
     );
     print!("{report}");
-    fs::write(out.join("summary.txt"), &report)?;
+    private::write(&out.join("summary.txt"), &report)?;
     if args.keep {
         cleanup.armed = false;
         println!("segments kept in {} (--keep)", dir.display());
@@ -574,14 +561,14 @@ fn place(args: &DemoArgs, namespace: &str, dir: &Path, out: &Path) -> [Placement
 /// histogram log of an earlier run.
 fn prepare_out(args: &DemoArgs, out: &Path) -> anyhow::Result<()> {
     if args.hedger_config.is_none() {
-        fs::write(out.join("hedger.toml"), DEMO_HEDGER_CONFIG)?;
+        private::write(&out.join("hedger.toml"), DEMO_HEDGER_CONFIG)?;
     }
     if args.feed_config.is_none() {
-        fs::write(out.join("feed-handler.toml"), demo_feed_config())?;
+        private::write(&out.join("feed-handler.toml"), demo_feed_config())?;
     }
     for d in ["hedger-state", "gateway-state"] {
         let _ = fs::remove_dir_all(out.join(d));
-        fs::create_dir_all(out.join(d))?;
+        private::create_dir_all(&out.join(d))?;
     }
     let _ = fs::remove_file(out.join("hedger.hlog"));
 
@@ -603,7 +590,7 @@ fn start_children(
     // gateway together, since each waits (bounded) for the other's ring.
     let mut children = Children { procs: Vec::new() };
     for place in placement {
-        let log = File::create(out.join(format!("{}.log", place.role)))?;
+        let log = private::create_file(&out.join(format!("{}.log", place.role)))?;
         let mut cmd = child_command(
             &bins.join(place.role),
             place.role,
@@ -1118,14 +1105,14 @@ fn summary(
                 }
                 s.push_str(&format!("{:>10}\n", h.len()));
                 let file = out.join(format!("{}.hgrm", safe_file(name)));
-                let _ = fs::write(&file, hist::hgrm(h, 1000.0));
+                let _ = private::write(&file, hist::hgrm(h, 1000.0));
                 series.push(svg::Series {
                     name: name.to_string(),
                     points: svg::points_from_histogram(h),
                 });
             }
             let plot = out.join("latency.svg");
-            if fs::write(
+            if private::write(
                 &plot,
                 svg::percentile_plot("hedger latency by stage (HdrHistogram)", &series),
             )

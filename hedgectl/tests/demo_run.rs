@@ -24,6 +24,26 @@ fn summary_value(out: &str, label: &str) -> f64 {
         .unwrap_or_else(|_| panic!("bad value in '{line}'"))
 }
 
+/// Files under `dir` not mode 0600 and directories not 0700, with their modes.
+fn loose_modes(dir: &std::path::Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut loose = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            if mode != 0o700 {
+                loose.push((path.clone(), mode));
+            }
+            loose.extend(loose_modes(&path));
+        } else if mode != 0o600 {
+            loose.push((path, mode));
+        }
+    }
+    loose
+}
+
 #[test]
 fn short_demo_sends_and_fills_hedge_orders_and_cleans_up() {
     let bins = bin_dir();
@@ -74,6 +94,11 @@ fn short_demo_sends_and_fills_hedge_orders_and_cleans_up() {
     assert!(std::fs::read_to_string(p.join("summary.txt"))
         .unwrap()
         .contains("hedge orders sent"));
+
+    // Everything the demo and its processes wrote is owner-only: configs, logs, state,
+    // journals, histograms, the plot and the summary.
+    let loose = loose_modes(p);
+    assert!(loose.is_empty(), "not owner-only: {loose:?}");
 
     // Segments removed.
     assert!(!ns_dir.exists(), "{} left behind", ns_dir.display());

@@ -59,3 +59,13 @@ pub fn create_file(path: &Path) -> io::Result<fs::File> {
         .truncate(true)
         .open(path)
 }
+
+/// Writes `bytes` to `path` (created mode 0600 if new, truncated if not): the private
+/// `fs::write`.
+///
+/// # Errors
+/// The `open(2)` or `write(2)` error.
+pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> io::Result<()> {
+    use std::io::Write as _;
+    create_file(path)?.write_all(bytes.as_ref())
+}
