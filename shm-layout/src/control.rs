@@ -21,16 +21,9 @@ pub const TRADING_STATE_OFFSET: usize = 320;
 /// Number of underlying ids with a trading state (ids `0..CAPACITY`).
 pub const CAPACITY: usize = 4096;
 
-/// Only [`CAPACITY`] ids is valid: the block reads ids `0..CAPACITY`, so a smaller segment
-/// (written by another implementation) must be refused at open.
-fn size_for(cap: u64, msg_size: u32) -> Option<usize> {
-    if cap != CAPACITY as u64 {
-        return None;
-    }
-    segment::records_size(cap, msg_size as usize, TRADING_STATE_OFFSET)
-}
-
 fn spec() -> segment::Spec {
+    // Only CAPACITY ids: the block reads ids 0..CAPACITY.
+    let size_for = segment::fixed_records_size::<CAPACITY, TRADING_STATE_OFFSET>;
     segment::Spec::of::<TradingState>(SegmentKind::Control, size_for)
 }
 

@@ -54,61 +54,28 @@ pub const KIND_COUNTER: u32 = 1;
 /// Record kind: f64 gauge stored as bits.
 pub const KIND_GAUGE: u32 = 2;
 
-/// Only [`CAPACITY`] records is valid: readers index records `0..num_counters.min(CAPACITY)`,
-/// so a smaller segment (written by another implementation) must be refused at open.
-fn size_for(cap: u64, msg_size: u32) -> Option<usize> {
-    if cap != CAPACITY as u64 {
-        return None;
-    }
-    usize::try_from(cap)
-        .ok()?
-        .checked_mul(msg_size as usize)?
-        .checked_add(RECORDS_OFFSET)
-}
-
 fn spec() -> segment::Spec {
     segment::Spec {
         kind: SegmentKind::Counters,
         msg_type: "CounterRecord",
         msg_size: RECORD_SIZE as u32,
         msg_align: 8,
-        size_for,
+        // Only CAPACITY records: readers index records 0..num_counters.min(CAPACITY).
+        size_for: segment::fixed_records_size::<CAPACITY, RECORDS_OFFSET>,
     }
 }
 
-/// Life-cycle state of a process, as published in its counters segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum ProcessState {
-    /// Initializing.
-    Starting = 1,
-    /// In its main loop.
-    Running = 2,
-    /// Shutting down.
-    Stopping = 3,
-    /// Exited cleanly.
-    Stopped = 4,
-}
-
-impl ProcessState {
-    /// Decodes the state word (`None` for 0 or unknown values).
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            1 => ProcessState::Starting,
-            2 => ProcessState::Running,
-            3 => ProcessState::Stopping,
-            4 => ProcessState::Stopped,
-            _ => return None,
-        })
-    }
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProcessState::Starting => "starting",
-            ProcessState::Running => "running",
-            ProcessState::Stopping => "stopping",
-            ProcessState::Stopped => "stopped",
-        }
+segment::word_enum! {
+    /// Life-cycle state of a process, as published in its counters segment.
+    pub enum ProcessState {
+        /// Initializing.
+        Starting = 1 => "starting",
+        /// In its main loop.
+        Running = 2 => "running",
+        /// Shutting down.
+        Stopping = 3 => "stopping",
+        /// Exited cleanly.
+        Stopped = 4 => "stopped",
     }
 }
 

@@ -301,51 +301,60 @@ impl SegmentError {
     }
 }
 
-/// Segment kinds (header `kind` word).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum SegmentKind {
-    /// Broadcast ring.
-    Broadcast = 1,
-    /// Last-value table.
-    LastValue = 2,
-    /// Instrument definitions.
-    Instruments = 3,
-    /// SPSC queue.
-    Spsc = 4,
-    /// Counters (CnC).
-    Counters = 5,
-    /// Control block.
-    Control = 6,
-    /// One cache line for latency probes (`bench`).
-    Probe = 7,
-}
-
-impl SegmentKind {
-    /// Decodes a header `kind` word.
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            1 => SegmentKind::Broadcast,
-            2 => SegmentKind::LastValue,
-            3 => SegmentKind::Instruments,
-            4 => SegmentKind::Spsc,
-            5 => SegmentKind::Counters,
-            6 => SegmentKind::Control,
-            7 => SegmentKind::Probe,
-            _ => return None,
-        })
-    }
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            SegmentKind::Broadcast => "broadcast",
-            SegmentKind::LastValue => "last-value table",
-            SegmentKind::Instruments => "instruments table",
-            SegmentKind::Spsc => "spsc",
-            SegmentKind::Counters => "counters",
-            SegmentKind::Control => "control block",
-            SegmentKind::Probe => "probe line",
+/// Declares an enum carried in a `u32` header word from one list (value and lower-case name
+/// of each variant): the enum, `from_u32` (the checked decoding, `None` for 0 or an unknown
+/// value) and `name`, so that the three cannot disagree.
+macro_rules! word_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $value:literal => $label:literal, )+
         }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u32)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant = $value, )+
+        }
+
+        impl $name {
+            /// Decodes the word (`None` for 0 or an unknown value).
+            pub fn from_u32(v: u32) -> Option<Self> {
+                match v {
+                    $( $value => Some($name::$variant), )+
+                    _ => None,
+                }
+            }
+
+            /// Lower-case name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $label, )+
+                }
+            }
+        }
+    };
+}
+pub(crate) use word_enum;
+
+word_enum! {
+    /// Segment kinds (header `kind` word).
+    pub enum SegmentKind {
+        /// Broadcast ring.
+        Broadcast = 1 => "broadcast",
+        /// Last-value table.
+        LastValue = 2 => "last-value table",
+        /// Instrument definitions.
+        Instruments = 3 => "instruments table",
+        /// SPSC queue.
+        Spsc = 4 => "spsc",
+        /// Counters (CnC).
+        Counters = 5 => "counters",
+        /// Control block.
+        Control = 6 => "control block",
+        /// One cache line for latency probes (`bench`).
+        Probe = 7 => "probe line",
     }
 }
 
@@ -442,6 +451,20 @@ pub(crate) fn records_size(cap: u64, stride: usize, offset: usize) -> Option<usi
         .ok()?
         .checked_mul(stride)?
         .checked_add(offset)
+}
+
+/// [`records_size`] for a segment of exactly `CAP` records after `OFFSET` bytes: `None` for
+/// any other capacity, because its readers index records `0..CAP` (a smaller segment, written
+/// by another implementation, must be refused at open). The `size_for` of the counters segment
+/// and the control block.
+pub(crate) fn fixed_records_size<const CAP: usize, const OFFSET: usize>(
+    cap: u64,
+    msg_size: u32,
+) -> Option<usize> {
+    if cap != CAP as u64 {
+        return None;
+    }
+    records_size(cap, msg_size as usize, OFFSET)
 }
 
 /// [`records_size`] for a ring: `None` also unless `cap` is a power of two (the rings index

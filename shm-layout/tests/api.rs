@@ -356,6 +356,11 @@ fn open_md(dir: &Path) -> Result<BroadcastReader<MarketEvent>, SegmentError> {
     BroadcastReader::<MarketEvent>::open(dir, "md", OpenOptions::default())
 }
 
+/// The error opening the `md` ring in `dir` gives (panics if it opens).
+fn open_md_err(dir: &Path) -> SegmentError {
+    open_md(dir).err().expect("the md ring opened")
+}
+
 fn make_md(dir: &Path) -> BroadcastWriter<MarketEvent> {
     BroadcastWriter::<MarketEvent>::create(dir, "md", 8, StalePolicy::Fail).unwrap()
 }
@@ -371,8 +376,8 @@ fn make_md_poked(dir: &Path, off: usize, bytes: &[u8]) -> BroadcastWriter<Market
 fn open_missing_segment_is_missing() {
     let d = shm_dir();
     assert!(matches!(
-        open_md(d.path()),
-        Err(SegmentError::Missing { .. })
+        open_md_err(d.path()),
+        SegmentError::Missing { .. }
     ));
 }
 
@@ -418,8 +423,8 @@ fn open_foreign_file_is_bad_magic() {
     let d = shm_dir();
     write_private(&d.path().join("md"), &[0xAB; 4096]);
     assert!(matches!(
-        open_md(d.path()),
-        Err(SegmentError::BadMagic { .. })
+        open_md_err(d.path()),
+        SegmentError::BadMagic { .. }
     ));
 }
 
@@ -427,7 +432,7 @@ fn open_foreign_file_is_bad_magic() {
 fn open_other_version_is_version_mismatch() {
     let d = shm_dir();
     let _w = make_md_poked(d.path(), header::LAYOUT_VERSION, &99u32.to_le_bytes());
-    let e = open_md(d.path()).err().unwrap();
+    let e = open_md_err(d.path());
     assert!(matches!(e, SegmentError::VersionMismatch { found: 99, .. }));
     assert!(e.to_string().contains("layout version 99"));
 }
@@ -437,8 +442,8 @@ fn open_other_layouts_is_fingerprint_mismatch() {
     let d = shm_dir();
     let _w = make_md_poked(d.path(), header::FINGERPRINT, &1u64.to_le_bytes());
     assert!(matches!(
-        open_md(d.path()),
-        Err(SegmentError::FingerprintMismatch { found: 1, .. })
+        open_md_err(d.path()),
+        SegmentError::FingerprintMismatch { found: 1, .. }
     ));
 }
 
@@ -467,15 +472,15 @@ fn open_truncated_or_grown_file_is_size_mismatch() {
     let len = f.metadata().unwrap().len();
     f.set_len(len + 4096).unwrap();
     assert!(matches!(
-        open_md(d.path()),
-        Err(SegmentError::SizeMismatch { .. })
+        open_md_err(d.path()),
+        SegmentError::SizeMismatch { .. }
     ));
     f.set_len(len).unwrap();
     assert!(open_md(d.path()).is_ok());
     poke(&d.path().join("md"), header::CAPACITY, &7u64.to_le_bytes());
     assert!(matches!(
-        open_md(d.path()),
-        Err(SegmentError::SizeMismatch { .. })
+        open_md_err(d.path()),
+        SegmentError::SizeMismatch { .. }
     ));
 }
 
@@ -749,7 +754,7 @@ fn a_segment_others_may_write_is_refused_not_reused() {
 fn a_zeroed_file_is_not_reported_as_still_starting() {
     let d = shm_dir();
     write_private(&d.path().join("md"), &[0; 4096]);
-    let e = open_md(d.path()).err().expect("refused").to_string();
+    let e = open_md_err(d.path()).to_string();
     assert!(
         e.contains("no live process is creating it (creator pid 0)")
             && !e.contains("still starting"),
