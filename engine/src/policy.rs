@@ -1015,6 +1015,17 @@ mod tests {
         assert!((d.qty_contracts - p.instrument.round_down_to_lot(5.0 - h1)).abs() < 1e-9);
     }
 
+    /// [`cost_aware`] with a state that has seen 200 calm books: 10000 +- 1, spread 1.
+    fn calm_cost_aware() -> (HedgePolicy, PolicyState) {
+        let p = cost_aware();
+        let mut s = PolicyState::default();
+        for i in 0..200 {
+            let m = 10_000.0 + if i % 2 == 0 { 1.0 } else { -1.0 };
+            s.observe_book(&p.cfg, m - 0.5, m + 0.5);
+        }
+        (p, s)
+    }
+
     fn cost_aware() -> HedgePolicy {
         HedgePolicy::new(
             PolicyConfig {
@@ -1037,12 +1048,7 @@ mod tests {
 
     #[test]
     fn size_unknown_quote_costs_a_full_spread_and_never_looks_deep() {
-        let p = cost_aware();
-        let mut s = PolicyState::default();
-        for i in 0..200 {
-            let m = 10_000.0 + if i % 2 == 0 { 1.0 } else { -1.0 };
-            s.observe_book(&p.cfg, m - 0.5, m + 0.5);
-        }
+        let (p, s) = calm_cost_aware();
         // A known top of book without depth: no slippage charged.
         let deep = book(9999.5, 10000.5);
         let (_, l_deep) = p.band(&s, &risk(0.0, 0.002), &deep, -1.0);
@@ -1061,12 +1067,7 @@ mod tests {
 
     #[test]
     fn cost_aware_band_widens_with_spread_depth_and_stress_and_is_capped() {
-        let p = cost_aware();
-        let mut s = PolicyState::default();
-        for i in 0..200 {
-            let m = 10_000.0 + if i % 2 == 0 { 1.0 } else { -1.0 };
-            s.observe_book(&p.cfg, m - 0.5, m + 0.5);
-        }
+        let (p, s) = calm_cost_aware();
         let calm = book(9999.5, 10000.5);
         let (h_calm, l_calm) = p.band(&s, &risk(0.0, 0.002), &calm, -1.0);
         assert!(
