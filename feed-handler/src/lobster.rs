@@ -32,7 +32,7 @@ use shm_layout::{
 };
 
 use crate::instruments::{days_from_civil, Registry};
-use crate::source::{check, Depth, RejectReason, Rejects, Source, SourceEvent};
+use crate::source::{invalid_reason, Depth, RejectReason, Rejects, Source, SourceEvent};
 use crate::tardis::parse_f64;
 
 /// Opening LOBSTER files failed.
@@ -360,7 +360,6 @@ impl LobsterSource {
             _ => return Err(RejectReason::Malformed),
         };
         let d = book_row(b)?;
-        let mut rj = Rejects::default();
         let q = MarketEvent::quote(
             self.id,
             ts,
@@ -370,16 +369,16 @@ impl LobsterSource {
             d.asks[0][0],
             d.asks[0][1],
         );
-        if !check(&q, &mut rj) {
-            return Err(rj.nonzero()[0].0);
+        if let Some(r) = invalid_reason(&q) {
+            return Err(r);
         }
         if typ == 1 && self.submission_out_of_step(px, size, dir) {
             return Ok(());
         }
         let trade = if typ == 4 || typ == 5 {
             let t = MarketEvent::trade(self.id, ts, 0, px / PRICE_SCALE, size, dir.opposite());
-            if !check(&t, &mut rj) {
-                return Err(rj.nonzero()[0].0);
+            if let Some(r) = invalid_reason(&t) {
+                return Err(r);
             }
             Some(t)
         } else if (1..=7).contains(&typ) {

@@ -344,14 +344,15 @@ impl<S: Source> Source for Batched<S> {
     }
 }
 
-/// Checks an event before it leaves a source: valid, or counted as a reject.
+/// Why an event may not leave a source (`None`: it is valid). The replays reject the row
+/// with this reason.
 #[inline]
-pub(crate) fn check(e: &MarketEvent, rejects: &mut Rejects) -> bool {
+pub(crate) fn invalid_reason(e: &MarketEvent) -> Option<RejectReason> {
     if e.is_valid() {
-        return true;
+        return None;
     }
     let v = e.v;
-    let reason = if v.iter().any(|x| !x.is_finite()) {
+    Some(if v.iter().any(|x| !x.is_finite()) {
         RejectReason::NonFinite
     } else if e
         .as_quote()
@@ -369,9 +370,7 @@ pub(crate) fn check(e: &MarketEvent, rejects: &mut Rejects) -> bool {
         RejectReason::NegativePrice
     } else {
         RejectReason::InvalidEvent
-    };
-    rejects.add(reason);
-    false
+    })
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ use shm_layout::{InstrumentKind, MarketEvent, Settlement, DEPTH_LEVELS};
 
 use crate::instruments::Registry;
 use crate::partial::{PartialReason, Partials};
-use crate::source::{check, Depth, RejectReason, Rejects, Source, SourceEvent};
+use crate::source::{invalid_reason, Depth, RejectReason, Rejects, Source, SourceEvent};
 
 /// Opening a Tardis file failed. Row-level problems are never errors (they are rejects).
 #[derive(Debug, thiserror::Error)]
@@ -507,9 +507,8 @@ impl FileReader {
         let bq = qty(&r[c.bid_amount])? * scale;
         let aq = qty(&r[c.ask_amount])? * scale;
         ev.event = MarketEvent::quote(id, exch_ts, 0, b, bq, a, aq);
-        let mut rj = Rejects::default();
-        if !check(&ev.event, &mut rj) {
-            return Err(rj.nonzero()[0].0);
+        if let Some(r) = invalid_reason(&ev.event) {
+            return Err(r);
         }
         self.push(ev);
         Ok(())
@@ -554,9 +553,8 @@ impl FileReader {
             d.asks[0][0],
             d.asks[0][1],
         );
-        let mut rj = Rejects::default();
-        if !check(&ev.event, &mut rj) {
-            return Err(rj.nonzero()[0].0);
+        if let Some(r) = invalid_reason(&ev.event) {
+            return Err(r);
         }
         ev.has_depth = true;
         ev.depth = d;
@@ -620,9 +618,8 @@ impl FileReader {
             has_depth: true,
             ..SourceEvent::default()
         };
-        let mut rj = Rejects::default();
-        if !check(&ev.event, &mut rj) {
-            return Some(rj.nonzero()[0].0);
+        if let Some(r) = invalid_reason(&ev.event) {
+            return Some(r);
         }
         ev.depth.bid_levels = book.bids.fill(&mut ev.depth.bids, scale);
         ev.depth.ask_levels = book.asks.fill(&mut ev.depth.asks, scale);
