@@ -30,7 +30,7 @@ use order_gateway::counters::GatewayCounter as G;
 use shm_layout::{private, CounterSchema};
 
 use crate::hist;
-use crate::metrics::{fmt_num, fmt_opt, Liveness, Snapshot};
+use crate::metrics::{fmt_num, fmt_opt, Liveness, RiskRow, Snapshot};
 use crate::procs;
 use crate::svg;
 
@@ -1022,29 +1022,9 @@ fn summary(
         }
         let risk = snap.risk();
         if !risk.is_empty() {
-            s.push_str(&format!(
-                "\n{:<10} {:>14} {:>14} {:>14} {:>10} {:>10} {:>10} {:>12}\n",
-                "underlying",
-                "delta before",
-                "hedge pos",
-                "net delta",
-                "gamma",
-                "vega",
-                "band",
-                "state"
-            ));
+            s.push_str(&format!("\n{}\n", RiskRow::table_header()));
             for r in risk {
-                s.push_str(&format!(
-                    "{:<10} {:>14} {:>14} {:>14} {:>10} {:>10} {:>10} {:>12}\n",
-                    r.underlying,
-                    fmt_opt(r.option_delta),
-                    fmt_opt(r.hedge_position),
-                    fmt_opt(r.net_delta),
-                    fmt_opt(r.gamma),
-                    fmt_opt(r.vega),
-                    fmt_opt(r.band),
-                    r.state.as_deref().unwrap_or("-")
-                ));
+                s.push_str(&format!("{}\n", r.table_line()));
             }
         }
         s.push_str("\nprocess counters:\n");

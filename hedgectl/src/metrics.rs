@@ -416,6 +416,45 @@ pub struct RiskRow {
     pub other: Vec<(String, f64)>,
 }
 
+impl RiskRow {
+    /// The header of the per-underlying risk table, in the columns of [`RiskRow::table_line`]:
+    /// one table for `hedgectl stat`, `hedgectl positions` and the demo summary.
+    pub fn table_header() -> String {
+        risk_line([
+            "UNDERLYING",
+            "OPTION DELTA",
+            "HEDGE POS",
+            "NET DELTA",
+            "GAMMA",
+            "VEGA",
+            "BAND",
+            "STATE",
+        ])
+    }
+
+    /// This row as a line of the risk table (no newline): options' delta, hedge position and
+    /// net delta in that order (the net delta is the sum of what precedes it, plus in flight).
+    pub fn table_line(&self) -> String {
+        risk_line([
+            self.underlying.as_str(),
+            &fmt_opt(self.option_delta),
+            &fmt_opt(self.hedge_position),
+            &fmt_opt(self.net_delta),
+            &fmt_opt(self.gamma),
+            &fmt_opt(self.vega),
+            &fmt_opt(self.band),
+            self.state.as_deref().unwrap_or("-"),
+        ])
+    }
+}
+
+fn risk_line(c: [&str; 8]) -> String {
+    format!(
+        "{:<12} {:>14} {:>14} {:>14} {:>12} {:>12} {:>10} {:<12}",
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    )
+}
+
 /// Formats an optional number compactly for tables.
 pub fn fmt_opt(v: Option<f64>) -> String {
     match v {

@@ -1,6 +1,6 @@
 //! `hedgectl positions`: per-underlying risk and positions from the hedger's gauges.
 
-use crate::metrics::fmt_opt;
+use crate::metrics::RiskRow;
 use crate::procs::{self, NsArgs};
 
 /// Runs `positions`.
@@ -32,22 +32,9 @@ pub fn run(ns: &NsArgs) -> anyhow::Result<i32> {
         println!("(the hedger publishes no per-underlying gauges yet)");
         return Ok(0);
     }
-    println!(
-        "{:<12} {:>14} {:>14} {:>14} {:>12} {:>12} {:>10} {:<12}",
-        "UNDERLYING", "OPTION DELTA", "HEDGE POS", "NET DELTA", "GAMMA", "VEGA", "BAND", "STATE"
-    );
+    println!("{}", RiskRow::table_header());
     for r in &risk {
-        println!(
-            "{:<12} {:>14} {:>14} {:>14} {:>12} {:>12} {:>10} {:<12}",
-            r.underlying,
-            fmt_opt(r.option_delta),
-            fmt_opt(r.hedge_position),
-            fmt_opt(r.net_delta),
-            fmt_opt(r.gamma),
-            fmt_opt(r.vega),
-            fmt_opt(r.band),
-            r.state.as_deref().unwrap_or("-")
-        );
+        println!("{}", r.table_line());
         let other: Vec<String> = r
             .other
             .iter()

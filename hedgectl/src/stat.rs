@@ -14,7 +14,7 @@ use std::time::Duration;
 use risk_bridge::bridge::BridgeCounter::FailsafeReduceOnly as FAILSAFE;
 use shm_layout::CounterSchema as _;
 
-use crate::metrics::{fmt_opt, Liveness, Metric, ProcessSnap, Snapshot, Value};
+use crate::metrics::{Liveness, Metric, ProcessSnap, RiskRow, Snapshot, Value};
 use crate::procs::{self, NsArgs};
 
 /// Options of `hedgectl stat`.
@@ -196,24 +196,9 @@ pub fn render(snap: &Snapshot, prev: Option<&Snapshot>, all: bool) -> String {
     }
     let risk = snap.risk();
     if !risk.is_empty() {
-        let _ = writeln!(
-            s,
-            "\n{:<12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10} {:<12}",
-            "UNDERLYING", "NET DELTA", "OPT DELTA", "HEDGE POS", "GAMMA", "VEGA", "BAND", "STATE"
-        );
+        let _ = writeln!(s, "\n{}", RiskRow::table_header());
         for r in risk {
-            let _ = writeln!(
-                s,
-                "{:<12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10} {:<12}",
-                r.underlying,
-                fmt_opt(r.net_delta),
-                fmt_opt(r.option_delta),
-                fmt_opt(r.hedge_position),
-                fmt_opt(r.gamma),
-                fmt_opt(r.vega),
-                fmt_opt(r.band),
-                r.state.as_deref().unwrap_or("-")
-            );
+            let _ = writeln!(s, "{}", r.table_line());
         }
     }
     s

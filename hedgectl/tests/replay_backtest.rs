@@ -89,21 +89,28 @@ fn assert_consistent(report: &serde_json::Value) {
     }
 }
 
+/// One minute of the synthetic market (seed 11) with simulated client flow of mean size 1:
+/// the market of the synthetic-replay tests, before their policies.
+const SYNTHETIC_MINUTE: [&str; 7] = [
+    "--synthetic-seed",
+    "11",
+    "--duration-s",
+    "60",
+    "--flow-sim",
+    "--flow-size-mean",
+    "1",
+];
+
 fn synthetic_args() -> Vec<&'static str> {
-    vec![
-        "--synthetic-seed",
-        "11",
-        "--duration-s",
-        "60",
-        "--flow-sim",
-        "--flow-size-mean",
-        "1",
+    let mut a = SYNTHETIC_MINUTE.to_vec();
+    a.extend([
         "--policy",
         "fixed:band=1",
         "--policy",
         "cost-aware:risk_aversion=1e-4,max_band=5",
         "--json",
-    ]
+    ]);
+    a
 }
 
 #[test]
@@ -621,18 +628,13 @@ fn a_time_window_replays_only_its_snapshots() {
 /// report's execution figures add up with the fills.
 #[test]
 fn passive_then_cross_ends_within_the_band_and_its_fills_carry_the_reasons() {
-    let v = deterministic_report(&[
-        "--synthetic-seed",
-        "11",
-        "--duration-s",
-        "60",
-        "--flow-sim",
-        "--flow-size-mean",
-        "1",
+    let mut args = SYNTHETIC_MINUTE.to_vec();
+    args.extend([
         "--policy",
         "fixed:band=1,style=passive,passive_timeout_ms=500,cross_band=3",
         "--json",
     ]);
+    let v = deterministic_report(&args);
     let p = &v["policies"][0];
     let u = &p["underlyings"]["BTC"];
     let final_net = u["summary"]["final_net_delta"].as_f64().unwrap()
