@@ -17,6 +17,7 @@ pub use pricing;
 pub mod risk;
 
 pub mod config;
+pub mod hdr;
 pub mod hedger;
 pub mod limits;
 pub mod policy;

@@ -23,6 +23,7 @@ use anyhow::{bail, Context as _};
 use shm_layout::agent::{stop_on_signals, Agent, AgentRunner, RunnerConfig};
 use shm_layout::process::{Backoff, IdleStrategy};
 
+use engine::hdr::plot;
 use engine::hedger::counters::HedgerCounter as H;
 use feed_handler::counters::FeedCounter as F;
 use feed_handler::publish::ROLE as FEED_ROLE;
@@ -32,7 +33,6 @@ use shm_layout::{private, CounterSchema};
 use crate::hist;
 use crate::metrics::{fmt_num, fmt_opt, Liveness, RiskRow, Snapshot};
 use crate::procs;
-use crate::svg;
 
 /// Options of `hedgectl demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -1086,15 +1086,15 @@ fn summary(
                 s.push_str(&format!("{:>10}\n", h.len()));
                 let file = out.join(format!("{}.hgrm", safe_file(name)));
                 let _ = private::write(&file, hist::hgrm(h, 1000.0));
-                series.push(svg::Series {
+                series.push(plot::Series {
                     name: name.to_string(),
-                    points: svg::points_from_histogram(h),
+                    points: plot::points_from_histogram(h),
                 });
             }
             let plot = out.join("latency.svg");
             if private::write(
                 &plot,
-                svg::percentile_plot("hedger latency by stage (HdrHistogram)", &series),
+                plot::percentile_plot("hedger latency by stage (HdrHistogram)", &series),
             )
             .is_ok()
             {

@@ -24,7 +24,6 @@ mod procs;
 mod replay;
 mod spsc_view;
 mod stat;
-mod svg;
 mod tail;
 
 /// The operator's CLI of the hedging engine.
