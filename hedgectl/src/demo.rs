@@ -106,26 +106,7 @@ pub struct Placement {
 /// feed handler's synthetic market (index `BTC`, hedge instrument `BTC-PERPETUAL`, an options
 /// chain); option inventory comes from the gateway's client flow. Namespace, core, idle
 /// strategy, state directory and histogram log are given on the command line.
-pub const DEMO_HEDGER_CONFIG: &str = r#"# Written by `hedgectl demo`; see engine/config/hedger.example.toml for every key.
-[shm]
-open_wait_ms = 20000
-on_stale = "replace"
-
-[runtime]
-histogram_interval_ms = 1000
-
-[underlyings.BTC]
-hedge_instrument = "BTC-PERPETUAL"
-
-[underlyings.BTC.policy]
-kind = "cost-aware"
-min_interval_ms = 50
-max_interval_ms = 10000
-
-[underlyings.BTC.limits]
-max_orders_per_sec = 50.0
-order_burst = 10.0
-"#;
+pub const DEMO_HEDGER_CONFIG: &str = include_str!("demo_hedger.toml");
 
 /// The feed handler configuration the demo uses unless `--feed-config` is given: the
 /// synthetic market (the feed's default source) with its clock starting now, so that option

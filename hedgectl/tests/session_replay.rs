@@ -15,24 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The demo's hedger config (cost-aware band, so the hot path also reads the hedge book's
-/// depth from the last-value table), with the default `on_stale = recover` for the restart.
-const HEDGER_CONFIG: &str = r#"
-[shm]
-open_wait_ms = 20000
-
-[underlyings.BTC]
-hedge_instrument = "BTC-PERPETUAL"
-
-[underlyings.BTC.policy]
-kind = "cost-aware"
-min_interval_ms = 50
-max_interval_ms = 10000
-
-[underlyings.BTC.limits]
-max_orders_per_sec = 50.0
-order_burst = 10.0
-"#;
+/// The demo's hedger config (`hedgectl demo` writes the same file: cost-aware band, so the hot
+/// path also reads the hedge book's depth from the last-value table), with the default
+/// `on_stale = recover` for the restart.
+fn hedger_config() -> String {
+    let demo = include_str!("../src/demo_hedger.toml");
+    let replace = "on_stale = \"replace\"\n";
+    assert!(demo.contains(replace), "the demo's hedger config changed");
+    demo.replace(replace, "")
+}
 
 /// A child process killed (SIGKILL) on drop, test failure included.
 struct Proc(Option<Child>);
@@ -137,7 +128,7 @@ fn live_session_with_restart_and_kill_switch_replays_with_zero_divergences() {
     let t = tmp.path();
     let ns = format!("session-replay-test-{}", std::process::id());
     let _ns_guard = Namespace(PathBuf::from("/dev/shm").join(&ns));
-    std::fs::write(t.join("hedger.toml"), HEDGER_CONFIG).unwrap();
+    std::fs::write(t.join("hedger.toml"), hedger_config()).unwrap();
     let start_ns = shm_layout::clock::wall_ns();
     std::fs::write(
         t.join("feed.toml"),
