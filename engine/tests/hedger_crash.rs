@@ -14,60 +14,18 @@ use shm_layout::{
     LastValueTable, MarketEvent, OpenOptions, Side, SpscConsumer, SpscProducer, StalePolicy,
 };
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::ChildGuard;
 
-/// Kills the child on drop (test failure included).
-struct Proc(Option<Child>);
-
-impl Proc {
-    fn spawn(cfg: &Path, log: &Path) -> Proc {
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hedger"))
+/// Starts the hedger on the config `cfg`, its stderr into `log`; killed on drop.
+fn spawn_hedger(cfg: &Path, log: &Path) -> ChildGuard {
+    ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hedger"))
             .arg("--config")
-            .arg(cfg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn hedger");
-        Proc(Some(child))
-    }
-    fn pid(&self) -> u32 {
-        self.0.as_ref().unwrap().id()
-    }
-    fn sigkill(&mut self) {
-        let mut c = self.0.take().unwrap();
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-    fn sigterm(&mut self) -> std::process::ExitStatus {
-        let st = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let mut c = self.0.take().unwrap();
-        let t0 = Instant::now();
-        loop {
-            if let Some(s) = c.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "hedger ignored SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+            .arg(cfg),
+        log,
+    )
 }
 
 struct World {
@@ -283,9 +241,9 @@ qty = -20.0
 
 /// Starts the hedger on `tmp`'s `hedger.toml` (its log `run1.log`) and plays 1.5 s of market
 /// and client flow into `tmp`'s segments, the gateway answering: the hedger must have hedged.
-fn first_run(tmp: &Path, w: &mut World) -> Proc {
+fn first_run(tmp: &Path, w: &mut World) -> ChildGuard {
     let log = tmp.join("run1.log");
-    let h = Proc::spawn(&tmp.join("hedger.toml"), &log);
+    let h = spawn_hedger(&tmp.join("hedger.toml"), &log);
     w.run_for(&tmp.join("seg"), 1500, true);
     assert!(
         !w.coids.is_empty(),
@@ -312,7 +270,7 @@ fn sigkill_and_restart_lose_nothing_and_apply_nothing_twice() {
     h.sigkill();
     w.run_for(&seg, 200, true);
 
-    let mut h = Proc::spawn(&cfg, &tmp.path().join("run2.log"));
+    let mut h = spawn_hedger(&cfg, &tmp.path().join("run2.log"));
     w.run_for(&seg, 1500, true);
     assert!(
         w.coids.len() > before_crash,
@@ -324,7 +282,7 @@ fn sigkill_and_restart_lose_nothing_and_apply_nothing_twice() {
         w.run_for(&seg, 20, false);
         assert!(t0.elapsed() < Duration::from_secs(20), "execs not consumed");
     }
-    let st = h.sigterm();
+    let st = h.sigterm(Duration::from_secs(20));
     let log2 = std::fs::read_to_string(tmp.path().join("run2.log")).unwrap();
     assert!(st.success(), "clean shutdown: {st:?} {log2}");
     assert!(log2.contains("stopped cleanly"), "{log2}");
@@ -379,17 +337,17 @@ fn lost_state_with_history_in_the_rings_is_refused_not_restarted_at_zero() {
     let seg = tmp.path().join("seg");
     let cfg = tmp.path().join("hedger.toml");
     let mut h = first_run(tmp.path(), &mut w);
-    assert!(h.sigterm().success());
+    assert!(h.sigterm(Duration::from_secs(20)).success());
     std::fs::remove_dir_all(tmp.path().join("state")).unwrap();
     w.gateway(&seg); // orders the first run sent just before it stopped
     let orders_before = w.coids.len();
 
     let log = tmp.path().join("run2.log");
-    let mut h = Proc::spawn(&cfg, &log);
+    let mut h = spawn_hedger(&cfg, &log);
     let t0 = Instant::now();
     let st = loop {
         w.run_for(&seg, 20, true);
-        if let Some(st) = h.0.as_mut().unwrap().try_wait().unwrap() {
+        if let Some(st) = h.try_wait() {
             break st;
         }
         assert!(

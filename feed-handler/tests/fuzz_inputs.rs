@@ -14,6 +14,7 @@ use feed_handler::synthetic::SyntheticSource;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use shm_layout::MarketEventKind;
+use testkit::config_fuzz::{self, Outcome};
 
 /// LOBSTER cases per run.
 const LOBSTER_CASES: u32 = 3_000;
@@ -334,45 +335,31 @@ fn feed_config() -> impl Strategy<Value = String> {
 
 #[test]
 fn fuzz_feed_config_refuses_on_one_line_and_what_it_accepts_runs() {
-    let mut runner = TestRunner::new(RunnerConfig::with_cases(CONFIG_CASES));
-    let refused = std::cell::RefCell::new(BTreeMap::<String, u64>::new());
-    let accepted = std::cell::Cell::new(0u64);
-    runner
-        .run(&feed_config(), |text| {
-            match Config::parse(&text, "fuzz.toml") {
-                Err(e) => {
-                    let e = e.to_string();
-                    prop_assert!(
-                        !e.contains('\n') && e.contains("fuzz.toml"),
-                        "{text:?}: {e}"
-                    );
-                    // Tally by the key named after the file (the reason).
-                    let rest = e.trim_start_matches("config: fuzz.toml: ");
-                    let key = match rest.split('`').nth(1) {
-                        Some(k) if rest.starts_with("line") => k,
-                        _ => rest.split([' ', ':']).next().unwrap_or(""),
-                    }
-                    .to_string();
-                    *refused.borrow_mut().entry(key).or_default() += 1;
-                }
-                Ok(c) => {
-                    accepted.set(accepted.get() + 1);
-                    // An accepted synthetic market publishes valid events and never spins.
-                    let mut src = SyntheticSource::new(c.synthetic);
-                    let mut ev = SourceEvent::default();
-                    for _ in 0..200 {
-                        prop_assert!(src.next(&mut ev));
-                        prop_assert!(ev.event.is_valid(), "{text:?}: {:?}", ev.event);
-                    }
-                }
+    config_fuzz::run("feed", CONFIG_CASES, feed_config(), |text| {
+        let c = match Config::parse(text, "fuzz.toml") {
+            Err(e) => {
+                let e = e.to_string();
+                prop_assert!(
+                    !e.contains('\n') && e.contains("fuzz.toml"),
+                    "{text:?}: {e}"
+                );
+                // Tally by the key named after the file (the reason).
+                let rest = e.trim_start_matches("config: fuzz.toml: ");
+                let key = match rest.split('`').nth(1) {
+                    Some(k) if rest.starts_with("line") => k,
+                    _ => rest.split([' ', ':']).next().unwrap_or(""),
+                };
+                return Ok(Outcome::Refused { key: key.into() });
             }
-            Ok(())
-        })
-        .unwrap();
-    println!(
-        "feed config fuzz: {CONFIG_CASES} cases, {} accepted, refused by key {:?}",
-        accepted.get(),
-        refused.borrow()
-    );
-    assert!(accepted.get() > 0 && !refused.borrow().is_empty());
+            Ok(c) => c,
+        };
+        // An accepted synthetic market publishes valid events and never spins.
+        let mut src = SyntheticSource::new(c.synthetic);
+        let mut ev = SourceEvent::default();
+        for _ in 0..200 {
+            prop_assert!(src.next(&mut ev));
+            prop_assert!(ev.event.is_valid(), "{text:?}: {:?}", ev.event);
+        }
+        Ok(Outcome::Accepted)
+    });
 }

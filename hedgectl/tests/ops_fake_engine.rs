@@ -17,10 +17,7 @@ use common::{ok, scrape};
 use shm_layout::control::{ControlBlock, TradingState};
 use shm_layout::counters::{CountersWriter, ProcessState};
 use shm_layout::segment::{names, StalePolicy};
-use shm_layout::{
-    BroadcastWriter, HedgeOrder, InstrumentDef, InstrumentKind, InstrumentTable, MarketEvent,
-    SpscProducer,
-};
+use shm_layout::{BroadcastWriter, HedgeOrder, InstrumentTable, MarketEvent, SpscProducer};
 
 fn hedgectl(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hedgectl"))
@@ -29,20 +26,6 @@ fn hedgectl(dir: &Path, args: &[&str]) -> Output {
         .arg(dir)
         .output()
         .expect("run hedgectl")
-}
-
-fn def(id: u32, underlying: u32, kind: InstrumentKind, sym: &str) -> InstrumentDef {
-    let mut d = InstrumentDef::zeroed();
-    d.id = id;
-    d.underlying_id = underlying;
-    d.kind = kind as u8;
-    d.settlement = 1;
-    d.forward_id = shm_layout::NO_FORWARD;
-    d.tick_size = 0.5;
-    d.lot_size = 1.0;
-    d.min_qty = 1.0;
-    assert!(d.set_symbol(sym));
-    d
 }
 
 /// A namespace with instruments, a hedger's counters, the control block, an md ring being
@@ -58,21 +41,11 @@ struct FakeEngine {
 
 impl FakeEngine {
     fn start() -> FakeEngine {
-        let dir = tempfile::Builder::new()
-            .prefix("hedgectl-ops-")
-            .tempdir_in("/dev/shm")
-            .unwrap();
+        let dir = testkit::shm::namespace_dir("hedgectl-ops-");
         let d = dir.path();
-        let table = InstrumentTable::create(
-            d,
-            names::INSTRUMENTS,
-            &[
-                def(0, 0, InstrumentKind::Index, "BTC"),
-                def(1, 0, InstrumentKind::Perpetual, "BTC-PERPETUAL"),
-            ],
-            StalePolicy::Replace,
-        )
-        .unwrap();
+        let defs = testkit::shm::index_and_perpetuals(&["BTC"]);
+        let table =
+            InstrumentTable::create(d, names::INSTRUMENTS, &defs, StalePolicy::Replace).unwrap();
         let control = ControlBlock::create(d, StalePolicy::Replace).unwrap();
         let mut orders =
             SpscProducer::<HedgeOrder>::create(d, names::ORDERS, 64, StalePolicy::Replace).unwrap();

@@ -12,8 +12,9 @@ mod common;
 
 use common::bin_dir;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::ChildGuard;
 
 /// The demo's hedger config (`hedgectl demo` writes the same file: cost-aware band, so the hot
 /// path also reads the hedge book's depth from the last-value table), with the default
@@ -25,52 +26,8 @@ fn hedger_config() -> String {
     demo.replace(replace, "")
 }
 
-/// A child process killed (SIGKILL) on drop, test failure included.
-struct Proc(Option<Child>);
-
-impl Proc {
-    fn spawn(c: &mut Command, log: &Path) -> Proc {
-        let log = std::fs::File::create(log).unwrap();
-        Proc(Some(
-            c.stdout(Stdio::null()).stderr(log).spawn().expect("spawn"),
-        ))
-    }
-    fn sigkill(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-    /// SIGTERM, then waits for the exit; the status.
-    fn sigterm(&mut self) -> std::process::ExitStatus {
-        let mut c = self.0.take().unwrap();
-        let st = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let t0 = Instant::now();
-        loop {
-            if let Some(s) = c.try_wait().unwrap() {
-                return s;
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                let _ = c.kill();
-                panic!("process ignored SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+/// The longest a process may take to stop cleanly after SIGTERM.
+const TERM_WAIT: Duration = Duration::from_secs(30);
 
 /// Removes the namespace's segment directory on drop.
 struct Namespace(PathBuf);
@@ -136,7 +93,7 @@ fn live_session_with_restart_and_kill_switch_replays_with_zero_divergences() {
     )
     .unwrap();
     let idle = ["--idle", "backoff-park"];
-    let mut feed = Proc::spawn(
+    let mut feed = ChildGuard::spawn(
         Command::new(bins.join("feed-handler"))
             .args(["--namespace", &ns, "--seed", "7", "--rate", "2000"])
             .args(["--stats-interval", "0"])
@@ -145,7 +102,7 @@ fn live_session_with_restart_and_kill_switch_replays_with_zero_divergences() {
             .arg(t.join("feed.toml")),
         &t.join("feed.log"),
     );
-    let mut gateway = Proc::spawn(
+    let mut gateway = ChildGuard::spawn(
         Command::new(bins.join("order-gateway"))
             .args(["--namespace", &ns, "--seed", "7"])
             .args(idle)
@@ -155,7 +112,7 @@ fn live_session_with_restart_and_kill_switch_replays_with_zero_divergences() {
     );
     let state = t.join("hedger-state");
     let hedger = |log: &str| {
-        Proc::spawn(
+        ChildGuard::spawn(
             Command::new(bins.join("hedger"))
                 .args(["--namespace", &ns])
                 .args(idle)
@@ -179,9 +136,9 @@ fn live_session_with_restart_and_kill_switch_replays_with_zero_divergences() {
     let mut h2 = hedger("hedger2.log");
     let before = journal_orders(&session);
     wait_orders(&session, before + 3, "after the restart");
-    assert!(h2.sigterm().success());
-    gateway.sigterm();
-    feed.sigterm();
+    assert!(h2.sigterm(TERM_WAIT).success());
+    gateway.sigterm(TERM_WAIT);
+    feed.sigterm(TERM_WAIT);
 
     let o = hedgectl(&["replay", "--json", "--session", session.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&o.stdout);

@@ -7,27 +7,14 @@
 use clap::Parser;
 use order_gateway::config::{Cli, MAX_DURATION_MS};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestRunner};
-use std::collections::BTreeMap;
+use testkit::config_fuzz::{self, Outcome};
 
 const CASES: u32 = 2_500;
 
+/// The gateway's own edges besides the harness's: a larger negative number, a namespace that
+/// climbs out of /dev/shm, a venue name and a boolean where numbers go.
 fn value() -> impl Strategy<Value = String> {
-    prop_oneof![
-        5 => (0.01f64..100.0).prop_map(|v| format!("{v:?}")),
-        3 => (1u64..5_000).prop_map(|v| v.to_string()),
-        1 => prop_oneof![
-            Just("nan".to_string()),
-            Just("inf".to_string()),
-            Just("-5.0".to_string()),
-            Just("0".to_string()),
-            Just("9223372036854775807".to_string()),
-            Just("\"..\"".to_string()),
-            Just("\"../../tmp/X\"".to_string()),
-            Just("\"sim\"".to_string()),
-            Just("false".to_string()),
-        ],
-    ]
+    config_fuzz::value(5_000, &["-5.0", "\"../../tmp/X\"", "\"sim\"", "false"])
 }
 
 const TOP: &[&str] = &[
@@ -61,13 +48,7 @@ const FLOW: &[&str] = &[
 ];
 
 fn lines(keys: &'static [&'static str]) -> impl Strategy<Value = String> {
-    proptest::collection::vec((0..keys.len(), value()), 0..4).prop_map(move |kv| {
-        let mut seen = std::collections::HashSet::new();
-        kv.into_iter()
-            .filter(|(k, _)| seen.insert(*k))
-            .map(|(k, v)| format!("{} = {v}\n", keys[k]))
-            .collect()
-    })
+    config_fuzz::key_lines(keys, value())
 }
 
 #[test]
@@ -75,58 +56,45 @@ fn fuzz_gateway_config_refuses_on_one_line_and_accepts_only_safe_values() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gw.toml");
     let file = path.display().to_string();
-    let mut runner = TestRunner::new(RunnerConfig::with_cases(CASES));
-    let refused = std::cell::RefCell::new(BTreeMap::<String, u64>::new());
-    let accepted = std::cell::Cell::new(0u64);
     let strategy = (lines(TOP), lines(SIM), lines(FLOW))
         .prop_map(|(top, sim, flow)| format!("{top}[sim]\n{sim}[flow]\n{flow}"));
-    runner
-        .run(&strategy, |text| {
-            std::fs::write(&path, &text).unwrap();
-            let cli = Cli::parse_from(["order-gateway", "--config", &file]);
-            match cli.resolve() {
-                Err(e) => {
-                    prop_assert!(!e.contains('\n'), "{text:?}: {e}");
-                    let head = format!("config {file}: ");
-                    prop_assert!(e.starts_with(&head), "{e}");
-                    let rest = &e[head.len()..];
-                    // `line N, column M, key K: ...` for TOML errors, `K = V: ...` for ranges.
-                    let key = match rest.split(", key ").nth(1) {
-                        Some(k) if rest.starts_with("line") => k.split(':').next().unwrap_or(""),
-                        _ => rest.split([' ', ':']).next().unwrap_or(""),
-                    }
-                    .to_string();
-                    prop_assert!(!key.is_empty() && !key.starts_with("line"), "no key: {e}");
-                    *refused.borrow_mut().entry(key).or_default() += 1;
+    config_fuzz::run("gateway", CASES, strategy, |text| {
+        std::fs::write(&path, text).unwrap();
+        let cli = Cli::parse_from(["order-gateway", "--config", &file]);
+        let c = match cli.resolve() {
+            Err(e) => {
+                prop_assert!(!e.contains('\n'), "{text:?}: {e}");
+                let head = format!("config {file}: ");
+                prop_assert!(e.starts_with(&head), "{e}");
+                let rest = &e[head.len()..];
+                // `line N, column M, key K: ...` for TOML errors, `K = V: ...` for ranges.
+                let key = match rest.split(", key ").nth(1) {
+                    Some(k) if rest.starts_with("line") => k.split(':').next().unwrap_or(""),
+                    _ => rest.split([' ', ':']).next().unwrap_or(""),
                 }
-                Ok(c) => {
-                    accepted.set(accepted.get() + 1);
-                    for ms in [
-                        c.open_wait_ms,
-                        c.venue_connect_wait_ms,
-                        c.drain_ms,
-                        c.heartbeat_ms,
-                    ] {
-                        prop_assert!(ms <= MAX_DURATION_MS && ms.checked_mul(1_000_000).is_some());
-                    }
-                    prop_assert!(c.shm_dir().is_ok() && c.journal_path().is_ok());
-                    let f = &c.flow;
-                    for v in [f.edge_bps, f.intensity_per_s, f.size_mean, f.size_max] {
-                        prop_assert!(v.is_finite() && v >= 0.0, "{text:?}");
-                    }
-                    let s = &c.sim;
-                    for v in [s.latency_us, s.jitter_us, s.taker_fee_bps, s.maker_fee_bps] {
-                        prop_assert!(v.is_finite(), "{text:?}");
-                    }
-                }
+                .to_string();
+                prop_assert!(!key.is_empty() && !key.starts_with("line"), "no key: {e}");
+                return Ok(Outcome::Refused { key });
             }
-            Ok(())
-        })
-        .unwrap();
-    println!(
-        "gateway config fuzz: {CASES} cases, {} accepted, refused by key {:?}",
-        accepted.get(),
-        refused.borrow()
-    );
-    assert!(accepted.get() > 0 && !refused.borrow().is_empty());
+            Ok(c) => c,
+        };
+        for ms in [
+            c.open_wait_ms,
+            c.venue_connect_wait_ms,
+            c.drain_ms,
+            c.heartbeat_ms,
+        ] {
+            prop_assert!(ms <= MAX_DURATION_MS && ms.checked_mul(1_000_000).is_some());
+        }
+        prop_assert!(c.shm_dir().is_ok() && c.journal_path().is_ok());
+        let f = &c.flow;
+        for v in [f.edge_bps, f.intensity_per_s, f.size_mean, f.size_max] {
+            prop_assert!(v.is_finite() && v >= 0.0, "{text:?}");
+        }
+        let s = &c.sim;
+        for v in [s.latency_us, s.jitter_us, s.taker_fee_bps, s.maker_fee_bps] {
+            prop_assert!(v.is_finite(), "{text:?}");
+        }
+        Ok(Outcome::Accepted)
+    });
 }

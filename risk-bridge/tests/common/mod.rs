@@ -15,7 +15,7 @@ use order_gateway::journal::Journal;
 use shm_layout::control::ControlBlock;
 use shm_layout::counters::{CountersWriter, Gauge, ProcessState};
 use shm_layout::segment::{names, StalePolicy};
-use shm_layout::{ExecEvent, ExecKind, InstrumentDef, InstrumentKind, InstrumentTable};
+use shm_layout::{ExecEvent, ExecKind, InstrumentTable};
 
 /// Polls `f` every 5 ms until it returns `Some`, or panics after `limit` naming `what`.
 pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -121,15 +121,6 @@ impl Drop for NatsServer {
     }
 }
 
-fn def(id: u32, underlying: u32, kind: InstrumentKind, sym: &str) -> InstrumentDef {
-    let mut d = InstrumentDef::zeroed();
-    (d.id, d.underlying_id, d.kind, d.settlement) = (id, underlying, kind as u8, 1);
-    d.forward_id = shm_layout::NO_FORWARD;
-    (d.tick_size, d.lot_size, d.min_qty) = (0.5, 1.0, 1.0);
-    assert!(d.set_symbol(sym));
-    d
-}
-
 /// The gauges a hedger publishes for one underlying.
 pub struct UndGauges {
     pub net_delta: Gauge,
@@ -153,23 +144,11 @@ pub struct SimHost {
 
 impl SimHost {
     pub fn new(name: &str) -> SimHost {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("risk-bridge-{name}-"))
-            .tempdir_in("/dev/shm")
-            .unwrap();
+        let dir = testkit::shm::namespace_dir(&format!("risk-bridge-{name}-"));
         let d = dir.path();
-        let table = InstrumentTable::create(
-            d,
-            names::INSTRUMENTS,
-            &[
-                def(0, 0, InstrumentKind::Index, "BTC"),
-                def(1, 0, InstrumentKind::Perpetual, "BTC-PERPETUAL"),
-                def(2, 2, InstrumentKind::Index, "ETH"),
-                def(3, 2, InstrumentKind::Perpetual, "ETH-PERPETUAL"),
-            ],
-            StalePolicy::Fail,
-        )
-        .unwrap();
+        let defs = testkit::shm::index_and_perpetuals(&["BTC", "ETH"]);
+        let table =
+            InstrumentTable::create(d, names::INSTRUMENTS, &defs, StalePolicy::Fail).unwrap();
         let control = ControlBlock::create(d, StalePolicy::Fail).unwrap();
         let mut w = CountersWriter::create(d, "hedger", StalePolicy::Fail).unwrap();
         let mut und = |u: &str| UndGauges {
