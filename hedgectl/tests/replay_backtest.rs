@@ -541,6 +541,8 @@ fn pnl_attribution_parts_sum_to_the_total() {
                 "gamma",
                 "vega",
                 "theta",
+                "coin_frame",
+                "basis",
                 "residual",
                 "fees",
                 "half_spread",
@@ -562,6 +564,56 @@ fn pnl_attribution_parts_sum_to_the_total() {
     assert!(hedged["half_spread"].as_f64().unwrap() < 0.0, "{hedged}");
     let s = std::fs::read_to_string(&svg).unwrap();
     assert!(s.starts_with("<svg") && s.contains("residual"));
+}
+
+/// A constructed path where the exact split is known: long 10 calls, one snapshot, then the
+/// forward jumps 6% one microsecond later at the same implied vol, nothing hedged. The
+/// options' whole PnL is the repriced change; vega is exactly 0, theta is that of one
+/// microsecond, gamma is every order of the jump above the first (Black-76, computed here), and
+/// the residual is rounding. (The Taylor attribution, 1/2 gamma x move^2, left the higher
+/// orders and the premium-adjusted delta's part in the residual.)
+#[test]
+fn a_pure_forward_jump_is_attributed_to_delta_gamma_and_basis_only() {
+    use engine::pricing::{black76_greeks, black76_price, OptionType};
+    let (expiry_us, t0_us) = (1_590_134_400_000_000u64, 1_589_443_200_000_000u64);
+    let (k, vol, f0, f1) = (9_000.0, 0.8, 9_350.0, 9_911.0);
+    let row = |ts: u64, fwd: f64| {
+        format!(
+            "deribit,BTC-22MAY20-9000-C,{ts},{ts},call,9000.0,{expiry_us},10,0.08,0.07,1,79,0.09,1,81,0.08,80.0,SYN.BTC-22MAY20,{fwd},0.6,0.0004,5.0,-40.0,0.5\n"
+        )
+    };
+    let mut csv = String::from("exchange,symbol,timestamp,local_timestamp,type,strike_price,expiration,open_interest,last_price,bid_price,bid_amount,bid_iv,ask_price,ask_amount,ask_iv,mark_price,mark_iv,underlying_index,underlying_price,delta,gamma,vega,theta,rho\n");
+    csv += &row(t0_us, f0);
+    csv += &row(t0_us + 1, f1);
+    let chain = file(&csv);
+    let pos = file("symbol,qty\nBTC-22MAY20-9000-C,10\n");
+    let v = tardis_report(chain.path().to_str().unwrap(), &pos, &["--policy", "none"]);
+    let a = &v["policies"][0]["underlyings"]["BTC"]["attribution"];
+    let f = |key: &str| a[key].as_f64().unwrap();
+    let t = |us: u64| (expiry_us - us) as f64 * 1e3 / (365.0 * 86_400.0 * 1e9);
+    let value = |fwd: f64, us: u64| {
+        10.0 * black76_price(OptionType::Call, fwd, k, t(us), vol, 0.0).unwrap()
+    };
+    let total = value(f1, t0_us + 1) - value(f0, t0_us);
+    assert!((f("total") - total).abs() < 1e-6, "{a} vs {total}");
+    let g0 = black76_greeks(OptionType::Call, f0, k, t(t0_us), vol, 0.0).unwrap();
+    let first = 10.0 * g0.delta * (f1 - f0);
+    let gamma = value(f1, t0_us) - value(f0, t0_us) - first;
+    assert!((f("gamma") - gamma).abs() < 1e-6, "{a} vs gamma {gamma}");
+    assert_eq!(f("vega"), 0.0, "{a}");
+    assert!(f("theta").abs() < 1e-6, "{a}");
+    // delta + premium + basis is the first-order term on the option's own forward; premium is
+    // the coin premium's move, V / F x the move.
+    let premium = value(f0, t0_us) / f0 * (f1 - f0);
+    assert!(
+        (f("coin_frame") - premium).abs() < 1e-6,
+        "{a} vs premium {premium}"
+    );
+    assert!(
+        (f("delta") + f("coin_frame") + f("basis") - first).abs() < 1e-6,
+        "{a} vs first {first}"
+    );
+    assert!(f("residual").abs() < 1e-6, "{a}");
 }
 
 /// Funding from a `derivative_ticker` file is charged on the hedge position: long 10,000

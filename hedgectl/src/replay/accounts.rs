@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use engine::policy::HedgeInstrument;
 use shm_layout::{InstrumentDef, Settlement};
 
+use super::backtest::Split;
 use super::report::{Attribution, ExecSummary, Headline, Series, UnderlyingSummary};
 
 /// Running statistics and cash of one hedged underlying.
@@ -72,8 +73,14 @@ pub struct Account {
     pub funding_rate_8h: f64,
     /// Funding received (negative: paid) on the hedge position, quote currency.
     pub funding: f64,
-    prev_gamma: f64,
-    prev_theta: f64,
+    /// The options' full revaluation since the last observation (first-order term, gamma,
+    /// vega, theta), booked at the next one.
+    pending: Split,
+    /// The hedge's PnL at decision mids without funding at the last observation.
+    prev_hedge_value: f64,
+    /// Inverse hedge: the coin its USD value moves with beyond the delta the hedger counts
+    /// (the coin PnL held), and the hedge mid, at the last observation.
+    prev_coin_gap: (f64, f64),
     err_steps: Welford,
     pnl_steps: Welford,
     prev_pnl: Option<f64>,
@@ -112,8 +119,6 @@ pub struct Sample {
     pub gamma: f64,
     /// Options' vega per vol point.
     pub vega: f64,
-    /// Options' theta, quote currency per year.
-    pub theta: f64,
     /// Hedge position in underlying units.
     pub hedge_delta: f64,
     /// Hedge position's notional, quote currency, signed (funding accrues on it).
@@ -180,8 +185,9 @@ impl Account {
             attr: Attribution::default(),
             funding_rate_8h: 0.0,
             funding: 0.0,
-            prev_gamma: 0.0,
-            prev_theta: 0.0,
+            pending: Split::default(),
+            prev_hedge_value: 0.0,
+            prev_coin_gap: (0.0, 0.0),
             err_steps: Welford::default(),
             pnl_steps: Welford::default(),
             prev_pnl: None,
@@ -267,12 +273,44 @@ impl Account {
         self.attr.slippage -= (self.slippage - slip_before) - half_cost;
     }
 
-    /// Vega PnL of an option mark: `dvalue` = position x vega per vol point x change of its
-    /// implied vol in points, quote currency.
-    pub fn add_vega_pnl(&mut self, dvalue: f64) {
-        if dvalue.is_finite() {
-            self.attr.vega += dvalue;
+    /// The options' full revaluation over the step to the next observation (position x
+    /// multiplier x [`Split`]), quote currency.
+    pub fn add_revaluation(&mut self, s: Split) {
+        if s.total().is_finite() {
+            self.pending.add(s);
         }
+    }
+
+    /// Books the step's revaluation at an observation: gamma, vega and theta as repriced,
+    /// `coin_frame` (coin options' premium and an inverse hedge's coin PnL, as coin, x the
+    /// move), and as `basis` the rest of the first-order PnL on each instrument's own price
+    /// (options on their expiry's forward; the hedge at `hedge_mid`: its PnL at decision mids
+    /// without funding) minus the `delta` part (`delta_part`: net delta x the reference
+    /// price's move).
+    fn book_revaluation(&mut self, delta_part: f64, hedge_mid: f64) {
+        let p = std::mem::take(&mut self.pending);
+        let hedge_value = self.hedge_pnl(hedge_mid) - self.funding;
+        let hedge_first = hedge_value - self.prev_hedge_value;
+        self.prev_hedge_value = hedge_value;
+        let (gap, mid0) = self.prev_coin_gap;
+        let hedge_coin = if mid0 > 0.0 && hedge_mid > 0.0 {
+            gap * (hedge_mid - mid0)
+        } else {
+            0.0
+        };
+        self.prev_coin_gap = if self.inverse() && self.hedge_entered && hedge_mid > 0.0 {
+            (
+                self.inv_a - self.position * self.mult() / hedge_mid,
+                hedge_mid,
+            )
+        } else {
+            (0.0, 0.0)
+        };
+        self.attr.gamma += p.gamma;
+        self.attr.vega += p.vega;
+        self.attr.theta += p.theta;
+        self.attr.coin_frame += p.premium + hedge_coin;
+        self.attr.basis += (p.first_order - p.premium) + (hedge_first - hedge_coin) - delta_part;
     }
 
     /// The hedge's value at `mid` plus the slippage (its PnL at decision mids), quote ccy.
@@ -293,8 +331,9 @@ impl Account {
     }
 
     /// Records the state after an event: extremes, time outside the band, residual-delta
-    /// PnL. Called after every event, so nothing depends on the sampling interval.
-    pub fn observe(&mut self, s: Sample) {
+    /// PnL, the attribution of the step (`hedge_mid`: the hedge book's mid now). Called after
+    /// every event, so nothing depends on the sampling interval.
+    pub fn observe(&mut self, s: Sample, hedge_mid: f64) {
         let dt_ns = if self.last_ts > 0 {
             s.ts_ns.saturating_sub(self.last_ts)
         } else {
@@ -304,20 +343,18 @@ impl Account {
             self.outside_ns += dt_ns;
         }
         self.last_ts = s.ts_ns;
+        let mut delta_part = 0.0;
         if self.ref_px > 0.0 && s.ref_px > 0.0 {
-            let ds = s.ref_px - self.ref_px;
-            self.delta_pnl += self.last_net * ds;
-            self.attr.delta += self.last_net * ds;
-            self.attr.gamma += 0.5 * self.prev_gamma * ds * ds;
+            delta_part = self.last_net * (s.ref_px - self.ref_px);
+            self.delta_pnl += delta_part;
+            self.attr.delta += delta_part;
         }
-        self.attr.theta += self.prev_theta * dt_ns as f64 / (365.0 * 86_400e9);
         // Funding over the interval on the position held through it (longs pay a positive
         // rate), at the rate in force.
         let paid = self.last.hedge_notional * self.funding_rate_8h * dt_ns as f64 / 28_800e9;
         self.funding -= paid;
         self.attr.funding -= paid;
-        self.prev_gamma = s.gamma;
-        self.prev_theta = s.theta;
+        self.book_revaluation(delta_part, hedge_mid);
         if s.ref_px > 0.0 {
             self.ref_px = s.ref_px;
         }
@@ -381,10 +418,9 @@ impl Account {
         x.attr_gamma.push(a.gamma);
         x.attr_vega.push(a.vega);
         x.attr_theta.push(a.theta);
+        x.attr_basis.push(a.basis + a.coin_frame);
         x.attr_costs.push(a.fees + a.half_spread + a.slippage);
-        x.attr_residual.push(
-            total - (a.delta + a.gamma + a.vega + a.theta + a.fees + a.half_spread + a.slippage),
-        );
+        x.attr_residual.push(total - a.explained());
     }
 
     /// The summary of this underlying (`pnl` = options, hedge, costs at the end).
@@ -419,9 +455,7 @@ impl Account {
             attribution: {
                 let mut a = self.attr;
                 a.total = po + ph - pc;
-                a.residual = a.total
-                    - (a.delta + a.gamma + a.vega + a.theta + a.fees + a.half_spread)
-                    - (a.slippage + a.funding);
+                a.residual = a.total - a.explained();
                 a
             },
             hedge_error_std: self.err_steps.std(),

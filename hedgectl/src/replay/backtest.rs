@@ -32,12 +32,15 @@ use shm_layout::{
     MarketEventKind, OptionType, Settlement, Side, NO_FORWARD,
 };
 
+mod revalue;
+
+pub use revalue::Split;
+use revalue::{OptionState, YEAR_NS};
+
 use super::accounts::{thin, Account, Sample};
 use super::positions::{FlowTrade, Position};
 use super::report::{Comparison, Fill, PolicyReport};
 use super::world::World;
-
-const YEAR_NS: f64 = 365.0 * 86_400.0 * 1e9;
 
 /// After the data ends, the venue is drained for at most this much replay time.
 const DRAIN_NS: u64 = 10_000_000_000;
@@ -140,6 +143,10 @@ pub struct Backtest {
     /// The last source event said more of its snapshot follows: no observation until the
     /// snapshot is whole (as the core decides only then).
     mid_batch: bool,
+    /// Options of each underlying.
+    options_of: Vec<Vec<u32>>,
+    /// Per instrument: an option held at its last revaluation, (position, state).
+    revalued: Vec<Option<(f64, OptionState)>>,
 }
 
 fn px_type(def: &InstrumentDef) -> PxType {
@@ -339,7 +346,15 @@ impl Backtest {
         }
         let n = defs.len();
         let sample_ns = cfg.sample_ns.max(1);
+        let mut options_of = vec![Vec::new(); setups.len()];
+        for d in &defs {
+            if let (Ok(InstrumentKind::Option), Some(u)) = (d.kind(), under_of[d.id as usize]) {
+                options_of[u].push(d.id);
+            }
+        }
         Ok(Backtest {
+            options_of,
+            revalued: vec![None; n],
             models: vec![Model::default(); setups.len()],
             positions: hcfg.positions.clone(),
             setups,
@@ -491,9 +506,6 @@ impl Backtest {
         let mut first = e;
         if !extra.is_empty() {
             first.flags |= MarketEvent::FLAG_BATCH_MORE;
-        }
-        if e.kind == MarketEventKind::OptionMark as u8 {
-            self.vega_pnl(&e);
         }
         let depth = ev.has_depth.then_some(&ev.depth);
         let w = self.world_mut();
@@ -681,15 +693,12 @@ impl Backtest {
         }
     }
 
-    /// Value of one contract of an option now, quote currency (None: never marked).
-    ///
-    /// Black-76 at the last mark's implied vol on its expiry's current forward (sticky
-    /// strike): a chain marks each option rarely while the forwards move; at a mark this is
-    /// the mark (the exchange's mark is Black-76 at mark_iv).
-    fn unit_value(&self, id: u32) -> Option<f64> {
+    /// What an option's value depends on now (None: never marked): the last mark's implied
+    /// vol, its expiry's current forward (the mark's underlying price when the data has no
+    /// forward for it), the time to expiry.
+    fn option_state(&self, id: u32) -> Option<OptionState> {
         let w = self.world();
         let d = &self.defs[id as usize];
-        let t = d.expiry_ns.saturating_sub(w.now_ns) as f64 / YEAR_NS;
         let lv =
             w.md.lv(id)
                 .filter(|lv| lv.valid & LastValue::HAS_MARK != 0)?;
@@ -698,9 +707,25 @@ impl Backtest {
             .flatten()
             .filter(|f| f.valid & LastValue::HAS_PRICE != 0)
             .map_or(lv.mark_underlying_px, |f| f.price);
-        if let Ok(p) = black76_price(px_type(d), fwd, d.strike, t, lv.mark_iv, 0.0) {
+        Some(OptionState {
+            fwd,
+            vol: lv.mark_iv,
+            t_years: d.expiry_ns.saturating_sub(w.now_ns) as f64 / YEAR_NS,
+        })
+    }
+
+    /// Value of one contract of an option now, quote currency (None: never marked).
+    ///
+    /// Black-76 at the last mark's implied vol on its expiry's current forward (sticky
+    /// strike): a chain marks each option rarely while the forwards move; at a mark this is
+    /// the mark (the exchange's mark is Black-76 at mark_iv).
+    fn unit_value(&self, id: u32) -> Option<f64> {
+        let d = &self.defs[id as usize];
+        let s = self.option_state(id)?;
+        if let Ok(p) = black76_price(px_type(d), s.fwd, d.strike, s.t_years, s.vol, 0.0) {
             return Some(p * d.multiplier());
         }
+        let lv = self.world().md.lv(id)?;
         let m = if d.settlement() == Ok(Settlement::Inverse) {
             lv.mark_px * lv.mark_underlying_px
         } else {
@@ -709,31 +734,25 @@ impl Backtest {
         Some(m * d.multiplier())
     }
 
-    /// The vega part of a new mark for a held option: position x vega per vol point (at the
-    /// previous mark's vol and the current forward) x the change of vol in points.
-    fn vega_pnl(&mut self, e: &MarketEvent) {
-        let id = e.instrument_id;
-        let Some(u) = self.under_of.get(id as usize).copied().flatten() else {
-            return;
-        };
-        let w = self.world();
-        let q = w.core.option_position(id);
-        let Some(prev) = w.md.lv(id).filter(|l| l.valid & LastValue::HAS_MARK != 0) else {
-            return;
-        };
-        if q == 0.0 {
-            return;
+    /// Revalues the options of `u` held at their last revaluation from that state to now,
+    /// factor by factor ([`revalue`]), into the account; then records the state of every
+    /// option held now (the position after this step's trades and settlements).
+    fn revalue(&mut self, u: usize) {
+        for k in 0..self.options_of[u].len() {
+            let id = self.options_of[u][k];
+            let d = self.defs[id as usize];
+            let now = self.option_state(id);
+            if let (Some((q, from)), Some(to)) = (self.revalued[id as usize], now) {
+                if let Some(mut s) = revalue::split(px_type(&d), d.strike, from, to) {
+                    if d.settlement() != Ok(Settlement::Inverse) {
+                        s.premium = 0.0;
+                    }
+                    self.accounts[u].add_revaluation(s.scaled(q * d.multiplier()));
+                }
+            }
+            let q = self.world().core.option_position(id);
+            self.revalued[id as usize] = now.filter(|_| q != 0.0).map(|s| (q, s));
         }
-        let d = &self.defs[id as usize];
-        let t = d.expiry_ns.saturating_sub(w.now_ns) as f64 / YEAR_NS;
-        let fwd = e.v[2];
-        let Ok(g) =
-            engine::pricing::black76_greeks(px_type(d), fwd, d.strike, t, prev.mark_iv, 0.0)
-        else {
-            return;
-        };
-        let dvol_points = (e.v[1] - prev.mark_iv) * 100.0;
-        self.accounts[u].add_vega_pnl(q * d.multiplier() * g.vega_per_vol_point() * dvol_points);
     }
 
     /// Enters an initial option position at its first value.
@@ -750,6 +769,8 @@ impl Backtest {
         if let Some(v) = self.unit_value(id) {
             self.entered[i] = true;
             self.accounts[u].cash_opt -= self.initial_opt[i] * v;
+            // Revalued from the state it entered at, not from the end of its snapshot.
+            self.revalued[i] = self.option_state(id).map(|s| (self.initial_opt[i], s));
         }
     }
 
@@ -801,8 +822,10 @@ impl Backtest {
         }
         let now = self.world().now_ns;
         for u in 0..self.accounts.len() {
+            self.revalue(u);
             let s = self.sample_of(u, now);
-            self.accounts[u].observe(s);
+            let mid = self.hedge_mid(u);
+            self.accounts[u].observe(s, mid);
         }
         if now >= self.next_sample_ns {
             self.sample_all(now);
@@ -973,12 +996,6 @@ impl Backtest {
             lot_delta: inst.lot_size * dpc,
             gamma: w.core.risk.gamma(u),
             vega: w.core.risk.vega(u),
-            theta: w
-                .core
-                .risk
-                .book
-                .underlying(self.setups[u].index_id)
-                .map_or(0.0, |r| r.theta),
             hedge_delta,
             hedge_notional,
         }
@@ -998,11 +1015,20 @@ impl Backtest {
             }
         }
         let a = &self.accounts[u];
-        let mid =
-            w.md.lv(a.hedge.id)
-                .and_then(|l| l.mid())
-                .unwrap_or(self.models[u].book_px());
-        (value + a.cash_opt, a.hedge_pnl(mid), a.costs())
+        (
+            value + a.cash_opt,
+            a.hedge_pnl(self.hedge_mid(u)),
+            a.costs(),
+        )
+    }
+
+    /// The mid of `u`'s hedge book now (the modelled book's price before it has quotes).
+    fn hedge_mid(&self, u: usize) -> f64 {
+        self.world()
+            .md
+            .lv(self.accounts[u].hedge.id)
+            .and_then(|l| l.mid())
+            .unwrap_or(self.models[u].book_px())
     }
 
     fn sample_all(&mut self, now: u64) {

@@ -254,8 +254,15 @@ fn page(
 /// The PnL attribution over time: one panel per policy and underlying, one line per part
 /// (cumulative, quote currency).
 pub fn attribution_svg(r: &Report) -> String {
-    const PARTS: [&str; 7] = [
-        "delta", "gamma", "vega", "theta", "costs", "residual", "total",
+    const PARTS: [&str; 8] = [
+        "delta",
+        "gamma",
+        "vega",
+        "theta",
+        "coin+basis",
+        "costs",
+        "residual",
+        "total",
     ];
     let mut panels = Vec::new();
     for p in &r.policies {
@@ -266,6 +273,7 @@ pub fn attribution_svg(r: &Report) -> String {
                 &s.attr_gamma,
                 &s.attr_vega,
                 &s.attr_theta,
+                &s.attr_basis,
                 &s.attr_costs,
                 &s.attr_residual,
                 &s.pnl_total,

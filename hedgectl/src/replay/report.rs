@@ -59,6 +59,8 @@ pub struct Series {
     pub attr_vega: Vec<f64>,
     /// Theta.
     pub attr_theta: Vec<f64>,
+    /// Coin frame + basis (see [`Attribution::coin_frame`], [`Attribution::basis`]).
+    pub attr_basis: Vec<f64>,
     /// Fees + half-spread + slippage (negative: paid).
     pub attr_costs: Vec<f64>,
     /// Residual: total PnL minus every part.
@@ -66,19 +68,34 @@ pub struct Series {
 }
 
 /// The PnL of one underlying under one policy, by cause, quote currency; the parts add up to
-/// `total` exactly (the residual is what the others do not explain: higher-order terms,
-/// moves of the forwards against the index, marks that move the value without a vol change,
-/// the premium-adjusted delta of coin options hedged for a coin-flat book, settlement).
+/// `total` exactly. The options are revalued in full at every observation with Black-76 (the
+/// backtest's own valuation), one factor at a time in a fixed order: the underlying (each
+/// option on its expiry's forward; the first-order term and the rest, `gamma`), then the
+/// implied vol (`vega`), then the time (`theta`). The `residual` is what that does not
+/// explain: client trades' edge against the value, a settlement against the last value, an
+/// option whose inputs Black-76 rejects, inconsistent data.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Attribution {
-    /// Net delta (options + filled hedge) before each move x the move of the reference price.
+    /// Net delta (options + filled hedge) before each move x the move of the reference price:
+    /// the hedger's own view of its delta PnL (the tracking error's `pnl_residual_delta`).
     pub delta: f64,
-    /// 1/2 x options' gamma x (move)^2.
+    /// The options repriced at the new forward (old vol, old time) minus the first-order term:
+    /// every order above the first, exactly.
     pub gamma: f64,
-    /// Position x vega per vol point x change of implied vol (points), at each mark.
+    /// The options repriced at the new implied vol (new forward, old time).
     pub vega: f64,
-    /// Options' theta (per year) x elapsed years.
+    /// The options repriced at the new time (new forward, new vol).
     pub theta: f64,
+    /// The hedger counts delta in coin (a coin option's premium-adjusted delta, an inverse
+    /// perpetual's delta at today's price: the book is kept flat in coin), the books are in
+    /// USD: the coin options' premium and the inverse hedge's coin PnL, held as coin, x the
+    /// move of their price. Unhedged on purpose; 0 for linear instruments.
+    pub coin_frame: f64,
+    /// The rest of the first-order PnL on each instrument's own price (options: Black-76 delta
+    /// x the move of their expiry's forward; the hedge: its PnL at decision
+    /// mids), less `coin_frame`, minus `delta`: forwards and the hedge's mid moving otherwise than the reference
+    /// price, and the core's incremental delta against Black-76 at the state.
+    pub basis: f64,
     /// Total PnL minus the other parts.
     pub residual: f64,
     /// Fees paid (negative).
@@ -91,6 +108,14 @@ pub struct Attribution {
     pub funding: f64,
     /// Total PnL: options + hedge - costs.
     pub total: f64,
+}
+
+impl Attribution {
+    /// The sum of every part but the residual.
+    pub fn explained(&self) -> f64 {
+        (self.delta + self.gamma + self.vega + self.theta + self.coin_frame + self.basis)
+            + (self.fees + self.half_spread + self.slippage + self.funding)
+    }
 }
 
 impl Series {
@@ -126,6 +151,7 @@ impl Series {
         half(&mut self.attr_gamma);
         half(&mut self.attr_vega);
         half(&mut self.attr_theta);
+        half(&mut self.attr_basis);
         half(&mut self.attr_costs);
         half(&mut self.attr_residual);
     }
