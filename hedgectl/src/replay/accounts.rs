@@ -281,6 +281,12 @@ impl Account {
         }
     }
 
+    /// Books what is pending of the options' revaluation at the end, with no new observation
+    /// (`hedge_mid`: the hedge book's mid now).
+    pub fn book_pending(&mut self, hedge_mid: f64) {
+        self.book_revaluation(0.0, hedge_mid);
+    }
+
     /// Books the step's revaluation at an observation: gamma, vega and theta as repriced,
     /// `coin_frame` (coin options' premium and an inverse hedge's coin PnL, as coin, x the
     /// move), and as `basis` the rest of the first-order PnL on each instrument's own price
