@@ -573,7 +573,7 @@ fn pnl_attribution_parts_sum_to_the_total() {
 /// the residual is rounding. (The Taylor attribution, 1/2 gamma x move^2, left the higher
 /// orders and the premium-adjusted delta's part in the residual.)
 #[test]
-fn a_pure_forward_jump_is_attributed_to_delta_gamma_and_basis_only() {
+fn a_pure_forward_jump_has_no_vega_theta_or_residual() {
     use engine::pricing::{black76_greeks, black76_price, OptionType};
     let (expiry_us, t0_us) = (1_590_134_400_000_000u64, 1_589_443_200_000_000u64);
     let (k, vol, f0, f1) = (9_000.0, 0.8, 9_350.0, 9_911.0);
