@@ -221,6 +221,8 @@ fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
             style: ExecStyle::Slices,
             slices: 4,
             slice_interval_ns: 1_000_000_000,
+            // Far: this test slices; the outer band has its own test.
+            cross_band: 100.0,
             ..ExecConfig::default()
         },
         ..fixed_policy(0.5)
@@ -264,6 +266,74 @@ fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
         "{}",
         r.core.und[0].net_delta
     );
+}
+
+#[test]
+fn flow_beyond_the_outer_band_ends_a_slice_program_and_crosses_for_the_whole_at_once() {
+    let p = PolicyConfig {
+        exec: ExecConfig {
+            style: ExecStyle::Slices,
+            slices: 4,
+            slice_interval_ns: 1_000_000_000,
+            // Outer band 10 BTC (band 0.5): the first decision (-4.5 BTC) is sliced.
+            cross_band: 20.0,
+            ..ExecConfig::default()
+        },
+        ..fixed_policy(0.5)
+    };
+    let mut r = rig(p, open_limits());
+    r.warm();
+    r.client_buys_calls(10.0);
+    let first = r.pop_order().unwrap();
+    assert_eq!(
+        r.core.sent_reason(first.client_order_id),
+        Some(HedgeReason::Band)
+    );
+    r.fill(&first);
+    // More flow, long before the next child is due: delta about -3.4 - 13.5 BTC.
+    r.client_buys_calls(30.0);
+    let cross = r
+        .pop_order()
+        .expect("the cross, without waiting for the child's time");
+    assert_eq!(
+        r.core.sent_reason(cross.client_order_id),
+        Some(HedgeReason::CrossBand)
+    );
+    assert_eq!(cross.tif(), Ok(TimeInForce::Ioc));
+    assert!(r.pop_order().is_none());
+    r.fill(&cross);
+    let u = &r.core.und[0];
+    assert!(
+        u.net_delta.abs() <= 0.5,
+        "one IOC for the whole: {}",
+        u.net_delta
+    );
+    assert_eq!(u.exec.slices_left, 0, "the program ended");
+}
+
+#[test]
+fn a_decision_beyond_the_outer_band_is_not_sliced() {
+    let p = PolicyConfig {
+        exec: ExecConfig {
+            style: ExecStyle::Slices,
+            slices: 4,
+            // Outer band 1 BTC (band 0.5); the flow takes delta to about -4.5 BTC.
+            cross_band: 2.0,
+            ..ExecConfig::default()
+        },
+        ..fixed_policy(0.5)
+    };
+    let mut r = rig(p, open_limits());
+    r.warm();
+    r.client_buys_calls(10.0);
+    let o = r.pop_order().unwrap();
+    assert_eq!(
+        r.core.sent_reason(o.client_order_id),
+        Some(HedgeReason::CrossBand)
+    );
+    r.fill(&o);
+    assert!(r.core.und[0].net_delta.abs() <= 0.5);
+    assert_eq!(r.core.und[0].exec.slices_left, 0);
 }
 
 #[test]

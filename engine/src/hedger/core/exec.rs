@@ -33,7 +33,10 @@
 //! The hedge's quantity is split into `slices` IOC children `slice_interval` apart; each
 //! later child takes `1/k` of what is still between net delta (with what is in flight) and
 //! the first decision's target, `k` the children left; the program ends early when delta
-//! reached the target. No new decision is taken while a program runs.
+//! reached the target. No new decision is taken while a program runs, unless delta leaves the
+//! hard outer band (`cross_band` times the band, as for a passive order): the program then
+//! ends and the decision taken at once crosses for the whole with one IOC (reason
+//! `cross_band`). A decision taken with delta already beyond the outer band is not sliced.
 
 use super::{HedgerCore, StageClock};
 use crate::hedger::io::OrderSink;
@@ -162,7 +165,9 @@ impl<R: OptionRisk> HedgerCore<R> {
             (Some(r @ (HedgeReason::CrossTimeout | HedgeReason::CrossBand)), _) => {
                 plan.reason = r;
             }
-            (_, ExecStyle::Passive) if beyond_outer => plan.reason = HedgeReason::CrossBand,
+            (_, ExecStyle::Passive | ExecStyle::Slices) if beyond_outer => {
+                plan.reason = HedgeReason::CrossBand;
+            }
             (_, ExecStyle::Passive) => {
                 plan.px = own_touch(&x.book, d.side);
                 plan.tif = TimeInForce::Gtc;
@@ -271,6 +276,12 @@ impl<R: OptionRisk> HedgerCore<R> {
         let x = &mut self.und[u];
         let e = x.exec;
         if e.slices_left == 0 {
+            return false;
+        }
+        if x.band > 0.0 && x.net_delta.abs() > x.policy.cfg.exec.cross_band * x.band {
+            // Flow took delta beyond the hard outer band while the program ran: it ends, and
+            // the fresh decision taken now crosses for the whole (reason `cross_band`).
+            x.exec.slices_left = 0;
             return false;
         }
         if st.read_ns < e.next_slice_ns {
