@@ -117,6 +117,15 @@ pub unsafe fn tail(mem: &Mem) -> u64 {
 
 /// One read attempt at `*cursor`; advances the cursor on `Message` and `Lapped`.
 ///
+/// The payload is loaded right after the sequence word and before the sequence is looked at:
+/// a slot spans two cache lines (`seq` and the first 56 bytes of the message, then its last
+/// 8 bytes), and loading both before the branch lets the core fetch them together. With the
+/// branch first (predicted "empty" while the reader spins), the second line was requested
+/// only once the first had arrived: two core-to-core transfers in series per message instead
+/// of one. A reader that spins on `poll` also keeps both lines shared, so the writer's store
+/// to the second line is a transfer from this core rather than a miss to memory. The copy is
+/// discarded unless the sequence says it is complete and unchanged (same protocol as before).
+///
 /// # Safety
 /// `mem` holds a broadcast region of geometry `g` for messages of type `T`.
 #[inline]
@@ -129,13 +138,14 @@ pub unsafe fn read_at<T: Pod>(mem: &Mem, g: &Geometry, cursor: &mut u64) -> Poll
     let want = 2 * c + 2;
     // SYNC POINT: Acquire; pairs with the writer's Release store of `2p + 2` in `write_at`.
     let s1 = seq.load(Ordering::Acquire);
+    // SAFETY: payload inside the slot. Relaxed atomic words: a copy torn by a concurrent
+    // write is harmless, it is discarded by the checks below.
+    let msg: T = unsafe { crate::sync::load_msg(mem, slot + 8) };
     if s1 < want {
         // Not yet written, or position `c` is being written (`2c + 1`).
         return Poll::Empty;
     }
     if s1 == want {
-        // SAFETY: payload inside the slot.
-        let msg: T = unsafe { crate::sync::load_msg(mem, slot + 8) };
         // SYNC POINT: Acquire fence; pairs with the writer's Release fence in `write_at`: if any
         // payload word came from a later write, the re-check below sees its odd sequence.
         fence(Ordering::Acquire);
@@ -316,6 +326,32 @@ mod real {
         pub fn poll(&mut self) -> Poll<T> {
             // SAFETY: validated region of geometry `g` for `T`.
             unsafe { read_at(&self.seg.mem, &self.g, &mut self.cursor) }
+        }
+
+        /// Whether [`BroadcastReader::poll`] would return something other than
+        /// [`Poll::Empty`] (a message or a lap), without reading it: a cheap test for a loop
+        /// that spins until there is work. It loads the whole slot, as `poll` does, so that a
+        /// reader spinning on it keeps both of the slot's cache lines (see [`read_at`]).
+        #[inline]
+        pub fn ready(&self) -> bool {
+            let mut c = self.cursor;
+            // SAFETY: validated region of geometry `g` for `T`; the cursor copy is discarded.
+            let p: Poll<T> = unsafe { read_at(&self.seg.mem, &self.g, &mut c) };
+            !matches!(p, Poll::Empty)
+        }
+
+        /// Moves the cursor to the writer's position, skipping every message published but
+        /// not yet read; returns how many were skipped. For a reader that has just been
+        /// lapped and rebuilds its state from something as new as the writer (the
+        /// last-value table, which the feed writes before the ring): the messages between
+        /// the oldest readable one and the writer are older than that state, and reading
+        /// them only gives the writer time to lap the reader again. No syscall.
+        pub fn skip_to_writer(&mut self) -> u64 {
+            // SAFETY: validated broadcast region.
+            let t = unsafe { tail(&self.seg.mem) };
+            let skipped = t.saturating_sub(self.cursor);
+            self.cursor = self.cursor.max(t);
+            skipped
         }
 
         /// Messages published but not yet read by this reader.

@@ -89,6 +89,46 @@ fn lapped_reader_counts_lost_messages_exactly() {
 }
 
 #[test]
+fn ready_says_whether_poll_has_something_without_reading_it() {
+    let d = shm_dir();
+    let mut w =
+        BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Fail).unwrap();
+    let mut r =
+        BroadcastReader::<MarketEvent>::open(d.path(), "md", OpenOptions::default()).unwrap();
+    assert!(!r.ready());
+    w.publish(&ev(0));
+    assert!(r.ready());
+    assert!(r.ready(), "ready does not consume");
+    assert_eq!(r.poll(), Poll::Message(ev(0)));
+    assert!(!r.ready());
+    for i in 1..20 {
+        w.publish(&ev(i));
+    }
+    assert!(r.ready(), "a lap is something to poll");
+    assert_eq!(r.position(), 1);
+    assert_eq!(r.poll(), Poll::Lapped { lost: 12 });
+}
+
+#[test]
+fn skip_to_writer_skips_and_counts_every_unread_message() {
+    let d = shm_dir();
+    let mut w =
+        BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Fail).unwrap();
+    let mut r =
+        BroadcastReader::<MarketEvent>::open(d.path(), "md", OpenOptions::default()).unwrap();
+    for i in 0..30 {
+        w.publish(&ev(i));
+    }
+    assert_eq!(r.poll(), Poll::Lapped { lost: 23 });
+    // 23..30 are still readable; skipping them counts them.
+    assert_eq!(r.skip_to_writer(), 7);
+    assert_eq!(r.poll(), Poll::Empty);
+    assert_eq!(r.skip_to_writer(), 0);
+    w.publish(&ev(30));
+    assert_eq!(r.poll(), Poll::Message(ev(30)));
+}
+
+#[test]
 fn spsc_push_pop_full_hands_message_back() {
     let d = shm_dir();
     let mut p =
