@@ -216,9 +216,11 @@ fn mode_code(m: TradingMode) -> u64 {
 pub struct Tap {
     queue: Option<Arc<ArrayQueue<Record>>>,
     pending_poll: Option<u64>,
-    /// A market event held back until the next record: the loop stamps its read at once,
-    /// and that stamp goes into the event's record (one record instead of two).
-    staged_md: Option<Record>,
+    /// A market event held back until the next record, with the `Poll` of its iteration
+    /// (if not yet written): the loop stamps its read at once, and that stamp goes into the
+    /// event's record (one record instead of two). Both are queued after the stamp, so the
+    /// queue's cost is not inside the feed -> hedger stage.
+    staged_md: Option<(Option<u64>, Record)>,
     gap: u64,
     blocking: bool,
     /// Records dropped because the queue was full (the session is not reproducible past the
@@ -276,7 +278,10 @@ impl Tap {
         if self.queue.is_none() {
             return;
         }
-        if let Some(mut md) = self.staged_md.take() {
+        if let Some((poll, mut md)) = self.staged_md.take() {
+            if let Some(now) = poll {
+                self.push_raw(Record::new(RecordKind::Poll, 0, now));
+            }
             if r.kind == RecordKind::Stamp as u32 {
                 (md.small, md.value) = (MD_WITH_STAMP, r.value);
                 self.push_raw(md);
@@ -284,12 +289,14 @@ impl Tap {
             }
             self.push_raw(md);
         }
+        if r.kind == RecordKind::Md as u32 {
+            // Nothing is queued yet (not even the iteration's `Poll`): the loop reads its
+            // stage stamp right after this, and the queue's pushes come after that stamp.
+            self.staged_md = Some((self.pending_poll.take(), r));
+            return;
+        }
         if let Some(now) = self.pending_poll.take() {
             self.push_raw(Record::new(RecordKind::Poll, 0, now));
-        }
-        if r.kind == RecordKind::Md as u32 {
-            self.staged_md = Some(r);
-            return;
         }
         self.push_raw(r);
     }
@@ -888,6 +895,48 @@ impl Drop for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The market event's record and its iteration's `Poll` are queued only once the read
+    /// stamp comes: the loop reads the stamp right after the event, and nothing is pushed
+    /// into the queue in between. The order of the records is the same as before.
+    #[test]
+    fn a_market_event_queues_nothing_before_its_read_stamp() {
+        let q = Arc::new(ArrayQueue::new(16));
+        let mut tap = Tap {
+            queue: Some(Arc::clone(&q)),
+            ..Tap::off()
+        };
+        let e = shm_layout::MarketEvent::underlying_price(1, 5, 6, 100.0);
+        tap.begin_poll(7);
+        tap.push(Record::with(RecordKind::Md, 0, 0, &e));
+        assert_eq!(q.len(), 0, "nothing queued before the stamp");
+        tap.push(Record::new(RecordKind::Stamp, 0, 9));
+        let kinds = |q: &ArrayQueue<Record>| {
+            std::iter::from_fn(|| q.pop())
+                .map(|r| (r.kind(), r.small, r.value))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            kinds(&q),
+            [
+                (Some(RecordKind::Poll), 0, 7),
+                (Some(RecordKind::Md), MD_WITH_STAMP, 9)
+            ]
+        );
+        // An event followed by something else than its stamp (and a driver call) keeps the
+        // order Poll, Md, then the rest.
+        tap.begin_poll(10);
+        tap.push(Record::with(RecordKind::Md, 0, 0, &e));
+        tap.push_driver(Record::new(RecordKind::Timer, 0, 11));
+        assert_eq!(
+            kinds(&q),
+            [
+                (Some(RecordKind::Poll), 0, 10),
+                (Some(RecordKind::Md), 0, 0),
+                (Some(RecordKind::Timer), 0, 11)
+            ]
+        );
+    }
 
     fn cfg(dir: &Path, file_max_bytes: u64, files_kept: usize) -> JournalConfig {
         JournalConfig {
