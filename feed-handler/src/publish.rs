@@ -180,6 +180,17 @@ impl Publisher {
         true
     }
 
+    /// Warms the cache lines that publishing `ev` will store to in the last-value table (a
+    /// hint: nothing is written). For a source that knows an event before it may publish it
+    /// (paced replay waiting for the event's time): the table's stores then hit the cache
+    /// instead of missing ahead of the ring's, which on x86 wait for them
+    /// ([`LastValueTable::prefetch_for_update`]). No allocation, syscall or lock.
+    #[inline]
+    pub fn prefetch(&self, ev: &SourceEvent) {
+        self.lvt
+            .prefetch_for_update(ev.event.instrument_id, ev.has_depth);
+    }
+
     /// [`Publisher::publish_at`] stamped with the current monotonic time (vDSO clock read).
     #[inline]
     pub fn publish(&mut self, ev: &SourceEvent) -> bool {

@@ -628,6 +628,8 @@ impl<'a, S: Source + ?Sized> FeedAgent<'a, S> {
         let offset = self.gap_skip.offset_ns(self.ev.source_ts_ns, first, speed);
         self.due_ns = self.start.saturating_add(offset);
         self.pending = true;
+        // While the event waits for its time, its last-value entry comes into the cache.
+        self.publ.prefetch(&self.ev);
         self.publish_if_due(now_ns())
     }
 
