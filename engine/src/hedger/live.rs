@@ -19,7 +19,7 @@ use crate::config::HedgerConfig;
 use crate::limits::TradingMode;
 use anyhow::Context as _;
 use shm_layout::agent::{Agent, AgentRunner, RunnerConfig};
-use shm_layout::process::Backoff;
+use shm_layout::process::{Backoff, IdleStrategy};
 use shm_layout::{
     namespace_dir, BroadcastReader, ControlBlock, CountersReader, CountersWriter, ExecEvent,
     HedgeOrder, InstrumentKind, InstrumentTable, LastValue, LastValueTable, Liveness, MarketEvent,
@@ -44,7 +44,14 @@ impl MarketSource for ShmMarket {
         match self.reader.poll() {
             Poll::Empty => MdPoll::Empty,
             Poll::Message(m) => MdPoll::Event(m),
-            Poll::Lapped { lost } => MdPoll::Lapped(lost),
+            // Lapped: the core rebuilds from the last-value table, which holds every event
+            // up to the writer's position (the feed writes the table before the ring), and
+            // then skips the events the ring still holds that are older than what it rebuilt
+            // from (`rebuilt_seq`). So go to the writer's position at once: reading from the
+            // oldest readable event instead let the writer lap the reader again during or
+            // right after the rebuild (a whole 10,000-option rebuild per lap at saturation).
+            // The skipped events are counted as lost.
+            Poll::Lapped { lost } => MdPoll::Lapped(lost + self.reader.skip_to_writer()),
         }
     }
     #[inline]
@@ -475,7 +482,19 @@ pub struct HedgerAgent<'t> {
     driver: Driver,
     recorder: Option<Recorder>,
     stopping: bool,
+    /// Polls of the two rings that an idle [`HedgerAgent::do_work`] spins through before it
+    /// returns: [`BUSY_SPIN_WAIT_POLLS`] with the busy-spin idle strategy, else 0.
+    wait_polls: u32,
 }
+
+/// Busy-spin only: how many times an idle `do_work` looks at the md and execs rings (a few
+/// loads each, [`BroadcastReader::ready`] and [`SpscConsumer::is_empty`]) before it returns
+/// and lets the runner do its duties. A full idle cycle (two clock reads, the core's poll,
+/// the housekeeping and driver duties, the runner's timers) took long enough that an event
+/// waited half of one on average before it was read; this cycle is as short as the raw
+/// ping-pong's. 64 polls keep the duties (timers, heartbeats, control block) within about a
+/// microsecond of their time.
+const BUSY_SPIN_WAIT_POLLS: u32 = 64;
 
 impl<'t> HedgerAgent<'t> {
     /// Wraps the segments in the session recorder's adapters, rebuilds the core's market view,
@@ -516,7 +535,25 @@ impl<'t> HedgerAgent<'t> {
             metrics,
             recorder,
             stopping: false,
+            wait_polls: if cfg.runtime.idle == IdleStrategy::BusySpin {
+                BUSY_SPIN_WAIT_POLLS
+            } else {
+                0
+            },
         })
+    }
+
+    /// Spins until a ring has something to read, at most `wait_polls` times.
+    #[inline]
+    fn wait_for_input(&self) {
+        let md = &self.io.md.inner.reader;
+        let execs = &self.io.execs.inner;
+        for _ in 0..self.wait_polls {
+            if md.ready() || !execs.is_empty() {
+                return;
+            }
+            std::hint::spin_loop();
+        }
     }
 
     /// What the run did.
@@ -574,6 +611,7 @@ impl Agent for HedgerAgent<'_> {
         if self.stopping {
             return Ok(0); // no poll after the stop request
         }
+        self.wait_for_input();
         let now = shm_layout::clock::now_ns();
         let io = &mut self.io;
         io.tap.borrow_mut().begin_poll(now);
@@ -762,7 +800,38 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shm_layout::process::{IdleAction, IdleStrategy, Idler};
+    use shm_layout::process::{IdleAction, Idler};
+    use shm_layout::{BroadcastWriter, StalePolicy};
+
+    /// A lapped hedger goes to the writer's position: the events between the oldest one
+    /// still in the ring and the writer are counted as lost, not read (they are older than
+    /// the last-value table the core rebuilds from).
+    #[test]
+    fn a_lapped_market_source_resumes_at_the_writer_and_counts_what_it_skipped() {
+        let dir = tempfile::Builder::new()
+            .prefix("hedger-lap-")
+            .tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
+        let mut w =
+            BroadcastWriter::<MarketEvent>::create(dir.path(), "md", 8, StalePolicy::Fail).unwrap();
+        let lvt = LastValueTable::create(dir.path(), "lvt", 4, StalePolicy::Fail).unwrap();
+        let reader =
+            BroadcastReader::<MarketEvent>::open(dir.path(), "md", OpenOptions::default()).unwrap();
+        let mut md = ShmMarket { reader, lvt };
+        let ev = |i: u64| {
+            let mut e = MarketEvent::underlying_price(1, i, i, 100.0 + i as f64);
+            e.seq = i + 1;
+            e
+        };
+        for i in 0..30 {
+            w.publish(&ev(i));
+        }
+        assert_eq!(md.poll(), MdPoll::Lapped(30));
+        assert_eq!(md.poll(), MdPoll::Empty);
+        w.publish(&ev(30));
+        assert_eq!(md.poll(), MdPoll::Event(ev(30)));
+    }
 
     #[test]
     fn hedger_idles_10000_spins_then_100_yields_then_parks_from_1_us() {
