@@ -10,6 +10,7 @@ pub mod naive;
 pub mod pingpong;
 pub mod pipeline;
 pub mod report;
+pub mod ringhop;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -224,6 +225,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     // Baseline 1: the hardware limit, between the feed's and the hedger's cores.
     let mut pp = None;
+    let mut hop = None;
     if !args.no_baselines {
         let n = args
             .pingpong_round_trips
@@ -243,6 +245,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             fmt_ns(Stats::of(&p.one_way).p50_ns),
             fmt_ns(Stats::of(&p.one_way).p999_ns)
         );
+        // Baseline 2: the ring's own one-way, stamped at both ends as the pipeline stamps
+        // its "feed publish -> hedger read" stage, paced at the first paced rate.
+        let r = rates.iter().copied().find(|r| r.is_finite()).unwrap_or(1e5);
+        let msgs = if args.quick { 50_000 } else { 200_000 };
+        let cap = feed_handler::publish::PublisherOptions::default().ring_capacity;
+        let h = ringhop::run((Some(a), Some(b)), cap, msgs, (1e9 / r) as u64, budget)?;
+        write_hgrm(&out.join("ring_one_way.hgrm"), &h.one_way)?;
+        println!(
+            "ring one-way, stamped, cores {a} -> {b}, {} messages at {}/s, {cap} slots: p50 {}, p99.9 {} (lost {})",
+            h.messages,
+            rate_name(r),
+            fmt_ns(Stats::of(&h.one_way).p50_ns),
+            fmt_ns(Stats::of(&h.one_way).p999_ns),
+            h.lost
+        );
+        hop = Some((a, b, r, h));
         pp = Some((a, b, p));
     }
 
@@ -360,6 +378,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             )
         );
     }
+    if let Some((a, b, r, h)) = &hop {
+        println!(
+            "{}",
+            row(
+                &format!("ring one-way, stamped ({a}->{b}, {}/s)", rate_name(*r)),
+                &Stats::of(&h.one_way)
+            )
+        );
+    }
     for (name, _, _, res) in &runs {
         for (k, label) in [
             ("recv_to_read", "feed publish -> hedger read"),
@@ -389,6 +416,25 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // Ratios.
     println!("\nratios (p50 / p99.9):");
     let mut ratios = Vec::new();
+    for (name, _, _, res) in &runs {
+        let f = Stats::of(&res.stages["recv_to_read"]);
+        for (base, what) in [
+            (
+                pp.as_ref().map(|p| &p.2.one_way),
+                "raw one-way (half a ping-pong)",
+            ),
+            (
+                hop.as_ref().map(|h| &h.3.one_way),
+                "the ring's stamped one-way",
+            ),
+        ] {
+            let Some(base) = base else { continue };
+            let o = Stats::of(base);
+            let (a, b) = (ratio(f.p50_ns, o.p50_ns), ratio(f.p999_ns, o.p999_ns));
+            println!("  shm {name} feed publish -> hedger read vs {what}: {a:.1}x / {b:.1}x");
+            ratios.push(json!({"what": format!("shm {name} feed publish -> hedger read / {what}"), "p50": a, "p999": b}));
+        }
+    }
     for (name, r, _, res) in &runs {
         let t = Stats::of(&res.stages["recv_to_gateway"]);
         if let Some((_, _, p)) = &pp {
@@ -504,6 +550,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "pingpong": pp.as_ref().map(|(a, b, p)| json!({
             "cores": [a, b], "round_trips": p.round_trips,
             "one_way": stats_json(&Stats::of(&p.one_way)), "rtt": stats_json(&Stats::of(&p.rtt)),
+        })),
+        "ring_one_way": hop.as_ref().map(|(a, b, r, h)| json!({
+            "cores": [a, b], "rate": r, "messages": h.messages, "lost": h.lost,
+            "one_way": stats_json(&Stats::of(&h.one_way)),
         })),
         "runs": runs_json,
         "naive": naive_res.as_ref().map(|(r, n, nr)| json!({

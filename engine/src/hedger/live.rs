@@ -611,8 +611,12 @@ impl Agent for HedgerAgent<'_> {
         if self.stopping {
             return Ok(0); // no poll after the stop request
         }
-        self.wait_for_input();
+        // The iteration's time is read before the wait: `poll_with` uses it only for the
+        // execs it applies (a market event gets its own read stamp, a lap its own clock
+        // read), so it is at most the wait (64 polls, about a microsecond) old, and no clock
+        // read stands between a market event's arrival and its read.
         let now = shm_layout::clock::now_ns();
+        self.wait_for_input();
         let io = &mut self.io;
         io.tap.borrow_mut().begin_poll(now);
         Ok(self.core.poll_with(
