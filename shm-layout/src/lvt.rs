@@ -257,20 +257,6 @@ pub unsafe fn read_entry<T: Pod>(mem: &Mem, off: usize, attempts: u32) -> Option
     None
 }
 
-/// `prefetchw` of the cache line holding `p` (a hint; no-op off x86-64).
-#[cfg(not(loom))]
-#[inline(always)]
-fn prefetch_write(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults or changes memory, whatever the address; the `sse`
-    // target feature it is declared with is part of the x86-64 baseline.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(p.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 #[cfg(not(loom))]
 pub use real::*;
 
@@ -387,7 +373,7 @@ mod real {
             let off = ENTRIES_OFFSET + id as usize * ENTRY_STRIDE;
             let lines = if with_depth { ENTRY_STRIDE / 64 } else { 2 };
             for i in 0..lines {
-                prefetch_write(self.seg.mem.ptr_at(off + 64 * i));
+                crate::broadcast::prefetch(self.seg.mem.ptr_at(off + 64 * i), true);
             }
         }
 
