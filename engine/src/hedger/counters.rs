@@ -25,7 +25,7 @@ shm_layout::counter_schema! {
         /// Reader lapped.
         MdLapped = D::counter("md_lapped", "laps", "Times the feed handler lapped the hedger's md reader"),
         /// Events lost to laps.
-        MdLost = D::counter("md_lost", "events", "Market events lost to laps (state rebuilt from the last-value table)"),
+        MdLost = D::counter("md_lost", "events", "Market events lost to laps (overwritten, or skipped to resume at the feed; state rebuilt)"),
         /// Events not used.
         MdIgnored = D::counter("md_ignored", "events", "Market events for instruments the hedger does not use"),
         /// Events rejected, by reason.
