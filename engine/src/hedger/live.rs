@@ -491,9 +491,9 @@ pub struct HedgerAgent<'t> {
 /// loads each, [`BroadcastReader::ready`] and [`SpscConsumer::is_empty`]) before it returns
 /// and lets the runner do its duties. A full idle cycle (two clock reads, the core's poll,
 /// the housekeeping and driver duties, the runner's timers) took long enough that an event
-/// waited half of one on average before it was read; this cycle is as short as the raw
-/// ping-pong's. 64 polls keep the duties (timers, heartbeats, control block) within about a
-/// microsecond of their time.
+/// waited half of one on average before it was read; a wait poll is a few loads and a pause,
+/// like the raw ping-pong's spin. 64 of them keep the duties (timers, heartbeats) and the
+/// control block's check within a few microseconds of their time.
 const BUSY_SPIN_WAIT_POLLS: u32 = 64;
 
 impl<'t> HedgerAgent<'t> {
@@ -613,7 +613,7 @@ impl Agent for HedgerAgent<'_> {
         }
         // The iteration's time is read before the wait: `poll_with` uses it only for the
         // execs it applies (a market event gets its own read stamp, a lap its own clock
-        // read), so it is at most the wait (64 polls, about a microsecond) old, and no clock
+        // read), so it is at most the wait (64 polls, a few microseconds) old, and no clock
         // read stands between a market event's arrival and its read.
         let now = shm_layout::clock::now_ns();
         self.wait_for_input();
