@@ -88,7 +88,7 @@ fn the_touch_moving_away_cancels_and_the_cancel_report_brings_a_new_passive_orde
 fn after_the_timeout_the_passive_order_is_cancelled_then_crossed_with_an_ioc() {
     let (mut r, o) = rig_with_passive_buy();
     let later = r.now + 2_000_000_000;
-    r.core.on_timer_at(&mut r.orders, later);
+    r.core.on_timer(&mut r.orders, later, &FixedClock(later));
     let c = r.pop_order().expect("a cancel at the timeout");
     assert_eq!(c.action(), Ok(OrderAction::Cancel));
     r.exec(
@@ -193,7 +193,7 @@ proptest! {
         }
         // The timer decides again (as the live loop's 1 ms timer does).
         let now = r.now;
-        r.core.on_timer_at(&mut r.orders, now);
+        r.core.on_timer(&mut r.orders, now, &FixedClock(now));
         prop_assert_eq!(r.core.und[0].hedge_position, filled);
         // The resting order is gone from the in-flight table exactly once; what is in
         // flight now is only what the core sent after it (its replacement, at most one).
@@ -243,7 +243,7 @@ fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
     let mut children = vec![first];
     for _ in 0..3 {
         t += 1_000_000_000;
-        r.core.on_timer_at(&mut r.orders, t);
+        r.core.on_timer(&mut r.orders, t, &FixedClock(t));
         let c = r.pop_order().expect("the next child at its time");
         assert_eq!(
             r.core.sent_reason(c.client_order_id),
@@ -259,7 +259,7 @@ fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
         "{children:?}"
     );
     t += 1_000_000_000;
-    r.core.on_timer_at(&mut r.orders, t);
+    r.core.on_timer(&mut r.orders, t, &FixedClock(t));
     assert!(r.pop_order().is_none(), "the program ended");
     assert!(
         r.core.und[0].net_delta.abs() <= 0.01,
@@ -389,7 +389,7 @@ fn the_accumulated_and_timer_triggers_fire_inside_the_band() {
     assert!(r.pop_order().is_none());
     let due = r.core.timer_due_ns();
     assert!(due > r.now && due <= r.now + 10_000_000_000, "{due}");
-    r.core.on_timer_at(&mut r.orders, due);
+    r.core.on_timer(&mut r.orders, due, &FixedClock(due));
     let o = r.pop_order().expect("timer");
     assert_eq!(
         r.core.sent_reason(o.client_order_id),
@@ -413,7 +413,8 @@ fn a_restart_cancels_the_previous_runs_resting_order_and_resumes_hedging() {
     r2.core.set_reconcile_timeout(now, 60_000_000_000);
     r2.warm();
     assert_eq!(r2.core.timer_due_ns(), 0, "the cancel is due at once");
-    r2.core.on_timer_at(&mut r2.orders, now + 1_000);
+    r2.core
+        .on_timer(&mut r2.orders, now + 1_000, &FixedClock(now + 1_000));
     let c = r2
         .pop_order()
         .expect("a cancel of the previous run's order");
@@ -423,7 +424,8 @@ fn a_restart_cancels_the_previous_runs_resting_order_and_resumes_hedging() {
         (o.client_order_id, Ok(Side::Buy))
     );
     assert_eq!(r2.core.stats.prev_run_cancels, 1);
-    r2.core.on_timer_at(&mut r2.orders, now + 2_000);
+    r2.core
+        .on_timer(&mut r2.orders, now + 2_000, &FixedClock(now + 2_000));
     assert!(
         r2.pop_order().is_none(),
         "not re-sent before the re-send interval"
@@ -439,7 +441,11 @@ fn a_restart_cancels_the_previous_runs_resting_order_and_resumes_hedging() {
         0.0,
     );
     assert_eq!(r2.core.inflight_count(), 0);
-    r2.core.on_timer_at(&mut r2.orders, now + 10_000_000);
+    r2.core.on_timer(
+        &mut r2.orders,
+        now + 10_000_000,
+        &FixedClock(now + 10_000_000),
+    );
     assert!(!r2.core.reconciling());
     let n = r2.pop_order().expect("hedging resumed");
     assert_eq!(n.action(), Ok(OrderAction::New));

@@ -157,10 +157,11 @@ fn safety_rehedge_fires_after_max_interval_and_min_interval_holds() {
     short_calls(&mut r);
     assert!(r.pop_order().is_none(), "inside a 50 BTC band");
     let now = shm_layout::clock::now_ns();
-    r.core.on_timer(&mut r.orders, now);
+    r.core.on_timer(&mut r.orders, now, &MonotonicClock);
     assert_eq!(r.core.und[0].hedges_safety, 0, "not due yet");
     // The timer is driven by the clock it is given: a minute later.
-    r.core.on_timer(&mut r.orders, now + 61_000_000_000);
+    r.core
+        .on_timer(&mut r.orders, now + 61_000_000_000, &MonotonicClock);
     assert_eq!(r.core.und[0].hedges_safety, 1);
     let o = r.pop_order().unwrap();
     r.fill(&o);
@@ -358,7 +359,7 @@ fn full_orders_ring_stops_hedging_and_alarms_until_drained() {
     assert!(r.core.und[0].held >= 2);
     r.orders.buf.clear();
     let now = shm_layout::clock::now_ns();
-    r.core.on_timer(&mut r.orders, now);
+    r.core.on_timer(&mut r.orders, now, &MonotonicClock);
     assert!(!r.core.ring_blocked());
     assert_eq!(r.orders.buf.len(), 1, "hedging resumed");
 }
@@ -387,7 +388,7 @@ fn restart_restores_positions_and_reconciles_orders_in_flight_before_hedging() {
     assert_eq!(r2.core.inflight_count(), 0);
     std::thread::sleep(std::time::Duration::from_millis(6));
     let now = shm_layout::clock::now_ns();
-    r2.core.on_timer(&mut r2.orders, now);
+    r2.core.on_timer(&mut r2.orders, now, &MonotonicClock);
     assert!(!r2.core.reconciling());
     r2.client_buys_calls(10.0);
     let o2 = r2.pop_order().expect("hedging resumed");
@@ -441,11 +442,11 @@ fn reconciliation_gives_up_on_orders_that_never_report() {
     let now = shm_layout::clock::now_ns();
     r2.core.restore(&st, now, 0).unwrap();
     r2.core.set_reconcile_timeout(now, 1_000_000);
-    r2.core.on_timer(&mut r2.orders, now);
+    r2.core.on_timer(&mut r2.orders, now, &MonotonicClock);
     assert!(r2.core.reconciling(), "the order is still in flight");
     std::thread::sleep(std::time::Duration::from_millis(2));
     r2.core
-        .on_timer(&mut r2.orders, shm_layout::clock::now_ns());
+        .on_timer(&mut r2.orders, shm_layout::clock::now_ns(), &MonotonicClock);
     assert!(!r2.core.reconciling());
     assert_eq!(r2.core.stats.reconcile_timeouts, 1);
     assert_eq!(r2.core.inflight_count(), 0);

@@ -78,9 +78,14 @@ fn drive(policy: PolicyConfig, depth: bool) {
     let mut resting_qty = 0.0;
     while r.md.next < r.md.events.len() {
         let now = shm_layout::clock::now_ns();
-        let work = r
-            .core
-            .poll(&mut r.md, &mut r.execs, &mut r.orders, &r.ctl, now);
+        let work = r.core.poll(
+            &mut r.md,
+            &mut r.execs,
+            &mut r.orders,
+            &r.ctl,
+            now,
+            &MonotonicClock,
+        );
         polls += 1;
         // The test plays the gateway: fill, partially fill + cancel, or reject each order.
         if let Some(mut o) = r.orders.buf.pop_front() {

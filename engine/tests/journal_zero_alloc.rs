@@ -1,5 +1,5 @@
 //! Recording the session costs the hot path no allocation: 200,000 market events through
-//! `HedgerCore::poll_with` on the recording wrappers (market events, the cost-aware band's
+//! `HedgerCore::poll` on the recording wrappers (market events, the cost-aware band's
 //! depth reads from the last-value table, execs, orders, stage stamps, timers), counted by
 //! `shm_layout::alloc_count` on this thread only (the journal's writer thread allocates its
 //! buffer, not the loop).
@@ -72,7 +72,7 @@ fn recording_the_loop_allocates_nothing() {
     while md.inner.next < md.inner.events.len() {
         let now = shm_layout::clock::now_ns();
         tap.borrow_mut().begin_poll(now);
-        let work = core.poll_with(&mut md, &mut execs, &mut orders, &ctl, now, &clock);
+        let work = core.poll(&mut md, &mut execs, &mut orders, &ctl, now, &clock);
         polls += 1;
         // The test plays the gateway: every order filled.
         if let Some(o) = orders.inner.buf.pop_front() {

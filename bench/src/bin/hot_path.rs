@@ -33,7 +33,7 @@ mod market;
 
 use clap::Parser;
 use engine::config::HedgerConfig;
-use engine::hedger::core::HedgerCore;
+use engine::hedger::core::{HedgerCore, MonotonicClock};
 use engine::hedger::io::{Consumer, MarketSource, MdPoll, MemControl, MemOrders};
 use engine::hedger::live::{build_core, StartPoint};
 use engine::hedger::risk::{BookRiskAdapter, OptionRisk};
@@ -183,6 +183,7 @@ impl Rig {
             &mut self.orders,
             &self.ctl,
             now,
+            &MonotonicClock,
         )
     }
 }
@@ -212,7 +213,7 @@ poll_steps!(
 fn step_timer(r: &mut Rig) -> usize {
     r.steps[6] += 1;
     let now = clock::now_ns();
-    r.core.on_timer(&mut r.orders, now);
+    r.core.on_timer(&mut r.orders, now, &MonotonicClock);
     1
 }
 

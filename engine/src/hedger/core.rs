@@ -26,11 +26,11 @@ use exec::Stamps;
 
 /// Where the loop takes its stage time stamps from (read, decision, publish).
 ///
-/// [`HedgerCore::poll`] reads the monotonic clock at each stage ([`MonotonicClock`], so the
-/// stage histograms measure real latency); [`HedgerCore::poll_at`] uses one injected time for
-/// every stamp ([`FixedClock`]), so a replay on a recorded clock is deterministic. A session
-/// recorder wraps the monotonic clock and records every value it returns; a session replay
-/// plays those values back in order ([`HedgerCore::poll_with`]).
+/// Live, [`HedgerCore::poll`] reads the monotonic clock at each stage ([`MonotonicClock`], so
+/// the stage histograms measure real latency); a replay on a recorded clock passes one
+/// injected time for every stamp ([`FixedClock`]), so it is deterministic. A session recorder
+/// wraps the monotonic clock and records every value it returns; a session replay plays those
+/// values back in order.
 pub trait StageClock {
     /// The current monotonic time, ns. Called on the hot path: no allocation, lock or
     /// system call beyond the vDSO clock read.
@@ -926,60 +926,23 @@ impl<R: OptionRisk> HedgerCore<R> {
     /// One loop iteration: control words, all available execs, one market event, and the
     /// decisions they trigger. Returns the amount of work done (0 = idle).
     ///
-    /// `now_ns` (monotonic) times the exec reports (reject rate, reconciliation); the market
-    /// event's read stamp and the decision and publish stamps are read from the monotonic
-    /// clock as each stage happens, so the stage histograms measure the real latency. For a
-    /// loop on an injected clock use [`HedgerCore::poll_at`].
-    #[inline]
-    pub fn poll<M, E, O, C>(
-        &mut self,
-        md: &mut M,
-        execs: &mut E,
-        orders: &mut O,
-        ctl: &C,
-        now_ns: u64,
-    ) -> usize
-    where
-        M: MarketSource,
-        E: ExecSource,
-        O: OrderSink,
-        C: ControlSource,
-    {
-        self.poll_with(md, execs, orders, ctl, now_ns, &MonotonicClock)
-    }
-
-    /// [`HedgerCore::poll`] on an injected clock: every time-dependent step of this iteration
-    /// (exec handling, the read, decision and publish stamps, min/max hedge interval, the
-    /// order-rate token bucket, the stale-data guard, expiry and trading day through
-    /// [`HedgerCore::wall_ns`], the histogram stamps) uses `now_ns` and nothing else reads a
-    /// clock, so the same inputs and times give the same orders and state. This is how a
-    /// replay drives the live decision code on a recorded clock (build the core with
-    /// `mono_ns == wall_ns` so that `now_ns` is also the wall time, e.g. exchange epoch ns).
-    /// Allocation-free like `poll`.
-    #[inline]
-    pub fn poll_at<M, E, O, C>(
-        &mut self,
-        md: &mut M,
-        execs: &mut E,
-        orders: &mut O,
-        ctl: &C,
-        now_ns: u64,
-    ) -> usize
-    where
-        M: MarketSource,
-        E: ExecSource,
-        O: OrderSink,
-        C: ControlSource,
-    {
-        self.poll_with(md, execs, orders, ctl, now_ns, &FixedClock(now_ns))
-    }
-
-    /// [`HedgerCore::poll`] with the stage stamps (read, decision, publish) taken from
-    /// `clock`: the one implementation behind `poll` ([`MonotonicClock`]) and `poll_at`
-    /// ([`FixedClock`]); a session recorder passes a clock that records what it returns and
-    /// a session replay one that plays it back. Allocation-free when `clock` is.
+    /// `now_ns` (monotonic) times the exec reports (reject rate, reconciliation). The market
+    /// event's read stamp and the decision and publish stamps come from `clock`, the one
+    /// thing that differs between callers (there is one implementation):
+    /// - live: [`MonotonicClock`], read as each stage happens, so the stage histograms
+    ///   measure the real latency;
+    /// - a replay on a recorded clock: [`FixedClock`]`(now_ns)`, so every time-dependent step
+    ///   (exec handling, the stamps, min/max hedge interval, the order-rate token bucket, the
+    ///   stale-data guard, expiry and trading day through [`HedgerCore::wall_ns`]) uses
+    ///   `now_ns` and nothing else reads a clock: the same inputs and times give the same
+    ///   orders and state (build the core with `mono_ns == wall_ns` so that `now_ns` is also
+    ///   the wall time, e.g. exchange epoch ns);
+    /// - a session recorder passes a clock that records what it returns, a session replay
+    ///   one that plays it back.
+    ///
+    /// Allocation-free when `clock` is.
     #[inline(always)]
-    pub fn poll_with<M, E, O, C, T>(
+    pub fn poll<M, E, O, C, T>(
         &mut self,
         md: &mut M,
         execs: &mut E,
@@ -1045,13 +1008,9 @@ impl<R: OptionRisk> HedgerCore<R> {
         self.rebuild_impl(md, clock.now());
     }
 
-    /// Rebuilds prices and marks from the last-value table (after a lap, or at startup).
-    pub fn rebuild<M: MarketSource>(&mut self, md: &M) {
-        self.rebuild_impl(md, shm_layout::clock::now_ns());
-    }
-
-    /// [`HedgerCore::rebuild`] at an injected monotonic time (see [`HedgerCore::poll_at`]).
-    pub fn rebuild_at<M: MarketSource>(&mut self, md: &M, now_ns: u64) {
+    /// Rebuilds prices and marks from the last-value table (after a lap, or at startup), at
+    /// monotonic time `now_ns` (the clock live, the recorded time in a replay).
+    pub fn rebuild<M: MarketSource>(&mut self, md: &M, now_ns: u64) {
         self.rebuild_impl(md, now_ns);
     }
 
@@ -1479,22 +1438,11 @@ impl<R: OptionRisk> HedgerCore<R> {
         due
     }
 
-    /// Timer-driven decisions (safety re-hedge, reconciliation end): call in idle time.
-    /// `now_ns` times the timers and the decisions' read stamp; decision and publish stamps
-    /// come from the monotonic clock (see [`HedgerCore::on_timer_at`]).
-    pub fn on_timer<O: OrderSink>(&mut self, orders: &mut O, now_ns: u64) {
-        self.on_timer_with(orders, now_ns, &MonotonicClock);
-    }
-
-    /// [`HedgerCore::on_timer`] on an injected clock: every stamp is `now_ns` (see
-    /// [`HedgerCore::poll_at`]).
-    pub fn on_timer_at<O: OrderSink>(&mut self, orders: &mut O, now_ns: u64) {
-        self.on_timer_with(orders, now_ns, &FixedClock(now_ns));
-    }
-
-    /// [`HedgerCore::on_timer`] with the decision and publish stamps taken from `clock` (see
-    /// [`HedgerCore::poll_with`]); `now_ns` times the timers and the decisions' read stamp.
-    pub fn on_timer_with<O: OrderSink, T: StageClock>(
+    /// Timer-driven decisions (safety re-hedge, reconciliation end, passive and slice
+    /// work): call in idle time. `now_ns` times the timers and the decisions' read stamp; the
+    /// decision and publish stamps come from `clock` ([`MonotonicClock`] live,
+    /// [`FixedClock`]`(now_ns)` on a recorded clock; see [`HedgerCore::poll`]).
+    pub fn on_timer<O: OrderSink, T: StageClock>(
         &mut self,
         orders: &mut O,
         now_ns: u64,

@@ -468,7 +468,7 @@ fn warn_at_start(
     }
 }
 
-/// The hedger as an [`Agent`]: each duty cycle is one [`HedgerCore::poll_with`] (execs, then
+/// The hedger as an [`Agent`]: each duty cycle is one [`HedgerCore::poll`] (execs, then
 /// market data, decisions, orders); duties are the housekeeping (snapshots, timers, histogram
 /// export) and the driver's (heartbeats, gateway liveness, wall-clock calibration). On stop it
 /// polls no more; closing writes the final snapshot, the histograms and the session journal's
@@ -520,7 +520,7 @@ impl<'t> HedgerAgent<'t> {
         let t = shm_layout::clock::now_ns();
         tap.borrow_mut()
             .push_driver(Record::new(RecordKind::Rebuild, 0, t));
-        core.rebuild_at(&io.md, t);
+        core.rebuild(&io.md, t);
         // Not before its heartbeat has been seen.
         io.set_gateway_alive(&mut core, false);
         tap.borrow_mut().set_blocking(false);
@@ -611,7 +611,7 @@ impl Agent for HedgerAgent<'_> {
         if self.stopping {
             return Ok(0); // no poll after the stop request
         }
-        // The iteration's time is read before the wait: `poll_with` uses it only for the
+        // The iteration's time is read before the wait: `poll` uses it only for the
         // execs it applies (a market event gets its own read stamp, a lap its own clock
         // read), so it is at most the wait (64 polls, a few microseconds) old, and no clock
         // read stands between a market event's arrival and its read.
@@ -619,7 +619,7 @@ impl Agent for HedgerAgent<'_> {
         self.wait_for_input();
         let io = &mut self.io;
         io.tap.borrow_mut().begin_poll(now);
-        Ok(self.core.poll_with(
+        Ok(self.core.poll(
             &mut io.md,
             &mut io.execs,
             &mut io.orders,

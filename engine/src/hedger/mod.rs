@@ -4,9 +4,9 @@
 //!   path (execs first, then one market event; risk update, decision, limits, publish). It is
 //!   generic over its inputs and outputs ([`io`]), so the same code runs on shared-memory
 //!   rings ([`live`]), on in-process queues in tests, and in replay.
-//!   [`core::HedgerCore::poll_at`] is the same iteration on an injected clock (every stamp,
-//!   interval, rate limit, staleness and expiry check uses the given time), so a replay on a
-//!   recorded clock gives the same orders for the same inputs.
+//!   Its stage stamps come from a [`core::StageClock`]: the monotonic clock live,
+//!   [`core::FixedClock`] in a replay on a recorded clock (every stamp, interval, rate limit,
+//!   staleness and expiry check uses the given time, so the same inputs give the same orders).
 //! - [`Housekeeping`]: everything off the hot path, run when the loop is idle (or every few
 //!   hundred busy iterations): state snapshot (written by a thread), then exec commit
 //!   ([`state`]), timer decisions
@@ -15,7 +15,7 @@
 //! - [`journal`]: the session journal: what the live loop's core consumed, in order, copied
 //!   into fixed-size records on the hot path and written to `<state_dir>/session/` by a side
 //!   thread, so that `hedgectl replay --session` reproduces every order bit for bit
-//!   ([`core::HedgerCore::poll_with`] takes the recording or playback clock).
+//!   ([`core::HedgerCore::poll`] takes the recording or playback clock).
 //! - [`live`]: the process's loop on shared memory; when an iteration finds no work it idles
 //!   with `shm_layout::process::Idler` (busy-spin, spin-then-yield, backoff-park;
 //!   [`live::IDLE_BACKOFF`]).
@@ -23,7 +23,7 @@
 //! # Example: the loop in process (as a replay or a test drives it)
 //! ```
 //! use bytemuck::Zeroable;
-//! use engine::hedger::core::{hedge_instrument, HedgerCore, UnderlyingSetup};
+//! use engine::hedger::core::{hedge_instrument, HedgerCore, MonotonicClock, UnderlyingSetup};
 //! use engine::hedger::io::{MemControl, MemExecs, MemMarket, MemOrders};
 //! use engine::hedger::risk::BookRiskAdapter;
 //! use engine::limits::LimitsConfig;
@@ -56,7 +56,8 @@
 //! md.events.push(MarketEvent::underlying_price(0, 0, clock::now_ns(), 10_000.0));
 //! md.events.push(MarketEvent::quote(1, 0, clock::now_ns(), 9_999.5, 5.0, 10_000.0, 5.0));
 //! let (mut execs, mut orders, ctl) = (MemExecs::default(), MemOrders::new(16), MemControl::default());
-//! while core.poll(&mut md, &mut execs, &mut orders, &ctl, clock::now_ns()) > 0 {}
+//! let now = clock::now_ns();
+//! while core.poll(&mut md, &mut execs, &mut orders, &ctl, now, &MonotonicClock) > 0 {}
 //! let order = orders.buf.pop_front().expect("outside the 1 BTC band: hedge to zero");
 //! assert_eq!(order.side().unwrap(), Side::Sell);
 //! assert!((order.qty - 2.5).abs() < 1e-9);
@@ -220,7 +221,7 @@ impl Housekeeping {
     }
 
     /// [`Housekeeping::run`] with the timer's stage stamps from `clock`
-    /// ([`HedgerCore::on_timer_with`]); `on_timer(now_ns)` is called just before the timer
+    /// ([`HedgerCore::on_timer`]); `on_timer(now_ns)` is called just before the timer
     /// runs (the session recorder writes its `Timer` record there).
     ///
     /// # Errors
@@ -246,7 +247,7 @@ impl Housekeeping {
         if now_ns.saturating_sub(self.last_timer_ns) >= self.timer_interval_ns {
             self.last_timer_ns = now_ns;
             on_timer(now_ns);
-            core.on_timer_with(orders, now_ns, clock);
+            core.on_timer(orders, now_ns, clock);
             core.idle_risk(now_ns);
         }
         if self.hlog.is_some() && now_ns.saturating_sub(self.last_hist_ns) >= self.hist_interval_ns

@@ -3,6 +3,8 @@
 
 use bytemuck::Zeroable;
 use engine::hedger::core::{hedge_instrument, HedgerCore, UnderlyingSetup};
+#[allow(unused_imports)] // each test file uses one or the other
+pub use engine::hedger::core::{FixedClock, MonotonicClock};
 use engine::hedger::io::{MemControl, MemExecs, MemMarket, MemOrders};
 use engine::hedger::risk::BookRiskAdapter;
 use engine::limits::LimitsConfig;
@@ -229,6 +231,7 @@ impl Rig {
             &mut self.orders,
             &self.ctl,
             self.now,
+            &MonotonicClock,
         )
     }
 

@@ -392,13 +392,13 @@ pub fn replay_run(recs: &[Record], base: usize) -> Result<(RunResult, Option<Div
         let t = r.value;
         match r.kind() {
             Some(RecordKind::Poll) => {
-                core.poll_with(&mut md, &mut execs, &mut orders, &ctl, t, &clock);
+                core.poll(&mut md, &mut execs, &mut orders, &ctl, t, &clock);
             }
             Some(RecordKind::Timer) => {
-                core.on_timer_with(&mut orders, t, &clock);
+                core.on_timer(&mut orders, t, &clock);
                 core.idle_risk(t);
             }
-            Some(RecordKind::Rebuild) => core.rebuild_at(&md, t),
+            Some(RecordKind::Rebuild) => core.rebuild(&md, t),
             Some(RecordKind::GatewayAlive) => core.gateway_alive = r.small == 1,
             Some(RecordKind::Calibrate) => {
                 let wall = u64::from_le_bytes(r.payload[..8].try_into().unwrap_or([0; 8]));
@@ -651,7 +651,7 @@ order_burst = 100000.0
         let t = clock::now_ns();
         tap.borrow_mut()
             .push_driver(Record::new(RecordKind::Rebuild, 0, t));
-        core.rebuild_at(&md, t);
+        core.rebuild(&md, t);
         let mut sent = 0;
         for i in 0..30u64 {
             let px = 10_000.0 + i as f64;
@@ -665,7 +665,7 @@ order_burst = 100000.0
             for _ in 0..3 {
                 let now = clock::now_ns();
                 tap.borrow_mut().begin_poll(now);
-                core.poll_with(&mut md, &mut execs, &mut orders, &ctl, now, &clk);
+                core.poll(&mut md, &mut execs, &mut orders, &ctl, now, &clk);
             }
             while let Some(o) = orders.inner.buf.pop_front() {
                 sent += 1;
@@ -677,7 +677,7 @@ order_burst = 100000.0
             let now = clock::now_ns();
             tap.borrow_mut()
                 .push_driver(Record::new(RecordKind::Timer, 0, now));
-            core.on_timer_with(&mut orders, now, &clk);
+            core.on_timer(&mut orders, now, &clk);
             core.idle_risk(now);
         }
         tap.borrow_mut()

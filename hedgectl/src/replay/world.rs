@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 
-use engine::hedger::core::HedgerCore;
+use engine::hedger::core::{FixedClock, HedgerCore};
 use engine::hedger::io::{Consumer, MarketSource, MdPoll, MemControl, MemExecs, MemOrders};
 use engine::hedger::risk::BookRiskAdapter;
 use engine::policy::HedgeReason;
@@ -279,16 +279,17 @@ impl World {
         if std::mem::take(&mut self.touched) {
             self.core.idle_risk(now);
         }
-        while self.core.poll_at(
+        while self.core.poll(
             &mut self.md,
             &mut self.execs,
             &mut self.orders,
             &self.ctl,
             now,
+            &FixedClock(now),
         ) > 0
         {}
         if self.next_timer_ns().is_some_and(|t| t <= now) {
-            self.core.on_timer_at(&mut self.orders, now);
+            self.core.on_timer(&mut self.orders, now, &FixedClock(now));
             self.last_timer_ns = now;
             self.timers += 1;
         }

@@ -1,7 +1,7 @@
 //! The selective rebuild (only options whose last value changed) against a full rebuild
 //! (every option), over random lapped market sequences.
 
-use crate::hedger::core::{hedge_instrument, HedgerCore, UnderlyingSetup};
+use crate::hedger::core::{hedge_instrument, FixedClock, HedgerCore, UnderlyingSetup};
 use crate::hedger::io::{MemControl, MemExecs, MemMarket, MemOrders};
 use crate::hedger::risk::{BookRiskAdapter, OptionRisk};
 use crate::limits::LimitsConfig;
@@ -185,7 +185,15 @@ impl Pair {
                 MemOrders::new(64),
                 MemControl::default(),
             );
-            while c.poll_at(md, &mut ex, &mut orders, &ctl, self.now) > 0 {}
+            while c.poll(
+                md,
+                &mut ex,
+                &mut orders,
+                &ctl,
+                self.now,
+                &FixedClock(self.now),
+            ) > 0
+            {}
         }
     }
 
