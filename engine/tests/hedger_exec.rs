@@ -214,19 +214,24 @@ proptest! {
     }
 }
 
-#[test]
-fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
-    let p = PolicyConfig {
+/// Slices of 4 children 1 s apart on a fixed 0.5 BTC band, outer band `cross_band` x band.
+fn slices_policy(cross_band: f64) -> PolicyConfig {
+    PolicyConfig {
         exec: ExecConfig {
             style: ExecStyle::Slices,
             slices: 4,
             slice_interval_ns: 1_000_000_000,
-            // Far: this test slices; the outer band has its own test.
-            cross_band: 100.0,
+            cross_band,
             ..ExecConfig::default()
         },
         ..fixed_policy(0.5)
-    };
+    }
+}
+
+#[test]
+fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
+    // Outer band far: this test slices; the outer band has its own tests.
+    let p = slices_policy(100.0);
     let mut r = rig(p, open_limits());
     r.warm();
     r.client_buys_calls(10.0);
@@ -270,17 +275,8 @@ fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
 
 #[test]
 fn flow_beyond_the_outer_band_ends_a_slice_program_and_crosses_for_the_whole_at_once() {
-    let p = PolicyConfig {
-        exec: ExecConfig {
-            style: ExecStyle::Slices,
-            slices: 4,
-            slice_interval_ns: 1_000_000_000,
-            // Outer band 10 BTC (band 0.5): the first decision (-4.5 BTC) is sliced.
-            cross_band: 20.0,
-            ..ExecConfig::default()
-        },
-        ..fixed_policy(0.5)
-    };
+    // Outer band 10 BTC (band 0.5): the first decision (-4.5 BTC) is sliced.
+    let p = slices_policy(20.0);
     let mut r = rig(p, open_limits());
     r.warm();
     r.client_buys_calls(10.0);
@@ -313,16 +309,8 @@ fn flow_beyond_the_outer_band_ends_a_slice_program_and_crosses_for_the_whole_at_
 
 #[test]
 fn a_decision_beyond_the_outer_band_is_not_sliced() {
-    let p = PolicyConfig {
-        exec: ExecConfig {
-            style: ExecStyle::Slices,
-            slices: 4,
-            // Outer band 1 BTC (band 0.5); the flow takes delta to about -4.5 BTC.
-            cross_band: 2.0,
-            ..ExecConfig::default()
-        },
-        ..fixed_policy(0.5)
-    };
+    // Outer band 1 BTC (band 0.5); the flow takes delta to about -4.5 BTC.
+    let p = slices_policy(2.0);
     let mut r = rig(p, open_limits());
     r.warm();
     r.client_buys_calls(10.0);

@@ -78,6 +78,18 @@ fn core_expiring(
     c
 }
 
+/// Polls `c` on the fixed clock `t` until it has nothing left to do.
+fn drain_at<R: OptionRisk>(
+    c: &mut HedgerCore<R>,
+    md: &mut MemMarket,
+    execs: &mut MemExecs,
+    orders: &mut MemOrders,
+    ctl: &MemControl,
+    t: u64,
+) {
+    while c.poll(md, execs, orders, ctl, t, &FixedClock(t)) > 0 {}
+}
+
 fn rig() -> (MemMarket, MemExecs, MemOrders, MemControl) {
     (
         MemMarket {
@@ -170,15 +182,7 @@ fn session() -> Outcome {
             ));
             exec_id += 1;
         }
-        while c.poll(
-            &mut md,
-            &mut execs,
-            &mut orders,
-            &ctl,
-            now,
-            &FixedClock(now),
-        ) > 0
-        {}
+        drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, now);
         if i % 10 == 0 {
             c.on_timer(&mut orders, now, &FixedClock(now));
         }
@@ -287,15 +291,7 @@ fn stale_guard_and_expiry_follow_the_injected_clock() {
     // Before the hedge book arrives the loop cannot hedge; the option mark triggers the
     // first decision at T0 with a fresh book.
     let first_poll = T0 + SEC;
-    while c.poll(
-        &mut md,
-        &mut execs,
-        &mut orders,
-        &ctl,
-        first_poll,
-        &FixedClock(first_poll),
-    ) > 0
-    {}
+    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, first_poll);
     assert_eq!(orders.buf.len(), 1, "fresh data at T0 + 1 s: hedged");
     assert_eq!(c.limit_rejects(0, LimitBreach::StaleData), 0);
     let o = orders.buf.pop_front().unwrap();
@@ -321,15 +317,14 @@ fn stale_guard_and_expiry_follow_the_injected_clock() {
         0.05,
         T0 + 10 * SEC,
     ));
-    while c.poll(
+    drain_at(
+        &mut c,
         &mut md,
         &mut execs,
         &mut orders,
         &ctl,
         T0 + 10 * SEC,
-        &FixedClock(T0 + 10 * SEC),
-    ) > 0
-    {}
+    );
     assert!(orders.buf.is_empty());
     assert_eq!(c.limit_rejects(0, LimitBreach::StaleData), 1);
     // A mark after the option's expiry on the injected clock is rejected as expired.
@@ -341,15 +336,14 @@ fn stale_guard_and_expiry_follow_the_injected_clock() {
         0.6,
         10_000.0,
     ));
-    while c.poll(
+    drain_at(
+        &mut c,
         &mut md,
         &mut execs,
         &mut orders,
         &ctl,
         T0 + 31 * DAY,
-        &FixedClock(T0 + 31 * DAY),
-    ) > 0
-    {}
+    );
     assert_eq!(c.stats.md_rejected[MdReject::ExpiredOption as usize], 1);
 }
 
@@ -364,15 +358,14 @@ fn exchange_clock_lets_recorded_data_through_that_the_wall_clock_calls_expired()
     let mut live = core_at(LimitsConfig::default(), mono0, wall_now);
     let (mut md, mut execs, mut orders, ctl) = rig();
     md.events.push(mark(T0));
-    while live.poll(
+    drain_at(
+        &mut live,
         &mut md,
         &mut execs,
         &mut orders,
         &ctl,
         mono0 + SEC,
-        &FixedClock(mono0 + SEC),
-    ) > 0
-    {}
+    );
     assert_eq!(live.stats.md_rejected[MdReject::ExpiredOption as usize], 1);
 
     let mut replay = core_at(LimitsConfig::default(), mono0, wall_now);
@@ -381,15 +374,14 @@ fn exchange_clock_lets_recorded_data_through_that_the_wall_clock_calls_expired()
     replay.calibrate_wall(mono0, wall_now);
     let (mut md, mut execs, mut orders, ctl) = rig();
     md.events.push(mark(T0));
-    while replay.poll(
+    drain_at(
+        &mut replay,
         &mut md,
         &mut execs,
         &mut orders,
         &ctl,
         mono0 + SEC,
-        &FixedClock(mono0 + SEC),
-    ) > 0
-    {}
+    );
     assert_eq!(
         replay.stats.md_rejected[MdReject::ExpiredOption as usize],
         0
@@ -401,15 +393,14 @@ fn exchange_clock_lets_recorded_data_through_that_the_wall_clock_calls_expired()
     );
     // Past the option's expiry on the exchange clock, its marks are rejected again.
     md.events.push(mark(T0 + 31 * DAY));
-    while replay.poll(
+    drain_at(
+        &mut replay,
         &mut md,
         &mut execs,
         &mut orders,
         &ctl,
         mono0 + 2 * SEC,
-        &FixedClock(mono0 + 2 * SEC),
-    ) > 0
-    {}
+    );
     assert_eq!(
         replay.stats.md_rejected[MdReject::ExpiredOption as usize],
         1
@@ -435,15 +426,14 @@ fn a_settled_position_is_not_hedged_after_expiry() {
     // Before expiry the book knows the index (no hedge book yet): delta of -40 ITM calls.
     md.events
         .push(MarketEvent::underlying_price(BTC, T0, T0, 11_000.0));
-    while c.poll(
+    drain_at(
+        &mut c,
         &mut md,
         &mut execs,
         &mut orders,
         &ctl,
         T0 + 30 * SEC,
-        &FixedClock(T0 + 30 * SEC),
-    ) > 0
-    {}
+    );
     assert!(
         (c.und[0].option_delta + 40.0).abs() < 1e-3,
         "{}",
@@ -456,7 +446,7 @@ fn a_settled_position_is_not_hedged_after_expiry() {
     // cash, so there is nothing to hedge (unsettled, they would read delta -40: buy 40).
     let t = T0 + 120 * SEC;
     market_at(&mut md, t);
-    while c.poll(&mut md, &mut execs, &mut orders, &ctl, t, &FixedClock(t)) > 0 {}
+    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, t);
     c.on_timer(&mut orders, t, &FixedClock(t));
     assert!(
         orders.buf.is_empty(),
@@ -483,7 +473,7 @@ fn a_late_option_trade_in_an_expired_option_is_kept_in_its_settlement_not_in_ris
     let (mut md, mut execs, mut orders, ctl) = rig();
     let t = T0 + 120 * SEC;
     market_at(&mut md, t);
-    while c.poll(&mut md, &mut execs, &mut orders, &ctl, t, &FixedClock(t)) > 0 {}
+    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, t);
     assert!(orders.buf.is_empty());
     // Settled at expiry: the short 40 calls, 1,000 in the money.
     assert_eq!(c.und[0].settled_position, -40.0);
@@ -498,15 +488,7 @@ fn a_late_option_trade_in_an_expired_option_is_kept_in_its_settlement_not_in_ris
         0.05,
         t,
     ));
-    while c.poll(
-        &mut md,
-        &mut execs,
-        &mut orders,
-        &ctl,
-        t + SEC,
-        &FixedClock(t + SEC),
-    ) > 0
-    {}
+    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, t + SEC);
     assert_eq!(c.stats.option_trades_expired, 1);
     assert_eq!(c.stats.option_trades_unrecorded, 0);
     assert_eq!(c.stats.option_trades, 0);
@@ -532,21 +514,13 @@ fn a_restart_keeps_a_settled_option_settled() {
     let (mut md, mut execs, mut orders, ctl) = rig();
     md.events
         .push(MarketEvent::underlying_price(BTC, T0, T0, 11_000.0));
-    while c.poll(
-        &mut md,
-        &mut execs,
-        &mut orders,
-        &ctl,
-        T0 + SEC,
-        &FixedClock(T0 + SEC),
-    ) > 0
-    {}
+    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, T0 + SEC);
     // A snapshot from before the expiry, for the crash case below.
     let before = c.persist_state();
     assert_eq!(before.options, vec![("BTC-C-10000".to_string(), -40.0)]);
     let t = T0 + 120 * SEC;
     market_at(&mut md, t);
-    while c.poll(&mut md, &mut execs, &mut orders, &ctl, t, &FixedClock(t)) > 0 {}
+    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, t);
     assert_eq!(c.und[0].options_settled, 1);
     let st = c.persist_state();
     assert!(st.options.is_empty(), "settled: no position persisted");
@@ -568,7 +542,7 @@ fn a_restart_keeps_a_settled_option_settled() {
     assert_eq!(r.und[0].settled_position, -40.0);
     let (mut md, mut execs, mut orders, ctl) = rig();
     market_at(&mut md, t2);
-    while r.poll(&mut md, &mut execs, &mut orders, &ctl, t2, &FixedClock(t2)) > 0 {}
+    drain_at(&mut r, &mut md, &mut execs, &mut orders, &ctl, t2);
     r.on_timer(&mut orders, t2 + SEC, &FixedClock(t2 + SEC));
     r.on_timer(&mut orders, t2 + 2 * SEC, &FixedClock(t2 + 2 * SEC));
     assert!(!r.reconciling());
@@ -585,7 +559,7 @@ fn a_restart_keeps_a_settled_option_settled() {
     k.restore(&before, t2, 0).unwrap();
     let (mut md, mut execs, mut orders, ctl) = rig();
     market_at(&mut md, t2);
-    while k.poll(&mut md, &mut execs, &mut orders, &ctl, t2, &FixedClock(t2)) > 0 {}
+    drain_at(&mut k, &mut md, &mut execs, &mut orders, &ctl, t2);
     k.on_timer(&mut orders, t2 + SEC, &FixedClock(t2 + SEC));
     assert_eq!(k.und[0].options_settled, 1);
     assert_eq!(k.option_position(CALL), 0.0);
@@ -606,15 +580,14 @@ fn exchange_clock_does_not_settle_recorded_options_against_the_wall_clock() {
     assert_eq!(c.und[0].options_settled, 0);
     md.events
         .push(MarketEvent::underlying_price(BTC, T0, mono0, 10_000.0));
-    while c.poll(
+    drain_at(
+        &mut c,
         &mut md,
         &mut execs,
         &mut orders,
         &ctl,
         mono0 + 2 * SEC,
-        &FixedClock(mono0 + 2 * SEC),
-    ) > 0
-    {}
+    );
     c.idle_risk(mono0 + 3 * SEC);
     assert_eq!(c.und[0].options_settled, 0);
     assert_eq!(c.option_position(CALL), -40.0);
@@ -625,15 +598,14 @@ fn exchange_clock_does_not_settle_recorded_options_against_the_wall_clock() {
         mono0,
         10_000.0,
     ));
-    while c.poll(
+    drain_at(
+        &mut c,
         &mut md,
         &mut execs,
         &mut orders,
         &ctl,
         mono0 + 4 * SEC,
-        &FixedClock(mono0 + 4 * SEC),
-    ) > 0
-    {}
+    );
     assert_eq!(c.und[0].options_settled, 1);
     assert_eq!(c.option_position(CALL), 0.0);
 }
@@ -661,7 +633,7 @@ fn a_snapshot_batch_is_decided_once_at_its_last_event() {
             .push(more(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0)));
         md.events
             .push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.2, 10_000.0));
-        while c.poll(&mut md, &mut execs, &mut orders, &ctl, T0, &FixedClock(T0)) > 0 {}
+        drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, T0);
         let whole_delta = c.risk.delta(0);
         (orders.buf.iter().copied().collect::<Vec<_>>(), whole_delta)
     };
@@ -699,7 +671,7 @@ fn timer_due_follows_what_is_pending() {
         .push(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0));
     md.events
         .push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.6, 10_000.0));
-    while c.poll(&mut md, &mut execs, &mut orders, &ctl, T0, &FixedClock(T0)) > 0 {}
+    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, T0);
     let sent = orders.buf.pop_front().expect("short 40 calls: hedged");
     assert!(orders.buf.is_empty());
     // Only the safety re-hedge (30 s after the hedge) is pending.
@@ -718,7 +690,7 @@ fn timer_due_follows_what_is_pending() {
     );
     execs.buf.push(cancel);
     let t1 = T0 + SEC / 2;
-    while c.poll(&mut md, &mut execs, &mut orders, &ctl, t1, &FixedClock(t1)) > 0 {}
+    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, t1);
     assert_eq!(c.timer_due_ns(), 0);
     // ...and is held by the 2 s minimum interval: due at its end, not before.
     c.on_timer(&mut orders, t1, &FixedClock(t1));
