@@ -383,7 +383,7 @@ impl SyntheticConfig {
     }
 }
 
-const YEAR_S: f64 = 365.0 * 86_400.0;
+use pricing::time::S_PER_YEAR as YEAR_S;
 /// sqrt(6): the triangular innovation's scale for unit variance.
 const SQRT_6: f64 = 2.449_489_742_783_178;
 /// Shortest time to expiry used in pricing (one hour): an expired synthetic option keeps a

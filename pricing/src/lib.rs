@@ -21,6 +21,7 @@ pub mod error;
 pub mod implied;
 pub mod normal;
 pub mod settlement;
+pub mod time;
 
 pub use black::{
     black76_greeks, black76_price, bsm_greeks, bsm_price, Greeks, Model, OptionInputs, OptionType,

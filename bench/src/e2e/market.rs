@@ -95,7 +95,7 @@ pub fn option_delta(d: &InstrumentDef, f: f64, t_years: f64, vol: f64) -> f64 {
 pub fn hedger_toml(defs: &[InstrumentDef], spot: f64, start_ns: u64, band: f64) -> String {
     let mut delta = 0.0;
     for d in options(defs) {
-        let t = d.expiry_ns.saturating_sub(start_ns) as f64 / 1e9 / (365.0 * 86_400.0);
+        let t = engine::pricing::time::years_between_ns(start_ns, d.expiry_ns);
         delta += option_delta(d, spot, t, 0.6);
     }
     // BTC-PERPETUAL: 10 USD per contract, inverse: delta in BTC = qty * 10 / S.

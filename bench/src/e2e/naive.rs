@@ -77,7 +77,7 @@ pub fn run(
     }
     // The same initial hedge as the shared-memory hedger's config.
     let start_ns = cfg.start_ns;
-    let year_ns = 365.0 * 86_400.0 * 1e9;
+    let year_ns = engine::pricing::time::NS_PER_YEAR;
     let hedge0: f64 = -opts
         .iter()
         .map(|d| {

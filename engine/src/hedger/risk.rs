@@ -186,7 +186,7 @@ impl LinearizedBook {
         } else {
             o.fwd
         };
-        let tau = (sp.expiry_ns.saturating_sub(now_wall_ns)) as f64 / (365.0 * 86_400e9);
+        let tau = crate::pricing::time::years_between_ns(now_wall_ns, sp.expiry_ns);
         if let Ok(g) = black76_greeks(sp.kind, fwd, sp.strike, tau, o.iv, 0.0) {
             let (delta, gamma) = if sp.inverse {
                 let ig = inverse_greeks(&g, fwd);

@@ -6,8 +6,8 @@ use crate::pricing::black::{gbs_greeks, MAX_VOL, MIN_STDDEV};
 use crate::pricing::normal::{norm_cdf, norm_pdf};
 use crate::pricing::{Model, OptionType, Settlement};
 
-/// Nanoseconds in a year of 365 days (Deribit's and the engine's year).
-pub const NS_PER_YEAR: f64 = 365.0 * 86_400.0 * 1e9;
+/// Nanoseconds in a year of 365 days (Deribit's and the engine's year): the pricing crate's.
+pub use crate::pricing::time::NS_PER_YEAR;
 
 // Sups over all d of |polynomial(d)| n(d), rounded up (see the module docs).
 const SUP_D_N: f64 = 0.241_970_8; // |d| n(d), at d = 1

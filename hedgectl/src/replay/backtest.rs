@@ -34,8 +34,9 @@ use shm_layout::{
 
 mod revalue;
 
+use pricing::time::years_between_ns;
+use revalue::OptionState;
 pub use revalue::Split;
-use revalue::{OptionState, YEAR_NS};
 
 use super::accounts::{thin, Account, Sample};
 use super::positions::{FlowTrade, Position};
@@ -683,7 +684,7 @@ impl Backtest {
             {
                 continue;
             }
-            let t = d.expiry_ns.saturating_sub(now) as f64 / YEAR_NS;
+            let t = years_between_ns(now, d.expiry_ns);
             if let Ok(p) = bsm_price(px_type(d), s, d.strike, t, vol, 0.0, 0.0) {
                 out.push((
                     MarketEvent::option_mark(d.id, exch_ts, 0, p.max(1e-12), vol, s),
@@ -710,7 +711,7 @@ impl Backtest {
         Some(OptionState {
             fwd,
             vol: lv.mark_iv,
-            t_years: d.expiry_ns.saturating_sub(w.now_ns) as f64 / YEAR_NS,
+            t_years: years_between_ns(w.now_ns, d.expiry_ns),
         })
     }
 

@@ -37,8 +37,6 @@ use shm_layout::{InstrumentDef, InstrumentKind, OptionType};
 
 use super::positions::Position;
 
-const YEAR_NS: f64 = 365.0 * 86_400.0 * 1e9;
-
 /// Which snapshot(s) to value and what to do with positions that cannot be valued.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StaticOptions {
@@ -286,7 +284,7 @@ fn value_position(
     (ts, iv, fwd): Row,
     report: &mut StaticReport,
 ) -> Result<PositionRisk> {
-    let t_years = def.expiry_ns.saturating_sub(ts) as f64 / YEAR_NS;
+    let t_years = pricing::time::years_between_ns(ts, def.expiry_ns);
     let kind = match def.option_type() {
         Ok(OptionType::Call) => PxType::Call,
         _ => PxType::Put,

@@ -17,9 +17,6 @@
 
 use engine::pricing::{black76_greeks, black76_price, OptionType};
 
-/// Years per nanosecond count (365-day year, as the engine's pricing).
-pub const YEAR_NS: f64 = 365.0 * 86_400.0 * 1e9;
-
 /// What one option's value depends on at an observation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OptionState {
