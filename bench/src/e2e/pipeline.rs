@@ -92,6 +92,9 @@ pub struct RunResult {
     pub md_rejected: u64,
     /// On-CPU seconds of the hedger while the feed ran (from its start to the end of the drain).
     pub hedger_cpu_s: f64,
+    /// The part of `hedger_cpu_s` on the hedger's main thread (its loop), without the session
+    /// journal writer and state threads.
+    pub hedger_loop_cpu_s: f64,
     /// Wall seconds of the same span.
     pub hedger_wall_s: f64,
     /// Lines of the process logs saying a process could not be pinned.
@@ -124,7 +127,14 @@ impl Procs {
     /// On-CPU seconds (user + system) of a running child, from `/proc/<pid>/stat`.
     fn cpu_s(&self, name: &str) -> Option<f64> {
         let (_, c) = self.0.iter().find(|(n, _)| *n == name)?;
-        cpu_seconds(c.id())
+        cpu_seconds(&format!("/proc/{}/stat", c.id()))
+    }
+
+    /// On-CPU seconds of the process's main thread only (the hedger's loop; its session
+    /// journal writer and state-snapshot threads are others).
+    fn main_thread_cpu_s(&self, name: &str) -> Option<f64> {
+        let (_, c) = self.0.iter().find(|(n, _)| *n == name)?;
+        cpu_seconds(&format!("/proc/{0}/task/{0}/stat", c.id()))
     }
 
     fn check(&mut self) -> anyhow::Result<()> {
@@ -150,8 +160,9 @@ impl Drop for Procs {
 struct NsGuard(PathBuf);
 
 /// utime + stime of a process, seconds (clock ticks of 1/100 s, the Linux default `USER_HZ`).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// utime + stime of a `/proc/.../stat` file, seconds (clock ticks of 10 ms).
+fn cpu_seconds(stat_path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -389,6 +400,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
     let mut feed_done: Option<Instant> = None;
     let base_md = get(&counters(&dir, "hedger"), "md_events");
     let cpu0 = procs.cpu_s("hedger").unwrap_or(0.0);
+    let loop_cpu0 = procs.main_thread_cpu_s("hedger").unwrap_or(0.0);
     let wall0 = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(5));
@@ -452,6 +464,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
 
     // 4. Stop and collect.
     let hedger_cpu_s = procs.cpu_s("hedger").unwrap_or(0.0) - cpu0;
+    let hedger_loop_cpu_s = procs.main_thread_cpu_s("hedger").unwrap_or(0.0) - loop_cpu0;
     let hedger_wall_s = wall0.elapsed().as_secs_f64();
     procs.term("hedger", Duration::from_secs(30))?;
     procs.term("order-gateway", Duration::from_secs(30))?;
@@ -495,6 +508,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
         feed_rejects: sum_prefix(&f, "events_rejected"),
         md_rejected: sum_prefix(&h, "md_rejected"),
         hedger_cpu_s,
+        hedger_loop_cpu_s,
         hedger_wall_s,
         pin_warnings,
     })
