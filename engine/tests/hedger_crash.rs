@@ -43,6 +43,22 @@ struct World {
     coids: Vec<u64>,
 }
 
+impl ExecStream for World {
+    fn next_exec_id(&mut self) -> u64 {
+        self.exec_id += 1;
+        self.exec_id
+    }
+
+    /// Over the real execs ring, waiting while it is full.
+    fn deliver(&mut self, e: ExecEvent) {
+        let t0 = Instant::now();
+        while self.execs.push(e).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "execs ring stuck");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
 impl World {
     fn publish(&mut self, mut e: MarketEvent) {
         self.seq += 1;
@@ -52,26 +68,6 @@ impl World {
         lv.apply(&e);
         self.lvt.write(e.instrument_id, lv);
         self.md.publish(&e);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn exec(
-        &mut self,
-        kind: ExecKind,
-        coid: u64,
-        instr: u32,
-        side: Side,
-        qty: f64,
-        px: f64,
-        leaves: f64,
-    ) {
-        self.exec_id += 1;
-        let e = exec_event(self.exec_id, kind, coid, instr, side, (qty, px, leaves));
-        let t0 = Instant::now();
-        while self.execs.push(e).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "execs ring stuck");
-            std::thread::sleep(Duration::from_millis(1));
-        }
     }
 
     fn market_tick(&mut self, i: u64) {

@@ -38,6 +38,22 @@ fn one_expiry_book(max_options: usize, price: f64, expiry_ns: u64) -> BookRisk {
     book
 }
 
+/// [`one_expiry_book`] at `price` holding `options` (id, strike, kind) on forward 1, all
+/// expiring at `expiry_ns`, at implied vol `iv` (1.00 = 100%).
+fn expiring_options(
+    price: f64,
+    expiry_ns: u64,
+    iv: f64,
+    options: &[(u32, f64, OptionType)],
+) -> BookRisk {
+    let mut book = one_expiry_book(options.len(), price, expiry_ns);
+    for &(id, strike, kind) in options {
+        book.add_option(spec(id, 1, expiry_ns, strike, kind), iv)
+            .unwrap();
+    }
+    book
+}
+
 #[test]
 fn itm_call_and_otm_put_settle_at_expiry_to_zero_risk_at_intrinsic_value() {
     let expiry = T0_NS + DAY_NS;
@@ -159,11 +175,11 @@ fn inverse_settlement_value_is_in_coin() {
 #[test]
 fn a_restored_settlement_is_neither_resurrected_nor_settled_again() {
     let expiry = T0_NS + DAY_NS;
-    let mut book = one_expiry_book(2, 10_000.0, expiry);
-    book.add_option(spec(3, 1, expiry, 9_000.0, OptionType::Call), 0.5)
-        .unwrap();
-    book.add_option(spec(4, 1, expiry, 9_000.0, OptionType::Put), 0.5)
-        .unwrap();
+    let options = [
+        (3, 9_000.0, OptionType::Call),
+        (4, 9_000.0, OptionType::Put),
+    ];
+    let mut book = expiring_options(10_000.0, expiry, 0.5, &options);
     assert!(book.restore_settlement(3, -7.0, 10_200.0, expiry));
     assert!(!book.restore_settlement(3, -7.0, 10_200.0, expiry));
     assert!(!book.add_position(3, 1.0));
@@ -329,11 +345,11 @@ proptest! {
 #[test]
 fn a_trade_delivered_after_settlement_joins_the_settlement_record_not_the_risk() {
     let expiry = T0_NS + DAY_NS;
-    let mut book = one_expiry_book(4, 10_000.0, expiry);
-    book.add_option(spec(10, 1, expiry, 9_000.0, OptionType::Call), 0.6)
-        .unwrap();
-    book.add_option(spec(11, 1, expiry, 11_000.0, OptionType::Call), 0.6)
-        .unwrap();
+    let options = [
+        (10, 9_000.0, OptionType::Call),
+        (11, 11_000.0, OptionType::Call),
+    ];
+    let mut book = expiring_options(10_000.0, expiry, 0.6, &options);
     assert!(book.add_position(10, 10.0));
     // Not settled yet: nothing to add to.
     assert!(!book.add_settled_trade(10, 1.0));

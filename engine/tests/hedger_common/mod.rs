@@ -154,6 +154,44 @@ pub fn exec_event(
     }
 }
 
+/// What plays the gateway's execution stream in a test: numbers each report and delivers it
+/// to the hedger (in memory or over the real ring).
+pub trait ExecStream {
+    /// The exec id of the next report (each id once, increasing).
+    fn next_exec_id(&mut self) -> u64;
+    /// Hands report `e` to the hedger.
+    fn deliver(&mut self, e: ExecEvent);
+
+    /// Sends the next execution report: `(qty, px, leaves)` in contracts and quote currency.
+    #[allow(clippy::too_many_arguments)]
+    fn exec(
+        &mut self,
+        kind: ExecKind,
+        coid: u64,
+        instr: u32,
+        side: Side,
+        qty: f64,
+        px: f64,
+        leaves: f64,
+    ) {
+        let id = self.next_exec_id();
+        self.deliver(exec_event(id, kind, coid, instr, side, (qty, px, leaves)));
+    }
+}
+
+impl ExecStream for Rig {
+    fn next_exec_id(&mut self) -> u64 {
+        self.next_exec_id += 1;
+        self.next_exec_id - 1
+    }
+
+    /// Into the in-memory ring, then one step of the hedger.
+    fn deliver(&mut self, e: ExecEvent) {
+        self.execs.buf.push(e);
+        self.step();
+    }
+}
+
 pub struct Rig {
     pub core: HedgerCore<BookRiskAdapter>,
     pub md: MemMarket,
@@ -243,30 +281,6 @@ impl Rig {
             mark(CALL, 0.8, 10_000.0),
             mark(PUT, 0.8, 10_000.0),
         ]);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn exec(
-        &mut self,
-        kind: ExecKind,
-        coid: u64,
-        instr: u32,
-        side: Side,
-        qty: f64,
-        px: f64,
-        leaves: f64,
-    ) {
-        let e = exec_event(
-            self.next_exec_id,
-            kind,
-            coid,
-            instr,
-            side,
-            (qty, px, leaves),
-        );
-        self.next_exec_id += 1;
-        self.execs.buf.push(e);
-        self.step();
     }
 
     /// The venue rejects order `o` (no liquidity).
