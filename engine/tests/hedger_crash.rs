@@ -94,46 +94,14 @@ impl World {
         for o in got {
             self.coids.push(o.client_order_id);
             let side = o.side().unwrap();
-            self.exec(
-                ExecKind::Ack,
-                o.client_order_id,
-                o.instrument_id,
-                side,
-                0.0,
-                o.limit_px,
-                o.qty,
-            );
+            self.on_order(ExecKind::Ack, &o, (0.0, o.limit_px, o.qty));
             if o.client_order_id % 3 == 0 {
                 let half = (o.qty / 2.0).floor();
-                self.exec(
-                    ExecKind::PartialFill,
-                    o.client_order_id,
-                    o.instrument_id,
-                    side,
-                    half,
-                    o.limit_px,
-                    o.qty - half,
-                );
-                self.exec(
-                    ExecKind::Cancelled,
-                    o.client_order_id,
-                    o.instrument_id,
-                    side,
-                    0.0,
-                    0.0,
-                    0.0,
-                );
+                self.on_order(ExecKind::PartialFill, &o, (half, o.limit_px, o.qty - half));
+                self.on_order(ExecKind::Cancelled, &o, (0.0, 0.0, 0.0));
                 self.hedge_qty += side.sign() * half;
             } else {
-                self.exec(
-                    ExecKind::Fill,
-                    o.client_order_id,
-                    o.instrument_id,
-                    side,
-                    o.qty,
-                    o.limit_px,
-                    0.0,
-                );
+                self.on_order(ExecKind::Fill, &o, (o.qty, o.limit_px, 0.0));
                 self.hedge_qty += side.sign() * o.qty;
             }
         }

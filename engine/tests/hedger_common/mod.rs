@@ -177,6 +177,13 @@ pub trait ExecStream {
         let id = self.next_exec_id();
         self.deliver(exec_event(id, kind, coid, instr, side, (qty, px, leaves)));
     }
+
+    /// Sends the next report of `kind` on order `o`: `(qty, px, leaves)` as in [`Self::exec`].
+    fn on_order(&mut self, kind: ExecKind, o: &HedgeOrder, (qty, px, leaves): (f64, f64, f64)) {
+        let side = o.side().unwrap();
+        let (coid, instr) = (o.client_order_id, o.instrument_id);
+        self.exec(kind, coid, instr, side, qty, px, leaves);
+    }
 }
 
 impl ExecStream for Rig {
@@ -285,9 +292,7 @@ impl Rig {
 
     /// The venue rejects order `o` (no liquidity).
     pub fn reject(&mut self, o: &HedgeOrder) {
-        let side = o.side().unwrap();
-        let (coid, instr) = (o.client_order_id, o.instrument_id);
-        self.exec(ExecKind::Rejected, coid, instr, side, 0.0, 0.0, 0.0);
+        self.on_order(ExecKind::Rejected, o, (0.0, 0.0, 0.0));
     }
 
     /// The market maker sells `qty` calls to a client (short calls: negative delta).
@@ -301,16 +306,7 @@ impl Rig {
 
     /// Fills an order completely.
     pub fn fill(&mut self, o: &HedgeOrder) {
-        let side = o.side().unwrap();
-        self.exec(
-            ExecKind::Fill,
-            o.client_order_id,
-            o.instrument_id,
-            side,
-            o.qty,
-            o.limit_px,
-            0.0,
-        );
+        self.on_order(ExecKind::Fill, o, (o.qty, o.limit_px, 0.0));
     }
 
     /// The last-value table holds the index, the hedge quote and both marks; with `depth`,
