@@ -11,7 +11,7 @@
 //! time spent descheduled on a shared machine is not counted; `--wall` uses wall time.
 //!
 //! Run: `scripts/bench-feed.sh` or
-//! `cargo run --release -p feed-handler --example feed_bench -- [--events N] [--repeat N] [--runs N] [--wall]`.
+//! `cargo run --release -p feed-handler --example feed_bench -- [--events N] [--repeat N] [--runs N] [--wall] [--kinds]`.
 //! Prints a table and the ratios; targets: 20 M events/s synthetic, 1 M rows/s CSV.
 //!
 //! `--kinds` prints instead where the synthetic loop's time goes per event kind (quote-only,
@@ -25,6 +25,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicBool as Flag, Ordering};
 use std::time::Instant;
 
+use clap::Parser;
 use feed_handler::lobster::{LobsterOptions, LobsterSource};
 use feed_handler::publish::{Publisher, PublisherOptions};
 use feed_handler::run::{publish_loop, Config};
@@ -41,13 +42,24 @@ fn data(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/")).join(rel)
 }
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Feed handler throughput benchmark (see docs/benchmarks.md).
+#[derive(Parser)]
+struct Args {
+    /// Synthetic events a run.
+    #[arg(long, default_value_t = 20_000_000)]
+    events: u64,
+    /// Times the options_chain sample is replayed.
+    #[arg(long, default_value_t = 2000)]
+    repeat: u64,
+    /// Runs of each measurement; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Wall time instead of this thread's on-CPU time.
+    #[arg(long)]
+    wall: bool,
+    /// Only the per-kind cost of generating and publishing.
+    #[arg(long)]
+    kinds: bool,
 }
 
 /// Measure wall time instead of this thread's on-CPU time (`--wall`).
@@ -279,11 +291,10 @@ fn per_kind(events: u64, runs: usize) {
 }
 
 fn main() {
-    let events = arg("--events", 20_000_000);
-    let repeat = arg("--repeat", 2000);
-    let runs = arg("--runs", 3) as usize;
-    WALL.store(std::env::args().any(|a| a == "--wall"), Ordering::Relaxed);
-    if std::env::args().any(|a| a == "--kinds") {
+    let args = Args::parse();
+    let (events, repeat, runs) = (args.events, args.repeat, args.runs);
+    WALL.store(args.wall, Ordering::Relaxed);
+    if args.kinds {
         per_kind(events, runs);
         return;
     }

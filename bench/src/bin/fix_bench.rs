@@ -13,6 +13,7 @@
 //! Usage: `cargo run --release -p bench --bin fix_bench -- [--iters N] [--orders N]
 //! [--window W] [--no-loopback]`
 
+use clap::Parser;
 use hdrhistogram::Histogram;
 use order_gateway::fix::codec::{self, tag, MsgWriter, MAX_MSG_LEN};
 use order_gateway::fix::{FixConfig, FixVenue};
@@ -27,13 +28,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// FIX codec and loopback benchmark (see docs/benchmarks.md).
+#[derive(Parser)]
+struct Args {
+    /// Encode+decode iterations of the codec benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    iters: u64,
+    /// Orders sent in the loopback benchmark.
+    #[arg(long, default_value_t = 20_000)]
+    orders: u64,
+    /// Orders in flight at most in the loopback benchmark.
+    #[arg(long, default_value_t = 32)]
+    window: u64,
+    /// Only the codec benchmark.
+    #[arg(long)]
+    no_loopback: bool,
 }
 
 fn encode_nos(buf: &mut [u8], seq: u64, id: u64) -> &[u8] {
@@ -356,14 +365,14 @@ fn loopback_bench(orders: u64, window: u64) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let iters = arg("--iters", 1_000_000);
+    let args = Args::parse();
     println!(
         "fix_bench  {}",
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
     );
-    codec_bench(iters);
-    if !std::env::args().any(|a| a == "--no-loopback") {
-        loopback_bench(arg("--orders", 20_000), arg("--window", 32))?;
+    codec_bench(args.iters);
+    if !args.no_loopback {
+        loopback_bench(args.orders, args.window)?;
     }
     Ok(())
 }
