@@ -726,36 +726,6 @@ pub struct HedgerConfig {
     pub source_text: String,
 }
 
-/// The dotted key of the TOML line at byte `offset`: the last `[table]` header before it
-/// plus the key on that line.
-fn key_at(text: &str, offset: usize) -> String {
-    let upto = &text[..offset.min(text.len())];
-    let line_start = upto.rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[line_start..]
-        .find('\n')
-        .map_or(text.len(), |i| line_start + i);
-    let line = text[line_start..line_end].trim();
-    let mut table = String::new();
-    for l in upto[..line_start].lines() {
-        let l = l.trim();
-        if l.starts_with('[') {
-            table = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
-        }
-    }
-    if line.starts_with('[') {
-        return line
-            .trim_matches(|c| c == '[' || c == ']')
-            .trim()
-            .to_string();
-    }
-    let key = line.split('=').next().unwrap_or("").trim();
-    match (table.is_empty(), key.is_empty()) {
-        (true, _) => key.to_string(),
-        (false, true) => table,
-        (false, false) => format!("{table}.{key}"),
-    }
-}
-
 impl HedgerConfig {
     /// Parses and validates TOML text; `file` names it in errors.
     ///
@@ -765,7 +735,7 @@ impl HedgerConfig {
         let mut cfg: HedgerConfig = toml::from_str(text).map_err(|e| {
             let key = e
                 .span()
-                .map(|s| key_at(text, s.start))
+                .and_then(|s| shm_layout::toml_text::key_at(text, s.start))
                 .unwrap_or_else(|| "<file>".into());
             ConfigError {
                 file: file.into(),

@@ -315,42 +315,14 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let msg = scrub(e.message().trim_end(), &secrets);
     match e.span() {
         Some(span) => {
-            let before = text.get(..span.start).unwrap_or(text);
-            let line = before.matches('\n').count() + 1;
-            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            match key_of_line(text, line) {
+            let (line, col) = shm_layout::toml_text::line_col(text, span.start);
+            match shm_layout::toml_text::key_at(text, span.start) {
                 Some(key) => format!("line {line}, column {col}, key {key}: {msg}"),
                 None => format!("line {line}, column {col}: {msg}"),
             }
         }
         None => msg,
     }
-}
-
-/// The dotted key (`flow.edge_bps`) set on 1-based `line`, if that line is `key = ...` with a
-/// plain key (never a fragment of a malformed line, which might be a credential).
-fn key_of_line(text: &str, line: usize) -> Option<String> {
-    let plain = |k: &str| {
-        !k.is_empty()
-            && k.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    };
-    let src = text.lines().nth(line.checked_sub(1)?)?;
-    let key = src.split_once('=')?.0.trim();
-    if !plain(key) {
-        return None;
-    }
-    let table = text
-        .lines()
-        .take(line - 1)
-        .filter_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']'))
-        .last()
-        .map(|t| t.trim_matches(['[', ']']).trim())
-        .filter(|t| plain(t));
-    Some(match table {
-        Some(t) => format!("{t}.{key}"),
-        None => key.to_string(),
-    })
 }
 
 /// Command line of `order-gateway`; flags override the config file.

@@ -59,6 +59,7 @@ pub mod segment;
 pub mod spsc;
 #[doc(hidden)]
 pub mod sync;
+pub mod toml_text;
 
 pub use messages::*;
 
