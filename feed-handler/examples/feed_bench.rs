@@ -111,10 +111,7 @@ fn rate((n, s): (u64, f64)) -> f64 {
 }
 
 fn shm_dir(tag: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("feed-bench-{tag}-"))
-        .tempdir_in("/dev/shm")
-        .expect("a temp dir under /dev/shm")
+    testkit::shm::namespace_dir(&format!("feed-bench-{tag}-"))
 }
 
 fn row(label: &str, r: f64, unit: &str, base: Option<f64>) {

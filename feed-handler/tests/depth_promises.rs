@@ -9,10 +9,7 @@ use feed_handler::synthetic::{SyntheticConfig, SyntheticSource};
 use shm_layout::{MarketEvent, StalePolicy, DEPTH_LEVELS};
 
 fn shm_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("fh-depth-")
-        .tempdir_in("/dev/shm")
-        .unwrap()
+    testkit::shm::namespace_dir("fh-depth-")
 }
 
 fn publisher(dir: &std::path::Path, s: &SyntheticSource) -> Publisher {

@@ -35,10 +35,7 @@ fn feed_handler(shm_dir: &Path) -> Command {
 }
 
 fn shm_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("fh-e2e-")
-        .tempdir_in("/dev/shm")
-        .unwrap()
+    testkit::shm::namespace_dir("fh-e2e-")
 }
 
 fn read_all(dir: &Path) -> Vec<MarketEvent> {

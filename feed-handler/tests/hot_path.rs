@@ -16,10 +16,7 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 
 #[test]
 fn synthetic_generate_and_publish_do_not_allocate() {
-    let dir = tempfile::Builder::new()
-        .prefix("fh-hot-")
-        .tempdir_in("/dev/shm")
-        .unwrap();
+    let dir = testkit::shm::namespace_dir("fh-hot-");
     // 1 ms per event: a million events span stress episodes, bursts and jumps.
     let mut s = SyntheticSource::new(SyntheticConfig {
         rate: 1000.0,

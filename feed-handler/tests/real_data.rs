@@ -151,10 +151,7 @@ fn option_definitions_link_their_per_expiry_forward_and_are_inverse() {
 
 #[test]
 fn published_option_events_carry_the_rows_vol_and_underlying_price_exactly() {
-    let dir = tempfile::Builder::new()
-        .prefix("fh-test-")
-        .tempdir_in("/dev/shm")
-        .unwrap();
+    let dir = testkit::shm::namespace_dir("fh-test-");
     let mut src = TardisSource::open(&[data(CHAIN)], None).unwrap();
     let mut publ = Publisher::create_without_counters(
         dir.path(),

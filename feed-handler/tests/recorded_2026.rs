@@ -257,10 +257,7 @@ fn out_of_range_timestamps_are_rejected_and_do_not_poison_later_rows() {
 #[test]
 fn a_day_long_gap_in_paced_replay_is_skipped_with_a_warning() {
     let data_dir = tempfile::tempdir().unwrap();
-    let shm = tempfile::Builder::new()
-        .prefix("fh-gap-")
-        .tempdir_in("/dev/shm")
-        .unwrap();
+    let shm = testkit::shm::namespace_dir("fh-gap-");
     let header =
         "exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount";
     let day_us: u64 = 86_400_000_000;
@@ -294,10 +291,7 @@ fn a_day_long_gap_in_paced_replay_is_skipped_with_a_warning() {
 #[test]
 fn the_binary_reports_rows_used_in_part_by_reason_in_its_summary_and_counters() {
     use shm_layout::{CounterValue, CountersReader, OpenOptions};
-    let shm = tempfile::Builder::new()
-        .prefix("fh-partial-")
-        .tempdir_in("/dev/shm")
-        .unwrap();
+    let shm = testkit::shm::namespace_dir("fh-partial-");
     let out = Command::new(BIN)
         .arg("--shm-dir")
         .arg(shm.path())

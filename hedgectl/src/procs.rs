@@ -268,10 +268,7 @@ mod schema_tests {
     use shm_layout::{CountersWriter, StalePolicy};
 
     fn ns() -> tempfile::TempDir {
-        tempfile::Builder::new()
-            .prefix("hedgectl-schema-")
-            .tempdir_in("/dev/shm")
-            .unwrap()
+        testkit::shm::namespace_dir("hedgectl-schema-")
     }
 
     /// Every declared instance of `S` is in the snapshot with the schema's unit, help and

@@ -149,10 +149,7 @@ mod tests {
 
     #[test]
     fn observer_sees_queued_and_consumed_messages_without_claiming_the_consumer() {
-        let dir = tempfile::Builder::new()
-            .prefix("hedgectl-view-")
-            .tempdir_in("/dev/shm")
-            .unwrap();
+        let dir = testkit::shm::namespace_dir("hedgectl-view-");
         let mut p = SpscProducer::<u64>::create(dir.path(), "q", 8, StalePolicy::Fail).unwrap();
         for i in 0..5u64 {
             p.push(100 + i).unwrap();

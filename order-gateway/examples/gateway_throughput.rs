@@ -108,10 +108,7 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let shm = tempfile::Builder::new()
-        .prefix("ogw-bench-")
-        .tempdir_in("/dev/shm")
-        .unwrap();
+    let shm = testkit::shm::namespace_dir("ogw-bench-");
     let disk = tempfile::tempdir().unwrap();
     // Warm up once, then measure.
     sim_only(n / 10);

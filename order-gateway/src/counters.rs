@@ -272,10 +272,7 @@ mod tests {
 
     #[test]
     fn venue_counters_are_published_into_the_counters_segment() {
-        let dir = tempfile::Builder::new()
-            .prefix("ogw-run-cnc-")
-            .tempdir_in("/dev/shm")
-            .unwrap();
+        let dir = testkit::shm::namespace_dir("ogw-run-cnc-");
         let read = || -> std::collections::HashMap<String, u64> {
             let r = shm_layout::CountersReader::open(dir.path(), "gateway", OpenOptions::default())
                 .unwrap();

@@ -5,7 +5,7 @@
 mod common;
 
 use bytemuck::Zeroable;
-use common::{gateway_command, gateway_counters, ioc_order, open_execs, sigterm, Proc, World};
+use common::{gateway_command, gateway_counters, ioc_order, open_execs, sigterm, World};
 use shm_layout::{
     CounterValue, CountersReader, ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind,
     LastValue, OpenOptions, OptionType, ProcessState, Side, SpscConsumer, SpscProducer,
@@ -14,14 +14,15 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::ChildGuard;
 
-fn spawn(dir: &Path, extra: &[&str]) -> Proc {
+fn spawn(dir: &Path, extra: &[&str]) -> ChildGuard {
     let child = gateway_command(dir)
         .args(["--rate-limit-per-s", "0"])
         .args(extra)
         .spawn()
         .expect("spawn order-gateway");
-    Proc(child)
+    ChildGuard::adopt(child)
 }
 
 /// A perpetual with a two-level book and a call option with a mark.
@@ -169,11 +170,11 @@ fn push_all(
 }
 
 /// Waits until the gateway process `p` says Running in its counters segment.
-fn wait_running(dir: &Path, p: &Proc) {
+fn wait_running(dir: &Path, p: &ChildGuard) {
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = CountersReader::open(dir, "gateway", OpenOptions::default()) {
-            if r.pid() == p.0.id() && r.state() == Some(ProcessState::Running) {
+            if r.pid() == p.pid() && r.state() == Some(ProcessState::Running) {
                 return;
             }
         }
@@ -288,8 +289,7 @@ fn sigkill_and_restart_mid_stream_loses_and_duplicates_nothing() {
             }
         },
         |_| {
-            gw.0.kill().unwrap();
-            gw.0.wait().unwrap();
+            gw.sigkill();
             gw = spawn(&dir, &args);
         },
     );

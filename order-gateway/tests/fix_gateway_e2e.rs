@@ -12,7 +12,7 @@ mod common;
 use bytemuck::Zeroable;
 use common::{
     free_port, gateway_command, gateway_counters, ioc_order, open_execs, sigterm,
-    wait_for_counters, Proc, World,
+    wait_for_counters, World,
 };
 use shm_layout::{
     CountersReader, ExecEvent, ExecKind, HedgeOrder, LastValue, OpenOptions, ProcessState,
@@ -22,12 +22,13 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use testkit::ChildGuard;
 
-fn start_exchange(store: &Path, port: u16) -> Proc {
+fn start_exchange(store: &Path, port: u16) -> ChildGuard {
     common::start_acceptor(store, port, "gw-user", "gw-secret-77")
 }
 
-fn spawn_gateway(dir: &Path, config: &Path) -> Proc {
+fn spawn_gateway(dir: &Path, config: &Path) -> ChildGuard {
     let child = gateway_command(dir)
         .arg("--config")
         .arg(config)
@@ -39,7 +40,7 @@ fn spawn_gateway(dir: &Path, config: &Path) -> Proc {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn order-gateway");
-    Proc(child)
+    ChildGuard::adopt(child)
 }
 
 fn order(id: u64) -> HedgeOrder {
@@ -378,8 +379,7 @@ fn gateway_with_fix_venue_survives_sigkill_with_every_order_ending_once_and_seqn
             }
         },
         |kills| {
-            gw.0.kill().unwrap();
-            gw.0.wait().unwrap();
+            gw.sigkill();
             gw = spawn_gateway(dir.path(), &config);
             // The gateway would wait for its Logon before taking the next chunk anyway
             // (venue_connect_wait_ms; tested above). Also let the post-crash resend exchange

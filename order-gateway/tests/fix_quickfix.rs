@@ -8,7 +8,7 @@
 mod common;
 
 use bytemuck::Zeroable;
-use common::{free_port, ioc_order as order, Proc};
+use common::{free_port, ioc_order as order};
 use order_gateway::fix::{FixConfig, FixVenue, Secret};
 use order_gateway::venue::{Venue, VenueReport};
 use shm_layout::clock::now_ns;
@@ -16,6 +16,7 @@ use shm_layout::{ExecKind, InstrumentDef, OrderType, RejectReason, Side, TimeInF
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::ChildGuard;
 
 const USER: &str = "hedger-user";
 const PASS: &str = "hedger-pass-9z";
@@ -26,13 +27,13 @@ fn skip() -> bool {
 
 /// The QuickFIX acceptor child process; killed on drop (and it exits when our stdin pipe
 /// closes, so it never outlives a crashed test).
-fn start_acceptor(store: &Path, port: u16) -> Proc {
+fn start_acceptor(store: &Path, port: u16) -> ChildGuard {
     common::start_acceptor(store, port, USER, PASS)
 }
 
 /// A QuickFIX exchange on a free port, its store in a fresh temp dir (`<tmp>/exchange`), and
 /// the gateway's FIX config against it with its state in `<tmp>/state`.
-fn exchange() -> (tempfile::TempDir, Proc, FixConfig) {
+fn exchange() -> (tempfile::TempDir, ChildGuard, FixConfig) {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let exch = start_acceptor(&tmp.path().join("exchange"), port);
@@ -388,7 +389,7 @@ fn heartbeats_keep_the_session_up_and_a_silent_exchange_is_detected_by_test_requ
     );
     assert!(s.msgs_in >= 3, "logon + heartbeats from QuickFIX: {s:?}");
     // Freeze the exchange: its kernel still holds the socket open, so only the silence tells.
-    let pid = exch.0.id().to_string();
+    let pid = exch.pid().to_string();
     assert!(Command::new("kill")
         .args(["-STOP", &pid])
         .status()

@@ -109,10 +109,7 @@ fn segments(dir: &Path) -> (InstrumentTable, LastValueTable, SpscProducer<HedgeO
 
 #[test]
 fn run_logs_and_fix_table_errors_do_not_show_credentials() {
-    let shm = tempfile::Builder::new()
-        .prefix("ogw-secret-")
-        .tempdir_in("/dev/shm")
-        .unwrap();
+    let shm = testkit::shm::namespace_dir("ogw-secret-");
     let _segs = segments(shm.path());
     let state = tempfile::tempdir().unwrap();
     let config = state.path().join("gw.toml");

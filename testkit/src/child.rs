@@ -24,6 +24,12 @@ impl ChildGuard {
         ChildGuard(Some(child))
     }
 
+    /// Guards `child`, spawned by the caller with pipes of its own (a READY line on stdout, a
+    /// stdin pipe whose closing stops it).
+    pub fn adopt(child: Child) -> ChildGuard {
+        ChildGuard(Some(child))
+    }
+
     /// The process id.
     ///
     /// # Panics

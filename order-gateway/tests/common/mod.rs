@@ -14,18 +14,9 @@ use shm_layout::{
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A child process killed (and reaped) on drop, so a failing test leaves none behind.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use testkit::ChildGuard;
 
 pub fn repo_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -76,7 +67,7 @@ pub fn acceptor_bin() -> PathBuf {
 /// Starts the QuickFIX acceptor on 127.0.0.1:`port` with its store (and logs) in `store`, and
 /// waits for its READY line. Killed on drop; it also exits when our stdin pipe closes, so it
 /// never outlives a crashed test.
-pub fn start_acceptor(store: &Path, port: u16, username: &str, password: &str) -> Proc {
+pub fn start_acceptor(store: &Path, port: u16, username: &str, password: &str) -> ChildGuard {
     let mut child = Command::new(acceptor_bin())
         .args(["--port", &port.to_string()])
         .arg("--store")
@@ -98,7 +89,7 @@ pub fn start_acceptor(store: &Path, port: u16, username: &str, password: &str) -
         "fix_acceptor did not start (got {line:?}); see {}/log, or rerun scripts/test.sh to rebuild it",
         store.display()
     );
-    Proc(child)
+    ChildGuard::adopt(child)
 }
 
 /// The `order-gateway` binary on namespace `dir`, parking when idle and waiting up to 20 s for
@@ -112,14 +103,9 @@ pub fn gateway_command(dir: &Path) -> Command {
     c
 }
 
-/// SIGTERM to the gateway, which must exit cleanly.
-pub fn sigterm(p: &mut Proc) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &p.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let st = p.0.wait().unwrap();
+/// SIGTERM to the gateway, which must exit cleanly within 20 s.
+pub fn sigterm(p: &mut ChildGuard) {
+    let st = p.sigterm(Duration::from_secs(20));
     assert!(st.success(), "clean exit on SIGTERM: {st:?}");
 }
 
@@ -190,10 +176,7 @@ impl World {
     /// `defs` in the instruments table, `values[i]` in last-value slot `i` (of 4), an empty
     /// orders ring of 1024.
     pub fn create(prefix: &str, defs: &[InstrumentDef], values: &[LastValue]) -> World {
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in("/dev/shm")
-            .unwrap();
+        let dir = testkit::shm::namespace_dir(prefix);
         let instruments =
             InstrumentTable::create(dir.path(), names::INSTRUMENTS, defs, StalePolicy::Fail)
                 .unwrap();
