@@ -171,25 +171,37 @@ impl OptionInputs {
         Ok(())
     }
 
+    /// A Black-Scholes-Merton option on `spot` (quote currency), strike in the quote
+    /// currency, `t_years` in years, `vol` 1.00 = 100%, rate `rate` and yield `div` per year.
+    #[allow(clippy::too_many_arguments)]
+    pub const fn bsm(
+        kind: OptionType,
+        spot: f64,
+        strike: f64,
+        t_years: f64,
+        vol: f64,
+        rate: f64,
+        div: f64,
+    ) -> OptionInputs {
+        OptionInputs {
+            model: Model::Bsm,
+            kind,
+            underlying: spot,
+            strike,
+            t_years,
+            vol,
+            rate,
+            div,
+        }
+    }
+
     /// Price and all Greeks.
     ///
     /// # Errors
     /// An invalid input (see [`OptionInputs::validate`]).
     pub fn greeks(&self) -> Result<Greeks, PricingError> {
-        self.validate()?;
-        let q = match self.model {
-            Model::Bsm => self.div,
-            Model::Black76 => self.rate,
-        };
-        Ok(gbs_greeks(
-            self.kind,
-            self.underlying,
-            self.strike,
-            self.t_years,
-            self.vol,
-            self.rate,
-            q,
-        ))
+        let (kind, s, k, t, vol, r, q) = self.kernel_args()?;
+        Ok(gbs_greeks(kind, s, k, t, vol, r, q))
     }
 
     /// Price only (cheaper than [`OptionInputs::greeks`]).
@@ -197,20 +209,21 @@ impl OptionInputs {
     /// # Errors
     /// An invalid input (see [`OptionInputs::validate`]).
     pub fn price(&self) -> Result<f64, PricingError> {
+        let (kind, s, k, t, vol, r, q) = self.kernel_args()?;
+        Ok(gbs_price(kind, s, k, t, vol, r, q))
+    }
+
+    /// The validated arguments of the generalized Black-Scholes kernels: the cost of carry
+    /// `q` is the yield for BSM and the rate for Black-76 (a forward grows at zero carry).
+    #[allow(clippy::type_complexity)]
+    fn kernel_args(&self) -> Result<(OptionType, f64, f64, f64, f64, f64, f64), PricingError> {
         self.validate()?;
         let q = match self.model {
             Model::Bsm => self.div,
             Model::Black76 => self.rate,
         };
-        Ok(gbs_price(
-            self.kind,
-            self.underlying,
-            self.strike,
-            self.t_years,
-            self.vol,
-            self.rate,
-            q,
-        ))
+        let (s, k, t) = (self.underlying, self.strike, self.t_years);
+        Ok((self.kind, s, k, t, self.vol, self.rate, q))
     }
 }
 
@@ -287,17 +300,7 @@ pub fn bsm_greeks(
     rate: f64,
     div: f64,
 ) -> Result<Greeks, PricingError> {
-    OptionInputs {
-        model: Model::Bsm,
-        kind,
-        underlying: spot,
-        strike,
-        t_years,
-        vol,
-        rate,
-        div,
-    }
-    .greeks()
+    OptionInputs::bsm(kind, spot, strike, t_years, vol, rate, div).greeks()
 }
 
 /// Black-Scholes-Merton price.
@@ -313,17 +316,7 @@ pub fn bsm_price(
     rate: f64,
     div: f64,
 ) -> Result<f64, PricingError> {
-    OptionInputs {
-        model: Model::Bsm,
-        kind,
-        underlying: spot,
-        strike,
-        t_years,
-        vol,
-        rate,
-        div,
-    }
-    .price()
+    OptionInputs::bsm(kind, spot, strike, t_years, vol, rate, div).price()
 }
 
 /// d1, d2 (and whether the option is deterministic). For a deterministic option, d1 = d2 =
