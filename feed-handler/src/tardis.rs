@@ -440,6 +440,18 @@ impl FileReader {
         self.len += 1;
     }
 
+    /// Pushes `ev` if its event is valid, else returns why it is not.
+    #[inline]
+    fn push_valid(&mut self, ev: SourceEvent) -> Result<(), RejectReason> {
+        match invalid_reason(&ev.event) {
+            Some(r) => Err(r),
+            None => {
+                self.push(ev);
+                Ok(())
+            }
+        }
+    }
+
     fn qty_scale(reg: &Registry, id: u32, exchange: &[u8]) -> f64 {
         match reg.get(id) {
             Some(d)
@@ -507,11 +519,7 @@ impl FileReader {
         let bq = qty(&r[c.bid_amount])? * scale;
         let aq = qty(&r[c.ask_amount])? * scale;
         ev.event = MarketEvent::quote(id, exch_ts, 0, b, bq, a, aq);
-        if let Some(r) = invalid_reason(&ev.event) {
-            return Err(r);
-        }
-        self.push(ev);
-        Ok(())
+        self.push_valid(ev)
     }
 
     /// A `book_snapshot_N` row: the top of book with its depth.
@@ -553,13 +561,9 @@ impl FileReader {
             d.asks[0][0],
             d.asks[0][1],
         );
-        if let Some(r) = invalid_reason(&ev.event) {
-            return Err(r);
-        }
         ev.has_depth = true;
         ev.depth = d;
-        self.push(ev);
-        Ok(())
+        self.push_valid(ev)
     }
 
     /// An `incremental_book_L2` row: one level change applied to the instrument's book; the
@@ -618,13 +622,9 @@ impl FileReader {
             has_depth: true,
             ..SourceEvent::default()
         };
-        if let Some(r) = invalid_reason(&ev.event) {
-            return Some(r);
-        }
         ev.depth.bid_levels = book.bids.fill(&mut ev.depth.bids, scale);
         ev.depth.ask_levels = book.asks.fill(&mut ev.depth.asks, scale);
-        self.push(ev);
-        None
+        self.push_valid(ev).err()
     }
 
     fn flush_batch(&mut self, rejects: &mut Rejects) {
