@@ -536,6 +536,16 @@ mod tests {
         }
     }
 
+    /// Writes orders 1..=`n` (ids from 1, order ids from 0) to a new journal at `p` and
+    /// closes it.
+    fn write_orders(p: &Path, n: u64) {
+        let (mut j, _) = Journal::open(p).unwrap();
+        for i in 0..n {
+            j.append_order(i, &order(i + 1));
+        }
+        j.flush().unwrap();
+    }
+
     fn exec(id: u64, coid: u64, kind: ExecKind, qty: f64) -> ExecEvent {
         ExecEvent {
             exec_id: id,
@@ -622,12 +632,7 @@ mod tests {
     #[test]
     fn torn_tail_is_cut_off() {
         let (_dir, p) = temp_journal();
-        {
-            let (mut j, _) = Journal::open(&p).unwrap();
-            j.append_order(0, &order(1));
-            j.append_order(1, &order(2));
-            j.flush().unwrap();
-        }
+        write_orders(&p, 2);
         let mut bytes = fs::read(&p).unwrap();
         bytes.truncate(RECORD + 30);
         fs::write(&p, &bytes).unwrap();
@@ -645,13 +650,7 @@ mod tests {
     #[test]
     fn a_corrupt_record_mid_journal_is_refused_naming_file_and_offset() {
         let (_dir, p) = temp_journal();
-        {
-            let (mut j, _) = Journal::open(&p).unwrap();
-            for i in 0..5 {
-                j.append_order(i, &order(i + 1));
-            }
-            j.flush().unwrap();
-        }
+        write_orders(&p, 5);
         let good = fs::read(&p).unwrap();
         for (at, why) in [
             (2 * RECORD + 20, "checksum mismatch"),
