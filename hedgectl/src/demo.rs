@@ -981,59 +981,71 @@ fn summary(
     if let Some(msg) = early_exit {
         s.push_str(&format!("FAILED: {msg}\n{line}\n"));
     }
-    if let Some(snap) = snap {
-        let t = totals(snap);
-        let secs = elapsed.as_secs_f64().max(1e-9);
-        let row = |s: &mut String, k: &str, v: Option<f64>| {
-            s.push_str(&format!("{k:<32} {:>14}\n", fmt_opt(v)));
-        };
-        row(&mut s, "market events published", t.events);
-        row(
-            &mut s,
-            "market events per second",
-            t.events
-                .map(|e| ((e - events_at_start).max(0.0) / secs).round()),
-        );
-        row(&mut s, "client option trades", t.option_trades);
-        row(&mut s, "hedge orders sent", t.orders);
-        row(&mut s, "hedge orders filled", t.fills);
-        row(&mut s, "hedge orders rejected", t.rejects);
-        for (reason, n) in rejects_by_reason(snap) {
-            row(&mut s, &format!("  rejected: {reason}"), Some(n));
-        }
-        let risk = snap.risk();
-        if !risk.is_empty() {
-            s.push_str(&format!("\n{}\n", RiskRow::table_header()));
-            for r in risk {
-                s.push_str(&format!("{}\n", r.table_line()));
-            }
-        }
-        s.push_str("\nprocess counters:\n");
-        for p in &snap.processes {
-            s.push_str(&format!("  {} (pid {}), non-zero:\n", p.role, p.pid));
-            let items: Vec<String> = p
-                .metrics
-                .iter()
-                .filter(|m| m.value.as_f64() != 0.0)
-                .map(|m| format!("{} = {}", m.label, m.value.display()))
-                .collect();
-            for pair in items.chunks(2) {
-                match pair {
-                    [a, b] => s.push_str(&format!("    {a:<50} {b}\n")),
-                    [a] => s.push_str(&format!("    {a}\n")),
-                    _ => {}
-                }
-            }
-        }
-    } else {
-        s.push_str("(no counters could be read from the namespace)\n");
+    match snap {
+        Some(snap) => counters_summary(&mut s, snap, elapsed, events_at_start),
+        None => s.push_str("(no counters could be read from the namespace)\n"),
     }
     s.push_str("\nprocess exits: ");
     let ex: Vec<String> = exits.iter().map(|(r, e)| format!("{r} {e}")).collect();
     s.push_str(&ex.join(", "));
     s.push('\n');
 
-    // Latency: the hedger's histogram log.
+    latency_summary(&mut s, out);
+    s.push_str(&format!("logs: {}/*.log\n{line}\n", out.display()));
+    s
+}
+
+/// The summary's counters: totals, rejects by reason, the risk table and every process's
+/// non-zero counters.
+fn counters_summary(s: &mut String, snap: &Snapshot, elapsed: Duration, events_at_start: f64) {
+    let t = totals(snap);
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let row = |s: &mut String, k: &str, v: Option<f64>| {
+        s.push_str(&format!("{k:<32} {:>14}\n", fmt_opt(v)));
+    };
+    row(s, "market events published", t.events);
+    row(
+        s,
+        "market events per second",
+        t.events
+            .map(|e| ((e - events_at_start).max(0.0) / secs).round()),
+    );
+    row(s, "client option trades", t.option_trades);
+    row(s, "hedge orders sent", t.orders);
+    row(s, "hedge orders filled", t.fills);
+    row(s, "hedge orders rejected", t.rejects);
+    for (reason, n) in rejects_by_reason(snap) {
+        row(s, &format!("  rejected: {reason}"), Some(n));
+    }
+    let risk = snap.risk();
+    if !risk.is_empty() {
+        s.push_str(&format!("\n{}\n", RiskRow::table_header()));
+        for r in risk {
+            s.push_str(&format!("{}\n", r.table_line()));
+        }
+    }
+    s.push_str("\nprocess counters:\n");
+    for p in &snap.processes {
+        s.push_str(&format!("  {} (pid {}), non-zero:\n", p.role, p.pid));
+        let items: Vec<String> = p
+            .metrics
+            .iter()
+            .filter(|m| m.value.as_f64() != 0.0)
+            .map(|m| format!("{} = {}", m.label, m.value.display()))
+            .collect();
+        for pair in items.chunks(2) {
+            match pair {
+                [a, b] => s.push_str(&format!("    {a:<50} {b}\n")),
+                [a] => s.push_str(&format!("    {a}\n")),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The summary's latency table from the hedger's histogram log in `out`; writes one `.hgrm`
+/// per stage and the percentile plot beside it.
+fn latency_summary(s: &mut String, out: &Path) {
     let log = out.join("hedger.hlog");
     match hist::read_interval_log(&log) {
         Ok(m) if !m.by_tag.is_empty() => {
@@ -1092,8 +1104,6 @@ fn summary(
         )),
         Err(e) => s.push_str(&format!("\nlatency: no histogram log ({e})\n")),
     }
-    s.push_str(&format!("logs: {}/*.log\n{line}\n", out.display()));
-    s
 }
 
 fn safe_file(name: &str) -> String {

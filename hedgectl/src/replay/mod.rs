@@ -20,7 +20,7 @@ mod window;
 mod world;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use engine::config::{HedgerConfig, LimitsSection, PolicySection};
@@ -295,35 +295,8 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         Some(p) => positions::read_positions(p)?,
         None => Vec::new(),
     };
-    let no_source =
-        a.tardis.is_empty() && a.lobster_messages.is_none() && a.synthetic_seed.is_none();
     if let Some(chain) = &a.options_chain {
-        if !no_source {
-            bail!("--options-chain (static book risk) cannot be combined with a market data source; use --tardis to replay a chain");
-        }
-        if positions.is_empty() {
-            bail!("--options-chain needs --positions FILE (CSV symbol,qty)");
-        }
-        let opts = static_risk::StaticOptions {
-            at_us: a
-                .at
-                .as_deref()
-                .map(static_risk::parse_time_us)
-                .transpose()?,
-            each_snapshot: a.each_snapshot,
-            skip_missing: a.skip_missing,
-        };
-        let r = static_risk::static_risk(chain, &positions, &opts)?;
-        if a.json {
-            out(&(serde_json::to_string_pretty(&r)? + "\n"))?;
-        } else {
-            out(&static_risk::table(&r))?;
-        }
-        if let Some(path) = &a.report {
-            std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        return Ok(0);
+        return static_book_risk(a, chain, &positions);
     }
     let hedger = match &a.config {
         Some(p) => Some(HedgerConfig::load(p).map_err(|e| anyhow::anyhow!("{e}"))?),
@@ -341,41 +314,8 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         None => Vec::new(),
     };
     let limits = a.limits.as_deref().map(parse_limits).transpose()?;
-    let mut policies: Vec<(String, Option<PolicySection>)> = Vec::new();
-    let mut specs: Vec<String> = a.policy.clone();
-    for grid in &a.sweep {
-        specs.extend(frontier::expand(grid)?);
-    }
-    if !a.sweep.is_empty() && !specs.iter().any(|s| s.trim() == "none") {
-        specs.insert(0, "none".into());
-    }
-    for spec in &specs {
-        policies.push((spec.clone(), Some(parse_policy(spec)?)));
-    }
-    if policies.is_empty() {
-        match &a.config {
-            Some(p) => policies.push((format!("config {}", file_name(p)), None)),
-            None => policies.push(("fixed:band=1".into(), Some(parse_policy("fixed:band=1")?))),
-        }
-    }
+    let policies = policies_to_run(a)?;
     let sim = venue_config(a)?;
-    let flow_sim = a.flow_sim.then(|| FlowConfig {
-        enabled: true,
-        intensity_per_s: a.flow_intensity,
-        size_mean: a.flow_size_mean,
-        seed: a.flow_seed,
-        bias_schedule: vec![
-            BiasPhase {
-                secs: a.flow_bias_secs,
-                bias: a.flow_bias,
-            },
-            BiasPhase {
-                secs: a.flow_bias_secs,
-                bias: -a.flow_bias,
-            },
-        ],
-        ..FlowConfig::default()
-    });
     let registry = tardis_registry(a, &hedge_symbols, hedger.as_ref())?;
     let mut report = Report {
         inputs: describe_inputs(a, &sim),
@@ -386,14 +326,14 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
     };
     let base = RunConfig {
         policy_label: String::new(),
-        hedger: hedger.clone(),
+        hedger,
         policy: None,
-        limits: limits.clone(),
-        sim: sim.clone(),
-        flow_sim: flow_sim.clone(),
-        flow_file: flow_file.clone(),
-        positions: positions.clone(),
-        hedge_symbols: hedge_symbols.clone(),
+        limits,
+        sim,
+        flow_sim: flow_sim_config(a),
+        flow_file,
+        positions,
+        hedge_symbols,
         model_half_spread_bps: a.model_half_spread_bps,
         model_levels: a.model_levels,
         model_level_qty: a.model_level_qty,
@@ -413,25 +353,109 @@ pub fn run(a: &ReplayArgs) -> Result<i32> {
         report.policies.push(pr);
     }
     report.frontier = frontier::frontier(&report.policies);
+    write_outputs(a, &report)?;
+    Ok(0)
+}
+
+/// `--options-chain`: the risk of the `--positions` book on a chain snapshot, no market
+/// replay; returns the exit code.
+fn static_book_risk(
+    a: &ReplayArgs,
+    chain: &Path,
+    positions: &[positions::Position],
+) -> Result<i32> {
+    if !(a.tardis.is_empty() && a.lobster_messages.is_none() && a.synthetic_seed.is_none()) {
+        bail!("--options-chain (static book risk) cannot be combined with a market data source; use --tardis to replay a chain");
+    }
+    if positions.is_empty() {
+        bail!("--options-chain needs --positions FILE (CSV symbol,qty)");
+    }
+    let opts = static_risk::StaticOptions {
+        at_us: a
+            .at
+            .as_deref()
+            .map(static_risk::parse_time_us)
+            .transpose()?,
+        each_snapshot: a.each_snapshot,
+        skip_missing: a.skip_missing,
+    };
+    let r = static_risk::static_risk(chain, positions, &opts)?;
+    if a.json {
+        out(&(serde_json::to_string_pretty(&r)? + "\n"))?;
+    } else {
+        out(&static_risk::table(&r))?;
+    }
+    if let Some(path) = &a.report {
+        std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(0)
+}
+
+/// The policies to compare, labelled: `--policy` specs and the `--sweep` grids (with the
+/// unhedged `none` baseline), else the config's own policy, else `fixed:band=1`.
+fn policies_to_run(a: &ReplayArgs) -> Result<Vec<(String, Option<PolicySection>)>> {
+    let mut policies: Vec<(String, Option<PolicySection>)> = Vec::new();
+    let mut specs: Vec<String> = a.policy.clone();
+    for grid in &a.sweep {
+        specs.extend(frontier::expand(grid)?);
+    }
+    if !a.sweep.is_empty() && !specs.iter().any(|s| s.trim() == "none") {
+        specs.insert(0, "none".into());
+    }
+    for spec in &specs {
+        policies.push((spec.clone(), Some(parse_policy(spec)?)));
+    }
+    if policies.is_empty() {
+        match &a.config {
+            Some(p) => policies.push((format!("config {}", file_name(p)), None)),
+            None => policies.push(("fixed:band=1".into(), Some(parse_policy("fixed:band=1")?))),
+        }
+    }
+    Ok(policies)
+}
+
+/// `--flow-sim`: simulated client flow, its bias flipping sign every `--flow-bias-secs`.
+fn flow_sim_config(a: &ReplayArgs) -> Option<FlowConfig> {
+    a.flow_sim.then(|| FlowConfig {
+        enabled: true,
+        intensity_per_s: a.flow_intensity,
+        size_mean: a.flow_size_mean,
+        seed: a.flow_seed,
+        bias_schedule: vec![
+            BiasPhase {
+                secs: a.flow_bias_secs,
+                bias: a.flow_bias,
+            },
+            BiasPhase {
+                secs: a.flow_bias_secs,
+                bias: -a.flow_bias,
+            },
+        ],
+        ..FlowConfig::default()
+    })
+}
+
+/// The plots and the JSON report asked for, then the report (JSON or the summary) on stdout.
+fn write_outputs(a: &ReplayArgs, report: &Report) -> Result<()> {
     if let Some(path) = &a.attribution_plot {
-        plot::write_plot(path, &plot::attribution_svg(&report))?;
+        plot::write_plot(path, &plot::attribution_svg(report))?;
     }
     if let Some(path) = &a.frontier_plot {
         plot::write_plot(path, &frontier::svg(&report.frontier))?;
     }
-    let json = serde_json::to_string_pretty(&report)? + "\n";
+    let json = serde_json::to_string_pretty(report)? + "\n";
     if let Some(path) = &a.report {
         std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &a.plot {
-        plot::write_plot(path, &plot::svg(&report))?;
+        plot::write_plot(path, &plot::svg(report))?;
     }
     if a.json {
-        out(&json)?;
+        out(&json)
     } else {
-        out(&report::summary(&report))?;
+        out(&report::summary(report))
     }
-    Ok(0)
 }
 
 /// One policy's run over its own copy of the source.
