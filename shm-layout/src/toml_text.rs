@@ -30,7 +30,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// or when the table's name is not plain (its key could not be named right).
 ///
 /// Only plain names (ASCII letters, digits, `_ - . "`) are ever returned, never a fragment of
-/// a malformed line, which might be a credential (`password hunter2`).
+/// a malformed line, which might be a credential (`password hunter2 = x`).
 pub fn key_at(text: &str, offset: usize) -> Option<String> {
     let (line, _) = line_col(text, offset);
     let mut lines = text.lines();
@@ -73,7 +73,7 @@ mod tests {
 
     #[test]
     fn keys_are_dotted_by_their_table_and_fragments_are_never_named() {
-        let text = "top = 1\n[a]\nb = 2\n[[c.d]]\ne=3\n\npassword hunter2\n[\"x y\"]\nf = 4\n";
+        let text = "top = 1\n[a]\nb = 2\n[[c.d]]\ne=3\n\npassword hunter2 = x\n[\"x y\"]\nf = 4\n";
         let at = |s: &str| key_at(text, text.find(s).unwrap());
         assert_eq!(at("1").as_deref(), Some("top"));
         assert_eq!(at("[a]").as_deref(), Some("a"));
