@@ -44,10 +44,7 @@ fn dead_pid() -> u32 {
 #[test]
 fn broadcast_reader_sees_messages_in_order_then_empty() {
     let d = shm_dir();
-    let mut w =
-        BroadcastWriter::<MarketEvent>::create(d.path(), names::MD, 8, StalePolicy::Fail).unwrap();
-    let mut r =
-        BroadcastReader::<MarketEvent>::open(d.path(), names::MD, OpenOptions::default()).unwrap();
+    let (mut w, mut r) = md_ring(d.path());
     assert_eq!(r.poll(), Poll::Empty);
     for i in 0..5 {
         assert_eq!(w.publish(&ev(i)), i);
@@ -67,10 +64,7 @@ fn broadcast_reader_sees_messages_in_order_then_empty() {
 #[test]
 fn lapped_reader_counts_lost_messages_exactly() {
     let d = shm_dir();
-    let mut w =
-        BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Fail).unwrap();
-    let mut r =
-        BroadcastReader::<MarketEvent>::open(d.path(), "md", OpenOptions::default()).unwrap();
+    let (mut w, mut r) = md_ring(d.path());
     for i in 0..30 {
         w.publish(&ev(i));
     }
@@ -91,10 +85,7 @@ fn lapped_reader_counts_lost_messages_exactly() {
 #[test]
 fn ready_says_whether_poll_has_something_without_reading_it() {
     let d = shm_dir();
-    let mut w =
-        BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Fail).unwrap();
-    let mut r =
-        BroadcastReader::<MarketEvent>::open(d.path(), "md", OpenOptions::default()).unwrap();
+    let (mut w, mut r) = md_ring(d.path());
     assert!(!r.ready());
     w.publish(&ev(0));
     assert!(r.ready());
@@ -112,10 +103,7 @@ fn ready_says_whether_poll_has_something_without_reading_it() {
 #[test]
 fn skip_to_writer_skips_and_counts_every_unread_message() {
     let d = shm_dir();
-    let mut w =
-        BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Fail).unwrap();
-    let mut r =
-        BroadcastReader::<MarketEvent>::open(d.path(), "md", OpenOptions::default()).unwrap();
+    let (mut w, mut r) = md_ring(d.path());
     for i in 0..30 {
         w.publish(&ev(i));
     }
@@ -380,7 +368,7 @@ fn control_block_bumps_generation_on_every_write() {
 #[test]
 fn segments_are_created_owner_only() {
     let d = shm_dir();
-    let _w = BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Fail).unwrap();
+    let _w = make_md(d.path());
     let mode = std::fs::metadata(d.path().join("md"))
         .unwrap()
         .permissions()
@@ -403,6 +391,12 @@ fn open_md_err(dir: &Path) -> SegmentError {
 
 fn make_md(dir: &Path) -> BroadcastWriter<MarketEvent> {
     BroadcastWriter::<MarketEvent>::create(dir, "md", 8, StalePolicy::Fail).unwrap()
+}
+
+/// A new 8-slot `md` ring in `dir` and a reader of it (at the writer's position).
+fn md_ring(dir: &Path) -> (BroadcastWriter<MarketEvent>, BroadcastReader<MarketEvent>) {
+    let w = make_md(dir);
+    (w, open_md(dir).unwrap())
 }
 
 /// A valid `md` ring whose header bytes at `off` are then overwritten with `bytes`.
