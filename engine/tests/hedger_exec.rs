@@ -66,15 +66,7 @@ fn the_touch_moving_away_cancels_and_the_cancel_report_brings_a_new_passive_orde
         r.core.und[0].inflight_qty, o.qty,
         "a cancel changes nothing in flight"
     );
-    r.exec(
-        ExecKind::Cancelled,
-        o.client_order_id,
-        PERP,
-        Side::Buy,
-        0.0,
-        0.0,
-        0.0,
-    );
+    r.cancelled(&o);
     let n = r.pop_order().expect("the replacement");
     assert_eq!((n.tif(), n.limit_px), (Ok(TimeInForce::Gtc), 10_001.0));
     assert_eq!(
@@ -91,15 +83,7 @@ fn after_the_timeout_the_passive_order_is_cancelled_then_crossed_with_an_ioc() {
     r.core.on_timer(&mut r.orders, later, &FixedClock(later));
     let c = r.pop_order().expect("a cancel at the timeout");
     assert_eq!(c.action(), Ok(OrderAction::Cancel));
-    r.exec(
-        ExecKind::Cancelled,
-        o.client_order_id,
-        PERP,
-        Side::Buy,
-        0.0,
-        0.0,
-        0.0,
-    );
+    r.cancelled(&o);
     let x = r.pop_order().expect("the crossing IOC");
     assert_eq!((x.tif(), x.limit_px), (Ok(TimeInForce::Ioc), 10_000.5));
     assert_eq!(
@@ -165,17 +149,17 @@ proptest! {
         let first = r.execs.buf.len();
         let filled = match ans {
             Answer::FillRaces => {
-                r.exec(ExecKind::Fill, o.client_order_id, PERP, Side::Buy, o.qty, o.limit_px, 0.0);
+                r.fill(&o);
                 o.qty
             }
             Answer::PartialThenCancelled(pct) => {
                 let q = (o.qty * f64::from(pct) / 100.0).floor().max(1.0).min(o.qty - 1.0);
                 r.exec(ExecKind::PartialFill, o.client_order_id, PERP, Side::Buy, q, o.limit_px, o.qty - q);
-                r.exec(ExecKind::Cancelled, o.client_order_id, PERP, Side::Buy, 0.0, 0.0, 0.0);
+                r.cancelled(&o);
                 q
             }
             Answer::Cancelled => {
-                r.exec(ExecKind::Cancelled, o.client_order_id, PERP, Side::Buy, 0.0, 0.0, 0.0);
+                r.cancelled(&o);
                 0.0
             }
         };
@@ -189,7 +173,7 @@ proptest! {
             r.step();
         }
         if stray {
-            r.exec(ExecKind::Cancelled, o.client_order_id, PERP, Side::Buy, 0.0, 0.0, 0.0);
+            r.cancelled(&o);
         }
         // The timer decides again (as the live loop's 1 ms timer does).
         let now = r.now;
@@ -419,15 +403,7 @@ fn a_restart_cancels_the_previous_runs_resting_order_and_resumes_hedging() {
         "not re-sent before the re-send interval"
     );
     assert!(r2.core.reconciling());
-    r2.exec(
-        ExecKind::Cancelled,
-        o.client_order_id,
-        PERP,
-        Side::Buy,
-        0.0,
-        0.0,
-        0.0,
-    );
+    r2.cancelled(&o);
     assert_eq!(r2.core.inflight_count(), 0);
     r2.core.on_timer(
         &mut r2.orders,

@@ -604,21 +604,26 @@ impl OptionRisk for BookRiskAdapter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn linearized_delta_tracks_exact_delta_after_idle_reevaluation() {
-        let mut b = LinearizedBook::new(1);
-        let now = 1_600_000_000_000_000_000u64;
-        let spec = OptionSpec {
+    /// Instrument 2 on underlying 0 (no forward), expiring 30 days after `now`.
+    fn spec_30d(kind: OptionType, strike: f64, inverse: bool, now: u64) -> OptionSpec {
+        OptionSpec {
             instrument_id: 2,
             underlying_id: 0,
             forward_id: shm_layout::NO_FORWARD,
             underlying: 0,
-            kind: OptionType::Call,
-            strike: 10_000.0,
+            kind,
+            strike,
             expiry_ns: now + 30 * 86_400_000_000_000,
             multiplier: 1.0,
-            inverse: false,
-        };
+            inverse,
+        }
+    }
+
+    #[test]
+    fn linearized_delta_tracks_exact_delta_after_idle_reevaluation() {
+        let mut b = LinearizedBook::new(1);
+        let now = 1_600_000_000_000_000_000u64;
+        let spec = spec_30d(OptionType::Call, 10_000.0, false, now);
         let i = b.add_option(OptionSpec {
             instrument_id: 2,
             underlying_id: 0,
@@ -648,17 +653,7 @@ mod tests {
     #[test]
     fn book_risk_adapter_matches_the_linearized_book() {
         let now = 1_600_000_000_000_000_000u64;
-        let spec = OptionSpec {
-            instrument_id: 2,
-            underlying_id: 0,
-            forward_id: shm_layout::NO_FORWARD,
-            underlying: 0,
-            kind: OptionType::Put,
-            strike: 9_000.0,
-            expiry_ns: now + 30 * 86_400_000_000_000,
-            multiplier: 1.0,
-            inverse: true,
-        };
+        let spec = spec_30d(OptionType::Put, 9_000.0, true, now);
         let mut a = BookRiskAdapter::new(&[0], 8, 16, now);
         let mut l = LinearizedBook::new(1);
         let (ia, il) = (a.add_option(spec), l.add_option(spec));

@@ -927,12 +927,7 @@ impl BookRisk {
         }
         let bk = &mut self.buckets[b];
         bk.settled = true;
-        bk.legs = [Leg::default(); 2];
-        bk.vega = 0.0;
-        bk.theta = 0.0;
-        bk.y_lo = f64::INFINITY;
-        bk.y_hi = f64::NEG_INFINITY;
-        bk.t_anchor_max = 0.0;
+        bk.clear_sums();
         bk.sweep_y_lo = f64::INFINITY;
         bk.sweep_y_hi = f64::NEG_INFINITY;
         bk.sweep_t_max = 0.0;
@@ -1077,12 +1072,7 @@ impl BookRisk {
             let b = self.underlyings[u].buckets[bi];
             self.refresh_time(b);
             let bk = &mut self.buckets[b];
-            bk.legs = [Leg::default(); 2];
-            bk.vega = 0.0;
-            bk.theta = 0.0;
-            bk.y_lo = f64::INFINITY;
-            bk.y_hi = f64::NEG_INFINITY;
-            bk.t_anchor_max = 0.0;
+            bk.clear_sums();
             prepare(bk);
         }
         for i in 0..self.options.len() {
@@ -1150,12 +1140,7 @@ impl BookRisk {
     fn reeval_bucket(&mut self, b: usize) {
         self.refresh_time(b);
         let bk = &mut self.buckets[b];
-        bk.legs = [Leg::default(); 2];
-        bk.vega = 0.0;
-        bk.theta = 0.0;
-        bk.y_lo = f64::INFINITY;
-        bk.y_hi = f64::NEG_INFINITY;
-        bk.t_anchor_max = 0.0;
+        bk.clear_sums();
         bk.reevaluated_now = true;
         prepare(bk);
         let mut i = bk.first_option;
@@ -1446,6 +1431,19 @@ struct BucketTerms {
     delta_forward: f64,
     gamma: f64,
     bound: f64,
+}
+
+impl Bucket {
+    /// Forgets every option's contribution (legs, vega, theta, the anchors' range and
+    /// latest anchor time), before the options are re-evaluated or after they settled.
+    fn clear_sums(&mut self) {
+        self.legs = [Leg::default(); 2];
+        self.vega = 0.0;
+        self.theta = 0.0;
+        self.y_lo = f64::INFINITY;
+        self.y_hi = f64::NEG_INFINITY;
+        self.t_anchor_max = 0.0;
+    }
 }
 
 /// Recomputes a bucket's cached factors after its basis, time or anchor range changed.

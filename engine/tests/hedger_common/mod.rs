@@ -295,6 +295,11 @@ impl Rig {
         self.on_order(ExecKind::Rejected, o, (0.0, 0.0, 0.0));
     }
 
+    /// The venue's answer to a cancel of `o`: the rest of it cancelled.
+    pub fn cancelled(&mut self, o: &HedgeOrder) {
+        self.on_order(ExecKind::Cancelled, o, (0.0, 0.0, 0.0));
+    }
+
     /// The market maker sells `qty` calls to a client (short calls: negative delta).
     pub fn client_buys_calls(&mut self, qty: f64) {
         self.exec(ExecKind::OptionTrade, 0, CALL, Side::Sell, qty, 0.05, 0.0);
