@@ -133,7 +133,7 @@ pub fn run(action: Action, args: &ControlArgs) -> anyhow::Result<i32> {
     let snap = procs::snapshot(&dir).ok();
     let hedger_alive = snap
         .as_ref()
-        .and_then(|s| procs::find_role(s, "hedger"))
+        .and_then(|s| procs::find_role(s, engine::hedger::ROLE))
         .is_some_and(|p| p.liveness == crate::metrics::Liveness::Alive);
     if !hedger_alive {
         eprintln!("warning: the hedger is not alive; it will read these words when it restarts and re-attaches");

@@ -774,7 +774,7 @@ fn check_children(children: &mut Children, out: &Path) -> Option<String> {
 /// Tick-to-order percentiles in ns `(p50, p99, p99.9)`: the hedger's gauges if it publishes
 /// them, else its histogram log so far.
 fn latency_now(snap: &Snapshot, out: &Path) -> Option<(f64, f64, f64)> {
-    if let Some(h) = procs::find_role(snap, "hedger") {
+    if let Some(h) = procs::find_role(snap, engine::hedger::ROLE) {
         let g = |id: H| h.get(id.def().name, None).filter(|v| *v > 0.0);
         if let (Some(a), Some(b), Some(c)) = (
             g(H::TickToOrderP50),

@@ -10,7 +10,7 @@ use crate::procs::{self, NsArgs};
 pub fn run(ns: &NsArgs) -> anyhow::Result<i32> {
     let dir = ns.existing_dir()?;
     let snap = procs::snapshot(&dir).map_err(anyhow::Error::msg)?;
-    let Some(h) = procs::find_role(&snap, "hedger") else {
+    let Some(h) = procs::find_role(&snap, engine::hedger::ROLE) else {
         anyhow::bail!(
             "no hedger counters in {} (has the hedger started?)",
             dir.display()

@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use engine::hedger::counters::HedgerCounter as H;
 use shm_layout::control::{ControlBlock, TradingState};
+use shm_layout::counter_schema::{parse_label, CounterSchema as _};
 use shm_layout::counters::{CounterValue, CountersReader};
 use shm_layout::instruments::InstrumentTable;
 use shm_layout::segment::{names, OpenOptions};
@@ -16,7 +18,7 @@ use shm_layout::segment::{names, OpenOptions};
 use crate::schema::{ControlAction, ControlMsg, ALL_HOSTS};
 
 /// Role of the hedger's counters segment (`cnc-hedger`).
-pub const HEDGER_ROLE: &str = "hedger";
+pub const HEDGER_ROLE: &str = engine::hedger::ROLE;
 
 /// Risk of one underlying as the hedger publishes it in its gauges.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -39,9 +41,13 @@ pub struct HostRisk {
 }
 
 /// Splits the hedger's `name{underlying="SYM"}` gauge label; `None` for other labels.
-fn underlying_label(label: &str) -> Option<(&str, &str)> {
-    let (name, rest) = label.split_once("{underlying=\"")?;
-    Some((name, rest.strip_suffix("\"}")?))
+fn underlying_label(label: &str) -> Option<(&str, String)> {
+    match parse_label(label)? {
+        (name, mut pairs) if pairs.len() == 1 && pairs[0].0 == "underlying" => {
+            Some((name, pairs.pop()?.1))
+        }
+        _ => None,
+    }
 }
 
 /// Reads the hedger's risk gauges in `dir`; `None` when no hedger counters segment exists.
@@ -53,18 +59,19 @@ pub fn read_risk(dir: &Path) -> Option<HostRisk> {
             CounterValue::Gauge(g) => g,
             CounterValue::Counter(n) => n as f64,
         };
-        if label == "orders_inflight" {
+        if label == H::OrdersInflight.def().name {
             out.orders_inflight = x;
         }
         let Some((name, sym)) = underlying_label(&label) else {
             continue;
         };
-        let row = out.underlyings.entry(sym.to_string()).or_default();
-        match name {
-            "net_delta" => row.net_delta = x,
-            "option_delta" => row.option_delta = x,
-            "hedge_position" => row.hedge_position = x,
-            _ => {}
+        let row = out.underlyings.entry(sym).or_default();
+        if name == H::NetDelta.def().name {
+            row.net_delta = x;
+        } else if name == H::OptionDelta.def().name {
+            row.option_delta = x;
+        } else if name == H::HedgePosition.def().name {
+            row.hedge_position = x;
         }
     }
     Some(out)
@@ -224,7 +231,17 @@ mod tests {
     fn hedger_labels_split_into_name_and_underlying() {
         assert_eq!(
             underlying_label("net_delta{underlying=\"BTC\"}"),
-            Some(("net_delta", "BTC"))
+            Some(("net_delta", "BTC".to_string()))
+        );
+        // A symbol with a quote is escaped in the segment and comes back whole.
+        assert_eq!(
+            underlying_label(r#"net_delta{underlying="B\"TC"}"#),
+            Some(("net_delta", "B\"TC".to_string()))
+        );
+        // Per underlying and by reason: not one of the risk gauges.
+        assert_eq!(
+            underlying_label(r#"hedges{underlying="BTC",reason="band"}"#),
+            None
         );
         assert_eq!(underlying_label("orders_inflight"), None);
         assert_eq!(underlying_label("hedges{reason=\"band\"}"), None);

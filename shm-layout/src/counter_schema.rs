@@ -173,6 +173,45 @@ impl CounterDef {
     }
 }
 
+/// Splits a label made by [`CounterDef::label`] into its name and its `(key, value)` pairs,
+/// undoing the value escaping: the one reader of that format for tools. `None` when `label`
+/// is not of that form (e.g. cut at the segment's label length).
+///
+/// ```
+/// use shm_layout::counter_schema::parse_label;
+/// assert_eq!(parse_label("orders_sent"), Some(("orders_sent", vec![])));
+/// let (name, pairs) = parse_label(r#"net_delta{underlying="BTC"}"#).unwrap();
+/// assert_eq!((name, pairs), ("net_delta", vec![("underlying", "BTC".to_string())]));
+/// assert_eq!(parse_label(r#"x{k="cut"#), None);
+/// ```
+pub fn parse_label(label: &str) -> Option<(&str, Vec<(&str, String)>)> {
+    let Some((name, mut rest)) = label.split_once('{') else {
+        return (!label.contains(['}', '"', '='])).then_some((label, Vec::new()));
+    };
+    let mut pairs = Vec::new();
+    loop {
+        let (key, r) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = r.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        pairs.push((key, value));
+        rest = &r[end + 1..];
+        if rest == "}" {
+            return Some((name, pairs));
+        }
+        rest = rest.strip_prefix(',')?;
+    }
+}
+
 /// Prometheus label-value escaping (`\`, `"`, newline).
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -388,5 +427,45 @@ impl<S: CounterSchema> CounterSet<S> {
     #[inline]
     pub fn get_f64(&self, id: S) -> f64 {
         f64::from_bits(self.get(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_label_undoes_label_for_every_shape_and_escape() {
+        const REASONS: [&str; 3] = ["plain", "with \"quotes\"", "back\\slash\nnewline,={}"];
+        let d = CounterDef::counter("rejects", "orders", "h")
+            .per_underlying()
+            .by("reason", &REASONS);
+        for und in [None, Some("BTC"), Some("we\"ird,\\sym}")] {
+            for v in REASONS.iter().copied().map(Some).chain([None]) {
+                let label = d.label(und, v);
+                let (name, pairs) = parse_label(&label).unwrap_or_else(|| panic!("{label}"));
+                assert_eq!(name, "rejects", "{label}");
+                let want: Vec<(&str, String)> = und
+                    .map(|u| ("underlying", u.to_string()))
+                    .into_iter()
+                    .chain(v.map(|v| ("reason", v.to_string())))
+                    .collect();
+                assert_eq!(pairs, want, "{label}");
+            }
+        }
+    }
+
+    #[test]
+    fn parse_label_refuses_what_label_cannot_make() {
+        for bad in [
+            r#"x{k="v""#,
+            r#"x{k="v"}junk"#,
+            r#"x{k=v}"#,
+            r#"x{k="v",}"#,
+            r#"x{k="v\"#,
+            "x}",
+        ] {
+            assert_eq!(parse_label(bad), None, "{bad}");
+        }
     }
 }

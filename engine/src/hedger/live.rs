@@ -280,7 +280,7 @@ fn open_segments(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<Option
         .with_context(|| format!("creating {}", dir.display()))?;
     let wait = OpenOptions::wait(Duration::from_millis(cfg.shm.open_wait_ms));
     let on_stale = cfg.shm.on_stale;
-    let cnc = CountersWriter::create(&dir, "hedger", on_stale)
+    let cnc = CountersWriter::create(&dir, super::ROLE, on_stale)
         .context("creating the hedger's counters segment")?;
     cnc.set_state(ProcessState::Starting);
     cnc.heartbeat();
@@ -599,7 +599,7 @@ impl Agent for HedgerAgent<'_> {
     type Error = anyhow::Error;
 
     fn name(&self) -> &str {
-        "hedger"
+        super::ROLE
     }
 
     fn counters(&self) -> Option<&CountersWriter> {

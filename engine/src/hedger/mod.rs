@@ -71,6 +71,10 @@ pub mod latency;
 pub mod live;
 pub mod risk;
 pub mod state;
+
+/// The hedger's role name: its counters segment (`cnc-hedger`), process state and agent are
+/// found by it (as the feed handler's by `feed_handler::publish::ROLE`).
+pub const ROLE: &str = "hedger";
 #[cfg(test)]
 mod tests;
 mod worker;
