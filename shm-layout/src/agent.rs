@@ -210,6 +210,19 @@ impl AgentRunner {
     pub fn run<A: Agent + ?Sized>(&self, agent: &mut A, stop: &AtomicBool) -> Result<(), A::Error> {
         self.pin(agent.name());
         agent.on_start()?;
+        if let Some(n) = agent
+            .counters()
+            .map(CountersWriter::not_shown)
+            .filter(|&n| n > 0)
+        {
+            eprintln!(
+                "{}: warning: {n} counters were registered after the counters segment's {} \
+                 records were used: they count, but hedgectl stat and the Prometheus export \
+                 cannot see them",
+                agent.name(),
+                crate::counters::CAPACITY
+            );
+        }
         let mut idler = Idler::new(self.cfg.idle, self.cfg.backoff);
         let mut due = Due {
             heartbeat: 0,

@@ -181,6 +181,9 @@ impl Gauge {
 /// The writer of one process's counters segment.
 pub struct CountersWriter {
     seg: Arc<Segment>,
+    /// Records asked for when the segment was full: they work in process but no reader
+    /// sees them ([`CountersWriter::not_shown`]).
+    not_shown: usize,
 }
 
 // SAFETY: the handle owns an Arc of the mapping; its methods use atomics only.
@@ -267,7 +270,10 @@ impl CountersWriter {
                 unsafe { mem.u32_at(STATE_OFFSET) }
                     .store(ProcessState::Starting as u32, Ordering::Relaxed);
             })?;
-        let w = CountersWriter { seg: Arc::new(seg) };
+        let w = CountersWriter {
+            seg: Arc::new(seg),
+            not_shown: 0,
+        };
         if recovered {
             w.set_state(ProcessState::Starting);
         }
@@ -303,7 +309,10 @@ impl CountersWriter {
         let i = match self.find(n, label, meta.kind) {
             Some(i) => i,
             None if n < CAPACITY => n,
-            None => return Counter::detached(),
+            None => {
+                self.not_shown += 1;
+                return Counter::detached();
+            }
         };
         let r = self.record(i);
         if i == n {
@@ -382,6 +391,13 @@ impl CountersWriter {
             unit: "",
             help: "",
         }))
+    }
+
+    /// How many counters were registered after the segment's [`CAPACITY`] records were used:
+    /// they count in process but `hedgectl stat` and the Prometheus export cannot see them.
+    /// The agent runner prints a warning naming this number at start.
+    pub fn not_shown(&self) -> usize {
+        self.not_shown
     }
 
     /// Stores `now_ns()` in the heartbeat word (call every 1-10 ms of idle).

@@ -306,6 +306,25 @@ fn a_record_of_unknown_kind_is_listed_with_its_kind() {
 }
 
 #[test]
+fn counters_past_the_segments_capacity_work_and_are_counted_as_not_shown() {
+    let d = shm_dir();
+    let mut w = CountersWriter::create(d.path(), "many", StalePolicy::Fail).unwrap();
+    let cap = shm_layout::counters::CAPACITY;
+    let all: Vec<_> = (0..cap + 3).map(|i| w.counter(&format!("c{i}"))).collect();
+    assert_eq!(w.not_shown(), 3);
+    all[cap + 2].add(7);
+    assert_eq!(all[cap + 2].get(), 7, "a counter not shown still counts");
+    let r = CountersReader::open(d.path(), "many", OpenOptions::default()).unwrap();
+    assert_eq!(r.snapshot().len(), cap);
+    assert_eq!(
+        w.counter("c0").get(),
+        0,
+        "a known label is found, not refused"
+    );
+    assert_eq!(w.not_shown(), 3);
+}
+
+#[test]
 fn counters_are_visible_to_a_reader() {
     let d = shm_dir();
     let mut w = CountersWriter::create(d.path(), "hedger", StalePolicy::Fail).unwrap();
