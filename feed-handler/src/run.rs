@@ -208,12 +208,14 @@ impl Config {
     /// [`RunError::Config`].
     pub fn parse(text: &str, file: &str) -> Result<Config, RunError> {
         let one_line = |e: toml::de::Error| {
+            // The key by the one rule the hedger and the gateway use: only plain names, never
+            // a fragment of a malformed line (which may be a credential).
             let at = e.span().map_or(String::new(), |sp| {
-                let before = text.get(..sp.start).unwrap_or(text);
-                let line = before.matches('\n').count() + 1;
-                let src = text.lines().nth(line - 1).unwrap_or("").trim();
-                let key = src.split('=').next().unwrap_or("").trim();
-                format!(" line {line}, key `{key}`:")
+                let (line, _) = shm_layout::toml_text::line_col(text, sp.start);
+                match shm_layout::toml_text::key_at(text, sp.start) {
+                    Some(key) => format!(" line {line}, key `{key}`:"),
+                    None => format!(" line {line}:"),
+                }
             });
             let msg = e.message().replace('\n', " ");
             RunError::Config(format!("{file}:{at} {}", msg.trim()))
@@ -810,12 +812,15 @@ mod tests {
             ),
             (
                 "[synthetic]\nrate = \"fast\"\n",
-                "f.toml: line 2, key `rate`: invalid type",
+                "f.toml: line 2, key `synthetic.rate`: invalid type",
             ),
         ] {
             let e = err(text);
             assert!(e.contains(want) && !e.contains('\n'), "{text:?}: {e}");
         }
+        // A malformed line is never quoted, even as a key: it may be a credential.
+        let e = err("[synthetic]\npassword hunter2 = 1\n");
+        assert!(e.starts_with("config: f.toml: line 2") && !e.contains("hunter2"), "{e}");
         assert!(Config::parse("[source]\nkind = \"tardis\"\nfiles = [\"a.csv\"]\n", "f").is_ok());
     }
 
