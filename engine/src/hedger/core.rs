@@ -1517,10 +1517,12 @@ impl<R: OptionRisk> HedgerCore<R> {
             rate: x.setup.rate,
         };
         let decision = x.policy.decide(&x.pstate, &snap, &x.book, read_ns);
-        st.decision_ns = clock.now();
         match decision {
             Decision::Hold(h) => self.on_hold(u, h, &snap),
             Decision::Hedge(d) => {
+                // The decision stamp, only for an order: a hold reads no clock (and records
+                // no stamp in the session journal).
+                st.decision_ns = clock.now();
                 let x = &mut self.und[u];
                 x.band = d.band;
                 x.pstate.option_fill_pending = false;

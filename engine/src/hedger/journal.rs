@@ -45,8 +45,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Version of the journal layout this build writes and reads.
-pub const JOURNAL_VERSION: u32 = 1;
+/// Version of the journal layout this build writes and reads. 2: a hold reads no decision
+/// stamp, so a version-1 session's stamps would play back out of step (refused).
+pub const JOURNAL_VERSION: u32 = 2;
 
 /// Size of one record, bytes.
 pub const RECORD_SIZE: usize = 80;
