@@ -820,7 +820,10 @@ mod tests {
         }
         // A malformed line is never quoted, even as a key: it may be a credential.
         let e = err("[synthetic]\npassword hunter2 = 1\n");
-        assert!(e.starts_with("config: f.toml: line 2") && !e.contains("hunter2"), "{e}");
+        assert!(
+            e.starts_with("config: f.toml: line 2") && !e.contains("hunter2"),
+            "{e}"
+        );
         assert!(Config::parse("[source]\nkind = \"tardis\"\nfiles = [\"a.csv\"]\n", "f").is_ok());
     }
 
