@@ -46,7 +46,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Version of the journal layout this build writes and reads. 2: a hold reads no decision
-/// stamp, so a version-1 session's stamps would play back out of step (refused).
+/// stamp, so a version-1 session's stamps would play back out of step (refused); an
+/// iteration that begins with a market event is one `PollMd` record.
 pub const JOURNAL_VERSION: u32 = 2;
 
 /// Size of one record, bytes.
@@ -123,6 +124,10 @@ pub enum RecordKind {
     Gap = 26,
     /// Clean end of the run.
     End = 27,
+    /// A loop iteration at monotonic `value` ns whose first record is a market event
+    /// (payload), read at stamp `value + small` ns: the `Poll`, the `Md` and its read stamp
+    /// in one record (the common case; otherwise they are written as `Poll` and `Md`).
+    PollMd = 28,
 }
 
 impl RecordKind {
@@ -150,6 +155,7 @@ impl RecordKind {
             25 => Rebuild,
             26 => Gap,
             27 => End,
+            28 => PollMd,
             _ => return None,
         })
     }
@@ -280,13 +286,28 @@ impl Tap {
             return;
         }
         if let Some((poll, mut md)) = self.staged_md.take() {
-            if let Some(now) = poll {
-                self.push_raw(Record::new(RecordKind::Poll, 0, now));
-            }
             if r.kind == RecordKind::Stamp as u32 {
-                (md.small, md.value) = (MD_WITH_STAMP, r.value);
+                // The stamp's distance from the iteration's time, when it fits `small`.
+                let after_poll = poll
+                    .and_then(|now| r.value.checked_sub(now))
+                    .and_then(|d| u32::try_from(d).ok());
+                match (poll, after_poll) {
+                    (Some(now), Some(d)) => {
+                        md.kind = RecordKind::PollMd as u32;
+                        (md.small, md.value) = (d, now);
+                    }
+                    (poll, _) => {
+                        if let Some(now) = poll {
+                            self.push_raw(Record::new(RecordKind::Poll, 0, now));
+                        }
+                        (md.small, md.value) = (MD_WITH_STAMP, r.value);
+                    }
+                }
                 self.push_raw(md);
                 return;
+            }
+            if let Some(now) = poll {
+                self.push_raw(Record::new(RecordKind::Poll, 0, now));
             }
             self.push_raw(md);
         }
@@ -917,13 +938,7 @@ mod tests {
                 .map(|r| (r.kind(), r.small, r.value))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(
-            kinds(&q),
-            [
-                (Some(RecordKind::Poll), 0, 7),
-                (Some(RecordKind::Md), MD_WITH_STAMP, 9)
-            ]
-        );
+        assert_eq!(kinds(&q), [(Some(RecordKind::PollMd), 2, 7)]);
         // An event followed by something else than its stamp (and a driver call) keeps the
         // order Poll, Md, then the rest.
         tap.begin_poll(10);
@@ -1010,10 +1025,37 @@ mod tests {
         let got: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
         let kinds: Vec<_> = got.iter().map(|r| r.kind().unwrap()).collect();
         use RecordKind::*;
-        assert_eq!(kinds, [Poll, Md, Stamp, Md, End]);
-        assert_eq!((got[1].small, got[1].value), (MD_WITH_STAMP, 7));
-        assert_eq!(got[1].msg::<shm_layout::MarketEvent>(), e);
-        assert_eq!((got[3].small, got[3].value), (0, 0), "no stamp followed");
+        assert_eq!(kinds, [PollMd, Stamp, Md, End]);
+        assert_eq!(
+            (got[0].small, got[0].value),
+            (2, 5),
+            "read 2 ns after the poll at 5"
+        );
+        assert_eq!(got[0].msg::<shm_layout::MarketEvent>(), e);
+        assert_eq!((got[2].small, got[2].value), (0, 0), "no stamp followed");
+        // Not the iteration's first record (an exec came first): `Md` with its stamp; and a
+        // stamp more than u32::MAX ns after the poll: `Poll`, then `Md` with its stamp.
+        let (q, mut tap) = queued_tap(64);
+        tap.begin_poll(5);
+        tap.push(Record::new(RecordKind::Exec, 0, 0));
+        tap.push(Record::with(RecordKind::Md, 0, 0, &e));
+        tap.push(Record::new(RecordKind::Stamp, 0, 7));
+        tap.begin_poll(10);
+        tap.push(Record::with(RecordKind::Md, 0, 0, &e));
+        tap.push(Record::new(RecordKind::Stamp, 0, 10 + (1 << 32)));
+        let got: Vec<_> = std::iter::from_fn(|| q.pop())
+            .map(|r| (r.kind().unwrap(), r.small, r.value))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Poll, 0, 5),
+                (Exec, 0, 0),
+                (Md, MD_WITH_STAMP, 7),
+                (Poll, 0, 10),
+                (Md, MD_WITH_STAMP, 10 + (1 << 32))
+            ]
+        );
     }
 
     #[test]

@@ -214,6 +214,10 @@ struct PlayMarket<'c, 'r>(&'c RefCell<Cursor<'r>>);
 impl MarketSource for PlayMarket<'_, '_> {
     fn poll(&mut self) -> MdPoll {
         let mut c = self.0.borrow_mut();
+        if let Some(r) = c.optional(RecordKind::PollMd) {
+            c.stamp = Some(r.value.saturating_add(u64::from(r.small)));
+            return MdPoll::Event(r.msg::<MarketEvent>());
+        }
         if let Some(r) = c.optional(RecordKind::Md) {
             if r.small == MD_WITH_STAMP {
                 c.stamp = Some(r.value);
@@ -393,6 +397,20 @@ pub fn replay_run(recs: &[Record], base: usize) -> Result<(RunResult, Option<Div
         match r.kind() {
             Some(RecordKind::Poll) => {
                 core.poll(&mut md, &mut execs, &mut orders, &ctl, t, &clock);
+            }
+            Some(RecordKind::PollMd) => {
+                // The iteration's first record is also its market event: the core reads it.
+                let at = {
+                    let mut c = cur.borrow_mut();
+                    c.pos -= 1;
+                    c.pos
+                };
+                core.poll(&mut md, &mut execs, &mut orders, &ctl, t, &clock);
+                let mut c = cur.borrow_mut();
+                if c.pos == at && c.stop.is_none() {
+                    // The replayed core did not read the event the live one read.
+                    c.desync("the market event of this iteration", None);
+                }
             }
             Some(RecordKind::Timer) => {
                 core.on_timer(&mut orders, t, &clock);
@@ -760,7 +778,7 @@ order_burst = 100000.0
     #[test]
     fn an_altered_market_event_changes_the_next_order_and_is_reported() {
         // The 11th hedge quote, moved up by 1000: the next order's limit price differs.
-        let (i, r) = replay_altered(RecordKind::Md, 21, |e: &mut MarketEvent| {
+        let (i, r) = replay_altered(RecordKind::PollMd, 21, |e: &mut MarketEvent| {
             e.v[0] += 1000.0;
             e.v[2] += 1000.0;
         });
