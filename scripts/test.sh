@@ -13,7 +13,7 @@
 # them says SKIPPED.
 #
 # Before the suite: scripts/check-fn-length.py (no product function over 80 lines in
-# feed-handler, engine, order-gateway; python3).
+# feed-handler, engine, order-gateway and hedgectl; python3).
 #
 # The suite runs with --no-fail-fast: a failing test binary never stops the ones after it, and
 # cargo lists every failing binary at the end.

@@ -290,6 +290,31 @@ fn hedger_config(defs: &[InstrumentDef], cfg: &RunConfig) -> Result<HedgerConfig
     Ok(h)
 }
 
+/// The market data's instruments, plus an option for every symbol the positions or the flow
+/// file name that the data lacks (priced with `--option-vol`; an error without it).
+fn defs_with_named_options(
+    src_defs: &[InstrumentDef],
+    cfg: &RunConfig,
+) -> Result<Vec<InstrumentDef>> {
+    let mut defs = src_defs.to_vec();
+    let mut named: Vec<&str> = cfg.positions.iter().map(|p| p.symbol.as_str()).collect();
+    named.extend(cfg.flow_file.iter().map(|f| f.symbol.as_str()));
+    let unknown: Vec<&str> = named
+        .into_iter()
+        .filter(|s| !defs.iter().any(|d| d.symbol() == *s))
+        .collect();
+    if !unknown.is_empty() {
+        if cfg.option_vol.is_none() {
+            bail!(
+                "symbol {} is not in the market data (give --option-vol to add options priced with Black-Scholes)",
+                unknown[0]
+            );
+        }
+        extra_options(&mut defs, &unknown, cfg.option_multiplier)?;
+    }
+    Ok(defs)
+}
+
 impl Backtest {
     /// Sets up a run over the instruments of the source.
     ///
@@ -297,22 +322,7 @@ impl Backtest {
     /// An unknown position or flow symbol, an underlying or hedge instrument the data does
     /// not define, an invalid policy or limit.
     pub fn new(src_defs: &[InstrumentDef], cfg: RunConfig) -> Result<Self> {
-        let mut defs = src_defs.to_vec();
-        let mut named: Vec<&str> = cfg.positions.iter().map(|p| p.symbol.as_str()).collect();
-        named.extend(cfg.flow_file.iter().map(|f| f.symbol.as_str()));
-        let unknown: Vec<&str> = named
-            .into_iter()
-            .filter(|s| !defs.iter().any(|d| d.symbol() == *s))
-            .collect();
-        if !unknown.is_empty() {
-            if cfg.option_vol.is_none() {
-                bail!(
-                    "symbol {} is not in the market data (give --option-vol to add options priced with Black-Scholes)",
-                    unknown[0]
-                );
-            }
-            extra_options(&mut defs, &unknown, cfg.option_multiplier)?;
-        }
+        let defs = defs_with_named_options(src_defs, &cfg)?;
         let hcfg = hedger_config(&defs, &cfg)?;
         let setups =
             engine::hedger::live::resolve(&hcfg, &defs).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -1054,6 +1064,38 @@ impl Backtest {
         }
     }
 
+    /// The positions the run started from (options from the config, hedges from the setups)
+    /// and those it ended with (every one that is not zero or was held at the start), by
+    /// symbol.
+    fn initial_and_final_positions(&self) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
+        let w = self.world();
+        let mut initial = BTreeMap::new();
+        let mut final_pos = BTreeMap::new();
+        for p in &self.positions {
+            *initial.entry(p.symbol.clone()).or_insert(0.0) += p.qty;
+        }
+        for (u, s) in self.setups.iter().enumerate() {
+            let sym = self.defs[s.hedge.instrument_id as usize]
+                .symbol()
+                .to_string();
+            if s.initial_hedge_position != 0.0 {
+                initial.insert(sym.clone(), s.initial_hedge_position);
+            }
+            if w.core.und[u].hedge_position != 0.0 || initial.contains_key(&sym) {
+                final_pos.insert(sym, w.core.und[u].hedge_position);
+            }
+        }
+        for d in &self.defs {
+            let q = w.core.option_position(d.id);
+            if d.kind() == Ok(InstrumentKind::Option)
+                && (q != 0.0 || initial.contains_key(d.symbol()))
+            {
+                final_pos.insert(d.symbol().to_string(), q);
+            }
+        }
+        (initial, final_pos)
+    }
+
     fn finish(mut self, src: &dyn Source) -> PolicyReport {
         let now = self.world().now_ns;
         for u in 0..self.accounts.len() {
@@ -1091,31 +1133,8 @@ impl Backtest {
             let s = a.summary(pnl, now.saturating_sub(start), holds);
             underlyings.insert(a.name.clone(), s);
         }
+        let (initial, final_pos) = self.initial_and_final_positions();
         let w = self.world();
-        let mut initial = BTreeMap::new();
-        let mut final_pos = BTreeMap::new();
-        for p in &self.positions {
-            *initial.entry(p.symbol.clone()).or_insert(0.0) += p.qty;
-        }
-        for (u, s) in self.setups.iter().enumerate() {
-            let sym = self.defs[s.hedge.instrument_id as usize]
-                .symbol()
-                .to_string();
-            if s.initial_hedge_position != 0.0 {
-                initial.insert(sym.clone(), s.initial_hedge_position);
-            }
-            if w.core.und[u].hedge_position != 0.0 || initial.contains_key(&sym) {
-                final_pos.insert(sym, w.core.und[u].hedge_position);
-            }
-        }
-        for d in &self.defs {
-            let q = w.core.option_position(d.id);
-            if d.kind() == Ok(InstrumentKind::Option)
-                && (q != 0.0 || initial.contains_key(d.symbol()))
-            {
-                final_pos.insert(d.symbol().to_string(), q);
-            }
-        }
         let core_md_rejects = engine::hedger::core::MdReject::ALL
             .iter()
             .map(|r| (r.name().to_string(), w.core.stats.md_rejected[*r as usize]))

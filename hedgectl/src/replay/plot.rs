@@ -31,7 +31,9 @@ struct Panel<'a> {
     _p: std::marker::PhantomData<&'a ()>,
 }
 
-fn draw(out: &mut String, y0: f64, p: &Panel<'_>) {
+/// The panel's axis ranges `(x_lo, x_hi, y_lo, y_hi)`: its finite points' extent, never
+/// empty, the y range padded by 5% each way.
+fn bounds(p: &Panel<'_>) -> (f64, f64, f64, f64) {
     let pts = p.lines.iter().flat_map(|l| l.3.iter());
     let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts {
@@ -53,7 +55,11 @@ fn draw(out: &mut String, y0: f64, p: &Panel<'_>) {
         y_hi += 1.0;
     }
     let pad = 0.05 * (y_hi - y_lo);
-    let (y_lo, y_hi) = (y_lo - pad, y_hi + pad);
+    (x_lo, x_hi, y_lo - pad, y_hi + pad)
+}
+
+fn draw(out: &mut String, y0: f64, p: &Panel<'_>) {
+    let (x_lo, x_hi, y_lo, y_hi) = bounds(p);
     let pw = W - LEFT - RIGHT;
     let sx = |x: f64| LEFT + (x - x_lo) / (x_hi - x_lo) * pw;
     let sy = |y: f64| y0 + PANEL_H - (y - y_lo) / (y_hi - y_lo) * PANEL_H;
@@ -128,8 +134,8 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-/// Renders the report's time series.
-pub fn svg(r: &Report) -> String {
+/// Every underlying of any policy, in the order first seen.
+fn underlying_names(r: &Report) -> Vec<&String> {
     let mut names: Vec<&String> = Vec::new();
     for p in &r.policies {
         for n in p.underlyings.keys() {
@@ -138,8 +144,13 @@ pub fn svg(r: &Report) -> String {
             }
         }
     }
+    names
+}
+
+/// Renders the report's time series.
+pub fn svg(r: &Report) -> String {
     let mut panels = Vec::new();
-    for name in names {
+    for name in underlying_names(r) {
         let mut net = Vec::new();
         let mut pos = Vec::new();
         let mut cost = Vec::new();

@@ -467,6 +467,12 @@ pub fn summary(r: &Report) -> String {
             );
         }
     }
+    comparison_table(&mut s, &r.comparison);
+    s
+}
+
+/// The side-by-side table of the summary: one line per policy.
+fn comparison_table(s: &mut String, comparison: &[Comparison]) {
     let _ = writeln!(
         s,
         "\n{:<44} {:>7} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
@@ -479,7 +485,7 @@ pub fn summary(r: &Report) -> String {
         "max|delta|",
         "outside s"
     );
-    for c in &r.comparison {
+    for c in comparison {
         let _ = writeln!(
             s,
             "{:<44} {:>7} {:>12.2} {:>12.2} {:>12.2} {:>12.2} {:>10.4} {:>10.1}",
@@ -493,5 +499,4 @@ pub fn summary(r: &Report) -> String {
             c.time_outside_band_s
         );
     }
-    s
 }

@@ -153,7 +153,18 @@ struct Cursor<'r> {
     stamp: Option<u64>,
 }
 
-impl Cursor<'_> {
+impl<'r> Cursor<'r> {
+    fn new(recs: &'r [Record], pos: usize, base: usize) -> Self {
+        Cursor {
+            recs,
+            pos,
+            base,
+            stop: None,
+            reproduced: 0,
+            stamp: None,
+        }
+    }
+
     fn next_kind(&self) -> Option<RecordKind> {
         self.recs.get(self.pos).and_then(Record::kind)
     }
@@ -372,14 +383,7 @@ fn start_core(recs: &[Record], base: usize) -> Result<(HedgerCore<BookRiskAdapte
 /// A malformed header.
 pub fn replay_run(recs: &[Record], base: usize) -> Result<(RunResult, Option<Divergence>)> {
     let (mut core, n) = start_core(recs, base)?;
-    let cur = RefCell::new(Cursor {
-        recs,
-        pos: n,
-        base,
-        stop: None,
-        reproduced: 0,
-        stamp: None,
-    });
+    let cur = RefCell::new(Cursor::new(recs, n, base));
     let (mut md, mut execs, mut orders) = (PlayMarket(&cur), PlayExecs(&cur), PlayOrders(&cur));
     let ctl = PlayControl(&cur, Cell::new(u64::MAX));
     let clock = PlayClock(&cur);
@@ -390,7 +394,10 @@ pub fn replay_run(recs: &[Record], base: usize) -> Result<(RunResult, Option<Div
             let Some(r) = c.recs.get(c.pos).copied() else {
                 break;
             };
-            c.pos += 1;
+            // A `PollMd` is also the iteration's market event: left for the core to read.
+            if r.kind() != Some(RecordKind::PollMd) {
+                c.pos += 1;
+            }
             r
         };
         let t = r.value;
@@ -399,17 +406,11 @@ pub fn replay_run(recs: &[Record], base: usize) -> Result<(RunResult, Option<Div
                 core.poll(&mut md, &mut execs, &mut orders, &ctl, t, &clock);
             }
             Some(RecordKind::PollMd) => {
-                // The iteration's first record is also its market event: the core reads it.
-                let at = {
-                    let mut c = cur.borrow_mut();
-                    c.pos -= 1;
-                    c.pos
-                };
+                let at = cur.borrow().pos;
                 core.poll(&mut md, &mut execs, &mut orders, &ctl, t, &clock);
                 let mut c = cur.borrow_mut();
                 if c.pos == at && c.stop.is_none() {
-                    // The replayed core did not read the event the live one read.
-                    c.desync("the market event of this iteration", None);
+                    c.desync("the core to read this iteration's market event", None);
                 }
             }
             Some(RecordKind::Timer) => {
@@ -452,14 +453,16 @@ pub fn replay_run(recs: &[Record], base: usize) -> Result<(RunResult, Option<Div
     let result = RunResult {
         records: [base, base + recs.len().saturating_sub(1)],
         epoch: core.epoch(),
-        orders_recorded: recs
-            .iter()
-            .filter(|r| r.kind() == Some(RecordKind::Order))
-            .count() as u64,
+        orders_recorded: count_kind(recs, RecordKind::Order),
         orders_reproduced: c.reproduced,
         end,
     };
     Ok((result, divergence))
+}
+
+/// How many of `recs` are of kind `k`.
+fn count_kind(recs: &[Record], k: RecordKind) -> u64 {
+    recs.iter().filter(|r| r.kind() == Some(k)).count() as u64
 }
 
 /// Replays every run of a session directory.
