@@ -200,8 +200,17 @@ impl OptionInputs {
     /// # Errors
     /// An invalid input (see [`OptionInputs::validate`]).
     pub fn greeks(&self) -> Result<Greeks, PricingError> {
-        let (kind, s, k, t, vol, r, q) = self.kernel_args()?;
-        Ok(gbs_greeks(kind, s, k, t, vol, r, q))
+        self.validate()?;
+        let (s, k, t) = (self.underlying, self.strike, self.t_years);
+        Ok(gbs_greeks(
+            self.kind,
+            s,
+            k,
+            t,
+            self.vol,
+            self.rate,
+            self.carry(),
+        ))
     }
 
     /// Price only (cheaper than [`OptionInputs::greeks`]).
@@ -209,21 +218,26 @@ impl OptionInputs {
     /// # Errors
     /// An invalid input (see [`OptionInputs::validate`]).
     pub fn price(&self) -> Result<f64, PricingError> {
-        let (kind, s, k, t, vol, r, q) = self.kernel_args()?;
-        Ok(gbs_price(kind, s, k, t, vol, r, q))
+        self.validate()?;
+        let (s, k, t) = (self.underlying, self.strike, self.t_years);
+        Ok(gbs_price(
+            self.kind,
+            s,
+            k,
+            t,
+            self.vol,
+            self.rate,
+            self.carry(),
+        ))
     }
 
-    /// The validated arguments of the generalized Black-Scholes kernels: the cost of carry
-    /// `q` is the yield for BSM and the rate for Black-76 (a forward grows at zero carry).
-    #[allow(clippy::type_complexity)]
-    fn kernel_args(&self) -> Result<(OptionType, f64, f64, f64, f64, f64, f64), PricingError> {
-        self.validate()?;
-        let q = match self.model {
+    /// The `q` of the generalized Black-Scholes kernels: the yield for BSM, the rate for
+    /// Black-76 (a forward grows at zero cost of carry).
+    fn carry(&self) -> f64 {
+        match self.model {
             Model::Bsm => self.div,
             Model::Black76 => self.rate,
-        };
-        let (s, k, t) = (self.underlying, self.strike, self.t_years);
-        Ok((self.kind, s, k, t, self.vol, self.rate, q))
+        }
     }
 }
 
