@@ -42,6 +42,7 @@
 //! assert_eq!(a.registry().get(hedge).unwrap().symbol(), "BTC-PERPETUAL");
 //! ```
 
+use pricing::time::S_PER_YEAR;
 use serde::Deserialize;
 use shm_layout::{InstrumentKind, MarketEvent, OptionType, DEPTH_LEVELS};
 
@@ -383,12 +384,11 @@ impl SyntheticConfig {
     }
 }
 
-use pricing::time::S_PER_YEAR as YEAR_S;
 /// sqrt(6): the triangular innovation's scale for unit variance.
 const SQRT_6: f64 = 2.449_489_742_783_178;
 /// Shortest time to expiry used in pricing (one hour): an expired synthetic option keeps a
 /// well-defined mark instead of a degenerate one.
-const MIN_T_YEARS: f64 = 3600.0 / YEAR_S;
+const MIN_T_YEARS: f64 = 3600.0 / S_PER_YEAR;
 /// Per-expiry time to expiry is refreshed when the synthetic clock moved this much (1 ms).
 const EXPIRY_REFRESH_NS: u64 = 1_000_000;
 
@@ -833,7 +833,7 @@ impl SyntheticSource {
     fn years_to_expiry(&self, e: usize) -> f64 {
         let market_now_ns = self.cfg.start_ns as f64
             + (self.now_ns - self.cfg.start_ns) as f64 * self.cfg.time_warp;
-        ((self.expiry_ns[e] as f64 - market_now_ns) * 1e-9 / YEAR_S).max(MIN_T_YEARS)
+        ((self.expiry_ns[e] as f64 - market_now_ns) * 1e-9 / S_PER_YEAR).max(MIN_T_YEARS)
     }
 
     fn refresh_expiry(&mut self, u: usize, e: usize) {
@@ -871,7 +871,7 @@ impl SyntheticSource {
             % STEP_CACHE;
         if st.step_cache[slot].dt_ns != delta {
             let dt_s = delta as f64 * 1e-9;
-            let dt_y = dt_s * warp / YEAR_S;
+            let dt_y = dt_s * warp / S_PER_YEAR;
             st.step_cache[slot] = StepCache {
                 dt_ns: delta,
                 dt_y,
@@ -1659,7 +1659,7 @@ mod tests {
             sum_sq += (lp - last) * (lp - last);
             last = lp;
         }
-        let years = n as f64 / 1000.0 * warp / YEAR_S;
+        let years = n as f64 / 1000.0 * warp / S_PER_YEAR;
         let vol = (sum_sq / years).sqrt();
         assert!((vol - 0.6).abs() < 0.01, "realized vol {vol}");
         // The series-updated price stays on the log price.

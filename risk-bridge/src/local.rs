@@ -17,9 +17,6 @@ use shm_layout::segment::{names, OpenOptions};
 
 use crate::schema::{ControlAction, ControlMsg, ALL_HOSTS};
 
-/// Role of the hedger's counters segment (`cnc-hedger`).
-pub const HEDGER_ROLE: &str = engine::hedger::ROLE;
-
 /// Risk of one underlying as the hedger publishes it in its gauges.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UnderlyingRisk {
@@ -52,7 +49,7 @@ fn underlying_label(label: &str) -> Option<(&str, String)> {
 
 /// Reads the hedger's risk gauges in `dir`; `None` when no hedger counters segment exists.
 pub fn read_risk(dir: &Path) -> Option<HostRisk> {
-    let c = CountersReader::open(dir, HEDGER_ROLE, OpenOptions::default()).ok()?;
+    let c = CountersReader::open(dir, engine::hedger::ROLE, OpenOptions::default()).ok()?;
     let mut out = HostRisk::default();
     for (label, v) in c.snapshot() {
         let x = match v {

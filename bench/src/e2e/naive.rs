@@ -4,6 +4,7 @@
 //! (`black76_greeks` per option) on every tick. Same synthetic market, same book, same band
 //! as the shared-memory pipeline; the "gateway" thread stamps each order when it receives it.
 
+use engine::pricing::time::years_between_ns;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -77,17 +78,9 @@ pub fn run(
     }
     // The same initial hedge as the shared-memory hedger's config.
     let start_ns = cfg.start_ns;
-    let year_ns = engine::pricing::time::NS_PER_YEAR;
     let hedge0: f64 = -opts
         .iter()
-        .map(|d| {
-            option_delta(
-                d,
-                spot0,
-                d.expiry_ns.saturating_sub(start_ns) as f64 / year_ns,
-                0.6,
-            )
-        })
+        .map(|d| option_delta(d, spot0, years_between_ns(start_ns, d.expiry_ns), 0.6))
         .sum::<f64>();
 
     let (md_tx, md_rx) = channel::unbounded::<MarketEvent>();
@@ -178,7 +171,7 @@ pub fn run(
                         Some(&f) if f > 0.0 => f,
                         _ => spot,
                     };
-                    let t = d.expiry_ns.saturating_sub(now_mkt) as f64 / year_ns;
+                    let t = years_between_ns(now_mkt, d.expiry_ns);
                     delta += option_delta(d, f, t, vol[i]);
                 }
                 let decision = now_ns();
