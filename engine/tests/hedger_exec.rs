@@ -80,7 +80,7 @@ fn the_touch_moving_away_cancels_and_the_cancel_report_brings_a_new_passive_orde
 fn after_the_timeout_the_passive_order_is_cancelled_then_crossed_with_an_ioc() {
     let (mut r, o) = rig_with_passive_buy();
     let later = r.now + 2_000_000_000;
-    r.core.on_timer(&mut r.orders, later, &FixedClock(later));
+    r.timer_at(later);
     let c = r.pop_order().expect("a cancel at the timeout");
     assert_eq!(c.action(), Ok(OrderAction::Cancel));
     r.cancelled(&o);
@@ -177,7 +177,7 @@ proptest! {
         }
         // The timer decides again (as the live loop's 1 ms timer does).
         let now = r.now;
-        r.core.on_timer(&mut r.orders, now, &FixedClock(now));
+        r.timer_at(now);
         prop_assert_eq!(r.core.und[0].hedge_position, filled);
         // The resting order is gone from the in-flight table exactly once; what is in
         // flight now is only what the core sent after it (its replacement, at most one).
@@ -212,11 +212,10 @@ fn slices_policy(cross_band: f64) -> PolicyConfig {
     }
 }
 
-#[test]
-fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
-    // Outer band far: this test slices; the outer band has its own tests.
-    let p = slices_policy(100.0);
-    let mut r = rig(p, open_limits());
+/// A rig on [`slices_policy`]`(cross_band)` after a client trade (delta about -4.5 BTC) and
+/// the fill of the programme's first child (reason `band`), which it returns.
+fn rig_with_first_child_filled(cross_band: f64) -> (Rig, HedgeOrder) {
+    let mut r = rig(slices_policy(cross_band), open_limits());
     r.warm();
     r.client_buys_calls(10.0);
     let first = r.pop_order().unwrap();
@@ -225,6 +224,13 @@ fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
         Some(HedgeReason::Band)
     );
     r.fill(&first);
+    (r, first)
+}
+
+#[test]
+fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
+    // Outer band far: this test slices; the outer band has its own tests.
+    let (mut r, first) = rig_with_first_child_filled(100.0);
     // Delta is still outside the band, but the next child waits for its time.
     r.feed(&[quote(9_999.5, 10_000.5)]);
     assert!(r.pop_order().is_none());
@@ -232,7 +238,7 @@ fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
     let mut children = vec![first];
     for _ in 0..3 {
         t += 1_000_000_000;
-        r.core.on_timer(&mut r.orders, t, &FixedClock(t));
+        r.timer_at(t);
         let c = r.pop_order().expect("the next child at its time");
         assert_eq!(
             r.core.sent_reason(c.client_order_id),
@@ -248,7 +254,7 @@ fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
         "{children:?}"
     );
     t += 1_000_000_000;
-    r.core.on_timer(&mut r.orders, t, &FixedClock(t));
+    r.timer_at(t);
     assert!(r.pop_order().is_none(), "the program ended");
     assert!(
         r.core.und[0].net_delta.abs() <= 0.01,
@@ -260,16 +266,7 @@ fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
 #[test]
 fn flow_beyond_the_outer_band_ends_a_slice_program_and_crosses_for_the_whole_at_once() {
     // Outer band 10 BTC (band 0.5): the first decision (-4.5 BTC) is sliced.
-    let p = slices_policy(20.0);
-    let mut r = rig(p, open_limits());
-    r.warm();
-    r.client_buys_calls(10.0);
-    let first = r.pop_order().unwrap();
-    assert_eq!(
-        r.core.sent_reason(first.client_order_id),
-        Some(HedgeReason::Band)
-    );
-    r.fill(&first);
+    let (mut r, _) = rig_with_first_child_filled(20.0);
     // More flow, long before the next child is due: delta about -3.4 - 13.5 BTC.
     r.client_buys_calls(30.0);
     let cross = r
@@ -361,7 +358,7 @@ fn the_accumulated_and_timer_triggers_fire_inside_the_band() {
     assert!(r.pop_order().is_none());
     let due = r.core.timer_due_ns();
     assert!(due > r.now && due <= r.now + 10_000_000_000, "{due}");
-    r.core.on_timer(&mut r.orders, due, &FixedClock(due));
+    r.timer_at(due);
     let o = r.pop_order().expect("timer");
     assert_eq!(
         r.core.sent_reason(o.client_order_id),
@@ -385,8 +382,7 @@ fn a_restart_cancels_the_previous_runs_resting_order_and_resumes_hedging() {
     r2.core.set_reconcile_timeout(now, 60_000_000_000);
     r2.warm();
     assert_eq!(r2.core.timer_due_ns(), 0, "the cancel is due at once");
-    r2.core
-        .on_timer(&mut r2.orders, now + 1_000, &FixedClock(now + 1_000));
+    r2.timer_at(now + 1_000);
     let c = r2
         .pop_order()
         .expect("a cancel of the previous run's order");
@@ -396,8 +392,7 @@ fn a_restart_cancels_the_previous_runs_resting_order_and_resumes_hedging() {
         (o.client_order_id, Ok(Side::Buy))
     );
     assert_eq!(r2.core.stats.prev_run_cancels, 1);
-    r2.core
-        .on_timer(&mut r2.orders, now + 2_000, &FixedClock(now + 2_000));
+    r2.timer_at(now + 2_000);
     assert!(
         r2.pop_order().is_none(),
         "not re-sent before the re-send interval"
@@ -405,11 +400,7 @@ fn a_restart_cancels_the_previous_runs_resting_order_and_resumes_hedging() {
     assert!(r2.core.reconciling());
     r2.cancelled(&o);
     assert_eq!(r2.core.inflight_count(), 0);
-    r2.core.on_timer(
-        &mut r2.orders,
-        now + 10_000_000,
-        &FixedClock(now + 10_000_000),
-    );
+    r2.timer_at(now + 10_000_000);
     assert!(!r2.core.reconciling());
     let n = r2.pop_order().expect("hedging resumed");
     assert_eq!(n.action(), Ok(OrderAction::New));

@@ -295,6 +295,11 @@ impl Rig {
         self.on_order(ExecKind::Rejected, o, (0.0, 0.0, 0.0));
     }
 
+    /// The core's timer at `t` on the fixed clock (every stamp `t`), as a replay drives it.
+    pub fn timer_at(&mut self, t: u64) {
+        self.core.on_timer(&mut self.orders, t, &FixedClock(t));
+    }
+
     /// The venue's answer to a cancel of `o`: the rest of it cancelled.
     pub fn cancelled(&mut self, o: &HedgeOrder) {
         self.on_order(ExecKind::Cancelled, o, (0.0, 0.0, 0.0));
