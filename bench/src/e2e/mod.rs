@@ -314,6 +314,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             res.hedger_loop_cpu_s,
             res.hedger_loop_cpu_s * 1e9 / (res.md_events.max(1)) as f64
         );
+        println!(
+            "  session journal {:.1} MB, {:.0} bytes per event read (removed after the run)",
+            res.journal_bytes as f64 / 1e6,
+            res.journal_bytes as f64 / (res.md_events.max(1)) as f64
+        );
         for w in &res.pin_warnings {
             println!("  WARNING: {w}");
         }
@@ -539,6 +544,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 "hedger_cpu_ns_per_event": res.hedger_cpu_s * 1e9 / (res.md_events.max(1)) as f64,
                 "hedger_loop_cpu_s": res.hedger_loop_cpu_s,
                 "hedger_loop_cpu_ns_per_event": res.hedger_loop_cpu_s * 1e9 / (res.md_events.max(1)) as f64,
+                "journal_bytes": res.journal_bytes,
                 "tick_to_order": stats_json(&Stats::of(&res.stages["recv_to_gateway"])),
                 "stages": stages,
             })
