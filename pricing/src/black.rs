@@ -333,12 +333,11 @@ pub fn bsm_price(
     OptionInputs::bsm(kind, spot, strike, t_years, vol, rate, div).price()
 }
 
-/// d1, d2 (and whether the option is deterministic). For a deterministic option, d1 = d2 =
-/// +-inf (0 exactly at the money), so N(d) gives the exact limit and n(d) is never used.
+/// d1, d2 (and whether the option is deterministic) at `x` = ln(F/K) and total standard
+/// deviation `v`. For a deterministic option, d1 = d2 = +-inf (0 exactly at the money), so
+/// N(d) gives the exact limit and n(d) is never used.
 #[inline]
-fn d1_d2(s: f64, k: f64, t: f64, v: f64, r: f64, q: f64) -> (f64, f64, bool) {
-    // ln(F/K) with F = S exp((r - q) T).
-    let x = (s / k).ln() + (r - q) * t;
+fn d1_d2(x: f64, v: f64) -> (f64, f64, bool) {
     if v < MIN_STDDEV {
         let d = if x > 0.0 {
             f64::INFINITY
@@ -360,7 +359,8 @@ pub(crate) fn gbs_price(kind: OptionType, s: f64, k: f64, t: f64, vol: f64, r: f
     let dr = (-r * t).exp();
     let dq = (-q * t).exp();
     let v = vol * t.sqrt();
-    let (d1, d2, _) = d1_d2(s, k, t, v, r, q);
+    // ln(F/K) with F = S exp((r - q) T).
+    let (d1, d2, _) = d1_d2((s / k).ln() + (r - q) * t, v);
     let p = match kind {
         OptionType::Call => s * dq * norm_cdf(d1) - k * dr * norm_cdf(d2),
         OptionType::Put => k * dr * norm_cdf(-d2) - s * dq * norm_cdf(-d1),
@@ -374,54 +374,156 @@ pub(crate) fn gbs_price(kind: OptionType, s: f64, k: f64, t: f64, vol: f64, r: f
 /// annual volatility (0.25 = 25%), `r` and `q` the continuously compounded rate and carry
 /// yield per year; Black-76 is `q = r`. The inputs are NOT validated: this is the unchecked
 /// kernel that [`bsm_greeks`] and [`black76_greeks`] call after validation, exposed for the
-/// engine's incremental risk, which validates once per option and then reprices in its loop.
+/// engine's incremental risk, which validates once per option and then reprices in its loop
+/// (through [`GbsTerms`], which computes only the Greeks asked for).
 #[inline]
 pub fn gbs_greeks(kind: OptionType, s: f64, k: f64, t: f64, vol: f64, r: f64, q: f64) -> Greeks {
-    let dr = (-r * t).exp();
-    let dq = (-q * t).exp();
-    let sqrt_t = t.sqrt();
-    let v = vol * sqrt_t;
-    let (d1, d2, deterministic) = d1_d2(s, k, t, v, r, q);
-    let w = kind.sign();
-    // N(w d1), N(w d2): probabilities of the option's side.
-    let nw1 = norm_cdf(w * d1);
-    let nw2 = norm_cdf(w * d2);
-    let price = (w * (s * dq * nw1 - k * dr * nw2)).max(0.0);
-    let delta = w * dq * nw1;
-    // Theta and charm terms that do not involve the density.
-    let theta_carry = w * (q * s * dq * nw1 - r * k * dr * nw2);
-    let charm_carry = w * q * dq * nw1;
-    if deterministic {
-        return Greeks {
+    let at = GbsAt {
+        s,
+        k,
+        t,
+        sqrt_t: t.sqrt(),
+        r,
+        q,
+        dr: (-r * t).exp(),
+        dq: (-q * t).exp(),
+    };
+    GbsTerms::new(kind, &at, vol, (s / k).ln() + (r - q) * t).greeks()
+}
+
+/// The inputs of one generalized Black-Scholes valuation, with the factors that depend only
+/// on time already evaluated: a caller that values many options of one expiry (the engine's
+/// risk book) computes `sqrt_t`, `dr` and `dq` once per expiry and clock tick instead of once
+/// per option. Unchecked, as [`gbs_greeks`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GbsAt {
+    /// Spot (BSM) or forward (Black-76), quote currency.
+    pub s: f64,
+    /// Strike, quote currency.
+    pub k: f64,
+    /// Time to expiry, years.
+    pub t: f64,
+    /// `t.sqrt()`, exactly (the Greeks are bit for bit those of [`gbs_greeks`] only then).
+    pub sqrt_t: f64,
+    /// Discount rate per year, continuously compounded.
+    pub r: f64,
+    /// Carry yield per year (`r` for Black-76).
+    pub q: f64,
+    /// `(-r * t).exp()`, exactly.
+    pub dr: f64,
+    /// `(-q * t).exp()`, exactly.
+    pub dq: f64,
+}
+
+/// d1, d2 and the normal distribution's values at them for one option: the transcendental
+/// work of a valuation, done once, from which [`GbsTerms::greeks`] or single Greeks
+/// ([`GbsTerms::vega`], [`GbsTerms::theta`]) take a few multiplications each. The values are
+/// bit for bit those of [`gbs_greeks`] for the same inputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GbsTerms {
+    at: GbsAt,
+    /// +1 for a call, -1 for a put.
+    w: f64,
+    /// Total standard deviation `vol * sqrt_t`.
+    pub v: f64,
+    /// d1 (+-inf, or 0 exactly at the money, for a deterministic option).
+    pub d1: f64,
+    /// d1 - v.
+    pub d2: f64,
+    /// `v` is below [`MIN_STDDEV`]: the option is worth its discounted payoff.
+    pub deterministic: bool,
+    /// N(w d1), the probability of the option's side at d1.
+    pub nw1: f64,
+    /// N(w d2).
+    pub nw2: f64,
+    /// n(d1), the normal density (0 for a deterministic option, where it is not used).
+    pub pdf1: f64,
+}
+
+impl GbsTerms {
+    /// The terms of a `kind` option at `at` with volatility `vol` (1.00 = 100%) and
+    /// `x` = ln(F/K) = `(s / k).ln() + (r - q) * t` (a caller that holds ln(F/K) already
+    /// passes it; for Black-76, `r - q` is 0 and `x` is `(s / k).ln()`).
+    #[inline]
+    pub fn new(kind: OptionType, at: &GbsAt, vol: f64, x: f64) -> GbsTerms {
+        let v = vol * at.sqrt_t;
+        let (d1, d2, deterministic) = d1_d2(x, v);
+        let w = kind.sign();
+        GbsTerms {
+            at: *at,
+            w,
+            v,
+            d1,
+            d2,
+            deterministic,
+            nw1: norm_cdf(w * d1),
+            nw2: norm_cdf(w * d2),
+            pdf1: if deterministic { 0.0 } else { norm_pdf(d1) },
+        }
+    }
+
+    /// dV/dsigma per 1.00 of volatility (0 for a deterministic option).
+    #[inline]
+    pub fn vega(&self) -> f64 {
+        if self.deterministic {
+            return 0.0;
+        }
+        self.at.s * (self.at.dq * self.pdf1) * self.at.sqrt_t
+    }
+
+    /// dV/dt per year of calendar time, the underlying (spot or forward) held fixed.
+    #[inline]
+    pub fn theta(&self) -> f64 {
+        let theta_carry = self.theta_carry();
+        if self.deterministic {
+            return theta_carry;
+        }
+        let a = &self.at;
+        // -S dq n(d1) sigma / (2 sqrt T) written with v = sigma sqrt T.
+        -a.s * (a.dq * self.pdf1) * self.v / (2.0 * a.t) + theta_carry
+    }
+
+    /// The theta terms that do not involve the density.
+    #[inline]
+    fn theta_carry(&self) -> f64 {
+        let a = &self.at;
+        self.w * (a.q * a.s * a.dq * self.nw1 - a.r * a.k * a.dr * self.nw2)
+    }
+
+    /// Price and every Greek, with the conventions of [`Greeks`].
+    #[inline]
+    pub fn greeks(&self) -> Greeks {
+        let (a, w) = (&self.at, self.w);
+        let (s, k, t, r, q, dq) = (a.s, a.k, a.t, a.r, a.q, a.dq);
+        let (nw1, d1, d2, v) = (self.nw1, self.d1, self.d2, self.v);
+        let price = (w * (s * dq * nw1 - k * a.dr * self.nw2)).max(0.0);
+        let delta = w * dq * nw1;
+        let charm_carry = w * q * dq * nw1;
+        if self.deterministic {
+            return Greeks {
+                price,
+                delta,
+                theta: self.theta_carry(),
+                charm: charm_carry,
+                ..Greeks::default()
+            };
+        }
+        let dq_pdf1 = dq * self.pdf1;
+        let gamma = dq_pdf1 / (s * v);
+        let speed = -gamma / s * (d1 / v + 1.0);
+        // -dq n(d1) d2 / sigma written with v.
+        let vanna = -dq_pdf1 * d2 * a.sqrt_t / v;
+        // -dq n(d1) (2 (r - q) T - d2 v) / (2 T v).
+        let charm = charm_carry - dq_pdf1 * ((r - q) / v - d2 / (2.0 * t));
+        Greeks {
             price,
             delta,
-            gamma: 0.0,
-            vega: 0.0,
-            theta: theta_carry,
-            speed: 0.0,
-            vanna: 0.0,
-            charm: charm_carry,
-        };
-    }
-    let pdf1 = norm_pdf(d1);
-    let dq_pdf1 = dq * pdf1;
-    let gamma = dq_pdf1 / (s * v);
-    let vega = s * dq_pdf1 * sqrt_t;
-    // -S dq n(d1) sigma / (2 sqrt T) written with v = sigma sqrt T.
-    let theta = -s * dq_pdf1 * v / (2.0 * t) + theta_carry;
-    let speed = -gamma / s * (d1 / v + 1.0);
-    // -dq n(d1) d2 / sigma written with v.
-    let vanna = -dq_pdf1 * d2 * sqrt_t / v;
-    // -dq n(d1) (2 (r - q) T - d2 v) / (2 T v).
-    let charm = charm_carry - dq_pdf1 * ((r - q) / v - d2 / (2.0 * t));
-    Greeks {
-        price,
-        delta,
-        gamma,
-        vega,
-        theta,
-        speed,
-        vanna,
-        charm,
+            gamma,
+            vega: self.vega(),
+            theta: self.theta(),
+            speed,
+            vanna,
+            charm,
+        }
     }
 }

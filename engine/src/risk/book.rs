@@ -2,8 +2,7 @@
 
 use thiserror::Error;
 
-use crate::pricing::black::{gbs_greeks, MAX_VOL, MIN_STDDEV};
-use crate::pricing::normal::{norm_cdf, norm_pdf};
+use crate::pricing::black::{gbs_greeks, GbsAt, GbsTerms, MAX_VOL};
 use crate::pricing::{Model, OptionType, Settlement};
 
 /// Nanoseconds in a year of 365 days (Deribit's and the engine's year): the pricing crate's.
@@ -339,6 +338,9 @@ struct Bucket {
     theta: f64,
     // Time factors, refreshed by advance_time.
     t_years: f64,
+    /// `t_years.sqrt()` and `disc` = exp(-rate t_years): every option's re-evaluation uses
+    /// them (the Black-76 kernel's, bit for bit), computed once per expiry and clock tick.
+    sqrt_t: f64,
     half_ln_t: f64,
     disc: f64,
     inv_t15: f64,
@@ -577,6 +579,7 @@ impl BookRisk {
             vega: 0.0,
             theta: 0.0,
             t_years: 0.0,
+            sqrt_t: 0.0,
             half_ln_t: 0.0,
             disc: 1.0,
             inv_t15: 0.0,
@@ -1236,6 +1239,7 @@ impl BookRisk {
             0.0
         };
         bk.t_years = t;
+        bk.sqrt_t = t.sqrt();
         let tb = t.max(MIN_T_BOUND);
         bk.half_ln_t = 0.5 * tb.ln();
         bk.disc = (-und.rate * t).exp();
@@ -1269,13 +1273,25 @@ impl BookRisk {
         let f = ln_f.exp();
         let y0 = ln_f - bk.ln_fref;
         let t = bk.t_years;
-        let sqrt_t = t.sqrt();
-        let v = o.vol * sqrt_t;
-        let x = (f / o.strike).ln();
-        let (g0, gy, gyy, gs) = delta_terms(&o, x, v, f);
+        // The Black-76 valuation on the forward (carry yield = rate), once: the delta terms,
+        // the vega and the theta share its d1, d2, N and n.
+        let at = GbsAt {
+            s: f,
+            k: o.strike,
+            t,
+            sqrt_t: bk.sqrt_t,
+            r: rate,
+            q: rate,
+            dr: bk.disc,
+            dq: bk.disc,
+        };
+        let black = GbsTerms::new(o.kind, &at, o.vol, (f / o.strike).ln());
+        let (g0, gy, gyy, gs) = delta_terms(&o, &black, f);
         let (b_yyy, b_sy, b_ss) = bound_coefficients(&o);
-        let greeks = gbs_greeks(o.kind, f, o.strike, t, o.vol, rate, rate);
-        let theta = option_theta(&o, und_price, rate, div, t, &greeks);
+        let theta = match o.model {
+            Model::Black76 => black.theta(),
+            Model::Bsm => gbs_greeks(o.kind, und_price, o.strike, t, o.vol, rate, div).theta,
+        };
         let half_ln_t0 = self.buckets[b].half_ln_t;
         let o = &mut self.options[i];
         o.g0 = g0;
@@ -1284,7 +1300,7 @@ impl BookRisk {
         o.gs = gs;
         o.y0 = y0;
         o.half_ln_t0 = half_ln_t0;
-        o.vega = greeks.vega;
+        o.vega = black.vega();
         o.theta = theta;
         o.bound = BoundCoeffs {
             yyy: b_yyy,
@@ -1593,18 +1609,20 @@ impl OptState {
     }
 }
 
-/// The delta polynomial's terms of option `o` at log-moneyness `x` = ln(F/K), total
-/// standard deviation `v` = vol x sqrt(T) and forward `f`: `(g0, gy, gyy, gs)` (the value and
-/// its derivatives in the log-move Y, twice, and in the stddev), for the plain leg or the
-/// premium-adjusted (inverse) one; the deterministic limit below `MIN_STDDEV`.
+/// The delta polynomial's terms of option `o` from its Black-76 valuation `black` (at
+/// log-moneyness x = ln(F/K), total standard deviation v = vol x sqrt(T)) and forward `f`:
+/// `(g0, gy, gyy, gs)` (the value and its derivatives in the log-move Y, twice, and in the
+/// stddev), for the plain leg or the premium-adjusted (inverse) one; the deterministic limit
+/// below `MIN_STDDEV`.
 #[inline]
-fn delta_terms(o: &OptState, x: f64, v: f64, f: f64) -> (f64, f64, f64, f64) {
+fn delta_terms(o: &OptState, black: &GbsTerms, f: f64) -> (f64, f64, f64, f64) {
     let w = o.kind.sign();
     let leg_pa = o.leg == 1;
-    if v < MIN_STDDEV {
-        let ind = if x > 0.0 {
+    if black.deterministic {
+        // The sign of d1 (+-inf, or 0 at the money) is the sign of x.
+        let ind = if black.d1 > 0.0 {
             1.0
-        } else if x < 0.0 {
+        } else if black.d1 < 0.0 {
             0.0
         } else {
             0.5
@@ -1622,17 +1640,17 @@ fn delta_terms(o: &OptState, x: f64, v: f64, f: f64) -> (f64, f64, f64, f64) {
         let gyy = if leg_pa { g0 } else { 0.0 };
         return (g0, gy, gyy, 0.0);
     }
-    let d1 = x / v + 0.5 * v;
-    let d2 = d1 - v;
-    let n1 = norm_pdf(d1);
+    let (d1, d2, v, n1) = (black.d1, black.d2, black.v, black.pdf1);
     if leg_pa {
-        let u = w * (o.strike / f) * norm_cdf(w * d2);
+        // N(w d2).
+        let u = w * (o.strike / f) * black.nw2;
         (u, -u + n1 / v, u - n1 / v - d1 * n1 / (v * v), -d1 * n1)
     } else {
+        // N(d1) for a call, -N(-d1) for a put: w N(w d1).
         let g0 = if o.kind == OptionType::Call {
-            norm_cdf(d1)
+            black.nw1
         } else {
-            -norm_cdf(-d1)
+            -black.nw1
         };
         (g0, n1 / v, -d1 * n1 / (v * v), -d2 * n1)
     }
@@ -1807,6 +1825,62 @@ mod cached_terms {
                 let (got, want) = (bits(b.underlying(0).unwrap()), bits(reference.underlying(0).unwrap()));
                 prop_assert_eq!(got, want, "after op {} {:?}", k, op);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod shared_black_terms {
+    //! `reeval` values each option once (`GbsTerms`, with the expiry's cached sqrt(T) and
+    //! discount) for its delta terms, vega and theta: they must be bit for bit what the full
+    //! kernel `gbs_greeks` gives for the same forward, strike, time, vol and rate.
+    use super::*;
+    use proptest::prelude::*;
+
+    const DAY_NS: u64 = 86_400_000_000_000;
+    const T0_NS: u64 = 1_600_000_000_000_000_000;
+
+    proptest! {
+        #[test]
+        fn an_options_vega_and_theta_are_the_full_kernels_bit_for_bit(
+            call in any::<bool>(),
+            inverse in any::<bool>(),
+            log_k in -1.0f64..1.0,
+            vol in 0.01f64..3.0,
+            minutes in 1u64..500_000,
+            rate in -0.2f64..0.2,
+            fwd_move in -0.05f64..0.05,
+            qty in prop::sample::select(vec![-3.0, -1.0, 0.1, 1.0, 2.5]),
+        ) {
+            let mut b = BookRisk::new(RiskConfig { max_options: 1, max_instrument_id: 4, ..RiskConfig::default() });
+            b.advance_time(T0_NS);
+            b.add_underlying(0, 9000.0).unwrap();
+            b.set_rates(0, rate, 0.0).unwrap();
+            let expiry_ns = T0_NS + 400 * DAY_NS;
+            b.add_forward(1, 0, expiry_ns, 9050.0).unwrap();
+            let kind = if call { OptionType::Call } else { OptionType::Put };
+            let strike = (9000.0 * log_k.exp()).round();
+            let spec = OptionSpec {
+                id: 2,
+                underlying_id: 0,
+                forward_id: Some(1),
+                strike,
+                expiry_ns,
+                kind,
+                model: Model::Black76,
+                settlement: if inverse { Settlement::Inverse } else { Settlement::Linear },
+                multiplier: 1.0,
+            };
+            b.add_option(spec, 0.5).unwrap();
+            b.add_position(2, qty);
+            b.advance_time(expiry_ns - minutes * 60_000_000_000);
+            prop_assert!(b.on_mark(2, vol, 9050.0 * fwd_move.exp()));
+            let bk = &b.buckets[0];
+            let f = (b.underlyings[0].ln_price + bk.ln_basis).exp();
+            let want = gbs_greeks(kind, f, strike, bk.t_years, vol, rate, rate);
+            let got = b.buckets(0).next().unwrap();
+            prop_assert_eq!(got.vega.to_bits(), (qty * want.vega).to_bits());
+            prop_assert_eq!(got.theta.to_bits(), (qty * want.theta).to_bits());
         }
     }
 }
