@@ -1258,7 +1258,8 @@ impl BookRisk {
     /// Exact re-evaluation of option `i` at its bucket's current state: replaces its
     /// contribution to the bucket sums. O(1).
     fn reeval(&mut self, i: usize) {
-        let o = self.options[i];
+        // By reference, not by copy (the state is some 200 bytes, a memcpy per copy).
+        let o = &self.options[i];
         if o.settled {
             // Cash now: nothing to evaluate, nothing in the sums.
             return;
@@ -1270,8 +1271,8 @@ impl BookRisk {
         };
         let q = o.contracts * o.multiplier;
         // Remove the old contribution.
-        apply(&mut self.buckets[b], &o, -q, -q.abs());
-        let bk = &self.buckets[b];
+        apply(&mut self.buckets[b], o, -q, -q.abs());
+        let (bk, o) = (&self.buckets[b], &self.options[i]);
         let ln_f = ln_s + bk.ln_basis;
         let f = ln_f.exp();
         let y0 = ln_f - bk.ln_fref;
@@ -1289,8 +1290,8 @@ impl BookRisk {
             dq: bk.disc,
         };
         let black = GbsTerms::new(o.kind, &at, o.vol, (f / o.strike).ln());
-        let (g0, gy, gyy, gs) = delta_terms(&o, &black, f);
-        let (b_yyy, b_sy, b_ss) = bound_coefficients(&o);
+        let (g0, gy, gyy, gs) = delta_terms(o, &black, f);
+        let (b_yyy, b_sy, b_ss) = bound_coefficients(o);
         let theta = match o.model {
             Model::Black76 => black.theta(),
             Model::Bsm => gbs_greeks(o.kind, und_price, o.strike, t, o.vol, rate, div).theta,
@@ -1310,9 +1311,8 @@ impl BookRisk {
             sy: b_sy,
             ss: b_ss,
         };
-        let o = *o;
         let bk = &mut self.buckets[b];
-        apply(bk, &o, q, q.abs());
+        apply(bk, &self.options[i], q, q.abs());
         bk.y_lo = bk.y_lo.min(y0);
         bk.y_hi = bk.y_hi.max(y0);
         bk.t_anchor_max = bk.t_anchor_max.max(t);
