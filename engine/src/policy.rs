@@ -415,10 +415,14 @@ pub struct PolicyState {
 }
 
 impl PolicyState {
-    /// Feeds a hedge-instrument book update into the statistics.
+    /// Feeds a hedge-instrument book update into the statistics, which only the cost-aware
+    /// band reads ([`HedgePolicy::band`]): under any other rule (fixed in production) a
+    /// quote costs no logarithm and no division here, and `stats` stay at their default.
     #[inline]
     pub fn observe_book(&mut self, cfg: &PolicyConfig, bid: f64, ask: f64) {
-        self.stats.observe(bid, ask, cfg.fast_alpha, cfg.slow_alpha);
+        if matches!(cfg.rule, BandRule::CostAware { .. }) {
+            self.stats.observe(bid, ask, cfg.fast_alpha, cfg.slow_alpha);
+        }
     }
 
     /// Records that a hedge was sent at `now_ns`.
@@ -1013,6 +1017,19 @@ mod tests {
         let d = p.decide(&s, &risk(5.0, 0.001), &b, 0).hedge().unwrap();
         assert!((d.target_delta - h1).abs() < 1e-12);
         assert!((d.qty_contracts - p.instrument.round_down_to_lot(5.0 - h1)).abs() < 1e-9);
+    }
+
+    /// Only the cost-aware band reads the book statistics: under another rule a quote
+    /// leaves them untouched (no logarithm per quote); under the cost-aware one it feeds them.
+    #[test]
+    fn only_the_cost_aware_band_feeds_the_book_statistics() {
+        for (p, fed) in [(fixed(RehedgeTarget::Zero), false), (cost_aware(), true)] {
+            let mut s = PolicyState::default();
+            for m in [10_000.0, 10_010.0, 9_990.0] {
+                s.observe_book(&p.cfg, m - 0.5, m + 0.5);
+            }
+            assert_eq!(s.stats != MarketStats::default(), fed, "{:?}", p.cfg.rule);
+        }
     }
 
     /// [`cost_aware`] with a state that has seen 200 calm books: 10000 +- 1, spread 1.
