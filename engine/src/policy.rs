@@ -647,7 +647,26 @@ impl HedgePolicy {
 
     /// The band half-width and the `lambda` behind it, for a trade of about `trade_delta`
     /// (underlying units) on `book`. Public for gauges and the backtest.
+    ///
+    /// Inlined for the fixed band (a constant, read twice per held event); the other rules
+    /// are computed out of line.
+    #[inline]
     pub fn band(
+        &self,
+        state: &PolicyState,
+        risk: &RiskSnapshot,
+        book: &LastValue,
+        trade_delta: f64,
+    ) -> (f64, f64) {
+        match self.cfg.rule {
+            BandRule::Fixed { band, .. } => (band, 0.0),
+            _ => self.computed_band(state, risk, book, trade_delta),
+        }
+    }
+
+    /// [`HedgePolicy::band`] for every rule.
+    #[inline(never)]
+    fn computed_band(
         &self,
         state: &PolicyState,
         risk: &RiskSnapshot,
