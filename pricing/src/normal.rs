@@ -75,11 +75,37 @@ const Q: [f64; 5] = [
 /// `erfc` calls it for `0.46875 < y < 26.543` only (or NaN), where `y * 16` is below 425:
 /// truncating through an integer gives exactly `trunc` (a NaN becomes 0, and the result
 /// NaN all the same) without the libm call that `f64::trunc` is on x86-64 without SSE4.1.
+///
+/// `ysq` is a multiple of 1/16 below 26.6, so `exp(-ysq * ysq)` takes one of
+/// [`EXP_NEG_SQ_STEPS`] values: they are computed once, by the same expression, and read
+/// from a table (one exp per call instead of two; bit for bit the same).
 #[inline]
 fn exp_neg_sq(y: f64) -> f64 {
-    let ysq = trunc_small(y * 16.0) / 16.0;
+    let steps = trunc_small(y * 16.0);
+    let ysq = steps / 16.0;
     let del = (y - ysq) * (y + ysq);
-    (-ysq * ysq).exp() * (-del).exp()
+    let head = match exp_neg_sq_table().get(steps as usize) {
+        Some(&e) => e,
+        None => exp_neg_step(ysq),
+    };
+    head * (-del).exp()
+}
+
+/// Entries of the table of `exp(-(k/16)^2)`: every k that `erfc` reaches (y < 26.543).
+pub const EXP_NEG_SQ_STEPS: usize = 425;
+
+/// `exp(-ysq * ysq)`, the expression both the table and its fallback evaluate.
+#[inline]
+fn exp_neg_step(ysq: f64) -> f64 {
+    (-ysq * ysq).exp()
+}
+
+/// The table of `exp(-(k/16)^2)`, k < [`EXP_NEG_SQ_STEPS`]: filled on first use (425 exps,
+/// no allocation: the hedger's first valuation is at start-up, when it registers options),
+/// then one atomic load per read.
+fn exp_neg_sq_table() -> &'static [f64; EXP_NEG_SQ_STEPS] {
+    static TABLE: std::sync::OnceLock<[f64; EXP_NEG_SQ_STEPS]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| std::array::from_fn(|k| exp_neg_step(k as f64 / 16.0)))
 }
 
 /// `x.trunc()` for `0 <= x < 2^63` (and 0 for NaN), by the integer conversion.
@@ -194,6 +220,25 @@ mod tests {
             assert_eq!(trunc_small(x).to_bits(), x.trunc().to_bits(), "x = {x}");
         }
         assert!(exp_neg_sq(f64::NAN).is_nan());
+    }
+
+    /// The table's `exp(-ysq^2)` is the direct expression's, bit for bit, on a sweep of
+    /// every interval erfc uses it on; and erfc reaches no step beyond the table.
+    #[test]
+    fn exp_neg_sq_from_the_table_is_the_two_exps_bit_for_bit() {
+        let direct = |y: f64| {
+            let ysq = (y * 16.0).trunc() / 16.0;
+            let del = (y - ysq) * (y + ysq);
+            (-ysq * ysq).exp() * (-del).exp()
+        };
+        let mut y: f64 = 0.468_75;
+        while y < 26.543 {
+            for y in [y, y.next_up()] {
+                assert_eq!(exp_neg_sq(y).to_bits(), direct(y).to_bits(), "y = {y}");
+            }
+            y += 0.000_377_1;
+        }
+        assert!(trunc_small(26.543 * 16.0) < EXP_NEG_SQ_STEPS as f64);
     }
 
     #[test]
