@@ -100,9 +100,15 @@ fn exp_neg_step(ysq: f64) -> f64 {
     (-ysq * ysq).exp()
 }
 
-/// The table of `exp(-(k/16)^2)`, k < [`EXP_NEG_SQ_STEPS`]: filled on first use (425 exps,
-/// no allocation: the hedger's first valuation is at start-up, when it registers options),
-/// then one atomic load per read.
+/// Fills the tables behind [`erfc`] (425 exps, no allocation) if they are not yet: a
+/// caller with a latency-critical loop calls it at start-up, so that no valuation on the
+/// loop pays for it (`engine::risk::BookRisk::new` does). Idempotent and thread-safe.
+pub fn fill_tables() {
+    exp_neg_sq_table();
+}
+
+/// The table of `exp(-(k/16)^2)`, k < [`EXP_NEG_SQ_STEPS`]: filled on first use or by
+/// [`fill_tables`], then one atomic load per read.
 fn exp_neg_sq_table() -> &'static [f64; EXP_NEG_SQ_STEPS] {
     static TABLE: std::sync::OnceLock<[f64; EXP_NEG_SQ_STEPS]> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| std::array::from_fn(|k| exp_neg_step(k as f64 / 16.0)))

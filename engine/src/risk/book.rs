@@ -458,6 +458,9 @@ impl BookRisk {
     /// An empty book; reserves room for `cfg.max_options` options and
     /// `cfg.max_instrument_id` ids so that event calls never allocate.
     pub fn new(cfg: RiskConfig) -> Self {
+        // The normal distribution's table, filled here rather than by a first valuation on
+        // the event path.
+        crate::pricing::normal::fill_tables();
         BookRisk {
             cfg,
             now_ns: 0,
