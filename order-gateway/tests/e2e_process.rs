@@ -11,7 +11,7 @@ use shm_layout::{
     LastValue, OpenOptions, OptionType, ProcessState, Side, SpscConsumer, SpscProducer,
 };
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use testkit::ChildGuard;
@@ -23,6 +23,16 @@ fn spawn(dir: &Path, extra: &[&str]) -> ChildGuard {
         .spawn()
         .expect("spawn order-gateway");
     ChildGuard::adopt(child)
+}
+
+/// The world, the gateway process on it (with `extra` arguments) and the hedger side reading
+/// its execs.
+fn start(extra: &[&str]) -> (World, PathBuf, ChildGuard, Hedger) {
+    let w = world();
+    let dir = w.dir.path().to_path_buf();
+    let gw = spawn(&dir, extra);
+    let h = Hedger::open(&dir);
+    (w, dir, gw, h)
 }
 
 /// A perpetual with a two-level book and a call option with a mark.
@@ -185,22 +195,16 @@ fn wait_running(dir: &Path, p: &ChildGuard) {
 
 #[test]
 fn n_orders_in_exactly_n_terminal_reports_out() {
-    let mut w = world();
-    let dir = w.dir.path().to_path_buf();
-    let mut gw = spawn(
-        &dir,
-        &[
-            "--flow-intensity",
-            "200",
-            "--seed",
-            "5",
-            "--latency-us",
-            "50",
-            "--jitter-us",
-            "100",
-        ],
-    );
-    let mut h = Hedger::open(&dir);
+    let (mut w, dir, mut gw, mut h) = start(&[
+        "--flow-intensity",
+        "200",
+        "--seed",
+        "5",
+        "--latency-us",
+        "50",
+        "--jitter-us",
+        "100",
+    ]);
     let n = 3000u64;
     push_all(&mut w.orders, 1..=n, &mut h);
     h.wait_terminals(n as usize, Instant::now() + Duration::from_secs(120));
@@ -238,11 +242,8 @@ fn counters(dir: &Path) -> HashMap<String, u64> {
 
 #[test]
 fn sigterm_drains_orders_in_flight_so_a_restart_recovers_nothing() {
-    let mut w = world();
-    let dir = w.dir.path().to_path_buf();
     let args = ["--no-flow", "--latency-us", "5000", "--jitter-us", "5000"];
-    let mut gw = spawn(&dir, &args);
-    let mut h = Hedger::open(&dir);
+    let (mut w, dir, mut gw, mut h) = start(&args);
     let n = 800u64;
     push_all(&mut w.orders, 1..=n, &mut h);
     let until = Instant::now() + Duration::from_secs(20);
@@ -266,11 +267,8 @@ fn sigterm_drains_orders_in_flight_so_a_restart_recovers_nothing() {
 
 #[test]
 fn sigkill_and_restart_mid_stream_loses_and_duplicates_nothing() {
-    let mut w = world();
-    let dir = w.dir.path().to_path_buf();
     let args = ["--no-flow", "--latency-us", "2000", "--jitter-us", "3000"];
-    let mut gw = spawn(&dir, &args);
-    let mut h = Hedger::open(&dir);
+    let (mut w, dir, mut gw, mut h) = start(&args);
     let n = 4000u64;
     let chunk = 500u64;
     let kills = common::send_in_chunks_with_restarts(

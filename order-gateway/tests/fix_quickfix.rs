@@ -100,12 +100,30 @@ fn connect(v: &mut FixVenue) {
     assert!(sink.is_empty());
 }
 
-fn kinds_of(reports: &[VenueReport], id: u64) -> Vec<(ExecKind, f64, f64, RejectReason)> {
+/// Logs on, then polls for `ms`: what was reported meanwhile.
+fn connect_and_settle(v: &mut FixVenue, ms: u64) -> Vec<VenueReport> {
+    connect(v);
+    let mut reps = Vec::new();
+    settle(v, &mut reps, ms);
+    reps
+}
+
+/// What a report says: kind, quantity, price and reject reason.
+type Said = (ExecKind, f64, f64, RejectReason);
+
+fn kinds_of(reports: &[VenueReport], id: u64) -> Vec<Said> {
     reports
         .iter()
         .filter(|r| r.client_order_id == id)
         .map(|r| (r.kind, r.qty, r.price, r.reject_reason))
         .collect()
+}
+
+/// Each order's reports are exactly the expected ones, in order (`why` says what it shows).
+fn assert_reports(reports: &[VenueReport], expected: &[(u64, &[Said], &str)]) {
+    for &(id, want, why) in expected {
+        assert_eq!(kinds_of(reports, id), want, "order {id}: {why}");
+    }
 }
 
 fn terminal_count(reports: &[VenueReport]) -> usize {
@@ -142,28 +160,36 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
     });
     use ExecKind::*;
     use RejectReason as R;
-    assert_eq!(
-        kinds_of(&reps, 1),
-        [(Ack, 0.0, 0.0, R::None), (Fill, 10.0, 100.5, R::None)]
-    );
-    assert_eq!(
-        kinds_of(&reps, 2),
-        [
-            (Ack, 0.0, 0.0, R::None),
-            (PartialFill, 100.0, 99.0, R::None),
-            (Cancelled, 0.0, 0.0, R::None)
-        ]
-    );
-    assert_eq!(kinds_of(&reps, 3), [(Rejected, 0.0, 0.0, R::VenueOther)]);
-    assert_eq!(kinds_of(&reps, 4), [(Rejected, 0.0, 0.0, R::VenueOther)]);
-    assert_eq!(
-        kinds_of(&reps, 5),
-        [(Rejected, 0.0, 0.0, R::VenueOther)],
-        "business reject (35=j) ends the order"
-    );
-    assert_eq!(
-        kinds_of(&reps, 6),
-        [(Ack, 0.0, 0.0, R::None), (Fill, 2.0, 100.0, R::None)]
+    assert_reports(
+        &reps,
+        &[
+            (
+                1,
+                &[(Ack, 0.0, 0.0, R::None), (Fill, 10.0, 100.5, R::None)],
+                "",
+            ),
+            (
+                2,
+                &[
+                    (Ack, 0.0, 0.0, R::None),
+                    (PartialFill, 100.0, 99.0, R::None),
+                    (Cancelled, 0.0, 0.0, R::None),
+                ],
+                "",
+            ),
+            (3, &[(Rejected, 0.0, 0.0, R::VenueOther)], ""),
+            (4, &[(Rejected, 0.0, 0.0, R::VenueOther)], ""),
+            (
+                5,
+                &[(Rejected, 0.0, 0.0, R::VenueOther)],
+                "business reject (35=j) ends the order",
+            ),
+            (
+                6,
+                &[(Ack, 0.0, 0.0, R::None), (Fill, 2.0, 100.0, R::None)],
+                "",
+            ),
+        ],
     );
     let partial = reps
         .iter()
@@ -209,9 +235,7 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
     let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
     assert_eq!(v.session().next_out(), out_before, "next_out persisted");
     assert_eq!(v.session().next_in(), in_before, "next_in persisted");
-    connect(&mut v);
-    let mut reps = Vec::new();
-    settle(&mut v, &mut reps, 300);
+    let mut reps = connect_and_settle(&mut v, 300);
     let s = v.session().stats();
     assert_eq!(
         (
@@ -234,9 +258,7 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
     assert!(!v.is_connected());
     drop(v);
     let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
-    connect(&mut v);
-    let mut reps = Vec::new();
-    settle(&mut v, &mut reps, 300);
+    connect_and_settle(&mut v, 300);
     let s = v.session().stats();
     assert_eq!((s.resend_requests_sent, s.resend_requests_received), (0, 0));
 
@@ -247,9 +269,7 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
     drop(v);
     std::fs::write(&seq_file, format!("{:020} {:020}\n", out + 3, inn)).unwrap();
     let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
-    connect(&mut v);
-    let mut reps = Vec::new();
-    settle(&mut v, &mut reps, 500);
+    let mut reps = connect_and_settle(&mut v, 500);
     let s = v.session().stats();
     assert_eq!(
         (
@@ -272,9 +292,7 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
     drop(v);
     std::fs::write(&seq_file, format!("{:020} {:020}\n", out, inn - 3)).unwrap();
     let mut v = FixVenue::new(config(port, &state), &defs).unwrap();
-    connect(&mut v);
-    let mut reps = Vec::new();
-    settle(&mut v, &mut reps, 500);
+    let mut reps = connect_and_settle(&mut v, 500);
     let s = v.session().stats();
     assert_eq!(s.resend_requests_sent, 1, "{s:?}");
     assert!(reps.is_empty(), "{reps:?}");
@@ -296,9 +314,7 @@ fn orders_fill_partially_fill_and_reject_against_quickfix_and_sequence_numbers_s
     });
     assert_eq!(kinds_of(&reps, 10), [(Rejected, 0.0, 0.0, R::NotConnected)]);
     exch = start_acceptor(&exch_store, port);
-    connect(&mut v);
-    let mut reps = Vec::new();
-    settle(&mut v, &mut reps, 300);
+    let mut reps = connect_and_settle(&mut v, 300);
     v.submit(&order(11, 0, Side::Buy, 1.0, 100.0), now_ns());
     pump(&mut v, &mut reps, "order 11 filled", |_, r| {
         terminal_count(r) == 1
@@ -345,23 +361,29 @@ fn a_restarted_gateway_recovers_orders_of_the_killed_run_with_order_status_reque
     });
     use ExecKind::*;
     use RejectReason as R;
-    assert_eq!(
-        kinds_of(&reps, 20),
-        [
-            (PartialFill, 100.0, 101.0, R::None),
-            (Cancelled, 0.0, 0.0, R::None)
-        ]
-    );
-    assert_eq!(kinds_of(&reps, 21), [(Fill, 10.0, 99.5, R::None)]);
-    assert_eq!(
-        kinds_of(&reps, 22),
-        [(Cancelled, 0.0, 0.0, R::None)],
-        "only quantity beyond filled_qty is reported"
-    );
-    assert_eq!(
-        kinds_of(&reps, 23),
-        [(Cancelled, 0.0, 0.0, R::GatewayRecovery)],
-        "an order the venue never saw ends cancelled by recovery"
+    assert_reports(
+        &reps,
+        &[
+            (
+                20,
+                &[
+                    (PartialFill, 100.0, 101.0, R::None),
+                    (Cancelled, 0.0, 0.0, R::None),
+                ],
+                "",
+            ),
+            (21, &[(Fill, 10.0, 99.5, R::None)], ""),
+            (
+                22,
+                &[(Cancelled, 0.0, 0.0, R::None)],
+                "only quantity beyond filled_qty is reported",
+            ),
+            (
+                23,
+                &[(Cancelled, 0.0, 0.0, R::GatewayRecovery)],
+                "an order the venue never saw ends cancelled by recovery",
+            ),
+        ],
     );
     assert_eq!(v.stats().status_requests_sent, 4);
     settle(&mut v, &mut reps, 200);
@@ -377,9 +399,7 @@ fn heartbeats_keep_the_session_up_and_a_silent_exchange_is_detected_by_test_requ
     cfg.heartbeat_interval_s = 1;
     cfg.logon_timeout_ms = 1_000;
     let mut v = FixVenue::new(cfg, &instruments()).unwrap();
-    connect(&mut v);
-    let mut reps = Vec::new();
-    settle(&mut v, &mut reps, 3_000);
+    let mut reps = connect_and_settle(&mut v, 3_000);
     let s = v.session().stats();
     assert!(v.is_connected());
     assert!(s.heartbeats_sent >= 2, "{s:?}");

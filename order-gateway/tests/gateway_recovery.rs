@@ -11,7 +11,6 @@ use order_gateway::journal::Journal;
 use order_gateway::sim::{SimConfig, SimVenue};
 use shm_layout::{ExecEvent, ExecKind, HedgeOrder, InstrumentDef, LastValue, RejectReason, Side};
 use std::collections::HashMap;
-use std::path::Path;
 
 type Market = Vec<Option<LastValue>>;
 
@@ -46,36 +45,45 @@ fn sim() -> SimVenue<Market> {
     SimVenue::new(cfg, defs(), market(1))
 }
 
-fn start(
-    path: &Path,
-    orders: &mut VecOrders,
-    execs: &mut VecExecs,
-    now: u64,
-) -> Gateway<SimVenue<Market>> {
-    let (j, replay) = Journal::open(path).unwrap();
-    let limits = GatewayLimits {
-        outbound_capacity: 1024,
-        compact_after_records: 500,
-        ..GatewayLimits::default()
-    };
-    Gateway::recover(sim(), None, j, replay, limits, orders, execs, now)
-        .unwrap()
-        .0
+type Setup = common::Rig<Market>;
+
+fn setup() -> Setup {
+    common::rig(market(1))
 }
 
-/// Steps the gateway `steps` times, `dt_ns` apart from `now` on; the last step's time.
-fn run_steps(
-    gw: &mut Gateway<SimVenue<Market>>,
-    (mut now, dt_ns, steps): (u64, u64, u32),
-    orders: &mut VecOrders,
-    execs: &mut VecExecs,
-    m: &Market,
-) -> u64 {
-    for _ in 0..steps {
-        now += dt_ns;
-        gw.step(now, true, orders, execs, m).unwrap();
+impl Setup {
+    /// The gateway recovered from the journal at `now`.
+    fn start(&mut self, now: u64) -> Gateway<SimVenue<Market>> {
+        let (j, replay) = Journal::open(&self.path).unwrap();
+        let limits = GatewayLimits {
+            outbound_capacity: 1024,
+            compact_after_records: 500,
+            ..GatewayLimits::default()
+        };
+        let (o, e) = (&mut self.orders, &mut self.execs);
+        Gateway::recover(sim(), None, j, replay, limits, o, e, now)
+            .unwrap()
+            .0
     }
-    now
+
+    /// One step of `gw` at `now`.
+    fn step(&mut self, gw: &mut Gateway<SimVenue<Market>>, now: u64) {
+        gw.step(now, true, &mut self.orders, &mut self.execs, &self.market)
+            .unwrap();
+    }
+
+    /// Steps `gw` `steps` times, `dt_ns` apart from `now` on; the last step's time.
+    fn run_steps(
+        &mut self,
+        gw: &mut Gateway<SimVenue<Market>>,
+        (mut now, dt_ns, steps): (u64, u64, u32),
+    ) -> u64 {
+        for _ in 0..steps {
+            now += dt_ns;
+            self.step(gw, now);
+        }
+        now
+    }
 }
 
 /// Checks: ids strictly increasing, exactly one terminal per order id in `1..=n`.
@@ -101,38 +109,33 @@ fn check(execs: &[ExecEvent], n: u64) -> HashMap<u64, ExecKind> {
 
 #[test]
 fn every_order_ends_exactly_once_with_increasing_exec_ids() {
-    let (_dir, path) = common::temp_path("gw.journal");
-    let mut orders = VecOrders::default();
-    let mut execs = VecExecs::default();
-    let mut gw = start(&path, &mut orders, &mut execs, 0);
-    let m = market(1);
+    let mut t = setup();
+    let mut gw = t.start(0);
     let n = 2000u64;
     let mut now = 0u64;
     for id in 1..=n {
-        orders.all.push(order(id));
+        t.orders.all.push(order(id));
         now += 7_000;
-        gw.step(now, true, &mut orders, &mut execs, &m).unwrap();
+        t.step(&mut gw, now);
     }
-    run_steps(&mut gw, (now, 100_000, 100), &mut orders, &mut execs, &m);
+    t.run_steps(&mut gw, (now, 100_000, 100));
     assert_eq!(gw.open_orders(), 0);
-    assert_eq!(execs.all[0].exec_id, 1);
-    check(&execs.all, n);
+    assert_eq!(t.execs.all[0].exec_id, 1);
+    check(&t.execs.all, n);
     assert!(gw.journal().records() < 2 * 500 + 600, "journal compacts");
 }
 
 #[test]
 fn kill_at_every_bad_moment_loses_and_repeats_nothing() {
-    let (_dir, path) = common::temp_path("gw.journal");
-    let mut orders = VecOrders::default();
-    let mut execs = VecExecs::default();
-    let m = market(1);
+    let mut t = setup();
     let n = 600u64;
     let mut next_id = 1u64;
     let mut now = 1_000u64;
     let mut restarts = 0;
-    let mut gw = start(&path, &mut orders, &mut execs, now);
+    let mut gw = t.start(now);
     let mut step_no = 0u64;
-    while execs
+    while t
+        .execs
         .all
         .iter()
         .filter(|e| e.kind().unwrap().is_terminal())
@@ -145,85 +148,81 @@ fn kill_at_every_bad_moment_loses_and_repeats_nothing() {
         // A few orders per step, so that orders are in flight at each kill.
         for _ in 0..3 {
             if next_id <= n {
-                orders.all.push(order(next_id));
+                t.orders.all.push(order(next_id));
                 next_id += 1;
             }
         }
-        gw.step(now, true, &mut orders, &mut execs, &m).unwrap();
+        t.step(&mut gw, now);
         if step_no.is_multiple_of(11) {
             // Kill. Sometimes the last pushes "did not happen" (journaled, not pushed) and the
             // last commit "did not happen" (journaled, not committed).
             drop(gw);
             restarts += 1;
-            if restarts % 2 == 0 && !execs.all.is_empty() {
-                let cut = (restarts % 5).min(execs.all.len());
-                execs.all.truncate(execs.all.len() - cut);
+            if restarts % 2 == 0 && !t.execs.all.is_empty() {
+                let cut = (restarts % 5).min(t.execs.all.len());
+                t.execs.all.truncate(t.execs.all.len() - cut);
             }
-            if restarts % 3 == 0 && orders.head > 0 {
-                orders.head -= 1;
+            if restarts % 3 == 0 && t.orders.head > 0 {
+                t.orders.head -= 1;
             }
-            orders.rewind();
-            gw = start(&path, &mut orders, &mut execs, now);
+            t.orders.rewind();
+            gw = t.start(now);
         }
     }
     assert!(restarts > 10);
-    let terminal = check(&execs.all, n);
-    let recovered = execs
+    let terminal = check(&t.execs.all, n);
+    let recovered = t
+        .execs
         .all
         .iter()
         .filter(|e| e.reject_reason().unwrap() == RejectReason::GatewayRecovery)
         .count();
-    assert!(recovered > 0, "some orders were in flight at a kill");
+    assert!(recovered > 0, "some t.orders were in flight at a kill");
     assert!(terminal.values().any(|k| *k == ExecKind::Fill));
 }
 
 #[test]
 fn full_execs_ring_holds_reports_and_counts_backpressure() {
-    let (_dir, path) = common::temp_path("gw.journal");
-    let mut orders = VecOrders::default();
-    let mut execs = VecExecs {
+    let mut t = setup();
+    t.execs = VecExecs {
         free: 10,
         ..VecExecs::default()
     };
-    let mut gw = start(&path, &mut orders, &mut execs, 0);
-    let m = market(1);
+    let mut gw = t.start(0);
     for id in 1..=50 {
-        orders.all.push(order(id));
+        t.orders.all.push(order(id));
     }
-    let now = run_steps(&mut gw, (0, 1_000_000, 50), &mut orders, &mut execs, &m);
-    assert_eq!(execs.all.len(), 10);
+    let now = t.run_steps(&mut gw, (0, 1_000_000, 50));
+    assert_eq!(t.execs.all.len(), 10);
     assert!(gw.backlog() >= 40);
     assert_eq!(gw.stats().execs_ring_full, 1);
-    execs.free = usize::MAX;
-    run_steps(&mut gw, (now, 1_000_000, 5), &mut orders, &mut execs, &m);
+    t.execs.free = usize::MAX;
+    t.run_steps(&mut gw, (now, 1_000_000, 5));
     assert_eq!(gw.backlog(), 0);
-    check(&execs.all, 50);
+    check(&t.execs.all, 50);
 }
 
 #[test]
 fn replaced_execs_ring_gets_no_old_reports_and_ids_keep_increasing() {
-    let (_dir, path) = common::temp_path("gw.journal");
-    let mut orders = VecOrders::default();
-    let mut execs = VecExecs::default();
-    let m = market(1);
-    let mut gw = start(&path, &mut orders, &mut execs, 0);
+    let mut t = setup();
+    let mut gw = t.start(0);
     for id in 1..=20 {
-        orders.all.push(order(id));
+        t.orders.all.push(order(id));
     }
-    let now = run_steps(&mut gw, (0, 1_000_000, 20), &mut orders, &mut execs, &m);
+    let now = t.run_steps(&mut gw, (0, 1_000_000, 20));
     drop(gw);
-    let old_last = execs.all.last().unwrap().exec_id;
+    let old_last = t.execs.all.last().unwrap().exec_id;
     // The execs ring is replaced by a fresh, empty one while the gateway is down.
-    let mut fresh = VecExecs {
+    t.execs = VecExecs {
         ring_id: 2,
         ..VecExecs::default()
     };
-    orders.all.push(order(21));
-    let mut gw = start(&path, &mut orders, &mut fresh, now);
-    run_steps(&mut gw, (now, 1_000_000, 5), &mut orders, &mut fresh, &m);
-    assert!(!fresh.all.is_empty());
-    assert!(fresh.all.iter().all(|e| e.client_order_id == 21));
-    assert_eq!(fresh.all[0].exec_id, old_last + 1);
+    t.orders.all.push(order(21));
+    let mut gw = t.start(now);
+    t.run_steps(&mut gw, (now, 1_000_000, 5));
+    assert!(!t.execs.all.is_empty());
+    assert!(t.execs.all.iter().all(|e| e.client_order_id == 21));
+    assert_eq!(t.execs.all[0].exec_id, old_last + 1);
 }
 
 #[test]

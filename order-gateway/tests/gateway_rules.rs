@@ -5,14 +5,13 @@ mod common;
 
 use bytemuck::Zeroable;
 use common::{ioc_order, linear_perp};
-use order_gateway::gateway::{Gateway, GatewayLimits, OrderSource, VecExecs, VecOrders};
+use order_gateway::gateway::{Gateway, GatewayLimits, OrderSource, RecoverySummary};
 use order_gateway::journal::Journal;
 use order_gateway::sim::{SimConfig, SimVenue};
 use order_gateway::{Venue, VenueReport};
 use shm_layout::{
     ExecEvent, ExecKind, HedgeOrder, LastValue, OrderAction, RejectReason, Side, TimeInForce,
 };
-use std::path::Path;
 
 type Market = Vec<Option<LastValue>>;
 
@@ -41,20 +40,49 @@ fn order(id: u64, tif: TimeInForce, px: f64) -> HedgeOrder {
     }
 }
 
-fn start<V: Venue>(
-    venue: V,
-    path: &Path,
-    o: &mut VecOrders,
-    e: &mut VecExecs,
-) -> (Gateway<V>, order_gateway::gateway::RecoverySummary) {
-    let (j, r) = Journal::open(path).unwrap();
-    Gateway::recover(venue, None, j, r, GatewayLimits::default(), o, e, 0).unwrap()
+type Setup = common::Rig<Market>;
+
+fn setup() -> Setup {
+    common::rig(market())
 }
 
-fn run<V: Venue>(gw: &mut Gateway<V>, o: &mut VecOrders, e: &mut VecExecs, from: u64) {
-    let m = market();
-    for i in 1..=10 {
-        gw.step(from + i * 100_000, true, o, e, &m).unwrap();
+impl Setup {
+    /// A gateway on `venue`, recovered from the journal.
+    fn start<V: Venue>(&mut self, venue: V) -> (Gateway<V>, RecoverySummary) {
+        let (j, r) = Journal::open(&self.path).unwrap();
+        let (o, e) = (&mut self.orders, &mut self.execs);
+        Gateway::recover(venue, None, j, r, GatewayLimits::default(), o, e, 0).unwrap()
+    }
+
+    /// A gateway on the simulated venue with order `id` resting (GTC at 99.0, below the ask),
+    /// run to its ack.
+    fn start_with_resting(&mut self, id: u64) -> Gateway<SimVenue<Market>> {
+        let (mut gw, _) = self.start(sim());
+        self.orders.all.push(order(id, TimeInForce::Gtc, 99.0));
+        self.run(&mut gw, 0);
+        gw
+    }
+
+    /// Ten steps of `gw`, 100 us apart after `from`.
+    fn run<V: Venue>(&mut self, gw: &mut Gateway<V>, from: u64) {
+        for i in 1..=10 {
+            gw.step(
+                from + i * 100_000,
+                true,
+                &mut self.orders,
+                &mut self.execs,
+                &self.market,
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// A request to cancel order `id`.
+fn cancel_of(id: u64) -> HedgeOrder {
+    HedgeOrder {
+        action: OrderAction::Cancel as u8,
+        ..order(id, TimeInForce::Gtc, 99.0)
     }
 }
 
@@ -67,20 +95,17 @@ fn kinds(e: &[ExecEvent], id: u64) -> Vec<(ExecKind, RejectReason)> {
 
 #[test]
 fn cancel_request_ends_a_resting_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
-    let (mut gw, _) = start(sim(), &dir.path().join("j"), &mut o, &mut e);
-    o.all.push(order(1, TimeInForce::Gtc, 99.0));
-    run(&mut gw, &mut o, &mut e, 0);
-    assert_eq!(kinds(&e.all, 1), [(ExecKind::Ack, RejectReason::None)]);
-    assert_eq!(gw.open_orders(), 1);
-    o.all.push(HedgeOrder {
-        action: OrderAction::Cancel as u8,
-        ..order(1, TimeInForce::Gtc, 99.0)
-    });
-    run(&mut gw, &mut o, &mut e, 10_000_000);
+    let mut t = setup();
+    let mut gw = t.start_with_resting(1);
     assert_eq!(
-        kinds(&e.all, 1),
+        kinds(&t.execs.all, 1),
+        [(ExecKind::Ack, RejectReason::None)]
+    );
+    assert_eq!(gw.open_orders(), 1);
+    t.orders.all.push(cancel_of(1));
+    t.run(&mut gw, 10_000_000);
+    assert_eq!(
+        kinds(&t.execs.all, 1),
         [
             (ExecKind::Ack, RejectReason::None),
             (ExecKind::Cancelled, RejectReason::None)
@@ -89,24 +114,18 @@ fn cancel_request_ends_a_resting_order() {
     assert_eq!(gw.open_orders(), 0);
     assert_eq!(gw.stats().cancel_requests, 1);
     // A cancel for an order that is not open reports nothing.
-    o.all.push(HedgeOrder {
-        action: OrderAction::Cancel as u8,
-        ..order(77, TimeInForce::Gtc, 99.0)
-    });
-    run(&mut gw, &mut o, &mut e, 20_000_000);
-    assert!(kinds(&e.all, 77).is_empty());
+    t.orders.all.push(cancel_of(77));
+    t.run(&mut gw, 20_000_000);
+    assert!(kinds(&t.execs.all, 77).is_empty());
 }
 
 #[test]
 fn duplicate_id_is_rejected_without_touching_the_open_order() {
-    let (_dir, path) = common::temp_path("j");
-    let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
-    let (mut gw, _) = start(sim(), &path, &mut o, &mut e);
-    o.all.push(order(5, TimeInForce::Gtc, 99.0));
-    run(&mut gw, &mut o, &mut e, 0);
-    o.all.push(order(5, TimeInForce::Ioc, 100.0));
-    run(&mut gw, &mut o, &mut e, 10_000_000);
-    let k = kinds(&e.all, 5);
+    let mut t = setup();
+    let mut gw = t.start_with_resting(5);
+    t.orders.all.push(order(5, TimeInForce::Ioc, 100.0));
+    t.run(&mut gw, 10_000_000);
+    let k = kinds(&t.execs.all, 5);
     assert_eq!(
         k.last(),
         Some(&(ExecKind::Rejected, RejectReason::DuplicateOrder))
@@ -114,7 +133,7 @@ fn duplicate_id_is_rejected_without_touching_the_open_order() {
     assert_eq!(gw.open_orders(), 1, "the resting order is still open");
     drop(gw);
     // After a restart the journal still knows order 5 is open: it is recovered.
-    let (_, s) = start(sim(), &path, &mut o, &mut e);
+    let (_, s) = t.start(sim());
     assert_eq!(s.orders_cancelled, 1);
 }
 
@@ -135,21 +154,20 @@ impl Venue for Down {
 
 #[test]
 fn disconnected_venue_and_invalid_action_are_rejected_by_the_gateway() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
-    let (mut gw, _) = start(Down, &dir.path().join("j"), &mut o, &mut e);
-    o.all.push(order(1, TimeInForce::Ioc, 100.0));
-    o.all.push(HedgeOrder {
+    let mut t = setup();
+    let (mut gw, _) = t.start(Down);
+    t.orders.all.push(order(1, TimeInForce::Ioc, 100.0));
+    t.orders.all.push(HedgeOrder {
         action: 9,
         ..order(2, TimeInForce::Ioc, 100.0)
     });
-    run(&mut gw, &mut o, &mut e, 0);
+    t.run(&mut gw, 0);
     assert_eq!(
-        kinds(&e.all, 1),
+        kinds(&t.execs.all, 1),
         [(ExecKind::Rejected, RejectReason::NotConnected)]
     );
     assert_eq!(
-        kinds(&e.all, 2),
+        kinds(&t.execs.all, 2),
         [(ExecKind::Rejected, RejectReason::InvalidOrder)]
     );
     assert_eq!(gw.open_orders(), 0);
@@ -182,66 +200,63 @@ impl Venue for Recovering {
 
 #[test]
 fn a_venue_may_recover_open_orders_itself() {
-    let (_dir, path) = common::temp_path("j");
-    let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
-    let (mut gw, _) = start(Recovering::default(), &path, &mut o, &mut e);
-    o.all.push(order(3, TimeInForce::Ioc, 100.0));
-    run(&mut gw, &mut o, &mut e, 0);
-    assert!(e.all.is_empty(), "the venue never answered");
+    let mut t = setup();
+    let (mut gw, _) = t.start(Recovering::default());
+    t.orders.all.push(order(3, TimeInForce::Ioc, 100.0));
+    t.run(&mut gw, 0);
+    assert!(t.execs.all.is_empty(), "the venue never answered");
     drop(gw);
-    let (mut gw, s) = start(Recovering::default(), &path, &mut o, &mut e);
+    let (mut gw, s) = t.start(Recovering::default());
     assert_eq!((s.orders_to_venue, s.orders_cancelled), (1, 0));
-    run(&mut gw, &mut o, &mut e, 10_000_000);
-    assert_eq!(kinds(&e.all, 3), [(ExecKind::Fill, RejectReason::None)]);
+    t.run(&mut gw, 10_000_000);
+    assert_eq!(
+        kinds(&t.execs.all, 3),
+        [(ExecKind::Fill, RejectReason::None)]
+    );
     assert_eq!(gw.open_orders(), 0);
 }
 
 #[test]
 fn a_batch_journaled_but_not_committed_is_taken_once_even_with_cancels_and_duplicates() {
-    let (_dir, path) = common::temp_path("j");
-    let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
-    let (mut gw, _) = start(sim(), &path, &mut o, &mut e);
-    o.all.push(order(1, TimeInForce::Gtc, 99.0));
-    o.all.push(HedgeOrder {
-        action: OrderAction::Cancel as u8,
-        ..order(2, TimeInForce::Gtc, 99.0)
-    });
-    o.all.push(order(1, TimeInForce::Ioc, 100.0)); // duplicate id
-    o.all.push(order(3, TimeInForce::Ioc, 100.0));
-    let m = market();
-    gw.step(1, true, &mut o, &mut e, &m).unwrap();
+    let mut t = setup();
+    let (mut gw, _) = t.start(sim());
+    t.orders.all.push(order(1, TimeInForce::Gtc, 99.0));
+    t.orders.all.push(cancel_of(2));
+    t.orders.all.push(order(1, TimeInForce::Ioc, 100.0)); // duplicate id
+    t.orders.all.push(order(3, TimeInForce::Ioc, 100.0));
+    gw.step(1, true, &mut t.orders, &mut t.execs, &t.market)
+        .unwrap();
     drop(gw);
     // The commit "did not happen": the whole batch is in the ring again.
-    o.head = 0;
-    o.rewind();
-    let (mut gw, s) = start(sim(), &path, &mut o, &mut e);
+    t.orders.head = 0;
+    t.orders.rewind();
+    let (mut gw, s) = t.start(sim());
     assert_eq!(s.orders_skipped, 4);
-    run(&mut gw, &mut o, &mut e, 1_000_000);
+    t.run(&mut gw, 1_000_000);
     for id in [1, 3] {
-        let t: Vec<_> = kinds(&e.all, id)
+        let t: Vec<_> = kinds(&t.execs.all, id)
             .into_iter()
             .filter(|(k, r)| k.is_terminal() && *r != RejectReason::DuplicateOrder)
             .collect();
         assert_eq!(t.len(), 1, "order {id}: {t:?}");
     }
-    assert!(kinds(&e.all, 2).is_empty());
+    assert!(kinds(&t.execs.all, 2).is_empty());
     assert_eq!(gw.open_orders(), 0);
 }
 
 #[test]
 fn tick_to_order_is_measured_from_the_feed_stamp_over_the_whole_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut o, mut e) = (VecOrders::default(), VecExecs::default());
-    let (mut gw, _) = start(sim(), &dir.path().join("j"), &mut o, &mut e);
+    let mut t = setup();
+    let (mut gw, _) = t.start(sim());
     // Read at 100_000 ns (first step of `run`): 40 us after the feed stamp, 10 us after publish.
-    o.all.push(HedgeOrder {
+    t.orders.all.push(HedgeOrder {
         feed_recv_ts_ns: 60_000,
         publish_ts_ns: 90_000,
         ..order(1, TimeInForce::Ioc, 100.0)
     });
     // No feed stamp (a timer-driven order): not counted as tick-to-order.
-    o.all.push(order(2, TimeInForce::Ioc, 100.0));
-    run(&mut gw, &mut o, &mut e, 0);
+    t.orders.all.push(order(2, TimeInForce::Ioc, 100.0));
+    t.run(&mut gw, 0);
     assert_eq!(gw.tick_to_order().len(), 1);
     let h = gw.tick_to_order();
     assert!(h.equivalent(h.max(), 40_000), "max {}", h.max());

@@ -86,9 +86,20 @@ fn order_with(tif: TimeInForce, id: u64, side: Side, qty: f64, px: f64) -> Hedge
 
 fn run(v: &mut SimVenue<Vec<Option<LastValue>>>, o: &HedgeOrder, now: u64) -> Vec<VenueReport> {
     v.submit(o, now);
+    polled(v, now)
+}
+
+/// The reports a poll at `now` delivers.
+fn polled(v: &mut SimVenue<Vec<Option<LastValue>>>, now: u64) -> Vec<VenueReport> {
     let mut out = Vec::new();
     v.poll(now, &mut |r| out.push(r));
     out
+}
+
+/// The one report in `r` (there must be exactly one).
+fn only(r: &[VenueReport]) -> &VenueReport {
+    assert_eq!(r.len(), 1, "{r:?}");
+    &r[0]
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -156,12 +167,8 @@ fn liquidity_taken_stays_taken_until_the_book_updates() {
     let r = run(&mut v, &order(1, Side::Buy, 1.0, 100.0), 0);
     assert_eq!(r[0].kind, ExecKind::Fill);
     let r = run(&mut v, &order(2, Side::Buy, 1.0, 100.0), 1);
-    assert_eq!(r.len(), 1);
-    assert_eq!(
-        r[0].kind,
-        ExecKind::Cancelled,
-        "the 100.0 level was consumed"
-    );
+    let kind = only(&r).kind;
+    assert_eq!(kind, ExecKind::Cancelled, "the 100.0 level was consumed");
     v.market_mut()[1] = Some(book(2));
     let r = run(&mut v, &order(3, Side::Buy, 1.0, 100.0), 2);
     assert_eq!(r[0].kind, ExecKind::Fill, "a fresh book shows size again");
@@ -171,9 +178,7 @@ fn liquidity_taken_stays_taken_until_the_book_updates() {
 fn fok_fills_all_or_nothing() {
     let mut v = venue(cfg());
     let o = order_with(TimeInForce::Fok, 1, Side::Buy, 9.0, 101.0);
-    let r = run(&mut v, &o, 0);
-    assert_eq!(r.len(), 1);
-    assert_eq!(r[0].kind, ExecKind::Cancelled);
+    assert_eq!(only(&run(&mut v, &o, 0)).kind, ExecKind::Cancelled);
     let o = order_with(TimeInForce::Fok, 2, Side::Buy, 8.0, 101.0);
     let r = run(&mut v, &o, 0);
     assert_eq!(r.last().unwrap().kind, ExecKind::Fill);
@@ -197,53 +202,39 @@ fn market_order_is_collared_at_the_band() {
 fn gtc_remainder_rests_and_fills_as_maker_when_the_book_crosses() {
     let mut v = venue(cfg());
     let o = order_with(TimeInForce::Gtc, 1, Side::Buy, 1.0, 99.5);
-    let r = run(&mut v, &o, 0);
-    assert_eq!(r.len(), 1);
-    assert_eq!(r[0].kind, ExecKind::Ack);
+    assert_eq!(only(&run(&mut v, &o, 0)).kind, ExecKind::Ack);
     assert_eq!(v.resting(), 1);
     let mut b = book(5);
     (b.bid_px, b.ask_px, b.ask_qty) = (99.0, 99.5, 0.4);
     b.valid = LastValue::HAS_QUOTE;
     v.market_mut()[1] = Some(b);
-    let mut out = Vec::new();
-    v.poll(10, &mut |r| out.push(r));
+    let out = polled(&mut v, 10);
     assert_eq!(out[0].kind, ExecKind::PartialFill);
     assert_eq!(out[0].liquidity, Liquidity::Maker);
     assert!(close(out[0].qty, 0.4) && close(out[0].price, 99.5) && out[0].fee < 0.0);
     v.cancel(1, 11);
-    let mut out = Vec::new();
-    v.poll(11, &mut |r| out.push(r));
-    assert_eq!(out.len(), 1);
-    assert_eq!(out[0].kind, ExecKind::Cancelled);
+    assert_eq!(only(&polled(&mut v, 11)).kind, ExecKind::Cancelled);
     assert_eq!(v.resting(), 0);
 }
 
 fn reject_of(v: &mut SimVenue<Vec<Option<LastValue>>>, o: HedgeOrder) -> RejectReason {
     let r = run(v, &o, 0);
-    assert_eq!(r.len(), 1, "{r:?}");
-    assert_eq!(r[0].kind, ExecKind::Rejected);
+    assert_eq!(only(&r).kind, ExecKind::Rejected);
     r[0].reject_reason
 }
 
 #[test]
 fn each_reject_reason() {
     let mut v = venue(cfg());
-    assert_eq!(
-        reject_of(&mut v, order(1, Side::Buy, 1.0, 100.2)),
-        RejectReason::BadTick
-    );
-    assert_eq!(
-        reject_of(&mut v, order(2, Side::Buy, 1.0005, 100.0)),
-        RejectReason::BadLot
-    );
-    assert_eq!(
-        reject_of(&mut v, order(3, Side::Buy, 0.001, 100.0)),
-        RejectReason::BelowMinSize
-    );
-    assert_eq!(
-        reject_of(&mut v, order(4, Side::Buy, 1.0, 120.0)),
-        RejectReason::PriceOutsideBand
-    );
+    for (id, qty, px, reason) in [
+        (1, 1.0, 100.2, RejectReason::BadTick),
+        (2, 1.0005, 100.0, RejectReason::BadLot),
+        (3, 0.001, 100.0, RejectReason::BelowMinSize),
+        (4, 1.0, 120.0, RejectReason::PriceOutsideBand),
+    ] {
+        let o = order(id, Side::Buy, qty, px);
+        assert_eq!(reject_of(&mut v, o), reason, "{qty} at {px}");
+    }
     let mut o = order(5, Side::Buy, 1.0, 100.0);
     o.instrument_id = 9;
     assert_eq!(reject_of(&mut v, o), RejectReason::UnknownInstrument);
@@ -282,12 +273,9 @@ fn latency_delays_reports_without_blocking() {
     c.jitter_us = 50.0;
     let mut v = venue(c);
     v.submit(&order(1, Side::Buy, 1.0, 100.0), 1_000);
-    let mut out = Vec::new();
-    v.poll(1_000 + 199_000, &mut |r| out.push(r));
-    assert!(out.is_empty(), "two one-way latencies of at least 100 us");
-    v.poll(1_000 + 300_000, &mut |r| out.push(r));
-    assert_eq!(out.len(), 1);
-    assert_eq!(out[0].kind, ExecKind::Fill);
+    let early = polled(&mut v, 1_000 + 199_000);
+    assert!(early.is_empty(), "two one-way latencies of at least 100 us");
+    assert_eq!(only(&polled(&mut v, 1_000 + 300_000)).kind, ExecKind::Fill);
     assert_eq!(v.in_flight(), 0);
 }
 
@@ -341,9 +329,9 @@ fn size_unknown_touch_fills_only_the_configured_default_size() {
     assert!(close(r[0].qty, 2.0) && close(r[0].price, 100.0), "{r:?}");
     // The 2 contracts stay taken until the feed updates the instrument.
     let r = run(&mut v, &order(2, Side::Buy, 1.0, 100.0), 0);
-    assert_eq!(r.len(), 1);
-    assert_eq!(r[0].kind, ExecKind::Cancelled);
-    assert!(close(r[0].leaves_qty, 0.0) && r[0].qty == 0.0);
+    let cancel = only(&r);
+    assert_eq!(cancel.kind, ExecKind::Cancelled);
+    assert!(close(cancel.leaves_qty, 0.0) && cancel.qty == 0.0);
 }
 
 #[test]

@@ -46,6 +46,13 @@ fn rest_buy(v: &mut SimVenue<Vec<Option<LastValue>>>, qty: f64) {
     assert_eq!(v.resting(), 1);
 }
 
+/// A venue under `model` with a passive buy of 3 resting at the bid behind the 5 displayed.
+fn resting_buy(model: QueueModel) -> SimVenue<Vec<Option<LastValue>>> {
+    let mut v = venue(model);
+    rest_buy(&mut v, 3.0);
+    v
+}
+
 fn poll(v: &mut SimVenue<Vec<Option<LastValue>>>, now: u64) -> Vec<VenueReport> {
     let mut out = Vec::new();
     v.poll(now, &mut |r| out.push(r));
@@ -63,24 +70,43 @@ fn filled(out: &[VenueReport]) -> f64 {
         .sum()
 }
 
+/// The book now shows `bid_qty` at the bid (update `seq`), seen by a poll at `now`.
+fn bid_shows(v: &mut SimVenue<Vec<Option<LastValue>>>, seq: u64, bid_qty: f64, now: u64) {
+    v.market_mut()[0] = Some(book(seq, bid_qty));
+    poll(v, now);
+}
+
+/// A trade printed at `px` (aggressor if known) at `now`, and what the poll then reports.
+fn trade(
+    v: &mut SimVenue<Vec<Option<LastValue>>>,
+    (px, qty, aggressor): (f64, f64, Option<Side>),
+    now: u64,
+) -> Vec<VenueReport> {
+    v.on_trade(PERP, px, qty, aggressor, now);
+    poll(v, now)
+}
+
+/// A seller hits the bid (99.5, our price) for `qty` at `now`: how much of ours it filled.
+fn sold_at_bid(v: &mut SimVenue<Vec<Option<LastValue>>>, qty: f64, now: u64) -> f64 {
+    filled(&trade(v, (99.5, qty, Some(Side::Sell)), now))
+}
+
 #[test]
 fn a_trade_ahead_advances_the_queue_and_fills_only_what_it_leaves() {
-    let mut v = venue(QueueModel::RiskAverse);
-    rest_buy(&mut v, 3.0);
+    let mut v = resting_buy(QueueModel::RiskAverse);
     // 4 of the 5 ahead of us trade: we are next, nothing filled.
-    v.on_trade(PERP, 99.5, 4.0, Some(Side::Sell), 1);
-    assert_eq!(filled(&poll(&mut v, 1)), 0.0);
+    assert_eq!(sold_at_bid(&mut v, 4.0, 1), 0.0);
     // 3 more: 1 for the last one ahead, 2 for us.
-    v.on_trade(PERP, 99.5, 3.0, Some(Side::Sell), 2);
-    let out = poll(&mut v, 2);
+    let out = trade(&mut v, (99.5, 3.0, Some(Side::Sell)), 2);
     assert_eq!(filled(&out), 2.0);
     assert_eq!(out[0].kind, ExecKind::PartialFill);
     assert_eq!(out[0].leaves_qty, 1.0);
     // A buyer lifting the ask cannot reach our bid.
-    v.on_trade(PERP, 99.5, 10.0, Some(Side::Buy), 3);
-    assert_eq!(filled(&poll(&mut v, 3)), 0.0);
-    v.on_trade(PERP, 99.5, 1.0, None, 4);
-    let out = poll(&mut v, 4);
+    assert_eq!(
+        filled(&trade(&mut v, (99.5, 10.0, Some(Side::Buy)), 3)),
+        0.0
+    );
+    let out = trade(&mut v, (99.5, 1.0, None), 4);
     assert_eq!(filled(&out), 1.0);
     assert_eq!(out[0].kind, ExecKind::Fill);
     assert_eq!(v.resting(), 0);
@@ -88,86 +114,65 @@ fn a_trade_ahead_advances_the_queue_and_fills_only_what_it_leaves() {
 
 #[test]
 fn a_trade_through_our_price_fills_the_whole_order() {
-    let mut v = venue(QueueModel::RiskAverse);
-    rest_buy(&mut v, 3.0);
+    let mut v = resting_buy(QueueModel::RiskAverse);
     // A seller swept our level and printed below it: everyone at 99.5 was filled.
-    v.on_trade(PERP, 99.0, 1.0, Some(Side::Sell), 1);
-    let out = poll(&mut v, 1);
+    let out = trade(&mut v, (99.0, 1.0, Some(Side::Sell)), 1);
     assert_eq!(filled(&out), 3.0);
     assert_eq!(out[0].kind, ExecKind::Fill);
     // A trade at a better price than ours (above our bid) does not.
-    let mut v = venue(QueueModel::RiskAverse);
-    rest_buy(&mut v, 3.0);
-    v.on_trade(PERP, 100.0, 5.0, Some(Side::Sell), 1);
-    assert_eq!(filled(&poll(&mut v, 1)), 0.0);
+    let mut v = resting_buy(QueueModel::RiskAverse);
+    assert_eq!(
+        filled(&trade(&mut v, (100.0, 5.0, Some(Side::Sell)), 1)),
+        0.0
+    );
 }
 
 #[test]
 fn a_cancel_behind_us_does_not_advance_the_queue_risk_averse() {
-    let mut v = venue(QueueModel::RiskAverse);
-    rest_buy(&mut v, 3.0);
+    let mut v = resting_buy(QueueModel::RiskAverse);
     // The level grows to 9 (behind us), then shrinks to 6: from behind, the 5 ahead remain.
-    v.market_mut()[0] = Some(book(2, 9.0));
-    poll(&mut v, 1);
-    v.market_mut()[0] = Some(book(3, 6.0));
-    poll(&mut v, 2);
-    v.on_trade(PERP, 99.5, 5.0, Some(Side::Sell), 3);
+    bid_shows(&mut v, 2, 9.0, 1);
+    bid_shows(&mut v, 3, 6.0, 2);
     assert_eq!(
-        filled(&poll(&mut v, 3)),
+        sold_at_bid(&mut v, 5.0, 3),
         0.0,
         "still 5 ahead before this trade"
     );
-    v.on_trade(PERP, 99.5, 1.0, Some(Side::Sell), 4);
-    assert_eq!(filled(&poll(&mut v, 4)), 1.0);
+    assert_eq!(sold_at_bid(&mut v, 1.0, 4), 1.0);
 }
 
 #[test]
 fn a_level_shrinking_below_the_queue_ahead_moves_us_up_risk_averse() {
-    let mut v = venue(QueueModel::RiskAverse);
-    rest_buy(&mut v, 3.0);
+    let mut v = resting_buy(QueueModel::RiskAverse);
     // Only 2 left displayed: at most 2 can be ahead of us.
-    v.market_mut()[0] = Some(book(2, 2.0));
-    poll(&mut v, 1);
-    v.on_trade(PERP, 99.5, 4.0, Some(Side::Sell), 2);
-    assert_eq!(filled(&poll(&mut v, 2)), 2.0);
+    bid_shows(&mut v, 2, 2.0, 1);
+    assert_eq!(sold_at_bid(&mut v, 4.0, 2), 2.0);
 }
 
 #[test]
 fn a_traded_decrease_is_not_counted_again_as_a_cancel() {
-    let mut v = venue(QueueModel::Prob);
-    rest_buy(&mut v, 3.0);
+    let mut v = resting_buy(QueueModel::Prob);
     // 2 trade at our price, then the book shows 3 (5 - 2): no cancel, 3 still ahead.
-    v.on_trade(PERP, 99.5, 2.0, Some(Side::Sell), 1);
-    poll(&mut v, 1);
-    v.market_mut()[0] = Some(book(2, 3.0));
-    poll(&mut v, 2);
-    v.on_trade(PERP, 99.5, 3.0, Some(Side::Sell), 3);
-    assert_eq!(filled(&poll(&mut v, 3)), 0.0);
-    v.on_trade(PERP, 99.5, 1.0, Some(Side::Sell), 4);
-    assert_eq!(filled(&poll(&mut v, 4)), 1.0);
+    assert_eq!(sold_at_bid(&mut v, 2.0, 1), 0.0);
+    bid_shows(&mut v, 2, 3.0, 2);
+    assert_eq!(sold_at_bid(&mut v, 3.0, 3), 0.0);
+    assert_eq!(sold_at_bid(&mut v, 1.0, 4), 1.0);
 }
 
 #[test]
 fn the_prob_model_takes_part_of_a_cancel_from_ahead() {
     // 5 ahead, nobody behind at the start: a cancel of 2 can only come from ahead.
-    let mut v = venue(QueueModel::Prob);
-    rest_buy(&mut v, 3.0);
-    v.market_mut()[0] = Some(book(2, 3.0));
-    poll(&mut v, 1);
-    v.on_trade(PERP, 99.5, 4.0, Some(Side::Sell), 2);
-    assert_eq!(filled(&poll(&mut v, 2)), 1.0, "3 ahead after the cancel");
+    let mut v = resting_buy(QueueModel::Prob);
+    bid_shows(&mut v, 2, 3.0, 1);
+    assert_eq!(sold_at_bid(&mut v, 4.0, 2), 1.0, "3 ahead after the cancel");
     // Risk averse: the same book leaves min(5, 3) = 3 ahead too; with someone behind the
     // models differ: 5 ahead, 5 behind (level 10), 4 cancelled.
     for (model, expect) in [(QueueModel::RiskAverse, 0.0), (QueueModel::Prob, 2.0)] {
-        let mut v = venue(model);
-        rest_buy(&mut v, 3.0);
-        v.market_mut()[0] = Some(book(2, 10.0));
-        poll(&mut v, 1);
-        v.market_mut()[0] = Some(book(3, 6.0));
-        poll(&mut v, 2);
+        let mut v = resting_buy(model);
+        bid_shows(&mut v, 2, 10.0, 1);
+        bid_shows(&mut v, 3, 6.0, 2);
         // Prob (n = 2): half of the 4 from ahead (5^2 / (5^2 + 5^2)): 3 ahead.
-        v.on_trade(PERP, 99.5, 5.0, Some(Side::Sell), 3);
-        assert_eq!(filled(&poll(&mut v, 3)), expect, "{model:?}");
+        assert_eq!(sold_at_bid(&mut v, 5.0, 3), expect, "{model:?}");
     }
 }
 
@@ -183,6 +188,5 @@ fn unknown_sizes_queue_behind_the_configured_size_and_only_trades_move_it() {
     b2.last_seq = 3;
     v.market_mut()[0] = Some(b2);
     poll(&mut v, 1);
-    v.on_trade(PERP, 99.5, 2.0, Some(Side::Sell), 2);
-    assert_eq!(filled(&poll(&mut v, 2)), 1.0);
+    assert_eq!(sold_at_bid(&mut v, 2.0, 2), 1.0);
 }

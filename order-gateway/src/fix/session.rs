@@ -269,7 +269,7 @@ impl Session {
             return;
         }
         let now = shm_layout::clock::now_ns();
-        let _ = self.send_admin(b"5", now, |w| {
+        let _ = self.send_seq(b"5", now, None, |w| {
             if !text.is_empty() {
                 w.str(tag::TEXT, text.as_bytes());
             }
@@ -304,20 +304,9 @@ impl Session {
         self.send_seq(msg_type, now_ns, None, body)
     }
 
-    fn send_admin(
-        &mut self,
-        msg_type: &[u8],
-        now_ns: u64,
-        body: impl FnOnce(&mut MsgWriter),
-    ) -> Result<u64, SendError> {
-        if self.stream.is_none() {
-            return Err(SendError::NotConnected);
-        }
-        self.send_seq(msg_type, now_ns, None, body)
-    }
-
-    /// Encodes with the standard header; `fixed_seq` (gap fills) sends with that number
-    /// without consuming one.
+    /// Encodes with the standard header and sends (an admin message as soon as connected, an
+    /// application message through [`Self::send_app`] once active); `fixed_seq` (gap fills)
+    /// sends with that number without consuming one.
     fn send_seq(
         &mut self,
         msg_type: &[u8],
@@ -325,6 +314,9 @@ impl Session {
         fixed_seq: Option<u64>,
         body: impl FnOnce(&mut MsgWriter),
     ) -> Result<u64, SendError> {
+        if self.stream.is_none() {
+            return Err(SendError::NotConnected);
+        }
         let seq = fixed_seq.unwrap_or(self.store.next_out());
         let wall = shm_layout::clock::wall_ns();
         let mut w = MsgWriter::new(&mut self.scratch, msg_type);
@@ -404,7 +396,7 @@ impl Session {
         let reset = self.cfg.reset_on_logon;
         let user = self.cfg.username.clone();
         let pass = self.cfg.password.clone();
-        let r = self.send_admin(b"A", now_ns, |w| {
+        let r = self.send_seq(b"A", now_ns, None, |w| {
             w.char(tag::ENCRYPT_METHOD, b'0')
                 .u64(tag::HEART_BT_INT, u64::from(hb));
             if reset {
@@ -490,7 +482,7 @@ impl Session {
             SessionState::Active => {
                 if now_ns.saturating_sub(self.last_sent_ns) >= self.hb_ns {
                     self.stats.heartbeats_sent += 1;
-                    let _ = self.send_admin(b"0", now_ns, |_| {});
+                    let _ = self.send_seq(b"0", now_ns, None, |_| {});
                 }
                 let silent = now_ns.saturating_sub(self.last_recv_ns);
                 match self.test_req_sent_ns {
@@ -499,7 +491,7 @@ impl Session {
                         let id = self.test_req_id;
                         self.stats.test_requests_sent += 1;
                         if self
-                            .send_admin(b"1", now_ns, |w| {
+                            .send_seq(b"1", now_ns, None, |w| {
                                 w.u64(tag::TEST_REQ_ID, id);
                             })
                             .is_ok()
@@ -588,7 +580,7 @@ impl Session {
             || msg.get(tag::TARGET_COMP_ID) != Some(self.cfg.sender_comp_id.as_bytes())
         {
             self.stats.wrong_comp_id += 1;
-            let _ = self.send_admin(b"5", now_ns, |w| {
+            let _ = self.send_seq(b"5", now_ns, None, |w| {
                 w.str(tag::TEXT, b"CompID problem");
             });
             self.flush(now_ns, on_event);
@@ -665,7 +657,7 @@ impl Session {
         self.stats.seq_too_low += 1;
         let mut text = [0u8; 96];
         let t = too_low_text(expected, msg.seq_num(), &mut text);
-        let _ = self.send_admin(b"5", now_ns, |w| {
+        let _ = self.send_seq(b"5", now_ns, None, |w| {
             w.str(tag::TEXT, t);
         });
         self.flush(now_ns, on_event);
@@ -693,7 +685,7 @@ impl Session {
             b"1" => {
                 let id = msg.get(tag::TEST_REQ_ID).unwrap_or(b"0");
                 self.stats.heartbeats_sent += 1;
-                let _ = self.send_admin(b"0", now_ns, |w| {
+                let _ = self.send_seq(b"0", now_ns, None, |w| {
                     w.str(tag::TEST_REQ_ID, id);
                 });
             }
@@ -759,7 +751,7 @@ impl Session {
 
     fn on_logout(&mut self, now_ns: u64, on_event: &mut dyn FnMut(&mut Session, SessionEvent)) {
         if self.state == SessionState::Active {
-            let _ = self.send_admin(b"5", now_ns, |_| {});
+            let _ = self.send_seq(b"5", now_ns, None, |_| {});
             self.flush(now_ns, on_event);
         }
         self.disconnect(now_ns, on_event);
@@ -771,7 +763,7 @@ impl Session {
         }
         self.resend_until = Some(seen);
         self.stats.resend_requests_sent += 1;
-        if let Ok(seq) = self.send_admin(b"2", now_ns, |w| {
+        if let Ok(seq) = self.send_seq(b"2", now_ns, None, |w| {
             w.u64(tag::BEGIN_SEQ_NO, expected).u64(tag::END_SEQ_NO, 0);
         }) {
             self.our_resend_seqs.rotate_right(1);

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use bytemuck::Zeroable;
+use order_gateway::gateway::{VecExecs, VecOrders};
 use shm_layout::{
     names, CounterValue, CountersReader, ExecEvent, HedgeOrder, InstrumentDef, InstrumentKind,
     InstrumentTable, LastValue, LastValueTable, OpenOptions, OrderAction, OrderType, Side,
@@ -115,6 +116,28 @@ pub fn temp_path(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     (dir, path)
+}
+
+/// What an in-process gateway test starts from: a journal path in a directory of its own
+/// (removed on drop), empty in-memory rings, and the market the venue sees.
+pub struct Rig<M> {
+    pub _dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub orders: VecOrders,
+    pub execs: VecExecs,
+    pub market: M,
+}
+
+pub fn rig<M>(market: M) -> Rig<M> {
+    let (_dir, path) = temp_path("gw.journal");
+    let (orders, execs) = (VecOrders::default(), VecExecs::default());
+    Rig {
+        _dir,
+        path,
+        orders,
+        execs,
+        market,
+    }
 }
 
 /// Sends orders `1..=n` in chunks of `chunk` ids: `send(ids)` for each chunk, and after every
