@@ -51,6 +51,17 @@ fn a_passive_hedge_rests_at_our_touch_and_counts_in_flight() {
     assert_eq!(r.core.inflight_count(), 1);
 }
 
+/// The next order `r` sent, checked: its time in force and limit price, and the `reason` it was
+/// sent for.
+fn next_order(r: &mut Rig, (tif, limit_px): (TimeInForce, f64), reason: HedgeReason) -> HedgeOrder {
+    let o = r
+        .pop_order()
+        .unwrap_or_else(|| panic!("no order sent for {reason:?}"));
+    assert_eq!((o.tif(), o.limit_px), (Ok(tif), limit_px), "{reason:?}");
+    assert_eq!(r.core.sent_reason(o.client_order_id), Some(reason));
+    o
+}
+
 #[test]
 fn the_touch_moving_away_cancels_and_the_cancel_report_brings_a_new_passive_order() {
     let (mut r, o) = rig_with_passive_buy();
@@ -67,12 +78,7 @@ fn the_touch_moving_away_cancels_and_the_cancel_report_brings_a_new_passive_orde
         "a cancel changes nothing in flight"
     );
     r.cancelled(&o);
-    let n = r.pop_order().expect("the replacement");
-    assert_eq!((n.tif(), n.limit_px), (Ok(TimeInForce::Gtc), 10_001.0));
-    assert_eq!(
-        r.core.sent_reason(n.client_order_id),
-        Some(HedgeReason::Passive)
-    );
+    next_order(&mut r, (TimeInForce::Gtc, 10_001.0), HedgeReason::Passive);
     assert_eq!(r.core.inflight_count(), 1);
 }
 
@@ -84,11 +90,10 @@ fn after_the_timeout_the_passive_order_is_cancelled_then_crossed_with_an_ioc() {
     let c = r.pop_order().expect("a cancel at the timeout");
     assert_eq!(c.action(), Ok(OrderAction::Cancel));
     r.cancelled(&o);
-    let x = r.pop_order().expect("the crossing IOC");
-    assert_eq!((x.tif(), x.limit_px), (Ok(TimeInForce::Ioc), 10_000.5));
-    assert_eq!(
-        r.core.sent_reason(x.client_order_id),
-        Some(HedgeReason::CrossTimeout)
+    let x = next_order(
+        &mut r,
+        (TimeInForce::Ioc, 10_000.5),
+        HedgeReason::CrossTimeout,
     );
     assert_eq!(x.qty, o.qty);
 }
@@ -101,12 +106,7 @@ fn a_breach_beyond_the_outer_band_crosses_at_once_and_a_small_one_rests() {
     r.warm();
     // About -4.5 BTC of delta against a 0.5 band: beyond 5 x 0.5.
     r.client_buys_calls(10.0);
-    let x = r.pop_order().unwrap();
-    assert_eq!((x.tif(), x.limit_px), (Ok(TimeInForce::Ioc), 10_000.5));
-    assert_eq!(
-        r.core.sent_reason(x.client_order_id),
-        Some(HedgeReason::CrossBand)
-    );
+    let x = next_order(&mut r, (TimeInForce::Ioc, 10_000.5), HedgeReason::CrossBand);
     r.fill(&x);
     // About -0.9 BTC: outside the band, inside the outer band: rests.
     r.client_buys_calls(2.0);
@@ -213,16 +213,14 @@ fn slices_policy(cross_band: f64) -> PolicyConfig {
 }
 
 /// A rig on [`slices_policy`]`(cross_band)` after a client trade (delta about -4.5 BTC) and
-/// the fill of the programme's first child (reason `band`), which it returns.
-fn rig_with_first_child_filled(cross_band: f64) -> (Rig, HedgeOrder) {
+/// the fill of the first hedge, sent for `reason` (`Band`: a slice programme's first child),
+/// which it returns.
+fn rig_after_first_hedge(cross_band: f64, reason: HedgeReason) -> (Rig, HedgeOrder) {
     let mut r = rig(slices_policy(cross_band), open_limits());
     r.warm();
     r.client_buys_calls(10.0);
     let first = r.pop_order().unwrap();
-    assert_eq!(
-        r.core.sent_reason(first.client_order_id),
-        Some(HedgeReason::Band)
-    );
+    assert_eq!(r.core.sent_reason(first.client_order_id), Some(reason));
     r.fill(&first);
     (r, first)
 }
@@ -230,7 +228,7 @@ fn rig_with_first_child_filled(cross_band: f64) -> (Rig, HedgeOrder) {
 #[test]
 fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
     // Outer band far: this test slices; the outer band has its own tests.
-    let (mut r, first) = rig_with_first_child_filled(100.0);
+    let (mut r, first) = rig_after_first_hedge(100.0, HedgeReason::Band);
     // Delta is still outside the band, but the next child waits for its time.
     r.feed(&[quote(9_999.5, 10_000.5)]);
     assert!(r.pop_order().is_none());
@@ -266,7 +264,7 @@ fn slices_send_the_hedge_in_children_spaced_by_the_interval() {
 #[test]
 fn flow_beyond_the_outer_band_ends_a_slice_program_and_crosses_for_the_whole_at_once() {
     // Outer band 10 BTC (band 0.5): the first decision (-4.5 BTC) is sliced.
-    let (mut r, _) = rig_with_first_child_filled(20.0);
+    let (mut r, _) = rig_after_first_hedge(20.0, HedgeReason::Band);
     // More flow, long before the next child is due: delta about -3.4 - 13.5 BTC.
     r.client_buys_calls(30.0);
     let cross = r
@@ -291,16 +289,7 @@ fn flow_beyond_the_outer_band_ends_a_slice_program_and_crosses_for_the_whole_at_
 #[test]
 fn a_decision_beyond_the_outer_band_is_not_sliced() {
     // Outer band 1 BTC (band 0.5); the flow takes delta to about -4.5 BTC.
-    let p = slices_policy(2.0);
-    let mut r = rig(p, open_limits());
-    r.warm();
-    r.client_buys_calls(10.0);
-    let o = r.pop_order().unwrap();
-    assert_eq!(
-        r.core.sent_reason(o.client_order_id),
-        Some(HedgeReason::CrossBand)
-    );
-    r.fill(&o);
+    let (r, _) = rig_after_first_hedge(2.0, HedgeReason::CrossBand);
     assert!(r.core.und[0].net_delta.abs() <= 0.5);
     assert_eq!(r.core.und[0].exec.slices_left, 0);
 }

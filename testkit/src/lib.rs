@@ -1,6 +1,9 @@
 //! Fixtures shared by the test suites of several crates, so that a test idiom is written once.
-//! A dev-dependency only: nothing here reaches a product binary.
+//! A dev-dependency only (and a dependency of `bench`'s harness binaries): nothing here reaches a
+//! product binary.
 //!
+//! [`exec_event`] is an execution report as the order gateway sends it; [`ExecStream`] numbers
+//! and delivers them, as the gateway's execution stream.
 //! [`ChildGuard`] is a process under test that is killed and reaped on drop.
 //! [`shm`] gives a namespace directory of one's own and a small engine's instruments.
 //! [`config_fuzz`] is the harness of the processes' TOML config fuzz targets (hedger, order
@@ -23,6 +26,8 @@
 
 pub mod child;
 pub mod config_fuzz;
+pub mod exec;
 pub mod shm;
 
 pub use child::ChildGuard;
+pub use exec::{exec_event, ExecStream};

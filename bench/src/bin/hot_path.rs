@@ -40,9 +40,10 @@ use engine::hedger::risk::{BookRiskAdapter, OptionRisk};
 use feed_handler::source::{Source, SourceEvent};
 use feed_handler::synthetic::SyntheticSource;
 use hdrhistogram::Histogram;
-use shm_layout::{clock, ExecEvent, ExecKind, InstrumentKind, LastValue, Liquidity, MarketEvent};
-use shm_layout::{HedgeOrder, MarketEventKind, Side};
+use shm_layout::{clock, ExecEvent, ExecKind, InstrumentKind, LastValue, MarketEvent};
+use shm_layout::{MarketEventKind, Side};
 use std::process::ExitCode;
+use testkit::ExecStream;
 
 /// A client option trade every this many market events.
 const TRADE_EVERY: u64 = 50;
@@ -298,38 +299,16 @@ fn rig(
     })
 }
 
-/// An exec report for the rig's next exec id.
-fn exec(
-    r: &mut Rig,
-    kind: ExecKind,
-    coid: u64,
-    instr: u32,
-    side: Side,
-    qty: f64,
-    px: f64,
-) -> ExecEvent {
-    r.next_exec_id += 1;
-    ExecEvent {
-        exec_id: r.next_exec_id,
-        client_order_id: coid,
-        instrument_id: instr,
-        kind: kind as u8,
-        side: side as u8,
-        liquidity: Liquidity::Taker as u8,
-        reject_reason: 0,
-        qty,
-        price: px,
-        fee: 0.0,
-        leaves_qty: 0.0,
-        ts_ns: clock::now_ns(),
+/// The gateway's execution stream: the next report waits in the one-event slot for the step.
+impl ExecStream for Rig {
+    fn next_exec_id(&mut self) -> u64 {
+        self.next_exec_id += 1;
+        self.next_exec_id
     }
-}
 
-/// The complete fill of hedge order `o` at its limit price.
-fn fill_of(r: &mut Rig, o: &HedgeOrder) -> ExecEvent {
-    let side = o.side().unwrap_or(Side::Buy);
-    let (coid, id) = (o.client_order_id, o.instrument_id);
-    exec(r, ExecKind::Fill, coid, id, side, o.qty, o.limit_px)
+    fn deliver(&mut self, e: ExecEvent) {
+        self.execs.0 = Some(e);
+    }
 }
 
 /// Per-kind results.
@@ -389,7 +368,7 @@ fn timed(r: &mut Rig, k: usize, t: &mut Tally, no_clock: bool) -> u64 {
 /// Hands every order the core sent back to it as a complete fill, one step each.
 fn fill_orders(r: &mut Rig, t: &mut Tally, no_clock: bool) {
     while let Some(o) = r.orders.buf.pop_front() {
-        r.execs.0 = Some(fill_of(r, &o));
+        r.on_order(ExecKind::Fill, &o, (o.qty, o.limit_px, 0.0));
         timed(r, 5, t, no_clock);
         r.core.execs_committed();
     }
@@ -416,7 +395,7 @@ fn measure(r: &mut Rig, m: &Market, from: usize, args: &Args) -> Tally {
             } else {
                 Side::Sell
             };
-            r.execs.0 = Some(exec(r, ExecKind::OptionTrade, 0, id, side, 1.0, 0.01));
+            r.exec(ExecKind::OptionTrade, 0, id, side, 1.0, 0.01, 0.0);
             timed(r, 4, &mut t, no_clock);
             r.core.execs_committed();
             fill_orders(r, &mut t, no_clock);
@@ -499,7 +478,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         r.md.set(*e);
         r.poll();
         while let Some(o) = r.orders.buf.pop_front() {
-            r.execs.0 = Some(fill_of(&mut r, &o));
+            r.on_order(ExecKind::Fill, &o, (o.qty, o.limit_px, 0.0));
             r.poll();
             r.core.execs_committed();
         }

@@ -61,6 +61,16 @@ pub struct MemMarket {
     pub lap: Option<u64>,
 }
 
+impl MemMarket {
+    /// No events yet, and an empty last-value table of `instruments` ids.
+    pub fn with_instruments(instruments: usize) -> Self {
+        MemMarket {
+            lvt: vec![None; instruments],
+            ..MemMarket::default()
+        }
+    }
+}
+
 impl MarketSource for MemMarket {
     #[inline]
     fn poll(&mut self) -> MdPoll {

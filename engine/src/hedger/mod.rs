@@ -52,7 +52,7 @@
 //! let (now, wall) = (clock::now_ns(), clock::wall_ns());
 //! let risk = BookRiskAdapter::new(&[0], 2, 1, wall);
 //! let mut core = HedgerCore::new(vec![index, perp], vec![setup], risk, now, wall);
-//! let mut md = MemMarket { lvt: vec![None; 2], ..MemMarket::default() };
+//! let mut md = MemMarket::with_instruments(2);
 //! md.events.push(MarketEvent::underlying_price(0, 0, clock::now_ns(), 10_000.0));
 //! md.events.push(MarketEvent::quote(1, 0, clock::now_ns(), 9_999.5, 5.0, 10_000.0, 5.0));
 //! let (mut execs, mut orders, ctl) = (MemExecs::default(), MemOrders::new(16), MemControl::default());

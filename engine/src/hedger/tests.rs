@@ -7,9 +7,9 @@ use super::risk::{BookRiskAdapter, OptionRisk};
 use crate::limits::{LimitBreach, LimitsConfig};
 use crate::policy::{BandRule, PolicyConfig, RehedgeTarget};
 use shm_layout::{
-    ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, Liquidity, MarketEvent,
-    OptionType, Side,
+    ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, MarketEvent, OptionType, Side,
 };
+use testkit::exec_event;
 
 /// 2026-01-02T00:00:00Z: in the past, so a loop that read the real clock would call the
 /// option (expiring 30 days later) expired.
@@ -78,54 +78,26 @@ fn core_expiring(
     c
 }
 
+/// The in-memory queues around a core: market data, execs, orders and the control block.
+struct Queues {
+    md: MemMarket,
+    execs: MemExecs,
+    orders: MemOrders,
+    ctl: MemControl,
+}
+
 /// Polls `c` on the fixed clock `t` until it has nothing left to do.
-fn drain_at<R: OptionRisk>(
-    c: &mut HedgerCore<R>,
-    md: &mut MemMarket,
-    execs: &mut MemExecs,
-    orders: &mut MemOrders,
-    ctl: &MemControl,
-    t: u64,
-) {
-    while c.poll(md, execs, orders, ctl, t, &FixedClock(t)) > 0 {}
+fn drain_at<R: OptionRisk>(c: &mut HedgerCore<R>, q: &mut Queues, t: u64) {
+    let (md, execs, orders) = (&mut q.md, &mut q.execs, &mut q.orders);
+    while c.poll(md, execs, orders, &q.ctl, t, &FixedClock(t)) > 0 {}
 }
 
-fn rig() -> (MemMarket, MemExecs, MemOrders, MemControl) {
-    (
-        MemMarket {
-            lvt: vec![None; 3],
-            ..MemMarket::default()
-        },
-        MemExecs::default(),
-        MemOrders::new(64),
-        MemControl::default(),
-    )
-}
-
-#[allow(clippy::too_many_arguments)] // a test helper spelling out one report
-fn exec(
-    id: u64,
-    coid: u64,
-    instr: u32,
-    kind: ExecKind,
-    side: Side,
-    qty: f64,
-    px: f64,
-    ts: u64,
-) -> ExecEvent {
-    ExecEvent {
-        exec_id: id,
-        client_order_id: coid,
-        instrument_id: instr,
-        kind: kind as u8,
-        side: side as u8,
-        liquidity: Liquidity::Taker as u8,
-        reject_reason: 0,
-        qty,
-        price: px,
-        fee: 0.0,
-        leaves_qty: 0.0,
-        ts_ns: ts,
+fn rig() -> Queues {
+    Queues {
+        md: MemMarket::with_instruments(3),
+        execs: MemExecs::default(),
+        orders: MemOrders::new(64),
+        ctl: MemControl::default(),
     }
 }
 
@@ -147,7 +119,7 @@ struct Outcome {
 /// every order on the next iteration, a timer every second.
 fn session() -> Outcome {
     let mut c = core(LimitsConfig::default());
-    let (mut md, mut execs, mut orders, ctl) = rig();
+    let mut q = rig();
     let mut exec_id = 1;
     let mut out = Vec::new();
     for i in 0..6_000u64 {
@@ -167,38 +139,36 @@ fn session() -> Outcome {
             2 => MarketEvent::option_mark(CALL, now, now, 0.05, 0.6 + x * 1e-4, 10_000.0 + x),
             _ => MarketEvent::underlying_price(7, now, now, 1.0), // unknown instrument
         };
-        md.events.push(e);
+        q.md.events.push(e);
         if i % 97 == 50 {
             let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
-            execs.buf.push(exec(
+            q.execs.buf.push(exec_event(
                 exec_id,
+                ExecKind::OptionTrade,
                 0,
                 CALL,
-                ExecKind::OptionTrade,
                 side,
-                5.0,
-                0.05,
+                (5.0, 0.05, 0.0),
                 now,
             ));
             exec_id += 1;
         }
-        drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, now);
+        drain_at(&mut c, &mut q, now);
         if i % 10 == 0 {
-            c.on_timer(&mut orders, now, &FixedClock(now));
+            c.on_timer(&mut q.orders, now, &FixedClock(now));
         }
         // The gateway: fill every order at its limit on the next iteration.
-        while let Some(o) = orders.buf.pop_front() {
+        while let Some(o) = q.orders.buf.pop_front() {
             out.push((now, o));
             let kind = ExecKind::Fill;
             let side = o.side().unwrap();
-            execs.buf.push(exec(
+            q.execs.buf.push(exec_event(
                 exec_id,
+                kind,
                 o.client_order_id,
                 o.instrument_id,
-                kind,
                 side,
-                o.qty,
-                o.limit_px,
+                (o.qty, o.limit_px, 0.0),
                 now,
             ));
             exec_id += 1;
@@ -280,55 +250,46 @@ fn stale_guard_and_expiry_follow_the_injected_clock() {
         ..LimitsConfig::default()
     };
     let mut c = core(limits);
-    let (mut md, mut execs, mut orders, ctl) = rig();
-    md.events
+    let mut q = rig();
+    q.md.events
         .push(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0));
-    md.events.push(MarketEvent::quote(
+    q.md.events.push(MarketEvent::quote(
         PERP, T0, T0, 9_999.5, 50.0, 10_000.5, 50.0,
     ));
-    md.events
+    q.md.events
         .push(MarketEvent::option_mark(CALL, T0, T0, 0.05, 0.6, 10_000.0));
     // Before the hedge book arrives the loop cannot hedge; the option mark triggers the
     // first decision at T0 with a fresh book.
     let first_poll = T0 + SEC;
-    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, first_poll);
-    assert_eq!(orders.buf.len(), 1, "fresh data at T0 + 1 s: hedged");
+    drain_at(&mut c, &mut q, first_poll);
+    assert_eq!(q.orders.buf.len(), 1, "fresh data at T0 + 1 s: hedged");
     assert_eq!(c.limit_rejects(0, LimitBreach::StaleData), 0);
-    let o = orders.buf.pop_front().unwrap();
-    execs.buf.push(exec(
+    let o = q.orders.buf.pop_front().unwrap();
+    q.execs.buf.push(exec_event(
         1,
+        ExecKind::Fill,
         o.client_order_id,
         PERP,
-        ExecKind::Fill,
         o.side().unwrap(),
-        o.qty,
-        o.limit_px,
+        (o.qty, o.limit_px, 0.0),
         first_poll,
     ));
     // A client trade 10 s after the last market data: the same decision is now refused as
     // stale, by the injected clock alone (no real time passed).
-    execs.buf.push(exec(
+    q.execs.buf.push(exec_event(
         2,
+        ExecKind::OptionTrade,
         0,
         CALL,
-        ExecKind::OptionTrade,
         Side::Sell,
-        20.0,
-        0.05,
+        (20.0, 0.05, 0.0),
         T0 + 10 * SEC,
     ));
-    drain_at(
-        &mut c,
-        &mut md,
-        &mut execs,
-        &mut orders,
-        &ctl,
-        T0 + 10 * SEC,
-    );
-    assert!(orders.buf.is_empty());
+    drain_at(&mut c, &mut q, T0 + 10 * SEC);
+    assert!(q.orders.buf.is_empty());
     assert_eq!(c.limit_rejects(0, LimitBreach::StaleData), 1);
     // A mark after the option's expiry on the injected clock is rejected as expired.
-    md.events.push(MarketEvent::option_mark(
+    q.md.events.push(MarketEvent::option_mark(
         CALL,
         0,
         T0 + 31 * DAY,
@@ -336,14 +297,7 @@ fn stale_guard_and_expiry_follow_the_injected_clock() {
         0.6,
         10_000.0,
     ));
-    drain_at(
-        &mut c,
-        &mut md,
-        &mut execs,
-        &mut orders,
-        &ctl,
-        T0 + 31 * DAY,
-    );
+    drain_at(&mut c, &mut q, T0 + 31 * DAY);
     assert_eq!(c.stats.md_rejected[MdReject::ExpiredOption as usize], 1);
 }
 
@@ -356,32 +310,18 @@ fn exchange_clock_lets_recorded_data_through_that_the_wall_clock_calls_expired()
     let mark = |exch_ts_ns| MarketEvent::option_mark(CALL, exch_ts_ns, mono0, 0.05, 0.6, 10_000.0);
 
     let mut live = core_at(LimitsConfig::default(), mono0, wall_now);
-    let (mut md, mut execs, mut orders, ctl) = rig();
-    md.events.push(mark(T0));
-    drain_at(
-        &mut live,
-        &mut md,
-        &mut execs,
-        &mut orders,
-        &ctl,
-        mono0 + SEC,
-    );
+    let mut q = rig();
+    q.md.events.push(mark(T0));
+    drain_at(&mut live, &mut q, mono0 + SEC);
     assert_eq!(live.stats.md_rejected[MdReject::ExpiredOption as usize], 1);
 
     let mut replay = core_at(LimitsConfig::default(), mono0, wall_now);
     replay.set_exchange_clock(true);
     // The idle-time wall calibration must not pull market time back to today.
     replay.calibrate_wall(mono0, wall_now);
-    let (mut md, mut execs, mut orders, ctl) = rig();
-    md.events.push(mark(T0));
-    drain_at(
-        &mut replay,
-        &mut md,
-        &mut execs,
-        &mut orders,
-        &ctl,
-        mono0 + SEC,
-    );
+    let mut q = rig();
+    q.md.events.push(mark(T0));
+    drain_at(&mut replay, &mut q, mono0 + SEC);
     assert_eq!(
         replay.stats.md_rejected[MdReject::ExpiredOption as usize],
         0
@@ -392,15 +332,8 @@ fn exchange_clock_lets_recorded_data_through_that_the_wall_clock_calls_expired()
         "market time is the event's exchange time"
     );
     // Past the option's expiry on the exchange clock, its marks are rejected again.
-    md.events.push(mark(T0 + 31 * DAY));
-    drain_at(
-        &mut replay,
-        &mut md,
-        &mut execs,
-        &mut orders,
-        &ctl,
-        mono0 + 2 * SEC,
-    );
+    q.md.events.push(mark(T0 + 31 * DAY));
+    drain_at(&mut replay, &mut q, mono0 + 2 * SEC);
     assert_eq!(
         replay.stats.md_rejected[MdReject::ExpiredOption as usize],
         1
@@ -410,10 +343,23 @@ fn exchange_clock_lets_recorded_data_through_that_the_wall_clock_calls_expired()
 /// The short 40 calls, 1 000 in the money, expire one minute after T0.
 const EXPIRY: u64 = T0 + 60 * SEC;
 
-/// Index at 11 000 and a perpetual book around it, at `t`.
-fn market_at(md: &mut MemMarket, t: u64) {
+/// The core holding the short 40 calls expiring at [`EXPIRY`], and its queues.
+fn expiring_rig() -> (HedgerCore<BookRiskAdapter>, Queues) {
+    (
+        core_expiring(LimitsConfig::default(), T0, T0, EXPIRY),
+        rig(),
+    )
+}
+
+/// Index at 11 000, at `t`.
+fn index_at(md: &mut MemMarket, t: u64) {
     md.events
         .push(MarketEvent::underlying_price(BTC, t, t, 11_000.0));
+}
+
+/// Index at 11 000 and a perpetual book around it, at `t`.
+fn market_at(md: &mut MemMarket, t: u64) {
+    index_at(md, t);
     md.events.push(MarketEvent::quote(
         PERP, t, t, 10_999.5, 100.0, 11_000.5, 100.0,
     ));
@@ -421,37 +367,28 @@ fn market_at(md: &mut MemMarket, t: u64) {
 
 #[test]
 fn a_settled_position_is_not_hedged_after_expiry() {
-    let mut c = core_expiring(LimitsConfig::default(), T0, T0, EXPIRY);
-    let (mut md, mut execs, mut orders, ctl) = rig();
+    let (mut c, mut q) = expiring_rig();
     // Before expiry the book knows the index (no hedge book yet): delta of -40 ITM calls.
-    md.events
-        .push(MarketEvent::underlying_price(BTC, T0, T0, 11_000.0));
-    drain_at(
-        &mut c,
-        &mut md,
-        &mut execs,
-        &mut orders,
-        &ctl,
-        T0 + 30 * SEC,
-    );
+    index_at(&mut q.md, T0);
+    drain_at(&mut c, &mut q, T0 + 30 * SEC);
     assert!(
         (c.und[0].option_delta + 40.0).abs() < 1e-3,
         "{}",
         c.und[0].option_delta
     );
-    assert!(orders.buf.is_empty(), "no hedge book yet");
+    assert!(q.orders.buf.is_empty(), "no hedge book yet");
     assert_eq!(c.und[0].options_settled, 0);
 
     // Two minutes later, past the expiry, the hedge book arrives: the calls were settled in
     // cash, so there is nothing to hedge (unsettled, they would read delta -40: buy 40).
     let t = T0 + 120 * SEC;
-    market_at(&mut md, t);
-    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, t);
-    c.on_timer(&mut orders, t, &FixedClock(t));
+    market_at(&mut q.md, t);
+    drain_at(&mut c, &mut q, t);
+    c.on_timer(&mut q.orders, t, &FixedClock(t));
     assert!(
-        orders.buf.is_empty(),
+        q.orders.buf.is_empty(),
         "hedged a settled position: {:?}",
-        orders.buf
+        q.orders.buf
     );
     let u = &c.und[0];
     assert_eq!(u.option_delta, 0.0);
@@ -469,33 +406,31 @@ fn a_settled_position_is_not_hedged_after_expiry() {
 
 #[test]
 fn a_late_option_trade_in_an_expired_option_is_kept_in_its_settlement_not_in_risk() {
-    let mut c = core_expiring(LimitsConfig::default(), T0, T0, EXPIRY);
-    let (mut md, mut execs, mut orders, ctl) = rig();
+    let (mut c, mut q) = expiring_rig();
     let t = T0 + 120 * SEC;
-    market_at(&mut md, t);
-    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, t);
-    assert!(orders.buf.is_empty());
+    market_at(&mut q.md, t);
+    drain_at(&mut c, &mut q, t);
+    assert!(q.orders.buf.is_empty());
     // Settled at expiry: the short 40 calls, 1,000 in the money.
     assert_eq!(c.und[0].settled_position, -40.0);
     assert!((c.und[0].settled_value + 40.0 * 1_000.0).abs() < 1e-6);
-    execs.buf.push(exec(
+    q.execs.buf.push(exec_event(
         1,
+        ExecKind::OptionTrade,
         0,
         CALL,
-        ExecKind::OptionTrade,
         Side::Sell,
-        25.0,
-        0.05,
+        (25.0, 0.05, 0.0),
         t,
     ));
-    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, t + SEC);
+    drain_at(&mut c, &mut q, t + SEC);
     assert_eq!(c.stats.option_trades_expired, 1);
     assert_eq!(c.stats.option_trades_unrecorded, 0);
     assert_eq!(c.stats.option_trades, 0);
     assert_eq!(c.stats.execs_processed, 1);
     assert_eq!(c.option_position(CALL), 0.0, "not added to risk");
     assert_eq!(c.und[0].option_delta, 0.0);
-    assert!(orders.buf.is_empty(), "no hedge for a settled trade");
+    assert!(q.orders.buf.is_empty(), "no hedge for a settled trade");
     // The fill is not lost: the settlement record and the gauges hold it, at the same
     // settlement price.
     assert_eq!(c.und[0].settled_position, -65.0);
@@ -510,17 +445,15 @@ fn a_late_option_trade_in_an_expired_option_is_kept_in_its_settlement_not_in_ris
 
 #[test]
 fn a_restart_keeps_a_settled_option_settled() {
-    let mut c = core_expiring(LimitsConfig::default(), T0, T0, EXPIRY);
-    let (mut md, mut execs, mut orders, ctl) = rig();
-    md.events
-        .push(MarketEvent::underlying_price(BTC, T0, T0, 11_000.0));
-    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, T0 + SEC);
+    let (mut c, mut q) = expiring_rig();
+    index_at(&mut q.md, T0);
+    drain_at(&mut c, &mut q, T0 + SEC);
     // A snapshot from before the expiry, for the crash case below.
     let before = c.persist_state();
     assert_eq!(before.options, vec![("BTC-C-10000".to_string(), -40.0)]);
     let t = T0 + 120 * SEC;
-    market_at(&mut md, t);
-    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, t);
+    market_at(&mut q.md, t);
+    drain_at(&mut c, &mut q, t);
     assert_eq!(c.und[0].options_settled, 1);
     let st = c.persist_state();
     assert!(st.options.is_empty(), "settled: no position persisted");
@@ -540,13 +473,13 @@ fn a_restart_keeps_a_settled_option_settled() {
     assert_eq!(r.option_position(CALL), 0.0);
     assert_eq!(r.und[0].options_settled, 1);
     assert_eq!(r.und[0].settled_position, -40.0);
-    let (mut md, mut execs, mut orders, ctl) = rig();
-    market_at(&mut md, t2);
-    drain_at(&mut r, &mut md, &mut execs, &mut orders, &ctl, t2);
-    r.on_timer(&mut orders, t2 + SEC, &FixedClock(t2 + SEC));
-    r.on_timer(&mut orders, t2 + 2 * SEC, &FixedClock(t2 + 2 * SEC));
+    let mut q = rig();
+    market_at(&mut q.md, t2);
+    drain_at(&mut r, &mut q, t2);
+    r.on_timer(&mut q.orders, t2 + SEC, &FixedClock(t2 + SEC));
+    r.on_timer(&mut q.orders, t2 + 2 * SEC, &FixedClock(t2 + 2 * SEC));
     assert!(!r.reconciling());
-    assert!(orders.buf.is_empty(), "{:?}", orders.buf);
+    assert!(q.orders.buf.is_empty(), "{:?}", q.orders.buf);
     assert_eq!(r.und[0].options_settled, 1, "not settled twice");
     assert_eq!(r.und[0].option_delta, 0.0);
     // The next snapshot still says settled: no resurrection over restarts.
@@ -557,13 +490,13 @@ fn a_restart_keeps_a_settled_option_settled() {
     // settles once when the restarted loop's clock passes the expiry.
     let mut k = core_expiring(LimitsConfig::default(), t2, t2, EXPIRY);
     k.restore(&before, t2, 0).unwrap();
-    let (mut md, mut execs, mut orders, ctl) = rig();
-    market_at(&mut md, t2);
-    drain_at(&mut k, &mut md, &mut execs, &mut orders, &ctl, t2);
-    k.on_timer(&mut orders, t2 + SEC, &FixedClock(t2 + SEC));
+    let mut q = rig();
+    market_at(&mut q.md, t2);
+    drain_at(&mut k, &mut q, t2);
+    k.on_timer(&mut q.orders, t2 + SEC, &FixedClock(t2 + SEC));
     assert_eq!(k.und[0].options_settled, 1);
     assert_eq!(k.option_position(CALL), 0.0);
-    assert!(orders.buf.is_empty(), "{:?}", orders.buf);
+    assert!(q.orders.buf.is_empty(), "{:?}", q.orders.buf);
 }
 
 #[test]
@@ -575,37 +508,23 @@ fn exchange_clock_does_not_settle_recorded_options_against_the_wall_clock() {
     let mut c = core_at(LimitsConfig::default(), mono0, wall_now);
     c.set_exchange_clock(true);
     c.idle_risk(mono0 + SEC);
-    let (mut md, mut execs, mut orders, ctl) = rig();
-    c.on_timer(&mut orders, mono0 + SEC, &FixedClock(mono0 + SEC));
+    let mut q = rig();
+    c.on_timer(&mut q.orders, mono0 + SEC, &FixedClock(mono0 + SEC));
     assert_eq!(c.und[0].options_settled, 0);
-    md.events
+    q.md.events
         .push(MarketEvent::underlying_price(BTC, T0, mono0, 10_000.0));
-    drain_at(
-        &mut c,
-        &mut md,
-        &mut execs,
-        &mut orders,
-        &ctl,
-        mono0 + 2 * SEC,
-    );
+    drain_at(&mut c, &mut q, mono0 + 2 * SEC);
     c.idle_risk(mono0 + 3 * SEC);
     assert_eq!(c.und[0].options_settled, 0);
     assert_eq!(c.option_position(CALL), -40.0);
     // Past the expiry on the exchange clock it settles.
-    md.events.push(MarketEvent::underlying_price(
+    q.md.events.push(MarketEvent::underlying_price(
         BTC,
         T0 + 31 * DAY,
         mono0,
         10_000.0,
     ));
-    drain_at(
-        &mut c,
-        &mut md,
-        &mut execs,
-        &mut orders,
-        &ctl,
-        mono0 + 4 * SEC,
-    );
+    drain_at(&mut c, &mut q, mono0 + 4 * SEC);
     assert_eq!(c.und[0].options_settled, 1);
     assert_eq!(c.option_position(CALL), 0.0);
 }
@@ -616,7 +535,7 @@ fn exchange_clock_does_not_settle_recorded_options_against_the_wall_clock() {
 fn a_snapshot_batch_is_decided_once_at_its_last_event() {
     let run = |batched: bool| {
         let mut c = core(LimitsConfig::default());
-        let (mut md, mut execs, mut orders, ctl) = rig();
+        let mut q = rig();
         let more = |mut e: MarketEvent| {
             if batched {
                 e.flags |= MarketEvent::FLAG_BATCH_MORE;
@@ -626,16 +545,19 @@ fn a_snapshot_batch_is_decided_once_at_its_last_event() {
         // One snapshot: the perp book, the index, then the call's mark. The half-applied view
         // (book only: the call still at its placeholder vol, the index unknown) is a
         // different delta from the whole snapshot's.
-        md.events.push(more(MarketEvent::quote(
+        q.md.events.push(more(MarketEvent::quote(
             PERP, T0, T0, 9_999.5, 500.0, 10_000.0, 500.0,
         )));
-        md.events
+        q.md.events
             .push(more(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0)));
-        md.events
+        q.md.events
             .push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.2, 10_000.0));
-        drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, T0);
+        drain_at(&mut c, &mut q, T0);
         let whole_delta = c.risk.delta(0);
-        (orders.buf.iter().copied().collect::<Vec<_>>(), whole_delta)
+        (
+            q.orders.buf.iter().copied().collect::<Vec<_>>(),
+            whole_delta,
+        )
     };
     let (whole, delta) = run(true);
     assert_eq!(
@@ -663,43 +585,42 @@ fn a_snapshot_batch_is_decided_once_at_its_last_event() {
 #[test]
 fn timer_due_follows_what_is_pending() {
     let mut c = core(LimitsConfig::default());
-    let (mut md, mut execs, mut orders, ctl) = rig();
-    md.events.push(MarketEvent::quote(
+    let mut q = rig();
+    q.md.events.push(MarketEvent::quote(
         PERP, T0, T0, 9_999.5, 500.0, 10_000.0, 500.0,
     ));
-    md.events
+    q.md.events
         .push(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0));
-    md.events
+    q.md.events
         .push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.6, 10_000.0));
-    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, T0);
-    let sent = orders.buf.pop_front().expect("short 40 calls: hedged");
-    assert!(orders.buf.is_empty());
+    drain_at(&mut c, &mut q, T0);
+    let sent = q.orders.buf.pop_front().expect("short 40 calls: hedged");
+    assert!(q.orders.buf.is_empty());
     // Only the safety re-hedge (30 s after the hedge) is pending.
     assert_eq!(c.timer_due_ns(), sent.decision_ts_ns + 30 * SEC);
     // The order is cancelled unfilled: the next timer decides again at once (0)...
     let side = sent.side().unwrap();
-    let cancel = exec(
+    let cancel = exec_event(
         1,
+        ExecKind::Cancelled,
         sent.client_order_id,
         PERP,
-        ExecKind::Cancelled,
         side,
-        0.0,
-        0.0,
+        (0.0, 0.0, 0.0),
         T0,
     );
-    execs.buf.push(cancel);
+    q.execs.buf.push(cancel);
     let t1 = T0 + SEC / 2;
-    drain_at(&mut c, &mut md, &mut execs, &mut orders, &ctl, t1);
+    drain_at(&mut c, &mut q, t1);
     assert_eq!(c.timer_due_ns(), 0);
     // ...and is held by the 2 s minimum interval: due at its end, not before.
-    c.on_timer(&mut orders, t1, &FixedClock(t1));
-    assert!(orders.buf.is_empty());
+    c.on_timer(&mut q.orders, t1, &FixedClock(t1));
+    assert!(q.orders.buf.is_empty());
     assert_eq!(c.timer_due_ns(), sent.decision_ts_ns + 2 * SEC);
     c.on_timer(
-        &mut orders,
+        &mut q.orders,
         sent.decision_ts_ns + 2 * SEC,
         &FixedClock(sent.decision_ts_ns + 2 * SEC),
     );
-    assert_eq!(orders.buf.len(), 1, "re-sent once the interval passed");
+    assert_eq!(q.orders.buf.len(), 1, "re-sent once the interval passed");
 }

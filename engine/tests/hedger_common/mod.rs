@@ -10,9 +10,10 @@ use engine::hedger::risk::BookRiskAdapter;
 use engine::limits::LimitsConfig;
 use engine::policy::{BandRule, PolicyConfig, RehedgeTarget};
 use shm_layout::{
-    ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, LastValue, Liquidity,
-    MarketEvent, OptionType, RejectReason, Settlement, Side,
+    ExecEvent, ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, LastValue, MarketEvent,
+    OptionType, Settlement, Side,
 };
+pub use testkit::ExecStream;
 
 pub const BTC: u32 = 0;
 pub const PERP: u32 = 1;
@@ -120,72 +121,6 @@ pub fn open_limits() -> LimitsConfig {
     }
 }
 
-/// Execution report `exec_id` as the gateway sends it: `(qty, px, leaves)` in contracts and
-/// quote currency; a fill is taker liquidity, a reject for no liquidity; stamped now.
-pub fn exec_event(
-    exec_id: u64,
-    kind: ExecKind,
-    coid: u64,
-    instr: u32,
-    side: Side,
-    (qty, px, leaves): (f64, f64, f64),
-) -> ExecEvent {
-    ExecEvent {
-        exec_id,
-        client_order_id: coid,
-        instrument_id: instr,
-        kind: kind as u8,
-        side: side as u8,
-        liquidity: if matches!(kind, ExecKind::Fill | ExecKind::PartialFill) {
-            Liquidity::Taker as u8
-        } else {
-            Liquidity::None as u8
-        },
-        reject_reason: if kind == ExecKind::Rejected {
-            RejectReason::NoLiquidity as u8
-        } else {
-            0
-        },
-        qty,
-        price: px,
-        fee: 0.0,
-        leaves_qty: leaves,
-        ts_ns: shm_layout::clock::now_ns(),
-    }
-}
-
-/// What plays the gateway's execution stream in a test: numbers each report and delivers it
-/// to the hedger (in memory or over the real ring).
-pub trait ExecStream {
-    /// The exec id of the next report (each id once, increasing).
-    fn next_exec_id(&mut self) -> u64;
-    /// Hands report `e` to the hedger.
-    fn deliver(&mut self, e: ExecEvent);
-
-    /// Sends the next execution report: `(qty, px, leaves)` in contracts and quote currency.
-    #[allow(clippy::too_many_arguments)]
-    fn exec(
-        &mut self,
-        kind: ExecKind,
-        coid: u64,
-        instr: u32,
-        side: Side,
-        qty: f64,
-        px: f64,
-        leaves: f64,
-    ) {
-        let id = self.next_exec_id();
-        self.deliver(exec_event(id, kind, coid, instr, side, (qty, px, leaves)));
-    }
-
-    /// Sends the next report of `kind` on order `o`: `(qty, px, leaves)` as in [`Self::exec`].
-    fn on_order(&mut self, kind: ExecKind, o: &HedgeOrder, (qty, px, leaves): (f64, f64, f64)) {
-        let side = o.side().unwrap();
-        let (coid, instr) = (o.client_order_id, o.instrument_id);
-        self.exec(kind, coid, instr, side, qty, px, leaves);
-    }
-}
-
 impl ExecStream for Rig {
     fn next_exec_id(&mut self) -> u64 {
         self.next_exec_id += 1;
@@ -233,10 +168,7 @@ pub fn rig(policy: PolicyConfig, limits: LimitsConfig) -> Rig {
     );
     Rig {
         core,
-        md: MemMarket {
-            lvt: vec![None; 7],
-            ..MemMarket::default()
-        },
+        md: MemMarket::with_instruments(7),
         execs: MemExecs::default(),
         orders: MemOrders::new(1024),
         ctl: MemControl::default(),

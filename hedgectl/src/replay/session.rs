@@ -658,13 +658,7 @@ order_burst = 100000.0
         for r in header_records(&header, &defs()) {
             tap.borrow_mut().push(r);
         }
-        let mut md = RecordingMarket::new(
-            MemMarket {
-                lvt: vec![None; 2],
-                ..MemMarket::default()
-            },
-            &tap,
-        );
+        let mut md = RecordingMarket::new(MemMarket::with_instruments(2), &tap);
         let mut execs = RecordingExecs::new(MemExecs::default(), &tap);
         let mut orders = RecordingOrders::new(MemOrders::new(64), &tap);
         let ctl = RecordingControl::new(MemControl::default(), &tap);
