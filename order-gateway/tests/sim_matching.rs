@@ -56,6 +56,15 @@ fn cfg() -> SimConfig {
     }
 }
 
+/// [`cfg`] with a one-way latency of `latency_us` plus up to `jitter_us` of random jitter.
+fn delayed(latency_us: f64, jitter_us: f64) -> SimConfig {
+    SimConfig {
+        latency_us,
+        jitter_us,
+        ..cfg()
+    }
+}
+
 fn venue(c: SimConfig) -> SimVenue<Vec<Option<LastValue>>> {
     let mut b2 = book(1);
     b2.instrument_id = 2;
@@ -268,10 +277,7 @@ fn rate_limit_rejects_beyond_the_burst_and_refills() {
 
 #[test]
 fn latency_delays_reports_without_blocking() {
-    let mut c = cfg();
-    c.latency_us = 100.0;
-    c.jitter_us = 50.0;
-    let mut v = venue(c);
+    let mut v = venue(delayed(100.0, 50.0));
     v.submit(&order(1, Side::Buy, 1.0, 100.0), 1_000);
     let early = polled(&mut v, 1_000 + 199_000);
     assert!(early.is_empty(), "two one-way latencies of at least 100 us");
@@ -282,11 +288,10 @@ fn latency_delays_reports_without_blocking() {
 #[test]
 fn same_seed_gives_same_latencies() {
     let times = |seed| {
-        let mut c = cfg();
-        c.latency_us = 10.0;
-        c.jitter_us = 1000.0;
-        c.seed = seed;
-        let mut v = venue(c);
+        let mut v = venue(SimConfig {
+            seed,
+            ..delayed(10.0, 1000.0)
+        });
         let mut seen = Vec::new();
         for i in 0..20u64 {
             v.submit(&order(i + 1, Side::Buy, 0.002, 99.0), 0);
