@@ -239,12 +239,22 @@ fn run(
     Ok(())
 }
 
+/// A book of `options` random options and `events` random events on it.
+fn book_and_events(
+    options: std::ops::Range<usize>,
+    events: std::ops::Range<usize>,
+) -> impl Strategy<Value = (Vec<OptGen>, Vec<Event>)> {
+    (
+        prop::collection::vec(opt_gen(), options),
+        prop::collection::vec(event(), events),
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
     #[test]
     fn small_books_stay_within_bound(
-        opts in prop::collection::vec(opt_gen(), 1..40),
-        events in prop::collection::vec(event(), 1..60),
+        (opts, events) in book_and_events(1..40, 1..60),
         pa in any::<bool>(),
         rates in any::<bool>(),
     ) {
@@ -257,8 +267,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 3, ..ProptestConfig::default() })]
     #[test]
     fn large_books_stay_within_bound(
-        opts in prop::collection::vec(opt_gen(), 1000..10_000),
-        events in prop::collection::vec(event(), 1..15),
+        (opts, events) in book_and_events(1000..10_000, 1..15),
     ) {
         run(opts, events, InverseDelta::PremiumAdjusted, true)?;
     }

@@ -103,7 +103,7 @@ fn timestamp() -> impl Strategy<Value = Option<String>> {
 }
 
 /// One row as (canonical field values, timestamp override, columns cut from the end).
-fn row(n_cols: usize) -> impl Strategy<Value = (Vec<String>, Option<String>, usize)> {
+fn row(n_cols: usize) -> impl Strategy<Value = Row> {
     (
         proptest::collection::vec(number(), n_cols),
         timestamp(),
@@ -111,11 +111,20 @@ fn row(n_cols: usize) -> impl Strategy<Value = (Vec<String>, Option<String>, usi
     )
 }
 
+/// One row of the file.
+type Row = (Vec<String>, Option<String>, usize);
+
+/// A fuzzed file of `cols`: the columns in a shuffled `order`, and 1 to 11 rows.
+fn file_of(cols: &'static [&'static str]) -> impl Strategy<Value = (Vec<usize>, Vec<Row>)> {
+    let order = Just((0..cols.len()).collect::<Vec<_>>()).prop_shuffle();
+    (order, proptest::collection::vec(row(cols.len()), 1..12))
+}
+
 /// The fuzzed rows written as a Tardis file (columns in `order`) in a fresh directory, opened.
 fn fuzzed_source(
     cols: &[&str],
     order: &[usize],
-    rows: &[(Vec<String>, Option<String>, usize)],
+    rows: &[Row],
     fixed: &dyn Fn(&str, usize) -> Option<String>,
 ) -> (tempfile::TempDir, TardisSource) {
     let dir = tempfile::tempdir().unwrap();
@@ -128,7 +137,7 @@ fn fuzzed_source(
 fn file_text(
     cols: &[&str],
     order: &[usize],
-    rows: &[(Vec<String>, Option<String>, usize)],
+    rows: &[Row],
     fixed: &dyn Fn(&str, usize) -> Option<String>,
 ) -> String {
     let header: Vec<&str> = order.iter().map(|&i| cols[i]).collect();
@@ -165,8 +174,7 @@ proptest! {
 
     #[test]
     fn fuzzed_options_chain_rows_publish_or_count_every_part(
-        order in Just((0..CHAIN_COLS.len()).collect::<Vec<_>>()).prop_shuffle(),
-        rows in proptest::collection::vec(row(CHAIN_COLS.len()), 1..12),
+        (order, rows) in file_of(CHAIN_COLS),
         bad_symbol in 0usize..40,
     ) {
         let fixed = |c: &str, k: usize| match c {
@@ -200,8 +208,7 @@ proptest! {
 
     #[test]
     fn fuzzed_derivative_ticker_rows_never_panic_and_every_row_is_counted(
-        order in Just((0..TICKER_COLS.len()).collect::<Vec<_>>()).prop_shuffle(),
-        rows in proptest::collection::vec(row(TICKER_COLS.len()), 1..12),
+        (order, rows) in file_of(TICKER_COLS),
     ) {
         let fixed = |c: &str, _k: usize| match c {
             "exchange" => Some("deribit".to_string()),
