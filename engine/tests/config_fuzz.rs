@@ -4,10 +4,10 @@
 //! durations that cannot wrap when turned into ns, a namespace inside /dev/shm, and valid
 //! policies and limits. Refusals are tallied by key and printed (`-- --nocapture`).
 
-use engine::config::{HedgerConfig, MAX_DURATION_MS};
+use engine::config::{ConfigError, HedgerConfig, MAX_DURATION_MS};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use testkit::config_fuzz::{self, Outcome};
+use testkit::config_fuzz;
 
 const CASES: u32 = 2_500;
 
@@ -65,34 +65,34 @@ fn config() -> impl Strategy<Value = String> {
 #[test]
 fn fuzz_hedger_config_refuses_on_one_line_and_accepts_only_safe_values() {
     config_fuzz::run("hedger", CASES, config(), |text| {
-        let c = match HedgerConfig::parse(text, "fuzz.toml") {
-            Err(e) => {
-                let msg = e.to_string();
-                prop_assert!(!msg.contains('\n'), "{text:?}: {msg}");
-                prop_assert!(msg.starts_with("config fuzz.toml: "), "{msg}");
-                prop_assert!(!e.key.is_empty(), "{msg}");
-                return Ok(Outcome::Refused { key: e.key });
-            }
-            Ok(c) => c,
+        let parsed = HedgerConfig::parse(text, "fuzz.toml");
+        let key = |e: &ConfigError, _: &str| {
+            prop_assert!(!e.key.is_empty(), "{e}");
+            Ok(e.key.clone())
         };
-        for ms in [
-            c.shm.open_wait_ms,
-            c.shm.gateway_heartbeat_timeout_ms,
-            c.runtime.histogram_interval_ms,
-            c.runtime.snapshot_interval_ms,
-            c.runtime.stats_interval_ms,
-            c.runtime.reconcile_quiet_ms,
-            c.runtime.reconcile_timeout_ms,
-        ] {
-            prop_assert!(ms <= MAX_DURATION_MS && ms.checked_mul(1_000_000).is_some());
-        }
-        prop_assert!(shm_layout::namespace_dir(&c.shm.namespace).is_ok());
-        let u = &c.underlyings["BTC"];
-        prop_assert!(u.policy_config().is_ok());
-        let l = u
-            .limits_config()
-            .map_err(|(k, m)| TestCaseError::fail(format!("{k}: {m}")))?;
-        prop_assert!(l.max_data_age_ns <= MAX_DURATION_MS * 1_000_000);
-        Ok(Outcome::Accepted)
+        config_fuzz::judge(text, parsed, "config fuzz.toml: ", key, safe)
     });
+}
+
+/// What an accepted hedger config guarantees.
+fn safe(c: HedgerConfig) -> Result<(), TestCaseError> {
+    for ms in [
+        c.shm.open_wait_ms,
+        c.shm.gateway_heartbeat_timeout_ms,
+        c.runtime.histogram_interval_ms,
+        c.runtime.snapshot_interval_ms,
+        c.runtime.stats_interval_ms,
+        c.runtime.reconcile_quiet_ms,
+        c.runtime.reconcile_timeout_ms,
+    ] {
+        prop_assert!(ms <= MAX_DURATION_MS && ms.checked_mul(1_000_000).is_some());
+    }
+    prop_assert!(shm_layout::namespace_dir(&c.shm.namespace).is_ok());
+    let u = &c.underlyings["BTC"];
+    prop_assert!(u.policy_config().is_ok());
+    let l = u
+        .limits_config()
+        .map_err(|(k, m)| TestCaseError::fail(format!("{k}: {m}")))?;
+    prop_assert!(l.max_data_age_ns <= MAX_DURATION_MS * 1_000_000);
+    Ok(())
 }

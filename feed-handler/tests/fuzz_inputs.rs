@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use feed_handler::lobster::{LobsterOptions, LobsterSource};
-use feed_handler::run::Config;
+use feed_handler::run::{Config, RunError};
 use feed_handler::source::{RejectReason, Source, SourceEvent};
 use feed_handler::synthetic::SyntheticSource;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use shm_layout::MarketEventKind;
-use testkit::config_fuzz::{self, Outcome};
+use testkit::config_fuzz;
 
 /// LOBSTER cases per run.
 const LOBSTER_CASES: u32 = 3_000;
@@ -336,30 +336,30 @@ fn feed_config() -> impl Strategy<Value = String> {
 #[test]
 fn fuzz_feed_config_refuses_on_one_line_and_what_it_accepts_runs() {
     config_fuzz::run("feed", CONFIG_CASES, feed_config(), |text| {
-        let c = match Config::parse(text, "fuzz.toml") {
-            Err(e) => {
-                let e = e.to_string();
-                prop_assert!(
-                    !e.contains('\n') && e.contains("fuzz.toml"),
-                    "{text:?}: {e}"
-                );
-                // Tally by the key named after the file (the reason).
-                let rest = e.trim_start_matches("config: fuzz.toml: ");
-                let key = match rest.split('`').nth(1) {
-                    Some(k) if rest.starts_with("line") => k,
-                    _ => rest.split([' ', ':']).next().unwrap_or(""),
-                };
-                return Ok(Outcome::Refused { key: key.into() });
-            }
-            Ok(c) => c,
-        };
-        // An accepted synthetic market publishes valid events and never spins.
-        let mut src = SyntheticSource::new(c.synthetic);
-        let mut ev = SourceEvent::default();
-        for _ in 0..200 {
-            prop_assert!(src.next(&mut ev));
-            prop_assert!(ev.event.is_valid(), "{text:?}: {:?}", ev.event);
-        }
-        Ok(Outcome::Accepted)
+        let parsed = Config::parse(text, "fuzz.toml");
+        config_fuzz::judge(text, parsed, "config: fuzz.toml: ", key_of, |c| {
+            runs(text, c)
+        })
     });
+}
+
+/// The key a refusal names after the file (the reason).
+fn key_of(_: &RunError, rest: &str) -> Result<String, TestCaseError> {
+    let key = match rest.split('`').nth(1) {
+        Some(k) if rest.starts_with("line") => k,
+        _ => rest.split([' ', ':']).next().unwrap_or(""),
+    };
+    Ok(key.into())
+}
+
+/// What an accepted feed config (from file `text`) guarantees.
+fn runs(text: &str, c: Config) -> Result<(), TestCaseError> {
+    // An accepted synthetic market publishes valid events and never spins.
+    let mut src = SyntheticSource::new(c.synthetic);
+    let mut ev = SourceEvent::default();
+    for _ in 0..200 {
+        prop_assert!(src.next(&mut ev));
+        prop_assert!(ev.event.is_valid(), "{text:?}: {:?}", ev.event);
+    }
+    Ok(())
 }

@@ -5,9 +5,10 @@
 //! cannot wrap in ns. Refusals are tallied by key and printed (`-- --nocapture`).
 
 use clap::Parser;
-use order_gateway::config::{Cli, MAX_DURATION_MS};
+use order_gateway::config::{Cli, Config, MAX_DURATION_MS};
 use proptest::prelude::*;
-use testkit::config_fuzz::{self, Outcome};
+use proptest::test_runner::TestCaseError;
+use testkit::config_fuzz;
 
 const CASES: u32 = 2_500;
 
@@ -61,40 +62,41 @@ fn fuzz_gateway_config_refuses_on_one_line_and_accepts_only_safe_values() {
     config_fuzz::run("gateway", CASES, strategy, |text| {
         std::fs::write(&path, text).unwrap();
         let cli = Cli::parse_from(["order-gateway", "--config", &file]);
-        let c = match cli.resolve() {
-            Err(e) => {
-                prop_assert!(!e.contains('\n'), "{text:?}: {e}");
-                let head = format!("config {file}: ");
-                prop_assert!(e.starts_with(&head), "{e}");
-                let rest = &e[head.len()..];
-                // `line N, column M, key K: ...` for TOML errors, `K = V: ...` for ranges.
-                let key = match rest.split(", key ").nth(1) {
-                    Some(k) if rest.starts_with("line") => k.split(':').next().unwrap_or(""),
-                    _ => rest.split([' ', ':']).next().unwrap_or(""),
-                }
-                .to_string();
-                prop_assert!(!key.is_empty() && !key.starts_with("line"), "no key: {e}");
-                return Ok(Outcome::Refused { key });
-            }
-            Ok(c) => c,
-        };
-        for ms in [
-            c.open_wait_ms,
-            c.venue_connect_wait_ms,
-            c.drain_ms,
-            c.heartbeat_ms,
-        ] {
-            prop_assert!(ms <= MAX_DURATION_MS && ms.checked_mul(1_000_000).is_some());
-        }
-        prop_assert!(c.shm_dir().is_ok() && c.journal_path().is_ok());
-        let f = &c.flow;
-        for v in [f.edge_bps, f.intensity_per_s, f.size_mean, f.size_max] {
-            prop_assert!(v.is_finite() && v >= 0.0, "{text:?}");
-        }
-        let s = &c.sim;
-        for v in [s.latency_us, s.jitter_us, s.taker_fee_bps, s.maker_fee_bps] {
-            prop_assert!(v.is_finite(), "{text:?}");
-        }
-        Ok(Outcome::Accepted)
+        let head = format!("config {file}: ");
+        let key = |e: &String, rest: &str| key_of(e, rest);
+        config_fuzz::judge(text, cli.resolve(), &head, key, |c| safe(text, c))
     });
+}
+
+/// The key a refusal names: `line N, column M, key K: ...` for TOML errors, `K = V: ...` for
+/// ranges.
+fn key_of(e: &str, rest: &str) -> Result<String, TestCaseError> {
+    let key = match rest.split(", key ").nth(1) {
+        Some(k) if rest.starts_with("line") => k.split(':').next().unwrap_or(""),
+        _ => rest.split([' ', ':']).next().unwrap_or(""),
+    };
+    prop_assert!(!key.is_empty() && !key.starts_with("line"), "no key: {e}");
+    Ok(key.to_string())
+}
+
+/// What an accepted gateway config (from file `text`) guarantees.
+fn safe(text: &str, c: Config) -> Result<(), TestCaseError> {
+    for ms in [
+        c.open_wait_ms,
+        c.venue_connect_wait_ms,
+        c.drain_ms,
+        c.heartbeat_ms,
+    ] {
+        prop_assert!(ms <= MAX_DURATION_MS && ms.checked_mul(1_000_000).is_some());
+    }
+    prop_assert!(c.shm_dir().is_ok() && c.journal_path().is_ok());
+    let f = &c.flow;
+    for v in [f.edge_bps, f.intensity_per_s, f.size_mean, f.size_max] {
+        prop_assert!(v.is_finite() && v >= 0.0, "{text:?}");
+    }
+    let s = &c.sim;
+    for v in [s.latency_us, s.jitter_us, s.taker_fee_bps, s.maker_fee_bps] {
+        prop_assert!(v.is_finite(), "{text:?}");
+    }
+    Ok(())
 }

@@ -48,6 +48,40 @@ pub enum Outcome {
     Accepted,
 }
 
+/// The contract of every refusal: one line, starting with `head` (which names the file).
+/// Returns what follows `head`, to tally the refusal by key; an error when the message of the
+/// refusal of `text` breaks the contract.
+fn refusal_rest<'a>(text: &str, msg: &'a str, head: &str) -> Result<&'a str, TestCaseError> {
+    prop_assert!(!msg.contains('\n'), "{text:?}: {msg}");
+    prop_assert!(msg.starts_with(head), "{msg}");
+    Ok(&msg[head.len()..])
+}
+
+/// What the parse of `text` means for the tally, after checking it: a refusal must keep the
+/// contract (one line, starting with `head`) and is tallied under `key(error, rest)`; an
+/// accepted config must pass `accept`.
+///
+/// # Errors
+/// A check failed.
+pub fn judge<C, E: std::fmt::Display>(
+    text: &str,
+    parsed: Result<C, E>,
+    head: &str,
+    key: impl FnOnce(&E, &str) -> Result<String, TestCaseError>,
+    accept: impl FnOnce(C) -> Result<(), TestCaseError>,
+) -> Result<Outcome, TestCaseError> {
+    match parsed {
+        Err(e) => {
+            let msg = e.to_string();
+            let rest = refusal_rest(text, &msg, head)?;
+            Ok(Outcome::Refused {
+                key: key(&e, rest)?,
+            })
+        }
+        Ok(c) => accept(c).map(|()| Outcome::Accepted),
+    }
+}
+
 /// Runs `cases` files of `files` through `check`, which parses one file, asserts what its
 /// outcome promises, and says which it was. Prints the tally as `NAME config fuzz: ...`.
 ///
