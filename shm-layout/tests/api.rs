@@ -64,10 +64,7 @@ fn broadcast_reader_sees_messages_in_order_then_empty() {
 #[test]
 fn lapped_reader_counts_lost_messages_exactly() {
     let d = shm_dir();
-    let (mut w, mut r) = md_ring(d.path());
-    for i in 0..30 {
-        w.publish(&ev(i));
-    }
+    let (_w, mut r) = lapped_md_ring(d.path());
     // Oldest intact is 30 + 1 - 8 = 23.
     assert_eq!(r.poll(), Poll::Lapped { lost: 23 });
     let mut got = vec![];
@@ -103,10 +100,7 @@ fn ready_says_whether_poll_has_something_without_reading_it() {
 #[test]
 fn skip_to_writer_skips_and_counts_every_unread_message() {
     let d = shm_dir();
-    let (mut w, mut r) = md_ring(d.path());
-    for i in 0..30 {
-        w.publish(&ev(i));
-    }
+    let (mut w, mut r) = lapped_md_ring(d.path());
     assert_eq!(r.poll(), Poll::Lapped { lost: 23 });
     // 23..30 are still readable; skipping them counts them.
     assert_eq!(r.skip_to_writer(), 7);
@@ -408,6 +402,19 @@ fn open_md_err(dir: &Path) -> SegmentError {
     open_md(dir).err().expect("the md ring opened")
 }
 
+/// Opening the `md` ring in `dir` fails with an error matching `pat`.
+macro_rules! assert_md_open_fails {
+    ($dir:expr, $pat:pat) => {{
+        let e = open_md_err($dir);
+        assert!(matches!(e, $pat), "{e:?}");
+    }};
+}
+
+/// Overwrites the header bytes at `off` of the `md` segment in `dir` with `bytes`.
+fn poke_md(dir: &Path, off: usize, bytes: &[u8]) {
+    poke(&dir.join("md"), off, bytes);
+}
+
 fn make_md(dir: &Path) -> BroadcastWriter<MarketEvent> {
     BroadcastWriter::<MarketEvent>::create(dir, "md", 8, StalePolicy::Fail).unwrap()
 }
@@ -418,20 +425,27 @@ fn md_ring(dir: &Path) -> (BroadcastWriter<MarketEvent>, BroadcastReader<MarketE
     (w, open_md(dir).unwrap())
 }
 
+/// [`md_ring`] with messages 0..30 published past the reader, still at 0: it has been lapped
+/// (the oldest intact message is 30 + 1 - 8 = 23).
+fn lapped_md_ring(dir: &Path) -> (BroadcastWriter<MarketEvent>, BroadcastReader<MarketEvent>) {
+    let (mut w, r) = md_ring(dir);
+    for i in 0..30 {
+        w.publish(&ev(i));
+    }
+    (w, r)
+}
+
 /// A valid `md` ring whose header bytes at `off` are then overwritten with `bytes`.
 fn make_md_poked(dir: &Path, off: usize, bytes: &[u8]) -> BroadcastWriter<MarketEvent> {
     let w = make_md(dir);
-    poke(&dir.join("md"), off, bytes);
+    poke_md(dir, off, bytes);
     w
 }
 
 #[test]
 fn open_missing_segment_is_missing() {
     let d = shm_dir();
-    assert!(matches!(
-        open_md_err(d.path()),
-        SegmentError::Missing { .. }
-    ));
+    assert_md_open_fails!(d.path(), SegmentError::Missing { .. });
 }
 
 #[test]
@@ -475,10 +489,7 @@ fn open_waits_for_a_segment_created_later() {
 fn open_foreign_file_is_bad_magic() {
     let d = shm_dir();
     write_private(&d.path().join("md"), &[0xAB; 4096]);
-    assert!(matches!(
-        open_md_err(d.path()),
-        SegmentError::BadMagic { .. }
-    ));
+    assert_md_open_fails!(d.path(), SegmentError::BadMagic { .. });
 }
 
 #[test]
@@ -494,10 +505,7 @@ fn open_other_version_is_version_mismatch() {
 fn open_other_layouts_is_fingerprint_mismatch() {
     let d = shm_dir();
     let _w = make_md_poked(d.path(), header::FINGERPRINT, &1u64.to_le_bytes());
-    assert!(matches!(
-        open_md_err(d.path()),
-        SegmentError::FingerprintMismatch { found: 1, .. }
-    ));
+    assert_md_open_fails!(d.path(), SegmentError::FingerprintMismatch { found: 1, .. });
 }
 
 #[test]
@@ -524,17 +532,11 @@ fn open_truncated_or_grown_file_is_size_mismatch() {
         .unwrap();
     let len = f.metadata().unwrap().len();
     f.set_len(len + 4096).unwrap();
-    assert!(matches!(
-        open_md_err(d.path()),
-        SegmentError::SizeMismatch { .. }
-    ));
+    assert_md_open_fails!(d.path(), SegmentError::SizeMismatch { .. });
     f.set_len(len).unwrap();
     assert!(open_md(d.path()).is_ok());
-    poke(&d.path().join("md"), header::CAPACITY, &7u64.to_le_bytes());
-    assert!(matches!(
-        open_md_err(d.path()),
-        SegmentError::SizeMismatch { .. }
-    ));
+    poke_md(d.path(), header::CAPACITY, &7u64.to_le_bytes());
+    assert_md_open_fails!(d.path(), SegmentError::SizeMismatch { .. });
 }
 
 #[test]
@@ -560,11 +562,7 @@ fn create_over_dead_owner_follows_stale_policy() {
     w.publish(&ev(1));
     drop(w);
     let dead = dead_pid();
-    poke(
-        &d.path().join("md"),
-        header::CREATOR_PID,
-        &dead.to_le_bytes(),
-    );
+    poke_md(d.path(), header::CREATOR_PID, &dead.to_le_bytes());
     let e = BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Fail)
         .err()
         .unwrap();
@@ -578,11 +576,7 @@ fn create_over_dead_owner_follows_stale_policy() {
         BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Recover).unwrap();
     assert_eq!(w.position(), 1, "recovered contents");
     drop(w);
-    poke(
-        &d.path().join("md"),
-        header::CREATOR_PID,
-        &dead.to_le_bytes(),
-    );
+    poke_md(d.path(), header::CREATOR_PID, &dead.to_le_bytes());
     let w =
         BroadcastWriter::<MarketEvent>::create(d.path(), "md", 16, StalePolicy::Replace).unwrap();
     assert_eq!(w.position(), 0, "fresh segment");
@@ -595,11 +589,7 @@ fn reused_pid_with_other_start_time_counts_as_dead() {
     let w = make_md(d.path());
     drop(w);
     // Our own (live) pid, but a start time that is not ours: a recycled pid.
-    poke(
-        &d.path().join("md"),
-        header::CREATOR_START_TICKS,
-        &1u64.to_le_bytes(),
-    );
+    poke_md(d.path(), header::CREATOR_START_TICKS, &1u64.to_le_bytes());
     assert!(matches!(
         BroadcastWriter::<MarketEvent>::create(d.path(), "md", 8, StalePolicy::Fail),
         Err(SegmentError::Stale { .. })
@@ -719,12 +709,23 @@ fn depth_update_stores_the_promised_levels_and_compares_the_rest() {
     assert_eq!(apply(&b2, &a1, all, all), (b2, a1));
 }
 
-fn unsafe_detail<T>(r: Result<T, SegmentError>) -> String {
-    match r {
+/// `r` was refused as unsafe (`SegmentError::Unsafe`), with a message that says `says`.
+fn assert_unsafe<T>(r: Result<T, SegmentError>, says: &str) {
+    let e = match r {
         Err(e @ SegmentError::Unsafe { .. }) => e.to_string(),
         Err(e) => panic!("expected Unsafe, got {e}"),
         Ok(_) => panic!("expected Unsafe, got a segment"),
-    }
+    };
+    assert!(e.contains(says), "{e}");
+}
+
+/// A 1024-slot market data ring named `name` in `dir`.
+fn create_1024(
+    dir: &Path,
+    name: &str,
+    policy: StalePolicy,
+) -> Result<BroadcastWriter<MarketEvent>, SegmentError> {
+    BroadcastWriter::<MarketEvent>::create(dir, name, 1024, policy)
 }
 
 #[test]
@@ -739,49 +740,38 @@ fn a_fifo_at_a_segment_path_is_refused_without_blocking() {
         .unwrap();
     assert!(st.success());
     // A blocking open(2) of a FIFO without a writer never returns: this would hang.
-    let e = unsafe_detail(open_md(d.path()));
-    assert!(e.contains("is a FIFO"), "{e}");
-    let e = unsafe_detail(BroadcastWriter::<MarketEvent>::create(
-        d.path(),
-        "md",
-        1024,
-        StalePolicy::Fail,
-    ));
-    assert!(e.contains("is a FIFO"), "{e}");
-    let e = unsafe_detail(SpscConsumer::<HedgeOrder>::open(
-        d.path(),
-        "md",
-        OpenOptions::wait(Duration::from_millis(10)),
-    ));
-    assert!(e.contains("is a FIFO"), "{e}");
+    assert_unsafe(open_md(d.path()), "is a FIFO");
+    assert_unsafe(create_1024(d.path(), "md", StalePolicy::Fail), "is a FIFO");
+    assert_unsafe(
+        SpscConsumer::<HedgeOrder>::open(
+            d.path(),
+            "md",
+            OpenOptions::wait(Duration::from_millis(10)),
+        ),
+        "is a FIFO",
+    );
 }
 
 #[test]
 fn directories_and_symlinks_at_a_segment_path_are_refused_by_name() {
     let d = shm_dir();
     std::fs::create_dir(d.path().join("md")).unwrap();
-    let e = unsafe_detail(open_md(d.path()));
-    assert!(e.contains("is a directory"), "{e}");
+    assert_unsafe(open_md(d.path()), "is a directory");
     // A dangling link used to read "in use by live process 0".
     std::os::unix::fs::symlink(d.path().join("nowhere"), d.path().join("lvt")).unwrap();
-    let e = unsafe_detail(BroadcastWriter::<MarketEvent>::create(
-        d.path(),
-        "lvt",
-        1024,
-        StalePolicy::Fail,
-    ));
-    assert!(e.contains("symbolic link"), "{e}");
+    assert_unsafe(
+        create_1024(d.path(), "lvt", StalePolicy::Fail),
+        "symbolic link",
+    );
     // A link to a real segment is not followed either.
     let _w = make_md(&d.path().join("real"));
     std::os::unix::fs::symlink(d.path().join("real/md"), d.path().join("link")).unwrap();
-    let e = unsafe_detail(BroadcastReader::<MarketEvent>::open(
-        d.path(),
-        "link",
-        OpenOptions::default(),
-    ));
-    assert!(e.contains("symbolic link"), "{e}");
+    assert_unsafe(
+        BroadcastReader::<MarketEvent>::open(d.path(), "link", OpenOptions::default()),
+        "symbolic link",
+    );
     // Replace is the explicit way to clear such a name.
-    let w = BroadcastWriter::<MarketEvent>::create(d.path(), "lvt", 1024, StalePolicy::Replace);
+    let w = create_1024(d.path(), "lvt", StalePolicy::Replace);
     assert!(w.is_ok());
 }
 
@@ -791,16 +781,12 @@ fn a_segment_others_may_write_is_refused_not_reused() {
     let w = make_md(d.path());
     let path = d.path().join("md");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let e = unsafe_detail(open_md(d.path()));
-    assert!(e.contains("has mode 0666"), "{e}");
+    assert_unsafe(open_md(d.path()), "has mode 0666");
     drop(w);
-    let e = unsafe_detail(BroadcastWriter::<MarketEvent>::create(
-        d.path(),
-        "md",
-        1024,
-        StalePolicy::Recover,
-    ));
-    assert!(e.contains("has mode 0666"), "{e}");
+    assert_unsafe(
+        create_1024(d.path(), "md", StalePolicy::Recover),
+        "has mode 0666",
+    );
 }
 
 #[test]
@@ -813,7 +799,7 @@ fn a_zeroed_file_is_not_reported_as_still_starting() {
             && !e.contains("still starting"),
         "{e}"
     );
-    let e = BroadcastWriter::<MarketEvent>::create(d.path(), "md", 1024, StalePolicy::Fail)
+    let e = create_1024(d.path(), "md", StalePolicy::Fail)
         .err()
         .expect("refused")
         .to_string();

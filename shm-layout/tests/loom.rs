@@ -47,26 +47,43 @@ fn spawn_producer(mem: &Arc<Mem>, g: spsc::Geometry, n: u64) -> thread::JoinHand
     })
 }
 
+/// A two-slot queue of [`Msg`] and the producer of messages `0..n` into it.
+fn queue_with_producer(n: u64) -> (spsc::Geometry, Arc<Mem>, thread::JoinHandle<()>) {
+    let g = spsc::Geometry::new(2, 16);
+    let mem = Arc::new(Mem::zeroed(g.region_len()));
+    let producer = spawn_producer(&mem, g, n);
+    (g, mem, producer)
+}
+
+/// As the only consumer of the queue `mem` of geometry `g`: reads and commits one message at
+/// a time into `got`, yielding while the queue is empty, until `got` holds `n`.
+fn consume_until(
+    mem: &Mem,
+    g: &spsc::Geometry,
+    st: &mut ConsumerState,
+    got: &mut Vec<u64>,
+    n: usize,
+) {
+    while got.len() < n {
+        // SAFETY: region of geometry `g` for Msg; the caller is the only consumer.
+        match unsafe { spsc::peek::<Msg>(mem, g, st) } {
+            Some(m) => {
+                got.push(check(m));
+                // SAFETY: as above.
+                unsafe { spsc::commit(mem, st, 1) };
+            }
+            None => thread::yield_now(),
+        }
+    }
+}
+
 #[test]
 fn spsc_delivers_in_order_through_full_and_empty_with_wrap_around() {
     model(|| {
-        let g = spsc::Geometry::new(2, 16);
-        let mem = Arc::new(Mem::zeroed(g.region_len()));
-        let producer = spawn_producer(&mem, g, 3);
-        let mut st = ConsumerState::default();
-        let mut next = 0;
-        while next < 3 {
-            // SAFETY: region of geometry `g` for Msg; only consumer.
-            match unsafe { spsc::peek::<Msg>(&mem, &g, &mut st) } {
-                Some(m) => {
-                    assert_eq!(check(m), next);
-                    // SAFETY: as above.
-                    unsafe { spsc::commit(&mem, &mut st, 1) };
-                    next += 1;
-                }
-                None => thread::yield_now(),
-            }
-        }
+        let (g, mem, producer) = queue_with_producer(3);
+        let mut got = vec![];
+        consume_until(&mem, &g, &mut ConsumerState::default(), &mut got, 3);
+        assert_eq!(got, vec![0, 1, 2], "in order");
         producer.join().unwrap();
     });
 }
@@ -74,23 +91,12 @@ fn spsc_delivers_in_order_through_full_and_empty_with_wrap_around() {
 #[test]
 fn spsc_restarted_consumer_resumes_at_committed_position() {
     model(|| {
-        let g = spsc::Geometry::new(2, 16);
-        let mem = Arc::new(Mem::zeroed(g.region_len()));
-        let producer = spawn_producer(&mem, g, 3);
+        let (g, mem, producer) = queue_with_producer(3);
         let mut got = vec![];
         // First consumer life: reads one message and commits it, peeks another without
         // committing, then "dies" (its local state is dropped).
         let mut st = ConsumerState::default();
-        while got.is_empty() {
-            // SAFETY: only consumer.
-            if let Some(m) = unsafe { spsc::peek::<Msg>(&mem, &g, &mut st) } {
-                got.push(check(m));
-                // SAFETY: only consumer.
-                unsafe { spsc::commit(&mem, &mut st, 1) };
-            } else {
-                thread::yield_now();
-            }
-        }
+        consume_until(&mem, &g, &mut st, &mut got, 1);
         // SAFETY: only consumer.
         let _uncommitted = unsafe { spsc::peek::<Msg>(&mem, &g, &mut st) };
         let _ = st;
@@ -103,17 +109,7 @@ fn spsc_restarted_consumer_resumes_at_committed_position() {
             read: head,
             cached_tail: head,
         };
-        while got.len() < 3 {
-            // SAFETY: only consumer.
-            match unsafe { spsc::peek::<Msg>(&mem, &g, &mut st) } {
-                Some(m) => {
-                    got.push(check(m));
-                    // SAFETY: only consumer.
-                    unsafe { spsc::commit(&mem, &mut st, 1) };
-                }
-                None => thread::yield_now(),
-            }
-        }
+        consume_until(&mem, &g, &mut st, &mut got, 3);
         assert_eq!(got, vec![0, 1, 2], "nothing lost, nothing read twice");
         producer.join().unwrap();
     });

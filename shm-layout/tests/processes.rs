@@ -72,6 +72,20 @@ fn child_result(child: &mut Child, dir: &Path, tag: &str) -> String {
     res
 }
 
+/// [`child_result`] as the numbers it lists (separated by spaces).
+fn child_numbers(child: &mut Child, dir: &Path, tag: &str) -> Vec<u64> {
+    let res = child_result(child, dir, tag);
+    res.split(' ').map(|x| x.parse().unwrap()).collect()
+}
+
+/// The orders queue the `spsc-consumer` child reads: its name.
+const ORDERS: &str = "orders";
+
+/// Parent side: creates the orders queue of `capacity` messages in `dir`.
+fn orders_producer(dir: &Path, capacity: usize) -> SpscProducer<HedgeOrder> {
+    SpscProducer::<HedgeOrder>::create(dir, ORDERS, capacity, StalePolicy::Fail).unwrap()
+}
+
 /// Child side: writes `dir/<tag>.<marker>` atomically (write then rename).
 fn put_marker(dir: &Path, marker: &str, text: &str) {
     let tag = std::env::var("SHM_TAG").unwrap();
@@ -111,7 +125,7 @@ fn child_process_entry() {
     match role.as_str() {
         "spsc-consumer" => {
             let n = env_u64("SHM_N");
-            let mut c = SpscConsumer::<HedgeOrder>::open(&dir, "orders", OPEN).unwrap();
+            let mut c = SpscConsumer::<HedgeOrder>::open(&dir, ORDERS, OPEN).unwrap();
             let start = c.position();
             let mut next = start;
             let mut h = FNV0;
@@ -191,8 +205,7 @@ fn child_process_entry() {
 fn spsc_ten_million_messages_cross_processes_in_order_with_checksum() {
     const N: u64 = 10_000_000;
     let d = shm_dir();
-    let mut p =
-        SpscProducer::<HedgeOrder>::create(d.path(), "orders", 4096, StalePolicy::Fail).unwrap();
+    let mut p = orders_producer(d.path(), 4096);
     let mut child = spawn_child(
         "spsc-consumer",
         "c",
@@ -255,8 +268,7 @@ fn broadcast_slow_reader_counted_loss_equals_true_loss() {
             std::thread::yield_now();
         }
     }
-    let res = child_result(&mut child, d.path(), "r");
-    let v: Vec<u64> = res.split(' ').map(|x| x.parse().unwrap()).collect();
+    let v = child_numbers(&mut child, d.path(), "r");
     let (delivered, lost) = (v[0], v[1]);
     // Delivered messages are distinct and in order (checked in the child), so the true loss is
     // N - delivered.
@@ -269,8 +281,7 @@ fn broadcast_slow_reader_counted_loss_equals_true_loss() {
 fn spsc_consumer_killed_mid_stream_resumes_exactly() {
     const N: u64 = 1_000_000;
     let d = shm_dir();
-    let mut p =
-        SpscProducer::<HedgeOrder>::create(d.path(), "orders", 1024, StalePolicy::Fail).unwrap();
+    let mut p = orders_producer(d.path(), 1024);
     let extra = [("SHM_N", N.to_string()), ("SHM_PROGRESS", "1".into())];
     let mut first = spawn_child("spsc-consumer", "c1", d.path(), &extra);
     let dir = d.path().to_path_buf();
@@ -305,9 +316,8 @@ fn spsc_consumer_killed_mid_stream_resumes_exactly() {
             first = spawn_child("spsc-consumer", "c2", d.path(), &extra);
         }
     }
-    let res = child_result(&mut first, d.path(), "c2");
+    let v = child_numbers(&mut first, d.path(), "c2");
     let head = killed_at.expect("consumer was killed");
-    let v: Vec<u64> = res.split(' ').map(|x| x.parse().unwrap()).collect();
     assert_eq!(
         v[0], head,
         "restarted consumer starts at the committed position"
