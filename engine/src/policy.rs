@@ -648,8 +648,8 @@ impl HedgePolicy {
     /// The band half-width and the `lambda` behind it, for a trade of about `trade_delta`
     /// (underlying units) on `book`. Public for gauges and the backtest.
     ///
-    /// Inlined for the fixed band (a constant, read twice per held event); the other rules
-    /// are computed out of line.
+    /// Inlined: the fixed band is a constant (read twice per held event); the Whalley-Wilmott
+    /// band and the cost-aware rule's live cost are computed out of line.
     #[inline]
     pub fn band(
         &self,
@@ -659,39 +659,12 @@ impl HedgePolicy {
         trade_delta: f64,
     ) -> (f64, f64) {
         match self.cfg.rule {
-            BandRule::Fixed { band, .. } => (band, 0.0),
-            _ => self.computed_band(state, risk, book, trade_delta),
-        }
-    }
-
-    /// [`HedgePolicy::band`] for every rule.
-    #[inline(never)]
-    fn computed_band(
-        &self,
-        state: &PolicyState,
-        risk: &RiskSnapshot,
-        book: &LastValue,
-        trade_delta: f64,
-    ) -> (f64, f64) {
-        let cfg = &self.cfg;
-        let clamp = |h: f64| h.max(cfg.min_band).min(cfg.max_band);
-        match cfg.rule {
             BandRule::None => (f64::INFINITY, 0.0),
             BandRule::Fixed { band, .. } => (band, 0.0),
             BandRule::WhalleyWilmott {
                 cost,
                 risk_aversion,
-            } => {
-                let h = whalley_wilmott_band(
-                    cost,
-                    risk.underlying_px,
-                    risk.gamma,
-                    risk_aversion,
-                    risk.rate,
-                    risk.tau_years,
-                );
-                (clamp(h), cost)
-            }
+            } => self.ww_band(cost, risk_aversion, risk),
             BandRule::CostAware {
                 taker_fee,
                 risk_aversion,
@@ -708,22 +681,29 @@ impl HedgePolicy {
                     spread_stress_weight,
                     max_stress,
                 );
-                let h = whalley_wilmott_band(
-                    lambda,
-                    risk.underlying_px,
-                    risk.gamma,
-                    risk_aversion,
-                    risk.rate,
-                    risk.tau_years,
-                );
-                (clamp(h), lambda)
+                self.ww_band(lambda, risk_aversion, risk)
             }
         }
     }
 
+    /// The Whalley-Wilmott band at proportional cost `lambda`, within the configured
+    /// `min_band..=max_band`, and `lambda`.
+    #[inline(never)]
+    fn ww_band(&self, lambda: f64, risk_aversion: f64, risk: &RiskSnapshot) -> (f64, f64) {
+        let h = whalley_wilmott_band(
+            lambda,
+            risk.underlying_px,
+            risk.gamma,
+            risk_aversion,
+            risk.rate,
+            risk.tau_years,
+        );
+        (h.max(self.cfg.min_band).min(self.cfg.max_band), lambda)
+    }
+
     /// The live proportional cost of trading `trade_delta` (signed, underlying units) now.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(never)]
     fn live_lambda(
         &self,
         state: &PolicyState,

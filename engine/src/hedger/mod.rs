@@ -76,6 +76,8 @@ pub mod state;
 /// found by it (as the feed handler's by `feed_handler::publish::ROLE`).
 pub const ROLE: &str = "hedger";
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 mod worker;
 

@@ -1,30 +1,17 @@
 //! `HedgerCore::poll` on `FixedClock`: the loop on an injected clock is deterministic and every
 //! time-dependent decision follows the injected time, not the machine's clock.
 
-use super::core::{hedge_instrument, FixedClock, HedgerCore, MdReject, Stats, UnderlyingSetup};
+use super::core::{FixedClock, HedgerCore, MdReject, Stats};
 use super::io::{MemControl, MemExecs, MemMarket, MemOrders};
 use super::risk::{BookRiskAdapter, OptionRisk};
+use super::test_support::{btc_setup, def, fixed_band, BTC, DAY, PERP, T0};
 use crate::limits::{LimitBreach, LimitsConfig};
-use crate::policy::{BandRule, PolicyConfig, RehedgeTarget};
-use shm_layout::{
-    ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, MarketEvent, OptionType, Side,
-};
+use crate::policy::PolicyConfig;
+use shm_layout::{ExecKind, HedgeOrder, InstrumentKind, MarketEvent, OptionType, Side};
 use testkit::exec_event;
 
-/// 2026-01-02T00:00:00Z: in the past, so a loop that read the real clock would call the
-/// option (expiring 30 days later) expired.
-const T0: u64 = 1_767_312_000_000_000_000;
 const SEC: u64 = 1_000_000_000;
-const DAY: u64 = 86_400 * SEC;
-const BTC: u32 = 0;
-const PERP: u32 = 1;
 const CALL: u32 = 2;
-
-fn def(id: u32, sym: &str, kind: InstrumentKind) -> InstrumentDef {
-    let mut d = InstrumentDef::linear(id, kind, BTC, 0.5, 0.001);
-    assert!(d.set_symbol(sym));
-    d
-}
 
 fn core(limits: LimitsConfig) -> HedgerCore<BookRiskAdapter> {
     // mono == wall: the injected time is also the wall time (expiry, trading day).
@@ -54,24 +41,14 @@ fn core_expiring(
         def(PERP, "BTC-PERP", InstrumentKind::Perpetual),
         call,
     ];
-    let setup = UnderlyingSetup {
-        name: "BTC".into(),
-        index_id: BTC,
-        hedge: hedge_instrument(&defs[PERP as usize], "t").unwrap(),
-        policy: PolicyConfig {
-            rule: BandRule::Fixed {
-                band: 1.0,
-                target: RehedgeTarget::Zero,
-            },
-            min_interval_ns: 2 * SEC,
-            max_interval_ns: 30 * SEC,
-            collar_bps: 50.0,
-            ..PolicyConfig::default()
-        },
-        limits,
-        rate: 0.0,
-        initial_hedge_position: 0.0,
+    let policy = PolicyConfig {
+        rule: fixed_band(1.0),
+        min_interval_ns: 2 * SEC,
+        max_interval_ns: 30 * SEC,
+        collar_bps: 50.0,
+        ..PolicyConfig::default()
     };
+    let setup = btc_setup(&defs, policy, limits);
     let risk = BookRiskAdapter::new(&[BTC], 3, 4, T0);
     let mut c = HedgerCore::new(defs, vec![setup], risk, mono_ns, wall_ns);
     c.set_option_position("BTC-C-10000", -40.0).unwrap();

@@ -1,20 +1,16 @@
 //! The selective rebuild (only options whose last value changed) against a full rebuild
 //! (every option), over random lapped market sequences.
 
-use crate::hedger::core::{hedge_instrument, FixedClock, HedgerCore, UnderlyingSetup};
+use crate::hedger::core::{FixedClock, HedgerCore};
 use crate::hedger::io::{MemControl, MemExecs, MemMarket, MemOrders};
 use crate::hedger::risk::{BookRiskAdapter, OptionRisk};
+use crate::hedger::test_support::{btc_setup, def, fixed_band, BTC, DAY, PERP, T0};
 use crate::limits::LimitsConfig;
-use crate::policy::{BandRule, PolicyConfig, RehedgeTarget};
+use crate::policy::PolicyConfig;
 use proptest::prelude::*;
 use shm_layout::{InstrumentDef, InstrumentKind, LastValue, MarketEvent, OptionType, NO_FORWARD};
 
-/// 2026-01-02T00:00:00Z.
-const T0: u64 = 1_767_312_000_000_000_000;
-const DAY: u64 = 86_400_000_000_000;
 const MS: u64 = 1_000_000;
-const BTC: u32 = 0;
-const PERP: u32 = 1;
 /// Forward instruments of the first two expiries (the third has none: a virtual forward).
 const FWD: [u32; 2] = [2, 3];
 const FIRST_OPTION: u32 = 4;
@@ -22,12 +18,6 @@ const STRIKES: [f64; 3] = [9_000.0, 10_000.0, 11_000.0];
 const EXPIRIES: usize = 3;
 const OPTIONS: u32 = (EXPIRIES * STRIKES.len() * 2) as u32;
 const N_IDS: usize = (FIRST_OPTION + OPTIONS) as usize;
-
-fn def(id: u32, sym: &str, kind: InstrumentKind) -> InstrumentDef {
-    let mut d = InstrumentDef::linear(id, kind, BTC, 0.5, 0.001);
-    assert!(d.set_symbol(sym));
-    d
-}
 
 fn option_sym(id: u32) -> String {
     format!("BTC-O-{id}")
@@ -67,21 +57,11 @@ fn defs() -> Vec<InstrumentDef> {
 
 fn core() -> HedgerCore<BookRiskAdapter> {
     let defs = defs();
-    let setup = UnderlyingSetup {
-        name: "BTC".into(),
-        index_id: BTC,
-        hedge: hedge_instrument(&defs[PERP as usize], "t").unwrap(),
-        policy: PolicyConfig {
-            rule: BandRule::Fixed {
-                band: 1.0,
-                target: RehedgeTarget::Zero,
-            },
-            ..PolicyConfig::default()
-        },
-        limits: LimitsConfig::default(),
-        rate: 0.0,
-        initial_hedge_position: 0.0,
+    let policy = PolicyConfig {
+        rule: fixed_band(1.0),
+        ..PolicyConfig::default()
     };
+    let setup = btc_setup(&defs, policy, LimitsConfig::default());
     let risk = BookRiskAdapter::new(&[BTC], N_IDS as u32 + 4, OPTIONS as usize, T0);
     let mut c = HedgerCore::new(defs, vec![setup], risk, T0, T0);
     for i in 0..OPTIONS {
