@@ -123,54 +123,22 @@ pub fn sanitize_name(s: &str) -> String {
     out
 }
 
-/// Splits `name{k="v",k2="v2"}` into a sanitized name and its label pairs. A label without
-/// braces, or with braces that do not parse, becomes a sanitized name with no pairs.
+/// Splits a counter's label (`name` or `name{k="v",...}`, as the processes' counter schema
+/// writes it) into a Prometheus-safe name and its label pairs, with the schema's own reader
+/// ([`shm_layout::counter_schema::parse_label`]). A label not of that form (a foreign name,
+/// or one cut at the segment's label length) becomes one sanitized name with no pairs.
 pub fn parse_label(label: &str) -> (String, Vec<(String, String)>) {
     let label = label.trim();
-    if let Some(open) = label.find('{') {
-        // A label cut at the counters segment's 112 bytes loses its closing `"}`: keep what is
-        // there (`reason="inside_ban`) rather than mangling the whole name.
-        let (inner, cut) = match label.strip_suffix('}') {
-            Some(l) => (&l[open + 1..], false),
-            None => (&label[open + 1..], true),
-        };
-        if let Some(pairs) = parse_pairs(inner, cut) {
-            return (sanitize_name(&label[..open]), pairs);
-        }
+    match shm_layout::counter_schema::parse_label(label) {
+        Some((name, pairs)) => (
+            sanitize_name(name),
+            pairs
+                .into_iter()
+                .map(|(k, v)| (sanitize_name(k), v))
+                .collect(),
+        ),
+        None => (sanitize_name(label), Vec::new()),
     }
-    (sanitize_name(label), Vec::new())
-}
-
-fn parse_pairs(inner: &str, cut: bool) -> Option<Vec<(String, String)>> {
-    let mut pairs = Vec::new();
-    let mut rest = inner.trim();
-    while !rest.is_empty() {
-        let eq = rest.find('=')?;
-        let key = sanitize_name(rest[..eq].trim());
-        rest = rest[eq + 1..].trim_start();
-        let value;
-        if let Some(r) = rest.strip_prefix('"') {
-            let end = match r.find('"') {
-                Some(e) => e,
-                None if cut => r.len(),
-                None => return None,
-            };
-            value = r[..end].to_string();
-            rest = r.get(end + 1..).unwrap_or("").trim_start();
-        } else {
-            let end = rest.find(',').unwrap_or(rest.len());
-            value = rest[..end].trim().to_string();
-            rest = &rest[end..];
-        }
-        pairs.push((key, value));
-        rest = rest.trim_start();
-        if let Some(r) = rest.strip_prefix(',') {
-            rest = r.trim_start();
-        } else if !rest.is_empty() {
-            return None;
-        }
-    }
-    Some(pairs)
 }
 
 /// A process's liveness as `stat` reports it.
@@ -694,8 +662,9 @@ mod tests {
                 ("venue".to_string(), "sim".to_string())
             ]
         );
-        let (n, l) = parse_label("net_delta{underlying=BTC}");
-        assert_eq!((n.as_str(), l[0].1.as_str()), ("net_delta", "BTC"));
+        // The schema's escaping is undone.
+        let (_, l) = parse_label(r#"x{k="a\"b"}"#);
+        assert_eq!(l[0].1, r#"a"b"#);
     }
 
     #[test]
@@ -703,10 +672,15 @@ mod tests {
         assert_eq!(parse_label("Orders sent").0, "orders_sent");
         assert_eq!(parse_label("md.lapped").0, "md_lapped");
         assert_eq!(parse_label("9lives").0, "_9lives");
-        // Cut at 48 bytes by the counters segment: the pairs that are there survive.
+        // Not the schema's form (unquoted, or cut at the segment's label length): one name,
+        // no pairs, so that it is not mistaken for a labelled series.
+        assert_eq!(
+            parse_label("net_delta{underlying=BTC}"),
+            ("net_delta_underlying_btc_".to_string(), vec![])
+        );
         let (n, l) = parse_label(r#"policy_holds{underlying="BTC",reason="inside_ban"#);
-        assert_eq!(n, "policy_holds");
-        assert_eq!(l[1], ("reason".to_string(), "inside_ban".to_string()));
+        assert_eq!(n, "policy_holds_underlying__btc__reason__inside_ban");
+        assert!(l.is_empty());
         assert_eq!(parse_label("broken{x").0, "broken_x");
     }
 
