@@ -1,8 +1,8 @@
 //! Recording the session costs the hot path no allocation: 200,000 market events through
 //! `HedgerCore::poll` on the recording wrappers (market events, the cost-aware band's
 //! depth reads from the last-value table, execs, orders, stage stamps, timers), counted by
-//! `shm_layout::alloc_count` on this thread only (the journal's writer thread allocates its
-//! buffer, not the loop).
+//! `shm_layout::alloc_count` on this thread only (the journal's queue is allocated once, at
+//! the recorder's start; its writer thread writes from the queue's slots).
 
 mod hedger_common;
 
@@ -99,6 +99,8 @@ fn recording_the_loop_allocates_nothing() {
                     .push_driver(Record::new(RecordKind::Timer, 0, now));
             })
             .unwrap();
+            // As the live loop: records are published before it could idle.
+            tap.borrow_mut().flush();
         }
     }
     let stats = region.change();
@@ -111,6 +113,7 @@ fn recording_the_loop_allocates_nothing() {
     );
     assert!(s.md_events >= EVENTS as u64, "{s:?}");
     assert!(s.orders_sent > sent_before, "the loop hedged: {s:?}");
+    tap.borrow_mut().flush();
     let written = recorder.finish().unwrap();
     let session = read_session(&tmp.path().join("session")).unwrap();
     assert_eq!(session.records.len() as u64, written);

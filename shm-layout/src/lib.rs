@@ -8,6 +8,8 @@
 //! - [`lvt`]: last-value table, per-entry seqlock.
 //! - [`instruments`]: instrument definitions.
 //! - [`spsc`]: bounded queues for orders and execs, positions persisted in the segment.
+//! - [`batch_queue`]: in-process SPSC queue with batched publication and slice access (the
+//!   hedger's session journal).
 //! - [`counters`]: per-process liveness and counters (Aeron CnC-like).
 //! - [`counter_schema`]: counters declared once per process (name, kind, unit, scope, help).
 //! - [`control`]: kill switch and trading states.
@@ -35,6 +37,7 @@
 pub mod agent;
 pub mod alloc_count;
 pub mod ascii;
+pub mod batch_queue;
 pub mod broadcast;
 pub mod clock;
 #[cfg(not(loom))]

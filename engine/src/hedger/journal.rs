@@ -6,8 +6,15 @@
 //! The loop's inputs are wrapped ([`RecordingMarket`], [`RecordingExecs`],
 //! [`RecordingOrders`], [`RecordingControl`], [`RecordingClock`]); each wrapper copies what
 //! the core read into a fixed-size [`Record`] and pushes it into a bounded in-process queue
-//! (crossbeam's `ArrayQueue`: no allocation, no lock, no system call) through a [`Tap`] held
-//! in a `RefCell`. A side thread ([`Recorder`]) drains the queue into files. A full queue
+//! through a [`Tap`] held in a `RefCell`. The queue is single-producer single-consumer with
+//! batched publication ([`shm_layout::batch_queue`]): a push is an 80-byte store into the
+//! next slot and a compare, with no allocation, lock, system call or compare-and-swap; the
+//! loop makes its records visible with one store at the latest every
+//! [`PUBLISH_EVERY_RECORDS`] records and at [`Tap::flush`], which the live loop calls after
+//! every iteration that found nothing to do (before its runner idles) and after its duties.
+//! A side thread ([`Recorder`]) wakes about once a millisecond and writes everything
+//! published straight from the queue's slots to the file: one `write(2)` per contiguous run
+//! (two when it wraps, one more at a file rotation), no per-record pop or copy. A full queue
 //! never blocks the hot path: the record is dropped, counted ([`Tap::dropped`]) and, as soon
 //! as there is room again, a [`RecordKind::Gap`] record says how many were lost, so a replay
 //! knows the session is not reproducible from there.
@@ -35,14 +42,14 @@ use super::core::StageClock;
 use super::io::{Consumer, ControlSource, ExecSource, MarketSource, MdPoll, OrderSink, Producer};
 use crate::limits::TradingMode;
 use bytemuck::{Pod, Zeroable};
-use crossbeam::queue::ArrayQueue;
+use shm_layout::batch_queue::{batch_queue, BatchConsumer, BatchProducer};
 use shm_layout::{ExecEvent, HedgeOrder, InstrumentDef, LastValue};
 use std::cell::{Cell, RefCell};
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Version of the journal layout this build writes and reads. 2: a hold reads no decision
@@ -218,10 +225,15 @@ fn mode_code(m: TradingMode) -> u64 {
     }
 }
 
+/// Records the loop's end of the queue publishes at the latest (20 KiB): the writer can
+/// start on a long iteration's records (a rebuild reads every instrument's last value)
+/// before the iteration ends. Smaller for a queue of fewer than 1,024 records.
+pub const PUBLISH_EVERY_RECORDS: usize = 256;
+
 /// The hot path's end of the recording queue (held in a `RefCell` shared by the wrappers).
 #[derive(Debug)]
 pub struct Tap {
-    queue: Option<Arc<ArrayQueue<Record>>>,
+    queue: Option<BatchProducer<Record>>,
     pending_poll: Option<u64>,
     /// A market event held back until the next record, with the `Poll` of its iteration
     /// (if not yet written): the loop stamps its read at once, and that stamp goes into the
@@ -255,9 +267,21 @@ impl Tap {
         self.queue.is_some()
     }
 
-    /// Startup (not hot path): wait for room instead of dropping when the queue is full.
+    /// Startup and shutdown (not hot path): wait for room instead of dropping when the queue
+    /// is full, and publish every record at once. Turning it off publishes what is queued.
     pub fn set_blocking(&mut self, on: bool) {
         self.blocking = on;
+        self.flush();
+    }
+
+    /// Makes every record pushed so far visible to the writer thread (one store; nothing
+    /// when there is nothing new). The loop calls it before it can idle: a record never
+    /// waits unpublished while the loop sleeps.
+    #[inline]
+    pub fn flush(&mut self) {
+        if let Some(q) = &mut self.queue {
+            q.publish();
+        }
     }
 
     /// A loop iteration at monotonic `now_ns` begins: its `Poll` record is written before
@@ -325,13 +349,15 @@ impl Tap {
 
     #[inline]
     fn push_raw(&mut self, r: Record) {
-        let Some(q) = &self.queue else { return };
+        let Some(q) = &mut self.queue else { return };
         if self.blocking {
             let mut r = r;
+            // A full queue publishes what it holds, so the writer makes room.
             while let Err(back) = q.push(r) {
                 r = back;
                 std::thread::yield_now();
             }
+            q.publish();
             return;
         }
         if self.gap > 0 {
@@ -355,6 +381,19 @@ impl Tap {
         }
     }
 
+    /// A tap feeding `queue` (tests read the queue's other end instead of a writer thread).
+    pub fn on(queue: BatchProducer<Record>, dropped_shared: Option<Arc<AtomicU64>>) -> Self {
+        Tap {
+            queue: Some(queue),
+            pending_poll: None,
+            staged_md: None,
+            gap: 0,
+            blocking: false,
+            dropped: 0,
+            dropped_shared,
+        }
+    }
+
     /// Records a last-value read.
     #[inline]
     pub fn push_lv(&mut self, id: u32, v: Option<LastValue>) {
@@ -369,6 +408,13 @@ impl Tap {
                 }
             }
         }
+    }
+}
+
+impl Drop for Tap {
+    /// What was pushed is published: a tap dropped before [`Recorder::finish`] loses nothing.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -680,7 +726,8 @@ pub struct JournalConfig {
     pub file_max_bytes: u64,
     /// Files kept (the oldest are deleted beyond this).
     pub files_kept: usize,
-    /// Capacity of the in-process queue, records (80 bytes each).
+    /// Capacity of the in-process queue, records (80 bytes each; rounded up to a power of
+    /// two).
     pub queue_records: usize,
 }
 
@@ -750,16 +797,23 @@ pub fn read_session(dir: &Path) -> Result<Session, JournalError> {
 /// The side thread that writes the recording queue to files.
 #[derive(Debug)]
 pub struct Recorder {
-    queue: Arc<ArrayQueue<Record>>,
+    /// The loop's end of the queue until [`Recorder::tap`] takes it (one producer).
+    producer: Mutex<Option<BatchProducer<Record>>>,
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<std::io::Result<u64>>>,
 }
 
+/// How long the writer thread sleeps after a pass that found less than an eighth of the
+/// queue published: at a million records a second the queue (65,536 by default) holds tens
+/// of milliseconds, and each wake writes about a millisecond of records (some 100 KB at
+/// saturation) in one or two system calls instead of one per few records.
+const WRITER_SLEEP: Duration = Duration::from_millis(1);
+
 struct FileWriter {
     cfg: JournalConfig,
     next_index: u64,
-    out: std::io::BufWriter<std::fs::File>,
+    out: std::fs::File,
     bytes: u64,
 }
 
@@ -785,19 +839,15 @@ impl FileWriter {
         Ok(w)
     }
 
-    fn create(
-        cfg: &JournalConfig,
-        index: u64,
-    ) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+    fn create(cfg: &JournalConfig, index: u64) -> std::io::Result<std::fs::File> {
         let path = cfg
             .dir
             .join(format!("{FILE_PREFIX}{index:010}{FILE_SUFFIX}"));
-        let f = std::fs::OpenOptions::new()
+        std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)?;
-        Ok(std::io::BufWriter::with_capacity(1 << 16, f))
+            .open(path)
     }
 
     fn prune(&self) -> std::io::Result<()> {
@@ -810,17 +860,48 @@ impl FileWriter {
         Ok(())
     }
 
-    fn write(&mut self, r: &Record) -> std::io::Result<()> {
-        if self.bytes >= self.cfg.file_max_bytes {
-            self.out.flush()?;
-            self.out = Self::create(&self.cfg, self.next_index)?;
-            self.next_index += 1;
-            self.bytes = 0;
-            self.prune()?;
+    /// Writes `recs` as they lie in the queue, one `write(2)` per file they go to. A file
+    /// takes records while it holds fewer than `file_max_bytes` (so a file ends at a record
+    /// boundary, the first at or past the limit); the next file is opened for the next record.
+    fn write_run(&mut self, mut recs: &[Record]) -> std::io::Result<()> {
+        while !recs.is_empty() {
+            if self.bytes >= self.cfg.file_max_bytes {
+                self.out = Self::create(&self.cfg, self.next_index)?;
+                self.next_index += 1;
+                self.bytes = 0;
+                self.prune()?;
+            }
+            // Records this file still takes (at least one: a limit of 0 is a record a file).
+            let room = (self.cfg.file_max_bytes - self.bytes)
+                .div_ceil(RECORD_SIZE as u64)
+                .max(1);
+            let take = recs.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+            self.out.write_all(bytemuck::cast_slice(&recs[..take]))?;
+            self.bytes += (take * RECORD_SIZE) as u64;
+            recs = &recs[take..];
         }
-        self.out.write_all(bytemuck::bytes_of(r))?;
-        self.bytes += RECORD_SIZE as u64;
         Ok(())
+    }
+
+    /// The writer thread's loop: everything published, about once a millisecond, until
+    /// `stop`; then what remains. Returns the records written.
+    fn run(mut self, mut queue: BatchConsumer<Record>, stop: &AtomicBool) -> std::io::Result<u64> {
+        let mut written = 0u64;
+        let busy = queue.capacity() / 8;
+        loop {
+            // SYNC POINT: Acquire pairs with the Release store in `Recorder::finish`, made
+            // after the loop's last push and publication: all of it is drained below.
+            let stopping = stop.load(Ordering::Acquire);
+            let n = queue.consume(|run| self.write_run(run))?;
+            written += n as u64;
+            if stopping {
+                if n == 0 {
+                    return Ok(written);
+                }
+            } else if n < busy {
+                std::thread::sleep(WRITER_SLEEP);
+            }
+        }
     }
 }
 
@@ -830,36 +911,16 @@ impl Recorder {
     /// # Errors
     /// The directory or file cannot be created.
     pub fn start(cfg: &JournalConfig) -> std::io::Result<Self> {
-        let queue = Arc::new(ArrayQueue::new(cfg.queue_records.max(64)));
+        let cap = cfg.queue_records.max(64);
+        let (producer, consumer) = batch_queue(cap, (cap / 4).min(PUBLISH_EVERY_RECORDS));
         let stop = Arc::new(AtomicBool::new(false));
-        let mut w = FileWriter::open(cfg.clone())?;
-        let (q, s) = (Arc::clone(&queue), Arc::clone(&stop));
+        let w = FileWriter::open(cfg.clone())?;
+        let s = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("hedger-journal".into())
-            .spawn(move || -> std::io::Result<u64> {
-                let mut written = 0u64;
-                loop {
-                    // Acquire: pairs with the Release store in `finish`, after the last push.
-                    let stopping = s.load(Ordering::Acquire);
-                    let mut n = 0;
-                    while let Some(r) = q.pop() {
-                        w.write(&r)?;
-                        n += 1;
-                    }
-                    written += n;
-                    if n == 0 || stopping {
-                        w.out.flush()?;
-                    }
-                    if stopping {
-                        return Ok(written);
-                    }
-                    if n == 0 {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-            })?;
+            .spawn(move || w.run(consumer, &s))?;
         Ok(Recorder {
-            queue,
+            producer: Mutex::new(Some(producer)),
             stop,
             dropped: Arc::new(AtomicU64::new(0)),
             thread: Some(thread),
@@ -867,16 +928,17 @@ impl Recorder {
     }
 
     /// The hot path's end of the queue.
+    ///
+    /// # Panics
+    /// When called twice: the queue has one producer.
     pub fn tap(&self) -> Tap {
-        Tap {
-            queue: Some(Arc::clone(&self.queue)),
-            pending_poll: None,
-            staged_md: None,
-            gap: 0,
-            blocking: false,
-            dropped: 0,
-            dropped_shared: Some(Arc::clone(&self.dropped)),
-        }
+        let producer = self
+            .producer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("Recorder::tap: the session journal's queue has one producer");
+        Tap::on(producer, Some(Arc::clone(&self.dropped)))
     }
 
     /// Records dropped so far (queue full).
@@ -889,12 +951,15 @@ impl Recorder {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
-    /// Writes what is queued and stops the thread; returns the records written.
+    /// Writes what is published and stops the thread; returns the records written. The
+    /// tap publishes in blocking mode ([`Tap::set_blocking`]) and at [`Tap::flush`]; records
+    /// pushed after that are not written.
     ///
     /// # Errors
     /// A write error of the thread.
     pub fn finish(mut self) -> std::io::Result<u64> {
-        // Release: pairs with the writer's Acquire load; every push before it is drained.
+        // SYNC POINT: Release pairs with the writer's Acquire load in `FileWriter::run`:
+        // every publication before it is drained.
         self.stop.store(true, Ordering::Release);
         match self.thread.take() {
             Some(t) => t
@@ -923,29 +988,29 @@ mod tests {
     /// into the queue in between. The order of the records is the same as before.
     #[test]
     fn a_market_event_queues_nothing_before_its_read_stamp() {
-        let q = Arc::new(ArrayQueue::new(16));
-        let mut tap = Tap {
-            queue: Some(Arc::clone(&q)),
-            ..Tap::off()
-        };
+        let (mut q, mut tap) = queued_tap(16);
         let e = shm_layout::MarketEvent::underlying_price(1, 5, 6, 100.0);
         tap.begin_poll(7);
         tap.push(Record::with(RecordKind::Md, 0, 0, &e));
-        assert_eq!(q.len(), 0, "nothing queued before the stamp");
+        assert!(
+            drain(&mut tap, &mut q).is_empty(),
+            "nothing queued before the stamp"
+        );
         tap.push(Record::new(RecordKind::Stamp, 0, 9));
-        let kinds = |q: &ArrayQueue<Record>| {
-            std::iter::from_fn(|| q.pop())
+        let mut kinds = |tap: &mut Tap| {
+            drain(tap, &mut q)
+                .into_iter()
                 .map(|r| (r.kind(), r.small, r.value))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(kinds(&q), [(Some(RecordKind::PollMd), 2, 7)]);
+        assert_eq!(kinds(&mut tap), [(Some(RecordKind::PollMd), 2, 7)]);
         // An event followed by something else than its stamp (and a driver call) keeps the
         // order Poll, Md, then the rest.
         tap.begin_poll(10);
         tap.push(Record::with(RecordKind::Md, 0, 0, &e));
         tap.push_driver(Record::new(RecordKind::Timer, 0, 11));
         assert_eq!(
-            kinds(&q),
+            kinds(&mut tap),
             [
                 (Some(RecordKind::Poll), 0, 10),
                 (Some(RecordKind::Md), 0, 0),
@@ -986,35 +1051,93 @@ mod tests {
         assert_eq!(values, (20..45).collect::<Vec<_>>());
     }
 
-    /// A tap feeding a queue of `cap` records that the test reads instead of a writer thread.
-    fn queued_tap(cap: usize) -> (Arc<ArrayQueue<Record>>, Tap) {
-        let q = Arc::new(ArrayQueue::new(cap));
-        let tap = Tap {
-            queue: Some(Arc::clone(&q)),
-            ..Tap::off()
-        };
-        (q, tap)
+    /// A tap feeding a queue of `cap` records (a power of two) that the test reads instead
+    /// of a writer thread; the tap publishes only when the test flushes it or it is full.
+    fn queued_tap(cap: usize) -> (BatchConsumer<Record>, Tap) {
+        let (p, c) = batch_queue(cap, usize::MAX);
+        (c, Tap::on(p, None))
+    }
+
+    /// Flushes the tap and takes every record it published.
+    fn drain(tap: &mut Tap, q: &mut BatchConsumer<Record>) -> Vec<Record> {
+        tap.flush();
+        let mut got = Vec::new();
+        q.consume(|run| {
+            got.extend_from_slice(run);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        got
     }
 
     #[test]
     fn a_full_queue_drops_counts_and_marks_a_gap() {
-        let (q, mut tap) = queued_tap(4);
+        let (mut q, mut tap) = queued_tap(4);
         tap.begin_poll(7);
         for i in 0..6 {
             tap.push(Record::new(RecordKind::Stamp, 0, i));
         }
         // Poll + 3 stamps fit; 3 dropped.
         assert_eq!(tap.dropped, 3);
-        let got: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        let got = drain(&mut tap, &mut q);
+        assert_eq!(got.len(), 4);
         assert_eq!(got[0].kind(), Some(RecordKind::Poll));
         tap.push(Record::new(RecordKind::Stamp, 0, 99));
-        assert_eq!(q.pop().unwrap(), Record::new(RecordKind::Gap, 0, 3));
-        assert_eq!(q.pop().unwrap().value, 99);
+        let got = drain(&mut tap, &mut q);
+        assert_eq!(got[0], Record::new(RecordKind::Gap, 0, 3));
+        assert_eq!(got[1].value, 99);
+    }
+
+    /// Records pushed stay invisible to the writer until the loop flushes (or a batch of
+    /// [`PUBLISH_EVERY_RECORDS`] fills); flushing and dropping the tap publish them.
+    #[test]
+    fn records_reach_the_writer_at_a_flush_and_when_the_tap_is_dropped() {
+        let (p, q) = batch_queue(1024, PUBLISH_EVERY_RECORDS);
+        let mut tap = Tap::on(p, None);
+        for i in 0..PUBLISH_EVERY_RECORDS as u64 + 3 {
+            tap.push(Record::new(RecordKind::Stamp, 0, i));
+        }
+        assert_eq!(
+            q.len(),
+            PUBLISH_EVERY_RECORDS,
+            "a full batch is published by itself"
+        );
+        tap.flush();
+        assert_eq!(q.len(), PUBLISH_EVERY_RECORDS + 3);
+        tap.push(Record::new(RecordKind::End, 0, 0));
+        drop(tap);
+        assert_eq!(q.len(), PUBLISH_EVERY_RECORDS + 4);
+    }
+
+    /// A run of records published at once is split exactly at the file size limit: each
+    /// file holds the records that start before the limit (11 for 10 records and a byte),
+    /// none torn, in order across files.
+    #[test]
+    fn a_published_run_is_split_at_the_file_limit_on_a_record_boundary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cfg(tmp.path(), 10 * RECORD_SIZE as u64 + 1, 10);
+        let rec = Recorder::start(&c).unwrap();
+        let mut tap = rec.tap();
+        for i in 0..45 {
+            tap.push(Record::new(RecordKind::Stamp, 0, i));
+        }
+        tap.flush();
+        assert_eq!(rec.finish().unwrap(), 45);
+        let sizes: Vec<u64> = journal_files(&c.dir)
+            .unwrap()
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len() / RECORD_SIZE as u64)
+            .collect();
+        assert_eq!(sizes, [11, 11, 11, 11, 1]);
+        let s = read_session(&c.dir).unwrap();
+        assert_eq!(s.torn_bytes, 0);
+        let values: Vec<u64> = s.records.iter().map(|r| r.value).collect();
+        assert_eq!(values, (0..45).collect::<Vec<_>>());
     }
 
     #[test]
     fn a_market_event_and_its_read_stamp_share_one_record() {
-        let (q, mut tap) = queued_tap(64);
+        let (mut q, mut tap) = queued_tap(64);
         let e = shm_layout::MarketEvent::underlying_price(0, 1, 2, 3.0);
         tap.begin_poll(5);
         tap.push(Record::with(RecordKind::Md, 0, 0, &e));
@@ -1022,7 +1145,7 @@ mod tests {
         tap.push(Record::new(RecordKind::Stamp, 0, 8));
         tap.push(Record::with(RecordKind::Md, 0, 0, &e));
         tap.push_driver(Record::new(RecordKind::End, 0, 0));
-        let got: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        let got = drain(&mut tap, &mut q);
         let kinds: Vec<_> = got.iter().map(|r| r.kind().unwrap()).collect();
         use RecordKind::*;
         assert_eq!(kinds, [PollMd, Stamp, Md, End]);
@@ -1035,7 +1158,7 @@ mod tests {
         assert_eq!((got[2].small, got[2].value), (0, 0), "no stamp followed");
         // Not the iteration's first record (an exec came first): `Md` with its stamp; and a
         // stamp more than u32::MAX ns after the poll: `Poll`, then `Md` with its stamp.
-        let (q, mut tap) = queued_tap(64);
+        let (mut q, mut tap) = queued_tap(64);
         tap.begin_poll(5);
         tap.push(Record::new(RecordKind::Exec, 0, 0));
         tap.push(Record::with(RecordKind::Md, 0, 0, &e));
@@ -1043,7 +1166,8 @@ mod tests {
         tap.begin_poll(10);
         tap.push(Record::with(RecordKind::Md, 0, 0, &e));
         tap.push(Record::new(RecordKind::Stamp, 0, 10 + (1 << 32)));
-        let got: Vec<_> = std::iter::from_fn(|| q.pop())
+        let got: Vec<_> = drain(&mut tap, &mut q)
+            .into_iter()
             .map(|r| (r.kind().unwrap(), r.small, r.value))
             .collect();
         assert_eq!(
@@ -1060,10 +1184,10 @@ mod tests {
 
     #[test]
     fn empty_polls_leave_nothing_and_header_round_trips() {
-        let (q, mut tap) = queued_tap(64);
+        let (mut q, mut tap) = queued_tap(64);
         tap.begin_poll(1);
         tap.begin_poll(2);
-        assert!(q.is_empty());
+        assert!(drain(&mut tap, &mut q).is_empty());
         let h = Header {
             journal_version: JOURNAL_VERSION,
             config_text: "[underlyings.BTC]\nhedge_instrument = \"P\"\n".repeat(5),

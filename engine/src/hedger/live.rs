@@ -609,6 +609,7 @@ impl Agent for HedgerAgent<'_> {
     #[inline]
     fn do_work(&mut self) -> anyhow::Result<usize> {
         if self.stopping {
+            self.io.tap.borrow_mut().flush();
             return Ok(0); // no poll after the stop request
         }
         // The iteration's time is read before the wait: `poll` uses it only for the
@@ -619,14 +620,20 @@ impl Agent for HedgerAgent<'_> {
         self.wait_for_input();
         let io = &mut self.io;
         io.tap.borrow_mut().begin_poll(now);
-        Ok(self.core.poll(
+        let work = self.core.poll(
             &mut io.md,
             &mut io.execs,
             &mut io.orders,
             &io.ctl,
             now,
             &io.clock,
-        ))
+        );
+        // The session journal's records are published in batches; the runner idles after
+        // an iteration without work, and nothing may wait unpublished while it sleeps.
+        if work == 0 {
+            io.tap.borrow_mut().flush();
+        }
+        Ok(work)
     }
 
     fn on_duty(&mut self, now: u64) -> anyhow::Result<()> {
@@ -644,6 +651,8 @@ impl Agent for HedgerAgent<'_> {
             },
         )?;
         self.driver.duties(&mut self.core, io, now);
+        // The runner may idle next: the duties' records (timers, calibration) go out now.
+        io.tap.borrow_mut().flush();
         Ok(())
     }
 
