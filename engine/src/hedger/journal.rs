@@ -12,8 +12,8 @@
 //! loop makes its records visible with one store at the latest every
 //! [`PUBLISH_EVERY_RECORDS`] records and at [`Tap::flush`], which the live loop calls after
 //! every iteration that found nothing to do (before its runner idles) and after its duties.
-//! A side thread ([`Recorder`]) wakes about once a millisecond and writes everything
-//! published straight from the queue's slots to the file: one `write(2)` per contiguous run
+//! A side thread ([`Recorder`]) wakes every 1 or 10 ms (by the rate records come at) and
+//! writes everything published straight from the queue's slots to the file: one `write(2)` per contiguous run
 //! (two when it wraps, one more at a file rotation), no per-record pop or copy. A full queue
 //! never blocks the hot path: the record is dropped, counted ([`Tap::dropped`]) and, as soon
 //! as there is room again, a [`RecordKind::Gap`] record says how many were lost, so a replay
@@ -805,10 +805,17 @@ pub struct Recorder {
 }
 
 /// How long the writer thread sleeps after a pass that found less than an eighth of the
-/// queue published: at a million records a second the queue (65,536 by default) holds tens
-/// of milliseconds, and each wake writes about a millisecond of records (some 100 KB at
-/// saturation) in one or two system calls instead of one per few records.
-const WRITER_SLEEP: Duration = Duration::from_millis(1);
+/// queue published, when records come fast: at two million records a second the queue
+/// (65,536 by default) holds about 30 ms, and each wake writes about a millisecond of records
+/// (some 150 KB at saturation) in one or two system calls instead of one per few records.
+const WRITER_SLEEP_SHORT: Duration = Duration::from_millis(1);
+
+/// The writer's sleep when a sleep this long would gather less than an eighth of the queue
+/// at the rate of the last one (100k events/s: about 2,500 records). A wake costs the
+/// thread tens of microseconds on a virtual machine whatever it writes; at a moderate rate
+/// a 1 ms cadence made the wakes most of the writer's CPU. A jump to saturation during it
+/// fills about a third of the default queue at most.
+const WRITER_SLEEP_LONG: Duration = Duration::from_millis(10);
 
 struct FileWriter {
     cfg: JournalConfig,
@@ -883,23 +890,34 @@ impl FileWriter {
         Ok(())
     }
 
-    /// The writer thread's loop: everything published, about once a millisecond, until
+    /// The writer thread's loop: everything published, every [`WRITER_SLEEP_SHORT`] or
+    /// [`WRITER_SLEEP_LONG`] (at once while an eighth of the queue or more waits), until
     /// `stop`; then what remains. Returns the records written.
     fn run(mut self, mut queue: BatchConsumer<Record>, stop: &AtomicBool) -> std::io::Result<u64> {
-        let mut written = 0u64;
-        let busy = queue.capacity() / 8;
+        let (mut written, mut since_sleep) = (0u64, 0u64);
+        let busy = queue.capacity() as u64 / 8;
+        let mut sleep = WRITER_SLEEP_SHORT;
         loop {
             // SYNC POINT: Acquire pairs with the Release store in `Recorder::finish`, made
             // after the loop's last push and publication: all of it is drained below.
             let stopping = stop.load(Ordering::Acquire);
-            let n = queue.consume(|run| self.write_run(run))?;
-            written += n as u64;
+            let n = queue.consume(|run| self.write_run(run))? as u64;
+            written += n;
+            since_sleep += n;
             if stopping {
                 if n == 0 {
                     return Ok(written);
                 }
             } else if n < busy {
-                std::thread::sleep(WRITER_SLEEP);
+                // What a long sleep would gather at the rate of the last sleep.
+                let long = WRITER_SLEEP_LONG.as_nanos() / sleep.as_nanos();
+                sleep = if u128::from(since_sleep) * long < u128::from(busy) {
+                    WRITER_SLEEP_LONG
+                } else {
+                    WRITER_SLEEP_SHORT
+                };
+                since_sleep = 0;
+                std::thread::sleep(sleep);
             }
         }
     }
