@@ -69,11 +69,12 @@ struct Shared<T> {
     slots: Box<[Cell<T>]>,
 }
 
-// SAFETY: the slots are accessed under the SPSC protocol: a slot is written only by the one
-// producer while it is free (position in [head + capacity - ..., not yet published]) and read
-// only by the one consumer while it is published and not yet freed; the Release/Acquire pairs
-// on `tail` and `head` order those accesses (see the SYNC POINT comments). `T: Send` because
-// messages move from the producer's thread to the consumer's.
+// SAFETY: the slots are accessed under the SPSC protocol (one `BatchProducer`, one
+// `BatchConsumer`, neither `Clone`): the producer writes only positions in [tail, head +
+// capacity) (not published, already freed), the consumer reads only positions in [head,
+// tail) (published, not yet freed); the Release/Acquire pairs on `tail` and `head` order
+// those accesses (see the SYNC POINT comments). `T: Send` because messages move from the
+// producer's thread to the consumer's.
 unsafe impl<T: Send> Sync for Shared<T> {}
 
 impl<T: Pod> Shared<T> {
