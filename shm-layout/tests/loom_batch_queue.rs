@@ -9,7 +9,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use shm_layout::batch_queue::{batch_queue, BatchConsumer};
+use shm_layout::batch_queue::{batch_queue, BatchConsumer, BatchProducer};
 
 /// A two-word message whose words must agree: a torn copy is detected.
 type Msg = [u64; 2];
@@ -24,6 +24,17 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
         b.preemption_bound = Some(2);
     }
     b.check(f);
+}
+
+/// Pushes messages `0..n`, yielding while the queue is full.
+fn push_all(p: &mut BatchProducer<Msg>, n: u64) {
+    for i in 0..n {
+        let mut m = msg(i);
+        while let Err(back) = p.push(m) {
+            m = back;
+            thread::yield_now();
+        }
+    }
 }
 
 /// Reads until `n` messages came, checking order and integrity; returns the slices seen.
@@ -48,41 +59,34 @@ fn consume_all(c: &mut BatchConsumer<Msg>, n: u64) -> usize {
     slices
 }
 
+/// The model of a queue of `cap` slots publishing every `every` pushes: `produce` runs on its
+/// own thread while the consumer reads `n` messages beside it.
+fn run_model(cap: usize, every: usize, n: u64, produce: fn(&mut BatchProducer<Msg>)) {
+    model(move || {
+        let (mut p, mut c) = batch_queue::<Msg>(cap, every);
+        let producer = thread::spawn(move || produce(&mut p));
+        consume_all(&mut c, n);
+        producer.join().unwrap();
+    });
+}
+
 /// Three messages through two slots, published one by one: full, wrap-around and empty
 /// states with the consumer running beside the producer.
 #[test]
 fn batch_queue_delivers_in_order_through_full_and_wrap_around() {
-    model(|| {
-        let (mut p, mut c) = batch_queue::<Msg>(2, 1);
-        let producer = thread::spawn(move || {
-            for i in 0..3 {
-                let mut m = msg(i);
-                while let Err(back) = p.push(m) {
-                    m = back;
-                    thread::yield_now();
-                }
-            }
-        });
-        consume_all(&mut c, 3);
-        producer.join().unwrap();
-    });
+    run_model(2, 1, 3, |p| push_all(p, 3));
 }
 
 /// A batch of two published with one store, then a third that wraps: the consumer may see
 /// the batch as one run and the wrapped message as another, never a message early.
 #[test]
 fn batch_queue_publishes_a_batch_at_once() {
-    model(|| {
-        let (mut p, mut c) = batch_queue::<Msg>(4, 4);
-        let producer = thread::spawn(move || {
-            p.push(msg(0)).unwrap();
-            p.push(msg(1)).unwrap();
-            p.publish();
-            p.push(msg(2)).unwrap();
-            p.publish();
-        });
-        consume_all(&mut c, 3);
-        producer.join().unwrap();
+    run_model(4, 4, 3, |p| {
+        p.push(msg(0)).unwrap();
+        p.push(msg(1)).unwrap();
+        p.publish();
+        p.push(msg(2)).unwrap();
+        p.publish();
     });
 }
 
@@ -90,19 +94,8 @@ fn batch_queue_publishes_a_batch_at_once() {
 /// after the consumer's read of it.
 #[test]
 fn batch_queue_reuses_a_slot_only_after_it_was_read() {
-    model(|| {
-        let (mut p, mut c) = batch_queue::<Msg>(2, 2);
-        let producer = thread::spawn(move || {
-            for i in 0..4 {
-                let mut m = msg(i);
-                while let Err(back) = p.push(m) {
-                    m = back;
-                    thread::yield_now();
-                }
-            }
-            p.publish();
-        });
-        consume_all(&mut c, 4);
-        producer.join().unwrap();
+    run_model(2, 2, 4, |p| {
+        push_all(p, 4);
+        p.publish();
     });
 }
