@@ -1006,29 +1006,23 @@ mod tests {
     /// into the queue in between. The order of the records is the same as before.
     #[test]
     fn a_market_event_queues_nothing_before_its_read_stamp() {
-        let (mut q, mut tap) = queued_tap(16);
-        let e = shm_layout::MarketEvent::underlying_price(1, 5, 6, 100.0);
-        tap.begin_poll(7);
-        tap.push(Record::with(RecordKind::Md, 0, 0, &e));
+        let (mut q, mut tap, e) = tap_after_md(16, 7);
         assert!(
             drain(&mut tap, &mut q).is_empty(),
             "nothing queued before the stamp"
         );
         tap.push(Record::new(RecordKind::Stamp, 0, 9));
-        let mut kinds = |tap: &mut Tap| {
-            drain(tap, &mut q)
-                .into_iter()
-                .map(|r| (r.kind(), r.small, r.value))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(kinds(&mut tap), [(Some(RecordKind::PollMd), 2, 7)]);
+        assert_eq!(
+            drain_fields(&mut tap, &mut q),
+            [(Some(RecordKind::PollMd), 2, 7)]
+        );
         // An event followed by something else than its stamp (and a driver call) keeps the
         // order Poll, Md, then the rest.
         tap.begin_poll(10);
         tap.push(Record::with(RecordKind::Md, 0, 0, &e));
         tap.push_driver(Record::new(RecordKind::Timer, 0, 11));
         assert_eq!(
-            kinds(&mut tap),
+            drain_fields(&mut tap, &mut q),
             [
                 (Some(RecordKind::Poll), 0, 10),
                 (Some(RecordKind::Md), 0, 0),
@@ -1086,6 +1080,30 @@ mod tests {
         })
         .unwrap();
         got
+    }
+
+    /// A tap of `cap` records whose loop iteration at `poll_ns` began with a market event
+    /// (returned), not yet followed by its read stamp.
+    fn tap_after_md(
+        cap: usize,
+        poll_ns: u64,
+    ) -> (BatchConsumer<Record>, Tap, shm_layout::MarketEvent) {
+        let (q, mut tap) = queued_tap(cap);
+        let e = shm_layout::MarketEvent::underlying_price(1, 5, 6, 100.0);
+        tap.begin_poll(poll_ns);
+        tap.push(Record::with(RecordKind::Md, 0, 0, &e));
+        (q, tap, e)
+    }
+
+    /// [`drain`], each record as its kind, small and value.
+    fn drain_fields(
+        tap: &mut Tap,
+        q: &mut BatchConsumer<Record>,
+    ) -> Vec<(Option<RecordKind>, u32, u64)> {
+        drain(tap, q)
+            .into_iter()
+            .map(|r| (r.kind(), r.small, r.value))
+            .collect()
     }
 
     #[test]
@@ -1155,10 +1173,7 @@ mod tests {
 
     #[test]
     fn a_market_event_and_its_read_stamp_share_one_record() {
-        let (mut q, mut tap) = queued_tap(64);
-        let e = shm_layout::MarketEvent::underlying_price(0, 1, 2, 3.0);
-        tap.begin_poll(5);
-        tap.push(Record::with(RecordKind::Md, 0, 0, &e));
+        let (mut q, mut tap, e) = tap_after_md(64, 5);
         tap.push(Record::new(RecordKind::Stamp, 0, 7));
         tap.push(Record::new(RecordKind::Stamp, 0, 8));
         tap.push(Record::with(RecordKind::Md, 0, 0, &e));
@@ -1184,18 +1199,14 @@ mod tests {
         tap.begin_poll(10);
         tap.push(Record::with(RecordKind::Md, 0, 0, &e));
         tap.push(Record::new(RecordKind::Stamp, 0, 10 + (1 << 32)));
-        let got: Vec<_> = drain(&mut tap, &mut q)
-            .into_iter()
-            .map(|r| (r.kind().unwrap(), r.small, r.value))
-            .collect();
         assert_eq!(
-            got,
+            drain_fields(&mut tap, &mut q),
             [
-                (Poll, 0, 5),
-                (Exec, 0, 0),
-                (Md, MD_WITH_STAMP, 7),
-                (Poll, 0, 10),
-                (Md, MD_WITH_STAMP, 10 + (1 << 32))
+                (Some(Poll), 0, 5),
+                (Some(Exec), 0, 0),
+                (Some(Md), MD_WITH_STAMP, 7),
+                (Some(Poll), 0, 10),
+                (Some(Md), MD_WITH_STAMP, 10 + (1 << 32))
             ]
         );
     }
