@@ -178,7 +178,7 @@ impl OptionFlow {
     }
 
     fn size(&mut self, d: &InstrumentDef) -> f64 {
-        let lot = if d.lot_size > 0.0 { d.lot_size } else { 1.0 };
+        let lot = d.lot();
         let min = d.min_qty.max(lot);
         let max = self.cfg.size_max.max(min);
         let raw = match self.cfg.size_dist {

@@ -32,8 +32,8 @@ use crate::rng::Rng;
 use crate::venue::{Venue, VenueReport};
 use serde::Deserialize;
 use shm_layout::{
-    ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, LastValue, Liquidity, OrderAction,
-    OrderType, RejectReason, Settlement, Side, TimeInForce, DEPTH_LEVELS,
+    ExecKind, HedgeOrder, InstrumentDef, InstrumentKind, LastValue, Liquidity, MarketEvent,
+    OrderAction, OrderType, RejectReason, Settlement, Side, TimeInForce, DEPTH_LEVELS,
 };
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -522,11 +522,7 @@ impl<M: MarketView> SimVenue<M> {
         if o.qty < def.min_qty * (1.0 - STEP_TOL) {
             return Err(RejectReason::BelowMinSize);
         }
-        let lot = if def.lot_size > 0.0 {
-            def.lot_size
-        } else {
-            1.0
-        };
+        let lot = def.lot();
         let Some(lots) = steps(o.qty, lot) else {
             return Err(RejectReason::BadLot);
         };
@@ -553,11 +549,7 @@ impl<M: MarketView> SimVenue<M> {
                 return;
             }
         };
-        let lot = if def.lot_size > 0.0 {
-            def.lot_size
-        } else {
-            1.0
-        };
+        let lot = def.lot();
         let Some((book, limit)) = self.priced(o, side, ot, back_ns) else {
             return;
         };
@@ -779,21 +771,17 @@ impl<M: MarketView> SimVenue<M> {
         }
     }
 
-    /// A trade printed on the venue (price, size, aggressor if known): advances the queue of
-    /// the resting orders it can reach and fills them as the queue model says. A driver that
-    /// has the trade feed (the replay) calls this for every trade of an instrument; without
-    /// it, the venue notices trades from the last-value table's last trade (see
-    /// [`SimVenue::poll`]), missing those the table overwrote between two polls.
-    pub fn on_trade(
-        &mut self,
-        instrument_id: u32,
-        px: f64,
-        qty: f64,
-        aggressor: Option<Side>,
-        now_ns: u64,
-    ) {
-        self.trade_feed = true;
-        self.apply_trade(instrument_id, px, qty, aggressor, now_ns);
+    /// A trade printed on the venue (`e` of kind trade: price, size, aggressor if known;
+    /// any other kind is ignored): advances the queue of the resting orders it can reach and
+    /// fills them as the queue model says. A driver that has the trade feed (the replay)
+    /// calls this for every trade of an instrument; without it, the venue notices trades from
+    /// the last-value table's last trade (see [`SimVenue::poll`]), missing those the table
+    /// overwrote between two polls.
+    pub fn on_trade(&mut self, e: &MarketEvent, now_ns: u64) {
+        if let Some((px, qty, aggressor)) = e.as_trade() {
+            self.trade_feed = true;
+            self.apply_trade(e.instrument_id, px, qty, aggressor, now_ns);
+        }
     }
 
     fn apply_trade(
@@ -838,11 +826,7 @@ impl<M: MarketView> SimVenue<M> {
     fn fill_resting(&mut self, i: usize, qty: f64, now_ns: u64) -> bool {
         let r = self.resting[i];
         let def = self.defs[r.order.instrument_id as usize];
-        let lot = if def.lot_size > 0.0 {
-            def.lot_size
-        } else {
-            1.0
-        };
+        let lot = def.lot();
         let lots = if qty.is_infinite() {
             r.leaves_lots
         } else {
@@ -852,6 +836,13 @@ impl<M: MarketView> SimVenue<M> {
         if lots == 0 {
             return false;
         }
+        self.maker_fill(i, lots, now_ns)
+    }
+
+    /// Fills `lots` of resting order `i` as maker at its limit: queues the report and removes
+    /// the order when nothing is left (else lowers its leaves); returns whether it ended.
+    fn maker_fill(&mut self, i: usize, lots: u64, now_ns: u64) -> bool {
+        let r = self.resting[i];
         self.report_resting_fill(&r, lots, now_ns);
         let leaves = r.leaves_lots - lots;
         if leaves == 0 {
@@ -866,11 +857,7 @@ impl<M: MarketView> SimVenue<M> {
     /// Queues the maker fill report of `lots` of resting order `r`.
     fn report_resting_fill(&mut self, r: &Resting, lots: u64, now_ns: u64) {
         let def = self.defs[r.order.instrument_id as usize];
-        let lot = if def.lot_size > 0.0 {
-            def.lot_size
-        } else {
-            1.0
-        };
+        let lot = def.lot();
         let leaves = r.leaves_lots - lots;
         let qty = lots as f64 * lot;
         let kind = if leaves == 0 {
@@ -962,11 +949,7 @@ impl<M: MarketView> SimVenue<M> {
     fn cross_resting(&mut self, i: usize, book: &LastValue, now_ns: u64) -> bool {
         let r = self.resting[i];
         let def = self.defs[r.order.instrument_id as usize];
-        let lot = if def.lot_size > 0.0 {
-            def.lot_size
-        } else {
-            1.0
-        };
+        let lot = def.lot();
         let mut levels = [Level::default(); DEPTH_LEVELS + 1];
         let n = opposite_levels(book, r.side, self.cfg.unknown_size_qty, &mut levels);
         let slot = r.order.instrument_id as usize;
@@ -989,14 +972,7 @@ impl<M: MarketView> SimVenue<M> {
         if filled == 0 {
             return false;
         }
-        self.report_resting_fill(&r, filled, now_ns);
-        if leaves == 0 {
-            self.resting.swap_remove(i);
-            true
-        } else {
-            self.resting[i].leaves_lots = leaves;
-            false
-        }
+        self.maker_fill(i, filled, now_ns)
     }
 }
 

@@ -7,7 +7,7 @@ mod common;
 use bytemuck::Zeroable;
 use order_gateway::sim::{QueueModel, SimConfig, SimVenue};
 use order_gateway::{Venue, VenueReport};
-use shm_layout::{ExecKind, HedgeOrder, LastValue, Liquidity, Side, TimeInForce};
+use shm_layout::{ExecKind, HedgeOrder, LastValue, Liquidity, MarketEvent, Side, TimeInForce};
 
 const PERP: u32 = 0;
 
@@ -82,7 +82,11 @@ fn trade(
     (px, qty, aggressor): (f64, f64, Option<Side>),
     now: u64,
 ) -> Vec<VenueReport> {
-    v.on_trade(PERP, px, qty, aggressor, now);
+    let mut e = MarketEvent::trade(PERP, now, now, px, qty, aggressor.unwrap_or(Side::Buy));
+    if aggressor.is_none() {
+        e.side = 0; // not known
+    }
+    v.on_trade(&e, now);
     poll(v, now)
 }
 

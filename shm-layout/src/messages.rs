@@ -740,6 +740,17 @@ const _: () = assert!(size_of::<InstrumentDef>() == 128);
 pub const NO_FORWARD: u32 = u32::MAX;
 
 impl InstrumentDef {
+    /// The quantity increment, contracts: `lot_size`, or one contract when it is not set
+    /// (zero, negative or NaN).
+    #[inline]
+    pub fn lot(&self) -> f64 {
+        if self.lot_size > 0.0 {
+            self.lot_size
+        } else {
+            1.0
+        }
+    }
+
     /// A linear instrument (settled in the quote currency, multiplier 1, no separate
     /// forward): `id` of `kind` on the underlying `underlying_id`, price increments of
     /// `tick_size` (quote currency), quantities in `lot_size` steps (contracts) from one lot

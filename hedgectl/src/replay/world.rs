@@ -188,11 +188,8 @@ impl World {
         if let (Some(dst), Some(src)) = (self.venue.market_mut().get_mut(id), self.md.lvt.get(id)) {
             *dst = *src;
         }
-        if let Some((px, qty, aggressor)) = e.as_trade() {
-            // Trades move the queues of resting orders (the venue's queue model).
-            self.venue
-                .on_trade(e.instrument_id, px, qty, aggressor, self.now_ns);
-        }
+        // Trades move the queues of resting orders (the venue's queue model).
+        self.venue.on_trade(&e, self.now_ns);
         e
     }
 
