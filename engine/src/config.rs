@@ -97,6 +97,11 @@ impl Default for ShmSection {
 pub struct RuntimeSection {
     /// Core to pin the loop to (none: not pinned).
     pub core: Option<usize>,
+    /// Core for the hedger's side threads (session journal writer, state writer, histogram
+    /// log), so that they never preempt the pinned loop (none: they run where the scheduler
+    /// puts them, which may be the loop's core). Used only with `core`, and only when both
+    /// cores are available to the process.
+    pub housekeeping_core: Option<usize>,
     /// Idle strategy (phases: [`crate::hedger::live::IDLE_BACKOFF`]).
     pub idle: IdleStrategy,
     /// State directory (snapshot of positions, processed exec ids, orders in flight).
@@ -135,6 +140,7 @@ impl Default for RuntimeSection {
     fn default() -> Self {
         RuntimeSection {
             core: None,
+            housekeeping_core: None,
             idle: IdleStrategy::SpinThenYield,
             state_dir: PathBuf::from("hedger-state"),
             histogram_path: None,

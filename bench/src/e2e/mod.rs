@@ -74,6 +74,10 @@ pub struct Args {
     /// Hedge band half-width, BTC (fixed policy, back to zero).
     #[arg(long, default_value_t = 0.15)]
     pub band: f64,
+    /// The hedger's `runtime.housekeeping_core`: its side threads (session journal, state,
+    /// histogram log) on this core instead of wherever the scheduler puts them [default: none].
+    #[arg(long)]
+    pub housekeeping_core: Option<usize>,
     /// Events offered to the naive pipeline (at the first rate) [default: 20000; quick 5000].
     #[arg(long)]
     pub naive_events: Option<u64>,
@@ -267,6 +271,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             events,
             options: args.options,
             band: args.band,
+            housekeeping_core: args.housekeeping_core,
             placement: pipeline::Placement {
                 cores,
                 idle: idle.clone(),

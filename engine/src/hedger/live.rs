@@ -15,11 +15,11 @@ use super::latency::IntervalLogThread;
 use super::risk::BookRiskAdapter;
 use super::state::{PersistState, StateStore, StateWriter};
 use super::Housekeeping;
-use crate::config::HedgerConfig;
+use crate::config::{HedgerConfig, RuntimeSection};
 use crate::limits::TradingMode;
 use anyhow::Context as _;
 use shm_layout::agent::{Agent, AgentRunner, RunnerConfig};
-use shm_layout::process::{Backoff, IdleStrategy};
+use shm_layout::process::{Backoff, IdleStrategy, PinOutcome};
 use shm_layout::{
     namespace_dir, BroadcastReader, ControlBlock, CountersReader, CountersWriter, ExecEvent,
     HedgeOrder, InstrumentKind, InstrumentTable, LastValue, LastValueTable, Liveness, MarketEvent,
@@ -397,6 +397,7 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     // Persist the new epoch before the first order: client order ids stay unique.
     store.save(&core.persist_state())?;
 
+    pin_side_threads(&cfg.runtime);
     let recorder = start_recorder(cfg)?;
     let tap = RefCell::new(recorder.as_ref().map_or_else(Tap::off, Recorder::tap));
     tap.borrow_mut().set_blocking(true);
@@ -408,6 +409,37 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     let mut agent = HedgerAgent::new(cfg, core, seg, &tap, recorder, store, now)?;
     AgentRunner::new(runner_config(cfg)).run(&mut agent, stop)?;
     Ok(agent.summary())
+}
+
+/// Pins this thread to `housekeeping_core` before it starts the side threads (session journal
+/// writer, state writer, histogram log), which inherit its affinity; the runner then pins it
+/// to the loop's core. Only with a loop core, when both are available to the process (a loop
+/// that could not have its core must not be left on the housekeeping one); otherwise a
+/// warning and nothing changes.
+fn pin_side_threads(r: &RuntimeSection) {
+    let Some(hk) = r.housekeeping_core else {
+        return;
+    };
+    let allowed = shm_layout::process::allowed_cores();
+    let Some(core) = r
+        .core
+        .filter(|c| allowed.contains(c) && allowed.contains(&hk))
+    else {
+        eprintln!(
+            "hedger: warning: runtime.housekeeping_core = {hk} ignored: it needs runtime.core, \
+             and both among the process's cores ({allowed:?})"
+        );
+        return;
+    };
+    if core == hk {
+        eprintln!("hedger: warning: runtime.housekeeping_core is the loop's core {core}: the side threads share it");
+    }
+    match shm_layout::process::pin_current_thread(Some(hk)) {
+        o @ PinOutcome::Pinned(_) => {
+            eprintln!("hedger: side threads (session journal, state, histogram log) {o}");
+        }
+        o => eprintln!("hedger: warning: side threads: {o}"),
+    }
 }
 
 /// The runner's settings from the config: the hedger's core and idle strategy
@@ -815,6 +847,39 @@ mod tests {
     use super::*;
     use shm_layout::process::{IdleAction, Idler};
     use shm_layout::{BroadcastWriter, StalePolicy};
+
+    /// The affinity a thread started after `pin_side_threads(r)` inherits (on a thread of its
+    /// own, so the test's thread keeps its affinity).
+    fn side_thread_cores(r: RuntimeSection) -> Vec<usize> {
+        std::thread::spawn(move || {
+            pin_side_threads(&r);
+            std::thread::spawn(shm_layout::process::allowed_cores)
+                .join()
+                .unwrap()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// With a loop core and a housekeeping core, the side threads start on the housekeeping
+    /// core; without a loop core, or with a core the process may not use, nothing changes.
+    #[test]
+    fn side_threads_start_on_the_housekeeping_core_only_beside_a_pinned_loop() {
+        let all = shm_layout::process::allowed_cores();
+        let [hk, core, ..] = all[..] else {
+            eprintln!("one core: nothing to separate ({all:?})");
+            return;
+        };
+        let rt = |core, housekeeping_core| RuntimeSection {
+            core,
+            housekeeping_core,
+            ..RuntimeSection::default()
+        };
+        assert_eq!(side_thread_cores(rt(Some(core), Some(hk))), [hk]);
+        assert_eq!(side_thread_cores(rt(None, Some(hk))), all);
+        assert_eq!(side_thread_cores(rt(Some(core), Some(100_000))), all);
+        assert_eq!(side_thread_cores(rt(Some(core), None)), all);
+    }
 
     /// A lapped hedger goes to the writer's position: the events between the oldest one
     /// still in the ring and the writer are counted as lost, not read (they are older than
