@@ -137,11 +137,7 @@ impl World {
 /// A temporary directory (segments `seg/`, state `state/`, `hedger.toml`) and the world
 /// playing the feed and the gateway in it.
 fn setup(prefix: &str) -> (tempfile::TempDir, World, InstrumentTable) {
-    let tmp = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap();
+    let tmp = testkit::shm::namespace_dir(prefix);
     let seg = tmp.path().join("seg");
     std::fs::create_dir_all(&seg).unwrap();
     let state = tmp.path().join("state");

@@ -238,11 +238,7 @@ mod tests {
     /// segment uncut and carries a help text; names are unique.
     #[test]
     fn the_schema_fits_the_segment_for_30_underlyings_with_help_everywhere() {
-        let dir = tempfile::Builder::new()
-            .prefix("hedger-schema-")
-            .tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::tempdir())
-            .unwrap();
+        let dir = testkit::shm::namespace_dir("hedger-schema-");
         let mut w = CountersWriter::create(dir.path(), "hedger", StalePolicy::Replace).unwrap();
         let names: Vec<String> = (0..30).map(|i| format!("UNDERLYING-{i:05}")).collect();
         let _m = Metrics::new(&mut w, &names);

@@ -886,11 +886,7 @@ mod tests {
     /// the last-value table the core rebuilds from).
     #[test]
     fn a_lapped_market_source_resumes_at_the_writer_and_counts_what_it_skipped() {
-        let dir = tempfile::Builder::new()
-            .prefix("hedger-lap-")
-            .tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::tempdir())
-            .unwrap();
+        let dir = testkit::shm::namespace_dir("hedger-lap-");
         let mut w =
             BroadcastWriter::<MarketEvent>::create(dir.path(), "md", 8, StalePolicy::Fail).unwrap();
         let lvt = LastValueTable::create(dir.path(), "lvt", 4, StalePolicy::Fail).unwrap();
