@@ -32,7 +32,7 @@ fn main() {
         .map_or(5_000_000, |a| a.parse().expect("events"));
     let rate: f64 = args.next().map_or(1e6, |a| a.parse().expect("rate"));
     let dir = tempfile::tempdir().expect("temp dir");
-    let rec = Recorder::start(&JournalConfig {
+    let mut rec = Recorder::start(&JournalConfig {
         dir: dir.path().join("session"),
         file_max_bytes: 256 << 20,
         files_kept: 2,

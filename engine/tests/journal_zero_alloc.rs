@@ -47,7 +47,7 @@ fn recording_the_loop_allocates_nothing() {
     r.md.events = events(shm_layout::clock::now_ns());
     r.md.next = 0;
     r.execs.buf.reserve(EVENTS);
-    let recorder = Recorder::start(&JournalConfig {
+    let mut recorder = Recorder::start(&JournalConfig {
         dir: tmp.path().join("session"),
         file_max_bytes: 1 << 30,
         files_kept: 2,

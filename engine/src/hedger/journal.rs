@@ -49,7 +49,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Version of the journal layout this build writes and reads. 2: a hold reads no decision
@@ -251,15 +251,7 @@ pub struct Tap {
 impl Tap {
     /// A tap that records nothing (recording off).
     pub fn off() -> Self {
-        Tap {
-            queue: None,
-            pending_poll: None,
-            staged_md: None,
-            gap: 0,
-            blocking: false,
-            dropped: 0,
-            dropped_shared: None,
-        }
+        Self::new(None, None)
     }
 
     /// Whether records go anywhere.
@@ -321,18 +313,14 @@ impl Tap {
                         (md.small, md.value) = (d, now);
                     }
                     (poll, _) => {
-                        if let Some(now) = poll {
-                            self.push_raw(Record::new(RecordKind::Poll, 0, now));
-                        }
+                        self.push_poll(poll);
                         (md.small, md.value) = (MD_WITH_STAMP, r.value);
                     }
                 }
                 self.push_raw(md);
                 return;
             }
-            if let Some(now) = poll {
-                self.push_raw(Record::new(RecordKind::Poll, 0, now));
-            }
+            self.push_poll(poll);
             self.push_raw(md);
         }
         if r.kind == RecordKind::Md as u32 {
@@ -341,10 +329,17 @@ impl Tap {
             self.staged_md = Some((self.pending_poll.take(), r));
             return;
         }
-        if let Some(now) = self.pending_poll.take() {
+        let poll = self.pending_poll.take();
+        self.push_poll(poll);
+        self.push_raw(r);
+    }
+
+    /// Queues the `Poll` record of an iteration at `poll` ns, if one is owed.
+    #[inline]
+    fn push_poll(&mut self, poll: Option<u64>) {
+        if let Some(now) = poll {
             self.push_raw(Record::new(RecordKind::Poll, 0, now));
         }
-        self.push_raw(r);
     }
 
     #[inline]
@@ -383,8 +378,12 @@ impl Tap {
 
     /// A tap feeding `queue` (tests read the queue's other end instead of a writer thread).
     pub fn on(queue: BatchProducer<Record>, dropped_shared: Option<Arc<AtomicU64>>) -> Self {
+        Self::new(Some(queue), dropped_shared)
+    }
+
+    fn new(queue: Option<BatchProducer<Record>>, dropped_shared: Option<Arc<AtomicU64>>) -> Self {
         Tap {
-            queue: Some(queue),
+            queue,
             pending_poll: None,
             staged_md: None,
             gap: 0,
@@ -798,7 +797,7 @@ pub fn read_session(dir: &Path) -> Result<Session, JournalError> {
 #[derive(Debug)]
 pub struct Recorder {
     /// The loop's end of the queue until [`Recorder::tap`] takes it (one producer).
-    producer: Mutex<Option<BatchProducer<Record>>>,
+    producer: Option<BatchProducer<Record>>,
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<std::io::Result<u64>>>,
@@ -938,7 +937,7 @@ impl Recorder {
             .name("hedger-journal".into())
             .spawn(move || w.run(consumer, &s))?;
         Ok(Recorder {
-            producer: Mutex::new(Some(producer)),
+            producer: Some(producer),
             stop,
             dropped: Arc::new(AtomicU64::new(0)),
             thread: Some(thread),
@@ -949,11 +948,9 @@ impl Recorder {
     ///
     /// # Panics
     /// When called twice: the queue has one producer.
-    pub fn tap(&self) -> Tap {
+    pub fn tap(&mut self) -> Tap {
         let producer = self
             .producer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .take()
             .expect("Recorder::tap: the session journal's queue has one producer");
         Tap::on(producer, Some(Arc::clone(&self.dropped)))
@@ -1044,7 +1041,7 @@ mod tests {
     fn files_are_owner_only_rotated_and_pruned() {
         let tmp = tempfile::tempdir().unwrap();
         let c = cfg(tmp.path(), 10 * RECORD_SIZE as u64, 3);
-        let rec = Recorder::start(&c).unwrap();
+        let mut rec = Recorder::start(&c).unwrap();
         let mut tap = rec.tap();
         tap.set_blocking(true);
         for i in 0..45 {
@@ -1152,7 +1149,7 @@ mod tests {
     fn a_published_run_is_split_at_the_file_limit_on_a_record_boundary() {
         let tmp = tempfile::tempdir().unwrap();
         let c = cfg(tmp.path(), 10 * RECORD_SIZE as u64 + 1, 10);
-        let rec = Recorder::start(&c).unwrap();
+        let mut rec = Recorder::start(&c).unwrap();
         let mut tap = rec.tap();
         for i in 0..45 {
             tap.push(Record::new(RecordKind::Stamp, 0, i));

@@ -398,8 +398,8 @@ pub fn run(cfg: &HedgerConfig, stop: &AtomicBool) -> anyhow::Result<RunSummary> 
     store.save(&core.persist_state())?;
 
     pin_side_threads(&cfg.runtime);
-    let recorder = start_recorder(cfg)?;
-    let tap = RefCell::new(recorder.as_ref().map_or_else(Tap::off, Recorder::tap));
+    let mut recorder = start_recorder(cfg)?;
+    let tap = RefCell::new(recorder.as_mut().map_or_else(Tap::off, Recorder::tap));
     tap.borrow_mut().set_blocking(true);
     if tap.borrow().is_on() {
         for r in header_records(&session_header(cfg, &start), &seg.defs) {

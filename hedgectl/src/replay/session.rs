@@ -627,7 +627,7 @@ order_burst = 100000.0
     /// each event. Returns the orders sent.
     fn record_session(dir: &Path) -> usize {
         let cfg = HedgerConfig::parse(CONFIG, "test").unwrap();
-        let rec = Recorder::start(&JournalConfig {
+        let mut rec = Recorder::start(&JournalConfig {
             dir: dir.into(),
             file_max_bytes: 1 << 20,
             files_kept: 4,
