@@ -11,7 +11,8 @@
 //! next slot and a compare, with no allocation, lock, system call or compare-and-swap; the
 //! loop makes its records visible with one store at the latest every
 //! [`PUBLISH_EVERY_RECORDS`] records and at [`Tap::flush`], which the live loop calls after
-//! every iteration that found nothing to do (before its runner idles) and after its duties.
+//! its duties (its runner runs them after every iteration that found nothing to do, before
+//! it idles).
 //! A side thread ([`Recorder`]) wakes every 1 or 10 ms (by the rate records come at) and
 //! writes everything published straight from the queue's slots to the file: one `write(2)` per contiguous run
 //! (two when it wraps, one more at a file rotation), no per-record pop or copy. A full queue

@@ -641,7 +641,6 @@ impl Agent for HedgerAgent<'_> {
     #[inline]
     fn do_work(&mut self) -> anyhow::Result<usize> {
         if self.stopping {
-            self.io.tap.borrow_mut().flush();
             return Ok(0); // no poll after the stop request
         }
         // The iteration's time is read before the wait: `poll` uses it only for the
@@ -652,20 +651,14 @@ impl Agent for HedgerAgent<'_> {
         self.wait_for_input();
         let io = &mut self.io;
         io.tap.borrow_mut().begin_poll(now);
-        let work = self.core.poll(
+        Ok(self.core.poll(
             &mut io.md,
             &mut io.execs,
             &mut io.orders,
             &io.ctl,
             now,
             &io.clock,
-        );
-        // The session journal's records are published in batches; the runner idles after
-        // an iteration without work, and nothing may wait unpublished while it sleeps.
-        if work == 0 {
-            io.tap.borrow_mut().flush();
-        }
-        Ok(work)
+        ))
     }
 
     fn on_duty(&mut self, now: u64) -> anyhow::Result<()> {
@@ -683,7 +676,10 @@ impl Agent for HedgerAgent<'_> {
             },
         )?;
         self.driver.duties(&mut self.core, io, now);
-        // The runner may idle next: the duties' records (timers, calibration) go out now.
+        // The session journal's records are published in batches. The runner calls the
+        // duties after every cycle without work, before it idles: what the loop and the
+        // duties (timers, calibration) recorded goes out here, and nothing waits
+        // unpublished while the loop sleeps.
         io.tap.borrow_mut().flush();
         Ok(())
     }
