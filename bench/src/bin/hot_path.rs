@@ -272,7 +272,7 @@ fn rig(
     spot: f64,
     start_ns: u64,
 ) -> anyhow::Result<Rig> {
-    let toml = market::hedger_toml(&defs, spot, start_ns, args.band);
+    let toml = market::hedger_toml(&defs, spot, start_ns, args.band, None);
     let cfg = HedgerConfig::parse(&toml, "hot_path.toml")?;
     let start = StartPoint {
         defs,

@@ -91,8 +91,15 @@ pub fn option_delta(d: &InstrumentDef, f: f64, t_years: f64, vol: f64) -> f64 {
 
 /// The hedger's config: BTC hedged with BTC-PERPETUAL by a fixed band of `band` BTC back to
 /// zero, no minimum interval, limits out of the way (the benchmark measures latency, not the
-/// limits), and the option book (one contract long of each option) hedged from the start.
-pub fn hedger_toml(defs: &[InstrumentDef], spot: f64, start_ns: u64, band: f64) -> String {
+/// limits), and the option book (one contract long of each option) hedged from the start;
+/// the side threads on `housekeeping_core` when one is given (`runtime.housekeeping_core`).
+pub fn hedger_toml(
+    defs: &[InstrumentDef],
+    spot: f64,
+    start_ns: u64,
+    band: f64,
+    housekeeping_core: Option<usize>,
+) -> String {
     let mut delta = 0.0;
     for d in options(defs) {
         let t = engine::pricing::time::years_between_ns(start_ns, d.expiry_ns);
@@ -104,6 +111,8 @@ pub fn hedger_toml(defs: &[InstrumentDef], spot: f64, start_ns: u64, band: f64) 
         .find(|d| d.symbol() == "BTC-PERPETUAL")
         .map_or(10.0, |d| d.contract_multiplier.max(1e-9));
     let hedge = (-delta * spot / perp).round();
+    let housekeeping =
+        housekeeping_core.map_or(String::new(), |c| format!("housekeeping_core = {c}\n"));
     let mut s = format!(
         r#"# Written by the e2e benchmark (bench/src/e2e/market.rs).
 [shm]
@@ -113,7 +122,7 @@ orders_capacity = 65536
 gateway_heartbeat_timeout_ms = 5000
 
 [runtime]
-histogram_interval_ms = 1000
+{housekeeping}histogram_interval_ms = 1000
 snapshot_interval_ms = 50
 
 [underlyings.BTC]
@@ -154,7 +163,7 @@ mod tests {
         let c = synthetic_config(10_000, 1e4, 1_767_312_000_000_000_000, 1);
         let (defs, spot) = instruments(&c);
         assert_eq!(options(&defs).count(), 10_000);
-        let toml = hedger_toml(&defs, spot, c.start_ns, 0.05);
+        let toml = hedger_toml(&defs, spot, c.start_ns, 0.05, None);
         assert_eq!(toml.matches("[[positions]]").count(), 10_000);
         let feed = feed_toml(&c);
         let p = std::env::temp_dir().join(format!("e2e-feed-{}.toml", std::process::id()));
@@ -162,5 +171,9 @@ mod tests {
         let back = feed_handler::run::Config::load(&p);
         std::fs::remove_file(&p).unwrap();
         assert_eq!(back.unwrap().synthetic, c);
+        // The side threads' core lands in the hedger's [runtime] section.
+        let pinned = hedger_toml(&defs, spot, c.start_ns, 0.05, Some(0));
+        let cfg = engine::config::HedgerConfig::parse(&pinned, "e2e-hedger.toml").unwrap();
+        assert_eq!(cfg.runtime.housekeeping_core, Some(0));
     }
 }

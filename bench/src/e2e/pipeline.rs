@@ -271,10 +271,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
     let hedger_cfg = out.join("hedger.toml");
     std::fs::write(
         &hedger_cfg,
-        with_housekeeping_core(
-            market::hedger_toml(&defs, spot, start_ns, spec.band),
-            spec.housekeeping_core,
-        ),
+        market::hedger_toml(&defs, spot, start_ns, spec.band, spec.housekeeping_core),
     )?;
     let hlog = out.join("hedger.hlog");
     let glog = out.join("gateway.hlog");
@@ -534,16 +531,4 @@ fn remove_session_journal(dir: &Path) -> u64 {
         .sum();
     let _ = std::fs::remove_dir_all(dir);
     bytes
-}
-
-/// The hedger's configuration `toml` with `runtime.housekeeping_core = core`, if any.
-fn with_housekeeping_core(toml: String, core: Option<usize>) -> String {
-    match core {
-        Some(c) => toml.replacen(
-            "[runtime]\n",
-            &format!("[runtime]\nhousekeeping_core = {c}\n"),
-            1,
-        ),
-        None => toml,
-    }
 }
