@@ -78,6 +78,12 @@ shm_layout::counter_schema! {
         VenueConnectTimeouts = D::counter("venue_connect_timeouts", "start-ups", "Start-ups that stopped waiting for the venue to connect"),
         /// 1 while the venue takes orders (FIX: logged on), else 0.
         VenueConnected = D::gauge("venue_connected", "", "1 while the venue takes orders (FIX: logged on)"),
+        /// Trades the simulated venue read from the md ring ([`crate::md_trades`]).
+        SimMdTrades = D::counter("sim_md_trades", "trades", "Trades read from the md ring and handed to the simulated venue"),
+        /// md ring events the simulator's reader lost to laps (and skipped after them).
+        SimMdLost = D::counter("sim_md_lost", "events", "md ring events the simulated venue's trade reader lost to laps"),
+        /// 1 while the simulator reads trades from the md ring.
+        SimMdAttached = D::gauge("sim_md_attached", "", "1 while the simulated venue reads trades from the md ring"),
     }
 }
 
@@ -112,6 +118,8 @@ pub(crate) struct Counters {
     stat_base: [u64; FROM_STATS.len()],
     /// Values a previous run left, per [`REJECT_REASONS`] entry.
     reject_base: [u64; REJECT_REASONS.len()],
+    /// Values a previous run left of `sim_md_trades` and `sim_md_lost`.
+    md_base: [u64; 2],
     /// The venue's own counters ([`Venue::for_each_counter`], e.g. `fix_*`): declaration,
     /// label index, handle and the value a previous run left, in the order the venue gives them.
     pub(crate) venue: Vec<(&'static CounterDef, usize, Counter, u64)>,
@@ -121,6 +129,7 @@ impl Counters {
     pub(crate) fn new<V: Venue>(mut w: CountersWriter, venue: &V) -> Self {
         let set: CounterSet<GatewayCounter> = w.register(&[]);
         let stat_base = FROM_STATS.map(|(id, _)| set.get(id));
+        let md_base = [set.get(G::SimMdTrades), set.get(G::SimMdLost)];
         let mut reject_base = [0; REJECT_REASONS.len()];
         for (i, b) in reject_base.iter_mut().enumerate() {
             *b = set.get_at(G::Rejects, 0, i);
@@ -144,6 +153,7 @@ impl Counters {
             set,
             stat_base,
             reject_base,
+            md_base,
             venue: venue_list,
         }
     }
@@ -172,6 +182,15 @@ impl Counters {
         let connected = if gw.venue().is_connected() { 1.0 } else { 0.0 };
         self.set.set_f64(G::VenueConnected, connected);
         self.w.heartbeat();
+    }
+
+    /// Copies the simulator's md ring reader's counts (`None`: no reader, a FIX venue).
+    pub(crate) fn publish_md(&self, md: Option<&crate::md_trades::MdTrades>) {
+        let Some(md) = md else { return };
+        self.set.set(G::SimMdTrades, self.md_base[0] + md.trades());
+        self.set.set(G::SimMdLost, self.md_base[1] + md.lost());
+        let attached = if md.attached() { 1.0 } else { 0.0 };
+        self.set.set_f64(G::SimMdAttached, attached);
     }
 
     /// Copies the venue's counters (a virtual call and a few dozen relaxed stores: done every

@@ -6,6 +6,7 @@
 //! - [`sim`]: the exchange simulator (depth walk, lots, fees, rejects, latency queue).
 //! - [`flow`]: Poisson client option flow with a scheduled directional bias.
 //! - [`journal`]: the write-ahead journal that makes restarts exact.
+//! - [`md_trades`]: the simulator's trade feed from the md ring in the live gateway.
 //! - [`gateway`]: the loop body over abstract order source / exec sink.
 //! - [`config`], [`run`]: the `order-gateway` process (TOML + CLI, shared memory, signals).
 //! - `fix`: the FIX 4.4 adapter.
@@ -48,6 +49,7 @@ pub mod fix;
 pub mod flow;
 pub mod gateway;
 pub mod journal;
+pub mod md_trades;
 pub mod rng;
 pub mod run;
 pub mod sim;

@@ -6,6 +6,7 @@ use crate::counters::Counters;
 use crate::flow::OptionFlow;
 use crate::gateway::{ExecSink, Gateway, GatewayLimits, OrderSource};
 use crate::journal::Journal;
+use crate::md_trades::MdTrades;
 use crate::sim::{MarketView, SimVenue};
 use crate::venue::{Venue, VenueReport};
 use anyhow::Context;
@@ -75,6 +76,15 @@ impl Venue for Box<dyn Venue> {
         f: &mut dyn FnMut(&'static shm_layout::counter_schema::CounterDef, usize, u64),
     ) {
         (**self).for_each_counter(f)
+    }
+    fn wants_md_trades(&self) -> bool {
+        (**self).wants_md_trades()
+    }
+    fn on_md_trade(&mut self, e: &shm_layout::MarketEvent, now_ns: u64) {
+        (**self).on_md_trade(e, now_ns)
+    }
+    fn md_trades_through(&mut self, seq: u64) {
+        (**self).md_trades_through(seq)
     }
 }
 
@@ -175,6 +185,8 @@ pub struct GatewayAgent {
     orders: Orders,
     execs: Execs,
     market: Rc<LvtView>,
+    /// The simulated venue's trade feed (None: a FIX venue).
+    md: Option<MdTrades>,
     counters: Counters,
     /// Until when the start-up waits for the venue, ns (None: taking orders).
     venue_wait: Option<VenueWait>,
@@ -237,6 +249,10 @@ impl GatewayAgent {
             now,
         )?;
         print_start(&dir, &gw, &summary);
+        let md = gw
+            .venue()
+            .wants_md_trades()
+            .then(|| MdTrades::open(&dir, now_ns()));
         let counters = Counters::new(seg.counters, gw.venue());
         let wait_start = now_ns();
         Ok(GatewayAgent {
@@ -245,6 +261,7 @@ impl GatewayAgent {
             orders,
             execs,
             market: seg.lvt,
+            md,
             counters,
             venue_wait: Some(VenueWait {
                 start_ns: wait_start,
@@ -327,6 +344,11 @@ impl Agent for GatewayAgent {
             self.check_venue_wait(now);
         }
         let accept_new = self.accepting && self.venue_wait.is_none();
+        // Trades first: the venue's poll below moves resting orders with the books.
+        let md_events = match &mut self.md {
+            Some(md) => md.drain(self.gw.venue_mut(), now),
+            None => 0,
+        };
         let worked = self.gw.step(
             now,
             accept_new,
@@ -335,11 +357,19 @@ impl Agent for GatewayAgent {
             &self.market,
         )?;
         self.stepped_since_stop = !self.accepting;
-        Ok(usize::from(worked))
+        Ok(usize::from(worked) + md_events)
+    }
+
+    fn on_duty(&mut self, now_ns: u64) -> anyhow::Result<()> {
+        if let Some(md) = &mut self.md {
+            md.retry(now_ns);
+        }
+        Ok(())
     }
 
     fn publish_counters(&mut self, now: u64) {
         self.counters.publish(&self.gw);
+        self.counters.publish_md(self.md.as_ref());
         if now >= self.next_venue_counters {
             self.next_venue_counters = now + VENUE_COUNTERS_NS;
             self.counters.publish_venue(self.gw.venue());
@@ -367,6 +397,7 @@ impl Agent for GatewayAgent {
     fn on_close(&mut self, now: u64) -> anyhow::Result<()> {
         self.gw.shutdown(now);
         self.counters.publish(&self.gw);
+        self.counters.publish_md(self.md.as_ref());
         self.counters.publish_venue(self.gw.venue());
         self.write_latency_log()?;
         eprintln!(

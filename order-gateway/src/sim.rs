@@ -396,6 +396,12 @@ pub struct SimVenue<M: MarketView> {
     stats: SimStats,
     /// [`SimVenue::on_trade`] was called: trades come from the feed, not the table.
     trade_feed: bool,
+    /// Set by a driver whose trades arrive behind the books it reads (the live gateway: the
+    /// feed writes the last-value table before the md ring): every trade with `seq` up to
+    /// this one has been handed to [`SimVenue::on_trade`]. A resting order does not move
+    /// with a book newer than this until the trades before that book are in, so a trade and
+    /// the size decrease it caused are netted ([`SimVenue::trades_through`]).
+    trades_through_seq: Option<u64>,
 }
 
 impl<M: MarketView> SimVenue<M> {
@@ -417,6 +423,7 @@ impl<M: MarketView> SimVenue<M> {
             cfg,
             stats: SimStats::default(),
             trade_feed: false,
+            trades_through_seq: None,
         }
     }
 
@@ -777,18 +784,34 @@ impl<M: MarketView> SimVenue<M> {
     /// calls this for every trade of an instrument; without it, the venue notices trades from
     /// the last-value table's last trade (see [`SimVenue::poll`]), missing those the table
     /// overwrote between two polls.
+    ///
+    /// A trade whose `seq` (non-zero) is not newer than the book a resting order last moved
+    /// with (or joined on) is already in that book (the size it took is gone from the level)
+    /// and does not move that order again.
     pub fn on_trade(&mut self, e: &MarketEvent, now_ns: u64) {
         if let Some((px, qty, aggressor)) = e.as_trade() {
             self.trade_feed = true;
-            self.apply_trade(e.instrument_id, px, qty, aggressor, now_ns);
+            self.apply_trade(e.instrument_id, (px, qty, e.seq), aggressor, now_ns);
         }
     }
 
+    /// Says that every trade with a `seq` up to `seq` has been handed to
+    /// [`SimVenue::on_trade`], for a driver whose books (the last-value table) can be newer
+    /// than the trades it has read (the live gateway reading the md ring, which the feed
+    /// writes after the table). From the first call on, trades come only from the feed (the
+    /// table's last trade is no longer looked at), and a resting order moves with a new book
+    /// only once the trades up to that book's `last_seq` are in: the decrease a trade caused
+    /// is then netted against it (`traded_since_book`), never counted as a cancel too.
+    pub fn trades_through(&mut self, seq: u64) {
+        self.trade_feed = true;
+        self.trades_through_seq = Some(seq);
+    }
+
+    /// A trade `(price, qty, seq)` (`seq` 0: not known) against the resting orders.
     fn apply_trade(
         &mut self,
         instrument_id: u32,
-        px: f64,
-        qty: f64,
+        (px, qty, seq): (f64, f64, u64),
         aggressor: Option<Side>,
         now_ns: u64,
     ) {
@@ -798,8 +821,12 @@ impl<M: MarketView> SimVenue<M> {
         let mut i = 0;
         while i < self.resting.len() {
             let r = &mut self.resting[i];
-            // A buy aggressor lifts asks: it cannot reach a resting bid (and the reverse).
-            if r.order.instrument_id != instrument_id || aggressor == Some(r.side) {
+            // A buy aggressor lifts asks: it cannot reach a resting bid (and the reverse). A
+            // trade already in the book the order last saw moved it there.
+            if r.order.instrument_id != instrument_id
+                || aggressor == Some(r.side)
+                || (seq != 0 && seq <= r.seen_seq)
+            {
                 i += 1;
                 continue;
             }
@@ -889,7 +916,8 @@ impl<M: MarketView> SimVenue<M> {
         if !self.trade_feed && book.valid & LastValue::HAS_TRADE != 0 && trade != r.seen_trade {
             self.resting[i].seen_trade = trade;
             let before = self.resting.len();
-            self.apply_trade(r.order.instrument_id, trade[0], trade[1], None, now_ns);
+            let t = (trade[0], trade[1], 0);
+            self.apply_trade(r.order.instrument_id, t, None, now_ns);
             if self.resting.len() < before {
                 return true;
             }
@@ -934,7 +962,9 @@ impl<M: MarketView> SimVenue<M> {
                 i += 1;
                 continue;
             };
-            if book.last_seq != r.seen_seq && self.requeue(i, &book, now_ns) {
+            // Behind the trade feed's position, the book waits for the trades before it.
+            let trades_in = self.trades_through_seq.is_none_or(|s| book.last_seq <= s);
+            if book.last_seq != r.seen_seq && trades_in && self.requeue(i, &book, now_ns) {
                 continue;
             }
             if self.cross_resting(i, &book, now_ns) {
@@ -979,6 +1009,18 @@ impl<M: MarketView> SimVenue<M> {
 impl<M: MarketView> Venue for SimVenue<M> {
     fn name(&self) -> &'static str {
         "sim"
+    }
+
+    fn wants_md_trades(&self) -> bool {
+        true
+    }
+
+    fn on_md_trade(&mut self, e: &MarketEvent, now_ns: u64) {
+        self.on_trade(e, now_ns);
+    }
+
+    fn md_trades_through(&mut self, seq: u64) {
+        self.trades_through(seq);
     }
 
     fn submit(&mut self, order: &HedgeOrder, now_ns: u64) {

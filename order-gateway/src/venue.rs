@@ -24,7 +24,7 @@
 //! - [`ExecKind::OptionTrade`] is never produced by a venue (client option flow is separate).
 
 use shm_layout::counter_schema::CounterDef;
-use shm_layout::{ExecKind, HedgeOrder, Liquidity, RejectReason, Side};
+use shm_layout::{ExecKind, HedgeOrder, Liquidity, MarketEvent, RejectReason, Side};
 
 /// One execution report from a venue, before the gateway gives it an `exec_id`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,5 +142,24 @@ pub trait Venue {
     /// was created. Default: no counters (the simulator's outcomes are the gateway's own).
     fn for_each_counter(&self, f: &mut dyn FnMut(&'static CounterDef, usize, u64)) {
         let _ = f;
+    }
+
+    /// Whether the venue wants the market's trades from the md ring ([`Venue::on_md_trade`]):
+    /// the simulator does (they move its resting orders' queue positions); a real venue does
+    /// not (the default).
+    fn wants_md_trades(&self) -> bool {
+        false
+    }
+
+    /// A trade event read from the md ring, in ring order, at `now_ns`. Called on the
+    /// gateway's loop: must not block or allocate. Default: ignored.
+    fn on_md_trade(&mut self, e: &MarketEvent, now_ns: u64) {
+        let _ = (e, now_ns);
+    }
+
+    /// Every trade with a feed sequence (`MarketEvent::seq`) up to `seq` has been handed to
+    /// [`Venue::on_md_trade`] (called after each read of the md ring). Default: ignored.
+    fn md_trades_through(&mut self, seq: u64) {
+        let _ = seq;
     }
 }

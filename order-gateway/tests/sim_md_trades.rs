@@ -1,0 +1,287 @@
+//! The live gateway's simulated venue reads trades from the md ring: the gateway agent runs in
+//! this process (its duty cycles called one by one) on segments this test plays the feed and
+//! the hedger for, in a unique temp dir under /dev/shm removed on drop (even when a test
+//! fails). The feed's order is kept: each event goes into the last-value table, then the ring.
+
+mod common;
+
+use order_gateway::config::Config;
+use order_gateway::run::GatewayAgent;
+use order_gateway::sim::{QueueModel, SimConfig};
+use shm_layout::agent::Agent;
+use shm_layout::broadcast::BroadcastWriter;
+use shm_layout::{
+    names, ExecEvent, ExecKind, HedgeOrder, InstrumentTable, LastValueTable, MarketEvent,
+    OpenOptions, Side, SpscConsumer, SpscProducer, StalePolicy, TimeInForce,
+};
+
+const PERP: u32 = 0;
+const BID: f64 = 99.5;
+/// Duty cycles run after each step of a scenario: the venue's latency is 0, so its reports
+/// are out after one or two; more only make a missing one certain.
+const CYCLES: usize = 50;
+
+/// The feed's segments (instruments, last-value table, md ring), the hedger's orders ring and
+/// execs reader, and the gateway agent on them.
+struct Rig {
+    dir: tempfile::TempDir,
+    _instruments: InstrumentTable,
+    lvt: LastValueTable,
+    md: BroadcastWriter<MarketEvent>,
+    orders: SpscProducer<HedgeOrder>,
+    execs: SpscConsumer<ExecEvent>,
+    gw: GatewayAgent,
+    /// Filled quantity reported so far, contracts.
+    filled: f64,
+}
+
+/// The feed's segments with a perpetual (lot 0.1) quoted 99.5 x 5 / 100 x 10, and the orders
+/// ring; `md_capacity` 0: no md ring (the feed is older, or not started).
+fn feed(
+    prefix: &str,
+    md_capacity: usize,
+) -> (
+    tempfile::TempDir,
+    InstrumentTable,
+    LastValueTable,
+    Option<BroadcastWriter<MarketEvent>>,
+    SpscProducer<HedgeOrder>,
+) {
+    let dir = testkit::shm::namespace_dir(prefix);
+    let defs = [common::linear_perp(0.1, 0.1)];
+    let instruments =
+        InstrumentTable::create(dir.path(), names::INSTRUMENTS, &defs, StalePolicy::Fail).unwrap();
+    let lvt = LastValueTable::create(dir.path(), names::LVT, 4, StalePolicy::Fail).unwrap();
+    let mut md = (md_capacity > 0).then(|| {
+        BroadcastWriter::create(dir.path(), names::MD, md_capacity, StalePolicy::Fail).unwrap()
+    });
+    let orders =
+        SpscProducer::<HedgeOrder>::create(dir.path(), names::ORDERS, 64, StalePolicy::Fail)
+            .unwrap();
+    let mut e = MarketEvent::quote(PERP, 1, 1, BID, 5.0, 100.0, 10.0);
+    e.seq = md.as_ref().map_or(0, |m| m.position()) + 1;
+    lvt.apply(PERP, &e, None);
+    if let Some(m) = &mut md {
+        m.publish(&e);
+    }
+    (dir, instruments, lvt, md, orders)
+}
+
+fn config(dir: &std::path::Path, model: QueueModel) -> Config {
+    Config {
+        shm_dir: Some(dir.to_path_buf()),
+        open_wait_ms: 0,
+        venue_connect_wait_ms: 0,
+        execs_capacity: 1024,
+        on_stale: StalePolicy::Fail,
+        sim: SimConfig {
+            latency_us: 0.0,
+            jitter_us: 0.0,
+            rate_limit_per_s: 0.0,
+            queue_model: model,
+            ..SimConfig::default()
+        },
+        flow: order_gateway::flow::FlowConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Config::default()
+    }
+}
+
+impl Rig {
+    /// The feed (md ring of `md_capacity`), then the gateway on it.
+    fn start(prefix: &str, md_capacity: usize, model: QueueModel) -> Rig {
+        let (dir, instruments, lvt, md, orders) = feed(prefix, md_capacity);
+        let gw = GatewayAgent::start(&config(dir.path(), model)).unwrap();
+        let execs = SpscConsumer::open(dir.path(), names::EXECS, OpenOptions::default()).unwrap();
+        Rig {
+            dir,
+            _instruments: instruments,
+            lvt,
+            md: md.unwrap(),
+            orders,
+            execs,
+            gw,
+            filled: 0.0,
+        }
+    }
+
+    /// Publishes `e` as the feed does: the table first, then the ring.
+    fn publish(&mut self, mut e: MarketEvent) {
+        e.seq = self.md.position() + 1;
+        self.lvt.apply(PERP, &e, None);
+        self.md.publish(&e);
+    }
+
+    fn quote(&mut self, bid_qty: f64) -> MarketEvent {
+        let mut e = MarketEvent::quote(PERP, 1, 1, BID, bid_qty, 100.0, 10.0);
+        e.seq = self.md.position() + 1;
+        e
+    }
+
+    /// A seller hitting our bid for `qty`.
+    fn sold_at_bid(&self, qty: f64) -> MarketEvent {
+        let mut e = MarketEvent::trade(PERP, 1, 1, BID, qty, Side::Sell);
+        e.seq = self.md.position() + 1;
+        e
+    }
+
+    /// Runs [`CYCLES`] duty cycles and returns the quantity filled meanwhile.
+    fn run(&mut self) -> f64 {
+        let before = self.filled;
+        for _ in 0..CYCLES {
+            self.gw.do_work().unwrap();
+            while let Some(x) = self.execs.pop() {
+                if matches!(x.kind(), Ok(ExecKind::Fill | ExecKind::PartialFill)) {
+                    assert_eq!(x.price, BID);
+                    self.filled += x.qty;
+                }
+            }
+        }
+        ((self.filled - before) * 1e6).round() / 1e6
+    }
+
+    /// A passive buy of 3 at the bid, behind the 5 displayed there; acked and resting.
+    fn rest_buy(&mut self) {
+        let mut o = common::ioc_order(7, PERP, Side::Buy, 3.0, BID);
+        o.tif = TimeInForce::Gtc as u8;
+        self.orders.push(o).unwrap();
+        assert_eq!(self.run(), 0.0, "nobody sells at our bid yet");
+    }
+
+    /// The gateway's counters after a publication.
+    fn counters(&mut self) -> std::collections::HashMap<String, f64> {
+        self.gw.publish_counters(shm_layout::clock::now_ns());
+        common::gateway_counters(self.dir.path())
+    }
+}
+
+#[test]
+fn two_trades_between_two_polls_both_advance_the_queue() {
+    let mut rig = Rig::start("ogw-mdt-two-", 1024, QueueModel::RiskAverse);
+    rig.rest_buy();
+    // 3 and 3 trade at our bid before the gateway looks again: the table keeps only the
+    // second, the ring both. 6 against the 5 ahead of us: 1 is ours.
+    for _ in 0..2 {
+        let t = rig.sold_at_bid(3.0);
+        rig.publish(t);
+    }
+    assert_eq!(rig.run(), 1.0, "both trades advance the queue");
+    let c = rig.counters();
+    assert_eq!(c["sim_md_trades"], 2.0, "{c:?}");
+    assert_eq!(c["sim_md_attached"], 1.0, "{c:?}");
+    assert_eq!(c["sim_md_lost"], 0.0, "{c:?}");
+}
+
+/// A trade the table shows before the ring does (the feed writes the table first) and the
+/// decrease it leaves at our price move the queue once: not from the table and the ring, not
+/// as a trade and a cancel. The `prob` model (a decrease beyond the trades is split between
+/// ahead and behind) and 0.1 lots make each double count visible in the fills.
+#[test]
+fn a_trade_seen_in_the_table_and_the_ring_moves_the_queue_once() {
+    let mut rig = Rig::start("ogw-mdt-once-", 1024, QueueModel::Prob);
+    rig.rest_buy();
+    // 3 join behind us: 5 ahead, 8 displayed.
+    let q = rig.quote(8.0);
+    rig.publish(q);
+    assert_eq!(rig.run(), 0.0);
+    // 3 trade ahead of us: in the table, not yet in the ring; the gateway polls meanwhile.
+    let t = rig.sold_at_bid(3.0);
+    rig.lvt.apply(PERP, &t, None);
+    assert_eq!(rig.run(), 0.0);
+    rig.md.publish(&t);
+    // The level shows what the trade left: 5 (2 ahead of us, 3 behind). Not a cancel.
+    let q = rig.quote(5.0);
+    rig.publish(q);
+    assert_eq!(rig.run(), 0.0, "2 still ahead");
+    // 2 trade: the queue ahead is gone, nothing left for us.
+    let t = rig.sold_at_bid(2.0);
+    rig.publish(t);
+    assert_eq!(rig.run(), 0.0, "the 2 ahead, none of ours");
+    // 1 more: ours.
+    let t = rig.sold_at_bid(1.0);
+    rig.publish(t);
+    assert_eq!(rig.run(), 1.0, "the next trade is ours");
+    assert_eq!(rig.counters()["sim_md_trades"], 3.0);
+}
+
+#[test]
+fn a_lapped_reader_counts_the_loss_and_keeps_reading_trades() {
+    let mut rig = Rig::start("ogw-mdt-lap-", 16, QueueModel::RiskAverse);
+    rig.rest_buy();
+    // 40 events while the gateway does not look: the ring holds 16, the gateway loses the
+    // rest. Quotes at an unchanged book, then a trade of 1 at our bid that is lost with them.
+    let t = rig.sold_at_bid(1.0);
+    rig.publish(t);
+    for _ in 0..39 {
+        let q = rig.quote(5.0);
+        rig.publish(q);
+    }
+    assert_eq!(rig.run(), 0.0);
+    let c = rig.counters();
+    assert!(c["sim_md_lost"] >= 24.0, "the lap is counted: {c:?}");
+    assert_eq!(c["sim_md_trades"], 0.0, "the lost trade is not applied: {c:?}");
+    // Still reading: 5 more trade at our bid (1 of them ours if the lost trade had counted,
+    // none otherwise), then 1 for us.
+    let t = rig.sold_at_bid(5.0);
+    rig.publish(t);
+    assert_eq!(rig.run(), 0.0, "the 5 ahead");
+    let t = rig.sold_at_bid(1.5);
+    rig.publish(t);
+    assert_eq!(rig.run(), 1.5);
+    assert_eq!(rig.counters()["sim_md_trades"], 2.0);
+}
+
+/// A gateway started before the feed's ring exists says so, takes trades from the table
+/// meanwhile, and attaches in its housekeeping once the ring is there.
+#[test]
+fn a_gateway_started_before_the_ring_attaches_to_it_later() {
+    let (dir, _instruments, lvt, _no_md, mut orders) = feed("ogw-mdt-late-", 0);
+    let mut gw = GatewayAgent::start(&config(dir.path(), QueueModel::RiskAverse)).unwrap();
+    let mut execs: SpscConsumer<ExecEvent> =
+        SpscConsumer::open(dir.path(), names::EXECS, OpenOptions::default()).unwrap();
+    let mut o = common::ioc_order(7, PERP, Side::Buy, 3.0, BID);
+    o.tif = TimeInForce::Gtc as u8;
+    orders.push(o).unwrap();
+    let mut filled = 0.0;
+    let mut run = |gw: &mut GatewayAgent| {
+        for _ in 0..CYCLES {
+            gw.do_work().unwrap();
+            while let Some(x) = execs.pop() {
+                if matches!(x.kind(), Ok(ExecKind::Fill | ExecKind::PartialFill)) {
+                    filled += x.qty;
+                }
+            }
+        }
+    };
+    run(&mut gw);
+    gw.publish_counters(shm_layout::clock::now_ns());
+    assert_eq!(common::gateway_counters(dir.path())["sim_md_attached"], 0.0);
+    // From the table: a trade of 4 at our bid moves the queue (1 left ahead).
+    let mut t = MarketEvent::trade(PERP, 1, 1, BID, 4.0, Side::Sell);
+    t.seq = 2;
+    lvt.apply(PERP, &t, None);
+    run(&mut gw);
+    // The ring appears (holding what the table was given: the quote and that trade); the
+    // next housekeeping opens it at the writer's position.
+    let mut md =
+        BroadcastWriter::<MarketEvent>::create(dir.path(), names::MD, 64, StalePolicy::Fail)
+            .unwrap();
+    let mut q = MarketEvent::quote(PERP, 1, 1, BID, 5.0, 100.0, 10.0);
+    q.seq = 1;
+    md.publish(&q);
+    md.publish(&t);
+    gw.on_duty(u64::MAX).unwrap();
+    gw.publish_counters(shm_layout::clock::now_ns());
+    assert_eq!(common::gateway_counters(dir.path())["sim_md_attached"], 1.0);
+    // Two trades of 1 between two polls: the second is ours.
+    for _ in 0..2 {
+        let mut t = MarketEvent::trade(PERP, 1, 1, BID, 1.0, Side::Sell);
+        t.seq = md.position() + 1;
+        lvt.apply(PERP, &t, None);
+        md.publish(&t);
+    }
+    run(&mut gw);
+    assert_eq!((filled * 1e6).round() / 1e6, 1.0);
+}
