@@ -933,9 +933,16 @@ impl<M: MarketView> SimVenue<M> {
         } else {
             r.level_qty
         };
+        r.level_qty = new_qty;
+        if new_qty == prev {
+            // Nothing changed at our price (the book moved elsewhere, or it is the trade's
+            // own event and the decrease it caused comes with a later quote): the trades
+            // seen stay to net that decrease, as hftbacktest nets its trades against the next
+            // depth update at the order's price.
+            return false;
+        }
         let cancelled = prev - new_qty - r.traded_since_book;
         r.traded_since_book = 0.0;
-        r.level_qty = new_qty;
         if cancelled > 0.0 && self.cfg.queue_model == QueueModel::Prob {
             let n = self.cfg.queue_prob_power;
             let ahead = r.queue_ahead.max(0.0);

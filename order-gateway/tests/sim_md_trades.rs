@@ -191,6 +191,8 @@ fn a_trade_seen_in_the_table_and_the_ring_moves_the_queue_once() {
     rig.lvt.apply(PERP, &t, None);
     assert_eq!(rig.run(), 0.0);
     rig.md.publish(&t);
+    // The gateway polls between the trade and the quote that shows what it took.
+    assert_eq!(rig.run(), 0.0);
     // The level shows what the trade left: 5 (2 ahead of us, 3 behind). Not a cancel.
     let q = rig.quote(5.0);
     rig.publish(q);
@@ -204,6 +206,26 @@ fn a_trade_seen_in_the_table_and_the_ring_moves_the_queue_once() {
     rig.publish(t);
     assert_eq!(rig.run(), 1.0, "the next trade is ours");
     assert_eq!(rig.counters()["sim_md_trades"], 3.0);
+}
+
+/// An order that joins the queue on a book already showing a trade (the table is written
+/// before the ring) was not behind that trade: reading it from the ring later does not move
+/// the order.
+#[test]
+fn a_trade_printed_before_the_order_joined_does_not_move_it() {
+    let mut rig = Rig::start("ogw-mdt-before-", 1024, QueueModel::RiskAverse);
+    let t = rig.sold_at_bid(3.0);
+    rig.lvt.apply(PERP, &t, None);
+    rig.rest_buy();
+    rig.md.publish(&t);
+    assert_eq!(rig.run(), 0.0);
+    // The 5 displayed when it joined are all ahead of it.
+    let t = rig.sold_at_bid(5.0);
+    rig.publish(t);
+    assert_eq!(rig.run(), 0.0, "the 5 ahead, none of ours");
+    let t = rig.sold_at_bid(0.5);
+    rig.publish(t);
+    assert_eq!(rig.run(), 0.5);
 }
 
 #[test]
@@ -221,7 +243,10 @@ fn a_lapped_reader_counts_the_loss_and_keeps_reading_trades() {
     assert_eq!(rig.run(), 0.0);
     let c = rig.counters();
     assert!(c["sim_md_lost"] >= 24.0, "the lap is counted: {c:?}");
-    assert_eq!(c["sim_md_trades"], 0.0, "the lost trade is not applied: {c:?}");
+    assert_eq!(
+        c["sim_md_trades"], 0.0,
+        "the lost trade is not applied: {c:?}"
+    );
     // Still reading: 5 more trade at our bid (1 of them ours if the lost trade had counted,
     // none otherwise), then 1 for us.
     let t = rig.sold_at_bid(5.0);
