@@ -310,3 +310,38 @@ fn a_gateway_started_before_the_ring_attaches_to_it_later() {
     run(&mut gw);
     assert_eq!((filled * 1e6).round() / 1e6, 1.0);
 }
+
+#[global_allocator]
+static GLOBAL: shm_layout::alloc_count::CountingAlloc = shm_layout::alloc_count::CountingAlloc;
+
+/// Reading the md ring on the gateway's loop allocates nothing: quotes and trades moving a
+/// resting order's queue, a lap, and the fill they end in.
+#[test]
+fn reading_trades_from_the_ring_allocates_nothing() {
+    let mut rig = Rig::start("ogw-mdt-alloc-", 16, QueueModel::Prob);
+    rig.rest_buy();
+    // Warm: one fill report through the journal and the execs ring (its buffers grow once).
+    let t = rig.sold_at_bid(5.1);
+    rig.publish(t);
+    assert_eq!(rig.run(), 0.1);
+    let region = shm_layout::alloc_count::Region::start();
+    for i in 0..20 {
+        let q = rig.quote(10.0 - 0.1 * f64::from(i));
+        rig.publish(q);
+        let t = rig.sold_at_bid(0.05);
+        rig.publish(t);
+        rig.gw.do_work().unwrap();
+    }
+    for _ in 0..40 {
+        let q = rig.quote(3.0);
+        rig.publish(q);
+    }
+    rig.gw.do_work().unwrap();
+    let t = rig.sold_at_bid(0.5);
+    rig.publish(t);
+    let filled = rig.run();
+    let c = region.change();
+    assert_eq!(filled, 0.5, "the last trade fills");
+    assert_eq!(c.allocations, 0, "{c:?}");
+    assert!(rig.counters()["sim_md_lost"] > 0.0, "the lap happened");
+}
