@@ -939,6 +939,7 @@ impl<M: MarketView> SimVenue<M> {
             // own event and the decrease it caused comes with a later quote): the trades
             // seen stay to net that decrease, as hftbacktest nets its trades against the next
             // depth update at the order's price.
+            r.queue_ahead = r.queue_ahead.min(new_qty).max(0.0);
             return false;
         }
         let cancelled = prev - new_qty - r.traded_since_book;

@@ -194,3 +194,28 @@ fn unknown_sizes_queue_behind_the_configured_size_and_only_trades_move_it() {
     poll(&mut v, 1);
     assert_eq!(sold_at_bid(&mut v, 2.0, 2), 1.0);
 }
+
+#[test]
+fn an_order_queued_behind_an_assumed_size_moves_up_when_its_level_shows_less() {
+    // A buy at 99.0, below the bid, with no depth shown: unknown_size_qty (1) assumed ahead.
+    let mut v = venue(QueueModel::RiskAverse);
+    let mut o: HedgeOrder = common::ioc_order(7, PERP, Side::Buy, 3.0, 99.0);
+    o.tif = TimeInForce::Gtc as u8;
+    v.submit(&o, 0);
+    assert_eq!(poll(&mut v, 0)[0].kind, ExecKind::Ack);
+    // The book now shows its level: 0.5 there, so at most 0.5 ahead.
+    let mut b = book(2, 5.0);
+    b.valid |= LastValue::HAS_DEPTH;
+    b.bid_levels = 2;
+    b.bid_depth[0] = [99.5, 5.0];
+    b.bid_depth[1] = [99.0, 0.5];
+    v.market_mut()[0] = Some(b);
+    poll(&mut v, 1);
+    let out = trade(&mut v, (99.0, 1.5, Some(Side::Sell)), 2);
+    let filled: f64 = out
+        .iter()
+        .filter(|r| matches!(r.kind, ExecKind::Fill | ExecKind::PartialFill))
+        .map(|r| r.qty)
+        .sum();
+    assert_eq!(filled, 1.0, "0.5 ahead, 1 for us");
+}
