@@ -461,11 +461,16 @@ pub enum HedgeReason {
     Timer,
     /// A later child order of a sliced hedge.
     Slice,
+    /// Not an order's reason: why a resting passive order was cancelled without a
+    /// replacement. Re-deciding while it rested, the policy would no longer trade (client flow
+    /// took the delta it leaves uncovered back inside the no-trade region). Counted with the
+    /// other cancel reasons (`passive`: replace, `cross_timeout`, `cross_band`).
+    Withdraw,
 }
 
 impl HedgeReason {
     /// Every reason.
-    pub const ALL: [HedgeReason; 9] = [
+    pub const ALL: [HedgeReason; 10] = [
         HedgeReason::Band,
         HedgeReason::Safety,
         HedgeReason::Passive,
@@ -475,6 +480,7 @@ impl HedgeReason {
         HedgeReason::Accumulated,
         HedgeReason::Timer,
         HedgeReason::Slice,
+        HedgeReason::Withdraw,
     ];
     /// Position in [`HedgeReason::ALL`] (which lists the variants in declaration order, so
     /// the position is the discriminant; checked at compile time below).
@@ -494,6 +500,7 @@ impl HedgeReason {
             HedgeReason::Accumulated => "accumulated",
             HedgeReason::Timer => "timer",
             HedgeReason::Slice => "slice",
+            HedgeReason::Withdraw => "withdraw",
         }
     }
 }

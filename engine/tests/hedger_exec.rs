@@ -4,7 +4,7 @@
 
 mod hedger_common;
 
-use engine::policy::{ExecConfig, ExecStyle, HedgeReason, PolicyConfig};
+use engine::policy::{BandRule, ExecConfig, ExecStyle, HedgeReason, PolicyConfig, RehedgeTarget};
 use hedger_common::*;
 use proptest::prelude::*;
 use shm_layout::{ExecKind, HedgeOrder, OrderAction, Side, TimeInForce};
@@ -112,6 +112,144 @@ fn a_breach_beyond_the_outer_band_crosses_at_once_and_a_small_one_rests() {
     r.client_buys_calls(2.0);
     let o = r.pop_order().unwrap();
     assert_eq!((o.tif(), o.limit_px), (Ok(TimeInForce::Gtc), 9_999.5));
+}
+
+// Re-deciding while a passive order rests: the policy's own decision on the delta the order
+// leaves uncovered (here the options' delta: no hedge is filled) withdraws, flips or shrinks it.
+
+/// A passive rig under `p` after the client bought `calls` calls (about -0.45 BTC a call),
+/// with the passive buy it posted.
+fn passive_buy_after(p: PolicyConfig, calls: f64) -> (Rig, HedgeOrder) {
+    let mut r = rig(p, open_limits());
+    r.warm();
+    r.client_buys_calls(calls);
+    let o = r.pop_order().expect("a passive hedge");
+    assert_eq!(
+        (o.side(), o.tif(), r.core.sent_reason(o.client_order_id)),
+        (
+            Ok(Side::Buy),
+            Ok(TimeInForce::Gtc),
+            Some(HedgeReason::Passive)
+        )
+    );
+    (r, o)
+}
+
+/// The cancel of `o` that `r` sent, and nothing else.
+fn only_a_cancel_of(r: &mut Rig, o: &HedgeOrder) {
+    let c = r.pop_order().expect("a cancel");
+    assert_eq!(
+        (c.action(), c.client_order_id),
+        (Ok(OrderAction::Cancel), o.client_order_id)
+    );
+    assert!(
+        r.pop_order().is_none(),
+        "nothing new before the venue answers"
+    );
+}
+
+fn cancels(r: &Rig, why: HedgeReason) -> u64 {
+    r.core.und[0].exec.cancels_by_reason[why.index()]
+}
+
+#[test]
+fn flow_that_brings_the_uncovered_delta_inside_the_band_withdraws_the_passive_order() {
+    // Hedge to the band's edge (0.5): about -0.9 BTC, a passive buy of about 0.4.
+    let mut p = passive_policy();
+    p.rule = BandRule::Fixed {
+        band: 0.5,
+        target: RehedgeTarget::Edge,
+    };
+    let (mut r, o) = passive_buy_after(p, 2.0);
+    // The client sells one call back: uncovered about -0.45, inside the band, and net delta
+    // (with the order) about -0.05, inside it too: no rule but the re-decision sees that the
+    // order now trades risk the policy would not trade.
+    r.client_sells_calls(1.0);
+    let u = &r.core.und[0];
+    assert!(u.option_delta.abs() < 0.5, "uncovered {}", u.option_delta);
+    assert!(u.net_delta.abs() < 0.5, "net {}", u.net_delta);
+    only_a_cancel_of(&mut r, &o);
+    assert_eq!(cancels(&r, HedgeReason::Withdraw), 1);
+    r.cancelled(&o);
+    assert!(r.pop_order().is_none(), "withdrawn: nothing replaces it");
+    r.feed(&[quote(9_999.5, 10_000.5)]);
+    let later = r.now + 500_000_000;
+    r.timer_at(later);
+    assert!(r.pop_order().is_none(), "and no new order follows");
+    let e = &r.core.und[0].exec;
+    assert_eq!(
+        (e.passive_coid, e.episode_start_ns, e.cancel_for),
+        (0, 0, None)
+    );
+    assert_eq!(r.core.inflight_count(), 0);
+}
+
+#[test]
+fn flow_that_reverses_beyond_the_band_cancels_and_reposts_on_the_other_side() {
+    let (mut r, o) = passive_buy_after(passive_policy(), 2.0);
+    // About +0.9 BTC uncovered: beyond the band the other way.
+    r.client_sells_calls(4.0);
+    assert!(r.core.und[0].option_delta > 0.5);
+    only_a_cancel_of(&mut r, &o);
+    r.cancelled(&o);
+    let s = next_order(&mut r, (TimeInForce::Gtc, 10_000.5), HedgeReason::Passive);
+    assert_eq!(s.side(), Ok(Side::Sell));
+    let u = &r.core.und[0];
+    assert!(u.net_delta.abs() <= 0.5, "net {}", u.net_delta);
+}
+
+#[test]
+fn a_fill_triggered_hedge_is_flipped_when_the_next_client_trade_reverses_the_delta() {
+    // The fill trigger hedges each client trade to zero, inside the band too.
+    let mut p = passive_policy();
+    p.exec.trigger = engine::policy::Trigger::Fill;
+    // About -0.18 BTC: a passive buy of about 0.18.
+    let (mut r, o) = passive_buy_after(p, 0.4);
+    // About +0.18 uncovered; net delta with the buy about +0.36, inside the 0.5 band: only
+    // the re-decision sees that the trigger now wants to sell.
+    r.client_sells_calls(0.8);
+    let u = &r.core.und[0];
+    assert!(
+        u.option_delta > 0.0 && u.net_delta < 0.5,
+        "{} {}",
+        u.option_delta,
+        u.net_delta
+    );
+    only_a_cancel_of(&mut r, &o);
+    r.cancelled(&o);
+    let s = next_order(&mut r, (TimeInForce::Gtc, 10_000.5), HedgeReason::Passive);
+    assert_eq!(s.side(), Ok(Side::Sell));
+}
+
+#[test]
+fn a_small_change_keeps_the_passive_order_and_a_material_one_replaces_it_smaller() {
+    // About -4.5 BTC: a passive buy of about 4.5.
+    let (mut r, o) = rig_with_passive_buy();
+    // A tenth of a call back: the policy wants about 0.05 BTC less, under a quarter of the
+    // band: the order keeps its place in the queue.
+    r.client_sells_calls(0.1);
+    assert!(r.pop_order().is_none(), "kept");
+    r.feed(&[quote(9_999.5, 10_000.5)]);
+    assert!(r.pop_order().is_none(), "kept");
+    // One call more: about -4.05 uncovered, net delta about +0.45 (inside the band): the
+    // order would over-hedge by about 0.45 BTC.
+    r.client_sells_calls(1.0);
+    let u = &r.core.und[0];
+    assert!(u.net_delta.abs() < 0.5, "net {}", u.net_delta);
+    let wanted = -u.option_delta;
+    only_a_cancel_of(&mut r, &o);
+    assert_eq!(cancels(&r, HedgeReason::Passive), 1);
+    assert_eq!(cancels(&r, HedgeReason::Withdraw), 0);
+    r.cancelled(&o);
+    let s = next_order(&mut r, (TimeInForce::Gtc, 9_999.5), HedgeReason::Passive);
+    assert_eq!(s.side(), Ok(Side::Buy));
+    assert!(s.qty < o.qty, "{} < {}", s.qty, o.qty);
+    let dpc = 10.0 / 10_000.0;
+    assert!(
+        (s.qty * dpc - wanted).abs() < 0.01,
+        "{} for {wanted}",
+        s.qty * dpc
+    );
 }
 
 /// How the venue answers a passive order whose cancel is on its way.

@@ -21,8 +21,8 @@ use shm_layout::{
 
 mod exec;
 mod rebuild;
-pub use exec::ExecState;
 use exec::Stamps;
+pub use exec::{ExecState, CANCEL_LABELS, CANCEL_REASONS};
 
 /// Where the loop takes its stage time stamps from (read, decision, publish).
 ///
@@ -1503,19 +1503,8 @@ impl<R: OptionRisk> HedgerCore<R> {
         if self.work_slices(u, dpc, st, orders, clock) {
             return;
         }
+        let snap = self.risk_snapshot(u, self.und[u].net_delta);
         let x = &mut self.und[u];
-        let s = if x.index_px > 0.0 {
-            x.index_px
-        } else {
-            0.5 * (x.book.bid_px + x.book.ask_px)
-        };
-        let snap = RiskSnapshot {
-            net_delta: x.net_delta,
-            gamma: x.gamma,
-            underlying_px: s,
-            tau_years: self.risk.tau_years(u),
-            rate: x.setup.rate,
-        };
         let decision = x.policy.decide(&x.pstate, &snap, &x.book, read_ns);
         match decision {
             Decision::Hold(h) => self.on_hold(u, h, &snap),

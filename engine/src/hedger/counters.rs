@@ -3,7 +3,9 @@
 //! plain counts into them by index (relaxed stores, no string), off the per-event path;
 //! `hedgectl stat` and the Prometheus export read names, units and help from the segment.
 
-use super::core::{HedgerCore, MdReject, UnderlyingRuntime, HOLD_LABELS};
+use super::core::{
+    HedgerCore, MdReject, UnderlyingRuntime, CANCEL_LABELS, CANCEL_REASONS, HOLD_LABELS,
+};
 use super::risk::{BookRiskAdapter, OptionRisk};
 use super::Housekeeping;
 use crate::limits::{LimitBreach, TradingMode};
@@ -92,6 +94,10 @@ shm_layout::counter_schema! {
         Hedges = D::counter("hedges", "orders", "Hedge orders sent, by trigger (band or safety re-hedge)")
             .per_underlying()
             .by("reason", &HEDGE_REASONS),
+        /// Passive-order cancels by reason.
+        PassiveCancels = D::counter("passive_cancels", "cancels", "Cancels of a resting passive hedge, by reason (replace, cross_timeout, cross_band, withdraw)")
+            .per_underlying()
+            .by("reason", &CANCEL_LABELS),
         /// Policy holds by reason.
         PolicyHolds = D::counter("policy_holds", "decisions", "Decisions where the policy held the hedge, by reason")
             .per_underlying()
@@ -199,6 +205,9 @@ impl Metrics {
         m.set_at(H::Hedges, i, 1, u.hedges_safety);
         for (r, v) in u.holds.iter().enumerate() {
             m.set_at(H::PolicyHolds, i, r, *v);
+        }
+        for (l, r) in CANCEL_REASONS.iter().enumerate() {
+            m.set_at(H::PassiveCancels, i, l, u.exec.cancels_by_reason[r.index()]);
         }
         for (l, v) in u.limits.counters.rejected.iter().enumerate() {
             m.set_at(H::LimitRejects, i, l, *v);

@@ -242,6 +242,11 @@ impl Rig {
         self.exec(ExecKind::OptionTrade, 0, CALL, Side::Sell, qty, 0.05, 0.0);
     }
 
+    /// The market maker buys `qty` calls from a client (long calls: positive delta).
+    pub fn client_sells_calls(&mut self, qty: f64) {
+        self.exec(ExecKind::OptionTrade, 0, CALL, Side::Buy, qty, 0.05, 0.0);
+    }
+
     pub fn pop_order(&mut self) -> Option<HedgeOrder> {
         self.orders.buf.pop_front()
     }

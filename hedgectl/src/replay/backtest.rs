@@ -18,7 +18,9 @@ use bytemuck::Zeroable;
 use engine::config::{
     HedgerConfig, LimitsSection, PolicySection, PositionSection, UnderlyingSection,
 };
-use engine::hedger::core::{HedgerCore, UnderlyingSetup, HOLD_LABELS};
+use engine::hedger::core::{
+    HedgerCore, UnderlyingSetup, CANCEL_LABELS, CANCEL_REASONS, HOLD_LABELS,
+};
 use engine::hedger::risk::{BookRiskAdapter, OptionRisk};
 use engine::limits::LimitBreach;
 use engine::policy::HedgeReason;
@@ -1128,9 +1130,16 @@ impl Backtest {
             } else {
                 "modelled"
             };
+            let cancels = CANCEL_REASONS
+                .iter()
+                .zip(CANCEL_LABELS)
+                .map(|(r, l)| (l.to_string(), x.exec.cancels_by_reason[r.index()]))
+                .filter(|(_, n)| *n > 0)
+                .collect();
             let a = &mut self.accounts[u];
             a.book = book;
-            let s = a.summary(pnl, now.saturating_sub(start), holds);
+            let mut s = a.summary(pnl, now.saturating_sub(start), holds);
+            s.execution.passive_cancels_by_reason = cancels;
             underlyings.insert(a.name.clone(), s);
         }
         let (initial, final_pos) = self.initial_and_final_positions();

@@ -3,19 +3,36 @@
 //!
 //! # Passive then cross
 //! A passive hedge is a GTC limit at our own side's touch (the bid when buying). While it
-//! rests the core takes no new decision for that underlying; it only works the order, on
-//! every hedge-book update and timer:
+//! rests the core sends no new order for that underlying; it works the order, on every
+//! update and timer that evaluates the underlying, in this order:
+//! - the delta it leaves uncovered (net delta without the resting quantity) is beyond
+//!   `cross_band` times the band: cancel, then cross at once (reason `cross_band`). A
+//!   decision taken with delta already beyond that outer band is not posted passive at all:
+//!   it crosses at once (reason `cross_band`).
+//! - it rested `passive_timeout` since the episode began: cancel, then cross with an IOC at
+//!   the far touch (reason `cross_timeout`).
+//! - **re-decided**: the policy's own [`HedgePolicy::decide`](crate::policy::HedgePolicy::decide)
+//!   is asked about the uncovered delta, as if the order were not there (read-only: the
+//!   policy state is not touched, so keeping or withdrawing the order is not a hedge
+//!   decision and does not restart the cost-aware holding horizon):
+//!   - it would not trade (inside its band, below the minimum size, or held by the holding
+//!     horizon): cancel, and nothing replaces the order (cancel reason `withdraw`; the
+//!     episode ends);
+//!   - it would trade the other side: cancel, and when the report arrives the fresh decision
+//!     posts that side (cancel reason `passive`);
+//!   - it would trade the same side, but the order's leaves exceed what it wants by more than
+//!     one lot and more than [`SHRINK_BAND_FRACTION`] of its band: cancel, and the fresh
+//!     decision posts the smaller order (cancel reason `passive`);
+//!   - otherwise (no book, price collar, minimum interval, or a small change) the order and
+//!     its place in the queue are kept.
 //! - the touch moved away (a better bid than ours when buying, a better ask when selling),
 //!   or the order no longer brings net delta inside the band (more flow came): cancel, and
 //!   when the cancel's report arrives decide afresh and post again (reason `passive`). The
 //!   timeout runs from the first passive order of the episode, not from the replacement, so
 //!   a market running away from us cannot keep us waiting forever.
-//! - it rested `passive_timeout` since the episode began: cancel, then cross with an IOC at
-//!   the far touch (reason `cross_timeout`).
-//! - the delta it leaves uncovered (net delta without the resting quantity) is beyond
-//!   `cross_band` times the band: cancel, then cross at once (reason `cross_band`). A
-//!   decision taken with delta already beyond that outer band is not posted passive at all:
-//!   it crosses at once (reason `cross_band`).
+//!
+//! Cancels are counted by reason ([`ExecState::cancels_by_reason`]; counter
+//! `passive_cancels`).
 //!
 //! The report that ends a passive order being cancelled (its `Cancelled`, or a fill that
 //! raced the cancel) triggers the next decision at once, so the crossing IOC or the
@@ -42,8 +59,33 @@ use super::{HedgerCore, StageClock};
 use crate::hedger::io::OrderSink;
 use crate::hedger::risk::OptionRisk;
 use crate::limits::{CheckContext, LimitBreach, OrderToCheck};
-use crate::policy::{ExecStyle, HedgeDecision, HedgeReason};
+use crate::policy::{Decision, ExecStyle, HedgeDecision, HedgeReason, HoldReason, RiskSnapshot};
 use shm_layout::{HedgeOrder, LastValue, OrderAction, OrderType, Side, TimeInForce};
+
+/// A resting passive order is replaced by a smaller one only when the policy, re-deciding,
+/// wants less than its leaves by more than this fraction of the band (and more than one lot).
+///
+/// Why a quarter: the policy itself leaves any delta inside its band untraded, so an
+/// over-hedge of a quarter of the band is a risk it would never trade for; the replacement
+/// would lose the order's place in the queue (the back of the queue again at the same price)
+/// for a change the policy considers immaterial. One lot alone would replace on almost every
+/// tick of gamma.
+pub const SHRINK_BAND_FRACTION: f64 = 0.25;
+
+/// Why a resting passive order is cancelled, as counted in
+/// [`ExecState::cancels_by_reason`] (by [`HedgeReason`]), in the order of [`CANCEL_LABELS`].
+pub const CANCEL_REASONS: [HedgeReason; 4] = [
+    HedgeReason::Passive,
+    HedgeReason::CrossTimeout,
+    HedgeReason::CrossBand,
+    HedgeReason::Withdraw,
+];
+
+/// The labels of [`CANCEL_REASONS`] (counter `passive_cancels`, replay reports): `replace`
+/// (the touch moved away, more flow came, or the re-decision wants the other side or less),
+/// `cross_timeout` and `cross_band` (the crossing IOC follows), `withdraw` (the re-decision
+/// would not trade: nothing replaces the order).
+pub const CANCEL_LABELS: [&str; 4] = ["replace", "cross_timeout", "cross_band", "withdraw"];
 
 /// Per-underlying execution state (plain fields, no allocation).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -73,8 +115,12 @@ pub struct ExecState {
     pub slice_sign: f64,
     /// Orders sent by [`HedgeReason`] (index of [`HedgeReason::ALL`]).
     pub sent_by_reason: [u64; HedgeReason::ALL.len()],
-    /// Cancels sent (replacements, crosses, re-sent cancels).
+    /// Cancels sent (replacements, crosses, withdrawals, re-sent cancels).
     pub cancels_sent: u64,
+    /// Cancels of a resting passive order decided, by why (index of [`HedgeReason::ALL`]:
+    /// `Passive` replace, `CrossTimeout`, `CrossBand`, `Withdraw`); re-sent cancels are not
+    /// counted again.
+    pub cancels_by_reason: [u64; HedgeReason::ALL.len()],
     /// Passive orders that ended with a fill while their cancel was on its way.
     pub fill_raced_cancel: u64,
 }
@@ -248,6 +294,8 @@ impl<R: OptionRisk> HedgerCore<R> {
             Some(HedgeReason::CrossBand)
         } else if now_ns.saturating_sub(e.episode_start_ns) >= cfg.passive_timeout_ns {
             Some(HedgeReason::CrossTimeout)
+        } else if let Some(r) = self.redecide_passive(u, uncovered, leaves, dpc, now_ns) {
+            Some(r)
         } else if (touch - e.passive_px) * e.passive_sign > 0.0
             || (band > 0.0 && x.net_delta.abs() > band)
         {
@@ -257,10 +305,65 @@ impl<R: OptionRisk> HedgerCore<R> {
             None
         };
         if let Some(r) = why {
-            self.und[u].exec.cancel_for = Some(r);
+            let x = &mut self.und[u];
+            x.exec.cancel_for = Some(r);
+            x.exec.cancels_by_reason[r.index()] += 1;
             self.send_cancel(u, now_ns, orders);
         }
         true
+    }
+
+    /// Re-decides the resting passive order of `u` with the policy's own decision, taken on
+    /// the delta it leaves `uncovered` (underlying units) as if it were not there; `leaves`
+    /// in contracts, `dpc` the delta per contract. Read-only: the policy state is not
+    /// touched. Returns why to cancel it (`Withdraw`, or `Passive` to replace it with the
+    /// other side or a smaller order), or `None` to keep it.
+    #[inline]
+    fn redecide_passive(
+        &self,
+        u: usize,
+        uncovered: f64,
+        leaves: f64,
+        dpc: f64,
+        now_ns: u64,
+    ) -> Option<HedgeReason> {
+        let x = &self.und[u];
+        let snap = self.risk_snapshot(u, uncovered);
+        match x.policy.decide(&x.pstate, &snap, &x.book, now_ns) {
+            // The policy would not trade: the order would trade risk that needs no trading.
+            Decision::Hold(
+                HoldReason::InsideBand | HoldReason::BelowMinSize | HoldReason::Horizon,
+            ) => Some(HedgeReason::Withdraw),
+            // No usable book or price, or too soon to decide anew: nothing to act on.
+            Decision::Hold(_) => None,
+            Decision::Hedge(d) if d.side.sign() != x.exec.passive_sign => {
+                Some(HedgeReason::Passive)
+            }
+            Decision::Hedge(d) => {
+                let inst = &x.policy.instrument;
+                let excess = (leaves - d.qty_contracts) * dpc;
+                let lot = inst.lot_size.max(inst.min_qty) * dpc;
+                (excess > lot.max(SHRINK_BAND_FRACTION * d.band)).then_some(HedgeReason::Passive)
+            }
+        }
+    }
+
+    /// What the policy sees of `u` with net delta `net_delta` (underlying units): the one
+    /// snapshot of a fresh decision and of a re-decision of a resting order.
+    #[inline]
+    pub(super) fn risk_snapshot(&self, u: usize, net_delta: f64) -> RiskSnapshot {
+        let x = &self.und[u];
+        RiskSnapshot {
+            net_delta,
+            gamma: x.gamma,
+            underlying_px: if x.index_px > 0.0 {
+                x.index_px
+            } else {
+                0.5 * (x.book.bid_px + x.book.ask_px)
+            },
+            tau_years: self.risk.tau_years(u),
+            rate: x.setup.rate,
+        }
     }
 
     /// Sends the next child of a running slice program when it is due. Returns whether a
@@ -452,6 +555,12 @@ impl<R: OptionRisk> HedgerCore<R> {
         let x = &mut self.und[u];
         if filled && x.exec.cancel_sent_ns != 0 {
             x.exec.fill_raced_cancel += 1;
+        }
+        if x.exec.cancel_for == Some(HedgeReason::Withdraw) {
+            // Withdrawn: nothing replaces it, the episode is over (the next decision, at the
+            // next update or timer, starts afresh).
+            x.exec.cancel_for = None;
+            x.exec.episode_start_ns = 0;
         }
         if filled && x.exec.cancel_for.is_none() {
             // Filled in full at our price: the episode is over.
