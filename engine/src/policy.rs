@@ -464,13 +464,17 @@ pub enum HedgeReason {
     /// Not an order's reason: why a resting passive order was cancelled without a
     /// replacement. Re-deciding while it rested, the policy would no longer trade (client flow
     /// took the delta it leaves uncovered back inside the no-trade region). Counted with the
-    /// other cancel reasons (`passive`: replace, `cross_timeout`, `cross_band`).
+    /// other cancel reasons (`passive`: replace, `resize`, `cross_timeout`, `cross_band`).
     Withdraw,
+    /// Not an order's reason: why a resting passive order was cancelled to be replaced after
+    /// re-deciding while it rested: the policy would trade the other side, or materially less
+    /// than the order's leaves. The replacement that follows is a `passive` order.
+    Resize,
 }
 
 impl HedgeReason {
     /// Every reason.
-    pub const ALL: [HedgeReason; 10] = [
+    pub const ALL: [HedgeReason; 11] = [
         HedgeReason::Band,
         HedgeReason::Safety,
         HedgeReason::Passive,
@@ -481,6 +485,7 @@ impl HedgeReason {
         HedgeReason::Timer,
         HedgeReason::Slice,
         HedgeReason::Withdraw,
+        HedgeReason::Resize,
     ];
     /// Position in [`HedgeReason::ALL`] (which lists the variants in declaration order, so
     /// the position is the discriminant; checked at compile time below).
@@ -501,6 +506,7 @@ impl HedgeReason {
             HedgeReason::Timer => "timer",
             HedgeReason::Slice => "slice",
             HedgeReason::Withdraw => "withdraw",
+            HedgeReason::Resize => "resize",
         }
     }
 }

@@ -216,6 +216,7 @@ fn a_fill_triggered_hedge_is_flipped_when_the_next_client_trade_reverses_the_del
         u.net_delta
     );
     only_a_cancel_of(&mut r, &o);
+    assert_eq!(cancels(&r, HedgeReason::Resize), 1);
     r.cancelled(&o);
     let s = next_order(&mut r, (TimeInForce::Gtc, 10_000.5), HedgeReason::Passive);
     assert_eq!(s.side(), Ok(Side::Sell));
@@ -238,7 +239,7 @@ fn a_small_change_keeps_the_passive_order_and_a_material_one_replaces_it_smaller
     assert!(u.net_delta.abs() < 0.5, "net {}", u.net_delta);
     let wanted = -u.option_delta;
     only_a_cancel_of(&mut r, &o);
-    assert_eq!(cancels(&r, HedgeReason::Passive), 1);
+    assert_eq!(cancels(&r, HedgeReason::Resize), 1);
     assert_eq!(cancels(&r, HedgeReason::Withdraw), 0);
     r.cancelled(&o);
     let s = next_order(&mut r, (TimeInForce::Gtc, 9_999.5), HedgeReason::Passive);

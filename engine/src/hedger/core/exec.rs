@@ -19,10 +19,10 @@
 //!     horizon): cancel, and nothing replaces the order (cancel reason `withdraw`; the
 //!     episode ends);
 //!   - it would trade the other side: cancel, and when the report arrives the fresh decision
-//!     posts that side (cancel reason `passive`);
+//!     posts that side (cancel reason `resize`);
 //!   - it would trade the same side, but the order's leaves exceed what it wants by more than
 //!     one lot and more than [`SHRINK_BAND_FRACTION`] of its band: cancel, and the fresh
-//!     decision posts the smaller order (cancel reason `passive`);
+//!     decision posts the smaller order (cancel reason `resize`);
 //!   - otherwise (no book, price collar, minimum interval, or a small change) the order and
 //!     its place in the queue are kept.
 //! - the touch moved away (a better bid than ours when buying, a better ask when selling),
@@ -74,18 +74,25 @@ pub const SHRINK_BAND_FRACTION: f64 = 0.25;
 
 /// Why a resting passive order is cancelled, as counted in
 /// [`ExecState::cancels_by_reason`] (by [`HedgeReason`]), in the order of [`CANCEL_LABELS`].
-pub const CANCEL_REASONS: [HedgeReason; 4] = [
+pub const CANCEL_REASONS: [HedgeReason; 5] = [
     HedgeReason::Passive,
+    HedgeReason::Resize,
     HedgeReason::CrossTimeout,
     HedgeReason::CrossBand,
     HedgeReason::Withdraw,
 ];
 
 /// The labels of [`CANCEL_REASONS`] (counter `passive_cancels`, replay reports): `replace`
-/// (the touch moved away, more flow came, or the re-decision wants the other side or less),
-/// `cross_timeout` and `cross_band` (the crossing IOC follows), `withdraw` (the re-decision
-/// would not trade: nothing replaces the order).
-pub const CANCEL_LABELS: [&str; 4] = ["replace", "cross_timeout", "cross_band", "withdraw"];
+/// (the touch moved away, or more flow came), `resize` (the re-decision wants the other side
+/// or materially less), `cross_timeout` and `cross_band` (the crossing IOC follows),
+/// `withdraw` (the re-decision would not trade: nothing replaces the order).
+pub const CANCEL_LABELS: [&str; 5] = [
+    "replace",
+    "resize",
+    "cross_timeout",
+    "cross_band",
+    "withdraw",
+];
 
 /// Per-underlying execution state (plain fields, no allocation).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -102,7 +109,8 @@ pub struct ExecState {
     /// When the last cancel of the passive order was sent, ns (0: none).
     pub cancel_sent_ns: u64,
     /// Why the resting order is being cancelled: `CrossTimeout`/`CrossBand` (the next order
-    /// is the crossing IOC) or `Passive` (replace). Meaningful while `cancel_sent_ns != 0`,
+    /// is the crossing IOC), `Passive` or `Resize` (replace), `Withdraw` (no replacement).
+    /// Meaningful while `cancel_sent_ns != 0`,
     /// and carried to the next decision after the order ended.
     pub cancel_for: Option<HedgeReason>,
     /// Slices: child orders still to send.
@@ -117,9 +125,8 @@ pub struct ExecState {
     pub sent_by_reason: [u64; HedgeReason::ALL.len()],
     /// Cancels sent (replacements, crosses, withdrawals, re-sent cancels).
     pub cancels_sent: u64,
-    /// Cancels of a resting passive order decided, by why (index of [`HedgeReason::ALL`]:
-    /// `Passive` replace, `CrossTimeout`, `CrossBand`, `Withdraw`); re-sent cancels are not
-    /// counted again.
+    /// Cancels of a resting passive order decided, by why (index of [`HedgeReason::ALL`]; the
+    /// reasons of [`CANCEL_REASONS`]); re-sent cancels are not counted again.
     pub cancels_by_reason: [u64; HedgeReason::ALL.len()],
     /// Passive orders that ended with a fill while their cancel was on its way.
     pub fill_raced_cancel: u64,
@@ -316,7 +323,7 @@ impl<R: OptionRisk> HedgerCore<R> {
     /// Re-decides the resting passive order of `u` with the policy's own decision, taken on
     /// the delta it leaves `uncovered` (underlying units) as if it were not there; `leaves`
     /// in contracts, `dpc` the delta per contract. Read-only: the policy state is not
-    /// touched. Returns why to cancel it (`Withdraw`, or `Passive` to replace it with the
+    /// touched. Returns why to cancel it (`Withdraw`, or `Resize` to replace it with the
     /// other side or a smaller order), or `None` to keep it.
     #[inline]
     fn redecide_passive(
@@ -337,13 +344,13 @@ impl<R: OptionRisk> HedgerCore<R> {
             // No usable book or price, or too soon to decide anew: nothing to act on.
             Decision::Hold(_) => None,
             Decision::Hedge(d) if d.side.sign() != x.exec.passive_sign => {
-                Some(HedgeReason::Passive)
+                Some(HedgeReason::Resize)
             }
             Decision::Hedge(d) => {
                 let inst = &x.policy.instrument;
                 let excess = (leaves - d.qty_contracts) * dpc;
                 let lot = inst.lot_size.max(inst.min_qty) * dpc;
-                (excess > lot.max(SHRINK_BAND_FRACTION * d.band)).then_some(HedgeReason::Passive)
+                (excess > lot.max(SHRINK_BAND_FRACTION * d.band)).then_some(HedgeReason::Resize)
             }
         }
     }
