@@ -23,8 +23,9 @@ fn one_million_events_through_the_loop_allocate_nothing() {
     drive(fixed_policy(0.5), false);
     drive(cost_aware_policy(0.05, 3.0), true);
     // Passive then cross: GTC orders rest, are cancelled and replaced as the touch moves,
-    // cross after a 1 ms timeout; the test's gateway answers cancels with `Cancelled` or
-    // with a fill that raced the cancel.
+    // are re-decided as client flow moves delta (withdrawn, resized), cross after a 1 ms
+    // timeout; the test's gateway answers cancels with `Cancelled` or with a fill that raced
+    // the cancel.
     let passive = PolicyConfig {
         exec: ExecConfig {
             style: ExecStyle::Passive,
@@ -190,6 +191,12 @@ fn drive(policy: PolicyConfig, depth: bool) {
             "{e:?}"
         );
         assert!(e.fill_raced_cancel > 10, "{e:?}");
+        // The client flow re-decided resting orders: withdrawn and resized, allocation-free.
+        assert!(
+            e.cancels_by_reason[HedgeReason::Withdraw.index()] > 10
+                && e.cancels_by_reason[HedgeReason::Resize.index()] > 10,
+            "{e:?}"
+        );
     }
     assert!(s.orders_sent > 1_000, "the loop really hedged: {s:?}");
     assert!(s.orders_filled > 100 && s.orders_cancelled > 100, "{s:?}");

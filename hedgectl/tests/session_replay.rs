@@ -11,6 +11,7 @@
 mod common;
 
 use common::bin_dir;
+use shm_layout::{OrderAction, TimeInForce};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -59,6 +60,20 @@ fn journal_orders(dir: &Path) -> usize {
     journal_count(dir, 23, None)
 }
 
+/// Order records whose `HedgeOrder` (the payload, from byte 16) has `byte` at offset `at`.
+fn journal_orders_with(dir: &Path, at: usize, byte: u8) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+        .map(|b| {
+            b.chunks_exact(80)
+                .filter(|r| r[0..4] == 23u32.to_le_bytes() && r[16 + at] == byte)
+                .count()
+        })
+        .sum()
+}
+
 /// Waits until the journal holds at least `n` orders (the hedger is trading).
 fn wait_orders(dir: &Path, n: usize, what: &str) {
     let t0 = Instant::now();
@@ -80,12 +95,42 @@ fn hedgectl(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn live_session_with_restart_and_kill_switch_replays_with_zero_divergences() {
+    replays_with_zero_divergences(hedger_config(), "ioc", |_| {});
+}
+
+/// The same session with passive hedges: orders rest, are re-decided as client flow moves
+/// delta (withdrawn, resized), replaced and crossed; the replay reproduces every order and
+/// cancel.
+#[test]
+fn a_passive_session_with_restart_replays_with_zero_divergences() {
+    let policy = "[underlyings.BTC.policy]\n";
+    let config = hedger_config();
+    assert!(config.contains(policy), "the demo's hedger config changed");
+    let config = config.replace(
+        policy,
+        &format!("{policy}style = \"passive\"\npassive_timeout_ms = 500\n"),
+    );
+    replays_with_zero_divergences(config, "passive", |session| {
+        // Offsets in `HedgeOrder`: tif at 14, action at 15.
+        let gtc = journal_orders_with(session, 14, TimeInForce::Gtc as u8);
+        let cancels = journal_orders_with(session, 15, OrderAction::Cancel as u8);
+        assert!(
+            gtc >= 1 && cancels >= 1,
+            "passive orders {gtc}, cancels {cancels}"
+        );
+    });
+}
+
+/// Runs feed, gateway and hedger (`config`) in a namespace of their own, kills and resumes
+/// hedging, crashes and restarts the hedger, then replays its session journal; `check` looks
+/// at the journal (the session directory) at the end.
+fn replays_with_zero_divergences(config: String, tag: &str, check: impl Fn(&Path)) {
     let bins = bin_dir();
     let tmp = tempfile::TempDir::new().unwrap();
     let t = tmp.path();
-    let ns = format!("session-replay-test-{}", std::process::id());
+    let ns = format!("session-replay-test-{tag}-{}", std::process::id());
     let _ns_guard = Namespace(PathBuf::from("/dev/shm").join(&ns));
-    std::fs::write(t.join("hedger.toml"), hedger_config()).unwrap();
+    std::fs::write(t.join("hedger.toml"), config).unwrap();
     let start_ns = shm_layout::clock::wall_ns();
     std::fs::write(
         t.join("feed.toml"),
@@ -177,4 +222,5 @@ fn live_session_with_restart_and_kill_switch_replays_with_zero_divergences() {
         journal_count(&session, 19, Some(0)) >= 2,
         "kill switch cleared"
     );
+    check(&session);
 }

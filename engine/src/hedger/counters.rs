@@ -94,9 +94,10 @@ shm_layout::counter_schema! {
         Hedges = D::counter("hedges", "orders", "Hedge orders sent, by trigger (band or safety re-hedge)")
             .per_underlying()
             .by("reason", &HEDGE_REASONS),
-        /// Passive-order cancels by reason.
-        PassiveCancels = D::counter("passive_cancels", "cancels", "Cancels of a resting passive hedge, by reason (replace, cross_timeout, cross_band, withdraw)")
-            .per_underlying()
+        /// Passive-order cancels by reason, all underlyings together (five more records per
+        /// underlying would not fit the segment for 30 underlyings; the replay report has
+        /// them per underlying).
+        PassiveCancels = D::counter("passive_cancels", "cancels", "Cancels of resting passive hedges, all underlyings, by reason")
             .by("reason", &CANCEL_LABELS),
         /// Policy holds by reason.
         PolicyHolds = D::counter("policy_holds", "decisions", "Decisions where the policy held the hedge, by reason")
@@ -181,6 +182,14 @@ impl Metrics {
         for (i, v) in s.md_rejected.iter().enumerate() {
             m.set_at(H::MdRejected, 0, i, *v);
         }
+        for (l, r) in CANCEL_REASONS.iter().enumerate() {
+            let n = c
+                .und
+                .iter()
+                .map(|u| u.exec.cancels_by_reason[r.index()])
+                .sum();
+            m.set_at(H::PassiveCancels, 0, l, n);
+        }
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         m.set_f64(H::OrdersInflight, c.inflight_count() as f64);
         m.set_f64(H::KillSwitch, flag(c.kill_switch()));
@@ -205,9 +214,6 @@ impl Metrics {
         m.set_at(H::Hedges, i, 1, u.hedges_safety);
         for (r, v) in u.holds.iter().enumerate() {
             m.set_at(H::PolicyHolds, i, r, *v);
-        }
-        for (l, r) in CANCEL_REASONS.iter().enumerate() {
-            m.set_at(H::PassiveCancels, i, l, u.exec.cancels_by_reason[r.index()]);
         }
         for (l, v) in u.limits.counters.rejected.iter().enumerate() {
             m.set_at(H::LimitRejects, i, l, *v);

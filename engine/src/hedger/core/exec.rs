@@ -343,9 +343,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             ) => Some(HedgeReason::Withdraw),
             // No usable book or price, or too soon to decide anew: nothing to act on.
             Decision::Hold(_) => None,
-            Decision::Hedge(d) if d.side.sign() != x.exec.passive_sign => {
-                Some(HedgeReason::Resize)
-            }
+            Decision::Hedge(d) if d.side.sign() != x.exec.passive_sign => Some(HedgeReason::Resize),
             Decision::Hedge(d) => {
                 let inst = &x.policy.instrument;
                 let excess = (leaves - d.qty_contracts) * dpc;
