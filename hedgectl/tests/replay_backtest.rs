@@ -733,5 +733,23 @@ fn passive_then_cross_ends_within_the_band_and_its_fills_carry_the_reasons() {
         e["carried_abs_delta_max"].as_f64().unwrap()
             >= e["carried_abs_delta_mean"].as_f64().unwrap()
     );
+    // The cancels by reason: each passive order is cancelled for one reason at most (a
+    // re-sent cancel is not counted again), and the reasons are the hedger's.
+    let cancels = e["passive_cancels_by_reason"].as_object().unwrap();
+    for r in cancels.keys() {
+        assert!(
+            [
+                "replace",
+                "resize",
+                "cross_timeout",
+                "cross_band",
+                "withdraw"
+            ]
+            .contains(&r.as_str()),
+            "{r}"
+        );
+    }
+    let n: u64 = cancels.values().map(|n| n.as_u64().unwrap()).sum();
+    assert!(n > 0 && n <= e["passive_orders"].as_u64().unwrap(), "{e}");
     assert_eq!(v["frontier"][0]["style"], "passive");
 }

@@ -110,8 +110,8 @@ pub struct ExecState {
     pub cancel_sent_ns: u64,
     /// Why the resting order is being cancelled: `CrossTimeout`/`CrossBand` (the next order
     /// is the crossing IOC), `Passive` or `Resize` (replace), `Withdraw` (no replacement).
-    /// Meaningful while `cancel_sent_ns != 0`,
-    /// and carried to the next decision after the order ended.
+    /// Meaningful while `cancel_sent_ns != 0`, and carried to the next decision after the
+    /// order ended (except `Withdraw`: nothing waits for that decision).
     pub cancel_for: Option<HedgeReason>,
     /// Slices: child orders still to send.
     pub slices_left: u32,
