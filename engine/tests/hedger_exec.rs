@@ -4,6 +4,7 @@
 
 mod hedger_common;
 
+use engine::limits::LimitsConfig;
 use engine::policy::{BandRule, ExecConfig, ExecStyle, HedgeReason, PolicyConfig, RehedgeTarget};
 use hedger_common::*;
 use proptest::prelude::*;
@@ -90,6 +91,38 @@ fn after_the_timeout_the_passive_order_is_cancelled_then_crossed_with_an_ioc() {
     let c = r.pop_order().expect("a cancel at the timeout");
     assert_eq!(c.action(), Ok(OrderAction::Cancel));
     r.cancelled(&o);
+    let x = next_order(
+        &mut r,
+        (TimeInForce::Ioc, 10_000.5),
+        HedgeReason::CrossTimeout,
+    );
+    assert_eq!(x.qty, o.qty);
+}
+
+#[test]
+fn a_cross_refused_by_the_rate_limit_is_still_the_cross_when_tokens_return() {
+    // One order per 10 s: the passive buy takes the only token, so the crossing IOC after the
+    // timeout is refused; when the token is back the hedge still crosses (on main it was
+    // posted passive again, on an episode already timed out: cancelled at once, forever).
+    let limits = LimitsConfig {
+        max_orders_per_sec: 0.1,
+        order_burst: 1.0,
+        ..open_limits()
+    };
+    let mut r = rig(passive_policy(), limits);
+    r.warm();
+    r.client_buys_calls(10.0);
+    let o = r.pop_order().expect("a hedge");
+    assert_eq!(o.tif(), Ok(TimeInForce::Gtc));
+    let later = r.now + 2_000_000_000;
+    r.timer_at(later);
+    let c = r.pop_order().expect("a cancel at the timeout");
+    assert_eq!(c.action(), Ok(OrderAction::Cancel));
+    r.cancelled(&o);
+    assert!(r.pop_order().is_none(), "the cross is refused: no token");
+    r.timer_at(later + 1_000_000_000);
+    assert!(r.pop_order().is_none(), "still no token");
+    r.timer_at(later + 12_000_000_000);
     let x = next_order(
         &mut r,
         (TimeInForce::Ioc, 10_000.5),

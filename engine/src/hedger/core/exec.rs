@@ -246,7 +246,12 @@ impl<R: OptionRisk> HedgerCore<R> {
             x.exec.episode_start_ns = 0;
         }
         let Some(coid) = self.send_order(u, &plan, st, orders, clock) else {
-            self.und[u].exec.slices_left = 0;
+            let x = &mut self.und[u];
+            x.exec.slices_left = 0;
+            // Refused (a limit, a full ring): the cross (or replacement) is still owed. Without
+            // this, the next decision of a timed-out episode posted passive again, which its
+            // timeout cancelled at once, and so on, while the cross never went.
+            x.exec.cancel_for = crossing;
             return;
         };
         let x = &mut self.und[u];
