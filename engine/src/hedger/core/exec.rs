@@ -248,10 +248,13 @@ impl<R: OptionRisk> HedgerCore<R> {
         let Some(coid) = self.send_order(u, &plan, st, orders, clock) else {
             let x = &mut self.und[u];
             x.exec.slices_left = 0;
-            // Refused (a limit, a full ring): the cross (or replacement) is still owed. Without
-            // this, the next decision of a timed-out episode posted passive again, which its
-            // timeout cancelled at once, and so on, while the cross never went.
-            x.exec.cancel_for = crossing;
+            // Refused (a limit, a full ring): a timed-out episode still owes its cross. Without
+            // this, its next decision posted passive again, which the timeout cancelled at
+            // once, and so on, while the cross never went. (A refused `cross_band` needs no
+            // memory: the next decision crosses if delta is still beyond the outer band.)
+            if crossing == Some(HedgeReason::CrossTimeout) {
+                x.exec.cancel_for = crossing;
+            }
             return;
         };
         let x = &mut self.und[u];
