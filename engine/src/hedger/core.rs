@@ -304,6 +304,10 @@ pub const MAX_INFLIGHT: usize = 256;
 /// The hedger's loop state.
 pub struct HedgerCore<R: OptionRisk> {
     defs: Vec<InstrumentDef>,
+    /// Index in `defs` by symbol (the first definition of a symbol), for the start-up paths
+    /// that name instruments (positions, a restored state): a scan per position made loading
+    /// a 10,000-option book quadratic. Never read on the event path.
+    by_symbol: std::collections::HashMap<String, usize>,
     roles: Vec<Role>,
     /// Per underlying.
     pub und: Vec<UnderlyingRuntime>,
@@ -522,11 +526,16 @@ impl<R: OptionRisk> HedgerCore<R> {
         let opt_ids = register_options(&defs, &und, &mut roles, &mut risk);
         let next_settle_ns = risk.next_expiry_ns();
         let memo = rebuild::RebuildMemo::new(&defs, &roles, &risk);
+        let mut by_symbol = std::collections::HashMap::with_capacity(defs.len());
+        for (i, d) in defs.iter().enumerate() {
+            by_symbol.entry(d.symbol().to_string()).or_insert(i);
+        }
         HedgerCore {
             memo,
             next_settle_ns,
             clock_ready: true,
             defs,
+            by_symbol,
             roles,
             und,
             risk,
@@ -559,12 +568,17 @@ impl<R: OptionRisk> HedgerCore<R> {
         &self.defs
     }
 
+    /// The definition of `symbol` (the first, if the table repeats one). O(1).
+    pub fn def_by_symbol(&self, symbol: &str) -> Option<&InstrumentDef> {
+        self.by_symbol.get(symbol).map(|&i| &self.defs[i])
+    }
+
     /// Sets an option position by symbol (startup).
     ///
     /// # Errors
     /// The symbol is not an option of a configured underlying.
     pub fn set_option_position(&mut self, symbol: &str, qty: f64) -> Result<(), SetupError> {
-        let d = self.defs.iter().find(|d| d.symbol() == symbol);
+        let d = self.def_by_symbol(symbol);
         match d.map(|d| self.roles[d.id as usize]) {
             Some(Role::Option { opt, .. }) => {
                 self.risk.set_position(opt as usize, qty);
@@ -782,7 +796,7 @@ impl<R: OptionRisk> HedgerCore<R> {
                 .map_err(|e| SetupError::State(e.to_string()))?;
         }
         for r in &st.settled {
-            let opt = match self.defs.iter().find(|d| d.symbol() == r.symbol) {
+            let opt = match self.def_by_symbol(&r.symbol) {
                 Some(d) => match self.roles[d.id as usize] {
                     Role::Option { opt, .. } => opt as usize,
                     _ => {
