@@ -774,6 +774,7 @@ impl HedgePolicy {
     /// `risk.net_delta` must already include the hedge position and the quantity in flight.
     /// `book` is the hedge instrument's last value (top of book, and depth when
     /// `HAS_DEPTH` is set). `now_ns` is monotonic time.
+    #[inline(always)]
     pub fn decide(
         &self,
         state: &PolicyState,
