@@ -25,11 +25,33 @@ fn passive_policy() -> PolicyConfig {
 
 /// A rig with a short call position (delta about -4.5 BTC) and the passive buy it posted.
 fn rig_with_passive_buy() -> (Rig, HedgeOrder) {
-    let mut r = rig(passive_policy(), open_limits());
+    rig_with_passive_buy_under(open_limits())
+}
+
+/// [`rig_with_passive_buy`] under `limits`.
+fn rig_with_passive_buy_under(limits: LimitsConfig) -> (Rig, HedgeOrder) {
+    let mut r = rig(passive_policy(), limits);
     r.warm();
     r.client_buys_calls(10.0);
     let o = r.pop_order().expect("a hedge");
     (r, o)
+}
+
+/// Runs the timer past the passive timeout of `o`, checks the cancel it sends and answers it;
+/// returns the time the timer ran at.
+fn cancel_at_the_timeout(r: &mut Rig, o: &HedgeOrder) -> u64 {
+    let later = r.now + 2_000_000_000;
+    r.timer_at(later);
+    let c = r.pop_order().expect("a cancel at the timeout");
+    assert_eq!(c.action(), Ok(OrderAction::Cancel));
+    r.cancelled(o);
+    later
+}
+
+/// The next order is the IOC that crosses for the whole of the passive order `o`.
+fn expect_cross_of(r: &mut Rig, o: &HedgeOrder) {
+    let x = next_order(r, (TimeInForce::Ioc, 10_000.5), HedgeReason::CrossTimeout);
+    assert_eq!(x.qty, o.qty);
 }
 
 #[test]
@@ -86,17 +108,8 @@ fn the_touch_moving_away_cancels_and_the_cancel_report_brings_a_new_passive_orde
 #[test]
 fn after_the_timeout_the_passive_order_is_cancelled_then_crossed_with_an_ioc() {
     let (mut r, o) = rig_with_passive_buy();
-    let later = r.now + 2_000_000_000;
-    r.timer_at(later);
-    let c = r.pop_order().expect("a cancel at the timeout");
-    assert_eq!(c.action(), Ok(OrderAction::Cancel));
-    r.cancelled(&o);
-    let x = next_order(
-        &mut r,
-        (TimeInForce::Ioc, 10_000.5),
-        HedgeReason::CrossTimeout,
-    );
-    assert_eq!(x.qty, o.qty);
+    cancel_at_the_timeout(&mut r, &o);
+    expect_cross_of(&mut r, &o);
 }
 
 #[test]
@@ -104,31 +117,18 @@ fn a_cross_refused_by_the_rate_limit_is_still_the_cross_when_tokens_return() {
     // One order per 10 s: the passive buy takes the only token, so the crossing IOC after the
     // timeout is refused; when the token is back the hedge still crosses (on main it was
     // posted passive again, on an episode already timed out: cancelled at once, forever).
-    let limits = LimitsConfig {
+    let (mut r, o) = rig_with_passive_buy_under(LimitsConfig {
         max_orders_per_sec: 0.1,
         order_burst: 1.0,
         ..open_limits()
-    };
-    let mut r = rig(passive_policy(), limits);
-    r.warm();
-    r.client_buys_calls(10.0);
-    let o = r.pop_order().expect("a hedge");
+    });
     assert_eq!(o.tif(), Ok(TimeInForce::Gtc));
-    let later = r.now + 2_000_000_000;
-    r.timer_at(later);
-    let c = r.pop_order().expect("a cancel at the timeout");
-    assert_eq!(c.action(), Ok(OrderAction::Cancel));
-    r.cancelled(&o);
+    let later = cancel_at_the_timeout(&mut r, &o);
     assert!(r.pop_order().is_none(), "the cross is refused: no token");
     r.timer_at(later + 1_000_000_000);
     assert!(r.pop_order().is_none(), "still no token");
     r.timer_at(later + 12_000_000_000);
-    let x = next_order(
-        &mut r,
-        (TimeInForce::Ioc, 10_000.5),
-        HedgeReason::CrossTimeout,
-    );
-    assert_eq!(x.qty, o.qty);
+    expect_cross_of(&mut r, &o);
 }
 
 #[test]
