@@ -27,44 +27,13 @@ struct Rig {
     dir: tempfile::TempDir,
     _instruments: InstrumentTable,
     lvt: LastValueTable,
-    md: BroadcastWriter<MarketEvent>,
+    /// The md ring (None until the feed creates it: see `Rig::start`'s `md_capacity`).
+    md: Option<BroadcastWriter<MarketEvent>>,
     orders: SpscProducer<HedgeOrder>,
     execs: SpscConsumer<ExecEvent>,
     gw: GatewayAgent,
     /// Filled quantity reported so far, contracts.
     filled: f64,
-}
-
-/// The feed's segments with a perpetual (lot 0.1) quoted 99.5 x 5 / 100 x 10, and the orders
-/// ring; `md_capacity` 0: no md ring (the feed is older, or not started).
-fn feed(
-    prefix: &str,
-    md_capacity: usize,
-) -> (
-    tempfile::TempDir,
-    InstrumentTable,
-    LastValueTable,
-    Option<BroadcastWriter<MarketEvent>>,
-    SpscProducer<HedgeOrder>,
-) {
-    let dir = testkit::shm::namespace_dir(prefix);
-    let defs = [common::linear_perp(0.1, 0.1)];
-    let instruments =
-        InstrumentTable::create(dir.path(), names::INSTRUMENTS, &defs, StalePolicy::Fail).unwrap();
-    let lvt = LastValueTable::create(dir.path(), names::LVT, 4, StalePolicy::Fail).unwrap();
-    let mut md = (md_capacity > 0).then(|| {
-        BroadcastWriter::create(dir.path(), names::MD, md_capacity, StalePolicy::Fail).unwrap()
-    });
-    let orders =
-        SpscProducer::<HedgeOrder>::create(dir.path(), names::ORDERS, 64, StalePolicy::Fail)
-            .unwrap();
-    let mut e = MarketEvent::quote(PERP, 1, 1, BID, 5.0, 100.0, 10.0);
-    e.seq = md.as_ref().map_or(0, |m| m.position()) + 1;
-    lvt.apply(PERP, &e, None);
-    if let Some(m) = &mut md {
-        m.publish(&e);
-    }
-    (dir, instruments, lvt, md, orders)
 }
 
 fn config(dir: &std::path::Path, model: QueueModel) -> Config {
@@ -90,16 +59,35 @@ fn config(dir: &std::path::Path, model: QueueModel) -> Config {
 }
 
 impl Rig {
-    /// The feed (md ring of `md_capacity`), then the gateway on it.
+    /// The feed's segments with a perpetual (lot 0.1) quoted 99.5 x 5 / 100 x 10 (an md ring of
+    /// `md_capacity`; 0: none yet, the feed is older or not started) and the orders ring,
+    /// then the gateway on them.
     fn start(prefix: &str, md_capacity: usize, model: QueueModel) -> Rig {
-        let (dir, instruments, lvt, md, orders) = feed(prefix, md_capacity);
+        let dir = testkit::shm::namespace_dir(prefix);
+        let defs = [common::linear_perp(0.1, 0.1)];
+        let instruments =
+            InstrumentTable::create(dir.path(), names::INSTRUMENTS, &defs, StalePolicy::Fail)
+                .unwrap();
+        let lvt = LastValueTable::create(dir.path(), names::LVT, 4, StalePolicy::Fail).unwrap();
+        let mut md = (md_capacity > 0).then(|| {
+            BroadcastWriter::create(dir.path(), names::MD, md_capacity, StalePolicy::Fail).unwrap()
+        });
+        let orders =
+            SpscProducer::<HedgeOrder>::create(dir.path(), names::ORDERS, 64, StalePolicy::Fail)
+                .unwrap();
+        let mut e = MarketEvent::quote(PERP, 1, 1, BID, 5.0, 100.0, 10.0);
+        e.seq = md.as_ref().map_or(0, |m| m.position()) + 1;
+        lvt.apply(PERP, &e, None);
+        if let Some(m) = &mut md {
+            m.publish(&e);
+        }
         let gw = GatewayAgent::start(&config(dir.path(), model)).unwrap();
         let execs = SpscConsumer::open(dir.path(), names::EXECS, OpenOptions::default()).unwrap();
         Rig {
             dir,
             _instruments: instruments,
             lvt,
-            md: md.unwrap(),
+            md,
             orders,
             execs,
             gw,
@@ -107,23 +95,32 @@ impl Rig {
         }
     }
 
+    fn ring(&mut self) -> &mut BroadcastWriter<MarketEvent> {
+        self.md.as_mut().expect("the md ring exists")
+    }
+
     /// Publishes `e` as the feed does: the table first, then the ring.
     fn publish(&mut self, mut e: MarketEvent) {
-        e.seq = self.md.position() + 1;
+        e.seq = self.ring().position() + 1;
         self.lvt.apply(PERP, &e, None);
-        self.md.publish(&e);
+        self.ring().publish(&e);
+    }
+
+    /// The feed sequence of the next event on the ring.
+    fn next_seq(&self) -> u64 {
+        self.md.as_ref().expect("the md ring exists").position() + 1
     }
 
     fn quote(&mut self, bid_qty: f64) -> MarketEvent {
         let mut e = MarketEvent::quote(PERP, 1, 1, BID, bid_qty, 100.0, 10.0);
-        e.seq = self.md.position() + 1;
+        e.seq = self.next_seq();
         e
     }
 
     /// A seller hitting our bid for `qty`.
     fn sold_at_bid(&self, qty: f64) -> MarketEvent {
         let mut e = MarketEvent::trade(PERP, 1, 1, BID, qty, Side::Sell);
-        e.seq = self.md.position() + 1;
+        e.seq = self.next_seq();
         e
     }
 
@@ -190,7 +187,7 @@ fn a_trade_seen_in_the_table_and_the_ring_moves_the_queue_once() {
     let t = rig.sold_at_bid(3.0);
     rig.lvt.apply(PERP, &t, None);
     assert_eq!(rig.run(), 0.0);
-    rig.md.publish(&t);
+    rig.ring().publish(&t);
     // The gateway polls between the trade and the quote that shows what it took.
     assert_eq!(rig.run(), 0.0);
     // The level shows what the trade left: 5 (2 ahead of us, 3 behind). Not a cancel.
@@ -217,7 +214,7 @@ fn a_trade_printed_before_the_order_joined_does_not_move_it() {
     let t = rig.sold_at_bid(3.0);
     rig.lvt.apply(PERP, &t, None);
     rig.rest_buy();
-    rig.md.publish(&t);
+    rig.ring().publish(&t);
     assert_eq!(rig.run(), 0.0);
     // The 5 displayed when it joined are all ahead of it.
     let t = rig.sold_at_bid(5.0);
@@ -262,53 +259,32 @@ fn a_lapped_reader_counts_the_loss_and_keeps_reading_trades() {
 /// meanwhile, and attaches in its housekeeping once the ring is there.
 #[test]
 fn a_gateway_started_before_the_ring_attaches_to_it_later() {
-    let (dir, _instruments, lvt, _no_md, mut orders) = feed("ogw-mdt-late-", 0);
-    let mut gw = GatewayAgent::start(&config(dir.path(), QueueModel::RiskAverse)).unwrap();
-    let mut execs: SpscConsumer<ExecEvent> =
-        SpscConsumer::open(dir.path(), names::EXECS, OpenOptions::default()).unwrap();
-    let mut o = common::ioc_order(7, PERP, Side::Buy, 3.0, BID);
-    o.tif = TimeInForce::Gtc as u8;
-    orders.push(o).unwrap();
-    let mut filled = 0.0;
-    let mut run = |gw: &mut GatewayAgent| {
-        for _ in 0..CYCLES {
-            gw.do_work().unwrap();
-            while let Some(x) = execs.pop() {
-                if matches!(x.kind(), Ok(ExecKind::Fill | ExecKind::PartialFill)) {
-                    filled += x.qty;
-                }
-            }
-        }
-    };
-    run(&mut gw);
-    gw.publish_counters(shm_layout::clock::now_ns());
-    assert_eq!(common::gateway_counters(dir.path())["sim_md_attached"], 0.0);
+    let mut rig = Rig::start("ogw-mdt-late-", 0, QueueModel::RiskAverse);
+    rig.rest_buy();
+    assert_eq!(rig.counters()["sim_md_attached"], 0.0);
     // From the table: a trade of 4 at our bid moves the queue (1 left ahead).
     let mut t = MarketEvent::trade(PERP, 1, 1, BID, 4.0, Side::Sell);
     t.seq = 2;
-    lvt.apply(PERP, &t, None);
-    run(&mut gw);
+    rig.lvt.apply(PERP, &t, None);
+    assert_eq!(rig.run(), 0.0, "1 still ahead");
     // The ring appears (holding what the table was given: the quote and that trade); the
     // next housekeeping opens it at the writer's position.
-    let mut md =
-        BroadcastWriter::<MarketEvent>::create(dir.path(), names::MD, 64, StalePolicy::Fail)
+    let md =
+        BroadcastWriter::<MarketEvent>::create(rig.dir.path(), names::MD, 64, StalePolicy::Fail)
             .unwrap();
+    rig.md = Some(md);
     let mut q = MarketEvent::quote(PERP, 1, 1, BID, 5.0, 100.0, 10.0);
     q.seq = 1;
-    md.publish(&q);
-    md.publish(&t);
-    gw.on_duty(u64::MAX).unwrap();
-    gw.publish_counters(shm_layout::clock::now_ns());
-    assert_eq!(common::gateway_counters(dir.path())["sim_md_attached"], 1.0);
+    rig.ring().publish(&q);
+    rig.ring().publish(&t);
+    rig.gw.on_duty(u64::MAX).unwrap();
+    assert_eq!(rig.counters()["sim_md_attached"], 1.0);
     // Two trades of 1 between two polls: the second is ours.
     for _ in 0..2 {
-        let mut t = MarketEvent::trade(PERP, 1, 1, BID, 1.0, Side::Sell);
-        t.seq = md.position() + 1;
-        lvt.apply(PERP, &t, None);
-        md.publish(&t);
+        let t = rig.sold_at_bid(1.0);
+        rig.publish(t);
     }
-    run(&mut gw);
-    assert_eq!((filled * 1e6).round() / 1e6, 1.0);
+    assert_eq!(rig.run(), 1.0);
 }
 
 #[global_allocator]
