@@ -46,8 +46,6 @@ pub struct MdTrades {
     trades: u64,
     /// Events lost to laps, and skipped after them.
     lost: u64,
-    /// Laps.
-    laps: u64,
 }
 
 impl MdTrades {
@@ -60,7 +58,6 @@ impl MdTrades {
             next_retry_ns: 0,
             trades: 0,
             lost: 0,
-            laps: 0,
         };
         if let Err(e) = md.try_open(now_ns) {
             eprintln!(
@@ -109,10 +106,7 @@ impl MdTrades {
                         venue.on_md_trade(&e, now_ns);
                     }
                 }
-                Poll::Lapped { lost } => {
-                    self.laps += 1;
-                    self.lost += lost + r.skip_to_writer();
-                }
+                Poll::Lapped { lost } => self.lost += lost + r.skip_to_writer(),
             }
             n += 1;
         }
@@ -135,10 +129,5 @@ impl MdTrades {
     /// Events lost to laps (and skipped after them) so far.
     pub fn lost(&self) -> u64 {
         self.lost
-    }
-
-    /// Laps so far.
-    pub fn laps(&self) -> u64 {
-        self.laps
     }
 }
