@@ -3,9 +3,7 @@
 //! plain counts into them by index (relaxed stores, no string), off the per-event path;
 //! `hedgectl stat` and the Prometheus export read names, units and help from the segment.
 
-use super::core::{
-    HedgerCore, MdReject, UnderlyingRuntime, CANCEL_LABELS, CANCEL_REASONS, HOLD_LABELS,
-};
+use super::core::{HedgerCore, MdReject, UnderlyingRuntime, CANCEL_LABELS, HOLD_LABELS};
 use super::risk::{BookRiskAdapter, OptionRisk};
 use super::Housekeeping;
 use crate::limits::{LimitBreach, TradingMode};
@@ -182,12 +180,8 @@ impl Metrics {
         for (i, v) in s.md_rejected.iter().enumerate() {
             m.set_at(H::MdRejected, 0, i, *v);
         }
-        for (l, r) in CANCEL_REASONS.iter().enumerate() {
-            let n = c
-                .und
-                .iter()
-                .map(|u| u.exec.cancels_by_reason[r.index()])
-                .sum();
+        for l in 0..CANCEL_LABELS.len() {
+            let n = c.und.iter().map(|u| u.exec.cancel_counts()[l]).sum();
             m.set_at(H::PassiveCancels, 0, l, n);
         }
         let flag = |b: bool| if b { 1.0 } else { 0.0 };

@@ -18,9 +18,7 @@ use bytemuck::Zeroable;
 use engine::config::{
     HedgerConfig, LimitsSection, PolicySection, PositionSection, UnderlyingSection,
 };
-use engine::hedger::core::{
-    HedgerCore, UnderlyingSetup, CANCEL_LABELS, CANCEL_REASONS, HOLD_LABELS,
-};
+use engine::hedger::core::{HedgerCore, UnderlyingSetup, CANCEL_LABELS, HOLD_LABELS};
 use engine::hedger::risk::{BookRiskAdapter, OptionRisk};
 use engine::limits::LimitBreach;
 use engine::policy::HedgeReason;
@@ -1130,11 +1128,11 @@ impl Backtest {
             } else {
                 "modelled"
             };
-            let cancels = CANCEL_REASONS
+            let cancels = CANCEL_LABELS
                 .iter()
-                .zip(CANCEL_LABELS)
-                .map(|(r, l)| (l.to_string(), x.exec.cancels_by_reason[r.index()]))
+                .zip(x.exec.cancel_counts())
                 .filter(|(_, n)| *n > 0)
+                .map(|(l, n)| (l.to_string(), n))
                 .collect();
             let a = &mut self.accounts[u];
             a.book = book;

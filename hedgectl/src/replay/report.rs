@@ -238,9 +238,9 @@ pub struct ExecSummary {
     /// `fill`, `accumulated`, `timer`, `slice`).
     pub orders_by_reason: BTreeMap<String, u64>,
     /// Cancels of a resting passive order by reason (the hedger's `passive_cancels`):
-    /// `replace` (the touch moved away, more flow came, or re-deciding wanted the other side
-    /// or a smaller order), `cross_timeout`, `cross_band`, `withdraw` (re-deciding, the policy
-    /// would no longer trade: nothing replaced it). Only reasons that occurred.
+    /// `replace` (the touch moved away, or more flow came), `resize` (re-deciding wanted the
+    /// other side or a smaller order), `cross_timeout`, `cross_band`, `withdraw` (re-deciding,
+    /// the policy would no longer trade: nothing replaced it). Only reasons that occurred.
     pub passive_cancels_by_reason: BTreeMap<String, u64>,
     /// Passive orders sent (first posts and replacements).
     pub passive_orders: u64,

@@ -138,6 +138,12 @@ impl ExecState {
     pub fn passive_live(&self) -> bool {
         self.passive_coid != 0
     }
+
+    /// Cancels of resting passive orders by reason, in the order of [`CANCEL_LABELS`] (the
+    /// counter `passive_cancels` and the replay report read them from here).
+    pub fn cancel_counts(&self) -> [u64; CANCEL_REASONS.len()] {
+        CANCEL_REASONS.map(|r| self.cancels_by_reason[r.index()])
+    }
 }
 
 /// One order to send: what [`HedgerCore::send_order`] needs besides the underlying.
