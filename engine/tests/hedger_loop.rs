@@ -403,8 +403,9 @@ fn execs_are_committed_only_once_the_snapshot_covering_them_is_written() {
     use engine::hedger::state::{StateStore, StateWriter};
     use engine::hedger::Housekeeping;
     let dir = tempfile::tempdir().unwrap();
-    let writer = StateWriter::start(StateStore::open(dir.path(), false).unwrap()).unwrap();
     let mut r = rig(fixed_policy(50.0), open_limits());
+    let store = StateStore::open(dir.path(), false).unwrap();
+    let writer = StateWriter::start(store, r.core.option_symbols()).unwrap();
     let mut hk = Housekeeping::new(Some(writer), None, 0, u64::MAX, u64::MAX, r.now);
     r.warm();
     r.client_buys_calls(3.0);
@@ -428,6 +429,61 @@ fn execs_are_committed_only_once_the_snapshot_covering_them_is_written() {
         .expect("written before the commit");
     assert_eq!(st.options, vec![("BTC-C-10000".to_string(), -3.0)]);
     assert_eq!(st.last_exec_id, 1);
+    hk.finish(&mut r.core, &mut r.execs, shm_layout::clock::now_ns())
+        .unwrap();
+}
+
+/// The loop sends the state writer only the options changed since the last snapshot; every
+/// file the writer saves must still be the whole state, byte for byte what
+/// `PersistState::encode` makes of `persist_state()`: through trades that open, change and
+/// close positions, a restore (every option replaced), the settlement of an expiry and a
+/// late trade in a settled option (its settlement record).
+#[test]
+fn every_snapshot_saved_is_the_whole_state_though_the_loop_sends_only_changes() {
+    use engine::hedger::state::{StateStore, StateWriter};
+    use engine::hedger::Housekeeping;
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rig(fixed_policy(50.0), open_limits());
+    let store = StateStore::open(dir.path(), false).unwrap();
+    let writer = StateWriter::start(store, r.core.option_symbols()).unwrap();
+    let mut hk = Housekeeping::new(Some(writer), None, 0, u64::MAX, u64::MAX, r.now);
+    r.warm();
+    let saved_equals_state = |r: &mut Rig, hk: &mut Housekeeping, step: &str| {
+        hk.snapshot(&mut r.core, &mut r.execs, shm_layout::clock::now_ns())
+            .unwrap();
+        let w = hk.writer.as_ref().unwrap();
+        let t0 = std::time::Instant::now();
+        while w.written() < hk.snapshots {
+            assert!(t0.elapsed().as_secs() < 5, "{step}: snapshot never written");
+            std::thread::yield_now();
+        }
+        let mut want = String::new();
+        r.core.persist_state().encode(&mut want);
+        let got = std::fs::read_to_string(dir.path().join("state")).unwrap();
+        assert_eq!(got, want, "{step}");
+    };
+    saved_equals_state(&mut r, &mut hk, "first snapshot");
+    r.client_buys_calls(3.0);
+    saved_equals_state(&mut r, &mut hk, "a call opened");
+    r.exec(ExecKind::OptionTrade, 0, PUT, Side::Buy, 2.0, 0.01, 0.0);
+    r.client_buys_calls(1.5);
+    saved_equals_state(&mut r, &mut hk, "a put opened, the call changed");
+    r.client_sells_calls(4.5);
+    saved_equals_state(&mut r, &mut hk, "the call closed");
+    let mut other = r.core.persist_state();
+    other.options = vec![("BTC-C-10000".into(), 7.0)];
+    let now = shm_layout::clock::now_ns();
+    r.core.restore(&other, now, 0).unwrap();
+    saved_equals_state(&mut r, &mut hk, "a restore replaced the book");
+    assert!(r.core.persist_state().settled.is_empty());
+    r.exec(ExecKind::OptionTrade, 0, PUT, Side::Sell, 0.5, 0.01, 0.0);
+    saved_equals_state(&mut r, &mut hk, "a trade after the restore");
+    // Both options expire 30 days out: settle them as the loop would then.
+    r.core.settle_expired(r.wall + 31 * DAY_NS);
+    assert_eq!(r.core.persist_state().settled.len(), 2, "both settled");
+    saved_equals_state(&mut r, &mut hk, "an expiry settled the positions");
+    r.exec(ExecKind::OptionTrade, 0, PUT, Side::Sell, 1.0, 0.01, 0.0);
+    saved_equals_state(&mut r, &mut hk, "a late trade in a settled option");
     hk.finish(&mut r.core, &mut r.execs, shm_layout::clock::now_ns())
         .unwrap();
 }

@@ -467,6 +467,47 @@ fn print(t: &Tally, args: &Args, wall_s: f64) {
     }
 }
 
+/// Client option trades between two snapshots in [`snapshot_cost`] (the e2e's flow sends a
+/// few per snapshot; a snapshot is forced every 512 execs or 5 ms).
+const TRADES_PER_SNAPSHOT: usize = 20;
+
+/// The loop's part of a state snapshot on this book, both ways in the same run: the whole
+/// state (`persist_state`, a string per held option: what the loop built for every snapshot
+/// before) against the delta of the options changed since the previous snapshot
+/// (`persist_delta`, what it builds now; the writer thread keeps the rest). Medians of 101,
+/// wall clock (not under callgrind's toggle).
+fn snapshot_cost(r: &mut Rig, m: &Market) {
+    drop(r.core.persist_delta()); // the first delta carries the whole book
+    let (mut whole, mut delta) = (Vec::new(), Vec::new());
+    for i in 0..101 {
+        for k in 0..TRADES_PER_SNAPSHOT {
+            let id = m.options[(i * TRADES_PER_SNAPSHOT + k) * 7919 % m.options.len()];
+            r.exec(ExecKind::OptionTrade, 0, id, Side::Buy, 1.0, 0.01, 0.0);
+            r.poll();
+            r.core.execs_committed();
+            r.orders.buf.clear();
+        }
+        let t = std::time::Instant::now();
+        let d = r.core.persist_delta();
+        delta.push(t.elapsed().as_nanos());
+        let t = std::time::Instant::now();
+        let w = r.core.persist_state();
+        whole.push(t.elapsed().as_nanos());
+        assert_eq!(d.options.len(), TRADES_PER_SNAPSHOT);
+        drop((d, w));
+    }
+    whole.sort_unstable();
+    delta.sort_unstable();
+    let (w, d) = (whole[50] as f64, delta[50] as f64);
+    println!(
+        "snapshot, the loop's part, {} trades since the last: whole state {:.1} us, delta {:.2} us ({:.0}x less), medians of 101",
+        TRADES_PER_SNAPSHOT,
+        w / 1e3,
+        d / 1e3,
+        w / d.max(1.0)
+    );
+}
+
 fn run(args: &Args) -> anyhow::Result<()> {
     let start_ns = clock::wall_ns();
     let warmup = args.warmup.unwrap_or(4 * args.options as u64);
@@ -498,6 +539,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         r.core.risk.forced_reevals()
     );
     print(&t, args, t0.elapsed().as_secs_f64());
+    snapshot_cost(&mut r, &m);
     Ok(())
 }
 

@@ -9,7 +9,10 @@
 use super::io::{ControlSource, ExecSource, MarketSource, MdPoll, OrderSink};
 use super::latency::StageHistograms;
 use super::risk::{OptionRisk, OptionSpec};
-use super::state::{InflightRecord, PersistState, SettledRecord, UnderlyingRecord};
+use super::state::{
+    DirtyOptions, InflightRecord, OptionEntry, PersistState, SettledRecord, StateDelta,
+    UnderlyingRecord,
+};
 use crate::limits::{LimitBreach, Limits, LimitsConfig, TradingMode};
 use crate::policy::{
     BandRule, Decision, HedgeInstrument, HedgePolicy, HedgeReason, HoldReason, PolicyConfig,
@@ -314,6 +317,8 @@ pub struct HedgerCore<R: OptionRisk> {
     /// Option risk.
     pub risk: R,
     opt_ids: Vec<u32>,
+    /// Options changed since the last [`HedgerCore::persist_delta`].
+    persist_dirty: DirtyOptions,
     inflight: Vec<Inflight>,
     epoch: u64,
     next_seq: u64,
@@ -539,6 +544,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             roles,
             und,
             risk,
+            persist_dirty: DirtyOptions::new(opt_ids.len()),
             opt_ids,
             inflight: Vec::with_capacity(MAX_INFLIGHT),
             epoch: 1,
@@ -582,6 +588,7 @@ impl<R: OptionRisk> HedgerCore<R> {
         match d.map(|d| self.roles[d.id as usize]) {
             Some(Role::Option { opt, .. }) => {
                 self.risk.set_position(opt as usize, qty);
+                self.persist_dirty.mark(opt as usize);
                 Ok(())
             }
             Some(_) => Err(SetupError::WrongKind {
@@ -706,6 +713,7 @@ impl<R: OptionRisk> HedgerCore<R> {
             return;
         }
         self.risk.settle_expired(wall_ns);
+        self.persist_dirty.mark_all();
         self.next_settle_ns = self.risk.next_expiry_ns();
         self.refresh_settlement_gauges();
     }
@@ -740,29 +748,68 @@ impl<R: OptionRisk> HedgerCore<R> {
         PersistState {
             epoch: self.epoch,
             last_exec_id: self.last_exec_id,
-            underlyings: self
-                .und
-                .iter()
-                .map(|u| UnderlyingRecord {
-                    name: u.setup.name.clone(),
-                    hedge_position: u.hedge_position,
-                    utc_day: u.limits.day(),
-                    filled_today: u.limits.filled_today(),
-                })
-                .collect(),
+            underlyings: self.underlying_records(),
             options,
             settled,
-            inflight: self
-                .inflight
-                .iter()
-                .map(|o| InflightRecord {
-                    client_order_id: o.coid,
-                    underlying: self.und[o.und as usize].setup.name.clone(),
-                    signed_leaves: o.sign * o.leaves,
-                    limit_px: o.px,
-                })
-                .collect(),
+            inflight: self.inflight_records(),
         }
+    }
+
+    /// The state to persist as a [`StateDelta`]: only the options changed since the previous
+    /// call (all of them on the first call and after a restore or a settlement), so that a
+    /// snapshot costs the loop O(options changed). A [`super::state::StateMirror`] fed every
+    /// delta in order encodes what [`HedgerCore::persist_state`] would.
+    pub fn persist_delta(&mut self) -> StateDelta {
+        let mut options = Vec::with_capacity(self.persist_dirty.len());
+        let risk = &self.risk;
+        self.persist_dirty.drain(|opt| {
+            options.push(OptionEntry {
+                opt: opt as u32,
+                contracts: risk.position(opt),
+                settled: risk
+                    .settlement(opt)
+                    .map(|s| (s.contracts, s.settlement_px, s.settled_at_ns)),
+            });
+        });
+        StateDelta {
+            epoch: self.epoch,
+            last_exec_id: self.last_exec_id,
+            underlyings: self.underlying_records(),
+            options,
+            inflight: self.inflight_records(),
+        }
+    }
+
+    /// The options' symbols by option index (the [`super::state::StateWriter`]'s table).
+    pub fn option_symbols(&self) -> Vec<String> {
+        self.opt_ids
+            .iter()
+            .map(|&id| self.defs[id as usize].symbol().to_string())
+            .collect()
+    }
+
+    fn underlying_records(&self) -> Vec<UnderlyingRecord> {
+        self.und
+            .iter()
+            .map(|u| UnderlyingRecord {
+                name: u.setup.name.clone(),
+                hedge_position: u.hedge_position,
+                utc_day: u.limits.day(),
+                filled_today: u.limits.filled_today(),
+            })
+            .collect()
+    }
+
+    fn inflight_records(&self) -> Vec<InflightRecord> {
+        self.inflight
+            .iter()
+            .map(|o| InflightRecord {
+                client_order_id: o.coid,
+                underlying: self.und[o.und as usize].setup.name.clone(),
+                signed_leaves: o.sign * o.leaves,
+                limit_px: o.px,
+            })
+            .collect()
     }
 
     /// Restores a persisted state and starts a new epoch; hedging is held until orders in
@@ -791,6 +838,7 @@ impl<R: OptionRisk> HedgerCore<R> {
         for opt in 0..self.opt_ids.len() {
             self.risk.set_position(opt, 0.0);
         }
+        self.persist_dirty.mark_all();
         for (sym, q) in &st.options {
             self.set_option_position(sym, *q)
                 .map_err(|e| SetupError::State(e.to_string()))?;
@@ -1307,6 +1355,7 @@ impl<R: OptionRisk> HedgerCore<R> {
                 .risk
                 .add_settled_trade(opt as usize, side.sign() * e.qty)
             {
+                self.persist_dirty.mark(opt as usize);
                 self.stats.option_trades_expired += 1;
                 self.refresh_settlement_gauges();
             } else {
@@ -1318,6 +1367,7 @@ impl<R: OptionRisk> HedgerCore<R> {
         self.stats.option_trades += 1;
         let q = self.risk.position(opt as usize) + side.sign() * e.qty;
         self.risk.set_position(opt as usize, q);
+        self.persist_dirty.mark(opt as usize);
         self.und[und as usize].pstate.option_fill_pending = true;
         if self.batch_open {
             // Mid-snapshot: decided with the rest of the batch.

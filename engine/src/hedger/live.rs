@@ -559,7 +559,7 @@ impl<'t> HedgerAgent<'t> {
         let names: Vec<String> = core.und.iter().map(|u| u.setup.name.clone()).collect();
         let metrics = Metrics::new(&mut cnc, &names);
         Ok(HedgerAgent {
-            hk: start_housekeeping(cfg, store, start_ns)?,
+            hk: start_housekeeping(cfg, store, start_ns, core.option_symbols())?,
             driver: Driver::new(cfg, segment_dir(cfg)?),
             core,
             io,
@@ -608,6 +608,7 @@ fn start_housekeeping(
     cfg: &HedgerConfig,
     store: StateStore,
     start_ns: u64,
+    option_symbols: Vec<String>,
 ) -> anyhow::Result<Housekeeping> {
     let hlog = match &cfg.runtime.histogram_path {
         Some(p) => Some(
@@ -616,7 +617,8 @@ fn start_housekeeping(
         ),
         None => None,
     };
-    let writer = StateWriter::start(store).context("starting the state writer thread")?;
+    let writer =
+        StateWriter::start(store, option_symbols).context("starting the state writer thread")?;
     Ok(Housekeeping::new(
         Some(writer),
         hlog,

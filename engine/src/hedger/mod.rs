@@ -183,7 +183,7 @@ impl Housekeeping {
             // Without a writer (backtest, tests) nothing is built: no allocation here.
             None => execs.commit(core.uncommitted_execs()),
             Some(w) => {
-                w.submit(core.persist_state());
+                w.submit(core.persist_delta());
                 self.to_commit.push_back(core.uncommitted_execs());
                 self.snapshots += 1;
             }

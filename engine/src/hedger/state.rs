@@ -138,39 +138,59 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     })
 }
 
+/// The version, epoch, exec id and underlying lines: the start of every snapshot (`out`
+/// cleared first). [`PersistState::encode`] and [`StateMirror::encode`] write the same
+/// bytes through these.
+fn write_head(out: &mut String, epoch: u64, last_exec_id: u64, underlyings: &[UnderlyingRecord]) {
+    out.clear();
+    let _ = writeln!(out, "hedger-state {STATE_VERSION}");
+    let _ = writeln!(out, "epoch {epoch}");
+    let _ = writeln!(out, "last_exec_id {last_exec_id}");
+    for u in underlyings {
+        let _ = writeln!(
+            out,
+            "underlying {} {:?} {} {:?}",
+            u.name, u.hedge_position, u.utc_day, u.filled_today
+        );
+    }
+}
+
+fn write_option(out: &mut String, symbol: &str, contracts: f64) {
+    let _ = writeln!(out, "option {symbol} {contracts:?}");
+}
+
+fn write_settled(out: &mut String, r: &SettledRecord) {
+    let _ = writeln!(
+        out,
+        "settled {} {:?} {:?} {}",
+        r.symbol, r.contracts, r.settlement_px, r.settled_at_ns
+    );
+}
+
+/// The orders in flight and the `end` line with the checksum of everything before it.
+fn write_tail(out: &mut String, inflight: &[InflightRecord]) {
+    for o in inflight {
+        let _ = writeln!(
+            out,
+            "inflight {} {} {:?} {:?}",
+            o.client_order_id, o.underlying, o.signed_leaves, o.limit_px
+        );
+    }
+    let sum = fnv1a64(out.as_bytes());
+    let _ = writeln!(out, "end {sum:016x}");
+}
+
 impl PersistState {
     /// Serializes into `out` (cleared first).
     pub fn encode(&self, out: &mut String) {
-        out.clear();
-        let _ = writeln!(out, "hedger-state {STATE_VERSION}");
-        let _ = writeln!(out, "epoch {}", self.epoch);
-        let _ = writeln!(out, "last_exec_id {}", self.last_exec_id);
-        for u in &self.underlyings {
-            let _ = writeln!(
-                out,
-                "underlying {} {:?} {} {:?}",
-                u.name, u.hedge_position, u.utc_day, u.filled_today
-            );
-        }
+        write_head(out, self.epoch, self.last_exec_id, &self.underlyings);
         for (s, q) in &self.options {
-            let _ = writeln!(out, "option {s} {q:?}");
+            write_option(out, s, *q);
         }
         for r in &self.settled {
-            let _ = writeln!(
-                out,
-                "settled {} {:?} {:?} {}",
-                r.symbol, r.contracts, r.settlement_px, r.settled_at_ns
-            );
+            write_settled(out, r);
         }
-        for o in &self.inflight {
-            let _ = writeln!(
-                out,
-                "inflight {} {} {:?} {:?}",
-                o.client_order_id, o.underlying, o.signed_leaves, o.limit_px
-            );
-        }
-        let sum = fnv1a64(out.as_bytes());
-        let _ = writeln!(out, "end {sum:016x}");
+        write_tail(out, &self.inflight);
     }
 
     /// Parses [`PersistState::encode`]'s output.
@@ -311,7 +331,16 @@ impl StateStore {
     /// # Errors
     /// I/O.
     pub fn save(&mut self, st: &PersistState) -> Result<(), StateError> {
-        st.encode(&mut self.buf);
+        self.save_with(|out| st.encode(out))
+    }
+
+    /// [`StateStore::save`] of the text `encode` writes into the store's buffer (cleared by
+    /// the encoder).
+    ///
+    /// # Errors
+    /// I/O.
+    pub fn save_with(&mut self, encode: impl FnOnce(&mut String)) -> Result<(), StateError> {
+        encode(&mut self.buf);
         let io = |source| StateError::Io {
             path: self.tmp.clone(),
             source,
@@ -330,6 +359,183 @@ impl StateStore {
     }
 }
 
+/// One option in a [`StateDelta`]: its position and settlement as they are now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptionEntry {
+    /// The option's index in the core's option list (the order of the snapshot's lines).
+    pub opt: u32,
+    /// Position, contracts (0: no `option` line).
+    pub contracts: f64,
+    /// Settlement: contracts settled, settlement price, settled at ns (None, or 0
+    /// contracts: no `settled` line).
+    pub settled: Option<(f64, f64, u64)>,
+}
+
+/// A snapshot as the loop submits it to the [`StateWriter`]: the small parts whole, and only
+/// the options whose position or settlement changed since the previous delta (the first
+/// delta has them all). Building one costs the loop O(options changed), not O(book): a
+/// whole [`PersistState`] of a 10,000-option book took about 0.5 ms of the loop (a string
+/// per option) on every snapshot.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StateDelta {
+    /// Client-order-id epoch.
+    pub epoch: u64,
+    /// Highest exec id applied.
+    pub last_exec_id: u64,
+    /// Per underlying (all).
+    pub underlyings: Vec<UnderlyingRecord>,
+    /// Options changed since the previous delta.
+    pub options: Vec<OptionEntry>,
+    /// Orders in flight (all).
+    pub inflight: Vec<InflightRecord>,
+}
+
+/// The writer's copy of the whole state, kept up to date by [`StateDelta`]s, with each
+/// option's line formatted once when it changes. Encodes the same bytes as
+/// [`PersistState::encode`] of the same state.
+#[derive(Debug)]
+pub struct StateMirror {
+    symbols: Vec<String>,
+    /// `option` line per option (empty when the position is 0).
+    lines: Vec<String>,
+    settled: Vec<Option<SettledRecord>>,
+    epoch: u64,
+    last_exec_id: u64,
+    underlyings: Vec<UnderlyingRecord>,
+    inflight: Vec<InflightRecord>,
+}
+
+impl StateMirror {
+    /// An empty state over the options `symbols` (by option index).
+    pub fn new(symbols: Vec<String>) -> Self {
+        let n = symbols.len();
+        StateMirror {
+            symbols,
+            lines: vec![String::new(); n],
+            settled: vec![None; n],
+            epoch: 0,
+            last_exec_id: 0,
+            underlyings: Vec::new(),
+            inflight: Vec::new(),
+        }
+    }
+
+    /// Applies a delta.
+    ///
+    /// # Errors
+    /// An option index outside the symbols (nothing applied).
+    pub fn apply(&mut self, d: StateDelta) -> Result<(), StateError> {
+        if let Some(e) = d
+            .options
+            .iter()
+            .find(|e| e.opt as usize >= self.symbols.len())
+        {
+            return Err(StateError::Writer(format!(
+                "option index {} outside the {} options the writer was started with",
+                e.opt,
+                self.symbols.len()
+            )));
+        }
+        self.epoch = d.epoch;
+        self.last_exec_id = d.last_exec_id;
+        self.underlyings = d.underlyings;
+        self.inflight = d.inflight;
+        for e in &d.options {
+            let i = e.opt as usize;
+            let line = &mut self.lines[i];
+            line.clear();
+            if e.contracts != 0.0 {
+                write_option(line, &self.symbols[i], e.contracts);
+            }
+            self.settled[i] = e.settled.filter(|s| s.0 != 0.0).map(
+                |(contracts, settlement_px, settled_at_ns)| SettledRecord {
+                    symbol: self.symbols[i].clone(),
+                    contracts,
+                    settlement_px,
+                    settled_at_ns,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Serializes into `out` (cleared first): [`PersistState::encode`]'s bytes.
+    pub fn encode(&self, out: &mut String) {
+        write_head(out, self.epoch, self.last_exec_id, &self.underlyings);
+        for l in &self.lines {
+            out.push_str(l);
+        }
+        for r in self.settled.iter().flatten() {
+            write_settled(out, r);
+        }
+        write_tail(out, &self.inflight);
+    }
+}
+
+/// The options whose position or settlement changed since the last [`StateDelta`]: marked
+/// on the event path (no allocation: the list holds every option at most once, and has room
+/// for all of them from the start).
+#[derive(Debug)]
+pub struct DirtyOptions {
+    list: Vec<u32>,
+    flag: Vec<bool>,
+    all: bool,
+}
+
+impl DirtyOptions {
+    /// `n` options, all dirty (the first delta carries the whole book).
+    pub fn new(n: usize) -> Self {
+        DirtyOptions {
+            list: Vec::with_capacity(n),
+            flag: vec![false; n],
+            all: true,
+        }
+    }
+
+    /// Option `opt` changed.
+    #[inline]
+    pub fn mark(&mut self, opt: usize) {
+        if !self.all && !self.flag[opt] {
+            self.flag[opt] = true;
+            self.list.push(opt as u32);
+        }
+    }
+
+    /// Any option may have changed (a restore, a settlement of an expiry).
+    pub fn mark_all(&mut self) {
+        self.all = true;
+    }
+
+    /// Options changed (all of them when any may have).
+    pub fn len(&self) -> usize {
+        if self.all {
+            self.flag.len()
+        } else {
+            self.list.len()
+        }
+    }
+
+    /// No option changed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `f` for every changed option (in option order when all changed) and forgets
+    /// them.
+    pub fn drain(&mut self, mut f: impl FnMut(usize)) {
+        if self.all {
+            (0..self.flag.len()).for_each(&mut f);
+        } else {
+            self.list.iter().for_each(|&o| f(o as usize));
+        }
+        for &o in &self.list {
+            self.flag[o as usize] = false;
+        }
+        self.list.clear();
+        self.all = false;
+    }
+}
+
 /// A thread that writes snapshots, so the loop thread makes no file system call.
 ///
 /// The loop submits a snapshot and keeps reading; it commits the exec reports a snapshot
@@ -337,26 +543,31 @@ impl StateStore {
 /// written in submission order).
 #[derive(Debug)]
 pub struct StateWriter {
-    worker: ChannelThread<PersistState, ()>,
+    worker: ChannelThread<StateDelta, ()>,
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
     error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl StateWriter {
-    /// Starts the writer thread owning `store`.
+    /// Starts the writer thread owning `store`, for the options `symbols` (by option index:
+    /// [`super::HedgerCore::option_symbols`]).
     ///
     /// # Errors
     /// The thread cannot be spawned.
-    pub fn start(mut store: StateStore) -> std::io::Result<Self> {
+    pub fn start(mut store: StateStore, symbols: Vec<String>) -> std::io::Result<Self> {
         use std::sync::atomic::Ordering;
         let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let error = std::sync::Arc::new(std::sync::Mutex::new(None));
         let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (w, e, f) = (written.clone(), error.clone(), failed.clone());
+        let mut mirror = StateMirror::new(symbols);
         let worker = ChannelThread::spawn("hedger-state", move |rx| {
-            for st in rx {
-                match store.save(&st) {
+            for d in rx {
+                let saved = mirror
+                    .apply(d)
+                    .and_then(|()| store.save_with(|out| mirror.encode(out)));
+                match saved {
                     // Release: pairs with the Acquire in `written`: the file is renamed
                     // before the loop may commit the execs it covers.
                     Ok(()) => {
@@ -381,8 +592,8 @@ impl StateWriter {
     }
 
     /// Queues a snapshot.
-    pub fn submit(&self, st: PersistState) {
-        self.worker.send(st);
+    pub fn submit(&self, d: StateDelta) {
+        self.worker.send(d);
     }
 
     /// Snapshots written so far.
