@@ -92,11 +92,21 @@ pub struct RunResult {
     pub feed_rejects: u64,
     /// Hedger market-data rejects.
     pub md_rejected: u64,
-    /// On-CPU seconds of the hedger while the feed ran (from its start to the end of the drain).
+    /// On-CPU seconds of the hedger while the feed ran (from its start to the end of the drain),
+    /// from `/proc/<pid>/stat` (10 ms ticks). An upper bound of its work: the loop busy-spins
+    /// while no event flows (the feed's start, the drain, the wait for the gateway).
     pub hedger_cpu_s: f64,
     /// The part of `hedger_cpu_s` on the hedger's main thread (its loop), without the session
     /// journal writer and state threads.
     pub hedger_loop_cpu_s: f64,
+    /// On-CPU seconds of the hedger's loop thread while events flowed: from the last sample
+    /// before its first event was read to the first sample after its last
+    /// (`/proc/<pid>/task/<tid>/schedstat`, nanoseconds; samples every 5 ms).
+    pub hedger_flow_loop_cpu_s: f64,
+    /// On-CPU seconds of the hedger's other threads (session journal writer, state writer,
+    /// histogram log) over the whole span: they sleep when idle, so all of it is the events'
+    /// (the journal's writes after the last event included).
+    pub hedger_side_cpu_s: f64,
     /// Bytes of session journal the hedger wrote in this run (its files are removed after the
     /// run: about 100 bytes per event read, hundreds of MB at saturation).
     pub journal_bytes: u64,
@@ -108,7 +118,78 @@ pub struct RunResult {
 
 struct Procs(Vec<(&'static str, Child)>);
 
+/// On-CPU nanoseconds of a process's threads (all, and the main thread alone).
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuNs {
+    all: u64,
+    main: u64,
+}
+
+impl CpuNs {
+    /// From `/proc/<pid>/task/*/schedstat` (its first field: nanoseconds on a CPU), which,
+    /// unlike `stat`'s 10 ms ticks, resolves a 5 ms sampling interval. A thread that ends
+    /// between the listing and its read is left out.
+    fn of(pid: u32) -> Option<CpuNs> {
+        let mut c = CpuNs::default();
+        for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
+            let Some(ns) = std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            c.all += ns;
+            if t.file_name().to_str() == Some(pid.to_string().as_str()) {
+                c.main = ns;
+            }
+        }
+        Some(c)
+    }
+
+    fn side(&self) -> u64 {
+        self.all - self.main
+    }
+}
+
+/// The hedger's CPU samples around the span in which events flowed.
+#[derive(Debug, Default)]
+struct FlowCpu {
+    /// The sample taken before the previous counter read (events not yet flowing then).
+    prev_pre: Option<CpuNs>,
+    start: Option<CpuNs>,
+    end: Option<CpuNs>,
+}
+
+impl FlowCpu {
+    /// One poll: `pre` sampled before the counters were read, `post` after; `first` when this
+    /// read saw the first event, `moved` when it saw more events than the previous one.
+    fn poll(&mut self, pre: Option<CpuNs>, post: Option<CpuNs>, first: bool, moved: bool) {
+        if first {
+            self.start = self.prev_pre;
+        }
+        if moved {
+            self.end = post;
+        }
+        self.prev_pre = pre;
+    }
+
+    /// The loop thread's CPU between the samples, seconds.
+    fn loop_s(&self) -> f64 {
+        match (self.start, self.end) {
+            (Some(a), Some(b)) => b.main.saturating_sub(a.main) as f64 / 1e9,
+            _ => 0.0,
+        }
+    }
+}
+
 impl Procs {
+    fn pid(&self, name: &str) -> Option<u32> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, c)| c.id())
+    }
+
     fn term(&mut self, name: &str, wait: Duration) -> anyhow::Result<()> {
         let Some(i) = self.0.iter().position(|(n, _)| *n == name) else {
             return Ok(());
@@ -406,12 +487,21 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
     let base_md = get(&counters(&dir, "hedger"), "md_events");
     let cpu0 = procs.cpu_s("hedger").unwrap_or(0.0);
     let loop_cpu0 = procs.main_thread_cpu_s("hedger").unwrap_or(0.0);
+    let hpid = procs.pid("hedger");
+    let sample = || hpid.and_then(CpuNs::of);
+    let side0 = sample().unwrap_or_default().side();
+    let mut flow = FlowCpu {
+        prev_pre: sample(),
+        ..FlowCpu::default()
+    };
     let wall0 = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(5));
         let now = Instant::now();
+        let pre = sample();
         let f = counters(&dir, "feed-handler");
         let h = counters(&dir, "hedger");
+        let post = sample();
         let published = get(&f, "events_published");
         let md = get(&h, "md_events").saturating_sub(base_md) + get(&h, "md_lost");
         if published > 0 && first_pub.is_none() {
@@ -420,12 +510,15 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
         if published != last_pub.1 {
             last_pub = (now, published);
         }
-        if md > 0 && first_md.is_none() {
+        let first = md > 0 && first_md.is_none();
+        if first {
             first_md = Some(now);
         }
-        if md != last_md.1 {
+        let moved = md != last_md.1;
+        if moved {
             last_md = (now, md);
         }
+        flow.poll(pre, post, first, moved);
         if feed_done.is_none() {
             if let Some(st) = feed.1.try_wait()? {
                 if !st.success() {
@@ -470,6 +563,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
     // 4. Stop and collect.
     let hedger_cpu_s = procs.cpu_s("hedger").unwrap_or(0.0) - cpu0;
     let hedger_loop_cpu_s = procs.main_thread_cpu_s("hedger").unwrap_or(0.0) - loop_cpu0;
+    let hedger_side_cpu_s = sample().map_or(0, |c| c.side().saturating_sub(side0)) as f64 / 1e9;
     let hedger_wall_s = wall0.elapsed().as_secs_f64();
     procs.term("hedger", Duration::from_secs(30))?;
     procs.term("order-gateway", Duration::from_secs(30))?;
@@ -515,6 +609,8 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
         md_rejected: sum_prefix(&h, "md_rejected"),
         hedger_cpu_s,
         hedger_loop_cpu_s,
+        hedger_flow_loop_cpu_s: flow.loop_s(),
+        hedger_side_cpu_s,
         journal_bytes,
         hedger_wall_s,
         pin_warnings,
