@@ -368,9 +368,27 @@ struct Bucket {
     reevaluated_now: bool,
     /// Settled: its options' positions are cash, its sums are zero.
     settled: bool,
-    /// This bucket's terms at the underlying's `terms_ln_price` (see
+    /// Position of the bucket in its underlying's `buckets` and `sums` (the order of the
+    /// aggregate's sum).
+    pos: usize,
+}
+
+/// One bucket's place in its underlying's aggregate ([`Underlying::sums`], in the order of
+/// [`Underlying::buckets`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct ExpirySum {
+    /// The bucket's terms at the underlying's `terms_ln_price` (see
     /// [`BookRisk::refresh_bucket`]): only a changed bucket is expanded again.
     terms: BucketTerms,
+    /// The bucket's vega and theta when `terms` were expanded (every change to them is
+    /// followed by that expansion, or by the whole underlying's).
+    vega: f64,
+    theta: f64,
+    /// The sum of this and every earlier position's terms, vega and theta, added in order
+    /// from [`Aggregate::default`] (`ln_ref` unused): the aggregate is the last prefix, and
+    /// a change at position k re-adds positions k.. only, the same additions in the same
+    /// order as a full sum (bit for bit).
+    prefix: Aggregate,
 }
 
 #[derive(Debug, Clone)]
@@ -380,6 +398,8 @@ struct Underlying {
     rate: f64,
     div: f64,
     buckets: Vec<usize>,
+    /// Per position of `buckets`: the bucket's cached terms and the running sums.
+    sums: Vec<ExpirySum>,
     agg: Aggregate,
     /// Log-price at which every bucket's cached `terms` were computed (NaN: none are), so a
     /// change to one expiry re-expands that expiry only while the underlying has not moved.
@@ -527,6 +547,7 @@ impl BookRisk {
             rate: 0.0,
             div: 0.0,
             buckets: Vec::with_capacity(64),
+            sums: Vec::with_capacity(64),
             agg: Aggregate::default(),
             terms_ln_price: f64::NAN,
             settled: SettlementTotals::default(),
@@ -604,12 +625,13 @@ impl BookRisk {
             first_option: NO_OPTION,
             reevaluated_now: false,
             settled: false,
-            terms: BucketTerms::default(),
+            pos: self.underlyings[u].buckets.len(),
         };
         self.next_expiry_ns = self.next_expiry_ns.min(expiry_ns);
         let idx = self.buckets.len();
         self.buckets.push(b);
         self.underlyings[u].buckets.push(idx);
+        self.underlyings[u].sums.push(ExpirySum::default());
         self.refresh_time(idx);
         idx
     }
@@ -1107,9 +1129,9 @@ impl BookRisk {
         };
         let al = (self.underlyings[u].ln_price - self.underlyings[u].agg.ln_ref).abs();
         let mut rest: f64 = self.underlyings[u]
-            .buckets
+            .sums
             .iter()
-            .map(|&b| terms_bound(&self.buckets[b].terms, al))
+            .map(|s| terms_bound(&s.terms, al))
             .sum();
         let target = 0.5 * self.cfg.delta_tolerance;
         let n = self.underlyings[u].buckets.len();
@@ -1122,7 +1144,7 @@ impl BookRisk {
                 if self.buckets[b].reevaluated_now {
                     continue;
                 }
-                let share = terms_bound(&self.buckets[b].terms, al);
+                let share = terms_bound(&self.underlyings[u].sums[bi].terms, al);
                 if share > best.1 {
                     best = (b, share);
                 }
@@ -1330,20 +1352,23 @@ impl BookRisk {
     /// expiries); called after anything but an underlying price changed.
     fn refresh_underlying(&mut self, u: usize) {
         let und = &mut self.underlyings[u];
-        for &b in &und.buckets {
-            let bk = &mut self.buckets[b];
-            bk.terms = bucket_terms::<false>(bk, und.ln_price, und.price);
+        for (&b, slot) in und.buckets.iter().zip(und.sums.iter_mut()) {
+            let bk = &self.buckets[b];
+            slot.terms = bucket_terms::<false>(bk, und.ln_price, und.price);
+            slot.vega = bk.vega;
+            slot.theta = bk.theta;
         }
         und.terms_ln_price = und.ln_price;
-        self.sum_terms(u);
+        self.sum_terms(u, 0);
     }
 
     /// Re-aggregates after a change to bucket `b` only (a fill, a mark, a forward price, an
     /// idle re-evaluation): while the underlying has not moved since the other buckets'
     /// terms were expanded, only `b` is expanded again (the expansion costs a few dozen
-    /// flops per leg; the sum is the same, in the same order, as
-    /// [`BookRisk::refresh_underlying`]'s, so the result is bit for bit the same).
-    /// O(expiries) additions, one expansion.
+    /// flops per leg), and only the running sums from `b`'s position on are added again
+    /// (the same additions, in the same order, as [`BookRisk::refresh_underlying`]'s, so
+    /// the result is bit for bit the same). One expansion and O(expiries from `b` on)
+    /// additions.
     #[inline]
     fn refresh_bucket(&mut self, b: usize) {
         let u = self.buckets[b].underlying;
@@ -1351,7 +1376,7 @@ impl BookRisk {
             // `end_batch` re-expands every bucket.
             return;
         }
-        let und = &self.underlyings[u];
+        let und = &mut self.underlyings[u];
         #[cfg(test)]
         if self.full_refresh_only {
             self.refresh_underlying(u);
@@ -1362,30 +1387,26 @@ impl BookRisk {
             self.refresh_underlying(u);
             return;
         }
-        let bk = &mut self.buckets[b];
-        bk.terms = bucket_terms::<false>(bk, und.ln_price, und.price);
-        self.sum_terms(u);
+        let bk = &self.buckets[b];
+        let pos = bk.pos;
+        let slot = &mut und.sums[pos];
+        slot.terms = bucket_terms::<false>(bk, und.ln_price, und.price);
+        slot.vega = bk.vega;
+        slot.theta = bk.theta;
+        self.sum_terms(u, pos);
     }
 
-    /// Sums the buckets' cached terms into the underlying's aggregate and evaluates it.
+    /// Adds the cached terms of the buckets at positions `from..` of underlying `u` onto
+    /// the running sum before `from` (the earlier prefixes are current), stores each
+    /// prefix, and evaluates the last as the underlying's aggregate.
     #[inline]
-    fn sum_terms(&mut self, u: usize) {
+    fn sum_terms(&mut self, u: usize, from: usize) {
         let und = &mut self.underlyings[u];
-        let mut agg = Aggregate::default();
-        for &b in &und.buckets {
-            let bk = &self.buckets[b];
-            let t = &bk.terms;
-            agg.a[0] += t.a[0];
-            agg.a[1] += t.a[1];
-            agg.a[2] += t.a[2];
-            for k in 0..4 {
-                agg.p[k] += t.p[k];
-                agg.q[k] += t.q[k];
-            }
-            agg.r[0] += t.r[0];
-            agg.r[1] += t.r[1];
-            agg.vega += bk.vega;
-            agg.theta += bk.theta;
+        let (done, redo) = und.sums.split_at_mut(from);
+        let mut agg = done.last().map_or_else(Aggregate::default, |s| s.prefix);
+        for slot in redo {
+            agg.add(slot);
+            slot.prefix = agg;
         }
         agg.ln_ref = und.ln_price;
         und.agg = agg;
@@ -1430,6 +1451,25 @@ struct Aggregate {
     r: [f64; 2],
     vega: f64,
     theta: f64,
+}
+
+impl Aggregate {
+    /// Adds one bucket's cached terms, vega and theta (`ln_ref` unchanged).
+    #[inline(always)]
+    fn add(&mut self, s: &ExpirySum) {
+        let t = &s.terms;
+        self.a[0] += t.a[0];
+        self.a[1] += t.a[1];
+        self.a[2] += t.a[2];
+        for k in 0..4 {
+            self.p[k] += t.p[k];
+            self.q[k] += t.q[k];
+        }
+        self.r[0] += t.r[0];
+        self.r[1] += t.r[1];
+        self.vega += s.vega;
+        self.theta += s.theta;
+    }
 }
 
 /// A bucket's share of its underlying's delta error bound at the log-move `al` (absolute)
