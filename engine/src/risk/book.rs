@@ -1788,17 +1788,19 @@ fn bound_coefficients(o: &OptState) -> ([f64; 5], [f64; 2], [f64; 3]) {
 
 #[cfg(test)]
 mod cached_terms {
-    //! `refresh_bucket` re-expands only the changed expiry: after every kind of change, the
-    //! aggregate must be bit for bit what a full re-expansion of every bucket gives.
+    //! `refresh_bucket` re-expands only the changed expiry and re-adds only the running sums
+    //! from its position on: after every kind of change, the aggregate must be bit for bit
+    //! what a full re-expansion of every bucket and a full sum in order give.
     use super::*;
     use crate::pricing::{Model, OptionType, Settlement};
     use proptest::prelude::*;
 
     const DAY_NS: u64 = 86_400_000_000_000;
     const T0_NS: u64 = 1_600_000_000_000_000_000;
-    const EXPIRIES_DAYS: [u64; 4] = [2, 7, 30, 90];
+    const EXPIRIES_DAYS: [u64; 6] = [2, 7, 14, 30, 90, 180];
 
-    /// Four forwards (ids 1-4), 16 options (ids 8-23: two BSM expiries too), positions held.
+    /// Six forwards (ids 1-6), 16 options (ids 8-23: two BSM expiries too, so eight
+    /// buckets), positions held.
     fn book() -> BookRisk {
         let mut b = BookRisk::new(RiskConfig {
             delta_tolerance: 0.01,
@@ -1815,7 +1817,7 @@ mod cached_terms {
                 .unwrap();
         }
         for i in 0..16u32 {
-            let j = (i % 4) as usize;
+            let j = i as usize % EXPIRIES_DAYS.len();
             let black = i < 12;
             let spec = OptionSpec {
                 id: 8 + i,
@@ -1852,12 +1854,14 @@ mod cached_terms {
         Fill(u32, f64),
         Idle,
         Time(u64),
+        /// The clock to the next expiry: it settles.
+        Expire,
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             (-0.01f64..0.01).prop_map(Op::Move),
-            (1u32..5, -0.01f64..0.01).prop_map(|(f, r)| Op::Forward(f, r)),
+            (1u32..7, -0.01f64..0.01).prop_map(|(f, r)| Op::Forward(f, r)),
             (
                 8u32..24,
                 prop::sample::select(vec![0.3, 0.8, 1.5, 0.0, 50.0]),
@@ -1868,6 +1872,7 @@ mod cached_terms {
             (8u32..24, -3.0f64..3.0).prop_map(|(i, q)| Op::Fill(i, q)),
             Just(Op::Idle),
             (1u64..3600).prop_map(Op::Time),
+            Just(Op::Expire),
         ]
     }
 
@@ -1881,7 +1886,64 @@ mod cached_terms {
             Op::Fill(i, q) => _ = b.add_position(i, q),
             Op::Idle => _ = b.idle_step(),
             Op::Time(s) => b.advance_time(b.now_ns() + s * 1_000_000_000),
+            Op::Expire => b.advance_time(b.next_expiry_ns().unwrap_or(b.now_ns())),
         }
+    }
+
+    /// What one expiry adds to the aggregate, field by field: its cached terms (a, p, q, r),
+    /// vega and theta.
+    fn slot_fields(s: &ExpirySum) -> [f64; 15] {
+        let t = &s.terms;
+        let (a, p, q, r) = (t.a, t.p, t.q, t.r);
+        [
+            a[0], a[1], a[2], p[0], p[1], p[2], p[3], q[0], q[1], q[2], q[3], r[0], r[1], s.vega,
+            s.theta,
+        ]
+    }
+
+    /// An aggregate's sums, field by field, in [`slot_fields`]' order (`ln_ref` apart).
+    fn agg_fields(g: &Aggregate) -> [f64; 15] {
+        let (a, p, q, r) = (g.a, g.p, g.q, g.r);
+        [
+            a[0], a[1], a[2], p[0], p[1], p[2], p[3], q[0], q[1], q[2], q[3], r[0], r[1], g.vega,
+            g.theta,
+        ]
+    }
+
+    /// The full sum of underlying 0's first `n` cached expiries, in order, from +0: what the
+    /// aggregate was before running sums (one pass over every expiry, per change).
+    fn full_sum(b: &BookRisk, n: usize) -> [u64; 15] {
+        let mut acc = [0.0f64; 15];
+        for s in &b.underlyings[0].sums[..n] {
+            for (x, y) in acc.iter_mut().zip(slot_fields(s)) {
+                *x += y;
+            }
+        }
+        acc.map(f64::to_bits)
+    }
+
+    /// The running sums of underlying 0 are what full sums give, bit for bit: every prefix,
+    /// and the aggregate; each expiry's cached vega and theta are its current ones.
+    fn check_running_sums(b: &BookRisk) -> Result<(), TestCaseError> {
+        let und = &b.underlyings[0];
+        prop_assert_eq!(und.sums.len(), und.buckets.len());
+        for (k, s) in und.sums.iter().enumerate() {
+            let bk = &b.buckets[und.buckets[k]];
+            prop_assert_eq!(bk.pos, k);
+            prop_assert_eq!(s.vega.to_bits(), bk.vega.to_bits(), "vega cached at {}", k);
+            prop_assert_eq!(
+                s.theta.to_bits(),
+                bk.theta.to_bits(),
+                "theta cached at {}",
+                k
+            );
+            let prefix = agg_fields(&s.prefix).map(f64::to_bits);
+            prop_assert_eq!(prefix, full_sum(b, k + 1), "prefix {}", k);
+        }
+        let agg = agg_fields(&und.agg).map(f64::to_bits);
+        prop_assert_eq!(agg, full_sum(b, und.sums.len()), "aggregate");
+        prop_assert_eq!(und.agg.ln_ref.to_bits(), und.terms_ln_price.to_bits());
+        Ok(())
     }
 
     fn bits(r: &UnderlyingRisk) -> [u64; 6] {
@@ -1923,6 +1985,21 @@ mod cached_terms {
                 apply_op(&mut reference, op);
                 let (got, want) = (bits(b.underlying(0).unwrap()), bits(reference.underlying(0).unwrap()));
                 prop_assert_eq!(got, want, "after op {} {:?}", k, op);
+            }
+        }
+
+        #[test]
+        fn running_sums_equal_a_full_sum_in_order_bit_for_bit(ops in prop::collection::vec(op(), 1..120)) {
+            let mut b = book();
+            let mut reference = book();
+            reference.full_refresh_only = true;
+            check_running_sums(&b)?;
+            for (k, op) in ops.iter().enumerate() {
+                apply_op(&mut b, op);
+                apply_op(&mut reference, op);
+                check_running_sums(&b)?;
+                let (got, want) = (&b.underlyings[0].agg, &reference.underlyings[0].agg);
+                prop_assert_eq!(agg_fields(got).map(f64::to_bits), agg_fields(want).map(f64::to_bits), "after op {} {:?}", k, op);
             }
         }
     }
