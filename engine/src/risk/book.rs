@@ -334,6 +334,11 @@ struct Bucket {
     /// ln(F_ref): fixed at creation; Y = ln S + ln_basis - ln_fref.
     ln_fref: f64,
     legs: [Leg; 2],
+    /// Options registered on each leg. A leg with none has sums of +0.0 only (only an
+    /// option's `apply` writes a leg; `clear_sums` zeroes it), so it adds exactly zero to
+    /// every term: [`bucket_terms`] skips it (most expiries hold one leg: Deribit's options
+    /// are all inverse).
+    leg_options: [u32; 2],
     vega: f64,
     theta: f64,
     // Time factors, refreshed by advance_time.
@@ -602,6 +607,7 @@ impl BookRisk {
             ln_basis,
             ln_fref,
             legs: [Leg::default(); 2],
+            leg_options: [0; 2],
             vega: 0.0,
             theta: 0.0,
             t_years: 0.0,
@@ -716,6 +722,7 @@ impl BookRisk {
         });
         self.slots[spec.id as usize] = Slot::Option(idx as u32);
         self.buckets[bucket].first_option = idx as u32;
+        self.buckets[bucket].leg_options[leg] += 1;
         self.underlyings[u].risk.n_options += 1;
         self.reeval(idx);
         self.refresh_underlying(u);
@@ -832,9 +839,11 @@ impl BookRisk {
         if self.buckets[b].forward_id.is_some() && valid_price(forward_px) {
             let u = self.buckets[b].underlying;
             self.buckets[b].ln_basis = forward_px.ln() - self.underlyings[u].ln_price;
-            prepare(&mut self.buckets[b]);
+            // The re-evaluation's `prepare` recomputes the factors of the new basis (the
+            // evaluation itself reads none of them): one `prepare`, not two, per mark.
             if !self.on_vol(option_id, vol) {
                 // The forward moved even though the vol was refused.
+                prepare(&mut self.buckets[b]);
                 self.refresh_bucket(b);
                 return false;
             }
@@ -1573,7 +1582,17 @@ fn prepare(bk: &mut Bucket) {
 
 /// A bucket's [`BucketTerms`] at the underlying's log-price `ln_s` and price `s`; its own
 /// values at `a = 0` only when `REPORT` (the aggregate needs the expansion alone).
+#[inline]
 fn bucket_terms<const REPORT: bool>(bk: &Bucket, ln_s: f64, s: f64) -> BucketTerms {
+    expand::<REPORT, true>(bk, ln_s, s)
+}
+
+/// [`bucket_terms`], skipping the empty legs or not (`SKIP_EMPTY`; tests compare the two).
+fn expand<const REPORT: bool, const SKIP_EMPTY: bool>(
+    bk: &Bucket,
+    ln_s: f64,
+    s: f64,
+) -> BucketTerms {
     let mut t = BucketTerms::default();
     let y = ln_s + bk.ln_basis - bk.ln_fref;
     let ratio = bk.ratio;
@@ -1591,7 +1610,14 @@ fn bucket_terms<const REPORT: bool>(bk: &Bucket, ln_s: f64, s: f64) -> BucketTer
     } else {
         bk.inv_f_lo
     };
+    // An empty leg's terms are zero times finite factors: +-0, and adding a zero changes no
+    // sum here (each starts at +0.0, so none is -0.0). Kept when a factor is not finite
+    // (a forward beyond f64's range of the spot), where 0 x inf would be NaN.
+    let skip_empty = ratio.is_finite() && inv_f_min.is_finite();
     for (li, leg) in bk.legs.iter().enumerate() {
+        if SKIP_EMPTY && skip_empty && bk.leg_options[li] == 0 {
+            continue;
+        }
         // Spot-equivalent scale: model leg D F/S, premium-adjusted leg D.
         let scale = if li == 0 { bk.disc * ratio } else { bk.disc };
         let g0 = leg.c0 + y * (leg.c1 + y * leg.c2) + bk.half_ln_t * leg.s1 - leg.s2;
@@ -1901,6 +1927,31 @@ mod cached_terms {
         ]
     }
 
+    /// Every field of a bucket's terms, as bits.
+    fn terms_bits(t: &BucketTerms) -> [u64; 17] {
+        let (a, p, q, r) = (t.a, t.p, t.q, t.r);
+        [
+            a[0],
+            a[1],
+            a[2],
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            q[0],
+            q[1],
+            q[2],
+            q[3],
+            r[0],
+            r[1],
+            t.delta,
+            t.delta_forward,
+            t.gamma,
+            t.bound,
+        ]
+        .map(f64::to_bits)
+    }
+
     /// An aggregate's sums, field by field, in [`slot_fields`]' order (`ln_ref` apart).
     fn agg_fields(g: &Aggregate) -> [f64; 15] {
         let (a, p, q, r) = (g.a, g.p, g.q, g.r);
@@ -1937,6 +1988,14 @@ mod cached_terms {
                 "theta cached at {}",
                 k
             );
+            // The cached factors are current: what a fresh `prepare` computes.
+            let mut fresh = Bucket {
+                prepared: PreparedFrom::NONE,
+                ..*bk
+            };
+            prepare(&mut fresh);
+            let factors = |b: &Bucket| [b.ratio, b.s_w, b.sqrt_tmax, b.inv_f_lo].map(f64::to_bits);
+            prop_assert_eq!(factors(bk), factors(&fresh), "factors of expiry {}", k);
             let prefix = agg_fields(&s.prefix).map(f64::to_bits);
             prop_assert_eq!(prefix, full_sum(b, k + 1), "prefix {}", k);
         }
@@ -1985,6 +2044,29 @@ mod cached_terms {
                 apply_op(&mut reference, op);
                 let (got, want) = (bits(b.underlying(0).unwrap()), bits(reference.underlying(0).unwrap()));
                 prop_assert_eq!(got, want, "after op {} {:?}", k, op);
+            }
+        }
+
+        #[test]
+        fn skipping_an_empty_leg_changes_no_bucket_term(ops in prop::collection::vec(op(), 0..80)) {
+            let mut b = book();
+            // Each kind of bucket is there: both legs, the model leg only, the premium-
+            // adjusted leg only.
+            let used = |b: &BookRisk, leg: [bool; 2]| b.buckets.iter().any(|bk| bk.leg_options.map(|n| n > 0) == leg);
+            prop_assert!(used(&b, [true, true]) && used(&b, [true, false]) && used(&b, [false, true]));
+            for op in &ops {
+                apply_op(&mut b, op);
+            }
+            let und = &b.underlyings[0];
+            for bk in &b.buckets {
+                for (ln_s, s) in [(und.ln_price, und.price), (und.terms_ln_price, und.terms_ln_price.exp())] {
+                    // Against the same bucket with every leg expanded (none skipped).
+                    let got = [bucket_terms::<true>(bk, ln_s, s), bucket_terms::<false>(bk, ln_s, s)];
+                    let want = [expand::<true, false>(bk, ln_s, s), expand::<false, false>(bk, ln_s, s)];
+                    for (g, w) in got.iter().zip(&want) {
+                        prop_assert_eq!(terms_bits(g), terms_bits(w), "expiry {}", bk.pos);
+                    }
+                }
             }
         }
 
