@@ -1588,6 +1588,7 @@ fn bucket_terms<const REPORT: bool>(bk: &Bucket, ln_s: f64, s: f64) -> BucketTer
 }
 
 /// [`bucket_terms`], skipping the empty legs or not (`SKIP_EMPTY`; tests compare the two).
+#[inline(always)]
 fn expand<const REPORT: bool, const SKIP_EMPTY: bool>(
     bk: &Bucket,
     ln_s: f64,
