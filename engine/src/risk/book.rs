@@ -1449,8 +1449,8 @@ impl BookRisk {
 
 /// Polynomials of an underlying's net delta and error bound in the log-move `a` of the
 /// underlying since `ln_ref`: delta = a0 + a1 a + a2 a^2; bound = p(|a|)/6 + e^|a| q(|a|)/6 +
-/// r0 + r1 |a|. Rebuilt in O(expiries) after any change other than an underlying move, so
-/// that an underlying move costs O(1).
+/// r0 + r1 |a|. Rebuilt after any change other than an underlying move (from the changed
+/// expiry's running sum on: O(expiries) at most), so that an underlying move costs O(1).
 #[derive(Debug, Clone, Copy, Default)]
 struct Aggregate {
     ln_ref: f64,

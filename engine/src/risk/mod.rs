@@ -30,8 +30,10 @@
 //! sums per expiry, and the expiries of an underlying add up into one polynomial in the
 //! underlying's log-move (with its bound). An underlying move evaluates that polynomial: O(1),
 //! about 18 ns whatever the book size. A fill or a vol update changes one option's terms in
-//! its expiry (O(1)) and re-adds the underlying's expiries (O(expiries), arithmetic only):
-//! independent of the number of options held. Figures: `docs/benchmarks.md`.
+//! its expiry (O(1)) and re-adds the underlying's expiries from that one on (running sums
+//! kept per expiry in registration order, so the result is bit for bit the full sum's;
+//! O(expiries) at most, arithmetic only): independent of the number of options held.
+//! Figures: `docs/benchmarks.md`.
 //!
 //! The error is bounded by Taylor's theorem with the derivatives' sup over *all* moneyness:
 //! in log coordinates every derivative of `N(d1)` is a Hermite polynomial times the normal
