@@ -688,6 +688,60 @@ mod tests {
     }
 
     #[test]
+    fn the_mirror_encodes_what_the_whole_state_encodes_and_refuses_an_unknown_option() {
+        let syms = vec!["BTC-X-C".to_string(), "BTC-Y-P".into(), "BTC-Z-C".into()];
+        let mut m = StateMirror::new(syms);
+        let entry = |opt, contracts, settled| OptionEntry {
+            opt,
+            contracts,
+            settled,
+        };
+        let head = |last_exec_id| StateDelta {
+            epoch: 2,
+            last_exec_id,
+            underlyings: vec![UnderlyingRecord {
+                name: "BTC".into(),
+                hedge_position: -12.5,
+                utc_day: 20000,
+                filled_today: 0.1 + 0.2,
+            }],
+            ..StateDelta::default()
+        };
+        let mut d = head(1);
+        d.options = vec![
+            entry(0, -3.0, None),
+            entry(1, 0.0, None),
+            entry(2, 1.5, None),
+        ];
+        m.apply(d).unwrap();
+        let mut d = head(2);
+        d.options = vec![entry(2, 0.0, Some((1.5, 9123.5, 77))), entry(1, 4.0, None)];
+        m.apply(d).unwrap();
+        let (mut got, mut want) = (String::new(), String::new());
+        m.encode(&mut got);
+        let whole = PersistState {
+            options: vec![("BTC-X-C".into(), -3.0), ("BTC-Y-P".into(), 4.0)],
+            settled: vec![SettledRecord {
+                symbol: "BTC-Z-C".into(),
+                contracts: 1.5,
+                settlement_px: 9123.5,
+                settled_at_ns: 77,
+            }],
+            ..PersistState::decode(&got, Path::new("x")).unwrap()
+        };
+        whole.encode(&mut want);
+        assert_eq!(got, want);
+        assert_eq!(whole.last_exec_id, 2);
+        let mut bad = head(3);
+        bad.options = vec![entry(3, 1.0, None)];
+        let e = m.apply(bad).unwrap_err().to_string();
+        assert!(e.contains("option index 3 outside the 3 options"), "{e}");
+        let mut again = String::new();
+        m.encode(&mut again);
+        assert_eq!(again, got, "a refused delta changes nothing");
+    }
+
+    #[test]
     fn version_1_files_still_load_without_settlements() {
         let v1 = "hedger-state 1\nepoch 2\nlast_exec_id 5\noption BTC-X-C -3.0\nend\n";
         let st = PersistState::decode(v1, Path::new("x")).unwrap();
