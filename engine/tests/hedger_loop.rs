@@ -4,6 +4,8 @@
 
 mod hedger_common;
 
+use engine::hedger::state::{StateStore, StateWriter};
+use engine::hedger::Housekeeping;
 use engine::limits::{LimitBreach, LimitsConfig, TradingMode};
 use engine::policy::{BandRule, PolicyConfig};
 use hedger_common::*;
@@ -398,16 +400,21 @@ fn restart_restores_positions_and_reconciles_orders_in_flight_before_hedging() {
     );
 }
 
+/// A warm rig (band 50, open limits) whose housekeeping snapshots into `dir` through the
+/// state writer thread, at once when execs are pending (interval 0).
+fn rig_with_state_writer(dir: &std::path::Path) -> (Rig, Housekeeping) {
+    let mut r = rig(fixed_policy(50.0), open_limits());
+    let store = StateStore::open(dir, false).unwrap();
+    let writer = StateWriter::start(store, r.core.option_symbols()).unwrap();
+    let hk = Housekeeping::new(Some(writer), None, 0, u64::MAX, u64::MAX, r.now);
+    r.warm();
+    (r, hk)
+}
+
 #[test]
 fn execs_are_committed_only_once_the_snapshot_covering_them_is_written() {
-    use engine::hedger::state::{StateStore, StateWriter};
-    use engine::hedger::Housekeeping;
     let dir = tempfile::tempdir().unwrap();
-    let mut r = rig(fixed_policy(50.0), open_limits());
-    let store = StateStore::open(dir.path(), false).unwrap();
-    let writer = StateWriter::start(store, r.core.option_symbols()).unwrap();
-    let mut hk = Housekeeping::new(Some(writer), None, 0, u64::MAX, u64::MAX, r.now);
-    r.warm();
+    let (mut r, mut hk) = rig_with_state_writer(dir.path());
     r.client_buys_calls(3.0);
     assert_eq!((r.execs.head, r.core.uncommitted_execs()), (0, 1));
     let t0 = std::time::Instant::now();
@@ -440,14 +447,8 @@ fn execs_are_committed_only_once_the_snapshot_covering_them_is_written() {
 /// late trade in a settled option (its settlement record).
 #[test]
 fn every_snapshot_saved_is_the_whole_state_though_the_loop_sends_only_changes() {
-    use engine::hedger::state::{StateStore, StateWriter};
-    use engine::hedger::Housekeeping;
     let dir = tempfile::tempdir().unwrap();
-    let mut r = rig(fixed_policy(50.0), open_limits());
-    let store = StateStore::open(dir.path(), false).unwrap();
-    let writer = StateWriter::start(store, r.core.option_symbols()).unwrap();
-    let mut hk = Housekeeping::new(Some(writer), None, 0, u64::MAX, u64::MAX, r.now);
-    r.warm();
+    let (mut r, mut hk) = rig_with_state_writer(dir.path());
     let saved_equals_state = |r: &mut Rig, hk: &mut Housekeeping, step: &str| {
         hk.snapshot(&mut r.core, &mut r.execs, shm_layout::clock::now_ns())
             .unwrap();
