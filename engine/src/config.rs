@@ -110,8 +110,8 @@ pub struct RuntimeSection {
     pub histogram_path: Option<PathBuf>,
     /// Interval between histogram log entries, ms.
     pub histogram_interval_ms: u64,
-    /// Interval between state snapshots when execs are pending, ms (one is also forced every
-    /// 512 execs). Each snapshot rewrites the whole state file, a line per held option: for
+    /// Interval between state snapshots when execs are pending, ms (one is also forced when an
+    /// eighth of the execs ring, at least 512 reports, waits uncommitted). Each snapshot rewrites the whole state file, a line per held option: for
     /// 10,000 options about 1.2 ms of the state writer thread (none of the loop's: it sends
     /// only the options changed), so the 5 ms default costs that thread up to a fifth of a
     /// core while execs flow. A longer interval costs only a longer re-delivery of reports

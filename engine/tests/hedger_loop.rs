@@ -411,6 +411,55 @@ fn rig_with_state_writer(dir: &std::path::Path) -> (Rig, Housekeeping) {
     (r, hk)
 }
 
+/// On the default 65,536-slot execs ring a snapshot is forced by 8,192 uncommitted reports,
+/// not by 512 (each one rewrites the whole book); a small ring still forces at 512.
+#[test]
+fn a_snapshot_is_forced_by_an_eighth_of_the_execs_ring() {
+    use engine::hedger::force_snapshot_execs;
+    assert_eq!(force_snapshot_execs(65_536), 8_192);
+    assert_eq!(force_snapshot_execs(4_096), 512);
+    assert_eq!(force_snapshot_execs(512), 512);
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rig(fixed_policy(50.0), open_limits());
+    let store = StateStore::open(dir.path(), false).unwrap();
+    let writer = StateWriter::start(store, r.core.option_symbols()).unwrap();
+    // No interval: only the count forces a snapshot.
+    let mut hk = Housekeeping::new(Some(writer), None, u64::MAX, u64::MAX, u64::MAX, r.now)
+        .for_execs_capacity(65_536);
+    r.warm();
+    let run = |r: &mut Rig, hk: &mut Housekeeping| {
+        hk.run(
+            &mut r.core,
+            &mut r.execs,
+            &mut r.orders,
+            shm_layout::clock::now_ns(),
+        )
+        .unwrap();
+        hk.snapshots
+    };
+    for i in 0..8_191 {
+        if i % 2 == 0 {
+            r.client_buys_calls(0.1);
+        } else {
+            r.client_sells_calls(0.1);
+        }
+    }
+    assert_eq!(r.core.uncommitted_execs(), 8_191);
+    assert_eq!(
+        run(&mut r, &mut hk),
+        0,
+        "512, 4,096 or 8,191 reports force nothing"
+    );
+    r.client_buys_calls(0.1);
+    assert_eq!(
+        run(&mut r, &mut hk),
+        1,
+        "the 8,192nd report forces the snapshot"
+    );
+    hk.finish(&mut r.core, &mut r.execs, shm_layout::clock::now_ns())
+        .unwrap();
+}
+
 #[test]
 fn execs_are_committed_only_once_the_snapshot_covering_them_is_written() {
     let dir = tempfile::tempdir().unwrap();

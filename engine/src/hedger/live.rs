@@ -541,6 +541,7 @@ impl<'t> HedgerAgent<'t> {
         start_ns: u64,
     ) -> anyhow::Result<Self> {
         let mut cnc = seg.cnc;
+        let execs_capacity = seg.execs.capacity();
         let io = Io {
             md: RecordingMarket::new(seg.market, tap),
             execs: RecordingExecs::new(seg.execs, tap),
@@ -559,7 +560,8 @@ impl<'t> HedgerAgent<'t> {
         let names: Vec<String> = core.und.iter().map(|u| u.setup.name.clone()).collect();
         let metrics = Metrics::new(&mut cnc, &names);
         Ok(HedgerAgent {
-            hk: start_housekeeping(cfg, store, start_ns, core.option_symbols())?,
+            hk: start_housekeeping(cfg, store, start_ns, core.option_symbols())?
+                .for_execs_capacity(execs_capacity),
             driver: Driver::new(cfg, segment_dir(cfg)?),
             core,
             io,
