@@ -111,12 +111,12 @@ pub struct RuntimeSection {
     /// Interval between histogram log entries, ms.
     pub histogram_interval_ms: u64,
     /// Interval between state snapshots when execs are pending, ms (one is also forced when an
-    /// eighth of the execs ring, at least 512 reports, waits uncommitted). Each snapshot rewrites the whole state file, a line per held option: for
-    /// 10,000 options about 1.2 ms of the state writer thread (none of the loop's: it sends
-    /// only the options changed), so the 5 ms default costs that thread up to a fifth of a
-    /// core while execs flow. A longer interval costs only a longer re-delivery of reports
-    /// after a crash (each skipped by its exec id), and holds more reports uncommitted in the
-    /// execs ring.
+    /// eighth of the execs ring, at least 512 reports, waits uncommitted). Each snapshot
+    /// rewrites the whole state file, a line per held option: for 10,000 options about 1.2 ms
+    /// of the state writer thread (none of the loop's: it sends only the options changed), so
+    /// the 5 ms default costs that thread up to a fifth of a core while execs flow. A longer
+    /// interval costs only a longer re-delivery of reports after a crash (each skipped by its
+    /// exec id), and holds more reports uncommitted in the execs ring.
     pub snapshot_interval_ms: u64,
     /// Interval of heartbeat and stats publication, ms.
     pub stats_interval_ms: u64,
