@@ -95,7 +95,7 @@ fn hedgectl(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn live_session_with_restart_and_kill_switch_replays_with_zero_divergences() {
-    replays_with_zero_divergences(hedger_config(), "ioc", |_| {});
+    replays_with_zero_divergences(hedger_config(), "ioc", |_| true, |_| {});
 }
 
 /// The same session with passive hedges: orders rest, are re-decided as client flow moves
@@ -106,25 +106,36 @@ fn a_passive_session_with_restart_replays_with_zero_divergences() {
     let policy = "[underlyings.BTC.policy]\n";
     let config = hedger_config();
     assert!(config.contains(policy), "the demo's hedger config changed");
+    // The outer band far away: a hedge rests first and crosses only at its timeout (with
+    // the default of twice the band, the first hedge of a run and the one after the kill
+    // switch often crossed at once, and a short session could hold no passive order).
     let config = config.replace(
         policy,
-        &format!("{policy}style = \"passive\"\npassive_timeout_ms = 500\n"),
+        &format!("{policy}style = \"passive\"\npassive_timeout_ms = 500\ncross_band = 50.0\n"),
     );
-    replays_with_zero_divergences(config, "passive", |session| {
-        // Offsets in `HedgeOrder`: tif at 14, action at 15.
-        let gtc = journal_orders_with(session, 14, TimeInForce::Gtc as u8);
-        let cancels = journal_orders_with(session, 15, OrderAction::Cancel as u8);
-        assert!(
-            gtc >= 1 && cancels >= 1,
-            "passive orders {gtc}, cancels {cancels}"
-        );
-    });
+    // Offsets in `HedgeOrder`: tif at 14, action at 15.
+    let gtc = |session: &Path| journal_orders_with(session, 14, TimeInForce::Gtc as u8);
+    let cancels = |session: &Path| journal_orders_with(session, 15, OrderAction::Cancel as u8);
+    replays_with_zero_divergences(
+        config,
+        "passive",
+        |session| gtc(session) >= 1 && cancels(session) >= 1,
+        |session| {
+            let (g, c) = (gtc(session), cancels(session));
+            assert!(g >= 1 && c >= 1, "passive orders {g}, cancels {c}");
+        },
+    );
 }
 
 /// Runs feed, gateway and hedger (`config`) in a namespace of their own, kills and resumes
-/// hedging, crashes and restarts the hedger, then replays its session journal; `check` looks
-/// at the journal (the session directory) at the end.
-fn replays_with_zero_divergences(config: String, tag: &str, check: impl Fn(&Path)) {
+/// hedging, crashes and restarts the hedger, runs it until `until` holds of its journal (the
+/// session directory; at most 40 s), then replays the journal; `check` looks at it at the end.
+fn replays_with_zero_divergences(
+    config: String,
+    tag: &str,
+    until: impl Fn(&Path) -> bool,
+    check: impl Fn(&Path),
+) {
     let bins = bin_dir();
     let tmp = tempfile::TempDir::new().unwrap();
     let t = tmp.path();
@@ -181,6 +192,14 @@ fn replays_with_zero_divergences(config: String, tag: &str, check: impl Fn(&Path
     let mut h2 = hedger("hedger2.log");
     let before = journal_orders(&session);
     wait_orders(&session, before + 3, "after the restart");
+    let t0 = Instant::now();
+    while !until(&session) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "{tag}: the journal still lacks what the test needs after 40 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(h2.sigterm(TERM_WAIT).success());
     gateway.sigterm(TERM_WAIT);
     feed.sigterm(TERM_WAIT);
