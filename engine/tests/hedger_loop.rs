@@ -401,12 +401,12 @@ fn restart_restores_positions_and_reconciles_orders_in_flight_before_hedging() {
 }
 
 /// A warm rig (band 50, open limits) whose housekeeping snapshots into `dir` through the
-/// state writer thread, at once when execs are pending (interval 0).
-fn rig_with_state_writer(dir: &std::path::Path) -> (Rig, Housekeeping) {
+/// state writer thread, every `interval_ns` while execs are pending.
+fn rig_with_state_writer(dir: &std::path::Path, interval_ns: u64) -> (Rig, Housekeeping) {
     let mut r = rig(fixed_policy(50.0), open_limits());
     let store = StateStore::open(dir, false).unwrap();
     let writer = StateWriter::start(store, r.core.option_symbols()).unwrap();
-    let hk = Housekeeping::new(Some(writer), None, 0, u64::MAX, u64::MAX, r.now);
+    let hk = Housekeeping::new(Some(writer), None, interval_ns, u64::MAX, u64::MAX, r.now);
     r.warm();
     (r, hk)
 }
@@ -420,13 +420,9 @@ fn a_snapshot_is_forced_by_an_eighth_of_the_execs_ring() {
     assert_eq!(force_snapshot_execs(4_096), 512);
     assert_eq!(force_snapshot_execs(512), 512);
     let dir = tempfile::tempdir().unwrap();
-    let mut r = rig(fixed_policy(50.0), open_limits());
-    let store = StateStore::open(dir.path(), false).unwrap();
-    let writer = StateWriter::start(store, r.core.option_symbols()).unwrap();
     // No interval: only the count forces a snapshot.
-    let mut hk = Housekeeping::new(Some(writer), None, u64::MAX, u64::MAX, u64::MAX, r.now)
-        .for_execs_capacity(65_536);
-    r.warm();
+    let (mut r, hk) = rig_with_state_writer(dir.path(), u64::MAX);
+    let mut hk = hk.for_execs_capacity(65_536);
     let run = |r: &mut Rig, hk: &mut Housekeeping| {
         hk.run(
             &mut r.core,
@@ -463,7 +459,7 @@ fn a_snapshot_is_forced_by_an_eighth_of_the_execs_ring() {
 #[test]
 fn execs_are_committed_only_once_the_snapshot_covering_them_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut r, mut hk) = rig_with_state_writer(dir.path());
+    let (mut r, mut hk) = rig_with_state_writer(dir.path(), 0);
     r.client_buys_calls(3.0);
     assert_eq!((r.execs.head, r.core.uncommitted_execs()), (0, 1));
     let t0 = std::time::Instant::now();
@@ -497,7 +493,7 @@ fn execs_are_committed_only_once_the_snapshot_covering_them_is_written() {
 #[test]
 fn every_snapshot_saved_is_the_whole_state_though_the_loop_sends_only_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut r, mut hk) = rig_with_state_writer(dir.path());
+    let (mut r, mut hk) = rig_with_state_writer(dir.path(), 0);
     let saved_equals_state = |r: &mut Rig, hk: &mut Housekeeping, step: &str| {
         hk.snapshot(&mut r.core, &mut r.execs, shm_layout::clock::now_ns())
             .unwrap();
