@@ -411,6 +411,25 @@ fn rig_with_state_writer(dir: &std::path::Path, interval_ns: u64) -> (Rig, House
     (r, hk)
 }
 
+/// One housekeeping pass (snapshot if due, commit what is written) at the current time;
+/// the snapshots submitted so far.
+fn run_housekeeping(r: &mut Rig, hk: &mut Housekeeping) -> u64 {
+    hk.run(
+        &mut r.core,
+        &mut r.execs,
+        &mut r.orders,
+        shm_layout::clock::now_ns(),
+    )
+    .unwrap();
+    hk.snapshots
+}
+
+/// The final snapshot, written synchronously, and every exec committed.
+fn finish_housekeeping(r: &mut Rig, hk: &mut Housekeeping) {
+    hk.finish(&mut r.core, &mut r.execs, shm_layout::clock::now_ns())
+        .unwrap();
+}
+
 /// On the default 65,536-slot execs ring a snapshot is forced by 8,192 uncommitted reports,
 /// not by 512 (each one rewrites the whole book); a small ring still forces at 512.
 #[test]
@@ -423,16 +442,6 @@ fn a_snapshot_is_forced_by_an_eighth_of_the_execs_ring() {
     // No interval: only the count forces a snapshot.
     let (mut r, hk) = rig_with_state_writer(dir.path(), u64::MAX);
     let mut hk = hk.for_execs_capacity(65_536);
-    let run = |r: &mut Rig, hk: &mut Housekeeping| {
-        hk.run(
-            &mut r.core,
-            &mut r.execs,
-            &mut r.orders,
-            shm_layout::clock::now_ns(),
-        )
-        .unwrap();
-        hk.snapshots
-    };
     for i in 0..8_191 {
         if i % 2 == 0 {
             r.client_buys_calls(0.1);
@@ -442,18 +451,17 @@ fn a_snapshot_is_forced_by_an_eighth_of_the_execs_ring() {
     }
     assert_eq!(r.core.uncommitted_execs(), 8_191);
     assert_eq!(
-        run(&mut r, &mut hk),
+        run_housekeeping(&mut r, &mut hk),
         0,
         "512, 4,096 or 8,191 reports force nothing"
     );
     r.client_buys_calls(0.1);
     assert_eq!(
-        run(&mut r, &mut hk),
+        run_housekeeping(&mut r, &mut hk),
         1,
         "the 8,192nd report forces the snapshot"
     );
-    hk.finish(&mut r.core, &mut r.execs, shm_layout::clock::now_ns())
-        .unwrap();
+    finish_housekeeping(&mut r, &mut hk);
 }
 
 #[test]
@@ -464,13 +472,7 @@ fn execs_are_committed_only_once_the_snapshot_covering_them_is_written() {
     assert_eq!((r.execs.head, r.core.uncommitted_execs()), (0, 1));
     let t0 = std::time::Instant::now();
     while r.execs.head == 0 {
-        hk.run(
-            &mut r.core,
-            &mut r.execs,
-            &mut r.orders,
-            shm_layout::clock::now_ns(),
-        )
-        .unwrap();
+        run_housekeeping(&mut r, &mut hk);
         assert!(t0.elapsed().as_secs() < 5, "never committed");
     }
     assert_eq!(r.execs.head, 1);
@@ -481,8 +483,7 @@ fn execs_are_committed_only_once_the_snapshot_covering_them_is_written() {
         .expect("written before the commit");
     assert_eq!(st.options, vec![("BTC-C-10000".to_string(), -3.0)]);
     assert_eq!(st.last_exec_id, 1);
-    hk.finish(&mut r.core, &mut r.execs, shm_layout::clock::now_ns())
-        .unwrap();
+    finish_housekeeping(&mut r, &mut hk);
 }
 
 /// The loop sends the state writer only the options changed since the last snapshot; every
@@ -530,8 +531,7 @@ fn every_snapshot_saved_is_the_whole_state_though_the_loop_sends_only_changes() 
     saved_equals_state(&mut r, &mut hk, "an expiry settled the positions");
     r.exec(ExecKind::OptionTrade, 0, PUT, Side::Sell, 1.0, 0.01, 0.0);
     saved_equals_state(&mut r, &mut hk, "a late trade in a settled option");
-    hk.finish(&mut r.core, &mut r.execs, shm_layout::clock::now_ns())
-        .unwrap();
+    finish_housekeeping(&mut r, &mut hk);
 }
 
 #[test]
