@@ -93,8 +93,8 @@ pub struct RunResult {
     /// Hedger market-data rejects.
     pub md_rejected: u64,
     /// On-CPU seconds of the hedger while the feed ran (from its start to the end of the drain),
-    /// from `/proc/<pid>/stat` (10 ms ticks). An upper bound of its work: the loop busy-spins
-    /// while no event flows (the feed's start, the drain, the wait for the gateway).
+    /// all its threads (`schedstat`, see [`CpuNs`]). An upper bound of its work: the loop
+    /// busy-spins while no event flows (the feed's start, the drain, the wait for the gateway).
     pub hedger_cpu_s: f64,
     /// The part of `hedger_cpu_s` on the hedger's main thread (its loop), without the session
     /// journal writer and state threads.
@@ -210,19 +210,6 @@ impl Procs {
         bail!("{name} did not stop within {wait:?} after SIGTERM (killed)")
     }
 
-    /// On-CPU seconds (user + system) of a running child, from `/proc/<pid>/stat`.
-    fn cpu_s(&self, name: &str) -> Option<f64> {
-        let (_, c) = self.0.iter().find(|(n, _)| *n == name)?;
-        cpu_seconds(&format!("/proc/{}/stat", c.id()))
-    }
-
-    /// On-CPU seconds of the process's main thread only (the hedger's loop; its session
-    /// journal writer and state-snapshot threads are others).
-    fn main_thread_cpu_s(&self, name: &str) -> Option<f64> {
-        let (_, c) = self.0.iter().find(|(n, _)| *n == name)?;
-        cpu_seconds(&format!("/proc/{0}/task/{0}/stat", c.id()))
-    }
-
     fn check(&mut self) -> anyhow::Result<()> {
         for (n, c) in &mut self.0 {
             if let Some(st) = c.try_wait()? {
@@ -245,17 +232,6 @@ impl Drop for Procs {
 /// Removes the namespace directory when dropped.
 struct NsGuard(PathBuf);
 
-/// utime + stime of a process, seconds (clock ticks of 1/100 s, the Linux default `USER_HZ`).
-/// utime + stime of a `/proc/.../stat` file, seconds (clock ticks of 10 ms).
-fn cpu_seconds(stat_path: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(stat_path).ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
 impl Drop for NsGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -485,13 +461,11 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
     let mut last_md = (Instant::now(), 0u64);
     let mut feed_done: Option<Instant> = None;
     let base_md = get(&counters(&dir, "hedger"), "md_events");
-    let cpu0 = procs.cpu_s("hedger").unwrap_or(0.0);
-    let loop_cpu0 = procs.main_thread_cpu_s("hedger").unwrap_or(0.0);
     let hpid = procs.pid("hedger");
     let sample = || hpid.and_then(CpuNs::of);
-    let side0 = sample().unwrap_or_default().side();
+    let cpu0 = sample();
     let mut flow = FlowCpu {
-        prev_pre: sample(),
+        prev_pre: cpu0,
         ..FlowCpu::default()
     };
     let wall0 = Instant::now();
@@ -561,9 +535,15 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
     }
 
     // 4. Stop and collect.
-    let hedger_cpu_s = procs.cpu_s("hedger").unwrap_or(0.0) - cpu0;
-    let hedger_loop_cpu_s = procs.main_thread_cpu_s("hedger").unwrap_or(0.0) - loop_cpu0;
-    let hedger_side_cpu_s = sample().map_or(0, |c| c.side().saturating_sub(side0)) as f64 / 1e9;
+    // The whole window, all threads / the loop thread / the side threads, seconds.
+    let (hedger_cpu_s, hedger_loop_cpu_s, hedger_side_cpu_s) = match (cpu0, sample()) {
+        (Some(a), Some(b)) => (
+            b.all.saturating_sub(a.all) as f64 / 1e9,
+            b.main.saturating_sub(a.main) as f64 / 1e9,
+            b.side().saturating_sub(a.side()) as f64 / 1e9,
+        ),
+        _ => (0.0, 0.0, 0.0),
+    };
     let hedger_wall_s = wall0.elapsed().as_secs_f64();
     procs.term("hedger", Duration::from_secs(30))?;
     procs.term("order-gateway", Duration::from_secs(30))?;
