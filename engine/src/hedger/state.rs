@@ -374,8 +374,8 @@ pub struct OptionEntry {
 /// A snapshot as the loop submits it to the [`StateWriter`]: the small parts whole, and only
 /// the options whose position or settlement changed since the previous delta (the first
 /// delta has them all). Building one costs the loop O(options changed), not O(book): a
-/// whole [`PersistState`] of a 10,000-option book took about 0.5 ms of the loop (a string
-/// per option) on every snapshot.
+/// whole [`PersistState`] of a 10,000-option book took 0.21-0.24 ms of the loop (a string
+/// per option) on every snapshot, a delta of 20 options 7-8 us (`hot_path`'s last line).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StateDelta {
     /// Client-order-id epoch.
