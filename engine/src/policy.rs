@@ -438,6 +438,42 @@ impl PolicyState {
         self.last_hedge_band = d.band;
         self.last_hedge_target = d.target_delta;
     }
+
+    /// What the state remembers of the last hedge: when, its side, band and target.
+    #[inline]
+    pub fn last_hedge(&self) -> LastHedge {
+        LastHedge {
+            at_ns: self.last_hedge_ns,
+            sign: self.last_hedge_sign,
+            band: self.last_hedge_band,
+            target: self.last_hedge_target,
+        }
+    }
+
+    /// Forgets the hedges sent since `before` was read ([`PolicyState::last_hedge`]): they
+    /// traded nothing (a passive order withdrawn without a fill), so they neither hold the
+    /// other side for the holding horizon, nor start the minimum interval, nor move the
+    /// accumulated trigger's reference.
+    #[inline]
+    pub fn undo_hedges_since(&mut self, before: LastHedge) {
+        self.last_hedge_ns = before.at_ns;
+        self.last_hedge_sign = before.sign;
+        self.last_hedge_band = before.band;
+        self.last_hedge_target = before.target;
+    }
+}
+
+/// The last hedge as [`PolicyState`] remembers it (see [`PolicyState::last_hedge`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LastHedge {
+    /// Monotonic ns it was sent (None: never).
+    pub at_ns: Option<u64>,
+    /// Its side: +1 bought, -1 sold, 0 none.
+    pub sign: f64,
+    /// The band it was sent at, underlying units.
+    pub band: f64,
+    /// Its target net delta, underlying units.
+    pub target: f64,
 }
 
 /// Why a hedge order was sent (one per order; the replay's `fills[].reason`).

@@ -217,6 +217,66 @@ fn flow_that_brings_the_uncovered_delta_inside_the_band_withdraws_the_passive_or
     assert_eq!(r.core.inflight_count(), 0);
 }
 
+/// Cost-aware (band floored at 0.5, no stress in this quiet market), posted passive, a 10 s
+/// holding horizon: within it, the side just hedged is not traded back.
+fn cost_aware_passive_policy() -> PolicyConfig {
+    PolicyConfig {
+        holding_horizon_ns: 10_000_000_000,
+        exec: passive_policy().exec,
+        ..cost_aware_policy(0.5, 5.0)
+    }
+}
+
+/// The cost-aware passive buy after the client bought two calls, withdrawn by the client
+/// selling one back (uncovered inside the band), after the venue filled `filled` contracts of
+/// it; returns the rig once the withdrawal's cancel is answered.
+fn cost_aware_buy_withdrawn_after_filling(filled: f64) -> Rig {
+    let (mut r, o) = passive_buy_after(cost_aware_passive_policy(), 2.0);
+    if filled > 0.0 {
+        r.on_order(
+            ExecKind::PartialFill,
+            &o,
+            (filled, o.limit_px, o.qty - filled),
+        );
+        assert!(r.pop_order().is_none(), "a partial fill changes nothing");
+    }
+    r.client_sells_calls(1.0);
+    only_a_cancel_of(&mut r, &o);
+    assert_eq!(cancels(&r, HedgeReason::Withdraw), 1);
+    r.cancelled(&o);
+    assert!(r.pop_order().is_none(), "withdrawn: nothing replaces it");
+    // The client sells 2.5 more calls: long 1.5 calls, about +0.68 BTC uncovered, beyond the
+    // 0.5 band and inside twice it, within the holding horizon of the buy.
+    r.client_sells_calls(2.5);
+    let u = &r.core.und[0];
+    assert!(
+        u.net_delta > 0.5 && u.net_delta < 1.0,
+        "net {} (band {})",
+        u.net_delta,
+        u.band
+    );
+    r
+}
+
+#[test]
+fn a_cost_aware_passive_order_withdrawn_unfilled_does_not_hold_the_other_side() {
+    // Nothing was bought: selling now is not trading the buy back. Before, the withdrawn
+    // order still counted as the last hedge and held the sell for the horizon.
+    let mut r = cost_aware_buy_withdrawn_after_filling(0.0);
+    let s = next_order(&mut r, (TimeInForce::Gtc, 10_000.5), HedgeReason::Passive);
+    assert_eq!(s.side(), Ok(Side::Sell));
+}
+
+#[test]
+fn a_cost_aware_passive_order_withdrawn_after_a_fill_still_holds_the_other_side() {
+    // Part of it was bought: selling within the horizon would trade that back.
+    let mut r = cost_aware_buy_withdrawn_after_filling(50.0);
+    assert!(r.pop_order().is_none(), "held by the horizon");
+    let later = r.now + 500_000_000;
+    r.timer_at(later);
+    assert!(r.pop_order().is_none(), "still held half a second later");
+}
+
 #[test]
 fn flow_that_reverses_beyond_the_band_cancels_and_reposts_on_the_other_side() {
     let (mut r, o) = passive_buy_after(passive_policy(), 2.0);

@@ -1402,6 +1402,9 @@ impl<R: OptionRisk> HedgerCore<R> {
         let x = &mut self.und[u as usize];
         x.hedge_position += side.sign() * e.qty;
         x.retry_at_ns = 0;
+        if e.qty > 0.0 {
+            x.exec.episode_filled = true;
+        }
         let notional = x.policy.instrument.notional(e.qty, e.price);
         x.limits.on_fill(day, notional);
         let terminal = kind == ExecKind::Fill;

@@ -17,7 +17,10 @@
 //!   decision and does not restart the cost-aware holding horizon):
 //!   - it would not trade (inside its band, below the minimum size, or held by the holding
 //!     horizon): cancel, and nothing replaces the order (cancel reason `withdraw`; the
-//!     episode ends);
+//!     episode ends). If no hedge order of the underlying filled since the episode began,
+//!     the episode traded nothing and the policy forgets its orders: its last hedge is the
+//!     one before the episode again (side, band and target for the holding horizon, time
+//!     for the minimum interval);
 //!   - it would trade the other side: cancel, and when the report arrives the fresh decision
 //!     posts that side (cancel reason `resize`);
 //!   - it would trade the same side, but the order's leaves exceed what it wants by more than
@@ -59,7 +62,11 @@ use super::{HedgerCore, StageClock};
 use crate::hedger::io::OrderSink;
 use crate::hedger::risk::OptionRisk;
 use crate::limits::{CheckContext, LimitBreach, OrderToCheck};
-use crate::policy::{Decision, ExecStyle, HedgeDecision, HedgeReason, HoldReason, RiskSnapshot};
+#[cfg(doc)]
+use crate::policy::PolicyState;
+use crate::policy::{
+    Decision, ExecStyle, HedgeDecision, HedgeReason, HoldReason, LastHedge, RiskSnapshot,
+};
 use shm_layout::{HedgeOrder, LastValue, OrderAction, OrderType, Side, TimeInForce};
 
 /// A resting passive order is replaced by a smaller one only when the policy, re-deciding,
@@ -106,6 +113,11 @@ pub struct ExecState {
     /// When the first passive order of this episode was sent, ns (0: no episode); the
     /// timeout runs from here across replacements.
     pub episode_start_ns: u64,
+    /// The policy's last hedge before this episode's first order: restored when the episode
+    /// is withdrawn without a fill ([`PolicyState::undo_hedges_since`]).
+    pub episode_before: LastHedge,
+    /// A hedge order of this underlying filled (in part or whole) since the episode began.
+    pub episode_filled: bool,
     /// When the last cancel of the passive order was sent, ns (0: none).
     pub cancel_sent_ns: u64,
     /// Why the resting order is being cancelled: `CrossTimeout`/`CrossBand` (the next order
@@ -209,6 +221,8 @@ impl<R: OptionRisk> HedgerCore<R> {
     ) {
         let x = &mut self.und[u];
         let cfg = x.policy.cfg.exec;
+        // What the policy remembers before this order (a passive episode starting keeps it).
+        let before = x.pstate.last_hedge();
         // A passive order cancelled to cross: this decision is the crossing IOC.
         let crossing = x.exec.cancel_for.take();
         let mut plan = OrderPlan {
@@ -272,6 +286,8 @@ impl<R: OptionRisk> HedgerCore<R> {
             x.exec.cancel_sent_ns = 0;
             if x.exec.episode_start_ns == 0 {
                 x.exec.episode_start_ns = st.decision_ns;
+                x.exec.episode_before = before;
+                x.exec.episode_filled = false;
             }
         }
     }
@@ -577,9 +593,14 @@ impl<R: OptionRisk> HedgerCore<R> {
         }
         if x.exec.cancel_for == Some(HedgeReason::Withdraw) {
             // Withdrawn: nothing replaces it, the episode is over (the next decision, at the
-            // next update or timer, starts afresh).
+            // next update or timer, starts afresh). If nothing of it filled, it traded no
+            // risk: the policy forgets its orders, which would otherwise hold the other side
+            // for the cost-aware holding horizon and start the minimum interval.
             x.exec.cancel_for = None;
             x.exec.episode_start_ns = 0;
+            if !x.exec.episode_filled {
+                x.pstate.undo_hedges_since(x.exec.episode_before);
+            }
         }
         if filled && x.exec.cancel_for.is_none() {
             // Filled in full at our price: the episode is over.
