@@ -453,6 +453,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     // Ratios.
     println!("\nratios (p50 / p99.9):");
+    if let (Some(b), Some(a)) = (&hop, &hop_after) {
+        let (b, a) = (Stats::of(&b.3.one_way).p50_ns, Stats::of(&a.one_way).p50_ns);
+        if ratio(b.max(a), b.min(a).max(1)) > 1.5 {
+            println!(
+                "  NOTE: the ring's own one-way p50 moved from {b} ns before the pipeline to {a} ns after it: the host moved the vCPUs during the run, and the pipeline ran in one placement or the other (or both): the two ratios below, against each, bracket its ratio"
+            );
+        }
+    }
     let mut ratios = Vec::new();
     for (name, _, _, res) in &runs {
         let f = Stats::of(&res.stages["recv_to_read"]);
