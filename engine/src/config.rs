@@ -112,9 +112,11 @@ pub struct RuntimeSection {
     pub histogram_interval_ms: u64,
     /// Interval between state snapshots when execs are pending, ms (one is also forced when an
     /// eighth of the execs ring, at least 512 reports, waits uncommitted). Each snapshot
-    /// rewrites the whole state file, a line per held option: for 10,000 options about 1.2 ms
-    /// of the state writer thread (none of the loop's: it sends only the options changed), so
-    /// the 5 ms default costs that thread up to a fifth of a core while execs flow. A longer
+    /// rewrites the whole state file, a line per held option: for 10,000 options at most
+    /// 1.2 ms of the state writer thread (a whole save formatted from scratch, measured; the
+    /// writer formats only the changed lines; none of it on the loop, which sends only the
+    /// options changed), so the 5 ms default costs that thread up to a fifth of a core while
+    /// execs flow. A longer
     /// interval costs only a longer re-delivery of reports after a crash (each skipped by its
     /// exec id), and holds more reports uncommitted in the execs ring.
     pub snapshot_interval_ms: u64,
