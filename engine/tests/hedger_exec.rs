@@ -271,7 +271,14 @@ fn a_cost_aware_passive_order_withdrawn_unfilled_does_not_hold_the_other_side() 
 fn a_cost_aware_passive_order_withdrawn_after_a_fill_still_holds_the_other_side() {
     // Part of it was bought: selling within the horizon would trade that back.
     let mut r = cost_aware_buy_withdrawn_after_filling(50.0);
-    assert!(r.pop_order().is_none(), "held by the horizon");
+    assert!(r.pop_order().is_none(), "held");
+    // `holds` by `HOLD_LABELS`: the last is the holding horizon.
+    let horizon = engine::hedger::core::HOLD_LABELS.len() - 1;
+    assert_eq!(
+        engine::hedger::core::HOLD_LABELS[horizon],
+        "holding_horizon"
+    );
+    assert!(r.core.und[0].holds[horizon] > 0, "by the holding horizon");
     let later = r.now + 500_000_000;
     r.timer_at(later);
     assert!(r.pop_order().is_none(), "still held half a second later");
