@@ -347,6 +347,37 @@ fn lapped_reader_rebuilds_from_the_last_value_table_and_resumes() {
 }
 
 #[test]
+fn an_event_published_while_the_rebuild_read_the_table_is_applied() {
+    // The rebuild reads the index's entry at seq 6; the feed then publishes an index at seq 7
+    // and a quote at seq 9, and the rebuild reads the perpetual's entry at seq 9. The index at
+    // seq 7 is below the highest entry read (9) but newer than the index the core holds.
+    let mut r = rig(fixed_policy(0.5), open_limits());
+    r.warm();
+    let mut idx = index(12_000.0);
+    idx.seq = 6;
+    r.lv(BTC, &idx);
+    let mut q = quote(12_049.5, 12_050.5);
+    q.seq = 9;
+    r.lv(PERP, &q);
+    r.md.lap = Some(500);
+    r.step();
+    assert_eq!(r.core.und[0].index_px, 12_000.0);
+    let mut during = index(12_050.0);
+    during.seq = 7;
+    let mut older = index(11_000.0);
+    older.seq = 5;
+    let mut old_quote = quote(11_999.5, 12_000.5);
+    old_quote.seq = 8;
+    r.feed(&[older, during, old_quote]);
+    assert_eq!(r.core.und[0].index_px, 12_050.0, "seq 7 applied");
+    assert_eq!(
+        r.core.und[0].book.ask_px, 12_050.5,
+        "seq 8 older than the quote read"
+    );
+    assert_eq!(r.core.stats.md_older_than_rebuild, 2);
+}
+
+#[test]
 fn full_orders_ring_stops_hedging_and_alarms_until_drained() {
     let mut r = rig(fixed_policy(0.5), open_limits());
     r.orders = engine::hedger::io::MemOrders::new(1);

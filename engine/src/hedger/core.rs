@@ -1143,14 +1143,20 @@ impl<R: OptionRisk> HedgerCore<R> {
         self.stats.md_events += 1;
         self.latency.record_read(e.recv_ts_ns, read_ns);
         // After a rebuild the ring still holds events older than the last values just read:
-        // applying them would move prices back in time. Once past them, the check is off
-        // (a feed restarted from seq 1 later is not skipped).
+        // applying them would move prices back in time. Older is per instrument: the feed
+        // goes on while the rebuild reads the table entry by entry, so an event published
+        // after its instrument's entry was read, but numbered below an entry read later,
+        // is newer than what the core holds and is applied (with one maximum over all
+        // entries it was skipped, and that instrument kept the older value until its next
+        // update). Once past the highest entry read, the check is off (a feed restarted
+        // from seq 1 later is not skipped).
         if self.rebuilt_seq != 0 && e.seq != 0 {
-            if e.seq <= self.rebuilt_seq {
+            if e.seq > self.rebuilt_seq {
+                self.rebuilt_seq = 0;
+            } else if self.memo.older_than_read(e.instrument_id, e.seq) {
                 self.stats.md_older_than_rebuild += 1;
                 return None;
             }
-            self.rebuilt_seq = 0;
         }
         let Some(&role) = self.roles.get(e.instrument_id as usize) else {
             self.reject_md(MdReject::UnknownInstrument);

@@ -34,7 +34,7 @@ shm_layout::counter_schema! {
         /// Rebuilds.
         MdRebuilds = D::counter("md_rebuilds", "rebuilds", "Rebuilds of the market state from the last-value table"),
         /// Skipped stale events.
-        MdOlderThanRebuild = D::counter("md_older_than_rebuild", "events", "Events older than the last rebuild, skipped"),
+        MdOlderThanRebuild = D::counter("md_older_than_rebuild", "events", "Events no newer than the entry the last rebuild read for their instrument, skipped"),
         /// Execs applied.
         ExecsProcessed = D::counter("execs_processed", "execs", "Exec reports read from the execs ring"),
         /// Duplicate execs.

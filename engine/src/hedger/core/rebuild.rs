@@ -53,6 +53,10 @@ pub(super) struct RebuildMemo {
     repriced: u64,
     /// The next rebuild reprices every option the risk holds (a full rebuild).
     full_next: bool,
+    /// Per instrument id: the highest `last_seq` the rebuilds since the ring was last past
+    /// `rebuilt_seq` read from its entry (0: not read). An event of the ring at or below it
+    /// is older than what the core holds for that instrument.
+    read_seq: Vec<u64>,
 }
 
 impl RebuildMemo {
@@ -87,6 +91,22 @@ impl RebuildMemo {
             pick: vec![None; roles.len()],
             repriced: 0,
             full_next: false,
+            read_seq: vec![0; roles.len()],
+        }
+    }
+
+    /// Whether the event numbered `seq` of instrument `id` is no newer than the entry a
+    /// rebuild read for it (the core holds that entry's value or a newer one).
+    #[inline]
+    pub(super) fn older_than_read(&self, id: u32, seq: u64) -> bool {
+        self.read_seq.get(id as usize).is_some_and(|&r| seq <= r)
+    }
+
+    /// A rebuild read the entry of `id` at `last_seq`.
+    #[inline]
+    fn read(&mut self, id: usize, last_seq: u64) {
+        if let Some(r) = self.read_seq.get_mut(id) {
+            *r = (*r).max(last_seq);
         }
     }
 
@@ -137,6 +157,10 @@ impl<R: OptionRisk> HedgerCore<R> {
 
     pub(super) fn rebuild_impl<M: MarketSource>(&mut self, md: &M, now_ns: u64) {
         let wall = self.wall_ns(now_ns);
+        if self.rebuilt_seq == 0 {
+            // The ring is past every earlier rebuild's reads: start the record afresh.
+            self.memo.read_seq.fill(0);
+        }
         self.pick_options(md, wall);
         // Every mark at once: one re-aggregation at the end instead of one per option.
         self.risk.begin_rebuild();
@@ -153,6 +177,7 @@ impl<R: OptionRisk> HedgerCore<R> {
                 role => {
                     if let Some(lv) = md.last_value(id) {
                         self.rebuilt_seq = self.rebuilt_seq.max(lv.last_seq);
+                        self.memo.read(id as usize, lv.last_seq);
                         self.rebuild_one(id, role, &lv);
                     }
                 }
@@ -182,6 +207,7 @@ impl<R: OptionRisk> HedgerCore<R> {
                 continue;
             };
             self.rebuilt_seq = self.rebuilt_seq.max(lv.last_seq);
+            m.read(id, lv.last_seq);
             if !mark_usable(&lv, &self.defs[id], wall_ns) {
                 continue;
             }
