@@ -243,13 +243,11 @@ impl PersistState {
             }
             match f.first().copied() {
                 Some("hedger-state") if n == 1 => {
-                    version = match f.get(1) {
-                        Some(&"1") => 1,
-                        Some(&"2") => 2,
-                        Some(&"3") => 3,
-                        Some(&"4") => 4,
-                        _ => return Err(err(n, "unsupported version (this build reads 1 to 4)")),
-                    };
+                    version = f
+                        .get(1)
+                        .and_then(|v| v.parse::<u32>().ok())
+                        .filter(|v| (1..=STATE_VERSION).contains(v))
+                        .ok_or_else(|| err(n, "unsupported version (this build reads 1 to 4)"))?;
                 }
                 _ if n == 1 => return Err(err(n, "not a hedger state file")),
                 Some("epoch") => st.epoch = int(1)?,
