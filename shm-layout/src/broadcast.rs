@@ -167,8 +167,11 @@ pub unsafe fn read_at<T: Pod>(mem: &Mem, g: &Geometry, cursor: &mut u64) -> Poll
     Poll::Lapped { lost: oldest - c }
 }
 
-/// Prefetch of the cache line holding `p`, for writing (`prefetchw`) or reading: a hint,
-/// no-op off x86-64.
+/// Prefetch of the cache line holding `p`, for writing or reading: a hint, no-op off x86-64.
+/// "For writing" is `_MM_HINT_ET0`, which is `prefetchw` only in a build with the `prfchw`
+/// target feature; the default x86-64 target (this project's) compiles it to `prefetcht0`, a
+/// read prefetch. A scratch build with `prefetchw` itself measured no faster in the e2e
+/// (docs/benchmarks.md, "Where the stage's excess over the ring lies").
 #[cfg(not(loom))]
 #[inline(always)]
 pub(crate) fn prefetch(p: *const u8, for_write: bool) {

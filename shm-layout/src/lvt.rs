@@ -355,8 +355,8 @@ mod real {
         }
 
         /// Asks the core to bring the cache lines that [`LastValueTable::apply`] of an event of
-        /// `id` will store to into its cache, for writing (x86-64 `prefetchw`; nothing
-        /// elsewhere): the sequence word and the header, quote, mark, price and trade words
+        /// `id` will store to into its cache (x86-64 `_MM_HINT_ET0`: `prefetcht0` on the
+        /// default target, see `broadcast::prefetch`; nothing elsewhere): the sequence word and the header, quote, mark, price and trade words
         /// (the entry's first two lines), and with `with_depth` the depth words too (the
         /// rest of the entry). A hint only: no value changes, no ordering, nothing waits.
         ///
