@@ -175,6 +175,7 @@ unsafe fn begin_partial(mem: &Mem, off: usize) -> Option<u64> {
 /// # Safety
 /// `mem` holds `2 * DEPTH_LEVELS` words at `off` (8-aligned) inside an entry opened with
 /// [`begin_partial`]; this is the entry's only writer.
+#[cfg(not(loom))] // its only caller, `LastValueTable::apply`, is not in the loom build
 #[inline(always)]
 unsafe fn store_depth_side(mem: &Mem, off: usize, words: &[u64; 2 * DEPTH_LEVELS], changed: u32) {
     const ALL: u32 = (1 << DEPTH_LEVELS) - 1;
