@@ -146,6 +146,20 @@ fn checksum_hex(version: u32, bytes: &[u8]) -> String {
     }
 }
 
+/// The version named on a state file's first line, if this build reads it (1 to
+/// [`STATE_VERSION`]).
+fn readable_version(field: Option<&str>) -> Option<u32> {
+    field?
+        .parse::<u32>()
+        .ok()
+        .filter(|v| (1..=STATE_VERSION).contains(v))
+}
+
+/// The error text for a version [`readable_version`] refuses.
+fn unsupported_version() -> String {
+    format!("unsupported version (this build reads 1 to {STATE_VERSION})")
+}
+
 /// FNV-1a 64 of `bytes`: the checksum of version 3 files.
 fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
@@ -243,11 +257,8 @@ impl PersistState {
             }
             match f.first().copied() {
                 Some("hedger-state") if n == 1 => {
-                    version = f
-                        .get(1)
-                        .and_then(|v| v.parse::<u32>().ok())
-                        .filter(|v| (1..=STATE_VERSION).contains(v))
-                        .ok_or_else(|| err(n, "unsupported version (this build reads 1 to 4)"))?;
+                    version = readable_version(f.get(1).copied())
+                        .ok_or_else(|| err(n, &unsupported_version()))?;
                 }
                 _ if n == 1 => return Err(err(n, "not a hedger state file")),
                 Some("epoch") => st.epoch = int(1)?,
