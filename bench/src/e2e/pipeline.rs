@@ -116,6 +116,18 @@ pub struct RunResult {
     pub pin_warnings: Vec<String>,
 }
 
+impl RunResult {
+    /// `cpu_s` seconds of CPU per market event the hedger read, ns.
+    pub fn ns_per_event(&self, cpu_s: f64) -> f64 {
+        cpu_s * 1e9 / self.md_events.max(1) as f64
+    }
+
+    /// The hedger's CPU per event read: its loop while events flowed plus its side threads.
+    pub fn hedger_cpu_ns_per_event(&self) -> f64 {
+        self.ns_per_event(self.hedger_flow_loop_cpu_s + self.hedger_side_cpu_s)
+    }
+}
+
 struct Procs(Vec<(&'static str, Child)>);
 
 /// On-CPU nanoseconds of a process's threads (all, and the main thread alone).
