@@ -116,9 +116,8 @@ pub struct RuntimeSection {
     /// 1.2 ms of the state writer thread (a whole save formatted from scratch, measured; the
     /// writer formats only the changed lines; none of it on the loop, which sends only the
     /// options changed), so the 5 ms default costs that thread up to a fifth of a core while
-    /// execs flow. A longer
-    /// interval costs only a longer re-delivery of reports after a crash (each skipped by its
-    /// exec id), and holds more reports uncommitted in the execs ring.
+    /// execs flow. A longer interval costs only a longer re-delivery of reports after a crash
+    /// (each skipped by its exec id), and holds more reports uncommitted in the execs ring.
     pub snapshot_interval_ms: u64,
     /// Interval of heartbeat and stats publication, ms.
     pub stats_interval_ms: u64,

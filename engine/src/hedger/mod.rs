@@ -97,8 +97,8 @@ pub const FORCE_SNAPSHOT_EXECS: usize = 512;
 /// `capacity` slots: an eighth of the ring (at least [`FORCE_SNAPSHOT_EXECS`]). The force
 /// exists so that uncommitted reports never fill the ring (the gateway cannot overwrite them):
 /// with [`MAX_SNAPSHOTS_IN_FLIGHT`] snapshots in flight, at most five eighths of it are
-/// uncommitted. A snapshot rewrites the whole book (about 1.2 ms of the state writer for
-/// 10,000 options), so a fixed 512 on the default 65,536-slot ring forced one every 512
+/// uncommitted. A snapshot rewrites the whole book (at most 1.2 ms of the state writer for
+/// 10,000 options: `snapshot_interval_ms`'s doc), so a fixed 512 on the default 65,536-slot ring forced one every 512
 /// reports: 130 a second at saturation in the e2e benchmark, 30 ns of CPU per market event.
 pub fn force_snapshot_execs(capacity: usize) -> usize {
     (capacity / 8).max(FORCE_SNAPSHOT_EXECS)
