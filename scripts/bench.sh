@@ -22,11 +22,12 @@
 # builds REV's feed-handler, hedger and order-gateway from its tree (`git archive`, in
 # $target_dir/bench-base/REV; a full release build the first time), then runs this tree's e2e
 # --rounds times (default 3) over REV's binaries and this tree's, alternated, with the other
-# options as given, and prints each run's ring one-way, feed -> hedger p50 and its ratio to the
-# ring, CPU per event at saturation, and the medians' ratio (this tree over REV). REV's three
-# binaries run together, so they agree with each other; the e2e harness is this tree's, so REV
-# must accept the command-line options it passes (any commit since the harness's
-# --secs-per-rate, 2026-12). Needs python3.
+# options as given (not --out: the runs go to $target_dir/e2e-against-REV), and prints each
+# run's ring one-way, feed -> hedger p50 and its ratio to the ring, CPU per event at
+# saturation, and the medians' ratio (this tree over REV). REV's three binaries run together,
+# so they agree with each other; the e2e harness is this tree's, so REV's binaries must accept
+# the command lines and config files it writes (recent commits do; an older one stops with
+# its error in the run's .txt). Needs python3.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
