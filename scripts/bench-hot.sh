@@ -82,14 +82,11 @@ fi
 
 # --against REV: REV's hot_path, built from its own tree.
 rev="$(git rev-parse --short "$against^{commit}")" || { echo "bench-hot.sh: --against $against: not a commit" >&2; exit 2; }
-# One tree and one target directory per revision: `git archive` gives files the commit's
-# time, older than another revision's build outputs, so a shared target directory would
-# take that build as fresh and run the wrong binary.
 base_dir="$target_dir/bench-hot-base/$rev"
-rm -rf "$base_dir/src" && mkdir -p "$base_dir/src"
-git archive "$rev" | tar -x -C "$base_dir/src"
+# shellcheck source=scripts/rev-build.sh
+. scripts/rev-build.sh
 echo "bench-hot.sh: building $rev's hot_path in $base_dir (the first time: a full release build)" >&2
-(cd "$base_dir/src" && CARGO_TARGET_DIR="$(cd .. && pwd)/target" cargo build --release --quiet -p bench --bin hot_path) || {
+build_rev "$rev" "$base_dir" -p bench --bin hot_path || {
     echo "bench-hot.sh: $rev's hot_path does not build (does $rev have bench/src/bin/hot_path.rs?)" >&2
     exit 1
 }

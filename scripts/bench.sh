@@ -54,15 +54,11 @@ fi
 
 rev="$(git rev-parse --short "$against^{commit}")" || { echo "bench.sh: --against $against: not a commit" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "bench.sh: --against needs python3 for its summary" >&2; exit 1; }
-# One tree and one target directory per revision: `git archive` gives files the commit's
-# time, older than another revision's build outputs, so a shared target directory would
-# take that build as fresh and run the wrong binaries.
 base_dir="$target_dir/bench-base/$rev"
-rm -rf "$base_dir/src" && mkdir -p "$base_dir/src"
-git archive "$rev" | tar -x -C "$base_dir/src"
+# shellcheck source=scripts/rev-build.sh
+. scripts/rev-build.sh
 echo "bench.sh: building $rev's feed-handler, hedger and order-gateway in $base_dir" >&2
-(cd "$base_dir/src" && CARGO_TARGET_DIR="$(cd .. && pwd)/target" \
-    cargo build --release --quiet -p feed-handler -p engine -p order-gateway --bins) || {
+build_rev "$rev" "$base_dir" -p feed-handler -p engine -p order-gateway --bins || {
     echo "bench.sh: $rev's binaries do not build" >&2
     exit 1
 }
