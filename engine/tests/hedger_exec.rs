@@ -201,10 +201,7 @@ fn flow_that_brings_the_uncovered_delta_inside_the_band_withdraws_the_passive_or
     let u = &r.core.und[0];
     assert!(u.option_delta.abs() < 0.5, "uncovered {}", u.option_delta);
     assert!(u.net_delta.abs() < 0.5, "net {}", u.net_delta);
-    only_a_cancel_of(&mut r, &o);
-    assert_eq!(cancels(&r, HedgeReason::Withdraw), 1);
-    r.cancelled(&o);
-    assert!(r.pop_order().is_none(), "withdrawn: nothing replaces it");
+    withdrawn(&mut r, &o);
     r.feed(&[quote(9_999.5, 10_000.5)]);
     let later = r.now + 500_000_000;
     r.timer_at(later);
@@ -215,6 +212,15 @@ fn flow_that_brings_the_uncovered_delta_inside_the_band_withdraws_the_passive_or
         (0, 0, None)
     );
     assert_eq!(r.core.inflight_count(), 0);
+}
+
+/// The resting order `o` is withdrawn (one cancel, reason `withdraw`), the venue answers,
+/// and nothing replaces it.
+fn withdrawn(r: &mut Rig, o: &HedgeOrder) {
+    only_a_cancel_of(r, o);
+    assert_eq!(cancels(r, HedgeReason::Withdraw), 1);
+    r.cancelled(o);
+    assert!(r.pop_order().is_none(), "withdrawn: nothing replaces it");
 }
 
 /// Cost-aware (band floored at 0.5, no stress in this quiet market), posted passive, a 10 s
@@ -241,10 +247,7 @@ fn cost_aware_buy_withdrawn_after_filling(filled: f64) -> Rig {
         assert!(r.pop_order().is_none(), "a partial fill changes nothing");
     }
     r.client_sells_calls(1.0);
-    only_a_cancel_of(&mut r, &o);
-    assert_eq!(cancels(&r, HedgeReason::Withdraw), 1);
-    r.cancelled(&o);
-    assert!(r.pop_order().is_none(), "withdrawn: nothing replaces it");
+    withdrawn(&mut r, &o);
     // The client sells 2.5 more calls: long 1.5 calls, about +0.68 BTC uncovered, beyond the
     // 0.5 band and inside twice it, within the holding horizon of the buy.
     r.client_sells_calls(2.5);
