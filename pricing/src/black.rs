@@ -462,6 +462,43 @@ impl GbsTerms {
         }
     }
 
+    /// [`GbsTerms::new`] for a caller that reads one side's probability only, at zero carry
+    /// (`at.r == 0` and `at.q == 0`: a crypto book's rate): `nw1` alone when `side_d2` is
+    /// false (a plain delta), `nw2` alone when it is true (a premium-adjusted delta). The
+    /// other is left 0 instead of costing an `erfc`: it enters [`GbsTerms::theta`] only
+    /// multiplied by a rate of 0, so the vega and the theta are bit for bit those of
+    /// [`GbsTerms::new`], and so are `d1`, `d2`, `pdf1` and the side read. The price (and
+    /// [`GbsTerms::greeks`]) need both sides: not from these terms.
+    #[inline]
+    pub fn new_zero_carry_one_side(
+        kind: OptionType,
+        at: &GbsAt,
+        vol: f64,
+        x: f64,
+        side_d2: bool,
+    ) -> GbsTerms {
+        debug_assert!(at.r == 0.0 && at.q == 0.0, "zero carry only");
+        let v = vol * at.sqrt_t;
+        let (d1, d2, deterministic) = d1_d2(x, v);
+        let w = kind.sign();
+        let (nw1, nw2) = if side_d2 {
+            (0.0, norm_cdf(w * d2))
+        } else {
+            (norm_cdf(w * d1), 0.0)
+        };
+        GbsTerms {
+            at: *at,
+            w,
+            v,
+            d1,
+            d2,
+            deterministic,
+            nw1,
+            nw2,
+            pdf1: if deterministic { 0.0 } else { norm_pdf(d1) },
+        }
+    }
+
     /// dV/dsigma per 1.00 of volatility (0 for a deterministic option).
     #[inline]
     pub fn vega(&self) -> f64 {

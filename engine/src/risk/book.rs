@@ -429,6 +429,9 @@ struct OptState {
     kind: OptionType,
     model: Model,
     strike: f64,
+    /// `strike.ln()`: an evaluation's log-moneyness is `ln F - ln K` (a subtraction, where
+    /// `(F / K).ln()` put a division and a logarithm at the head of every mark's work).
+    ln_strike: f64,
     multiplier: f64,
     vol: f64,
     contracts: f64,
@@ -707,6 +710,7 @@ impl BookRisk {
             kind: spec.kind,
             model: spec.model,
             strike: spec.strike,
+            ln_strike: spec.strike.ln(),
             multiplier: spec.multiplier,
             vol,
             contracts: 0.0,
@@ -839,8 +843,8 @@ impl BookRisk {
         if self.buckets[b].forward_id.is_some() && valid_price(forward_px) {
             let u = self.buckets[b].underlying;
             self.buckets[b].ln_basis = forward_px.ln() - self.underlyings[u].ln_price;
-            // The re-evaluation's `prepare` recomputes the factors of the new basis (the
-            // evaluation itself reads none of them): one `prepare`, not two, per mark.
+            // The re-evaluation recomputes the factors of the new basis (the ratio before
+            // it values the option, the rest in its `prepare`): one exp per mark.
             if !self.on_vol(option_id, vol) {
                 // The forward moved even though the vol was refused.
                 prepare(&mut self.buckets[b]);
@@ -1306,9 +1310,12 @@ impl BookRisk {
         let q = o.contracts * o.multiplier;
         // Remove the old contribution.
         apply(&mut self.buckets[b], o, -q, -q.abs());
+        // The forward as the bucket's factor of the spot (as `full_recompute` values it):
+        // a multiplication, the exp only when the basis moved since it was last taken.
+        prepare_ratio(&mut self.buckets[b]);
         let (bk, o) = (&self.buckets[b], &self.options[i]);
         let ln_f = ln_s + bk.ln_basis;
-        let f = ln_f.exp();
+        let f = und_price * bk.ratio;
         let y0 = ln_f - bk.ln_fref;
         let t = bk.t_years;
         // The Black-76 valuation on the forward (carry yield = rate), once: the delta terms,
@@ -1323,7 +1330,15 @@ impl BookRisk {
             dr: bk.disc,
             dq: bk.disc,
         };
-        let black = GbsTerms::new(o.kind, &at, o.vol, (f / o.strike).ln());
+        // ln(F/K) in log space, as y0 is: within a few ulps of ln F of `(f / K).ln()`.
+        let x = ln_f - o.ln_strike;
+        let black = if rate == 0.0 {
+            // Every book the engine builds (no rate is configured): the delta reads one
+            // side's N, and the theta's carry terms are 0 (bit for bit the same).
+            GbsTerms::new_zero_carry_one_side(o.kind, &at, o.vol, x, o.leg == 1)
+        } else {
+            GbsTerms::new(o.kind, &at, o.vol, x)
+        };
         let (g0, gy, gyy, gs) = delta_terms(o, &black, f);
         let (b_yyy, b_sy, b_ss) = bound_coefficients(o);
         let theta = match o.model {
@@ -1347,13 +1362,15 @@ impl BookRisk {
         };
         let bk = &mut self.buckets[b];
         apply(bk, &self.options[i], q, q.abs());
-        bk.y_lo = bk.y_lo.min(y0);
-        bk.y_hi = bk.y_hi.max(y0);
-        bk.t_anchor_max = bk.t_anchor_max.max(t);
+        // Ranges that are never NaN (an option's y0 and t are not: prices and times are
+        // validated), so a compare and a move each instead of `f64::min`'s NaN handling.
+        bk.y_lo = lower(bk.y_lo, y0);
+        bk.y_hi = higher(bk.y_hi, y0);
+        bk.t_anchor_max = higher(bk.t_anchor_max, t);
         prepare(bk);
-        bk.sweep_y_lo = bk.sweep_y_lo.min(y0);
-        bk.sweep_y_hi = bk.sweep_y_hi.max(y0);
-        bk.sweep_t_max = bk.sweep_t_max.max(t);
+        bk.sweep_y_lo = lower(bk.sweep_y_lo, y0);
+        bk.sweep_y_hi = higher(bk.sweep_y_hi, y0);
+        bk.sweep_t_max = higher(bk.sweep_t_max, t);
     }
 
     /// Re-aggregates the buckets of underlying `u` into its delta and bound polynomials in
@@ -1534,6 +1551,8 @@ struct PreparedFrom {
     lo: [u64; 2],
     /// False until the first `prepare`.
     valid: bool,
+    /// False until the first `prepare_ratio` (`ln_basis` is then the ratio's input).
+    ratio_valid: bool,
 }
 
 impl PreparedFrom {
@@ -1542,6 +1561,7 @@ impl PreparedFrom {
         times: [0; 2],
         lo: [0; 2],
         valid: false,
+        ratio_valid: false,
     };
 }
 
@@ -1550,11 +1570,8 @@ impl PreparedFrom {
 /// as from a full recomputation, and a mark (which moves the basis, rarely the anchors'
 /// range and never the time) pays one exp instead of two exps, a log and a sqrt.
 fn prepare(bk: &mut Bucket) {
+    prepare_ratio(bk);
     let from = bk.prepared;
-    let ln_basis = bk.ln_basis.to_bits();
-    if !from.valid || from.ln_basis != ln_basis {
-        bk.ratio = bk.ln_basis.exp();
-    }
     let times = [bk.t_anchor_max.to_bits(), bk.t_years.to_bits()];
     if !from.valid || from.times != times {
         bk.s_w = if bk.t_anchor_max > bk.t_years {
@@ -1573,11 +1590,25 @@ fn prepare(bk: &mut Bucket) {
         };
     }
     bk.prepared = PreparedFrom {
-        ln_basis,
+        ln_basis: from.ln_basis,
         times,
         lo,
         valid: true,
+        ratio_valid: true,
     };
+}
+
+/// A bucket's `ratio` = exp(ln_basis), recomputed when the basis changed (bitwise) since
+/// it was last computed: [`prepare`]'s first factor, which an option's re-evaluation also
+/// reads before the rest is prepared.
+#[inline]
+fn prepare_ratio(bk: &mut Bucket) {
+    let ln_basis = bk.ln_basis.to_bits();
+    if !bk.prepared.ratio_valid || bk.prepared.ln_basis != ln_basis {
+        bk.ratio = bk.ln_basis.exp();
+        bk.prepared.ln_basis = ln_basis;
+        bk.prepared.ratio_valid = true;
+    }
 }
 
 /// A bucket's [`BucketTerms`] at the underlying's log-price `ln_s` and price `s`; its own
@@ -1599,7 +1630,7 @@ fn expand<const REPORT: bool, const SKIP_EMPTY: bool>(
     let ratio = bk.ratio;
     // The anchors' distance: |y + a - anchor| <= |a| + w for every anchor.
     let w = if bk.y_lo <= bk.y_hi {
-        (y - bk.y_lo).abs().max((y - bk.y_hi).abs())
+        higher((y - bk.y_lo).abs(), (y - bk.y_hi).abs())
     } else {
         0.0
     };
@@ -1635,15 +1666,15 @@ fn expand<const REPORT: bool, const SKIP_EMPTY: bool>(
             };
             t.gamma += scale * g1 / s;
         }
-        let yyy = leg.bound.yyy[0].max(0.0) * bk.inv_t15
-            + leg.bound.yyy[1].max(0.0) * bk.inv_t10
-            + leg.bound.yyy[2].max(0.0) * bk.inv_t05
-            + leg.bound.yyy[3].max(0.0);
-        let yyy_k = leg.bound.yyy[4].max(0.0) * inv_f_min;
-        let sy = leg.bound.sy[0].max(0.0) * bk.inv_t05 + leg.bound.sy[1].max(0.0);
-        let ss = leg.bound.ss[0].max(0.0)
-            + leg.bound.ss[1].max(0.0) * sqrt_tmax
-            + leg.bound.ss[2].max(0.0) * bk.t_anchor_max;
+        let yyy = pos(leg.bound.yyy[0]) * bk.inv_t15
+            + pos(leg.bound.yyy[1]) * bk.inv_t10
+            + pos(leg.bound.yyy[2]) * bk.inv_t05
+            + pos(leg.bound.yyy[3]);
+        let yyy_k = pos(leg.bound.yyy[4]) * inv_f_min;
+        let sy = pos(leg.bound.sy[0]) * bk.inv_t05 + pos(leg.bound.sy[1]);
+        let ss = pos(leg.bound.ss[0])
+            + pos(leg.bound.ss[1]) * sqrt_tmax
+            + pos(leg.bound.ss[2]) * bk.t_anchor_max;
         // (|a| + w)^3 = w^3 + 3 w^2 |a| + 3 w |a|^2 + |a|^3.
         let k0 = scale * yyy;
         let kk = scale * yyy_k;
@@ -1659,6 +1690,39 @@ fn expand<const REPORT: bool, const SKIP_EMPTY: bool>(
         t.bound = (t.p[0] + t.q[0]) / 6.0 + t.r[0];
     }
     t
+}
+
+/// `a.min(b)` for an `a` that is not NaN, as one compare and move (`b` NaN gives `a`, as
+/// `f64::min` does).
+#[inline(always)]
+fn lower(a: f64, b: f64) -> f64 {
+    if b < a {
+        b
+    } else {
+        a
+    }
+}
+
+/// `a.max(b)` for an `a` that is not NaN, as one compare and move (`b` NaN gives `a`, as
+/// `f64::max` does).
+#[inline(always)]
+fn higher(a: f64, b: f64) -> f64 {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+/// `x.max(0.0)` as one `maxsd` (NaN gives 0 as `f64::max` does; -0 gives +0, which adds
+/// the same to a sum that starts at +0): the bound's sums can round a hair below zero.
+#[inline(always)]
+fn pos(x: f64) -> f64 {
+    if x > 0.0 {
+        x
+    } else {
+        0.0
+    }
 }
 
 /// Theta per year of an option, F-fixed for Black-76 options, S-fixed for BSM options.
@@ -1767,10 +1831,15 @@ fn delta_terms(o: &OptState, black: &GbsTerms, f: f64) -> (f64, f64, f64, f64) {
         return (g0, gy, gyy, 0.0);
     }
     let (d1, d2, v, n1) = (black.d1, black.d2, black.v, black.pdf1);
+    // One division for the two terms that divide by v (Taylor coefficients: their last
+    // bits are rounding, far below the tolerance their truncation is bounded against).
+    let inv_v = 1.0 / v;
+    let n1_v = n1 * inv_v;
+    let d1_n1_vv = d1 * n1_v * inv_v;
     if leg_pa {
         // N(w d2).
         let u = w * (o.strike / f) * black.nw2;
-        (u, -u + n1 / v, u - n1 / v - d1 * n1 / (v * v), -d1 * n1)
+        (u, -u + n1_v, u - n1_v - d1_n1_vv, -d1 * n1)
     } else {
         // N(d1) for a call, -N(-d1) for a put: w N(w d1).
         let g0 = if o.kind == OptionType::Call {
@@ -1778,7 +1847,7 @@ fn delta_terms(o: &OptState, black: &GbsTerms, f: f64) -> (f64, f64, f64, f64) {
         } else {
             -black.nw1
         };
-        (g0, n1 / v, -d1 * n1 / (v * v), -d2 * n1)
+        (g0, n1_v, -d1_n1_vv, -d2 * n1)
     }
 }
 
@@ -1787,6 +1856,11 @@ fn delta_terms(o: &OptState, black: &GbsTerms, f: f64) -> (f64, f64, f64, f64) {
 #[inline]
 fn bound_coefficients(o: &OptState) -> ([f64; 5], [f64; 2], [f64; 3]) {
     let sig = o.vol.max(MIN_BOOK_VOL);
+    // One division for the three powers (the sups are rounded up in their 7th digit: a
+    // few ulps of rounding here leave every coefficient above its exact value).
+    let inv_sig = 1.0 / sig;
+    let inv_sig2 = inv_sig * inv_sig;
+    let inv_sig3 = inv_sig2 * inv_sig;
     if o.leg == 1 {
         let put_k = if o.kind == OptionType::Put {
             o.strike
@@ -1795,19 +1869,19 @@ fn bound_coefficients(o: &OptState) -> ([f64; 5], [f64; 2], [f64; 3]) {
         };
         (
             [
-                SUP_D2M1_N / (sig * sig * sig),
-                SUP_D_N / (sig * sig),
-                SUP_D2M1_N / sig,
+                SUP_D2M1_N * inv_sig3,
+                SUP_D_N * inv_sig2,
+                SUP_D2M1_N * inv_sig,
                 1.0,
                 put_k,
             ],
-            [SUP_D2M1_N / sig, 0.0],
+            [SUP_D2M1_N * inv_sig, 0.0],
             [SUP_D3MD_N, SUP_D2M1_N * sig, 0.0],
         )
     } else {
         (
-            [SUP_D2M1_N / (sig * sig * sig), 0.0, 0.0, 0.0, 0.0],
-            [SUP_D2M1_N / sig, SUP_D_N],
+            [SUP_D2M1_N * inv_sig3, 0.0, 0.0, 0.0, 0.0],
+            [SUP_D2M1_N * inv_sig, SUP_D_N],
             [2.0 * SUP_D3_N + SUP_D_N, 0.0, 2.0 * SUP_D_N * sig * sig],
         )
     }
@@ -2091,8 +2165,11 @@ mod cached_terms {
 #[cfg(test)]
 mod shared_black_terms {
     //! `reeval` values each option once (`GbsTerms`, with the expiry's cached sqrt(T) and
-    //! discount) for its delta terms, vega and theta: they must be bit for bit what the full
-    //! kernel `gbs_greeks` gives for the same forward, strike, time, vol and rate.
+    //! discount, the log-moneyness as ln F - ln K, and one side's N at zero rate) for its
+    //! delta terms, vega and theta: they must be bit for bit what the kernel's full
+    //! `GbsTerms::new` gives for the same forward, log-moneyness, time, vol and rate, and
+    //! within rounding of `gbs_greeks` at that forward and strike (which forms ln(F/K)
+    //! from the quotient).
     use super::*;
     use proptest::prelude::*;
 
@@ -2101,13 +2178,13 @@ mod shared_black_terms {
 
     proptest! {
         #[test]
-        fn an_options_vega_and_theta_are_the_full_kernels_bit_for_bit(
+        fn an_options_vega_and_theta_are_the_kernels_terms_bit_for_bit(
             call in any::<bool>(),
             inverse in any::<bool>(),
             log_k in -1.0f64..1.0,
             vol in 0.01f64..3.0,
             minutes in 1u64..500_000,
-            rate in -0.2f64..0.2,
+            rate in prop_oneof![Just(0.0), -0.2f64..0.2],
             fwd_move in -0.05f64..0.05,
             qty in prop::sample::select(vec![-3.0, -1.0, 0.1, 1.0, 2.5]),
         ) {
@@ -2135,13 +2212,21 @@ mod shared_black_terms {
             b.advance_time(expiry_ns - minutes * 60_000_000_000);
             prop_assert!(b.on_mark(2, vol, 9050.0 * fwd_move.exp()));
             let bk = &b.buckets[0];
-            let f = (b.underlyings[0].ln_price + bk.ln_basis).exp();
-            let want = gbs_greeks(kind, f, strike, bk.t_years, vol, rate, rate);
+            let f = b.underlyings[0].price * bk.ratio;
+            let (t, disc) = (bk.t_years, bk.disc);
+            let at = GbsAt { s: f, k: strike, t, sqrt_t: bk.sqrt_t, r: rate, q: rate, dr: disc, dq: disc };
+            let x = b.underlyings[0].ln_price + bk.ln_basis - strike.ln();
+            let want = GbsTerms::new(kind, &at, vol, x);
             let got = b.buckets(0).next().unwrap();
             // Bit for bit, but for the sign of a zero (the bucket's sum starts at +0).
             let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a == 0.0 && b == 0.0);
-            prop_assert!(same(got.vega, qty * want.vega), "vega {} {}", got.vega, qty * want.vega);
-            prop_assert!(same(got.theta, qty * want.theta), "theta {} {}", got.theta, qty * want.theta);
+            prop_assert!(same(got.vega, qty * want.vega()), "vega {} {}", got.vega, qty * want.vega());
+            prop_assert!(same(got.theta, qty * want.theta()), "theta {} {}", got.theta, qty * want.theta());
+            // And the quotient's log: the same values to rounding.
+            let full = gbs_greeks(kind, f, strike, t, vol, rate, rate);
+            let near = |a: f64, b: f64| (a - b).abs() <= 1e-11 * b.abs().max(1.0);
+            prop_assert!(near(got.vega, qty * full.vega), "vega {} {}", got.vega, qty * full.vega);
+            prop_assert!(near(got.theta, qty * full.theta), "theta {} {}", got.theta, qty * full.theta);
         }
     }
 }
