@@ -14,6 +14,11 @@ const SUP_D2M1_N: f64 = 0.398_942_3; // |d^2 - 1| n(d), at d = 0
 const SUP_D3_N: f64 = 0.462_541_0; // |d|^3 n(d), at d = sqrt(3)
 const SUP_D3MD_N: f64 = 0.325_812_8; // |d^3 - d| n(d)
 
+/// 1/6 rounded up: `1.0 / 6.0` is 0x3FC5555555555555 = 0.1666666666666666574..., below
+/// 1/6, and this is the next f64 (0.1666666666666666851...). `x * SIXTH_UP` is therefore
+/// never below `x / 6` for x >= 0, so the Taylor bounds stay bounds without a division.
+const SIXTH_UP: f64 = f64::from_bits(0x3FC5_5555_5555_5556);
+
 /// Shortest time to expiry used in the bound's powers of 1/T (an expired option's bound is
 /// then huge but finite).
 const MIN_T_BOUND: f64 = 1e-12;
@@ -1445,13 +1450,14 @@ impl BookRisk {
         let g = &und.agg;
         let a = und.ln_price - g.ln_ref;
         let al = a.abs();
-        let mut bound =
-            (g.p[0] + al * (g.p[1] + al * (g.p[2] + al * g.p[3]))) / 6.0 + g.r[0] + g.r[1] * al;
+        let mut bound = (g.p[0] + al * (g.p[1] + al * (g.p[2] + al * g.p[3]))) * SIXTH_UP
+            + g.r[0]
+            + g.r[1] * al;
         if g.q[3] > 0.0 {
             // exp(0) is exactly 1: the re-aggregation after any change but a move evaluates
             // at the move 0 and needs no exp.
             let e = if al == 0.0 { 1.0 } else { al.exp() };
-            bound += e * (g.q[0] + al * (g.q[1] + al * (g.q[2] + al * g.q[3]))) / 6.0;
+            bound += e * (g.q[0] + al * (g.q[1] + al * (g.q[2] + al * g.q[3]))) * SIXTH_UP;
         }
         let r = &mut und.risk;
         r.price = und.price;
@@ -1503,9 +1509,9 @@ impl Aggregate {
 /// `q` part whenever any `q` term is set, so the shares add up to at least the bound).
 fn terms_bound(t: &BucketTerms, al: f64) -> f64 {
     let mut bound =
-        (t.p[0] + al * (t.p[1] + al * (t.p[2] + al * t.p[3]))) / 6.0 + t.r[0] + t.r[1] * al;
+        (t.p[0] + al * (t.p[1] + al * (t.p[2] + al * t.p[3]))) * SIXTH_UP + t.r[0] + t.r[1] * al;
     if t.q.iter().any(|&q| q != 0.0) {
-        bound += al.exp() * (t.q[0] + al * (t.q[1] + al * (t.q[2] + al * t.q[3]))) / 6.0;
+        bound += al.exp() * (t.q[0] + al * (t.q[1] + al * (t.q[2] + al * t.q[3]))) * SIXTH_UP;
     }
     bound
 }
@@ -1687,7 +1693,7 @@ fn expand<const REPORT: bool, const SKIP_EMPTY: bool>(
         t.r[1] += scale * sy * s_w;
     }
     if REPORT {
-        t.bound = (t.p[0] + t.q[0]) / 6.0 + t.r[0];
+        t.bound = (t.p[0] + t.q[0]) * SIXTH_UP + t.r[0];
     }
     t
 }
@@ -1884,6 +1890,24 @@ fn bound_coefficients(o: &OptState) -> ([f64; 5], [f64; 2], [f64; 3]) {
             [SUP_D2M1_N * inv_sig, SUP_D_N],
             [2.0 * SUP_D3_N + SUP_D_N, 0.0, 2.0 * SUP_D_N * sig * sig],
         )
+    }
+}
+
+#[cfg(test)]
+mod sixth_up {
+    use super::SIXTH_UP;
+
+    /// The f64 1/6 rounds to is below 1/6 and SIXTH_UP is the next one up, so SIXTH_UP is
+    /// above 1/6: exact integer arithmetic on the significands (both are m x 2^-55).
+    #[test]
+    fn sixth_up_is_the_least_f64_above_one_sixth() {
+        let mantissa = |x: f64| (x.to_bits() & ((1u64 << 52) - 1)) | (1u64 << 52);
+        let (down, up) = (mantissa(1.0 / 6.0), mantissa(SIXTH_UP));
+        // 1/6 in [2^-3, 2^-2): x = m 2^-55, so x < 1/6 iff 6 m < 2^55.
+        assert_eq!((1.0f64 / 6.0).to_bits() >> 52, SIXTH_UP.to_bits() >> 52);
+        assert!(6 * u128::from(down) < 1u128 << 55);
+        assert!(6 * u128::from(up) > 1u128 << 55);
+        assert_eq!(up, down + 1);
     }
 }
 
