@@ -818,6 +818,21 @@ impl HedgePolicy {
         book: &LastValue,
         now_ns: u64,
     ) -> Decision {
+        self.decide_with_band(state, risk, book, now_ns).0
+    }
+
+    /// [`HedgePolicy::decide`], and the band [`HedgePolicy::band`] gave for hedging to zero
+    /// (`-risk.net_delta`) when the decision computed it (before the holding horizon's
+    /// floor): the hedger shows that band on a hold without computing it a second time (for
+    /// the cost-aware rule, the live cost and a Whalley-Wilmott band per event).
+    #[inline(always)]
+    pub fn decide_with_band(
+        &self,
+        state: &PolicyState,
+        risk: &RiskSnapshot,
+        book: &LastValue,
+        now_ns: u64,
+    ) -> (Decision, Option<f64>) {
         let (bid, ask) = (book.bid_px, book.ask_px);
         let book_ok =
             book.valid & LastValue::HAS_QUOTE != 0 && bid > 0.0 && ask > bid && ask.is_finite();
@@ -826,18 +841,20 @@ impl HedgePolicy {
             && risk.underlying_px > 0.0
             && risk.underlying_px.is_finite();
         if !(book_ok && risk_ok) {
-            return Decision::Hold(HoldReason::NoBook);
+            return (Decision::Hold(HoldReason::NoBook), None);
         }
         let cfg = &self.cfg;
         if cfg.rule == BandRule::None {
-            return Decision::Hold(HoldReason::InsideBand);
+            return (Decision::Hold(HoldReason::InsideBand), None);
         }
         let net = risk.net_delta;
         let mid = 0.5 * (bid + ask);
         let dpc = self.instrument.delta_per_contract(mid);
 
         // The trade we would make if we hedged to zero sizes the slippage estimate.
-        let (mut band, lambda) = self.band(state, risk, book, -net);
+        let (raw_band, lambda) = self.band(state, risk, book, -net);
+        let shown = Some(raw_band);
+        let mut band = raw_band;
         let since = now_ns.saturating_sub(state.last_hedge_ns.unwrap_or(state.started_ns));
         let holding = matches!(cfg.rule, BandRule::CostAware { .. })
             && state.last_hedge_ns.is_some()
@@ -847,11 +864,11 @@ impl HedgePolicy {
             band = band.max(state.last_hedge_band);
         }
         let Some((target, reason)) = self.target(state, net, band, since, dpc) else {
-            return Decision::Hold(HoldReason::InsideBand);
+            return (Decision::Hold(HoldReason::InsideBand), shown);
         };
         if let Some(last) = state.last_hedge_ns {
             if now_ns.saturating_sub(last) < cfg.min_interval_ns {
-                return Decision::Hold(HoldReason::MinInterval);
+                return (Decision::Hold(HoldReason::MinInterval), shown);
             }
         }
         let delta_change = target - net;
@@ -866,16 +883,16 @@ impl HedgePolicy {
         {
             // Trading back what was just traded: not within the horizon, unless delta leaves
             // the outer band (twice the band, at most `max_band`): then it is new risk.
-            return Decision::Hold(HoldReason::Horizon);
+            return (Decision::Hold(HoldReason::Horizon), shown);
         }
         let qty = self.instrument.round_down_to_lot(delta_change.abs() / dpc);
         if qty.is_nan() || qty <= 0.0 || qty < self.instrument.min_qty {
-            return Decision::Hold(HoldReason::BelowMinSize);
+            return (Decision::Hold(HoldReason::BelowMinSize), shown);
         }
         let Some(limit_px) = self.limit_px(side, bid, ask) else {
-            return Decision::Hold(HoldReason::Collar);
+            return (Decision::Hold(HoldReason::Collar), shown);
         };
-        Decision::Hedge(HedgeDecision {
+        let hedge = Decision::Hedge(HedgeDecision {
             side,
             qty_contracts: qty,
             delta_change: side.sign() * qty * dpc,
@@ -884,7 +901,8 @@ impl HedgePolicy {
             band,
             target_delta: target,
             lambda,
-        })
+        });
+        (hedge, shown)
     }
 
     /// Where to hedge to: with net delta `net` outside the `band`, to zero or the band's edge;

@@ -1578,9 +1578,11 @@ impl<R: OptionRisk> HedgerCore<R> {
         }
         let snap = self.risk_snapshot(u, self.und[u].net_delta);
         let x = &mut self.und[u];
-        let decision = x.policy.decide(&x.pstate, &snap, &x.book, read_ns);
+        let (decision, band) = x
+            .policy
+            .decide_with_band(&x.pstate, &snap, &x.book, read_ns);
         match decision {
-            Decision::Hold(h) => self.on_hold(u, h, &snap),
+            Decision::Hold(h) => self.on_hold(u, h, &snap, band),
             Decision::Hedge(d) => {
                 // The decision stamp, only for an order: a hold reads no clock (and records
                 // no stamp in the session journal).
@@ -1624,9 +1626,10 @@ impl<R: OptionRisk> HedgerCore<R> {
     }
 
     /// A decision to hold: counted by reason; when the timer should look again; the band
-    /// shown; a passive episode or a trigger that no longer applies is dropped.
+    /// shown (`band`: the one the decision computed for `snap`, if it did); a passive
+    /// episode or a trigger that no longer applies is dropped.
     #[inline]
-    fn on_hold(&mut self, u: usize, h: HoldReason, snap: &RiskSnapshot) {
+    fn on_hold(&mut self, u: usize, h: HoldReason, snap: &RiskSnapshot, band: Option<f64>) {
         let x = &mut self.und[u];
         x.holds[hold_index(h)] += 1;
         let last = x.pstate.last_hedge_ns.unwrap_or(0);
@@ -1646,7 +1649,9 @@ impl<R: OptionRisk> HedgerCore<R> {
             _ => {}
         }
         if matches!(x.policy.cfg.rule, BandRule::Fixed { .. }) || h == HoldReason::InsideBand {
-            x.band = x.policy.band(&x.pstate, snap, &x.book, -x.net_delta).0;
+            // `snap.net_delta` is `x.net_delta`: the decision's band for hedging to zero.
+            x.band =
+                band.unwrap_or_else(|| x.policy.band(&x.pstate, snap, &x.book, -x.net_delta).0);
         }
         if x.policy.cfg.exec.trigger == Trigger::Timer && x.policy.cfg.rule != BandRule::None {
             let since = x.pstate.last_hedge_ns.unwrap_or(x.pstate.started_ns);
