@@ -10,6 +10,9 @@
 #   scripts/bench-hot.sh --no-callgrind
 #   scripts/bench-hot.sh --cg-events 20000 -- --lap-lost 262144 [--full-rebuild]
 #                                            # after --: passed to hot_path (both runs)
+#   scripts/bench-hot.sh --cg-events 20000 -- --cost-aware
+#                                            # the cost-aware rule instead of the fixed band
+#                                            # (--against REV only where REV's hot_path has the flag too)
 #   scripts/bench-hot.sh --against HEAD~1    # the same for REV too, and the ratios (item 4)
 #
 # --against REV builds REV's `hot_path` (its tree from `git archive`, in

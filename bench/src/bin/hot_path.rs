@@ -67,6 +67,10 @@ struct Args {
     /// Fixed hedge band, BTC.
     #[arg(long, default_value_t = 0.15)]
     band: f64,
+    /// Hedge with the cost-aware rule (the example configuration's parameters) instead of
+    /// the fixed band.
+    #[arg(long)]
+    cost_aware: bool,
     /// Market seed.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -272,7 +276,12 @@ fn rig(
     spot: f64,
     start_ns: u64,
 ) -> anyhow::Result<Rig> {
-    let toml = market::hedger_toml(&defs, spot, start_ns, args.band, None);
+    let policy = if args.cost_aware {
+        market::BenchPolicy::CostAware
+    } else {
+        market::BenchPolicy::Fixed { band: args.band }
+    };
+    let toml = market::hedger_toml(&defs, spot, start_ns, policy, None);
     let cfg = HedgerConfig::parse(&toml, "hot_path.toml")?;
     let start = StartPoint {
         defs,

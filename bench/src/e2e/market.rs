@@ -89,15 +89,42 @@ pub fn option_delta(d: &InstrumentDef, f: f64, t_years: f64, vol: f64) -> f64 {
     }
 }
 
-/// The hedger's config: BTC hedged with BTC-PERPETUAL by a fixed band of `band` BTC back to
-/// zero, no minimum interval, limits out of the way (the benchmark measures latency, not the
+/// The hedging rule of the benchmark's hedger.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BenchPolicy {
+    /// A fixed band of `band` BTC, back to zero (the e2e benchmark's).
+    Fixed { band: f64 },
+    /// The cost-aware rule with the example configuration's parameters (the default policy
+    /// of `engine/config/hedger.example.toml`): `hot_path --cost-aware` (the e2e binary,
+    /// which compiles this module too, runs the fixed band only).
+    #[allow(dead_code)]
+    CostAware,
+}
+
+impl BenchPolicy {
+    /// The `[underlyings.BTC.policy]` keys of the rule.
+    fn toml(&self) -> String {
+        match self {
+            BenchPolicy::Fixed { band } => {
+                format!("kind = \"fixed\"\nband = {band}\ntarget = \"zero\"\n")
+            }
+            BenchPolicy::CostAware => "kind = \"cost-aware\"\nrisk_aversion = 0.0001\n\
+                 taker_fee = 0.0005\nvol_stress_weight = 1.0\nspread_stress_weight = 1.0\n\
+                 max_stress = 5.0\nmin_band = 0.05\nmax_band = 5.0\n"
+                .to_string(),
+        }
+    }
+}
+
+/// The hedger's config: BTC hedged with BTC-PERPETUAL by `policy` (the e2e benchmark: a
+/// fixed band back to zero), no minimum interval, limits out of the way (the benchmark measures latency, not the
 /// limits), and the option book (one contract long of each option) hedged from the start;
 /// the side threads on `housekeeping_core` when one is given (`runtime.housekeeping_core`).
 pub fn hedger_toml(
     defs: &[InstrumentDef],
     spot: f64,
     start_ns: u64,
-    band: f64,
+    policy: BenchPolicy,
     housekeeping_core: Option<usize>,
 ) -> String {
     let mut delta = 0.0;
@@ -113,6 +140,7 @@ pub fn hedger_toml(
     let hedge = (-delta * spot / perp).round();
     let housekeeping =
         housekeeping_core.map_or(String::new(), |c| format!("housekeeping_core = {c}\n"));
+    let policy_keys = policy.toml();
     let mut s = format!(
         r#"# Written by the e2e benchmark (bench/src/e2e/market.rs).
 [shm]
@@ -130,10 +158,7 @@ hedge_instrument = "BTC-PERPETUAL"
 initial_hedge_position = {hedge}
 
 [underlyings.BTC.policy]
-kind = "fixed"
-band = {band}
-target = "zero"
-min_interval_ms = 0
+{policy_keys}min_interval_ms = 0
 max_interval_ms = 0
 collar_bps = 100.0
 
@@ -163,7 +188,13 @@ mod tests {
         let c = synthetic_config(10_000, 1e4, 1_767_312_000_000_000_000, 1);
         let (defs, spot) = instruments(&c);
         assert_eq!(options(&defs).count(), 10_000);
-        let toml = hedger_toml(&defs, spot, c.start_ns, 0.05, None);
+        let toml = hedger_toml(
+            &defs,
+            spot,
+            c.start_ns,
+            BenchPolicy::Fixed { band: 0.05 },
+            None,
+        );
         assert_eq!(toml.matches("[[positions]]").count(), 10_000);
         let feed = feed_toml(&c);
         let p = std::env::temp_dir().join(format!("e2e-feed-{}.toml", std::process::id()));
@@ -172,8 +203,19 @@ mod tests {
         std::fs::remove_file(&p).unwrap();
         assert_eq!(back.unwrap().synthetic, c);
         // The side threads' core lands in the hedger's [runtime] section.
-        let pinned = hedger_toml(&defs, spot, c.start_ns, 0.05, Some(0));
+        let pinned = hedger_toml(
+            &defs,
+            spot,
+            c.start_ns,
+            BenchPolicy::Fixed { band: 0.05 },
+            Some(0),
+        );
         let cfg = engine::config::HedgerConfig::parse(&pinned, "e2e-hedger.toml").unwrap();
         assert_eq!(cfg.runtime.housekeeping_core, Some(0));
+        // hot_path --cost-aware: a valid config whose rule is the cost-aware one.
+        let ca = hedger_toml(&defs, spot, c.start_ns, BenchPolicy::CostAware, None);
+        let cfg = engine::config::HedgerConfig::parse(&ca, "e2e-hedger.toml").unwrap();
+        assert_eq!(cfg.underlyings["BTC"].policy.kind, "cost-aware");
+        assert_eq!(cfg.underlyings["BTC"].policy.risk_aversion, Some(1e-4));
     }
 }

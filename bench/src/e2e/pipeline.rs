@@ -340,7 +340,13 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunResult> {
     let hedger_cfg = out.join("hedger.toml");
     std::fs::write(
         &hedger_cfg,
-        market::hedger_toml(&defs, spot, start_ns, spec.band, spec.housekeeping_core),
+        market::hedger_toml(
+            &defs,
+            spot,
+            start_ns,
+            market::BenchPolicy::Fixed { band: spec.band },
+            spec.housekeeping_core,
+        ),
     )?;
     let hlog = out.join("hedger.hlog");
     let glog = out.join("gateway.hlog");
