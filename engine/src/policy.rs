@@ -671,7 +671,14 @@ pub fn whalley_wilmott_band(
     rate: f64,
     tau_years: f64,
 ) -> f64 {
-    let x = 1.5 * (-rate * tau_years).exp() * lambda * s * gamma * gamma / risk_aversion;
+    // exp(+-0) is exactly 1: at zero rate (every book the engine builds) no exp per event
+    // (a time that is not finite still gives NaN, as 0 x inf did).
+    let disc = if rate == 0.0 && tau_years.is_finite() {
+        1.0
+    } else {
+        (-rate * tau_years).exp()
+    };
+    let x = 1.5 * disc * lambda * s * gamma * gamma / risk_aversion;
     if x.is_finite() && x > 0.0 {
         x.cbrt()
     } else {
