@@ -446,20 +446,7 @@ impl GbsTerms {
     /// passes it; for Black-76, `r - q` is 0 and `x` is `(s / k).ln()`).
     #[inline]
     pub fn new(kind: OptionType, at: &GbsAt, vol: f64, x: f64) -> GbsTerms {
-        let v = vol * at.sqrt_t;
-        let (d1, d2, deterministic) = d1_d2(x, v);
-        let w = kind.sign();
-        GbsTerms {
-            at: *at,
-            w,
-            v,
-            d1,
-            d2,
-            deterministic,
-            nw1: norm_cdf(w * d1),
-            nw2: norm_cdf(w * d2),
-            pdf1: if deterministic { 0.0 } else { norm_pdf(d1) },
-        }
+        Self::with_sides(kind, at, vol, x, true, true)
     }
 
     /// [`GbsTerms::new`] for a caller that reads one side's probability only, at zero carry
@@ -478,14 +465,22 @@ impl GbsTerms {
         side_d2: bool,
     ) -> GbsTerms {
         debug_assert!(at.r == 0.0 && at.q == 0.0, "zero carry only");
+        Self::with_sides(kind, at, vol, x, !side_d2, side_d2)
+    }
+
+    /// The terms, with N(w d1) and N(w d2) only where asked (0 where not).
+    #[inline(always)]
+    fn with_sides(
+        kind: OptionType,
+        at: &GbsAt,
+        vol: f64,
+        x: f64,
+        side_d1: bool,
+        side_d2: bool,
+    ) -> GbsTerms {
         let v = vol * at.sqrt_t;
         let (d1, d2, deterministic) = d1_d2(x, v);
         let w = kind.sign();
-        let (nw1, nw2) = if side_d2 {
-            (0.0, norm_cdf(w * d2))
-        } else {
-            (norm_cdf(w * d1), 0.0)
-        };
         GbsTerms {
             at: *at,
             w,
@@ -493,8 +488,8 @@ impl GbsTerms {
             d1,
             d2,
             deterministic,
-            nw1,
-            nw2,
+            nw1: if side_d1 { norm_cdf(w * d1) } else { 0.0 },
+            nw2: if side_d2 { norm_cdf(w * d2) } else { 0.0 },
             pdf1: if deterministic { 0.0 } else { norm_pdf(d1) },
         }
     }
