@@ -1335,7 +1335,8 @@ impl BookRisk {
             dr: bk.disc,
             dq: bk.disc,
         };
-        // ln(F/K) in log space, as y0 is: within a few ulps of ln F of `(f / K).ln()`.
+        // ln(F/K) as ln F - ln K, in log space as y0 is (it differs from `(f / K).ln()`
+        // by a few ulps of ln F).
         let x = ln_f - o.ln_strike;
         let black = if rate == 0.0 {
             // Every book the engine builds (no rate is configured): the delta reads one
