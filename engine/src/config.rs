@@ -804,8 +804,11 @@ impl HedgerConfig {
             if !u.initial_hedge_position.is_finite() {
                 return Err(err(k("initial_hedge_position"), "must be finite".into()));
             }
-            if !u.rate.is_finite() {
-                return Err(err(k("rate"), "must be finite".into()));
+            if !(-1.0..=1.0).contains(&u.rate) {
+                return Err(err(
+                    k("rate"),
+                    "must be a rate per year within [-1, 1] (0.05 = 5%)".into(),
+                ));
             }
             u.policy_config()
                 .map_err(|(f, m)| err(k(&format!("policy.{f}")), m))?;
@@ -1092,6 +1095,21 @@ hedge_instrument = "BTC-PERPETUAL"
         let e = HedgerConfig::parse(&t, "t.toml").unwrap_err();
         assert_eq!(e.key, "shm.on_stale", "{e}");
         assert!(e.msg.contains(r#""keep""#), "{e}");
+    }
+
+    /// The rate reaches the option book, which accepts [-1, 1] per year: outside it (5 for
+    /// 5%, a NaN) the config is refused, naming the key, not the book at start-up.
+    #[test]
+    fn a_rate_outside_the_books_range_names_the_key() {
+        for bad in ["5.0", "-1.5", "nan", "inf"] {
+            let t = format!("{MIN}rate = {bad}\n");
+            let e = HedgerConfig::parse(&t, "t.toml").unwrap_err();
+            assert_eq!(e.key, "underlyings.BTC.rate", "{e}");
+            assert!(e.msg.contains("within [-1, 1]"), "{e}");
+        }
+        let t = format!("{MIN}rate = 0.05\n");
+        let cfg = HedgerConfig::parse(&t, "t.toml").unwrap();
+        assert_eq!(cfg.underlyings["BTC"].rate, 0.05);
     }
 
     #[test]

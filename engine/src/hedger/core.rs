@@ -526,6 +526,8 @@ impl<R: OptionRisk> HedgerCore<R> {
             if let Some(r) = roles.get_mut(s.hedge.instrument_id as usize) {
                 *r = Role::Hedge(u as u16);
             }
+            // The book's options are discounted at the rate the policy's band uses.
+            risk.set_rate(u, s.rate);
             und.push(UnderlyingRuntime::new(s, mono_ns));
         }
         let opt_ids = register_options(&defs, &und, &mut roles, &mut risk);

@@ -39,6 +39,10 @@ pub struct OptionSpec {
 
 /// Incremental risk of an option book, per underlying.
 pub trait OptionRisk {
+    /// Sets the discount rate (per year, continuously compounded) of an underlying's
+    /// options, the configured `underlyings.<name>.rate`: the same rate the policy's
+    /// Whalley-Wilmott band discounts with. Called at startup, before options are added.
+    fn set_rate(&mut self, underlying: usize, rate: f64);
     /// Registers an option; returns its handle. Called at startup only.
     fn add_option(&mut self, spec: OptionSpec) -> usize;
     /// Sets an option's position (contracts, signed).
@@ -144,6 +148,8 @@ pub struct LinearizedBook {
     specs: Vec<OptionSpec>,
     st: Vec<OptState>,
     agg: Vec<Agg>,
+    /// Discount rate per underlying (Black-76's exp(-r T) on every Greek).
+    rates: Vec<f64>,
     cursor: usize,
     /// Options re-evaluated per [`OptionRisk::idle_step`].
     pub idle_batch: usize,
@@ -154,6 +160,7 @@ impl LinearizedBook {
     pub fn new(underlyings: usize) -> Self {
         LinearizedBook {
             agg: vec![Agg::default(); underlyings],
+            rates: vec![0.0; underlyings],
             idle_batch: 4,
             ..Default::default()
         }
@@ -187,7 +194,8 @@ impl LinearizedBook {
             o.fwd
         };
         let tau = crate::pricing::time::years_between_ns(now_wall_ns, sp.expiry_ns);
-        if let Ok(g) = black76_greeks(sp.kind, fwd, sp.strike, tau, o.iv, 0.0) {
+        let rate = self.rates[sp.underlying];
+        if let Ok(g) = black76_greeks(sp.kind, fwd, sp.strike, tau, o.iv, rate) {
             let (delta, gamma) = if sp.inverse {
                 let ig = inverse_greeks(&g, fwd);
                 (ig.delta_premium_adjusted, ig.gamma_premium_adjusted)
@@ -206,6 +214,12 @@ impl LinearizedBook {
 }
 
 impl OptionRisk for LinearizedBook {
+    fn set_rate(&mut self, underlying: usize, rate: f64) {
+        if let Some(r) = self.rates.get_mut(underlying) {
+            *r = rate;
+        }
+    }
+
     fn add_option(&mut self, spec: OptionSpec) -> usize {
         self.specs.push(spec);
         self.st.push(OptState::default());
@@ -414,6 +428,15 @@ impl BookRiskAdapter {
 }
 
 impl OptionRisk for BookRiskAdapter {
+    fn set_rate(&mut self, underlying: usize, rate: f64) {
+        // The configuration has checked the range the book accepts ([-1, 1] per year).
+        if let Some(&id) = self.und_ids.get(underlying) {
+            if self.book.set_rates(id, rate, 0.0).is_err() {
+                self.setup_errors += 1;
+            }
+        }
+    }
+
     fn add_option(&mut self, spec: OptionSpec) -> usize {
         let fwd = self.forward_for(&spec);
         let r = self.book.add_option(

@@ -30,6 +30,17 @@ fn core_expiring(
     wall_ns: u64,
     expiry_ns: u64,
 ) -> HedgerCore<BookRiskAdapter> {
+    core_discounted(limits, mono_ns, wall_ns, expiry_ns, 0.0)
+}
+
+/// [`core_expiring`] with the underlying's configured `rate` (per year).
+fn core_discounted(
+    limits: LimitsConfig,
+    mono_ns: u64,
+    wall_ns: u64,
+    expiry_ns: u64,
+    rate: f64,
+) -> HedgerCore<BookRiskAdapter> {
     let mut call = def(CALL, "BTC-C-10000", InstrumentKind::Option);
     call.option_type = OptionType::Call as u8;
     call.strike = 10_000.0;
@@ -48,7 +59,8 @@ fn core_expiring(
         collar_bps: 50.0,
         ..PolicyConfig::default()
     };
-    let setup = btc_setup(&defs, policy, limits);
+    let mut setup = btc_setup(&defs, policy, limits);
+    setup.rate = rate;
     let risk = BookRiskAdapter::new(&[BTC], 3, 4, T0);
     let mut c = HedgerCore::new(defs, vec![setup], risk, mono_ns, wall_ns);
     c.set_option_position("BTC-C-10000", -40.0).unwrap();
@@ -504,6 +516,35 @@ fn exchange_clock_does_not_settle_recorded_options_against_the_wall_clock() {
     drain_at(&mut c, &mut q, mono0 + 4 * SEC);
     assert_eq!(c.und[0].options_settled, 1);
     assert_eq!(c.option_position(CALL), 0.0);
+}
+
+/// The configured rate reaches the option book, not only the policy's band: a linear call's
+/// Black-76 delta is exp(-r T) N(d1), so at 5% and 30 days the book's delta is the undiscounted
+/// one times exp(-0.05 x 30/365).
+#[test]
+fn the_configured_rate_discounts_the_books_delta() {
+    let delta_at = |rate: f64| {
+        let expiry = T0 + 30 * DAY;
+        let mut c = core_discounted(LimitsConfig::default(), T0, T0, expiry, rate);
+        let mut q = rig();
+        q.md.events.push(MarketEvent::quote(
+            PERP, T0, T0, 9_999.5, 500.0, 10_000.0, 500.0,
+        ));
+        q.md.events
+            .push(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0));
+        q.md.events
+            .push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.5, 10_000.0));
+        drain_at(&mut c, &mut q, T0);
+        assert_eq!(c.risk.setup_errors, 0);
+        c.risk.delta(0)
+    };
+    let (flat, discounted) = (delta_at(0.0), delta_at(0.05));
+    let want = flat * (-0.05f64 * 30.0 / 365.0).exp();
+    assert!(flat < 0.0, "short 40 calls: {flat}");
+    assert!(
+        (discounted - want).abs() <= 1e-9 * want.abs(),
+        "{discounted} vs {want} (undiscounted {flat})"
+    );
 }
 
 /// A snapshot's events carry `FLAG_BATCH_MORE` on all but the last: the core applies them all
