@@ -76,6 +76,7 @@ fn drive(policy: PolicyConfig, depth: bool) {
     let region = Region::start();
     let started = std::time::Instant::now();
     let mut polls = 0u64;
+    let mut laps = 0u64;
     let mut resting_qty = 0.0;
     while r.md.next < r.md.events.len() {
         let now = shm_layout::clock::now_ns();
@@ -151,8 +152,10 @@ fn drive(policy: PolicyConfig, depth: bool) {
             });
             exec_id += 1;
         }
-        if polls.is_multiple_of(200_000) {
+        // A lap while events remain: the next poll reads it.
+        if polls.is_multiple_of(200_000) && r.md.next < r.md.events.len() {
             r.md.lap = Some(1234);
+            laps += 1;
         }
         if work == 0 || polls.is_multiple_of(256) {
             hk.run(&mut r.core, &mut r.execs, &mut r.orders, now)
@@ -202,7 +205,11 @@ fn drive(policy: PolicyConfig, depth: bool) {
     assert!(s.orders_filled > 100 && s.orders_cancelled > 100, "{s:?}");
     assert!(s.orders_rejected > 100 || policy.exec.style == ExecStyle::Passive);
     assert!(s.option_trades > 100);
-    assert_eq!(s.md_lapped, 5);
+    // Every lap injected was seen. How many there are depends on the polls the events take,
+    // which the real clock's decisions move (5 on an idle machine; a parallel build once
+    // made it another number and this assertion failed when it said 5).
+    assert!(laps >= 4, "{laps} laps");
+    assert_eq!(s.md_lapped, laps);
     assert!(s.md_rejected.iter().sum::<u64>() > 1_000);
     assert_eq!(
         (stats.allocations, stats.reallocations),
