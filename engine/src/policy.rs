@@ -671,7 +671,7 @@ pub fn whalley_wilmott_band(
     rate: f64,
     tau_years: f64,
 ) -> f64 {
-    // exp(+-0) is exactly 1: at zero rate (every book the engine builds) no exp per event
+    // exp(+-0) is exactly 1: at zero rate (every shipped configuration's) no exp per event
     // (a time that is not finite still gives NaN, as 0 x inf did).
     let disc = if rate == 0.0 && tau_years.is_finite() {
         1.0

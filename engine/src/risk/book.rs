@@ -1339,8 +1339,8 @@ impl BookRisk {
         // by a few ulps of ln F).
         let x = ln_f - o.ln_strike;
         let black = if rate == 0.0 {
-            // Every book the engine builds (no rate is configured): the delta reads one
-            // side's N, and the theta's carry terms are 0 (bit for bit the same).
+            // Zero rate (every shipped configuration's, and crypto's usual): the delta
+            // reads one side's N, and the theta's carry terms are 0 (bit for bit the same).
             GbsTerms::new_zero_carry_one_side(o.kind, &at, o.vol, x, o.leg == 1)
         } else {
             GbsTerms::new(o.kind, &at, o.vol, x)
