@@ -81,6 +81,19 @@ fn drain_at<R: OptionRisk>(c: &mut HedgerCore<R>, q: &mut Queues, t: u64) {
     while c.poll(md, execs, orders, &q.ctl, t, &FixedClock(t)) > 0 {}
 }
 
+/// The market at T0: the perpetual's book around 10,000, the index at 10,000 and the call
+/// marked at `call_vol` on a forward of 10,000.
+fn open_at_t0(q: &mut Queues, call_vol: f64) {
+    q.md.events.push(MarketEvent::quote(
+        PERP, T0, T0, 9_999.5, 500.0, 10_000.0, 500.0,
+    ));
+    q.md.events
+        .push(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0));
+    q.md.events.push(MarketEvent::option_mark(
+        CALL, T0, T0, 0.02, call_vol, 10_000.0,
+    ));
+}
+
 fn rig() -> Queues {
     Queues {
         md: MemMarket::with_instruments(3),
@@ -527,13 +540,7 @@ fn the_configured_rate_discounts_the_books_delta() {
         let expiry = T0 + 30 * DAY;
         let mut c = core_discounted(LimitsConfig::default(), T0, T0, expiry, rate);
         let mut q = rig();
-        q.md.events.push(MarketEvent::quote(
-            PERP, T0, T0, 9_999.5, 500.0, 10_000.0, 500.0,
-        ));
-        q.md.events
-            .push(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0));
-        q.md.events
-            .push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.5, 10_000.0));
+        open_at_t0(&mut q, 0.5);
         drain_at(&mut c, &mut q, T0);
         assert_eq!(c.risk.setup_errors, 0);
         c.risk.delta(0)
@@ -604,13 +611,7 @@ fn a_snapshot_batch_is_decided_once_at_its_last_event() {
 fn timer_due_follows_what_is_pending() {
     let mut c = core(LimitsConfig::default());
     let mut q = rig();
-    q.md.events.push(MarketEvent::quote(
-        PERP, T0, T0, 9_999.5, 500.0, 10_000.0, 500.0,
-    ));
-    q.md.events
-        .push(MarketEvent::underlying_price(BTC, T0, T0, 10_000.0));
-    q.md.events
-        .push(MarketEvent::option_mark(CALL, T0, T0, 0.02, 0.6, 10_000.0));
+    open_at_t0(&mut q, 0.6);
     drain_at(&mut c, &mut q, T0);
     let sent = q.orders.buf.pop_front().expect("short 40 calls: hedged");
     assert!(q.orders.buf.is_empty());
