@@ -804,7 +804,7 @@ impl HedgerConfig {
             if !u.initial_hedge_position.is_finite() {
                 return Err(err(k("initial_hedge_position"), "must be finite".into()));
             }
-            if !(-1.0..=1.0).contains(&u.rate) {
+            if !(-crate::risk::RATE_LIMIT..=crate::risk::RATE_LIMIT).contains(&u.rate) {
                 return Err(err(
                     k("rate"),
                     "must be a rate per year within [-1, 1] (0.05 = 5%)".into(),

@@ -859,9 +859,8 @@ impl HedgePolicy {
         let dpc = self.instrument.delta_per_contract(mid);
 
         // The trade we would make if we hedged to zero sizes the slippage estimate.
-        let (raw_band, lambda) = self.band(state, risk, book, -net);
-        let shown = Some(raw_band);
-        let mut band = raw_band;
+        let (mut band, lambda) = self.band(state, risk, book, -net);
+        let shown = Some(band);
         let since = now_ns.saturating_sub(state.last_hedge_ns.unwrap_or(state.started_ns));
         let holding = matches!(cfg.rule, BandRule::CostAware { .. })
             && state.last_hedge_ns.is_some()

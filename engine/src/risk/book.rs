@@ -23,6 +23,10 @@ const SIXTH_UP: f64 = f64::from_bits(0x3FC5_5555_5555_5556);
 /// then huge but finite).
 const MIN_T_BOUND: f64 = 1e-12;
 
+/// Rates and yields the book accepts, per year, continuously compounded: within
+/// [-RATE_LIMIT, RATE_LIMIT] (the configuration refuses a rate outside it by the same bound).
+pub const RATE_LIMIT: f64 = 1.0;
+
 /// Smallest volatility the book accepts (0.1%): below it the delta is nearly a step function
 /// and no useful bound exists.
 pub const MIN_BOOK_VOL: f64 = 1e-3;
@@ -583,7 +587,7 @@ impl BookRisk {
     pub fn set_rates(&mut self, underlying_id: u32, rate: f64, div: f64) -> Result<(), RiskError> {
         let u = self.underlying_index(underlying_id)?;
         for x in [rate, div] {
-            if !(-1.0..=1.0).contains(&x) {
+            if !(-RATE_LIMIT..=RATE_LIMIT).contains(&x) {
                 return Err(RiskError::BadRate(x));
             }
         }

@@ -96,5 +96,5 @@ mod book;
 pub use book::{
     inverse_position_delta, linear_position_delta, BookRisk, BucketRisk, ExpirySettlement,
     InverseDelta, OptionSpec, RiskConfig, RiskError, SettledOption, SettlementTotals,
-    UnderlyingRisk, MIN_BOOK_VOL, NS_PER_YEAR,
+    UnderlyingRisk, MIN_BOOK_VOL, NS_PER_YEAR, RATE_LIMIT,
 };
